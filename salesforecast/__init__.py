@@ -1,0 +1,21 @@
+"""salesforecast: forecast-accuracy analytics for sales organisations.
+
+Make the sales process explicit (`SalesProcess`), load CRM data into validated canonical tables
+(`read_canonical`, `validate`, `CRMData`), rebuild the pipeline as it stood at any date (`pipeline_snapshots`),
+and compare forecasts with what actually closed.
+"""
+
+from salesforecast.process import FiscalCalendar, SalesProcess, fiscal_period
+from salesforecast.schema import CRMData, DataFileError, read_canonical, validate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CRMData",
+    "DataFileError",
+    "FiscalCalendar",
+    "SalesProcess",
+    "fiscal_period",
+    "read_canonical",
+    "validate",
+]

@@ -1,0 +1,834 @@
+"""Canonical tables, their validation, and the quarantine.
+
+Every importer ends here: raw tables (as read from CSV, Parquet or a database, any dtypes) go through
+`validate`, which parses each column into its canonical type, checks each row with a pandera schema and the
+cross-table rules, and splits the rows into accepted tables and a quarantine. No row is dropped silently:
+for every table, ``read == accepted + quarantined``.
+
+Quarantine reasons (the ``reason`` column; one per quarantined row, the first that applies):
+
+=============================  ====================================================================
+reason                         meaning
+=============================  ====================================================================
+unparseable date               a date column holds text that is not an ISO date or timestamp
+unparseable number             a numeric column holds text that is not a number (or is infinite)
+unparseable boolean            a flag is not one of true/false, 1/0, yes/no
+missing required value         a required column is empty
+negative amount                an amount is below zero
+unknown stage                  the stage is neither a stage of the process map nor an alias
+unknown forecast category      not one of omitted, pipeline, best case, commit, closed
+invalid period                 not a period label (``2024-07``, ``FY2024Q3``, ``FY2024``)
+duplicate id                   the table's key repeats an earlier row's key (the first row is kept)
+close date before creation     close_date falls before the day the opportunity was created
+flags contradict stage         is_closed / is_won disagree with the stage (or won but not closed)
+conversion before creation     a lead's converted_at is before its created_at
+unknown opportunity            a stage_history row names an opportunity that is not in opportunities
+opportunity quarantined        a stage_history row of an opportunity that was itself quarantined
+change before creation         a stage change more than a day before its opportunity was created
+=============================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from salesforecast.process import FORECAST_CATEGORIES, SalesProcess, normalize_forecast_category
+
+__all__ = [
+    "QUARANTINE_COLUMNS",
+    "REASONS",
+    "TABLES",
+    "CRMData",
+    "ColumnSpec",
+    "DataFileError",
+    "TableSpec",
+    "empty_table",
+    "read_canonical",
+    "validate",
+]
+
+REASONS: tuple[str, ...] = (
+    "unparseable date",
+    "unparseable number",
+    "unparseable boolean",
+    "missing required value",
+    "negative amount",
+    "unknown stage",
+    "unknown forecast category",
+    "invalid period",
+    "duplicate id",
+    "close date before creation",
+    "flags contradict stage",
+    "conversion before creation",
+    "unknown opportunity",
+    "opportunity quarantined",
+    "change before creation",
+)
+_REASON_RANK = {r: i for i, r in enumerate(REASONS)}
+
+QUARANTINE_COLUMNS = ("table", "row", "column", "value", "reason", "details", "original")
+
+
+class DataFileError(ValueError):
+    """A whole input file cannot be used (missing column, empty, wrong delimiter, undecodable bytes).
+
+    The message names the file, the table and, where it applies, the column and what was expected.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, table: str | None = None,
+                 column: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.table = table
+        self.column = column
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A canonical column: its name, kind and whether it is required.
+
+    Kinds: ``id`` and ``text`` (str), ``datetime`` (datetime64[us], naive UTC), ``number`` (float64),
+    ``bool``, ``stage`` (a stage of the process map), ``category`` (a forecast category), ``period``.
+    """
+
+    name: str
+    kind: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A canonical table: its columns and its key (unique per row)."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()
+    mandatory: bool = False
+
+    @property
+    def required(self) -> list[str]:
+        """Names of the required columns."""
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> ColumnSpec | None:
+        """The spec of a canonical column, or None."""
+        return next((c for c in self.columns if c.name == name), None)
+
+
+def _cols(required: dict[str, str], optional: dict[str, str]) -> tuple[ColumnSpec, ...]:
+    return tuple(ColumnSpec(n, k, True) for n, k in required.items()) + tuple(
+        ColumnSpec(n, k, False) for n, k in optional.items()
+    )
+
+
+TABLES: dict[str, TableSpec] = {
+    "opportunities": TableSpec(
+        "opportunities",
+        _cols(
+            {
+                "opportunity_id": "id",
+                "owner": "text",
+                "created_at": "datetime",
+                "stage": "stage",
+                "amount": "number",
+                "close_date": "datetime",
+                "is_closed": "bool",
+                "is_won": "bool",
+            },
+            {
+                "team": "text",
+                "region": "text",
+                "segment": "text",
+                "account_id": "id",
+                "lead_id": "id",
+                "lead_source": "text",
+                "product": "text",
+                "forecast_category": "category",
+            },
+        ),
+        key=("opportunity_id",),
+        mandatory=True,
+    ),
+    "stage_history": TableSpec(
+        "stage_history",
+        _cols(
+            {"opportunity_id": "id", "changed_at": "datetime", "stage": "stage"},
+            {"amount": "number", "close_date": "datetime", "forecast_category": "category"},
+        ),
+    ),
+    "leads": TableSpec(
+        "leads",
+        _cols(
+            {"lead_id": "id", "created_at": "datetime", "converted": "bool"},
+            {"converted_at": "datetime", "opportunity_id": "id", "owner": "text", "lead_source": "text"},
+        ),
+        key=("lead_id",),
+    ),
+    "forecast_submissions": TableSpec(
+        "forecast_submissions",
+        _cols(
+            {
+                "submitted_at": "datetime",
+                "owner": "text",
+                "period": "period",
+                "category": "category",
+                "amount": "number",
+            },
+            {"team": "text"},
+        ),
+        key=("submitted_at", "owner", "period", "category"),
+    ),
+    "quotas": TableSpec(
+        "quotas",
+        _cols({"owner": "text", "period": "period", "amount": "number"}, {}),
+        key=("owner", "period"),
+    ),
+}
+
+#: Optional columns always present in accepted tables (all-missing when the source lacks them).
+_ALWAYS = {
+    "stage_history": ("amount", "close_date", "forecast_category"),
+    "leads": ("converted_at", "opportunity_id"),
+}
+
+_DTYPES = {
+    "id": "str",
+    "text": "str",
+    "stage": "str",
+    "category": "str",
+    "period": "str",
+    "datetime": "datetime64[us]",
+    "number": "float64",
+    "bool": "bool",
+}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty accepted table with the canonical columns (required and always-present) and dtypes."""
+    spec = TABLES[name]
+    cols = [c for c in spec.columns if c.required or c.name in _ALWAYS.get(name, ())]
+    return pd.DataFrame({c.name: pd.Series([], dtype=_DTYPES[c.kind]) for c in cols})
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+_TRUE = {"true", "t", "1", "1.0", "yes", "y"}
+_FALSE = {"false", "f", "0", "0.0", "no", "n"}
+
+
+def _is_blank(s: pd.Series) -> pd.Series:
+    """Missing or empty/whitespace-only text."""
+    if s.dtype == "str" or s.dtype == object:
+        return s.isna() | (s.astype("str").str.strip() == "")
+    return s.isna()
+
+
+def _parse_text(s: pd.Series) -> pd.Series:
+    out = s.astype("str").str.strip()
+    return out.mask(_is_blank(s))
+
+
+def _parse_datetime(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        return s.astype("datetime64[us]")
+    text = _parse_text(s)
+    # ISO 8601 with or without time, "T" or space, and an optional offset; offsets are converted to UTC.
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def _parse_number(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("float64")
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        out = s.astype("float64")
+    else:
+        out = pd.to_numeric(_parse_text(s), errors="coerce").astype("float64")
+    return out.mask(~np.isfinite(out.fillna(0.0)))
+
+
+def _parse_bool(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("boolean")
+    key = _parse_text(s).str.casefold()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[key.isin(_TRUE).fillna(False).astype(bool)] = True
+    out[key.isin(_FALSE).fillna(False).astype(bool)] = False
+    return out
+
+
+def _missing(n: int, kind: str, index: pd.Index | None = None) -> pd.Series:
+    """An all-missing column of a kind's canonical dtype."""
+    if kind == "datetime":
+        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[us]"), index=index)
+    if kind == "number":
+        return pd.Series(np.full(n, np.nan), index=index)
+    return pd.Series([None] * n, index=index, dtype="str")
+
+
+def _parse_column(s: pd.Series, kind: str, process: SalesProcess) -> pd.Series:
+    if kind in ("id", "text"):
+        return _parse_text(s)
+    if kind == "datetime":
+        return _parse_datetime(s)
+    if kind == "number":
+        return _parse_number(s)
+    if kind == "bool":
+        return _parse_bool(s)
+    if kind == "stage":
+        text = _parse_text(s)
+        mapped = process.map_stages(text)
+        return mapped.fillna(text)  # unknown names stay as written; the schema flags them
+    if kind == "category":
+        text = _parse_text(s)
+        uniques = pd.unique(text.dropna())
+        mapped = text.map({u: normalize_forecast_category(u) for u in uniques}).astype("str")
+        return mapped.fillna(text)
+    if kind == "period":
+        text = _parse_text(s)
+        return text.str.upper().str.replace(r"^(FY\d{4})\s*-?\s*(Q[1-4])$", r"\1\2", regex=True)
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+_UNPARSEABLE = {"datetime": "unparseable date", "number": "unparseable number", "bool": "unparseable boolean"}
+
+
+# ---------------------------------------------------------------------------------------------- pandera
+def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) -> pa.DataFrameSchema:
+    """The pandera schema of a parsed table. Check names are quarantine reasons."""
+    cal = process.calendar
+    pa_cols: dict[str, pa.Column] = {}
+    for name in columns:
+        c = spec.column(name)
+        if c is None:
+            continue
+        checks: list[pa.Check] = []
+        if c.kind == "number" and name == "amount":
+            checks.append(pa.Check(lambda s: s >= 0, name="negative amount"))
+        if c.kind == "stage":
+            stages = list(process.stage_names)
+            checks.append(pa.Check(lambda s: s.isin(stages), name="unknown stage"))
+        if c.kind == "category":
+            checks.append(pa.Check(lambda s: s.isin(FORECAST_CATEGORIES), name="unknown forecast category"))
+        if c.kind == "period":
+            checks.append(
+                pa.Check(lambda s: s.map(cal.is_period).astype(bool), name="invalid period")
+            )
+        dtype = {"bool": "boolean"}.get(c.kind, _DTYPES[c.kind])
+        pa_cols[name] = pa.Column(dtype, checks=checks, nullable=not c.required, required=c.required)
+
+    wide: list[pa.Check] = []
+    if spec.name == "opportunities":
+        wide.append(
+            pa.Check(
+                lambda df: ~(df["close_date"] < df["created_at"].dt.floor("D")).fillna(False),
+                name="close date before creation",
+            )
+        )
+        won, closed = process.won_stages, process.closed_stages
+
+        def _flags_ok(df: pd.DataFrame) -> pd.Series:
+            stage_closed = df["stage"].isin(closed)
+            stage_won = df["stage"].isin(won)
+            ok = (df["is_closed"] == stage_closed) & (df["is_won"] == stage_won) & ~(df["is_won"] & ~df["is_closed"])
+            return ok.fillna(True).astype(bool)
+
+        wide.append(pa.Check(_flags_ok, name="flags contradict stage"))
+    if spec.name == "leads" and "converted_at" in columns:
+        wide.append(
+            pa.Check(
+                lambda df: ~(df["converted_at"] < df["created_at"]).fillna(False),
+                name="conversion before creation",
+            )
+        )
+    return pa.DataFrameSchema(
+        pa_cols,
+        checks=wide,
+        strict=False,
+        coerce=False,
+        name=spec.name,
+    )
+
+
+def _reason_of(row: pd.Series) -> str:
+    check = str(row["check"])
+    if check == "not_nullable":
+        return "missing required value"
+    if "uniqu" in check or "duplicate" in check:
+        return "duplicate id"
+    if check in _REASON_RANK:
+        return check
+    raise RuntimeError(f"unexpected validation failure {check!r} in column {row['column']!r}")
+
+
+# ---------------------------------------------------------------------------------------------- the split
+@dataclass
+class _Problems:
+    """Collects (row position, column, value, reason) for one table; keeps the first-ranked reason per row."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    columns: list[Any] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, positions: np.ndarray, column: str | None, values: Any, reason: str) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return
+        self.rows.append(positions)
+        n = len(positions)
+        self.columns.append(np.full(n, column if column is not None else "", dtype=object))
+        vals = np.asarray(pd.Series(values).astype("str").fillna(""), dtype=object) if values is not None else None
+        self.values.append(vals if vals is not None else np.full(n, "", dtype=object))
+        self.reasons.append(np.full(n, reason, dtype=object))
+
+    def positions(self) -> np.ndarray:
+        """Row positions with at least one problem so far."""
+        return np.unique(np.concatenate(self.rows)) if self.rows else np.array([], dtype=np.int64)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.rows:
+            return pd.DataFrame({"pos": pd.Series([], dtype="int64"), "column": [], "value": [], "reason": []})
+        df = pd.DataFrame(
+            {
+                "pos": np.concatenate(self.rows),
+                "column": np.concatenate(self.columns),
+                "value": np.concatenate(self.values),
+                "reason": np.concatenate(self.reasons),
+            }
+        )
+        df["rank"] = df["reason"].map(_REASON_RANK)
+        df = df.sort_values(["pos", "rank"], kind="stable")
+        details = (df["column"].astype("str") + ": " + df["reason"]).groupby(df["pos"]).agg(
+            lambda x: "; ".join(dict.fromkeys(x))
+        )
+        first = df.drop_duplicates("pos", keep="first").set_index("pos")
+        first["details"] = details
+        return first.reset_index().drop(columns="rank")
+
+
+def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
+    """The original values of the given rows, as JSON objects (values as text; missing -> null)."""
+    sub = raw.iloc[positions]
+    out = []
+    for rec in sub.to_dict(orient="records"):
+        clean = {}
+        for k, v in rec.items():
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
+                clean[str(k)] = None
+            else:
+                clean[str(k)] = str(v)
+        out.append(json.dumps(clean, ensure_ascii=False))
+    return out
+
+
+def _check_table(
+    name: str, raw: pd.DataFrame, process: SalesProcess, source: str
+) -> tuple[pd.DataFrame, _Problems]:
+    """Parse and check one table; return the parsed frame (all rows) and its problems."""
+    spec = TABLES[name]
+    missing = [c for c in spec.required if c not in raw.columns]
+    if missing:
+        raise DataFileError(
+            f"{source}: table {name!r} has no column {missing[0]!r}; required columns are {spec.required}"
+            f" (found {list(map(str, raw.columns))[:20]})",
+            file=source,
+            table=name,
+            column=missing[0],
+        )
+    raw = raw.reset_index(drop=True)
+    problems = _Problems()
+    parsed: dict[str, pd.Series] = {}
+    for c in spec.columns:
+        if c.name not in raw.columns:
+            if c.name in _ALWAYS.get(name, ()):
+                parsed[c.name] = _missing(len(raw), c.kind, raw.index)
+            continue
+        col = raw[c.name]
+        value = _parse_column(col, c.kind, process)
+        blank = _is_blank(col)
+        if c.kind in _UNPARSEABLE:
+            bad = value.isna() & ~blank
+            problems.add(np.flatnonzero(bad.to_numpy()), c.name, col[bad], _UNPARSEABLE[c.kind])
+        parsed[c.name] = value
+    extras = [c for c in raw.columns if spec.column(str(c)) is None]
+    frame = pd.DataFrame(parsed, index=raw.index)
+    for c in extras:
+        frame[c] = _infer_extra(raw[c])
+
+    schema = _pandera_schema(spec, list(frame.columns), process)
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+        fc = fc[fc["index"].notna()]
+        for (column, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
+            reason = _reason_of(pd.Series({"check": check, "column": column}))
+            pos = np.unique(grp["index"].astype("int64").to_numpy())
+            if reason in _WIDE_COLUMNS:  # a row-wise rule: report the columns it compares
+                cols = [c for c in _WIDE_COLUMNS[reason] if c in raw.columns]
+                vals = raw[cols].iloc[pos].astype("str").fillna("").agg(" / ".join, axis=1)
+                problems.add(pos, ", ".join(cols), vals, reason)
+            else:
+                problems.add(pos, str(column), raw[column].iloc[pos] if column in raw.columns else None, reason)
+    if spec.key:
+        # duplicates among the rows that pass every other check: the first such row is kept
+        bad = problems.positions()
+        ok = np.ones(len(frame), dtype=bool)
+        ok[bad] = False
+        dup = np.zeros(len(frame), dtype=bool)
+        dup[ok] = frame.loc[ok, list(spec.key)].duplicated(keep="first").to_numpy()
+        key_label = ", ".join(spec.key)
+        vals = raw[list(spec.key)].astype("str").fillna("").agg(" / ".join, axis=1)[dup]
+        problems.add(np.flatnonzero(dup), key_label, vals, "duplicate id")
+    return frame, problems
+
+
+_WIDE_COLUMNS = {
+    "close date before creation": ("close_date", "created_at"),
+    "flags contradict stage": ("stage", "is_closed", "is_won"),
+    "conversion before creation": ("converted_at", "created_at"),
+}
+
+
+def _infer_extra(col: pd.Series) -> pd.Series:
+    """Feature columns beyond the contract: numbers when every non-empty value is a number, else text."""
+    if col.dtype != "str" and col.dtype != object:
+        return col
+    text = _parse_text(col)
+    num = pd.to_numeric(text, errors="coerce")
+    if text.notna().any() and num[text.notna()].notna().all():
+        return num.astype("float64")
+    return text
+
+
+def _finalize(name: str, frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    spec = TABLES[name]
+    out = frame.loc[keep].reset_index(drop=True)
+    for c in spec.columns:
+        if c.name in out.columns and c.kind == "bool":
+            out[c.name] = out[c.name].astype(bool)
+    canon = [c.name for c in spec.columns if c.name in out.columns]
+    return out[canon + [c for c in out.columns if c not in canon]]
+
+
+@dataclass
+class CRMData:
+    """Validated canonical tables, the process map they were checked against, and the quarantine.
+
+    Attributes
+    ----------
+    opportunities, stage_history, leads, forecast_submissions, quotas : pandas.DataFrame
+        Accepted rows in canonical columns and dtypes (empty tables when the source had none).
+    process : SalesProcess
+        The process map used for stage names.
+    quarantine : pandas.DataFrame
+        One row per rejected input row: ``table, row, column, value, reason, details, original``;
+        ``row`` is the 1-based data row in the source (row 1 is the first row after the header).
+    counts : pandas.DataFrame
+        Per table: ``read, accepted, quarantined`` (``read == accepted + quarantined``).
+    sources : dict
+        Where each table came from (file path or description).
+    """
+
+    opportunities: pd.DataFrame
+    stage_history: pd.DataFrame
+    leads: pd.DataFrame
+    forecast_submissions: pd.DataFrame
+    quotas: pd.DataFrame
+    process: SalesProcess
+    quarantine: pd.DataFrame
+    counts: pd.DataFrame
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The five canonical tables by name."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The latest time the data knows of: the last creation or stage change."""
+        times = [self.opportunities["created_at"].max()]
+        if len(self.stage_history):
+            times.append(self.stage_history["changed_at"].max())
+        return pd.Timestamp(max(t for t in times if pd.notna(t)))
+
+    def quarantine_summary(self) -> pd.DataFrame:
+        """Quarantined rows counted by table and reason."""
+        q = self.quarantine
+        if q.empty:
+            return pd.DataFrame({"table": pd.Series([], dtype="str"), "reason": pd.Series([], dtype="str"),
+                                 "rows": pd.Series([], dtype="int64")})
+        return q.groupby(["table", "reason"], sort=True).size().rename("rows").reset_index()
+
+    def to_folder(self, folder: str | Path, fmt: str = "csv") -> Path:
+        """Write the accepted tables as a canonical folder (``csv`` or ``parquet``) and return its path.
+
+        Timestamps are written as ISO 8601 text in CSV; empty tables are skipped. The process map is written
+        as ``process.yml`` beside them.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, df in self.tables.items():
+            if df.empty and name != "opportunities":
+                continue
+            if fmt == "csv":
+                df.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S",
+                          lineterminator="\n")
+            elif fmt == "parquet":
+                df.to_parquet(folder / f"{name}.parquet", index=False)
+            else:
+                raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+        self.process.to_yaml(folder / "process.yml")
+        return folder
+
+
+def validate(
+    tables: Mapping[str, pd.DataFrame],
+    process: SalesProcess | str | Path | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> CRMData:
+    """Parse, check and split raw tables into accepted canonical tables and a quarantine.
+
+    Parameters
+    ----------
+    tables : mapping of table name to DataFrame
+        Raw tables with canonical column names (values may be text or already typed). ``opportunities``
+        is required; the other tables are optional.
+    process : SalesProcess, path or "default", optional
+        The process map stage names are checked against.
+    sources : mapping, optional
+        A description of each table's origin (a file path), used in messages and the quarantine.
+
+    Returns
+    -------
+    CRMData
+
+    Raises
+    ------
+    DataFileError
+        When a table misses a required column or an unknown table name is given.
+
+    Examples
+    --------
+    >>> raw = {"opportunities": pd.DataFrame({
+    ...     "opportunity_id": ["A", "B"], "owner": ["ann", "bo"], "created_at": ["2024-01-02", "2024-01-05"],
+    ...     "stage": ["prospecting", "Nowhere"], "amount": ["100", "50"], "close_date": ["2024-03-01", "2024-03-01"],
+    ...     "is_closed": ["0", "0"], "is_won": ["0", "0"]})}
+    >>> data = validate(raw)
+    >>> data.counts.loc["opportunities"].tolist()
+    [2, 1, 1]
+    >>> data.quarantine["reason"].tolist()
+    ['unknown stage']
+    """
+    process = SalesProcess.resolve(process)
+    sources = dict(sources or {})
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise DataFileError(f"unknown table(s) {unknown}; canonical tables are {list(TABLES)}")
+    if "opportunities" not in tables:
+        raise DataFileError("no opportunities table: it is the one table every source must provide",
+                            table="opportunities")
+    accepted: dict[str, pd.DataFrame] = {}
+    quarantine_parts: list[pd.DataFrame] = []
+    counts: dict[str, dict[str, int]] = {}
+    quarantined_opps: pd.Series | None = None
+    for name in TABLES:
+        if name not in tables or tables[name] is None:
+            accepted[name] = empty_table(name)
+            counts[name] = {"read": 0, "accepted": 0, "quarantined": 0}
+            continue
+        source = sources.setdefault(name, f"<{name}>")
+        raw = tables[name].reset_index(drop=True)
+        frame, problems = _check_table(name, raw, process, source)
+        if name == "stage_history" and len(frame):
+            _check_history_links(frame, raw, accepted["opportunities"], quarantined_opps, problems)
+        bad = problems.frame()
+        keep = np.ones(len(frame), dtype=bool)
+        keep[bad["pos"].to_numpy(dtype=np.int64)] = False
+        accepted[name] = _finalize(name, frame, keep)
+        if name == "opportunities":
+            quarantined_opps = frame.loc[~keep, "opportunity_id"].dropna()
+        if len(bad):
+            pos = bad["pos"].to_numpy(dtype=np.int64)
+            quarantine_parts.append(
+                pd.DataFrame(
+                    {
+                        "table": name,
+                        "row": pos + 1,
+                        "column": bad["column"].astype("str"),
+                        "value": bad["value"].astype("str"),
+                        "reason": bad["reason"].astype("str"),
+                        "details": bad["details"].astype("str"),
+                        "original": _originals(raw, pos),
+                    }
+                )
+            )
+        counts[name] = {"read": len(raw), "accepted": int(keep.sum()), "quarantined": int((~keep).sum())}
+    quarantine = (
+        pd.concat(quarantine_parts, ignore_index=True)
+        if quarantine_parts
+        else pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in QUARANTINE_COLUMNS})
+    )
+    counts_df = pd.DataFrame.from_dict(counts, orient="index")[["read", "accepted", "quarantined"]]
+    counts_df.index.name = "table"
+    return CRMData(
+        opportunities=accepted["opportunities"],
+        stage_history=accepted["stage_history"],
+        leads=accepted["leads"],
+        forecast_submissions=accepted["forecast_submissions"],
+        quotas=accepted["quotas"],
+        process=process,
+        quarantine=quarantine,
+        counts=counts_df.astype("int64"),
+        sources=sources,
+    )
+
+
+def _check_history_links(
+    frame: pd.DataFrame,
+    raw: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    quarantined_opps: pd.Series | None,
+    problems: _Problems,
+) -> None:
+    """Cross-table rules of stage_history: known opportunity, not changed long before it was created."""
+    ids = frame["opportunity_id"]
+    known = ids.isin(opportunities["opportunity_id"])
+    in_quarantine = ids.isin(quarantined_opps) if quarantined_opps is not None else pd.Series(False, index=ids.index)
+    orphan = ids.notna() & ~known
+    problems.add(np.flatnonzero((orphan & in_quarantine).to_numpy()), "opportunity_id",
+                 raw["opportunity_id"][orphan & in_quarantine], "opportunity quarantined")
+    problems.add(np.flatnonzero((orphan & ~in_quarantine).to_numpy()), "opportunity_id",
+                 raw["opportunity_id"][orphan & ~in_quarantine], "unknown opportunity")
+    created = ids.map(opportunities.set_index("opportunity_id")["created_at"])
+    early = (frame["changed_at"] < created - pd.Timedelta(days=1)).fillna(False).astype(bool)
+    problems.add(np.flatnonzero(early.to_numpy()), "changed_at", raw["changed_at"][early], "change before creation")
+
+
+# ---------------------------------------------------------------------------------------------- reading files
+_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
+    if len(found) > 1:
+        raise DataFileError(
+            f"{folder}: table {name!r} is given twice ({', '.join(p.name for p in found)}); keep one",
+            file=str(folder),
+            table=name,
+        )
+    return found[0] if found else None
+
+
+def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
+    """Read one canonical table file (CSV, gzipped CSV or Parquet) as raw values.
+
+    CSV values are read as text (only empty fields are missing; ``"NA"`` stays a value) so that `validate`
+    can say exactly which value failed to parse.
+
+    Raises
+    ------
+    DataFileError
+        Empty file, undecodable bytes, a delimiter other than the expected one, or an unreadable file.
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise DataFileError(f"{path}: not a readable Parquet file ({exc})", file=str(path), table=table) from None
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except OSError as exc:
+            raise DataFileError(f"{path}: not a gzip file ({exc})", file=str(path), table=table) from None
+    if not data.strip():
+        raise DataFileError(f"{path}: the file is empty; expected a header row with the {table} columns",
+                            file=str(path), table=table)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"{path}: bytes at offset {exc.start} cannot be decoded as {encoding} ({data[exc.start:exc.start + 8]!r});"
+            " save the file as UTF-8 or give its encoding",
+            file=str(path),
+            table=table,
+        ) from None
+    text = text.removeprefix("\ufeff")
+    header = text.splitlines()[0]
+    if delimiter not in header:
+        for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if other in header:
+                raise DataFileError(
+                    f"{path}: the header is separated by {label}, not {delimiter!r}; expected a comma-separated"
+                    f" file (header: {header[:120]!r})",
+                    file=str(path),
+                    table=table,
+                )
+    import io
+
+    try:
+        return pd.read_csv(
+            io.StringIO(text), dtype="str", keep_default_na=False, na_values=[""], sep=delimiter,
+        )
+    except pd.errors.ParserError as exc:
+        raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
+
+
+def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
+    """Load a canonical folder: ``opportunities.csv`` (mandatory) and the optional tables.
+
+    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is None and the folder
+    holds a ``process.yml``, that process map is used; otherwise Salesforce's standard stages.
+
+    Parameters
+    ----------
+    folder : path
+        The folder holding the table files.
+    process : SalesProcess, path or "default", optional
+
+    Returns
+    -------
+    CRMData
+        Accepted tables, quarantine and counts; ``read == accepted + quarantined`` for every table.
+
+    Raises
+    ------
+    DataFileError
+        A missing folder or opportunities file, or any whole-file problem (see `read_table_file`).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFileError(f"{folder}: no such folder; expected a folder holding opportunities.csv",
+                            file=str(folder))
+    if process is None and (folder / "process.yml").exists():
+        process = folder / "process.yml"
+    tables: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
+    for name in TABLES:
+        path = _find_file(folder, name)
+        if path is None:
+            if name == "opportunities":
+                raise DataFileError(
+                    f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet); it is mandatory",
+                    file=str(folder), table=name,
+                )
+            continue
+        tables[name] = read_table_file(path, name)
+        sources[name] = str(path)
+    return validate(tables, process=process, sources=sources)

@@ -712,7 +712,9 @@ def _check_history_links(
                  raw["opportunity_id"][orphan & in_quarantine], "opportunity quarantined")
     problems.add(np.flatnonzero((orphan & ~in_quarantine).to_numpy()), "opportunity_id",
                  raw["opportunity_id"][orphan & ~in_quarantine], "unknown opportunity")
-    created = ids.map(opportunities.set_index("opportunity_id")["created_at"])
+    created = pd.Series(
+        opportunities.set_index("opportunity_id")["created_at"].reindex(ids.to_numpy()).to_numpy(), index=ids.index
+    )
     early = (frame["changed_at"] < created - pd.Timedelta(days=1)).fillna(False).astype(bool)
     problems.add(np.flatnonzero(early.to_numpy()), "changed_at", raw["changed_at"][early], "change before creation")
 

@@ -1,0 +1,104 @@
+"""The ``salesforecast`` command: ``validate`` a data source, render ``report``s."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+from salesforecast.process import ProcessError
+from salesforecast.schema import CRMData, DataFileError
+
+__all__ = ["main", "validation_report"]
+
+
+def validation_report(data: CRMData) -> dict[str, dict]:
+    """Counts per table and quarantine counts by reason, as ``validate --json`` prints them.
+
+    Returns
+    -------
+    dict
+        ``{table: {"read": n, "accepted": n, "quarantined": n, "reasons": {reason: n}}}``
+    """
+    out: dict[str, dict] = {}
+    by_reason = data.quarantine_summary()
+    for table, row in data.counts.iterrows():
+        reasons = by_reason[by_reason["table"] == table]
+        out[str(table)] = {
+            "read": int(row["read"]),
+            "accepted": int(row["accepted"]),
+            "quarantined": int(row["quarantined"]),
+            "reasons": {str(r): int(n) for r, n in zip(reasons["reason"], reasons["rows"], strict=True)},
+        }
+    return out
+
+
+def _print_validation(data: CRMData, source: str, examples: int) -> None:
+    print(f"source: {source}")
+    print(f"process: {data.process.name} ({len(data.process.open_stages)} open stages)")
+    print()
+    print(data.counts.to_string())
+    q = data.quarantine
+    if q.empty:
+        print("\nno rows quarantined")
+        return
+    print("\nquarantined rows by reason:")
+    print(data.quarantine_summary().to_string(index=False))
+    print(f"\nfirst offending rows (up to {examples} per table):")
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        for table, grp in q.groupby("table", sort=False):
+            print(f"\n[{table}]")
+            print(grp[["row", "column", "value", "reason"]].head(examples).to_string(index=False))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from salesforecast.io import load
+
+    try:
+        data = load(args.path, process=args.process)
+    except (DataFileError, ProcessError) as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(validation_report(data), indent=2))
+    else:
+        _print_validation(data, str(args.path), args.examples)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``salesforecast`` command."""
+    parser = argparse.ArgumentParser(prog="salesforecast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check a data source: counts per table, quarantine by reason")
+    v.add_argument("path", help="'sample' or a canonical folder (opportunities.csv, stage_history.csv, ...)")
+    v.add_argument("--process", default=None, help="process map YAML (default: the folder's process.yml or "
+                   "Salesforce's standard stages)")
+    v.add_argument("--json", action="store_true", help="print one JSON object: {table: {read, accepted, "
+                   "quarantined, reasons}}")
+    v.add_argument("--examples", type=int, default=5, help="offending rows shown per table (default 5)")
+    v.set_defaults(func=_validate)
+
+    from salesforecast import reports
+
+    r = sub.add_parser("report", help="execute the report notebooks and render HTML")
+    reports.add_report_arguments(r)
+    r.set_defaults(func=reports.run_from_args)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 some reports failed, 2 bad input or config)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

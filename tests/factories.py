@@ -1,0 +1,68 @@
+"""Small random canonical tables for tests (independent of salesforecast.datasets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from salesforecast.process import SalesProcess
+
+
+def random_crm(n: int = 40, seed: int = 0, process: SalesProcess | None = None,
+               same_time_ties: bool = True) -> dict[str, pd.DataFrame]:
+    """Valid raw canonical tables (typed) with random histories, including skips, regressions and ties."""
+    process = process or SalesProcess.default()
+    rng = np.random.default_rng(seed)
+    open_stages = process.open_stages
+    base = pd.Timestamp("2024-01-01")
+    opp_rows, hist_rows = [], []
+    for i in range(n):
+        oid = f"O{i:04d}"
+        created = base + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 120)))
+        k = int(rng.integers(1, 7))
+        t = created
+        stage_i = int(rng.integers(0, 3))
+        amount = float(rng.integers(1, 100) * 1000)
+        close = (created + pd.Timedelta(days=int(rng.integers(10, 120)))).normalize()
+        final = None
+        for j in range(k):
+            if j > 0:
+                gap = 0 if (same_time_ties and rng.random() < 0.1) else int(rng.integers(1, 60 * 24 * 20))
+                t = t + pd.Timedelta(minutes=gap)
+                stage_i = int(np.clip(stage_i + rng.choice([-1, 1, 1, 2]), 0, len(open_stages) - 1))
+            stage = open_stages[stage_i]
+            if j == k - 1 and rng.random() < 0.5:
+                stage = process.won_stage if rng.random() < 0.5 else process.lost_stage
+                final = stage
+            if rng.random() < 0.3:
+                amount = float(rng.integers(1, 100) * 1000)
+            if rng.random() < 0.3:
+                close = close + pd.Timedelta(days=int(rng.integers(1, 40)))
+            hist_rows.append({"opportunity_id": oid, "changed_at": t, "stage": stage,
+                              "amount": amount if rng.random() < 0.8 else np.nan,
+                              "close_date": close if rng.random() < 0.8 else pd.NaT})
+        cur_stage = final or open_stages[stage_i]
+        if final:
+            close = t.normalize()
+        opp_rows.append({"opportunity_id": oid, "owner": f"rep{i % 5}", "team": f"team{i % 2}",
+                         "created_at": created, "stage": cur_stage, "amount": amount, "close_date": close,
+                         "is_closed": final is not None, "is_won": final == process.won_stage})
+    opps = pd.DataFrame(opp_rows)
+    hist = pd.DataFrame(hist_rows)
+    hist["changed_at"] = hist["changed_at"].astype("datetime64[us]")
+    opps["created_at"] = opps["created_at"].astype("datetime64[us]")
+    return {"opportunities": opps, "stage_history": hist}
+
+
+def as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as a CSV reader returns it: every value text, missing as missing."""
+    out = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[c] = s.dt.strftime("%Y-%m-%d %H:%M:%S").astype("str")
+        elif pd.api.types.is_bool_dtype(s):
+            out[c] = s.map({True: "1", False: "0"}).astype("str")
+        else:
+            out[c] = s.astype("str").where(s.notna())
+    return pd.DataFrame(out)

@@ -78,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a data source: counts per table, quarantine by reason")
     v.add_argument("path", help="'sample' or a canonical folder (opportunities.csv, stage_history.csv, ...)")
-    v.add_argument("--process", default=None, help="process map YAML (default: the folder's process.yml or "
-                   "Salesforce's standard stages)")
-    v.add_argument("--json", action="store_true", help="print one JSON object: {table: {read, accepted, "
-                   "quarantined, reasons}}")
+    v.add_argument(
+        "--process",
+        default=None,
+        help="process map YAML (default: the folder's process.yml or Salesforce's standard stages)",
+    )
+    v.add_argument(
+        "--json", action="store_true", help="print one JSON object: {table: {read, accepted, quarantined, reasons}}"
+    )
     v.add_argument("--examples", type=int, default=5, help="offending rows shown per table (default 5)")
     v.set_defaults(func=_validate)
 

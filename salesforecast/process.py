@@ -138,9 +138,7 @@ class FiscalCalendar:
 
     def __post_init__(self) -> None:
         if not isinstance(self.start_month, (int, np.integer)) or not 1 <= int(self.start_month) <= 12:
-            raise ProcessError(
-                f"fiscal_year_start_month must be an integer from 1 to 12, got {self.start_month!r}"
-            )
+            raise ProcessError(f"fiscal_year_start_month must be an integer from 1 to 12, got {self.start_month!r}")
         if self.naming not in ("end", "start"):
             raise ProcessError(f"fiscal_year_naming must be 'end' or 'start', got {self.naming!r}")
 
@@ -316,9 +314,7 @@ class SalesProcess:
                 raise ProcessError(f"{where}.kind: must be 'open', 'won' or 'lost', got {s.kind!r}")
             p = s.probability
             if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-                raise ProcessError(
-                    f"{where}.probability: must be a number from 0 to 1 (write 0.1 for 10%), got {p!r}"
-                )
+                raise ProcessError(f"{where}.probability: must be a number from 0 to 1 (write 0.1 for 10%), got {p!r}")
             if s.forecast_category not in FORECAST_CATEGORIES:
                 raise ProcessError(
                     f"{where}.forecast_category: {s.forecast_category!r} is not one of {FORECAST_CATEGORIES}"
@@ -397,9 +393,7 @@ class SalesProcess:
                     max_days=raw.get("max_days"),
                 )
             )
-        calendar = FiscalCalendar(
-            spec.get("fiscal_year_start_month", 1), spec.get("fiscal_year_naming", "end")
-        )
+        calendar = FiscalCalendar(spec.get("fiscal_year_start_month", 1), spec.get("fiscal_year_naming", "end"))
         return cls(tuple(stages), name=str(spec.get("name", "sales process")), calendar=calendar)
 
     @classmethod

@@ -84,8 +84,9 @@ class DataFileError(ValueError):
     The message names the file, the table and, where it applies, the column and what was expected.
     """
 
-    def __init__(self, message: str, *, file: str | None = None, table: str | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, table: str | None = None, column: str | None = None
+    ) -> None:
         super().__init__(message)
         self.file = file
         self.table = table
@@ -316,14 +317,11 @@ def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) 
         if c.kind == "number" and name == "amount":
             checks.append(pa.Check(lambda s: s >= 0, name="negative amount"))
         if c.kind == "stage":
-            stages = list(process.stage_names)
-            checks.append(pa.Check(lambda s: s.isin(stages), name="unknown stage"))
+            checks.append(pa.Check(lambda s, names=tuple(process.stage_names): s.isin(names), name="unknown stage"))
         if c.kind == "category":
             checks.append(pa.Check(lambda s: s.isin(FORECAST_CATEGORIES), name="unknown forecast category"))
         if c.kind == "period":
-            checks.append(
-                pa.Check(lambda s: s.map(cal.is_period).astype(bool), name="invalid period")
-            )
+            checks.append(pa.Check(lambda s: s.map(cal.is_period).astype(bool), name="invalid period"))
         dtype = {"bool": "boolean"}.get(c.kind, _DTYPES[c.kind])
         pa_cols[name] = pa.Column(dtype, checks=checks, nullable=not c.required, required=c.required)
 
@@ -409,8 +407,10 @@ class _Problems:
         )
         df["rank"] = df["reason"].map(_REASON_RANK)
         df = df.sort_values(["pos", "rank"], kind="stable")
-        details = (df["column"].astype("str") + ": " + df["reason"]).groupby(df["pos"]).agg(
-            lambda x: "; ".join(dict.fromkeys(x))
+        details = (
+            (df["column"].astype("str") + ": " + df["reason"])
+            .groupby(df["pos"])
+            .agg(lambda x: "; ".join(dict.fromkeys(x)))
         )
         first = df.drop_duplicates("pos", keep="first").set_index("pos")
         first["details"] = details
@@ -432,9 +432,7 @@ def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
     return out
 
 
-def _check_table(
-    name: str, raw: pd.DataFrame, process: SalesProcess, source: str
-) -> tuple[pd.DataFrame, _Problems]:
+def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: str) -> tuple[pd.DataFrame, _Problems]:
     """Parse and check one table; return the parsed frame (all rows) and its problems."""
     spec = TABLES[name]
     missing = [c for c in spec.required if c not in raw.columns]
@@ -568,8 +566,13 @@ class CRMData:
         """Quarantined rows counted by table and reason."""
         q = self.quarantine
         if q.empty:
-            return pd.DataFrame({"table": pd.Series([], dtype="str"), "reason": pd.Series([], dtype="str"),
-                                 "rows": pd.Series([], dtype="int64")})
+            return pd.DataFrame(
+                {
+                    "table": pd.Series([], dtype="str"),
+                    "reason": pd.Series([], dtype="str"),
+                    "rows": pd.Series([], dtype="int64"),
+                }
+            )
         return q.groupby(["table", "reason"], sort=True).size().rename("rows").reset_index()
 
     def to_folder(self, folder: str | Path, fmt: str = "csv") -> Path:
@@ -584,8 +587,7 @@ class CRMData:
             if df.empty and name != "opportunities":
                 continue
             if fmt == "csv":
-                df.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S",
-                          lineterminator="\n")
+                df.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S", lineterminator="\n")
             elif fmt == "parquet":
                 df.to_parquet(folder / f"{name}.parquet", index=False)
             else:
@@ -638,8 +640,9 @@ def validate(
     if unknown:
         raise DataFileError(f"unknown table(s) {unknown}; canonical tables are {list(TABLES)}")
     if "opportunities" not in tables:
-        raise DataFileError("no opportunities table: it is the one table every source must provide",
-                            table="opportunities")
+        raise DataFileError(
+            "no opportunities table: it is the one table every source must provide", table="opportunities"
+        )
     accepted: dict[str, pd.DataFrame] = {}
     quarantine_parts: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
@@ -708,10 +711,18 @@ def _check_history_links(
     known = ids.isin(opportunities["opportunity_id"])
     in_quarantine = ids.isin(quarantined_opps) if quarantined_opps is not None else pd.Series(False, index=ids.index)
     orphan = ids.notna() & ~known
-    problems.add(np.flatnonzero((orphan & in_quarantine).to_numpy()), "opportunity_id",
-                 raw["opportunity_id"][orphan & in_quarantine], "opportunity quarantined")
-    problems.add(np.flatnonzero((orphan & ~in_quarantine).to_numpy()), "opportunity_id",
-                 raw["opportunity_id"][orphan & ~in_quarantine], "unknown opportunity")
+    problems.add(
+        np.flatnonzero((orphan & in_quarantine).to_numpy()),
+        "opportunity_id",
+        raw["opportunity_id"][orphan & in_quarantine],
+        "opportunity quarantined",
+    )
+    problems.add(
+        np.flatnonzero((orphan & ~in_quarantine).to_numpy()),
+        "opportunity_id",
+        raw["opportunity_id"][orphan & ~in_quarantine],
+        "unknown opportunity",
+    )
     created = pd.Series(
         opportunities.set_index("opportunity_id")["created_at"].reindex(ids.to_numpy()).to_numpy(), index=ids.index
     )
@@ -760,14 +771,15 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
         except OSError as exc:
             raise DataFileError(f"{path}: not a gzip file ({exc})", file=str(path), table=table) from None
     if not data.strip():
-        raise DataFileError(f"{path}: the file is empty; expected a header row with the {table} columns",
-                            file=str(path), table=table)
+        raise DataFileError(
+            f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
+        )
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise DataFileError(
-            f"{path}: bytes at offset {exc.start} cannot be decoded as {encoding} ({data[exc.start:exc.start + 8]!r});"
-            " save the file as UTF-8 or give its encoding",
+            f"{path}: bytes at offset {exc.start} cannot be decoded as {encoding} "
+            f"({data[exc.start : exc.start + 8]!r}); save the file as UTF-8 or give its encoding",
             file=str(path),
             table=table,
         ) from None
@@ -786,7 +798,11 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
 
     try:
         return pd.read_csv(
-            io.StringIO(text), dtype="str", keep_default_na=False, na_values=[""], sep=delimiter,
+            io.StringIO(text),
+            dtype="str",
+            keep_default_na=False,
+            na_values=[""],
+            sep=delimiter,
         )
     except pd.errors.ParserError as exc:
         raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
@@ -816,8 +832,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataFileError(f"{folder}: no such folder; expected a folder holding opportunities.csv",
-                            file=str(folder))
+        raise DataFileError(f"{folder}: no such folder; expected a folder holding opportunities.csv", file=str(folder))
     if process is None and (folder / "process.yml").exists():
         process = folder / "process.yml"
     tables: dict[str, pd.DataFrame] = {}
@@ -828,7 +843,8 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
             if name == "opportunities":
                 raise DataFileError(
                     f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet); it is mandatory",
-                    file=str(folder), table=name,
+                    file=str(folder),
+                    table=name,
                 )
             continue
         tables[name] = read_table_file(path, name)

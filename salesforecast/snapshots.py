@@ -59,7 +59,10 @@ def to_dates(as_of: Any) -> pd.DatetimeIndex:
     """
     if isinstance(as_of, (str, pd.Timestamp, np.datetime64)) or not isinstance(as_of, Iterable):
         as_of = [as_of]
-    idx = pd.DatetimeIndex(pd.to_datetime(list(as_of) if not isinstance(as_of, pd.Index) else as_of))
+    if isinstance(as_of, (pd.Index, pd.Series, np.ndarray)) and pd.api.types.is_datetime64_any_dtype(as_of):
+        idx = pd.DatetimeIndex(as_of)
+    else:
+        idx = pd.DatetimeIndex([pd.Timestamp(x) for x in as_of])
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
     if idx.hasnans:

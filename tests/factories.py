@@ -8,8 +8,9 @@ import pandas as pd
 from salesforecast.process import SalesProcess
 
 
-def random_crm(n: int = 40, seed: int = 0, process: SalesProcess | None = None,
-               same_time_ties: bool = True) -> dict[str, pd.DataFrame]:
+def random_crm(
+    n: int = 40, seed: int = 0, process: SalesProcess | None = None, same_time_ties: bool = True
+) -> dict[str, pd.DataFrame]:
     """Valid raw canonical tables (typed) with random histories, including skips, regressions and ties."""
     process = process or SalesProcess.default()
     rng = np.random.default_rng(seed)
@@ -38,15 +39,31 @@ def random_crm(n: int = 40, seed: int = 0, process: SalesProcess | None = None,
                 amount = float(rng.integers(1, 100) * 1000)
             if rng.random() < 0.3:
                 close = close + pd.Timedelta(days=int(rng.integers(1, 40)))
-            hist_rows.append({"opportunity_id": oid, "changed_at": t, "stage": stage,
-                              "amount": amount if rng.random() < 0.8 else np.nan,
-                              "close_date": close if rng.random() < 0.8 else pd.NaT})
+            hist_rows.append(
+                {
+                    "opportunity_id": oid,
+                    "changed_at": t,
+                    "stage": stage,
+                    "amount": amount if rng.random() < 0.8 else np.nan,
+                    "close_date": close if rng.random() < 0.8 else pd.NaT,
+                }
+            )
         cur_stage = final or open_stages[stage_i]
         if final:
             close = t.normalize()
-        opp_rows.append({"opportunity_id": oid, "owner": f"rep{i % 5}", "team": f"team{i % 2}",
-                         "created_at": created, "stage": cur_stage, "amount": amount, "close_date": close,
-                         "is_closed": final is not None, "is_won": final == process.won_stage})
+        opp_rows.append(
+            {
+                "opportunity_id": oid,
+                "owner": f"rep{i % 5}",
+                "team": f"team{i % 2}",
+                "created_at": created,
+                "stage": cur_stage,
+                "amount": amount,
+                "close_date": close,
+                "is_closed": final is not None,
+                "is_won": final == process.won_stage,
+            }
+        )
     opps = pd.DataFrame(opp_rows)
     hist = pd.DataFrame(hist_rows)
     hist["changed_at"] = hist["changed_at"].astype("datetime64[us]")

@@ -8,9 +8,16 @@ from salesforecast.process import FiscalCalendar, ProcessError, SalesProcess, fi
 def test_default_mirrors_salesforce():
     p = SalesProcess.default()
     expected = {
-        "Prospecting": 0.10, "Qualification": 0.10, "Needs Analysis": 0.20, "Value Proposition": 0.50,
-        "Id. Decision Makers": 0.60, "Perception Analysis": 0.70, "Proposal/Price Quote": 0.75,
-        "Negotiation/Review": 0.90, "Closed Won": 1.0, "Closed Lost": 0.0,
+        "Prospecting": 0.10,
+        "Qualification": 0.10,
+        "Needs Analysis": 0.20,
+        "Value Proposition": 0.50,
+        "Id. Decision Makers": 0.60,
+        "Perception Analysis": 0.70,
+        "Proposal/Price Quote": 0.75,
+        "Negotiation/Review": 0.90,
+        "Closed Won": 1.0,
+        "Closed Lost": 0.0,
     }
     assert p.probability.to_dict() == expected
     assert p.open_stages == list(expected)[:8]
@@ -62,13 +69,17 @@ stages:
         ("stages: []", "stages"),
         ("stages: [{name: A, probability: 10}, {name: W, kind: won}, {name: L, kind: lost}]", "probability"),
         ("stages: [{name: A}, {name: L, kind: lost}]", "won"),
-        ("stages: [{name: A}, {name: W, kind: won}, {name: L, kind: lost}]\nfiscal_year_start_month: 13",
-         "fiscal_year_start_month"),
+        (
+            "stages: [{name: A}, {name: W, kind: won}, {name: L, kind: lost}]\nfiscal_year_start_month: 13",
+            "fiscal_year_start_month",
+        ),
         ("stages: [{name: A, colour: red}, {name: W, kind: won}, {name: L, kind: lost}]", "colour"),
         ("stages: [{name: A, aliases: [W]}, {name: W, kind: won}, {name: L, kind: lost}]", "aliases"),
         ("stages: [{name: W, kind: won}, {name: A}, {name: L, kind: lost}]", "open stages first"),
-        ("stages: [{name: A, forecast_category: maybe}, {name: W, kind: won}, {name: L, kind: lost}]",
-         "forecast_category"),
+        (
+            "stages: [{name: A, forecast_category: maybe}, {name: W, kind: won}, {name: L, kind: lost}]",
+            "forecast_category",
+        ),
     ],
 )
 def test_bad_yaml_names_the_key(tmp_path, body, key):
@@ -105,7 +116,9 @@ def test_fiscal_quarters_every_start_month(start_month, naming):
 
 def test_fiscal_year_boundaries():
     cal = FiscalCalendar(start_month=7)  # FY2025 = July 2024 .. June 2025
-    s = pd.Series(pd.to_datetime(["2024-06-30 23:59:59", "2024-07-01 00:00:00", "2025-06-30 00:00:00", "2025-07-01 00:00:00"]))
+    s = pd.Series(
+        pd.to_datetime(["2024-06-30 23:59:59", "2024-07-01 00:00:00", "2025-06-30 00:00:00", "2025-07-01 00:00:00"])
+    )
     assert cal.period(s, "quarter").tolist() == ["FY2024Q4", "FY2025Q1", "FY2025Q4", "FY2026Q1"]
     assert cal.period(s, "year").tolist() == ["FY2024", "FY2025", "FY2025", "FY2026"]
     assert cal.period(s, "month").tolist() == ["2024-06", "2024-07", "2025-06", "2025-07"]

@@ -12,23 +12,28 @@ from tests.factories import as_text, random_crm
 
 
 def _extra_tables() -> dict[str, pd.DataFrame]:
-    leads = pd.DataFrame({
-        "lead_id": [f"L{i}" for i in range(8)],
-        "created_at": [f"2024-01-{i + 1:02d}" for i in range(8)],
-        "converted": ["true", "false", "1", "0", "yes", "no", "True", "FALSE"],
-        "converted_at": ["2024-02-01", "", "2024-02-03", "", "2024-02-05", "", "2024-02-07", ""],
-        "employees": ["10", "200", "", "40", "5", "6", "7", "8"],
-        "industry": ["a", "b", "c", "NA", "a", "b", "c", "a"],
-    })
-    subs = pd.DataFrame({
-        "submitted_at": ["2024-01-08", "2024-01-08", "2024-01-15", "2024-01-15"],
-        "owner": ["rep0", "rep0", "rep1", "rep1"],
-        "period": ["FY2024Q1", "FY2024Q1", "fy2024q1", "FY2024-Q1"],
-        "category": ["Commit", "Best Case", "commit", "best_case"],
-        "amount": ["1000", "2000", "1500", "2500.5"],
-    })
-    quotas = pd.DataFrame({"owner": ["rep0", "rep1", "rep2"], "period": ["FY2024Q1"] * 3,
-                           "amount": ["10000", "12000", "9000"]})
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(8)],
+            "created_at": [f"2024-01-{i + 1:02d}" for i in range(8)],
+            "converted": ["true", "false", "1", "0", "yes", "no", "True", "FALSE"],
+            "converted_at": ["2024-02-01", "", "2024-02-03", "", "2024-02-05", "", "2024-02-07", ""],
+            "employees": ["10", "200", "", "40", "5", "6", "7", "8"],
+            "industry": ["a", "b", "c", "NA", "a", "b", "c", "a"],
+        }
+    )
+    subs = pd.DataFrame(
+        {
+            "submitted_at": ["2024-01-08", "2024-01-08", "2024-01-15", "2024-01-15"],
+            "owner": ["rep0", "rep0", "rep1", "rep1"],
+            "period": ["FY2024Q1", "FY2024Q1", "fy2024q1", "FY2024-Q1"],
+            "category": ["Commit", "Best Case", "commit", "best_case"],
+            "amount": ["1000", "2000", "1500", "2500.5"],
+        }
+    )
+    quotas = pd.DataFrame(
+        {"owner": ["rep0", "rep1", "rep2"], "period": ["FY2024Q1"] * 3, "amount": ["10000", "12000", "9000"]}
+    )
     return {"leads": leads, "forecast_submissions": subs, "quotas": quotas}
 
 
@@ -83,8 +88,11 @@ CORRUPTIONS = {
         "bad_amount": ("amount", lambda r, df: "12k", "unparseable number"),
         "negative": ("amount", lambda r, df: "-100", "negative amount"),
         "stage": ("stage", lambda r, df: "Haggling", "unknown stage"),
-        "close_before": ("close_date", lambda r, df: (pd.Timestamp(df.at[r, "created_at"]) - pd.Timedelta(days=3))
-                         .strftime("%Y-%m-%d"), "close date before creation"),
+        "close_before": (
+            "close_date",
+            lambda r, df: (pd.Timestamp(df.at[r, "created_at"]) - pd.Timedelta(days=3)).strftime("%Y-%m-%d"),
+            "close date before creation",
+        ),
         "flags": ("is_won", lambda r, df: "1" if df.at[r, "is_won"] == "0" else "0", "flags contradict stage"),
         "bad_flag": ("is_closed", lambda r, df: "maybe", "unparseable boolean"),
     },
@@ -152,8 +160,11 @@ def test_corrupted_rows_are_quarantined_with_their_reason(tmp_path_factory, plan
             for r in np.flatnonzero((hist["opportunity_id"] == old_id).to_numpy()):
                 expected.setdefault(("stage_history", int(r)), "unknown opportunity")
     # history rows of quarantined opportunities cascade
-    bad_ids = {opps.loc[r, "opportunity_id"] for (t, r), why in expected.items()
-               if t == "opportunities" and why != "duplicate id"}
+    bad_ids = {
+        opps.loc[r, "opportunity_id"]
+        for (t, r), why in expected.items()
+        if t == "opportunities" and why != "duplicate id"
+    }
     hist = tables["stage_history"]
     for r in np.flatnonzero(hist["opportunity_id"].isin(bad_ids).to_numpy()):
         expected.setdefault(("stage_history", int(r)), "opportunity quarantined")

@@ -47,6 +47,10 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
     path = Path(source).expanduser()
     if path.is_dir():
         return read_canonical(path, process=process)
+    if not path.exists():
+        raise DataFileError(
+            f"{source}: no such folder; expected 'sample' or a folder holding opportunities.csv", file=str(source)
+        )
     raise DataFileError(
         f"{source}: not a data source; expected 'sample' or a folder holding opportunities.csv", file=str(source)
     )

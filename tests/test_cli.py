@@ -1,0 +1,75 @@
+import json
+import subprocess
+import sys
+
+from salesforecast.cli import main
+from tests.factories import as_text, random_crm
+
+
+def _folder(tmp_path, corrupt: bool):
+    t = {k: as_text(v) for k, v in random_crm(20, seed=5).items()}
+    if corrupt:
+        t["opportunities"].loc[0, "amount"] = "-3"
+        t["opportunities"].loc[1, "stage"] = "Nowhere"
+        t["opportunities"].loc[2, "created_at"] = "soon"
+        t["stage_history"].loc[0, "opportunity_id"] = "GHOST"
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    for name, df in t.items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+    return folder, t
+
+
+def test_validate_json_on_corrupted_folder(tmp_path, capsys):
+    folder, t = _folder(tmp_path, corrupt=True)
+    assert main(["validate", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    opp = out["opportunities"]
+    assert opp["read"] == 20 and opp["quarantined"] >= 3
+    assert opp["read"] == opp["accepted"] + opp["quarantined"]
+    assert opp["reasons"]["negative amount"] == 1
+    assert opp["reasons"]["unknown stage"] == 1
+    assert opp["reasons"]["unparseable date"] == 1
+    hist = out["stage_history"]
+    assert hist["read"] == len(t["stage_history"])
+    assert hist["read"] == hist["accepted"] + hist["quarantined"]
+    assert hist["reasons"]["unknown opportunity"] >= 1
+    assert set(out) == {"opportunities", "stage_history", "leads", "forecast_submissions", "quotas"}
+    assert out["leads"] == {"read": 0, "accepted": 0, "quarantined": 0, "reasons": {}}
+
+
+def test_validate_text_shows_offending_rows(tmp_path, capsys):
+    folder, _ = _folder(tmp_path, corrupt=True)
+    assert main(["validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "negative amount" in out and "Nowhere" in out and "first offending rows" in out
+
+
+def test_validate_clean_folder(tmp_path, capsys):
+    folder, _ = _folder(tmp_path, corrupt=False)
+    assert main(["validate", str(folder)]) == 0
+    assert "no rows quarantined" in capsys.readouterr().out
+
+
+def test_whole_file_error_exits_2(tmp_path, capsys):
+    folder, t = _folder(tmp_path, corrupt=False)
+    t["opportunities"].drop(columns="owner").to_csv(folder / "opportunities.csv", index=False)
+    assert main(["validate", str(folder), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "owner" in json.loads(captured.out)["error"]
+    assert "opportunities.csv" in captured.err
+
+
+def test_console_script_runs(tmp_path):
+    folder, _ = _folder(tmp_path, corrupt=True)
+    exe = [sys.executable, "-m", "salesforecast.cli", "validate", str(folder), "--json"]
+    res = subprocess.run(exe, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["opportunities"]["read"] == 20
+    bad = subprocess.run(
+        [sys.executable, "-m", "salesforecast.cli", "validate", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "no such folder" in bad.stderr

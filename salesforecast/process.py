@@ -22,6 +22,7 @@ import yaml
 
 __all__ = [
     "FORECAST_CATEGORIES",
+    "PERIOD_PATTERN",
     "FiscalCalendar",
     "ProcessError",
     "SalesProcess",
@@ -48,6 +49,9 @@ _CATEGORY_ALIASES = {
     "closed": "closed",
     "won": "closed",
 }
+
+#: A period label: a calendar month ``2024-07``, a fiscal year ``FY2024`` or quarter ``FY2024Q3``.
+PERIOD_PATTERN = r"\d{4}-(?:0[1-9]|1[0-2])|FY\d{4}(?:Q[1-4])?"
 
 StageKind = Literal["open", "won", "lost"]
 Freq = Literal["month", "quarter", "year"]
@@ -226,11 +230,7 @@ class FiscalCalendar:
 
     def is_period(self, label: object) -> bool:
         """True when `label` is a valid period label (month, quarter or year)."""
-        try:
-            self.period_bounds(str(label))
-        except ValueError:
-            return False
-        return True
+        return re.fullmatch(PERIOD_PATTERN, str(label).strip()) is not None
 
     def periods_between(self, start: Any, end: Any, freq: Freq = "quarter") -> list[str]:
         """All period labels overlapping ``[start, end]``, in order."""

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from salesforecast.process import FORECAST_CATEGORIES, SalesProcess, normalize_forecast_category
+from salesforecast._utils import isin
+from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProcess, normalize_forecast_category
 
 __all__ = [
     "QUARANTINE_COLUMNS",
@@ -307,7 +308,6 @@ _UNPARSEABLE = {"datetime": "unparseable date", "number": "unparseable number", 
 # ---------------------------------------------------------------------------------------------- pandera
 def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) -> pa.DataFrameSchema:
     """The pandera schema of a parsed table. Check names are quarantine reasons."""
-    cal = process.calendar
     pa_cols: dict[str, pa.Column] = {}
     for name in columns:
         c = spec.column(name)
@@ -321,7 +321,7 @@ def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) 
         if c.kind == "category":
             checks.append(pa.Check(lambda s: s.isin(FORECAST_CATEGORIES), name="unknown forecast category"))
         if c.kind == "period":
-            checks.append(pa.Check(lambda s: s.map(cal.is_period).astype(bool), name="invalid period"))
+            checks.append(pa.Check(lambda s: s.str.fullmatch(PERIOD_PATTERN), name="invalid period"))
         dtype = {"bool": "boolean"}.get(c.kind, _DTYPES[c.kind])
         pa_cols[name] = pa.Column(dtype, checks=checks, nullable=not c.required, required=c.required)
 
@@ -475,7 +475,7 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
             pos = np.unique(grp["index"].astype("int64").to_numpy())
             if reason in _WIDE_COLUMNS:  # a row-wise rule: report the columns it compares
                 cols = [c for c in _WIDE_COLUMNS[reason] if c in raw.columns]
-                vals = raw[cols].iloc[pos].astype("str").fillna("").agg(" / ".join, axis=1)
+                vals = _join_columns(raw[cols].iloc[pos])
                 problems.add(pos, ", ".join(cols), vals, reason)
             else:
                 problems.add(pos, str(column), raw[column].iloc[pos] if column in raw.columns else None, reason)
@@ -487,9 +487,18 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
         dup = np.zeros(len(frame), dtype=bool)
         dup[ok] = frame.loc[ok, list(spec.key)].duplicated(keep="first").to_numpy()
         key_label = ", ".join(spec.key)
-        vals = raw[list(spec.key)].astype("str").fillna("").agg(" / ".join, axis=1)[dup]
+        vals = _join_columns(raw.loc[dup, list(spec.key)])
         problems.add(np.flatnonzero(dup), key_label, vals, "duplicate id")
     return frame, problems
+
+
+def _join_columns(df: pd.DataFrame) -> pd.Series:
+    """Each row's values as one text, ``a / b / c`` (vectorised)."""
+    parts = [df[c].astype("str").fillna("") for c in df.columns]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " / " + p
+    return out
 
 
 _WIDE_COLUMNS = {
@@ -708,8 +717,8 @@ def _check_history_links(
 ) -> None:
     """Cross-table rules of stage_history: known opportunity, not changed long before it was created."""
     ids = frame["opportunity_id"]
-    known = ids.isin(opportunities["opportunity_id"])
-    in_quarantine = ids.isin(quarantined_opps) if quarantined_opps is not None else pd.Series(False, index=ids.index)
+    known = isin(ids, opportunities["opportunity_id"])
+    in_quarantine = isin(ids, quarantined_opps) if quarantined_opps is not None else pd.Series(False, index=ids.index)
     orphan = ids.notna() & ~known
     problems.add(
         np.flatnonzero((orphan & in_quarantine).to_numpy()),

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import isin
 from salesforecast.schema import CRMData
 
 __all__ = ["pipeline_snapshots", "stage_intervals", "to_dates"]
@@ -70,8 +71,8 @@ def to_dates(as_of: Any) -> pd.DatetimeIndex:
     return idx.as_unit("us").unique().sort_values()
 
 
-def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
-    """`stage_intervals` and each row's opportunity code (rank of opportunity_id in sorted order)."""
+def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """`stage_intervals`, each row's opportunity code (rank of its id in sorted order) and row in opportunities."""
     process = data.process
     opps = data.opportunities
     hist = data.stage_history
@@ -79,7 +80,7 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
     ev = hist[cols].copy()
     ev["_seq"] = np.arange(len(ev), dtype=np.int64)
 
-    has_hist = opps["opportunity_id"].isin(hist["opportunity_id"])
+    has_hist = isin(opps["opportunity_id"], hist["opportunity_id"])
     extra = []
     # opportunities without history: their current state from creation (unknown stage when closed now)
     bare = opps.loc[~has_hist]
@@ -100,7 +101,7 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
     # closed opportunities whose history never reaches a terminal stage: close them at their close date
     closed_in_hist = hist.loc[process.is_closed(hist["stage"]), "opportunity_id"]
     last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
-    need_close = opps.loc[opps["is_closed"] & ~opps["opportunity_id"].isin(closed_in_hist)]
+    need_close = opps.loc[opps["is_closed"] & ~isin(opps["opportunity_id"], closed_in_hist)]
     if len(need_close):
         when = need_close["close_date"]
         prior = need_close["opportunity_id"].map(last_change)
@@ -131,8 +132,8 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
     codes = codes[order]
     t = t[order]
 
-    current = opps.set_index("opportunity_id")
-    created = pd.Series(current["created_at"].reindex(ev["opportunity_id"].to_numpy()).to_numpy())
+    opp_pos = pd.Index(opps["opportunity_id"]).get_indexer(ev["opportunity_id"])
+    created = pd.Series(opps["created_at"].to_numpy("datetime64[us]")[opp_pos])
     created_i = created.to_numpy("datetime64[us]").view(np.int64)
     first_of_opp = np.r_[True, codes[1:] != codes[:-1]]
     last_of_opp = np.r_[codes[1:] != codes[:-1], True]
@@ -145,9 +146,8 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
     # carry amount, close date and category forward within each opportunity
     group = pd.Series(codes)
     carried = ev[["amount", "close_date", "forecast_category"]].groupby(group.to_numpy()).ffill()
-    now = current[["amount", "close_date"]].reindex(ev["opportunity_id"].to_numpy())
-    amount = carried["amount"].fillna(pd.Series(now["amount"].to_numpy()))
-    close_date = carried["close_date"].fillna(pd.Series(now["close_date"].to_numpy()))
+    amount = carried["amount"].fillna(pd.Series(opps["amount"].to_numpy("float64")[opp_pos]))
+    close_date = carried["close_date"].fillna(pd.Series(opps["close_date"].to_numpy("datetime64[us]")[opp_pos]))
     category = carried["forecast_category"].fillna(ev["stage"].map(process.forecast_category))
 
     stage = ev["stage"]
@@ -172,7 +172,7 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray]:
             "created_at": created.to_numpy("datetime64[us]"),
         }
     )
-    return out, codes
+    return out, codes, opp_pos
 
 
 def stage_intervals(data: CRMData) -> pd.DataFrame:
@@ -234,7 +234,7 @@ def pipeline_snapshots(
     np.True_
     """
     dates = to_dates(as_of)
-    iv, iv_codes = _intervals(data)
+    iv, iv_codes, iv_opp_pos = _intervals(data)
     d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
     start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
     end_raw = iv["end"].to_numpy("datetime64[us]").view(np.int64)
@@ -276,10 +276,7 @@ def pipeline_snapshots(
     if missing:
         raise KeyError(f"opportunities has no column {missing[0]!r}; available: {list(data.opportunities.columns)}")
     if columns:
-        static = data.opportunities.set_index("opportunity_id")[list(columns)]
-        joined = static.reindex(out["opportunity_id"].to_numpy())
+        pos = iv_opp_pos[rows]
         for c in columns:
-            out[c] = joined[c].to_numpy()
-            if data.opportunities[c].dtype == "str":
-                out[c] = out[c].astype("str")
+            out[c] = data.opportunities[c].take(pos).reset_index(drop=True)
     return out

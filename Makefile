@@ -1,0 +1,57 @@
+# salesforecast: `make` lists the targets. Needs python3 (3.11+) on PATH and make; everything else goes
+# into .venv.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= reports.yml
+ARGS ?=
+PYTEST_ARGS ?= -n 2
+LINT_PATHS := salesforecast tests notebooks
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help venv test reports lab lint format clean distclean
+
+help: ## list the targets
+	@echo "usage: make TARGET"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## create .venv with the package, its dev tools and the `salesforecast` Jupyter kernel
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name salesforecast --display-name "Python (salesforecast)"
+	touch $@
+
+test: venv ## run the test suite (all of it, slow-marked tests too), 2 workers
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reports: venv ## render every report of reports.yml to reports/<run>/ and reports/latest/ (ARGS="-p source=DIR")
+	$(BIN)/salesforecast report --config $(CONFIG) $(ARGS)
+
+lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=salesforecast $(ALLOW_ROOT)
+
+lint: venv ## ruff check and ruff format --check on the package, the tests and the notebooks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: venv ## format the code and notebooks and apply ruff's safe fixes
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+clean: ## delete the rendered reports (everything in reports/ but its README)
+	if [ -d reports ]; then find reports -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
+
+distclean: clean ## also delete .venv and the caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,113 @@
+"""Shared fixtures: a small canonical folder with known problems, and tiny test notebooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Known problems (the quarantine reason each row gets):
+#   opportunities rows 5 and 9 name stages not in the map (Discovery, Demo)   -> unknown stage
+#   row 6 has created_at 2024-13-01                                            -> unparseable date
+#   row 7 has a negative amount                                                -> negative amount
+#   row 8 repeats O1                                                           -> duplicate id
+#   row 9's team is an HTML snippet (untrusted text that must be escaped)
+#   row 2 uses an alias spelled in lowercase ("closed won"): accepted as Closed Won
+OPPORTUNITIES = """\
+opportunity_id,owner,created_at,stage,amount,close_date,is_closed,is_won,team
+O1,ann,2024-01-05,Prospecting,1000,2024-03-31,false,false,EMEA
+O2,ann,2024-01-10,closed won,2000,2024-02-15,true,true,EMEA
+O3,bo,2024-02-01T09:00:00,Closed Lost,500,2024-02-20,true,false,AMER
+O4,bo,2024-02-03,Negotiation/Review,3000,2024-04-30,false,false,AMER
+O5,cy,2024-02-10,Discovery,700,2024-05-01,false,false,EMEA
+O6,cy,2024-13-01,Prospecting,100,2024-05-01,false,false,EMEA
+O7,ann,2024-03-01,Prospecting,-5,2024-05-01,false,false,EMEA
+O1,ann,2024-01-05,Prospecting,1000,2024-03-31,false,false,EMEA
+O8,dan,2024-03-05,Demo,900,2024-06-30,false,false,<script>alert(1)</script>
+O9,dan,2024-03-10,Qualification,400,2024-06-30,false,false,AMER
+"""
+
+# Row 7: stage not in the map (and its opportunity O5 is quarantined; the stage is reported first).
+# Row 8: OX is no opportunity. Row 10: "yesterday" is no date.
+# O3's two changes share one timestamp; O4 has no history; O9's last change (Needs Analysis) is not its
+# current stage (Qualification).
+STAGE_HISTORY = """\
+opportunity_id,changed_at,stage
+O1,2024-01-05,Prospecting
+O2,2024-01-10,Prospecting
+O2,2024-01-20,Negotiation/Review
+O2,2024-02-15,Closed Won
+O3,2024-02-01T09:00:00,Prospecting
+O3,2024-02-01T09:00:00,Closed Lost
+O5,2024-02-10,Discovery
+OX,2024-02-01,Prospecting
+O9,2024-03-10,Prospecting
+O9,yesterday,Qualification
+O9,2024-03-12,Needs Analysis
+"""
+
+# L3 converted before it was created.
+LEADS = """\
+lead_id,created_at,converted,converted_at,opportunity_id
+L1,2024-01-01,true,2024-01-05,O2
+L2,2024-01-02,false,,
+L3,2024-01-10,true,2024-01-05,
+L4,2024-01-12,false,,
+"""
+
+
+def write_crm_folder(folder: Path) -> Path:
+    """Write the small canonical folder with known problems to `folder` and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "opportunities.csv").write_text(OPPORTUNITIES, encoding="utf-8")
+    (folder / "stage_history.csv").write_text(STAGE_HISTORY, encoding="utf-8")
+    (folder / "leads.csv").write_text(LEADS, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def crm_folder(tmp_path: Path) -> Path:
+    """A canonical folder (opportunities, stage_history, leads) with known quarantine problems."""
+    return write_crm_folder(tmp_path / "crm")
+
+
+@pytest.fixture
+def crm_data(crm_folder: Path):
+    """The `CRMData` loaded from `crm_folder`."""
+    from salesforecast.schema import read_canonical
+
+    return read_canonical(crm_folder)
+
+
+def write_notebook(
+    path: Path,
+    cells: Sequence[str],
+    parameters: str = 'name: str = "world"  # who to greet\nn: int = 3  # how many',
+    title: str = "Greeting",
+) -> Path:
+    """Write a small notebook: a markdown title, a ``parameters`` cell, then the given code cells."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    params = new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(
+        cells=[new_markdown_cell(f"# {title}"), params, *(new_code_cell(c) for c in cells)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def notebook_factory(tmp_path: Path) -> Callable[..., Path]:
+    """``make(name, cells, parameters=..., title=...)`` writes ``tmp_path/notebooks/<name>.ipynb``."""
+
+    def make(name: str, cells: Sequence[str], **kwargs: str) -> Path:
+        return write_notebook(tmp_path / "notebooks" / f"{name}.ipynb", cells, **kwargs)
+
+    return make

@@ -1,0 +1,352 @@
+"""The report runner: configuration, execution with papermill, HTML rendering, run folders and latest/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from salesforecast import reports
+from salesforecast.cli import main
+from salesforecast.reports import ConfigError, load_config, output_name, report_header
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = [
+    'import pandas as pd\nSOURCE_CODE_MARKER = 1\npd.DataFrame({"who": [name], "n": [n]})',
+    'import sys\nprint("a warning", file=sys.stderr)\nprint("hello", name)',
+]
+BAD = ['raise ValueError("boom <x>")']
+FLAKY = ['from pathlib import Path\nif Path("FAIL").exists():\n    raise RuntimeError("flaky failed")\nprint("run", n)']
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "reports.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _run_dirs(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if re.fullmatch(r"\d{8}T\d{6}Z(-\d+)?", p.name))
+
+
+def test_failed_report_does_not_stop_the_others(tmp_path, notebook_factory, capsys):
+    notebook_factory("good", GOOD)
+    notebook_factory("bad", BAD)
+    config = _config(
+        tmp_path,
+        "reports:\n"
+        "  - notebook: good\n"
+        "    parameters:\n"
+        "      - {}\n"
+        "      - {name: '<script>alert(1)</script>', n: 4}\n"
+        "  - notebook: bad\n",
+    )
+    out = tmp_path / "out"
+    code = main(["report", "--config", str(config), "--out", str(out), "--jobs", "2"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert re.search(r"FAILED\s+bad\s+[\d.]+ s\s+ValueError: boom <x>", printed)
+    assert re.search(r"ok\s+good\s+[\d.]+ s", printed) and re.search(r"ok\s+good__script-alert-1-script__4 ", printed)
+
+    (run,) = _run_dirs(out)
+    names = {p.name for p in run.iterdir()}
+    assert names == {
+        "good.html",
+        "good__script-alert-1-script__4.html",
+        "bad.failed.ipynb",
+        "index.html",
+        "manifest.json",
+    }
+    failed = nbformat.read(run / "bad.failed.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in failed.cells for o in c.get("outputs", []))
+
+    page = (run / "good__script-alert-1-script__4.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page
+    assert "SOURCE_CODE_MARKER" not in page  # the code is hidden
+    assert "hello" in page and "a warning" not in page  # stdout kept, stderr dropped
+    assert not re.search(r"<script[^>]*src=[\"']?https?:", page)  # self-contained
+    assert "cdnjs" not in page and "mathjax" not in page.lower()
+
+    index = (run / "index.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index and "<script>" not in index
+    assert 'href="good.html"' in index and 'href="bad.failed.ipynb"' in index
+    assert "ValueError: boom &lt;x&gt;" in index
+
+    latest = out / "latest"
+    assert {p.name for p in latest.iterdir()} == {
+        "good.html",
+        "good__script-alert-1-script__4.html",
+        "index.html",
+        "manifest.json",
+    }
+    assert (latest / "good.html").read_bytes() == (run / "good.html").read_bytes()
+    manifest = json.loads((latest / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["bad"]["status"] == "failed" and manifest["bad"]["html"] is None
+    assert manifest["good__script-alert-1-script__4"]["parameters"] == {"name": "<script>alert(1)</script>", "n": 4}
+    assert f"../{run.name}/bad.failed.ipynb" in (latest / "index.html").read_text(encoding="utf-8")
+    assert not list(run.glob(".*")) and not list(out.glob(".latest-link*"))
+
+
+def test_failure_keeps_the_last_good_html_in_latest(tmp_path, notebook_factory, capsys):
+    flaky = notebook_factory("flaky", FLAKY)
+    notebook_factory("other", ['print("other")'])
+    config = _config(tmp_path, "reports:\n  - flaky\n  - other\n")
+    out = tmp_path / "out"
+
+    first = reports.run_reports(config, out, jobs=2)
+    assert first.exit_code == 0
+    good = (out / "latest" / "flaky.html").read_bytes()
+
+    (flaky.parent / "FAIL").write_text("", encoding="utf-8")
+    second = reports.run_reports(config, out, only=["flaky"], jobs=1)
+    assert second.exit_code == 1
+    assert second.failed[0].error.startswith("RuntimeError: flaky failed")
+    assert (second.run_dir / "flaky.failed.ipynb").exists()
+    assert not (second.run_dir / "flaky.html").exists()
+
+    latest = out / "latest"
+    assert (latest / "flaky.html").read_bytes() == good  # not overwritten by the failure
+    assert (latest / "other.html").exists()  # --only keeps the reports it did not run
+    index = (latest / "index.html").read_text(encoding="utf-8")
+    assert f"showing the last good report, of run {first.run_dir.name}" in index
+    manifest = json.loads((latest / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["flaky"]["status"] == "failed" and manifest["flaky"]["html_run"] == first.run_dir.name
+    assert manifest["other"]["run"] == first.run_dir.name
+    # latest is a link swapped atomically; the superseded snapshot is gone
+    assert latest.is_symlink()
+    assert [p.name for p in out.glob(".latest-*")] == [latest.resolve().name]
+    assert len(_run_dirs(out)) == 2
+
+
+def test_latest_without_symlinks_is_a_swapped_folder(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def no_symlinks(self, *args, **kwargs):
+        raise OSError("symlinks not supported here")
+
+    monkeypatch.setattr(Path, "symlink_to", no_symlinks)
+    for n, run_id in enumerate(["20260101T000000Z", "20260102T000000Z"]):
+        run_dir = out / run_id
+        run_dir.mkdir()
+        (run_dir / "r.html").write_text(f"report {n}", encoding="utf-8")
+        entry = {
+            "name": "r",
+            "title": "R",
+            "parameters": {},
+            "status": "ok",
+            "seconds": 1.0,
+            "html": "r.html",
+            "failed_notebook": None,
+            "error": None,
+            "run": run_id,
+            "generated": "",
+            "html_run": run_id,
+        }
+        reports._update_latest(out, run_dir, run_id, [entry])
+        latest = out / "latest"
+        assert latest.is_dir() and not latest.is_symlink()
+        assert (latest / "r.html").read_text(encoding="utf-8") == f"report {n}"
+        assert (latest / "index.html").exists()
+    assert not list(out.glob(".latest-*"))
+
+
+@pytest.mark.parametrize(
+    ("config_text", "argv", "message"),
+    [
+        ("reports:\n  - nosuch\n", [], r"reports\.yml: reports\[0\] \(nosuch\): no notebook .*nosuch\.ipynb"),
+        (
+            "reports:\n  - notebook: good\n    parameters: {nmae: x}\n",
+            [],
+            r"reports\.yml: reports\[0\] \(good\): parameter 'nmae' is not a parameter of .*good\.ipynb",
+        ),
+        ("reports:\n  - good\n", ["-p", "team=emea"], r"reports\[0\] \(good\): -p 'team' is not a parameter"),
+        ("reports:\n  - notebook: good\n    parameters: {n: many}\n", [], r"\(good\): n: expected a value of type int"),
+        ("reports:\n  - good\n", ["-p", "n=4.5"], r"\(good\): n: expected a value of type int, got '4\.5'"),
+        ("reports:\n  - good\n", ["-p", "noequals"], r"-p 'noequals': expected KEY=VALUE"),
+        ("reports:\n  - good\n", ["--only", "nothing"], r"--only 'nothing' names no report"),
+        ("reports:\n  - notebook: good\n    colour: red\n", [], r"\(good\): unknown key\(s\) \['colour'\]"),
+        ("report:\n  - good\n", [], r"reports\.yml: unknown key\(s\) \['report'\]"),
+        ("reports: [\n", [], r"reports\.yml: not valid YAML"),
+        (
+            "reports:\n  - notebook: good\n    parameters: [{}, {}]\n",
+            [],
+            r"reports\[0\] \(good\): parameters\[0\] and reports\[0\] \(good\): parameters\[1\] have the same",
+        ),
+        (
+            "reports:\n  - notebook: good\n    parameters: {name: 'postgresql://me:hunter2@db/crm'}\n",
+            [],
+            r"parameter 'name' holds a URL with a password",
+        ),
+        ("reports:\n  - good\n", ["-p", "db_password=x"], r"-p: parameter 'db_password' looks like a secret"),
+        ("reports:\n  - good\n", ["-p", "apiKey=x"], r"-p: parameter 'apiKey' looks like a secret"),
+    ],
+)
+def test_configuration_errors_exit_2_before_anything_runs(
+    tmp_path, notebook_factory, capsys, monkeypatch, config_text, argv, message
+):
+    notebook_factory("good", GOOD)
+    config = _config(tmp_path, config_text)
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", "--config", str(config), "--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(message, err), err
+    assert "hunter2" not in err
+    assert not (tmp_path / "out").exists()  # nothing ran, no run folder
+
+
+def test_missing_config_is_a_configuration_error(tmp_path, capsys):
+    assert main(["report", "--config", str(tmp_path / "nope.yml")]) == 2
+    assert "nope.yml: report configuration not found" in capsys.readouterr().err
+
+
+def test_load_config_resolves_names_types_and_titles(tmp_path, notebook_factory):
+    notebook_factory("good", GOOD, title="Greeting <report>")
+    config = _config(
+        tmp_path,
+        "timeout: 600\n"
+        "reports:\n"
+        "  - notebook: good.ipynb\n"
+        "    parameters:\n"
+        "      - {name: world}\n"
+        "      - {name: 'Team EMEA', n: 4}\n"
+        "      - {name: /data/raw/acme}\n"
+        "      - {name: /other/acme}\n"
+        "      - {name: 2024-06-30}\n"
+        "  - notebook: good\n"
+        "    title: Custom\n"
+        "    timeout: 5\n"
+        "    parameters: {n: 7}\n",
+    )
+    plan = load_config(config)
+    names = [s.name for s in plan.specs]
+    assert names[:2] == ["good", "good__team-emea__4"]
+    assert re.fullmatch(r"good__acme-[0-9a-f]{6}", names[2]) and re.fullmatch(r"good__acme-[0-9a-f]{6}", names[3])
+    assert names[2] != names[3]
+    assert names[4:] == ["good__2024-06-30", "good__7"]
+    assert plan.specs[4].parameters == {"name": "2024-06-30"}  # YAML's date read back as text
+    assert [s.title for s in plan.specs] == ["Greeting <report>"] * 5 + ["Custom"]
+    assert [s.timeout for s in plan.specs] == [600.0] * 5 + [5.0]
+    assert plan.output == tmp_path / "reports"
+
+    # -p applies to every report: here it makes {name: world} and {n: 7} the same report
+    with pytest.raises(ConfigError, match=r"reports\[0\] \(good\): parameters\[0\] and reports\[1\] \(good\) have"):
+        load_config(config, params={"n": "7"})
+
+
+def test_command_line_parameters_take_the_declared_type(tmp_path, notebook_factory):
+    notebook_factory("good", GOOD)
+    config = _config(tmp_path, "reports:\n  - notebook: good\n    parameters: [{name: ann}, {name: bo}]\n")
+    plan = load_config(config, params={"n": "12"}, only=["good__bo__12"])
+    assert [s.parameters for s in plan.specs] == [{"name": "bo", "n": 12}]
+    plan = load_config(config, params={"n": "3"}, only=["good"])  # n=3 is the default: not in the name
+    assert [(s.name, s.parameters["n"]) for s in plan.specs] == [("good__ann", 3), ("good__bo", 3)]
+
+
+def test_relative_paths_are_resolved_where_they_were_given(tmp_path, notebook_factory, monkeypatch):
+    notebook_factory("good", GOOD)
+    (tmp_path / "data" / "acme").mkdir(parents=True)
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "reports.yml"
+    config.write_text(
+        "notebooks: ../notebooks\nreports:\n  - notebook: good\n"
+        "    parameters: [{name: ../data/acme}, {name: ../data/nothing}, {name: EMEA}]\n",
+        encoding="utf-8",
+    )
+    plan = load_config(config)  # in the file: against the file's folder
+    assert [s.parameters["name"] for s in plan.specs] == [str(tmp_path / "data" / "acme"), "../data/nothing", "EMEA"]
+    assert [s.name for s in plan.specs] == ["good__acme", "good__nothing", "good__emea"]
+    single = _config(tmp_path / "conf", "notebooks: ../notebooks\nreports:\n  - good\n")
+    monkeypatch.chdir(tmp_path)  # -p: against the working directory
+    assert load_config(single, params={"name": "data/acme"}).specs[0].parameters == {
+        "name": str(tmp_path / "data" / "acme")
+    }
+    assert load_config(single, params={"name": "data/nothing"}).specs[0].parameters == {"name": "data/nothing"}
+
+
+def test_command_line_parameters_apply_to_the_selected_reports_only(tmp_path, notebook_factory):
+    notebook_factory("good", GOOD)
+    notebook_factory("dated", ["print(as_of)"], parameters='as_of: str = "latest"  # report date')
+    config = _config(tmp_path, "reports:\n  - good\n  - dated\n")
+    plan = load_config(config, params={"as_of": "2024-06-30"}, only=["dated"])
+    assert [(s.name, s.parameters) for s in plan.specs] == [("dated__2024-06-30", {"as_of": "2024-06-30"})]
+    with pytest.raises(ConfigError, match=r"reports\[0\] \(good\): -p 'as_of' is not a parameter"):
+        load_config(config, params={"as_of": "2024-06-30"})
+
+
+def test_as_of_applies_to_notebooks_that_have_it(tmp_path, notebook_factory):
+    notebook_factory("dated", ["print(as_of)"], parameters='as_of: str = "latest"  # report date')
+    notebook_factory("undated", ["print(1)"])
+    config = _config(tmp_path, "reports:\n  - dated\n  - undated\n")
+    plan = load_config(config, as_of="2024-06-30")
+    assert [(s.name, s.parameters) for s in plan.specs] == [
+        ("dated__2024-06-30", {"as_of": "2024-06-30"}),
+        ("undated", {}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({}, "01_data_quality"),
+        ({"source": "sample"}, "01_data_quality"),
+        ({"source": "/data/raw/Acme Corp/"}, "01_data_quality__acme-corp"),
+        ({"seed": 3, "source": "x"}, "01_data_quality__x__3"),
+        ({"as_of": "2024-06-30"}, "01_data_quality__2024-06-30"),
+        ({"source": "!!!"}, "01_data_quality__" + hashlib.sha1(b"!!!").hexdigest()[:8]),
+    ],
+)
+def test_output_name(parameters, expected):
+    defaults = {"source": "sample", "process": "default", "as_of": "latest", "seed": 0}
+    assert output_name("01_data_quality", parameters, defaults) == expected
+
+
+def test_default_config_is_valid():
+    plan = load_config(reports.DEFAULT_CONFIG)
+    assert [s.name for s in plan.specs] == ["01_data_quality"]
+    assert plan.specs[0].parameters == {}
+
+
+def test_report_header_escapes_and_masks_passwords():
+    header = report_header(
+        "Pipeline <b>",
+        {"team": "<img src=x onerror=alert(1)>", "source": "postgresql://me:hunter2@db/crm"},
+        as_of=pd.Timestamp("2024-06-30 14:05"),
+        generated_at=pd.Timestamp("2026-01-02 03:04", tz="UTC").to_pydatetime(),
+    )
+    text = header.data
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "Pipeline &lt;b&gt;" in text
+    assert "hunter2" not in text and "postgresql://me:***@db/crm" in text
+    assert "2024-06-30 14:05" in text and "2026-01-02 03:04 UTC" in text
+
+
+def test_format_table_escapes_and_formats():
+    df = pd.DataFrame(
+        {
+            "name": ["<b>x</b>", None],
+            "pct_share": [12.345, float("nan")],
+            "when": pd.to_datetime(["2024-06-30", None]),
+            "rows": [1234567, 2],
+        }
+    )
+    page = reports.format_table(df, percent=["pct_share"], dates=["when"]).to_html()
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x" not in page
+    assert "12.3%" in page and "2024-06-30" in page and "1,234,567" in page
+    assert "% share" in page  # labels: pct_ prefix shown as %
+    assert "(no rows)" in reports.format_table(df.iloc[:0]).to_html()
+
+
+def test_kernel_name_prefers_the_project_kernel():
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / reports.KERNEL_NAME / "kernel.json"
+    expected = reports.KERNEL_NAME if spec.exists() else "python3"
+    assert reports.kernel_name() == expected

@@ -288,7 +288,7 @@ class SalesProcess:
     ['Prospecting', 'Qualification']
     >>> p.canonical_stage("  closed won ")
     'Closed Won'
-    >>> p.probability["Negotiation/Review"]
+    >>> float(p.probability["Negotiation/Review"])
     0.9
     """
 

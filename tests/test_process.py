@@ -143,3 +143,23 @@ def test_fiscal_parts_vectorised_matches_labels():
     q = cal.fiscal_quarter(dates)
     labels = cal.period(dates, "quarter")
     assert np.array_equal(q, labels.str[-1].astype(int).to_numpy())
+
+
+def test_readme_process_example_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"## The sales process map.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "acme.yml"
+    path.write_text(block)
+    p = SalesProcess.from_yaml(path)
+    assert p.open_stages == ["Discovery", "Demo", "Proposal", "Negotiation"]
+    assert p.canonical_stage("prospecting") == "Discovery"
+    assert p.calendar.period_bounds("FY2025")[0] == pd.Timestamp("2024-02-01")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(block.replace("probability: 0.30", "probability: 30"))
+    msg = re.search(r"is reported with its key \(`(.*?)`\)", readme, re.S).group(1).replace("\n", " ")
+    with pytest.raises(ProcessError) as exc:
+        SalesProcess.from_yaml(bad)
+    assert msg in str(exc.value)

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Canonical forecast categories, in Salesforce's order from least to most certain.
-FORECAST_CATEGORIES: tuple[str, ...] = ("omitted", "pipeline", "best_case", "commit", "closed")
+FORECAST_CATEGORIES: tuple[str, ...] = ("omitted", "pipeline", "best_case", "most_likely", "commit", "closed")
 
 _CATEGORY_ALIASES = {
     "omitted": "omitted",
@@ -43,6 +43,9 @@ _CATEGORY_ALIASES = {
     "bestcase": "best_case",
     "best_case": "best_case",
     "upside": "best_case",
+    "most likely": "most_likely",
+    "mostlikely": "most_likely",
+    "most_likely": "most_likely",
     "commit": "commit",
     "committed": "commit",
     "forecast": "commit",
@@ -230,7 +233,7 @@ class FiscalCalendar:
 
     def is_period(self, label: object) -> bool:
         """True when `label` is a valid period label (month, quarter or year)."""
-        return re.fullmatch(PERIOD_PATTERN, str(label).strip()) is not None
+        return re.fullmatch(PERIOD_PATTERN, str(label).strip().upper()) is not None
 
     def periods_between(self, start: Any, end: Any, freq: Freq = "quarter") -> list[str]:
         """All period labels overlapping ``[start, end]``, in order."""
@@ -367,10 +370,16 @@ class SalesProcess:
                 raw = {"name": raw}
             if not isinstance(raw, Mapping) or "name" not in raw:
                 raise ProcessError(f"{source}: stages[{i}] must be a mapping with at least a 'name'")
+            if not isinstance(raw["name"], (str, int, float)) or isinstance(raw["name"], bool):
+                raise ProcessError(f"{source}: stages[{i}].name must be a text, got {raw['name']!r}")
             bad = sorted(set(raw) - stage_keys)
             if bad:
                 raise ProcessError(f"{source}: stages[{i}] ({raw['name']!r}) has unknown key(s) {bad}")
             kind = raw.get("kind", "open")
+            if not isinstance(kind, str) or kind not in ("open", "won", "lost"):
+                raise ProcessError(
+                    f"{source}: stages[{i}] ({raw['name']!r}).kind: must be 'open', 'won' or 'lost', got {kind!r}"
+                )
             default_p = {"won": 1.0, "lost": 0.0}.get(kind, 0.0)
             default_cat = {"won": "closed", "lost": "omitted"}.get(kind, "pipeline")
             cat_raw = raw.get("forecast_category", default_cat)
@@ -383,6 +392,10 @@ class SalesProcess:
             aliases = raw.get("aliases", ()) or ()
             if isinstance(aliases, str):
                 aliases = (aliases,)
+            if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, (str, int, float)) for a in aliases):
+                raise ProcessError(
+                    f"{source}: stages[{i}] ({raw['name']!r}).aliases: must be a list of names, got {aliases!r}"
+                )
             stages.append(
                 Stage(
                     name=str(raw["name"]),
@@ -420,6 +433,10 @@ class SalesProcess:
             spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ProcessError(f"{path}: process file not found") from None
+        except IsADirectoryError:
+            raise ProcessError(f"{path}: is a folder; expected a process map YAML file") from None
+        except UnicodeDecodeError as exc:
+            raise ProcessError(f"{path}: bytes at offset {exc.start} are not UTF-8; save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ProcessError(f"{path}: not valid YAML ({exc})") from None
         try:

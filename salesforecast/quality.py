@@ -23,7 +23,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from salesforecast.schema import REASONS, TABLES, CRMData
+from salesforecast.schema import REASON_DEFINITIONS, REASONS, TABLES, CRMData
 
 __all__ = [
     "NOT_IN_MAP",
@@ -38,24 +38,6 @@ __all__ = [
     "table_counts",
 ]
 
-#: What each quarantine reason means, in the words the report shows beside the counts.
-REASON_DEFINITIONS: dict[str, str] = {
-    "unparseable date": "a date column holds text that is not an ISO date or timestamp",
-    "unparseable number": "a numeric column holds text that is not a number (or is infinite)",
-    "unparseable boolean": "a flag is not one of true/false, 1/0, yes/no",
-    "missing required value": "a required column is empty",
-    "negative amount": "an amount is below zero",
-    "unknown stage": "the stage is neither a stage of the process map nor one of its aliases",
-    "unknown forecast category": "not one of omitted, pipeline, best case, commit, closed",
-    "invalid period": "not a period label (2024-07, FY2024Q3, FY2024)",
-    "duplicate id": "the table's key repeats an earlier row's key (the first row is kept)",
-    "close date before creation": "close_date falls before the day the opportunity was created",
-    "flags contradict stage": "is_closed / is_won disagree with the stage (or won but not closed)",
-    "conversion before creation": "a lead's converted_at is before its created_at",
-    "unknown opportunity": "a stage_history row names an opportunity that is not in opportunities",
-    "opportunity quarantined": "a stage_history row of an opportunity that was itself quarantined",
-    "change before creation": "a stage change more than a day before its opportunity was created",
-}
 
 #: The ``canonical_stage`` of a stage name that is neither a stage of the process map nor an alias.
 NOT_IN_MAP = "not in process map"

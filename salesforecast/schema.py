@@ -5,33 +5,16 @@ Every importer ends here: raw tables (as read from CSV, Parquet or a database, a
 cross-table rules, and splits the rows into accepted tables and a quarantine. No row is dropped silently:
 for every table, ``read == accepted + quarantined``.
 
-Quarantine reasons (the ``reason`` column; one per quarantined row, the first that applies):
-
-=============================  ====================================================================
-reason                         meaning
-=============================  ====================================================================
-unparseable date               a date column holds text that is not an ISO date or timestamp
-unparseable number             a numeric column holds text that is not a number (or is infinite)
-unparseable boolean            a flag is not one of true/false, 1/0, yes/no
-missing required value         a required column is empty
-negative amount                an amount is below zero
-unknown stage                  the stage is neither a stage of the process map nor an alias
-unknown forecast category      not one of omitted, pipeline, best case, commit, closed
-invalid period                 not a period label (``2024-07``, ``FY2024Q3``, ``FY2024``)
-duplicate id                   the table's key repeats an earlier row's key (the first row is kept)
-close date before creation     close_date falls before the day the opportunity was created
-flags contradict stage         is_closed / is_won disagree with the stage (or won but not closed)
-conversion before creation     a lead's converted_at is before its created_at
-unknown opportunity            a stage_history row names an opportunity that is not in opportunities
-opportunity quarantined        a stage_history row of an opportunity that was itself quarantined
-change before creation         a stage change more than a day before its opportunity was created
-=============================  ====================================================================
+Quarantine reasons: `REASON_DEFINITIONS` (one per quarantined row, the first that applies, in that order).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +30,7 @@ from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProc
 __all__ = [
     "QUARANTINE_COLUMNS",
     "REASONS",
+    "REASON_DEFINITIONS",
     "TABLES",
     "CRMData",
     "ColumnSpec",
@@ -57,23 +41,28 @@ __all__ = [
     "validate",
 ]
 
-REASONS: tuple[str, ...] = (
-    "unparseable date",
-    "unparseable number",
-    "unparseable boolean",
-    "missing required value",
-    "negative amount",
-    "unknown stage",
-    "unknown forecast category",
-    "invalid period",
-    "duplicate id",
-    "close date before creation",
-    "flags contradict stage",
-    "conversion before creation",
-    "unknown opportunity",
-    "opportunity quarantined",
-    "change before creation",
-)
+#: Each quarantine reason and what it means, in priority order (a row gets the first that applies).
+REASON_DEFINITIONS: dict[str, str] = {
+    "malformed row": "a CSV line with more fields than the header (e.g. an unquoted comma)",
+    "empty row": "a line with no values at all",
+    "unparseable date": "a date column holds text that is not an ISO date (YYYY-MM-DD) or timestamp",
+    "unparseable number": "a numeric column holds text that is not a number (or is infinite)",
+    "unparseable boolean": "a flag is not one of true/false, 1/0, yes/no",
+    "missing required value": "a required column is empty",
+    "negative amount": "an amount is below zero",
+    "unknown stage": "the stage is neither a stage of the process map nor one of its aliases",
+    "unknown forecast category": "not one of omitted, pipeline, best case, most likely, commit, closed",
+    "invalid period": "not a period label (2024-07, FY2024Q3, FY2024)",
+    "duplicate id": "the table's key repeats an earlier valid row's key (the first valid row is kept)",
+    "close date before creation": "close_date is more than a day before the day the opportunity was created "
+    "(a day of slack: creation times are UTC, close dates often local dates)",
+    "flags contradict stage": "is_closed / is_won disagree with the stage (or won but not closed)",
+    "conversion before creation": "a lead's converted_at is before its created_at",
+    "unknown opportunity": "a stage_history row names an opportunity that is not in opportunities",
+    "opportunity quarantined": "a stage_history row of an opportunity that was itself quarantined",
+    "change before creation": "a stage change more than a day before its opportunity was created",
+}
+REASONS: tuple[str, ...] = tuple(REASON_DEFINITIONS)
 _REASON_RANK = {r: i for i, r in enumerate(REASONS)}
 
 QUARANTINE_COLUMNS = ("table", "row", "column", "value", "reason", "details", "original")
@@ -226,9 +215,15 @@ _TRUE = {"true", "t", "1", "1.0", "yes", "y"}
 _FALSE = {"false", "f", "0", "0.0", "no", "n"}
 
 
+def _is_text(s: pd.Series) -> bool:
+    """True for text-like columns (str, object, categorical): not numbers, times or flags."""
+    t = pd.api.types
+    return not (t.is_numeric_dtype(s.dtype) or t.is_bool_dtype(s.dtype) or t.is_datetime64_any_dtype(s.dtype))
+
+
 def _is_blank(s: pd.Series) -> pd.Series:
     """Missing or empty/whitespace-only text."""
-    if s.dtype == "str" or s.dtype == object:
+    if _is_text(s):
         return s.isna() | (s.astype("str").str.strip() == "")
     return s.isna()
 
@@ -245,6 +240,8 @@ def _parse_datetime(s: pd.Series) -> pd.Series:
         return s.astype("datetime64[us]")
     text = _parse_text(s)
     # ISO 8601 with or without time, "T" or space, and an optional offset; offsets are converted to UTC.
+    # A full date is required: "2024" or "2024-06" would silently become the first of the period.
+    text = text.where(text.str.match(r"\d{4}-\d{2}-\d{2}(?:$|[T ])"))
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
@@ -302,6 +299,8 @@ def _parse_column(s: pd.Series, kind: str, process: SalesProcess) -> pd.Series:
     raise ValueError(f"unknown column kind {kind!r}")
 
 
+_MALFORMED = "\x00malformed:"  # marks a CSV line that had more fields than the header (see read_table_file)
+
 _UNPARSEABLE = {"datetime": "unparseable date", "number": "unparseable number", "bool": "unparseable boolean"}
 
 
@@ -329,7 +328,7 @@ def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) 
     if spec.name == "opportunities":
         wide.append(
             pa.Check(
-                lambda df: ~(df["close_date"] < df["created_at"].dt.floor("D")).fillna(False),
+                lambda df: ~(df["close_date"] < df["created_at"].dt.floor("D") - pd.Timedelta(days=1)).fillna(False),
                 name="close date before creation",
             )
         )
@@ -407,10 +406,9 @@ class _Problems:
         )
         df["rank"] = df["reason"].map(_REASON_RANK)
         df = df.sort_values(["pos", "rank"], kind="stable")
+        per_column = df.drop_duplicates(["pos", "column"], keep="first")  # one entry per column: its first reason
         details = (
-            (df["column"].astype("str") + ": " + df["reason"])
-            .groupby(df["pos"])
-            .agg(lambda x: "; ".join(dict.fromkeys(x)))
+            (per_column["column"].astype("str") + ": " + per_column["reason"]).groupby(per_column["pos"]).agg("; ".join)
         )
         first = df.drop_duplicates("pos", keep="first").set_index("pos")
         first["details"] = details
@@ -422,6 +420,10 @@ def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
     sub = raw.iloc[positions]
     out = []
     for rec in sub.to_dict(orient="records"):
+        head = next(iter(rec.values()), None)
+        if isinstance(head, str) and head.startswith(_MALFORMED):
+            out.append(json.dumps({"fields": json.loads(head[len(_MALFORMED) :])}, ensure_ascii=False))
+            continue
         clean = {}
         for k, v in rec.items():
             if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
@@ -435,6 +437,7 @@ def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
 def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: str) -> tuple[pd.DataFrame, _Problems]:
     """Parse and check one table; return the parsed frame (all rows) and its problems."""
     spec = TABLES[name]
+    raw = _canonical_headers(raw, spec)
     missing = [c for c in spec.required if c not in raw.columns]
     if missing:
         raise DataFileError(
@@ -446,6 +449,14 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
         )
     raw = raw.reset_index(drop=True)
     problems = _Problems()
+    if len(raw.columns):
+        first = raw.iloc[:, 0]
+        malformed = np.zeros(len(raw), dtype=bool)
+        if first.dtype == "str":
+            malformed = first.str.startswith(_MALFORMED).fillna(False).to_numpy(dtype=bool)
+        problems.add(np.flatnonzero(malformed), None, None, "malformed row")
+        empty = np.logical_and.reduce([_is_blank(raw[c]).to_numpy(dtype=bool) for c in raw.columns])
+        problems.add(np.flatnonzero(empty & ~malformed), None, None, "empty row")
     parsed: dict[str, pd.Series] = {}
     for c in spec.columns:
         if c.name not in raw.columns:
@@ -506,6 +517,17 @@ _WIDE_COLUMNS = {
     "flags contradict stage": ("stage", "is_closed", "is_won"),
     "conversion before creation": ("converted_at", "created_at"),
 }
+
+
+def _canonical_headers(raw: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Match headers to canonical names ignoring case, surrounding spaces and inner spaces/dashes."""
+    canon = {c.name for c in spec.columns}
+    renames = {}
+    for col in raw.columns:
+        key = re.sub(r"[\s\-]+", "_", str(col).strip()).casefold()
+        if col not in canon and key in canon and key not in raw.columns and key not in renames.values():
+            renames[col] = key
+    return raw.rename(columns=renames) if renames else raw
 
 
 def _infer_extra(col: pd.Series) -> pd.Series:
@@ -569,7 +591,8 @@ class CRMData:
         times = [self.opportunities["created_at"].max()]
         if len(self.stage_history):
             times.append(self.stage_history["changed_at"].max())
-        return pd.Timestamp(max(t for t in times if pd.notna(t)))
+        known = [t for t in times if pd.notna(t)]
+        return pd.Timestamp(max(known)) if known else pd.NaT
 
     def quarantine_summary(self) -> pd.DataFrame:
         """Quarantined rows counted by table and reason."""
@@ -745,6 +768,9 @@ _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 def _find_file(folder: Path, name: str) -> Path | None:
     found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
+    for path in found:
+        if not path.is_file():
+            raise DataFileError(f"{path}: is not a file; expected the {name} table", file=str(path), table=name)
     if len(found) > 1:
         raise DataFileError(
             f"{folder}: table {name!r} is given twice ({', '.join(p.name for p in found)}); keep one",
@@ -792,7 +818,11 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
             file=str(path),
             table=table,
         ) from None
-    text = text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff").lstrip("\r\n").rstrip() + "\n"
+    if not text.strip():
+        raise DataFileError(
+            f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
+        )
     header = text.splitlines()[0]
     if delimiter not in header:
         for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
@@ -803,17 +833,28 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
                     file=str(path),
                     table=table,
                 )
-    import io
+    options = {
+        "dtype": "str",
+        "keep_default_na": False,
+        "na_values": [""],
+        "sep": delimiter,
+        "index_col": False,  # a trailing comma on data rows must not turn the first column into the index
+        "skip_blank_lines": False,  # blank lines are rows (quarantined as empty), so row numbers stay true
+    }
+    try:
+        return pd.read_csv(io.StringIO(text), **options)
+    except pd.errors.ParserError:
+        pass
+    # Some lines have more fields than the header: read again, keeping each such line as a marked row that
+    # validate quarantines as "malformed row" (the python engine is slower but only runs for such files).
+    width = len(pd.read_csv(io.StringIO(header + "\n"), sep=delimiter, dtype="str").columns)
+
+    def _mark(fields: list[str]) -> list[str]:
+        return [_MALFORMED + json.dumps(fields, ensure_ascii=False)] + [""] * (width - 1)
 
     try:
-        return pd.read_csv(
-            io.StringIO(text),
-            dtype="str",
-            keep_default_na=False,
-            na_values=[""],
-            sep=delimiter,
-        )
-    except pd.errors.ParserError as exc:
+        return pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=_mark, **options)
+    except (pd.errors.ParserError, csv.Error) as exc:
         raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
 
 

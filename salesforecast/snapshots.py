@@ -13,10 +13,13 @@ Rules (the contract the tests check):
 - Its state at ``t`` is its last change at or before ``t``. Between creation and its first recorded
   change, it is in the state of the first change (the stage it was created in). Changes with the same
   timestamp apply in the order they were read.
-- Amount, close date and forecast category are carried forward from the last change that had them; where
-  the history never had them, the opportunity's current values are used (the only place current values
-  enter, and only for fields the CRM did not historise); a missing forecast category is the process
-  map's default for the stage.
+- Amount, close date and forecast category are carried forward from the last change that had them. Before
+  the first change that had one, the first value the history has is used; where the history never had
+  one, the opportunity's current value (the only place current values enter, and only for fields the CRM
+  did not historise). A missing forecast category is the process map's default for the stage.
+- A history that starts more than a day after the opportunity was created says nothing about the stage
+  before its first change: the deal is counted open in an unknown stage (missing ``stage``) from creation
+  to that change, never in the later stage.
 - An opportunity with no history rows is in its current stage from creation on (when that stage is open);
   a closed one with no history is counted open in an unknown stage (missing ``stage``) until its close date.
   A closed opportunity whose history never reaches a terminal stage closes at its close date (or at its last
@@ -60,10 +63,16 @@ def to_dates(as_of: Any) -> pd.DatetimeIndex:
     """
     if isinstance(as_of, (str, pd.Timestamp, np.datetime64)) or not isinstance(as_of, Iterable):
         as_of = [as_of]
+    as_of = list(as_of) if not isinstance(as_of, (pd.Index, pd.Series, np.ndarray)) else as_of
+    if any(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in as_of):
+        raise ValueError(f"as_of must be dates (e.g. '2024-06-30'), not numbers: {list(as_of)[:3]}")
     if isinstance(as_of, (pd.Index, pd.Series, np.ndarray)) and pd.api.types.is_datetime64_any_dtype(as_of):
         idx = pd.DatetimeIndex(as_of)
     else:
-        idx = pd.DatetimeIndex([pd.Timestamp(x) for x in as_of])
+        try:
+            idx = pd.DatetimeIndex([pd.Timestamp(x) for x in as_of])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"as_of: {exc}") from None
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
     if idx.hasnans:
@@ -98,13 +107,36 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
             }
         )
         extra.append(first)
+    # history that starts more than a day after creation: open in an unknown stage until its first change
+    first_change = hist.groupby("opportunity_id", sort=False)["changed_at"].min()
+    with_hist = opps.loc[has_hist]
+    late = with_hist.loc[
+        first_change.reindex(with_hist["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
+        > (with_hist["created_at"] + pd.Timedelta(days=1)).to_numpy("datetime64[us]")
+    ]
+    if len(late):
+        extra.append(
+            pd.DataFrame(
+                {
+                    "opportunity_id": late["opportunity_id"],
+                    "changed_at": late["created_at"],
+                    "stage": pd.Series(pd.NA, index=late.index, dtype="str"),
+                    "amount": np.nan,
+                    "close_date": pd.Series(pd.NaT, index=late.index, dtype="datetime64[us]"),
+                    "forecast_category": pd.Series(pd.NA, index=late.index, dtype="str"),
+                }
+            )
+        )
     # closed opportunities whose history never reaches a terminal stage: close them at their close date
     closed_in_hist = hist.loc[process.is_closed(hist["stage"]), "opportunity_id"]
     last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
     need_close = opps.loc[opps["is_closed"] & ~isin(opps["opportunity_id"], closed_in_hist)]
     if len(need_close):
         when = need_close["close_date"]
-        prior = need_close["opportunity_id"].map(last_change)
+        prior = pd.Series(
+            last_change.reindex(need_close["opportunity_id"].to_numpy()).to_numpy("datetime64[us]"),
+            index=need_close.index,
+        )
         when = when.where(prior.isna() | (when >= prior), prior)
         when = when.where(when >= need_close["created_at"], need_close["created_at"])
         extra.append(
@@ -135,8 +167,10 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     opp_pos = pd.Index(opps["opportunity_id"]).get_indexer(ev["opportunity_id"])
     created = pd.Series(opps["created_at"].to_numpy("datetime64[us]")[opp_pos])
     created_i = created.to_numpy("datetime64[us]").view(np.int64)
-    first_of_opp = np.r_[True, codes[1:] != codes[:-1]]
-    last_of_opp = np.r_[codes[1:] != codes[:-1], True]
+    first_of_opp = np.ones(len(codes), dtype=bool)
+    first_of_opp[1:] = codes[1:] != codes[:-1]
+    last_of_opp = np.ones(len(codes), dtype=bool)
+    last_of_opp[:-1] = codes[1:] != codes[:-1]
     start = np.maximum(t, created_i)
     start[first_of_opp] = created_i[first_of_opp]
     end = np.r_[start[1:], 0]
@@ -146,8 +180,17 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     # carry amount, close date and category forward within each opportunity
     group = pd.Series(codes)
     carried = ev[["amount", "close_date", "forecast_category"]].groupby(group.to_numpy()).ffill()
-    amount = carried["amount"].fillna(pd.Series(opps["amount"].to_numpy("float64")[opp_pos]))
-    close_date = carried["close_date"].fillna(pd.Series(opps["close_date"].to_numpy("datetime64[us]")[opp_pos]))
+    # before the first change that has an amount or close date: the first one the history has; never had one:
+    # the current value
+    first_known = ev[["amount", "close_date"]].groupby(group.to_numpy()).bfill()
+    amount = (
+        carried["amount"].fillna(first_known["amount"]).fillna(pd.Series(opps["amount"].to_numpy("float64")[opp_pos]))
+    )
+    close_date = (
+        carried["close_date"]
+        .fillna(first_known["close_date"])
+        .fillna(pd.Series(opps["close_date"].to_numpy("datetime64[us]")[opp_pos]))
+    )
     category = carried["forecast_category"].fillna(ev["stage"].map(process.forecast_category))
 
     stage = ev["stage"]

@@ -271,3 +271,72 @@ def test_table_given_twice(tmp_path, valid_tables):
     validate(valid_tables).opportunities.to_parquet(folder / "opportunities.parquet")
     with pytest.raises(DataFileError, match="given twice"):
         read_canonical(folder)
+
+
+# ------------------------------------------------------------------ messy real-world files
+HDR = "opportunity_id,owner,created_at,stage,amount,close_date,is_closed,is_won"
+GOOD = "A,ann,2024-01-02,Prospecting,100,2024-03-01,false,false"
+
+
+def _one(tmp_path, text: str | bytes):
+    folder = tmp_path / "crm"
+    folder.mkdir(exist_ok=True)
+    path = folder / "opportunities.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return read_canonical(folder)
+
+
+def test_malformed_line_is_quarantined_not_fatal(tmp_path):
+    data = _one(
+        tmp_path,
+        f"{HDR}\n{GOOD}\nC,cy,2024-01-02,Prospecting,1,000,2024-03-01,false,false\nD,di,2024-01-03,"
+        "Prospecting,5,2024-03-01,false,false\n",
+    )
+    assert data.counts.loc["opportunities"].tolist() == [3, 2, 1]
+    q = data.quarantine.iloc[0]
+    assert (q["row"], q["reason"]) == (2, "malformed row")
+    assert json.loads(q["original"])["fields"][:6] == ["C", "cy", "2024-01-02", "Prospecting", "1", "000"]
+    assert data.opportunities["opportunity_id"].tolist() == ["A", "D"]
+
+
+def test_blank_lines_are_counted_rows_and_row_numbers_stay_true(tmp_path):
+    data = _one(tmp_path, f"{HDR}\n{GOOD}\n\n,,,,,,,\nC,cy,2024-01-02,Bogus,100,2024-03-01,false,false\n\n\n")
+    assert data.counts.loc["opportunities"].tolist() == [4, 1, 3]
+    got = data.quarantine[["row", "reason"]].values.tolist()
+    assert got == [[2, "empty row"], [3, "empty row"], [4, "unknown stage"]]
+
+
+def test_trailing_commas_headers_and_boms(tmp_path):
+    data = _one(
+        tmp_path,
+        "\ufeff" + HDR.replace("opportunity_id", " Opportunity_ID").replace("is_won", "Is Won") + "\n" + GOOD + ",\n",
+    )
+    assert data.quarantine.empty and data.opportunities.loc[0, "opportunity_id"] == "A"
+    with pytest.raises(DataFileError, match="empty"):
+        _one(tmp_path, b"\xef\xbb\xbf\r\n")
+
+
+def test_dates_need_a_full_day_and_close_dates_get_a_day_of_slack(tmp_path):
+    rows = [
+        "A,ann,2024,Prospecting,1,2024-03-01,false,false",  # year only: unparseable
+        "B,bo,2024-01-02,Prospecting,1,2024-06,false,false",  # month only: unparseable
+        "C,cy,2024-01-02T04:00:00Z,Prospecting,1,2024-01-01,false,false",  # same local day: accepted
+        "D,di,2024-01-03T04:00:00Z,Prospecting,1,2024-01-01,false,false",  # two days before: quarantined
+    ]
+    data = _one(tmp_path, HDR + "\n" + "\n".join(rows) + "\n")
+    got = dict(zip(data.quarantine["row"], data.quarantine["reason"], strict=True))
+    assert got == {1: "unparseable date", 2: "unparseable date", 4: "close date before creation"}
+
+
+def test_most_likely_category_and_parquet_categoricals(tmp_path):
+    t = random_crm(4, seed=9)
+    opps = t["opportunities"].assign(forecast_category="Most Likely")
+    opps["owner"] = opps["owner"].astype("category")
+    opps["owner"] = opps["owner"].cat.add_categories([""])
+    opps.loc[0, "owner"] = ""
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    opps.to_parquet(folder / "opportunities.parquet")
+    data = read_canonical(folder)
+    assert data.quarantine[["row", "reason"]].values.tolist() == [[1, "missing required value"]]
+    assert set(data.opportunities["forecast_category"]) == {"most_likely"}

@@ -38,12 +38,20 @@ def _naive(data: CRMData, dates) -> pd.DataFrame:
                     "as_of": t,
                     "opportunity_id": opp.opportunity_id,
                     "stage": state["stage"],
-                    "amount": amounts.iloc[-1] if len(amounts) else opp.amount,
-                    "close_date": closes.iloc[-1] if len(closes) else opp.close_date,
+                    "amount": _first_known(amounts, h["amount"], opp.amount),
+                    "close_date": _first_known(closes, h["close_date"], opp.close_date),
                     "stage_entered_at": entered,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _first_known(upto, whole, current):
+    """The last value known so far; else the first value the history has; else the current value."""
+    if len(upto):
+        return upto.iloc[-1]
+    whole = whole.dropna()
+    return whole.iloc[0] if len(whole) else current
 
 
 def _dates(data: CRMData, n: int, seed: int) -> list[pd.Timestamp]:
@@ -190,3 +198,51 @@ def test_no_dates_and_bad_columns():
     assert pipeline_snapshots(data, []).empty
     with pytest.raises(KeyError, match="nope"):
         pipeline_snapshots(data, "2024-02-01", columns=["nope"])
+
+
+def test_history_starting_late_is_unknown_stage_until_first_change():
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "B"],
+            "owner": ["ann", "bo"],
+            "created_at": ["2024-01-01", "2024-01-01"],
+            "stage": ["Closed Won", "Negotiation/Review"],
+            "amount": [100, 50],
+            "close_date": ["2024-06-15", "2024-09-01"],
+            "is_closed": [True, False],
+            "is_won": [True, False],
+        }
+    )
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "B"],
+            "changed_at": ["2024-06-15", "2024-06-15"],
+            "stage": ["Closed Won", "Negotiation/Review"],
+            "amount": [100, 40],
+        }
+    )
+    data = validate({"opportunities": opps, "stage_history": hist})
+    snap = pipeline_snapshots(data, ["2024-03-01", "2024-07-01"])
+    march = snap[snap["as_of"] == pd.Timestamp("2024-03-01")].set_index("opportunity_id")
+    # both deals existed and were open in March, in a stage the history does not tell: never the later stage
+    assert sorted(march.index) == ["A", "B"]
+    assert march["stage"].isna().all()
+    assert march.loc["B", "amount"] == 40.0  # the first amount the history knows, not the current one
+    july = snap[snap["as_of"] == pd.Timestamp("2024-07-01")]
+    assert july["opportunity_id"].tolist() == ["B"] and july["stage"].tolist() == ["Negotiation/Review"]
+
+
+def test_empty_data_gives_empty_snapshots():
+    data = validate({k: v.iloc[:0] for k, v in random_crm(3, seed=2).items()})
+    snap = pipeline_snapshots(data, ["2024-01-01"])
+    assert snap.empty and "stage" in snap.columns
+    assert stage_intervals(data).empty
+    assert pd.isna(data.as_of)
+
+
+def test_as_of_must_be_dates():
+    data = validate(random_crm(3, seed=2))
+    with pytest.raises(ValueError, match="not numbers"):
+        pipeline_snapshots(data, 20240101)
+    with pytest.raises(ValueError, match="as_of"):
+        pipeline_snapshots(data, ["2024-13-45"])

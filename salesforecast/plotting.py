@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 __all__ = [
     "plot_adherence_by",
@@ -58,8 +54,8 @@ def plot_funnel(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Parameters
     ----------
     summary : DataFrame
-        ``StageConversionModel.summary``: columns ``stage``, ``deals_entered``, ``converted`` (deals that moved
-        on to a later stage).
+        ``StageConversionModel.summary``: columns ``stage``, ``entered``, ``converted`` (deals that moved on to
+        a later stage).
     ax : Axes, optional
 
     Returns
@@ -68,7 +64,7 @@ def plot_funnel(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """
     ax = _axes(ax)
     stages = [_text(s) for s in summary["stage"]]
-    entered = summary["deals_entered"].to_numpy(dtype=float)
+    entered = summary["entered"].to_numpy(dtype=float)
     converted = summary["converted"].to_numpy(dtype=float)
     y = np.arange(len(stages))
     ax.barh(y, entered, color=_GREY, label="entered the stage")
@@ -116,7 +112,8 @@ def plot_win_probability(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Parameters
     ----------
     summary : DataFrame
-        Columns ``stage``, ``learned_probability``, ``ci_lower``, ``ci_upper``, ``crm_probability``.
+        ``StageConversionModel.summary``: columns ``stage``, ``win_probability`` (learned), ``lower``, ``upper``
+        (its interval), ``crm_probability``.
     ax : Axes, optional
 
     Returns
@@ -125,9 +122,10 @@ def plot_win_probability(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """
     ax = _axes(ax)
     x = np.arange(len(summary))
-    learned = summary["learned_probability"].to_numpy(dtype=float)
-    lower = learned - summary["ci_lower"].to_numpy(dtype=float)
-    upper = summary["ci_upper"].to_numpy(dtype=float) - learned
+    learned = summary["win_probability"].to_numpy(dtype=float)
+    # an interval need not contain its point estimate (e.g. a percentile bootstrap): draw the part that does
+    lower = np.clip(learned - summary["lower"].to_numpy(dtype=float), 0, None)
+    upper = np.clip(summary["upper"].to_numpy(dtype=float) - learned, 0, None)
     ax.errorbar(x, learned, yerr=[lower, upper], fmt="o", color=_BLUE, capsize=3, label="learned (with interval)")
     ax.plot(x, summary["crm_probability"].to_numpy(dtype=float), "s", color=_ORANGE, label="CRM default")
     ax.set_xticks(x, [_text(s) for s in summary["stage"]], rotation=30, ha="right")
@@ -204,7 +202,7 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None)
     for (name, t), color in zip(tables.items(), (_BLUE, _ORANGE, _GREEN, _RED), strict=False):
         x = t["mean_predicted"].to_numpy(dtype=float)
         y = t["observed_rate"].to_numpy(dtype=float)
-        err = [y - t["ci_lower"].to_numpy(dtype=float), t["ci_upper"].to_numpy(dtype=float) - y]
+        err = np.clip([y - t["ci_lower"].to_numpy(dtype=float), t["ci_upper"].to_numpy(dtype=float) - y], 0, None)
         ax.errorbar(x, y, yerr=err, marker="o", capsize=2, color=color, label=_text(name))
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))

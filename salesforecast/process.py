@@ -231,6 +231,23 @@ class FiscalCalendar:
         qstart = start + pd.DateOffset(months=3 * (q - 1))
         return qstart, qstart + pd.DateOffset(months=3)
 
+    def resolve(self, period: str, as_of: Any, freq: Freq = "quarter") -> str:
+        """A period parameter as a label: ``"current"`` (or ``"latest"``) is the period containing `as_of`.
+
+        Examples
+        --------
+        >>> FiscalCalendar().resolve("current", "2024-08-15")
+        'FY2024Q3'
+        >>> FiscalCalendar().resolve("fy2024q1", "2024-08-15")
+        'FY2024Q1'
+        """
+        text = str(period).strip()
+        if text.lower() in ("current", "latest", ""):
+            return str(self.period(pd.DatetimeIndex([pd.Timestamp(as_of)]), freq).iloc[0])
+        label = text.upper() if text.lower().startswith("fy") else text
+        self.period_bounds(label)  # raises a clear error for a bad label
+        return label
+
     def is_period(self, label: object) -> bool:
         """True when `label` is a valid period label (month, quarter or year)."""
         return re.fullmatch(PERIOD_PATTERN, str(label).strip().upper()) is not None

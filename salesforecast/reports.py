@@ -1032,6 +1032,7 @@ def format_table(
     dates: Sequence[str] = (),
     precision: int = 2,
     index: bool = False,
+    fractions: Sequence[str] = (),
 ) -> Styler:
     """A DataFrame styled for a report: escaped text, thousands separators, percentages, short dates.
 
@@ -1046,6 +1047,8 @@ def format_table(
         Decimals of the other float columns.
     index : bool, default False
         Show the index.
+    fractions : sequence of str
+        Columns holding fractions (0-1: rates, probabilities), shown as percentages like ``12.5%``.
 
     Returns
     -------
@@ -1058,6 +1061,8 @@ def format_table(
     >>> import pandas as pd
     >>> html = format_table(pd.DataFrame({"name": ["<b>x</b>"], "pct": [12.345]}), percent=["pct"]).to_html()
     >>> "&lt;b&gt;x&lt;/b&gt;" in html and "12.3%" in html
+    True
+    >>> "25.0%" in format_table(pd.DataFrame({"rate": [0.25]}), fractions=["rate"]).to_html()
     True
     """
     from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
@@ -1074,6 +1079,8 @@ def format_table(
         styler = styler.set_caption("(no rows)")
     if percent:
         styler = styler.format("{:,.1f}%", subset=list(percent), na_rep="–")
+    if fractions:
+        styler = styler.format("{:,.1%}", subset=list(fractions), na_rep="–")
     if dates:
         styler = styler.format(_date_text, subset=list(dates), na_rep="–")
     if not index:

@@ -594,6 +594,53 @@ class CRMData:
         known = [t for t in times if pd.notna(t)]
         return pd.Timestamp(max(known)) if known else pd.NaT
 
+    def filter(self, team: str | None = None, owner: str | None = None) -> CRMData:
+        """The same data restricted to one team and/or one owner (``None`` or ``""``: no restriction).
+
+        Opportunities are kept by their ``team`` / ``owner`` columns, stage_history by its opportunities,
+        leads, forecast submissions and quotas by owner (a team's owners are the owners of its opportunities,
+        plus submissions tagged with the team). Quarantine and counts are those of the whole load.
+
+        Raises
+        ------
+        KeyError
+            When `team` is given and opportunities have no ``team`` column.
+        """
+        opps = self.opportunities
+        if team:
+            if "team" not in opps.columns:
+                raise KeyError("opportunities has no 'team' column to filter on")
+            opps = opps[opps["team"] == team]
+        if owner:
+            opps = opps[opps["owner"] == owner]
+        if not team and not owner:
+            return self
+        owners = set(opps["owner"].dropna()) if team else {owner}
+        if owner:
+            owners &= {owner}
+
+        def by_owner(df: pd.DataFrame) -> pd.DataFrame:
+            if "owner" not in df.columns:
+                return df.iloc[:0]
+            keep = isin(df["owner"], list(owners))
+            if team and "team" in df.columns:
+                keep &= df["team"].isna() | (df["team"] == team)
+            return df[keep].reset_index(drop=True)
+
+        return CRMData(
+            opportunities=opps.reset_index(drop=True),
+            stage_history=self.stage_history[
+                isin(self.stage_history["opportunity_id"], opps["opportunity_id"])
+            ].reset_index(drop=True),
+            leads=by_owner(self.leads),
+            forecast_submissions=by_owner(self.forecast_submissions),
+            quotas=by_owner(self.quotas),
+            process=self.process,
+            quarantine=self.quarantine,
+            counts=self.counts,
+            sources=dict(self.sources),
+        )
+
     def quarantine_summary(self) -> pd.DataFrame:
         """Quarantined rows counted by table and reason."""
         q = self.quarantine

@@ -19,11 +19,11 @@ def _summary():
     return pd.DataFrame(
         {
             "stage": ["A", "B$x$", "C"],
-            "deals_entered": [100, 60, 30],
+            "entered": [100, 60, 30],
             "converted": [60, 30, 20],
-            "learned_probability": [0.2, 0.4, 0.7],
-            "ci_lower": [0.15, 0.3, 0.6],
-            "ci_upper": [0.25, 0.5, 0.8],
+            "win_probability": [0.2, 0.4, 0.7],
+            "lower": [0.15, 0.3, 0.6],
+            "upper": [0.25, 0.5, 0.8],
             "crm_probability": [0.1, 0.5, 0.9],
             "median_days": [5, 10, 20],
             "p90_days": [15, 30, 60],

@@ -248,17 +248,6 @@ def test_notebook_renders_on_a_canonical_folder(crm_folder, tmp_path, capsys, mo
     assert "<script src=" not in page
 
 
-def test_notebook_renders_on_the_sample(tmp_path, capsys):
-    datasets = pytest.importorskip("salesforecast.datasets", reason="salesforecast.datasets is not there yet")
-    if not hasattr(datasets, "load_sample"):
-        pytest.skip("salesforecast.datasets.load_sample is not there yet")
-    from salesforecast.reports import DEFAULT_CONFIG, run_reports
-
-    result = run_reports(DEFAULT_CONFIG, tmp_path / "out", only=["01_data_quality"], jobs=1)
-    assert result.exit_code == 0, capsys.readouterr().out
-    assert (tmp_path / "out" / "latest" / "01_data_quality.html").exists()
-
-
 def test_notebook_parameters_cell_matches_path_free_defaults():
     # the defaults run anywhere: no machine-specific path in the stored notebook
     text = Path(NOTEBOOK).read_text(encoding="utf-8")

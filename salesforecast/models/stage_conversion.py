@@ -1,0 +1,1265 @@
+"""Stage conversion learned from stage history: transitions, win probabilities, time in stage.
+
+`StageConversionModel` treats a deal's path through the sales process as a semi-Markov process: a sequence of
+*visits* to open stages, each with a duration and a next stage, ending in a won or a lost stage.
+
+Estimator
+---------
+Visits
+    Each opportunity's history (`salesforecast.snapshots.stage_intervals`) is collapsed into runs of the same stage:
+    history rows that only change the amount or the close date are not transitions. A visit starts when the deal
+    enters an open stage and ends at the next change of stage, which may be a skip, a regression or a close.
+    Visits still open at the data's ``as_of`` are *censored*: their duration is known to exceed ``as_of - entered``
+    but their next stage is not known yet.
+Transitions (the embedded jump chain) and why censoring needs care
+    Where a visit goes depends on how long it lasted (in the generator behind `salesforecast.datasets.generate`,
+    long visits lose twice as often). Dropping the censored visits would over-represent short visits among recent
+    ones (a recent visit is only complete when it was short), so the loss rate would come out too low. The model
+    uses the competing-risks life table instead (the actuarial form of the Aalen-Johansen estimator): per open
+    stage, visit durations are grouped into ``duration_bins`` bins at quantiles of the stage's observed durations;
+    in bin ``b`` with ``n_b`` visits at risk and ``d_bj`` ending in stage ``j``, the cause-specific hazard is
+    ``h_bj = d_bj / r_b``, ``S_{b+1} = S_b (1 - sum_j h_bj)`` and the cumulative incidence ``F_j`` grows by
+    ``S_b h_bj``. The risk set ``r_b`` is ``n_b`` less, for each visit censored in the bin, the share of the bin's
+    events that came after its censoring (the actuarial ``n_b - c_b / 2`` when both are spread evenly; exact
+    when a censoring falls before or after all of the bin's events). The transition row is ``P_sj = F_j`` at the
+    longest duration; the little mass left by visits censored in the last bin is given to the destinations of
+    that bin (the longest visits). With no censoring this is exactly the
+    share of completed visits going to each stage. Censoring at the data end is independent of how a visit
+    evolves, so the estimator is consistent where dropping censored visits is not (on 200,000 generated deals,
+    dropping them overstates every win probability by about 0.002, more than the bootstrap half-width; the life
+    table is within it).
+Time in stage
+    The same life table, read as a survival curve: censored visits count as at risk up to their censoring time
+    (neither dropped, which would shorten the tail, nor counted as completed). Inside a bin durations are spread
+    uniformly; the last bin is open-ended, with a constant hazard (events over days at risk in it), so the tail
+    decays exponentially instead of stopping at the longest visit seen.
+Win probability and time to close
+    With ``Q`` the open-to-open part of ``P`` and ``R`` the open-to-terminal part, the fundamental matrix is
+    ``N = (I - Q)^-1``, the absorption probabilities ``B = N R`` and the win probability of a stage the sum of
+    ``B`` over the won stages. The mean holding time ``m_s`` of a stage is the area under its life-table survival
+    curve; the expected days to close are ``N m``.
+Confidence intervals
+    A Poisson bootstrap over opportunities: each replicate gives every opportunity a Poisson(1) weight, which
+    multiplies all its visits (so the regressions and repeated visits of one deal move together). The life-table
+    counts of a replicate are one sparse matrix product (life-table cells x opportunities times opportunities x
+    replicates), so there is no loop over deals; the interval is the percentile interval of the replicates.
+Time already spent in the stage
+    ``P(next = j | visit lasted at least d) = (P_sj - F_j(d)) / S(d)`` comes from the same life table at each bin
+    edge ``d``; chained with the (fresh-visit) win probabilities of the next stages, it gives the win probability
+    of a deal that has sat ``d`` days in its stage, with no assumed shape. Between edges it is interpolated
+    linearly in ``d``; beyond the last edge with at least 10 (weighted) visits still at risk it stays constant.
+Time to win
+    ``W_j(t)``, the probability of winning within ``t`` days of entering stage ``j``, solves the Markov renewal
+    equation ``W_j = F_{j,won} + sum_k dF_jk * W_k`` on a half-day grid (FFT convolutions, iterated to
+    convergence); a deal that has sat ``d`` days in stage ``s`` is won within ``h`` days with probability
+    ``[F_{s,won}(d + h) - F_{s,won}(d) + sum_k (dF_sk(d + .) * W_k)(h)] / S_s(d)``, with ``F`` piecewise linear
+    inside the bins and exponential in the last one (see "Time in stage"). Horizons beyond ten years are
+    evaluated at ten years.
+Segments
+    With ``segment`` set, each segment gets its own life table, shrunk toward the overall one with ``shrinkage``
+    pseudo-visits: ``F_g <- (n_g F_g + k F) / (n_g + k)`` (``n_g`` the segment's weighted visits to the stage).
+    Its transition rows are then the posterior mean under a Dirichlet prior with ``k`` pseudo-counts centred on the
+    overall row, and the duration-dependent quantities are shrunk coherently with them.
+Window and recency
+    ``window_months`` keeps the visits that *entered* their stage in the last ``window_months`` months before
+    ``as_of`` (visits still open are censored). Selecting on the entry time, not on the close, keeps the estimator
+    unbiased: "deals closed in the window" would keep only deals that were fast enough to close in it.
+    ``half_life_days`` weights each visit by ``0.5 ** (age / half_life_days)``, its age measured from its entry
+    (again not from its end, which would favour long visits).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from salesforecast._utils import isin
+from salesforecast.metrics import brier_decomposition, brier_score, calibration_table
+from salesforecast.process import SalesProcess
+from salesforecast.schema import CRMData, validate
+from salesforecast.snapshots import pipeline_snapshots, stage_intervals
+
+__all__ = ["CRMComparison", "StageConversionModel", "compare_with_crm", "known_at", "stage_visits"]
+
+_DAY_US = 86_400_000_000
+#: Weighted visits that must still be at risk at a duration for the model to condition on it.
+_MIN_AT_RISK = 10.0
+#: Step (days) of the time grid of `StageConversionModel.predict_close_within`.
+_GRID_DAYS = 0.5
+#: Longest horizon (days) `StageConversionModel.predict_close_within` computes; longer ones are evaluated at it.
+_MAX_HORIZON_DAYS = 3653.0
+
+
+# ------------------------------------------------------------------------------------------------ visits
+@dataclass(frozen=True)
+class _Visits:
+    """Stage visits as arrays: one entry per visit to an open stage."""
+
+    deal: np.ndarray  # deal code, 0..n_deals-1
+    stage: np.ndarray  # open-stage code, 0..K-1
+    dest: np.ndarray  # code of the next stage (0..S-1), -1 while the visit is open (censored)
+    entered: np.ndarray  # int64 microseconds
+    days: np.ndarray  # days to the next stage, or to as_of when censored
+    deal_ids: pd.Index  # opportunity_id of each deal code
+    final: np.ndarray  # per deal: code of its last known stage (-1 unknown)
+
+
+def _to_us(ts: Any) -> int:
+    """Microseconds since the epoch (``Timestamp.value`` is nanoseconds whatever the unit)."""
+    return int(pd.Timestamp(ts).to_datetime64().astype("datetime64[us]").astype(np.int64))
+
+
+def _visit_arrays(data: CRMData, process: SalesProcess, as_of: pd.Timestamp) -> _Visits:
+    """Collapse stage intervals into visits (runs of one stage) known at `as_of`."""
+    iv = stage_intervals(data) if len(data.opportunities) else pd.DataFrame()
+    if iv.empty:
+        none = np.zeros(0, dtype=np.int64)
+        return _Visits(none, none, none, none, np.zeros(0), pd.Index([]), none)
+    names = pd.Index(process.stage_names)
+    k = len(process.open_stages)
+    sc = names.get_indexer(iv["stage"]).astype(np.int64)  # -1: unknown stage
+    deal, deal_ids = pd.factorize(iv["opportunity_id"])  # intervals are sorted by opportunity
+    deal = deal.astype(np.int64)
+    start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
+    first = np.r_[True, deal[1:] != deal[:-1]]
+    new_run = first | np.r_[True, sc[1:] != sc[:-1]]
+    ridx = np.flatnonzero(new_run)
+    r_deal, r_stage, r_start = deal[ridx], sc[ridx], start[ridx]
+    has_next = np.r_[r_deal[1:] == r_deal[:-1], False]
+    nxt_stage = np.r_[r_stage[1:], -1]
+    nxt_start = np.r_[r_start[1:], 0]
+    last_run = ~has_next
+    final = np.full(len(deal_ids), -1, dtype=np.int64)
+    final[r_deal[last_run]] = r_stage[last_run]
+
+    t_end = _to_us(as_of)
+    dest = np.where(has_next, nxt_stage, -1)
+    end = np.where(has_next, nxt_start, t_end)
+    late = has_next & (nxt_start > t_end)  # a change after as_of is not known yet: censor
+    dest = np.where(late, -1, dest)
+    end = np.where(late, t_end, end)
+    keep = (r_stage >= 0) & (r_stage < k) & (r_start <= t_end) & ~(has_next & ~late & (nxt_stage < 0))
+    return _Visits(
+        deal=r_deal[keep],
+        stage=r_stage[keep],
+        dest=dest[keep],
+        entered=r_start[keep],
+        days=(end[keep] - r_start[keep]) / _DAY_US,
+        deal_ids=pd.Index(deal_ids),
+        final=final,
+    )
+
+
+def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
+    """Each opportunity's visits to open stages, as `StageConversionModel` sees them.
+
+    Consecutive history rows in the same stage form one visit (rows that only move the close date or the amount
+    are not transitions); skips, regressions and closes end a visit.
+
+    Parameters
+    ----------
+    data : CRMData
+    as_of : date, optional
+        The data end (default ``data.as_of``): changes after it are ignored and visits open at it are censored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per visit, by opportunity and entry time: ``opportunity_id, stage, entered_at, next_stage``
+        (missing while the visit is open), ``days`` (to the next stage, or to `as_of` for open visits) and
+        ``censored`` (the visit was still open at `as_of`).
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> v = stage_visits(load_sample())
+    >>> v.columns.tolist()
+    ['opportunity_id', 'stage', 'entered_at', 'next_stage', 'days', 'censored']
+    >>> bool((v["stage"] != v["next_stage"]).all())
+    True
+    """
+    as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
+    v = _visit_arrays(data, data.process, as_of)
+    names = np.asarray(data.process.stage_names, dtype=object)
+    nxt = pd.Series(np.where(v.dest >= 0, names[np.maximum(v.dest, 0)], None), dtype="str")
+    return pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(v.deal_ids.take(v.deal), dtype="str"),
+            "stage": pd.Series(names[v.stage], dtype="str"),
+            "entered_at": v.entered.view("datetime64[us]"),
+            "next_stage": nxt,
+            "days": v.days,
+            "censored": v.dest < 0,
+        }
+    )
+
+
+def known_at(data: CRMData, cutoff: Any) -> CRMData:
+    """The data as they were known at `cutoff`: no change, creation or submission after it.
+
+    Stage history keeps the changes at or before `cutoff`; opportunities keep those created at or before it, with
+    their state (stage, closed and won flags, amount, close date, forecast category) rebuilt from the last change
+    known at `cutoff` (fields the history never recorded keep their current values, as in
+    `salesforecast.snapshots.pipeline_snapshots`; a deal closed now whose history never reaches a won or lost stage
+    keeps its closed state when the snapshots close it by `cutoff`). An opportunity with no history row known at
+    `cutoff` is kept only when it has no history at all and is open now or closed by `cutoff` (its state then
+    cannot have changed); otherwise its state at `cutoff` is unknown and it is left out (`pipeline_snapshots`, by
+    contrast, puts a deal whose first change comes within a day of its creation in that stage from creation on,
+    even before the change was made). Leads created after
+    `cutoff` are dropped and conversions after it undone; forecast submissions after it are dropped; quotas are
+    kept.
+
+    Parameters
+    ----------
+    data : CRMData
+    cutoff : date
+
+    Returns
+    -------
+    CRMData
+        A copy; the quarantine and counts are those of `data`.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> past = known_at(data, "2024-06-30")
+    >>> bool(past.stage_history["changed_at"].max() <= pd.Timestamp("2024-06-30"))
+    True
+    >>> int(past.opportunities["is_closed"].sum()) < int(data.opportunities["is_closed"].sum())
+    True
+    """
+    cutoff = pd.Timestamp(cutoff)
+    process = data.process
+    opps = data.opportunities
+    hist = data.stage_history
+    created = opps.loc[opps["created_at"] <= cutoff]
+    known_rows = (hist["changed_at"] <= cutoff).to_numpy() & isin(
+        hist["opportunity_id"], created["opportunity_id"]
+    ).to_numpy()
+    h = hist.loc[known_rows]
+    has_any = isin(created["opportunity_id"], hist["opportunity_id"])
+    has_known = isin(created["opportunity_id"], h["opportunity_id"])
+    bare_ok = ~has_any & (~created["is_closed"] | (created["close_date"] <= cutoff))
+    kept = created.loc[has_known | bare_ok].copy()
+    # closed now, but the history never reaches a won or lost stage: snapshots close such a deal at its close date
+    # (or last change); when that is at or before the cutoff, it was already closed then
+    no_terminal = ~isin(kept["opportunity_id"], hist.loc[process.is_closed(hist["stage"]), "opportunity_id"])
+    last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
+    last_change = last_change.reindex(kept["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
+    close_when = np.maximum(
+        kept["close_date"].to_numpy("datetime64[us]"), kept["created_at"].to_numpy("datetime64[us]")
+    )
+    close_when = np.where(np.isnat(last_change), close_when, np.maximum(close_when, last_change))
+    closed_then = kept["is_closed"].to_numpy() & no_terminal.to_numpy() & (close_when <= cutoff.to_datetime64())
+    current = kept[["stage", "is_closed", "is_won", "close_date"]].copy()
+    if len(h):
+        cols = [c for c in ("stage", "amount", "close_date", "forecast_category") if c in h.columns]
+        last = h.sort_values("changed_at", kind="stable").groupby("opportunity_id", sort=False)[cols].last()
+        last = last.reindex(kept["opportunity_id"].to_numpy())
+        for c in cols:
+            known = last[c].notna().to_numpy()
+            if c in kept.columns:
+                values = kept[c].to_numpy(copy=True)
+                values[known] = last[c].to_numpy()[known]
+                kept[c] = pd.Series(values, index=kept.index, dtype=kept[c].dtype)
+        stage = kept["stage"]
+        in_hist = has_known.loc[kept.index].to_numpy()
+        kept["is_closed"] = np.where(in_hist, process.is_closed(stage).to_numpy(), kept["is_closed"].to_numpy())
+        kept["is_won"] = np.where(in_hist, process.is_won(stage).to_numpy(), kept["is_won"].to_numpy())
+        for c in current.columns:
+            kept[c] = kept[c].where(~closed_then, current[c])
+    leads = data.leads
+    if len(leads) and "created_at" in leads.columns:
+        leads = leads.loc[leads["created_at"] <= cutoff].copy()
+        if "converted_at" in leads.columns:
+            later = (leads["converted_at"] > cutoff).fillna(False).to_numpy(dtype=bool)
+            leads["converted"] = leads["converted"].to_numpy() & ~later
+            leads["converted_at"] = leads["converted_at"].mask(later)
+            if "opportunity_id" in leads.columns:
+                leads["opportunity_id"] = leads["opportunity_id"].mask(later)
+    subs = data.forecast_submissions
+    if len(subs) and "submitted_at" in subs.columns:
+        subs = subs.loc[subs["submitted_at"] <= cutoff]
+    return replace(
+        data,
+        opportunities=kept.reset_index(drop=True),
+        stage_history=h.reset_index(drop=True),
+        leads=leads.reset_index(drop=True),
+        forecast_submissions=subs.reset_index(drop=True),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ life tables
+def _risk_deficit(key: np.ndarray, days: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weight by which each censored visit was missing from the risk set of the events of its bin.
+
+    A visit censored at duration ``c`` was at risk for the events of its bin (`key`) up to ``c`` and missing for
+    the share of the bin's (weighted) events after ``c``; events at ``c`` itself count as before it. Events get 0.
+    """
+    ev = dest >= 0
+    order = np.lexsort((~ev, days, key))
+    ks = key[order]
+    ew = np.where(ev[order], w[order], 0.0)
+    cum = np.cumsum(ew)
+    first = np.r_[True, ks[1:] != ks[:-1]]
+    last = np.r_[first[1:], True]
+    grp = np.cumsum(first) - 1
+    before = (cum - ew)[first][grp]
+    total = cum[last][grp] - before
+    with np.errstate(invalid="ignore", divide="ignore"):
+        after = np.where(total > 0, 1.0 - (cum - before) / total, 0.0)
+    out = np.zeros(len(key))
+    out[order] = np.where(ev[order], 0.0, w[order] * np.clip(after, 0.0, 1.0))
+    return out
+
+
+def _life_table(events: np.ndarray, cens: np.ndarray, deficit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Competing-risks life table over the last two axes of the counts.
+
+    Parameters
+    ----------
+    events : array (..., K, nb, S)
+        Weighted visits of each stage ending in each duration bin with each next stage.
+    cens : array (..., K, nb)
+        Weighted censored visits per bin.
+    deficit : array (..., K, nb)
+        Per bin, the censored visits' absence from the risk set of the bin's events (`_risk_deficit`): the risk
+        set of bin ``b`` is ``n_b - deficit_b`` (the actuarial ``n_b - c_b / 2`` when censoring and events are
+        spread evenly in the bin; exact when a censoring falls before or after all of them).
+
+    Returns
+    -------
+    F : array (..., K, nb + 1, S)
+        Cumulative incidence at the bin edges; at the last edge it equals ``P``.
+    P : array (..., K, S)
+        Transition rows (NaN where a stage has no completed visit).
+    observed : array (..., K) of bool
+        The stage has at least one completed visit.
+    """
+    exits = events.sum(axis=-1) + cens
+    at_risk = np.flip(np.cumsum(np.flip(exits, axis=-1), axis=-1), axis=-1)
+    eff = at_risk - deficit
+    safe = np.where(eff > 0, eff, 1.0)
+    h = np.where(eff[..., None] > 0, events / safe[..., None], 0.0)
+    factor = np.clip(1.0 - h.sum(axis=-1), 0.0, 1.0)
+    ones = np.ones(factor.shape[:-1] + (1,))
+    surv = np.concatenate([ones, np.cumprod(factor, axis=-1)], axis=-1)  # (..., K, nb + 1)
+    dF = surv[..., :-1, None] * h
+    zeros = np.zeros(dF.shape[:-2] + (1, dF.shape[-1]))
+    F = np.concatenate([zeros, np.cumsum(dF, axis=-2)], axis=-2)
+    f_end = F[..., -1, :]
+    done = f_end.sum(axis=-1)
+    observed = done > 0
+    last = events[..., -1, :]
+    last_sum = last.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alloc = np.where(last_sum > 0, last / np.where(last_sum > 0, last_sum, 1.0), f_end / done[..., None])
+        P = f_end + surv[..., -1:] * alloc
+    P = np.where(observed[..., None], P, np.nan)
+    F[..., -1, :] = P
+    return F, P, observed
+
+
+def _absorb(P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fundamental matrix ``N = (I - Q)^-1`` and absorption probabilities ``B = N R`` (batched over leading axes)."""
+    q, r = P[..., :k], P[..., k:]
+    a = np.eye(k) - q
+    try:
+        n = np.linalg.inv(a)
+    except np.linalg.LinAlgError:
+        n = np.linalg.pinv(a)
+    return n, np.clip(n @ r, 0.0, 1.0)
+
+
+#: Poisson(1) cumulative probabilities P(X <= x) for x = 0..12 (P(X > 12) < 1e-10).
+_POISSON1_CDF = np.cumsum([math.exp(-1.0) / math.factorial(x) for x in range(13)])
+
+
+def _poisson1(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Poisson(1) draws by inversion (a few comparisons per draw: faster than ``rng.poisson`` here)."""
+    u = rng.random(shape, dtype=np.float32)
+    out = np.zeros(shape, dtype=np.uint8)
+    for c in _POISSON1_CDF[:-1].astype(np.float32):
+        out += u > c
+    return out.astype(np.float64)
+
+
+def _tail_rate(
+    events: np.ndarray, exposure: np.ndarray, at_risk: np.ndarray, fallback: np.ndarray | None = None
+) -> np.ndarray:
+    """Hazard of leaving a stage in its open-ended last duration bin: occurrences over exposure (per day).
+
+    Without an event there, one pseudo-event over the exposure (or, with no exposure either, `fallback` or one per
+    day) keeps the tail finite.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(events > 0, events / exposure, 1.0 / np.maximum(exposure, at_risk))
+    rate = np.where(np.isfinite(rate) & (rate > 0), rate, np.nan)
+    if fallback is not None:
+        rate = np.where(np.isnan(rate), np.broadcast_to(fallback, rate.shape), rate)
+    return np.where(np.isnan(rate), 1.0, rate)
+
+
+def _fallback_rows(P: np.ndarray, observed: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """Rows without completed visits take `default` (the CRM probability split into won and lost)."""
+    return np.where(observed[..., None], P, default)
+
+
+# ------------------------------------------------------------------------------------------------ the model
+class StageConversionModel(BaseEstimator):
+    """Stage-to-stage conversion, win probability and time in stage, learned from stage history.
+
+    The estimator is described in the module docstring (`salesforecast.models.stage_conversion`): stage visits,
+    a competing-risks life table per stage (censoring-aware), an absorbing Markov chain for win probabilities, a
+    Poisson bootstrap over opportunities for their intervals, and the life table again for the dependence on the
+    time already spent in a stage.
+
+    Parameters
+    ----------
+    process : SalesProcess, path or "default", optional
+        The process map; by default the one of the data passed to `fit`.
+    window_months : float, optional
+        Learn only from visits that entered their stage in the last `window_months` months before ``as_of``.
+    half_life_days : float, optional
+        Weight each visit by ``0.5 ** (days from its entry to as_of / half_life_days)``.
+    segment : str, optional
+        A column of opportunities (``"segment"``, ``"team"``...): fit one model per value, shrunk toward the
+        overall model.
+    shrinkage : float
+        Pseudo-visits of the overall model added to each segment's (Dirichlet prior strength); 0 fits each
+        segment alone.
+    n_bootstrap : int
+        Bootstrap replicates for `win_probability_ci_` (0: no intervals).
+    ci : float
+        Level of the intervals.
+    duration_bins : int
+        Bins of visit duration per stage, at quantiles of the stage's durations (completed and open visits), for
+        the life table; their edges are also the points where the win probability given the days in stage is
+        estimated (linear in between).
+    random_state : int, numpy Generator or None
+        Seed of the bootstrap.
+
+    Attributes
+    ----------
+    process_ : SalesProcess
+    as_of_ : pandas.Timestamp
+        The data end: visits open then are censored.
+    transition_matrix_ : pandas.DataFrame
+        Open stages x all stages: probability that a visit to the row stage is followed by the column stage.
+    transition_counts_ : pandas.DataFrame
+        Completed (unweighted) transitions behind it, open stages x all stages.
+    win_probability_ : pandas.Series
+        Open stage -> probability of eventually winning from a fresh visit to it.
+    win_probability_ci_ : pandas.DataFrame
+        Columns ``lower, upper``: bootstrap percentile interval at level `ci` (NaN when ``n_bootstrap == 0``).
+    absorption_probability_ : pandas.DataFrame
+        Open stages x terminal stages (``B = N R``).
+    fundamental_matrix_ : pandas.DataFrame
+        ``N = (I - Q)^-1``: expected visits to each open stage (columns) from each (rows).
+    expected_days_to_close_ : pandas.Series
+        Open stage -> expected days from entering it to a won or lost stage (``N m``).
+    time_in_stage_ : pandas.DataFrame
+        Per open stage: ``visits, completed, censored, median_days, p75_days, p90_days, mean_days`` (life-table
+        quantiles: censored visits count as at risk up to their censoring time; ``mean_days`` is restricted to the
+        longest visit).
+    n_visits_ : pandas.Series
+        Open stage -> visits learned from (completed and censored).
+    duration_edges_ : pandas.DataFrame
+        Open stage x bin edge (days) of the life table.
+    conditional_win_probability_ : pandas.DataFrame
+        Long table ``stage, days, win_probability, at_risk, conditioned``: the win probability of a deal that has
+        sat ``days`` in the stage, at each bin edge, with the weighted visits still at risk there; where fewer than
+        10 are (``conditioned`` is False) the value of the last edge with enough is carried on.
+    segment_win_probability_ : pandas.DataFrame or None
+        Segment x open stage (with `segment` set).
+    segment_transition_matrix_ : pandas.DataFrame or None
+        Rows ``(segment, from_stage)``, columns all stages (with `segment` set).
+    bootstrap_win_probability_ : pandas.DataFrame
+        Replicate x open stage.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> model = StageConversionModel(n_bootstrap=50).fit(data)
+    >>> model.win_probability_.round(2).head(3).tolist()
+    [0.16, 0.21, 0.28]
+    >>> bool((model.win_probability_ci_["lower"] <= model.win_probability_).all())
+    True
+    """
+
+    def __init__(
+        self,
+        process: SalesProcess | str | None = None,
+        window_months: float | None = None,
+        half_life_days: float | None = None,
+        segment: str | None = None,
+        shrinkage: float = 20.0,
+        n_bootstrap: int = 200,
+        ci: float = 0.9,
+        duration_bins: int = 20,
+        random_state: Any = 0,
+    ) -> None:
+        self.process = process
+        self.window_months = window_months
+        self.half_life_days = half_life_days
+        self.segment = segment
+        self.shrinkage = shrinkage
+        self.n_bootstrap = n_bootstrap
+        self.ci = ci
+        self.duration_bins = duration_bins
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        def positive(name: str) -> None:
+            v = getattr(self, name)
+            if v is not None and (
+                not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
+            ):
+                raise ValueError(f"{name} must be a positive number or None, got {v!r}")
+
+        positive("window_months")
+        positive("half_life_days")
+        s = self.shrinkage
+        if not isinstance(s, numbers.Real) or isinstance(s, bool) or not s >= 0 or not math.isfinite(s):
+            raise ValueError(f"shrinkage must be a number >= 0 (pseudo-visits), got {s!r}")
+        b = self.n_bootstrap
+        if not isinstance(b, numbers.Integral) or isinstance(b, bool) or b < 0:
+            raise ValueError(f"n_bootstrap must be an integer >= 0, got {b!r}")
+        if not isinstance(self.ci, numbers.Real) or not 0.0 < float(self.ci) < 1.0:
+            raise ValueError(f"ci must be a level between 0 and 1 (e.g. 0.9), got {self.ci!r}")
+        nb = self.duration_bins
+        if not isinstance(nb, numbers.Integral) or isinstance(nb, bool) or nb < 1:
+            raise ValueError(f"duration_bins must be a positive integer, got {nb!r}")
+        if self.segment is not None and not isinstance(self.segment, str):
+            raise ValueError(f"segment must be a column name of opportunities or None, got {self.segment!r}")
+
+    def _resolve_data(
+        self, data: CRMData | None, stage_history: pd.DataFrame | None, opportunities: pd.DataFrame | None
+    ) -> CRMData:
+        if data is None:
+            if stage_history is None or opportunities is None:
+                raise TypeError("fit needs a CRMData, or both stage_history= and opportunities=")
+            process = SalesProcess.resolve(self.process)
+            data = validate({"opportunities": opportunities, "stage_history": stage_history}, process=process)
+            if len(data.quarantine):
+                warnings.warn(
+                    f"fit: {len(data.quarantine)} input rows were quarantined by validation and are not used; "
+                    "see salesforecast.schema.validate",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return data
+        if stage_history is not None or opportunities is not None:
+            raise TypeError("give fit either a CRMData or stage_history= and opportunities=, not both")
+        if not isinstance(data, CRMData):
+            raise TypeError(f"fit expects a CRMData (see salesforecast.schema.validate), got {type(data).__name__}")
+        return data
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        data: CRMData | None = None,
+        *,
+        stage_history: pd.DataFrame | None = None,
+        opportunities: pd.DataFrame | None = None,
+        as_of: Any = None,
+    ) -> StageConversionModel:
+        """Learn transitions, win probabilities and time in stage from the stage history.
+
+        Parameters
+        ----------
+        data : CRMData
+            Validated data; or pass `stage_history` and `opportunities` (raw or typed tables, validated here
+            against `process`).
+        stage_history, opportunities : pandas.DataFrame, optional
+        as_of : date, optional
+            The data end (default ``data.as_of``). An earlier date fits on the data as known then (`known_at`):
+            nothing after it is used, and visits open at it are censored.
+
+        Returns
+        -------
+        StageConversionModel
+            self, fitted.
+        """
+        self._check_params()
+        data = self._resolve_data(data, stage_history, opportunities)
+        process = data.process if self.process is None else SalesProcess.resolve(self.process)
+        names = process.stage_names
+        for table in ("opportunities", "stage_history"):
+            stages = getattr(data, table)["stage"]
+            unknown = sorted(set(pd.unique(stages.dropna())) - set(names))
+            if unknown:
+                raise ValueError(f"{table}.stage: {unknown[0]!r} is not a stage of the process map; known: {names}")
+        if self.segment is not None and self.segment not in data.opportunities.columns:
+            raise ValueError(
+                f"opportunities has no column {self.segment!r} to segment by; "
+                f"available: {list(data.opportunities.columns)}"
+            )
+        as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
+        if as_of < data.as_of:
+            data = known_at(data, as_of)
+        if process is not data.process:
+            data = replace(data, process=process)
+
+        v = _visit_arrays(data, process, as_of)
+        t_end = _to_us(as_of)
+        sel = np.ones(len(v.stage), dtype=bool)
+        if self.window_months is not None:
+            months = float(self.window_months)
+            whole = int(months)
+            start = as_of - pd.DateOffset(months=whole) - pd.Timedelta(days=(months - whole) * 30.4375)
+            sel &= v.entered >= _to_us(start)
+        if not sel.any():
+            raise ValueError(
+                "no stage visits to learn from: the stage history is empty"
+                + (f" or has no visit entered in the last {self.window_months} months" if self.window_months else "")
+            )
+        v = _Visits(v.deal[sel], v.stage[sel], v.dest[sel], v.entered[sel], v.days[sel], v.deal_ids, v.final)
+        age = (t_end - v.entered) / _DAY_US
+        w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
+
+        k, n_all, nb = len(process.open_stages), len(names), int(self.duration_bins)
+        won_codes = np.array([names.index(s) for s in process.won_stages])
+        lost_codes = np.array([names.index(s) for s in process.lost_stages])
+        default = np.zeros((k, n_all))
+        crm = process.probability.reindex(process.open_stages).to_numpy()
+        default[:, won_codes[0]] = crm
+        default[:, lost_codes[0]] = 1.0 - crm
+
+        # ---- bins of visit duration, per stage at quantiles of its durations
+        edges = np.tile(np.linspace(0.0, 1.0, nb + 1), (k, 1))
+        bins = np.zeros(len(v.stage), dtype=np.int64)
+        levels = np.arange(1, nb) / nb
+        for s in range(k):  # a loop over stages
+            idx = np.flatnonzero(v.stage == s)
+            if len(idx) == 0:
+                continue
+            d = v.days[idx]
+            top = float(d.max())
+            e = np.concatenate([[0.0], np.quantile(d, levels), [top * (1.0 + 1e-9) + 1e-9]])
+            edges[s] = np.maximum.accumulate(e)
+            bins[idx] = np.clip(np.searchsorted(edges[s], d, side="right") - 1, 0, nb - 1)
+
+        # cells per (stage, bin): events by next stage, censored visits, and the censored visits' risk-set deficit
+        width = n_all + 2
+        n_cells = k * nb * width
+        sb = v.stage * nb + bins
+        cell = sb * width + np.where(v.dest >= 0, v.dest, n_all)
+        cens = v.dest < 0
+        deficit = _risk_deficit(sb, v.days, v.dest, w)
+        cell_all = np.concatenate([cell, sb[cens] * width + n_all + 1])
+        w_all = np.concatenate([w, deficit[cens]])
+        counts = np.bincount(cell_all, weights=w_all, minlength=n_cells).reshape(k, nb, width)
+        F0, P0, obs0 = _life_table(counts[..., :n_all], counts[..., n_all], counts[..., n_all + 1])
+        if not obs0.all():
+            missing = [process.open_stages[s] for s in np.flatnonzero(~obs0)]
+            warnings.warn(
+                f"no completed visit to stage(s) {missing}: their transitions fall back to the CRM default "
+                "probability (won with it, lost otherwise)",
+                UserWarning,
+                stacklevel=2,
+            )
+            P0 = _fallback_rows(P0, obs0, default)
+            ramp = np.linspace(0.0, 1.0, nb + 1)[:, None]
+            F0 = np.where(obs0[:, None, None], F0, ramp[None] * P0[:, None, :])
+        n0 = counts[..., : n_all + 1].sum(axis=(1, 2))  # weighted visits per stage
+        # the last bin is open-ended: a constant hazard there (occurrences / exposure) gives the timing of the tail
+        in_tail = bins == nb - 1
+        tail_x = w[in_tail] * (v.days[in_tail] - edges[v.stage[in_tail], nb - 1])
+        tail_n = np.bincount(v.stage[in_tail], weights=w[in_tail], minlength=k)
+        tail_exposure = np.bincount(v.stage[in_tail], weights=tail_x, minlength=k)
+        tail_events = counts[:, nb - 1, :n_all].sum(axis=-1)
+        rate0 = _tail_rate(tail_events, tail_exposure, tail_n)
+
+        # ---- segments: own life tables shrunk toward the overall one
+        seg_labels: list[Any] = []
+        F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
+        if self.segment is not None:
+            opp_seg = data.opportunities.set_index("opportunity_id")[self.segment]
+            deal_seg = opp_seg.reindex(v.deal_ids).to_numpy()
+            g_codes, uniques = pd.factorize(pd.Series(deal_seg), sort=True)
+            seg_labels = list(uniques)
+            n_seg = len(seg_labels)
+            vg = g_codes[v.deal]
+            ok = vg >= 0
+            if n_seg:
+                gsb = vg[ok] * (k * nb) + sb[ok]
+                gdef = _risk_deficit(gsb, v.days[ok], v.dest[ok], w[ok])
+                gc = v.dest[ok] < 0
+                gcounts = np.bincount(
+                    np.concatenate([vg[ok] * n_cells + cell[ok], gsb[gc] * width + n_all + 1]),
+                    weights=np.concatenate([w[ok], gdef[gc]]),
+                    minlength=n_seg * n_cells,
+                ).reshape(n_seg, k, nb, width)
+                Fg, Pg, obsg = _life_table(gcounts[..., :n_all], gcounts[..., n_all], gcounts[..., n_all + 1])
+                ng = np.where(obsg, gcounts[..., : n_all + 1].sum(axis=(2, 3)), 0.0)
+                kappa = float(self.shrinkage)
+                denom = ng + kappa
+                wg = np.where(denom > 0, ng / np.where(denom > 0, denom, 1.0), 0.0)[..., None, None]
+                Fg_raw = np.nan_to_num(Fg)
+                F_mix = wg * Fg_raw + (1.0 - wg) * F0[None]
+                P_mix = F_mix[..., -1, :]
+                tg = ok & in_tail
+                g_tail = vg[tg] * k + v.stage[tg]
+                rate_g = _tail_rate(
+                    gcounts[:, :, nb - 1, :n_all].sum(axis=-1),
+                    np.bincount(
+                        g_tail, weights=w[tg] * (v.days[tg] - edges[v.stage[tg], nb - 1]), minlength=n_seg * k
+                    ).reshape(n_seg, k),
+                    np.bincount(g_tail, weights=w[tg], minlength=n_seg * k).reshape(n_seg, k),
+                    fallback=rate0,
+                )
+                rate_mix = wg[..., 0, 0] * rate_g + (1.0 - wg[..., 0, 0]) * rate0
+                for g in range(n_seg):
+                    F_groups.append(F_mix[g])
+                    P_groups.append(P_mix[g])
+                    n_raw.append(ng[g])
+                    S_raw.append(1.0 - Fg_raw[g].sum(axis=-1))
+                    rates.append(rate_mix[g])
+        F_all = np.stack(F_groups)  # (G, K, nb + 1, S)
+        rate_all = np.stack(rates)  # (G, K)
+        P_all = np.stack(P_groups)  # (G, K, S)
+        N_all, B_all = _absorb(P_all, k)
+        won_cols = won_codes - k
+        win_all = B_all[..., won_cols].sum(axis=-1)  # (G, K)
+
+        # ---- win probability given the time already spent in the stage
+        V = np.zeros(P_all.shape[:1] + (n_all,))
+        V[:, :k] = win_all
+        V[:, won_codes] = 1.0
+        rest = P_all[:, :, None, :] - F_all[:, :, :nb, :]  # (G, K, nb, S): mass still to come after each edge
+        surv = rest.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cw_raw = (rest * V[:, None, None, :]).sum(axis=-1) / surv
+        S0_edges = 1.0 - F0[:, :nb, :].sum(axis=-1)
+        at_risk = np.stack(
+            [n0[:, None] * S0_edges]
+            + [n_raw[g][:, None] * S_raw[g][:, :nb] + float(self.shrinkage) * S0_edges for g in range(1, len(F_groups))]
+        )
+        valid = (at_risk >= _MIN_AT_RISK) & (surv > 1e-12) & np.isfinite(cw_raw)
+        valid[..., 0] = True
+        src = np.maximum.accumulate(np.where(valid, np.arange(nb), 0), axis=-1)
+        cw = np.take_along_axis(np.where(np.isfinite(cw_raw), cw_raw, 0.0), src, axis=-1)
+        cw[..., 0] = win_all
+
+        # ---- holding times and time in stage
+        S_edges = 1.0 - F_all.sum(axis=-1)  # (G, K, nb + 1)
+        widths = np.diff(edges[:, :nb], axis=-1)  # (K, nb - 1): the inner bins
+        inner = ((S_edges[..., : nb - 1] + S_edges[..., 1:nb]) / 2.0 * widths).sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m_all = inner + np.where(S_edges[..., nb - 1] > 0, S_edges[..., nb - 1] / rate_all, 0.0)  # (G, K)
+        exp_days = np.einsum("gij,gj->gi", N_all, m_all)
+
+        open_names = process.open_stages
+        quant = {}
+        for label, qlev in (("median_days", 0.5), ("p75_days", 0.75), ("p90_days", 0.9)):
+            vals = []
+            for s in range(k):  # a loop over stages
+                curve = S_edges[0, s, :nb]
+                if not obs0[s]:
+                    vals.append(np.nan)
+                elif curve[-1] > 1.0 - qlev:  # in the exponential tail
+                    vals.append(float(edges[s, nb - 1] + np.log(curve[-1] / (1.0 - qlev)) / rate0[s]))
+                else:
+                    vals.append(float(np.interp(1.0 - qlev, curve[::-1], edges[s, :nb][::-1])))
+            quant[label] = vals
+        n_visits = np.bincount(v.stage, minlength=k)
+        n_cens = np.bincount(v.stage[cens], minlength=k)
+
+        # ---- bootstrap over opportunities (Poisson weights; one sparse product per chunk of replicates)
+        boot = np.full((int(self.n_bootstrap), k), np.nan)
+        if self.n_bootstrap:
+            rng = np.random.default_rng(self.random_state)
+            deal_col = np.cumsum(np.r_[True, v.deal[1:] != v.deal[:-1]]) - 1  # visits are sorted by deal
+            n_used = int(deal_col[-1]) + 1
+            M = sparse.csr_matrix(
+                (w_all, (cell_all, np.concatenate([deal_col, deal_col[cens]]))), shape=(n_cells, n_used)
+            )
+            chunk = int(max(1, min(self.n_bootstrap, 4_000_000 // n_used)))
+            for lo in range(0, int(self.n_bootstrap), chunk):  # a loop over chunks of replicates
+                m = min(chunk, int(self.n_bootstrap) - lo)
+                weights = _poisson1(rng, (n_used, m))
+                c = np.asarray(M @ weights).T.reshape(m, k, nb, width)
+                _, Pb, obsb = _life_table(c[..., :n_all], c[..., n_all], c[..., n_all + 1])
+                Pb = _fallback_rows(Pb, obsb, default)
+                _, Bb = _absorb(Pb, k)
+                boot[lo : lo + m] = Bb[..., won_cols].sum(axis=-1)
+        alpha = (1.0 - float(self.ci)) / 2.0
+        if self.n_bootstrap:
+            lower = np.nanquantile(boot, alpha, axis=0)
+            upper = np.nanquantile(boot, 1.0 - alpha, axis=0)
+        else:
+            lower = upper = np.full(k, np.nan)
+
+        # ---- deal-level counts for the summary
+        pair = v.deal * k + v.stage
+        seen = np.zeros(len(v.deal_ids) * k, dtype=bool)
+        seen[pair] = True
+        entered_pairs = np.flatnonzero(seen)
+        later = ((v.dest > v.stage) & (v.dest < k)) | np.isin(v.dest, won_codes)
+        seen[:] = False
+        seen[pair[later]] = True
+        conv_pairs = np.flatnonzero(seen)
+        fin = v.final[entered_pairs // k]
+        closed = np.isin(fin, np.concatenate([won_codes, lost_codes]))
+        won = np.isin(fin, won_codes)
+        st = entered_pairs % k
+
+        # ---- attributes
+        idx = pd.Index(open_names, name="stage")
+        cols = pd.Index(names, name="to_stage")
+        term_cols = pd.Index(names[k:], name="to_stage")
+        self.process_ = process
+        self.as_of_ = as_of
+        self.transition_matrix_ = pd.DataFrame(P0, index=idx.rename("from_stage"), columns=cols)
+        tc = np.bincount(v.stage[v.dest >= 0] * n_all + v.dest[v.dest >= 0], minlength=k * n_all)
+        self.transition_counts_ = pd.DataFrame(
+            tc.reshape(k, n_all).astype(np.int64), index=idx.rename("from_stage"), columns=cols
+        )
+        self.win_probability_ = pd.Series(win_all[0], index=idx, name="win_probability")
+        self.win_probability_ci_ = pd.DataFrame({"lower": lower, "upper": upper}, index=idx)
+        self.absorption_probability_ = pd.DataFrame(B_all[0], index=idx, columns=term_cols)
+        self.fundamental_matrix_ = pd.DataFrame(
+            N_all[0], index=idx.rename("from_stage"), columns=pd.Index(open_names, name="to_stage")
+        )
+        self.expected_days_to_close_ = pd.Series(exp_days[0], index=idx, name="expected_days_to_close")
+        self.time_in_stage_ = pd.DataFrame(
+            {
+                "visits": n_visits.astype(np.int64),
+                "completed": (n_visits - n_cens).astype(np.int64),
+                "censored": n_cens.astype(np.int64),
+                **quant,
+                "mean_days": np.where(obs0, m_all[0], np.nan),
+            },
+            index=idx,
+        )
+        self.n_visits_ = pd.Series(n_visits.astype(np.int64), index=idx, name="visits")
+        self.duration_edges_ = pd.DataFrame(edges, index=idx, columns=pd.RangeIndex(nb + 1, name="edge"))
+        self.conditional_win_probability_ = pd.DataFrame(
+            {
+                "stage": pd.Series(np.repeat(open_names, nb), dtype="str"),
+                "days": edges[:, :nb].ravel(),
+                "win_probability": cw[0].ravel(),
+                "at_risk": at_risk[0].ravel(),
+                "conditioned": (src[0] == np.arange(nb)).ravel(),
+            }
+        )
+        self.bootstrap_win_probability_ = pd.DataFrame(boot, columns=idx)
+        if self.segment is not None:
+            seg_idx = pd.Index(seg_labels, name=self.segment)
+            self.segment_win_probability_ = pd.DataFrame(win_all[1:], index=seg_idx, columns=idx)
+            self.segment_transition_matrix_ = pd.DataFrame(
+                P_all[1:].reshape(-1, n_all),
+                index=pd.MultiIndex.from_product([seg_labels, open_names], names=[self.segment, "from_stage"]),
+                columns=cols,
+            )
+        else:
+            self.segment_win_probability_ = None
+            self.segment_transition_matrix_ = None
+        entered_n = np.bincount(st, minlength=k)
+        closed_n = np.bincount(st[closed], minlength=k)
+        won_n = np.bincount(st[won], minlength=k)
+        self._state = {
+            "edges": edges,
+            "F": F_all,
+            "tail_rate": rate_all,
+            "P": P_all,
+            "win": win_all,
+            "cw": cw,
+            "src": src,
+            "segments": pd.Index(seg_labels),
+            "won_codes": won_codes,
+            "lost_codes": lost_codes,
+            "counts": {
+                "entered": entered_n,
+                "converted": np.bincount(conv_pairs % k, minlength=k),
+                "closed": closed_n,
+                "won": won_n,
+            },
+        }
+        return self
+
+    # ------------------------------------------------------------------ prediction
+    def _rows(self, snapshot: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per snapshot row: stage code (-1 unknown), group (0 overall, g > 0 segment) and days in stage."""
+        if not isinstance(snapshot, pd.DataFrame) or "stage" not in snapshot.columns:
+            raise ValueError("snapshot must be a DataFrame with a 'stage' column (see pipeline_snapshots)")
+        process = self.process_
+        stage = process.map_stages(snapshot["stage"])
+        code = pd.Index(process.stage_names).get_indexer(stage).astype(np.int64)
+        group = np.zeros(len(snapshot), dtype=np.int64)
+        if self.segment is not None:
+            if self.segment not in snapshot.columns:
+                raise ValueError(
+                    f"snapshot has no column {self.segment!r}; the model is segmented by it "
+                    "(pipeline_snapshots copies it with columns=[...])"
+                )
+            pos = self._state["segments"].get_indexer(snapshot[self.segment])
+            group = np.where(pos >= 0, pos + 1, 0)
+        if "days_in_stage" in snapshot.columns:
+            days = pd.to_numeric(snapshot["days_in_stage"], errors="coerce").to_numpy(dtype="float64")
+            days = np.where(np.isfinite(days), np.maximum(days, 0.0), 0.0)
+        else:
+            days = np.zeros(len(snapshot))
+        return code, group, days
+
+    def _edge_position(self, s: int, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Conditioning edges around each duration of stage `s`: lower index, upper index, weight of the upper."""
+        nb = int(self.duration_bins)
+        e = self._state["edges"][s]
+        b = np.clip(np.searchsorted(e[:nb], days, side="right") - 1, 0, nb - 1)
+        b1 = np.minimum(b + 1, nb - 1)
+        width = e[b1] - e[b]
+        a = np.where((b1 > b) & (width > 0), np.clip((days - e[b]) / np.where(width > 0, width, 1.0), 0.0, 1.0), 0.0)
+        return b, b1, a
+
+    def predict_proba(self, snapshot: pd.DataFrame) -> pd.Series:
+        """Probability that each deal of a pipeline snapshot is won.
+
+        Conditioned on the deal's stage and on how long it has sat in it (``days_in_stage``, as in
+        `salesforecast.snapshots.pipeline_snapshots`; without the column, a fresh visit), and on its segment when
+        the model is segmented (unknown segments use the overall model).
+
+        Parameters
+        ----------
+        snapshot : pandas.DataFrame
+            Columns ``stage`` and optionally ``days_in_stage`` and the segment column.
+
+        Returns
+        -------
+        pandas.Series
+            Aligned to the snapshot's index: the win probability; 1 for rows already in a won stage, 0 in a lost
+            stage, missing where the stage is unknown.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> from salesforecast.snapshots import pipeline_snapshots
+        >>> data = load_sample()
+        >>> model = StageConversionModel(n_bootstrap=0).fit(data, as_of="2025-01-01")
+        >>> snap = pipeline_snapshots(data, "2025-01-01")
+        >>> p = model.predict_proba(snap)
+        >>> bool(p.between(0, 1).all()), len(p) == len(snap)
+        (True, True)
+        """
+        check_is_fitted(self)
+        code, group, days = self._rows(snapshot)
+        k = len(self.process_.open_stages)
+        st = self._state
+        out = np.full(len(snapshot), np.nan)
+        out[np.isin(code, st["won_codes"])] = 1.0
+        out[np.isin(code, st["lost_codes"])] = 0.0
+        for s in range(k):  # a loop over stages
+            rows = np.flatnonzero(code == s)
+            if len(rows) == 0:
+                continue
+            b, b1, a = self._edge_position(s, days[rows])
+            cw = st["cw"][group[rows], s]
+            out[rows] = (1.0 - a) * cw[np.arange(len(rows)), b] + a * cw[np.arange(len(rows)), b1]
+        return pd.Series(np.clip(out, 0.0, 1.0), index=snapshot.index, name="win_probability")
+
+    def _win_time_tables(self, g: int, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per open stage and conditioning edge: P(won within t of the edge | visit lasted to the edge).
+
+        Returns ``T`` of shape (K, nb, G) on the grid ``t = i * _GRID_DAYS`` (entry ``i`` approximates "won within
+        ``t_i + _GRID_DAYS / 2``") and the grid's knots ``[0, t_0 + step/2, t_1 + step/2, ...]``.
+        """
+        st = self._state
+        k = len(self.process_.open_stages)
+        nb = int(self.duration_bins)
+        E, F, P, rate = st["edges"], st["F"][g], st["P"][g], st["tail_rate"][g]
+        won = st["won_codes"]
+        step = _GRID_DAYS
+        n_grid = int(np.ceil(max(horizon, step) / step)) + 2
+        t = np.arange(n_grid) * step
+        n_fft = 1 << int(np.ceil(np.log2(2 * n_grid)))
+
+        def cif(s: int, x: np.ndarray) -> np.ndarray:
+            """Cumulative incidence of stage `s` at durations `x`: linear inside bins, exponential in the last."""
+            e, last = E[s], E[s, nb - 1]
+            grow = 1.0 - np.exp(-rate[s] * np.maximum(x - last, 0.0))
+            out = F[s, nb - 1] + (F[s, nb] - F[s, nb - 1]) * grow[..., None]
+            if nb > 1:
+                i = np.clip(np.searchsorted(e[: nb - 1], x, side="right") - 1, 0, nb - 2)
+                width = e[i + 1] - e[i]
+                a = np.where(width > 0, np.clip((x - e[i]) / np.where(width > 0, width, 1.0), 0.0, 1.0), 1.0)
+                lin = F[s, i] * (1.0 - a)[..., None] + F[s, i + 1] * a[..., None]
+                out = np.where((x < last)[..., None], lin, out)
+            return out
+
+        up, lo = t + step / 2.0, np.maximum(t - step / 2.0, 0.0)
+        f_up = np.stack([cif(s, up) for s in range(k)])  # (K, G, S)
+        dF = f_up - np.stack([cif(s, lo) for s in range(k)])
+        won_cum = f_up[..., won].sum(axis=-1)  # (K, G)
+        kernel = np.fft.rfft(dF[..., :k], n=n_fft, axis=1)  # (K, nf, K)
+        W = won_cum.copy()
+        for _ in range(10_000):  # fixed-point iteration of the renewal equation (one more jump per round)
+            conv = np.fft.irfft(np.einsum("jfk,kf->jf", kernel, np.fft.rfft(W, n=n_fft, axis=1)), n=n_fft, axis=1)
+            new = won_cum + conv[:, :n_grid]
+            if np.max(np.abs(new - W)) < 1e-12:
+                W = new
+                break
+            W = new
+        W_hat = np.fft.rfft(W, n=n_fft, axis=1)
+        T = np.empty((k, nb, n_grid))
+        for s in range(k):  # a loop over stages
+            x0 = E[s, :nb]
+            f0 = cif(s, x0)  # (nb, S)
+            fu = cif(s, x0[:, None] + up[None, :])  # (nb, G, S)
+            fl = cif(s, x0[:, None] + lo[None, :])
+            won_part = fu[..., won].sum(axis=-1) - f0[:, won].sum(axis=-1)[:, None]
+            k_hat = np.fft.rfft((fu - fl)[..., :k], n=n_fft, axis=1)  # (nb, nf, K)
+            conv = np.fft.irfft(np.einsum("bfk,kf->bf", k_hat, W_hat), n=n_fft, axis=1)[:, :n_grid]
+            surv = (P[s] - f0).sum(axis=-1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                tab = (won_part + conv) / surv[:, None]
+            tab = np.maximum.accumulate(np.clip(np.nan_to_num(tab), 0.0, 1.0), axis=1)
+            T[s] = tab[st["src"][g, s]]
+        knots = np.concatenate([[0.0], up])
+        return T, knots
+
+    def predict_close_within(self, snapshot: pd.DataFrame, end_date: Any, as_of: Any = None) -> pd.Series:
+        """Probability that each deal is won before `end_date`.
+
+        Uses the semi-Markov model: the remaining time in the current stage given the days already spent in it,
+        then fresh visits to the next stages (see the module docstring, "Time to win"). The result is
+        non-decreasing in `end_date` and never above `predict_proba`.
+
+        Parameters
+        ----------
+        snapshot : pandas.DataFrame
+            As for `predict_proba`, plus ``as_of`` (the snapshot time) unless given as an argument.
+        end_date : date or array-like of dates
+            One end for all rows, or one per row (e.g. the end of each deal's forecast period; exclusive).
+        as_of : date, optional
+            The time the snapshot describes, when it has no ``as_of`` column.
+
+        Returns
+        -------
+        pandas.Series
+            Aligned to the snapshot's index; 0 where `end_date` is not after the snapshot time, 1 for rows already
+            won.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> from salesforecast.snapshots import pipeline_snapshots
+        >>> data = load_sample()
+        >>> model = StageConversionModel(n_bootstrap=0).fit(data, as_of="2025-01-01")
+        >>> snap = pipeline_snapshots(data, "2025-01-01")
+        >>> q1 = model.predict_close_within(snap, "2025-04-01")
+        >>> bool((q1 <= model.predict_proba(snap) + 1e-12).all())
+        True
+        """
+        check_is_fitted(self)
+        code, group, days = self._rows(snapshot)
+        n = len(snapshot)
+        if as_of is not None:
+            start = np.full(n, _to_us(pd.Timestamp(as_of)), dtype=np.int64)
+        elif "as_of" in snapshot.columns:
+            start = snapshot["as_of"].to_numpy("datetime64[us]").view(np.int64)
+        else:
+            raise ValueError("snapshot has no 'as_of' column; pass as_of= (the time the snapshot describes)")
+        if isinstance(end_date, (str, pd.Timestamp, np.datetime64)) or np.ndim(end_date) == 0:
+            end = np.full(n, _to_us(pd.Timestamp(end_date)), dtype=np.int64)
+        else:
+            end_idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(end_date)))
+            if len(end_idx) != n:
+                raise ValueError(f"end_date has {len(end_idx)} values for {n} snapshot rows")
+            end = end_idx.as_unit("us").asi8
+        h = np.minimum((end - start) / _DAY_US, _MAX_HORIZON_DAYS)
+        proba = self.predict_proba(snapshot).to_numpy()
+        out = np.where(np.isin(code, self._state["won_codes"]), 1.0, np.where(np.isnan(proba), np.nan, 0.0))
+        k = len(self.process_.open_stages)
+        active = (code >= 0) & (code < k) & (h > 0)
+        for g in np.unique(group[active]):  # a loop over segments
+            rows_g = np.flatnonzero(active & (group == g))
+            T, knots = self._win_time_tables(int(g), float(h[rows_g].max()))
+            for s in np.unique(code[rows_g]):  # a loop over stages
+                rows = rows_g[code[rows_g] == s]
+                b, b1, a = self._edge_position(int(s), days[rows])
+                hi = np.clip(np.searchsorted(knots, h[rows], side="right") - 1, 0, len(knots) - 2)
+                frac = np.clip((h[rows] - knots[hi]) / (knots[hi + 1] - knots[hi]), 0.0, 1.0)
+                tab = np.concatenate([np.zeros((T.shape[1], 1)), T[s]], axis=1)
+
+                def at(bi: np.ndarray, tab: np.ndarray = tab, hi: np.ndarray = hi, frac: np.ndarray = frac) -> Any:
+                    return (1.0 - frac) * tab[bi, hi] + frac * tab[bi, hi + 1]
+
+                out[rows] = (1.0 - a) * at(b) + a * at(b1)
+        out = np.where(active, np.minimum(out, proba), out)
+        return pd.Series(np.clip(out, 0.0, 1.0), index=snapshot.index, name="win_probability_by_end")
+
+    # ------------------------------------------------------------------ report
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per open stage: what the history says against the CRM default.
+
+        Columns: ``stage``; ``entered`` (deals with at least one visit to the stage); ``converted`` (deals that
+        moved from it to a later open stage or to a won stage) and ``conversion_rate`` (``converted / entered``);
+        ``closed`` and ``won`` (deals that entered it and are closed / won now) and ``observed_win_rate``
+        (``won / closed``: biased toward fast deals while many are still open); ``crm_probability`` (the process
+        map's default); ``win_probability`` with its interval ``lower, upper`` (learned); ``difference``
+        (learned minus default); ``median_days`` and ``p90_days`` in stage (life table, censoring-aware).
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> s = StageConversionModel(n_bootstrap=20).fit(load_sample()).summary
+        >>> s.columns.tolist()[:4]
+        ['stage', 'entered', 'converted', 'conversion_rate']
+        """
+        check_is_fitted(self)
+        c = self._state["counts"]
+        idx = self.win_probability_.index
+        crm = self.process_.probability.reindex(idx).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conv_rate = c["converted"] / np.where(c["entered"] > 0, c["entered"], np.nan)
+            obs_rate = c["won"] / np.where(c["closed"] > 0, c["closed"], np.nan)
+        learned = self.win_probability_.to_numpy()
+        return pd.DataFrame(
+            {
+                "stage": pd.Series(list(idx), dtype="str"),
+                "entered": c["entered"].astype(np.int64),
+                "converted": c["converted"].astype(np.int64),
+                "conversion_rate": conv_rate,
+                "closed": c["closed"].astype(np.int64),
+                "won": c["won"].astype(np.int64),
+                "observed_win_rate": obs_rate,
+                "crm_probability": crm,
+                "win_probability": learned,
+                "lower": self.win_probability_ci_["lower"].to_numpy(),
+                "upper": self.win_probability_ci_["upper"].to_numpy(),
+                "difference": learned - crm,
+                "median_days": self.time_in_stage_["median_days"].to_numpy(),
+                "p90_days": self.time_in_stage_["p90_days"].to_numpy(),
+            }
+        )
+
+
+# ------------------------------------------------------------------------------------------------ backtest
+@dataclass(frozen=True)
+class CRMComparison:
+    """Learned against CRM default probabilities, scored on deals open at a cutoff (see `compare_with_crm`).
+
+    Attributes
+    ----------
+    scores : pandas.DataFrame
+        Index ``method`` (``crm_default``, ``learned``); columns ``n, brier, reliability, resolution,
+        uncertainty, mean_predicted, observed_rate``.
+    calibration : pandas.DataFrame
+        `salesforecast.metrics.calibration_table` of each method, stacked with a ``method`` column.
+    predictions : pandas.DataFrame
+        One row per scored deal: ``opportunity_id, stage, days_in_stage, won, crm_default, learned``.
+    model : StageConversionModel
+        The model fitted on what was known at the cutoff.
+    cutoff : pandas.Timestamp
+    """
+
+    scores: pd.DataFrame
+    calibration: pd.DataFrame
+    predictions: pd.DataFrame
+    model: StageConversionModel
+    cutoff: pd.Timestamp
+
+
+def compare_with_crm(
+    data: CRMData,
+    cutoff: Any,
+    model: StageConversionModel | None = None,
+    n_bins: int = 10,
+    strategy: str = "quantile",
+) -> CRMComparison:
+    """Score the process map's default probabilities and the learned ones on deals open at `cutoff`.
+
+    The model is fitted on the data as known at `cutoff` (`known_at`: no change after it; visits open at it are
+    censored), so nothing after the cutoff leaks into it. The scored deals are those open at `cutoff`
+    (`pipeline_snapshots`) that have closed since (outcome: won or lost); deals still open now are left out,
+    which leans the scored set toward faster deals: pick a cutoff well before the data end.
+
+    Parameters
+    ----------
+    data : CRMData
+        The full data (the outcomes after `cutoff` come from it).
+    cutoff : date
+    model : StageConversionModel, optional
+        Settings to use (it is cloned, not changed); default ``StageConversionModel(n_bootstrap=0)``.
+    n_bins : int
+        Bins of the calibration tables and of the Brier decomposition (equal-width bins of [0, 1] there).
+    strategy : {"quantile", "uniform"}
+        Binning of the calibration tables.
+
+    Returns
+    -------
+    CRMComparison
+        ``scores`` (Brier score and Murphy decomposition per method), ``calibration`` (reliability-diagram
+        tables), ``predictions`` and the fitted ``model``.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> result = compare_with_crm(load_sample(), "2024-07-01")
+    >>> result.scores.index.tolist()
+    ['crm_default', 'learned']
+    >>> bool(result.scores.loc["learned", "brier"] < result.scores.loc["crm_default", "brier"])
+    True
+    """
+    cutoff = pd.Timestamp(cutoff)
+    snap = pipeline_snapshots(data, cutoff)
+    snap = snap.loc[snap["stage"].notna()].reset_index(drop=True)
+    outcome = data.opportunities.set_index("opportunity_id")[["is_closed", "is_won"]].reindex(snap["opportunity_id"])
+    closed = outcome["is_closed"].fillna(False).to_numpy(dtype=bool)
+    snap = snap.loc[closed].reset_index(drop=True)
+    if snap.empty:
+        raise ValueError(f"no deal open at {cutoff} has closed since; pick an earlier cutoff")
+    y = outcome["is_won"].to_numpy(dtype=bool)[closed]
+    est = StageConversionModel(n_bootstrap=0) if model is None else clone(model)
+    est.fit(data, as_of=cutoff)
+    crm = est.process_.probability.reindex(snap["stage"].to_numpy()).to_numpy()
+    learned = est.predict_proba(snap).to_numpy()
+    rows, tables = {}, []
+    for method, p in (("crm_default", crm), ("learned", learned)):
+        d = brier_decomposition(y, p, n_bins=n_bins)
+        rows[method] = {
+            "n": len(y),
+            "brier": brier_score(y, p),
+            "reliability": d.reliability,
+            "resolution": d.resolution,
+            "uncertainty": d.uncertainty,
+            "mean_predicted": float(np.mean(p)),
+            "observed_rate": float(np.mean(y)),
+        }
+        table = calibration_table(y, p, n_bins=n_bins, strategy=strategy)  # type: ignore[arg-type]
+        table.insert(0, "method", method)
+        tables.append(table)
+    scores = pd.DataFrame.from_dict(rows, orient="index")
+    scores.index.name = "method"
+    scores["n"] = scores["n"].astype(np.int64)
+    predictions = pd.DataFrame(
+        {
+            "opportunity_id": snap["opportunity_id"],
+            "stage": snap["stage"],
+            "days_in_stage": snap["days_in_stage"],
+            "won": y,
+            "crm_default": crm,
+            "learned": learned,
+        }
+    )
+    return CRMComparison(
+        scores=scores,
+        calibration=pd.concat(tables, ignore_index=True),
+        predictions=predictions,
+        model=est,
+        cutoff=cutoff,
+    )

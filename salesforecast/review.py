@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from salesforecast.adherence import deal_adherence
-from salesforecast.models.stage_conversion import StageConversionModel, known_at
+from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import pipeline_snapshots
+from salesforecast.snapshots import known_at, pipeline_snapshots
 
 __all__ = ["RISK_DEFINITIONS", "deals_at_risk"]
 

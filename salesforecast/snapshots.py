@@ -29,6 +29,7 @@ Rules (the contract the tests check):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ import pandas as pd
 from salesforecast._utils import isin
 from salesforecast.schema import CRMData
 
-__all__ = ["pipeline_snapshots", "stage_intervals", "to_dates"]
+__all__ = ["known_at", "pipeline_snapshots", "stage_intervals", "to_dates"]
 
 #: Static opportunity columns copied into snapshots when present.
 DEFAULT_COLUMNS: tuple[str, ...] = (
@@ -323,3 +324,102 @@ def pipeline_snapshots(
         for c in columns:
             out[c] = data.opportunities[c].take(pos).reset_index(drop=True)
     return out
+
+
+def known_at(data: CRMData, cutoff: Any) -> CRMData:
+    """The data as they were known at `cutoff`: no change, creation or submission after it.
+
+    Stage history keeps the changes at or before `cutoff`; opportunities keep those created at or before it, with
+    their state (stage, closed and won flags, amount, close date, forecast category) rebuilt from the last change
+    known at `cutoff` (fields the history never recorded keep their current values, as in
+    `salesforecast.snapshots.pipeline_snapshots`; a deal closed now whose history never reaches a won or lost stage
+    keeps its closed state when the snapshots close it by `cutoff`). An opportunity with no history row known at
+    `cutoff` is kept only when it has no history at all and is open now or closed by `cutoff` (its state then
+    cannot have changed); otherwise its state at `cutoff` is unknown and it is left out (`pipeline_snapshots`, by
+    contrast, puts a deal whose first change comes within a day of its creation in that stage from creation on,
+    even before the change was made). Leads created after
+    `cutoff` are dropped and conversions after it undone; forecast submissions after it are dropped; quotas are
+    kept.
+
+    Parameters
+    ----------
+    data : CRMData
+    cutoff : date
+
+    Returns
+    -------
+    CRMData
+        A copy; the quarantine and counts are those of `data`.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> past = known_at(data, "2024-06-30")
+    >>> bool(past.stage_history["changed_at"].max() <= pd.Timestamp("2024-06-30"))
+    True
+    >>> int(past.opportunities["is_closed"].sum()) < int(data.opportunities["is_closed"].sum())
+    True
+    """
+    cutoff = pd.Timestamp(cutoff)
+    process = data.process
+    opps = data.opportunities
+    hist = data.stage_history
+    created = opps.loc[opps["created_at"] <= cutoff]
+    known_rows = (hist["changed_at"] <= cutoff).to_numpy() & isin(
+        hist["opportunity_id"], created["opportunity_id"]
+    ).to_numpy()
+    h = hist.loc[known_rows]
+    has_any = isin(created["opportunity_id"], hist["opportunity_id"])
+    has_known = isin(created["opportunity_id"], h["opportunity_id"])
+    bare_ok = ~has_any & (~created["is_closed"] | (created["close_date"] <= cutoff))
+    kept = created.loc[has_known | bare_ok].copy()
+    # closed now, but the history never reaches a won or lost stage: snapshots close such a deal at its close date
+    # (or last change); when that is at or before the cutoff, it was already closed then
+    no_terminal = ~isin(kept["opportunity_id"], hist.loc[process.is_closed(hist["stage"]), "opportunity_id"])
+    last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
+    last_change = last_change.reindex(kept["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
+    close_when = np.maximum(
+        kept["close_date"].to_numpy("datetime64[us]"), kept["created_at"].to_numpy("datetime64[us]")
+    )
+    close_when = np.where(np.isnat(last_change), close_when, np.maximum(close_when, last_change))
+    closed_then = kept["is_closed"].to_numpy() & no_terminal.to_numpy() & (close_when <= cutoff.to_datetime64())
+    current = kept[["stage", "is_closed", "is_won", "close_date"]].copy()
+    if len(h):
+        cols = [c for c in ("stage", "amount", "close_date", "forecast_category") if c in h.columns]
+        last = h.sort_values("changed_at", kind="stable").groupby("opportunity_id", sort=False)[cols].last()
+        last = last.reindex(kept["opportunity_id"].to_numpy())
+        for c in cols:
+            known = last[c].notna().to_numpy()
+            if c in kept.columns:
+                values = kept[c].to_numpy(copy=True)
+                values[known] = last[c].to_numpy()[known]
+                kept[c] = pd.Series(values, index=kept.index, dtype=kept[c].dtype)
+        stage = kept["stage"]
+        in_hist = has_known.loc[kept.index].to_numpy()
+        kept["is_closed"] = np.where(in_hist, process.is_closed(stage).to_numpy(), kept["is_closed"].to_numpy())
+        kept["is_won"] = np.where(in_hist, process.is_won(stage).to_numpy(), kept["is_won"].to_numpy())
+        for c in current.columns:
+            kept[c] = kept[c].where(~closed_then, current[c])
+    leads = data.leads
+    if len(leads) and "created_at" in leads.columns:
+        leads = leads.loc[leads["created_at"] <= cutoff].copy()
+        if "converted_at" in leads.columns:
+            later = (leads["converted_at"] > cutoff).fillna(False).to_numpy(dtype=bool)
+            leads["converted"] = leads["converted"].to_numpy() & ~later
+            leads["converted_at"] = leads["converted_at"].mask(later)
+            if "opportunity_id" in leads.columns:
+                leads["opportunity_id"] = leads["opportunity_id"].mask(later)
+    subs = data.forecast_submissions
+    if len(subs) and "submitted_at" in subs.columns:
+        subs = subs.loc[subs["submitted_at"] <= cutoff]
+    return replace(
+        data,
+        opportunities=kept.reset_index(drop=True),
+        stage_history=h.reset_index(drop=True),
+        leads=leads.reset_index(drop=True),
+        forecast_submissions=subs.reset_index(drop=True),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ life tables

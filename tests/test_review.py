@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from salesforecast.datasets import load_sample
-from salesforecast.models.stage_conversion import StageConversionModel, known_at
+from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.review import deals_at_risk
-from salesforecast.snapshots import pipeline_snapshots
+from salesforecast.snapshots import known_at, pipeline_snapshots
 
 
 @pytest.fixture(scope="module")

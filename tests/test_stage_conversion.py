@@ -16,12 +16,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from salesforecast._utils import isin
+from salesforecast.calibration import compare_with_crm
 from salesforecast.datasets import generate, load_sample
 from salesforecast.metrics import brier_score
-from salesforecast.models import StageConversionModel, compare_with_crm, known_at, stage_visits
+from salesforecast.models import StageConversionModel, stage_visits
 from salesforecast.models.stage_conversion import _life_table, _risk_deficit
 from salesforecast.schema import CRMData, validate
-from salesforecast.snapshots import pipeline_snapshots
+from salesforecast.snapshots import known_at, pipeline_snapshots
 from tests.factories import random_crm
 
 DAY = pd.Timedelta(days=1)

@@ -79,16 +79,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import isin
-from salesforecast.metrics import brier_decomposition, brier_score, calibration_table
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, validate
-from salesforecast.snapshots import pipeline_snapshots, stage_intervals
+from salesforecast.snapshots import known_at, stage_intervals
 
-__all__ = ["CRMComparison", "StageConversionModel", "compare_with_crm", "known_at", "stage_visits"]
+__all__ = ["StageConversionModel", "stage_visits"]
 
 _DAY_US = 86_400_000_000
 #: Weighted visits that must still be at risk at a duration for the model to condition on it.
@@ -203,103 +201,6 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     )
 
 
-def known_at(data: CRMData, cutoff: Any) -> CRMData:
-    """The data as they were known at `cutoff`: no change, creation or submission after it.
-
-    Stage history keeps the changes at or before `cutoff`; opportunities keep those created at or before it, with
-    their state (stage, closed and won flags, amount, close date, forecast category) rebuilt from the last change
-    known at `cutoff` (fields the history never recorded keep their current values, as in
-    `salesforecast.snapshots.pipeline_snapshots`; a deal closed now whose history never reaches a won or lost stage
-    keeps its closed state when the snapshots close it by `cutoff`). An opportunity with no history row known at
-    `cutoff` is kept only when it has no history at all and is open now or closed by `cutoff` (its state then
-    cannot have changed); otherwise its state at `cutoff` is unknown and it is left out (`pipeline_snapshots`, by
-    contrast, puts a deal whose first change comes within a day of its creation in that stage from creation on,
-    even before the change was made). Leads created after
-    `cutoff` are dropped and conversions after it undone; forecast submissions after it are dropped; quotas are
-    kept.
-
-    Parameters
-    ----------
-    data : CRMData
-    cutoff : date
-
-    Returns
-    -------
-    CRMData
-        A copy; the quarantine and counts are those of `data`.
-
-    Examples
-    --------
-    >>> from salesforecast.datasets import load_sample
-    >>> data = load_sample()
-    >>> past = known_at(data, "2024-06-30")
-    >>> bool(past.stage_history["changed_at"].max() <= pd.Timestamp("2024-06-30"))
-    True
-    >>> int(past.opportunities["is_closed"].sum()) < int(data.opportunities["is_closed"].sum())
-    True
-    """
-    cutoff = pd.Timestamp(cutoff)
-    process = data.process
-    opps = data.opportunities
-    hist = data.stage_history
-    created = opps.loc[opps["created_at"] <= cutoff]
-    known_rows = (hist["changed_at"] <= cutoff).to_numpy() & isin(
-        hist["opportunity_id"], created["opportunity_id"]
-    ).to_numpy()
-    h = hist.loc[known_rows]
-    has_any = isin(created["opportunity_id"], hist["opportunity_id"])
-    has_known = isin(created["opportunity_id"], h["opportunity_id"])
-    bare_ok = ~has_any & (~created["is_closed"] | (created["close_date"] <= cutoff))
-    kept = created.loc[has_known | bare_ok].copy()
-    # closed now, but the history never reaches a won or lost stage: snapshots close such a deal at its close date
-    # (or last change); when that is at or before the cutoff, it was already closed then
-    no_terminal = ~isin(kept["opportunity_id"], hist.loc[process.is_closed(hist["stage"]), "opportunity_id"])
-    last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
-    last_change = last_change.reindex(kept["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
-    close_when = np.maximum(
-        kept["close_date"].to_numpy("datetime64[us]"), kept["created_at"].to_numpy("datetime64[us]")
-    )
-    close_when = np.where(np.isnat(last_change), close_when, np.maximum(close_when, last_change))
-    closed_then = kept["is_closed"].to_numpy() & no_terminal.to_numpy() & (close_when <= cutoff.to_datetime64())
-    current = kept[["stage", "is_closed", "is_won", "close_date"]].copy()
-    if len(h):
-        cols = [c for c in ("stage", "amount", "close_date", "forecast_category") if c in h.columns]
-        last = h.sort_values("changed_at", kind="stable").groupby("opportunity_id", sort=False)[cols].last()
-        last = last.reindex(kept["opportunity_id"].to_numpy())
-        for c in cols:
-            known = last[c].notna().to_numpy()
-            if c in kept.columns:
-                values = kept[c].to_numpy(copy=True)
-                values[known] = last[c].to_numpy()[known]
-                kept[c] = pd.Series(values, index=kept.index, dtype=kept[c].dtype)
-        stage = kept["stage"]
-        in_hist = has_known.loc[kept.index].to_numpy()
-        kept["is_closed"] = np.where(in_hist, process.is_closed(stage).to_numpy(), kept["is_closed"].to_numpy())
-        kept["is_won"] = np.where(in_hist, process.is_won(stage).to_numpy(), kept["is_won"].to_numpy())
-        for c in current.columns:
-            kept[c] = kept[c].where(~closed_then, current[c])
-    leads = data.leads
-    if len(leads) and "created_at" in leads.columns:
-        leads = leads.loc[leads["created_at"] <= cutoff].copy()
-        if "converted_at" in leads.columns:
-            later = (leads["converted_at"] > cutoff).fillna(False).to_numpy(dtype=bool)
-            leads["converted"] = leads["converted"].to_numpy() & ~later
-            leads["converted_at"] = leads["converted_at"].mask(later)
-            if "opportunity_id" in leads.columns:
-                leads["opportunity_id"] = leads["opportunity_id"].mask(later)
-    subs = data.forecast_submissions
-    if len(subs) and "submitted_at" in subs.columns:
-        subs = subs.loc[subs["submitted_at"] <= cutoff]
-    return replace(
-        data,
-        opportunities=kept.reset_index(drop=True),
-        stage_history=h.reset_index(drop=True),
-        leads=leads.reset_index(drop=True),
-        forecast_submissions=subs.reset_index(drop=True),
-    )
-
-
-# ------------------------------------------------------------------------------------------------ life tables
 def _risk_deficit(key: np.ndarray, days: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weight by which each censored visit was missing from the risk set of the events of its bin.
 
@@ -1146,120 +1047,3 @@ class StageConversionModel(BaseEstimator):
                 "p90_days": self.time_in_stage_["p90_days"].to_numpy(),
             }
         )
-
-
-# ------------------------------------------------------------------------------------------------ backtest
-@dataclass(frozen=True)
-class CRMComparison:
-    """Learned against CRM default probabilities, scored on deals open at a cutoff (see `compare_with_crm`).
-
-    Attributes
-    ----------
-    scores : pandas.DataFrame
-        Index ``method`` (``crm_default``, ``learned``); columns ``n, brier, reliability, resolution,
-        uncertainty, mean_predicted, observed_rate``.
-    calibration : pandas.DataFrame
-        `salesforecast.metrics.calibration_table` of each method, stacked with a ``method`` column.
-    predictions : pandas.DataFrame
-        One row per scored deal: ``opportunity_id, stage, days_in_stage, won, crm_default, learned``.
-    model : StageConversionModel
-        The model fitted on what was known at the cutoff.
-    cutoff : pandas.Timestamp
-    """
-
-    scores: pd.DataFrame
-    calibration: pd.DataFrame
-    predictions: pd.DataFrame
-    model: StageConversionModel
-    cutoff: pd.Timestamp
-
-
-def compare_with_crm(
-    data: CRMData,
-    cutoff: Any,
-    model: StageConversionModel | None = None,
-    n_bins: int = 10,
-    strategy: str = "quantile",
-) -> CRMComparison:
-    """Score the process map's default probabilities and the learned ones on deals open at `cutoff`.
-
-    The model is fitted on the data as known at `cutoff` (`known_at`: no change after it; visits open at it are
-    censored), so nothing after the cutoff leaks into it. The scored deals are those open at `cutoff`
-    (`pipeline_snapshots`) that have closed since (outcome: won or lost); deals still open now are left out,
-    which leans the scored set toward faster deals: pick a cutoff well before the data end.
-
-    Parameters
-    ----------
-    data : CRMData
-        The full data (the outcomes after `cutoff` come from it).
-    cutoff : date
-    model : StageConversionModel, optional
-        Settings to use (it is cloned, not changed); default ``StageConversionModel(n_bootstrap=0)``.
-    n_bins : int
-        Bins of the calibration tables and of the Brier decomposition (equal-width bins of [0, 1] there).
-    strategy : {"quantile", "uniform"}
-        Binning of the calibration tables.
-
-    Returns
-    -------
-    CRMComparison
-        ``scores`` (Brier score and Murphy decomposition per method), ``calibration`` (reliability-diagram
-        tables), ``predictions`` and the fitted ``model``.
-
-    Examples
-    --------
-    >>> from salesforecast.datasets import load_sample
-    >>> result = compare_with_crm(load_sample(), "2024-07-01")
-    >>> result.scores.index.tolist()
-    ['crm_default', 'learned']
-    >>> bool(result.scores.loc["learned", "brier"] < result.scores.loc["crm_default", "brier"])
-    True
-    """
-    cutoff = pd.Timestamp(cutoff)
-    snap = pipeline_snapshots(data, cutoff)
-    snap = snap.loc[snap["stage"].notna()].reset_index(drop=True)
-    outcome = data.opportunities.set_index("opportunity_id")[["is_closed", "is_won"]].reindex(snap["opportunity_id"])
-    closed = outcome["is_closed"].fillna(False).to_numpy(dtype=bool)
-    snap = snap.loc[closed].reset_index(drop=True)
-    if snap.empty:
-        raise ValueError(f"no deal open at {cutoff} has closed since; pick an earlier cutoff")
-    y = outcome["is_won"].to_numpy(dtype=bool)[closed]
-    est = StageConversionModel(n_bootstrap=0) if model is None else clone(model)
-    est.fit(data, as_of=cutoff)
-    crm = est.process_.probability.reindex(snap["stage"].to_numpy()).to_numpy()
-    learned = est.predict_proba(snap).to_numpy()
-    rows, tables = {}, []
-    for method, p in (("crm_default", crm), ("learned", learned)):
-        d = brier_decomposition(y, p, n_bins=n_bins)
-        rows[method] = {
-            "n": len(y),
-            "brier": brier_score(y, p),
-            "reliability": d.reliability,
-            "resolution": d.resolution,
-            "uncertainty": d.uncertainty,
-            "mean_predicted": float(np.mean(p)),
-            "observed_rate": float(np.mean(y)),
-        }
-        table = calibration_table(y, p, n_bins=n_bins, strategy=strategy)  # type: ignore[arg-type]
-        table.insert(0, "method", method)
-        tables.append(table)
-    scores = pd.DataFrame.from_dict(rows, orient="index")
-    scores.index.name = "method"
-    scores["n"] = scores["n"].astype(np.int64)
-    predictions = pd.DataFrame(
-        {
-            "opportunity_id": snap["opportunity_id"],
-            "stage": snap["stage"],
-            "days_in_stage": snap["days_in_stage"],
-            "won": y,
-            "crm_default": crm,
-            "learned": learned,
-        }
-    )
-    return CRMComparison(
-        scores=scores,
-        calibration=pd.concat(tables, ignore_index=True),
-        predictions=predictions,
-        model=est,
-        cutoff=cutoff,
-    )

@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= reports.yml
 ARGS ?=
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadfile
 LINT_PATHS := salesforecast tests notebooks
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 

@@ -18,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 __all__ = [
     "plot_adherence_by",
+    "plot_table_counts",
     "plot_funnel",
     "plot_reliability",
     "plot_segment_win_probability",
@@ -292,5 +293,35 @@ def plot_adherence_by(table: pd.DataFrame, columns: Mapping[str, str], ax: Axes 
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(xlabel="share of deals", title="Process deviations by group")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_table_counts(counts: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Rows read per table, split into accepted and quarantined (stacked horizontal bars, log scale).
+
+    Parameters
+    ----------
+    counts : DataFrame
+        `salesforecast.quality.table_counts`: columns ``table``, ``accepted``, ``quarantined``.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, (8, 3))
+    y = np.arange(len(counts))
+    accepted = counts["accepted"].to_numpy(dtype=float)
+    quarantined = counts["quarantined"].to_numpy(dtype=float)
+    ax.barh(y, accepted, color=_BLUE, label="accepted")
+    ax.barh(y, quarantined, left=accepted, color=_RED, label="quarantined")
+    for yi, a, q in zip(y, accepted, quarantined, strict=True):
+        ax.text(a + q, yi, f"  {a + q:,.0f} read" + (f", {q:,.0f} quarantined" if q else ""), va="center", fontsize=8)
+    ax.set_yticks(y, [_text(t) for t in counts["table"]])
+    ax.invert_yaxis()
+    if (accepted + quarantined).max(initial=0) > 0:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set(xlabel="rows (log scale)", title="Rows read per table: accepted and quarantined")
     ax.legend(fontsize=8, loc="lower right")
     return ax

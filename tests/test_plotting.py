@@ -94,3 +94,12 @@ def test_adherence_by_groups():
     ax = plotting.plot_adherence_by(t, {"share_skipped": "skipped a stage", "share_stalled": "stalled"})
     assert [p.get_width() for p in ax.patches] == [0.1, 0.5, 0.2, 0.0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ann", "<b>bo</b>"]
+
+
+def test_table_counts_stacks_accepted_and_quarantined():
+    counts = pd.DataFrame({"table": ["opportunities", "quotas"], "accepted": [90, 0], "quarantined": [10, 0]})
+    ax = plotting.plot_table_counts(counts)
+    widths = [p.get_width() for p in ax.patches]
+    lefts = [p.get_x() for p in ax.patches]
+    assert widths == [90, 0, 10, 0] and lefts[2] == 90
+    assert "100 read, 10 quarantined" in ax.texts[0].get_text()

@@ -1,0 +1,176 @@
+"""The report suite end to end: every notebook is thin and parameterised; a run on the sample renders every
+report with its headings and charts; the pages load in a real headless Chromium without console errors; and
+rep, account, product and team names that carry HTML or script are shown as text, never run.
+
+The browser tests need Debian's ``chromium`` (``.ci/run`` installs it) and the ``playwright`` package (a dev
+dependency); without them they skip with a message saying how to enable them.
+"""
+
+import ast
+import shutil
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from salesforecast.datasets import generate
+from salesforecast.reports import DEFAULT_CONFIG, run_reports
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+ARTIFACTS = REPO / "reports" / "test-artifacts"
+COMMON = ["source", "process", "as_of"]
+HEADINGS = {
+    "01_data_quality": ["Rows read, accepted and quarantined", "Stage names and the process map"],
+    "02_stage_conversion": ["Stage by stage", "Funnel", "Where deals go next", "Are the CRM", "Segments"],
+    "05_pipeline_review": [
+        "Attainment and coverage",
+        "How the pipeline moved",
+        "Deals at risk",
+        "Does following the map pay?",
+    ],
+}
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_thin_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].metadata.get("tags") == ["parameters"]
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None
+        tree = ast.parse(cell.source)
+        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)) for n in ast.walk(tree))
+    for line in code[0].source.splitlines():
+        target, _, rest = line.partition("=")
+        assert ":" in target and "  # " in rest, line
+        ast.literal_eval(rest.split("  # ")[0].strip())
+    params = papermill.inspect_notebook(str(path))
+    assert list(params)[:3] == COMMON
+    assert params["source"]["default"] == '"sample"'
+    assert all(p["help"] for p in params.values())
+    text = path.read_text(encoding="utf-8")
+    assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample-run")
+    result = run_reports(DEFAULT_CONFIG, out, jobs=2)
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    return out / "latest"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """Reports on a CRM whose names carry markup: reps, a team, accounts, products."""
+    data, _ = generate(n_opportunities=800, seed=11, years=2)
+    owners = sorted(data.opportunities["owner"].unique())
+    rename = {owners[0]: SCRIPT, owners[1]: IMG, owners[2]: 'O"Neil & <b>Sons</b>'}
+    for table in ("opportunities", "leads", "forecast_submissions", "quotas"):
+        df = getattr(data, table)
+        if "owner" in df.columns:
+            df["owner"] = df["owner"].replace(rename)
+    opps = data.opportunities
+    opps["account_id"] = opps["account_id"].where(opps.index % 7 != 0, IMG)
+    opps["product"] = opps["product"].where(opps.index % 5 != 0, SCRIPT)
+    opps["team"] = opps["team"].replace({opps["team"].iloc[0]: "<i>EMEA</i>"})
+    folder = data.to_folder(tmp_path_factory.mktemp("hostile") / "crm")
+    out = tmp_path_factory.mktemp("hostile-run")
+    result = run_reports(DEFAULT_CONFIG, out, params={"source": str(folder)}, jobs=2)
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    return out / "latest"
+
+
+def test_every_report_renders_on_the_sample(sample_run):
+    assert {p.stem for p in NOTEBOOKS} == set(HEADINGS)  # a new notebook gets its headings checked here
+    for stem, headings in HEADINGS.items():
+        page = (sample_run / f"{stem}.html").read_text(encoding="utf-8")
+        for heading in headings:
+            assert heading in page, (stem, heading)
+        assert "Traceback" not in page
+        assert "<script src=" not in page
+        assert page.count("data:image/png;base64") >= 1  # charts are embedded in the page
+
+
+def test_hostile_names_are_escaped_in_the_html(hostile_run):
+    pages = {p.stem.split("__")[0]: p.read_text(encoding="utf-8") for p in hostile_run.glob("*.html")}
+    assert set(HEADINGS) <= set(pages)
+    for name, page in pages.items():
+        assert SCRIPT not in page and IMG not in page, name
+        assert "<b>Sons</b>" not in page and "<i>EMEA</i>" not in page, name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["05_pipeline_review"]
+
+
+def _browser():
+    if CHROMIUM is None:
+        pytest.skip("no chromium: `apt-get install chromium` (.ci/run does it) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="`pip install playwright` (a dev dependency)")
+    return sync_api
+
+
+def _open_all(folder: Path, shots: str):
+    sync_api = _browser()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    seen = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            for html in sorted(folder.glob("*.html")):
+                page = browser.new_page(viewport={"width": 1300, "height": 1000})
+                errors, dialogs, requests = [], [], []
+                page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+                page.on("dialog", lambda d, seen_=dialogs: (seen_.append(d.message), d.dismiss()))
+                page.on("request", lambda r, q=requests: q.append(r.url))
+                page.goto(html.as_uri())
+                page.wait_for_load_state("load")
+                page.screenshot(path=str(ARTIFACTS / f"{shots}__{html.stem}.png"), full_page=True)
+                seen[html.stem.split("__")[0]] = {
+                    "errors": errors,
+                    "dialogs": dialogs,
+                    "external": [u for u in requests if not u.startswith(("file:", "data:"))],
+                    "h1": page.locator("h1").all_inner_texts(),
+                    "images": page.locator("img").count(),
+                    "text": page.locator("body").inner_text(),
+                }
+                page.close()
+        finally:
+            browser.close()
+    return seen
+
+
+def test_reports_load_in_a_real_browser(sample_run):
+    seen = _open_all(sample_run, "sample")
+    for stem in HEADINGS:
+        page = seen[stem]
+        assert page["errors"] == [], (stem, page["errors"])
+        assert page["external"] == [], (stem, page["external"])  # self-contained: nothing fetched
+        assert page["h1"], stem
+        assert page["images"] >= 1, stem
+    assert seen["index"]["errors"] == []
+
+
+def test_injected_names_fire_nothing_and_show_as_text(hostile_run):
+    seen = _open_all(hostile_run, "hostile")
+    for stem, page in seen.items():
+        assert page["dialogs"] == [], (stem, page["dialogs"])
+        assert page["errors"] == [], (stem, page["errors"])
+    assert SCRIPT in seen["05_pipeline_review"]["text"]
+    assert any(IMG in page["text"] for page in seen.values())

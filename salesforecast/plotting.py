@@ -18,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 __all__ = [
     "plot_adherence_by",
+    "plot_gains",
     "plot_table_counts",
     "plot_funnel",
     "plot_reliability",
@@ -323,5 +324,36 @@ def plot_table_counts(counts: pd.DataFrame, ax: Axes | None = None) -> Axes:
     if (accepted + quarantined).max(initial=0) > 0:
         ax.set_xscale("symlog", linthresh=1)
     ax.set(xlabel="rows (log scale)", title="Rows read per table: accepted and quarantined")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axes:
+    """Cumulative gains: share of all conversions reached against share of leads contacted, best-scored first.
+
+    Parameters
+    ----------
+    gains : mapping of name to DataFrame
+        `salesforecast.metrics.cumulative_gains` tables (``fraction_contacted``, ``fraction_positives``), one
+        line each.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, (5.5, 5))
+    ax.plot([0, 1], [0, 1], color=_GREY, linestyle="--", linewidth=1, label="random order")
+    for (name, g), color in zip(gains.items(), (_BLUE, _ORANGE, _GREEN, _RED), strict=False):
+        ax.plot(g["fraction_contacted"], g["fraction_positives"], color=color, label=_text(name))
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="share of leads contacted (best scores first)",
+        ylabel="share of conversions reached",
+        title="Cumulative gains",
+    )
     ax.legend(fontsize=8, loc="lower right")
     return ax

@@ -103,3 +103,10 @@ def test_table_counts_stacks_accepted_and_quarantined():
     lefts = [p.get_x() for p in ax.patches]
     assert widths == [90, 0, 10, 0] and lefts[2] == 90
     assert "100 read, 10 quarantined" in ax.texts[0].get_text()
+
+
+def test_gains_lines():
+    g = pd.DataFrame({"fraction_contacted": [0, 0.5, 1.0], "fraction_positives": [0, 0.8, 1.0]})
+    ax = plotting.plot_gains({"model": g})
+    assert np.allclose(ax.lines[1].get_ydata(), [0, 0.8, 1.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random order", "model"]

@@ -14,9 +14,10 @@ Rules (the contract the tests check):
   change, it is in the state of the first change (the stage it was created in). Changes with the same
   timestamp apply in the order they were read.
 - Amount, close date and forecast category are carried forward from the last change that had them. Before
-  the first change that had one, the first value the history has is used; where the history never had
-  one, the opportunity's current value (the only place current values enter, and only for fields the CRM
-  did not historise). A missing forecast category is the process map's default for the stage.
+  the first change that had one, the opportunity's current value is used: the only place current values
+  enter, and only for fields the CRM did not historise up to then (never a later history row, so that a
+  replay from `known_at(data, t)` sees the same values). A missing forecast category is the process map's
+  default for the stage.
 - A history that starts more than a day after the opportunity was created says nothing about the stage
   before its first change: the deal is counted open in an unknown stage (missing ``stage``) from creation
   to that change, never in the later stage.
@@ -181,17 +182,10 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     # carry amount, close date and category forward within each opportunity
     group = pd.Series(codes)
     carried = ev[["amount", "close_date", "forecast_category"]].groupby(group.to_numpy()).ffill()
-    # before the first change that has an amount or close date: the first one the history has; never had one:
-    # the current value
-    first_known = ev[["amount", "close_date"]].groupby(group.to_numpy()).bfill()
-    amount = (
-        carried["amount"].fillna(first_known["amount"]).fillna(pd.Series(opps["amount"].to_numpy("float64")[opp_pos]))
-    )
-    close_date = (
-        carried["close_date"]
-        .fillna(first_known["close_date"])
-        .fillna(pd.Series(opps["close_date"].to_numpy("datetime64[us]")[opp_pos]))
-    )
+    # nothing recorded yet: the opportunity's current value (never a later history row: that would differ from
+    # what known_at(data, t) can rebuild, and a replay at t must see the same values either way)
+    amount = carried["amount"].fillna(pd.Series(opps["amount"].to_numpy("float64")[opp_pos]))
+    close_date = carried["close_date"].fillna(pd.Series(opps["close_date"].to_numpy("datetime64[us]")[opp_pos]))
     category = carried["forecast_category"].fillna(ev["stage"].map(process.forecast_category))
 
     stage = ev["stage"]

@@ -47,11 +47,8 @@ def _naive(data: CRMData, dates) -> pd.DataFrame:
 
 
 def _first_known(upto, whole, current):
-    """The last value known so far; else the first value the history has; else the current value."""
-    if len(upto):
-        return upto.iloc[-1]
-    whole = whole.dropna()
-    return whole.iloc[0] if len(whole) else current
+    """The last value known so far; else the opportunity's current value (never a later history row)."""
+    return upto.iloc[-1] if len(upto) else current
 
 
 def _dates(data: CRMData, n: int, seed: int) -> list[pd.Timestamp]:
@@ -227,7 +224,7 @@ def test_history_starting_late_is_unknown_stage_until_first_change():
     # both deals existed and were open in March, in a stage the history does not tell: never the later stage
     assert sorted(march.index) == ["A", "B"]
     assert march["stage"].isna().all()
-    assert march.loc["B", "amount"] == 40.0  # the first amount the history knows, not the current one
+    assert march.loc["B", "amount"] == 50.0  # no amount recorded by then: the current one, never a later row
     july = snap[snap["as_of"] == pd.Timestamp("2024-07-01")]
     assert july["opportunity_id"].tolist() == ["B"] and july["stage"].tolist() == ["Negotiation/Review"]
 
@@ -246,3 +243,16 @@ def test_as_of_must_be_dates():
         pipeline_snapshots(data, 20240101)
     with pytest.raises(ValueError, match="as_of"):
         pipeline_snapshots(data, ["2024-13-45"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 100_000))
+def test_snapshot_at_t_needs_nothing_after_t(seed):
+    from salesforecast.snapshots import known_at
+
+    data = validate(random_crm(25, seed=seed))
+    for t in _dates(data, 3, seed):
+        full = pipeline_snapshots(data, t)
+        past = pipeline_snapshots(known_at(data, t), t)
+        cols = ["opportunity_id", "stage", "amount", "close_date", "stage_entered_at"]
+        pd.testing.assert_frame_equal(full[cols].reset_index(drop=True), past[cols].reset_index(drop=True))

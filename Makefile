@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= reports.yml
 ARGS ?=
 PYTEST_ARGS ?= -n 2 --dist loadfile
-LINT_PATHS := salesforecast tests notebooks
+LINT_PATHS := salesforecast tests notebooks benchmarks scripts
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help venv test reports lab lint format clean distclean

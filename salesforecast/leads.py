@@ -1,10 +1,10 @@
 """Leads as a modelling problem, known at a date: which leads have an outcome, which are still open.
 
-A lead's outcome is *known* at ``as_of`` when it converted by then, or when it has had `maturity_days` to
-convert and did not (most conversions happen within weeks; the bundled sample's conversion delay is capped at
-180 days). Younger unconverted leads are *open*: they are the ones a rep should prioritise, and they are left
-out of training because their outcome is not known yet (counting them as failures would bias every model
-toward "no").
+A lead's outcome is *known* at ``as_of`` once it has had `maturity_days` to convert (most conversions happen
+within weeks; the bundled sample's conversion delay is capped at 180 days): it converted by ``as_of`` or it did
+not. Younger leads are left out of training either way: counting the unconverted ones as failures would bias a
+model toward "no", and keeping only the young ones that already converted would bias it toward "yes". The
+young unconverted leads are the *open* ones a rep should prioritise; young converted leads need no score.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from salesforecast.schema import CRMData
 
-__all__ = ["LEAD_OUTCOME_COLUMNS", "LeadDataset", "lead_dataset"]
+__all__ = ["LEAD_OUTCOME_COLUMNS", "LeadDataset", "lead_dataset", "lead_holdout", "rank_leads", "tier_table"]
 
 #: Columns that are ids or describe the outcome: never features.
 LEAD_OUTCOME_COLUMNS: tuple[str, ...] = ("lead_id", "converted", "converted_at", "opportunity_id")
@@ -29,12 +30,14 @@ class LeadDataset:
     Attributes
     ----------
     X : pandas.DataFrame
-        Features of the leads with a known outcome (index: lead_id), including ``created_at`` for time-ordered
-        validation.
+        Features of the matured leads (created at least `maturity_days` before `as_of`; index: lead_id),
+        including ``created_at`` for time-ordered validation.
     y : pandas.Series
         1 when the lead converted by `as_of`.
     open : pandas.DataFrame
-        Features of the open leads (created at or before `as_of`, not converted, younger than `maturity_days`).
+        Features of the open leads (younger than `maturity_days`, not converted by `as_of`).
+    young_converted : int
+        Young leads that already converted: in neither table.
     as_of : pandas.Timestamp
     maturity_days : int
     """
@@ -44,6 +47,7 @@ class LeadDataset:
     open: pd.DataFrame
     as_of: pd.Timestamp
     maturity_days: int
+    young_converted: int
 
 
 def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> LeadDataset:
@@ -80,14 +84,97 @@ def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> 
     leads = leads[leads["created_at"] <= as_of]
     converted = (leads["converted"] & (leads["converted_at"].isna() | (leads["converted_at"] <= as_of))).to_numpy()
     mature = (leads["created_at"] <= as_of - pd.Timedelta(days=maturity_days)).to_numpy()
-    known = converted | mature
+    known = mature
     features = leads.drop(columns=[c for c in LEAD_OUTCOME_COLUMNS if c in leads.columns])
     features.index = pd.Index(leads["lead_id"], name="lead_id")
     y = pd.Series(converted.astype("int64"), index=features.index, name="converted")
     return LeadDataset(
         X=features[known],
         y=y[known],
-        open=features[~known],
+        open=features[~mature & ~converted],
         as_of=as_of,
         maturity_days=int(maturity_days),
+        young_converted=int((~mature & converted).sum()),
     )
+
+
+def lead_holdout(
+    data: CRMData, as_of: Any = None, maturity_days: int = 180, holdout_months: int = 6
+) -> tuple[LeadDataset, pd.DataFrame, pd.Series]:
+    """A time-honest split: train on what was known at the holdout start, test on the leads that matured after.
+
+    The holdout starts `holdout_months` before the last lead that is mature at `as_of` was created, i.e. at
+    ``start = as_of - maturity_days - holdout_months``. Training uses `lead_dataset` at ``start`` (the leads
+    mature then, with the outcomes known then); the test set holds the leads mature at `as_of` but not at
+    ``start``, with their outcomes known at `as_of`. No test lead's outcome is visible to training.
+
+    Returns
+    -------
+    train : LeadDataset
+        Known at the holdout start.
+    X_test, y_test : DataFrame, Series
+        The later leads and their outcomes.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> train, X_test, y_test = lead_holdout(load_sample())
+    >>> bool(train.X["created_at"].max() < X_test["created_at"].min())
+    True
+    """
+    full = lead_dataset(data, as_of, maturity_days)
+    start = full.as_of - pd.Timedelta(days=maturity_days) - pd.DateOffset(months=holdout_months)
+    train = lead_dataset(data, start, maturity_days)
+    later = ~full.X.index.isin(train.X.index)
+    if not later.any() or train.X.empty:
+        raise ValueError(
+            f"no leads on one side of the holdout start {start.date()}: "
+            "choose a shorter holdout_months or maturity_days"
+        )
+    return train, full.X[later], full.y[later]
+
+
+def tier_table(tiers: pd.Series, y: pd.Series) -> pd.DataFrame:
+    """Leads and conversion per priority tier.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``tier, leads, share_of_leads, conversions, share_of_conversions, conversion_rate`` (best tier first).
+
+    Examples
+    --------
+    >>> tier_table(pd.Series(["A", "A", "B", "B"]), pd.Series([1, 1, 0, 1]))["conversion_rate"].tolist()
+    [1.0, 0.5]
+    """
+    y = pd.Series(np.asarray(y, dtype=float), index=tiers.index)
+    g = y.groupby(tiers, observed=True, sort=True)
+    out = pd.DataFrame({"leads": g.size(), "conversions": g.sum()})
+    out["share_of_leads"] = out["leads"] / out["leads"].sum()
+    out["share_of_conversions"] = out["conversions"] / max(out["conversions"].sum(), 1)
+    out["conversion_rate"] = out["conversions"] / out["leads"]
+    out.index.name = "tier"
+    cols = ["leads", "share_of_leads", "conversions", "share_of_conversions", "conversion_rate"]
+    return out[cols].reset_index()
+
+
+def rank_leads(model: Any, X: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Leads ranked by a fitted `LeadScoringModel`: probability, tier and the reasons in words, best first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index lead_id; ``created_at`` and ``owner``/``lead_source`` when present, ``probability``, ``tier``,
+        ``reasons`` (the `top` strongest, joined with "; ").
+    """
+    if X.empty:
+        return pd.DataFrame(columns=["probability", "tier", "reasons"])
+    explained = model.explain(X, top=top)
+    reasons = explained[[f"reason_{k}" for k in range(1, top + 1)]]
+    joined = reasons.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str) and v), axis=1)
+    context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
+    out = X[context].copy()
+    out["probability"] = explained["probability"].to_numpy()
+    out["tier"] = model.tiers(X).astype("str").to_numpy()
+    out["reasons"] = joined.astype("str").to_numpy()
+    return out.sort_values("probability", ascending=False, kind="stable")

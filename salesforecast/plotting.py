@@ -212,8 +212,8 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None)
         xlim=(0, 1),
         ylim=(0, 1),
         xlabel="predicted probability",
-        ylabel="observed win rate",
-        title="Reliability of stage probabilities",
+        ylabel="observed rate",
+        title="Reliability: predicted against observed",
     )
     ax.legend(fontsize=8, loc="upper left")
     return ax

@@ -312,7 +312,12 @@ def test_output_name(parameters, expected):
 
 def test_default_config_is_valid():
     plan = load_config(reports.DEFAULT_CONFIG)
-    assert [s.name for s in plan.specs] == ["01_data_quality", "02_stage_conversion", "05_pipeline_review"]
+    assert [s.name for s in plan.specs] == [
+        "01_data_quality",
+        "02_stage_conversion",
+        "03_lead_scoring",
+        "05_pipeline_review",
+    ]
     assert plan.specs[0].parameters == {}
 
 

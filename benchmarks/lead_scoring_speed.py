@@ -11,20 +11,19 @@ import argparse
 import json
 import os
 import platform
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sklearn
+from _common import update_readme
 
 from salesforecast.metrics import score_table
 from salesforecast.models import LeadScoringModel
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "lead_scoring_speed.json"
-README = REPO / "benchmarks" / "README.md"
 
 
 def synthetic_leads(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -110,17 +109,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str) -> None:
-    text = README.read_text(encoding="utf-8") if README.exists() else ""
-    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
-    block = f"{start}\n{table}\n{end}"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -128,7 +116,7 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="rewrite the README table from the saved results")
     args = parser.parse_args()
     if args.table_only:
-        update_readme(markdown(json.loads(OUT.read_text(encoding="utf-8"))))
+        update_readme(markdown(json.loads(OUT.read_text(encoding="utf-8"))), "speed")
         return
     X, y = synthetic_leads(args.rows)
     Xs, ys = synthetic_leads(args.rows, seed=1)  # a second sample: scored, and the test set
@@ -154,7 +142,7 @@ def main() -> None:
     if args.rows == 1_000_000:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        update_readme(markdown(result))
+        update_readme(markdown(result), "speed")
 
 
 if __name__ == "__main__":

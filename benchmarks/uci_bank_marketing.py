@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn
+from _common import update_readme
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
@@ -39,7 +39,6 @@ from salesforecast.models import LeadScoringModel
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "uci-bank-marketing" / "bank-additional-full.csv"
 OUT = REPO / "benchmarks" / "results" / "uci_bank_marketing.json"
-README = REPO / "benchmarks" / "README.md"
 PAPER = {"roc_auc": 0.80, "alift": 0.70, "top_half_reach": 0.79}
 SEED = 0
 #: The models compared in the cross-validation (the folds are a random partition of the calls, so the model's
@@ -228,17 +227,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str) -> None:
-    text = README.read_text(encoding="utf-8") if README.exists() else ""
-    start, end = "<!-- uci:start -->", "<!-- uci:end -->"
-    block = f"{start}\n{table}\n{end}"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     if not DATA.exists():
         sys.exit(f"UCI Bank Marketing file not found: {DATA}")
@@ -277,7 +265,7 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = markdown(result)
-    update_readme(table)
+    update_readme(table, "uci")
     print(table)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -192,33 +190,6 @@ def test_report_as_of(crm_data):
 
 
 # ---------------------------------------------------------------------------------------------- the notebook
-def test_notebook_is_stored_thin_and_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].metadata.get("tags") == ["parameters"]
-    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
-    for cell in code:
-        assert cell.outputs == [] and cell.execution_count is None
-        tree = ast.parse(cell.source)
-        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)) for n in ast.walk(tree))
-    # the parameters cell holds typed literals with a comment each
-    for line in code[0].source.splitlines():
-        target, _, rest = line.partition("=")
-        assert ":" in target and "  # " in rest, line
-        ast.literal_eval(rest.split("  # ")[0].strip())
-
-
-def test_notebook_parameters_are_documented():
-    import papermill
-
-    params = papermill.inspect_notebook(str(NOTEBOOK))
-    assert list(params)[:4] == ["source", "process", "as_of", "seed"]
-    assert params["source"]["default"] == '"sample"' and params["source"]["inferred_type_name"] == "str"
-    assert params["seed"]["inferred_type_name"] == "int"
-    assert all(p["help"] for p in params.values())
-
-
 def test_notebook_renders_on_a_canonical_folder(crm_folder, tmp_path, capsys, monkeypatch):
     from salesforecast.reports import run_reports
 
@@ -246,9 +217,3 @@ def test_notebook_renders_on_a_canonical_folder(crm_folder, tmp_path, capsys, mo
     assert "<script>alert(1)" not in page
     assert "quality.table_counts" not in page  # no code in the report
     assert "<script src=" not in page
-
-
-def test_notebook_parameters_cell_matches_path_free_defaults():
-    # the defaults run anywhere: no machine-specific path in the stored notebook
-    text = Path(NOTEBOOK).read_text(encoding="utf-8")
-    assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text

@@ -556,3 +556,22 @@ def test_uci_bank_marketing_subsample_auc():
         model = LeadScoringModel(validation="random").fit(X.iloc[tr], y.iloc[tr])
         aucs.append(model.evaluate(X.iloc[te], y.iloc[te])["roc_auc"])
     assert np.mean(aucs) >= 0.78, aucs
+
+
+def test_large_data_gets_the_large_learning_rate():
+    from salesforecast.models import lead_scoring as ls
+
+    model = LeadScoringModel()
+    small = model._make_estimator(_encoder_stub(), 1_000)
+    large = model._make_estimator(_encoder_stub(), ls._LARGE_ROWS)
+    assert small.learning_rate == ls._HGB_DEFAULTS["learning_rate"]
+    assert large.learning_rate == ls._LARGE_LEARNING_RATE
+    chosen = LeadScoringModel(estimator_params={"learning_rate": 0.05})._make_estimator(_encoder_stub(), 10**7)
+    assert chosen.learning_rate == 0.05  # an explicit setting always wins
+
+
+def _encoder_stub():
+    class _Enc:
+        categorical = None
+
+    return _Enc()

@@ -83,3 +83,35 @@ def as_text(df: pd.DataFrame) -> pd.DataFrame:
         else:
             out[c] = s.astype("str").where(s.notna())
     return pd.DataFrame(out)
+
+
+def deal_tables(deals: dict, owner=lambda i, oid: ["ann", "bo"][i % 2]) -> dict[str, pd.DataFrame]:
+    """Hand-made deals -> raw canonical tables.
+
+    ``deals``: id -> (created, [(changed_at, stage, amount, close_date), ...]); the current state is the last
+    change; ``owner(i, oid)`` names each deal's owner; every deal is in team "east".
+    """
+    opps, hist = [], []
+    for i, (oid, (created, rows)) in enumerate(deals.items()):
+        for when, stage, amount, close in rows:
+            hist.append(
+                {"opportunity_id": oid, "changed_at": when, "stage": stage, "amount": amount, "close_date": close}
+            )
+        last = rows[-1]
+        opps.append(
+            {
+                "opportunity_id": oid,
+                "owner": owner(i, oid),
+                "team": "east",
+                "created_at": created,
+                "stage": last[1],
+                "amount": last[2],
+                "close_date": last[3],
+                "is_closed": last[1].startswith("Closed"),
+                "is_won": last[1] == "Closed Won",
+            }
+        )
+    opps_df, hist_df = pd.DataFrame(opps), pd.DataFrame(hist)
+    for df, c in ((opps_df, "created_at"), (opps_df, "close_date"), (hist_df, "changed_at"), (hist_df, "close_date")):
+        df[c] = pd.to_datetime(df[c].astype(str), format="ISO8601").astype("datetime64[us]")
+    return {"opportunities": opps_df, "stage_history": hist_df}

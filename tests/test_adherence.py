@@ -19,6 +19,7 @@ from salesforecast.datasets import generate
 from salesforecast.process import SalesProcess, Stage
 from salesforecast.schema import CRMData, validate
 from salesforecast.snapshots import stage_intervals
+from tests.factories import deal_tables
 from tests.test_movement import crm_tables, fast_crm, random_tables
 
 DEFAULT = SalesProcess.default()
@@ -28,30 +29,7 @@ P, Q, N, V = OPEN[:4]  # Prospecting, Qualification, Needs Analysis, Value Propo
 
 def _tables(deals: dict, process: SalesProcess | None = None) -> CRMData:
     """deals: id -> (created, [(changed_at, stage, amount, close_date), ...]) -> validated CRMData."""
-    opps, hist = [], []
-    for i, (oid, (created, rows)) in enumerate(deals.items()):
-        for when, stage, amount, close in rows:
-            hist.append(
-                {"opportunity_id": oid, "changed_at": when, "stage": stage, "amount": amount, "close_date": close}
-            )
-        last = rows[-1]
-        opps.append(
-            {
-                "opportunity_id": oid,
-                "owner": ["ann", "bo"][i % 2],
-                "team": "east",
-                "created_at": created,
-                "stage": last[1],
-                "amount": last[2],
-                "close_date": last[3],
-                "is_closed": last[1].startswith("Closed"),
-                "is_won": last[1] == "Closed Won",
-            }
-        )
-    opps_df, hist_df = pd.DataFrame(opps), pd.DataFrame(hist)
-    for df, c in ((opps_df, "created_at"), (opps_df, "close_date"), (hist_df, "changed_at"), (hist_df, "close_date")):
-        df[c] = pd.to_datetime(df[c].astype(str), format="ISO8601").astype("datetime64[us]")
-    data = validate({"opportunities": opps_df, "stage_history": hist_df}, process=process)
+    data = validate(deal_tables(deals), process=process)
     assert data.quarantine.empty, data.quarantine.to_string()
     return data
 

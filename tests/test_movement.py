@@ -11,6 +11,7 @@ from salesforecast.movement import STEPS, pipeline_coverage, pipeline_waterfall,
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, empty_table, validate
 from salesforecast.snapshots import pipeline_snapshots
+from tests.factories import deal_tables
 
 PROCESS = SalesProcess.default()
 OPEN = PROCESS.open_stages
@@ -314,30 +315,7 @@ def _hand_made() -> dict[str, pd.DataFrame]:
             [("2024-06-16", "Prospecting", 100, "2024-06-25"), ("2024-06-20", "Closed Lost", 100, "2024-06-20")],
         ),
     }
-    opps, hist = [], []
-    for oid, (created, rows) in deals.items():
-        for when, stage, amount, close in rows:
-            hist.append(
-                {"opportunity_id": oid, "changed_at": when, "stage": stage, "amount": amount, "close_date": close}
-            )
-        last = rows[-1]
-        opps.append(
-            {
-                "opportunity_id": oid,
-                "owner": "ann" if oid < "M" else "bo",
-                "team": "east",
-                "created_at": created,
-                "stage": last[1],
-                "amount": last[2],
-                "close_date": last[3],
-                "is_closed": last[1].startswith("Closed"),
-                "is_won": last[1] == "Closed Won",
-            }
-        )
-    opps_df, hist_df = pd.DataFrame(opps), pd.DataFrame(hist)
-    for df, c in ((opps_df, "created_at"), (opps_df, "close_date"), (hist_df, "changed_at"), (hist_df, "close_date")):
-        df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
-    return {"opportunities": opps_df, "stage_history": hist_df}
+    return deal_tables(deals, owner=lambda i, oid: "ann" if oid < "M" else "bo")
 
 
 EXPECTED = {

@@ -21,10 +21,24 @@ contacted together in random order):
 - `cumulative_gains`, `lift_table`, `top_decile_lift`, `alift`: the share of positives reached when contacting
   the best scores first, lift by decile, and the area under the gains curve.
 - `score_table`: all of the above for one set of forecasts, in one row.
+
+Point and probabilistic forecasts of an amount (bookings, revenue; ``A`` the actual, ``F`` the forecast; each
+docstring states how zero actuals are handled):
+
+- `forecast_ratio`: ``sum(F) / sum(A)``, the "accuracy %" many CRMs print (1 is perfect); `bias`:
+  ``sum(F - A) / sum(A)`` (positive: over-forecast).
+- `wape`: ``sum|F - A| / sum|A|``; `absolute_accuracy`: ``1 - WAPE``; `mape`: mean ``|F - A| / |A|`` over the
+  rows with ``A != 0``; `smape`: mean ``2|F - A| / (|F| + |A|)``; `mase`: mean absolute error over that of a
+  seasonal naive forecast in-sample; `hit_rate`: share of rows within a relative tolerance of the actual.
+- `pinball_loss`: the loss of a quantile forecast; `interval_coverage`: share of actuals inside their interval;
+  `winkler_score`: interval width plus a penalty for misses; `crps_samples`: CRPS of sample forecasts.
+- `evaluate`: any of these per group of a long table of forecasts, counting the rows left out for missing
+  values; `METRIC_DEFINITIONS`: a one-sentence definition of each of its metrics, for reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any, Literal, NamedTuple
 
@@ -33,18 +47,32 @@ import pandas as pd
 
 __all__ = [
     "BrierDecomposition",
+    "METRIC_DEFINITIONS",
+    "absolute_accuracy",
     "alift",
+    "bias",
     "brier_decomposition",
     "brier_score",
     "calibration_table",
+    "crps_samples",
     "cumulative_gains",
+    "evaluate",
+    "forecast_ratio",
+    "hit_rate",
+    "interval_coverage",
     "ks_statistic",
     "lift_table",
     "log_loss",
+    "mape",
+    "mase",
+    "pinball_loss",
     "pr_auc",
     "roc_auc",
     "score_table",
+    "smape",
     "top_decile_lift",
+    "wape",
+    "winkler_score",
 ]
 
 
@@ -707,3 +735,857 @@ def score_table(y_true: Any, p: Any) -> pd.DataFrame:
         "ks": ks_statistic(y, q) if both else np.nan,
     }
     return pd.DataFrame([row])
+
+
+# ------------------------------------------------------------------------------------------------ amount forecasts
+def _check_amounts(arrays: dict[str, Any], matrix: str | None = None, min_length: int = 1) -> list[np.ndarray]:
+    """Validate amounts: finite numbers of one common length; return them as float arrays, in order.
+
+    Each array must be 1-D, except the one named `matrix`, which must be 2-D with one row per forecast. Missing
+    values (NaN, ``pd.NA``, None) and infinities are refused, naming the argument, the position and the value.
+    """
+    out: list[np.ndarray] = []
+    first: tuple[str, int] | None = None
+    for name, value in arrays.items():
+        try:
+            if isinstance(value, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+                x = value.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                x = np.asarray(value, dtype="float64")
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold numbers, got {type(value).__name__} {value!r:.80}") from None
+        ndim = 2 if name == matrix else 1
+        if x.ndim != ndim:
+            raise ValueError(f"{name} must be {'two' if ndim == 2 else 'one'}-dimensional, got shape {x.shape}")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = tuple(int(k) for k in np.argwhere(bad)[0])
+            where = ", ".join(map(str, i))
+            raise ValueError(f"{name} must hold finite numbers; {name}[{where}] = {float(x[i])}")
+        if first is None:
+            if len(x) < min_length:
+                raise ValueError(f"{name} is empty; a metric needs at least one forecast")
+            first = (name, len(x))
+        elif len(x) != first[1]:
+            raise ValueError(f"{first[0]} and {name} must have the same length, got {first[1]} and {len(x)}")
+        out.append(x)
+    return out
+
+
+def _check_unit_interval(name: str, value: Any) -> float:
+    """Return `value` as a float strictly between 0 and 1, or raise a ValueError naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}") from None
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+    return v
+
+
+def _check_tolerance(tolerance: Any) -> float:
+    """Return `tolerance` as a finite non-negative float, or raise a ValueError."""
+    try:
+        v = float(tolerance)
+    except (TypeError, ValueError):
+        raise ValueError(f"tolerance must be a non-negative number (0.1 = within 10%), got {tolerance!r}") from None
+    if not (np.isfinite(v) and v >= 0.0):
+        raise ValueError(f"tolerance must be a non-negative number (0.1 = within 10%), got {tolerance!r}")
+    return v
+
+
+def _check_season_length(season_length: Any) -> int:
+    """Return `season_length` as a positive int, or raise a ValueError."""
+    if not isinstance(season_length, (int, np.integer)) or isinstance(season_length, bool) or season_length < 1:
+        raise ValueError(f"season_length must be a positive integer (periods per season), got {season_length!r}")
+    return int(season_length)
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, or NaN when ``den == 0``."""
+    return float(num / den) if den != 0 else float("nan")
+
+
+# Relative slack of `hit_rate` so that a forecast exactly at the tolerance (7.7 against 7 at 10%) counts as a hit
+# whatever the rounding of ``7.7 - 7`` and ``0.1 * 7``; with A == 0 only F == 0 passes.
+_HIT_SLACK = 1e-12
+
+
+def _hits(a: np.ndarray, f: np.ndarray, tolerance: float) -> np.ndarray:
+    """Rows with ``|F - A| <= tolerance |A|`` (up to rounding), as a bool array."""
+    return np.abs(f - a) <= tolerance * np.abs(a) + _HIT_SLACK * np.maximum(np.abs(a), np.abs(f))
+
+
+def _pinball_terms(a: np.ndarray, f: np.ndarray, q: float) -> np.ndarray:
+    """Per-row pinball loss ``max(q (A - F), (q - 1)(A - F))``."""
+    d = a - f
+    return np.maximum(q * d, (q - 1.0) * d)
+
+
+def _winkler_terms(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float) -> np.ndarray:
+    """Per-row Winkler score: width plus ``2 / alpha`` times the distance outside the interval."""
+    return (hi - lo) + (2.0 / alpha) * (np.maximum(lo - a, 0.0) + np.maximum(a - hi, 0.0))
+
+
+def _check_interval(lo: np.ndarray, hi: np.ndarray) -> None:
+    """Raise a ValueError at the first row with ``lower > upper``."""
+    bad = lo > hi
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"lower must not exceed upper; lower[{i}] = {lo[i]:g} > upper[{i}] = {hi[i]:g}")
+
+
+def forecast_ratio(actual: Any, forecast: Any) -> float:
+    """Total forecast over total actual: the "forecast accuracy %" many CRMs print (1 is perfect).
+
+    ``ratio = sum_i F_i / sum_i A_i``
+
+    Over- and under-forecasts of single rows cancel out, so this measures the total (``bias + 1``), not the
+    accuracy of the rows; pair it with `wape`.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts (finite).
+    forecast : array-like of float, shape (N,)
+        Forecast amounts (finite).
+
+    Returns
+    -------
+    float
+        1 for a forecast of the right total, above 1 for an over-forecast. NaN when ``sum(A) == 0`` (zero
+        actuals are otherwise ordinary rows).
+
+    Raises
+    ------
+    ValueError
+        Different lengths, no rows, or a missing or infinite value (naming the argument and the row).
+
+    Examples
+    --------
+    >>> forecast_ratio([100, 200, 0, 100], [110, 150, 20, 100])
+    0.95
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    return _ratio(f.sum(), a.sum())
+
+
+def absolute_accuracy(actual: Any, forecast: Any) -> float:
+    """One minus the WAPE: the share of the total actual that the forecast got right (1 is perfect).
+
+    ``accuracy = 1 - sum_i |F_i - A_i| / sum_i |A_i|``
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+
+    Returns
+    -------
+    float
+        At most 1; negative when the absolute errors exceed the total actual. NaN when ``sum |A| == 0`` (all
+        actuals zero), even for an all-zero forecast: unlike `wape`, which gives 0.0 for that case, a share of
+        nothing is not reported as an accuracy.
+
+    Examples
+    --------
+    >>> absolute_accuracy([100, 200, 0, 100], [110, 150, 20, 100])
+    0.8
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    return 1.0 - _ratio(np.abs(f - a).sum(), np.abs(a).sum())
+
+
+def bias(actual: Any, forecast: Any) -> float:
+    """Total over-forecast as a share of the total actual (positive: over-forecast; 0 is unbiased).
+
+    ``bias = sum_i (F_i - A_i) / sum_i A_i``  (``= forecast_ratio - 1``)
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+
+    Returns
+    -------
+    float
+        NaN when ``sum(A) == 0``; zero actuals are otherwise ordinary rows.
+
+    Examples
+    --------
+    >>> bias([100, 200, 0, 100], [110, 150, 20, 100])
+    -0.05
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    return _ratio((f - a).sum(), a.sum())
+
+
+def wape(actual: Any, forecast: Any) -> float:
+    """Weighted absolute percentage error: total absolute error over total absolute actual (lower is better).
+
+    ``WAPE = sum_i |F_i - A_i| / sum_i |A_i|``
+
+    the MAPE with each row weighted by its actual, so rows with a zero actual count with their error and need no
+    special case.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+
+    Returns
+    -------
+    float
+        A fraction (0.2 = 20%), from 0 (perfect) up. When ``sum |A| == 0`` (all actuals zero): 0.0 if every
+        forecast is 0 too, else NaN.
+
+    Examples
+    --------
+    >>> wape([100, 200, 0, 100], [110, 150, 20, 100])
+    0.2
+    >>> wape([0, 0], [0, 0]), wape([0, 0], [0, 5])
+    (0.0, nan)
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    err, scale = np.abs(f - a).sum(), np.abs(a).sum()
+    if scale == 0:
+        return 0.0 if err == 0 else float("nan")
+    return float(err / scale)
+
+
+def mape(actual: Any, forecast: Any) -> float:
+    """Mean absolute percentage error over the rows with a non-zero actual (lower is better).
+
+    ``MAPE = (1 / N') * sum_{i: A_i != 0} |F_i - A_i| / |A_i|``, ``N'`` the number of rows with ``A_i != 0``.
+
+    Zero-safe: rows with a zero actual (where the percentage error is undefined) are left out; `wape` and `smape`
+    keep them.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+
+    Returns
+    -------
+    float
+        A fraction (0.1 = 10%), from 0 (perfect) up; NaN when every actual is 0.
+
+    Examples
+    --------
+    >>> round(mape([100, 200, 0, 100], [110, 150, 20, 100]), 6)  # (0.1 + 0.25 + 0) / 3; the row A = 0 is left out
+    0.116667
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    keep = a != 0
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs(f[keep] - a[keep]) / np.abs(a[keep])))
+
+
+def _smape_terms(a: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Per-row ``2 |F - A| / (|F| + |A|)``, 0 where ``F == A == 0``."""
+    den = np.abs(f) + np.abs(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den == 0, 0.0, 2.0 * np.abs(f - a) / den)
+
+
+def smape(actual: Any, forecast: Any) -> float:
+    """Symmetric mean absolute percentage error (lower is better).
+
+    ``sMAPE = (1 / N) * sum_i 2 |F_i - A_i| / (|F_i| + |A_i|)``
+
+    with a row where ``F_i == A_i == 0`` counting 0 (a perfect forecast). A zero actual with a non-zero forecast
+    counts 2, the maximum.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+
+    Returns
+    -------
+    float
+        From 0 (perfect) to 2.
+
+    Examples
+    --------
+    >>> round(smape([100, 200, 0, 100], [110, 150, 20, 100]), 6)  # (20/210 + 100/350 + 2 + 0) / 4
+    0.595238
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    return float(np.mean(_smape_terms(a, f)))
+
+
+def _seasonal_scale(y: np.ndarray, season_length: int) -> float:
+    """Mean absolute seasonal difference of a series (m = 1 if it is too short; NaN under 2 points)."""
+    if len(y) < 2:
+        return float("nan")
+    m = season_length if len(y) >= season_length + 1 else 1
+    return float(np.mean(np.abs(y[m:] - y[:-m])))
+
+
+def mase(actual: Any, forecast: Any, insample: Any, season_length: int = 1) -> float:
+    """Mean absolute scaled error: the mean absolute error over that of a seasonal naive forecast (lower is better).
+
+    ``MASE = mean_i |F_i - A_i| / ((1 / (T - m)) * sum_{t=m+1..T} |y_t - y_{t-m}|)``
+
+    with ``y_1..y_T`` the in-sample series (in time order) and ``m = season_length``; when ``T < m + 1`` the
+    scale uses ``m = 1``. Zero actuals are ordinary rows.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+    insample : array-like of float, shape (T,)
+        The series that sets the scale, in time order (usually the history before the forecasts).
+    season_length : int
+        Periods per season ``m`` (4 for quarters in a year, 1 for the plain naive forecast).
+
+    Returns
+    -------
+    float
+        Below 1 when the forecast errs less than the seasonal naive forecast did in-sample. NaN when `insample`
+        has fewer than 2 points; when the scale is 0 (a constant series): 0.0 if every error is 0, else NaN.
+
+    Examples
+    --------
+    >>> mase([100, 200], [110, 150], insample=[100, 120, 100, 120])  # mean error 30 over mean change 20
+    1.5
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    (y,) = _check_amounts({"insample": insample}, min_length=0)
+    m = _check_season_length(season_length)
+    err, scale = float(np.mean(np.abs(f - a))), _seasonal_scale(y, m)
+    if scale == 0:
+        return 0.0 if err == 0 else float("nan")
+    return err / scale
+
+
+def hit_rate(actual: Any, forecast: Any, tolerance: float = 0.10) -> float:
+    """Share of rows forecast within a relative tolerance of the actual (higher is better).
+
+    ``hit rate = (1 / N) * #{i : |F_i - A_i| <= tolerance * |A_i|}``
+
+    up to floating-point rounding (a relative slack of 1e-12, so 7.7 against 7 is a hit at 10%). A row with a
+    zero actual is a hit if and only if its forecast is 0 too.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    forecast : array-like of float, shape (N,)
+        Forecast amounts.
+    tolerance : float
+        Relative tolerance, non-negative (0.1 = within 10% of the actual).
+
+    Returns
+    -------
+    float
+        From 0 to 1 (1: every row within the tolerance).
+
+    Examples
+    --------
+    >>> hit_rate([100, 200, 0, 100], [110, 150, 20, 100])  # rows 1 and 4 are within 10%
+    0.5
+    """
+    a, f = _check_amounts({"actual": actual, "forecast": forecast})
+    return float(np.mean(_hits(a, f, _check_tolerance(tolerance))))
+
+
+def pinball_loss(actual: Any, quantile_forecast: Any, q: float) -> float:
+    """Mean pinball (quantile) loss of a forecast of the `q` quantile (lower is better).
+
+    ``L_q = (1 / N) * sum_i max(q (A_i - F_i), (q - 1) (A_i - F_i))``
+
+    An actual above the forecast costs ``q`` per unit, one below it ``1 - q``; the expected loss is smallest for
+    the true ``q`` quantile. At ``q = 0.5`` it is half the mean absolute error.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    quantile_forecast : array-like of float, shape (N,)
+        Forecasts of the `q` quantile (e.g. the p90 column for ``q = 0.9``).
+    q : float
+        Quantile level, strictly between 0 and 1.
+
+    Returns
+    -------
+    float
+        From 0 (perfect) up, in units of the amounts.
+
+    Examples
+    --------
+    >>> round(pinball_loss([100, 200], [110, 150], q=0.9), 6)  # (0.1 * 10 + 0.9 * 50) / 2
+    23.0
+    """
+    a, f = _check_amounts({"actual": actual, "quantile_forecast": quantile_forecast})
+    return float(np.mean(_pinball_terms(a, f, _check_unit_interval("q", q))))
+
+
+def interval_coverage(actual: Any, lower: Any, upper: Any) -> float:
+    """Share of actuals inside their forecast interval (closer to the nominal level is better).
+
+    ``coverage = (1 / N) * #{i : L_i <= A_i <= U_i}``
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    lower, upper : array-like of float, shape (N,)
+        Interval bounds (e.g. the p10 and p90 forecasts, a nominal 80% interval), ``lower <= upper``.
+
+    Returns
+    -------
+    float
+        From 0 to 1; a calibrated p10-p90 interval covers about 0.8.
+
+    Raises
+    ------
+    ValueError
+        Invalid input (see `forecast_ratio`), or a row with ``lower > upper``.
+
+    Examples
+    --------
+    >>> interval_coverage([100, 200, 50], lower=[90, 210, 0], upper=[120, 260, 50])
+    0.6666666666666666
+    """
+    a, lo, hi = _check_amounts({"actual": actual, "lower": lower, "upper": upper})
+    _check_interval(lo, hi)
+    return float(np.mean((lo <= a) & (a <= hi)))
+
+
+def winkler_score(actual: Any, lower: Any, upper: Any, alpha: float = 0.2) -> float:
+    """Mean Winkler (interval) score: width plus a penalty for actuals outside the interval (lower is better).
+
+    ``W = (1 / N) * sum_i [(U_i - L_i) + (2 / alpha) (L_i - A_i) [A_i < L_i] + (2 / alpha) (A_i - U_i) [A_i > U_i]]``
+
+    for a central ``1 - alpha`` interval; a proper score for the ``alpha / 2`` and ``1 - alpha / 2`` quantiles.
+
+    Parameters
+    ----------
+    actual : array-like of float, shape (N,)
+        Observed amounts.
+    lower, upper : array-like of float, shape (N,)
+        Interval bounds, ``lower <= upper``.
+    alpha : float
+        One minus the nominal level of the interval, strictly between 0 and 1 (0.2 for p10-p90).
+
+    Returns
+    -------
+    float
+        From 0 up, in units of the amounts; equal to the mean width when every actual is covered.
+
+    Raises
+    ------
+    ValueError
+        Invalid input, a row with ``lower > upper``, or `alpha` outside (0, 1).
+
+    Examples
+    --------
+    >>> winkler_score([100, 300], lower=[90, 210], upper=[120, 260], alpha=0.2)  # (30 + 50 + 10 * 40) / 2
+    240.0
+    """
+    a, lo, hi = _check_amounts({"actual": actual, "lower": lower, "upper": upper})
+    _check_interval(lo, hi)
+    return float(np.mean(_winkler_terms(a, lo, hi, _check_unit_interval("alpha", alpha))))
+
+
+def crps_samples(actual: Any, samples: Any) -> float:
+    """Continuous ranked probability score of sample (ensemble) forecasts, mean over rows (lower is better).
+
+    For a row with actual ``A`` and samples ``x_1..x_S``, the CRPS of their empirical distribution:
+
+    ``CRPS = (1 / S) * sum_j |x_j - A| - (1 / (2 S²)) * sum_j sum_k |x_j - x_k|``
+
+    computed in O(S log S) per row from the sorted samples ``x_(1) <= .. <= x_(S)`` with
+    ``sum_j sum_k |x_j - x_k| = 2 * sum_j (2j - S - 1) x_(j)``. This is the CRPS of the empirical distribution
+    itself: as an estimate of the CRPS of the distribution the samples were drawn from it is biased upwards by
+    ``E|X - X'| / (2S)``. With one sample it is the absolute error; it generalises the absolute error to
+    distributions.
+
+    Parameters
+    ----------
+    actual : float or array-like of float, shape (N,)
+        Observed amounts.
+    samples : array-like of float, shape (N, S), or shape (S,) for a single row
+        Samples of each row's forecast distribution.
+
+    Returns
+    -------
+    float
+        From 0 up, in units of the amounts (the mean of the rows' CRPS).
+
+    Examples
+    --------
+    >>> crps_samples(100, [90, 110])  # (10 + 10) / 2 - (0 + 20 + 20 + 0) / 8
+    5.0
+    >>> crps_samples([100, 0], [[90, 110], [0, 0]])
+    2.5
+    """
+    try:
+        one_row = np.ndim(samples) == 1
+    except ValueError:  # ragged rows: reported by the validator
+        one_row = False
+    if one_row:
+        samples = [samples]
+    if np.ndim(actual) == 0:
+        actual = [actual]
+    a, s = _check_amounts({"actual": actual, "samples": samples}, matrix="samples")
+    if s.shape[1] == 0:
+        raise ValueError(f"samples needs at least one sample per row, got shape {s.shape}")
+    n_samples = s.shape[1]
+    s = np.sort(s, axis=1)
+    weights = 2.0 * np.arange(1, n_samples + 1) - n_samples - 1.0
+    spread = (s @ weights) / n_samples**2  # = (1 / (2 S²)) * sum_j sum_k |x_j - x_k|
+    return float(np.mean(np.mean(np.abs(s - a[:, None]), axis=1) - spread))
+
+
+METRIC_DEFINITIONS: dict[str, str] = {
+    "forecast_ratio": (
+        "Forecast ratio: total forecast over total actual, sum(F) / sum(A), the 'forecast accuracy %' many CRMs "
+        "print; 1 is the right total, above 1 an over-forecast, closer to 1 is better."
+    ),
+    "absolute_accuracy": (
+        "Absolute accuracy: 1 - sum|F - A| / sum|A|, one minus the WAPE, the share of the total actual forecast "
+        "right (it can be negative); 1 is perfect, higher is better."
+    ),
+    "bias": (
+        "Bias: sum(F - A) / sum(A), the net over-forecast (positive) or under-forecast (negative) as a share of "
+        "the total actual; 0 is unbiased, closer to 0 is better."
+    ),
+    "wape": (
+        "WAPE (weighted absolute percentage error): sum|F - A| / sum|A|, the total absolute error as a share of "
+        "the total actual; 0 is perfect, lower is better."
+    ),
+    "mape": (
+        "MAPE (mean absolute percentage error): the mean of |F - A| / |A| over the rows with a non-zero actual; "
+        "0 is perfect, lower is better."
+    ),
+    "smape": (
+        "sMAPE (symmetric MAPE): the mean of 2|F - A| / (|F| + |A|), from 0 (perfect) to 2, a row with F = A = 0 "
+        "counting 0; lower is better."
+    ),
+    "mase": (
+        "MASE (mean absolute scaled error): mean|F - A| divided by the mean absolute seasonal change of the "
+        "series' actuals, mean|y_t - y_(t-m)|; below 1 errs less than the typical seasonal change, lower is better."
+    ),
+    "hit_rate": (
+        "Hit rate: the share of rows with |F - A| <= tolerance x |A| (within 10% of the actual by default); "
+        "1 is perfect, higher is better."
+    ),
+    "pinball": (
+        "Pinball loss: the mean over rows and quantile levels q of max(q (A - F_q), (q - 1)(A - F_q)), the "
+        "accuracy of the quantile forecasts (p10, p50, p90) in units of the amount; lower is better."
+    ),
+    "coverage": (
+        "Interval coverage: the share of rows with lower <= A <= upper; closer to the interval's nominal level "
+        "(0.8 for p10 to p90) is better."
+    ),
+    "winkler": (
+        "Winkler score: the mean of the interval width U - L plus 2 / alpha times the distance by which A falls "
+        "outside [L, U] (alpha = 0.2 for p10 to p90); lower is better."
+    ),
+}
+
+_POINT_METRICS = ("forecast_ratio", "absolute_accuracy", "bias", "wape", "mape", "smape", "mase", "hit_rate")
+_INTERVAL_METRICS = ("coverage", "winkler")
+_NOT_SERIES = ("method", "cutoff", "days_before_period_end", "horizon")
+_DEFAULT_QUANTILES = {0.1: "p10", 0.5: "p50", 0.9: "p90"}
+
+
+def _column_list(name: str, value: Any) -> list[str]:
+    """`by` / `series` as a list of column names (None: no column)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a column name or a list of them, got {value!r}") from None
+
+
+def _amount_column(df: pd.DataFrame, column: str) -> np.ndarray:
+    """A numeric column as float64 with NaN where missing; a ValueError for text or infinite values."""
+    col = df[column]
+    if not (pd.api.types.is_numeric_dtype(col.dtype) or col.isna().all()):
+        raise ValueError(f"column {column!r} must hold numbers, got dtype {col.dtype}")
+    x = col.to_numpy(dtype="float64", na_value=np.nan)
+    inf = np.isinf(x)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise ValueError(f"column {column!r} must hold finite numbers; row {df.index[i]!r} is {x[i]}")
+    return x
+
+
+def _series_scales(df: pd.DataFrame, series: list[str], period: str, y: np.ndarray, season_length: int) -> np.ndarray:
+    """The MASE scale of each row's series (see `evaluate`), aligned with the rows of `df`; NaN if undefined."""
+    if series:
+        sid = df.groupby(series, sort=False, dropna=False, observed=True).ngroup().to_numpy()
+    else:
+        sid = np.zeros(len(df), dtype=np.int64)
+    n_series = int(sid.max()) + 1 if len(sid) else 0
+    known = ~np.isnan(y) & df[period].notna().to_numpy()
+    rows = np.flatnonzero(known)
+    t = pd.DataFrame({"sid": sid[rows], "period": df[period].to_numpy()[rows], "y": y[rows], "row": rows})
+    t = t.drop_duplicates(["sid", "period", "y"])
+    clash = t.duplicated(["sid", "period"], keep=False).to_numpy()
+    if clash.any():
+        first = t[clash].iloc[0]
+        values = t.loc[clash & (t["sid"] == first["sid"]).to_numpy() & (t["period"] == first["period"]).to_numpy()]
+        where = f"series {dict(df.iloc[int(first['row'])][series])} " if series else ""
+        raise ValueError(
+            f"{where}has different actuals in period {first['period']!r}: {sorted(values['y'].tolist())}; the MASE "
+            f"scale needs one actual per series and period: pass series=[...] naming the columns of a series"
+        )
+    t = t.sort_values(["sid", "period"], kind="stable")
+    s, v = t["sid"].to_numpy(), t["y"].to_numpy()
+
+    def seasonal_diff(m: int) -> np.ndarray:
+        d = np.full(len(v), np.nan)
+        if len(v) > m:
+            d[m:] = np.where(s[m:] == s[:-m], np.abs(v[m:] - v[:-m]), np.nan)
+        return d
+
+    points = np.bincount(s, minlength=n_series)
+    d = np.where(points[s] >= season_length + 1, seasonal_diff(season_length), seasonal_diff(1))
+    ok = ~np.isnan(d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.bincount(s[ok], weights=d[ok], minlength=n_series) / np.bincount(s[ok], minlength=n_series)
+    return scale[sid]
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise ``num / den``, NaN where ``den == 0``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+
+
+def evaluate(
+    df: pd.DataFrame,
+    metrics: str | Sequence[str] = ("wape", "bias", "mape", "coverage"),
+    by: str | Sequence[str] | None = None,
+    *,
+    actual: str = "actual",
+    forecast: str = "forecast",
+    lower: str = "p10",
+    upper: str = "p90",
+    quantiles: Mapping[float, str] | None = None,
+    period: str = "period",
+    series: str | Sequence[str] | None = None,
+    season_length: int = 4,
+    tolerance: float = 0.10,
+    alpha: float | None = None,
+) -> pd.DataFrame:
+    """Accuracy metrics of a long table of forecasts (one row per forecast), per group.
+
+    Each metric is the array function of the same idea, computed over the rows of a group (see
+    `METRIC_DEFINITIONS` for one-sentence definitions to print beside the numbers):
+
+    - ``forecast_ratio``, ``absolute_accuracy``, ``bias``, ``wape``, ``mape``, ``smape``, ``hit_rate`` (with
+      `tolerance`): of the `forecast` column against the `actual` column;
+    - ``mase``: ``mean|F - A|`` over the group divided by its series' scale, see below;
+    - ``pinball``: `pinball_loss` averaged over the quantile levels of `quantiles`;
+    - ``coverage`` (`interval_coverage`) and ``winkler`` (`winkler_score` with `alpha`) of the interval from the
+      `lower` to the `upper` column.
+
+    Missing values are never dropped silently: a row whose actual or any column a requested metric needs is
+    missing (the forecast for point metrics and ``mase``, the bounds for interval metrics, the quantile columns
+    for ``pinball``) is left out of every metric of the call and counted in ``n_missing``, so all metrics of a
+    row are computed over the same ``n`` rows. Call `evaluate` once per metric to use each metric's own rows.
+
+    MASE scale: each row belongs to a series, identified by the `series` columns (default: the `by` columns
+    other than `period` and ``method``, ``cutoff``, ``days_before_period_end``, ``horizon``, which name
+    forecasts of one series, not different series; none: the whole table is one series). Per series, the
+    distinct ``(period, actual)`` pairs of the rows with a known actual and period are ordered by period, and the
+    scale is their mean absolute seasonal difference ``mean|y_t - y_{t-m}|``, ``m = season_length`` (``m = 1``
+    for a series with fewer than ``m + 1`` periods; consecutive known periods count as adjacent). So the scale
+    comes from the series' own actuals over the table's periods, not from the history before each forecast. A
+    group's MASE is ``mean_i |F_i - A_i| / scale_i`` (one series per group: ``mean|F - A| / scale``); it is NaN
+    when a series has fewer than 2 periods, and with a zero scale it is 0 if every error is 0, else NaN.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The forecasts, one row each.
+    metrics : str or sequence of str
+        Metric names, in the order of the output columns: the keys of `METRIC_DEFINITIONS`.
+    by : str or sequence of str, optional
+        Columns to group by (missing values form a group of their own); None: one group.
+    actual, forecast, lower, upper, period : str
+        Column names: the observed amount, the point forecast, the interval bounds and the period of the actual
+        (``period`` is used by ``mase`` only: any sortable values, e.g. dates or "2024Q1").
+    quantiles : mapping of float to str, optional
+        ``{quantile level: column}`` for ``pinball``; default ``{0.1: "p10", 0.5: "p50", 0.9: "p90"}``
+        restricted to the columns present in `df`.
+    series : str or sequence of str, optional
+        Columns that identify a series for the ``mase`` scale (see above).
+    season_length : int
+        ``m`` of the ``mase`` scale (4: quarters in a year).
+    tolerance : float
+        Relative tolerance of ``hit_rate`` (0.1: within 10%).
+    alpha : float, optional
+        ``alpha`` of ``winkler``, one minus the interval's nominal level; None means 0.2 (p10 to p90).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group, sorted by `by`: the `by` columns, ``n`` (rows used), ``n_missing`` (rows left out
+        because a value they need is missing), then one float column per metric; NaN where a metric cannot be
+        computed for the group (no rows, or a zero denominator, as in the array functions).
+
+    Raises
+    ------
+    ValueError
+        An unknown metric name or a missing column (the message lists the valid ones), a column that does not
+        hold numbers or holds an infinite value, a row with ``lower > upper``, an invalid parameter, or (for
+        ``mase``) two different actuals for one series and period.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame(
+    ...     {
+    ...         "team": ["A", "A", "B", "B"],
+    ...         "actual": [100.0, 200.0, 50.0, 80.0],
+    ...         "forecast": [110.0, 150.0, None, 80.0],
+    ...         "p10": [90.0, 160.0, 40.0, 70.0],
+    ...         "p90": [120.0, 190.0, 60.0, 90.0],
+    ...     }
+    ... )
+    >>> evaluate(df, ["wape", "bias", "coverage"], by="team").round(4).values.tolist()
+    [['A', 2, 0, 0.2, -0.1333, 0.5], ['B', 1, 1, 0.0, 0.0, 1.0]]
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise ValueError(f"metrics is empty; valid names: {', '.join(METRIC_DEFINITIONS)}")
+    for name in names:
+        if name not in METRIC_DEFINITIONS:
+            raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(METRIC_DEFINITIONS)}")
+    names = list(dict.fromkeys(names))
+    by_cols = _column_list("by", by)
+    reserved = [c for c in by_cols if c in ("n", "n_missing", *names)]
+    if reserved:
+        raise ValueError(f"by column {reserved[0]!r} clashes with an output column; rename it")
+    tol = _check_tolerance(tolerance)
+    level = 0.2 if alpha is None else _check_unit_interval("alpha", alpha)
+    m = _check_season_length(season_length)
+
+    # the value columns each metric needs, and the other columns
+    value_cols = {"actual": actual}
+    if any(name in _POINT_METRICS for name in names):
+        value_cols["forecast"] = forecast
+    if any(name in _INTERVAL_METRICS for name in names):
+        value_cols.update(lower=lower, upper=upper)
+    q_cols: dict[float, str] = {}
+    if "pinball" in names:
+        if quantiles is None:
+            q_cols = {q: c for q, c in _DEFAULT_QUANTILES.items() if c in df.columns}
+            if not q_cols:
+                raise ValueError(
+                    f"pinball needs quantile columns, and none of {list(_DEFAULT_QUANTILES.values())} is in df; "
+                    f"pass quantiles={{level: column}}; columns: {list(df.columns)}"
+                )
+        else:
+            q_cols = {_check_unit_interval("quantile level", q): c for q, c in dict(quantiles).items()}
+            if not q_cols:
+                raise ValueError("quantiles is empty; pass {quantile level: column}, e.g. {0.5: 'p50'}")
+    series_cols: list[str] = []
+    if "mase" in names:
+        series_cols = (
+            _column_list("series", series)
+            if series is not None
+            else [c for c in by_cols if c != period and c not in _NOT_SERIES]
+        )
+    needed = [*by_cols, *value_cols.values(), *q_cols.values()]
+    if "mase" in names:
+        needed += [*series_cols, period]
+    for column in dict.fromkeys(needed):
+        if column not in df.columns:
+            raise ValueError(f"column {column!r} is not in df; columns: {list(df.columns)}")
+
+    # rows with every needed value, and their group
+    values = {role: _amount_column(df, column) for role, column in value_cols.items()}
+    q_values = {q: _amount_column(df, column) for q, column in q_cols.items()}
+    used = np.ones(len(df), dtype=bool)
+    for x in [*values.values(), *q_values.values()]:
+        used &= ~np.isnan(x)
+    if by_cols:
+        groups = df.groupby(by_cols, sort=True, dropna=False, observed=True)
+        codes = groups.ngroup().to_numpy()
+        out = groups.size().index.to_frame(index=False)
+    else:
+        codes = np.zeros(len(df), dtype=np.int64)
+        out = pd.DataFrame(index=range(1))
+    n_groups = len(out)
+    c = codes[used]
+
+    def total(w: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(c, weights=w, minlength=n_groups).astype("float64")
+
+    n = total()
+    out["n"] = n.astype(np.int64)
+    out["n_missing"] = np.bincount(codes, minlength=n_groups).astype(np.int64) - out["n"].to_numpy()
+
+    a = values["actual"][used]
+    if "forecast" in values:
+        f = values["forecast"][used]
+        abs_err, abs_a, sum_a = total(np.abs(f - a)), total(np.abs(a)), total(a)
+    if "lower" in values:
+        lo, hi = values["lower"][used], values["upper"][used]
+        bad = lo > hi
+        if bad.any():
+            i = int(np.flatnonzero(used)[np.flatnonzero(bad)[0]])
+            raise ValueError(
+                f"column {lower!r} must not exceed column {upper!r}; row {df.index[i]!r} has {lo[bad][0]:g} > "
+                f"{hi[bad][0]:g}"
+            )
+    for name in names:
+        if name == "forecast_ratio":
+            result = _divide(total(f), sum_a)
+        elif name == "absolute_accuracy":
+            result = 1.0 - _divide(abs_err, abs_a)
+        elif name == "bias":
+            result = _divide(total(f - a), sum_a)
+        elif name == "wape":
+            result = np.where((abs_a == 0) & (abs_err == 0) & (n > 0), 0.0, _divide(abs_err, abs_a))
+        elif name == "mape":
+            nonzero = a != 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = np.where(nonzero, np.abs(f - a) / np.abs(a), 0.0)
+            result = _divide(total(terms), total(nonzero.astype("float64")))
+        elif name == "smape":
+            result = _divide(total(_smape_terms(a, f)), n)
+        elif name == "hit_rate":
+            result = _divide(total(_hits(a, f, tol).astype("float64")), n)
+        elif name == "mase":
+            scale = _series_scales(df, series_cols, period, values["actual"], m)[used]
+            err = np.abs(f - a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = np.where(np.isnan(scale), np.nan, np.where(err == 0, 0.0, err / scale))
+            result = _divide(total(terms), n)
+            result = np.where(np.isinf(result), np.nan, result)
+        elif name == "pinball":
+            terms = sum(_pinball_terms(a, x[used], q) for q, x in q_values.items()) / len(q_values)
+            result = _divide(total(terms), n)
+        elif name == "coverage":
+            result = _divide(total(((lo <= a) & (a <= hi)).astype("float64")), n)
+        else:  # winkler
+            result = _divide(total(_winkler_terms(a, lo, hi, level)), n)
+        out[name] = result.astype("float64")
+    return out

@@ -8,13 +8,16 @@ reads a name as mathtext.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 __all__ = [
     "plot_adherence_by",
@@ -27,6 +30,12 @@ __all__ = [
     "plot_transition_heatmap",
     "plot_waterfall",
     "plot_win_probability",
+    "METHOD_COLOURS",
+    "plot_bookings_distribution",
+    "plot_forecast_trend",
+    "plot_interval_coverage",
+    "plot_leaderboard",
+    "plot_rep_bias",
 ]
 
 _BLUE, _GREY, _GREEN, _RED, _ORANGE = "#2f6690", "#9aa5b1", "#3a7d44", "#b23a48", "#e09f3e"
@@ -356,4 +365,481 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
         title="Cumulative gains",
     )
     ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+# --- forecast backtest charts -------------------------------------------------------------------------------
+
+_PURPLE, _BROWN = "#7b4b94", "#8c564b"
+
+#: Colour of each known forecast method, the same in every chart (add a new method here to fix its colour).
+#: Other names get a colour from `_FALLBACK_COLOURS` chosen from a hash of the name (see `_method_colours`).
+METHOD_COLOURS: dict[str, str] = {
+    "submitted_commit": _ORANGE,
+    "submitted_best_case": "#c2571a",
+    "bias_corrected_commit": "#d45087",
+    "crm_weighted": _PURPLE,
+    "stage_conversion": _GREEN,
+    "opportunity_score": "#1b998b",
+    "ets": _BROWN,
+    "seasonal_naive": "#8f8c1f",
+    "monte_carlo": _BLUE,
+    "oracle": "#3d3d3d",
+}
+_FALLBACK_COLOURS = (_RED, "#17becf", "#e377c2", "#6b8e23", "#9467bd", "#5c5c8a")
+_METHOD_LINESTYLES = {"oracle": ":"}  # the oracle is a reference (it knows the outcome), not a contender
+
+# Rep bias bands on forecast / actual: "good" inside _GOOD_BAND, "watch" inside _WATCH_BAND, "off" outside.
+_GOOD_BAND, _WATCH_BAND = (0.85, 1.15), (0.70, 1.30)
+_RATIO_AXIS_CAP = 3.0  # ratios above 300% are drawn to the edge and labelled with their value
+
+
+def _require(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {missing}; the table has {list(table.columns)}")
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """A column as float64 with NaN for missing values (also for nullable dtypes and text)."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _method_order(methods: Iterable[object]) -> list[str]:
+    """Known methods in `METHOD_COLOURS` order, then the others in order of appearance."""
+    names = list(dict.fromkeys(str(m) for m in methods))
+    return [m for m in METHOD_COLOURS if m in names] + [m for m in names if m not in METHOD_COLOURS]
+
+
+def _method_colours(methods: Iterable[str]) -> dict[str, str]:
+    """Colour per method: `METHOD_COLOURS`, else a fallback picked by a stable hash (distinct within a chart).
+
+    Unknown names are served in sorted order, so the same set of methods gets the same colours in every chart
+    whatever the row order; a name whose hashed colour is taken gets the next free one.
+    """
+    methods = sorted(set(methods))
+    colours: dict[str, str] = {}
+    used: set[str] = set()
+    for m in methods:
+        if m in METHOD_COLOURS:
+            colours[m] = METHOD_COLOURS[m]
+            used.add(colours[m])
+    n = len(_FALLBACK_COLOURS)
+    for m in methods:
+        if m in colours:
+            continue
+        start = zlib.crc32(m.encode("utf-8")) % n
+        candidates = [_FALLBACK_COLOURS[(start + k) % n] for k in range(n)]
+        colours[m] = next((c for c in candidates if c not in used), candidates[0])
+        used.add(colours[m])
+    return colours
+
+
+def _legend_outside(ax: Axes, **kwargs: object) -> None:
+    """Legend to the right of the data (nothing when no artist has a label)."""
+    if ax.get_legend_handles_labels()[0] or kwargs.get("handles"):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
+
+
+def _amount(x: float) -> str:
+    """An amount for a legend or label: three significant digits, e.g. ``1.05M``, ``985k`` (finer than `_money`)."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div * 0.9995:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:,.0f}"
+
+
+def _no_data(ax: Axes, message: str = "no data") -> None:
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color=_GREY)
+
+
+def _names(values: Iterable[object], limit: int = 10) -> str:
+    names = [str(v) for v in values]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in names[:limit]) + more
+
+
+def plot_forecast_trend(
+    results: pd.DataFrame,
+    ax: Axes | None = None,
+    methods: Sequence[str] | None = None,
+    interval_method: str | None = "monte_carlo",
+) -> Axes:
+    """How each method's forecast of one period moved as the period went on, against the actual.
+
+    One line per method (colours from `METHOD_COLOURS`) of the forecast at each cutoff date, the P10-P90 band
+    of `interval_method` shaded, and the actual as a dashed horizontal line. The bottom axis shows cutoff
+    dates; the top axis the weeks left to the period end (from ``days_before_period_end``).
+
+    Parameters
+    ----------
+    results : DataFrame
+        Backtest results for ONE period and ONE group: columns ``period``, ``cutoff``, ``group_value``,
+        ``method``, ``forecast``, ``actual``; optionally ``group``, ``days_before_period_end``, ``p10``,
+        ``p90``. Filter the long backtest table first.
+    ax : Axes, optional
+    methods : sequence of str, optional
+        Methods to draw; all of them when None. Methods whose forecasts are all missing are left out.
+    interval_method : str or None
+        Method whose P10-P90 band is shaded (when it has quantiles); None for no band.
+
+    Returns
+    -------
+    Axes
+
+    Raises
+    ------
+    ValueError
+        When the table holds several periods or groups (they are named), is empty, misses a column, names a
+        method twice for one cutoff, holds different actuals, or `methods` names a method it does not hold.
+    """
+    _require(results, ("period", "cutoff", "group_value", "method", "forecast", "actual"), "plot_forecast_trend")
+    if results.empty:
+        raise ValueError("plot_forecast_trend: the results table is empty")
+    periods = pd.unique(results["period"])
+    if len(periods) != 1:
+        raise ValueError(
+            f"plot_forecast_trend draws one period, but results holds {len(periods)}: {_names(periods)}; "
+            f"filter it first, e.g. results[results['period'] == {str(periods[0])!r}]"
+        )
+    key = [c for c in ("group", "group_value") if c in results.columns]
+    groups = results[key].drop_duplicates()
+    if len(groups) != 1:
+        raise ValueError(
+            f"plot_forecast_trend draws one group, but results holds {len(groups)}: "
+            f"{_names('='.join(map(str, row)) for row in groups.itertuples(index=False))}; "
+            "filter it on group and group_value first"
+        )
+    present = _method_order(results["method"])
+    if methods is None:
+        chosen = present
+    else:
+        chosen = [methods] if isinstance(methods, str) else [str(m) for m in methods]
+        missing = [m for m in chosen if m not in present]
+        if missing:
+            raise ValueError(f"plot_forecast_trend: no rows for method(s) {missing}; the table holds {present}")
+    data = results.assign(method=results["method"].astype(str), cutoff=pd.to_datetime(results["cutoff"]))
+    if data.duplicated(["method", "cutoff"]).any():
+        raise ValueError("plot_forecast_trend expects one row per method and cutoff")
+    data = data.sort_values("cutoff", kind="stable")
+    colours = _method_colours(present)
+
+    ax = _axes(ax, (9, 4.5))
+    drawn = False
+    if interval_method is not None and {"p10", "p90"} <= set(data.columns):
+        band = data[data["method"] == str(interval_method)]
+        x = band["cutoff"].to_numpy()
+        lo, hi = _floats(band["p10"]), _floats(band["p90"])
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        colour = colours.get(str(interval_method), _GREY)
+        label = f"{_text(interval_method)} P10–P90 range"
+        if ok.sum() > 1:
+            ax.fill_between(x, lo, hi, where=ok, color=colour, alpha=0.18, linewidth=0, label=label)
+            drawn = True
+        elif ok.sum() == 1:
+            ax.vlines(x[ok], lo[ok], hi[ok], color=colour, alpha=0.3, linewidth=8, label=label)
+            drawn = True
+    for m in chosen:
+        t = data[data["method"] == m]
+        y = _floats(t["forecast"])
+        if not np.isfinite(y).any():
+            continue
+        ax.plot(
+            t["cutoff"].to_numpy(),
+            y,
+            marker="o",
+            markersize=3,
+            color=colours[m],
+            linestyle=_METHOD_LINESTYLES.get(m, "-"),
+            label=_text(m),
+        )
+        drawn = True
+
+    actuals = _floats(data["actual"])
+    actuals = actuals[np.isfinite(actuals)]
+    if actuals.size:
+        if np.ptp(actuals) > 1e-9 * max(1.0, float(np.abs(actuals).max())):
+            raise ValueError("plot_forecast_trend: the actual differs between rows of one period and group")
+        actual = float(actuals[0])
+        ax.axhline(actual, color="black", linestyle="--", linewidth=1.2, label="actual")
+        ax.annotate(
+            f"actual {_amount(actual)}",
+            xy=(1.0, actual),
+            xycoords=("axes fraction", "data"),
+            xytext=(-3, 3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+        drawn = True
+    if not drawn:
+        _no_data(ax, "no forecasts for this period")
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if "days_before_period_end" in data.columns:
+        ends = data["cutoff"] + pd.to_timedelta(_floats(data["days_before_period_end"]), unit="D")
+        ends = ends.dropna()
+        if not ends.empty:
+            end = float(mdates.date2num(ends.max()))
+            top = ax.secondary_xaxis("top", functions=(lambda d: (end - d) / 7.0, lambda w: end - 7.0 * w))
+            top.xaxis.set_major_locator(MaxNLocator(integer=True))
+            top.set_xlabel("weeks before period end", fontsize=9)
+    ax.yaxis.set_major_formatter(FuncFormatter(_money))
+    if drawn and ax.get_ylim()[0] > 0:
+        ax.set_ylim(bottom=0)
+    group = str(groups.iloc[0, 0]) if "group" in groups.columns else ""
+    group_value = groups["group_value"].iloc[0]
+    title = f"{_text(periods[0])}: forecast vs actual"
+    if group and group != "total":
+        title += f" ({_text(group)} {_text(group_value)})"
+    ax.set(xlabel="cutoff date (when the forecast was made)", ylabel="bookings (amount)", title=title)
+    _legend_outside(ax, title="method")
+    return ax
+
+
+def _lines_by_horizon(ax: Axes, table: pd.DataFrame, value: str, what: str) -> int:
+    """One line per method of `value` by ``weeks_before_end``, time flowing toward the period end."""
+    _require(table, ("method", "weeks_before_end", value), what)
+    data = table.assign(method=table["method"].astype(str))
+    if data.duplicated(["method", "weeks_before_end"]).any():
+        raise ValueError(f"{what} expects one row per method and weeks_before_end (aggregate over groups first)")
+    methods = _method_order(data["method"])
+    colours = _method_colours(methods)
+    drawn = 0
+    for m in methods:
+        t = data[data["method"] == m].sort_values("weeks_before_end")
+        y = _floats(t[value])
+        if not np.isfinite(y).any():
+            continue  # e.g. coverage of a method without quantiles
+        ax.plot(
+            _floats(t["weeks_before_end"]),
+            y,
+            marker="o",
+            markersize=3,
+            color=colours[m],
+            linestyle=_METHOD_LINESTYLES.get(m, "-"),
+            label=_text(m),
+        )
+        drawn += 1
+    if not drawn:
+        _no_data(ax)
+    ax.xaxis.set_inverted(True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("weeks before period end")
+    return drawn
+
+
+_METRIC_LABELS = {
+    "wape": ("WAPE: absolute error, % of actual", "Forecast error (WAPE) by weeks before period end"),
+    "bias": ("bias: (forecast − actual) / actual", "Forecast bias by weeks before period end"),
+    "coverage": ("actuals inside the P10–P90 range (%)", "Interval coverage by weeks before period end"),
+    "hit_rate": ("hit rate: forecasts within tolerance of actual", "Hit rate by weeks before period end"),
+}
+
+
+def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None = None) -> Axes:
+    """One accuracy metric of each method by horizon, time flowing left to right toward the period end.
+
+    Parameters
+    ----------
+    board : DataFrame
+        One row per ``method`` and ``weeks_before_end`` (int), with metric columns as fractions (e.g.
+        ``wape``, ``bias``, ``coverage``).
+    metric : str
+        Column to draw, shown as a percentage. ``"bias"`` adds a zero line (positive = over-forecast),
+        ``"coverage"`` the nominal 80% of a P10-P90 range.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, (9, 4.5))
+    _lines_by_horizon(ax, board, metric, f"plot_leaderboard(metric={metric!r})")
+    ylabel, title = _METRIC_LABELS.get(metric, (f"{_text(metric)} (%)", f"{_text(metric)} by weeks before period end"))
+    if metric == "bias":
+        ax.axhline(0.0, color="black", linewidth=1, label="no bias (above: over-forecast)")
+    elif metric == "coverage":
+        ax.axhline(0.8, color="black", linestyle="--", linewidth=1, label="nominal 80%")
+    elif metric == "wape" and ax.get_ylim()[0] > 0:
+        ax.set_ylim(bottom=0)
+    ax.set(ylabel=ylabel, title=title)
+    _legend_outside(ax, title="method")
+    return ax
+
+
+def plot_interval_coverage(table: pd.DataFrame, nominal: float = 0.8, ax: Axes | None = None) -> Axes:
+    """Share of actuals inside each method's interval by horizon, against the nominal level.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``method``, ``weeks_before_end`` (int), ``coverage`` (fraction); one row per method and horizon.
+    nominal : float
+        Nominal coverage of the interval (0.8 for P10-P90); the band nominal ± 10 points is shaded as acceptable.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    if not 0.0 < nominal < 1.0:
+        raise ValueError(f"nominal must be in (0, 1), got {nominal}")
+    ax = _axes(ax, (9, 4.5))
+    _lines_by_horizon(ax, table, "coverage", "plot_interval_coverage")
+    ax.axhline(nominal, color="black", linestyle="--", linewidth=1, label=f"nominal {nominal:.0%}")
+    lo, hi = max(0.0, nominal - 0.1), min(1.0, nominal + 0.1)
+    ax.axhspan(lo, hi, color=_GREEN, alpha=0.12, linewidth=0, zorder=0, label=f"acceptable ({lo:.0%}–{hi:.0%})")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set(ylabel="actuals inside the interval (%)", title=f"Interval coverage (nominal {nominal:.0%})")
+    _legend_outside(ax, title="method")
+    return ax
+
+
+def _ratio_band(ratio: float) -> str:
+    if np.isnan(ratio):
+        return "no data"
+    if _GOOD_BAND[0] <= ratio <= _GOOD_BAND[1]:
+        return "good"
+    if _WATCH_BAND[0] <= ratio <= _WATCH_BAND[1]:
+        return "watch"
+    return "off"
+
+
+_BAND_COLOURS = {"good": _GREEN, "watch": _ORANGE, "off": _RED, "no data": _GREY}
+
+
+def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Forecast as a share of actual per rep (horizontal bars, sorted), over good / watch / off bands.
+
+    Bands: 85-115% good (green), 70-85% and 115-130% watch (orange), outside off (red). Bars take the colour
+    of their band; a missing ratio is a grey "no data" label. Ratios above 300% are drawn to the edge.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``owner`` and ``ratio`` (forecast / actual, 1.0 = on target, NaN when unknown); optionally
+        ``team`` (shown after the owner's name).
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    _require(table, ("owner", "ratio"), "plot_rep_bias")
+    data = table.assign(_ratio=_floats(table["ratio"])).sort_values("_ratio", kind="stable", na_position="last")
+    ratios = data["_ratio"].to_numpy()
+    labels = [_text(o) for o in data["owner"]]
+    if "team" in data.columns:
+        labels = [f"{o} ({_text(t)})" if pd.notna(t) else o for o, t in zip(labels, data["team"], strict=True)]
+    ax = _axes(ax, (9, max(3.0, 0.32 * len(labels) + 1.4)))
+
+    finite = ratios[np.isfinite(ratios)]
+    xmax = min(max(1.45, float(finite.max()) if finite.size else 0.0) * 1.12, _RATIO_AXIS_CAP)
+    (good_lo, good_hi), (watch_lo, watch_hi) = _GOOD_BAND, _WATCH_BAND
+    spans = (
+        (0.0, watch_lo, _RED),
+        (watch_lo, good_lo, _ORANGE),
+        (good_lo, good_hi, _GREEN),
+        (good_hi, watch_hi, _ORANGE),
+        (watch_hi, xmax, _RED),
+    )
+    for left, right, colour in spans:
+        ax.axvspan(left, right, color=colour, alpha=0.1, linewidth=0, zorder=0)
+
+    bands = [_ratio_band(r) for r in ratios]
+    widths = np.where(np.isnan(ratios), 0.0, np.minimum(ratios, xmax))
+    y = np.arange(len(labels))
+    ax.barh(y, widths, height=0.7, color=[_BAND_COLOURS[b] for b in bands], zorder=2)
+    for yi, r, w in zip(y, ratios, widths, strict=True):
+        if np.isnan(r):
+            ax.text(0.0, yi, "  no data", va="center", fontsize=8, color="#555555", zorder=3)
+        elif r > xmax:
+            text = "no actual " if np.isinf(r) else f"{r:.0%} "
+            ax.text(w, yi, text, va="center", ha="right", fontsize=8, color="white", fontweight="bold", zorder=3)
+        else:
+            ax.text(w, yi, f" {r:.0%}", va="center", fontsize=8, zorder=3)
+    if not labels:
+        _no_data(ax, "no reps")
+    on_target = ax.axvline(1.0, color="black", linewidth=1, zorder=2, label="on target (100%)")
+
+    ax.set_yticks(y, labels)
+    ax.set_ylim(max(len(labels), 1) - 0.5, -0.5)  # lowest ratio at the top
+    ax.set_xlim(0.0, xmax)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    handles = [
+        Patch(color=_GREEN, label="good: 85–115%"),
+        Patch(color=_ORANGE, label="watch: 70–85% or 115–130%"),
+        Patch(color=_RED, label="off: under 70% or over 130%"),
+    ]
+    if "no data" in bands:
+        handles.append(Patch(color=_GREY, label="no data"))
+    handles.append(on_target)
+    ax.set(xlabel="forecast as % of actual (100% = on target)", title="Forecast accuracy by rep")
+    _legend_outside(ax, handles=handles, title="band")
+    return ax
+
+
+def plot_bookings_distribution(
+    samples: Sequence[float] | np.ndarray,
+    ax: Axes | None = None,
+    commit: float | None = None,
+    best_case: float | None = None,
+    actual: float | None = None,
+    won_to_date: float | None = None,
+) -> Axes:
+    """Histogram of simulated period bookings with its P10 / P50 / P90 and the reference amounts.
+
+    Parameters
+    ----------
+    samples : array-like, 1-D
+        Simulated bookings of one period (e.g. Monte Carlo draws); NaN values are dropped.
+    ax : Axes, optional
+    commit, best_case, actual, won_to_date : float, optional
+        Submitted commit, submitted best case, the actual bookings and the amount closed-won to date; each is
+        drawn as a vertical line labelled with its value when given (None or NaN: not drawn).
+
+    Returns
+    -------
+    Axes
+    """
+    values = np.asarray(samples, dtype=float)
+    if values.ndim != 1:
+        raise ValueError(f"samples must be 1-D, got shape {values.shape}")
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("samples holds no finite value")
+    ax = _axes(ax, (9, 4.5))
+    edges = np.histogram_bin_edges(values, bins="auto")
+    if len(edges) > 81:
+        edges = np.histogram_bin_edges(values, bins=80)
+    ax.hist(
+        values,
+        bins=edges,
+        weights=np.full(values.size, 1.0 / values.size),
+        color=_BLUE,
+        alpha=0.35,
+        label=f"{values.size:,} simulations",
+    )
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    for name, v, style in (("P10", p10, ":"), ("P50", p50, "-"), ("P90", p90, ":")):
+        ax.axvline(v, color=_BLUE, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}")
+    references = (
+        ("closed-won to date", won_to_date, _GREEN, "-"),
+        ("submitted commit", commit, _ORANGE, "--"),
+        ("best case", best_case, METHOD_COLOURS["submitted_best_case"], "--"),
+        ("actual", actual, "black", "-"),
+    )
+    for name, v, colour, style in references:
+        if v is None or not np.isfinite(float(v)):
+            continue
+        ax.axvline(float(v), color=colour, linestyle=style, linewidth=2, label=f"{name}: {_amount(float(v))}")
+    ax.xaxis.set_major_formatter(FuncFormatter(_money))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(xlabel="period bookings (amount)", ylabel="share of simulations", title="Simulated bookings")
+    _legend_outside(ax)
     return ax

@@ -1,0 +1,970 @@
+"""Forecast methods, and the backtest that replays them at past cutoffs against what actually closed.
+
+Every method forecasts the **bookings of a fiscal period**: the closed-won amount of the deals whose close date
+falls in the period (what a CRM's "closed won this quarter" report shows once the period is over). A forecast is
+made at a *cutoff* inside the period and may use only what was known at the cutoff: the pipeline as it stood
+(`salesforecast.snapshots.pipeline_snapshots`), the deals won by then, the submissions made by then, and models
+fitted on the data known then (`salesforecast.snapshots.known_at`).
+
+Methods (`METHODS` holds each one's definition, printed beside the numbers in the reports):
+
+``submitted_commit``, ``submitted_best_case``
+    The latest forecast call of each rep for the period made at or before the cutoff, summed over the reps of a
+    team and of the company. Missing when nobody in the group has submitted yet.
+``bias_corrected_commit``
+    Each rep's latest commit divided by that rep's historical bias (`submission_bias`, learned from the calls and
+    bookings of earlier, closed periods only).
+``crm_weighted``
+    Closed won to date + each open deal whose close date (as it stood) falls in the period, times the process
+    map's default probability of its stage: the weighted pipeline most CRMs print.
+``stage_conversion``
+    Closed won to date + each open deal's amount times the probability that it is won before the period ends
+    (`StageConversionModel.predict_close_within`: stage, days in stage, time left) + the expected bookings of deals
+    not yet created (below).
+``opportunity_score``
+    As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
+    from past snapshots of deal features.
+``ets``, ``seasonal_naive``
+    Time series of the bookings of past periods only (`BookingsModel`); they ignore the pipeline.
+``monte_carlo``
+    The distribution of ``stage_conversion``: each open deal won or not by a Bernoulli draw, a shared
+    period-level shock on the probabilities, and new-deal bookings drawn from past periods
+    (`salesforecast.simulation.simulate_bookings`). Point forecast: the mean; quantiles P10/P50/P90.
+``oracle`` (synthetic data only)
+    As ``monte_carlo`` with the TRUE probabilities of the generator (`GroundTruth.win_within`) and no shock: what a
+    perfect model of deal progress would forecast. Its error is the part no method can remove.
+
+New deals: the bookings of deals created after the cutoff and won before the period ends are estimated from the
+``new_deal_periods`` most recent closed periods: in each, the bookings of deals created in the same remaining window
+before its end (same number of days) and won before its end. Their mean is added to the learned methods.
+
+Group values are the opportunity's (current) ``team`` and ``owner``; submissions count for their ``owner`` and the
+owner's team. Everything a forecast at cutoff ``t`` uses is the same with or without the data after ``t``:
+`backtest` on ``known_at(data, t)`` gives the same forecasts at ``t`` (tested for every method).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salesforecast.metrics import METRIC_DEFINITIONS, evaluate
+from salesforecast.models.bookings import BookingsModel
+from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
+from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.schema import CRMData
+from salesforecast.simulation import simulate_bookings
+from salesforecast.snapshots import pipeline_snapshots, stage_intervals
+
+__all__ = [
+    "METHODS",
+    "PIPELINE_METHODS",
+    "backtest",
+    "data_end",
+    "definitions",
+    "HORIZONS",
+    "PeriodForecast",
+    "recommend",
+    "forecast_period",
+    "leaderboard",
+    "submission_bias",
+]
+
+#: Every forecast method, with its definition.
+METHODS: dict[str, str] = {
+    "submitted_commit": "reps' latest commit call for the period, summed over the group",
+    "submitted_best_case": "reps' latest best-case call for the period, summed over the group",
+    "bias_corrected_commit": "each rep's latest commit divided by the rep's historical bias (submission_bias, "
+    "learned from earlier closed periods)",
+    "crm_weighted": "closed won to date + open deals closing in the period (as dated then) x the CRM stage's "
+    "default probability",
+    "stage_conversion": "closed won to date + open deals x learned probability of winning before the period ends "
+    "(stage, days in stage) + expected bookings of deals not yet created",
+    "opportunity_score": "closed won to date + open deals x opportunity-score probability of winning in the period "
+    "+ expected bookings of deals not yet created",
+    "ets": "exponential smoothing (ETS) of past periods' bookings; ignores the pipeline",
+    "seasonal_naive": "bookings of the same period one year earlier; ignores the pipeline",
+    "monte_carlo": "mean of simulated bookings: closed won to date + each open deal won by a Bernoulli draw with "
+    "the learned probability under a shared period shock + new-deal bookings of a past period",
+    "oracle": "as monte_carlo with the generator's true probabilities and no shock (synthetic data only): the "
+    "error no method can remove",
+}
+
+#: Methods that need only the pipeline and the stage-conversion model (the fast core of the backtest).
+PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
+
+_DEFAULT_METHODS = tuple(m for m in METHODS if m != "oracle")
+_DAY = pd.Timedelta(days=1)
+_MISSING = "(none)"
+_SEASON = {"month": 12, "quarter": 4, "year": 1}
+
+
+def data_end(data: CRMData) -> pd.Timestamp:
+    """The end of the data: midnight after their last event (a period ending then is complete).
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data_end(load_sample())
+    Timestamp('2026-01-01 00:00:00')
+    """
+    return pd.Timestamp(data.as_of).ceil("D")
+
+
+# --------------------------------------------------------------------------------------------- context
+@dataclass
+class _Groups:
+    """Group labels of every grouping, concatenated into one code space."""
+
+    names: list[str]
+    labels: list[np.ndarray]
+    offsets: np.ndarray
+    index: dict[str, pd.Index] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.offsets[-1])
+
+    def codes(self, table: pd.DataFrame) -> np.ndarray:
+        """Codes (n_groupings, n_rows) of a table holding the grouping columns (``total`` needs none)."""
+        out = np.empty((len(self.names), len(table)), dtype=np.int64)
+        for i, name in enumerate(self.names):
+            if name == "total":
+                out[i] = self.offsets[i]
+                continue
+            pos = self.index[name].get_indexer(table[name].astype("str").fillna(_MISSING))
+            pos = np.where(pos < 0, len(self.labels[i]) - 1, pos)  # unseen: "(none)"
+            out[i] = pos + self.offsets[i]
+        return out
+
+    def sum(self, codes: np.ndarray, values: Any) -> np.ndarray:
+        w = np.nan_to_num(np.asarray(values, dtype="float64"))
+        return np.bincount(codes.ravel(), np.tile(w, codes.shape[0]), minlength=self.size)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "group": np.repeat(self.names, [len(x) for x in self.labels]),
+                "group_value": np.concatenate(self.labels).astype(object),
+            }
+        ).astype("str")
+
+
+def _groups(data: CRMData, groups: Sequence[str]) -> _Groups:
+    opps = data.opportunities
+    subs = data.forecast_submissions
+    names, labels = [], []
+    index = {}
+    for g in groups:
+        if g == "total":
+            names.append(g)
+            labels.append(np.array(["total"], dtype=object))
+            continue
+        if g not in opps.columns:
+            raise ValueError(f"groups: opportunities has no column {g!r}; available: {list(opps.columns)}")
+        values = set(opps[g].dropna().astype("str"))
+        if g in subs.columns:
+            values |= set(subs[g].dropna().astype("str"))
+        lab = np.array([*sorted(values - {_MISSING}), _MISSING], dtype=object)
+        names.append(g)
+        labels.append(lab)
+        index[g] = pd.Index(lab)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in labels])]).astype(np.int64)
+    return _Groups(names, labels, offsets, index)
+
+
+class _Context:
+    """What every cutoff needs, computed once: the wins, the group codes, the periods."""
+
+    def __init__(self, data: CRMData, period: str, groups: Sequence[str]) -> None:
+        self.data = data
+        self.period = period
+        self.cal = data.process.calendar
+        self.groups = _groups(data, groups)
+        self.static = [g for g in self.groups.names if g != "total"]
+        iv = stage_intervals(data)
+        won = iv.loc[iv["stage"].isin(data.process.won_stages)].reset_index(drop=True)
+        opp_pos = pd.Index(data.opportunities["opportunity_id"]).get_indexer(won["opportunity_id"])
+        for c in self.static:
+            won[c] = data.opportunities[c].take(opp_pos).reset_index(drop=True)
+        self.won_start = won["start"].to_numpy("datetime64[us]")
+        end = won["end"].to_numpy("datetime64[us]")
+        self.won_end = np.where(np.isnat(end), np.datetime64("9999-12-31", "us"), end)
+        self.won_close = won["close_date"].to_numpy("datetime64[us]")
+        self.won_created = won["created_at"].to_numpy("datetime64[us]")
+        self.won_amount = won["amount"].to_numpy("float64")
+        self.won_codes = self.groups.codes(won)
+        self.owners = pd.Index(sorted(set(data.opportunities["owner"].dropna().astype("str"))))
+        self.won_owner = self.owners.get_indexer(data.opportunities["owner"].astype("str").take(opp_pos))
+        opps = data.opportunities
+        final = opps.loc[opps["is_won"].to_numpy(dtype=bool)]
+        self.final_close = final["close_date"].to_numpy("datetime64[us]")
+        self.final_amount = final["amount"].to_numpy("float64")
+        self.final_codes = self.groups.codes(final)
+        self.first_day = pd.Timestamp(opps["created_at"].min()).normalize()
+        self.end = data_end(data)
+
+    def bounds(self, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return self.cal.period_bounds(label)
+
+    def won_known(self, t: pd.Timestamp, start: Any, end: Any, created_after: Any = None) -> np.ndarray:
+        """Per group: amount of deals whose state at `t` is won, with a close date in ``[start, end)``."""
+        t64 = np.datetime64(t, "us")
+        mask = (
+            (self.won_start <= t64)
+            & (self.won_end > t64)
+            & (self.won_close >= np.datetime64(start, "us"))
+            & (self.won_close < np.datetime64(end, "us"))
+        )
+        if created_after is not None:
+            mask &= self.won_created > np.datetime64(created_after, "us")
+        idx = np.flatnonzero(mask)
+        return self.groups.sum(self.won_codes[:, idx], self.won_amount[idx])
+
+    def won_by_owner(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
+        """Per owner of `owners`: amount of deals whose state at `t` is won, with a close date in the range."""
+        t64 = np.datetime64(t, "us")
+        mask = (
+            (self.won_start <= t64)
+            & (self.won_end > t64)
+            & (self.won_close >= np.datetime64(start, "us"))
+            & (self.won_close < np.datetime64(end, "us"))
+            & (self.won_owner >= 0)
+        )
+        return np.bincount(self.won_owner[mask], self.won_amount[mask], minlength=len(self.owners))
+
+    def actual(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+        """Per group: final bookings of ``[start, end)``; NaN when the period is not over at the data end."""
+        if end > self.end:
+            return np.full(self.groups.size, np.nan)
+        m = (self.final_close >= np.datetime64(start, "us")) & (self.final_close < np.datetime64(end, "us"))
+        idx = np.flatnonzero(m)
+        return self.groups.sum(self.final_codes[:, idx], self.final_amount[idx])
+
+    def past_periods(self, t: pd.Timestamp, n: int) -> list[str]:
+        """The `n` most recent periods that ended at or before `t` and started on or after the first day."""
+        labels = self.cal.periods_between(self.first_day, t, self.period)
+        out = []
+        for label in labels:
+            s, e = self.bounds(label)
+            if s >= self.first_day and e <= t:
+                out.append(label)
+        return out[-n:] if n else out
+
+    def new_deals(self, t: pd.Timestamp, end: pd.Timestamp, n_periods: int) -> np.ndarray:
+        """(n past periods, groups): bookings of deals created in the last ``end - t`` of each and won in it."""
+        remaining = end - t
+        rows = []
+        for label in self.past_periods(t, n_periods):
+            s, e = self.bounds(label)
+            rows.append(self.won_known(t, s, e, created_after=e - remaining))
+        return np.array(rows).reshape(len(rows), self.groups.size)
+
+
+# --------------------------------------------------------------------------------------------- submissions
+def _latest_submissions(subs: pd.DataFrame, label: str, category: str, t: pd.Timestamp) -> pd.DataFrame:
+    s = subs.loc[(subs["period"] == label) & (subs["category"] == category) & (subs["submitted_at"] <= t)]
+    if len(s) == 0:
+        return s
+    return s.sort_values("submitted_at", kind="stable").drop_duplicates("owner", keep="last")
+
+
+def _owner_team(data: CRMData) -> pd.Series:
+    opps = data.opportunities
+    if "team" not in opps.columns:
+        return pd.Series(dtype="str")
+    latest = opps.sort_values("created_at", kind="stable").drop_duplicates("owner", keep="last")
+    return pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy())
+
+
+def _with_team(table: pd.DataFrame, owner_team: pd.Series) -> pd.DataFrame:
+    if "team" in table.columns and table["team"].notna().all():
+        return table
+    out = table.copy()
+    team = pd.Series(owner_team.reindex(out["owner"].to_numpy()).to_numpy(), index=out.index, dtype="str")
+    out["team"] = out["team"].fillna(team) if "team" in out.columns else team
+    return out
+
+
+_BIAS_COLUMNS = ["owner", "periods", "submissions", "bias", "run_rate", "late_ratio", "late_submitted", "actual"]
+
+
+def _bias_table(ctx: _Context, as_of: pd.Timestamp, category: str, weeks: float) -> pd.DataFrame:
+    """Per owner: the blend model of `submission_bias` fitted on the periods closed by `as_of`."""
+    subs = ctx.data.forecast_submissions
+    if len(subs) == 0:
+        return pd.DataFrame(columns=_BIAS_COLUMNS)
+    closed = ctx.past_periods(as_of, 0)
+    s = subs.loc[
+        subs["period"].isin(closed) & (subs["category"] == category) & (subs["submitted_at"] <= as_of)
+    ].reset_index(drop=True)
+    if len(s) == 0:
+        return pd.DataFrame(columns=_BIAS_COLUMNS)
+    owner_pos = ctx.owners.get_indexer(s["owner"].astype("str"))
+    bounds = {p: ctx.bounds(p) for p in closed}
+    booked = {p: ctx.won_by_owner(as_of, *bounds[p]) for p in closed}
+    actual = np.array([booked[p][k] if k >= 0 else 0.0 for p, k in zip(s["period"], owner_pos, strict=True)])
+    start = pd.to_datetime(s["period"].map(lambda p: bounds[p][0])).to_numpy("datetime64[us]")
+    end = pd.to_datetime(s["period"].map(lambda p: bounds[p][1])).to_numpy("datetime64[us]")
+    t = s["submitted_at"].to_numpy("datetime64[us]")
+    lam = np.clip((t - start) / (end - start), 0.0, 1.0)
+    y = s["amount"].to_numpy("float64")
+    x1, x2 = 1.0 - lam, lam * actual
+    owner = s["owner"].astype("str").to_numpy()
+    w = np.ones(len(s))
+    for _ in range(2):  # least squares, then weighted by 1 / fitted^2 (the noise of a call is proportional to it)
+        g = (
+            pd.DataFrame(
+                {
+                    "o": owner,
+                    "a11": w * x1 * x1,
+                    "a12": w * x1 * x2,
+                    "a22": w * x2 * x2,
+                    "b1": w * x1 * y,
+                    "b2": w * x2 * y,
+                }
+            )
+            .groupby("o", sort=True)
+            .sum()
+        )
+        det = g["a11"] * g["a22"] - g["a12"] ** 2
+        ok = det > 1e-12 * (g["a11"] * g["a22"]).clip(lower=1e-300)
+        beta = ((g["a11"] * g["b2"] - g["a12"] * g["b1"]) / det.where(ok)).where(ok)
+        alpha = ((g["a22"] * g["b1"] - g["a12"] * g["b2"]) / det.where(ok)).where(ok)
+        fit = alpha.reindex(owner).to_numpy() * x1 + beta.reindex(owner).to_numpy() * x2
+        w = np.where(np.isfinite(fit) & (fit > 0), 1.0 / np.maximum(fit, 1e-9) ** 2, 0.0)
+    late = t >= end - np.timedelta64(int(weeks * 7 * 86_400_000_000), "us")
+    frame = pd.DataFrame({"owner": owner, "period": s["period"].to_numpy(), "late": late, "y": y, "a": actual})
+    per = (
+        frame.loc[frame["late"]]
+        .groupby(["owner", "period"], sort=True)
+        .agg(late_submitted=("y", "mean"), actual=("a", "first"))
+        .groupby("owner")
+        .sum()
+    )
+    out = frame.groupby("owner", sort=True).agg(periods=("period", "nunique"), submissions=("y", "size"))
+    out["late_submitted"] = per["late_submitted"].reindex(out.index)
+    out["actual"] = per["actual"].reindex(out.index)
+    out["late_ratio"] = out["late_submitted"] / out["actual"].where(out["actual"] > 0)
+    out["run_rate"] = alpha.reindex(out.index)
+    bias = beta.reindex(out.index)
+    usable = bias.notna() & (bias > 0) & (out["periods"] >= 2)
+    out["bias"] = bias.where(usable, out["late_ratio"])
+    return out.reset_index()[_BIAS_COLUMNS]
+
+
+def submission_bias(
+    data: CRMData,
+    as_of: Any = None,
+    period: str = "quarter",
+    category: str = "commit",
+    weeks: float = 4,
+) -> pd.DataFrame:
+    """Each rep's forecast bias, learned from their calls in past closed periods.
+
+    A rep's call for a period drifts from a run-rate guess at its start toward what they see closing at its end. The
+    model, fitted per rep by weighted least squares over every submission of `category` for the periods closed by
+    `as_of`::
+
+        call = run_rate * (1 - lam) + bias * lam * actual
+
+    with ``lam`` the elapsed fraction of the period at the submission and ``actual`` the rep's closed-won bookings of
+    the period (as known at `as_of`). ``bias`` is what the rep calls per unit they will book: 1 is on target, above 1
+    an optimist, below 1 a sandbagger. Weights are ``1 / fitted^2`` (a call's noise grows with its size).
+
+    Parameters
+    ----------
+    data : CRMData
+    as_of : date, optional
+        Use only periods ended and submissions made by then (default: the data end).
+    period : {"month", "quarter", "year"}
+    category : str
+        The forecast category of the submissions (``"commit"``, ``"best_case"``...).
+    weeks : float
+        The late window for ``late_ratio``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per owner: ``owner, periods`` (closed periods with a submission), ``submissions``, ``bias`` (the
+        model's; where it cannot be fitted, fewer than 2 periods or a degenerate design, ``late_ratio``),
+        ``run_rate`` (the call at the start of a period), ``late_ratio = late_submitted / actual`` (the plain
+        ratio of the mean call in the last `weeks` weeks of each period to what was booked, summed over periods),
+        ``late_submitted`` and ``actual``.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> table = submission_bias(load_sample())
+    >>> list(table.columns)
+    ['owner', 'periods', 'submissions', 'bias', 'run_rate', 'late_ratio', 'late_submitted', 'actual']
+    """
+    ctx = _Context(data, period, ("total",))
+    as_of = ctx.end if as_of is None else pd.Timestamp(as_of)
+    return _bias_table(ctx, as_of, category, weeks)
+
+
+# --------------------------------------------------------------------------------------------- plan
+def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | None, min_history_days: float) -> pd.DataFrame:
+    cal, freq = ctx.cal, ctx.period
+    if periods is None:
+        first = ctx.first_day + pd.Timedelta(days=min_history_days)
+        labels = []
+        for label in cal.periods_between(first, ctx.end, freq):
+            s, e = cal.period_bounds(label)
+            if s >= first and e <= ctx.end:
+                labels.append(label)
+    else:
+        labels = [cal.resolve(p, ctx.end, freq) for p in ([periods] if isinstance(periods, str) else periods)]
+    rows = []
+    if isinstance(cutoffs, str):
+        if cutoffs not in ("weekly", "start"):
+            raise ValueError(f"cutoffs must be 'weekly', 'start' or a list of dates, got {cutoffs!r}")
+        for label in labels:
+            s, e = cal.period_bounds(label)
+            ts = pd.date_range(s, e - _DAY, freq="7D") if cutoffs == "weekly" else pd.DatetimeIndex([s])
+            rows += [(label, s, e, t) for t in ts if t <= ctx.end]
+    else:
+        dates = pd.DatetimeIndex([pd.Timestamp(x) for x in (cutoffs if isinstance(cutoffs, Iterable) else [cutoffs])])
+        for t in dates.sort_values().unique():
+            label = str(cal.period(pd.DatetimeIndex([t]), freq).iloc[0])
+            if periods is not None and label not in labels:
+                continue
+            s, e = cal.period_bounds(label)
+            rows.append((label, s, e, t))
+    plan = pd.DataFrame(rows, columns=["period", "start", "end", "cutoff"])
+    if len(plan) == 0:
+        raise ValueError(
+            f"backtest: no cutoff to replay (periods {labels or 'none'}; data from {ctx.first_day:%Y-%m-%d} to "
+            f"{ctx.end:%Y-%m-%d}; the default periods start {min_history_days:g} days after the first deal)"
+        )
+    for c in ("start", "end", "cutoff"):
+        plan[c] = pd.to_datetime(plan[c]).astype("datetime64[us]")
+    return plan
+
+
+def _check_methods(methods: Sequence[str] | None, truth: Any) -> list[str]:
+    if methods is None:
+        chosen = list(_DEFAULT_METHODS) + (["oracle"] if truth is not None else [])
+    else:
+        chosen = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; known: {list(METHODS)}")
+    if "oracle" in chosen and truth is None:
+        raise ValueError("the oracle method needs truth= (the GroundTruth of generate)")
+    return list(dict.fromkeys(chosen))
+
+
+def _seed(seed: int, t: pd.Timestamp, salt: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(pd.Timestamp(t).value // 10**9) + 2**40, salt])
+
+
+# --------------------------------------------------------------------------------------------- the backtest
+def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int) -> float:
+    """Over-dispersion of past periods' bookings beyond the Bernoulli variance, as a log-sd of a shared shock.
+
+    For each of the last 8 periods closed at `refit_at`: expected ``E`` and Bernoulli variance ``V`` of its bookings
+    from its start (pipeline then, the model fitted at `refit_at`, new deals of the periods before it), and the actual
+    ``A`` as known at `refit_at`. ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
+    """
+    num, den = 0.0, 0.0
+    used = 0
+    for label in ctx.past_periods(refit_at, 8):
+        s, e = ctx.bounds(label)
+        snap = snaps.get(s)
+        if snap is None:
+            continue
+        total = ctx.groups.offsets[ctx.groups.names.index("total")] if "total" in ctx.groups.names else None
+        q = model.predict_close_within(snap, e).fillna(0.0).to_numpy()
+        a = snap["amount"].fillna(0.0).to_numpy()
+        x = float(np.sum(a * q))
+        var = float(np.sum(a * a * q * (1 - q)))
+        nd = ctx.new_deals(s, e, n_new)
+        base = ctx.won_known(s, s, e)
+        actual = ctx.won_known(refit_at, s, e)
+        col = total if total is not None else 0
+        new_col = nd[:, col] if len(nd) else np.zeros(1)
+        expected = x + float(base[col]) + float(new_col.mean())
+        var += float(new_col.var())
+        num += (float(actual[col]) - expected) ** 2 - var
+        den += x * x
+        used += 1
+    if used < 3 or den <= 0:
+        return 0.0
+    return float(math.sqrt(max(num, 0.0) / den))
+
+
+def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]) -> np.ndarray:
+    """(groups, 4): forecast and quantiles of the period from past periods' bookings known at its start `s`.
+
+    ``seasonal_naive`` runs per group value. ``ets`` is fitted on the company total and split top-down: each group
+    value gets the total times its share of the bookings of the last four periods (fitting an ETS per rep on a
+    dozen noisy quarters is slow and no better).
+    """
+    past = ctx.past_periods(s, 0)
+    out = np.full((ctx.groups.size, 1 + len(quantiles)), np.nan)
+    if len(past) == 0:
+        return out
+    series = np.array([ctx.won_known(s, *ctx.bounds(p)) for p in past])  # (n_periods, groups)
+    model = BookingsModel(method=method, season_length=_SEASON[ctx.period], quantiles=quantiles)
+    out[:, 0] = 0.0
+    if method == "seasonal_naive":
+        for g in np.flatnonzero(series.sum(axis=0) > 0):  # a loop over group values with bookings
+            pred = model.fit(series[:, g]).predict(1).iloc[0]
+            out[g] = pred.iloc[1:].to_numpy("float64")
+        return out
+    lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]
+    total = series[:, lo:hi].sum(axis=1)  # every grouping sums to the company total
+    if total.sum() <= 0:
+        return out
+    pred = model.fit(total).predict(1).iloc[0].iloc[1:].to_numpy("float64")
+    recent = series[-4:].sum(axis=0)
+    for name, lo, hi in zip(ctx.groups.names, ctx.groups.offsets[:-1], ctx.groups.offsets[1:], strict=True):
+        share = recent[lo:hi] / recent[lo:hi].sum() if recent[lo:hi].sum() > 0 else np.zeros(hi - lo)
+        out[lo:hi] = share[:, None] * pred[None, :]
+        if name == "total":
+            out[lo:hi] = pred[None, :]
+    return out
+
+
+def backtest(
+    data: CRMData,
+    methods: Sequence[str] | None = None,
+    period: str = "quarter",
+    cutoffs: str | Sequence[Any] = "weekly",
+    groups: Sequence[str] = ("total", "team", "owner"),
+    truth: Any = None,
+    *,
+    periods: Sequence[str] | None = None,
+    refit: str = "period",
+    n_sims: int = 1000,
+    shock: float | str = "auto",
+    new_deal_periods: int = 4,
+    bias_weeks: float = 4,
+    min_history_days: float = 365,
+    seed: int = 0,
+    return_samples: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[pd.Timestamp, np.ndarray]]:
+    """Replay every forecast method at every cutoff of past periods, and join what actually closed.
+
+    Parameters
+    ----------
+    data : CRMData
+        Validated data. Periods ending after `data_end` have a missing actual.
+    methods : sequence of str, optional
+        Names from `METHODS` (default: all but ``oracle``, plus ``oracle`` when `truth` is given).
+    period : {"month", "quarter", "year"}
+        The fiscal period forecast.
+    cutoffs : "weekly", "start" or sequence of dates
+        ``"weekly"``: the period's start and every 7 days after; ``"start"``: its first day only; or explicit
+        dates, each forecasting the period that contains it.
+    groups : sequence of str
+        ``"total"`` and/or opportunity columns (``"team"``, ``"owner"``, ``"segment"``...).
+    truth : GroundTruth, optional
+        Adds the ``oracle`` method (data from `salesforecast.datasets.generate`).
+    periods : sequence of str, optional
+        Period labels to replay (default: every period that starts at least `min_history_days` after the first
+        deal and ended by the data end).
+    refit : {"period", "cutoff"}
+        Fit the models on the data known at each period's start (default; forecasts later in the period use that
+        fit, still without leakage) or at every cutoff.
+    n_sims : int
+        Simulated futures of ``monte_carlo`` and ``oracle``.
+    shock : float or "auto"
+        Log-sd of the shared period shock of ``monte_carlo``; ``"auto"`` estimates it at each refit from the last
+        closed periods (see `salesforecast.simulation`).
+    new_deal_periods : int
+        Closed periods averaged for the bookings of deals not yet created.
+    bias_weeks : float
+        Late window of `submission_bias` for ``bias_corrected_commit``.
+    min_history_days : float
+        Default periods start this long after the first deal (the models need history).
+    seed : int
+        Seed of the simulations (each cutoff draws from its own stream, so results do not depend on which other
+        cutoffs are replayed).
+    return_samples : bool
+        Also return the ``monte_carlo`` samples: a dict cutoff -> array (group rows of the output order, n_sims).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (period, cutoff, group, group_value, method): ``period, cutoff, days_before_period_end, group,
+        group_value, method, forecast, p10, p50, p90, actual`` (quantiles missing where a method has none).
+        Group values appear for the periods where they had pipeline, bookings or submissions.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> res = backtest(data, methods=["crm_weighted", "stage_conversion"], periods=["FY2025Q2"], cutoffs="start",
+    ...                groups=["total"])
+    >>> res[["period", "method", "group_value"]].to_numpy().tolist()
+    [['FY2025Q2', 'crm_weighted', 'total'], ['FY2025Q2', 'stage_conversion', 'total']]
+    """
+    if period not in _SEASON:
+        raise ValueError(f"period must be 'month', 'quarter' or 'year', got {period!r}")
+    if refit not in ("period", "cutoff"):
+        raise ValueError(f"refit must be 'period' or 'cutoff', got {refit!r}")
+    if not isinstance(n_sims, numbers.Integral) or n_sims < 10:
+        raise ValueError(f"n_sims must be an integer >= 10, got {n_sims!r}")
+    if not (shock == "auto" or (isinstance(shock, numbers.Real) and shock >= 0)):
+        raise ValueError(f"shock must be 'auto' or a number >= 0, got {shock!r}")
+    chosen = _check_methods(methods, truth)
+    groups = list(dict.fromkeys([groups] if isinstance(groups, str) else groups))
+    ctx = _Context(data, period, groups)
+    plan = _plan(ctx, cutoffs, periods, min_history_days)
+    quantiles = (0.1, 0.5, 0.9)
+    G = ctx.groups
+
+    needs_sc = {"stage_conversion", "monte_carlo"} & set(chosen)
+    needs_new = {"stage_conversion", "opportunity_score", "monte_carlo", "oracle"} & set(chosen)
+    # snapshots once for every cutoff (and every period start, for the shock estimate)
+    snap_dates = set(plan["cutoff"])
+    if "monte_carlo" in chosen and shock == "auto":
+        for label in ctx.past_periods(plan["cutoff"].max(), 0):
+            snap_dates.add(ctx.bounds(label)[0])
+    columns = [c for c in ("owner", "team", "segment", *ctx.static) if c in data.opportunities.columns]
+    snap_all = pipeline_snapshots(data, sorted(snap_dates), columns=list(dict.fromkeys(columns)))
+    snaps = {pd.Timestamp(k): v.reset_index(drop=True) for k, v in snap_all.groupby("as_of", sort=True)}
+    empty = snap_all.iloc[:0]
+    owner_team = _owner_team(data)
+    subs = data.forecast_submissions
+
+    frames = []
+    samples: dict[pd.Timestamp, np.ndarray] = {}
+    plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
+    plan["refit_at"] = plan[["refit_at", "cutoff"]].min(axis=1)
+    for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
+        s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
+        refit_at = pd.Timestamp(refit_at)
+        actual = ctx.actual(s, e)
+        sc_model = opp_model = None
+        shock_sd = 0.0
+        if needs_sc:
+            sc_model = StageConversionModel(n_bootstrap=0).fit(data, as_of=refit_at)
+            if "monte_carlo" in chosen:
+                shock_sd = (
+                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods) if shock == "auto" else float(shock)
+                )
+        opp_scores = None
+        if "opportunity_score" in chosen:
+            try:
+                opp_model = OpportunityScoringModel(target="period", period=period).fit(data, as_of=refit_at)
+            except ValueError:
+                opp_model = None  # too little history to learn from: the method is missing for this period
+            if opp_model is not None:
+                feats = opportunity_features(data, list(chunk["cutoff"]), period=period)
+                feats["p"] = opp_model.predict_proba(feats)
+                opp_scores = feats.set_index(["as_of", "opportunity_id"])["p"]
+        bias = None
+        if "bias_corrected_commit" in chosen:
+            bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"]
+        ts = {}
+        for m in ("ets", "seasonal_naive"):
+            if m in chosen:
+                ts[m] = _ets(ctx, s, m, quantiles)
+
+        for t in chunk["cutoff"]:
+            t = pd.Timestamp(t)
+            snap = snaps.get(t, empty)
+            codes = G.codes(snap)
+            amount = snap["amount"].fillna(0.0).to_numpy()
+            won = ctx.won_known(t, s, e)
+            nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
+            nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
+            out: dict[str, np.ndarray] = {}
+            q_sc = None
+            if sc_model is not None:
+                q_sc = sc_model.predict_close_within(snap, e).fillna(0.0).to_numpy() if len(snap) else np.zeros(0)
+            for m in chosen:
+                fc = np.full((G.size, 4), np.nan)
+                if m == "crm_weighted":
+                    p = snap["stage"].map(data.process.probability).astype("float64").fillna(0.0).to_numpy()
+                    cd = snap["close_date"].to_numpy("datetime64[us]")
+                    inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
+                    fc[:, 0] = won + G.sum(codes, amount * p * inside)
+                elif m == "stage_conversion":
+                    fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
+                elif m == "opportunity_score":
+                    if opp_scores is not None:
+                        key = pd.MultiIndex.from_arrays([snap["as_of"], snap["opportunity_id"]])
+                        p = opp_scores.reindex(key).fillna(0.0).to_numpy()
+                        fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
+                elif m in ("monte_carlo", "oracle"):
+                    if m == "oracle":
+                        p = truth.win_within(snap, e, n_sims=400, seed=seed).fillna(0.0).to_numpy()
+                        sd = 0.0
+                    else:
+                        p, sd = q_sc, shock_sd
+                    sims = simulate_bookings(
+                        amount,
+                        p,
+                        codes,
+                        G.size,
+                        base=won,
+                        new_deals=nd,
+                        shock_sd=sd,
+                        n_sims=n_sims,
+                        rng=_seed(seed, t, 1 if m == "monte_carlo" else 2),
+                    )
+                    fc[:, 0] = sims.mean(axis=1)
+                    fc[:, 1:] = np.quantile(sims, quantiles, axis=1).T
+                    if m == "monte_carlo" and return_samples:
+                        samples[t] = sims
+                elif m in ("submitted_commit", "submitted_best_case", "bias_corrected_commit"):
+                    cat = "best_case" if m == "submitted_best_case" else "commit"
+                    latest = _latest_submissions(subs, label, cat, t)
+                    if len(latest):
+                        latest = _with_team(latest, owner_team)
+                        values = latest["amount"].to_numpy("float64")
+                        if m == "bias_corrected_commit":
+                            b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")
+                            values = values / b
+                        sub_codes = G.codes(latest)
+                        counted = G.sum(sub_codes, np.isfinite(values))
+                        fc[:, 0] = np.where(counted > 0, G.sum(sub_codes, values), np.nan)
+                elif m in ts:
+                    fc[:] = ts[m]
+                out[m] = fc
+            days = (e - t) / _DAY
+            for m, fc in out.items():
+                frames.append((label, t, days, m, fc, actual))
+
+    return _assemble(frames, G, return_samples, samples)
+
+
+def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> Any:
+    if not frames:
+        raise ValueError("backtest: nothing was forecast")
+    # a group value is listed for a period when it has an actual, a forecast or a submission there (and total always)
+    by_period: dict[str, np.ndarray] = {}
+    total = np.zeros(G.size, dtype=bool)
+    for name, off in zip(G.names, G.offsets[:-1], strict=True):
+        total[off] |= name == "total"
+    for label, _t, _d, _m, fc, actual in frames:
+        active = (np.nan_to_num(actual) != 0) | (np.nan_to_num(fc[:, 0]) != 0) | total
+        by_period[label] = by_period.get(label, np.zeros(G.size, dtype=bool)) | active
+    keeps = [np.flatnonzero(by_period[f[0]]) for f in frames]
+    sizes = np.array([len(k) for k in keeps])
+    rows = np.concatenate(keeps)
+    fc = np.concatenate([f[4][k] for f, k in zip(frames, keeps, strict=True)])
+    base = G.frame()
+    out = pd.DataFrame(
+        {
+            "period": np.repeat(np.array([f[0] for f in frames], dtype=object), sizes),
+            "cutoff": np.repeat(np.array([np.datetime64(f[1], "us") for f in frames]), sizes),
+            "days_before_period_end": np.repeat(np.array([f[2] for f in frames], dtype="float64"), sizes),
+            "group": base["group"].to_numpy()[rows],
+            "group_value": base["group_value"].to_numpy()[rows],
+            "method": np.repeat(np.array([f[3] for f in frames], dtype=object), sizes),
+            "forecast": fc[:, 0],
+            "p10": fc[:, 1],
+            "p50": fc[:, 2],
+            "p90": fc[:, 3],
+            "actual": np.concatenate([f[5][k] for f, k in zip(frames, keeps, strict=True)]),
+        }
+    )
+    for c in ("period", "group", "group_value", "method"):
+        out[c] = out[c].astype("str")
+    if return_samples:
+        kept = {}
+        for f, k in zip(frames, keeps, strict=True):
+            if f[3] == "monte_carlo" and f[1] in samples:
+                kept[f[1]] = samples[f[1]][k]
+        return out, kept
+    return out
+
+
+@dataclass
+class PeriodForecast:
+    """Every method's forecast of one period at one date (`forecast_period`).
+
+    Attributes
+    ----------
+    period : str
+    as_of : pandas.Timestamp
+        The forecast date (the cutoff).
+    table : pandas.DataFrame
+        The `backtest` rows of this cutoff (``actual`` is missing while the period is open).
+    samples : numpy.ndarray
+        Simulated bookings (``monte_carlo``) of the first group value (the company total with the default groups).
+    won_to_date : float
+        Closed won by `as_of` with a close date in the period, for that group value.
+    """
+
+    period: str
+    as_of: pd.Timestamp
+    table: pd.DataFrame
+    samples: np.ndarray
+    won_to_date: float
+
+    def point(self, method: str) -> float:
+        """The first group value's point forecast of `method` (NaN when it has none)."""
+        rows = self.table.loc[self.table["method"] == method, "forecast"]
+        return float(rows.iloc[0]) if len(rows) else math.nan
+
+
+def forecast_period(
+    data: CRMData,
+    as_of: Any = None,
+    period: str = "current",
+    freq: str = "quarter",
+    methods: Sequence[str] | None = None,
+    groups: Sequence[str] = ("total",),
+    **kwargs: Any,
+) -> PeriodForecast:
+    """Forecast one period at one date with every method, with the Monte Carlo distribution of its bookings.
+
+    Parameters
+    ----------
+    data : CRMData
+    as_of : date, optional
+        The forecast date (default: the data end). Only what was known then is used.
+    period : str
+        A period label, or ``"current"``: the period containing `as_of`.
+    freq : {"month", "quarter", "year"}
+    methods, groups, **kwargs
+        As for `backtest`.
+
+    Returns
+    -------
+    PeriodForecast
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> fc = forecast_period(load_sample(), as_of="2025-05-15", methods=["crm_weighted", "monte_carlo"], n_sims=200)
+    >>> fc.period, len(fc.samples), bool(fc.won_to_date <= fc.point("monte_carlo"))
+    ('FY2025Q2', 200, True)
+    """
+    as_of = data_end(data) if as_of is None else pd.Timestamp(as_of)
+    cal = data.process.calendar
+    label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if period == "current" else as_of, freq)
+    s, e = cal.period_bounds(label)
+    t = min(max(as_of, s), e - pd.Timedelta(microseconds=1))
+    chosen = _check_methods(methods, kwargs.get("truth"))
+    table, samples = backtest(
+        data, methods=chosen, period=freq, cutoffs=[t], groups=groups, periods=[label], return_samples=True, **kwargs
+    )
+    ctx = _Context(data, freq, groups)
+    won = float(ctx.won_known(t, s, e)[0])
+    sims = samples.get(pd.Timestamp(t))
+    return PeriodForecast(
+        period=label,
+        as_of=pd.Timestamp(t),
+        table=table,
+        samples=sims[0] if sims is not None and len(sims) else np.zeros(0),
+        won_to_date=won,
+    )
+
+
+#: Horizon bands of the leaderboard: label -> (fewest, most) whole weeks left in the period at the cutoff.
+HORIZONS: dict[str, tuple[int, int]] = {
+    "early (9+ weeks left)": (9, 10_000),
+    "mid (5-8 weeks left)": (5, 8),
+    "late (0-4 weeks left)": (0, 4),
+}
+
+
+def leaderboard(
+    results: pd.DataFrame,
+    group: str = "total",
+    metrics: Sequence[str] = ("wape", "bias", "coverage", "hit_rate"),
+    by: str = "weeks",
+) -> pd.DataFrame:
+    """Accuracy of every method by horizon, over a backtest's closed periods.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        `backtest` output.
+    group : str
+        The grouping evaluated (``"total"``, ``"team"``, ``"owner"``): every group value counts as one forecast.
+    metrics : sequence of str
+        Names of `salesforecast.metrics.evaluate` metrics (`salesforecast.metrics.METRIC_DEFINITIONS`). Each metric
+        uses the rows where it can be computed (an interval metric skips methods without quantiles).
+    by : {"weeks", "band", "method"}
+        One row per (whole weeks left at the cutoff, method), per (`HORIZONS` band, method), or per method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``weeks_before_end`` or ``horizon`` (in time order, earliest first) then ``method``, ``n`` (forecasts with a
+        value and an actual) and one column per metric; within a horizon, methods sorted by the first metric (best
+        first).
+    """
+    if by not in ("weeks", "band", "method"):
+        raise ValueError(f"by must be 'weeks', 'band' or 'method', got {by!r}")
+    rows = results.loc[(results["group"] == group) & results["actual"].notna() & results["forecast"].notna()].copy()
+    if len(rows) == 0:
+        raise ValueError(f"leaderboard: no forecast of a closed period for group {group!r} in the results")
+    weeks = np.floor(rows["days_before_period_end"].to_numpy() / 7).astype(np.int64)
+    keys: list[str] = ["method"]
+    if by == "weeks":
+        rows["weeks_before_end"] = weeks
+        keys = ["weeks_before_end", "method"]
+    elif by == "band":
+        band = np.full(len(rows), "", dtype=object)
+        for label, (lo, hi) in HORIZONS.items():
+            band[(weeks >= lo) & (weeks <= hi)] = label
+        rows["horizon"] = pd.Categorical(band, categories=list(HORIZONS), ordered=True)
+        keys = ["horizon", "method"]
+    parts = []
+    for metric in metrics:  # each metric on its own usable rows (an interval metric needs quantiles)
+        part = evaluate(rows, metrics=[metric], by=keys).set_index(keys)
+        parts.append(part[[metric]] if parts else part[["n", metric]])
+    board = pd.concat(parts, axis=1).reset_index()
+    first = metrics[0]
+    board["_k"] = board[first].abs() if first == "bias" else board[first]
+    if by == "method":
+        board = board.sort_values("_k", kind="stable")
+    else:  # horizons in time order (most weeks left first), best method first within each
+        board = board.sort_values([keys[0], "_k"], ascending=[by == "band", True], kind="stable")
+    return board.drop(columns="_k").reset_index(drop=True)
+
+
+def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] = ("oracle",)) -> pd.DataFrame:
+    """The most accurate method at each horizon of a `leaderboard`, with a sentence a reader can act on.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per horizon: the horizon column, ``best``, ``metric value``, ``runner_up`` and ``advice``.
+    """
+    horizon = next((c for c in ("horizon", "weeks_before_end") if c in board.columns), None)
+    b = board.loc[~board["method"].isin(exclude) & board[metric].notna()]
+    rows = []
+    groups = b.groupby(horizon, sort=False, observed=True) if horizon else [("all", b)]
+    for h, part in groups:
+        ranked = part.sort_values(metric, key=lambda v: v.abs() if metric == "bias" else v, kind="stable")
+        if len(ranked) == 0:
+            continue
+        best = ranked.iloc[0]
+        second = ranked.iloc[1] if len(ranked) > 1 else None
+        advice = f"trust {best['method']} ({metric} {best[metric]:.1%})"
+        if second is not None:
+            advice += f"; next {second['method']} ({second[metric]:.1%})"
+        rows.append(
+            {
+                horizon or "horizon": h,
+                "best": best["method"],
+                metric: best[metric],
+                "runner_up": None if second is None else second["method"],
+                "advice": advice,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def definitions(methods: Iterable[str] | None = None, metrics: Iterable[str] = ()) -> pd.DataFrame:
+    """Definitions of methods and metrics, for printing beside a table (``name, kind, definition``)."""
+    rows = [(m, "method", METHODS[m]) for m in (methods if methods is not None else METHODS) if m in METHODS]
+    rows += [(m, "metric", METRIC_DEFINITIONS[m]) for m in metrics if m in METRIC_DEFINITIONS]
+    return pd.DataFrame(rows, columns=["name", "kind", "definition"]).astype("str")

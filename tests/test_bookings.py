@@ -1,0 +1,50 @@
+"""Time-series bookings forecasts: seasonal naive exactly, ETS on series with a known shape."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesforecast.models.bookings import BookingsModel
+
+
+def test_seasonal_naive_repeats_last_season_with_a_normal_interval():
+    y = np.array([10.0, 20, 30, 40, 12, 22, 32, 42, 14, 24, 34, 44])
+    out = BookingsModel(method="seasonal_naive").fit(y).predict(5)
+    assert out["forecast"].tolist() == [14.0, 24.0, 34.0, 44.0, 14.0]
+    sigma = np.sqrt(np.mean((y[4:] - y[:-4]) ** 2))  # every error is 2
+    assert out["p90"].iloc[0] - out["forecast"].iloc[0] == pytest.approx(1.2815516 * sigma, rel=1e-6)
+    assert out["p90"].iloc[4] - out["forecast"].iloc[4] == pytest.approx(1.2815516 * sigma * np.sqrt(2), rel=1e-6)
+
+
+def test_ets_follows_a_seasonal_pattern_and_orders_its_quantiles():
+    rng = np.random.default_rng(0)
+    season = np.array([100.0, 150.0, 120.0, 200.0])
+    y = np.tile(season, 4) + rng.normal(0, 3, 16)
+    model = BookingsModel(method="ets").fit(pd.Series(y))
+    assert model.spec_.endswith(",A)")
+    out = model.predict(4)
+    np.testing.assert_allclose(out["forecast"], season, rtol=0.08)
+    assert (out["p10"] <= out["p50"]).all() and (out["p50"] <= out["p90"]).all()
+    assert (out["p90"] - out["p10"]).iloc[0] < 40  # the noise is small, so is the interval
+
+
+def test_short_and_flat_series_fall_back_and_never_go_negative():
+    assert BookingsModel().fit([5.0, 5.0, 5.0]).spec_.startswith("naive")
+    out = BookingsModel(method="seasonal_naive").fit([0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0]).predict(1)
+    assert (out[["forecast", "p10", "p50", "p90"]] >= 0).all().all()
+    assert BookingsModel(method="seasonal_naive").fit([1.0, 2.0, 3.0]).predict(1)["p90"].isna().all()  # 2 errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "y", "match"),
+    [
+        ({"method": "arima"}, [1.0, 2.0], "method"),
+        ({"season_length": 0}, [1.0, 2.0], "season_length"),
+        ({"quantiles": (0.1, 1.5)}, [1.0, 2.0], "quantiles"),
+        ({}, [1.0, np.nan], "missing"),
+        ({}, [], "non-empty"),
+    ],
+)
+def test_bad_settings_and_series_are_named(kwargs, y, match):
+    with pytest.raises(ValueError, match=match):
+        BookingsModel(**kwargs).fit(y)

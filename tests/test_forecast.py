@@ -1,0 +1,208 @@
+"""Forecast methods and the backtest: hand-computed references, additivity, no leakage, determinism, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesforecast.datasets import load_sample
+from salesforecast.forecast import (
+    METHODS,
+    backtest,
+    data_end,
+    definitions,
+    forecast_period,
+    leaderboard,
+    recommend,
+    submission_bias,
+)
+from salesforecast.metrics import wape
+from salesforecast.snapshots import known_at, pipeline_snapshots
+
+PERIOD = "FY2025Q2"
+CUTS = [pd.Timestamp("2025-04-15"), pd.Timestamp("2025-05-27")]
+KEY = ["cutoff", "group", "group_value", "method"]
+ADDITIVE = ["submitted_commit", "submitted_best_case", "crm_weighted", "stage_conversion", "opportunity_score"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_sample()
+
+
+@pytest.fixture(scope="module")
+def results(data):
+    return backtest(data, cutoffs=CUTS, periods=[PERIOD], n_sims=500)
+
+
+def _won_by(data, t, start, end):
+    """Closed won as known at t with a close date in [start, end): from the truncated tables, naively."""
+    opps = known_at(data, t).opportunities
+    inside = opps["is_won"] & (opps["close_date"] >= start) & (opps["close_date"] < end)
+    return float(opps.loc[inside, "amount"].sum())
+
+
+def test_output_is_one_long_table(results):
+    assert list(results.columns) == [
+        "period",
+        "cutoff",
+        "days_before_period_end",
+        "group",
+        "group_value",
+        "method",
+        "forecast",
+        "p10",
+        "p50",
+        "p90",
+        "actual",
+    ]
+    assert set(results["method"]) == set(METHODS) - {"oracle"}
+    assert not results.duplicated(KEY).any()
+    total = results[results["group"] == "total"]
+    assert total.groupby("cutoff").size().eq(len(METHODS) - 1).all()
+    end = pd.Timestamp("2025-07-01")
+    assert (total["days_before_period_end"] == (end - total["cutoff"]).dt.days).all()
+
+
+def test_actual_is_the_closed_won_amount_of_the_period(data, results):
+    opps = data.opportunities
+    won = opps[opps["is_won"] & (opps["close_date"] >= "2025-04-01") & (opps["close_date"] < "2025-07-01")]
+    total = results[results["group"] == "total"]
+    assert np.allclose(total["actual"], won["amount"].sum())
+    teams = results[(results["group"] == "team") & (results["method"] == "crm_weighted")]
+    by_team = won.groupby("team")["amount"].sum()
+    for _, row in teams.iterrows():
+        assert row["actual"] == pytest.approx(by_team.get(row["group_value"], 0.0))
+
+
+def test_crm_weighted_matches_a_hand_computation(data, results):
+    process = data.process
+    for t in CUTS:
+        snap = pipeline_snapshots(data, t)
+        inside = (snap["close_date"] >= "2025-04-01") & (snap["close_date"] < "2025-07-01")
+        weighted = (snap["amount"] * snap["stage"].map(process.probability) * inside).sum()
+        expected = _won_by(data, t, pd.Timestamp("2025-04-01"), pd.Timestamp("2025-07-01")) + weighted
+        got = results.loc[
+            (results["cutoff"] == t) & (results["method"] == "crm_weighted") & (results["group"] == "total"),
+            "forecast",
+        ]
+        assert got.iloc[0] == pytest.approx(expected)
+
+
+def test_submissions_are_each_reps_latest_call(data, results):
+    subs = data.forecast_submissions
+    for t in CUTS:
+        s = subs[(subs["period"] == PERIOD) & (subs["category"] == "commit") & (subs["submitted_at"] <= t)]
+        latest = s.sort_values("submitted_at").groupby("owner")["amount"].last()
+        rows = results[(results["cutoff"] == t) & (results["method"] == "submitted_commit")]
+        assert rows.loc[rows["group"] == "total", "forecast"].iloc[0] == pytest.approx(latest.sum())
+        owners = rows[rows["group"] == "owner"].set_index("group_value")["forecast"]
+        pd.testing.assert_series_equal(owners.reindex(latest.index), latest, check_names=False)
+
+
+def test_groups_add_up_to_the_total(results):
+    for method in [*ADDITIVE, "monte_carlo", "bias_corrected_commit"]:
+        rows = results[results["method"] == method]
+        for t in CUTS:
+            at = rows[rows["cutoff"] == t]
+            total = at.loc[at["group"] == "total", "forecast"].iloc[0]
+            for group in ("team", "owner"):
+                assert at.loc[at["group"] == group, "forecast"].sum() == pytest.approx(total, rel=1e-9), (method, group)
+
+
+def test_quantiles_are_ordered_and_only_where_a_method_has_them(results):
+    with_q = results[results["p10"].notna()]
+    assert set(with_q["method"]) == {"monte_carlo", "ets", "seasonal_naive"}
+    assert (with_q["p10"] <= with_q["p50"] + 1e-9).all() and (with_q["p50"] <= with_q["p90"] + 1e-9).all()
+
+
+def test_every_method_is_free_of_leakage(data, results):
+    """A forecast at cutoff t is the same with the data after t removed."""
+    for t in CUTS:
+        truncated = backtest(known_at(data, t), cutoffs=[t], periods=[PERIOD], n_sims=500)
+        assert truncated["actual"].isna().all()  # the period is not over in the truncated data
+        full = results[results["cutoff"] == t]
+        merged = full.merge(truncated, on=KEY, how="left", suffixes=("", "_t"), indicator=True)
+        # group values listed only in the full table are those with bookings later and nothing known at t
+        only_full = merged[merged["_merge"] == "left_only"]
+        assert (only_full["forecast"].fillna(0) == 0).all()
+        both = merged[merged["_merge"] == "both"]
+        assert set(both["method"]) == set(METHODS) - {"oracle"}
+        for col in ("forecast", "p10", "p50", "p90"):
+            np.testing.assert_allclose(both[col], both[f"{col}_t"], rtol=1e-9, equal_nan=True, err_msg=col)
+
+
+def test_same_seed_same_results_and_cutoffs_do_not_interact(data, results):
+    again = backtest(data, methods=["monte_carlo"], cutoffs=CUTS[1:], periods=[PERIOD], n_sims=500)
+    first = results[(results["method"] == "monte_carlo") & (results["cutoff"] == CUTS[1])]
+    np.testing.assert_array_equal(first["p90"].to_numpy(), again["p90"].to_numpy())
+    other = backtest(data, methods=["monte_carlo"], cutoffs=CUTS[1:], periods=[PERIOD], n_sims=500, seed=1)
+    assert not np.array_equal(other["p90"].to_numpy(), again["p90"].to_numpy())
+
+
+def test_monte_carlo_centres_on_the_stage_conversion_forecast(data):
+    res = backtest(data, methods=["stage_conversion", "monte_carlo"], cutoffs=CUTS, periods=[PERIOD], n_sims=4000)
+    total = res[res["group"] == "total"].pivot_table(index="cutoff", columns="method", values="forecast")
+    np.testing.assert_allclose(total["monte_carlo"], total["stage_conversion"], rtol=0.03)
+
+
+def test_default_periods_are_closed_and_start_after_a_year_of_history(data):
+    res = backtest(data, methods=["crm_weighted"], cutoffs="start", groups=["total"])
+    assert res["period"].tolist() == [f"FY{y}Q{q}" for y in (2024, 2025) for q in (1, 2, 3, 4)]
+    assert res["actual"].notna().all()
+    assert data_end(data) == pd.Timestamp("2026-01-01")
+
+
+def test_weekly_cutoffs_cover_the_period(data):
+    res = backtest(data, methods=["crm_weighted"], periods=["FY2024Q3"], groups=["total"])
+    assert res["cutoff"].min() == pd.Timestamp("2024-07-01")
+    assert res["cutoff"].diff().dropna().eq(pd.Timedelta(days=7)).all()
+    assert res["cutoff"].max() < pd.Timestamp("2024-10-01") and len(res) == 14
+
+
+def test_bias_corrected_commit_divides_by_the_earlier_bias(data, results):
+    bias = submission_bias(data, as_of=pd.Timestamp("2025-04-01")).set_index("owner")["bias"]
+    rows = results[(results["cutoff"] == CUTS[1]) & (results["group"] == "owner")]
+    wide = rows.pivot_table(index="group_value", columns="method", values="forecast")
+    ratio = (wide["submitted_commit"] / wide["bias_corrected_commit"]).dropna()
+    np.testing.assert_allclose(ratio, bias.reindex(ratio.index), rtol=1e-9)
+
+
+def test_forecast_period_gives_the_distribution_of_the_open_period(data):
+    fc = forecast_period(data, as_of="2025-11-15", methods=["crm_weighted", "monte_carlo"], n_sims=300)
+    assert fc.period == "FY2025Q4" and fc.as_of == pd.Timestamp("2025-11-15")
+    assert len(fc.samples) == 300 and (fc.samples >= fc.won_to_date).all()
+    assert fc.won_to_date == pytest.approx(
+        _won_by(data, pd.Timestamp("2025-11-15"), pd.Timestamp("2025-10-01"), pd.Timestamp("2026-01-01"))
+    )
+    assert fc.point("monte_carlo") == pytest.approx(fc.samples.mean())
+
+
+def test_leaderboard_scores_each_method_and_recommends_the_best(results):
+    board = leaderboard(results, group="owner", metrics=("wape", "bias", "coverage"), by="method")
+    rows = results[(results["group"] == "owner") & (results["method"] == "crm_weighted")]
+    got = board.set_index("method").loc["crm_weighted"]
+    assert got["wape"] == pytest.approx(wape(rows["actual"], rows["forecast"]))
+    assert got["n"] == len(rows)
+    assert np.isnan(got["coverage"]) and 0 <= board.set_index("method").loc["monte_carlo", "coverage"] <= 1
+    assert board["wape"].is_monotonic_increasing
+    best = recommend(board)
+    assert best["best"].iloc[0] == board.loc[board["method"] != "oracle", "method"].iloc[0]
+    weekly = leaderboard(results, by="weeks")
+    assert set(weekly["weeks_before_end"]) == {11, 5}  # 77 and 35 days left
+    defs = definitions(board["method"], ["wape", "bias"])
+    assert defs["definition"].str.len().gt(20).all() and len(defs) == len(board) + 2
+
+
+def test_errors_name_the_problem(data):
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        backtest(data, methods=["magic"])
+    with pytest.raises(ValueError, match="truth"):
+        backtest(data, methods=["oracle"])
+    with pytest.raises(ValueError, match="cutoffs"):
+        backtest(data, cutoffs="daily")
+    with pytest.raises(ValueError, match="no cutoff"):
+        backtest(data, min_history_days=5000)
+    with pytest.raises(ValueError, match="opportunities has no column 'region_x'"):
+        backtest(data, groups=["region_x"], periods=[PERIOD])
+    with pytest.raises(ValueError, match="no forecast of a closed period"):
+        leaderboard(backtest(known_at(data, CUTS[0]), methods=["crm_weighted"], cutoffs=[CUTS[0]], periods=[PERIOD]))

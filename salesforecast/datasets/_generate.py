@@ -338,6 +338,153 @@ class GroundTruth:
         """The true logit of conversion for each row of a leads table (see `lead_linear_predictor`)."""
         return lead_linear_predictor(leads, self.lead_coefficients)
 
+    def win_within(
+        self,
+        snapshot: pd.DataFrame,
+        end_date: Any,
+        as_of: Any = None,
+        n_sims: int = 400,
+        seed: int = 0,
+        *,
+        process: SalesProcess | None = None,
+    ) -> pd.Series:
+        """The oracle: the true probability that each deal of a pipeline snapshot is won before `end_date`.
+
+        Monte Carlo over `n_sims` futures per deal, drawn from the TRUE dynamics of the data set (see the
+        module docstring): the current visit's remaining duration conditional on the time already spent in
+        the stage, then fresh visits through the short / long transition rows, the end-of-quarter push of
+        wins and the working-hours clock of the tables.
+
+        Parameters
+        ----------
+        snapshot : pandas.DataFrame
+            Open deals as `salesforecast.snapshots.pipeline_snapshots` returns them: columns ``stage``,
+            ``days_in_stage`` (fractional days already spent in the current stage, in the clock time of the
+            tables), ``segment`` and ``as_of`` (the snapshot time; not needed when `as_of` is given).
+        end_date : date or sequence of dates
+            Exclusive end of the window, e.g. the end of the fiscal quarter: one date for every row, or one
+            per row (a Series is aligned on the snapshot index; other sequences are taken in row order).
+        as_of : date or sequence of dates, optional
+            The snapshot time per row (default: the ``as_of`` column). ``days_in_stage`` counts up to it.
+        n_sims : int
+            Simulated futures per deal; the Monte Carlo standard error is ``sqrt(p * (1 - p) / n_sims)``.
+        seed : int
+            Seed of the random numbers: the same arguments give the same result.
+        process : SalesProcess, optional
+            The process the data were generated with (``data.process``); needed only when it is not the
+            default process, because `params` records only its name. Gives the fiscal calendar (quarter ends,
+            for the end-of-quarter push) and the won / lost stage names (aliases are accepted).
+
+        Returns
+        -------
+        pandas.Series
+            ``win_probability_within``, aligned to the snapshot index: the probability that the deal reaches
+            the won stage strictly before `end_date`. Missing where the stage, segment, ``days_in_stage``,
+            ``as_of`` or `end_date` is missing or unknown; 1 for a deal already in a won stage, 0 for one in a
+            lost stage; 0 for an open deal when ``end_date <= as_of``.
+
+        Notes
+        -----
+        What the oracle knows: the true parameters (the short / long transition rows of every stage, the
+        lognormal stage durations per segment, the stall threshold, the end-of-quarter push probability,
+        the fiscal calendar) and the deal's state at the snapshot (stage, segment and time in stage). It
+        conditions on the deal still being in its stage: either the visit lasts longer than
+        ``days_in_stage`` (``z`` drawn from a normal truncated to ``z > (log(d) - mu) / sigma``, which also
+        decides whether the next jump uses the long row) or, in the last 21 days of a quarter, the visit has
+        already ended in a win that the end-of-quarter push holds back to the last 2.5 days of the quarter
+        (weighted by their exact probabilities). It is the best possible forecast of each deal under the
+        true model, and nothing else about the deal (owner, amount, close date, forecast category, earlier
+        visits) would change it.
+
+        What it does not know: the future randomness (the durations, jumps and pushes not yet drawn), so it
+        is a probability, not the outcome; and the amounts: it says whether a deal is won, not for how much
+        (amounts change at jumps and wins are discounted). It also ignores the horizon of the generated
+        tables, where nothing happens at or after `GroundTruth.as_of`: compare it with the tables only for
+        end dates up to then.
+
+        Approximations: times are compared in the continuous time of the simulation, with the snapshot,
+        entry and end times mapped back through the working-hours clock (an event at fraction ``f`` of a
+        day is at ``08:00 + f * 10h``; times outside working hours map to the start or end of the working
+        day); this is exact except that the tables round event times to the minute (under a minute). The
+        step cap counts jumps from the snapshot on, because the number of earlier jumps is unknown (its
+        probability is below `step_cap_probability`). Normal draws come from 32-bit uniforms (no ``|z|``
+        beyond 6.2; probability 5e-10), and a visit more than 30 standard deviations into its tail uses the
+        asymptotic tail of the truncated normal.
+
+        The random numbers of each (row, simulation, jump) are a fixed function of `seed` and those three
+        counters (SplitMix64 of the counter), so paths do not depend on `end_date` or on the other rows:
+        the result is monotone in `end_date` for a fixed seed. Paths are simulated together (vectorised
+        over rows and simulations), with a loop over jumps only, until each is absorbed or past its end;
+        2,000 deals x 400 simulations take a fraction of a second.
+
+        Examples
+        --------
+        >>> from salesforecast.snapshots import pipeline_snapshots
+        >>> data, truth = generate(n_opportunities=500, seed=7)
+        >>> snap = pipeline_snapshots(data, "2024-05-01")
+        >>> p = truth.win_within(snap, "2024-07-01")
+        >>> p.name, bool(p.between(0.0, 1.0).all()), len(p) == len(snap)
+        ('win_probability_within', True, True)
+        """
+        if int(n_sims) < 1:
+            raise ValueError(f"n_sims must be at least 1, got {n_sims}")
+        proc = _truth_process(self, process)
+        open_stages = [str(s) for s in self.transition_matrix.index]
+        k = len(open_stages)
+        index = snapshot.index
+        n = len(snapshot)
+        for col in ("stage", "days_in_stage", "segment", *(("as_of",) if as_of is None else ())):
+            if col not in snapshot.columns:
+                raise KeyError(f"snapshot has no column {col!r} (expected pipeline_snapshots output)")
+
+        # ---- stage codes: open 0..k-1, won k, lost k + 1, unknown -1
+        stage = proc.map_stages(snapshot["stage"].astype("str"))
+        code = pd.Index(open_stages).get_indexer(stage)
+        code[stage.isin(proc.won_stages).to_numpy()] = k
+        code[stage.isin(proc.lost_stages).to_numpy()] = k + 1
+        now_us = _row_times(snapshot["as_of"] if as_of is None else as_of, index, "as_of")
+        end_us = _row_times(end_date, index, "end_date")
+        days = pd.to_numeric(snapshot["days_in_stage"], errors="coerce").to_numpy(dtype=float)
+
+        # ---- true durations per (open stage, segment) and jump rows
+        mu, sigma, segments = _duration_table(self.stage_duration, open_stages)
+        seg = pd.Index(segments).get_indexer(snapshot["segment"].astype("str"))
+        p_short, p_long = _jump_rows(self, open_stages, proc)
+
+        out = np.full(n, np.nan)
+        out[code == k] = 1.0
+        out[code == k + 1] = 0.0
+        is_open = (code >= 0) & (code < k)
+        known = is_open & ~np.isnat(now_us) & ~np.isnat(end_us) & np.isfinite(days) & (seg >= 0)
+        known[known] &= np.isfinite(mu[code[known], seg[known]])
+        over = known & (end_us <= now_us)
+        out[over] = 0.0
+        run = np.flatnonzero(known & ~over)
+        if len(run):
+            now = _clock_days(now_us[run])
+            elapsed_us = np.round(np.maximum(days[run], 0.0) * _DAY_US).astype(np.int64)
+            entered = np.minimum(_clock_days(now_us[run] - elapsed_us.astype("timedelta64[us]")), now)
+            end = _clock_days(end_us[run])
+            eoq_delay = float(self.params.get("eoq_delay", 0.5))
+            q_starts = _quarter_start_days(proc.calendar, now_us[run].min(), end_us[run].max())
+            out[run] = _simulate_wins(
+                stage=code[run],
+                seg=seg[run],
+                entered=entered,
+                now=now,
+                end=end,
+                mu=mu,
+                sigma=sigma,
+                p_short=p_short,
+                p_long=p_long,
+                q_starts=q_starts,
+                eoq_delay=eoq_delay,
+                max_steps=int(self.params.get("max_steps", 40)),
+                n_sims=int(n_sims),
+                seed=int(seed),
+            )
+        return pd.Series(out, index=index, name="win_probability_within")
+
 
 def lead_linear_predictor(leads: pd.DataFrame, coefficients: pd.Series | None = None) -> np.ndarray:
     """Compute the linear predictor of the true lead-conversion model from a leads table.
@@ -510,6 +657,258 @@ def _allocate_reps(n_reps: int) -> np.ndarray:
     order = np.argsort(-(raw - counts), kind="stable")
     counts[order[:rest]] += 1
     return counts + 1
+
+
+# ------------------------------------------------------------------------------------------- oracle helpers
+_DAY_US = 86_400_000_000
+_WORK_START_US, _WORK_US = 8 * 3_600_000_000, 10 * 3_600_000_000  # the working day: 08:00 + f * 10h
+# 64-bit hashes per (path, jump), each split into two 32-bit uniforms: (z, next stage), (push, push shift) and,
+# before the first jump, (win already due and held back, its time)
+_N_DRAWS = 3
+_LUT_BINS = 1024  # next-stage lookup table: bins of the uniform per jump row
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_MASK64 = (1 << 64) - 1
+_FAR_TAIL = 30.0  # beyond this many standard deviations, the asymptotic tail of the truncated normal
+
+
+def _truth_process(truth: GroundTruth, process: SalesProcess | None) -> SalesProcess:
+    """The process a truth was generated with: `process`, or the default one when `params` names it."""
+    open_stages = [str(s) for s in truth.transition_matrix.index]
+    if process is None:
+        default = SalesProcess.default()
+        name = truth.params.get("process")
+        if name not in (None, "default", default.name):
+            raise ValueError(
+                f"the truth was generated with the process {name!r}, of which params records only the name: "
+                "pass it as process= (e.g. data.process)"
+            )
+        process = default
+    if process.open_stages != open_stages:
+        raise ValueError(
+            f"process {process.name!r} has the open stages {process.open_stages}, the truth {open_stages}; "
+            "pass the process the data were generated with"
+        )
+    return process
+
+
+def _row_times(value: Any, index: pd.Index, what: str) -> np.ndarray:
+    """One time for every row, or one per row (a Series aligned on `index`), as naive datetime64[us]."""
+    n = len(index)
+    try:
+        if pd.api.types.is_scalar(value) or value is None:
+            ts = pd.Timestamp(value) if value is not None else pd.NaT
+            if ts is not pd.NaT and ts.tz is not None:
+                ts = ts.tz_convert("UTC").tz_localize(None)
+            return np.full(n, np.datetime64("NaT") if ts is pd.NaT else ts.as_unit("us").to_datetime64(), "M8[us]")
+        if isinstance(value, pd.Series) and not value.index.equals(index):
+            value = value.reindex(index)
+        idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(value) if not isinstance(value, pd.Series) else value))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if len(idx) != n:
+        raise ValueError(f"{what}: expected one date or {n} (one per row), got {len(idx)}")
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx.as_unit("us").to_numpy("datetime64[us]")
+
+
+def _clock_days(times: np.ndarray) -> np.ndarray:
+    """Clock times (datetime64[us]) -> continuous days of the simulation (inverse of `_to_times`).
+
+    An event at fraction ``f`` of day ``D`` is shown at ``D 08:00 + f * 10h``; a time outside working hours is
+    the start (before 08:00) or the end (after 18:00) of its working day. Days count from 1970-01-01.
+    """
+    us = np.asarray(times, dtype="datetime64[us]").view(np.int64)
+    day = np.floor_divide(us, _DAY_US)
+    return day + np.clip((us - day * _DAY_US - _WORK_START_US) / _WORK_US, 0.0, 1.0)
+
+
+def _duration_table(durations: pd.DataFrame, open_stages: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``mu`` and ``sigma`` as (open stage x segment) arrays (NaN where absent), and the segment names."""
+    segments = [str(s) for s in pd.unique(durations["segment"])]
+    rows = pd.Index(open_stages).get_indexer(durations["stage"])
+    cols = pd.Index(segments).get_indexer(durations["segment"])
+    ok = rows >= 0
+    mu, sigma = np.full((len(open_stages), len(segments)), np.nan), np.full((len(open_stages), len(segments)), np.nan)
+    mu[rows[ok], cols[ok]] = durations["mu"].to_numpy(dtype=float)[ok]
+    sigma[rows[ok], cols[ok]] = durations["sigma"].to_numpy(dtype=float)[ok]
+    return mu, sigma, segments
+
+
+def _jump_rows(truth: GroundTruth, open_stages: list[str], process: SalesProcess) -> tuple[np.ndarray, np.ndarray]:
+    """Short- and long-visit jump rows, shape (k, k + 2): open stages, won, lost (the generator's layout)."""
+    out = []
+    for key in ("short", "long"):
+        m = truth.stall_transition_matrix.get(key, truth.transition_matrix).reindex(index=open_stages)
+        open_p = m.reindex(columns=open_stages, fill_value=0.0).to_numpy(dtype=float)
+        won_p = m.reindex(columns=process.won_stages, fill_value=0.0).to_numpy(dtype=float).sum(axis=1)
+        out.append(np.column_stack([open_p, won_p, 1.0 - open_p.sum(axis=1) - won_p]))
+    return out[0], out[1]
+
+
+def _quarter_start_days(calendar: Any, first: np.datetime64, last: np.datetime64) -> np.ndarray:
+    """Fiscal quarter starts (continuous days) from the quarter containing `first` to beyond `last`."""
+    label = calendar.period(pd.DatetimeIndex([pd.Timestamp(first)]), "quarter").iloc[0]
+    q0 = calendar.period_bounds(label)[0]
+    starts = pd.date_range(q0, pd.Timestamp(last) + pd.DateOffset(months=6), freq="3MS")
+    return (starts.as_unit("us").asi8 // _DAY_US).astype(float)
+
+
+def _mix64(x: int) -> int:
+    """The SplitMix64 output function on a Python integer (64-bit)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * _MIX1) & _MASK64
+    x = ((x ^ (x >> 27)) * _MIX2) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _hash64(base: int, counter: np.ndarray) -> np.ndarray:
+    """Term `counter` of the SplitMix64 sequence started at `base`: 64 random bits per counter (uint64)."""
+    z = counter.astype(np.uint64)
+    z *= np.uint64(_GOLDEN_GAMMA)
+    z += np.uint64(base)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(_MIX1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(_MIX2)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _uniform32(bits: np.ndarray, high: bool) -> np.ndarray:
+    """Uniforms in (0, 1) from the high or the low 32 of 64 random bits."""
+    half = bits >> np.uint64(32) if high else bits & np.uint64(0xFFFFFFFF)
+    return (half.astype(np.float64) + 0.5) * 2.0**-32
+
+
+def _next_stage_table(cum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup of the next stage by uniform bin: ``(stage, exact)``, both (jump rows x `_LUT_BINS`).
+
+    The next stage is the number of cumulated probabilities ``<= u`` (as in the generator); it is the same for
+    every ``u`` of bin ``[b, b + 1) / _LUT_BINS`` unless a cumulated probability falls inside the bin
+    (``exact`` is False there, and the caller compares those few paths exactly).
+    """
+    edges = np.arange(_LUT_BINS + 1) / _LUT_BINS
+    at_lo = (cum[:, None, :] <= edges[None, :-1, None]).sum(axis=2)
+    below_hi = (cum[:, None, :] < edges[None, 1:, None]).sum(axis=2)
+    return at_lo, at_lo == below_hi
+
+
+def _simulate_wins(
+    *,
+    stage: np.ndarray,
+    seg: np.ndarray,
+    entered: np.ndarray,
+    now: np.ndarray,
+    end: np.ndarray,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    p_short: np.ndarray,
+    p_long: np.ndarray,
+    q_starts: np.ndarray,
+    eoq_delay: float,
+    max_steps: int,
+    n_sims: int,
+    seed: int,
+) -> np.ndarray:
+    """Share of `n_sims` simulated futures per deal that are won before `end` (all times continuous days).
+
+    Each deal is in open stage `stage` (segment `seg`) since `entered`, still there at `now`. Paths run
+    vectorised over (deal, simulation) with a loop over jumps; a path stops when absorbed or past its end.
+    """
+    from scipy.special import ndtr, ndtri
+
+    k = p_short.shape[0]
+    won, lost = k, k + 1
+    cum = np.cumsum(np.vstack([p_short, p_long]), axis=1)  # jump row r: stage r (short), stage r - k (long)
+    cum[:, -1] = 1.0
+    lut, lut_exact = (t.ravel() for t in _next_stage_table(cum))
+    n = len(stage)
+    n_seg = mu.shape[1]
+    mu_flat, sigma_flat = mu.ravel(), sigma.ravel()
+    q_last = len(q_starts) - 1
+    base = _mix64(int(seed) * _GOLDEN_GAMMA + _GOLDEN_GAMMA)
+    per_path = (max_steps + 1) * _N_DRAWS
+
+    # ---- the current visit, per deal: still in the stage at `now` (elapsed d) happens in two ways
+    m0, s0 = mu[stage, seg], sigma[stage, seg]
+    d = now - entered
+    lasted = d >= MIN_VISIT_DAYS  # shorter: the one-hour minimum says nothing yet
+    with np.errstate(divide="ignore"):
+        a = np.where(lasted, (np.log(np.maximum(d, MIN_VISIT_DAYS)) - m0) / s0, -np.inf)
+    # (A) the visit lasts longer than d: z > a
+    p_a = ndtr(-a)
+    # (B) the visit ended in a win within 21 days of the quarter end, held back by the push to (now, q_end)
+    q_end = q_starts[np.minimum(np.searchsorted(q_starts, now, side="right"), q_last)]
+    lo = np.maximum(q_end - EOQ_WINDOW_DAYS - entered, 0.0)  # natural win after lo days: inside the window
+    with np.errstate(divide="ignore"):
+        z_lo = np.where(lo < MIN_VISIT_DAYS, -np.inf, (np.log(np.maximum(lo, MIN_VISIT_DAYS)) - m0) / s0)
+    mass_short = np.maximum(ndtr(np.minimum(a, _Z_STALL)) - ndtr(z_lo), 0.0)
+    mass_long = np.maximum(ndtr(-np.maximum(z_lo, _Z_STALL)) - ndtr(-a), 0.0)
+    held = eoq_delay * np.minimum((q_end - now) / EOQ_LAST_DAYS, 1.0)
+    p_b = np.where(
+        lasted & (lo < d) & (q_end > now),
+        held * (p_short[stage, won] * mass_short + p_long[stage, won] * mass_long),
+        0.0,
+    )
+    total = p_a + p_b
+    p_due = np.divide(p_b, total, out=np.zeros(n), where=total > 0)
+
+    wins = np.zeros(n)
+    path = np.arange(n * n_sims, dtype=np.int64)
+    row = path // n_sims
+    maybe = np.flatnonzero(p_due[row] > 0.0)
+    if len(maybe):  # (B) paths: the held-back win comes at a uniform time in (now, q_end), in the last 2.5 days
+        bits = _hash64(base, path[maybe] * per_path + 2)
+        due = maybe[_uniform32(bits, high=True) < p_due[row[maybe]]]
+        r = row[due]
+        width = np.minimum(q_end[r] - now[r], EOQ_LAST_DAYS)
+        t_win = q_end[r] - width * _uniform32(bits[np.searchsorted(maybe, due)], high=False)
+        wins += np.bincount(r[t_win < end[r]], minlength=n)
+        keep = np.ones(len(path), dtype=bool)
+        keep[due] = False
+        path, row = path[keep], row[keep]
+    s, g, t = stage[row], seg[row], entered[row]
+
+    # ---- jumps: the first from the current visit (z truncated to z > a), then fresh visits
+    for step in range(max_steps + 1):
+        if len(path) == 0:
+            break
+        counter = path * per_path + step * _N_DRAWS
+        bits = _hash64(base, counter)
+        u_z = _uniform32(bits, high=True)
+        if step == 0:
+            ar = a[row]
+            z = -ndtri(u_z * p_a[row])
+            far = ar > _FAR_TAIL
+            z[far] = np.sqrt(ar[far] ** 2 - 2.0 * np.log(u_z[far]))
+        else:
+            z = ndtri(u_z)
+        cell = s * n_seg + g
+        t_end = t + np.maximum(np.exp(mu_flat[cell] + sigma_flat[cell] * z), MIN_VISIT_DAYS)
+        if step == max_steps:
+            ns = np.full(len(path), lost)
+        else:
+            jr = s + k * (z > _Z_STALL)
+            u = _uniform32(bits, high=False)
+            pos = jr * _LUT_BINS + (u * _LUT_BINS).astype(np.int64)
+            ns = lut[pos]
+            amb = np.flatnonzero(~lut_exact[pos])
+            ns[amb] = (u[amb, None] >= cum[jr[amb]]).sum(axis=1)
+        is_win = ns == won
+        if eoq_delay > 0.0 and is_win.any():
+            w = np.flatnonzero(is_win)
+            qe = q_starts[np.minimum(np.searchsorted(q_starts, t_end[w], side="right"), q_last)]
+            bits_w = _hash64(base, counter[w] + 1)
+            push = (qe - t_end[w] < EOQ_WINDOW_DAYS) & (_uniform32(bits_w, high=True) < eoq_delay)
+            shift = EOQ_LAST_DAYS * _uniform32(bits_w, high=False)
+            t_end[w] = np.where(push, np.maximum(t_end[w], qe - shift), t_end[w])
+        before = t_end < end[row]
+        wins += np.bincount(row[is_win & before], minlength=n)
+        keep = before & (ns < k)
+        path, row, s, g, t = path[keep], row[keep], ns[keep], g[keep], t_end[keep]
+    return wins / n_sims
 
 
 # ------------------------------------------------------------------------------------------- generate

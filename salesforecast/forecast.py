@@ -19,8 +19,9 @@ Methods (`METHODS` holds each one's definition, printed beside the numbers in th
     map's default probability of its stage: the weighted pipeline most CRMs print.
 ``stage_conversion``
     Closed won to date + each open deal's amount times the probability that it is won before the period ends
-    (`StageConversionModel.predict_close_within`: stage, days in stage, time left) + the expected bookings of deals
-    not yet created (below).
+    (`StageConversionModel.predict_close_within`: stage, days in stage, time left; per ``segment`` when the data
+    have one), calibrated by horizon on earlier periods (the quarter-end push: ``calibrate_periods``) + the expected
+    bookings of deals not yet created (below).
 ``opportunity_score``
     As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
     from past snapshots of deal features.
@@ -199,6 +200,7 @@ class _Context:
         self.won_close = won["close_date"].to_numpy("datetime64[us]")
         self.won_created = won["created_at"].to_numpy("datetime64[us]")
         self.won_amount = won["amount"].to_numpy("float64")
+        self.won_id = won["opportunity_id"].to_numpy()
         self.won_codes = self.groups.codes(won)
         self.owners = pd.Index(sorted(set(data.opportunities["owner"].dropna().astype("str"))))
         self.won_owner = self.owners.get_indexer(data.opportunities["owner"].astype("str").take(opp_pos))
@@ -411,15 +413,22 @@ def submission_bias(
 
 
 # --------------------------------------------------------------------------------------------- plan
-def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | None, min_history_days: float) -> pd.DataFrame:
+def _closed(ctx: _Context, min_history_days: float) -> list[str]:
+    first = ctx.first_day + pd.Timedelta(days=min_history_days)
+    labels = []
+    for label in ctx.cal.periods_between(first, ctx.end, ctx.period):
+        s, e = ctx.cal.period_bounds(label)
+        if s >= first and e <= ctx.end:
+            labels.append(label)
+    return labels
+
+
+def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | int | None, min_history_days: float) -> pd.DataFrame:
     cal, freq = ctx.cal, ctx.period
     if periods is None:
-        first = ctx.first_day + pd.Timedelta(days=min_history_days)
-        labels = []
-        for label in cal.periods_between(first, ctx.end, freq):
-            s, e = cal.period_bounds(label)
-            if s >= first and e <= ctx.end:
-                labels.append(label)
+        labels = _closed(ctx, min_history_days)
+    elif isinstance(periods, numbers.Integral) and not isinstance(periods, bool):
+        labels = _closed(ctx, min_history_days)[-int(periods) :] if periods > 0 else []
     else:
         labels = [cal.resolve(p, ctx.end, freq) for p in ([periods] if isinstance(periods, str) else periods)]
     rows = []
@@ -501,6 +510,57 @@ def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at:
     return float(math.sqrt(max(num, 0.0) / den))
 
 
+def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, days: Iterable[float], n_periods: int) -> list[tuple]:
+    """(period, start, end, days before end, cutoff) of the earlier periods replayed to calibrate at `refit_at`."""
+    pairs = []
+    for label in ctx.past_periods(refit_at, n_periods):
+        ps, pe = ctx.bounds(label)
+        for d in sorted(set(days)):
+            t = pe - pd.Timedelta(days=float(d))
+            if t >= ps:
+                pairs.append((label, ps, pe, float(d), t))
+    return pairs
+
+
+def _horizon_factors(
+    ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, pairs: list[tuple], prior: float
+) -> dict[float, float]:
+    """Per days-before-end: (bookings from the deals open then) / (what the model expected of them), in earlier periods.
+
+    The stage-conversion model knows stages and durations, not the calendar: deals that wait for the end of the
+    quarter to sign (the quarter-end push) look stalled to it. Replaying the model (fitted at `refit_at`) at the same
+    number of days before the end of each earlier closed period, and comparing with what those deals booked (as
+    known at `refit_at`), gives one factor per horizon, shrunk toward 1 by `prior` periods' worth of expectation.
+    """
+    if not pairs:
+        return {}
+    used = [pair for pair in pairs if snaps.get(pair[4]) is not None and len(snaps[pair[4]])]
+    if not used:
+        return {}
+    rows = pd.concat([snaps[pair[4]] for pair in used], ignore_index=True)
+    key = np.repeat(np.arange(len(used)), [len(snaps[pair[4]]) for pair in used])
+    start = np.array([np.datetime64(pair[1], "us") for pair in used])[key]
+    end = np.array([np.datetime64(pair[2], "us") for pair in used])[key]
+    q = model.predict_close_within(rows, end).fillna(0.0).to_numpy()
+    amount = rows["amount"].fillna(0.0).to_numpy()
+    # what each deal booked: won at refit_at with a close date in the period replayed
+    t64 = np.datetime64(refit_at, "us")
+    known = (ctx.won_start <= t64) & (ctx.won_end > t64)
+    won = pd.DataFrame(
+        {"opportunity_id": ctx.won_id[known], "close": ctx.won_close[known], "amt": ctx.won_amount[known]}
+    )
+    won = won.drop_duplicates("opportunity_id", keep="last").set_index("opportunity_id")
+    close = won["close"].reindex(rows["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
+    booked = won["amt"].reindex(rows["opportunity_id"].to_numpy()).fillna(0.0).to_numpy()
+    y = np.where((close >= start) & (close < end), booked, 0.0)
+    x = amount * q
+    table = pd.DataFrame({"d": np.array([u[3] for u in used])[key], "x": x, "y": y, "p": key})
+    per = table.groupby("d").agg(x=("x", "sum"), y=("y", "sum"), n=("p", "nunique"))
+    unit = per["x"] / per["n"]
+    factor = (per["y"] + prior * unit) / (per["x"] + prior * unit)
+    return {float(d): float(f) for d, f in factor.items() if np.isfinite(f)}
+
+
 def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]) -> np.ndarray:
     """(groups, 4): forecast and quantiles of the period from past periods' bookings known at its start `s`.
 
@@ -542,11 +602,14 @@ def backtest(
     groups: Sequence[str] = ("total", "team", "owner"),
     truth: Any = None,
     *,
-    periods: Sequence[str] | None = None,
+    periods: Sequence[str] | int | None = None,
     refit: str = "period",
     n_sims: int = 1000,
     shock: float | str = "auto",
     new_deal_periods: int = 4,
+    segment: str | None = "segment",
+    calibrate_periods: int = 8,
+    calibrate_prior: float = 2.0,
     bias_weeks: float = 4,
     min_history_days: float = 365,
     seed: int = 0,
@@ -569,9 +632,9 @@ def backtest(
         ``"total"`` and/or opportunity columns (``"team"``, ``"owner"``, ``"segment"``...).
     truth : GroundTruth, optional
         Adds the ``oracle`` method (data from `salesforecast.datasets.generate`).
-    periods : sequence of str, optional
+    periods : sequence of str or int, optional
         Period labels to replay (default: every period that starts at least `min_history_days` after the first
-        deal and ended by the data end).
+        deal and ended by the data end; an integer ``n``: the last ``n`` of those).
     refit : {"period", "cutoff"}
         Fit the models on the data known at each period's start (default; forecasts later in the period use that
         fit, still without leakage) or at every cutoff.
@@ -582,6 +645,15 @@ def backtest(
         closed periods (see `salesforecast.simulation`).
     new_deal_periods : int
         Closed periods averaged for the bookings of deals not yet created.
+    segment : str or None
+        Opportunity column the stage-conversion model is segmented by, when present (deals of different segments
+        move at different speeds: an enterprise deal rarely closes within the quarter it reaches negotiation).
+    calibrate_periods : int
+        Earlier closed periods replayed at each refit to calibrate the stage-conversion probabilities by horizon
+        (days before the period end): the model knows stages and durations, not the calendar, so a quarter-end
+        push looks like stalling to it. 0 turns the calibration off.
+    calibrate_prior : float
+        Shrinkage of the calibration factors toward 1, in periods' worth of expected bookings.
     bias_weeks : float
         Late window of `submission_bias` for ``bias_corrected_commit``.
     min_history_days : float
@@ -627,6 +699,14 @@ def backtest(
     needs_new = {"stage_conversion", "opportunity_score", "monte_carlo", "oracle"} & set(chosen)
     # snapshots once for every cutoff (and every period start, for the shock estimate)
     snap_dates = set(plan["cutoff"])
+    plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
+    plan["refit_at"] = plan[["refit_at", "cutoff"]].min(axis=1)
+    calibration: dict[tuple, list[tuple]] = {}
+    if needs_sc and calibrate_periods > 0:
+        for key, chunk in plan.groupby(["period", "refit_at"], sort=True):
+            days = ((chunk["end"] - chunk["cutoff"]) / _DAY).tolist()
+            calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), days, calibrate_periods)
+            snap_dates.update(pair[4] for pair in calibration[key])
     if "monte_carlo" in chosen and shock == "auto":
         for label in ctx.past_periods(plan["cutoff"].max(), 0):
             snap_dates.add(ctx.bounds(label)[0])
@@ -639,8 +719,6 @@ def backtest(
 
     frames = []
     samples: dict[pd.Timestamp, np.ndarray] = {}
-    plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
-    plan["refit_at"] = plan[["refit_at", "cutoff"]].min(axis=1)
     for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
         s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
         refit_at = pd.Timestamp(refit_at)
@@ -648,7 +726,11 @@ def backtest(
         sc_model = opp_model = None
         shock_sd = 0.0
         if needs_sc:
-            sc_model = StageConversionModel(n_bootstrap=0).fit(data, as_of=refit_at)
+            seg = segment if segment is not None and segment in data.opportunities.columns else None
+            sc_model = StageConversionModel(n_bootstrap=0, segment=seg).fit(data, as_of=refit_at)
+            factors = _horizon_factors(
+                ctx, sc_model, snaps, refit_at, calibration.get((label, refit_at), []), calibrate_prior
+            )
             if "monte_carlo" in chosen:
                 shock_sd = (
                     _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods) if shock == "auto" else float(shock)
@@ -683,6 +765,7 @@ def backtest(
             q_sc = None
             if sc_model is not None:
                 q_sc = sc_model.predict_close_within(snap, e).fillna(0.0).to_numpy() if len(snap) else np.zeros(0)
+                q_sc = np.minimum(q_sc * factors.get(float((e - t) / _DAY), 1.0), 1.0)
             for m in chosen:
                 fc = np.full((G.size, 4), np.nan)
                 if m == "crm_weighted":
@@ -699,7 +782,11 @@ def backtest(
                         fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
                 elif m in ("monte_carlo", "oracle"):
                     if m == "oracle":
-                        p = truth.win_within(snap, e, n_sims=400, seed=seed).fillna(0.0).to_numpy()
+                        p = (
+                            truth.win_within(snap, e, n_sims=400, seed=seed, process=data.process)
+                            .fillna(0.0)
+                            .to_numpy()
+                        )
                         sd = 0.0
                     else:
                         p, sd = q_sc, shock_sd
@@ -963,8 +1050,17 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     return pd.DataFrame(rows)
 
 
+_TERMS = {
+    "n": "forecasts scored: one per cutoff and group value, with a forecast and a closed period's actual",
+    "horizon": "whole weeks left in the period at the cutoff, in bands (early: 9 or more, mid: 5-8, late: 0-4)",
+    "weeks_before_end": "whole weeks left in the period at the cutoff",
+}
+
+
 def definitions(methods: Iterable[str] | None = None, metrics: Iterable[str] = ()) -> pd.DataFrame:
     """Definitions of methods and metrics, for printing beside a table (``name, kind, definition``)."""
     rows = [(m, "method", METHODS[m]) for m in (methods if methods is not None else METHODS) if m in METHODS]
-    rows += [(m, "metric", METRIC_DEFINITIONS[m]) for m in metrics if m in METRIC_DEFINITIONS]
+    rows += [
+        (m, "metric", METRIC_DEFINITIONS.get(m) or _TERMS[m]) for m in metrics if m in METRIC_DEFINITIONS or m in _TERMS
+    ]
     return pd.DataFrame(rows, columns=["name", "kind", "definition"]).astype("str")

@@ -150,6 +150,8 @@ def test_default_periods_are_closed_and_start_after_a_year_of_history(data):
     assert res["period"].tolist() == [f"FY{y}Q{q}" for y in (2024, 2025) for q in (1, 2, 3, 4)]
     assert res["actual"].notna().all()
     assert data_end(data) == pd.Timestamp("2026-01-01")
+    last = backtest(data, methods=["crm_weighted"], cutoffs="start", groups=["total"], periods=3)
+    assert last["period"].tolist() == ["FY2025Q2", "FY2025Q3", "FY2025Q4"]
 
 
 def test_weekly_cutoffs_cover_the_period(data):

@@ -25,10 +25,11 @@ venv: $(STAMP) ## create .venv with the package, its dev tools and the `salesfor
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalls only when pyproject.toml is newer than the stamp.
+# Reinstalls only when pyproject.toml is newer than the stamp. --compile-bytecode writes the .pyc files at
+# install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would compile every import.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name salesforecast --display-name "Python (salesforecast)"
 	touch $@
 

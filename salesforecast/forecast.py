@@ -476,38 +476,49 @@ def _seed(seed: int, t: pd.Timestamp, salt: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------------------------- the backtest
-def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int) -> float:
+def _predict_within(
+    model: StageConversionModel, snaps: Sequence[pd.DataFrame], ends: Sequence[Any]
+) -> list[np.ndarray]:
+    """`predict_close_within` of several snapshots (each with its period end) in one call; missing stage: 0."""
+    sizes = [len(x) for x in snaps]
+    if sum(sizes) == 0:
+        return [np.zeros(0) for _ in snaps]
+    rows = pd.concat(list(snaps), ignore_index=True)
+    end = np.repeat(np.array([np.datetime64(pd.Timestamp(x), "us") for x in ends]), sizes)
+    q = model.predict_close_within(rows, end).fillna(0.0).to_numpy()
+    return np.split(q, np.cumsum(sizes)[:-1])
+
+
+def _shock_sd(
+    ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int, factors: dict
+) -> float:
     """Over-dispersion of past periods' bookings beyond the Bernoulli variance, as a log-sd of a shared shock.
 
     For each of the last 8 periods closed at `refit_at`: expected ``E`` and Bernoulli variance ``V`` of its bookings
-    from its start (pipeline then, the model fitted at `refit_at`, new deals of the periods before it), and the actual
-    ``A`` as known at `refit_at`. ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
+    from its start (pipeline then, the model fitted at `refit_at` with its horizon factor, new deals of the periods
+    before it), and the actual ``A`` as known at `refit_at`, all for the company total.
+    ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
     """
+    lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the total: take the first
+    periods = [(p, *ctx.bounds(p)) for p in ctx.past_periods(refit_at, 8)]
+    periods = [(p, s, e) for p, s, e in periods if s in snaps]
+    if len(periods) < 3:
+        return 0.0
+    qs = _predict_within(model, [snaps[s] for _, s, _ in periods], [e for _, _, e in periods])
     num, den = 0.0, 0.0
-    used = 0
-    for label in ctx.past_periods(refit_at, 8):
-        s, e = ctx.bounds(label)
-        snap = snaps.get(s)
-        if snap is None:
-            continue
-        total = ctx.groups.offsets[ctx.groups.names.index("total")] if "total" in ctx.groups.names else None
-        q = model.predict_close_within(snap, e).fillna(0.0).to_numpy()
-        a = snap["amount"].fillna(0.0).to_numpy()
+    for (_, s, e), q in zip(periods, qs, strict=True):
+        q = np.minimum(q * factors.get(float((e - s) / _DAY), 1.0), 1.0)
+        a = snaps[s]["amount"].fillna(0.0).to_numpy()
         x = float(np.sum(a * q))
         var = float(np.sum(a * a * q * (1 - q)))
-        nd = ctx.new_deals(s, e, n_new)
-        base = ctx.won_known(s, s, e)
-        actual = ctx.won_known(refit_at, s, e)
-        col = total if total is not None else 0
-        new_col = nd[:, col] if len(nd) else np.zeros(1)
-        expected = x + float(base[col]) + float(new_col.mean())
-        var += float(new_col.var())
-        num += (float(actual[col]) - expected) ** 2 - var
+        nd = ctx.new_deals(s, e, n_new)[:, lo:hi].sum(axis=1)
+        base = float(ctx.won_known(s, s, e)[lo:hi].sum())
+        actual = float(ctx.won_known(refit_at, s, e)[lo:hi].sum())
+        expected = x + base + (float(nd.mean()) if len(nd) else 0.0)
+        var += float(nd.var()) if len(nd) else 0.0
+        num += (actual - expected) ** 2 - var
         den += x * x
-        used += 1
-    if used < 3 or den <= 0:
-        return 0.0
-    return float(math.sqrt(max(num, 0.0) / den))
+    return float(math.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
 
 
 def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, days: Iterable[float], n_periods: int) -> list[tuple]:
@@ -733,7 +744,9 @@ def backtest(
             )
             if "monte_carlo" in chosen:
                 shock_sd = (
-                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods) if shock == "auto" else float(shock)
+                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods, factors)
+                    if shock == "auto"
+                    else float(shock)
                 )
         opp_scores = None
         if "opportunity_score" in chosen:
@@ -753,6 +766,13 @@ def backtest(
             if m in chosen:
                 ts[m] = _ets(ctx, s, m, quantiles)
 
+        chunk_q = {}
+        if sc_model is not None:
+            cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
+            qs = _predict_within(sc_model, [snaps.get(t, empty) for t in cuts], [e] * len(cuts))
+            chunk_q = {
+                t: np.minimum(q * factors.get(float((e - t) / _DAY), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)
+            }
         for t in chunk["cutoff"]:
             t = pd.Timestamp(t)
             snap = snaps.get(t, empty)
@@ -762,10 +782,7 @@ def backtest(
             nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
             nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
             out: dict[str, np.ndarray] = {}
-            q_sc = None
-            if sc_model is not None:
-                q_sc = sc_model.predict_close_within(snap, e).fillna(0.0).to_numpy() if len(snap) else np.zeros(0)
-                q_sc = np.minimum(q_sc * factors.get(float((e - t) / _DAY), 1.0), 1.0)
+            q_sc = chunk_q.get(t)
             for m in chosen:
                 fc = np.full((G.size, 4), np.nan)
                 if m == "crm_weighted":
@@ -935,7 +952,12 @@ def forecast_period(
     cal = data.process.calendar
     label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if period == "current" else as_of, freq)
     s, e = cal.period_bounds(label)
-    t = min(max(as_of, s), e - pd.Timedelta(microseconds=1))
+    if s > as_of:
+        raise ValueError(
+            f"forecast_period: {label} starts after as_of {as_of:%Y-%m-%d}; the methods forecast a period from a date "
+            "inside it (use the current period, or as_of within the period)"
+        )
+    t = min(as_of, e - pd.Timedelta(microseconds=1))
     chosen = _check_methods(methods, kwargs.get("truth"))
     table, samples = backtest(
         data, methods=chosen, period=freq, cutoffs=[t], groups=groups, periods=[label], return_samples=True, **kwargs

@@ -177,6 +177,8 @@ def test_forecast_period_gives_the_distribution_of_the_open_period(data):
         _won_by(data, pd.Timestamp("2025-11-15"), pd.Timestamp("2025-10-01"), pd.Timestamp("2026-01-01"))
     )
     assert fc.point("monte_carlo") == pytest.approx(fc.samples.mean())
+    with pytest.raises(ValueError, match="starts after as_of"):
+        forecast_period(data, as_of="2025-11-15", period="FY2026Q1")
 
 
 def test_leaderboard_scores_each_method_and_recommends_the_best(results):

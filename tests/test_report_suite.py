@@ -25,6 +25,13 @@ HEADINGS = {
     "01_data_quality": ["Rows read, accepted and quarantined", "Stage names and the process map"],
     "02_stage_conversion": ["Stage by stage", "Funnel", "Where deals go next", "Are the CRM", "Segments"],
     "03_lead_scoring": ["How well it ranks", "Priority tiers", "What drives the score", "Open leads, ranked"],
+    "04_forecast_accuracy": [
+        "Which method to trust, and when",
+        "Forecast vs actual, week by week",
+        "Rep bias",
+        "Interval coverage",
+        "This period: where the quarter is likely to land",
+    ],
     "05_pipeline_review": [
         "Attainment and coverage",
         "How the pipeline moved",

@@ -316,9 +316,12 @@ def test_default_config_is_valid():
         "01_data_quality",
         "02_stage_conversion",
         "03_lead_scoring",
+        "04_forecast_accuracy",
+        "04_forecast_accuracy__2025-11-17__6",
         "05_pipeline_review",
     ]
     assert plan.specs[0].parameters == {}
+    assert plan.specs[4].parameters == {"as_of": "2025-11-17", "history": 6}
 
 
 def test_report_header_escapes_and_masks_passwords():

@@ -215,15 +215,19 @@ class _Context:
     def bounds(self, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         return self.cal.period_bounds(label)
 
-    def won_known(self, t: pd.Timestamp, start: Any, end: Any, created_after: Any = None) -> np.ndarray:
-        """Per group: amount of deals whose state at `t` is won, with a close date in ``[start, end)``."""
+    def _won_mask(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
+        """Won states that hold at `t`, with a close date in ``[start, end)``."""
         t64 = np.datetime64(t, "us")
-        mask = (
+        return (
             (self.won_start <= t64)
             & (self.won_end > t64)
             & (self.won_close >= np.datetime64(start, "us"))
             & (self.won_close < np.datetime64(end, "us"))
         )
+
+    def won_known(self, t: pd.Timestamp, start: Any, end: Any, created_after: Any = None) -> np.ndarray:
+        """Per group: amount of deals whose state at `t` is won, with a close date in ``[start, end)``."""
+        mask = self._won_mask(t, start, end)
         if created_after is not None:
             mask &= self.won_created > np.datetime64(created_after, "us")
         idx = np.flatnonzero(mask)
@@ -231,14 +235,7 @@ class _Context:
 
     def won_by_owner(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
         """Per owner of `owners`: amount of deals whose state at `t` is won, with a close date in the range."""
-        t64 = np.datetime64(t, "us")
-        mask = (
-            (self.won_start <= t64)
-            & (self.won_end > t64)
-            & (self.won_close >= np.datetime64(start, "us"))
-            & (self.won_close < np.datetime64(end, "us"))
-            & (self.won_owner >= 0)
-        )
+        mask = self._won_mask(t, start, end) & (self.won_owner >= 0)
         return np.bincount(self.won_owner[mask], self.won_amount[mask], minlength=len(self.owners))
 
     def actual(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:

@@ -735,7 +735,12 @@ def backtest(
         shock_sd = 0.0
         if needs_sc:
             seg = segment if segment is not None and segment in data.opportunities.columns else None
-            sc_model = StageConversionModel(n_bootstrap=0, segment=seg).fit(data, as_of=refit_at)
+            try:
+                sc_model = StageConversionModel(n_bootstrap=0, segment=seg).fit(data, as_of=refit_at)
+            except ValueError:
+                sc_model = None  # no stage history yet: the methods are missing for this period
+        factors: dict[float, float] = {}
+        if sc_model is not None:
             factors = _horizon_factors(
                 ctx, sc_model, snaps, refit_at, calibration.get((label, refit_at), []), calibrate_prior
             )
@@ -788,13 +793,14 @@ def backtest(
                     inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
                     fc[:, 0] = won + G.sum(codes, amount * p * inside)
                 elif m == "stage_conversion":
-                    fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
+                    if q_sc is not None:
+                        fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
                 elif m == "opportunity_score":
                     if opp_scores is not None:
                         key = pd.MultiIndex.from_arrays([snap["as_of"], snap["opportunity_id"]])
                         p = opp_scores.reindex(key).fillna(0.0).to_numpy()
                         fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
-                elif m in ("monte_carlo", "oracle"):
+                elif m == "oracle" or (m == "monte_carlo" and q_sc is not None):
                     if m == "oracle":
                         p = (
                             truth.win_within(snap, e, n_sims=400, seed=seed, process=data.process)

@@ -154,6 +154,20 @@ def test_default_periods_are_closed_and_start_after_a_year_of_history(data):
     assert last["period"].tolist() == ["FY2025Q2", "FY2025Q3", "FY2025Q4"]
 
 
+def test_a_period_without_history_leaves_the_learned_methods_missing(data):
+    res = backtest(
+        data,
+        methods=["crm_weighted", "stage_conversion", "monte_carlo"],
+        periods=["FY2023Q1"],
+        cutoffs="start",
+        groups=["total"],
+        min_history_days=0,
+    )
+    got = res.set_index("method")["forecast"]
+    assert np.isnan(got["stage_conversion"]) and np.isnan(got["monte_carlo"])
+    assert got["crm_weighted"] >= 0
+
+
 def test_weekly_cutoffs_cover_the_period(data):
     res = backtest(data, methods=["crm_weighted"], periods=["FY2024Q3"], groups=["total"])
     assert res["cutoff"].min() == pd.Timestamp("2024-07-01")

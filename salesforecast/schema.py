@@ -568,6 +568,9 @@ class CRMData:
         Per table: ``read, accepted, quarantined`` (``read == accepted + quarantined``).
     sources : dict
         Where each table came from (file path or description).
+    notes : tuple of str
+        What an importer found worth telling the reader and could not fix (e.g. "the stage history has no real
+        progression: every change carries the same timestamp"); the data-quality report lists them.
     """
 
     opportunities: pd.DataFrame
@@ -579,6 +582,7 @@ class CRMData:
     quarantine: pd.DataFrame
     counts: pd.DataFrame
     sources: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -275,9 +275,9 @@ def load_config(
     only : sequence of str, optional
         Keep only these reports: notebook names (every parameter set) or output names.
     params : mapping, optional
-        Parameters set on every selected report (command-line ``-p key=value``); text values are
-        converted to the type the notebook declares. Every selected report's notebook must declare each
-        key (reports left out by `only` need not).
+        Parameters set on every selected report whose notebook declares them (command-line ``-p key=value``,
+        like ``--as-of``); text values are converted to the type the notebook declares. A key that no selected
+        report declares is an error.
         Relative paths (``data/raw/acme``, ``./acme``) that exist are made absolute: those given here
         against the working directory, those in the file against the file's folder, since the notebooks
         run in their own folder.
@@ -324,7 +324,7 @@ def load_config(
     specs: list[ReportSpec] = []
     effective: list[str] = []
     origins: list[str] = []
-    problems: list[str | None] = []  # a -p key the report's notebook does not declare
+    declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"notebook": entry}
@@ -355,26 +355,23 @@ def load_config(
             if as_of is not None and "as_of" in declared:
                 merged["as_of"] = as_of
             final: dict[str, Any] = {}
-            problem = None
             for key, value in merged.items():
                 key = str(key)
                 if key not in declared:
-                    origin = "-p" if key in cli_params else "parameter"
+                    if key in cli_params and key not in given:
+                        continue  # -p applies to the selected reports that declare it (checked below)
                     known = list(declared) or "none: the notebook has no cell tagged 'parameters'"
-                    problem = (
-                        f"{set_where}: {origin} {key!r} is not a parameter of {_relative(nb_path)}"
+                    raise ConfigError(
+                        f"{set_where}: parameter {key!r} is not a parameter of {_relative(nb_path)}"
                         f" (its parameters: {known})"
                     )
-                    if key not in cli_params:
-                        raise ConfigError(problem)
-                    continue  # an error only if this report is selected (-p applies to the selected ones)
                 value = _coerce(value, str(declared[key].get("inferred_type_name")), f"{set_where}: {key}")
                 final[key] = _absolute_path(value, Path.cwd() if key in cli_params else base)
             _check_secrets(final, set_where)
             filled = {k: v for k, v in defaults.items() if v is not _NO_DEFAULT} | final
             effective.append(json.dumps(filled, sort_keys=True, default=str))
             origins.append(set_where.removeprefix(f"{src}: "))
-            problems.append(problem)
+            declares.append(set(declared))
             specs.append(
                 ReportSpec(
                     name=output_name(notebook, final, defaults),
@@ -394,10 +391,16 @@ def load_config(
             names = sorted({s.notebook for s in specs} | {s.name for s in specs})
             raise ConfigError(f"{src}: --only {missing[0]!r} names no report; reports: {names}")
         selected = [s.notebook in wanted or s.name in wanted for s in specs]
-    for keep, problem in zip(selected, problems, strict=True):
-        if keep and problem:
-            raise ConfigError(problem)
-    return ReportPlan(config=path, output=output, specs=[s for s, keep in zip(specs, selected, strict=True) if keep])
+    chosen = [s for s, keep in zip(specs, selected, strict=True) if keep]
+    chosen_declares = [d for d, keep in zip(declares, selected, strict=True) if keep]
+    for key in cli_params:
+        if not any(str(key) in d for d in chosen_declares):
+            names = sorted({s.notebook for s in chosen})
+            raise ConfigError(
+                f"{src}: -p {str(key)!r} is a parameter of none of the selected reports ({', '.join(names)}); "
+                "papermill --help-notebook notebooks/NAME.ipynb lists a notebook's parameters"
+            )
+    return ReportPlan(config=path, output=output, specs=chosen)
 
 
 def _absolute_path(value: Any, base: Path) -> Any:

@@ -168,7 +168,7 @@ def test_latest_without_symlinks_is_a_swapped_folder(tmp_path, monkeypatch):
             [],
             r"reports\.yml: reports\[0\] \(good\): parameter 'nmae' is not a parameter of .*good\.ipynb",
         ),
-        ("reports:\n  - good\n", ["-p", "team=emea"], r"reports\[0\] \(good\): -p 'team' is not a parameter"),
+        ("reports:\n  - good\n", ["-p", "team=emea"], r"-p 'team' is a parameter of none of the selected reports"),
         ("reports:\n  - notebook: good\n    parameters: {n: many}\n", [], r"\(good\): n: expected a value of type int"),
         ("reports:\n  - good\n", ["-p", "n=4.5"], r"\(good\): n: expected a value of type int, got '4\.5'"),
         ("reports:\n  - good\n", ["-p", "noequals"], r"-p 'noequals': expected KEY=VALUE"),
@@ -273,14 +273,16 @@ def test_relative_paths_are_resolved_where_they_were_given(tmp_path, notebook_fa
     assert load_config(single, params={"name": "data/nothing"}).specs[0].parameters == {"name": "data/nothing"}
 
 
-def test_command_line_parameters_apply_to_the_selected_reports_only(tmp_path, notebook_factory):
+def test_command_line_parameters_apply_to_the_selected_reports_that_declare_them(tmp_path, notebook_factory):
     notebook_factory("good", GOOD)
     notebook_factory("dated", ["print(as_of)"], parameters='as_of: str = "latest"  # report date')
     config = _config(tmp_path, "reports:\n  - good\n  - dated\n")
     plan = load_config(config, params={"as_of": "2024-06-30"}, only=["dated"])
     assert [(s.name, s.parameters) for s in plan.specs] == [("dated__2024-06-30", {"as_of": "2024-06-30"})]
-    with pytest.raises(ConfigError, match=r"reports\[0\] \(good\): -p 'as_of' is not a parameter"):
-        load_config(config, params={"as_of": "2024-06-30"})
+    both = load_config(config, params={"as_of": "2024-06-30"})  # applied where declared, like --as-of
+    assert [s.parameters for s in both.specs] == [{}, {"as_of": "2024-06-30"}]
+    with pytest.raises(ConfigError, match=r"-p 'as_of' is a parameter of none of the selected reports \(good\)"):
+        load_config(config, params={"as_of": "2024-06-30"}, only=["good"])
 
 
 def test_as_of_applies_to_notebooks_that_have_it(tmp_path, notebook_factory):

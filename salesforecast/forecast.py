@@ -13,7 +13,7 @@ Methods (`METHODS` holds each one's definition, printed beside the numbers in th
     team and of the company. Missing when nobody in the group has submitted yet.
 ``bias_corrected_commit``
     Each rep's latest commit divided by that rep's historical bias (`submission_bias`, learned from the calls and
-    bookings of earlier, closed periods only).
+    bookings of earlier, closed periods only; a rep without a usable bias of their own gets the median rep's).
 ``crm_weighted``
     Closed won to date + each open deal whose close date (as it stood) falls in the period, times the process
     map's default probability of its stage: the weighted pipeline most CRMs print.
@@ -40,8 +40,14 @@ New deals: the bookings of deals created after the cutoff and won before the per
 before its end (same number of days) and won before its end. Their mean is added to the learned methods.
 
 Group values are the opportunity's (current) ``team`` and ``owner``; submissions count for their ``owner`` and the
-owner's team. Everything a forecast at cutoff ``t`` uses is the same with or without the data after ``t``:
-`backtest` on ``known_at(data, t)`` gives the same forecasts at ``t`` (tested for every method).
+owner's team as known at the cutoff (the team of their latest deal created by then), or the team the submission
+names. Everything a forecast at cutoff ``t`` uses is the same with or without the data after ``t``: `backtest` on
+``known_at(data, t)`` gives the same forecasts at ``t`` (tested for every method). Two data shapes bend that rule
+slightly, both from what the canonical tables cannot say (see `salesforecast.snapshots`): a field the history
+records only from some later change on (before it, past snapshots use the opportunity's current value, which the
+learned models then see in training), and a deal whose first recorded change comes after its creation (the
+snapshots count it open from creation, in an unknown stage or, within a day, in that first stage; `known_at`
+leaves it out until the change). Deals in an unknown stage weigh nothing in the pipeline methods.
 """
 
 from __future__ import annotations
@@ -139,14 +145,20 @@ class _Groups:
             if name == "total":
                 out[i] = self.offsets[i]
                 continue
+            if name not in table.columns:  # e.g. submissions have no segment: they count in no value of it
+                out[i] = -1
+                continue
             pos = self.index[name].get_indexer(table[name].astype("str").fillna(_MISSING))
             pos = np.where(pos < 0, len(self.labels[i]) - 1, pos)  # unseen: "(none)"
             out[i] = pos + self.offsets[i]
         return out
 
     def sum(self, codes: np.ndarray, values: Any) -> np.ndarray:
-        w = np.nan_to_num(np.asarray(values, dtype="float64"))
-        return np.bincount(codes.ravel(), np.tile(w, codes.shape[0]), minlength=self.size)
+        """Per group code: the sum of `values` (missing counts 0; rows coded -1 are left out)."""
+        w = np.tile(np.nan_to_num(np.asarray(values, dtype="float64")), codes.shape[0])
+        c = codes.ravel()
+        keep = c >= 0
+        return np.bincount(c[keep], w[keep], minlength=self.size)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -268,17 +280,20 @@ class _Context:
 
 # --------------------------------------------------------------------------------------------- submissions
 def _latest_submissions(subs: pd.DataFrame, label: str, category: str, t: pd.Timestamp) -> pd.DataFrame:
+    """Each submitter's latest call for the period at `t` (per team too, when someone calls for several teams)."""
     s = subs.loc[(subs["period"] == label) & (subs["category"] == category) & (subs["submitted_at"] <= t)]
     if len(s) == 0:
         return s
-    return s.sort_values("submitted_at", kind="stable").drop_duplicates("owner", keep="last")
+    key = ["owner", "team"] if "team" in s.columns else ["owner"]
+    return s.sort_values("submitted_at", kind="stable").drop_duplicates(key, keep="last")
 
 
-def _owner_team(data: CRMData) -> pd.Series:
-    opps = data.opportunities
+def _owner_team(opps: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
+    """Each owner's team as known at `t`: the team of their latest deal created by then."""
     if "team" not in opps.columns:
         return pd.Series(dtype="str")
-    latest = opps.sort_values("created_at", kind="stable").drop_duplicates("owner", keep="last")
+    known = opps.loc[opps["created_at"] <= t]
+    latest = known.sort_values("created_at", kind="stable").drop_duplicates("owner", keep="last")
     return pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy())
 
 
@@ -486,14 +501,12 @@ def _predict_within(
     return np.split(q, np.cumsum(sizes)[:-1])
 
 
-def _shock_sd(
-    ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int, factors: dict
-) -> float:
+def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int) -> float:
     """Over-dispersion of past periods' bookings beyond the Bernoulli variance, as a log-sd of a shared shock.
 
     For each of the last 8 periods closed at `refit_at`: expected ``E`` and Bernoulli variance ``V`` of its bookings
-    from its start (pipeline then, the model fitted at `refit_at` with its horizon factor, new deals of the periods
-    before it), and the actual ``A`` as known at `refit_at`, all for the company total.
+    from its start (pipeline then, the model fitted at `refit_at`, new deals of the periods before it), and the
+    actual ``A`` as known at `refit_at`, all for the company total.
     ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
     """
     lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the total: take the first
@@ -504,7 +517,6 @@ def _shock_sd(
     qs = _predict_within(model, [snaps[s] for _, s, _ in periods], [e for _, _, e in periods])
     num, den = 0.0, 0.0
     for (_, s, e), q in zip(periods, qs, strict=True):
-        q = np.minimum(q * factors.get(float((e - s) / _DAY), 1.0), 1.0)
         a = snaps[s]["amount"].fillna(0.0).to_numpy()
         x = float(np.sum(a * q))
         var = float(np.sum(a * a * q * (1 - q)))
@@ -518,15 +530,20 @@ def _shock_sd(
     return float(math.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
 
 
-def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, days: Iterable[float], n_periods: int) -> list[tuple]:
-    """(period, start, end, days before end, cutoff) of the earlier periods replayed to calibrate at `refit_at`."""
+def _left(end: pd.Timestamp, t: pd.Timestamp) -> int:
+    """Time left in the period at `t`, in whole microseconds (the key of the horizon factors)."""
+    return int((pd.Timestamp(end) - pd.Timestamp(t)) // pd.Timedelta(microseconds=1))
+
+
+def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, left: Iterable[int], n_periods: int) -> list[tuple]:
+    """(period, start, end, time left in microseconds, cutoff) of the earlier periods replayed at `refit_at`."""
     pairs = []
     for label in ctx.past_periods(refit_at, n_periods):
         ps, pe = ctx.bounds(label)
-        for d in sorted(set(days)):
-            t = pe - pd.Timedelta(days=float(d))
+        for d in sorted(set(left)):
+            t = pe - pd.Timedelta(microseconds=d)
             if t >= ps:
-                pairs.append((label, ps, pe, float(d), t))
+                pairs.append((label, ps, pe, d, t))
     return pairs
 
 
@@ -566,7 +583,7 @@ def _horizon_factors(
     per = table.groupby("d").agg(x=("x", "sum"), y=("y", "sum"), n=("p", "nunique"))
     unit = per["x"] / per["n"]
     factor = (per["y"] + prior * unit) / (per["x"] + prior * unit)
-    return {float(d): float(f) for d, f in factor.items() if np.isfinite(f)}
+    return {int(d): float(f) for d, f in factor.items() if np.isfinite(f)}
 
 
 def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]) -> np.ndarray:
@@ -698,6 +715,8 @@ def backtest(
         raise ValueError(f"shock must be 'auto' or a number >= 0, got {shock!r}")
     chosen = _check_methods(methods, truth)
     groups = list(dict.fromkeys([groups] if isinstance(groups, str) else groups))
+    if not groups:
+        raise ValueError("groups must name at least one grouping: 'total', 'team', 'owner' or an opportunity column")
     ctx = _Context(data, period, groups)
     plan = _plan(ctx, cutoffs, periods, min_history_days)
     quantiles = (0.1, 0.5, 0.9)
@@ -712,8 +731,8 @@ def backtest(
     calibration: dict[tuple, list[tuple]] = {}
     if needs_sc and calibrate_periods > 0:
         for key, chunk in plan.groupby(["period", "refit_at"], sort=True):
-            days = ((chunk["end"] - chunk["cutoff"]) / _DAY).tolist()
-            calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), days, calibrate_periods)
+            left = [_left(e, t) for e, t in zip(chunk["end"], chunk["cutoff"], strict=True)]
+            calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), left, calibrate_periods)
             snap_dates.update(pair[4] for pair in calibration[key])
     if "monte_carlo" in chosen and shock == "auto":
         for label in ctx.past_periods(plan["cutoff"].max(), 0):
@@ -722,7 +741,7 @@ def backtest(
     snap_all = pipeline_snapshots(data, sorted(snap_dates), columns=list(dict.fromkeys(columns)))
     snaps = {pd.Timestamp(k): v.reset_index(drop=True) for k, v in snap_all.groupby("as_of", sort=True)}
     empty = snap_all.iloc[:0]
-    owner_team = _owner_team(data)
+    opps_by_created = data.opportunities.sort_values("created_at", kind="stable")
     subs = data.forecast_submissions
 
     frames = []
@@ -739,19 +758,17 @@ def backtest(
                 sc_model = StageConversionModel(n_bootstrap=0, segment=seg).fit(data, as_of=refit_at)
             except ValueError:
                 sc_model = None  # no stage history yet: the methods are missing for this period
-        factors: dict[float, float] = {}
+        factors: dict[int, float] = {}
         if sc_model is not None:
             factors = _horizon_factors(
                 ctx, sc_model, snaps, refit_at, calibration.get((label, refit_at), []), calibrate_prior
             )
             if "monte_carlo" in chosen:
                 shock_sd = (
-                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods, factors)
-                    if shock == "auto"
-                    else float(shock)
+                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods) if shock == "auto" else float(shock)
                 )
         opp_scores = None
-        if "opportunity_score" in chosen:
+        if "opportunity_score" in chosen and refit_at > ctx.first_day:
             try:
                 opp_model = OpportunityScoringModel(target="period", period=period).fit(data, as_of=refit_at)
             except ValueError:
@@ -760,9 +777,12 @@ def backtest(
                 feats = opportunity_features(data, list(chunk["cutoff"]), period=period)
                 feats["p"] = opp_model.predict_proba(feats)
                 opp_scores = feats.set_index(["as_of", "opportunity_id"])["p"]
-        bias = None
+        bias, bias_fallback = None, 1.0
         if "bias_corrected_commit" in chosen:
-            bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"]
+            bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"].astype("float64")
+            usable = bias[np.isfinite(bias) & (bias > 0)]
+            # a rep without a usable bias of their own (new, or never booked) gets the median rep's
+            bias_fallback = float(usable.median()) if len(usable) else 1.0
         ts = {}
         for m in ("ets", "seasonal_naive"):
             if m in chosen:
@@ -772,9 +792,7 @@ def backtest(
         if sc_model is not None:
             cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
             qs = _predict_within(sc_model, [snaps.get(t, empty) for t in cuts], [e] * len(cuts))
-            chunk_q = {
-                t: np.minimum(q * factors.get(float((e - t) / _DAY), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)
-            }
+            chunk_q = {t: np.minimum(q * factors.get(_left(e, t), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)}
         for t in chunk["cutoff"]:
             t = pd.Timestamp(t)
             snap = snaps.get(t, empty)
@@ -829,11 +847,11 @@ def backtest(
                     cat = "best_case" if m == "submitted_best_case" else "commit"
                     latest = _latest_submissions(subs, label, cat, t)
                     if len(latest):
-                        latest = _with_team(latest, owner_team)
+                        latest = _with_team(latest, _owner_team(opps_by_created, t))
                         values = latest["amount"].to_numpy("float64")
                         if m == "bias_corrected_commit":
                             b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")
-                            values = values / b
+                            values = values / np.where(np.isfinite(b) & (b > 0), b, bias_fallback)
                         sub_codes = G.codes(latest)
                         counted = G.sum(sub_codes, np.isfinite(values))
                         fc[:, 0] = np.where(counted > 0, G.sum(sub_codes, values), np.nan)
@@ -953,7 +971,9 @@ def forecast_period(
     """
     as_of = data_end(data) if as_of is None else pd.Timestamp(as_of)
     cal = data.process.calendar
-    label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if period == "current" else as_of, freq)
+    current = str(period).strip().lower() in ("current", "latest", "")
+    # at a period's first instant, "current" is the period that just ended (as_of is an exclusive data end)
+    label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if current else as_of, freq)
     s, e = cal.period_bounds(label)
     if s > as_of:
         raise ValueError(
@@ -966,7 +986,12 @@ def forecast_period(
         data, methods=chosen, period=freq, cutoffs=[t], groups=groups, periods=[label], return_samples=True, **kwargs
     )
     ctx = _Context(data, freq, groups)
-    won = float(ctx.won_known(t, s, e)[0])
+    first = table.iloc[0]  # the group value the samples and point forecasts are of
+    frame = ctx.groups.frame()
+    code = np.flatnonzero(
+        (frame["group"] == first["group"]).to_numpy() & (frame["group_value"] == first["group_value"]).to_numpy()
+    )[0]
+    won = float(ctx.won_known(t, s, e)[code])
     sims = samples.get(pd.Timestamp(t))
     return PeriodForecast(
         period=label,
@@ -1009,8 +1034,8 @@ def leaderboard(
     -------
     pandas.DataFrame
         ``weeks_before_end`` or ``horizon`` (in time order, earliest first) then ``method``, ``n`` (forecasts with a
-        value and an actual) and one column per metric; within a horizon, methods sorted by the first metric (best
-        first).
+        value and an actual) and one column per metric; within a horizon, methods sorted by the first metric, best
+        first (see `recommend` for what "best" means per metric).
     """
     if by not in ("weeks", "band", "method"):
         raise ValueError(f"by must be 'weeks', 'band' or 'method', got {by!r}")
@@ -1034,7 +1059,7 @@ def leaderboard(
         parts.append(part[[metric]] if parts else part[["n", metric]])
     board = pd.concat(parts, axis=1).reset_index()
     first = metrics[0]
-    board["_k"] = board[first].abs() if first == "bias" else board[first]
+    board["_k"] = _rank_key(first, board[first])
     if by == "method":
         board = board.sort_values("_k", kind="stable")
     else:  # horizons in time order (most weeks left first), best method first within each
@@ -1044,6 +1069,9 @@ def leaderboard(
 
 def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] = ("oracle",)) -> pd.DataFrame:
     """The most accurate method at each horizon of a `leaderboard`, with a sentence a reader can act on.
+
+    "Most accurate" by `metric`: the smallest error (WAPE, MAPE, MASE, pinball...), the bias nearest 0, the
+    coverage nearest 80%, the forecast ratio nearest 1, the highest hit rate or absolute accuracy.
 
     Returns
     -------
@@ -1055,14 +1083,14 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     rows = []
     groups = b.groupby(horizon, sort=False, observed=True) if horizon else [("all", b)]
     for h, part in groups:
-        ranked = part.sort_values(metric, key=lambda v: v.abs() if metric == "bias" else v, kind="stable")
+        ranked = part.sort_values(metric, key=lambda v: _rank_key(metric, v), kind="stable")
         if len(ranked) == 0:
             continue
         best = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        advice = f"trust {best['method']} ({metric} {best[metric]:.1%})"
+        advice = f"trust {best['method']} ({metric} {_fmt(metric, best[metric])})"
         if second is not None:
-            advice += f"; next {second['method']} ({second[metric]:.1%})"
+            advice += f"; next {second['method']} ({_fmt(metric, second[metric])})"
         rows.append(
             {
                 horizon or "horizon": h,
@@ -1073,6 +1101,28 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
             }
         )
     return pd.DataFrame(rows)
+
+
+#: How a metric ranks methods: the key whose smallest value is best.
+_RANK: dict[str, Any] = {
+    "bias": abs,
+    "coverage": lambda v: abs(v - 0.8),
+    "forecast_ratio": lambda v: abs(v - 1.0),
+    "hit_rate": lambda v: -v,
+    "absolute_accuracy": lambda v: -v,
+}
+#: Metrics shown as percentages (the others are amounts or ratios).
+_PERCENT = {"wape", "mape", "smape", "bias", "coverage", "hit_rate", "absolute_accuracy", "forecast_ratio"}
+
+
+def _rank_key(metric: str, values: pd.Series) -> pd.Series:
+    """Sort key of a metric's values: smaller is better (see `_RANK`)."""
+    f = _RANK.get(metric)
+    return values.map(f) if f is not None else values
+
+
+def _fmt(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric in _PERCENT else f"{value:,.3g}"
 
 
 _TERMS = {

@@ -83,6 +83,10 @@ def simulate_bookings(
     out = np.zeros((n_groups, n_sims))
     if base is not None:
         out += np.asarray(base, dtype="float64")[:, None]
+    # only deals that can be won draw random numbers: adding or removing a deal with probability 0 (or an unknown
+    # stage) changes no other deal's draws
+    live = p > 0
+    a, p, c = a[live], p[live], c[:, live]
     if len(a):
         shock = np.exp(shock_sd * rng.standard_normal(n_sims) - shock_sd**2 / 2) if shock_sd > 0 else np.ones(n_sims)
         won = rng.random((len(a), n_sims)) < np.minimum(p[:, None] * shock[None, :], 1.0)

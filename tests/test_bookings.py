@@ -11,6 +11,7 @@ def test_seasonal_naive_repeats_last_season_with_a_normal_interval():
     y = np.array([10.0, 20, 30, 40, 12, 22, 32, 42, 14, 24, 34, 44])
     out = BookingsModel(method="seasonal_naive").fit(y).predict(5)
     assert out["forecast"].tolist() == [14.0, 24.0, 34.0, 44.0, 14.0]
+    assert BookingsModel(method="seasonal_naive").fit([1.0, 2.0, 3.0, 4.0]).predict(1)["forecast"].iloc[0] == 1.0
     sigma = np.sqrt(np.mean((y[4:] - y[:-4]) ** 2))  # every error is 2
     assert out["p90"].iloc[0] - out["forecast"].iloc[0] == pytest.approx(1.2815516 * sigma, rel=1e-6)
     assert out["p90"].iloc[4] - out["forecast"].iloc[4] == pytest.approx(1.2815516 * sigma * np.sqrt(2), rel=1e-6)

@@ -224,3 +224,122 @@ def test_errors_name_the_problem(data):
         backtest(data, groups=["region_x"], periods=[PERIOD])
     with pytest.raises(ValueError, match="no forecast of a closed period"):
         leaderboard(backtest(known_at(data, CUTS[0]), methods=["crm_weighted"], cutoffs=[CUTS[0]], periods=[PERIOD]))
+
+
+# ---------------------------------------------------------------------------------------------- review findings
+def _revalidate(data, **tables):
+    from salesforecast.schema import validate
+
+    raw = {k: v.copy() for k, v in data.tables.items()} | tables
+    out = validate(raw, process=data.process)
+    assert len(out.quarantine) == 0
+    return out
+
+
+def test_a_grouping_submissions_do_not_carry_leaves_the_calls_out(data):
+    res = backtest(
+        data,
+        methods=["submitted_commit", "crm_weighted"],
+        cutoffs=CUTS[:1],
+        periods=[PERIOD],
+        groups=["total", "segment"],
+    )
+    seg = res[(res["group"] == "segment")]
+    assert seg.loc[seg["method"] == "submitted_commit", "forecast"].isna().all()
+    assert seg.loc[seg["method"] == "crm_weighted", "forecast"].notna().all()
+    assert res.loc[(res["group"] == "total") & (res["method"] == "submitted_commit"), "forecast"].notna().all()
+
+
+def test_horizon_calibration_does_not_depend_on_the_minute_of_the_cutoff(data):
+    kw = {"methods": ["stage_conversion"], "periods": [PERIOD], "groups": ["total"]}
+    got = [backtest(data, cutoffs=[pd.Timestamp(f"2025-05-15 23:{m}")], **kw)["forecast"].iloc[0] for m in (54, 55, 56)]
+    assert max(got) / min(got) < 1.005, got
+
+
+def test_a_rep_without_a_usable_bias_gets_the_median_reps(data):
+    subs = data.forecast_submissions.copy()
+    rep = subs["owner"].iloc[0]
+    subs.loc[(subs["owner"] == rep) & (subs["period"] < PERIOD), "amount"] = 0.0  # always called nothing before
+    changed = _revalidate(data, forecast_submissions=subs)
+    res = backtest(
+        changed,
+        methods=["submitted_commit", "bias_corrected_commit"],
+        cutoffs=CUTS[1:],
+        periods=[PERIOD],
+        groups=["total", "owner"],
+    )
+    wide = res.pivot_table(index="group_value", columns="method", values="forecast")
+    assert np.isfinite(wide.loc["total"]).all() and wide.loc["total", "bias_corrected_commit"] < 1e9
+    bias = submission_bias(changed, as_of="2025-04-01").set_index("owner")["bias"]
+    usable = bias[np.isfinite(bias) & (bias > 0)]
+    assert wide.loc[rep, "bias_corrected_commit"] == pytest.approx(wide.loc[rep, "submitted_commit"] / usable.median())
+
+
+def test_submissions_count_for_the_team_known_at_the_cutoff_and_per_team(data):
+    opps = data.opportunities.copy()
+    rep = opps["owner"].iloc[0]
+    old_team = opps.loc[opps["owner"] == rep, "team"].iloc[0]
+    new_team = next(t for t in opps["team"].unique() if t != old_team)
+    opps.loc[(opps["owner"] == rep) & (opps["created_at"] >= "2025-06-01"), "team"] = new_team  # moves later
+    subs = data.forecast_submissions.drop(columns="team")
+    manager = pd.DataFrame(
+        {
+            "submitted_at": pd.to_datetime(["2025-05-01 10:00", "2025-05-01 11:00"]),
+            "owner": ["Mgr Lee", "Mgr Lee"],
+            "period": [PERIOD, PERIOD],
+            "category": ["commit", "commit"],
+            "amount": [100_000.0, 200_000.0],
+            "team": [old_team, new_team],
+        }
+    )
+    changed = _revalidate(data, opportunities=opps, forecast_submissions=pd.concat([subs, manager], ignore_index=True))
+    kw = {"methods": ["submitted_commit"], "cutoffs": [CUTS[1]], "periods": [PERIOD], "groups": ["total", "team"]}
+    full = backtest(changed, **kw).set_index("group_value")["forecast"]
+    truncated = backtest(known_at(changed, CUTS[1]), **kw).set_index("group_value")["forecast"]
+    pd.testing.assert_series_equal(full, truncated)  # the later move does not leak into the team roll-up
+    base = backtest(_revalidate(data, opportunities=opps, forecast_submissions=subs), **kw).set_index("group_value")
+    delta = full - base["forecast"]
+    assert delta["total"] == 300_000 and delta[old_team] == 100_000 and delta[new_team] == 200_000
+
+
+def test_recommend_ranks_each_metric_in_its_own_direction():
+    board = pd.DataFrame(
+        {
+            "method": ["a", "b", "c"],
+            "wape": [0.3, 0.1, 0.2],
+            "bias": [-0.05, 0.2, 0.1],
+            "coverage": [0.5, 0.78, 0.95],
+            "hit_rate": [0.2, 0.1, 0.4],
+            "pinball": [5000.0, 300.0, 900.0],
+        }
+    )
+    best = {m: recommend(board, metric=m)["best"].iloc[0] for m in ("wape", "bias", "coverage", "hit_rate", "pinball")}
+    assert best == {"wape": "b", "bias": "a", "coverage": "b", "hit_rate": "c", "pinball": "b"}
+    assert "pinball 300" in recommend(board, metric="pinball")["advice"].iloc[0]
+
+
+def test_forecast_period_reports_one_group_value_and_reads_any_spelling_of_current(data):
+    fc = forecast_period(data, as_of="2025-05-15", methods=["monte_carlo"], groups=("team",), n_sims=200)
+    first = fc.table.iloc[0]
+    assert fc.won_to_date <= fc.samples.min()
+    opps = data.opportunities
+    won = opps[opps["is_won"] & (opps["team"] == first["group_value"]) & (opps["close_date"] >= "2025-04-01")]
+    assert fc.won_to_date == pytest.approx(won.loc[won["close_date"] < "2025-05-15", "amount"].sum())
+    labels = {
+        p: forecast_period(data, as_of="2025-07-01", period=p, methods=["crm_weighted"]).period
+        for p in ("current", "Current", "latest")
+    }
+    assert set(labels.values()) == {"FY2025Q2"}
+
+
+def test_edge_inputs_give_clear_results(data):
+    with pytest.raises(ValueError, match="at least one grouping"):
+        backtest(data, groups=[])
+    early = backtest(
+        data,
+        methods=["opportunity_score", "crm_weighted"],
+        cutoffs=["2023-01-01"],
+        periods=["FY2023Q1"],
+        groups=["total"],
+    )
+    assert early.set_index("method")["forecast"].isna()["opportunity_score"]

@@ -61,3 +61,9 @@ def test_same_seed_same_draws_and_clear_errors():
         simulate_bookings([1.0, 2.0], [0.5], [0, 0], 1)
     with pytest.raises(ValueError, match="shock_sd"):
         simulate_bookings([1.0], [0.5], [0], 1, shock_sd=-1)
+
+
+def test_deals_that_cannot_win_draw_no_random_numbers():
+    base = simulate_bookings([5.0, 6.0, 7.0], [0.5, 0.3, 0.9], [0, 0, 0], 1, rng=3)
+    more = simulate_bookings([5.0, 99.0, 6.0, 7.0], [0.5, 0.0, 0.3, 0.9], [0, 0, 0, 0], 1, rng=3)
+    np.testing.assert_array_equal(base, more)

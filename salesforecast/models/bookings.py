@@ -112,7 +112,7 @@ class BookingsModel(BaseEstimator):
         self.n_periods_ = len(values)
         self._fit = None
         if self.method == "seasonal_naive" or len(values) < 4 or np.ptp(values) == 0:
-            lag = m if len(values) > m else 1
+            lag = m if len(values) >= m else 1
             self.spec_ = (
                 f"seasonal naive (lag {lag})" if self.method == "seasonal_naive" else "naive (too short for ETS)"
             )

@@ -30,6 +30,7 @@ __all__ = [
     "REASON_DEFINITIONS",
     "date_coverage",
     "history_coverage",
+    "import_notes",
     "quarantine_by_reason",
     "quarantine_examples",
     "report_as_of",
@@ -504,3 +505,21 @@ def history_coverage(data: CRMData) -> pd.DataFrame:
     out["pct_of_opportunities"] = _percent(out["opportunities"], pd.Series(n, index=out.index))
     out["definition"] = out["measure"].map(_HISTORY_DEFINITIONS).astype("str")
     return out
+
+
+def import_notes(data: CRMData) -> pd.DataFrame:
+    """What the importer had to tell the reader: problems it could not fix and the analyses they limit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per note of `CRMData.notes` (column ``note``); a single row saying so when there are none.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> import_notes(load_sample())["note"].tolist()
+    ['none: the source needed no explanation beyond the counts and the quarantine below']
+    """
+    notes = list(data.notes) or ["none: the source needed no explanation beyond the counts and the quarantine below"]
+    return pd.DataFrame({"note": notes}, dtype="str")

@@ -643,6 +643,7 @@ class CRMData:
             quarantine=self.quarantine,
             counts=self.counts,
             sources=dict(self.sources),
+            notes=self.notes,
         )
 
     def quarantine_summary(self) -> pd.DataFrame:
@@ -662,7 +663,8 @@ class CRMData:
         """Write the accepted tables as a canonical folder (``csv`` or ``parquet``) and return its path.
 
         Timestamps are written as ISO 8601 text in CSV; empty tables are skipped. The process map is written
-        as ``process.yml`` beside them.
+        as ``process.yml`` beside them, the importer's `notes` (if any) as ``notes.txt``, one per line, which
+        `read_canonical` reads back.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -676,6 +678,8 @@ class CRMData:
             else:
                 raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
         self.process.to_yaml(folder / "process.yml")
+        if self.notes:
+            (folder / "notes.txt").write_text("".join(f"{n}\n" for n in self.notes), encoding="utf-8")
         return folder
 
 
@@ -950,4 +954,8 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
             continue
         tables[name] = read_table_file(path, name)
         sources[name] = str(path)
-    return validate(tables, process=process, sources=sources)
+    data = validate(tables, process=process, sources=sources)
+    notes = folder / "notes.txt"
+    if notes.is_file():  # what the importer that wrote the folder had to say
+        data.notes = tuple(line for line in notes.read_text(encoding="utf-8").splitlines() if line.strip())
+    return data

@@ -22,7 +22,11 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ARTIFACTS = REPO / "reports" / "test-artifacts"
 COMMON = ["source", "process", "as_of"]
 HEADINGS = {
-    "01_data_quality": ["Rows read, accepted and quarantined", "Stage names and the process map"],
+    "01_data_quality": [
+        "Notes from the import",
+        "Rows read, accepted and quarantined",
+        "Stage names and the process map",
+    ],
     "02_stage_conversion": ["Stage by stage", "Funnel", "Where deals go next", "Are the CRM", "Segments"],
     "03_lead_scoring": ["How well it ranks", "Priority tiers", "What drives the score", "Open leads, ranked"],
     "04_forecast_accuracy": [

@@ -340,3 +340,14 @@ def test_most_likely_category_and_parquet_categoricals(tmp_path):
     data = read_canonical(folder)
     assert data.quarantine[["row", "reason"]].values.tolist() == [[1, "missing required value"]]
     assert set(data.opportunities["forecast_category"]) == {"most_likely"}
+
+
+def test_import_notes_survive_filtering_and_a_canonical_folder(tmp_path):
+    from salesforecast.datasets import load_sample
+
+    data = load_sample()
+    data.notes = ("the history has no real progression", "owners are user ids")
+    assert data.filter(team="EMEA").notes == data.notes
+    back = read_canonical(data.to_folder(tmp_path / "crm"))
+    assert back.notes == data.notes
+    assert load_sample().notes == ()  # the sample has nothing to confess

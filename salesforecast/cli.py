@@ -1,4 +1,8 @@
-"""The ``salesforecast`` command: ``validate`` a data source, render ``report``s."""
+"""The ``salesforecast`` command.
+
+``validate`` a data source, ``import`` one into a canonical folder, take a ``snapshot`` of the open pipeline into a
+store, render ``report``s.
+"""
 
 from __future__ import annotations
 
@@ -71,13 +75,51 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from salesforecast.io import import_mapping, is_mapping_file, load, mask_url
+
+    try:
+        if is_mapping_file(Path(args.source)):  # clears an earlier import's tables, writes quarantine.csv
+            data = import_mapping(args.source, args.out, process=args.process, fmt=args.format)
+            out = Path(args.out)
+        else:
+            data = load(args.source, process=args.process)
+            out = data.to_folder(args.out, fmt=args.format)
+    except (DataFileError, ProcessError) as exc:
+        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
+        return 2
+    print(f"imported {args.source} -> {out}")
+    print(data.counts.to_string())
+    for note in data.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from salesforecast.io import append_snapshot, load, mask_url
+
+    try:
+        data = load(args.source, process=args.process)
+        rows = append_snapshot(data, args.store, as_of=args.as_of)
+    except (DataFileError, ProcessError, ValueError, OSError) as exc:
+        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
+        return 2
+    print(f"{rows} open opportunities written to {args.store}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``salesforecast`` command."""
     parser = argparse.ArgumentParser(prog="salesforecast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check a data source: counts per table, quarantine by reason")
-    v.add_argument("path", help="'sample' or a canonical folder (opportunities.csv, stage_history.csv, ...)")
+    v.add_argument(
+        "path",
+        help="'sample', a canonical folder, a Salesforce export folder, a HubSpot export or a mapping file (.yml)",
+    )
     v.add_argument(
         "--process",
         default=None,
@@ -88,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--examples", type=int, default=5, help="offending rows shown per table (default 5)")
     v.set_defaults(func=_validate)
+
+    i = sub.add_parser("import", help="read a source (mapping file, export) and write it as a canonical folder")
+    i.add_argument("source", help="a mapping file (.yml), a Salesforce export folder, a HubSpot export, ...")
+    i.add_argument("--out", required=True, help="the canonical folder to write (created when missing)")
+    i.add_argument("--process", default=None, help="process map YAML (default: the source's own)")
+    i.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format of the tables")
+    i.set_defaults(func=_import)
+
+    s = sub.add_parser(
+        "snapshot",
+        help="append today's open pipeline to a snapshot store (run weekly, it builds the history a CRM does not keep)",
+    )
+    s.add_argument("source", help="a mapping file (.yml) or any source `validate` accepts")
+    s.add_argument("--store", required=True, help="a Parquet folder, or a DuckDB file (*.duckdb)")
+    s.add_argument("--as-of", default=None, help="the snapshot's date (default: today, UTC)")
+    s.add_argument("--process", default=None, help="process map YAML (default: the source's own)")
+    s.set_defaults(func=_snapshot)
 
     from salesforecast import reports
 

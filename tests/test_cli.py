@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from salesforecast.cli import main
 from tests.factories import as_text, random_crm
@@ -72,4 +73,24 @@ def test_console_script_runs(tmp_path):
         text=True,
         check=False,
     )
-    assert bad.returncode == 2 and "no such folder" in bad.stderr
+    assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_import_and_snapshot_commands(tmp_path, capsys):
+    from salesforecast.io import read_snapshots
+    from salesforecast.schema import read_canonical
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "mapping" / "acme.yml"
+    out = tmp_path / "acme"
+    assert main(["import", str(example), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "imported" in printed and "note:" in printed  # the minimal derived history is explained
+    data = read_canonical(out)
+    assert len(data.opportunities) == 10 and len(data.stage_history) == 22 and data.notes
+    store = tmp_path / "store"
+    assert main(["snapshot", str(out), "--store", str(store), "--as-of", "2024-06-03"]) == 0
+    assert main(["snapshot", str(out), "--store", str(store), "--as-of", "2024-06-03"]) == 0  # idempotent
+    snaps = read_snapshots(store)
+    assert len(snaps) == int((~data.opportunities["is_closed"]).sum()) and snaps["as_of"].nunique() == 1
+    assert main(["import", str(tmp_path / "nothing.yml"), "--out", str(tmp_path / "x")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -1,17 +1,54 @@
-"""Sources: where CRM data comes from.
+"""Sources: where CRM data comes from, and the importers that turn a CRM's exports into the canonical tables.
 
-`load` is the one entry point notebooks and the command line use: ``"sample"`` (the bundled sample CRM),
-or a canonical folder (``opportunities.csv`` and the optional tables, CSV or Parquet).
+`load` is the one entry point notebooks and the command line use. It takes
+
+- ``"sample"``: the bundled sample CRM;
+- a canonical folder (``opportunities.csv`` and the optional tables, CSV or Parquet, maybe a ``process.yml``);
+- a Salesforce export folder (``Opportunity.csv``, ``OpportunityHistory.csv``...: `read_salesforce`);
+- a HubSpot deals export (CSV or Excel with ``Deal Stage`` and ``Date entered ...`` columns: `read_hubspot`);
+- a mapping file (``*.yml``) describing any other export, file or database (`load_mapping`).
+
+Every importer ends in `salesforecast.schema.validate`, so quarantine rules and counts are the same whatever the
+source: rows read = accepted + quarantined, per table.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from salesforecast.io.database import DatabaseError, mask_url, read_database
+from salesforecast.io.hubspot import hubspot_process, is_hubspot_export, read_hubspot
+from salesforecast.io.mapping import MappingError, import_mapping, is_mapping_file, load_mapping, read_mapping
+from salesforecast.io.salesforce import is_salesforce_folder, read_salesforce, write_salesforce
+from salesforecast.io.snapshot_store import append_snapshot, history_from_snapshots, read_snapshots
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, DataFileError, read_canonical
 
-__all__ = ["load"]
+__all__ = [
+    "DatabaseError",
+    "MappingError",
+    "append_snapshot",
+    "history_from_snapshots",
+    "hubspot_process",
+    "import_mapping",
+    "is_hubspot_export",
+    "is_mapping_file",
+    "is_salesforce_folder",
+    "load",
+    "load_mapping",
+    "mask_url",
+    "read_database",
+    "read_hubspot",
+    "read_mapping",
+    "read_salesforce",
+    "read_snapshots",
+    "write_salesforce",
+]
+
+_EXPECTED = (
+    "expected 'sample', a canonical folder (opportunities.csv), a Salesforce export folder (Opportunity.csv), "
+    "a HubSpot deals export (.csv/.xlsx) or a mapping file (.yml)"
+)
 
 
 def load(source: str | Path = "sample", process: SalesProcess | str | Path | None = None) -> CRMData:
@@ -20,10 +57,11 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
     Parameters
     ----------
     source : str or path
-        ``"sample"`` for the bundled sample CRM (`salesforecast.datasets.load_sample`), or the path of a
-        canonical folder.
+        ``"sample"``, a canonical folder, a Salesforce export folder, a HubSpot deals export, or a mapping file
+        (see the module docstring).
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map. None uses the source's own (``process.yml`` in the folder) or Salesforce's standard.
+        The process map. None uses the source's own (``process.yml`` in a canonical folder, ``OpportunityStage.csv``
+        of a Salesforce export, HubSpot's default pipeline, the mapping's ``process``) or Salesforce's standard.
 
     Returns
     -------
@@ -32,7 +70,8 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
     Raises
     ------
     DataFileError
-        When the source does not exist or a whole file cannot be used.
+        When the source does not exist or a whole file cannot be used (MappingError, a subclass, for a bad
+        mapping file).
 
     Examples
     --------
@@ -46,11 +85,13 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
         return load_sample(process=process)
     path = Path(source).expanduser()
     if path.is_dir():
+        if is_salesforce_folder(path) and not (path / "opportunities.csv").exists():
+            return read_salesforce(path, process=process)
         return read_canonical(path, process=process)
     if not path.exists():
-        raise DataFileError(
-            f"{source}: no such folder; expected 'sample' or a folder holding opportunities.csv", file=str(source)
-        )
-    raise DataFileError(
-        f"{source}: not a data source; expected 'sample' or a folder holding opportunities.csv", file=str(source)
-    )
+        raise DataFileError(f"{source}: no such file or folder; {_EXPECTED}", file=str(source))
+    if is_mapping_file(path):
+        return load_mapping(path, process=process)
+    if is_hubspot_export(path):
+        return read_hubspot(path, process=process)
+    raise DataFileError(f"{source}: not a data source; {_EXPECTED}", file=str(source))

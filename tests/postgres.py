@@ -95,6 +95,13 @@ def _run(cmd: list[str], as_user: str | None, cwd: Path, what: str, log: Path | 
 
 
 @contextmanager
+def _skip(reason: str) -> None:
+    """Skip the test, except in CI (``CI=true``), where `.ci/run` installs PostgreSQL: there, fail loudly."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL tests cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
 def postgres_url(
     tmp_path_factory: pytest.TempPathFactory | None = None,
     *,
@@ -124,15 +131,15 @@ def postgres_url(
     Notes
     -----
     Skips the calling test (`pytest.skip`) when the binaries are missing or, as root, there is no ``postgres``
-    user. The server listens on 127.0.0.1 only, on a free port, with its socket in ``/tmp``; fsync is off (a
-    test server). Local socket connections are trusted (the helper creates the role through them); TCP
-    connections need the password.
+    user; with ``CI=true`` it fails instead (CI never skips them). The server listens on 127.0.0.1 only, on a
+    free port, with its socket in ``/tmp``; fsync is off (a test server). Local socket connections are trusted
+    (the helper creates the role through them); TCP connections need the password.
     """
     from sqlalchemy.engine import URL
 
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip(INSTALL_HINT)
+        _skip(INSTALL_HINT)
     as_user: str | None = None
     if os.geteuid() == 0:
         import pwd
@@ -140,9 +147,9 @@ def postgres_url(
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("the tests run as root and there is no 'postgres' user to run the PostgreSQL server as")
+            _skip("the tests run as root and there is no 'postgres' user to run the PostgreSQL server as")
         if shutil.which("runuser") is None:
-            pytest.skip("the tests run as root and `runuser` is missing: cannot run the PostgreSQL server as postgres")
+            _skip("the tests run as root and `runuser` is missing: cannot run the PostgreSQL server as postgres")
         as_user = "postgres"
         root = Path(tempfile.mkdtemp(prefix="salesforecast-pg-"))
         os.chown(root, owner.pw_uid, owner.pw_gid)

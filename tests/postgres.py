@@ -94,7 +94,6 @@ def _run(cmd: list[str], as_user: str | None, cwd: Path, what: str, log: Path | 
         )
 
 
-@contextmanager
 def _skip(reason: str) -> None:
     """Skip the test, except in CI (``CI=true``), where `.ci/run` installs PostgreSQL: there, fail loudly."""
     if os.environ.get("CI", "").lower() == "true":
@@ -102,6 +101,7 @@ def _skip(reason: str) -> None:
     pytest.skip(reason)
 
 
+@contextmanager
 def postgres_url(
     tmp_path_factory: pytest.TempPathFactory | None = None,
     *,

@@ -243,3 +243,35 @@ def test_history_keeps_only_known_opportunities():
     assert len(history_from_snapshots(snaps, fields=["stage"])) == 2
     with pytest.raises(KeyError, match="nope"):
         history_from_snapshots(snaps, fields=["nope"])
+
+
+def test_a_mapping_takes_its_stage_history_from_a_snapshot_store(tmp_path):
+    """A CRM that keeps no history: weekly snapshots of its current state become the mapping's stage_history."""
+    from salesforecast.datasets import generate
+    from salesforecast.io import load_mapping
+    from salesforecast.snapshots import known_at
+
+    data, _ = generate(n_opportunities=300, seed=9, years=1)
+    store = tmp_path / "snapshots"
+    weeks = pd.date_range("2023-03-06", "2023-12-25", freq="7D")
+    for t in weeks:
+        append_snapshot(known_at(data, t), store, as_of=t)
+    crm = tmp_path / "crm"
+    opps = data.opportunities
+    (crm).mkdir()
+    opps.to_csv(crm / "opportunities.csv", index=False)
+    mapping = tmp_path / "crm.yml"
+    mapping.write_text(
+        "tables:\n  opportunities: crm/opportunities.csv\n  stage_history: {from_snapshots: snapshots}\n",
+        encoding="utf-8",
+    )
+    loaded = load_mapping(mapping)
+    hist = loaded.stage_history
+    assert len(hist) > len(weeks) and hist["changed_at"].isin(weeks).all()
+    assert loaded.counts.loc["stage_history", "quarantined"] == 0
+    assert any("snapshot store" in n and f"{len(weeks)} snapshots" in n for n in loaded.notes)
+    # each deal's stage at a snapshot date is what the snapshot saw
+    t = weeks[20]
+    seen = read_snapshots(store).query("as_of == @t").set_index("opportunity_id")["stage"]
+    rebuilt = hist[hist["changed_at"] <= t].groupby("opportunity_id")["stage"].last().reindex(seen.index)
+    assert (rebuilt == seen).all()

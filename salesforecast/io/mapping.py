@@ -55,6 +55,7 @@ A complete mapping (every key is optional unless marked *required*)::
           Engaged date: Needs Analysis   # a stage of the process (a source column of the opportunities source)
           close_date: outcome            # the won/lost stage, for closed deals
           # Stage changed: current_stage # the deal's current stage
+        # from_snapshots: snapshots/    # or: the history rebuilt from a snapshot store (salesforecast snapshot)
       leads: {source: leads.csv, columns: {...}}
       forecast_submissions: ...
       quotas: {source: {file: owners.xlsx, sheet: Targets, skip_rows: 1}, columns: {...}}
@@ -205,6 +206,7 @@ class TableMapping:
     derive: dict[str, tuple[str, str]] = field(default_factory=dict)
     lookups: tuple[LookupSpec, ...] = ()
     derive_from_dates: dict[str, str] | None = None
+    from_snapshots: Path | None = None
 
     @property
     def mapped(self) -> list[str]:
@@ -472,6 +474,14 @@ class _Checker:
         key = _key("tables", name)
         if isinstance(raw, str):
             raw = {"source": raw}
+        if name == "stage_history" and isinstance(raw, dict) and "from_snapshots" in raw:
+            others = [k for k in raw if k != "from_snapshots"]
+            if others:
+                raise self.error(
+                    key, f"from_snapshots builds the whole table from a snapshot store; remove {others[0]!r}"
+                )
+            store = Path(self.text(raw["from_snapshots"], _key(key, "from_snapshots"), "a snapshot store path"))
+            return TableMapping(name=name, source=None, from_snapshots=store)
         if name == "stage_history" and isinstance(raw, dict) and "derive_from_dates" in raw:
             others = [k for k in raw if k != "derive_from_dates"]
             if others:
@@ -877,7 +887,11 @@ def _load(spec: MappingSpec, process: SalesProcess | str | Path | None) -> CRMDa
         sources[name] = _describe(tm.source)
         if name == "opportunities":
             side = extra
-    if derived:
+    if history is not None and history.from_snapshots is not None:
+        raw["stage_history"], note = _snapshot_history(spec, history.from_snapshots, raw.get("opportunities"))
+        sources["stage_history"] = f"snapshot store {history.from_snapshots}"
+        notes.insert(0, note)
+    elif derived:
         raw["stage_history"], note = _derive_history(spec, derived, stages, raw["opportunities"], side, proc, sources)
         sources["stage_history"] = f"derived from dates of {sources['opportunities']} ({', '.join(derived)})"
         notes.insert(0, note)
@@ -887,12 +901,37 @@ def _load(spec: MappingSpec, process: SalesProcess | str | Path | None) -> CRMDa
     return replace(data, notes=tuple(data.notes) + tuple(notes))
 
 
+def _snapshot_history(spec: MappingSpec, store: Path, opportunities: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """stage_history rebuilt from a snapshot store (`salesforecast.io.snapshot_store`), and the note saying so."""
+    from salesforecast.io.snapshot_store import history_from_snapshots, read_snapshots
+
+    path = store if store.is_absolute() else spec.path.parent / store
+    if not path.exists():
+        raise MappingError(
+            f"{spec.path}: tables.stage_history.from_snapshots: no snapshot store at {path} (take snapshots with "
+            "`salesforecast snapshot MAPPING.yml --store PATH`)",
+            file=str(spec.path),
+            key="tables.stage_history.from_snapshots",
+        )
+    snaps = read_snapshots(path)
+    history = history_from_snapshots(snaps, opportunities)
+    dates = pd.DatetimeIndex(snaps["as_of"].unique()).sort_values() if len(snaps) else pd.DatetimeIndex([])
+    span = f"{len(dates)} snapshots from {dates[0]:%Y-%m-%d} to {dates[-1]:%Y-%m-%d}" if len(dates) else "no snapshot"
+    note = (
+        f"Stage history rebuilt from a snapshot store ({span}): each change is dated at the first snapshot that "
+        "saw it, so up to one snapshot interval late; stages a deal passed through between two snapshots are "
+        "missing, and nothing before the first snapshot is known (deals are seen from then on in their stage then)."
+    )
+    return history, note
+
+
 _NO_HISTORY = (
     "No stage history: {mapping} maps no stage_history table and derives none. Stage conversion rates learn"
     " nothing (no deal is ever seen moving between stages); snapshots and backtests see every open deal only in"
     " its current stage, as if it had been there since creation, and a closed deal in an unknown stage until its"
     " close date; time in stage, skipped stages, regressions and stalls cannot be measured. If the export has"
-    " stage dates, derive a minimal history with stage_history: derive_from_dates."
+    " stage dates, derive a minimal history with stage_history: derive_from_dates; if not, take weekly snapshots"
+    " (salesforecast snapshot) and map stage_history: {{from_snapshots: PATH}}."
 )
 
 

@@ -319,11 +319,11 @@ def test_default_config_is_valid():
         "02_stage_conversion",
         "03_lead_scoring",
         "04_forecast_accuracy",
-        "04_forecast_accuracy__2025-11-17__6",
+        "04_forecast_accuracy__2025-11-17__4",
         "05_pipeline_review",
     ]
     assert plan.specs[0].parameters == {}
-    assert plan.specs[4].parameters == {"as_of": "2025-11-17", "history": 6}
+    assert plan.specs[4].parameters == {"as_of": "2025-11-17", "history": 4}
 
 
 def test_report_header_escapes_and_masks_passwords():

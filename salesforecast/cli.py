@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -19,15 +20,16 @@ from salesforecast.schema import CRMData, DataFileError
 __all__ = ["main", "validation_report"]
 
 
-def validation_report(data: CRMData) -> dict[str, dict]:
+def validation_report(data: CRMData) -> dict[str, Any]:
     """Counts per table and quarantine counts by reason, as ``validate --json`` prints them.
 
     Returns
     -------
     dict
-        ``{table: {"read": n, "accepted": n, "quarantined": n, "reasons": {reason: n}}}``
+        ``{table: {"read": n, "accepted": n, "quarantined": n, "reasons": {reason: n}}, ..., "notes": [...]}``:
+        one entry per table, and the importer's notes (`CRMData.notes`, often the reason behind a quarantine).
     """
-    out: dict[str, dict] = {}
+    out: dict[str, Any] = {}
     by_reason = data.quarantine_summary()
     for table, row in data.counts.iterrows():
         reasons = by_reason[by_reason["table"] == table]
@@ -37,6 +39,7 @@ def validation_report(data: CRMData) -> dict[str, dict]:
             "quarantined": int(row["quarantined"]),
             "reasons": {str(r): int(n) for r, n in zip(reasons["reason"], reasons["rows"], strict=True)},
         }
+    out["notes"] = list(data.notes)
     return out
 
 
@@ -45,6 +48,8 @@ def _print_validation(data: CRMData, source: str, examples: int) -> None:
     print(f"process: {data.process.name} ({len(data.process.open_stages)} open stages)")
     print()
     print(data.counts.to_string())
+    for note in data.notes:
+        print(f"\nnote: {note}")
     q = data.quarantine
     if q.empty:
         print("\nno rows quarantined")

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -609,13 +609,29 @@ class CRMData:
         ------
         KeyError
             When `team` is given and opportunities have no ``team`` column.
+        ValueError
+            When `team` or `owner` names nobody in the data (a typo, or another CRM's name): the message lists
+            the known ones.
         """
         opps = self.opportunities
         if team:
             if "team" not in opps.columns:
                 raise KeyError("opportunities has no 'team' column to filter on")
+            teams = set(opps["team"].dropna().astype("str"))
+            if "team" in self.forecast_submissions.columns:
+                teams |= set(self.forecast_submissions["team"].dropna().astype("str"))
+            if team not in teams:
+                raise ValueError(f"team {team!r} is not in the data; teams: {sorted(teams)}")
             opps = opps[opps["team"] == team]
         if owner:
+            owners_known = set()
+            for df in (self.opportunities, self.leads, self.forecast_submissions, self.quotas):
+                if "owner" in df.columns:
+                    owners_known |= set(df["owner"].dropna().astype("str"))
+            if owner not in owners_known:
+                shown = sorted(owners_known)
+                more = f" ... ({len(shown)} in all)" if len(shown) > 30 else ""
+                raise ValueError(f"owner {owner!r} is not in the data; owners: {shown[:30]}{more}")
             opps = opps[opps["owner"] == owner]
         if not team and not owner:
             return self
@@ -663,8 +679,9 @@ class CRMData:
         """Write the accepted tables as a canonical folder (``csv`` or ``parquet``) and return its path.
 
         Timestamps are written as ISO 8601 text in CSV; empty tables are skipped. The process map is written
-        as ``process.yml`` beside them, the importer's `notes` (if any) as ``notes.txt``, one per line, which
-        `read_canonical` reads back.
+        as ``process.yml`` beside them, the importer's `notes` (if any) as ``notes.txt``, one per line, and the
+        quarantined rows (if any) as ``quarantine.csv``: `read_canonical` reads both back, so a folder written by
+        an importer still tells how many rows were read and why some were set aside.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -680,6 +697,8 @@ class CRMData:
         self.process.to_yaml(folder / "process.yml")
         if self.notes:
             (folder / "notes.txt").write_text("".join(f"{n}\n" for n in self.notes), encoding="utf-8")
+        if len(self.quarantine):
+            self.quarantine.to_csv(folder / "quarantine.csv", index=False, lineterminator="\n")
         return folder
 
 
@@ -958,4 +977,26 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     notes = folder / "notes.txt"
     if notes.is_file():  # what the importer that wrote the folder had to say
         data.notes = tuple(line for line in notes.read_text(encoding="utf-8").splitlines() if line.strip())
+    earlier = folder / "quarantine.csv"
+    if earlier.is_file():  # rows the importer set aside: they were read too
+        data = _with_earlier_quarantine(data, earlier)
     return data
+
+
+def _with_earlier_quarantine(data: CRMData, path: Path) -> CRMData:
+    """Add the quarantine an importer wrote beside a canonical folder to the data's quarantine and counts."""
+    q = pd.read_csv(path, dtype="str", keep_default_na=False)
+    missing = [c for c in QUARANTINE_COLUMNS if c not in q.columns]
+    if missing:
+        raise DataFileError(f"{path}: not a quarantine file: no column {missing[0]!r}", file=str(path))
+    q = q[list(QUARANTINE_COLUMNS)].copy()
+    q["row"] = pd.to_numeric(q["row"], errors="coerce").fillna(0).astype("int64")
+    q["details"] = q["details"].astype("str") + " (quarantined at import)"
+    counts = data.counts.copy()
+    per_table = q.groupby("table").size()
+    for table, n in per_table.items():
+        if table in counts.index:
+            counts.loc[table, "read"] += int(n)
+            counts.loc[table, "quarantined"] += int(n)
+    quarantine = pd.concat([q.astype(data.quarantine.dtypes.to_dict()), data.quarantine], ignore_index=True)
+    return replace(data, quarantine=quarantine, counts=counts)

@@ -351,3 +351,36 @@ def test_import_notes_survive_filtering_and_a_canonical_folder(tmp_path):
     back = read_canonical(data.to_folder(tmp_path / "crm"))
     assert back.notes == data.notes
     assert load_sample().notes == ()  # the sample has nothing to confess
+
+
+def test_a_folder_written_by_an_importer_keeps_its_quarantine(tmp_path):
+    raw = {
+        "opportunities": pd.DataFrame(
+            {
+                "opportunity_id": ["A", "B"],
+                "owner": ["ann", "bob"],
+                "created_at": ["2024-01-02", "2024-01-03"],
+                "stage": ["Prospecting", "Prospecting"],
+                "amount": ["100", "-5"],
+                "close_date": ["2024-03-01", "2024-03-01"],
+                "is_closed": ["0", "0"],
+                "is_won": ["0", "0"],
+            }
+        )
+    }
+    data = validate(raw)
+    assert data.counts.loc["opportunities", "quarantined"] == 1
+    back = read_canonical(data.to_folder(tmp_path / "crm"))
+    assert back.counts.loc["opportunities"].tolist() == [2, 1, 1]  # read, accepted, quarantined as imported
+    assert back.quarantine["reason"].tolist() == ["negative amount"]
+    assert "quarantined at import" in back.quarantine["details"].iloc[0]
+
+
+def test_filter_names_unknown_teams_and_owners():
+    from salesforecast.datasets import load_sample
+
+    data = load_sample()
+    with pytest.raises(ValueError, match=r"team 'AMER' is not in the data; teams: \['APAC', 'EMEA'"):
+        data.filter(team="AMER")
+    with pytest.raises(ValueError, match="owner 'Nobody' is not in the data"):
+        data.filter(owner="Nobody")

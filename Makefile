@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 LINT_PATHS := salesforecast tests notebooks benchmarks scripts
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv test reports lab lint format clean distclean
+.PHONY: help venv test reports lab lint format clean distclean bench
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -38,6 +38,12 @@ test: venv ## run the test suite (all of it, slow-marked tests too), 2 workers
 
 reports: venv ## render every report of reports.yml to reports/<run>/ and reports/latest/ (ARGS="-p source=DIR")
 	$(BIN)/salesforecast report --config $(CONFIG) $(ARGS)
+
+bench: venv ## run every benchmark (results in benchmarks/results/, tables in benchmarks/README.md)
+	$(BIN)/python benchmarks/uci_bank_marketing.py
+	$(BIN)/python benchmarks/lead_scoring_speed.py
+	$(BIN)/python benchmarks/report_suite.py
+	$(BIN)/python benchmarks/scale.py --sizes 100000 1000000
 
 lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=salesforecast $(ALLOW_ROOT)

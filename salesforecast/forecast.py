@@ -847,7 +847,8 @@ def backtest(
                     cat = "best_case" if m == "submitted_best_case" else "commit"
                     latest = _latest_submissions(subs, label, cat, t)
                     if len(latest):
-                        latest = _with_team(latest, _owner_team(opps_by_created, t))
+                        if "team" not in latest.columns or latest["team"].isna().any():  # team from the deals
+                            latest = _with_team(latest, _owner_team(opps_by_created, t))
                         values = latest["amount"].to_numpy("float64")
                         if m == "bias_corrected_commit":
                             b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")

@@ -213,6 +213,29 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return out, codes, opp_pos
 
 
+def _snapshot_rows(iv: pd.DataFrame, dates: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Which open states hold at which dates: rows of `iv` (from `_intervals`) and the index of the date in `dates`.
+
+    Ordered by date, then by row of `iv` (so by opportunity id: `iv` is sorted by opportunity, and one opportunity
+    has at most one state at a time). Cost O(states x log(dates) + output rows).
+    """
+    d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
+    start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
+    end_raw = iv["end"].to_numpy("datetime64[us]").view(np.int64)
+    end = np.where(end_raw == np.iinfo(np.int64).min, _MAX, end_raw)
+    lo = np.searchsorted(d, start, side="left")
+    hi = np.searchsorted(d, end, side="left")
+    n = np.where(iv["is_open"].to_numpy(), hi - lo, 0)
+    total = int(n.sum())
+    rows = np.repeat(np.arange(len(iv)), n)
+    offsets = np.cumsum(n) - n
+    date_idx = lo[rows] + (np.arange(total) - offsets[rows])
+    # a stable sort on the date alone keeps the rows of each date in the order of iv (radix sort for small ints)
+    small = np.int16 if len(d) < 2**15 else np.int64
+    order = np.argsort(date_idx.astype(small), kind="stable")
+    return rows[order], date_idx[order]
+
+
 def stage_intervals(data: CRMData) -> pd.DataFrame:
     """Each opportunity's history as validity intervals.
 
@@ -272,23 +295,8 @@ def pipeline_snapshots(
     np.True_
     """
     dates = to_dates(as_of)
-    iv, iv_codes, iv_opp_pos = _intervals(data)
-    d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
-    start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
-    end_raw = iv["end"].to_numpy("datetime64[us]").view(np.int64)
-    end = np.where(end_raw == np.iinfo(np.int64).min, _MAX, end_raw)
-    open_mask = iv["is_open"].to_numpy()
-    lo = np.searchsorted(d, start, side="left")
-    hi = np.searchsorted(d, end, side="left")
-    n = np.where(open_mask, hi - lo, 0)
-    total = int(n.sum())
-    rows = np.repeat(np.arange(len(iv)), n)
-    offsets = np.cumsum(n) - n
-    date_idx = lo[rows] + (np.arange(total) - offsets[rows])
-
-    codes = iv_codes[rows]
-    order = np.lexsort((codes, date_idx))
-    rows, date_idx = rows[order], date_idx[order]
+    iv, _, iv_opp_pos = _intervals(data)
+    rows, date_idx = _snapshot_rows(iv, dates)
 
     sel = iv.iloc[rows].reset_index(drop=True)
     when = pd.Series(dates[date_idx], name="as_of")

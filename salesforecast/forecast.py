@@ -64,10 +64,10 @@ import pandas as pd
 from salesforecast.metrics import METRIC_DEFINITIONS, evaluate
 from salesforecast.models.bookings import BookingsModel
 from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
-from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.models.stage_conversion import StageConversionModel, _Runs
 from salesforecast.schema import CRMData
 from salesforecast.simulation import simulate_bookings
-from salesforecast.snapshots import pipeline_snapshots, stage_intervals
+from salesforecast.snapshots import _intervals, _snapshot_rows, pipeline_snapshots, to_dates
 
 __all__ = [
     "METHODS",
@@ -181,9 +181,9 @@ def _groups(data: CRMData, groups: Sequence[str]) -> _Groups:
             continue
         if g not in opps.columns:
             raise ValueError(f"groups: opportunities has no column {g!r}; available: {list(opps.columns)}")
-        values = set(opps[g].dropna().astype("str"))
+        values = set(pd.unique(opps[g].dropna().astype("str")))
         if g in subs.columns:
-            values |= set(subs[g].dropna().astype("str"))
+            values |= set(pd.unique(subs[g].dropna().astype("str")))
         lab = np.array([*sorted(values - {_MISSING}), _MISSING], dtype=object)
         names.append(g)
         labels.append(lab)
@@ -192,8 +192,29 @@ def _groups(data: CRMData, groups: Sequence[str]) -> _Groups:
     return _Groups(names, labels, offsets, index)
 
 
+@dataclass
+class _Snap:
+    """The open pipeline at one date, as arrays (what `pipeline_snapshots` gives, for the columns used here)."""
+
+    t: pd.Timestamp
+    opp: np.ndarray  # row in opportunities
+    stage: np.ndarray  # stage code in the process map's order (-1 unknown)
+    amount: np.ndarray  # 0 where missing
+    close: np.ndarray  # close date, datetime64[us]
+    days: np.ndarray  # days in stage
+    codes: np.ndarray  # (groupings, rows): group codes
+
+    def __len__(self) -> int:
+        return len(self.opp)
+
+
+def _clean_days(days: np.ndarray) -> np.ndarray:
+    """Days in stage as the stage-conversion model reads them (missing or negative: 0)."""
+    return np.where(np.isfinite(days), np.maximum(days, 0.0), 0.0)
+
+
 class _Context:
-    """What every cutoff needs, computed once: the wins, the group codes, the periods."""
+    """What every cutoff needs, computed once: the stage intervals, the wins, the group codes, the periods."""
 
     def __init__(self, data: CRMData, period: str, groups: Sequence[str]) -> None:
         self.data = data
@@ -201,54 +222,97 @@ class _Context:
         self.cal = data.process.calendar
         self.groups = _groups(data, groups)
         self.static = [g for g in self.groups.names if g != "total"]
-        iv = stage_intervals(data)
-        won = iv.loc[iv["stage"].isin(data.process.won_stages)].reset_index(drop=True)
-        opp_pos = pd.Index(data.opportunities["opportunity_id"]).get_indexer(won["opportunity_id"])
-        for c in self.static:
-            won[c] = data.opportunities[c].take(opp_pos).reset_index(drop=True)
-        self.won_start = won["start"].to_numpy("datetime64[us]")
-        end = won["end"].to_numpy("datetime64[us]")
-        self.won_end = np.where(np.isnat(end), np.datetime64("9999-12-31", "us"), end)
-        self.won_close = won["close_date"].to_numpy("datetime64[us]")
-        self.won_created = won["created_at"].to_numpy("datetime64[us]")
-        self.won_amount = won["amount"].to_numpy("float64")
-        self.won_id = won["opportunity_id"].to_numpy()
-        self.won_codes = self.groups.codes(won)
-        self.owners = pd.Index(sorted(set(data.opportunities["owner"].dropna().astype("str"))))
-        self.won_owner = self.owners.get_indexer(data.opportunities["owner"].astype("str").take(opp_pos))
+        process = data.process
         opps = data.opportunities
-        final = opps.loc[opps["is_won"].to_numpy(dtype=bool)]
-        self.final_close = final["close_date"].to_numpy("datetime64[us]")
-        self.final_amount = final["amount"].to_numpy("float64")
-        self.final_codes = self.groups.codes(final)
+        self.intervals = _intervals(data)
+        iv, _, opp_pos = self.intervals
+        self.iv = iv
+        self.iv_opp = np.asarray(opp_pos, dtype=np.int64)
+        self.opp_codes = self.groups.codes(opps)  # (groupings, opportunities)
+        names = pd.Index(process.stage_names)
+        codes, uniques = pd.factorize(iv["stage"])
+        known = names.get_indexer(process.map_stages(pd.Series(uniques, dtype="str"))).astype(np.int64)
+        self.iv_stage = np.append(known, -1)[codes]
+        self.iv_amount = np.nan_to_num(iv["amount"].to_numpy("float64"))
+        self.iv_close = iv["close_date"].to_numpy("datetime64[us]")
+        self.iv_entered = iv["stage_entered_at"].to_numpy("datetime64[us]")
+        self.crm_probability = np.append(process.probability.reindex(names).fillna(0.0).to_numpy("float64"), 0.0)
+        won = np.flatnonzero(np.isin(self.iv_stage, [names.get_loc(x) for x in process.won_stages]))
+        # won states by close date: a period's wins are one slice (`_won_slice`)
+        won = won[np.argsort(self.iv_close[won], kind="stable")]
+        self.won_start = iv["start"].to_numpy("datetime64[us]")[won]
+        end = iv["end"].to_numpy("datetime64[us]")[won]
+        self.won_end = np.where(np.isnat(end), np.datetime64("9999-12-31", "us"), end)
+        self.won_close = self.iv_close[won]
+        self.won_created = iv["created_at"].to_numpy("datetime64[us]")[won]
+        self.won_amount = iv["amount"].to_numpy("float64")[won]
+        self.won_opp = self.iv_opp[won]
+        self.won_codes = self.opp_codes[:, self.won_opp]
+        self.owners = pd.Index(sorted(set(opps["owner"].dropna().astype("str"))))
+        self.opp_owner = self.owners.get_indexer(opps["owner"].astype("str"))
+        self.won_owner = self.opp_owner[self.won_opp]
+        final = opps["is_won"].to_numpy(dtype=bool)
+        self.final_close = opps["close_date"].to_numpy("datetime64[us]")[final]
+        self.final_amount = opps["amount"].to_numpy("float64")[final]
+        self.final_codes = self.opp_codes[:, final]
         self.first_day = pd.Timestamp(opps["created_at"].min()).normalize()
         self.end = data_end(data)
+        self._snap_rows: dict[pd.Timestamp, np.ndarray] = {}
+        self._past: dict[pd.Timestamp, list[str]] = {}
+        self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+
+    def add_snapshots(self, dates: Iterable[Any]) -> None:
+        """Rebuild the open pipeline at `dates` (once: `snap` then reads it at any of them)."""
+        idx = to_dates(list(dates))
+        rows, date_idx = _snapshot_rows(self.iv, idx)
+        cuts = np.searchsorted(date_idx, np.arange(len(idx) + 1))
+        for i, t in enumerate(idx):
+            self._snap_rows[pd.Timestamp(t)] = rows[cuts[i] : cuts[i + 1]]
+
+    def snap(self, t: pd.Timestamp) -> _Snap:
+        """The pipeline at `t` (a date given to `add_snapshots`; none there: empty)."""
+        rows = self._snap_rows.get(pd.Timestamp(t), np.zeros(0, dtype=np.int64))
+        opp = self.iv_opp[rows]
+        t64 = np.datetime64(pd.Timestamp(t), "us")
+        return _Snap(
+            t=pd.Timestamp(t),
+            opp=opp,
+            stage=self.iv_stage[rows],
+            amount=self.iv_amount[rows],
+            close=self.iv_close[rows],
+            days=_clean_days((t64 - self.iv_entered[rows]) / np.timedelta64(86_400_000_000, "us")),
+            codes=self.opp_codes[:, opp],
+        )
+
+    def has_snap(self, t: pd.Timestamp) -> bool:
+        """Whether the pipeline was rebuilt at `t` and had an open deal then."""
+        rows = self._snap_rows.get(pd.Timestamp(t))
+        return rows is not None and len(rows) > 0
 
     def bounds(self, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-        return self.cal.period_bounds(label)
+        if label not in self._bounds:
+            self._bounds[label] = self.cal.period_bounds(label)
+        return self._bounds[label]
 
-    def _won_mask(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
-        """Won states that hold at `t`, with a close date in ``[start, end)``."""
+    def _won_rows(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
+        """Won states that hold at `t`, with a close date in ``[start, end)`` (positions in the won arrays)."""
+        lo, hi = np.searchsorted(self.won_close, [np.datetime64(start, "us"), np.datetime64(end, "us")])
         t64 = np.datetime64(t, "us")
-        return (
-            (self.won_start <= t64)
-            & (self.won_end > t64)
-            & (self.won_close >= np.datetime64(start, "us"))
-            & (self.won_close < np.datetime64(end, "us"))
-        )
+        held = (self.won_start[lo:hi] <= t64) & (self.won_end[lo:hi] > t64)
+        return lo + np.flatnonzero(held)
 
     def won_known(self, t: pd.Timestamp, start: Any, end: Any, created_after: Any = None) -> np.ndarray:
         """Per group: amount of deals whose state at `t` is won, with a close date in ``[start, end)``."""
-        mask = self._won_mask(t, start, end)
+        idx = self._won_rows(t, start, end)
         if created_after is not None:
-            mask &= self.won_created > np.datetime64(created_after, "us")
-        idx = np.flatnonzero(mask)
+            idx = idx[self.won_created[idx] > np.datetime64(created_after, "us")]
         return self.groups.sum(self.won_codes[:, idx], self.won_amount[idx])
 
     def won_by_owner(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
         """Per owner of `owners`: amount of deals whose state at `t` is won, with a close date in the range."""
-        mask = self._won_mask(t, start, end) & (self.won_owner >= 0)
-        return np.bincount(self.won_owner[mask], self.won_amount[mask], minlength=len(self.owners))
+        idx = self._won_rows(t, start, end)
+        idx = idx[self.won_owner[idx] >= 0]
+        return np.bincount(self.won_owner[idx], self.won_amount[idx], minlength=len(self.owners))
 
     def actual(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
         """Per group: final bookings of ``[start, end)``; NaN when the period is not over at the data end."""
@@ -260,13 +324,17 @@ class _Context:
 
     def past_periods(self, t: pd.Timestamp, n: int) -> list[str]:
         """The `n` most recent periods that ended at or before `t` and started on or after the first day."""
-        labels = self.cal.periods_between(self.first_day, t, self.period)
-        out = []
-        for label in labels:
-            s, e = self.bounds(label)
-            if s >= self.first_day and e <= t:
-                out.append(label)
-        return out[-n:] if n else out
+        t = pd.Timestamp(t)
+        if t not in self._past:
+            labels = self.cal.periods_between(self.first_day, t, self.period)
+            out = []
+            for label in labels:
+                s, e = self.bounds(label)
+                if s >= self.first_day and e <= t:
+                    out.append(label)
+            self._past[t] = out
+        out = self._past[t]
+        return out[-n:] if n else list(out)
 
     def new_deals(self, t: pd.Timestamp, end: pd.Timestamp, n_periods: int) -> np.ndarray:
         """(n past periods, groups): bookings of deals created in the last ``end - t`` of each and won in it."""
@@ -488,20 +556,36 @@ def _seed(seed: int, t: pd.Timestamp, salt: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------------------------- the backtest
+def _segment_of(ctx: _Context, model: StageConversionModel) -> np.ndarray:
+    """Per opportunity: its group in `model` (0: the overall model; segments from 1)."""
+    if model.segment is None:
+        return np.zeros(len(ctx.data.opportunities), dtype=np.int64)
+    codes, uniques = pd.factorize(ctx.data.opportunities[model.segment])
+    return model._segment_groups(uniques)[codes]
+
+
 def _predict_within(
-    model: StageConversionModel, snaps: Sequence[pd.DataFrame], ends: Sequence[Any]
+    model: StageConversionModel, seg: np.ndarray, snaps: Sequence[_Snap], ends: Sequence[Any]
 ) -> list[np.ndarray]:
     """`predict_close_within` of several snapshots (each with its period end) in one call; missing stage: 0."""
     sizes = [len(x) for x in snaps]
     if sum(sizes) == 0:
         return [np.zeros(0) for _ in snaps]
-    rows = pd.concat(list(snaps), ignore_index=True)
-    end = np.repeat(np.array([np.datetime64(pd.Timestamp(x), "us") for x in ends]), sizes)
-    q = model.predict_close_within(rows, end).fillna(0.0).to_numpy()
-    return np.split(q, np.cumsum(sizes)[:-1])
+    start = np.repeat(np.array([np.datetime64(x.t, "us") for x in snaps]), sizes).view(np.int64)
+    end = np.repeat(np.array([np.datetime64(pd.Timestamp(x), "us") for x in ends]), sizes).view(np.int64)
+    q = model._close_within_codes(
+        np.concatenate([x.stage for x in snaps]),
+        seg[np.concatenate([x.opp for x in snaps])],
+        np.concatenate([x.days for x in snaps]),
+        start,
+        end,
+    )
+    return np.split(np.nan_to_num(q, nan=0.0), np.cumsum(sizes)[:-1])
 
 
-def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, n_new: int) -> float:
+def _shock_sd(
+    ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit_at: pd.Timestamp, n_new: int
+) -> float:
     """Over-dispersion of past periods' bookings beyond the Bernoulli variance, as a log-sd of a shared shock.
 
     For each of the last 8 periods closed at `refit_at`: expected ``E`` and Bernoulli variance ``V`` of its bookings
@@ -511,13 +595,14 @@ def _shock_sd(ctx: _Context, model: StageConversionModel, snaps: dict, refit_at:
     """
     lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the total: take the first
     periods = [(p, *ctx.bounds(p)) for p in ctx.past_periods(refit_at, 8)]
-    periods = [(p, s, e) for p, s, e in periods if s in snaps]
+    periods = [(p, s, e) for p, s, e in periods if ctx.has_snap(s)]
     if len(periods) < 3:
         return 0.0
-    qs = _predict_within(model, [snaps[s] for _, s, _ in periods], [e for _, _, e in periods])
+    snaps = [ctx.snap(s) for _, s, _ in periods]
+    qs = _predict_within(model, seg, snaps, [e for _, _, e in periods])
     num, den = 0.0, 0.0
-    for (_, s, e), q in zip(periods, qs, strict=True):
-        a = snaps[s]["amount"].fillna(0.0).to_numpy()
+    for (_, s, e), snap, q in zip(periods, snaps, qs, strict=True):
+        a = snap.amount
         x = float(np.sum(a * q))
         var = float(np.sum(a * a * q * (1 - q)))
         nd = ctx.new_deals(s, e, n_new)[:, lo:hi].sum(axis=1)
@@ -548,7 +633,12 @@ def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, left: Iterable[int
 
 
 def _horizon_factors(
-    ctx: _Context, model: StageConversionModel, snaps: dict, refit_at: pd.Timestamp, pairs: list[tuple], prior: float
+    ctx: _Context,
+    model: StageConversionModel,
+    seg: np.ndarray,
+    refit_at: pd.Timestamp,
+    pairs: list[tuple],
+    prior: float,
 ) -> dict[float, float]:
     """Per days-before-end: (bookings from the deals open then) / (what the model expected of them), in earlier periods.
 
@@ -557,33 +647,37 @@ def _horizon_factors(
     number of days before the end of each earlier closed period, and comparing with what those deals booked (as
     known at `refit_at`), gives one factor per horizon, shrunk toward 1 by `prior` periods' worth of expectation.
     """
-    if not pairs:
-        return {}
-    used = [pair for pair in pairs if snaps.get(pair[4]) is not None and len(snaps[pair[4]])]
+    used = [(pair, ctx.snap(pair[4])) for pair in pairs if ctx.has_snap(pair[4])]
+    used = [(pair, snap) for pair, snap in used if len(snap)]
     if not used:
         return {}
-    rows = pd.concat([snaps[pair[4]] for pair in used], ignore_index=True)
-    key = np.repeat(np.arange(len(used)), [len(snaps[pair[4]]) for pair in used])
-    start = np.array([np.datetime64(pair[1], "us") for pair in used])[key]
-    end = np.array([np.datetime64(pair[2], "us") for pair in used])[key]
-    q = model.predict_close_within(rows, end).fillna(0.0).to_numpy()
-    amount = rows["amount"].fillna(0.0).to_numpy()
+    sizes = [len(snap) for _, snap in used]
+    key = np.repeat(np.arange(len(used)), sizes)
+    q = np.concatenate(_predict_within(model, seg, [snap for _, snap in used], [pair[2] for pair, _ in used]))
+    start = np.array([np.datetime64(pair[1], "us") for pair, _ in used])[key]
+    end = np.array([np.datetime64(pair[2], "us") for pair, _ in used])[key]
+    amount = np.concatenate([snap.amount for _, snap in used])
+    opp = np.concatenate([snap.opp for _, snap in used])
     # what each deal booked: won at refit_at with a close date in the period replayed
     t64 = np.datetime64(refit_at, "us")
-    known = (ctx.won_start <= t64) & (ctx.won_end > t64)
-    won = pd.DataFrame(
-        {"opportunity_id": ctx.won_id[known], "close": ctx.won_close[known], "amt": ctx.won_amount[known]}
-    )
-    won = won.drop_duplicates("opportunity_id", keep="last").set_index("opportunity_id")
-    close = won["close"].reindex(rows["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
-    booked = won["amt"].reindex(rows["opportunity_id"].to_numpy()).fillna(0.0).to_numpy()
-    y = np.where((close >= start) & (close < end), booked, 0.0)
+    known = np.flatnonzero((ctx.won_start <= t64) & (ctx.won_end > t64))
+    n_opps = len(ctx.data.opportunities)
+    booked_close = np.full(n_opps, np.datetime64("NaT"), dtype="datetime64[us]")
+    booked_amount = np.zeros(n_opps)
+    booked_close[ctx.won_opp[known]] = ctx.won_close[known]
+    booked_amount[ctx.won_opp[known]] = np.nan_to_num(ctx.won_amount[known])
+    close = booked_close[opp]
+    y = np.where((close >= start) & (close < end), booked_amount[opp], 0.0)
     x = amount * q
-    table = pd.DataFrame({"d": np.array([u[3] for u in used])[key], "x": x, "y": y, "p": key})
-    per = table.groupby("d").agg(x=("x", "sum"), y=("y", "sum"), n=("p", "nunique"))
-    unit = per["x"] / per["n"]
-    factor = (per["y"] + prior * unit) / (per["x"] + prior * unit)
-    return {int(d): float(f) for d, f in factor.items() if np.isfinite(f)}
+    # per horizon: expected and booked amounts summed over the periods replayed, and how many periods
+    horizons, pair_d = np.unique(np.array([pair[3] for pair, _ in used]), return_inverse=True)
+    row_d = pair_d[key]
+    sum_x = np.bincount(row_d, x, minlength=len(horizons))
+    sum_y = np.bincount(row_d, y, minlength=len(horizons))
+    unit = sum_x / np.bincount(pair_d, minlength=len(horizons))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = (sum_y + prior * unit) / (sum_x + prior * unit)
+    return {int(d): float(f) for d, f in zip(horizons, factor, strict=True) if np.isfinite(f)}
 
 
 def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]) -> np.ndarray:
@@ -737,10 +831,9 @@ def backtest(
     if "monte_carlo" in chosen and shock == "auto":
         for label in ctx.past_periods(plan["cutoff"].max(), 0):
             snap_dates.add(ctx.bounds(label)[0])
+    ctx.add_snapshots(snap_dates)
     columns = [c for c in ("owner", "team", "segment", *ctx.static) if c in data.opportunities.columns]
-    snap_all = pipeline_snapshots(data, sorted(snap_dates), columns=list(dict.fromkeys(columns)))
-    snaps = {pd.Timestamp(k): v.reset_index(drop=True) for k, v in snap_all.groupby("as_of", sort=True)}
-    empty = snap_all.iloc[:0]
+    runs = _Runs.from_data(data, ctx.intervals) if needs_sc else None
     opps_by_created = data.opportunities.sort_values("created_at", kind="stable")
     subs = data.forecast_submissions
 
@@ -755,17 +848,20 @@ def backtest(
         if needs_sc:
             seg = segment if segment is not None and segment in data.opportunities.columns else None
             try:
-                sc_model = StageConversionModel(n_bootstrap=0, segment=seg).fit(data, as_of=refit_at)
+                sc_model = StageConversionModel(n_bootstrap=0, segment=seg)._fit_runs(
+                    runs, data.opportunities, data.process, refit_at
+                )
             except ValueError:
                 sc_model = None  # no stage history yet: the methods are missing for this period
         factors: dict[int, float] = {}
         if sc_model is not None:
+            sc_seg = _segment_of(ctx, sc_model)
             factors = _horizon_factors(
-                ctx, sc_model, snaps, refit_at, calibration.get((label, refit_at), []), calibrate_prior
+                ctx, sc_model, sc_seg, refit_at, calibration.get((label, refit_at), []), calibrate_prior
             )
             if "monte_carlo" in chosen:
                 shock_sd = (
-                    _shock_sd(ctx, sc_model, snaps, refit_at, new_deal_periods) if shock == "auto" else float(shock)
+                    _shock_sd(ctx, sc_model, sc_seg, refit_at, new_deal_periods) if shock == "auto" else float(shock)
                 )
         opp_scores = None
         if "opportunity_score" in chosen and refit_at > ctx.first_day:
@@ -789,15 +885,15 @@ def backtest(
                 ts[m] = _ets(ctx, s, m, quantiles)
 
         chunk_q = {}
+        cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
+        chunk_snaps = {t: ctx.snap(t) for t in cuts}
         if sc_model is not None:
-            cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
-            qs = _predict_within(sc_model, [snaps.get(t, empty) for t in cuts], [e] * len(cuts))
+            qs = _predict_within(sc_model, sc_seg, list(chunk_snaps.values()), [e] * len(cuts))
             chunk_q = {t: np.minimum(q * factors.get(_left(e, t), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)}
-        for t in chunk["cutoff"]:
-            t = pd.Timestamp(t)
-            snap = snaps.get(t, empty)
-            codes = G.codes(snap)
-            amount = snap["amount"].fillna(0.0).to_numpy()
+        for t in cuts:
+            snap = chunk_snaps[t]
+            codes = snap.codes
+            amount = snap.amount
             won = ctx.won_known(t, s, e)
             nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
             nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
@@ -806,8 +902,8 @@ def backtest(
             for m in chosen:
                 fc = np.full((G.size, 4), np.nan)
                 if m == "crm_weighted":
-                    p = snap["stage"].map(data.process.probability).astype("float64").fillna(0.0).to_numpy()
-                    cd = snap["close_date"].to_numpy("datetime64[us]")
+                    p = ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
+                    cd = snap.close
                     inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
                     fc[:, 0] = won + G.sum(codes, amount * p * inside)
                 elif m == "stage_conversion":
@@ -815,13 +911,15 @@ def backtest(
                         fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
                 elif m == "opportunity_score":
                     if opp_scores is not None:
-                        key = pd.MultiIndex.from_arrays([snap["as_of"], snap["opportunity_id"]])
+                        ids = data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
+                        key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(t, "us")), ids])
                         p = opp_scores.reindex(key).fillna(0.0).to_numpy()
                         fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
                 elif m == "oracle" or (m == "monte_carlo" and q_sc is not None):
                     if m == "oracle":
+                        frame = pipeline_snapshots(data, [t], columns=columns)
                         p = (
-                            truth.win_within(snap, e, n_sims=400, seed=seed, process=data.process)
+                            truth.win_within(frame, e, n_sims=400, seed=seed, process=data.process)
                             .fillna(0.0)
                             .to_numpy()
                         )

@@ -84,7 +84,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, validate
-from salesforecast.snapshots import known_at, stage_intervals
+from salesforecast.snapshots import _intervals
 
 __all__ = ["StageConversionModel", "stage_visits"]
 
@@ -109,6 +109,8 @@ class _Visits:
     days: np.ndarray  # days to the next stage, or to as_of when censored
     deal_ids: pd.Index  # opportunity_id of each deal code
     final: np.ndarray  # per deal: code of its last known stage (-1 unknown)
+    duration: np.ndarray  # int64 microseconds: `days` before the division (exact, for sorting)
+    deal_pos: np.ndarray  # per deal: its row in opportunities
 
 
 def _to_us(ts: Any) -> int:
@@ -116,45 +118,125 @@ def _to_us(ts: Any) -> int:
     return int(pd.Timestamp(ts).to_datetime64().astype("datetime64[us]").astype(np.int64))
 
 
-def _visit_arrays(data: CRMData, process: SalesProcess, as_of: pd.Timestamp) -> _Visits:
-    """Collapse stage intervals into visits (runs of one stage) known at `as_of`."""
-    iv = stage_intervals(data) if len(data.opportunities) else pd.DataFrame()
-    if iv.empty:
-        none = np.zeros(0, dtype=np.int64)
-        return _Visits(none, none, none, none, np.zeros(0), pd.Index([]), none)
-    names = pd.Index(process.stage_names)
-    k = len(process.open_stages)
-    sc = names.get_indexer(iv["stage"]).astype(np.int64)  # -1: unknown stage
-    deal, deal_ids = pd.factorize(iv["opportunity_id"])  # intervals are sorted by opportunity
-    deal = deal.astype(np.int64)
-    start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
-    first = np.r_[True, deal[1:] != deal[:-1]]
-    new_run = first | np.r_[True, sc[1:] != sc[:-1]]
-    ridx = np.flatnonzero(new_run)
-    r_deal, r_stage, r_start = deal[ridx], sc[ridx], start[ridx]
-    has_next = np.r_[r_deal[1:] == r_deal[:-1], False]
-    nxt_stage = np.r_[r_stage[1:], -1]
-    nxt_start = np.r_[r_start[1:], 0]
-    last_run = ~has_next
-    final = np.full(len(deal_ids), -1, dtype=np.int64)
-    final[r_deal[last_run]] = r_stage[last_run]
+_NEVER = np.iinfo(np.int64).max
 
-    t_end = _to_us(as_of)
-    dest = np.where(has_next, nxt_stage, -1)
-    end = np.where(has_next, nxt_start, t_end)
-    late = has_next & (nxt_start > t_end)  # a change after as_of is not known yet: censor
-    dest = np.where(late, -1, dest)
-    end = np.where(late, t_end, end)
-    keep = (r_stage >= 0) & (r_stage < k) & (r_start <= t_end) & ~(has_next & ~late & (nxt_stage < 0))
-    return _Visits(
-        deal=r_deal[keep],
-        stage=r_stage[keep],
-        dest=dest[keep],
-        entered=r_start[keep],
-        days=(end[keep] - r_start[keep]) / _DAY_US,
-        deal_ids=pd.Index(deal_ids),
-        final=final,
-    )
+
+@dataclass(frozen=True)
+class _Runs:
+    """Runs of one stage in every opportunity's whole history, which `visits` cuts at any date.
+
+    Built once from `stage_intervals` of all the data; ``visits(as_of, known_only=True)`` gives exactly the visits of
+    ``known_at(data, as_of)`` (the deals known then, their changes up to then), without rebuilding the data or
+    their intervals for every date (a backtest fits at many dates).
+    """
+
+    deal: np.ndarray  # per run: deal code (runs sorted by deal, then start)
+    stage: np.ndarray  # per run: stage code in the process map's order (-1 unknown)
+    start: np.ndarray  # per run: int64 microseconds
+    deal_ids: pd.Index  # opportunity_id of each deal code (sorted)
+    deal_pos: np.ndarray  # per deal: its row in opportunities
+    created: np.ndarray  # per deal: creation, int64 microseconds
+    first_change: np.ndarray  # per deal: first stage_history change (microseconds; _NEVER without history)
+    is_closed: np.ndarray  # per deal: closed now
+    close_date: np.ndarray  # per deal: close date (microseconds; _NEVER when missing)
+    data_end: int  # the data's as_of, microseconds
+
+    @classmethod
+    def from_data(cls, data: CRMData, intervals: tuple | None = None) -> _Runs:
+        """The runs of `data` (its process map decides the stages); `intervals`: `_intervals(data)` if at hand."""
+        if len(data.opportunities) == 0:
+            none = np.zeros(0, dtype=np.int64)
+            return cls(none, none, none, pd.Index([]), none, none, none, none.astype(bool), none, _to_us(data.as_of))
+        iv, codes, opp_pos = _intervals(data) if intervals is None else intervals
+        names = pd.Index(data.process.stage_names)
+        stage_codes, uniques = pd.factorize(iv["stage"])
+        sc = np.where(stage_codes >= 0, names.get_indexer(uniques)[np.maximum(stage_codes, 0)], -1).astype(np.int64)
+        deal = np.asarray(codes, dtype=np.int64)
+        start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
+        first = np.r_[True, deal[1:] != deal[:-1]] if len(deal) else np.zeros(0, dtype=bool)
+        new_run = first | np.r_[True, sc[1:] != sc[:-1]] if len(deal) else first
+        ridx = np.flatnonzero(new_run)
+        first_rows = np.flatnonzero(first)
+        deal_pos = np.asarray(opp_pos, dtype=np.int64)[first_rows]
+        opps = data.opportunities
+        deal_ids = pd.Index(iv["opportunity_id"].take(first_rows).to_numpy())
+        hist = data.stage_history
+        first_change = np.full(len(deal_ids), _NEVER, dtype=np.int64)
+        if len(hist):
+            fc = hist.groupby("opportunity_id", sort=False)["changed_at"].min()
+            pos = deal_ids.get_indexer(fc.index)
+            ok = pos >= 0
+            first_change[pos[ok]] = fc.to_numpy("datetime64[us]").view(np.int64)[ok]
+        close = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
+        return cls(
+            deal=deal[ridx],
+            stage=sc[ridx],
+            start=start[ridx],
+            deal_ids=deal_ids,
+            deal_pos=deal_pos,
+            created=opps["created_at"].to_numpy("datetime64[us]").view(np.int64)[deal_pos],
+            first_change=first_change,
+            is_closed=opps["is_closed"].to_numpy(dtype=bool)[deal_pos],
+            close_date=np.where(close == np.iinfo(np.int64).min, _NEVER, close),
+            data_end=_to_us(data.as_of),
+        )
+
+    def known(self, t_end: int) -> np.ndarray:
+        """Per deal: whether ``known_at(data, t_end)`` keeps it.
+
+        Kept: created by then, and with a change known by then, or without history and open now or closed by then.
+        """
+        no_hist = self.first_change == _NEVER
+        return (self.created <= t_end) & (
+            (self.first_change <= t_end) | (no_hist & (~self.is_closed | (self.close_date <= t_end)))
+        )
+
+    def visits(self, as_of: pd.Timestamp, k: int, known_only: bool = True) -> _Visits:
+        """Visits to the `k` open stages known at `as_of` (see `_visit_arrays`).
+
+        With `known_only` (and `as_of` before the data end) only the deals ``known_at(data, as_of)`` keeps count,
+        with their changes up to `as_of`; otherwise every deal, and changes after `as_of` only censor.
+        """
+        t_end = _to_us(as_of)
+        deal, stage, start = self.deal, self.stage, self.start
+        deal_ids, deal_pos = self.deal_ids, self.deal_pos
+        if known_only and t_end < self.data_end:
+            kept = self.known(t_end)
+            sel = kept[deal] & (start <= t_end)
+            new_code = np.cumsum(kept) - 1
+            deal, stage, start = new_code[deal[sel]], stage[sel], start[sel]
+            deal_ids, deal_pos = deal_ids[kept], deal_pos[kept]
+        has_next = np.r_[deal[1:] == deal[:-1], False] if len(deal) else np.zeros(0, dtype=bool)
+        nxt_stage = np.r_[stage[1:], -1]
+        nxt_start = np.r_[start[1:], 0]
+        last_run = ~has_next
+        final = np.full(len(deal_ids), -1, dtype=np.int64)
+        final[deal[last_run]] = stage[last_run]
+        dest = np.where(has_next, nxt_stage, -1)
+        end = np.where(has_next, nxt_start, t_end)
+        late = has_next & (nxt_start > t_end)  # a change after as_of is not known yet: censor
+        dest = np.where(late, -1, dest)
+        end = np.where(late, t_end, end)
+        keep = (stage >= 0) & (stage < k) & (start <= t_end) & ~(has_next & ~late & (nxt_stage < 0))
+        duration = end[keep] - start[keep]
+        return _Visits(
+            deal=deal[keep],
+            stage=stage[keep],
+            dest=dest[keep],
+            entered=start[keep],
+            days=duration / _DAY_US,
+            deal_ids=deal_ids,
+            final=final,
+            duration=duration,
+            deal_pos=deal_pos,
+        )
+
+
+def _visit_arrays(data: CRMData, process: SalesProcess, as_of: pd.Timestamp) -> _Visits:
+    """Collapse stage intervals into visits (runs of one stage) known at `as_of`: changes after it only censor."""
+    if process is not data.process:
+        data = replace(data, process=process)
+    return _Runs.from_data(data).visits(as_of, len(process.open_stages), known_only=False)
 
 
 def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
@@ -201,14 +283,30 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     )
 
 
-def _risk_deficit(key: np.ndarray, days: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _deficit_order(key: np.ndarray, duration: np.ndarray, dest: np.ndarray) -> np.ndarray:
+    """Order of the visits by bin (`key`), duration (integer microseconds, >= 0), events before censorings."""
+    ev = dest >= 0
+    dbits = int(duration.max()).bit_length() if len(duration) else 0
+    kbits = int(key.max()).bit_length() if len(key) else 0
+    if kbits + dbits + 1 <= 62 and (len(key) == 0 or (key.min() >= 0 and duration.min() >= 0)):
+        # one sort of a packed integer; equal packed values are alike in everything the deficit reads
+        packed = (key.astype(np.int64) << (dbits + 1)) | (duration.astype(np.int64) << 1) | (~ev).astype(np.int64)
+        return np.argsort(packed)
+    return np.lexsort((~ev, duration, key))
+
+
+def _risk_deficit(
+    key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
     """Weight by which each censored visit was missing from the risk set of the events of its bin.
 
-    A visit censored at duration ``c`` was at risk for the events of its bin (`key`) up to ``c`` and missing for
-    the share of the bin's (weighted) events after ``c``; events at ``c`` itself count as before it. Events get 0.
+    A visit censored at duration ``c`` (integer microseconds, >= 0) was at risk for the events of its bin (`key`)
+    up to ``c`` and missing for the share of the bin's (weighted) events after ``c``; events at ``c`` itself count
+    as before it. Events get 0. `order`: `_deficit_order` of the arguments, when already at hand.
     """
     ev = dest >= 0
-    order = np.lexsort((~ev, days, key))
+    if order is None:
+        order = _deficit_order(key, duration, dest)
     ks = key[order]
     ew = np.where(ev[order], w[order], 0.0)
     cum = np.cumsum(ew)
@@ -509,12 +607,20 @@ class StageConversionModel(BaseEstimator):
                 f"available: {list(data.opportunities.columns)}"
             )
         as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
-        if as_of < data.as_of:
-            data = known_at(data, as_of)
         if process is not data.process:
             data = replace(data, process=process)
+        return self._fit_runs(_Runs.from_data(data), data.opportunities, process, as_of)
 
-        v = _visit_arrays(data, process, as_of)
+    def _fit_runs(
+        self, runs: _Runs, opportunities: pd.DataFrame, process: SalesProcess, as_of: pd.Timestamp
+    ) -> StageConversionModel:
+        """`fit` on the runs of the whole data (`_Runs.from_data`), cut at `as_of`: the data as known then.
+
+        The backtest refits at many dates from one `_Runs`; `fit` builds it for one.
+        """
+        self._check_params()
+        names = process.stage_names
+        v = runs.visits(as_of, len(process.open_stages))
         t_end = _to_us(as_of)
         sel = np.ones(len(v.stage), dtype=bool)
         if self.window_months is not None:
@@ -527,7 +633,15 @@ class StageConversionModel(BaseEstimator):
                 "no stage visits to learn from: the stage history is empty"
                 + (f" or has no visit entered in the last {self.window_months} months" if self.window_months else "")
             )
-        v = _Visits(v.deal[sel], v.stage[sel], v.dest[sel], v.entered[sel], v.days[sel], v.deal_ids, v.final)
+        v = replace(
+            v,
+            deal=v.deal[sel],
+            stage=v.stage[sel],
+            dest=v.dest[sel],
+            entered=v.entered[sel],
+            days=v.days[sel],
+            duration=v.duration[sel],
+        )
         age = (t_end - v.entered) / _DAY_US
         w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
 
@@ -559,7 +673,8 @@ class StageConversionModel(BaseEstimator):
         sb = v.stage * nb + bins
         cell = sb * width + np.where(v.dest >= 0, v.dest, n_all)
         cens = v.dest < 0
-        deficit = _risk_deficit(sb, v.days, v.dest, w)
+        order0 = _deficit_order(sb, v.duration, v.dest)
+        deficit = _risk_deficit(sb, v.duration, v.dest, w, order0)
         cell_all = np.concatenate([cell, sb[cens] * width + n_all + 1])
         w_all = np.concatenate([w, deficit[cens]])
         counts = np.bincount(cell_all, weights=w_all, minlength=n_cells).reshape(k, nb, width)
@@ -588,16 +703,21 @@ class StageConversionModel(BaseEstimator):
         seg_labels: list[Any] = []
         F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
         if self.segment is not None:
-            opp_seg = data.opportunities.set_index("opportunity_id")[self.segment]
-            deal_seg = opp_seg.reindex(v.deal_ids).to_numpy()
-            g_codes, uniques = pd.factorize(pd.Series(deal_seg), sort=True)
+            deal_seg = opportunities[self.segment].take(v.deal_pos).reset_index(drop=True)
+            g_codes, uniques = pd.factorize(deal_seg, sort=True)
             seg_labels = list(uniques)
             n_seg = len(seg_labels)
             vg = g_codes[v.deal]
             ok = vg >= 0
             if n_seg:
                 gsb = vg[ok] * (k * nb) + sb[ok]
-                gdef = _risk_deficit(gsb, v.days[ok], v.dest[ok], w[ok])
+                # the overall order, restricted to these visits and sorted again (stably) by segment
+                pos_ok = np.cumsum(ok) - 1
+                sub = pos_ok[order0[ok[order0]]]
+                vg_ok = vg[ok]
+                small = np.int16 if n_seg < 2**15 else np.int64
+                sub = sub[np.argsort(vg_ok[sub].astype(small), kind="stable")]
+                gdef = _risk_deficit(gsb, v.duration[ok], v.dest[ok], w[ok], sub)
                 gc = v.dest[ok] < 0
                 gcounts = np.bincount(
                     np.concatenate([vg[ok] * n_cells + cell[ok], gsb[gc] * width + n_all + 1]),
@@ -797,9 +917,7 @@ class StageConversionModel(BaseEstimator):
         """Per snapshot row: stage code (-1 unknown), group (0 overall, g > 0 segment) and days in stage."""
         if not isinstance(snapshot, pd.DataFrame) or "stage" not in snapshot.columns:
             raise ValueError("snapshot must be a DataFrame with a 'stage' column (see pipeline_snapshots)")
-        process = self.process_
-        stage = process.map_stages(snapshot["stage"])
-        code = pd.Index(process.stage_names).get_indexer(stage).astype(np.int64)
+        code = self._stage_codes(snapshot["stage"])
         group = np.zeros(len(snapshot), dtype=np.int64)
         if self.segment is not None:
             if self.segment not in snapshot.columns:
@@ -807,14 +925,28 @@ class StageConversionModel(BaseEstimator):
                     f"snapshot has no column {self.segment!r}; the model is segmented by it "
                     "(pipeline_snapshots copies it with columns=[...])"
                 )
-            pos = self._state["segments"].get_indexer(snapshot[self.segment])
-            group = np.where(pos >= 0, pos + 1, 0)
+            seg_codes, uniques = pd.factorize(snapshot[self.segment])
+            group = self._segment_groups(uniques)[seg_codes]
         if "days_in_stage" in snapshot.columns:
             days = pd.to_numeric(snapshot["days_in_stage"], errors="coerce").to_numpy(dtype="float64")
             days = np.where(np.isfinite(days), np.maximum(days, 0.0), 0.0)
         else:
             days = np.zeros(len(snapshot))
         return code, group, days
+
+    def _stage_codes(self, stages: pd.Series) -> np.ndarray:
+        """Code of each stage (aliases mapped) in the process map's order; -1 unknown or missing."""
+        codes, uniques = pd.factorize(stages)
+        mapped = self.process_.map_stages(pd.Series(uniques, dtype="str"))
+        known = pd.Index(self.process_.stage_names).get_indexer(mapped).astype(np.int64)
+        return np.append(known, -1)[codes]  # code -1 (missing) takes the appended -1
+
+    def _segment_groups(self, values: Any) -> np.ndarray:
+        """Model group of each segment value (0: the overall model), with one more entry, 0, for code -1."""
+        if self.segment is None:
+            return np.zeros(len(values) + 1, dtype=np.int64)
+        pos = self._state["segments"].get_indexer(pd.Index(values))
+        return np.append(np.where(pos >= 0, pos + 1, 0), 0).astype(np.int64)
 
     def _edge_position(self, s: int, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Conditioning edges around each duration of stage `s`: lower index, upper index, weight of the upper."""
@@ -857,9 +989,13 @@ class StageConversionModel(BaseEstimator):
         """
         check_is_fitted(self)
         code, group, days = self._rows(snapshot)
+        return pd.Series(self._proba_codes(code, group, days), index=snapshot.index, name="win_probability")
+
+    def _proba_codes(self, code: np.ndarray, group: np.ndarray, days: np.ndarray) -> np.ndarray:
+        """`predict_proba` on arrays: stage codes, model groups and days in stage (see `_rows`)."""
         k = len(self.process_.open_stages)
         st = self._state
-        out = np.full(len(snapshot), np.nan)
+        out = np.full(len(code), np.nan)
         out[np.isin(code, st["won_codes"])] = 1.0
         out[np.isin(code, st["lost_codes"])] = 0.0
         for s in range(k):  # a loop over stages
@@ -869,7 +1005,7 @@ class StageConversionModel(BaseEstimator):
             b, b1, a = self._edge_position(s, days[rows])
             cw = st["cw"][group[rows], s]
             out[rows] = (1.0 - a) * cw[np.arange(len(rows)), b] + a * cw[np.arange(len(rows)), b1]
-        return pd.Series(np.clip(out, 0.0, 1.0), index=snapshot.index, name="win_probability")
+        return np.clip(out, 0.0, 1.0)
 
     def _win_time_tables(self, g: int, horizon: float) -> tuple[np.ndarray, np.ndarray]:
         """Per open stage and conditioning edge: P(won within t of the edge | visit lasted to the edge).
@@ -980,27 +1116,48 @@ class StageConversionModel(BaseEstimator):
             if len(end_idx) != n:
                 raise ValueError(f"end_date has {len(end_idx)} values for {n} snapshot rows")
             end = end_idx.as_unit("us").asi8
+        out = self._close_within_codes(code, group, days, start, end)
+        return pd.Series(out, index=snapshot.index, name="win_probability_by_end")
+
+    def _close_within_codes(
+        self, code: np.ndarray, group: np.ndarray, days: np.ndarray, start: np.ndarray, end: np.ndarray
+    ) -> np.ndarray:
+        """`predict_close_within` on arrays (see `_rows`); `start`, `end`: int64 microseconds per row."""
         h = np.minimum((end - start) / _DAY_US, _MAX_HORIZON_DAYS)
-        proba = self.predict_proba(snapshot).to_numpy()
-        out = np.where(np.isin(code, self._state["won_codes"]), 1.0, np.where(np.isnan(proba), np.nan, 0.0))
+        st = self._state
         k = len(self.process_.open_stages)
-        active = (code >= 0) & (code < k) & (h > 0)
-        for g in np.unique(group[active]):  # a loop over segments
-            rows_g = np.flatnonzero(active & (group == g))
-            T, knots = self._win_time_tables(int(g), float(h[rows_g].max()))
-            for s in np.unique(code[rows_g]):  # a loop over stages
-                rows = rows_g[code[rows_g] == s]
-                b, b1, a = self._edge_position(int(s), days[rows])
-                hi = np.clip(np.searchsorted(knots, h[rows], side="right") - 1, 0, len(knots) - 2)
-                frac = np.clip((h[rows] - knots[hi]) / (knots[hi + 1] - knots[hi]), 0.0, 1.0)
-                tab = np.concatenate([np.zeros((T.shape[1], 1)), T[s]], axis=1)
-
-                def at(bi: np.ndarray, tab: np.ndarray = tab, hi: np.ndarray = hi, frac: np.ndarray = frac) -> Any:
-                    return (1.0 - frac) * tab[bi, hi] + frac * tab[bi, hi + 1]
-
-                out[rows] = (1.0 - a) * at(b) + a * at(b1)
-        out = np.where(active, np.minimum(out, proba), out)
-        return pd.Series(np.clip(out, 0.0, 1.0), index=snapshot.index, name="win_probability_by_end")
+        is_open = (code >= 0) & (code < k)
+        known = is_open | np.isin(code, st["lost_codes"])
+        out = np.where(np.isin(code, st["won_codes"]), 1.0, np.where(known, 0.0, np.nan))
+        active = np.flatnonzero(is_open & (h > 0))
+        if len(active) == 0:
+            return out
+        # rows by (segment group, stage): one sort, then a slice per pair
+        key = group[active] * k + code[active]
+        small = np.int16 if int(key.max()) < 2**15 else np.int64
+        rows_sorted = active[np.argsort(key.astype(small), kind="stable")]
+        key_sorted = group[rows_sorted] * k + code[rows_sorted]
+        cuts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1], True])
+        tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for lo, hi_ in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over (segment, stage) pairs
+            rows = rows_sorted[lo:hi_]
+            g, s = int(group[rows[0]]), int(code[rows[0]])
+            if g not in tables:  # the time-to-win tables of the segment, up to its longest horizon
+                in_g = rows_sorted[(key_sorted >= g * k) & (key_sorted < (g + 1) * k)]
+                tables[g] = self._win_time_tables(g, float(h[in_g].max()))
+            T, knots = tables[g]
+            b, b1, a = self._edge_position(s, days[rows])
+            cw = st["cw"][g, s]
+            proba = np.clip((1.0 - a) * cw[b] + a * cw[b1], 0.0, 1.0)
+            hr = h[rows]
+            hi = np.clip(np.searchsorted(knots, hr, side="right") - 1, 0, len(knots) - 2)
+            frac = np.clip((hr - knots[hi]) / (knots[hi + 1] - knots[hi]), 0.0, 1.0)
+            tab = np.concatenate([np.zeros((T.shape[1], 1)), T[s]], axis=1)
+            within = (1.0 - a) * ((1.0 - frac) * tab[b, hi] + frac * tab[b, hi + 1]) + a * (
+                (1.0 - frac) * tab[b1, hi] + frac * tab[b1, hi + 1]
+            )
+            out[rows] = np.clip(np.minimum(within, proba), 0.0, 1.0)
+        return out
 
     # ------------------------------------------------------------------ report
     @property

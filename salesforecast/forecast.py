@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,12 +202,22 @@ class _Snap:
     opp: np.ndarray  # row in opportunities
     stage: np.ndarray  # stage code in the process map's order (-1 unknown)
     amount: np.ndarray  # 0 where missing
-    close: np.ndarray  # close date, datetime64[us]
     days: np.ndarray  # days in stage
-    codes: np.ndarray  # (groupings, rows): group codes
+    ctx: _Context
+    rows: np.ndarray  # rows of the stage intervals
 
     def __len__(self) -> int:
         return len(self.opp)
+
+    @property
+    def close(self) -> np.ndarray:
+        """Close date (as it stood), datetime64[us]."""
+        return self.ctx.iv_close[self.rows]
+
+    @property
+    def codes(self) -> np.ndarray:
+        """(groupings, rows): group codes."""
+        return self.ctx.opp_codes[:, self.opp]
 
 
 def _clean_days(days: np.ndarray) -> np.ndarray:
@@ -258,7 +270,7 @@ class _Context:
         self.first_day = pd.Timestamp(opps["created_at"].min()).normalize()
         self.end = data_end(data)
         self._snap_rows: dict[pd.Timestamp, np.ndarray] = {}
-        self._past: dict[pd.Timestamp, list[str]] = {}
+        self._periods: tuple[list[tuple[str, pd.Timestamp, pd.Timestamp]], pd.Timestamp] | None = None
         self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
 
     def add_snapshots(self, dates: Iterable[Any]) -> None:
@@ -279,9 +291,9 @@ class _Context:
             opp=opp,
             stage=self.iv_stage[rows],
             amount=self.iv_amount[rows],
-            close=self.iv_close[rows],
             days=_clean_days((t64 - self.iv_entered[rows]) / np.timedelta64(86_400_000_000, "us")),
-            codes=self.opp_codes[:, opp],
+            ctx=self,
+            rows=rows,
         )
 
     def has_snap(self, t: pd.Timestamp) -> bool:
@@ -325,16 +337,11 @@ class _Context:
     def past_periods(self, t: pd.Timestamp, n: int) -> list[str]:
         """The `n` most recent periods that ended at or before `t` and started on or after the first day."""
         t = pd.Timestamp(t)
-        if t not in self._past:
-            labels = self.cal.periods_between(self.first_day, t, self.period)
-            out = []
-            for label in labels:
-                s, e = self.bounds(label)
-                if s >= self.first_day and e <= t:
-                    out.append(label)
-            self._past[t] = out
-        out = self._past[t]
-        return out[-n:] if n else list(out)
+        if self._periods is None or t > self._periods[1]:  # every period from the first day to t, once
+            labels = self.cal.periods_between(self.first_day, max(t, self.end), self.period)
+            self._periods = ([(label, *self.bounds(label)) for label in labels], max(t, self.end))
+        out = [label for label, s, e in self._periods[0] if s >= self.first_day and e <= t]
+        return out[-n:] if n else out
 
     def new_deals(self, t: pd.Timestamp, end: pd.Timestamp, n_periods: int) -> np.ndarray:
         """(n past periods, groups): bookings of deals created in the last ``end - t`` of each and won in it."""
@@ -583,9 +590,7 @@ def _predict_within(
     return np.split(np.nan_to_num(q, nan=0.0), np.cumsum(sizes)[:-1])
 
 
-def _shock_sd(
-    ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit_at: pd.Timestamp, n_new: int
-) -> float:
+def _shock_sd(ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit_at: pd.Timestamp, n_new: int) -> float:
     """Over-dispersion of past periods' bookings beyond the Bernoulli variance, as a log-sd of a shared shock.
 
     For each of the last 8 periods closed at `refit_at`: expected ``E`` and Bernoulli variance ``V`` of its bookings
@@ -733,6 +738,7 @@ def backtest(
     min_history_days: float = 365,
     seed: int = 0,
     return_samples: bool = False,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[pd.Timestamp, np.ndarray]]:
     """Replay every forecast method at every cutoff of past periods, and join what actually closed.
 
@@ -782,6 +788,9 @@ def backtest(
         cutoffs are replayed).
     return_samples : bool
         Also return the ``monte_carlo`` samples: a dict cutoff -> array (group rows of the output order, n_sims).
+    n_jobs : int, optional
+        Threads drawing the simulated futures of ``monte_carlo`` and ``oracle`` (default: the machine's cores).
+        The results do not depend on it: each cutoff draws from its own random stream.
 
     Returns
     -------
@@ -839,129 +848,171 @@ def backtest(
 
     frames = []
     samples: dict[pd.Timestamp, np.ndarray] = {}
-    for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
-        s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
-        refit_at = pd.Timestamp(refit_at)
-        actual = ctx.actual(s, e)
-        sc_model = opp_model = None
-        shock_sd = 0.0
-        if needs_sc:
-            seg = segment if segment is not None and segment in data.opportunities.columns else None
-            try:
-                sc_model = StageConversionModel(n_bootstrap=0, segment=seg)._fit_runs(
-                    runs, data.opportunities, data.process, refit_at
-                )
-            except ValueError:
-                sc_model = None  # no stage history yet: the methods are missing for this period
-        factors: dict[int, float] = {}
-        if sc_model is not None:
-            sc_seg = _segment_of(ctx, sc_model)
-            factors = _horizon_factors(
-                ctx, sc_model, sc_seg, refit_at, calibration.get((label, refit_at), []), calibrate_prior
-            )
-            if "monte_carlo" in chosen:
-                shock_sd = (
-                    _shock_sd(ctx, sc_model, sc_seg, refit_at, new_deal_periods) if shock == "auto" else float(shock)
-                )
-        opp_scores = None
-        if "opportunity_score" in chosen and refit_at > ctx.first_day:
-            try:
-                opp_model = OpportunityScoringModel(target="period", period=period).fit(data, as_of=refit_at)
-            except ValueError:
-                opp_model = None  # too little history to learn from: the method is missing for this period
-            if opp_model is not None:
-                feats = opportunity_features(data, list(chunk["cutoff"]), period=period)
-                feats["p"] = opp_model.predict_proba(feats)
-                opp_scores = feats.set_index(["as_of", "opportunity_id"])["p"]
-        bias, bias_fallback = None, 1.0
-        if "bias_corrected_commit" in chosen:
-            bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"].astype("float64")
-            usable = bias[np.isfinite(bias) & (bias > 0)]
-            # a rep without a usable bias of their own (new, or never booked) gets the median rep's
-            bias_fallback = float(usable.median()) if len(usable) else 1.0
-        ts = {}
-        for m in ("ets", "seasonal_naive"):
-            if m in chosen:
-                ts[m] = _ets(ctx, s, m, quantiles)
-
-        chunk_q = {}
-        cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
-        chunk_snaps = {t: ctx.snap(t) for t in cuts}
-        if sc_model is not None:
-            qs = _predict_within(sc_model, sc_seg, list(chunk_snaps.values()), [e] * len(cuts))
-            chunk_q = {t: np.minimum(q * factors.get(_left(e, t), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)}
-        for t in cuts:
-            snap = chunk_snaps[t]
-            codes = snap.codes
-            amount = snap.amount
-            won = ctx.won_known(t, s, e)
-            nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
-            nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
-            out: dict[str, np.ndarray] = {}
-            q_sc = chunk_q.get(t)
-            for m in chosen:
-                fc = np.full((G.size, 4), np.nan)
-                if m == "crm_weighted":
-                    p = ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
-                    cd = snap.close
-                    inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
-                    fc[:, 0] = won + G.sum(codes, amount * p * inside)
-                elif m == "stage_conversion":
-                    if q_sc is not None:
-                        fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
-                elif m == "opportunity_score":
-                    if opp_scores is not None:
-                        ids = data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
-                        key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(t, "us")), ids])
-                        p = opp_scores.reindex(key).fillna(0.0).to_numpy()
-                        fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
-                elif m == "oracle" or (m == "monte_carlo" and q_sc is not None):
-                    if m == "oracle":
-                        frame = pipeline_snapshots(data, [t], columns=columns)
-                        p = (
-                            truth.win_within(frame, e, n_sims=400, seed=seed, process=data.process)
-                            .fillna(0.0)
-                            .to_numpy()
-                        )
-                        sd = 0.0
-                    else:
-                        p, sd = q_sc, shock_sd
-                    sims = simulate_bookings(
-                        amount,
-                        p,
-                        codes,
-                        G.size,
-                        base=won,
-                        new_deals=nd,
-                        shock_sd=sd,
-                        n_sims=n_sims,
-                        rng=_seed(seed, t, 1 if m == "monte_carlo" else 2),
+    # the Monte Carlo draws of each cutoff (its own random stream) run in threads: the results do not depend on it
+    threads = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
+    if threads < 1:
+        raise ValueError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
+    simulated = {"monte_carlo", "oracle"} & set(chosen)
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and simulated else None
+    pending: list[tuple[np.ndarray, pd.Timestamp, bool, Any]] = []
+    try:
+        for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
+            s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
+            refit_at = pd.Timestamp(refit_at)
+            actual = ctx.actual(s, e)
+            sc_model = opp_model = None
+            shock_sd = 0.0
+            if needs_sc:
+                seg = segment if segment is not None and segment in data.opportunities.columns else None
+                try:
+                    sc_model = StageConversionModel(n_bootstrap=0, segment=seg)._fit_runs(
+                        runs, data.opportunities, data.process, refit_at
                     )
-                    fc[:, 0] = sims.mean(axis=1)
-                    fc[:, 1:] = np.quantile(sims, quantiles, axis=1).T
-                    if m == "monte_carlo" and return_samples:
-                        samples[t] = sims
-                elif m in ("submitted_commit", "submitted_best_case", "bias_corrected_commit"):
-                    cat = "best_case" if m == "submitted_best_case" else "commit"
-                    latest = _latest_submissions(subs, label, cat, t)
-                    if len(latest):
-                        if "team" not in latest.columns or latest["team"].isna().any():  # team from the deals
-                            latest = _with_team(latest, _owner_team(opps_by_created, t))
-                        values = latest["amount"].to_numpy("float64")
-                        if m == "bias_corrected_commit":
-                            b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")
-                            values = values / np.where(np.isfinite(b) & (b > 0), b, bias_fallback)
-                        sub_codes = G.codes(latest)
-                        counted = G.sum(sub_codes, np.isfinite(values))
-                        fc[:, 0] = np.where(counted > 0, G.sum(sub_codes, values), np.nan)
-                elif m in ts:
-                    fc[:] = ts[m]
-                out[m] = fc
-            days = (e - t) / _DAY
-            for m, fc in out.items():
-                frames.append((label, t, days, m, fc, actual))
+                except ValueError:
+                    sc_model = None  # no stage history yet: the methods are missing for this period
+            factors: dict[int, float] = {}
+            if sc_model is not None:
+                sc_seg = _segment_of(ctx, sc_model)
+                factors = _horizon_factors(
+                    ctx, sc_model, sc_seg, refit_at, calibration.get((label, refit_at), []), calibrate_prior
+                )
+                if "monte_carlo" in chosen:
+                    shock_sd = (
+                        _shock_sd(ctx, sc_model, sc_seg, refit_at, new_deal_periods)
+                        if shock == "auto"
+                        else float(shock)
+                    )
+            opp_scores = None
+            if "opportunity_score" in chosen and refit_at > ctx.first_day:
+                try:
+                    opp_model = OpportunityScoringModel(target="period", period=period).fit(data, as_of=refit_at)
+                except ValueError:
+                    opp_model = None  # too little history to learn from: the method is missing for this period
+                if opp_model is not None:
+                    feats = opportunity_features(data, list(chunk["cutoff"]), period=period)
+                    feats["p"] = opp_model.predict_proba(feats)
+                    opp_scores = feats.set_index(["as_of", "opportunity_id"])["p"]
+            bias, bias_fallback = None, 1.0
+            if "bias_corrected_commit" in chosen:
+                bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"].astype("float64")
+                usable = bias[np.isfinite(bias) & (bias > 0)]
+                # a rep without a usable bias of their own (new, or never booked) gets the median rep's
+                bias_fallback = float(usable.median()) if len(usable) else 1.0
+            ts = {}
+            for m in ("ets", "seasonal_naive"):
+                if m in chosen:
+                    ts[m] = _ets(ctx, s, m, quantiles)
+
+            chunk_q = {}
+            cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
+            chunk_snaps = {t: ctx.snap(t) for t in cuts}
+            if sc_model is not None:
+                qs = _predict_within(sc_model, sc_seg, list(chunk_snaps.values()), [e] * len(cuts))
+                chunk_q = {t: np.minimum(q * factors.get(_left(e, t), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)}
+            for t in cuts:
+                snap = chunk_snaps[t]
+                codes = snap.codes
+                amount = snap.amount
+                won = ctx.won_known(t, s, e)
+                nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
+                nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
+                out: dict[str, np.ndarray] = {}
+                q_sc = chunk_q.get(t)
+                for m in chosen:
+                    fc = np.full((G.size, 4), np.nan)
+                    if m == "crm_weighted":
+                        p = ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
+                        cd = snap.close
+                        inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
+                        fc[:, 0] = won + G.sum(codes, amount * p * inside)
+                    elif m == "stage_conversion":
+                        if q_sc is not None:
+                            fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
+                    elif m == "opportunity_score":
+                        if opp_scores is not None:
+                            ids = data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
+                            key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(t, "us")), ids])
+                            p = opp_scores.reindex(key).fillna(0.0).to_numpy()
+                            fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
+                    elif m == "oracle" or (m == "monte_carlo" and q_sc is not None):
+                        if m == "oracle":
+                            frame = pipeline_snapshots(data, [t], columns=columns)
+                            p = (
+                                truth.win_within(frame, e, n_sims=400, seed=seed, process=data.process)
+                                .fillna(0.0)
+                                .to_numpy()
+                            )
+                            sd = 0.0
+                        else:
+                            p, sd = q_sc, shock_sd
+                        args = (
+                            amount,
+                            p,
+                            codes,
+                            G.size,
+                            won,
+                            nd,
+                            sd,
+                            n_sims,
+                            _seed(seed, t, 1 if m == "monte_carlo" else 2),
+                        )
+                        keep = m == "monte_carlo" and return_samples
+                        job = (
+                            pool.submit(_simulate, args, quantiles, keep)
+                            if pool
+                            else _Done(_simulate(args, quantiles, keep))
+                        )
+                        pending.append((fc, t, keep, job))
+                    elif m in ("submitted_commit", "submitted_best_case", "bias_corrected_commit"):
+                        cat = "best_case" if m == "submitted_best_case" else "commit"
+                        latest = _latest_submissions(subs, label, cat, t)
+                        if len(latest):
+                            if "team" not in latest.columns or latest["team"].isna().any():  # team from the deals
+                                latest = _with_team(latest, _owner_team(opps_by_created, t))
+                            values = latest["amount"].to_numpy("float64")
+                            if m == "bias_corrected_commit":
+                                b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")
+                                values = values / np.where(np.isfinite(b) & (b > 0), b, bias_fallback)
+                            sub_codes = G.codes(latest)
+                            counted = G.sum(sub_codes, np.isfinite(values))
+                            fc[:, 0] = np.where(counted > 0, G.sum(sub_codes, values), np.nan)
+                    elif m in ts:
+                        fc[:] = ts[m]
+                    out[m] = fc
+                days = (e - t) / _DAY
+                for m, fc in out.items():
+                    frames.append((label, t, days, m, fc, actual))
+
+        for fc, t, keep, job in pending:  # the simulations, in the order they were asked for
+            mean, quants, sims = job.result()
+            fc[:, 0] = mean
+            fc[:, 1:] = quants
+            if keep:
+                samples[t] = sims
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     return _assemble(frames, G, return_samples, samples)
+
+
+class _Done:
+    """A result already computed, read like a future (no thread pool)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _simulate(args: tuple, quantiles: Sequence[float], keep: bool) -> tuple[np.ndarray, np.ndarray, Any]:
+    """`simulate_bookings` of one cutoff, summarised: mean and quantiles per group (and the samples if `keep`)."""
+    amount, p, codes, n_groups, base, new_deals, shock_sd, n_sims, rng = args
+    sims = simulate_bookings(
+        amount, p, codes, n_groups, base=base, new_deals=new_deals, shock_sd=shock_sd, n_sims=n_sims, rng=rng
+    )
+    return sims.mean(axis=1), np.quantile(sims, quantiles, axis=1).T, sims if keep else None
 
 
 def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> Any:

@@ -98,7 +98,7 @@ def simulate_bookings(
     return out
 
 
-#: Deals drawn per block (x n_sims uniforms): a block's arrays stay in the processor's cache.
+#: Most deals drawn per block (x n_sims uniforms): a block's arrays stay in the processor's cache.
 _BLOCK_DEALS = 512
 
 
@@ -107,31 +107,27 @@ def _simulate_pipeline(
 ) -> np.ndarray:
     """(n_groups, n_sims): sum per group of the amounts of the deals won in each simulated future.
 
-    Deals are taken cell by cell (a cell: deals with the same group in every grouping) in blocks of about
-    `_BLOCK_DEALS`; each block draws its uniforms (float32: 24 bits are plenty against a probability), sums the won
-    amounts per cell, and the cells are added to their groups at the end. The draws depend only on the
-    deals, their order within a cell and the cells' order (by group codes), so a deal that cannot be won, left out
-    before, changes nothing.
+    Deals are taken cell by cell (a cell: deals with the same group in every grouping), in blocks of at most
+    `_BLOCK_DEALS` deals of one cell. A block draws its uniforms (float32: 24 bits are plenty against a
+    probability; a deal is won when its uniform is below ``p * shock``, so always when that reaches 1), and its won
+    amounts are summed per simulated future by a matrix-vector product; the cells are added to their groups at the
+    end. The draws depend only on the deals, their order within a cell and the cells' order (by group codes), so a
+    deal that cannot be won, left out before, changes nothing.
     """
     n_sims = len(shock)
     cells, cell_of = np.unique(c, axis=1, return_inverse=True)  # cells sorted by their group codes
     cell_of = np.asarray(cell_of).reshape(-1)
     order = np.argsort(cell_of, kind="stable")
     a, p, cell_of = a[order], p[order], cell_of[order]
-    starts = np.flatnonzero(np.r_[True, cell_of[1:] != cell_of[:-1]])
-    sums = np.empty((cells.shape[1], n_sims))
+    bounds = np.flatnonzero(np.r_[True, cell_of[1:] != cell_of[:-1], True])
+    sums = np.zeros((cells.shape[1], n_sims))
     shock32 = shock.astype(np.float32)
     p32 = p.astype(np.float32)
-    bounds = np.r_[starts, len(a)]
-    i = 0
-    while i < len(starts):  # a loop over blocks of whole cells
-        j = max(i + 1, int(np.searchsorted(bounds, bounds[i] + _BLOCK_DEALS, side="right")) - 1)
-        j = min(j, len(starts))
-        lo, hi = bounds[i], bounds[j]
-        threshold = np.minimum(p32[lo:hi, None] * shock32[None, :], np.float32(1.0))
-        won = rng.random((hi - lo, n_sims), dtype=np.float32) < threshold
-        sums[i:j] = np.add.reduceat(np.where(won, a[lo:hi, None], 0.0), bounds[i:j] - lo, axis=0)
-        i = j
+    for cell, (lo_cell, hi_cell) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):  # a loop over cells
+        for lo in range(lo_cell, hi_cell, _BLOCK_DEALS):  # and over blocks of a large cell
+            hi = min(lo + _BLOCK_DEALS, hi_cell)
+            won = rng.random((hi - lo, n_sims), dtype=np.float32) < p32[lo:hi, None] * shock32[None, :]
+            sums[cell] += a[lo:hi] @ won.astype(np.float64)
     out = np.zeros((n_groups, n_sims))
     for row in cells:  # a loop over groupings: each cell adds to one group of each
         np.add.at(out, row, sums)

@@ -215,9 +215,9 @@ def test_risk_deficit_equals_loop_reference(seed):
     rng = np.random.default_rng(seed)
     n = 60
     key = rng.integers(0, 4, n)
-    days = rng.integers(0, 8, n).astype(float)  # ties between events and censorings
+    days = rng.integers(0, 8, n)  # durations in whole microseconds; ties between events and censorings
     dest = np.where(rng.random(n) < 0.3, -1, rng.integers(0, 3, n))
-    w = rng.random(n) + 0.1
+    w = rng.random(n) + 0.1 if seed % 2 else np.full(n, 0.5)  # a weight per visit, or one for all
     np.testing.assert_allclose(_risk_deficit(key, days, dest, w), _loop_risk_deficit(key, days, dest, w), atol=1e-12)
 
 
@@ -684,3 +684,71 @@ def test_intervals_cover_the_truth_at_about_their_level():
     rate = np.mean(covered)
     # 320 intervals, correlated within a data set: a wide binomial band around 0.9
     assert 0.8 <= rate <= 0.97, rate
+
+
+def _fitted_state(model: StageConversionModel) -> dict:
+    out = {
+        name: getattr(model, name)
+        for name in (
+            "transition_matrix_",
+            "transition_counts_",
+            "win_probability_",
+            "conditional_win_probability_",
+            "time_in_stage_",
+            "expected_days_to_close_",
+            "segment_win_probability_",
+        )
+    }
+    out["summary"] = model.summary
+    return out
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 100_000))
+def test_fit_at_a_date_equals_fit_on_the_data_known_then(seed):
+    # fit(as_of=t) cuts the runs of the whole history at t instead of rebuilding known_at(data, t): the two must
+    # agree, also for histories that start after creation, closed deals whose history never closes them, deals
+    # without history (open, closed before t, closed after t) and cutoffs inside a day of a creation
+    tables = random_crm(40, seed=seed)
+    hist = tables["stage_history"]
+    odd = hist["opportunity_id"].str[1:].astype(int)
+    no_terminal = hist["stage"].isin(["Closed Won", "Closed Lost"]) & (odd % 3 == 0)
+    late = ~hist["opportunity_id"].duplicated() & (odd % 4 == 1)
+    bare = odd % 7 == 2
+    hist = hist.loc[~(no_terminal | late | bare)].copy()
+    # some deals' first change comes half a day after their creation (a cutoff in between: not known yet)
+    first = ~hist["opportunity_id"].duplicated()
+    slow = first & (hist["opportunity_id"].str[1:].astype(int) % 5 == 3)
+    hist.loc[slow, "changed_at"] = pd.to_datetime(hist.loc[slow, "changed_at"]) + pd.Timedelta(hours=12)
+    tables["stage_history"] = hist
+    data = validate(tables)
+    assert len(data.quarantine) == 0
+    cutoffs = [pd.Timestamp(x) for x in ("2024-02-01", "2024-03-10 12:00", "2024-05-01")]
+    created = data.opportunities.set_index("opportunity_id")["created_at"]
+    slow_ids = hist.loc[slow, "opportunity_id"]
+    cutoffs += [created[slow_ids.iloc[0]] + pd.Timedelta(hours=6)]  # between a creation and its first change
+    for cutoff in cutoffs:
+        for kw in ({"segment": "team"}, {"half_life_days": 90.0}):
+            try:
+                want = StageConversionModel(n_bootstrap=10, **kw).fit(known_at(data, cutoff), as_of=cutoff)
+            except ValueError:
+                with pytest.raises(ValueError):
+                    StageConversionModel(n_bootstrap=10, **kw).fit(data, as_of=cutoff)
+                continue
+            got = StageConversionModel(n_bootstrap=10, **kw).fit(data, as_of=cutoff)
+            a, b = _fitted_state(got), _fitted_state(want)
+            for name in a:
+                if a[name] is None:
+                    assert b[name] is None
+                elif isinstance(a[name], pd.DataFrame):
+                    pd.testing.assert_frame_equal(a[name], b[name], rtol=1e-12, atol=1e-12)
+                else:
+                    pd.testing.assert_series_equal(a[name], b[name], rtol=1e-12, atol=1e-12)
+            pd.testing.assert_frame_equal(got.win_probability_ci_, want.win_probability_ci_, rtol=1e-12, atol=1e-12)
+            snap = pipeline_snapshots(data, cutoff, columns=["team"])
+            np.testing.assert_allclose(
+                got.predict_close_within(snap, cutoff + pd.Timedelta(days=40)).to_numpy(),
+                want.predict_close_within(snap, cutoff + pd.Timedelta(days=40)).to_numpy(),
+                rtol=1e-12,
+                atol=1e-12,
+            )

@@ -107,7 +107,6 @@ class _Visits:
     dest: np.ndarray  # code of the next stage (0..S-1), -1 while the visit is open (censored)
     entered: np.ndarray  # int64 microseconds
     days: np.ndarray  # days to the next stage, or to as_of when censored
-    deal_ids: pd.Index  # opportunity_id of each deal code
     final: np.ndarray  # per deal: code of its last known stage (-1 unknown)
     duration: np.ndarray  # int64 microseconds: `days` before the division (exact, for sorting)
     deal_pos: np.ndarray  # per deal: its row in opportunities
@@ -133,7 +132,6 @@ class _Runs:
     deal: np.ndarray  # per run: deal code (runs sorted by deal, then start)
     stage: np.ndarray  # per run: stage code in the process map's order (-1 unknown)
     start: np.ndarray  # per run: int64 microseconds
-    deal_ids: pd.Index  # opportunity_id of each deal code (sorted)
     deal_pos: np.ndarray  # per deal: its row in opportunities
     created: np.ndarray  # per deal: creation, int64 microseconds
     first_change: np.ndarray  # per deal: first stage_history change (microseconds; _NEVER without history)
@@ -146,7 +144,7 @@ class _Runs:
         """The runs of `data` (its process map decides the stages); `intervals`: `_intervals(data)` if at hand."""
         if len(data.opportunities) == 0:
             none = np.zeros(0, dtype=np.int64)
-            return cls(none, none, none, pd.Index([]), none, none, none, none.astype(bool), none, _to_us(data.as_of))
+            return cls(none, none, none, none, none, none, none.astype(bool), none, _to_us(data.as_of))
         iv, codes, opp_pos = _intervals(data) if intervals is None else intervals
         names = pd.Index(data.process.stage_names)
         stage_codes, uniques = pd.factorize(iv["stage"])
@@ -159,12 +157,14 @@ class _Runs:
         first_rows = np.flatnonzero(first)
         deal_pos = np.asarray(opp_pos, dtype=np.int64)[first_rows]
         opps = data.opportunities
-        deal_ids = pd.Index(iv["opportunity_id"].take(first_rows).to_numpy())
         hist = data.stage_history
-        first_change = np.full(len(deal_ids), _NEVER, dtype=np.int64)
+        first_change = np.full(len(deal_pos), _NEVER, dtype=np.int64)
         if len(hist):
             fc = hist.groupby("opportunity_id", sort=False)["changed_at"].min()
-            pos = deal_ids.get_indexer(fc.index)
+            deal_of_opp = np.full(len(opps), -1, dtype=np.int64)
+            deal_of_opp[deal_pos] = np.arange(len(deal_pos))
+            pos = pd.Index(opps["opportunity_id"]).get_indexer(fc.index)
+            pos = np.where(pos >= 0, deal_of_opp[np.maximum(pos, 0)], -1)
             ok = pos >= 0
             first_change[pos[ok]] = fc.to_numpy("datetime64[us]").view(np.int64)[ok]
         close = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
@@ -172,7 +172,6 @@ class _Runs:
             deal=deal[ridx],
             stage=sc[ridx],
             start=start[ridx],
-            deal_ids=deal_ids,
             deal_pos=deal_pos,
             created=opps["created_at"].to_numpy("datetime64[us]").view(np.int64)[deal_pos],
             first_change=first_change,
@@ -199,18 +198,18 @@ class _Runs:
         """
         t_end = _to_us(as_of)
         deal, stage, start = self.deal, self.stage, self.start
-        deal_ids, deal_pos = self.deal_ids, self.deal_pos
+        deal_pos = self.deal_pos
         if known_only and t_end < self.data_end:
             kept = self.known(t_end)
             sel = kept[deal] & (start <= t_end)
             new_code = np.cumsum(kept) - 1
             deal, stage, start = new_code[deal[sel]], stage[sel], start[sel]
-            deal_ids, deal_pos = deal_ids[kept], deal_pos[kept]
+            deal_pos = deal_pos[kept]
         has_next = np.r_[deal[1:] == deal[:-1], False] if len(deal) else np.zeros(0, dtype=bool)
         nxt_stage = np.r_[stage[1:], -1]
         nxt_start = np.r_[start[1:], 0]
         last_run = ~has_next
-        final = np.full(len(deal_ids), -1, dtype=np.int64)
+        final = np.full(len(deal_pos), -1, dtype=np.int64)
         final[deal[last_run]] = stage[last_run]
         dest = np.where(has_next, nxt_stage, -1)
         end = np.where(has_next, nxt_start, t_end)
@@ -225,7 +224,6 @@ class _Runs:
             dest=dest[keep],
             entered=start[keep],
             days=duration / _DAY_US,
-            deal_ids=deal_ids,
             final=final,
             duration=duration,
             deal_pos=deal_pos,
@@ -273,7 +271,7 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     nxt = pd.Series(np.where(v.dest >= 0, names[np.maximum(v.dest, 0)], None), dtype="str")
     return pd.DataFrame(
         {
-            "opportunity_id": pd.Series(v.deal_ids.take(v.deal), dtype="str"),
+            "opportunity_id": data.opportunities["opportunity_id"].take(v.deal_pos[v.deal]).reset_index(drop=True),
             "stage": pd.Series(names[v.stage], dtype="str"),
             "entered_at": v.entered.view("datetime64[us]"),
             "next_stage": nxt,
@@ -283,42 +281,45 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     )
 
 
-def _deficit_order(key: np.ndarray, duration: np.ndarray, dest: np.ndarray) -> np.ndarray:
-    """Order of the visits by bin (`key`), duration (integer microseconds, >= 0), events before censorings."""
-    ev = dest >= 0
-    dbits = int(duration.max()).bit_length() if len(duration) else 0
-    kbits = int(key.max()).bit_length() if len(key) else 0
-    if kbits + dbits + 1 <= 62 and (len(key) == 0 or (key.min() >= 0 and duration.min() >= 0)):
-        # one sort of a packed integer; equal packed values are alike in everything the deficit reads
-        packed = (key.astype(np.int64) << (dbits + 1)) | (duration.astype(np.int64) << 1) | (~ev).astype(np.int64)
-        return np.argsort(packed)
-    return np.lexsort((~ev, duration, key))
-
-
-def _risk_deficit(
-    key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np.ndarray, order: np.ndarray | None = None
-) -> np.ndarray:
+def _risk_deficit(key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weight by which each censored visit was missing from the risk set of the events of its bin.
 
     A visit censored at duration ``c`` (integer microseconds, >= 0) was at risk for the events of its bin (`key`)
     up to ``c`` and missing for the share of the bin's (weighted) events after ``c``; events at ``c`` itself count
-    as before it. Events get 0. `order`: `_deficit_order` of the arguments, when already at hand.
+    as before it. Events get 0.
+
+    The events are sorted once by (bin, duration) and each censored visit (few: the deals open at the data end) is
+    placed among them by a binary search.
     """
     ev = dest >= 0
-    if order is None:
-        order = _deficit_order(key, duration, dest)
-    ks = key[order]
-    ew = np.where(ev[order], w[order], 0.0)
-    cum = np.cumsum(ew)
-    first = np.r_[True, ks[1:] != ks[:-1]]
-    last = np.r_[first[1:], True]
-    grp = np.cumsum(first) - 1
-    before = (cum - ew)[first][grp]
-    total = cum[last][grp] - before
-    with np.errstate(invalid="ignore", divide="ignore"):
-        after = np.where(total > 0, 1.0 - (cum - before) / total, 0.0)
     out = np.zeros(len(key))
-    out[order] = np.where(ev[order], 0.0, w[order] * np.clip(after, 0.0, 1.0))
+    cens = np.flatnonzero(~ev)
+    if len(cens) == 0 or not ev.any():
+        return out
+    n_keys = int(key.max()) + 1
+    dbits = int(duration.max()).bit_length()
+    if n_keys.bit_length() + dbits + 1 > 62 or key.min() < 0 or duration.min() < 0:
+        raise ValueError("visit durations out of range (negative, or beyond a thousand years)")
+    # (bin, duration, censored last) packed in one integer: an event comes before a censoring of its bin at the
+    # same or a longer duration
+    packed_c = (key[cens].astype(np.int64) << (dbits + 1)) | (duration[cens].astype(np.int64) << 1) | 1
+    packed_e = (key[ev].astype(np.int64) << (dbits + 1)) | (duration[ev].astype(np.int64) << 1)
+    w_e = w[ev]
+    # the weight of the events before each censoring (in its bin and every earlier one) ...
+    if w_e.min() == w_e.max():  # one weight for all: counting is enough, no permutation to carry
+        before_all = np.searchsorted(np.sort(packed_e), packed_c) * float(w_e[0])
+    else:
+        order = np.argsort(packed_e)
+        cum = np.concatenate([[0.0], np.cumsum(w_e[order])])
+        before_all = cum[np.searchsorted(packed_e[order], packed_c)]
+    # ... less the events of the earlier bins
+    per_bin = np.bincount(key[ev], weights=w_e, minlength=n_keys)
+    earlier = np.concatenate([[0.0], np.cumsum(per_bin)[:-1]])
+    k_c = key[cens]
+    total = per_bin[k_c]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        after = np.where(total > 0, 1.0 - (before_all - earlier[k_c]) / total, 0.0)
+    out[cens] = w[cens] * np.clip(after, 0.0, 1.0)
     return out
 
 
@@ -619,6 +620,7 @@ class StageConversionModel(BaseEstimator):
         The backtest refits at many dates from one `_Runs`; `fit` builds it for one.
         """
         self._check_params()
+        self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # see _win_time_tables
         names = process.stage_names
         v = runs.visits(as_of, len(process.open_stages))
         t_end = _to_us(as_of)
@@ -633,15 +635,16 @@ class StageConversionModel(BaseEstimator):
                 "no stage visits to learn from: the stage history is empty"
                 + (f" or has no visit entered in the last {self.window_months} months" if self.window_months else "")
             )
-        v = replace(
-            v,
-            deal=v.deal[sel],
-            stage=v.stage[sel],
-            dest=v.dest[sel],
-            entered=v.entered[sel],
-            days=v.days[sel],
-            duration=v.duration[sel],
-        )
+        if not sel.all():
+            v = replace(
+                v,
+                deal=v.deal[sel],
+                stage=v.stage[sel],
+                dest=v.dest[sel],
+                entered=v.entered[sel],
+                days=v.days[sel],
+                duration=v.duration[sel],
+            )
         age = (t_end - v.entered) / _DAY_US
         w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
 
@@ -673,8 +676,7 @@ class StageConversionModel(BaseEstimator):
         sb = v.stage * nb + bins
         cell = sb * width + np.where(v.dest >= 0, v.dest, n_all)
         cens = v.dest < 0
-        order0 = _deficit_order(sb, v.duration, v.dest)
-        deficit = _risk_deficit(sb, v.duration, v.dest, w, order0)
+        deficit = _risk_deficit(sb, v.duration, v.dest, w)
         cell_all = np.concatenate([cell, sb[cens] * width + n_all + 1])
         w_all = np.concatenate([w, deficit[cens]])
         counts = np.bincount(cell_all, weights=w_all, minlength=n_cells).reshape(k, nb, width)
@@ -711,13 +713,7 @@ class StageConversionModel(BaseEstimator):
             ok = vg >= 0
             if n_seg:
                 gsb = vg[ok] * (k * nb) + sb[ok]
-                # the overall order, restricted to these visits and sorted again (stably) by segment
-                pos_ok = np.cumsum(ok) - 1
-                sub = pos_ok[order0[ok[order0]]]
-                vg_ok = vg[ok]
-                small = np.int16 if n_seg < 2**15 else np.int64
-                sub = sub[np.argsort(vg_ok[sub].astype(small), kind="stable")]
-                gdef = _risk_deficit(gsb, v.duration[ok], v.dest[ok], w[ok], sub)
+                gdef = _risk_deficit(gsb, v.duration[ok], v.dest[ok], w[ok])
                 gc = v.dest[ok] < 0
                 gcounts = np.bincount(
                     np.concatenate([vg[ok] * n_cells + cell[ok], gsb[gc] * width + n_all + 1]),
@@ -826,7 +822,7 @@ class StageConversionModel(BaseEstimator):
 
         # ---- deal-level counts for the summary
         pair = v.deal * k + v.stage
-        seen = np.zeros(len(v.deal_ids) * k, dtype=bool)
+        seen = np.zeros(len(v.deal_pos) * k, dtype=bool)
         seen[pair] = True
         entered_pairs = np.flatnonzero(seen)
         later = ((v.dest > v.stage) & (v.dest < k)) | np.isin(v.dest, won_codes)
@@ -1019,9 +1015,13 @@ class StageConversionModel(BaseEstimator):
         E, F, P, rate = st["edges"], st["F"][g], st["P"][g], st["tail_rate"][g]
         won = st["won_codes"]
         step = _GRID_DAYS
-        n_grid = int(np.ceil(max(horizon, step) / step)) + 2
+        n_fft = 1 << int(np.ceil(np.log2(2 * (int(np.ceil(max(horizon, step) / step)) + 2))))
+        # the grid as long as the FFT allows: one table per segment and FFT size serves every shorter horizon
+        cache = self.__dict__.setdefault("_tables", {})
+        if (g, n_fft) in cache:
+            return cache[(g, n_fft)]
+        n_grid = n_fft // 2
         t = np.arange(n_grid) * step
-        n_fft = 1 << int(np.ceil(np.log2(2 * n_grid)))
 
         def cif(s: int, x: np.ndarray) -> np.ndarray:
             """Cumulative incidence of stage `s` at durations `x`: linear inside bins, exponential in the last."""
@@ -1065,6 +1065,7 @@ class StageConversionModel(BaseEstimator):
             tab = np.maximum.accumulate(np.clip(np.nan_to_num(tab), 0.0, 1.0), axis=1)
             T[s] = tab[st["src"][g, s]]
         knots = np.concatenate([[0.0], up])
+        cache[(g, n_fft)] = (T, knots)
         return T, knots
 
     def predict_close_within(self, snapshot: pd.DataFrame, end_date: Any, as_of: Any = None) -> pd.Series:

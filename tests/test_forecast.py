@@ -139,6 +139,18 @@ def test_same_seed_same_results_and_cutoffs_do_not_interact(data, results):
     assert not np.array_equal(other["p90"].to_numpy(), again["p90"].to_numpy())
 
 
+def test_results_do_not_depend_on_the_threads(data):
+    kw = {"methods": ["monte_carlo"], "cutoffs": CUTS, "periods": [PERIOD], "n_sims": 300, "return_samples": True}
+    one, one_samples = backtest(data, n_jobs=1, **kw)
+    two, two_samples = backtest(data, n_jobs=3, **kw)
+    pd.testing.assert_frame_equal(one, two)
+    assert one_samples.keys() == two_samples.keys()
+    for t in one_samples:
+        np.testing.assert_array_equal(one_samples[t], two_samples[t])
+    with pytest.raises(ValueError, match="n_jobs"):
+        backtest(data, n_jobs=0, **kw)
+
+
 def test_monte_carlo_centres_on_the_stage_conversion_forecast(data):
     res = backtest(data, methods=["stage_conversion", "monte_carlo"], cutoffs=CUTS, periods=[PERIOD], n_sims=4000)
     total = res[res["group"] == "total"].pivot_table(index="cutoff", columns="method", values="forecast")

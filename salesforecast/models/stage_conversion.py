@@ -1150,13 +1150,17 @@ class StageConversionModel(BaseEstimator):
             b, b1, a = self._edge_position(s, days[rows])
             cw = st["cw"][g, s]
             proba = np.clip((1.0 - a) * cw[b] + a * cw[b1], 0.0, 1.0)
+            # horizons come in runs (one per snapshot): the table is read at each run's horizon once, giving one
+            # value per conditioning edge, and each row interpolates between its two edges
             hr = h[rows]
-            hi = np.clip(np.searchsorted(knots, hr, side="right") - 1, 0, len(knots) - 2)
-            frac = np.clip((hr - knots[hi]) / (knots[hi + 1] - knots[hi]), 0.0, 1.0)
-            tab = np.concatenate([np.zeros((T.shape[1], 1)), T[s]], axis=1)
-            within = (1.0 - a) * ((1.0 - frac) * tab[b, hi] + frac * tab[b, hi + 1]) + a * (
-                (1.0 - frac) * tab[b1, hi] + frac * tab[b1, hi + 1]
-            )
+            run = np.r_[True, hr[1:] != hr[:-1]]
+            h_run = hr[run]
+            hi = np.clip(np.searchsorted(knots, h_run, side="right") - 1, 0, len(knots) - 2)
+            frac = np.clip((h_run - knots[hi]) / (knots[hi + 1] - knots[hi]), 0.0, 1.0)[:, None]
+            tab = np.concatenate([np.zeros((T.shape[1], 1)), T[s]], axis=1)  # (edges, grid + 1)
+            at_edges = ((1.0 - frac) * tab[:, hi].T + frac * tab[:, hi + 1].T).ravel()  # (runs x edges)
+            base = (np.cumsum(run) - 1) * tab.shape[0]
+            within = (1.0 - a) * at_edges[base + b] + a * at_edges[base + b1]
             out[rows] = np.clip(np.minimum(within, proba), 0.0, 1.0)
         return out
 

@@ -260,8 +260,9 @@ class _Context:
         self.won_amount = iv["amount"].to_numpy("float64")[won]
         self.won_opp = self.iv_opp[won]
         self.won_codes = self.opp_codes[:, self.won_opp]
-        self.owners = pd.Index(sorted(set(opps["owner"].dropna().astype("str"))))
-        self.opp_owner = self.owners.get_indexer(opps["owner"].astype("str"))
+        owner_codes, owner_values = pd.factorize(opps["owner"].astype("str"))
+        self.owners = pd.Index(sorted(set(owner_values)))
+        self.opp_owner = np.append(self.owners.get_indexer(owner_values), -1)[owner_codes]
         self.won_owner = self.opp_owner[self.won_opp]
         final = opps["is_won"].to_numpy(dtype=bool)
         self.final_close = opps["close_date"].to_numpy("datetime64[us]")[final]
@@ -270,6 +271,7 @@ class _Context:
         self.first_day = pd.Timestamp(opps["created_at"].min()).normalize()
         self.end = data_end(data)
         self._snap_rows: dict[pd.Timestamp, np.ndarray] = {}
+        self.factorized: dict[str, tuple[np.ndarray, Any]] = {}  # codes and values of opportunity columns
         self._periods: tuple[list[tuple[str, pd.Timestamp, pd.Timestamp]], pd.Timestamp] | None = None
         self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
 
@@ -567,7 +569,9 @@ def _segment_of(ctx: _Context, model: StageConversionModel) -> np.ndarray:
     """Per opportunity: its group in `model` (0: the overall model; segments from 1)."""
     if model.segment is None:
         return np.zeros(len(ctx.data.opportunities), dtype=np.int64)
-    codes, uniques = pd.factorize(ctx.data.opportunities[model.segment])
+    if model.segment not in ctx.factorized:
+        ctx.factorized[model.segment] = pd.factorize(ctx.data.opportunities[model.segment])
+    codes, uniques = ctx.factorized[model.segment]
     return model._segment_groups(uniques)[codes]
 
 

@@ -180,6 +180,14 @@ class _Runs:
             data_end=_to_us(data.as_of),
         )
 
+    def factorized(self, opportunities: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Codes of an opportunity column (-1 missing) and its values, sorted; computed once per column."""
+        cache = self.__dict__.setdefault("_factorized", {})
+        if column not in cache:
+            codes, values = pd.factorize(opportunities[column], sort=True)
+            cache[column] = (codes, np.asarray(values, dtype=object))
+        return cache[column]
+
     def known(self, t_end: int) -> np.ndarray:
         """Per deal: whether ``known_at(data, t_end)`` keeps it.
 
@@ -705,9 +713,11 @@ class StageConversionModel(BaseEstimator):
         seg_labels: list[Any] = []
         F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
         if self.segment is not None:
-            deal_seg = opportunities[self.segment].take(v.deal_pos).reset_index(drop=True)
-            g_codes, uniques = pd.factorize(deal_seg, sort=True)
-            seg_labels = list(uniques)
+            opp_codes, all_labels = runs.factorized(opportunities, self.segment)
+            deal_codes = opp_codes[v.deal_pos]
+            present = np.bincount(deal_codes[deal_codes >= 0], minlength=len(all_labels)) > 0  # among these deals
+            g_codes = np.append(np.cumsum(present) - 1, -1)[deal_codes]
+            seg_labels = list(all_labels[present])
             n_seg = len(seg_labels)
             vg = g_codes[v.deal]
             ok = vg >= 0

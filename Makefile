@@ -41,9 +41,10 @@ reports: venv ## render every report of reports.yml to reports/<run>/ and report
 
 bench: venv ## run every benchmark (results in benchmarks/results/, tables in benchmarks/README.md)
 	$(BIN)/python benchmarks/uci_bank_marketing.py
-	$(BIN)/python benchmarks/lead_scoring_speed.py
+	$(BIN)/python benchmarks/lead_scoring_speed.py --configs default
 	$(BIN)/python benchmarks/report_suite.py
 	$(BIN)/python benchmarks/scale.py --sizes 100000 1000000
+	$(BIN)/python benchmarks/summary.py
 
 lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=salesforecast $(ALLOW_ROOT)

@@ -21,7 +21,8 @@ pickle the first one leaves in a per-run folder (deleted at the end), so that lo
 6. ``backtest``: ``backtest(data, methods=PIPELINE_METHODS, periods=12, groups=("total", "team", "owner"),
    min_history_days=0)``: 12 quarters x 13-14 weekly cutoffs. ``min_history_days=0`` because the default (365)
    leaves only the last 8 quarters of three years of data; the first quarter then has no history to fit the
-   stage-conversion model on and has crm_weighted only;
+   stage-conversion model on and has crm_weighted only. With its default ``n_jobs``: the Monte Carlo draws of the
+   cutoffs run in one thread per core beside the main thread (the results do not depend on it);
 7. ``partitions``: the data split into 4 partitions by a hash of ``opportunity_id`` (opportunities and their stage
    history; leads, submissions and quotas are left whole in each, which the checked computations do not read):
    `pipeline_snapshots` on each partition, put together, must equal the whole (the rows of step 2, exactly); the

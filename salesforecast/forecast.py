@@ -657,7 +657,6 @@ def _horizon_factors(
     known at `refit_at`), gives one factor per horizon, shrunk toward 1 by `prior` periods' worth of expectation.
     """
     used = [(pair, ctx.snap(pair[4])) for pair in pairs if ctx.has_snap(pair[4])]
-    used = [(pair, snap) for pair, snap in used if len(snap)]
     if not used:
         return {}
     sizes = [len(snap) for _, snap in used]

@@ -6,14 +6,148 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: The pandas ``str`` dtype (Arrow storage, missing as NaN).
+STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def arrow_strings(s: Any) -> pa.Array | None:
+    """The values of a Series (or Index) of the pandas ``str`` dtype as one contiguous Arrow array.
+
+    Parameters
+    ----------
+    s : Any
+        Usually a `pandas.Series` or `pandas.Index`.
+
+    Returns
+    -------
+    pyarrow.Array or None
+        ``None`` when `s` is not of the ``str`` dtype (Arrow storage, missing as NaN; the callers then take their
+        general path, which keeps any other dtype as it is).
+    """
+    if not isinstance(s, (pd.Series, pd.Index)) or s.dtype != STR:
+        return None
+    chunked = s.array.__arrow_array__()
+    if isinstance(chunked, pa.ChunkedArray):
+        return chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+    return chunked
+
+
+def str_series(values: pa.Array | pa.ChunkedArray, index: pd.Index | None = None) -> pd.Series:
+    """A pandas ``str`` Series over Arrow strings.
+
+    Parameters
+    ----------
+    values : pyarrow.Array or pyarrow.ChunkedArray
+        Strings or large strings (or a dictionary array of them, decoded here).
+    index : pandas.Index, optional
+        The index of the result (default: a `RangeIndex`).
+
+    Returns
+    -------
+    pandas.Series
+    """
+    return pd.Series(pd.arrays.ArrowStringArray(values, dtype=STR), index=index, copy=False)
+
+
+def decode(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
+    """The values of `dictionary` at integer `codes` (negative: missing).
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        Integer (int32 or int64) positions in `dictionary`; negative values are missing.
+    dictionary : pyarrow.Array
+        The values.
+
+    Returns
+    -------
+    pyarrow.Array
+        Of the type of `dictionary`; wrap strings with `str_series`.
+    """
+    missing = codes < 0
+    return dictionary.take(pa.array(codes, mask=missing if missing.any() else None))
+
+
+def encode(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary-encode Arrow values: int32 codes (-1 for missing) and the distinct values.
+
+    Parameters
+    ----------
+    values : pyarrow.Array
+
+    Returns
+    -------
+    codes : numpy.ndarray
+        Possibly read-only (a view of Arrow memory).
+    dictionary : pyarrow.Array
+    """
+    enc = values.dictionary_encode()
+    indices = enc.indices if enc.indices.null_count == 0 else enc.indices.fill_null(-1)
+    return indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), enc.dictionary
+
+
+def positions(keys: pa.Array, values: pa.Array) -> np.ndarray:
+    """Position of each of `keys` in `values` (-1 where absent or missing); `values` must be unique.
+
+    Keys that repeat in runs (a history grouped by opportunity) are looked up once per run.
+
+    Parameters
+    ----------
+    keys, values : pyarrow.Array
+        Arrays of the same type.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one per key.
+    """
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    heads: np.ndarray | None = None
+    if n > 1:
+        change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).fill_null(True)
+        heads = np.flatnonzero(np.r_[True, change.to_numpy(zero_copy_only=False)])
+        if len(heads) > n // 2:
+            heads = None
+    lookup = keys if heads is None else keys.take(pa.array(heads))
+    same = (
+        len(lookup) == len(values)
+        and lookup.null_count == 0
+        and values.null_count == 0
+        and pc.all(pc.equal(lookup, values)).as_py()
+    )
+    if same:  # the keys' runs are the values, in order (both tables sorted the same way)
+        found = np.arange(len(lookup), dtype=np.int64)
+    else:
+        found = pc.index_in(lookup, value_set=values, skip_nulls=True).fill_null(-1)
+        found = found.to_numpy(zero_copy_only=False).astype(np.int64)
+    if heads is None:
+        return found
+    return np.repeat(found, np.diff(np.r_[heads, n]))
 
 
 def isin(s: pd.Series, values: Any) -> pd.Series:
     """``s.isin(values)`` that stays fast for millions of string values.
 
     pandas' arrow-backed ``str`` dtype builds one Python scalar per element of `values` in ``isin``; a hash
-    lookup through an `Index` of the unique values does the same in vectorised code. Missing never matches.
+    lookup (Arrow's ``is_in`` when both sides are Arrow strings, else through an `Index` of the unique values)
+    does the same in vectorised code. Missing never matches.
     """
+    left = arrow_strings(s)
+    right = arrow_strings(values)
+    if left is not None and right is not None:
+        if right.null_count:
+            right = right.drop_null()
+        if len(right) == 0:
+            return pd.Series(np.zeros(len(s), dtype=bool), index=s.index)
+        if right.type != left.type:
+            right = right.cast(left.type)
+        found = pc.is_in(left, value_set=right, skip_nulls=True).fill_null(False)
+        return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index)
     uniques = pd.Index(pd.unique(pd.Series(values).dropna()))
     if len(uniques) == 0:
         return pd.Series(np.zeros(len(s), dtype=bool), index=s.index)

@@ -30,13 +30,15 @@ Rules (the contract the tests check):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from salesforecast._utils import isin
+from salesforecast._utils import arrow_strings, decode, encode, isin, positions, str_series
 from salesforecast.schema import CRMData
 
 __all__ = ["known_at", "pipeline_snapshots", "stage_intervals", "to_dates"]
@@ -53,6 +55,8 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
 )
 
 _MAX = np.iinfo(np.int64).max
+_NAT = np.iinfo(np.int64).min  # NaT as int64
+_DAY = 86_400_000_000  # one day in microseconds
 
 
 def to_dates(as_of: Any) -> pd.DatetimeIndex:
@@ -83,7 +87,300 @@ def to_dates(as_of: Any) -> pd.DatetimeIndex:
 
 
 def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """`stage_intervals`, each row's opportunity code (rank of its id in sorted order) and row in opportunities."""
+    """`stage_intervals`, each row's opportunity code (rank of its id in sorted order) and row in opportunities.
+
+    Parameters
+    ----------
+    data : CRMData
+
+    Returns
+    -------
+    iv : pandas.DataFrame
+        `stage_intervals` (sorted by opportunity id, then start, then reading order).
+    codes : numpy.ndarray
+        int64, each row's opportunity code: the rank of its id among the sorted ids.
+    opp_pos : numpy.ndarray
+        int64, each row's position in ``data.opportunities``.
+    """
+    enc = _encoded_intervals(data)
+    return enc.frame, enc.codes, enc.opp_pos
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """`_intervals` and, from the fast path, integer codes of its string columns (cheap to gather by row).
+
+    ``ids[codes]`` is the ``opportunity_id`` column, ``stage_vocab[stage]`` the ``stage`` column and
+    ``category_vocab[category]`` the ``forecast_category`` column (code -1: missing). The codes are ``None``
+    when the intervals came from `_intervals_plain`.
+    """
+
+    frame: pd.DataFrame
+    codes: np.ndarray
+    opp_pos: np.ndarray
+    ids: pa.Array | None = None
+    stage: np.ndarray | None = None
+    stage_vocab: pa.Array | None = None
+    category: np.ndarray | None = None
+    category_vocab: pa.Array | None = None
+
+
+def _encoded_intervals(data: CRMData) -> _Encoded:
+    """`_intervals` with codes of its string columns: `_intervals_fast` when the data allow, else the plain way."""
+    fast = _intervals_fast(data)
+    if fast is not None:
+        return fast
+    frame, codes, opp_pos = _intervals_plain(data)
+    return _Encoded(frame, codes, opp_pos)
+
+
+def _us(s: pd.Series) -> np.ndarray | None:
+    """int64 microseconds of a ``datetime64[us]`` Series (NaT: int64 min); None for any other dtype."""
+    if s.dtype != np.dtype("datetime64[us]"):
+        return None
+    return s.to_numpy().view(np.int64)
+
+
+def _vocabulary(*dictionaries: pa.Array, extra: Iterable[str] = ()) -> tuple[dict[str, int], list[np.ndarray]]:
+    """Merge dictionaries of strings into one: the code of each value, and per dictionary its codes there.
+
+    Each returned mapping ends with an extra -1, so that ``mapping[codes]`` keeps missing (-1) as missing.
+    """
+    names: dict[str, int] = {}
+    maps = []
+    for d in dictionaries:
+        codes = [names.setdefault(v, len(names)) for v in d.to_pylist()]
+        maps.append(np.array([*codes, -1], dtype=np.int32))
+    for v in extra:
+        names.setdefault(v, len(names))
+    return names, maps
+
+
+def _per_name(names: dict[str, int], f: Any, missing: Any, dtype: Any) -> np.ndarray:
+    """``f(name)`` for each code of `names`, then `missing` (for code -1)."""
+    return np.array([*(f(name) for name in names), missing], dtype=dtype)
+
+
+def _intervals_fast(data: CRMData) -> _Encoded | None:
+    """`_intervals` in vectorised integer code, for validated tables (None when they are not of that shape).
+
+    The shape: Arrow-backed string ids (no missing, unique in opportunities, every history id among them),
+    stages and forecast categories; ``datetime64[us]`` times (creation and change times never missing);
+    ``float64`` amounts; boolean ``is_closed``. Everything else goes to `_intervals_plain`, the reference this
+    must equal exactly.
+
+    Each opportunity's rows are laid out in the order `_intervals_plain` sorts them into: the open-in-an-unknown-
+    stage row of a late history (or the current-state row of a deal without history; never both), its history
+    (by change time, then reading order), then the closing row of a closed deal whose history never reaches a
+    terminal stage (at or after its last change, and read after it). So only the history needs sorting, and
+    usually it already is sorted.
+    """
+    process = data.process
+    opps = data.opportunities
+    hist = data.stage_history
+    n, h = len(opps), len(hist)
+    opp_cols = ("opportunity_id", "created_at", "stage", "amount", "close_date", "is_closed")
+    hist_cols = ("opportunity_id", "changed_at", "stage", "amount", "close_date", "forecast_category")
+    if n == 0 or h == 0 or not (set(opp_cols) <= set(opps.columns) and set(hist_cols) <= set(hist.columns)):
+        return None
+    oid, hid = arrow_strings(opps["opportunity_id"]), arrow_strings(hist["opportunity_id"])
+    o_stage, h_stage = arrow_strings(opps["stage"]), arrow_strings(hist["stage"])
+    h_cat = arrow_strings(hist["forecast_category"])
+    with_cat = "forecast_category" in opps.columns
+    o_cat = arrow_strings(opps["forecast_category"]) if with_cat else pa.nulls(n, pa.large_string())
+    created, t = _us(opps["created_at"]), _us(hist["changed_at"])
+    o_close, h_close = _us(opps["close_date"]), _us(hist["close_date"])
+    if (
+        oid is None
+        or hid is None
+        or o_stage is None
+        or h_stage is None
+        or h_cat is None
+        or o_cat is None
+        or created is None
+        or t is None
+        or o_close is None
+        or h_close is None
+        or oid.null_count
+        or hid.null_count
+        or opps["is_closed"].dtype != np.dtype(bool)
+        or opps["amount"].dtype != np.dtype("float64")
+        or hist["amount"].dtype != np.dtype("float64")
+        or (created == _NAT).any()
+        or (t == _NAT).any()
+    ):
+        return None
+    o_amount = opps["amount"].to_numpy()
+    h_amount = hist["amount"].to_numpy()
+    o_closed = opps["is_closed"].to_numpy()
+
+    # opportunity codes: ranks of the ids (usually already sorted: then the rank is the position)
+    if n == 1 or pc.all(pc.less(oid.slice(0, n - 1), oid.slice(1))).as_py():
+        by_code: np.ndarray | None = None
+        ids = oid
+    else:
+        by_code = pc.sort_indices(oid).to_numpy().astype(np.int64)
+        ids = oid.take(pa.array(by_code))
+        if pc.any(pc.equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
+            return None  # duplicate ids: the plain way raises
+    hpos = positions(hid, oid)
+    if (hpos < 0).any():
+        return None
+    if by_code is None:
+        hcode = hpos
+    else:
+        rank = np.empty(n, dtype=np.int64)
+        rank[by_code] = np.arange(n, dtype=np.int64)
+        hcode = rank[hpos]
+        created, o_close, o_amount, o_closed = (a[by_code] for a in (created, o_close, o_amount, o_closed))
+
+    # string columns as int32 codes into merged vocabularies
+    hs, hs_dict = encode(h_stage)
+    os_, os_dict = encode(o_stage)
+    stage_names, (hs_map, os_map) = _vocabulary(hs_dict, os_dict)
+    hs, os_ = hs_map[hs], os_map[os_]
+    hc, hc_dict = encode(h_cat)
+    oc, oc_dict = encode(o_cat)
+    default_cat = process.forecast_category
+    cat_names, (hc_map, oc_map) = _vocabulary(hc_dict, oc_dict, extra=default_cat.dropna().tolist())
+    hc, oc = hc_map[hc], oc_map[oc]
+    if by_code is not None:
+        os_, oc = os_[by_code], oc[by_code]
+
+    # history by opportunity code, change time, reading order
+    order = _history_order(hcode, t)
+    if order is not None:
+        hcode, t, hs, hc, h_amount, h_close = (a[order] for a in (hcode, t, hs, hc, h_amount, h_close))
+
+    # per opportunity: which extra rows it gets
+    cnt = np.bincount(hcode, minlength=n)
+    hstart = np.cumsum(cnt) - cnt
+    has = cnt > 0
+    first_t = t[np.minimum(hstart, h - 1)]
+    last_t = t[np.clip(hstart + cnt - 1, 0, h - 1)]
+    late = has & (first_t > created + _DAY)
+    bare = ~has
+    closed_stage = _per_name(stage_names, set(process.closed_stages).__contains__, False, bool)
+    reaches_close = np.zeros(n, dtype=bool)
+    reaches_close[hcode[closed_stage[hs]]] = True
+    need_close = o_closed & ~reaches_close
+    pre = (late | bare).astype(np.int64)
+    n_c = pre + cnt + need_close
+    stop = np.cumsum(n_c)
+    off = stop - n_c
+    m = int(stop[-1])
+
+    # place history rows, the rows before them and the closing rows
+    pre_codes = np.flatnonzero(pre)
+    cl = np.flatnonzero(need_close)
+    dest_h = None
+    if m != h:
+        dest_h = (off - hstart + pre)[hcode]
+        dest_h += np.arange(h, dtype=np.int64)
+    dest_pre = off[pre_codes]
+    dest_cl = off[cl] + pre[cl] + cnt[cl]
+    pre_bare = bare[pre_codes]
+    pre_open = pre_bare & ~o_closed[pre_codes]
+
+    def place(hist_values: np.ndarray, pre_values: np.ndarray, close_values: np.ndarray) -> np.ndarray:
+        if dest_h is None:
+            return hist_values
+        out = np.empty(m, dtype=hist_values.dtype)
+        out[dest_h] = hist_values
+        out[dest_pre] = pre_values
+        out[dest_cl] = close_values
+        return out
+
+    when = o_close[cl]
+    when = np.where(has[cl], np.maximum(when, last_t[cl]), when)  # NaT is int64 min: never the maximum
+    when = np.maximum(when, created[cl])
+    t_all = place(t, created[pre_codes], when)
+    stage = place(hs, np.where(pre_open, os_[pre_codes], -1), os_[cl])
+    amount = place(h_amount, np.where(pre_bare, o_amount[pre_codes], np.nan), o_amount[cl])
+    close_date = place(h_close, np.where(pre_bare, o_close[pre_codes], _NAT), o_close[cl])
+    category = place(hc, np.where(pre_open, oc[pre_codes], -1), np.full(len(cl), -1, dtype=np.int32))
+    dest_h = None  # free it
+
+    # (below, large temporaries are few and reused: at millions of rows, fresh memory is much of the cost)
+    code = hcode if m == h else np.repeat(np.arange(n, dtype=np.int64), n_c)  # (no extra rows: the same)
+    opp_pos = code.copy() if by_code is None else by_code[code]
+    created_r = np.repeat(created, n_c)
+    first = np.zeros(m, dtype=bool)
+    first[off] = True
+    start = np.maximum(t_all, created_r)
+    del t_all
+    start[off] = created_r[off]
+    end = np.empty(m, dtype=np.int64)
+    end[:-1] = start[1:]
+    end[stop - 1] = _MAX
+    np.maximum(end, start, out=end)  # a later change cannot end a state before it started
+    end[end == _MAX] = _NAT
+
+    # carry amount, close date and category forward within each opportunity; nothing recorded yet: the current
+    # value (amount, close date) or the stage's default category
+    width = np.int32 if m < 2**31 else np.int64
+    row = np.arange(m, dtype=width)
+    src = np.empty(m, dtype=width)
+
+    def last_where(mark: np.ndarray) -> np.ndarray:
+        """Per row, the last row at or before it (within its opportunity) where `mark` (else its first row)."""
+        np.logical_or(mark, first, out=mark)
+        np.multiply(row, mark, out=src)
+        return np.maximum.accumulate(src, out=src)
+
+    amount = amount.take(last_where(~np.isnan(amount)))
+    miss = np.isnan(amount)
+    amount[miss] = o_amount[code[miss]]
+    close_date = close_date.take(last_where(close_date != _NAT))
+    miss = close_date == _NAT
+    close_date[miss] = o_close[code[miss]]
+    category = category.take(last_where(category >= 0))
+    miss = category < 0
+    default_code = _per_name(
+        stage_names, lambda s: cat_names.get(default_cat.get(s), -1) if s in default_cat.index else -1, -1, np.int32
+    )
+    category[miss] = default_code[stage[miss]]
+    del miss
+
+    is_open = _per_name(stage_names, set(process.open_stages).__contains__, True, bool)[stage]
+    # runs of the same stage (missing counts as "\x00", as in the plain way): each run starts at its first row,
+    # since start never decreases within an opportunity
+    same = stage if "\x00" not in stage_names else np.where(stage < 0, stage_names["\x00"], stage)
+    new_run = np.zeros(m, dtype=bool)
+    np.not_equal(same[1:], same[:-1], out=new_run[1:])
+    run_start = start.take(last_where(new_run))
+
+    stage_vocab = pa.array(list(stage_names), pa.large_string())
+    category_vocab = pa.array(list(cat_names), pa.large_string())
+    frame = pd.DataFrame(
+        {
+            "opportunity_id": str_series(decode(code, ids)),
+            "start": start.view("datetime64[us]"),
+            "end": end.view("datetime64[us]"),
+            "stage": str_series(decode(stage, stage_vocab)),
+            "is_open": is_open,
+            "amount": amount,
+            "close_date": close_date.view("datetime64[us]"),
+            "forecast_category": str_series(decode(category, category_vocab)),
+            "stage_entered_at": run_start.view("datetime64[us]"),
+            "created_at": created_r.view("datetime64[us]"),
+        },
+        copy=False,  # fresh arrays: no need to copy them into consolidated blocks
+    )
+    return _Encoded(frame, code, opp_pos, ids, stage, stage_vocab, category, category_vocab)
+
+
+def _sorted_by(keys: np.ndarray, t: np.ndarray) -> bool:
+    """Whether rows are in order of `keys`, then `t` (both int64)."""
+    if len(keys) < 2:
+        return True
+    if not (keys[1:] >= keys[:-1]).all():
+        return False
+    return not ((keys[1:] == keys[:-1]) & (t[1:] < t[:-1])).any()
+
+
+def _intervals_plain(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """`_intervals` in plain pandas, for any tables: the reference of `_intervals_fast`."""
     process = data.process
     opps = data.opportunities
     hist = data.stage_history
@@ -221,19 +518,30 @@ def _snapshot_rows(iv: pd.DataFrame, dates: pd.DatetimeIndex) -> tuple[np.ndarra
     """
     d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
     start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
-    end_raw = iv["end"].to_numpy("datetime64[us]").view(np.int64)
-    end = np.where(end_raw == np.iinfo(np.int64).min, _MAX, end_raw)
+    end = iv["end"].to_numpy("datetime64[us]").view(np.int64)
     lo = np.searchsorted(d, start, side="left")
-    hi = np.searchsorted(d, end, side="left")
-    n = np.where(iv["is_open"].to_numpy(), hi - lo, 0)
-    total = int(n.sum())
-    rows = np.repeat(np.arange(len(iv)), n)
-    offsets = np.cumsum(n) - n
-    date_idx = lo[rows] + (np.arange(total) - offsets[rows])
-    # a stable sort on the date alone keeps the rows of each date in the order of iv (radix sort for small ints)
+    n = np.searchsorted(d, end, side="left")
+    n[end == _NAT] = len(d)  # the current state (no end): at every date from its start on
+    n -= lo
+    n[~iv["is_open"].to_numpy()] = 0
+    held = np.flatnonzero(n)
+    lengths = n[held]
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # the dates of each state are consecutive: a cumulative sum of steps of 1, with a jump at each state's first
+    # date (small ints: every partial sum is a date index)
     small = np.int16 if len(d) < 2**15 else np.int64
-    order = np.argsort(date_idx.astype(small), kind="stable")
-    return rows[order], date_idx[order]
+    first_date = lo[held]
+    seg = np.cumsum(lengths) - lengths
+    step = np.ones(total, dtype=small)
+    step[seg[1:]] = first_date[1:] - (first_date[:-1] + lengths[:-1] - 1)
+    step[0] = first_date[0]
+    date_idx = np.cumsum(step, dtype=small, out=step)
+    rows = np.repeat(held, lengths)
+    # a stable sort on the date alone keeps the rows of each date in the order of iv (radix sort for small ints)
+    order = np.argsort(date_idx, kind="stable")
+    return rows[order], date_idx[order].astype(np.int64)
 
 
 def stage_intervals(data: CRMData) -> pd.DataFrame:
@@ -295,37 +603,147 @@ def pipeline_snapshots(
     np.True_
     """
     dates = to_dates(as_of)
-    iv, _, iv_opp_pos = _intervals(data)
+    enc = _encoded_intervals(data)
+    iv = enc.frame
     rows, date_idx = _snapshot_rows(iv, dates)
 
-    sel = iv.iloc[rows].reset_index(drop=True)
-    when = pd.Series(dates[date_idx], name="as_of")
+    asof_us = dates.as_unit("us").asi8[date_idx].view("datetime64[us]")
+    del date_idx
+    entered = iv["stage_entered_at"].to_numpy("datetime64[us]")[rows]
+    created = iv["created_at"].to_numpy("datetime64[us]")[rows]
     day = np.timedelta64(86_400_000_000, "us")
+    elapsed = np.subtract(asof_us, entered)
+    days_in_stage = elapsed / day
+    age_days = np.divide(np.subtract(asof_us, created, out=elapsed), day)
+    del elapsed
+    if enc.ids is not None and enc.stage is not None and enc.category is not None:
+        # strings from integer codes: a gather of small ints, then one decode per column
+        opportunity_id = str_series(decode(enc.codes[rows], enc.ids))
+        stage = str_series(decode(enc.stage[rows], enc.stage_vocab))
+        category = str_series(decode(enc.category[rows], enc.category_vocab))
+    else:
+        sel = iv[["opportunity_id", "stage", "forecast_category"]].iloc[rows].reset_index(drop=True)
+        opportunity_id, stage, category = sel["opportunity_id"], sel["stage"], sel["forecast_category"]
     out = pd.DataFrame(
         {
-            "as_of": when.to_numpy("datetime64[us]"),
-            "opportunity_id": sel["opportunity_id"],
-            "stage": sel["stage"],
-            "amount": sel["amount"],
-            "close_date": sel["close_date"],
-            "forecast_category": sel["forecast_category"],
-            "created_at": sel["created_at"],
-            "stage_entered_at": sel["stage_entered_at"],
-        }
+            "as_of": asof_us,
+            "opportunity_id": opportunity_id,
+            "stage": stage,
+            "amount": iv["amount"].to_numpy()[rows],
+            "close_date": iv["close_date"].to_numpy("datetime64[us]")[rows],
+            "forecast_category": category,
+            "created_at": created,
+            "stage_entered_at": entered,
+            "days_in_stage": days_in_stage,
+            "age_days": age_days,
+        },
+        copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
-    asof_us = out["as_of"].to_numpy("datetime64[us]")
-    out["days_in_stage"] = (asof_us - sel["stage_entered_at"].to_numpy("datetime64[us]")) / day
-    out["age_days"] = (asof_us - sel["created_at"].to_numpy("datetime64[us]")) / day
     if columns is None:
         columns = [c for c in DEFAULT_COLUMNS if c in data.opportunities.columns]
     missing = [c for c in columns if c not in data.opportunities.columns]
     if missing:
         raise KeyError(f"opportunities has no column {missing[0]!r}; available: {list(data.opportunities.columns)}")
     if columns:
-        pos = iv_opp_pos[rows]
+        pos = enc.opp_pos[rows]
+        # opportunities sorted by id: the positions rise within each date, a direct gather reads memory in order
+        in_order = bool((np.diff(enc.opp_pos) >= 0).all())
         for c in columns:
-            out[c] = data.opportunities[c].take(pos).reset_index(drop=True)
+            out[c] = _static_column(data.opportunities[c], pos, in_order)
     return out
+
+
+def _static_column(col: pd.Series | pd.DataFrame, pos: np.ndarray, in_order: bool) -> pd.Series | pd.DataFrame:
+    """``col.take(pos).reset_index(drop=True)``, faster for Arrow strings.
+
+    Those are gathered directly when `pos` mostly rises (`in_order`) or the values are mostly distinct, else
+    through their dictionary codes (a gather of small ints, then from a dictionary that stays in cache).
+    """
+    strings = arrow_strings(col)
+    if strings is None:
+        return col.take(pos).reset_index(drop=True)
+    if not in_order:
+        codes, dictionary = encode(strings)
+        if len(dictionary) <= len(strings) // 8:
+            return str_series(decode(codes[pos], dictionary))
+    return str_series(strings.take(pa.array(pos)))
+
+
+def _opp_keys(opp_ids: pd.Series, hist_ids: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer keys for opportunity ids: equal ids get equal keys, a missing id gets -1.
+
+    Returns the key of each opportunity row, of each history row, and the number of keys. For unique Arrow string
+    ids that cover the history's (validated data), the key is the opportunity's position.
+    """
+    n = len(opp_ids)
+    o, hh = arrow_strings(opp_ids), arrow_strings(hist_ids)
+    if o is not None and hh is not None and o.null_count == 0:
+        unique = n < 2 or pc.all(pc.less(o.slice(0, n - 1), o.slice(1))).as_py() or pc.count_distinct(o).as_py() == n
+        if unique:
+            hpos = positions(hh, o)
+            if (hpos >= 0).all():
+                return np.arange(n, dtype=np.int64), hpos, n
+    both = pd.concat([opp_ids, hist_ids], ignore_index=True)
+    keys, uniques = pd.factorize(both)
+    keys = keys.astype(np.int64)
+    return keys[:n], keys[n:], len(uniques)
+
+
+def _flag(n: int, keys: np.ndarray) -> np.ndarray:
+    """Boolean per key: True at `keys` (missing keys, -1, ignored)."""
+    out = np.zeros(n + 1, dtype=bool)
+    out[keys] = True  # -1 lands on the spare last slot
+    return out[:n]
+
+
+def _at(per_key: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``per_key[keys]``, False for missing keys (-1)."""
+    return np.r_[per_key, False][keys]
+
+
+def _gather(values: np.ndarray, idx: np.ndarray, fill: Any) -> np.ndarray:
+    """``values[idx]``, `fill` where ``idx < 0``."""
+    out = np.full(len(idx), fill, dtype=values.dtype)
+    ok = idx >= 0
+    out[ok] = values[idx[ok]]
+    return out
+
+
+def _history_order(keys: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """The order of history rows by key, then time (int64), then reading order; None when already so."""
+    if _sorted_by(keys, t):
+        return None
+    if not (t[1:] >= t[:-1]).all():  # (a history in order of time needs one sort, by key)
+        by_time = np.argsort(t, kind="stable")
+        return by_time[np.argsort(keys[by_time], kind="stable")]
+    return np.argsort(keys, kind="stable")
+
+
+def _last_rows(key_sorted: np.ndarray, order: np.ndarray | None, n: int, use: np.ndarray) -> np.ndarray:
+    """Per key, the history row (position in the table) of its last row where `use` (-1: none).
+
+    `key_sorted` and `use` are in the order `order` (from `_history_order`; None: table order).
+    """
+    out = np.full(n, -1, dtype=np.int64)
+    pick = np.flatnonzero(use)
+    k = key_sorted[pick]
+    last = np.ones(len(pick), dtype=bool)
+    last[:-1] = k[1:] != k[:-1]
+    last &= k >= 0
+    out[k[last]] = pick[last] if order is None else order[pick[last]]
+    return out
+
+
+def _replace_known(current: pd.Series, source: pd.Series, src: np.ndarray) -> pd.Series:
+    """`current` with the values of `source` at rows `src` where ``src >= 0``, in the dtype of `current`."""
+    known = src >= 0
+    cur, new = arrow_strings(current), arrow_strings(source)
+    if cur is not None and new is not None:  # Arrow strings: no Python objects
+        taken = decode(src, new)  # missing where src < 0: exactly where the current value stays
+        return str_series(pc.coalesce(taken, cur.cast(taken.type)), index=current.index)
+    values = current.to_numpy(copy=True)
+    values[known] = source.to_numpy()[src[known]]
+    return pd.Series(values, index=current.index, dtype=current.dtype)
 
 
 def known_at(data: CRMData, cutoff: Any) -> CRMData:
@@ -367,45 +785,55 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
     process = data.process
     opps = data.opportunities
     hist = data.stage_history
-    created = opps.loc[opps["created_at"] <= cutoff]
-    known_rows = (hist["changed_at"] <= cutoff).to_numpy() & isin(
-        hist["opportunity_id"], created["opportunity_id"]
-    ).to_numpy()
-    h = hist.loc[known_rows]
-    has_any = isin(created["opportunity_id"], hist["opportunity_id"])
-    has_known = isin(created["opportunity_id"], h["opportunity_id"])
-    bare_ok = ~has_any & (~created["is_closed"] | (created["close_date"] <= cutoff))
-    kept = created.loc[has_known | bare_ok].copy()
+    okey, hkey, n_keys = _opp_keys(opps["opportunity_id"], hist["opportunity_id"])
+    created = (opps["created_at"] <= cutoff).to_numpy()
+    key_created = _flag(n_keys, okey[created])
+    known_rows = (hist["changed_at"] <= cutoff).to_numpy() & _at(key_created, hkey)
+    h = hist.loc[known_rows] if not known_rows.all() else hist
+    has_any = _at(_flag(n_keys, hkey), okey)
+    has_known = _at(_flag(n_keys, hkey[known_rows]), okey)
+    bare_ok = ~has_any & (~opps["is_closed"] | (opps["close_date"] <= cutoff)).to_numpy()
+    keep = created & (has_known | bare_ok)
+    kept_pos = np.flatnonzero(keep)
+    kept = opps.iloc[kept_pos] if len(kept_pos) < len(opps) else opps.copy(deep=False)
+    kkey = okey[kept_pos]
     # closed now, but the history never reaches a won or lost stage: snapshots close such a deal at its close date
     # (or last change); when that is at or before the cutoff, it was already closed then
-    no_terminal = ~isin(kept["opportunity_id"], hist.loc[process.is_closed(hist["stage"]), "opportunity_id"])
-    last_change = hist.groupby("opportunity_id", sort=False)["changed_at"].max()
-    last_change = last_change.reindex(kept["opportunity_id"].to_numpy()).to_numpy("datetime64[us]")
+    no_terminal = ~_at(_flag(n_keys, hkey[process.is_closed(hist["stage"]).to_numpy()]), kkey)
+    # the history by opportunity, change time, reading order: last change, last known value of each column
+    changed = hist["changed_at"]
+    t = changed.to_numpy("datetime64[us]").view(np.int64)
+    order = _history_order(hkey, changed.to_numpy().view(np.int64) if changed.dtype.kind == "M" else t)
+    key_sorted = hkey if order is None else hkey[order]
+    last_row = _last_rows(key_sorted, order, n_keys, np.ones(len(hist), dtype=bool))
+    last_change = _gather(t, _gather(last_row, kkey, -1), _NAT).view("datetime64[us]")
     close_when = np.maximum(
         kept["close_date"].to_numpy("datetime64[us]"), kept["created_at"].to_numpy("datetime64[us]")
     )
     close_when = np.where(np.isnat(last_change), close_when, np.maximum(close_when, last_change))
-    closed_then = kept["is_closed"].to_numpy() & no_terminal.to_numpy() & (close_when <= cutoff.to_datetime64())
-    current = kept[["stage", "is_closed", "is_won", "close_date"]].copy()
+    closed_then = kept["is_closed"].to_numpy() & no_terminal & (close_when <= cutoff.to_datetime64())
+    current = kept[["stage", "is_closed", "is_won", "close_date"]]
     if len(h):
         cols = [c for c in ("stage", "amount", "close_date", "forecast_category") if c in h.columns]
-        last = h.sort_values("changed_at", kind="stable").groupby("opportunity_id", sort=False)[cols].last()
-        last = last.reindex(kept["opportunity_id"].to_numpy())
+        known_sorted = known_rows if order is None else known_rows[order]
         for c in cols:
-            known = last[c].notna().to_numpy()
+            valid = hist[c].notna().to_numpy()
+            use = known_sorted & (valid if order is None else valid[order])
+            rows = last_row if use.all() else _last_rows(key_sorted, order, n_keys, use)
+            src = _gather(rows, kkey, -1)
             if c in kept.columns:
-                values = kept[c].to_numpy(copy=True)
-                values[known] = last[c].to_numpy()[known]
-                kept[c] = pd.Series(values, index=kept.index, dtype=kept[c].dtype)
+                kept[c] = _replace_known(kept[c], hist[c], src)
         stage = kept["stage"]
-        in_hist = has_known.loc[kept.index].to_numpy()
+        in_hist = has_known[kept_pos]
         kept["is_closed"] = np.where(in_hist, process.is_closed(stage).to_numpy(), kept["is_closed"].to_numpy())
         kept["is_won"] = np.where(in_hist, process.is_won(stage).to_numpy(), kept["is_won"].to_numpy())
-        for c in current.columns:
-            kept[c] = kept[c].where(~closed_then, current[c])
+        if closed_then.any():  # (else the state stays as rebuilt)
+            for c in current.columns:
+                kept[c] = kept[c].where(~closed_then, current[c])
     leads = data.leads
     if len(leads) and "created_at" in leads.columns:
-        leads = leads.loc[leads["created_at"] <= cutoff].copy()
+        created_leads = (leads["created_at"] <= cutoff).to_numpy()
+        leads = leads.loc[created_leads] if not created_leads.all() else leads.copy(deep=False)
         if "converted_at" in leads.columns:
             later = (leads["converted_at"] > cutoff).fillna(False).to_numpy(dtype=bool)
             leads["converted"] = leads["converted"].to_numpy() & ~later

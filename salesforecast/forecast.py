@@ -856,35 +856,26 @@ def backtest(
     if threads < 1:
         raise ValueError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
     simulated = {"monte_carlo", "oracle"} & set(chosen)
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and simulated else None
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and (simulated or needs_sc) else None
     pending: list[tuple[np.ndarray, pd.Timestamp, bool, Any]] = []
     try:
+        # the stage-conversion fits (with their horizon calibration and shock) do not depend on each other: with
+        # threads they run ahead of the cutoffs that use them
+        refits: dict[tuple, Any] = {}
+        if needs_sc:
+            seg = segment if segment is not None and segment in data.opportunities.columns else None
+            for key in plan.groupby(["period", "refit_at"], sort=True).groups:
+                args = (ctx, runs, seg, pd.Timestamp(key[1]), calibration.get(key, []), calibrate_prior)
+                extra = ("monte_carlo" in chosen, shock, new_deal_periods)
+                refits[key] = pool.submit(_refit, *args, *extra) if pool else _Lazy(_refit, *args, *extra)
         for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
             s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
             refit_at = pd.Timestamp(refit_at)
             actual = ctx.actual(s, e)
-            sc_model = opp_model = None
-            shock_sd = 0.0
-            if needs_sc:
-                seg = segment if segment is not None and segment in data.opportunities.columns else None
-                try:
-                    sc_model = StageConversionModel(n_bootstrap=0, segment=seg)._fit_runs(
-                        runs, data.opportunities, data.process, refit_at
-                    )
-                except ValueError:
-                    sc_model = None  # no stage history yet: the methods are missing for this period
-            factors: dict[int, float] = {}
-            if sc_model is not None:
-                sc_seg = _segment_of(ctx, sc_model)
-                factors = _horizon_factors(
-                    ctx, sc_model, sc_seg, refit_at, calibration.get((label, refit_at), []), calibrate_prior
-                )
-                if "monte_carlo" in chosen:
-                    shock_sd = (
-                        _shock_sd(ctx, sc_model, sc_seg, refit_at, new_deal_periods)
-                        if shock == "auto"
-                        else float(shock)
-                    )
+            opp_model = None
+            sc_model, sc_seg, factors, shock_sd = (
+                refits[(label, refit_at)].result() if needs_sc else (None, None, {}, 0.0)
+            )
             opp_scores = None
             if "opportunity_score" in chosen and refit_at > ctx.first_day:
                 try:
@@ -997,6 +988,42 @@ def backtest(
             pool.shutdown(wait=True, cancel_futures=True)
 
     return _assemble(frames, G, return_samples, samples)
+
+
+def _refit(
+    ctx: _Context,
+    runs: _Runs,
+    segment: str | None,
+    refit_at: pd.Timestamp,
+    pairs: list[tuple],
+    prior: float,
+    monte_carlo: bool,
+    shock: float | str,
+    n_new: int,
+) -> tuple[StageConversionModel | None, np.ndarray | None, dict[int, float], float]:
+    """The stage-conversion model fitted at `refit_at`, its segment codes, horizon factors and shock (log-sd)."""
+    try:
+        model = StageConversionModel(n_bootstrap=0, segment=segment)._fit_runs(
+            runs, ctx.data.opportunities, ctx.data.process, refit_at
+        )
+    except ValueError:
+        return None, None, {}, 0.0  # no stage history yet: the methods are missing for this period
+    seg = _segment_of(ctx, model)
+    factors = _horizon_factors(ctx, model, seg, refit_at, pairs, prior)
+    shock_sd = 0.0
+    if monte_carlo:
+        shock_sd = _shock_sd(ctx, model, seg, refit_at, n_new) if shock == "auto" else float(shock)
+    return model, seg, factors, shock_sd
+
+
+class _Lazy:
+    """A computation run when its result is first asked for, read like a future (no thread pool)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def result(self) -> Any:
+        return self.fn(*self.args)
 
 
 class _Done:

@@ -82,6 +82,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from salesforecast._utils import arrow_strings, positions
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, validate
 from salesforecast.snapshots import _intervals
@@ -160,13 +161,17 @@ class _Runs:
         hist = data.stage_history
         first_change = np.full(len(deal_pos), _NEVER, dtype=np.int64)
         if len(hist):
-            fc = hist.groupby("opportunity_id", sort=False)["changed_at"].min()
-            deal_of_opp = np.full(len(opps), -1, dtype=np.int64)
+            deal_of_opp = np.full(len(opps) + 1, -1, dtype=np.int64)  # the last entry: not an opportunity
             deal_of_opp[deal_pos] = np.arange(len(deal_pos))
-            pos = pd.Index(opps["opportunity_id"]).get_indexer(fc.index)
-            pos = np.where(pos >= 0, deal_of_opp[np.maximum(pos, 0)], -1)
-            ok = pos >= 0
-            first_change[pos[ok]] = fc.to_numpy("datetime64[us]").view(np.int64)[ok]
+            keys, values = arrow_strings(hist["opportunity_id"]), arrow_strings(opps["opportunity_id"])
+            if keys is not None and values is not None:
+                pos = positions(keys, values)
+            else:
+                pos = pd.Index(opps["opportunity_id"]).get_indexer(hist["opportunity_id"])
+            deal = deal_of_opp[pos]
+            ok = deal >= 0
+            changed = hist["changed_at"].to_numpy("datetime64[us]").view(np.int64)
+            np.minimum.at(first_change, deal[ok], changed[ok])
         close = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
         return cls(
             deal=deal[ridx],

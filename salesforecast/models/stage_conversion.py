@@ -168,10 +168,10 @@ class _Runs:
                 pos = positions(keys, values)
             else:
                 pos = pd.Index(opps["opportunity_id"]).get_indexer(hist["opportunity_id"])
-            deal = deal_of_opp[pos]
-            ok = deal >= 0
+            hist_deal = deal_of_opp[pos]
+            ok = hist_deal >= 0
             changed = hist["changed_at"].to_numpy("datetime64[us]").view(np.int64)
-            np.minimum.at(first_change, deal[ok], changed[ok])
+            np.minimum.at(first_change, hist_deal[ok], changed[ok])
         close = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
         return cls(
             deal=deal[ridx],

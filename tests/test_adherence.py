@@ -243,6 +243,8 @@ def _naive(data: CRMData, limit: float, as_of: pd.Timestamp) -> pd.DataFrame:
         rows = g[g["start"] <= as_of].to_dict("records")
         if not rows:
             continue
+        for i, r in enumerate(rows):  # its place: two rows can be equal (changes at one instant), so not .index()
+            r["_i"] = i
         runs: list[dict] = []
         for r in rows:
             stage = r["stage"] if isinstance(r["stage"], str) else None
@@ -281,7 +283,7 @@ def _naive(data: CRMData, limit: float, as_of: pd.Timestamp) -> pd.DataFrame:
                     rec["stalls"] += 1
                     first["stalled_visit"] = first["stalled_visit"] or visit
             for r in run["rows"]:
-                i = rows.index(r)
+                i = r["_i"]
                 if i == 0 or not rows[i - 1]["is_open"] or not is_open:
                     continue
                 prev = rows[i - 1]

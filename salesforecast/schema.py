@@ -15,7 +15,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from salesforecast._utils import isin
 from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProcess, normalize_forecast_category
@@ -221,24 +223,89 @@ def _is_text(s: pd.Series) -> bool:
     return not (t.is_numeric_dtype(s.dtype) or t.is_bool_dtype(s.dtype) or t.is_datetime64_any_dtype(s.dtype))
 
 
+#: pandas' default ``str`` dtype (Arrow storage, NaN as missing): the columns the Arrow fast paths handle.
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def _arrow_strings(s: pd.Series) -> pyarrow.ChunkedArray | None:
+    """The Arrow array behind a ``str`` Series, or None for any other dtype or storage."""
+    if s.dtype == _STR and isinstance(s.array, pd.arrays.ArrowStringArray):
+        return s.array.__arrow_array__()
+    return None
+
+
+def _str_series(values: pyarrow.Array | pyarrow.ChunkedArray, index: pd.Index, name: Any = None) -> pd.Series:
+    """A ``str`` Series over an Arrow string array, without converting its values."""
+    if isinstance(values, pyarrow.Array):
+        values = pyarrow.chunked_array([values])
+    if not pyarrow.types.is_large_string(values.type):
+        values = values.cast(pyarrow.large_string())
+    return pd.Series(pd.arrays.ArrowStringArray(values, dtype=_STR), index=index, name=name, copy=False)
+
+
 def _is_blank(s: pd.Series) -> pd.Series:
     """Missing or empty/whitespace-only text."""
+    if _arrow_strings(s) is not None:
+        return _parse_text(s).isna()
     if _is_text(s):
         return s.isna() | (s.astype("str").str.strip() == "")
     return s.isna()
 
 
 def _parse_text(s: pd.Series) -> pd.Series:
-    out = s.astype("str").str.strip()
-    return out.mask(_is_blank(s))
+    """Text with surrounding whitespace removed; missing where blank.
+
+    ``str`` columns are trimmed in Arrow, with the same kernel as ``Series.str.strip``; when no value has
+    surrounding whitespace the column keeps its values (no copy).
+    """
+    arr = _arrow_strings(s)
+    if arr is None:
+        out = s.astype("str").str.strip()
+        return out.mask(_is_blank(s))
+    trimmed = pc.utf8_trim_whitespace(arr)
+    if pc.sum(pc.binary_length(trimmed)).as_py() == pc.sum(pc.binary_length(arr)).as_py():
+        trimmed = arr  # trimming only removes bytes: same total length, nothing was removed
+    empty = pc.equal(pc.binary_length(trimmed), 0)
+    if pc.any(empty).as_py():
+        trimmed = pc.if_else(empty, pyarrow.scalar(None, trimmed.type), trimmed)
+    return _str_series(trimmed, s.index, s.name)
 
 
-def _parse_datetime(s: pd.Series) -> pd.Series:
+def _per_unique(text: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """An element-wise function of a Series, computed once per distinct value.
+
+    Parameters
+    ----------
+    text : pandas.Series
+        The values; missing values stay missing (the result's own missing value).
+    func : callable
+        Maps a Series of distinct, non-missing values to a Series of results of the same length.
+
+    Returns
+    -------
+    pandas.Series
+        ``func`` of each value, with the index and name of `text`.
+    """
+    arr = _arrow_strings(text)
+    if arr is not None:  # str: the distinct values and codes straight from Arrow
+        encoded = pc.dictionary_encode(arr).combine_chunks()
+        mapped = func(_str_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary))))
+        mapped_arr = _arrow_strings(mapped)
+        if mapped_arr is not None:
+            return _str_series(mapped_arr.combine_chunks().take(encoded.indices), text.index, text.name)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    else:
+        codes, uniques = text.factorize()
+        mapped = func(pd.Series(uniques))
+    return pd.Series(mapped.array.take(codes, allow_fill=True), index=text.index, name=text.name, copy=False)
+
+
+def _parse_datetime(s: pd.Series, text: pd.Series | None = None) -> pd.Series:
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
     if pd.api.types.is_datetime64_dtype(s.dtype):
         return s.astype("datetime64[us]")
-    text = _parse_text(s)
+    text = _parse_text(s) if text is None else text
     # ISO 8601 with or without time, "T" or space, and an optional offset; offsets are converted to UTC.
     # A full date is required: "2024" or "2024-06" would silently become the first of the period.
     text = text.where(text.str.match(r"\d{4}-\d{2}-\d{2}(?:$|[T ])"))
@@ -246,24 +313,36 @@ def _parse_datetime(s: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 
-def _parse_number(s: pd.Series) -> pd.Series:
+def _parse_number(s: pd.Series, text: pd.Series | None = None) -> pd.Series:
     if pd.api.types.is_bool_dtype(s.dtype):
         return s.astype("float64")
     if pd.api.types.is_numeric_dtype(s.dtype):
         out = s.astype("float64")
     else:
-        out = pd.to_numeric(_parse_text(s), errors="coerce").astype("float64")
+        out = pd.to_numeric(_parse_text(s) if text is None else text, errors="coerce").astype("float64")
+    finite = np.isfinite(out.to_numpy())
+    if finite.all():
+        return out
     return out.mask(~np.isfinite(out.fillna(0.0)))
 
 
-def _parse_bool(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("boolean")
-    key = _parse_text(s).str.casefold()
-    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+def _bool_keys(text: pd.Series) -> pd.Series:
+    """Flags of parsed text: True / False for the known spellings, missing otherwise."""
+    key = text.str.casefold()
+    out = pd.Series(pd.NA, index=text.index, dtype="boolean")
     out[key.isin(_TRUE).fillna(False).astype(bool)] = True
     out[key.isin(_FALSE).fillna(False).astype(bool)] = False
     return out
+
+
+def _parse_bool(s: pd.Series, text: pd.Series | None = None) -> pd.Series:
+    """Flags as ``boolean``; text is matched once per distinct value."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("boolean")
+    text = _parse_text(s) if text is None else text
+    if text.dtype == _STR:
+        return _per_unique(text, _bool_keys).rename(None)
+    return _bool_keys(text)
 
 
 def _missing(n: int, kind: str, index: pd.Index | None = None) -> pd.Series:
@@ -272,30 +351,44 @@ def _missing(n: int, kind: str, index: pd.Index | None = None) -> pd.Series:
         return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[us]"), index=index)
     if kind == "number":
         return pd.Series(np.full(n, np.nan), index=index)
-    return pd.Series([None] * n, index=index, dtype="str")
+    return _str_series(pyarrow.nulls(n, pyarrow.large_string()), pd.RangeIndex(n) if index is None else index)
 
 
-def _parse_column(s: pd.Series, kind: str, process: SalesProcess) -> pd.Series:
+def _map_stage_names(text: pd.Series, process: SalesProcess) -> pd.Series:
+    """Canonical stage names; unknown names stay as written (the schema flags them)."""
+    return process.map_stages(text).fillna(text)
+
+
+def _map_categories(text: pd.Series) -> pd.Series:
+    """Canonical forecast categories; unknown labels stay as written (the schema flags them)."""
+    uniques = pd.unique(text.dropna())
+    mapped = text.map({u: normalize_forecast_category(u) for u in uniques}).astype("str")
+    return mapped.fillna(text)
+
+
+def _map_periods(text: pd.Series) -> pd.Series:
+    """Period labels upper-cased, ``FY2024 - Q3`` written ``FY2024Q3``."""
+    return text.str.upper().str.replace(r"^(FY\d{4})\s*-?\s*(Q[1-4])$", r"\1\2", regex=True)
+
+
+def _parse_column(s: pd.Series, kind: str, process: SalesProcess, text: pd.Series | None = None) -> pd.Series:
+    """Parse a raw column into its kind's canonical dtype (`text`: ``_parse_text(s)`` if already known)."""
     if kind in ("id", "text"):
-        return _parse_text(s)
+        return _parse_text(s) if text is None else text
     if kind == "datetime":
-        return _parse_datetime(s)
+        return _parse_datetime(s, text)
     if kind == "number":
-        return _parse_number(s)
+        return _parse_number(s, text)
     if kind == "bool":
-        return _parse_bool(s)
-    if kind == "stage":
-        text = _parse_text(s)
-        mapped = process.map_stages(text)
-        return mapped.fillna(text)  # unknown names stay as written; the schema flags them
-    if kind == "category":
-        text = _parse_text(s)
-        uniques = pd.unique(text.dropna())
-        mapped = text.map({u: normalize_forecast_category(u) for u in uniques}).astype("str")
-        return mapped.fillna(text)
-    if kind == "period":
-        text = _parse_text(s)
-        return text.str.upper().str.replace(r"^(FY\d{4})\s*-?\s*(Q[1-4])$", r"\1\2", regex=True)
+        return _parse_bool(s, text)
+    if kind in ("stage", "category", "period"):
+        text = _parse_text(s) if text is None else text
+        if kind == "stage":
+            func = lambda u: _map_stage_names(u, process)  # noqa: E731
+        else:
+            func = _map_categories if kind == "category" else _map_periods
+        # element-wise: computed once per distinct name (a few dozen), then spread over the rows
+        return _per_unique(text, func) if text.dtype == _STR else func(text)
     raise ValueError(f"unknown column kind {kind!r}")
 
 
@@ -305,31 +398,45 @@ _UNPARSEABLE = {"datetime": "unparseable date", "number": "unparseable number", 
 
 
 # ---------------------------------------------------------------------------------------------- pandera
-def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) -> pa.DataFrameSchema:
-    """The pandera schema of a parsed table. Check names are quarantine reasons."""
-    pa_cols: dict[str, pa.Column] = {}
+_ColumnCheck = tuple[str, Callable[[pd.Series], pd.Series]]
+_WideCheck = tuple[str, Callable[[pd.DataFrame], pd.Series]]
+
+
+def _row_checks(
+    spec: TableSpec, columns: list[str], process: SalesProcess
+) -> tuple[dict[str, list[_ColumnCheck]], list[_WideCheck]]:
+    """The row checks of a parsed table: per canonical column, and across columns. Names are quarantine reasons.
+
+    Returns
+    -------
+    column_checks : dict
+        For each canonical column present, in order, its ``(reason, check)`` pairs (a check maps the
+        column's non-missing values to True where they pass).
+    wide : list
+        ``(reason, check)`` pairs of the row-wise rules (a check maps the frame to True where a row passes).
+    """
+    column_checks: dict[str, list[_ColumnCheck]] = {}
     for name in columns:
         c = spec.column(name)
         if c is None:
             continue
-        checks: list[pa.Check] = []
+        checks: list[_ColumnCheck] = []
         if c.kind == "number" and name == "amount":
-            checks.append(pa.Check(lambda s: s >= 0, name="negative amount"))
+            checks.append(("negative amount", lambda s: s >= 0))
         if c.kind == "stage":
-            checks.append(pa.Check(lambda s, names=tuple(process.stage_names): s.isin(names), name="unknown stage"))
+            checks.append(("unknown stage", lambda s, names=tuple(process.stage_names): s.isin(names)))
         if c.kind == "category":
-            checks.append(pa.Check(lambda s: s.isin(FORECAST_CATEGORIES), name="unknown forecast category"))
+            checks.append(("unknown forecast category", lambda s: s.isin(FORECAST_CATEGORIES)))
         if c.kind == "period":
-            checks.append(pa.Check(lambda s: s.str.fullmatch(PERIOD_PATTERN), name="invalid period"))
-        dtype = {"bool": "boolean"}.get(c.kind, _DTYPES[c.kind])
-        pa_cols[name] = pa.Column(dtype, checks=checks, nullable=not c.required, required=c.required)
+            checks.append(("invalid period", lambda s: s.str.fullmatch(PERIOD_PATTERN)))
+        column_checks[name] = checks
 
-    wide: list[pa.Check] = []
+    wide: list[_WideCheck] = []
     if spec.name == "opportunities":
         wide.append(
-            pa.Check(
+            (
+                "close date before creation",
                 lambda df: ~(df["close_date"] < df["created_at"].dt.floor("D") - pd.Timedelta(days=1)).fillna(False),
-                name="close date before creation",
             )
         )
         won, closed = process.won_stages, process.closed_stages
@@ -340,21 +447,66 @@ def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) 
             ok = (df["is_closed"] == stage_closed) & (df["is_won"] == stage_won) & ~(df["is_won"] & ~df["is_closed"])
             return ok.fillna(True).astype(bool)
 
-        wide.append(pa.Check(_flags_ok, name="flags contradict stage"))
+        wide.append(("flags contradict stage", _flags_ok))
     if spec.name == "leads" and "converted_at" in columns:
-        wide.append(
-            pa.Check(
-                lambda df: ~(df["converted_at"] < df["created_at"]).fillna(False),
-                name="conversion before creation",
-            )
+        wide.append(("conversion before creation", lambda df: ~(df["converted_at"] < df["created_at"]).fillna(False)))
+    return column_checks, wide
+
+
+def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) -> pa.DataFrameSchema:
+    """The pandera schema of a parsed table. Check names are quarantine reasons."""
+    column_checks, wide = _row_checks(spec, columns, process)
+    pa_cols: dict[str, pa.Column] = {}
+    for name, checks in column_checks.items():
+        c = spec.column(name)
+        assert c is not None
+        dtype = {"bool": "boolean"}.get(c.kind, _DTYPES[c.kind])
+        pa_cols[name] = pa.Column(
+            dtype,
+            checks=[pa.Check(fn, name=reason) for reason, fn in checks],
+            nullable=not c.required,
+            required=c.required,
         )
     return pa.DataFrameSchema(
         pa_cols,
-        checks=wide,
+        checks=[pa.Check(fn, name=reason) for reason, fn in wide],
         strict=False,
         coerce=False,
         name=spec.name,
     )
+
+
+def _suspect_rows(frame: pd.DataFrame, spec: TableSpec, process: SalesProcess) -> np.ndarray:
+    """Rows the pandera schema may fail: all its row-level failures are among them (vectorised, no pandera).
+
+    A row is suspect when a required value is missing, a present value fails its column's check, or a row-wise
+    rule does not hold (pandera then also passes rows whose values are all missing: a superset is enough).
+    Validating only these rows finds the same failures as validating the whole frame, since every check is
+    row by row. When a check cannot be evaluated here, every row is suspect.
+    """
+    n = len(frame)
+    try:
+        column_checks, wide = _row_checks(spec, list(frame.columns), process)
+        suspect = np.zeros(n, dtype=bool)
+        for name, checks in column_checks.items():
+            s = frame[name]
+            missing = s.isna().to_numpy(dtype=bool)
+            c = spec.column(name)
+            if c is not None and c.required:
+                suspect |= missing
+            for _, fn in checks:
+                passed = fn(s)
+                if not isinstance(passed, pd.Series) or len(passed) != n:
+                    return np.ones(n, dtype=bool)
+                suspect |= ~passed.fillna(False).to_numpy(dtype=bool) & ~missing
+        for _, fn in wide:
+            passed = fn(frame)
+            if not isinstance(passed, pd.Series) or len(passed) != n:
+                return np.ones(n, dtype=bool)
+            suspect |= ~passed.fillna(False).to_numpy(dtype=bool)
+    except Exception:  # noqa: BLE001 - pandera reports what the check does on such data
+        return np.ones(n, dtype=bool)
+    return suspect
 
 
 def _reason_of(row: pd.Series) -> str:
@@ -449,13 +601,36 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
         )
     raw = raw.reset_index(drop=True)
     problems = _Problems()
+    texts: dict[Any, pd.Series] = {}  # _parse_text of each str column, computed once
+    blanks: dict[Any, np.ndarray] = {}
+
+    def text_of(c: Any) -> pd.Series | None:
+        """``_parse_text(raw[c])`` for a ``str`` column (cached), else None."""
+        if c not in texts:
+            col = raw[c]
+            if _arrow_strings(col) is None:
+                return None
+            texts[c] = _parse_text(col)
+        return texts[c]
+
+    def blank_of(c: Any) -> np.ndarray:
+        """``_is_blank(raw[c])`` as a boolean array (cached)."""
+        if c not in blanks:
+            text = text_of(c)
+            blanks[c] = (text.isna() if text is not None else _is_blank(raw[c])).to_numpy(dtype=bool)
+        return blanks[c]
+
     if len(raw.columns):
         first = raw.iloc[:, 0]
         malformed = np.zeros(len(raw), dtype=bool)
         if first.dtype == "str":
             malformed = first.str.startswith(_MALFORMED).fillna(False).to_numpy(dtype=bool)
         problems.add(np.flatnonzero(malformed), None, None, "malformed row")
-        empty = np.logical_and.reduce([_is_blank(raw[c]).to_numpy(dtype=bool) for c in raw.columns])
+        empty = blank_of(raw.columns[0]).copy()
+        for c in raw.columns[1:]:
+            if not empty.any():  # a row is empty when every column is blank: no candidate left
+                break
+            empty &= blank_of(c)
         problems.add(np.flatnonzero(empty & ~malformed), None, None, "empty row")
     parsed: dict[str, pd.Series] = {}
     for c in spec.columns:
@@ -464,43 +639,72 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
                 parsed[c.name] = _missing(len(raw), c.kind, raw.index)
             continue
         col = raw[c.name]
-        value = _parse_column(col, c.kind, process)
-        blank = _is_blank(col)
+        value = _parse_column(col, c.kind, process, text_of(c.name))
         if c.kind in _UNPARSEABLE:
-            bad = value.isna() & ~blank
-            problems.add(np.flatnonzero(bad.to_numpy()), c.name, col[bad], _UNPARSEABLE[c.kind])
+            bad = value.isna().to_numpy(dtype=bool) & ~blank_of(c.name)
+            problems.add(np.flatnonzero(bad), c.name, col[bad], _UNPARSEABLE[c.kind])
         parsed[c.name] = value
     extras = [c for c in raw.columns if spec.column(str(c)) is None]
     frame = pd.DataFrame(parsed, index=raw.index)
     for c in extras:
-        frame[c] = _infer_extra(raw[c])
+        frame[c] = _infer_extra(raw[c], text_of(c))
+    texts.clear()
 
-    schema = _pandera_schema(spec, list(frame.columns), process)
-    try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        fc = exc.failure_cases
-        fc = fc[fc["index"].notna()]
-        for (column, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
-            reason = _reason_of(pd.Series({"check": check, "column": column}))
-            pos = np.unique(grp["index"].astype("int64").to_numpy())
-            if reason in _WIDE_COLUMNS:  # a row-wise rule: report the columns it compares
-                cols = [c for c in _WIDE_COLUMNS[reason] if c in raw.columns]
-                vals = _join_columns(raw[cols].iloc[pos])
-                problems.add(pos, ", ".join(cols), vals, reason)
-            else:
-                problems.add(pos, str(column), raw[column].iloc[pos] if column in raw.columns else None, reason)
+    # pandera validates only the rows that may fail (all of them fail nothing on clean data): the same failures
+    suspect = np.flatnonzero(_suspect_rows(frame, spec, process))
+    if len(suspect):
+        schema = _pandera_schema(spec, list(frame.columns), process)
+        try:
+            schema.validate(frame.iloc[suspect] if len(suspect) < len(frame) else frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            fc = exc.failure_cases
+            fc = fc[fc["index"].notna()]
+            for (column, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
+                reason = _reason_of(pd.Series({"check": check, "column": column}))
+                pos = np.unique(grp["index"].astype("int64").to_numpy())
+                if reason in _WIDE_COLUMNS:  # a row-wise rule: report the columns it compares
+                    cols = [c for c in _WIDE_COLUMNS[reason] if c in raw.columns]
+                    vals = _join_columns(raw[cols].iloc[pos])
+                    problems.add(pos, ", ".join(cols), vals, reason)
+                else:
+                    problems.add(pos, str(column), raw[column].iloc[pos] if column in raw.columns else None, reason)
     if spec.key:
         # duplicates among the rows that pass every other check: the first such row is kept
         bad = problems.positions()
         ok = np.ones(len(frame), dtype=bool)
         ok[bad] = False
         dup = np.zeros(len(frame), dtype=bool)
-        dup[ok] = frame.loc[ok, list(spec.key)].duplicated(keep="first").to_numpy()
+        dup[ok] = _duplicated(frame.loc[ok, list(spec.key)] if len(bad) else frame[list(spec.key)])
         key_label = ", ".join(spec.key)
         vals = _join_columns(raw.loc[dup, list(spec.key)])
         problems.add(np.flatnonzero(dup), key_label, vals, "duplicate id")
     return frame, problems
+
+
+def _duplicated(keys: pd.DataFrame) -> np.ndarray:
+    """``keys.duplicated(keep="first")`` as an array; one ``str`` key column is done on its factorized codes."""
+    if keys.shape[1] == 1 and keys.iloc[:, 0].dtype == _STR:
+        arr = _arrow_strings(keys.iloc[:, 0])
+        n = len(keys)
+        if arr is not None and n > 1 and arr.null_count == 0:
+            # ids in strictly increasing order (as exports often are) are all distinct: no hashing needed
+            if pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1))).as_py():
+                return np.zeros(n, dtype=bool)
+        codes, uniques = keys.iloc[:, 0].factorize()
+        if len(codes):
+            # codes number the values in order of first appearance: a row is a first occurrence when its code
+            # exceeds every earlier code (missing values, code -1, repeat each other as in pandas)
+            seen = np.maximum.accumulate(codes)
+            first = np.empty(len(codes), dtype=bool)
+            first[0] = codes[0] >= 0
+            first[1:] = codes[1:] > seen[:-1]
+            if int(first.sum()) == len(uniques):  # the order of appearance holds (else: pandas below)
+                dup = ~first
+                nulls = np.flatnonzero(codes < 0)
+                if len(nulls):
+                    dup[nulls[0]] = False
+                return dup
+    return keys.duplicated(keep="first").to_numpy(dtype=bool)
 
 
 def _join_columns(df: pd.DataFrame) -> pd.Series:
@@ -530,11 +734,29 @@ def _canonical_headers(raw: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     return raw.rename(columns=renames) if renames else raw
 
 
-def _infer_extra(col: pd.Series) -> pd.Series:
-    """Feature columns beyond the contract: numbers when every non-empty value is a number, else text."""
+def _infer_extra(col: pd.Series, text: pd.Series | None = None) -> pd.Series:
+    """Feature columns beyond the contract: numbers when every non-empty value is a number, else text.
+
+    `text` is ``_parse_text(col)`` when already known. For a ``str`` column the numbers are parsed once per
+    distinct value: the same values as parsing every row (``pd.to_numeric`` infers its result from the set of
+    values, missing included, which the distinct values keep).
+    """
     if col.dtype != "str" and col.dtype != object:
         return col
-    text = _parse_text(col)
+    text = _parse_text(col) if text is None else text
+    if text.dtype == _STR:
+        codes, uniques = text.factorize()
+        if len(uniques) == 0:
+            return text
+        values = pd.Series(uniques)
+        if (codes < 0).any():  # keep a missing value among those parsed, as when parsing every row
+            values = pd.concat([values, pd.Series([None], dtype=_STR)], ignore_index=True)
+        num = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()[: len(uniques)]
+        if np.isnan(num).any():
+            return text
+        out = num[codes]
+        out[codes < 0] = np.nan
+        return pd.Series(out, index=text.index, name=text.name)
     num = pd.to_numeric(text, errors="coerce")
     if text.notna().any() and num[text.notna()].notna().all():
         return num.astype("float64")
@@ -543,7 +765,7 @@ def _infer_extra(col: pd.Series) -> pd.Series:
 
 def _finalize(name: str, frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     spec = TABLES[name]
-    out = frame.loc[keep].reset_index(drop=True)
+    out = (frame if keep.all() else frame.loc[keep]).reset_index(drop=True)
     for c in spec.columns:
         if c.name in out.columns and c.kind == "bool":
             out[c.name] = out[c.name].astype(bool)
@@ -812,25 +1034,56 @@ def _check_history_links(
     quarantined_opps: pd.Series | None,
     problems: _Problems,
 ) -> None:
-    """Cross-table rules of stage_history: known opportunity, not changed long before it was created."""
+    """Cross-table rules of stage_history: known opportunity, not changed long before it was created.
+
+    `opportunities` are the accepted ones (their ids are unique). The lookups run in Arrow on ``str`` ids.
+    """
     ids = frame["opportunity_id"]
-    known = isin(ids, opportunities["opportunity_id"])
-    in_quarantine = isin(ids, quarantined_opps) if quarantined_opps is not None else pd.Series(False, index=ids.index)
-    orphan = ids.notna() & ~known
+    ids_arr, opp_arr = _arrow_strings(ids), _arrow_strings(opportunities["opportunity_id"])
+    if ids_arr is None or opp_arr is None:
+        known = isin(ids, opportunities["opportunity_id"]).to_numpy(dtype=bool)
+        in_quarantine = (
+            isin(ids, quarantined_opps).to_numpy(dtype=bool)
+            if quarantined_opps is not None
+            else np.zeros(len(ids), dtype=bool)
+        )
+        created = pd.Series(
+            opportunities.set_index("opportunity_id")["created_at"].reindex(ids.to_numpy()).to_numpy(),
+            index=ids.index,
+        )
+    else:
+        # row of each id among the opportunities (-1: none); missing ids match nothing
+        where = pc.index_in(ids_arr, value_set=opp_arr.combine_chunks(), skip_nulls=True)
+        where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+        known = where >= 0
+        in_quarantine = np.zeros(len(ids), dtype=bool)
+        if quarantined_opps is not None and quarantined_opps.notna().any():
+            q_arr = _arrow_strings(quarantined_opps)
+            if q_arr is None:
+                in_quarantine = isin(ids, quarantined_opps).to_numpy(dtype=bool)
+            else:
+                value_set = pc.drop_null(q_arr.combine_chunks())
+                in_quarantine = pc.is_in(ids_arr, value_set=value_set, skip_nulls=True).to_numpy(zero_copy_only=False)
+                in_quarantine = np.asarray(in_quarantine, dtype=bool)
+        opp_created = opportunities["created_at"].to_numpy()
+        if len(opp_created):
+            stamps = opp_created[where]  # -1 takes the last one: overwritten next
+            stamps[~known] = np.datetime64("NaT")
+        else:
+            stamps = np.full(len(ids), np.datetime64("NaT"), dtype=opp_created.dtype)
+        created = pd.Series(stamps, index=ids.index)
+    orphan = ids.notna().to_numpy(dtype=bool) & ~known
     problems.add(
-        np.flatnonzero((orphan & in_quarantine).to_numpy()),
+        np.flatnonzero(orphan & in_quarantine),
         "opportunity_id",
         raw["opportunity_id"][orphan & in_quarantine],
         "opportunity quarantined",
     )
     problems.add(
-        np.flatnonzero((orphan & ~in_quarantine).to_numpy()),
+        np.flatnonzero(orphan & ~in_quarantine),
         "opportunity_id",
         raw["opportunity_id"][orphan & ~in_quarantine],
         "unknown opportunity",
-    )
-    created = pd.Series(
-        opportunities.set_index("opportunity_id")["created_at"].reindex(ids.to_numpy()).to_numpy(), index=ids.index
     )
     early = (frame["changed_at"] < created - pd.Timedelta(days=1)).fillna(False).astype(bool)
     problems.add(np.flatnonzero(early.to_numpy()), "changed_at", raw["changed_at"][early], "change before creation")

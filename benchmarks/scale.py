@@ -137,11 +137,15 @@ class _Measure:
         gc.collect()
         self.data_rss_gb = _status().get("VmRSS", float("nan"))
         self.peak_reset = _reset_peak()
+        self.cpu0 = os.times()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
+        cpu = os.times()
+        self.user_seconds = cpu.user - self.cpu0.user  # CPU time of this process (all its threads)
+        self.sys_seconds = cpu.system - self.cpu0.system  # kernel time: mostly supplying fresh memory
         self.peak_rss_gb = _peak_gb()
 
     def figures(self) -> dict[str, Any]:
@@ -150,6 +154,8 @@ class _Measure:
             "peak_rss_gb": round(self.peak_rss_gb, 2),
             "rss_before_gb": round(self.data_rss_gb, 2),
             "peak_is_step_only": self.peak_reset,
+            "user_seconds": round(self.user_seconds, 2),
+            "sys_seconds": round(self.sys_seconds, 2),
         }
 
 
@@ -391,6 +397,8 @@ def step_partitions(n: int, seed: int, folder: Path, work: Path) -> dict[str, An
         "peak_rss_gb": round(m.peak_rss_gb, 2),
         "rss_before_gb": round(m.data_rss_gb, 2),
         "peak_is_step_only": m.peak_reset,
+        "user_seconds": round(m.user_seconds, 2),
+        "sys_seconds": round(m.sys_seconds, 2),
         "note": "seconds: the 4 partitions one after the other (split, snapshots, crm_weighted backtest), their "
         "results held together; the equality checks come after the measure",
         "largest_partition_seconds": round(
@@ -502,13 +510,22 @@ def scaling(sizes: dict[str, Any]) -> dict[str, Any]:
     ns = sorted(int(k) for k in sizes)
     out = {}
     for small, big in zip(ns, ns[1:], strict=False):
-        per_step = {}
+        per_step, per_step_user = {}, {}
         for step in STEPS:
             a = sizes[str(small)]["steps"].get(step, {}).get("seconds")
             b = sizes[str(big)]["steps"].get(step, {}).get("seconds")
             if a and b:
                 per_step[step] = round(b / a, 2)
-        out[f"{big}/{small}"] = {"size_ratio": big / small, "target": TARGET_SCALING * big / small, "steps": per_step}
+            ua = sizes[str(small)]["steps"].get(step, {}).get("user_seconds")
+            ub = sizes[str(big)]["steps"].get(step, {}).get("user_seconds")
+            if ua and ub:
+                per_step_user[step] = round(ub / ua, 2)
+        out[f"{big}/{small}"] = {
+            "size_ratio": big / small,
+            "target": TARGET_SCALING * big / small,
+            "steps": per_step,
+            "user_cpu": per_step_user,
+        }
     return out
 
 
@@ -574,7 +591,7 @@ def markdown(result: dict[str, Any]) -> str:
     pair = f"{TARGET_SIZE}/{TARGET_SIZE // 10}"
     scal_pair = scal.get(pair)
     head = "| figure | target (at 1M) | " + " | ".join(f"{n:,} opportunities" for n in ns)
-    head += " | time 1M / 100k (target <= 12) | met |"
+    head += " | time 1M / 100k (target <= 12; user CPU) | met |"
     lines = [
         f"Run {result['date']} on {result['machine']['cores']} cores, {result['machine']['memory_gb']:g} GB "
         f"({result['machine']['platform']}), shared with other jobs; Python {result['versions']['python']}, pandas "
@@ -592,6 +609,7 @@ def markdown(result: dict[str, Any]) -> str:
         targets.append(f"<= {TARGET_RSS_GB:g} GB")
         cells = [_cell(sizes[str(n)]["steps"].get(step)) for n in ns]
         ratio = scal_pair["steps"].get(step) if scal_pair else None
+        user_ratio = scal_pair.get("user_cpu", {}).get(step) if scal_pair else None
         met = None
         if at and step in at["steps"] and "error" not in at["steps"][step]:
             fig = at["steps"][step]
@@ -602,7 +620,8 @@ def markdown(result: dict[str, Any]) -> str:
             met = False
         lines.append(
             f"| {label} | {', '.join(targets)} | {' | '.join(cells)} | "
-            f"{'-' if ratio is None else f'{ratio:.1f}'} | {_yes(met)} |"
+            f"{'-' if ratio is None else f'{ratio:.1f}'}"
+            f"{'' if user_ratio is None else f' (user CPU {user_ratio:.1f})'} | {_yes(met)} |"
         )
 
     def ratio_row(name: str, label: str, target: str, limit: float | None) -> str:

@@ -84,6 +84,11 @@ def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, su
             a, b = small.get(step, {}).get("seconds"), fig.get("seconds")
             if a and b and (worst is None or b / a > worst):
                 worst, worst_step = b / a, step
+        worst_cpu, worst_cpu_step = None, ""
+        for step, fig in big.items():
+            a, b = small.get(step, {}).get("user_seconds"), fig.get("user_seconds")
+            if a and b and (worst_cpu is None or b / a > worst_cpu):
+                worst_cpu, worst_cpu_step = b / a, step
         rows.append(
             _row(
                 "time 1M / 100k, worst step",
@@ -92,6 +97,16 @@ def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, su
                 12.0,
                 scale_file,
                 worst_step,
+            )
+        )
+        rows.append(
+            _row(
+                "user CPU time 1M / 100k, worst step (wall time less the kernel's)",
+                None if worst_cpu is None else round(worst_cpu, 2),
+                "ratio",
+                None,
+                scale_file,
+                worst_cpu_step,
             )
         )
         checks = [f for f in big.values() if "check" in f]

@@ -101,7 +101,7 @@ def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, su
         )
         rows.append(
             _row(
-                "user CPU time 1M / 100k, worst step (wall time less the kernel's)",
+                "user CPU time 1M / 100k, worst step (the process's own CPU; kernel time left out)",
                 None if worst_cpu is None else round(worst_cpu, 2),
                 "ratio",
                 None,

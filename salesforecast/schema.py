@@ -32,6 +32,7 @@ from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProc
 __all__ = [
     "QUARANTINE_COLUMNS",
     "REASONS",
+    "SNAPSHOT_STATIC_COLUMNS",
     "REASON_DEFINITIONS",
     "TABLES",
     "CRMData",
@@ -42,6 +43,18 @@ __all__ = [
     "read_canonical",
     "validate",
 ]
+
+#: Opportunity columns a pipeline snapshot copies when the opportunities have them (their current values: the
+#: canonical tables do not historise them). `salesforecast.snapshots` and the snapshot store both use them.
+SNAPSHOT_STATIC_COLUMNS: tuple[str, ...] = (
+    "owner",
+    "team",
+    "region",
+    "segment",
+    "product",
+    "lead_source",
+    "account_id",
+)
 
 #: Each quarantine reason and what it means, in priority order (a row gets the first that applies).
 REASON_DEFINITIONS: dict[str, str] = {

@@ -39,20 +39,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from salesforecast._utils import arrow_strings, decode, encode, isin, positions, str_series
-from salesforecast.schema import CRMData
+from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData
 
 __all__ = ["known_at", "pipeline_snapshots", "stage_intervals", "to_dates"]
 
 #: Static opportunity columns copied into snapshots when present.
-DEFAULT_COLUMNS: tuple[str, ...] = (
-    "owner",
-    "team",
-    "region",
-    "segment",
-    "product",
-    "lead_source",
-    "account_id",
-)
+DEFAULT_COLUMNS: tuple[str, ...] = SNAPSHOT_STATIC_COLUMNS
 
 _MAX = np.iinfo(np.int64).max
 _NAT = np.iinfo(np.int64).min  # NaT as int64

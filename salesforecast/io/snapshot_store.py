@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast._utils import isin
-from salesforecast.schema import CRMData, DataFileError
+from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData, DataFileError
 
 __all__ = [
     "SNAPSHOT_COLUMNS",
@@ -49,17 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: The state of a deal in every snapshot (``as_of`` is the snapshot's day).
 SNAPSHOT_COLUMNS: tuple[str, ...] = ("as_of", "opportunity_id", "stage", "amount", "close_date", "forecast_category")
-#: Opportunity columns copied into each snapshot when the opportunities table has them.
-STATIC_COLUMNS: tuple[str, ...] = (
-    "owner",
-    "created_at",
-    "team",
-    "region",
-    "segment",
-    "product",
-    "lead_source",
-    "account_id",
-)
+#: Opportunity columns copied into each snapshot when the opportunities table has them: those of the pipeline
+#: snapshots, with the creation time after the owner.
+STATIC_COLUMNS: tuple[str, ...] = (SNAPSHOT_STATIC_COLUMNS[0], "created_at", *SNAPSHOT_STATIC_COLUMNS[1:])
 _DTYPES = {
     "as_of": "datetime64[us]",
     "opportunity_id": "str",

@@ -242,15 +242,13 @@ class _Context:
         self.iv_opp = np.asarray(opp_pos, dtype=np.int64)
         self.opp_codes = self.groups.codes(opps)  # (groupings, opportunities)
         names = pd.Index(process.stage_names)
-        codes, uniques = pd.factorize(iv["stage"])
-        known = names.get_indexer(process.map_stages(pd.Series(uniques, dtype="str"))).astype(np.int64)
-        self.iv_stage = np.append(known, -1)[codes]
+        self.iv_stage = process.stage_codes(iv["stage"])
         self.iv_amount = np.nan_to_num(iv["amount"].to_numpy("float64"))
         self.iv_close = iv["close_date"].to_numpy("datetime64[us]")
         self.iv_entered = iv["stage_entered_at"].to_numpy("datetime64[us]")
         self.crm_probability = np.append(process.probability.reindex(names).fillna(0.0).to_numpy("float64"), 0.0)
         won = np.flatnonzero(np.isin(self.iv_stage, [names.get_loc(x) for x in process.won_stages]))
-        # won states by close date: a period's wins are one slice (`_won_slice`)
+        # won states by close date: a period's wins are one slice (`_won_rows`)
         won = won[np.argsort(self.iv_close[won], kind="stable")]
         self.won_start = iv["start"].to_numpy("datetime64[us]")[won]
         end = iv["end"].to_numpy("datetime64[us]")[won]
@@ -954,7 +952,7 @@ def backtest(
                         job = (
                             pool.submit(_simulate, args, quantiles, keep)
                             if pool
-                            else _Done(_simulate(args, quantiles, keep))
+                            else _Lazy(_simulate, args, quantiles, keep)
                         )
                         pending.append((fc, t, keep, job))
                     elif m in ("submitted_commit", "submitted_best_case", "bias_corrected_commit"):
@@ -1023,16 +1021,8 @@ class _Lazy:
         self.fn, self.args = fn, args
 
     def result(self) -> Any:
-        return self.fn(*self.args)
-
-
-class _Done:
-    """A result already computed, read like a future (no thread pool)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def result(self) -> Any:
+        if self.args is not None:
+            self.value, self.args = self.fn(*self.args), None
         return self.value
 
 

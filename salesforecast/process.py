@@ -559,6 +559,18 @@ class SalesProcess:
             return None
         return self._lookup.get(normalize_name(name))  # type: ignore[attr-defined]
 
+    def stage_codes(self, values: pd.Series) -> np.ndarray:
+        """Position of each stage in `stage_names` (aliases mapped; -1 unknown or missing), once per distinct value.
+
+        Examples
+        --------
+        >>> SalesProcess.resolve("default").stage_codes(pd.Series(["Prospecting", None, "nope"])).tolist()
+        [0, -1, -1]
+        """
+        codes, uniques = pd.factorize(values)
+        known = pd.Index(self.stage_names).get_indexer(self.map_stages(pd.Series(uniques, dtype="str")))
+        return np.append(known, -1).astype(np.int64)[codes]  # code -1 (missing) takes the appended -1
+
     def map_stages(self, values: pd.Series) -> pd.Series:
         """Map a Series of CRM stage names to canonical names (missing where unknown), vectorised per unique value."""
         uniques = pd.unique(values.dropna())

@@ -147,9 +147,7 @@ class _Runs:
             none = np.zeros(0, dtype=np.int64)
             return cls(none, none, none, none, none, none, none.astype(bool), none, _to_us(data.as_of))
         iv, codes, opp_pos = _intervals(data) if intervals is None else intervals
-        names = pd.Index(data.process.stage_names)
-        stage_codes, uniques = pd.factorize(iv["stage"])
-        sc = np.where(stage_codes >= 0, names.get_indexer(uniques)[np.maximum(stage_codes, 0)], -1).astype(np.int64)
+        sc = data.process.stage_codes(iv["stage"])
         deal = np.asarray(codes, dtype=np.int64)
         start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
         first = np.r_[True, deal[1:] != deal[:-1]] if len(deal) else np.zeros(0, dtype=bool)
@@ -928,7 +926,7 @@ class StageConversionModel(BaseEstimator):
         """Per snapshot row: stage code (-1 unknown), group (0 overall, g > 0 segment) and days in stage."""
         if not isinstance(snapshot, pd.DataFrame) or "stage" not in snapshot.columns:
             raise ValueError("snapshot must be a DataFrame with a 'stage' column (see pipeline_snapshots)")
-        code = self._stage_codes(snapshot["stage"])
+        code = self.process_.stage_codes(snapshot["stage"])
         group = np.zeros(len(snapshot), dtype=np.int64)
         if self.segment is not None:
             if self.segment not in snapshot.columns:
@@ -944,13 +942,6 @@ class StageConversionModel(BaseEstimator):
         else:
             days = np.zeros(len(snapshot))
         return code, group, days
-
-    def _stage_codes(self, stages: pd.Series) -> np.ndarray:
-        """Code of each stage (aliases mapped) in the process map's order; -1 unknown or missing."""
-        codes, uniques = pd.factorize(stages)
-        mapped = self.process_.map_stages(pd.Series(uniques, dtype="str"))
-        known = pd.Index(self.process_.stage_names).get_indexer(mapped).astype(np.int64)
-        return np.append(known, -1)[codes]  # code -1 (missing) takes the appended -1
 
     def _segment_groups(self, values: Any) -> np.ndarray:
         """Model group of each segment value (0: the overall model), with one more entry, 0, for code -1."""

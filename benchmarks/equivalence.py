@@ -174,7 +174,20 @@ def compare(before: Path, after: Path) -> int:
                 print(f"MISSING  {size} {key}")
                 failed += 1
                 continue
-            same, msg = _diff(a[size][key], b[size][key])
+            x, y = a[size][key], b[size][key]
+            note = ""
+            if isinstance(x, tuple) and isinstance(x[0], pd.DataFrame):  # the backtest with its samples
+                same, msg = _diff(x[1], y[1])
+                print(f"{'same' if same else 'DIFFERS':8} {size} {key} samples {msg[:300]}")
+                failed += not same
+                x, y = x[0], y[0]
+            if isinstance(x, pd.DataFrame) and "method" in x.columns and isinstance(y, pd.DataFrame):
+                added = sorted(set(y["method"]) - set(x["method"]))
+                if added:  # methods added since: compare the rows of the methods both have
+                    y = y.loc[y["method"].isin(set(x["method"]))].reset_index(drop=True)
+                    note = f" (rows of the added methods {added} left out)"
+            same, msg = _diff(x, y)
+            msg += note
             print(f"{'same' if same else 'DIFFERS':8} {size} {key} {msg[:300]}")
             failed += not same
     print(f"{failed} outputs differ or are missing")

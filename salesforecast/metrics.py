@@ -33,12 +33,16 @@ docstring states how zero actuals are handled):
 - `pinball_loss`: the loss of a quantile forecast; `interval_coverage`: share of actuals inside their interval;
   `winkler_score`: interval width plus a penalty for misses; `crps_samples`: CRPS of sample forecasts.
 - `evaluate`: any of these per group of a long table of forecasts, counting the rows left out for missing
-  values; `METRIC_DEFINITIONS`: a one-sentence definition of each of its metrics, for reports.
+  values. `METRICS` is its registry: one `Metric` per name (label, array function, per-group implementation,
+  definition, direction, units, kind), which leaderboards and report tables read too; adding a metric is adding
+  one entry. `METRIC_DEFINITIONS`: a one-sentence definition of each of its metrics, for reports (a view of it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 from typing import Any, Literal, NamedTuple
 
@@ -47,7 +51,9 @@ import pandas as pd
 
 __all__ = [
     "BrierDecomposition",
+    "METRICS",
     "METRIC_DEFINITIONS",
+    "Metric",
     "absolute_accuracy",
     "alift",
     "bias",
@@ -1254,55 +1260,6 @@ def crps_samples(actual: Any, samples: Any) -> float:
     return float(np.mean(np.mean(np.abs(s - a[:, None]), axis=1) - spread))
 
 
-METRIC_DEFINITIONS: dict[str, str] = {
-    "forecast_ratio": (
-        "Forecast ratio: total forecast over total actual, sum(F) / sum(A), the 'forecast accuracy %' many CRMs "
-        "print; 1 is the right total, above 1 an over-forecast, closer to 1 is better."
-    ),
-    "absolute_accuracy": (
-        "Absolute accuracy: 1 - sum|F - A| / sum|A|, one minus the WAPE, the share of the total actual forecast "
-        "right (it can be negative); 1 is perfect, higher is better."
-    ),
-    "bias": (
-        "Bias: sum(F - A) / sum(A), the net over-forecast (positive) or under-forecast (negative) as a share of "
-        "the total actual; 0 is unbiased, closer to 0 is better."
-    ),
-    "wape": (
-        "WAPE (weighted absolute percentage error): sum|F - A| / sum|A|, the total absolute error as a share of "
-        "the total actual; 0 is perfect, lower is better."
-    ),
-    "mape": (
-        "MAPE (mean absolute percentage error): the mean of |F - A| / |A| over the rows with a non-zero actual; "
-        "0 is perfect, lower is better."
-    ),
-    "smape": (
-        "sMAPE (symmetric MAPE): the mean of 2|F - A| / (|F| + |A|), from 0 (perfect) to 2, a row with F = A = 0 "
-        "counting 0; lower is better."
-    ),
-    "mase": (
-        "MASE (mean absolute scaled error): mean|F - A| divided by the mean absolute seasonal change of the "
-        "series' actuals, mean|y_t - y_(t-m)|; below 1 errs less than the typical seasonal change, lower is better."
-    ),
-    "hit_rate": (
-        "Hit rate: the share of rows with |F - A| <= tolerance x |A| (within 10% of the actual by default); "
-        "1 is perfect, higher is better."
-    ),
-    "pinball": (
-        "Pinball loss: the mean over rows and quantile levels q of max(q (A - F_q), (q - 1)(A - F_q)), the "
-        "accuracy of the quantile forecasts (p10, p50, p90) in units of the amount; lower is better."
-    ),
-    "coverage": (
-        "Interval coverage: the share of rows with lower <= A <= upper; closer to the interval's nominal level "
-        "(0.8 for p10 to p90) is better."
-    ),
-    "winkler": (
-        "Winkler score: the mean of the interval width U - L plus 2 / alpha times the distance by which A falls "
-        "outside [L, U] (alpha = 0.2 for p10 to p90); lower is better."
-    ),
-}
-
-_POINT_METRICS = ("forecast_ratio", "absolute_accuracy", "bias", "wape", "mape", "smape", "mase", "hit_rate")
-_INTERVAL_METRICS = ("coverage", "winkler")
 _NOT_SERIES = ("method", "cutoff", "days_before_period_end", "horizon")
 _DEFAULT_QUANTILES = {0.1: "p10", 0.5: "p50", 0.9: "p90"}
 
@@ -1375,6 +1332,331 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
 
 
+# ------------------------------------------------------------------------------------------------ the registry
+class _Rows:
+    """The rows `evaluate` scores (no missing value), with the per-group sums the metrics share (each once)."""
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        n_groups: int,
+        values: Mapping[str, np.ndarray],
+        q_values: Mapping[float, np.ndarray],
+        tolerance: float,
+        alpha: float,
+        scale: Callable[[], np.ndarray],
+    ) -> None:
+        self.codes, self.n_groups = codes, n_groups
+        self.a = values["actual"]
+        self.f = values.get("forecast")
+        self.lo, self.hi = values.get("lower"), values.get("upper")
+        self.q_values = q_values
+        self.tolerance, self.alpha = tolerance, alpha
+        self.scale = scale  # the MASE scale of each row (computed only when asked for)
+        self.n = self.total()
+
+    def total(self, w: np.ndarray | None = None) -> np.ndarray:
+        """Per group: the sum of `w` over its rows (None: the number of rows)."""
+        return np.bincount(self.codes, weights=w, minlength=self.n_groups).astype("float64")
+
+    @cached_property
+    def abs_err(self) -> np.ndarray:
+        return self.total(np.abs(self.f - self.a))
+
+    @cached_property
+    def abs_a(self) -> np.ndarray:
+        return self.total(np.abs(self.a))
+
+    @cached_property
+    def sum_a(self) -> np.ndarray:
+        return self.total(self.a)
+
+
+def _grouped_forecast_ratio(r: _Rows) -> np.ndarray:
+    return _divide(r.total(r.f), r.sum_a)
+
+
+def _grouped_absolute_accuracy(r: _Rows) -> np.ndarray:
+    return 1.0 - _divide(r.abs_err, r.abs_a)
+
+
+def _grouped_bias(r: _Rows) -> np.ndarray:
+    return _divide(r.total(r.f - r.a), r.sum_a)
+
+
+def _grouped_wape(r: _Rows) -> np.ndarray:
+    return np.where((r.abs_a == 0) & (r.abs_err == 0) & (r.n > 0), 0.0, _divide(r.abs_err, r.abs_a))
+
+
+def _grouped_mape(r: _Rows) -> np.ndarray:
+    nonzero = r.a != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(nonzero, np.abs(r.f - r.a) / np.abs(r.a), 0.0)
+    return _divide(r.total(terms), r.total(nonzero.astype("float64")))
+
+
+def _grouped_smape(r: _Rows) -> np.ndarray:
+    return _divide(r.total(_smape_terms(r.a, r.f)), r.n)
+
+
+def _grouped_hit_rate(r: _Rows) -> np.ndarray:
+    return _divide(r.total(_hits(r.a, r.f, r.tolerance).astype("float64")), r.n)
+
+
+def _grouped_mase(r: _Rows) -> np.ndarray:
+    scale = r.scale()
+    err = np.abs(r.f - r.a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(np.isnan(scale), np.nan, np.where(err == 0, 0.0, err / scale))
+    result = _divide(r.total(terms), r.n)
+    return np.where(np.isinf(result), np.nan, result)
+
+
+def _grouped_pinball(r: _Rows) -> np.ndarray:
+    terms = sum(_pinball_terms(r.a, x, q) for q, x in r.q_values.items()) / len(r.q_values)
+    return _divide(r.total(terms), r.n)
+
+
+def _grouped_coverage(r: _Rows) -> np.ndarray:
+    return _divide(r.total(((r.lo <= r.a) & (r.a <= r.hi)).astype("float64")), r.n)
+
+
+def _grouped_winkler(r: _Rows) -> np.ndarray:
+    return _divide(r.total(_winkler_terms(r.a, r.lo, r.hi, r.alpha)), r.n)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One accuracy metric of a long table of forecasts: what `evaluate`, leaderboards and report tables read.
+
+    Attributes
+    ----------
+    name : str
+        The column `evaluate` writes (``"wape"``).
+    label : str
+        The name a reader sees (``"WAPE"``).
+    definition : str
+        One sentence, printed beside the numbers.
+    direction : {"lower", "higher", "closer"}
+        Which values are better: the lower, the higher, or the closer to `ideal`.
+    units : {"percent", "ratio", "amount"}
+        ``"percent"``: a fraction shown as a percentage (0.125 -> 12.5%); ``"ratio"``: a plain number (MASE);
+        ``"amount"``: in units of the forecast amounts.
+    kind : {"point", "interval", "quantile"}
+        What it scores, and so the columns it needs: the point forecast, the interval bounds, or the quantiles.
+    function : callable
+        The array function of the same idea (``function(actual, forecast)`` for most point metrics; see each).
+    grouped : callable
+        Per group of `evaluate`'s rows: the metric from the shared per-group sums (``grouped(rows) -> array``).
+    ideal : float, optional
+        The best value, for ``direction="closer"`` (0 for bias, 1 for the forecast ratio, 0.8 for the coverage of
+        a P10-P90 interval).
+    needs_series : bool
+        Needs the series and period of each row (MASE's scale).
+    """
+
+    name: str
+    label: str
+    definition: str
+    direction: Literal["lower", "higher", "closer"]
+    units: Literal["percent", "ratio", "amount"]
+    kind: Literal["point", "interval", "quantile"]
+    function: Callable[..., float]
+    grouped: Callable[[_Rows], np.ndarray]
+    ideal: float | None = None
+    needs_series: bool = False
+
+    @property
+    def better(self) -> str:
+        """Which values are better, in words (``"closer to 0.8 is better"``)."""
+        if self.direction == "closer":
+            return f"closer to {self.ideal:g} is better"
+        return f"{self.direction} is better"
+
+    def rank_key(self, values: pd.Series) -> pd.Series:
+        """Sort key of values of the metric: the smallest key is the best value.
+
+        Examples
+        --------
+        >>> METRICS["coverage"].rank_key(pd.Series([0.5, 0.78, 0.95])).round(2).tolist()
+        [0.3, 0.02, 0.15]
+        """
+        if self.direction == "higher":
+            return -values
+        if self.direction == "closer":
+            return (values - self.ideal).abs()
+        return values
+
+    def format(self, value: float) -> str:
+        """A value as a sentence shows it: a percentage (``12.5%``) or three significant digits (``1,230``).
+
+        Examples
+        --------
+        >>> METRICS["wape"].format(0.1234), METRICS["pinball"].format(312.4)
+        ('12.3%', '312')
+        """
+        return f"{value:.1%}" if self.units == "percent" else f"{value:,.3g}"
+
+
+#: Every metric of `evaluate`, in its documented order: add an entry here to add a metric.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            name="forecast_ratio",
+            label="forecast ratio",
+            definition=(
+                "Forecast ratio: total forecast over total actual, sum(F) / sum(A), the 'forecast accuracy %' many "
+                "CRMs print; 1 is the right total, above 1 an over-forecast, closer to 1 is better."
+            ),
+            direction="closer",
+            ideal=1.0,
+            units="percent",
+            kind="point",
+            function=forecast_ratio,
+            grouped=_grouped_forecast_ratio,
+        ),
+        Metric(
+            name="absolute_accuracy",
+            label="absolute accuracy",
+            definition=(
+                "Absolute accuracy: 1 - sum|F - A| / sum|A|, one minus the WAPE, the share of the total actual "
+                "forecast right (it can be negative); 1 is perfect, higher is better."
+            ),
+            direction="higher",
+            units="percent",
+            kind="point",
+            function=absolute_accuracy,
+            grouped=_grouped_absolute_accuracy,
+        ),
+        Metric(
+            name="bias",
+            label="bias",
+            definition=(
+                "Bias: sum(F - A) / sum(A), the net over-forecast (positive) or under-forecast (negative) as a "
+                "share of the total actual; 0 is unbiased, closer to 0 is better."
+            ),
+            direction="closer",
+            ideal=0.0,
+            units="percent",
+            kind="point",
+            function=bias,
+            grouped=_grouped_bias,
+        ),
+        Metric(
+            name="wape",
+            label="WAPE",
+            definition=(
+                "WAPE (weighted absolute percentage error): sum|F - A| / sum|A|, the total absolute error as a "
+                "share of the total actual; 0 is perfect, lower is better."
+            ),
+            direction="lower",
+            units="percent",
+            kind="point",
+            function=wape,
+            grouped=_grouped_wape,
+        ),
+        Metric(
+            name="mape",
+            label="MAPE",
+            definition=(
+                "MAPE (mean absolute percentage error): the mean of |F - A| / |A| over the rows with a non-zero "
+                "actual; 0 is perfect, lower is better."
+            ),
+            direction="lower",
+            units="percent",
+            kind="point",
+            function=mape,
+            grouped=_grouped_mape,
+        ),
+        Metric(
+            name="smape",
+            label="sMAPE",
+            definition=(
+                "sMAPE (symmetric MAPE): the mean of 2|F - A| / (|F| + |A|), from 0 (perfect) to 2, a row with F = "
+                "A = 0 counting 0; lower is better."
+            ),
+            direction="lower",
+            units="percent",
+            kind="point",
+            function=smape,
+            grouped=_grouped_smape,
+        ),
+        Metric(
+            name="mase",
+            label="MASE",
+            definition=(
+                "MASE (mean absolute scaled error): mean|F - A| divided by the mean absolute seasonal change of the "
+                "series' actuals, mean|y_t - y_(t-m)|; below 1 errs less than the typical seasonal change, lower is "
+                "better."
+            ),
+            direction="lower",
+            units="ratio",
+            kind="point",
+            function=mase,
+            grouped=_grouped_mase,
+            needs_series=True,
+        ),
+        Metric(
+            name="hit_rate",
+            label="hit rate",
+            definition=(
+                "Hit rate: the share of rows with |F - A| <= tolerance x |A| (within 10% of the actual by default); "
+                "1 is perfect, higher is better."
+            ),
+            direction="higher",
+            units="percent",
+            kind="point",
+            function=hit_rate,
+            grouped=_grouped_hit_rate,
+        ),
+        Metric(
+            name="pinball",
+            label="pinball loss",
+            definition=(
+                "Pinball loss: the mean over rows and quantile levels q of max(q (A - F_q), (q - 1)(A - F_q)), the "
+                "accuracy of the quantile forecasts (p10, p50, p90) in units of the amount; lower is better."
+            ),
+            direction="lower",
+            units="amount",
+            kind="quantile",
+            function=pinball_loss,
+            grouped=_grouped_pinball,
+        ),
+        Metric(
+            name="coverage",
+            label="interval coverage",
+            definition=(
+                "Interval coverage: the share of rows with lower <= A <= upper; closer to the interval's nominal "
+                "level (0.8 for p10 to p90) is better."
+            ),
+            direction="closer",
+            ideal=0.8,
+            units="percent",
+            kind="interval",
+            function=interval_coverage,
+            grouped=_grouped_coverage,
+        ),
+        Metric(
+            name="winkler",
+            label="Winkler score",
+            definition=(
+                "Winkler score: the mean of the interval width U - L plus 2 / alpha times the distance by which A "
+                "falls outside [L, U] (alpha = 0.2 for p10 to p90); lower is better."
+            ),
+            direction="lower",
+            units="amount",
+            kind="interval",
+            function=winkler_score,
+            grouped=_grouped_winkler,
+        ),
+    )
+}
+
+#: A one-sentence definition of each `evaluate` metric, for reports (a view of `METRICS`).
+METRIC_DEFINITIONS: dict[str, str] = {name: m.definition for name, m in METRICS.items()}
+
+
 def evaluate(
     df: pd.DataFrame,
     metrics: str | Sequence[str] = ("wape", "bias", "mape", "coverage"),
@@ -1394,7 +1676,7 @@ def evaluate(
     """Accuracy metrics of a long table of forecasts (one row per forecast), per group.
 
     Each metric is the array function of the same idea, computed over the rows of a group (see
-    `METRIC_DEFINITIONS` for one-sentence definitions to print beside the numbers):
+    `METRICS` for each one's definition, direction and units):
 
     - ``forecast_ratio``, ``absolute_accuracy``, ``bias``, ``wape``, ``mape``, ``smape``, ``hit_rate`` (with
       `tolerance`): of the `forecast` column against the `actual` column;
@@ -1423,7 +1705,7 @@ def evaluate(
     df : pandas.DataFrame
         The forecasts, one row each.
     metrics : str or sequence of str
-        Metric names, in the order of the output columns: the keys of `METRIC_DEFINITIONS`.
+        Metric names, in the order of the output columns: the keys of `METRICS`.
     by : str or sequence of str, optional
         Columns to group by (missing values form a group of their own); None: one group.
     actual, forecast, lower, upper, period : str
@@ -1473,11 +1755,13 @@ def evaluate(
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     if not names:
-        raise ValueError(f"metrics is empty; valid names: {', '.join(METRIC_DEFINITIONS)}")
+        raise ValueError(f"metrics is empty; valid names: {', '.join(METRICS)}")
     for name in names:
-        if name not in METRIC_DEFINITIONS:
-            raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(METRIC_DEFINITIONS)}")
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(METRICS)}")
     names = list(dict.fromkeys(names))
+    chosen = [METRICS[name] for name in names]
+    kinds = {x.kind for x in chosen}
     by_cols = _column_list("by", by)
     reserved = [c for c in by_cols if c in ("n", "n_missing", *names)]
     if reserved:
@@ -1488,32 +1772,34 @@ def evaluate(
 
     # the value columns each metric needs, and the other columns
     value_cols = {"actual": actual}
-    if any(name in _POINT_METRICS for name in names):
+    if "point" in kinds:
         value_cols["forecast"] = forecast
-    if any(name in _INTERVAL_METRICS for name in names):
+    if "interval" in kinds:
         value_cols.update(lower=lower, upper=upper)
     q_cols: dict[float, str] = {}
-    if "pinball" in names:
+    if "quantile" in kinds:
+        first = next(x.name for x in chosen if x.kind == "quantile")
         if quantiles is None:
             q_cols = {q: c for q, c in _DEFAULT_QUANTILES.items() if c in df.columns}
             if not q_cols:
                 raise ValueError(
-                    f"pinball needs quantile columns, and none of {list(_DEFAULT_QUANTILES.values())} is in df; "
+                    f"{first} needs quantile columns, and none of {list(_DEFAULT_QUANTILES.values())} is in df; "
                     f"pass quantiles={{level: column}}; columns: {list(df.columns)}"
                 )
         else:
             q_cols = {_check_unit_interval("quantile level", q): c for q, c in dict(quantiles).items()}
             if not q_cols:
                 raise ValueError("quantiles is empty; pass {quantile level: column}, e.g. {0.5: 'p50'}")
+    needs_series = any(x.needs_series for x in chosen)
     series_cols: list[str] = []
-    if "mase" in names:
+    if needs_series:
         series_cols = (
             _column_list("series", series)
             if series is not None
             else [c for c in by_cols if c != period and c not in _NOT_SERIES]
         )
     needed = [*by_cols, *value_cols.values(), *q_cols.values()]
-    if "mase" in names:
+    if needs_series:
         needed += [*series_cols, period]
     for column in dict.fromkeys(needed):
         if column not in df.columns:
@@ -1533,21 +1819,20 @@ def evaluate(
         codes = np.zeros(len(df), dtype=np.int64)
         out = pd.DataFrame(index=range(1))
     n_groups = len(out)
-    c = codes[used]
-
-    def total(w: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(c, weights=w, minlength=n_groups).astype("float64")
-
-    n = total()
-    out["n"] = n.astype(np.int64)
+    rows = _Rows(
+        codes[used],
+        n_groups,
+        {role: x[used] for role, x in values.items()},
+        {q: x[used] for q, x in q_values.items()},
+        tol,
+        level,
+        lambda: _series_scales(df, series_cols, period, values["actual"], m)[used],
+    )
+    out["n"] = rows.n.astype(np.int64)
     out["n_missing"] = np.bincount(codes, minlength=n_groups).astype(np.int64) - out["n"].to_numpy()
 
-    a = values["actual"][used]
-    if "forecast" in values:
-        f = values["forecast"][used]
-        abs_err, abs_a, sum_a = total(np.abs(f - a)), total(np.abs(a)), total(a)
     if "lower" in values:
-        lo, hi = values["lower"][used], values["upper"][used]
+        lo, hi = rows.lo, rows.hi
         bad = lo > hi
         if bad.any():
             i = int(np.flatnonzero(used)[np.flatnonzero(bad)[0]])
@@ -1555,37 +1840,6 @@ def evaluate(
                 f"column {lower!r} must not exceed column {upper!r}; row {df.index[i]!r} has {lo[bad][0]:g} > "
                 f"{hi[bad][0]:g}"
             )
-    for name in names:
-        if name == "forecast_ratio":
-            result = _divide(total(f), sum_a)
-        elif name == "absolute_accuracy":
-            result = 1.0 - _divide(abs_err, abs_a)
-        elif name == "bias":
-            result = _divide(total(f - a), sum_a)
-        elif name == "wape":
-            result = np.where((abs_a == 0) & (abs_err == 0) & (n > 0), 0.0, _divide(abs_err, abs_a))
-        elif name == "mape":
-            nonzero = a != 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                terms = np.where(nonzero, np.abs(f - a) / np.abs(a), 0.0)
-            result = _divide(total(terms), total(nonzero.astype("float64")))
-        elif name == "smape":
-            result = _divide(total(_smape_terms(a, f)), n)
-        elif name == "hit_rate":
-            result = _divide(total(_hits(a, f, tol).astype("float64")), n)
-        elif name == "mase":
-            scale = _series_scales(df, series_cols, period, values["actual"], m)[used]
-            err = np.abs(f - a)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                terms = np.where(np.isnan(scale), np.nan, np.where(err == 0, 0.0, err / scale))
-            result = _divide(total(terms), n)
-            result = np.where(np.isinf(result), np.nan, result)
-        elif name == "pinball":
-            terms = sum(_pinball_terms(a, x[used], q) for q, x in q_values.items()) / len(q_values)
-            result = _divide(total(terms), n)
-        elif name == "coverage":
-            result = _divide(total(((lo <= a) & (a <= hi)).astype("float64")), n)
-        else:  # winkler
-            result = _divide(total(_winkler_terms(a, lo, hi, level)), n)
-        out[name] = result.astype("float64")
+    for metric in chosen:
+        out[metric.name] = metric.grouped(rows).astype("float64")
     return out

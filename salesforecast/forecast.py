@@ -6,7 +6,8 @@ made at a *cutoff* inside the period and may use only what was known at the cuto
 (`salesforecast.snapshots.pipeline_snapshots`), the deals won by then, the submissions made by then, and models
 fitted on the data known then (`salesforecast.snapshots.known_at`).
 
-Methods (`METHODS` holds each one's definition, printed beside the numbers in the reports):
+Methods (`METHODS` is their registry: one `ForecastMethod` each, with its label, definition, printed beside the
+numbers in the reports, colour, needs and implementation; adding a method is adding one entry):
 
 ``submitted_commit``, ``submitted_best_case``
     The latest forecast call of each rep for the period made at or before the cutoff, summed over the reps of a
@@ -25,6 +26,10 @@ Methods (`METHODS` holds each one's definition, printed beside the numbers in th
 ``opportunity_score``
     As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
     from past snapshots of deal features.
+``run_rate``
+    Closed won to date + the previous fiscal period's closed-won bookings (as known at the cutoff) per day x the
+    days left in the period: the run rate every RevOps team uses as its yardstick. Missing when the data do not
+    cover a whole period before the one forecast.
 ``ets``, ``seasonal_naive``
     Time series of the bookings of past periods only (`BookingsModel`); they ignore the pipeline.
 ``monte_carlo``
@@ -55,15 +60,16 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from salesforecast.metrics import METRIC_DEFINITIONS, evaluate
+from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
 from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
 from salesforecast.models.stage_conversion import StageConversionModel, _Runs
@@ -72,7 +78,11 @@ from salesforecast.simulation import simulate_bookings
 from salesforecast.snapshots import _intervals, _snapshot_rows, pipeline_snapshots, to_dates
 
 __all__ = [
+    "BacktestCutoff",
+    "BacktestPeriod",
+    "ForecastMethod",
     "METHODS",
+    "NEEDS",
     "PIPELINE_METHODS",
     "backtest",
     "data_end",
@@ -85,30 +95,6 @@ __all__ = [
     "submission_bias",
 ]
 
-#: Every forecast method, with its definition.
-METHODS: dict[str, str] = {
-    "submitted_commit": "reps' latest commit call for the period, summed over the group",
-    "submitted_best_case": "reps' latest best-case call for the period, summed over the group",
-    "bias_corrected_commit": "each rep's latest commit divided by the rep's historical bias (submission_bias, "
-    "learned from earlier closed periods)",
-    "crm_weighted": "closed won to date + open deals closing in the period (as dated then) x the CRM stage's "
-    "default probability",
-    "stage_conversion": "closed won to date + open deals x learned probability of winning before the period ends "
-    "(stage, days in stage) + expected bookings of deals not yet created",
-    "opportunity_score": "closed won to date + open deals x opportunity-score probability of winning in the period "
-    "+ expected bookings of deals not yet created",
-    "ets": "exponential smoothing (ETS) of past periods' bookings; ignores the pipeline",
-    "seasonal_naive": "bookings of the same period one year earlier; ignores the pipeline",
-    "monte_carlo": "mean of simulated bookings: closed won to date + each open deal won by a Bernoulli draw with "
-    "the learned probability under a shared period shock + new-deal bookings of a past period",
-    "oracle": "as monte_carlo with the generator's true probabilities and no shock (synthetic data only): the "
-    "error no method can remove",
-}
-
-#: Methods that need only the pipeline and the stage-conversion model (the fast core of the backtest).
-PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
-
-_DEFAULT_METHODS = tuple(m for m in METHODS if m != "oracle")
 _DAY = pd.Timedelta(days=1)
 _MISSING = "(none)"
 _SEASON = {"month": 12, "quarter": 4, "year": 1}
@@ -545,17 +531,22 @@ def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | int | None, min_
     return plan
 
 
-def _check_methods(methods: Sequence[str] | None, truth: Any) -> list[str]:
-    if methods is None:
-        chosen = list(_DEFAULT_METHODS) + (["oracle"] if truth is not None else [])
+def _check_methods(methods: Sequence[str | ForecastMethod] | str | None, truth: Any) -> list[ForecastMethod]:
+    """The methods asked for, as registry entries (names from `METHODS`, or `ForecastMethod` objects)."""
+    if methods is None:  # the default ones, and those needing the truth when it is given
+        items: list[Any] = [m for m in METHODS.values() if m.default or ("truth" in m.needs and truth is not None)]
     else:
-        chosen = [methods] if isinstance(methods, str) else list(methods)
-    unknown = [m for m in chosen if m not in METHODS]
+        items = [methods] if isinstance(methods, str | ForecastMethod) else list(methods)
+    unknown = [m for m in items if not isinstance(m, ForecastMethod) and m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; known: {list(METHODS)}")
-    if "oracle" in chosen and truth is None:
-        raise ValueError("the oracle method needs truth= (the GroundTruth of generate)")
-    return list(dict.fromkeys(chosen))
+    chosen: dict[str, ForecastMethod] = {}
+    for item in items:
+        m = item if isinstance(item, ForecastMethod) else METHODS[item]
+        chosen.setdefault(m.name, m)
+        if "truth" in m.needs and truth is None:
+            raise ValueError(f"the {m.name} method needs truth= (the GroundTruth of generate)")
+    return list(chosen.values())
 
 
 def _seed(seed: int, t: pd.Timestamp, salt: int) -> np.random.Generator:
@@ -719,6 +710,408 @@ def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]
     return out
 
 
+# --------------------------------------------------------------------------------------------- the method registry
+_QUANTILES = (0.1, 0.5, 0.9)
+
+#: What a forecast method may declare it needs. The backtest prepares each input once per period (and refit) when a
+#: chosen method needs it, and hands it to the method in its `BacktestCutoff`.
+NEEDS: dict[str, str] = {
+    "pipeline": "the open pipeline at the cutoff (`BacktestCutoff.snap`)",
+    "stage_conversion model": "the stage-conversion model fitted at the refit date and calibrated by horizon: the "
+    "probability of each open deal being won before the period ends (`BacktestCutoff.stage_probability`)",
+    "period shock": "the over-dispersion of past periods' bookings, a log-sd (`BacktestPeriod.shock_sd`)",
+    "new deals": "the bookings of deals created after the cutoff and won in the period, in the last closed periods "
+    "(`BacktestCutoff.new_deals`)",
+    "opportunity score": "OpportunityScoringModel fitted at the refit date, scoring the pipeline at each cutoff "
+    "(`BacktestPeriod.opportunity_scores`)",
+    "submissions": "the reps' forecast calls made by the cutoff",
+    "submission bias": "each rep's commit bias, learned from the periods closed at the refit date "
+    "(`BacktestPeriod.bias`)",
+    "bookings history": "the closed-won bookings of earlier periods",
+    "simulation": "simulated futures (`BacktestCutoff.simulate`), drawn in threads",
+    "truth": "the generator's GroundTruth (synthetic data only: backtest's truth=)",
+}
+
+
+@dataclass
+class BacktestPeriod:
+    """One period of a backtest at one refit date, with the inputs its methods share (each prepared once).
+
+    Attributes
+    ----------
+    label : str
+    start, end : pandas.Timestamp
+        The period is ``[start, end)``.
+    refit_at : pandas.Timestamp
+        The date the models are fitted at (the period start, or the cutoff with ``refit="cutoff"``).
+    ctx : _Context
+        The backtest's data context (`won_known`, `snap`, `new_deals`, `past_periods`, `bounds`, `groups`...).
+    shock_sd : float
+        ``"period shock"``: the log-sd of the shared period shock of the Monte Carlo.
+    opportunity_scores : pandas.Series or None
+        ``"opportunity score"``: probability of each open deal by ``(as_of, opportunity_id)``; None when the model
+        could not be fitted.
+    bias : pandas.Series or None
+        ``"submission bias"``: each owner's commit bias; `bias_fallback` for an owner without a usable one.
+    prepared : dict
+        What each method's own `ForecastMethod.prepare` returned for the period, by method name.
+    """
+
+    label: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    refit_at: pd.Timestamp
+    ctx: _Context
+    shock_sd: float = 0.0
+    opportunity_scores: pd.Series | None = None
+    bias: pd.Series | None = None
+    bias_fallback: float = 1.0
+    prepared: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The backtest's settings and shared tables that the methods read."""
+
+    data: CRMData
+    truth: Any
+    freq: str
+    n_sims: int
+    seed: int
+    opps_by_created: pd.DataFrame
+
+
+class _Draws(NamedTuple):
+    """A simulation a method asked for (`BacktestCutoff.simulate`), drawn after the cutoffs, in threads."""
+
+    args: tuple
+    keep: bool
+
+
+@dataclass
+class BacktestCutoff:
+    """What a forecast method sees at one cutoff: only what was known then.
+
+    Attributes
+    ----------
+    period : BacktestPeriod
+        The period forecast, with its shared inputs.
+    t : pandas.Timestamp
+        The cutoff.
+    snap : _Snap
+        The open pipeline at `t` (``opp, stage, amount, days, close, codes``).
+    won : numpy.ndarray
+        Per group (see `_Groups`): closed won known at `t` with a close date in the period.
+    new_deals : numpy.ndarray
+        ``"new deals"``: (past periods, groups) bookings of deals created in the same remaining window of each of the
+        last closed periods and won in it (empty when no chosen method needs it).
+    stage_probability : numpy.ndarray or None
+        ``"stage_conversion model"``: per open deal of `snap`, the calibrated probability of being won before the
+        period ends; None when the model could not be fitted.
+    settings : _Settings
+    """
+
+    period: BacktestPeriod
+    t: pd.Timestamp
+    snap: _Snap
+    won: np.ndarray
+    new_deals: np.ndarray
+    stage_probability: np.ndarray | None
+    settings: _Settings
+
+    @property
+    def ctx(self) -> _Context:
+        """The backtest's data context (the period's)."""
+        return self.period.ctx
+
+    @property
+    def start(self) -> pd.Timestamp:
+        """The period's first instant."""
+        return self.period.start
+
+    @property
+    def end(self) -> pd.Timestamp:
+        """The period's end (exclusive)."""
+        return self.period.end
+
+    @cached_property
+    def new_deals_mean(self) -> np.ndarray:
+        """Per group: the mean of `new_deals` over the past periods (0 without any)."""
+        return self.new_deals.mean(axis=0) if len(self.new_deals) else np.zeros(self.ctx.groups.size)
+
+    def simulate(self, p: np.ndarray, shock_sd: float, salt: int, keep_samples: bool = False) -> _Draws:
+        """Simulated bookings (`simulate_bookings`) of the period: the method's forecast is their mean and quantiles.
+
+        Each open deal of `snap` is won with probability `p` under a shared shock of log-sd `shock_sd`, plus
+        `won` and a draw of `new_deals`. `salt` gives the method its own random stream at each cutoff;
+        `keep_samples`: these are the samples ``backtest(return_samples=True)`` returns.
+        """
+        s = self.settings
+        args = (
+            self.snap.amount,
+            p,
+            self.snap.codes,
+            self.ctx.groups.size,
+            self.won,
+            self.new_deals,
+            shock_sd,
+            s.n_sims,
+            _seed(s.seed, self.t, salt),
+        )
+        return _Draws(args, keep_samples)
+
+
+@dataclass(frozen=True)
+class ForecastMethod:
+    """One forecast method: what `backtest`, `leaderboard`, the reports and the charts know of it.
+
+    Attributes
+    ----------
+    name : str
+        The name in `backtest`'s ``method`` column.
+    label : str
+        The name a reader sees.
+    definition : str
+        One sentence, printed beside the numbers.
+    colour : str
+        Its colour in every chart (`salesforecast.plotting.METHOD_COLOURS`), distinct from the others'.
+    forecast : callable
+        ``forecast(cutoff: BacktestCutoff)``: per group, the point forecast (shape ``(groups,)``), or the point
+        forecast and P10/P50/P90 (``(groups, 4)``), or the `BacktestCutoff.simulate` draws, or None (missing at this
+        cutoff).
+    needs : frozenset of str
+        Inputs from `NEEDS` (the backtest prepares the shared ones only when a chosen method needs them).
+    default : bool
+        In `backtest`'s default methods.
+    quantiles : bool
+        Gives P10/P50/P90.
+    prepare : callable, optional
+        ``prepare(period: BacktestPeriod)``: the method's own work once per period and refit, read at each cutoff
+        from ``cutoff.period.prepared[name]``.
+    """
+
+    name: str
+    label: str
+    definition: str
+    colour: str
+    forecast: Callable[[BacktestCutoff], Any]
+    needs: frozenset[str] = frozenset()
+    default: bool = True
+    quantiles: bool = False
+    prepare: Callable[[BacktestPeriod], Any] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.needs) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown need {unknown[0]!r}; known: {list(NEEDS)}")
+
+
+def _latest_calls(cut: BacktestCutoff, category: str) -> pd.DataFrame:
+    """Each rep's latest call of `category` for the period at the cutoff, with the team known then."""
+    latest = _latest_submissions(cut.settings.data.forecast_submissions, cut.period.label, category, cut.t)
+    if len(latest) and ("team" not in latest.columns or latest["team"].isna().any()):  # team from the deals
+        latest = _with_team(latest, _owner_team(cut.settings.opps_by_created, cut.t))
+    return latest
+
+
+def _sum_calls(cut: BacktestCutoff, calls: pd.DataFrame, values: np.ndarray) -> np.ndarray | None:
+    """Per group: the sum of the calls' `values` (missing where nobody in the group has called)."""
+    if len(calls) == 0:
+        return None
+    G = cut.ctx.groups
+    codes = G.codes(calls)
+    counted = G.sum(codes, np.isfinite(values))
+    return np.where(counted > 0, G.sum(codes, values), np.nan)
+
+
+def _submitted(category: str) -> Callable[[BacktestCutoff], np.ndarray | None]:
+    def forecast(cut: BacktestCutoff) -> np.ndarray | None:
+        calls = _latest_calls(cut, category)
+        return _sum_calls(cut, calls, calls["amount"].to_numpy("float64"))
+
+    return forecast
+
+
+def _bias_corrected_commit(cut: BacktestCutoff) -> np.ndarray | None:
+    calls = _latest_calls(cut, "commit")
+    b = cut.period.bias.reindex(calls["owner"].astype("str").to_numpy()).to_numpy("float64")
+    values = calls["amount"].to_numpy("float64")
+    return _sum_calls(cut, calls, values / np.where(np.isfinite(b) & (b > 0), b, cut.period.bias_fallback))
+
+
+def _crm_weighted(cut: BacktestCutoff) -> np.ndarray:
+    snap = cut.snap
+    p = cut.ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
+    cd = snap.close
+    inside = (cd >= np.datetime64(cut.start, "us")) & (cd < np.datetime64(cut.end, "us"))
+    return cut.won + cut.ctx.groups.sum(snap.codes, snap.amount * p * inside)
+
+
+def _run_rate(cut: BacktestCutoff) -> np.ndarray | None:
+    """Closed won to date + the previous period's bookings per day (as known at the cutoff) x the days left."""
+    previous = cut.ctx.past_periods(cut.t, 1)  # the last period ended by the cutoff: the one before this one
+    if not previous:
+        return None  # the data do not cover a whole period before this one
+    ps, pe = cut.ctx.bounds(previous[0])
+    per_day = cut.ctx.won_known(cut.t, ps, pe) / ((pe - ps) / _DAY)
+    return cut.won + per_day * ((cut.end - cut.t) / _DAY)
+
+
+def _stage_conversion(cut: BacktestCutoff) -> np.ndarray | None:
+    if cut.stage_probability is None:
+        return None
+    return cut.won + cut.ctx.groups.sum(cut.snap.codes, cut.snap.amount * cut.stage_probability) + cut.new_deals_mean
+
+
+def _opportunity_score(cut: BacktestCutoff) -> np.ndarray | None:
+    scores = cut.period.opportunity_scores
+    if scores is None:
+        return None
+    snap = cut.snap
+    ids = cut.settings.data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
+    key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(cut.t, "us")), ids])
+    p = scores.reindex(key).fillna(0.0).to_numpy()
+    return cut.won + cut.ctx.groups.sum(snap.codes, snap.amount * p) + cut.new_deals_mean
+
+
+def _bookings_model(method: str) -> Callable[[BacktestPeriod], np.ndarray]:
+    def prepare(period: BacktestPeriod) -> np.ndarray:
+        return _ets(period.ctx, period.start, method, _QUANTILES)
+
+    return prepare
+
+
+def _prepared(cut: BacktestCutoff, name: str) -> np.ndarray:
+    return cut.period.prepared[name]
+
+
+def _monte_carlo(cut: BacktestCutoff) -> _Draws | None:
+    if cut.stage_probability is None:
+        return None
+    return cut.simulate(cut.stage_probability, cut.period.shock_sd, salt=1, keep_samples=True)
+
+
+def _oracle(cut: BacktestCutoff) -> _Draws:
+    data, s = cut.settings.data, cut.settings
+    columns = [c for c in ("owner", "team", "segment", *cut.ctx.static) if c in data.opportunities.columns]
+    frame = pipeline_snapshots(data, [cut.t], columns=columns)
+    p = s.truth.win_within(frame, cut.end, n_sims=400, seed=s.seed, process=data.process).fillna(0.0).to_numpy()
+    return cut.simulate(p, 0.0, salt=2)
+
+
+#: Every forecast method, in the order of the tables and charts: adding a method is adding one entry.
+METHODS: dict[str, ForecastMethod] = {
+    m.name: m
+    for m in (
+        ForecastMethod(
+            name="submitted_commit",
+            label="submitted commit",
+            definition="reps' latest commit call for the period, summed over the group",
+            colour="#e09f3e",
+            forecast=_submitted("commit"),
+            needs=frozenset({"submissions"}),
+        ),
+        ForecastMethod(
+            name="submitted_best_case",
+            label="submitted best case",
+            definition="reps' latest best-case call for the period, summed over the group",
+            colour="#c2571a",
+            forecast=_submitted("best_case"),
+            needs=frozenset({"submissions"}),
+        ),
+        ForecastMethod(
+            name="bias_corrected_commit",
+            label="bias-corrected commit",
+            definition="each rep's latest commit divided by the rep's historical bias (submission_bias, learned from "
+            "earlier closed periods)",
+            colour="#d45087",
+            forecast=_bias_corrected_commit,
+            needs=frozenset({"submissions", "submission bias"}),
+        ),
+        ForecastMethod(
+            name="crm_weighted",
+            label="CRM-weighted pipeline",
+            definition="closed won to date + open deals closing in the period (as dated then) x the CRM stage's "
+            "default probability",
+            colour="#7b4b94",
+            forecast=_crm_weighted,
+            needs=frozenset({"pipeline"}),
+        ),
+        ForecastMethod(
+            name="run_rate",
+            label="run rate",
+            definition="closed won to date + the previous period's closed-won bookings per day (as known at the "
+            "cutoff) x the days left in the period; ignores the open pipeline",
+            colour="#56b4e9",
+            forecast=_run_rate,
+            needs=frozenset({"bookings history"}),
+        ),
+        ForecastMethod(
+            name="stage_conversion",
+            label="stage conversion",
+            definition="closed won to date + open deals x learned probability of winning before the period ends "
+            "(stage, days in stage) + expected bookings of deals not yet created",
+            colour="#3a7d44",
+            forecast=_stage_conversion,
+            needs=frozenset({"pipeline", "stage_conversion model", "new deals"}),
+        ),
+        ForecastMethod(
+            name="opportunity_score",
+            label="opportunity score",
+            definition="closed won to date + open deals x opportunity-score probability of winning in the period "
+            "+ expected bookings of deals not yet created",
+            colour="#1b998b",
+            forecast=_opportunity_score,
+            needs=frozenset({"pipeline", "opportunity score", "new deals"}),
+        ),
+        ForecastMethod(
+            name="ets",
+            label="ETS",
+            definition="exponential smoothing (ETS) of past periods' bookings; ignores the pipeline",
+            colour="#8c564b",
+            forecast=lambda cut: _prepared(cut, "ets"),
+            needs=frozenset({"bookings history"}),
+            quantiles=True,
+            prepare=_bookings_model("ets"),
+        ),
+        ForecastMethod(
+            name="seasonal_naive",
+            label="seasonal naive",
+            definition="bookings of the same period one year earlier; ignores the pipeline",
+            colour="#8f8c1f",
+            forecast=lambda cut: _prepared(cut, "seasonal_naive"),
+            needs=frozenset({"bookings history"}),
+            quantiles=True,
+            prepare=_bookings_model("seasonal_naive"),
+        ),
+        ForecastMethod(
+            name="monte_carlo",
+            label="Monte Carlo",
+            definition="mean of simulated bookings: closed won to date + each open deal won by a Bernoulli draw with "
+            "the learned probability under a shared period shock + new-deal bookings of a past period",
+            colour="#2f6690",
+            forecast=_monte_carlo,
+            needs=frozenset({"pipeline", "stage_conversion model", "period shock", "new deals", "simulation"}),
+            quantiles=True,
+        ),
+        ForecastMethod(
+            name="oracle",
+            label="oracle",
+            definition="as monte_carlo with the generator's true probabilities and no shock (synthetic data only): "
+            "the error no method can remove",
+            colour="#3d3d3d",
+            forecast=_oracle,
+            needs=frozenset({"pipeline", "new deals", "simulation", "truth"}),
+            default=False,
+            quantiles=True,
+        ),
+    )
+}
+
+#: Methods that need only the pipeline and the stage-conversion model (the fast core of the backtest).
+PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
+
+
 def backtest(
     data: CRMData,
     methods: Sequence[str] | None = None,
@@ -823,11 +1216,12 @@ def backtest(
         raise ValueError("groups must name at least one grouping: 'total', 'team', 'owner' or an opportunity column")
     ctx = _Context(data, period, groups)
     plan = _plan(ctx, cutoffs, periods, min_history_days)
-    quantiles = (0.1, 0.5, 0.9)
+    quantiles = _QUANTILES
     G = ctx.groups
 
-    needs_sc = {"stage_conversion", "monte_carlo"} & set(chosen)
-    needs_new = {"stage_conversion", "opportunity_score", "monte_carlo", "oracle"} & set(chosen)
+    needs = frozenset().union(*(m.needs for m in chosen))  # the inputs to prepare: what the chosen methods need
+    needs_sc = "stage_conversion model" in needs
+    needs_new = "new deals" in needs
     # snapshots once for every cutoff (and every period start, for the shock estimate)
     snap_dates = set(plan["cutoff"])
     plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
@@ -838,24 +1232,28 @@ def backtest(
             left = [_left(e, t) for e, t in zip(chunk["end"], chunk["cutoff"], strict=True)]
             calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), left, calibrate_periods)
             snap_dates.update(pair[4] for pair in calibration[key])
-    if "monte_carlo" in chosen and shock == "auto":
+    if "period shock" in needs and shock == "auto":
         for label in ctx.past_periods(plan["cutoff"].max(), 0):
             snap_dates.add(ctx.bounds(label)[0])
     ctx.add_snapshots(snap_dates)
-    columns = [c for c in ("owner", "team", "segment", *ctx.static) if c in data.opportunities.columns]
     runs = _Runs.from_data(data, ctx.intervals) if needs_sc else None
-    opps_by_created = data.opportunities.sort_values("created_at", kind="stable")
-    subs = data.forecast_submissions
+    settings = _Settings(
+        data=data,
+        truth=truth,
+        freq=period,
+        n_sims=int(n_sims),
+        seed=seed,
+        opps_by_created=data.opportunities.sort_values("created_at", kind="stable"),
+    )
 
     frames = []
-    samples: dict[pd.Timestamp, np.ndarray] = {}
+    samples: dict[tuple[pd.Timestamp, str], np.ndarray] = {}
     # the Monte Carlo draws of each cutoff (its own random stream) run in threads: the results do not depend on it
     threads = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
     if threads < 1:
         raise ValueError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
-    simulated = {"monte_carlo", "oracle"} & set(chosen)
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and (simulated or needs_sc) else None
-    pending: list[tuple[np.ndarray, pd.Timestamp, bool, Any]] = []
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and ("simulation" in needs or needs_sc) else None
+    pending: list[tuple[np.ndarray, pd.Timestamp, str, bool, Any]] = []
     try:
         # the stage-conversion fits (with their horizon calibration and shock) do not depend on each other: with
         # threads they run ahead of the cutoffs that use them
@@ -864,36 +1262,23 @@ def backtest(
             seg = segment if segment is not None and segment in data.opportunities.columns else None
             for key in plan.groupby(["period", "refit_at"], sort=True).groups:
                 args = (ctx, runs, seg, pd.Timestamp(key[1]), calibration.get(key, []), calibrate_prior)
-                extra = ("monte_carlo" in chosen, shock, new_deal_periods)
+                extra = ("period shock" in needs, shock, new_deal_periods)
                 refits[key] = pool.submit(_refit, *args, *extra) if pool else _Lazy(_refit, *args, *extra)
         for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
             s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
             refit_at = pd.Timestamp(refit_at)
             actual = ctx.actual(s, e)
-            opp_model = None
             sc_model, sc_seg, factors, shock_sd = (
                 refits[(label, refit_at)].result() if needs_sc else (None, None, {}, 0.0)
             )
-            opp_scores = None
-            if "opportunity_score" in chosen and refit_at > ctx.first_day:
-                try:
-                    opp_model = OpportunityScoringModel(target="period", period=period).fit(data, as_of=refit_at)
-                except ValueError:
-                    opp_model = None  # too little history to learn from: the method is missing for this period
-                if opp_model is not None:
-                    feats = opportunity_features(data, list(chunk["cutoff"]), period=period)
-                    feats["p"] = opp_model.predict_proba(feats)
-                    opp_scores = feats.set_index(["as_of", "opportunity_id"])["p"]
-            bias, bias_fallback = None, 1.0
-            if "bias_corrected_commit" in chosen:
-                bias = _bias_table(ctx, refit_at, "commit", bias_weeks).set_index("owner")["bias"].astype("float64")
-                usable = bias[np.isfinite(bias) & (bias > 0)]
-                # a rep without a usable bias of their own (new, or never booked) gets the median rep's
-                bias_fallback = float(usable.median()) if len(usable) else 1.0
-            ts = {}
-            for m in ("ets", "seasonal_naive"):
-                if m in chosen:
-                    ts[m] = _ets(ctx, s, m, quantiles)
+            per = BacktestPeriod(label, s, e, refit_at, ctx, shock_sd=shock_sd)
+            if "opportunity score" in needs:
+                per.opportunity_scores = _opportunity_scores(ctx, refit_at, list(chunk["cutoff"]))
+            if "submission bias" in needs:
+                per.bias, per.bias_fallback = _commit_bias(ctx, refit_at, bias_weeks)
+            for m in chosen:
+                if m.prepare is not None:
+                    per.prepared[m.name] = m.prepare(per)
 
             chunk_q = {}
             cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
@@ -902,90 +1287,57 @@ def backtest(
                 qs = _predict_within(sc_model, sc_seg, list(chunk_snaps.values()), [e] * len(cuts))
                 chunk_q = {t: np.minimum(q * factors.get(_left(e, t), 1.0), 1.0) for t, q in zip(cuts, qs, strict=True)}
             for t in cuts:
-                snap = chunk_snaps[t]
-                codes = snap.codes
-                amount = snap.amount
-                won = ctx.won_known(t, s, e)
                 nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
-                nd_mean = nd.mean(axis=0) if len(nd) else np.zeros(G.size)
-                out: dict[str, np.ndarray] = {}
-                q_sc = chunk_q.get(t)
+                cut = BacktestCutoff(per, t, chunk_snaps[t], ctx.won_known(t, s, e), nd, chunk_q.get(t), settings)
+                days = (e - t) / _DAY
                 for m in chosen:
                     fc = np.full((G.size, 4), np.nan)
-                    if m == "crm_weighted":
-                        p = ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
-                        cd = snap.close
-                        inside = (cd >= np.datetime64(s, "us")) & (cd < np.datetime64(e, "us"))
-                        fc[:, 0] = won + G.sum(codes, amount * p * inside)
-                    elif m == "stage_conversion":
-                        if q_sc is not None:
-                            fc[:, 0] = won + G.sum(codes, amount * q_sc) + nd_mean
-                    elif m == "opportunity_score":
-                        if opp_scores is not None:
-                            ids = data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
-                            key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(t, "us")), ids])
-                            p = opp_scores.reindex(key).fillna(0.0).to_numpy()
-                            fc[:, 0] = won + G.sum(codes, amount * p) + nd_mean
-                    elif m == "oracle" or (m == "monte_carlo" and q_sc is not None):
-                        if m == "oracle":
-                            frame = pipeline_snapshots(data, [t], columns=columns)
-                            p = (
-                                truth.win_within(frame, e, n_sims=400, seed=seed, process=data.process)
-                                .fillna(0.0)
-                                .to_numpy()
-                            )
-                            sd = 0.0
+                    value = m.forecast(cut)
+                    if isinstance(value, _Draws):
+                        keep = value.keep and return_samples
+                        job_args = (value.args, quantiles, keep)
+                        job = pool.submit(_simulate, *job_args) if pool else _Lazy(_simulate, *job_args)
+                        pending.append((fc, t, m.name, keep, job))
+                    elif value is not None:
+                        value = np.asarray(value, dtype="float64")
+                        if value.ndim == 1:
+                            fc[:, 0] = value
                         else:
-                            p, sd = q_sc, shock_sd
-                        args = (
-                            amount,
-                            p,
-                            codes,
-                            G.size,
-                            won,
-                            nd,
-                            sd,
-                            n_sims,
-                            _seed(seed, t, 1 if m == "monte_carlo" else 2),
-                        )
-                        keep = m == "monte_carlo" and return_samples
-                        job = (
-                            pool.submit(_simulate, args, quantiles, keep)
-                            if pool
-                            else _Lazy(_simulate, args, quantiles, keep)
-                        )
-                        pending.append((fc, t, keep, job))
-                    elif m in ("submitted_commit", "submitted_best_case", "bias_corrected_commit"):
-                        cat = "best_case" if m == "submitted_best_case" else "commit"
-                        latest = _latest_submissions(subs, label, cat, t)
-                        if len(latest):
-                            if "team" not in latest.columns or latest["team"].isna().any():  # team from the deals
-                                latest = _with_team(latest, _owner_team(opps_by_created, t))
-                            values = latest["amount"].to_numpy("float64")
-                            if m == "bias_corrected_commit":
-                                b = bias.reindex(latest["owner"].astype("str").to_numpy()).to_numpy("float64")
-                                values = values / np.where(np.isfinite(b) & (b > 0), b, bias_fallback)
-                            sub_codes = G.codes(latest)
-                            counted = G.sum(sub_codes, np.isfinite(values))
-                            fc[:, 0] = np.where(counted > 0, G.sum(sub_codes, values), np.nan)
-                    elif m in ts:
-                        fc[:] = ts[m]
-                    out[m] = fc
-                days = (e - t) / _DAY
-                for m, fc in out.items():
-                    frames.append((label, t, days, m, fc, actual))
+                            fc[:] = value
+                    frames.append((label, t, days, m.name, fc, actual))
 
-        for fc, t, keep, job in pending:  # the simulations, in the order they were asked for
+        for fc, t, name, keep, job in pending:  # the simulations, in the order they were asked for
             mean, quants, sims = job.result()
             fc[:, 0] = mean
             fc[:, 1:] = quants
             if keep:
-                samples[t] = sims
+                samples[(t, name)] = sims
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
     return _assemble(frames, G, return_samples, samples)
+
+
+def _opportunity_scores(ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp]) -> pd.Series | None:
+    """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts` (None: no fit)."""
+    if refit_at <= ctx.first_day:
+        return None
+    try:
+        model = OpportunityScoringModel(target="period", period=ctx.period).fit(ctx.data, as_of=refit_at)
+    except ValueError:
+        return None  # too little history to learn from: the method is missing for this period
+    feats = opportunity_features(ctx.data, cuts, period=ctx.period)
+    feats["p"] = model.predict_proba(feats)
+    return feats.set_index(["as_of", "opportunity_id"])["p"]
+
+
+def _commit_bias(ctx: _Context, refit_at: pd.Timestamp, weeks: float) -> tuple[pd.Series, float]:
+    """Each owner's commit bias learned at `refit_at`, and the median rep's (for a rep without a usable one)."""
+    bias = _bias_table(ctx, refit_at, "commit", weeks).set_index("owner")["bias"].astype("float64")
+    usable = bias[np.isfinite(bias) & (bias > 0)]
+    # a rep without a usable bias of their own (new, or never booked) gets the median rep's
+    return bias, float(usable.median()) if len(usable) else 1.0
 
 
 def _refit(
@@ -1071,8 +1423,8 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
     if return_samples:
         kept = {}
         for f, k in zip(frames, keeps, strict=True):
-            if f[3] == "monte_carlo" and f[1] in samples:
-                kept[f[1]] = samples[f[1]][k]
+            if (f[1], f[3]) in samples:  # the samples of the method that keeps them (monte_carlo)
+                kept[f[1]] = samples[(f[1], f[3])][k]
         return out, kept
     return out
 
@@ -1195,7 +1547,7 @@ def leaderboard(
     group : str
         The grouping evaluated (``"total"``, ``"team"``, ``"owner"``): every group value counts as one forecast.
     metrics : sequence of str
-        Names of `salesforecast.metrics.evaluate` metrics (`salesforecast.metrics.METRIC_DEFINITIONS`). Each metric
+        Names of `salesforecast.metrics.evaluate` metrics (`salesforecast.metrics.METRICS`). Each metric
         uses the rows where it can be computed (an interval metric skips methods without quantiles).
     by : {"weeks", "band", "method"}
         One row per (whole weeks left at the cutoff, method), per (`HORIZONS` band, method), or per method.
@@ -1205,7 +1557,8 @@ def leaderboard(
     pandas.DataFrame
         ``weeks_before_end`` or ``horizon`` (in time order, earliest first) then ``method``, ``n`` (forecasts with a
         value and an actual) and one column per metric; within a horizon, methods sorted by the first metric, best
-        first (see `recommend` for what "best" means per metric).
+        first (in the metric's direction in `salesforecast.metrics.METRICS`). ``attrs["metrics"]`` names the metric
+        columns (report tables format them by their units: `salesforecast.reports.format_table`).
     """
     if by not in ("weeks", "band", "method"):
         raise ValueError(f"by must be 'weeks', 'band' or 'method', got {by!r}")
@@ -1234,20 +1587,27 @@ def leaderboard(
         board = board.sort_values("_k", kind="stable")
     else:  # horizons in time order (most weeks left first), best method first within each
         board = board.sort_values([keys[0], "_k"], ascending=[by == "band", True], kind="stable")
-    return board.drop(columns="_k").reset_index(drop=True)
+    board = board.drop(columns="_k").reset_index(drop=True)
+    board.attrs["metrics"] = list(metrics)
+    return board
 
 
 def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] = ("oracle",)) -> pd.DataFrame:
     """The most accurate method at each horizon of a `leaderboard`, with a sentence a reader can act on.
 
-    "Most accurate" by `metric`: the smallest error (WAPE, MAPE, MASE, pinball...), the bias nearest 0, the
-    coverage nearest 80%, the forecast ratio nearest 1, the highest hit rate or absolute accuracy.
+    "Most accurate" by `metric`, in its direction in `salesforecast.metrics.METRICS`: the smallest error (WAPE,
+    MAPE, MASE, pinball...), the bias nearest 0, the coverage nearest 80%, the forecast ratio nearest 1, the highest
+    hit rate or absolute accuracy.
 
     Returns
     -------
     pandas.DataFrame
-        One row per horizon: the horizon column, ``best``, ``metric value``, ``runner_up`` and ``advice``.
+        One row per horizon: the horizon column, ``best``, ``metric value``, ``runner_up`` and ``advice``;
+        ``attrs["metrics"]`` names the metric column (report tables format it by its units).
     """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid names: {', '.join(METRICS)}")
+    fmt = METRICS[metric].format
     horizon = next((c for c in ("horizon", "weeks_before_end") if c in board.columns), None)
     b = board.loc[~board["method"].isin(exclude) & board[metric].notna()]
     rows = []
@@ -1258,9 +1618,9 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
             continue
         best = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        advice = f"trust {best['method']} ({metric} {_fmt(metric, best[metric])})"
+        advice = f"trust {best['method']} ({metric} {fmt(best[metric])})"
         if second is not None:
-            advice += f"; next {second['method']} ({_fmt(metric, second[metric])})"
+            advice += f"; next {second['method']} ({fmt(second[metric])})"
         rows.append(
             {
                 horizon or "horizon": h,
@@ -1270,29 +1630,14 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
                 "advice": advice,
             }
         )
-    return pd.DataFrame(rows)
-
-
-#: How a metric ranks methods: the key whose smallest value is best.
-_RANK: dict[str, Any] = {
-    "bias": abs,
-    "coverage": lambda v: abs(v - 0.8),
-    "forecast_ratio": lambda v: abs(v - 1.0),
-    "hit_rate": lambda v: -v,
-    "absolute_accuracy": lambda v: -v,
-}
-#: Metrics shown as percentages (the others are amounts or ratios).
-_PERCENT = {"wape", "mape", "smape", "bias", "coverage", "hit_rate", "absolute_accuracy", "forecast_ratio"}
+    out = pd.DataFrame(rows)
+    out.attrs["metrics"] = [metric]
+    return out
 
 
 def _rank_key(metric: str, values: pd.Series) -> pd.Series:
-    """Sort key of a metric's values: smaller is better (see `_RANK`)."""
-    f = _RANK.get(metric)
-    return values.map(f) if f is not None else values
-
-
-def _fmt(metric: str, value: float) -> str:
-    return f"{value:.1%}" if metric in _PERCENT else f"{value:,.3g}"
+    """Sort key of a metric's values: smaller is better (the metric's direction in `salesforecast.metrics.METRICS`)."""
+    return METRICS[metric].rank_key(values)
 
 
 _TERMS = {
@@ -1303,9 +1648,20 @@ _TERMS = {
 
 
 def definitions(methods: Iterable[str] | None = None, metrics: Iterable[str] = ()) -> pd.DataFrame:
-    """Definitions of methods and metrics, for printing beside a table (``name, kind, definition``)."""
-    rows = [(m, "method", METHODS[m]) for m in (methods if methods is not None else METHODS) if m in METHODS]
+    """Definitions of methods and metrics, for printing beside a table (``name, kind, definition``).
+
+    Methods are read from `METHODS`, metrics from `salesforecast.metrics.METRICS` (and the leaderboard's own
+    columns ``n``, ``horizon``, ``weeks_before_end``); unknown names are left out.
+
+    Examples
+    --------
+    >>> definitions(["run_rate"], ["wape"])["name"].tolist()
+    ['run_rate', 'wape']
+    """
+    rows = [(m, "method", METHODS[m].definition) for m in (methods if methods is not None else METHODS) if m in METHODS]
     rows += [
-        (m, "metric", METRIC_DEFINITIONS.get(m) or _TERMS[m]) for m in metrics if m in METRIC_DEFINITIONS or m in _TERMS
+        (m, "metric", METRICS[m].definition if m in METRICS else _TERMS[m])
+        for m in metrics
+        if m in METRICS or m in _TERMS
     ]
     return pd.DataFrame(rows, columns=["name", "kind", "definition"]).astype("str")

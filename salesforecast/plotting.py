@@ -19,6 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+from salesforecast.forecast import METHODS
+
 __all__ = [
     "plot_adherence_by",
     "plot_gains",
@@ -370,22 +372,10 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
 
 # --- forecast backtest charts -------------------------------------------------------------------------------
 
-_PURPLE, _BROWN = "#7b4b94", "#8c564b"
 
-#: Colour of each known forecast method, the same in every chart (add a new method here to fix its colour).
+#: Colour of each known forecast method, the same in every chart (`salesforecast.forecast.METHODS` holds them).
 #: Other names get a colour from `_FALLBACK_COLOURS` chosen from a hash of the name (see `_method_colours`).
-METHOD_COLOURS: dict[str, str] = {
-    "submitted_commit": _ORANGE,
-    "submitted_best_case": "#c2571a",
-    "bias_corrected_commit": "#d45087",
-    "crm_weighted": _PURPLE,
-    "stage_conversion": _GREEN,
-    "opportunity_score": "#1b998b",
-    "ets": _BROWN,
-    "seasonal_naive": "#8f8c1f",
-    "monte_carlo": _BLUE,
-    "oracle": "#3d3d3d",
-}
+METHOD_COLOURS: dict[str, str] = {name: m.colour for name, m in METHODS.items()}
 _FALLBACK_COLOURS = (_RED, "#17becf", "#e377c2", "#6b8e23", "#9467bd", "#5c5c8a")
 _METHOD_LINESTYLES = {"oracle": ":"}  # the oracle is a reference (it knows the outcome), not a contender
 

@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from salesforecast.forecast import METHODS
+from salesforecast.metrics import METRICS
 
 __all__ = [
     "plot_adherence_by",
@@ -396,23 +397,24 @@ def _floats(values: pd.Series) -> np.ndarray:
 
 
 def _method_order(methods: Iterable[object]) -> list[str]:
-    """Known methods in `METHOD_COLOURS` order, then the others in order of appearance."""
+    """Methods of the registry (`salesforecast.forecast.METHODS`) in its order, then the others as they appear."""
     names = list(dict.fromkeys(str(m) for m in methods))
-    return [m for m in METHOD_COLOURS if m in names] + [m for m in names if m not in METHOD_COLOURS]
+    return [m for m in METHODS if m in names] + [m for m in names if m not in METHODS]
 
 
 def _method_colours(methods: Iterable[str]) -> dict[str, str]:
-    """Colour per method: `METHOD_COLOURS`, else a fallback picked by a stable hash (distinct within a chart).
+    """Colour per method: its registry colour (`METHOD_COLOURS`), else a fallback picked by a stable hash.
 
-    Unknown names are served in sorted order, so the same set of methods gets the same colours in every chart
-    whatever the row order; a name whose hashed colour is taken gets the next free one.
+    Fallbacks are distinct within a chart: unknown names are served in sorted order, so the same set of methods
+    gets the same colours in every chart whatever the row order; a name whose hashed colour is taken gets the next
+    free one.
     """
     methods = sorted(set(methods))
     colours: dict[str, str] = {}
     used: set[str] = set()
     for m in methods:
-        if m in METHOD_COLOURS:
-            colours[m] = METHOD_COLOURS[m]
+        if m in METHODS:
+            colours[m] = METHODS[m].colour
             used.add(colours[m])
     n = len(_FALLBACK_COLOURS)
     for m in methods:
@@ -640,8 +642,9 @@ def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None 
         One row per ``method`` and ``weeks_before_end`` (int), with metric columns as fractions (e.g.
         ``wape``, ``bias``, ``coverage``).
     metric : str
-        Column to draw, shown as a percentage. ``"bias"`` adds a zero line (positive = over-forecast),
-        ``"coverage"`` the nominal 80% of a P10-P90 range.
+        Column to draw, in its units (`salesforecast.metrics.METRICS`: most are percentages; MASE a ratio, pinball
+        and Winkler amounts). ``"bias"`` adds a zero line (positive = over-forecast), ``"coverage"`` the nominal
+        80% of a P10-P90 range.
     ax : Axes, optional
 
     Returns
@@ -650,7 +653,14 @@ def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None 
     """
     ax = _axes(ax, (9, 4.5))
     _lines_by_horizon(ax, board, metric, f"plot_leaderboard(metric={metric!r})")
-    ylabel, title = _METRIC_LABELS.get(metric, (f"{_text(metric)} (%)", f"{_text(metric)} by weeks before period end"))
+    info = METRICS.get(metric)
+    percent = info is None or info.units == "percent"
+    name = _text(info.label if info is not None else metric)
+    ylabel, title = _METRIC_LABELS.get(
+        metric, (f"{name} (%)" if percent else name, f"{name} by weeks before period end")
+    )
+    if not percent:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.3g}"))
     if metric == "bias":
         ax.axhline(0.0, color="black", linewidth=1, label="no bias (above: over-forecast)")
     elif metric == "coverage":

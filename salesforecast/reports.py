@@ -1036,6 +1036,7 @@ def format_table(
     precision: int = 2,
     index: bool = False,
     fractions: Sequence[str] = (),
+    metrics: Sequence[str] | None = None,
 ) -> Styler:
     """A DataFrame styled for a report: escaped text, thousands separators, percentages, short dates.
 
@@ -1052,6 +1053,11 @@ def format_table(
         Show the index.
     fractions : sequence of str
         Columns holding fractions (0-1: rates, probabilities), shown as percentages like ``12.5%``.
+    metrics : sequence of str, optional
+        Columns holding accuracy metrics of `salesforecast.metrics.METRICS`, each shown in its units (a metric in
+        percent like ``12.5%``); default: the table's ``attrs["metrics"]``, which `salesforecast.forecast.leaderboard`
+        and `salesforecast.forecast.recommend` set, so a report never restates which of their columns are
+        percentages.
 
     Returns
     -------
@@ -1067,8 +1073,12 @@ def format_table(
     True
     >>> "25.0%" in format_table(pd.DataFrame({"rate": [0.25]}), fractions=["rate"]).to_html()
     True
+    >>> "12.5%" in format_table(pd.DataFrame({"wape": [0.125]}), metrics=["wape"]).to_html()
+    True
     """
     from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
+
+    from salesforecast.metrics import METRICS
 
     styler = df.style.format(escape="html", precision=precision, thousands=",", na_rep="–")
     styler = styler.format_index(escape="html", axis=0)
@@ -1082,6 +1092,9 @@ def format_table(
         styler = styler.set_caption("(no rows)")
     if percent:
         styler = styler.format("{:,.1f}%", subset=list(percent), na_rep="–")
+    named = df.attrs.get("metrics", ()) if metrics is None else metrics
+    in_percent = [c for c in named if c in df.columns and c in METRICS and METRICS[c].units == "percent"]
+    fractions = list(dict.fromkeys([*fractions, *(c for c in in_percent if c not in percent)]))
     if fractions:
         styler = styler.format("{:,.1%}", subset=list(fractions), na_rep="–")
     if dates:

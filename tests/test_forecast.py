@@ -88,6 +88,37 @@ def test_crm_weighted_matches_a_hand_computation(data, results):
         assert got.iloc[0] == pytest.approx(expected)
 
 
+def test_run_rate_matches_a_naive_pandas_reference(data, results):
+    """Won to date + the previous quarter's bookings per day (as known at the cutoff) x the days left, per team too."""
+    start, end = pd.Timestamp("2025-04-01"), pd.Timestamp("2025-07-01")
+    prev_start = pd.Timestamp("2025-01-01")  # FY2025Q1, 90 days
+    for t in CUTS:
+        opps = known_at(data, t).opportunities
+        won = opps[opps["is_won"]]
+        to_date = won[(won["close_date"] >= start) & (won["close_date"] < end)]
+        previous = won[(won["close_date"] >= prev_start) & (won["close_date"] < start)]
+        left = (end - t) / pd.Timedelta(days=1)
+        rows = results[(results["cutoff"] == t) & (results["method"] == "run_rate")]
+        total = rows.loc[rows["group"] == "total", "forecast"].iloc[0]
+        assert total == pytest.approx(to_date["amount"].sum() + previous["amount"].sum() / 90 * left, rel=1e-12)
+        teams = rows[rows["group"] == "team"].set_index("group_value")["forecast"]
+        expected = (
+            to_date.groupby("team")["amount"]
+            .sum()
+            .add(previous.groupby("team")["amount"].sum() / 90 * left, fill_value=0.0)
+        )
+        assert len(teams) >= 2
+        pd.testing.assert_series_equal(
+            teams.sort_index(), expected.reindex(teams.index).fillna(0.0).sort_index(), check_names=False, rtol=1e-12
+        )
+
+
+def test_run_rate_is_missing_without_a_whole_earlier_period(data):
+    first = pd.Timestamp(data.opportunities["created_at"].min())
+    res = backtest(data, methods=["run_rate"], cutoffs=[first + pd.Timedelta(days=20)], groups=["total"])
+    assert res["forecast"].isna().all()
+
+
 def test_submissions_are_each_reps_latest_call(data, results):
     subs = data.forecast_submissions
     for t in CUTS:

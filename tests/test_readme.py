@@ -21,3 +21,15 @@ def test_readme_starts_with_the_two_commands():
     first_block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
     assert first_block.splitlines()[0].startswith("make reports")
     assert first_block.splitlines()[1].startswith("make test")
+
+
+def test_the_worked_example_of_a_forecast_method_is_the_code():
+    """The developer notes show run_rate's function and registry entry as they stand in the package."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Adding a forecast method") :]
+    section = section[: section.index("\n## ")]
+    blocks = re.findall(r"```py\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    source = " ".join((README.parent / "salesforecast" / "forecast.py").read_text(encoding="utf-8").split())
+    for block in blocks:
+        assert " ".join(block.split()) in source, block.splitlines()[0]

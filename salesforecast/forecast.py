@@ -775,7 +775,6 @@ class _Settings:
 
     data: CRMData
     truth: Any
-    freq: str
     n_sims: int
     seed: int
     opps_by_created: pd.DataFrame
@@ -1114,7 +1113,7 @@ PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_
 
 def backtest(
     data: CRMData,
-    methods: Sequence[str] | None = None,
+    methods: Sequence[str | ForecastMethod] | None = None,
     period: str = "quarter",
     cutoffs: str | Sequence[Any] = "weekly",
     groups: Sequence[str] = ("total", "team", "owner"),
@@ -1140,8 +1139,9 @@ def backtest(
     ----------
     data : CRMData
         Validated data. Periods ending after `data_end` have a missing actual.
-    methods : sequence of str, optional
-        Names from `METHODS` (default: all but ``oracle``, plus ``oracle`` when `truth` is given).
+    methods : sequence of str or ForecastMethod, optional
+        Names from `METHODS`, or `ForecastMethod` entries (a method tried without registering it). Default: the
+        entries marked ``default`` (all but ``oracle``), plus those needing the truth when `truth` is given.
     period : {"month", "quarter", "year"}
         The fiscal period forecast.
     cutoffs : "weekly", "start" or sequence of dates
@@ -1240,7 +1240,6 @@ def backtest(
     settings = _Settings(
         data=data,
         truth=truth,
-        freq=period,
         n_sims=int(n_sims),
         seed=seed,
         opps_by_created=data.opportunities.sort_values("created_at", kind="stable"),
@@ -1463,7 +1462,7 @@ def forecast_period(
     as_of: Any = None,
     period: str = "current",
     freq: str = "quarter",
-    methods: Sequence[str] | None = None,
+    methods: Sequence[str | ForecastMethod] | None = None,
     groups: Sequence[str] = ("total",),
     **kwargs: Any,
 ) -> PeriodForecast:

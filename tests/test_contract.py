@@ -299,6 +299,16 @@ def _no_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(matplotlib.figure.Figure, "show", refuse)
 
 
+def _example(
+    name: str, plot_inputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The example call of plot function `name`, with ``show`` refused from here on."""
+    if name not in PLOT_EXAMPLES:
+        pytest.fail(f"{name} has no example in PLOT_EXAMPLES")
+    _no_show(monkeypatch)
+    return PLOT_EXAMPLES[name](plot_inputs)
+
+
 def _labelled(ax: Axes) -> bool:
     return bool(ax.get_title() or ax.get_xlabel() or ax.get_ylabel())
 
@@ -314,10 +324,7 @@ def _draws_and_closes(ax: Axes) -> None:
 
 @pytest.mark.parametrize("name", PLOTS)
 def test_plot_draws_on_the_given_axes_and_returns_it(name, plot_inputs, monkeypatch):
-    if name not in PLOT_EXAMPLES:
-        pytest.fail(f"{name} has no example in PLOT_EXAMPLES")
-    _no_show(monkeypatch)
-    args, kwargs = PLOT_EXAMPLES[name](plot_inputs)
+    args, kwargs = _example(name, plot_inputs, monkeypatch)
     fig, ax = plt.subplots()
     assert getattr(plotting, name)(*args, **kwargs, ax=ax) is ax
     assert plt.get_fignums() == [fig.number], "drew on a new figure besides the given one"
@@ -328,10 +335,7 @@ def test_plot_draws_on_the_given_axes_and_returns_it(name, plot_inputs, monkeypa
 
 @pytest.mark.parametrize("name", PLOTS)
 def test_plot_without_axes_makes_one_figure(name, plot_inputs, monkeypatch):
-    if name not in PLOT_EXAMPLES:
-        pytest.fail(f"{name} has no example in PLOT_EXAMPLES")
-    _no_show(monkeypatch)
-    args, kwargs = PLOT_EXAMPLES[name](plot_inputs)
+    args, kwargs = _example(name, plot_inputs, monkeypatch)
     assert not plt.get_fignums()
     ax = getattr(plotting, name)(*args, **kwargs, ax=None)
     assert isinstance(ax, Axes) and plt.get_fignums() == [ax.figure.number]

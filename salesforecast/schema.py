@@ -1251,8 +1251,9 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
 def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
     """Load a canonical folder: ``opportunities.csv`` (mandatory) and the optional tables.
 
-    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is None and the folder
-    holds a ``process.yml``, that process map is used; otherwise Salesforce's standard stages.
+    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is the default (None or
+    ``"default"``, see `SalesProcess.resolve`) and the folder holds a ``process.yml``, that process map is used;
+    otherwise Salesforce's standard stages.
 
     Parameters
     ----------
@@ -1273,7 +1274,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFileError(f"{folder}: no such folder; expected a folder holding opportunities.csv", file=str(folder))
-    if process is None and (folder / "process.yml").exists():
+    if SalesProcess.is_default(process) and (folder / "process.yml").exists():
         process = folder / "process.yml"
     tables: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}

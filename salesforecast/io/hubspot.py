@@ -159,7 +159,8 @@ def read_hubspot(
     path : path
         The exported file.
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map of the pipeline. None: `hubspot_process` (HubSpot's default pipeline). Stage names
+        The process map of the pipeline. The default (None or ``"default"``, see `SalesProcess.resolve`):
+        `hubspot_process` (HubSpot's default pipeline). Stage names
         are matched to stage names and aliases, so labels ("Contract Sent") and internal ids both work.
     pipeline : str, optional
         The pipeline to read (its label, as in the ``Pipeline`` column, any case). Required when the file holds
@@ -188,7 +189,7 @@ def read_hubspot(
     if not path.is_file():
         raise DataFileError(f"{path}: no such file; expected a HubSpot deals export (CSV or XLSX)", file=str(path))
     raw = _read(path, encoding)
-    process = SalesProcess.resolve(process if process is not None else hubspot_process())
+    process = SalesProcess.resolve(hubspot_process() if SalesProcess.is_default(process) else process)
     notes: list[str] = []
 
     # ---- one pipeline

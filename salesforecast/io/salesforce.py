@@ -734,8 +734,9 @@ def read_salesforce(
         exports (``ForecastingSubmissionItem.csv`` + ``ForecastingSubmission.csv``, or ``ForecastingItem.csv``;
         ``Period.csv``) and ``ForecastingQuota.csv``. The files and fields are described in the module docstring.
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map. None builds it from ``OpportunityStage.csv`` when the folder has one, else uses
-        Salesforce's standard stages (with the fiscal year of ``Organization.csv`` when present).
+        The process map. The default (None or ``"default"``, see `SalesProcess.resolve`) builds it from
+        ``OpportunityStage.csv`` when the folder has one, else uses Salesforce's standard stages (with the fiscal
+        year of ``Organization.csv`` when present).
     encoding : str
         Text encoding of the files (a UTF-8 byte-order mark is always accepted).
 
@@ -781,7 +782,7 @@ def read_salesforce(
     hist = export.read("OpportunityHistory", "stage_history")
     hist_path = export.path("OpportunityHistory")
 
-    if process is None:
+    if SalesProcess.is_default(process):
         calendar = _calendar(export)
         stages = export.read("OpportunityStage", "process")
         if stages is not None:

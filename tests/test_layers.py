@@ -24,6 +24,7 @@ LAYERS = {
     "adherence": 4,
     "movement": 4,
     "leads": 4,
+    "session": 4,
     "review": 5,
     "forecast": 5,
     "simulation": 5,

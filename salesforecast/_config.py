@@ -2,7 +2,7 @@
 
 The process map (`salesforecast.process`), the mapping file (`salesforecast.io.mapping`) and the report
 configuration (`salesforecast.reports`) are declared as pydantic models built on `Schema`, and read with
-`read_yaml` and `validate`. A mistake becomes a `Problem`: the key path (``stages[1] ('Demo').probability``,
+`read_yaml` and `load_model`. A mistake becomes a `Problem`: the key path (``stages[1] ('Demo').probability``,
 ``tables.opportunities.columns``), and a message that says what was expected and what was given, with a
 "did you mean" for a misspelt key or word. Each consumer raises its own exception type from it, so callers and
 the command line's exit codes do not depend on pydantic.
@@ -26,11 +26,14 @@ __all__ = [
     "Schema",
     "UnknownKeys",
     "checked",
+    "given",
+    "key_path",
+    "mapping_of",
     "names",
     "read_yaml",
     "suggest",
     "text_of",
-    "validate",
+    "load_model",
 ]
 
 #: A key path: names of mapping keys and positions in lists, from the top of the file.
@@ -109,15 +112,24 @@ class Schema(BaseModel):
         """The keys a section of this model may hold, as the file writes them (aliases where set)."""
         return [f.alias or name for name, f in cls.model_fields.items()]
 
-    @model_validator(mode="before")
     @classmethod
-    def _known_keys_only(cls, data: Any) -> Any:
+    def check_keys(cls, data: Any, allowed: Sequence[str] | None = None) -> Any:
+        """Raise `UnknownKeys` when the mapping `data` holds a key not in `allowed` (default: the model's keys).
+
+        A subclass whose own "before" validator looks at the keys calls it first, so that a misspelt key is
+        reported as one rather than as the key it lacks.
+        """
         if isinstance(data, Mapping):
-            allowed = cls.allowed_keys()
+            allowed = list(cls.allowed_keys() if allowed is None else allowed)
             unknown = [str(k) for k in data if k not in allowed]
             if unknown:
                 raise UnknownKeys(unknown, allowed, cls.unknown_keys)
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        return cls.check_keys(data)
 
 
 @dataclass(frozen=True)
@@ -191,15 +203,11 @@ _EXPECTED = {
 }
 
 
-def _shown(value: Any) -> str:
-    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
-
-
 def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
-    """The key path and the message of one pydantic error (see `validate`)."""
+    """The key path and the message of one pydantic error (see `load_model`)."""
     loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))  # drop union/function tags
     kind = error["type"]
-    given = error.get("input")
+    value = error.get("input")
     ctx = error.get("ctx") or {}
     cause = ctx.get("error")
     if isinstance(cause, KeyedError):
@@ -215,16 +223,16 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
         return loc[:-1], f"unknown key {loc[-1]!r}" if loc else "unknown key"
     if kind == "literal_error":
         choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
-        return loc, f"must be one of {ctx.get('expected')}, got {given!r}{suggest(given, choices)}"
+        return loc, f"must be one of {ctx.get('expected')}, got {value!r}{suggest(value, choices)}"
     if kind in ("too_short", "too_long"):
-        return loc, f"must not be empty, got {given!r}" if kind == "too_short" else f"is too long: {given!r}"
+        return loc, f"must not be empty, got {value!r}" if kind == "too_short" else f"is too long: {value!r}"
     expected = _EXPECTED.get(kind)
     if expected:
-        return loc, f"must be {expected}, got {_shown(given)}"
-    return loc, f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {_shown(given)}"
+        return loc, f"must be {expected}, got {given(value)}"
+    return loc, f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {given(value)}"
 
 
-def validate(
+def load_model(
     model: type[BaseModel],
     data: Any,
     label: Callable[[Any], str | None] | None = None,
@@ -252,9 +260,9 @@ def validate(
     --------
     >>> class Point(Schema):
     ...     x: int
-    >>> str(validate(Point, {"x": "one"}))
+    >>> str(load_model(Point, {"x": "one"}))
     "x: must be a whole number, got 'one' (str)"
-    >>> str(validate(Point, {"x": 1, "z": 2}))
+    >>> str(load_model(Point, {"x": 1, "z": 2}))
     'z: unknown key; allowed keys: x'
     """
     try:
@@ -330,3 +338,46 @@ def text_of(what: str = "a text", strip: bool = True) -> Callable[[Any], str]:
         return str(value).strip() if strip and isinstance(value, str) else str(value)
 
     return check
+
+
+def given(value: Any) -> str:
+    """A value as messages show what was given: its repr and type, or "nothing".
+
+    Examples
+    --------
+    >>> given(["ja", "nein"]), given(None)
+    ("['ja', 'nein'] (list)", 'nothing')
+    """
+    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+
+
+def mapping_of(check: Callable[[str, Any], Any], what: str = "") -> Callable[[Any], dict[str, Any]]:
+    """A `checked` check for a mapping: each value checked by ``check(key, value)``; keys are taken as text.
+
+    An error about one entry names its key in the key path (``values.stage``); a `KeyedError` from `check`
+    goes below it.
+
+    Examples
+    --------
+    >>> mapping_of(lambda k, v: int(v), " of names to counts")({"a": "1"})
+    {'a': 1}
+    >>> mapping_of(lambda k, v: v, " of names to counts")(["a"])
+    Traceback (most recent call last):
+    ...
+    ValueError: must be a mapping of names to counts, got ['a'] (list)
+    """
+
+    def check_mapping(value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping{what}, got {given(value)}")
+        out = {}
+        for key, item in value.items():
+            try:
+                out[str(key)] = check(str(key), item)
+            except KeyedError as exc:
+                raise KeyedError(exc.message, str(key), *exc.keys) from None
+            except ValueError as exc:
+                raise KeyedError(str(exc), str(key)) from None
+        return out
+
+    return check_mapping

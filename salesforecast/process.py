@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, field_validator
 
-from salesforecast._config import Problem, Schema, checked, read_yaml, text_of, validate
+from salesforecast._config import Problem, Schema, checked, load_model, read_yaml, text_of
 
 __all__ = [
     "FORECAST_CATEGORIES",
@@ -473,7 +473,7 @@ class SalesProcess:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "process") -> SalesProcess:
         """Build a process from a mapping shaped like the YAML file (see `from_yaml`)."""
-        model = validate(ProcessFile, spec, label=_stage_label)
+        model = load_model(ProcessFile, spec, label=_stage_label)
         if isinstance(model, Problem):
             raise ProcessError(f"{source}: {model}")
         stages = tuple(

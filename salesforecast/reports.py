@@ -63,7 +63,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from salesforecast._config import KeyedError, Schema, checked, read_yaml, suggest, validate
+from salesforecast._config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -378,7 +378,7 @@ def load_config(
     src = _relative(path)
     raw, problem = read_yaml(path, "report configuration")
     base = path.resolve().parent
-    model = validate(ReportsFile, raw, label=_entry_label, context={"base": base}) if problem is None else problem
+    model = load_model(ReportsFile, raw, label=_entry_label, context={"base": base}) if problem is None else problem
     if not isinstance(model, ReportsFile):
         raise ConfigError(f"{src}: {model}")
     output = base / model.output

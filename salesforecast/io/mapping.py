@@ -437,6 +437,11 @@ class ReadOptions(ParseOptions):
 class Defaults(ReadOptions):
     """``defaults:``: options for every source; each source may override them."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_in_order(cls, data: Any) -> Any:
+        return cls.check_keys(data, _DEFAULT_KEYS)
+
     @model_validator(mode="after")
     def _marks_differ(self) -> Defaults:
         self.check_marks(SourceOptions())

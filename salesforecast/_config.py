@@ -199,8 +199,10 @@ _EXPECTED = {
     "dict_type": "a mapping",
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
-    "literal_error": "",
 }
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
 
 
 def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
@@ -223,7 +225,10 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
         return loc[:-1], f"unknown key {loc[-1]!r}" if loc else "unknown key"
     if kind == "literal_error":
         choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
-        return loc, f"must be one of {ctx.get('expected')}, got {value!r}{suggest(value, choices)}"
+        return loc, f"must be {ctx.get('expected')}, got {value!r}{suggest(value, choices)}"
+    if kind in _BOUNDS:
+        bound = next(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt"))
+        return loc, f"must be {_BOUNDS[kind]} {bound}, got {value!r}"
     if kind in ("too_short", "too_long"):
         return loc, f"must not be empty, got {value!r}" if kind == "too_short" else f"is too long: {value!r}"
     expected = _EXPECTED.get(kind)

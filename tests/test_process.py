@@ -171,7 +171,7 @@ def test_readme_process_example_loads(tmp_path):
         # key path with the stage's name, the value given and what is allowed, a "did you mean"
         (
             "stages: [{name: A, kind: opn}, {name: W, kind: won}, {name: L, kind: lost}]",
-            "stages[0] ('A').kind: must be one of 'open', 'won' or 'lost', got 'opn' (did you mean 'open'?)",
+            "stages[0] ('A').kind: must be 'open', 'won' or 'lost', got 'opn' (did you mean 'open'?)",
         ),
         (
             "stags: [{name: A}]",
@@ -183,7 +183,7 @@ def test_readme_process_example_loads(tmp_path):
         ),
         (
             "stages: [A, {name: W, kind: won}, {name: L, kind: lost}]\nfiscal_year_naming: begin",
-            "fiscal_year_naming: must be one of 'end' or 'start', got 'begin'",
+            "fiscal_year_naming: must be 'end' or 'start', got 'begin'",
         ),
         (
             "stages: [{name: A, aliases: {x: 1}}, {name: W, kind: won}, {name: L, kind: lost}]",

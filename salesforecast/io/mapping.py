@@ -85,7 +85,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -325,24 +325,12 @@ def _delimiter(value: Any) -> str:
     return d
 
 
-def _skip_rows(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"must be a whole number >= 0, got {value!r}")
-    return value
-
-
 def _format(value: Any) -> str:
     try:
         source_format("x", text_of()(value))
     except DataFileError:
         raise ValueError(f"unknown format {value!r}; use csv, tsv, xlsx, xls or parquet") from None
     return str(value)
-
-
-def _decimal(value: Any) -> str:
-    if value not in (".", ","):
-        raise ValueError(f"must be '.' or ',', got {value!r}")
-    return value
 
 
 def _thousands(value: Any) -> str | None:
@@ -379,12 +367,6 @@ def _date_formats(value: Any) -> tuple[str, ...]:
     return formats
 
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
 def _missing(value: Any) -> tuple[str, ...]:
     if isinstance(value, str | int | float):
         return (str(value),)
@@ -407,11 +389,11 @@ _COLUMN_MAP = {"type": "object", "additionalProperties": {"type": "string"}, "mi
 class ParseOptions(Schema):
     """How values are parsed: number marks, date formats, texts that mean no value."""
 
-    decimal: checked(_decimal, {"enum": [".", ","]}) = "."
+    decimal: Literal[".", ","] = "."
     thousands: checked(_thousands, {"enum": [".", ",", "'", "’", " ", "none", None]}) = None
     dates: checked(_date_formats, _TEXTS) = None
-    dayfirst: checked(_flag, {"type": "boolean"}) = False
-    excel_serial: checked(_flag, {"type": "boolean"}) = False
+    dayfirst: bool = False
+    excel_serial: bool = False
     missing: checked(_missing, _TEXTS) = ()
 
     def options(self, base: SourceOptions) -> SourceOptions:
@@ -431,7 +413,7 @@ class ReadOptions(ParseOptions):
 
     encoding: checked(_encoding, _TEXT) = "utf-8"
     delimiter: checked(_delimiter, _TEXT) = None
-    skip_rows: checked(_skip_rows, {"type": "integer", "minimum": 0}) = 0
+    skip_rows: int = Field(0, ge=0)
 
 
 class Defaults(ReadOptions):

@@ -28,12 +28,12 @@ __all__ = [
     "checked",
     "given",
     "key_path",
+    "load_model",
     "mapping_of",
     "names",
     "read_yaml",
     "suggest",
     "text_of",
-    "load_model",
 ]
 
 #: A key path: names of mapping keys and positions in lists, from the top of the file.
@@ -104,7 +104,7 @@ class Schema(BaseModel):
     rather than the first one with its "did you mean".
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     unknown_keys: ClassVar[Literal["first", "all"]] = "first"
 
     @classmethod

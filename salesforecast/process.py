@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, field_validator
 
-from salesforecast._config import Problem, Schema, checked, load_model, read_yaml, text_of
+from salesforecast.config import Problem, Schema, checked, load_model, read_yaml, text_of
 
 __all__ = [
     "FORECAST_CATEGORIES",

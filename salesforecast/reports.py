@@ -63,7 +63,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from salesforecast._config import KeyedError, Schema, checked, load_model, read_yaml, suggest
+from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat

@@ -92,7 +92,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
-from salesforecast._config import (
+from salesforecast.config import (
     KeyedError,
     Problem,
     Schema,

@@ -1,11 +1,12 @@
-"""Reading configuration files: YAML in, a pydantic model out, one message style for every mistake (internal).
+"""Reading configuration files: YAML in, a pydantic model out, one message style for every mistake.
 
 The process map (`salesforecast.process`), the mapping file (`salesforecast.io.mapping`) and the report
 configuration (`salesforecast.reports`) are declared as pydantic models built on `Schema`, and read with
 `read_yaml` and `load_model`. A mistake becomes a `Problem`: the key path (``stages[1] ('Demo').probability``,
 ``tables.opportunities.columns``), and a message that says what was expected and what was given, with a
 "did you mean" for a misspelt key or word. Each consumer raises its own exception type from it, so callers and
-the command line's exit codes do not depend on pydantic.
+the command line's exit codes do not depend on pydantic. It sits on the ground floor (layer 0), so every module that
+reads a configuration file may use it.
 """
 
 from __future__ import annotations

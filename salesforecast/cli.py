@@ -1,7 +1,7 @@
 """The ``salesforecast`` command.
 
 ``validate`` a data source, ``import`` one into a canonical folder, take a ``snapshot`` of the open pipeline into a
-store, render ``report``s.
+store, render ``report``s, print the JSON ``schema`` of a configuration file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import pandas as pd
 from salesforecast.process import ProcessError
 from salesforecast.schema import CRMData, DataFileError
 
-__all__ = ["main", "validation_report"]
+__all__ = ["CONFIG_KINDS", "config_schema", "main", "validation_report"]
+
+#: The configuration files `config_schema` describes.
+CONFIG_KINDS: tuple[str, ...] = ("process", "mapping", "reports")
 
 _PROCESS_HELP = (
     "process map: a YAML file, 'salesforce' (Salesforce's standard stages) or 'default' (the default: the source's"
@@ -120,6 +123,45 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_schema(kind: str) -> dict[str, Any]:
+    """The JSON schema of a configuration file, for editors that validate YAML as it is typed.
+
+    The schema is generated from the pydantic models that read the files (`salesforecast.process.ProcessFile`,
+    `salesforecast.io.mapping.MappingFile`, `salesforecast.reports.ReportsFile`), so it names every key, its
+    type and the allowed words. Rules between keys (a mapped column, an existing notebook) are checked only when
+    the file is read. In VS Code with the YAML extension, point a file at the schema with a first line
+    ``# yaml-language-server: $schema=process.schema.json``.
+
+    Parameters
+    ----------
+    kind : {"process", "mapping", "reports"}
+        A process map, a mapping file or the report configuration.
+
+    Returns
+    -------
+    dict
+        A JSON schema (draft 2020-12).
+
+    Examples
+    --------
+    >>> config_schema("process")["required"]
+    ['stages']
+    """
+    from salesforecast.io.mapping import MappingFile
+    from salesforecast.process import ProcessFile
+    from salesforecast.reports import ReportsFile
+
+    models = dict(zip(CONFIG_KINDS, (ProcessFile, MappingFile, ReportsFile), strict=True))
+    if kind not in models:
+        raise ValueError(f"no configuration {kind!r}; one of {', '.join(CONFIG_KINDS)}")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **models[kind].model_json_schema()}
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config_schema(args.kind), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``salesforecast`` command."""
     parser = argparse.ArgumentParser(prog="salesforecast", description=__doc__)
@@ -163,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="execute the report notebooks and render HTML")
     reports.add_report_arguments(r)
     r.set_defaults(func=reports.run_from_args)
+
+    c = sub.add_parser("schema", help="print the JSON schema of a configuration file (for editors' YAML checks)")
+    c.add_argument("kind", choices=CONFIG_KINDS, help="a process map, a mapping file or the report configuration")
+    c.set_defaults(func=_schema)
     return parser
 
 

@@ -19,12 +19,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import Field, field_validator
+
+from salesforecast.config import Problem, Schema, checked, load_model, read_yaml, text_of
 
 __all__ = [
     "FORECAST_CATEGORIES",
     "PERIOD_PATTERN",
     "FiscalCalendar",
     "ProcessError",
+    "ProcessFile",
     "SalesProcess",
     "Stage",
     "fiscal_period",
@@ -144,8 +148,10 @@ class FiscalCalendar:
     naming: Literal["end", "start"] = "end"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.start_month, (int, np.integer)) or not 1 <= int(self.start_month) <= 12:
-            raise ProcessError(f"fiscal_year_start_month must be an integer from 1 to 12, got {self.start_month!r}")
+        try:
+            _start_month(self.start_month)
+        except ValueError as exc:
+            raise ProcessError(f"fiscal_year_start_month {exc}") from None
         if self.naming not in ("end", "start"):
             raise ProcessError(f"fiscal_year_naming must be 'end' or 'start', got {self.naming!r}")
 
@@ -276,6 +282,104 @@ def fiscal_period(
     return FiscalCalendar(start_month, naming).period(dates, freq)
 
 
+# ---------------------------------------------------------------------------------------------- the YAML file
+def _start_month(value: Any) -> Any:
+    """The fiscal year's start month as given, when it is a month number (1-12)."""
+    if isinstance(value, str) or not isinstance(value, (int, np.integer)) or not 1 <= int(value) <= 12:
+        raise ValueError(f"must be an integer from 1 to 12, got {value!r}")
+    return value
+
+
+def _probability(value: Any) -> Any:
+    """A stage's probability as given, when it is a number in [0, 1]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"must be a number from 0 to 1 (write 0.1 for 10%), got {value!r}")
+    return value
+
+
+def _max_days(value: Any) -> Any:
+    """A stage's stall limit as given, when it is None or a positive number of days."""
+    if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"must be a positive number of days, got {value!r}")
+    return value
+
+
+def _not_a_category(value: object) -> str:
+    return f"{value!r} is not one of {FORECAST_CATEGORIES}"
+
+
+def _category(value: Any) -> str | None:
+    """A forecast-category label in any spelling `normalize_forecast_category` knows, as its canonical name."""
+    if value is None:
+        return None
+    category = normalize_forecast_category(value)
+    if category is None:
+        raise ValueError(_not_a_category(value))
+    return category
+
+
+def _aliases(value: Any) -> tuple[str, ...]:
+    """Stage aliases: one name or a list of names (numbers are taken as text); nothing is none."""
+    value = value or ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value
+    ):
+        raise ValueError(f"must be a list of names, got {value!r}")
+    return tuple(str(a) for a in value)
+
+
+#: Probability and forecast category of a stage that gives none, by kind.
+_KIND_DEFAULTS: dict[str, tuple[float, str]] = {
+    "open": (0.0, "pipeline"),
+    "won": (1.0, "closed"),
+    "lost": (0.0, "omitted"),
+}
+
+
+class StageEntry(Schema):
+    """One entry of ``stages:``: a mapping with at least a name (or just the name, for an open stage)."""
+
+    unknown_keys = "all"
+
+    name: checked(text_of("a stage name", strip=False), {"type": ["string", "number"]})
+    kind: StageKind = "open"
+    probability: checked(_probability, {"type": "number", "minimum": 0, "maximum": 1}) | None = Field(
+        None, description="default: 1 for a won stage, else 0"
+    )
+    forecast_category: checked(_category, {"type": "string"}) | None = Field(
+        None, description=f"one of {', '.join(FORECAST_CATEGORIES)}; default: closed (won), omitted (lost), pipeline"
+    )
+    aliases: checked(_aliases, {"type": ["array", "string"], "items": {"type": "string"}}) = ()
+    max_days: checked(_max_days, {"type": "number", "exclusiveMinimum": 0}) | None = None
+
+
+class ProcessFile(Schema):
+    """The process map YAML file (see `SalesProcess.from_yaml`); `model_json_schema()` describes it for editors.
+
+    The rules between stages (open stages first, a won and a lost stage, unique names and aliases) are
+    `SalesProcess`'s own: they hold for every process, also one built in Python.
+    """
+
+    unknown_keys = "all"
+
+    name: checked(text_of("a name", strip=False), {"type": "string"}) = "sales process"
+    stages: list[StageEntry] = Field(min_length=1)
+    fiscal_year_start_month: checked(_start_month, {"type": "integer", "minimum": 1, "maximum": 12}) = 1
+    fiscal_year_naming: Literal["end", "start"] = "end"
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _names_are_stages(cls, value: Any) -> Any:
+        return [{"name": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+
+def _stage_label(item: Any) -> str | None:
+    """A stages entry as key paths show it: ``stages[1] ('Demo')``."""
+    return repr(str(item["name"])) if isinstance(item, Mapping) and "name" in item else None
+
+
 _SALESFORCE_DEFAULT = [
     ("Prospecting", 0.10),
     ("Qualification", 0.10),
@@ -332,15 +436,13 @@ class SalesProcess:
                 raise ProcessError(f"stages[{i}].name: a stage needs a non-empty name")
             if s.kind not in ("open", "won", "lost"):
                 raise ProcessError(f"{where}.kind: must be 'open', 'won' or 'lost', got {s.kind!r}")
-            p = s.probability
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-                raise ProcessError(f"{where}.probability: must be a number from 0 to 1 (write 0.1 for 10%), got {p!r}")
+            for key, rule in (("probability", _probability), ("max_days", _max_days)):
+                try:
+                    rule(getattr(s, key))
+                except ValueError as exc:
+                    raise ProcessError(f"{where}.{key}: {exc}") from None
             if s.forecast_category not in FORECAST_CATEGORIES:
-                raise ProcessError(
-                    f"{where}.forecast_category: {s.forecast_category!r} is not one of {FORECAST_CATEGORIES}"
-                )
-            if s.max_days is not None and not (isinstance(s.max_days, (int, float)) and s.max_days > 0):
-                raise ProcessError(f"{where}.max_days: must be a positive number of days, got {s.max_days!r}")
+                raise ProcessError(f"{where}.forecast_category: {_not_a_category(s.forecast_category)}")
             for alias in (s.name, *s.aliases):
                 key = normalize_name(alias)
                 if key in lookup and lookup[key] != s.name:
@@ -371,60 +473,22 @@ class SalesProcess:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "process") -> SalesProcess:
         """Build a process from a mapping shaped like the YAML file (see `from_yaml`)."""
-        if not isinstance(spec, Mapping):
-            raise ProcessError(f"{source}: expected a mapping with a 'stages' list, got {type(spec).__name__}")
-        known = {"name", "stages", "fiscal_year_start_month", "fiscal_year_naming"}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ProcessError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        raw_stages = spec.get("stages")
-        if not isinstance(raw_stages, list) or not raw_stages:
-            raise ProcessError(f"{source}: 'stages' must be a non-empty list of stages")
-        stage_keys = {"name", "kind", "probability", "forecast_category", "aliases", "max_days"}
-        stages = []
-        for i, raw in enumerate(raw_stages):
-            if isinstance(raw, str):
-                raw = {"name": raw}
-            if not isinstance(raw, Mapping) or "name" not in raw:
-                raise ProcessError(f"{source}: stages[{i}] must be a mapping with at least a 'name'")
-            if not isinstance(raw["name"], (str, int, float)) or isinstance(raw["name"], bool):
-                raise ProcessError(f"{source}: stages[{i}].name must be a text, got {raw['name']!r}")
-            bad = sorted(set(raw) - stage_keys)
-            if bad:
-                raise ProcessError(f"{source}: stages[{i}] ({raw['name']!r}) has unknown key(s) {bad}")
-            kind = raw.get("kind", "open")
-            if not isinstance(kind, str) or kind not in ("open", "won", "lost"):
-                raise ProcessError(
-                    f"{source}: stages[{i}] ({raw['name']!r}).kind: must be 'open', 'won' or 'lost', got {kind!r}"
-                )
-            default_p = {"won": 1.0, "lost": 0.0}.get(kind, 0.0)
-            default_cat = {"won": "closed", "lost": "omitted"}.get(kind, "pipeline")
-            cat_raw = raw.get("forecast_category", default_cat)
-            cat = normalize_forecast_category(cat_raw)
-            if cat is None:
-                raise ProcessError(
-                    f"{source}: stages[{i}] ({raw['name']!r}).forecast_category: {cat_raw!r} is not one of "
-                    f"{FORECAST_CATEGORIES}"
-                )
-            aliases = raw.get("aliases", ()) or ()
-            if isinstance(aliases, str):
-                aliases = (aliases,)
-            if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, (str, int, float)) for a in aliases):
-                raise ProcessError(
-                    f"{source}: stages[{i}] ({raw['name']!r}).aliases: must be a list of names, got {aliases!r}"
-                )
-            stages.append(
-                Stage(
-                    name=str(raw["name"]),
-                    kind=kind,
-                    probability=raw.get("probability", default_p),
-                    forecast_category=cat,
-                    aliases=tuple(str(a) for a in aliases),
-                    max_days=raw.get("max_days"),
-                )
+        model = load_model(ProcessFile, spec, label=_stage_label)
+        if isinstance(model, Problem):
+            raise ProcessError(f"{source}: {model}")
+        stages = tuple(
+            Stage(
+                name=s.name,
+                kind=s.kind,
+                probability=_KIND_DEFAULTS[s.kind][0] if s.probability is None else s.probability,
+                forecast_category=s.forecast_category or _KIND_DEFAULTS[s.kind][1],
+                aliases=s.aliases,
+                max_days=s.max_days,
             )
-        calendar = FiscalCalendar(spec.get("fiscal_year_start_month", 1), spec.get("fiscal_year_naming", "end"))
-        return cls(tuple(stages), name=str(spec.get("name", "sales process")), calendar=calendar)
+            for s in model.stages
+        )
+        calendar = FiscalCalendar(model.fiscal_year_start_month, model.fiscal_year_naming)
+        return cls(stages, name=model.name, calendar=calendar)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SalesProcess:
@@ -446,16 +510,9 @@ class SalesProcess:
         Open stages come first, in process order. Probabilities are fractions in [0, 1].
         """
         path = Path(path)
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProcessError(f"{path}: process file not found") from None
-        except IsADirectoryError:
-            raise ProcessError(f"{path}: is a folder; expected a process map YAML file") from None
-        except UnicodeDecodeError as exc:
-            raise ProcessError(f"{path}: bytes at offset {exc.start} are not UTF-8; save the file as UTF-8") from None
-        except yaml.YAMLError as exc:
-            raise ProcessError(f"{path}: not valid YAML ({exc})") from None
+        spec, problem = read_yaml(path, "process file")
+        if problem is not None:
+            raise ProcessError(f"{path}: {problem}")
         try:
             return cls.from_dict(spec, source=str(path))
         except ProcessError as exc:

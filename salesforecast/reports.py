@@ -61,6 +61,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import yaml
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -75,6 +78,7 @@ __all__ = [
     "ReportPlan",
     "ReportResult",
     "ReportSpec",
+    "ReportsFile",
     "RunResult",
     "add_report_arguments",
     "format_table",
@@ -94,8 +98,6 @@ DEFAULT_CONFIG = REPO_ROOT / "reports.yml"
 #: The kernelspec ``make venv`` registers inside the project's environment.
 KERNEL_NAME = "salesforecast"
 
-_TOP_KEYS = {"notebooks", "output", "timeout", "reports"}
-_ENTRY_KEYS = {"notebook", "title", "parameters", "timeout"}
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|pwd|secret|token|api_?key|credentials?)($|_)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^/\s@]+)(?P<tail>@)", re.IGNORECASE)
 _NO_DEFAULT = object()
@@ -143,10 +145,6 @@ class ReportPlan:
     specs: list[ReportSpec]
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
 def _coerce(value: Any, type_name: str, where: str) -> Any:
     """Check (and for text from the command line, convert) a parameter value against its declared type."""
     from_text = isinstance(value, str)
@@ -175,7 +173,7 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
             return value.strip().lower() in {"true", "yes", "1"}
     else:  # untyped or another type: pass YAML values through, read command-line text as YAML
         return yaml.safe_load(value) if from_text else value
-    raise ConfigError(f"{where}: expected a value of type {type_name}, got {value!r} ({_type_name(value)})")
+    raise ConfigError(f"{where}: expected a value of type {type_name}, got {value!r} ({type(value).__name__})")
 
 
 def _default_value(info: Mapping[str, Any]) -> Any:
@@ -260,6 +258,84 @@ def _relative(path: Path) -> str:
     return str(path)
 
 
+def _seconds(value: Any) -> float | None:
+    """A timeout: a positive number of seconds, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _parameter_sets(value: Any) -> list[dict[Any, Any]]:
+    """A report's parameter sets: none (the notebook's defaults), one mapping, or a non-empty list of mappings."""
+    sets = [{}] if value is None else [value] if isinstance(value, Mapping) else value
+    if not isinstance(sets, list) or not sets or not all(isinstance(s, Mapping) for s in sets):
+        raise ValueError(f"must be a mapping or a non-empty list of mappings, got {value!r}")
+    return [dict(s) for s in sets]
+
+
+def _any_text(value: Any) -> str:
+    """A notebook or folder name; anything YAML gives is taken as its text."""
+    return str(value)
+
+
+_TIMEOUT = checked(_seconds, {"type": "number", "exclusiveMinimum": 0, "description": "seconds a cell may run"})
+
+
+class ReportEntry(Schema):
+    """One entry of ``reports:``: a notebook of the notebook folder (or just its name) and its parameter sets."""
+
+    unknown_keys = "all"
+
+    notebook: checked(lambda v: str(v).removesuffix(".ipynb"), {"type": "string"})
+    title: checked(lambda v: str(v) if v else None, {"type": "string"}) = None
+    parameters: checked(_parameter_sets, {"type": ["object", "array", "null"], "items": {"type": "object"}}) = Field(
+        default_factory=lambda: [{}]
+    )
+    timeout: _TIMEOUT = None
+
+
+class ReportsFile(Schema):
+    """The report configuration (see the module docstring); `model_json_schema()` describes it for editors.
+
+    Validated with ``context={"base": <the file's folder>}``: each report's notebook must exist.
+    """
+
+    unknown_keys = "all"
+
+    notebooks: checked(_any_text, {"type": "string"}) = "notebooks"
+    output: checked(_any_text, {"type": "string"}) = "reports"
+    timeout: _TIMEOUT = None
+    reports: list[ReportEntry] = Field(min_length=1)
+
+    @field_validator("reports", mode="before")
+    @classmethod
+    def _names_are_entries(cls, value: Any) -> Any:
+        return [{"notebook": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+    def notebook_path(self, entry: ReportEntry, base: Path) -> Path:
+        """The notebook file of a report, for a configuration in the folder `base`."""
+        return base / self.notebooks / f"{entry.notebook}.ipynb"
+
+    @model_validator(mode="after")
+    def _notebooks_exist(self, info: ValidationInfo) -> ReportsFile:
+        base = (info.context or {}).get("base")
+        for i, entry in enumerate(self.reports if base is not None else ()):
+            nb_path = self.notebook_path(entry, base)
+            if not nb_path.is_file():
+                found = sorted(p.stem for p in nb_path.parent.glob("*.ipynb"))
+                hint = suggest(entry.notebook, found)
+                raise KeyedError(f"no notebook {_relative(nb_path)}{hint}; notebooks there: {found}", "reports", i)
+        return self
+
+
+def _entry_label(item: Any) -> str | None:
+    """A reports entry as key paths show it: ``reports[0] (04_forecast_accuracy)``."""
+    notebook = item.get("notebook") if isinstance(item, Mapping) else item
+    return None if notebook is None else str(notebook).removesuffix(".ipynb")
+
+
 def load_config(
     config: str | Path,
     only: Sequence[str] | None = None,
@@ -300,24 +376,12 @@ def load_config(
 
     path = Path(config)
     src = _relative(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{src}: report configuration not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{src}: not valid YAML ({exc})") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{src}: expected a mapping with a 'reports' list, got {_type_name(raw)}")
-    unknown = sorted(set(map(str, raw)) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"{src}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
-    entries = raw.get("reports")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{src}: 'reports' must be a non-empty list of reports")
+    raw, problem = read_yaml(path, "report configuration")
     base = path.resolve().parent
-    notebooks_dir = base / str(raw.get("notebooks", "notebooks"))
-    output = base / str(raw.get("output", "reports"))
-    default_timeout = _timeout(raw.get("timeout"), f"{src}: timeout")
+    model = load_model(ReportsFile, raw, label=_entry_label, context={"base": base}) if problem is None else problem
+    if not isinstance(model, ReportsFile):
+        raise ConfigError(f"{src}: {model}")
+    output = base / model.output
     cli_params = dict(params or {})
     _check_secrets(cli_params, "-p")
 
@@ -325,29 +389,15 @@ def load_config(
     effective: list[str] = []
     origins: list[str] = []
     declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
-    for i, entry in enumerate(entries):
-        if isinstance(entry, str):
-            entry = {"notebook": entry}
-        if not isinstance(entry, Mapping) or "notebook" not in entry:
-            raise ConfigError(f"{src}: reports[{i}] must be a mapping with a 'notebook'")
-        notebook = str(entry["notebook"]).removesuffix(".ipynb")
+    for i, entry in enumerate(model.reports):
+        notebook = entry.notebook
         where = f"{src}: reports[{i}] ({notebook})"
-        bad = sorted(set(map(str, entry)) - _ENTRY_KEYS)
-        if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; allowed: {sorted(_ENTRY_KEYS)}")
-        nb_path = notebooks_dir / f"{notebook}.ipynb"
-        if not nb_path.is_file():
-            found = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
-            raise ConfigError(f"{where}: no notebook {_relative(nb_path)}; notebooks there: {found}")
+        nb_path = model.notebook_path(entry, base)
         declared = papermill.inspect_notebook(str(nb_path))
         defaults = {k: _default_value(v) for k, v in declared.items()}
-        sets = entry.get("parameters")
-        sets = [{}] if sets is None else sets
-        sets = [sets] if isinstance(sets, Mapping) else sets
-        if not isinstance(sets, list) or not sets or not all(isinstance(s, Mapping) for s in sets):
-            raise ConfigError(f"{where}: parameters must be a mapping or a non-empty list of mappings")
-        title = str(entry.get("title") or _notebook_title(nb_path, notebook))
-        timeout = _timeout(entry.get("timeout"), f"{where}: timeout") or default_timeout
+        sets = entry.parameters
+        title = entry.title or _notebook_title(nb_path, notebook)
+        timeout = entry.timeout or model.timeout
         for j, given in enumerate(sets):
             set_where = where if len(sets) == 1 else f"{where}: parameters[{j}]"
             merged = dict(given)
@@ -416,14 +466,6 @@ def _absolute_path(value: Any, base: Path) -> Any:
         return str(path) if value.startswith("~") else value
     candidate = base / path
     return str(candidate.resolve()) if candidate.exists() else value
-
-
-def _timeout(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 def _disambiguate(specs: list[ReportSpec], effective: list[str], origins: list[str], src: str) -> list[ReportSpec]:

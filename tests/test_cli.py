@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from salesforecast.cli import main
 from tests.factories import as_text, random_crm
 
@@ -95,3 +97,11 @@ def test_import_and_snapshot_commands(tmp_path, capsys):
     assert len(snaps) == int((~data.opportunities["is_closed"]).sum()) and snaps["as_of"].nunique() == 1
     assert main(["import", str(tmp_path / "nothing.yml"), "--out", str(tmp_path / "x")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["process", "mapping", "reports"])
+def test_schema_prints_the_json_schema_of_a_configuration_file(kind, capsys):
+    assert main(["schema", kind]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"].startswith("https://json-schema.org/") and schema["additionalProperties"] is False
+    assert {"process": "stages", "mapping": "tables", "reports": "reports"}[kind] in schema["properties"]

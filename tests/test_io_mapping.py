@@ -542,3 +542,95 @@ def test_canonical_headers_need_no_columns_and_presence_derives_a_flag(tmp_path)
     assert data.leads["converted_at"].tolist()[0] == pd.Timestamp("2024-01-09")
     assert data.quotas["amount"].tolist() == [1000.0]
     assert data.counts.loc[["leads", "quotas"], "quarantined"].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "message"),
+    [
+        (
+            ("derive: {is_closed: {from: stage}}", "derive: {is_closed: {form: stage}}"),
+            "tables.opportunities.derive.is_closed",
+            "unknown key 'form' (did you mean 'from'?); allowed keys: from, present",
+        ),
+        (
+            ("  opportunities:", "  oportunities:"),
+            "tables.oportunities",
+            "unknown table (did you mean 'opportunities'?); canonical tables: opportunities, stage_history",
+        ),
+        (
+            ("source: deals.csv", "source: {file: deals.csv, dayfirst: yes}"),
+            "tables.opportunities.source.dayfirst",
+            "must be true or false, got 'yes' (str)",
+        ),
+        (
+            ("source: deals.csv", "source: {file: deals.csv, skip_rows: -1}"),
+            "tables.opportunities.source.skip_rows",
+            "must be >= 0, got -1",
+        ),
+        (
+            ("source: deals.csv", "source: {file: deals.csv, table: x}"),
+            "tables.opportunities.source",
+            "unknown key 'table'; allowed keys: file, format, sheet, encoding",
+        ),
+        (
+            ("      owner: Besitzer\n", "      owner: [Besitzer]\n"),
+            "tables.opportunities.columns.owner",
+            "must be a source column name, got ['Besitzer']",
+        ),
+        (
+            ("      is_won: {ja", "      is_wn: {ja"),
+            "tables.opportunities.values",
+            "'is_wn' is not a mapped column of opportunities (mapped: 'opportunity_id',",
+        ),
+        (
+            ('dates: ["%d.%m.%Y %H:%M", "%d.%m.%Y"]', 'dates: ["%d.%m.%Y", [1]]'),
+            "defaults.dates[1]",
+            "must be a text, got [1]",
+        ),
+        (
+            ("constants: {team: EMEA}", "constants: [team]"),
+            "tables.opportunities.constants",
+            "must be a mapping, got ['team'] (list)",
+        ),
+        (("tables:", "tables: []\nx:"), "x", "unknown key; allowed keys: process, defaults, databases, tables"),
+    ],
+)
+def test_schema_messages_name_the_key_path_the_value_and_a_close_word(tmp_path, change, key, message):
+    assert change[0] in MAPPING
+    err = read_error(tmp_path, MAPPING.replace(*change, 1))
+    assert err.key == key
+    assert f"crm.yml: {key}: {message}" in str(err)
+
+
+def test_schema_messages_for_lookups_and_derived_history(tmp_path):
+    lookup = "    lookups:\n      - {source: owners.xlsx, key: Owner ID, columns: {team: Team}}\n"
+    err = read_error(tmp_path, MAPPING + lookup.replace("key: Owner ID, ", ""))
+    assert (
+        err.key == "tables.opportunities.lookups[0]"
+        and "needs key: (allowed keys: source, key, on, columns)" in str(err)
+    )
+    err = read_error(tmp_path, MAPPING + lookup.replace("team: Team", "owner: Name"))
+    assert err.key == "tables.opportunities.lookups[0].columns" and "'owner' is mapped twice" in str(err)
+    err = read_error(tmp_path, MAPPING + "  stage_history:\n    derive_from_dates: {created_at: [a]}\n")
+    assert err.key == "tables.stage_history.derive_from_dates.created_at"
+    assert "must be a stage name or one of ('first_open_stage', 'outcome', 'current_stage'), got ['a']" in str(err)
+    err = read_error(tmp_path, MAPPING + "  stage_history: {from_snapshots: snaps/, columns: {}}\n")
+    assert "tables.stage_history: from_snapshots builds the whole table from a snapshot store; remove 'columns'" in (
+        str(err)
+    )
+    assert err.table == "stage_history"
+
+
+def test_mapping_json_schema_describes_the_file():
+    from salesforecast.io.mapping import MappingFile
+
+    schema = MappingFile.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["$defs"]["Tables"]["properties"]) == {
+        "opportunities",
+        "stage_history",
+        "leads",
+        "forecast_submissions",
+        "quotas",
+    }
+    assert "derive_from_dates" in schema["$defs"]["StageHistoryEntry"]["properties"]

@@ -13,6 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "salesforecast"
 LAYERS = {
     "_utils": 0,
+    "config": 0,
     "process": 0,
     "metrics": 0,
     "schema": 1,

@@ -163,3 +163,59 @@ def test_readme_process_example_loads(tmp_path):
     with pytest.raises(ProcessError) as exc:
         SalesProcess.from_yaml(bad)
     assert msg in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # key path with the stage's name, the value given and what is allowed, a "did you mean"
+        (
+            "stages: [{name: A, kind: opn}, {name: W, kind: won}, {name: L, kind: lost}]",
+            "stages[0] ('A').kind: must be 'open', 'won' or 'lost', got 'opn' (did you mean 'open'?)",
+        ),
+        (
+            "stags: [{name: A}]",
+            "unknown key(s) ['stags'] (did you mean 'stages'?); allowed: ['fiscal_year_naming',",
+        ),
+        (
+            "stages: [{name: A, probabilty: 0.2}, {name: W, kind: won}, {name: L, kind: lost}]",
+            "stages[0] ('A'): unknown key(s) ['probabilty'] (did you mean 'probability'?)",
+        ),
+        (
+            "stages: [A, {name: W, kind: won}, {name: L, kind: lost}]\nfiscal_year_naming: begin",
+            "fiscal_year_naming: must be 'end' or 'start', got 'begin'",
+        ),
+        (
+            "stages: [{name: A, aliases: {x: 1}}, {name: W, kind: won}, {name: L, kind: lost}]",
+            "stages[0] ('A').aliases: must be a list of names, got {'x': 1}",
+        ),
+        ("stages: [{name: A}, [W], {name: L, kind: lost}]", "stages[1]: must be a mapping, got ['W'] (list)"),
+        ("stages: [{kind: won}]", "stages[0].name: missing"),
+        ("- A\n- B\n", "must be a mapping, got ['A', 'B'] (list)"),
+    ],
+)
+def test_schema_messages_name_the_key_path_the_value_and_a_close_word(tmp_path, body, message):
+    path = tmp_path / "bad.yml"
+    path.write_text(body)
+    with pytest.raises(ProcessError) as exc:
+        SalesProcess.from_yaml(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert message in str(exc.value)
+
+
+def test_unreadable_process_files_are_named(tmp_path):
+    with pytest.raises(ProcessError, match="nope.yml: process file not found"):
+        SalesProcess.from_yaml(tmp_path / "nope.yml")
+    (tmp_path / "latin.yml").write_bytes("name: Bestätigt\n".encode("latin-1"))
+    with pytest.raises(ProcessError, match=r"latin.yml: bytes at offset \d+ are not UTF-8"):
+        SalesProcess.from_yaml(tmp_path / "latin.yml")
+
+
+def test_process_json_schema_describes_the_file():
+    from salesforecast.process import ProcessFile
+
+    schema = ProcessFile.model_json_schema()
+    assert schema["required"] == ["stages"] and schema["additionalProperties"] is False
+    stage = schema["$defs"]["StageEntry"]
+    assert stage["properties"]["kind"]["enum"] == ["open", "won", "lost"]
+    assert stage["properties"]["probability"]["anyOf"][0] == {"type": "number", "minimum": 0, "maximum": 1}

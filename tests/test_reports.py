@@ -360,3 +360,42 @@ def test_kernel_name_prefers_the_project_kernel():
     spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / reports.KERNEL_NAME / "kernel.json"
     expected = reports.KERNEL_NAME if spec.exists() else "python3"
     assert reports.kernel_name() == expected
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        (
+            "reports:\n  - notebook: goood\n",
+            r"reports\[0\] \(goood\): no notebook .*goood\.ipynb \(did you mean 'good'\?\)",
+        ),
+        (
+            "reports:\n  - notebook: good\n    titel: Hi\n",
+            r"reports\[0\] \(good\): unknown key\(s\) \['titel'\] \(did you mean 'title'\?\); allowed: \['notebook',",
+        ),
+        (
+            "reports:\n  - notebook: good\n    timeout: soon\n",
+            r"reports\[0\] \(good\)\.timeout: must be a positive number",
+        ),
+        ("timeout: 0\nreports: [good]\n", r"reports\.yml: timeout: must be a positive number of seconds, got 0"),
+        (
+            "reports:\n  - notebook: good\n    parameters: [{n: 1}, 2]\n",
+            r"reports\[0\] \(good\)\.parameters: must be a mapping or a non-empty list of mappings, got \[\{'n'",
+        ),
+        ("reports: []\n", r"reports\.yml: reports: must not be empty, got \[\]"),
+        ("reports:\n  - {title: x}\n", r"reports\.yml: reports\[0\]\.notebook: missing"),
+        ("- good\n", r"reports\.yml: must be a mapping, got \['good'\] \(list\)"),
+    ],
+)
+def test_schema_messages_name_the_key_path_the_value_and_a_close_word(tmp_path, notebook_factory, config_text, message):
+    notebook_factory("good", GOOD)
+    config = _config(tmp_path, config_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert re.search(message, str(err.value)), str(err.value)
+
+
+def test_report_config_json_schema_describes_the_file():
+    schema = reports.ReportsFile.model_json_schema()
+    assert schema["required"] == ["reports"] and schema["additionalProperties"] is False
+    assert schema["$defs"]["ReportEntry"]["required"] == ["notebook"]

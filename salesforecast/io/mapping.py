@@ -83,14 +83,30 @@ import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import Field, create_model, field_validator, model_validator
 
+from salesforecast.config import (
+    KeyedError,
+    Problem,
+    Schema,
+    UnknownKeys,
+    checked,
+    given,
+    key_path,
+    load_model,
+    mapping_of,
+    names,
+    read_yaml,
+    suggest,
+    text_of,
+)
 from salesforecast.io.sources import (
     EXCEL_SERIAL_RANGE,
     MissingColumnsError,
@@ -109,6 +125,7 @@ from salesforecast.schema import TABLES, CRMData, DataFileError, validate
 __all__ = [
     "LookupSpec",
     "MappingError",
+    "MappingFile",
     "MappingSpec",
     "PROCESS_PRESETS",
     "SourceOptions",
@@ -268,14 +285,10 @@ _Loader.add_implicit_resolver(
 #: Process maps a mapping may name instead of a YAML file: Salesforce's standard stages or HubSpot's pipeline.
 PROCESS_PRESETS: tuple[str, ...] = ("default", "salesforce", "hubspot")
 
-_TOP_KEYS = ("process", "defaults", "databases", "tables", "description")
 _PARSE_KEYS = ("decimal", "thousands", "dates", "dayfirst", "excel_serial", "missing")
 _DEFAULT_KEYS = ("encoding", "delimiter", "skip_rows", *_PARSE_KEYS)
 _FILE_KEYS = ("file", "format", "sheet", *_DEFAULT_KEYS)
 _DB_KEYS = ("database", "table", "query", *_PARSE_KEYS)
-_TABLE_KEYS = ("source", "columns", "lookups", "values", "dates", "numbers", "constants", "derive")
-_LOOKUP_KEYS = ("source", "key", "on", "columns")
-_DATABASE_KEYS = ("url_env", "duckdb")
 _STAGE_WORDS = ("first_open_stage", "outcome", "current_stage")
 _DERIVE_FROM_STAGE = {
     "opportunities": ("is_closed", "is_won", "forecast_category"),
@@ -291,408 +304,553 @@ def _key(prefix: str, *parts: str | int) -> str:
     ``_key("tables.stage_history", "derive_from_dates", "Engaged date")`` is
     ``tables.stage_history.derive_from_dates."Engaged date"``; integers are list positions (``lookups[0]``).
     """
-    out = prefix
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) else '"' + part.replace('"', '\\"') + '"'
-        out += ("." if out else "") + text
+    tail = key_path(parts)
+    return prefix + tail if not prefix or not tail or tail.startswith("[") else f"{prefix}.{tail}"
+
+
+# ---------------------------------------------------------------------------------------------- the schema
+def _encoding(value: Any) -> str:
+    enc = text_of("an encoding such as utf-8, latin-1 or cp1252")(value)
+    try:
+        codecs.lookup(enc)
+    except LookupError:
+        raise ValueError(f"unknown encoding {enc!r}; use e.g. utf-8, latin-1 or cp1252") from None
+    return enc
+
+
+def _delimiter(value: Any) -> str:
+    d = _DELIMITER_NAMES.get(value.strip().lower(), value) if isinstance(value, str) else value
+    if not isinstance(d, str) or len(d) != 1 or d in '"\r\n':
+        raise ValueError(f"must be one character (or comma, semicolon, tab, pipe), got {value!r}")
+    return d
+
+
+def _format(value: Any) -> str:
+    try:
+        source_format("x", text_of()(value))
+    except DataFileError:
+        raise ValueError(f"unknown format {value!r}; use csv, tsv, xlsx, xls or parquet") from None
+    return str(value)
+
+
+def _thousands(value: Any) -> str | None:
+    if value in (None, "", "none"):
+        return None
+    if value not in (".", ",", "'", "’", " "):
+        raise ValueError(f"must be '.', ',', \"'\", ' ' or none, got {value!r}")
+    return value
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """One text or a non-empty list of texts (an error names the position in the list)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"must be a text or a list of texts, got {value!r}")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(text_of()(item))
+        except ValueError as exc:
+            raise KeyedError(str(exc), *([i] if isinstance(value, list) else [])) from None
+    return tuple(out)
+
+
+def _date_formats(value: Any) -> tuple[str, ...]:
+    """Date formats written with strftime codes, tried in turn."""
+    formats = _texts(value)
+    for i, fmt in enumerate(formats):
+        directives = re.findall(r"%(.)", fmt)
+        if not directives or any(d not in _STRFTIME for d in directives):
+            raise KeyedError(
+                f"{fmt!r} is not a date format; write it with strftime codes such as %d.%m.%Y or %m/%d/%Y %H:%M", i
+            )
+    return formats
+
+
+def _missing(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str | int | float):
+        return (str(value),)
+    if not isinstance(value, list):
+        raise ValueError(f"must be a text or a list of texts that mean no value, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _single(value: Any) -> Any:
+    if isinstance(value, dict | list) or value is None:
+        raise ValueError(f"must be a single value, got {value!r}")
+    return value
+
+
+_TEXT = {"type": "string"}
+_TEXTS = {"type": ["string", "array"], "items": {"type": "string"}}
+_COLUMN_MAP = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1}
+
+
+class ParseOptions(Schema):
+    """How values are parsed: number marks, date formats, texts that mean no value."""
+
+    decimal: Literal[".", ","] = "."
+    thousands: checked(_thousands, {"enum": [".", ",", "'", "’", " ", "none", None]}) = None
+    dates: checked(_date_formats, _TEXTS) = None
+    dayfirst: bool = False
+    excel_serial: bool = False
+    missing: checked(_missing, _TEXTS) = ()
+
+    def options(self, base: SourceOptions) -> SourceOptions:
+        """`base` with the options this section gives (a key written ``none`` or ``null`` counts as given)."""
+        names = {f.name for f in fields(SourceOptions)}
+        return replace(base, **{k: getattr(self, k) for k in self.model_fields_set if k in names})
+
+    def check_marks(self, base: SourceOptions) -> None:
+        """Raise a `KeyedError` when the merged thousands separator is the decimal mark."""
+        out = self.options(base)
+        if out.thousands is not None and out.thousands == out.decimal:
+            raise KeyedError(f"is the decimal mark {out.decimal!r} too; they must differ", "thousands")
+
+
+class ReadOptions(ParseOptions):
+    """How files are read (and values parsed)."""
+
+    encoding: checked(_encoding, _TEXT) = "utf-8"
+    delimiter: checked(_delimiter, _TEXT) = None
+    skip_rows: int = Field(0, ge=0)
+
+
+class Defaults(ReadOptions):
+    """``defaults:``: options for every source; each source may override them."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_in_order(cls, data: Any) -> Any:
+        return cls.check_keys(data, _DEFAULT_KEYS)
+
+    @model_validator(mode="after")
+    def _marks_differ(self) -> Defaults:
+        self.check_marks(SourceOptions())
+        return self
+
+
+class SourceEntry(ReadOptions):
+    """A source: a file name, ``{file: ..., <any defaults key>, sheet:, format:}`` or a database table or query."""
+
+    file: checked(text_of("a file name"), _TEXT) = None
+    format: checked(_format, _TEXT) = None
+    sheet: checked(text_of("a sheet name"), _TEXT) = None
+    database: checked(text_of("a database name"), _TEXT) = None
+    table: checked(text_of(), _TEXT) = None
+    query: checked(text_of(), _TEXT) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_or_database(cls, data: Any) -> Any:
+        data = {"file": data} if isinstance(data, str) else data
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be a mapping (file: ... or database: ...) or a file name, got {given(data)}")
+        if "file" in data and "database" in data:
+            raise ValueError("give either file: or database:, not both")
+        if "file" in data:
+            return cls.check_keys(data, _FILE_KEYS)
+        if "database" in data:
+            cls.check_keys(data, _DB_KEYS)
+            if ("table" in data) == ("query" in data):
+                raise ValueError("a database source needs table: (a table name) or query: (a SELECT), one of them")
+            return data
+        raise ValueError("needs file: (a CSV, Excel or Parquet file) or database: (a name under databases)")
+
+    @model_validator(mode="after")
+    def _format_is_known(self) -> SourceEntry:
+        if self.file is not None:
+            try:
+                source_format(self.file, self.format)
+            except DataFileError:
+                raise KeyedError(
+                    f"cannot tell the format of {self.file!r} from its name; add format: csv, xlsx or parquet", "file"
+                ) from None
+        return self
+
+    def spec(self, key: str, defaults: SourceOptions, base_dir: Path) -> SourceSpec:
+        """The source as `load_mapping` reads it; relative file paths are relative to `base_dir`."""
+        options = self.options(defaults)
+        if self.file is None:
+            return SourceSpec(key=key, options=options, database=self.database, table=self.table, query=self.query)
+        path = Path(self.file).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        return SourceSpec(key=key, options=options, file=self.file, path=path)
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value.strip()):
+        raise ValueError(
+            "must be the name of an environment variable (e.g. SALESFORECAST_DB_URL) that holds the URL,"
+            " not the URL itself (the value is not shown)"
+        )
+    return value.strip()
+
+
+class DatabaseEntry(Schema):
+    """An entry of ``databases:``: an environment variable holding the URL, or a DuckDB file."""
+
+    url_env: checked(_env_name, _TEXT) = None
+    duckdb: checked(text_of("a DuckDB file"), _TEXT) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "url" in data:
+            raise KeyedError(
+                "a mapping file must hold no database URL (it may carry a password); put the URL in an"
+                " environment variable and name it: url_env: SALESFORECAST_DB_URL",
+                "url",
+            )
+        cls.check_keys(data)
+        if isinstance(data, Mapping) and len(data) != 1:
+            raise ValueError("give one of url_env: (an environment variable) or duckdb: (a file)")
+        return data
+
+    def spec(self) -> dict[str, str]:
+        """The entry as `salesforecast.io.database.read_database` takes it."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+
+def _column_map(value: Any) -> dict[str, str]:
+    out = mapping_of(
+        lambda canon, src: text_of("a source column name")(src),
+        " of canonical column to source column (e.g. {amount: Value})",
+    )(value)
+    if not out:
+        raise ValueError("maps no column")
     return out
 
 
-def _names(values: Sequence[Any]) -> str:
-    return ", ".join(repr(str(v)) for v in values)
+def _value_maps(value: Any) -> dict[str, dict[Any, Any]]:
+    def value_map(column: str, vmap: Any) -> dict[Any, Any]:
+        if not isinstance(vmap, dict):
+            raise ValueError(
+                f"must be a mapping of {column}'s source values to canonical values (e.g. {{Gewonnen: Closed Won}}),"
+                f" got {given(vmap)}"
+            )
+        for k, v in vmap.items():
+            if isinstance(v, dict | list):
+                raise KeyedError(f"must be a single value, got {v!r}", str(k))
+        return vmap
+
+    return mapping_of(value_map)(value)
 
 
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _derive_rules(value: Any) -> dict[str, tuple[str, str]]:
+    def rule(target: str, raw: Any) -> tuple[str, str]:
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"must be a mapping like {{from: stage}} or {{present: column}}, got {given(raw)}")
+        unknown = [str(k) for k in raw if k not in ("from", "present")]
+        if unknown:
+            raise UnknownKeys(unknown, ["from", "present"], "first")
+        if len(raw) != 1:
+            raise ValueError("give one of from: stage or present: <column>")
+        how, column = next(iter(raw.items()))
+        try:
+            return how, text_of("a column name")(column)
+        except ValueError as exc:
+            raise KeyedError(str(exc), how) from None
+
+    return mapping_of(rule)(value)
 
 
-class _Checker:
-    """Builds a `MappingSpec` from the parsed YAML, raising a `MappingError` naming the key path."""
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, got {value!r}")
+    return value
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.base_dir = path.parent
 
-    def error(self, key: str, message: str, table: str | None = None) -> MappingError:
-        return MappingError(f"{self.path}: {key}: {message}", file=str(self.path), key=key, table=table)
+class LookupEntry(Schema):
+    """An entry of ``lookups:``: columns joined from another source on a key."""
 
-    def mapping(self, value: Any, key: str, allowed: Sequence[str] | None = None, what: str = "") -> dict[Any, Any]:
-        if not isinstance(value, dict):
-            shown = "nothing" if value is None else f"{type(value).__name__} {value!r}"
-            raise self.error(key, f"must be a mapping{what}, got {shown}")
-        if allowed is not None:
-            unknown = [k for k in value if k not in allowed]
-            if unknown:
-                hint = _suggest(str(unknown[0]), allowed)
-                raise self.error(key, f"unknown key {str(unknown[0])!r}{hint}; allowed keys: {', '.join(allowed)}")
-        return value
+    source: SourceEntry
+    key: checked(text_of("a source column name"), _TEXT)
+    on: checked(text_of("a column name of the lookup source"), _TEXT) = None
+    columns: checked(_column_map, _COLUMN_MAP)
 
-    def text(self, value: Any, key: str, what: str = "a text") -> str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float) or not str(value).strip():
-            raise self.error(key, f"must be {what}, got {value!r}")
-        return str(value).strip() if isinstance(value, str) else str(value)
+    @model_validator(mode="before")
+    @classmethod
+    def _needs(cls, data: Any) -> Any:
+        cls.check_keys(data)
+        for needed in ("source", "key", "columns"):
+            if isinstance(data, Mapping) and needed not in data:
+                raise ValueError(f"needs {needed}: (allowed keys: {', '.join(cls.allowed_keys())})")
+        return data
 
-    def texts(self, value: Any, key: str) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise self.error(key, f"must be a text or a list of texts, got {value!r}")
-        return tuple(self.text(v, f"{key}[{i}]") for i, v in enumerate(value))
 
-    def flag(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
+class TableEntry(Schema):
+    """How one canonical table is built (see the module docstring); `table` is its name."""
 
-    # ------------------------------------------------------------------ options and sources
-    def options(self, raw: Mapping[str, Any], base: SourceOptions, key: str) -> SourceOptions:
-        changes: dict[str, Any] = {}
-        for name, value in raw.items():
-            k = _key(key, name)
-            if name == "encoding":
-                enc = self.text(value, k, "an encoding such as utf-8, latin-1 or cp1252")
-                try:
-                    codecs.lookup(enc)
-                except LookupError:
-                    raise self.error(k, f"unknown encoding {enc!r}; use e.g. utf-8, latin-1 or cp1252") from None
-                changes[name] = enc
-            elif name == "delimiter":
-                d = _DELIMITER_NAMES.get(str(value).strip().lower(), value) if isinstance(value, str) else value
-                if not isinstance(d, str) or len(d) != 1 or d in '"\r\n':
-                    raise self.error(k, f"must be one character (or comma, semicolon, tab, pipe), got {value!r}")
-                changes[name] = d
-            elif name == "skip_rows":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise self.error(k, f"must be a whole number >= 0, got {value!r}")
-                changes[name] = value
-            elif name == "sheet":
-                changes[name] = self.text(value, k, "a sheet name")
-            elif name == "format":
-                try:
-                    source_format("x", self.text(value, k))
-                except DataFileError:
-                    raise self.error(k, f"unknown format {value!r}; use csv, tsv, xlsx, xls or parquet") from None
-                changes[name] = str(value)
-            elif name == "decimal":
-                if value not in (".", ","):
-                    raise self.error(k, f"must be '.' or ',', got {value!r}")
-                changes[name] = value
-            elif name == "thousands":
-                if value in (None, "", "none"):
-                    value = None
-                elif value not in (".", ",", "'", "’", " "):
-                    raise self.error(k, f"must be '.', ',', \"'\", ' ' or none, got {value!r}")
-                changes[name] = value
-            elif name == "dates":
-                changes[name] = self.formats(value, k)
-            elif name in ("dayfirst", "excel_serial"):
-                changes[name] = self.flag(value, k)
-            elif name == "missing":
-                changes[name] = tuple(str(v) for v in ([value] if isinstance(value, str | int | float) else value))
-        out = replace(base, **changes)
-        if out.thousands is not None and out.thousands == out.decimal:
-            raise self.error(_key(key, "thousands"), f"is the decimal mark {out.decimal!r} too; they must differ")
-        return out
+    table: ClassVar[str] = ""
 
-    def formats(self, value: Any, key: str) -> tuple[str, ...]:
-        formats = self.texts(value, key)
-        for i, fmt in enumerate(formats):
-            directives = re.findall(r"%(.)", fmt)
-            bad = [d for d in directives if d not in _STRFTIME]
-            if not directives or bad:
-                raise self.error(
-                    f"{key}[{i}]",
-                    f"{fmt!r} is not a date format; write it with strftime codes such as %d.%m.%Y or %m/%d/%Y %H:%M",
-                )
-        return formats
+    source: SourceEntry = None
+    columns: checked(_column_map, _COLUMN_MAP) = None
+    lookups: list[LookupEntry] = Field(default_factory=list)
+    values: checked(_value_maps, {"type": "object", "additionalProperties": {"type": "object"}}) = Field(
+        default_factory=dict
+    )
+    dates: checked(mapping_of(lambda c, v: _date_formats(v)), {"type": "object", "additionalProperties": _TEXTS}) = (
+        Field(default_factory=dict)
+    )
+    numbers: checked(lambda v: _texts(_list(v)) if v != [] else (), {"type": "array", "items": _TEXT}) = ()
+    constants: checked(mapping_of(lambda c, v: _single(v)), {"type": "object"}) = Field(default_factory=dict)
+    derive: checked(_derive_rules, {"type": "object"}) = Field(default_factory=dict)
 
-    def source(self, raw: Any, key: str, defaults: SourceOptions, databases: Mapping[str, Any]) -> SourceSpec:
-        if isinstance(raw, str):
-            raw = {"file": raw}
-        raw = self.mapping(raw, key, what=" (file: ... or database: ...) or a file name")
-        if "file" in raw and "database" in raw:
-            raise self.error(key, "give either file: or database:, not both")
-        if "file" in raw:
-            self.mapping(raw, key, _FILE_KEYS)
-            file = self.text(raw["file"], _key(key, "file"), "a file name")
-            path = Path(file).expanduser()
-            path = path if path.is_absolute() else self.base_dir / path
-            options = self.options({k: v for k, v in raw.items() if k != "file"}, defaults, key)
-            try:
-                source_format(file, options.format)
-            except DataFileError:
-                raise self.error(
-                    _key(key, "file"),
-                    f"cannot tell the format of {file!r} from its name; add format: csv, xlsx or parquet",
-                ) from None
-            return SourceSpec(key=key, options=options, file=file, path=path)
-        if "database" in raw:
-            self.mapping(raw, key, _DB_KEYS)
-            name = self.text(raw["database"], _key(key, "database"), "a database name")
-            if name not in databases:
-                defined = f"defined: {_names(databases)}" if databases else "no databases: section defines any"
-                raise self.error(_key(key, "database"), f"{name!r} is not defined under databases ({defined})")
-            if ("table" in raw) == ("query" in raw):
-                raise self.error(key, "a database source needs table: (a table name) or query: (a SELECT), one of them")
-            table = self.text(raw["table"], _key(key, "table")) if "table" in raw else None
-            query = self.text(raw["query"], _key(key, "query")) if "query" in raw else None
-            options = self.options({k: v for k, v in raw.items() if k in _PARSE_KEYS}, defaults, key)
-            return SourceSpec(key=key, options=options, database=name, table=table, query=query)
-        raise self.error(key, "needs file: (a CSV, Excel or Parquet file) or database: (a name under databases)")
+    @model_validator(mode="before")
+    @classmethod
+    def _file_name_is_source(cls, data: Any) -> Any:
+        return {"source": data} if isinstance(data, str) else data
 
-    def databases(self, raw: Any) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        for name, spec in self.mapping(raw, "databases").items():
-            key = _key("databases", str(name))
-            if isinstance(spec, dict) and "url" in spec:
-                raise self.error(
-                    _key(key, "url"),
-                    "a mapping file must hold no database URL (it may carry a password); put the URL in an"
-                    " environment variable and name it: url_env: SALESFORECAST_DB_URL",
-                )
-            spec = self.mapping(spec, key, _DATABASE_KEYS)
-            if len(spec) != 1:
-                raise self.error(key, "give one of url_env: (an environment variable) or duckdb: (a file)")
-            kind, value = next(iter(spec.items()))
-            if kind == "url_env" and (
-                not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value.strip())
-            ):
-                raise self.error(
-                    _key(key, "url_env"),
-                    "must be the name of an environment variable (e.g. SALESFORECAST_DB_URL) that holds the URL,"
-                    " not the URL itself (the value is not shown)",
-                )
-            out[str(name)] = {kind: self.text(value, _key(key, kind))}
-        return out
+    def whole(self) -> bool:
+        """True when the table is built without a source of its own (stage_history only)."""
+        return False
 
-    # ------------------------------------------------------------------ tables
-    def table(self, name: str, raw: Any, defaults: SourceOptions, databases: Mapping[str, Any]) -> TableMapping:
-        key = _key("tables", name)
-        if isinstance(raw, str):
-            raw = {"source": raw}
-        if name == "stage_history" and isinstance(raw, dict) and "from_snapshots" in raw:
-            others = [k for k in raw if k != "from_snapshots"]
-            if others:
-                raise self.error(
-                    key, f"from_snapshots builds the whole table from a snapshot store; remove {others[0]!r}"
-                )
-            store = Path(self.text(raw["from_snapshots"], _key(key, "from_snapshots"), "a snapshot store path"))
-            return TableMapping(name=name, source=None, from_snapshots=store)
-        if name == "stage_history" and isinstance(raw, dict) and "derive_from_dates" in raw:
-            others = [k for k in raw if k != "derive_from_dates"]
-            if others:
-                raise self.error(
-                    key, f"derive_from_dates builds the whole table from the opportunities source; remove {others[0]!r}"
-                )
-            entries = self.mapping(raw["derive_from_dates"], _key(key, "derive_from_dates"))
-            if not entries:
-                raise self.error(_key(key, "derive_from_dates"), "needs at least one date column")
-            derived = {
-                self.text(col, _key(key, "derive_from_dates")): self.text(
-                    stage, _key(key, "derive_from_dates", str(col)), f"a stage name or one of {_STAGE_WORDS}"
-                )
-                for col, stage in entries.items()
-            }
-            return TableMapping(name=name, source=None, derive_from_dates=derived)
-        allowed = (*_TABLE_KEYS, "derive_from_dates") if name == "stage_history" else _TABLE_KEYS
-        raw = self.mapping(raw, key, allowed)
-        if "source" not in raw:
-            raise self.error(key, "needs source: (a file or a database table)", table=name)
-        source = self.source(raw["source"], _key(key, "source"), defaults, databases)
-        spec = TABLES[name]
-        columns = None
-        if "columns" in raw:
-            columns = self.column_map(raw["columns"], _key(key, "columns"))
-        lookups = tuple(
-            self.lookup(item, _key(key, "lookups") + f"[{i}]", defaults, databases)
-            for i, item in enumerate(self.list(raw.get("lookups", []), _key(key, "lookups")))
-        )
-        mapped = list(columns or {})
-        for lk in lookups:
+    def mapped(self) -> list[str]:
+        """Canonical columns read from a source (``columns`` and lookups)."""
+        return [*(self.columns or {}), *(c for lk in self.lookups for c in lk.columns)]
+
+    @model_validator(mode="after")
+    def _columns_fit(self) -> TableEntry:
+        if self.whole():
+            return self
+        name, spec = self.table, TABLES[self.table]
+        if self.source is None:
+            raise ValueError("needs source: (a file or a database table)")
+        mapped = list(self.columns or {})
+        for i, lk in enumerate(self.lookups):
             for canon in lk.columns:
                 if canon in mapped:
-                    raise self.error(f"{lk.key_path}.columns", f"{canon!r} is mapped twice (in columns and a lookup)")
+                    raise KeyedError(f"{canon!r} is mapped twice (in columns and a lookup)", "lookups", i, "columns")
                 mapped.append(canon)
-        identity = columns is None
+        identity = self.columns is None
 
-        def known(column: str, section: str) -> None:
+        def known(column: str, *keys: str) -> None:
             if not identity and column not in mapped:
-                raise self.error(
-                    _key(key, section),
-                    f"{column!r} is not a mapped column of {name} (mapped: {_names(mapped)}){_suggest(column, mapped)}",
+                raise KeyedError(
+                    f"{column!r} is not a mapped column of {name} (mapped: {names(mapped)}){suggest(column, mapped)}",
+                    *keys,
                 )
 
-        values: dict[str, dict[Any, Any]] = {}
-        for col, vmap in self.mapping(raw.get("values", {}), _key(key, "values")).items():
-            col = str(col)
+        def of_kind(column: str, kind: str, *keys: str) -> None:
+            c = spec.column(column)
+            if c is not None and c.kind != kind:
+                raise KeyedError(
+                    f"{column!r} is a {c.kind} column of {name}, not a {kind.replace('datetime', 'date')}", *keys
+                )
+
+        for col in self.values:
             known(col, "values")
-            what = f" of {col}'s source values to canonical values (e.g. {{Gewonnen: Closed Won}})"
-            vmap = self.mapping(vmap, _key(key, "values", col), what=what)
-            for k, v in vmap.items():
-                if isinstance(v, dict | list):
-                    raise self.error(_key(key, "values", col, str(k)), f"must be a single value, got {v!r}")
-            values[col] = vmap
-        dates: dict[str, tuple[str, ...]] = {}
-        for col, fmts in self.mapping(raw.get("dates", {}), _key(key, "dates")).items():
-            col = str(col)
+        for col in self.dates:
             known(col, "dates")
-            c = spec.column(col)
-            if c is not None and c.kind != "datetime":
-                raise self.error(_key(key, "dates", col), f"{col!r} is a {c.kind} column of {name}, not a date")
-            dates[col] = self.formats(fmts, _key(key, "dates", col))
-        numbers = tuple(
-            self.text(v, _key(key, "numbers")) for v in self.list(raw.get("numbers", []), _key(key, "numbers"))
-        )
-        for col in numbers:
+            of_kind(col, "datetime", "dates", col)
+        for col in self.numbers:
             known(col, "numbers")
-            c = spec.column(col)
-            if c is not None and c.kind != "number":
-                raise self.error(_key(key, "numbers"), f"{col!r} is a {c.kind} column of {name}, not a number")
-        constants: dict[str, Any] = {}
-        for col, value in self.mapping(raw.get("constants", {}), _key(key, "constants")).items():
-            col = str(col)
+            of_kind(col, "number", "numbers")
+        for col in self.constants:
             if col in mapped:
-                raise self.error(_key(key, "constants", col), f"{col!r} is mapped from the source too; keep one")
-            if isinstance(value, dict | list) or value is None:
-                raise self.error(_key(key, "constants", col), f"must be a single value, got {value!r}")
-            constants[col] = value
-        derive: dict[str, tuple[str, str]] = {}
-        for target, rule in self.mapping(raw.get("derive", {}), _key(key, "derive")).items():
-            target = str(target)
-            k = _key(key, "derive", target)
-            if target in mapped or target in constants:
-                raise self.error(k, f"{target!r} is mapped or constant too; keep one")
-            rule = self.mapping(rule, k, ("from", "present"), what=" like {from: stage} or {present: column}")
-            if len(rule) != 1:
-                raise self.error(k, "give one of from: stage or present: <column>")
-            how, column = next(iter(rule.items()))
-            column = self.text(column, _key(k, how), "a column name")
+                raise KeyedError(f"{col!r} is mapped from the source too; keep one", "constants", col)
+        for target, (how, column) in self.derive.items():
+            if target in mapped or target in self.constants:
+                raise KeyedError(f"{target!r} is mapped or constant too; keep one", "derive", target)
             if how == "from":
-                allowed_targets = _DERIVE_FROM_STAGE.get(name, ())
-                if column != "stage" or target not in allowed_targets:
-                    raise self.error(
-                        k,
-                        f"from: stage derives {', '.join(allowed_targets) or 'nothing'} in {name}"
+                targets = _DERIVE_FROM_STAGE.get(name, ())
+                if column != "stage" or target not in targets:
+                    raise KeyedError(
+                        f"from: stage derives {', '.join(targets) or 'nothing'} in {name}"
                         f" (from the process map); got {target!r} from {column!r}",
+                        "derive",
+                        target,
                     )
-            if not identity and column not in mapped and column not in constants:
-                raise self.error(_key(k, how), f"{column!r} is not a mapped column of {name}")
-            derive[target] = (how, column)
-        tm = TableMapping(
-            name=name,
-            source=source,
-            columns=columns,
-            values=values,
-            dates=dates,
-            numbers=numbers,
-            constants=constants,
-            derive=derive,
+            if not identity and column not in mapped and column not in self.constants:
+                raise KeyedError(f"{column!r} is not a mapped column of {name}", "derive", target, how)
+        provided = [*mapped, *self.constants, *self.derive]
+        missing = [c for c in spec.required if c not in provided]
+        if not identity and missing:
+            extras = [c for c in provided if spec.column(c) is None]
+            close = difflib.get_close_matches(missing[0], extras, n=1, cutoff=0.7)
+            hints = f" ({close[0]!r} may be a misspelling of it)" if close else ""
+            how = ""
+            if set(missing) & {"is_closed", "is_won"}:
+                how = "; flags can come from the stage: derive: {is_closed: {from: stage}, is_won: {from: stage}}"
+            raise KeyedError(
+                f"no column for the required {names(missing)}{hints} (required: {names(spec.required)}){how}", "columns"
+            )
+        return self
+
+    def spec(self, defaults: SourceOptions, base_dir: Path) -> TableMapping:
+        """The table as `load_mapping` builds it."""
+        key = _key("tables", self.table)
+        lookups = tuple(
+            LookupSpec(
+                _key(key, "lookups", i),
+                lk.source.spec(_key(key, "lookups", i, "source"), defaults, base_dir),
+                lk.key,
+                lk.key if lk.on is None else lk.on,
+                lk.columns,
+            )
+            for i, lk in enumerate(self.lookups)
+        )
+        return TableMapping(
+            name=self.table,
+            source=self.source.spec(_key(key, "source"), defaults, base_dir),
+            columns=self.columns,
+            values=self.values,
+            dates=self.dates,
+            numbers=self.numbers,
+            constants=self.constants,
+            derive=self.derive,
             lookups=lookups,
         )
-        if not identity:
-            missing = [c for c in spec.required if c not in tm.provided]
-            if missing:
-                extras = [c for c in tm.provided if spec.column(c) is None]
-                close = difflib.get_close_matches(missing[0], extras, n=1, cutoff=0.7)
-                hints = f" ({close[0]!r} may be a misspelling of it)" if close else ""
-                how = ""
-                if set(missing) & {"is_closed", "is_won"}:
-                    how = "; flags can come from the stage: derive: {is_closed: {from: stage}, is_won: {from: stage}}"
-                raise self.error(
-                    _key(key, "columns"),
-                    f"no column for the required {_names(missing)}{hints} (required: {_names(spec.required)}){how}",
-                    table=name,
-                )
-        return tm
 
-    def list(self, value: Any, key: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list, got {value!r}")
-        return value
 
-    def column_map(self, raw: Any, key: str) -> dict[str, str]:
-        raw = self.mapping(raw, key, what=" of canonical column to source column (e.g. {amount: Value})")
-        if not raw:
-            raise self.error(key, "maps no column")
-        return {str(canon): self.text(src, _key(key, str(canon)), "a source column name") for canon, src in raw.items()}
+def _stage_per_column(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping, got {given(value)}")
+    if not value:
+        raise ValueError("needs at least one date column")
+    out = {}
+    for column, stage in value.items():
+        col = text_of()(column)  # a column that is no text is reported at derive_from_dates itself
+        try:
+            out[col] = text_of(f"a stage name or one of {_STAGE_WORDS}")(stage)
+        except ValueError as exc:
+            raise KeyedError(str(exc), col) from None
+    return out
 
-    def lookup(self, raw: Any, key: str, defaults: SourceOptions, databases: Mapping[str, Any]) -> LookupSpec:
-        raw = self.mapping(raw, key, _LOOKUP_KEYS)
-        for needed in ("source", "key", "columns"):
-            if needed not in raw:
-                raise self.error(key, f"needs {needed}: (allowed keys: {', '.join(_LOOKUP_KEYS)})")
-        source = self.source(raw["source"], f"{key}.source", defaults, databases)
-        lk_key = self.text(raw["key"], f"{key}.key", "a source column name")
-        on = self.text(raw.get("on", lk_key), f"{key}.on", "a column name of the lookup source")
-        return LookupSpec(key, source, lk_key, on, self.column_map(raw["columns"], f"{key}.columns"))
 
-    # ------------------------------------------------------------------ the file
-    def spec(self, raw: Any) -> MappingSpec:
-        if raw is None:
-            raise MappingError(f"{self.path}: the mapping file is empty; it needs tables:", file=str(self.path))
-        if not isinstance(raw, dict):
-            raise MappingError(
-                f"{self.path}: a mapping file is a YAML mapping with tables:, got {type(raw).__name__}",
-                file=str(self.path),
-            )
-        unknown = [k for k in raw if k not in _TOP_KEYS]
-        if unknown:
-            hint = _suggest(str(unknown[0]), _TOP_KEYS)
-            raise self.error(str(unknown[0]), f"unknown key{hint}; allowed keys: {', '.join(_TOP_KEYS)}")
+class HistoryTableEntry(TableEntry):
+    """``stage_history:``: a source like any table, or derived from dates of the opportunities, or from snapshots."""
+
+    derive_from_dates: checked(_stage_per_column, {"type": "object", "additionalProperties": _TEXT}) = None
+    from_snapshots: checked(text_of("a snapshot store path"), _TEXT) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_table_alone(cls, data: Any) -> Any:
+        for whole, what in (("from_snapshots", "a snapshot store"), ("derive_from_dates", "the opportunities source")):
+            if isinstance(data, Mapping) and whole in data:
+                others = [k for k in data if k != whole]
+                if others:
+                    raise ValueError(f"{whole} builds the whole table from {what}; remove {others[0]!r}")
+        return data
+
+    def whole(self) -> bool:
+        """True for ``derive_from_dates`` and ``from_snapshots``."""
+        return self.derive_from_dates is not None or self.from_snapshots is not None
+
+    def spec(self, defaults: SourceOptions, base_dir: Path) -> TableMapping:
+        """The table as `load_mapping` builds it."""
+        if self.from_snapshots is not None:
+            return TableMapping(name=self.table, source=None, from_snapshots=Path(self.from_snapshots))
+        if self.derive_from_dates is not None:
+            return TableMapping(name=self.table, source=None, derive_from_dates=self.derive_from_dates)
+        return super().spec(defaults, base_dir)
+
+
+def _table_entry(name: str) -> type[TableEntry]:
+    base = HistoryTableEntry if name == "stage_history" else TableEntry
+    title = "".join(w.title() for w in name.split("_"))
+    doc = f"``tables.{name}``: how the {name} table is built."
+    return type(f"{title}Entry", (base,), {"__module__": __name__, "__doc__": doc, "table": name})
+
+
+class _TablesBase(Schema):
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_tables(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for name in data:
+                if name not in TABLES:
+                    hint = suggest(name, TABLES)
+                    raise KeyedError(f"unknown table{hint}; canonical tables: {', '.join(TABLES)}", str(name))
+            if "opportunities" not in data:
+                raise KeyedError("missing; opportunities is the one table every mapping must describe", "opportunities")
+        return data
+
+
+Tables = create_model(
+    "Tables",
+    __base__=_TablesBase,
+    __doc__="``tables:``: how each canonical table is built; opportunities is required.",
+    __module__=__name__,
+    **{name: (_table_entry(name), None) for name in TABLES},
+)
+
+
+def _process(value: Any) -> str:
+    p = text_of("a process YAML file or 'default'")(value)
+    if p.lower() not in PROCESS_PRESETS and not p.lower().endswith((".yml", ".yaml")):
+        raise ValueError(f"{p!r} is neither a process YAML file (.yml) nor one of {', '.join(PROCESS_PRESETS)}")
+    return p
+
+
+class MappingFile(Schema):
+    """A mapping file (see the module docstring); `model_json_schema()` describes it for editors."""
+
+    process: checked(lambda v: None if v is None else _process(v), _TEXT) = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    databases: dict[str, DatabaseEntry] = Field(default_factory=dict)
+    tables: Tables = None
+    description: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, data: Any) -> Any:
+        if data is None:
+            raise ValueError("the mapping file is empty; it needs tables:")
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a mapping file is a YAML mapping with tables:, got {type(data).__name__}")
+        return data
+
+    @field_validator("databases", mode="before")
+    @classmethod
+    def _no_databases(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _sources_fit(self) -> MappingFile:
+        if self.tables is None:
+            raise KeyedError("missing; a mapping needs tables: with at least opportunities:", "tables")
+        defaults = self.defaults.options(SourceOptions())
+        for loc, src in self.sources():
+            try:
+                src.check_marks(defaults)
+            except KeyedError as exc:
+                raise KeyedError(exc.message, *loc, *exc.keys) from None
+            if src.database is not None and src.database not in self.databases:
+                defined = f"defined: {names(self.databases)}" if self.databases else "no databases: section defines any"
+                raise KeyedError(f"{src.database!r} is not defined under databases ({defined})", *loc, "database")
+        return self
+
+    def sources(self) -> list[tuple[tuple[str | int, ...], SourceEntry]]:
+        """Every source with its key path: each table's, then its lookups'."""
+        out = []
+        for name in TABLES:
+            table = getattr(self.tables, name)
+            if table is not None and table.source is not None:
+                out.append((("tables", name, "source"), table.source))
+            for i, lk in enumerate(table.lookups if table is not None else ()):
+                out.append((("tables", name, "lookups", i, "source"), lk.source))
+        return out
+
+    def spec(self, path: Path) -> MappingSpec:
+        """The checked mapping, with paths relative to the mapping file made absolute."""
         process: str | Path | None = None
-        if raw.get("process") is not None:
-            p = self.text(raw["process"], "process", "a process YAML file or 'default'")
-            if p.lower() in PROCESS_PRESETS:
-                process = p.lower()
-            elif p.lower().endswith((".yml", ".yaml")):
-                path = Path(p).expanduser()
-                process = path if path.is_absolute() else self.base_dir / path
-            else:
-                raise self.error(
-                    "process", f"{p!r} is neither a process YAML file (.yml) nor one of {', '.join(PROCESS_PRESETS)}"
-                )
-        defaults = self.options(
-            self.mapping(raw.get("defaults", {}), "defaults", _DEFAULT_KEYS), SourceOptions(), "defaults"
-        )
-        databases = self.databases(raw["databases"]) if raw.get("databases") is not None else {}
-        if "tables" not in raw:
-            raise self.error("tables", "missing; a mapping needs tables: with at least opportunities:")
-        tables_raw = self.mapping(raw["tables"], "tables")
-        unknown = [t for t in tables_raw if t not in TABLES]
-        if unknown:
-            hint = _suggest(str(unknown[0]), list(TABLES))
-            raise self.error(
-                _key("tables", str(unknown[0])), f"unknown table{hint}; canonical tables: {', '.join(TABLES)}"
+        if self.process is not None:
+            process = (
+                self.process.lower() if self.process.lower() in PROCESS_PRESETS else Path(self.process).expanduser()
             )
-        if "opportunities" not in tables_raw:
-            raise self.error(
-                "tables.opportunities", "missing; opportunities is the one table every mapping must describe"
-            )
+            if isinstance(process, Path) and not process.is_absolute():
+                process = path.parent / process
+        defaults = self.defaults.options(SourceOptions())
         tables = {
-            name: self.table(name, tables_raw[name], defaults, databases) for name in TABLES if name in tables_raw
+            name: table.spec(defaults, path.parent)
+            for name in TABLES
+            if (table := getattr(self.tables, name)) is not None
         }
-        return MappingSpec(path=self.path, process=process, defaults=defaults, databases=databases, tables=tables)
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MappingError(f"{path}: mapping file not found", file=str(path)) from None
-    except IsADirectoryError:
-        raise MappingError(f"{path}: is a folder; expected a mapping YAML file", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise MappingError(
-            f"{path}: bytes at offset {exc.start} are not UTF-8; save the mapping file as UTF-8", file=str(path)
-        ) from None
-    try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{path}: not valid YAML ({exc})", file=str(path)) from None
+        databases = {name: db.spec() for name, db in self.databases.items()}
+        return MappingSpec(path=path, process=process, defaults=defaults, databases=databases, tables=tables)
 
 
 # ---------------------------------------------------------------------------------------------- public API
@@ -726,7 +884,12 @@ def read_mapping(path: str | Path) -> MappingSpec:
     tables.opportunities | unknown key 'colums' (did you mean 'columns'?)
     """
     path = Path(path).expanduser()
-    return _Checker(path).spec(_load_yaml(path))
+    raw, problem = read_yaml(path, "mapping file", _Loader)
+    model = load_model(MappingFile, raw) if problem is None else Problem((), "", problem)
+    if isinstance(model, Problem):
+        table = model.loc[1] if len(model.loc) > 1 and model.loc[0] == "tables" and model.loc[1] in TABLES else None
+        raise MappingError(f"{path}: {model}", file=str(path), key=model.key or None, table=table)
+    return model.spec(path)
 
 
 def is_mapping_file(path: str | Path) -> bool:
@@ -981,11 +1144,11 @@ def _missing_columns(
     for m in missing:
         for where, phrase in refs.get(m, [(src.key, repr(m))]):
             key = key or where
-            phrases.append(phrase + _suggest(m, available))
+            phrases.append(phrase + suggest(m, available))
     key = key or src.key
     return MappingError(
         f"{spec.path}: {key}: {' and '.join(phrases)}, which {src.label} does not have; columns are: "
-        f"{_names(available)}",
+        f"{names(available)}",
         file=str(spec.path),
         key=key,
         table=table,
@@ -1170,7 +1333,7 @@ def _lookup(
     repeated = keys[keys.notna() & keys.duplicated(keep=False)].unique()
     if len(repeated):
         raise MappingError(
-            f"{spec.path}: {lk.key_path}.on: {lk.on!r} repeats values in {lk.source.label} ({_names(repeated[:5])});"
+            f"{spec.path}: {lk.key_path}.on: {lk.on!r} repeats values in {lk.source.label} ({names(repeated[:5])});"
             " a lookup needs one row per key",
             file=str(spec.path),
             key=f"{lk.key_path}.on",
@@ -1189,7 +1352,7 @@ def _lookup(
             out[canon] = values.take(np.maximum(pos, 0)).reset_index(drop=True).where(found)
     unmatched = wanted.notna().to_numpy() & ~found
     if unmatched.any():
-        examples = _names(pd.unique(wanted[unmatched])[:3])
+        examples = names(pd.unique(wanted[unmatched])[:3])
         notes.append(
             f"{tm.name}: {int(unmatched.sum())} row(s) have a {lk.key!r} not found in {lk.on!r} of"
             f" {lk.source.label} (e.g. {examples}); their {', '.join(lk.columns)} are missing."
@@ -1218,7 +1381,7 @@ def _history_stages(spec: MappingSpec, derived: Mapping[str, str], proc: SalesPr
         if canonical is None:
             key = _key("tables", "stage_history", "derive_from_dates", column)
             raise MappingError(
-                f"{spec.path}: {key}: {stage!r} is not a stage of the process map ({_names(proc.stage_names)})"
+                f"{spec.path}: {key}: {stage!r} is not a stage of the process map ({names(proc.stage_names)})"
                 f" nor one of {', '.join(_STAGE_WORDS)}",
                 file=str(spec.path),
                 key=key,

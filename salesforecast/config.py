@@ -1,0 +1,389 @@
+"""Reading configuration files: YAML in, a pydantic model out, one message style for every mistake.
+
+The process map (`salesforecast.process`), the mapping file (`salesforecast.io.mapping`) and the report
+configuration (`salesforecast.reports`) are declared as pydantic models built on `Schema`, and read with
+`read_yaml` and `load_model`. A mistake becomes a `Problem`: the key path (``stages[1] ('Demo').probability``,
+``tables.opportunities.columns``), and a message that says what was expected and what was given, with a
+"did you mean" for a misspelt key or word. Each consumer raises its own exception type from it, so callers and
+the command line's exit codes do not depend on pydantic. It sits on the ground floor (layer 0), so every module that
+reads a configuration file may use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, WithJsonSchema, model_validator
+
+__all__ = [
+    "KeyedError",
+    "Problem",
+    "Schema",
+    "UnknownKeys",
+    "checked",
+    "given",
+    "key_path",
+    "load_model",
+    "mapping_of",
+    "names",
+    "read_yaml",
+    "suggest",
+    "text_of",
+]
+
+#: A key path: names of mapping keys and positions in lists, from the top of the file.
+Loc = tuple[str | int, ...]
+
+
+def suggest(word: object, choices: Iterable[object]) -> str:
+    """A " (did you mean 'x'?)" hint for a misspelt word, or "" when nothing is close.
+
+    Examples
+    --------
+    >>> suggest("colums", ["columns", "values"])
+    " (did you mean 'columns'?)"
+    >>> suggest("xyz", ["columns"])
+    ''
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def names(values: Iterable[object]) -> str:
+    """Values as a quoted, comma-separated list for messages.
+
+    Examples
+    --------
+    >>> names(["a", 1])
+    "'a', '1'"
+    """
+    return ", ".join(repr(str(v)) for v in values)
+
+
+class KeyedError(ValueError):
+    """A validator's error about a key below the value it validates (the rest of the key path in `keys`).
+
+    Parameters
+    ----------
+    message : str
+        The message, without the key path.
+    *keys : str or int
+        Mapping keys and list positions below the validated value; none for the value itself.
+    """
+
+    def __init__(self, message: str, *keys: str | int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.keys: Loc = keys
+
+
+class UnknownKeys(KeyedError):
+    """Keys a section does not allow; `Schema` raises it before pydantic's own ``extra_forbidden`` error."""
+
+    def __init__(self, unknown: Sequence[str], allowed: Sequence[str], style: Literal["first", "all"]) -> None:
+        hint = suggest(unknown[0], allowed)
+        if style == "all":
+            message = f"unknown key(s) {sorted(unknown)}{hint}; allowed: {sorted(allowed)}"
+        else:
+            message = f"unknown key {unknown[0]!r}{hint}; allowed keys: {', '.join(allowed)}"
+        super().__init__(message)
+        self.unknown = list(unknown)
+        self.allowed = list(allowed)
+        self.style = style
+
+
+class Schema(BaseModel):
+    """Base of the configuration models: unknown keys forbidden and named with the keys a section allows.
+
+    A subclass may set `unknown_keys` to ``"all"`` to list every unknown key (``unknown key(s) ['a', 'b']``)
+    rather than the first one with its "did you mean".
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unknown_keys: ClassVar[Literal["first", "all"]] = "first"
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The keys a section of this model may hold, as the file writes them (aliases where set)."""
+        return [f.alias or name for name, f in cls.model_fields.items()]
+
+    @classmethod
+    def check_keys(cls, data: Any, allowed: Sequence[str] | None = None) -> Any:
+        """Raise `UnknownKeys` when the mapping `data` holds a key not in `allowed` (default: the model's keys).
+
+        A subclass whose own "before" validator looks at the keys calls it first, so that a misspelt key is
+        reported as one rather than as the key it lacks.
+        """
+        if isinstance(data, Mapping):
+            allowed = list(cls.allowed_keys() if allowed is None else allowed)
+            unknown = [str(k) for k in data if k not in allowed]
+            if unknown:
+                raise UnknownKeys(unknown, allowed, cls.unknown_keys)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        return cls.check_keys(data)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first mistake in a configuration file.
+
+    Attributes
+    ----------
+    loc : tuple
+        The key path as keys and list positions.
+    key : str
+        The key path as the message writes it; ``""`` for the whole file.
+    message : str
+        What is wrong, without the key path.
+    """
+
+    loc: Loc
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+def key_path(loc: Loc, data: Any = None, label: Callable[[Any], str | None] | None = None) -> str:
+    """A key path as text: ``tables.opportunities.lookups[0].on``; keys that are not plain names are quoted.
+
+    Parameters
+    ----------
+    loc : tuple
+        Keys and list positions.
+    data : Any, optional
+        The file's parsed YAML, to label list items with `label`.
+    label : callable, optional
+        Given a list item, a label shown after its position (``stages[1] ('Demo')``), or None.
+
+    Examples
+    --------
+    >>> key_path(("tables", "stage_history", "derive_from_dates", "Engaged date"))
+    'tables.stage_history.derive_from_dates."Engaged date"'
+    >>> key_path(("stages", 1, "probability"), {"stages": [{}, {"name": "Demo"}]}, lambda s: repr(s.get("name")))
+    "stages[1] ('Demo').probability"
+    """
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and -len(node) <= part < len(node) else None
+            shown = label(node) if label is not None and node is not None else None
+            if shown:
+                out += f" ({shown})"
+            continue
+        text = part if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) else '"' + part.replace('"', '\\"') + '"'
+        out += ("." if out else "") + text
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return out
+
+
+_EXPECTED = {
+    "string_type": "a text",
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
+    """The key path and the message of one pydantic error (see `load_model`)."""
+    loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))  # drop union/function tags
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, KeyedError):
+        if isinstance(cause, UnknownKeys) and cause.style == "first" and not loc:
+            hint = suggest(cause.unknown[0], cause.allowed)  # at the top: the key is the path
+            return (cause.unknown[0],), f"unknown key{hint}; allowed keys: {', '.join(cause.allowed)}"
+        return loc + cause.keys, cause.message
+    if kind == "value_error" or kind == "assertion_error":
+        return loc, str(cause) if cause is not None else error["msg"]
+    if kind == "missing":
+        return loc, "missing"
+    if kind == "extra_forbidden":
+        return loc[:-1], f"unknown key {loc[-1]!r}" if loc else "unknown key"
+    if kind == "literal_error":
+        choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
+        return loc, f"must be {ctx.get('expected')}, got {value!r}{suggest(value, choices)}"
+    if kind in _BOUNDS:
+        bound = next(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt"))
+        return loc, f"must be {_BOUNDS[kind]} {bound}, got {value!r}"
+    if kind in ("too_short", "too_long"):
+        return loc, f"must not be empty, got {value!r}" if kind == "too_short" else f"is too long: {value!r}"
+    expected = _EXPECTED.get(kind)
+    if expected:
+        return loc, f"must be {expected}, got {given(value)}"
+    return loc, f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {given(value)}"
+
+
+def load_model(
+    model: type[BaseModel],
+    data: Any,
+    label: Callable[[Any], str | None] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> BaseModel | Problem:
+    """Validate a file's parsed YAML against its model; the first mistake as a `Problem`.
+
+    Parameters
+    ----------
+    model : type of pydantic.BaseModel
+        The file's schema (a `Schema`).
+    data : Any
+        The parsed YAML.
+    label : callable, optional
+        Labels list items in key paths (see `key_path`).
+    context : mapping, optional
+        Passed to the validators (pydantic's validation context).
+
+    Returns
+    -------
+    pydantic.BaseModel or Problem
+        The validated model, or the first error pydantic reports, with its key path and message.
+
+    Examples
+    --------
+    >>> class Point(Schema):
+    ...     x: int
+    >>> str(load_model(Point, {"x": "one"}))
+    "x: must be a whole number, got 'one' (str)"
+    >>> str(load_model(Point, {"x": 1, "z": 2}))
+    'z: unknown key; allowed keys: x'
+    """
+    try:
+        return model.model_validate(data, strict=True, context=dict(context or {}))
+    except ValidationError as exc:
+        loc, message = _message(exc.errors()[0])
+        return Problem(loc, key_path(loc, data, label), message)
+
+
+def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> tuple[Any, str | None]:
+    """Parse a YAML file; a file that cannot be read gives a message naming it.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    what : str
+        What the file is, for messages (``"process file"``, ``"mapping file"``).
+    loader : yaml.SafeLoader subclass
+        The YAML loader.
+
+    Returns
+    -------
+    (data, problem)
+        The parsed YAML and None, or None and what is wrong (without the file name).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, f"{what} not found"
+    except IsADirectoryError:
+        return None, f"is a folder; expected a {what}"
+    except UnicodeDecodeError as exc:
+        return None, f"bytes at offset {exc.start} are not UTF-8; save the {what} as UTF-8"
+    try:
+        return yaml.load(text, Loader=loader), None  # a SafeLoader or a subclass of it
+    except yaml.YAMLError as exc:
+        return None, f"not valid YAML ({exc})"
+
+
+def checked(check: Callable[[Any], Any], json_schema: Mapping[str, Any]) -> Any:
+    """A field type checked (and converted) by `check` alone, shown to editors as `json_schema`.
+
+    `check` takes the value as the YAML gives it and returns it, converted where needed, or raises a
+    `ValueError` whose message says what is expected and what was given (without the key path).
+
+    Examples
+    --------
+    >>> class Row(Schema):
+    ...     n: checked(lambda v: v if isinstance(v, int) else 1 / 0, {"type": "integer"}) = 0
+    >>> Row.model_json_schema()["properties"]["n"]["type"]
+    'integer'
+    """
+    return Annotated[Any, PlainValidator(check), WithJsonSchema(dict(json_schema))]
+
+
+def text_of(what: str = "a text", strip: bool = True) -> Callable[[Any], str]:
+    """A `checked` check for a name: text, or a number taken as text; never empty, never true/false.
+
+    Examples
+    --------
+    >>> text_of("a sheet name")(2024)
+    '2024'
+    >>> text_of("a sheet name")(" ")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be a sheet name, got ' '
+    """
+
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float) or not str(value).strip():
+            raise ValueError(f"must be {what}, got {value!r}")
+        return str(value).strip() if strip and isinstance(value, str) else str(value)
+
+    return check
+
+
+def given(value: Any) -> str:
+    """A value as messages show what was given: its repr and type, or "nothing".
+
+    Examples
+    --------
+    >>> given(["ja", "nein"]), given(None)
+    ("['ja', 'nein'] (list)", 'nothing')
+    """
+    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+
+
+def mapping_of(check: Callable[[str, Any], Any], what: str = "") -> Callable[[Any], dict[str, Any]]:
+    """A `checked` check for a mapping: each value checked by ``check(key, value)``; keys are taken as text.
+
+    An error about one entry names its key in the key path (``values.stage``); a `KeyedError` from `check`
+    goes below it.
+
+    Examples
+    --------
+    >>> mapping_of(lambda k, v: int(v), " of names to counts")({"a": "1"})
+    {'a': 1}
+    >>> mapping_of(lambda k, v: v, " of names to counts")(["a"])
+    Traceback (most recent call last):
+    ...
+    ValueError: must be a mapping of names to counts, got ['a'] (list)
+    """
+
+    def check_mapping(value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping{what}, got {given(value)}")
+        out = {}
+        for key, item in value.items():
+            try:
+                out[str(key)] = check(str(key), item)
+            except KeyedError as exc:
+                raise KeyedError(exc.message, str(key), *exc.keys) from None
+            except ValueError as exc:
+                raise KeyedError(str(exc), str(key)) from None
+        return out
+
+    return check_mapping

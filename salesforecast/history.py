@@ -302,6 +302,12 @@ class DealHistory:
         s = self.stage
         return self.first | np.r_[True, s[1:] != s[:-1]][: len(s)]
 
+    @cached_property
+    def visit_starts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per visit of the whole history (by deal, then time): its deal, stage and start (the rows `new_visit`)."""
+        rows = np.flatnonzero(self.new_visit)
+        return self.deal[rows], self.stage[rows], self.start[rows]
+
     # ------------------------------------------------------------------ visits
     def known_deals(self, as_of: Any) -> np.ndarray:
         """Per deal: whether `salesforecast.snapshots.known_at` keeps it at `as_of`.
@@ -329,8 +335,7 @@ class DealHistory:
         Visits
         """
         t_end = to_us(as_of)
-        runs = np.flatnonzero(self.new_visit)
-        deal, stage, start = self.deal[runs], self.stage[runs], self.start[runs]
+        deal, stage, start = self.visit_starts
         deal_pos = self.deal_pos
         if known_only and t_end < self.data_end:
             kept = self.known_deals(as_of)

@@ -64,7 +64,7 @@ def run(name: str, X: pd.DataFrame, y: np.ndarray, Xs: pd.DataFrame, ys: np.ndar
     model.fit(X, y)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    p = model.predict_proba(Xs)[:, 1]
+    p = model.predict_proba(Xs).to_numpy()
     score_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model.explain(Xs.iloc[:10_000])

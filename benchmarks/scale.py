@@ -219,7 +219,7 @@ def partition(data: Any, part: int, n: int = N_PARTITIONS) -> Any:
 
 # ------------------------------------------------------------------------------------------------ the steps
 def step_generate(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any]:
-    from salesforecast.datasets._generate import generate
+    from salesforecast.datasets import generate
 
     with _Measure() as m:
         data, _ = generate(n, seed=seed)

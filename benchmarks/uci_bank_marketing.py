@@ -78,7 +78,7 @@ def cross_validation(X: pd.DataFrame, y: pd.Series) -> dict:
         rows = []
         for tr, te in folds:
             model = LeadScoringModel(**settings, random_state=SEED).fit(X.iloc[tr], y.iloc[tr])
-            rows.append(scores(y.iloc[te].to_numpy(), model.predict_proba(X.iloc[te])[:, 1]))
+            rows.append(scores(y.iloc[te].to_numpy(), model.predict_proba(X.iloc[te]).to_numpy()))
         table = pd.DataFrame(rows)
         out[name] = {
             "settings": settings,
@@ -114,7 +114,7 @@ def time_ordered(X: pd.DataFrame, y: pd.Series, settings: dict) -> dict:
     # the same blocks scored by one model trained on the first 50% and never retrained
     t0 = time.perf_counter()
     static = clone(model).fit(X.iloc[:first], y.iloc[:first])
-    p_static = static.predict_proba(X.iloc[first:])[:, 1]
+    p_static = static.predict_proba(X.iloc[first:]).to_numpy()
     static_s = time.perf_counter() - t0
     static_rows = [
         {"fold": i + 1, "train_rows": first, "test_rows": [a, b]} | scores(yv[a:b], p_static[a - first : b - first])
@@ -125,7 +125,7 @@ def time_ordered(X: pd.DataFrame, y: pd.Series, settings: dict) -> dict:
     cut = blocks[3][0]
     t0 = time.perf_counter()
     single = clone(model).fit(X.iloc[:cut], y.iloc[:cut])
-    p_single = single.predict_proba(X.iloc[cut:])[:, 1]
+    p_single = single.predict_proba(X.iloc[cut:]).to_numpy()
     single_s = time.perf_counter() - t0
     last_single = scores(yv[cut:], p_single)
     last_rolling = scores(yv[cut:], p_rolling[cut - first :])

@@ -19,6 +19,11 @@ from salesforecast.schema import CRMData, DataFileError
 
 __all__ = ["main", "validation_report"]
 
+_PROCESS_HELP = (
+    "process map: a YAML file, 'salesforce' (Salesforce's standard stages) or 'default' (the default: the source's"
+    " own map, e.g. the folder's process.yml, else Salesforce's standard stages)"
+)
+
 
 def validation_report(data: CRMData) -> dict[str, Any]:
     """Counts per table and quarantine counts by reason, as ``validate --json`` prints them.
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--process",
         default=None,
-        help="process map YAML (default: the folder's process.yml or Salesforce's standard stages)",
+        help=_PROCESS_HELP,
     )
     v.add_argument(
         "--json", action="store_true", help="print one JSON object: {table: {read, accepted, quarantined, reasons}}"
@@ -139,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="read a source (mapping file, export) and write it as a canonical folder")
     i.add_argument("source", help="a mapping file (.yml), a Salesforce export folder, a HubSpot export, ...")
     i.add_argument("--out", required=True, help="the canonical folder to write (created when missing)")
-    i.add_argument("--process", default=None, help="process map YAML (default: the source's own)")
+    i.add_argument("--process", default=None, help=_PROCESS_HELP)
     i.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format of the tables")
     i.set_defaults(func=_import)
 
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", help="a mapping file (.yml) or any source `validate` accepts")
     s.add_argument("--store", required=True, help="a Parquet folder, or a DuckDB file (*.duckdb)")
     s.add_argument("--as-of", default=None, help="the snapshot's date (default: today, UTC)")
-    s.add_argument("--process", default=None, help="process map YAML (default: the source's own)")
+    s.add_argument("--process", default=None, help=_PROCESS_HELP)
     s.set_defaults(func=_snapshot)
 
     from salesforecast import reports

@@ -462,12 +462,45 @@ class SalesProcess:
             msg = str(exc)
             raise ProcessError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
+    @staticmethod
+    def is_default(process: SalesProcess | str | Path | None) -> bool:
+        """True when `process` asks for the default process map: None or ``"default"`` (see `resolve`).
+
+        Examples
+        --------
+        >>> SalesProcess.is_default(None), SalesProcess.is_default("default"), SalesProcess.is_default("acme.yml")
+        (True, True, False)
+        """
+        return process is None or (not isinstance(process, SalesProcess) and str(process).strip().lower() == "default")
+
     @classmethod
     def resolve(cls, process: SalesProcess | str | Path | None) -> SalesProcess:
-        """Accept a process, a YAML path, ``"default"`` or ``None`` (the default) and return a process."""
+        """Accept a process, a YAML path, ``"salesforce"``, ``"default"`` or ``None`` and return a process.
+
+        What the default process map is, everywhere (the loaders, ``load``, the notebooks' ``process`` parameter,
+        the command line's ``--process``, `load_sample`, `generate`): ``None`` and ``"default"`` are the same and
+        mean **the data's own process map when the source carries one, else Salesforce's standard stages**. The
+        data's own map is the ``process.yml`` beside a canonical folder (the bundled sample has one), the
+        ``OpportunityStage.csv`` (and ``Organization.csv`` calendar) of a Salesforce export, HubSpot's default
+        pipeline for a HubSpot export, and the ``process:`` of a mapping file. Here, without a source, the default
+        is Salesforce's standard stages (`default`), and ``"salesforce"`` asks for them whatever the source.
+
+        Parameters
+        ----------
+        process : SalesProcess, path of a process YAML, "salesforce", "default" or None
+
+        Returns
+        -------
+        SalesProcess
+
+        Examples
+        --------
+        >>> SalesProcess.resolve(None) == SalesProcess.resolve("default") == SalesProcess.default()
+        True
+        """
         if isinstance(process, SalesProcess):
             return process
-        if process is None or str(process) == "default":
+        if cls.is_default(process) or str(process).strip().lower() == "salesforce":
             return cls.default()
         return cls.from_yaml(process)
 

@@ -35,11 +35,14 @@ __all__ = [
     "SNAPSHOT_STATIC_COLUMNS",
     "REASON_DEFINITIONS",
     "TABLES",
+    "MALFORMED_MARK",
     "CRMData",
     "ColumnSpec",
     "DataFileError",
     "TableSpec",
     "empty_table",
+    "is_malformed",
+    "malformed_row",
     "read_canonical",
     "validate",
 ]
@@ -405,7 +408,57 @@ def _parse_column(s: pd.Series, kind: str, process: SalesProcess, text: pd.Serie
     raise ValueError(f"unknown column kind {kind!r}")
 
 
-_MALFORMED = "\x00malformed:"  # marks a CSV line that had more fields than the header (see read_table_file)
+#: Prefix of the first field of a row that stands for a CSV line with more fields than its header: the rest of
+#: the field is the line's fields as a JSON list, and `validate` quarantines the row as ``malformed row`` with them.
+MALFORMED_MARK = "\x00malformed:"
+
+
+def malformed_row(fields: list[str], width: int) -> list[str]:
+    """The row that stands for a CSV line with more fields than its header, as readers keep it for `validate`.
+
+    Parameters
+    ----------
+    fields : list of str
+        The line's fields, all of them.
+    width : int
+        Number of columns of the header.
+
+    Returns
+    -------
+    list of str
+        `width` values: `MALFORMED_MARK` followed by the fields as JSON, then empty strings.
+
+    Examples
+    --------
+    >>> row = malformed_row(["a", "b", "c"], 2)
+    >>> row[0] == MALFORMED_MARK + '["a", "b", "c"]', row[1]
+    (True, '')
+    """
+    return [MALFORMED_MARK + json.dumps(fields, ensure_ascii=False)] + [""] * (width - 1)
+
+
+def is_malformed(s: pd.Series) -> pd.Series:
+    """True where a value is the mark of a CSV line with more fields than its header (see `malformed_row`).
+
+    Parameters
+    ----------
+    s : Series
+        A column as read (usually the first); only ``str`` columns can hold the mark.
+
+    Returns
+    -------
+    Series
+        Booleans aligned to `s`.
+
+    Examples
+    --------
+    >>> is_malformed(pd.Series(malformed_row(["a", "b", "c"], 2), dtype="str")).tolist()
+    [True, False]
+    """
+    if s.dtype != "str":
+        return pd.Series(False, index=s.index)
+    return s.str.startswith(MALFORMED_MARK).fillna(False).astype(bool)
+
 
 _UNPARSEABLE = {"datetime": "unparseable date", "number": "unparseable number", "bool": "unparseable boolean"}
 
@@ -586,8 +639,8 @@ def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
     out = []
     for rec in sub.to_dict(orient="records"):
         head = next(iter(rec.values()), None)
-        if isinstance(head, str) and head.startswith(_MALFORMED):
-            out.append(json.dumps({"fields": json.loads(head[len(_MALFORMED) :])}, ensure_ascii=False))
+        if isinstance(head, str) and head.startswith(MALFORMED_MARK):
+            out.append(json.dumps({"fields": json.loads(head[len(MALFORMED_MARK) :])}, ensure_ascii=False))
             continue
         clean = {}
         for k, v in rec.items():
@@ -635,9 +688,7 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
 
     if len(raw.columns):
         first = raw.iloc[:, 0]
-        malformed = np.zeros(len(raw), dtype=bool)
-        if first.dtype == "str":
-            malformed = first.str.startswith(_MALFORMED).fillna(False).to_numpy(dtype=bool)
+        malformed = is_malformed(first).to_numpy(dtype=bool)
         problems.add(np.flatnonzero(malformed), None, None, "malformed row")
         empty = blank_of(raw.columns[0]).copy()
         for c in raw.columns[1:]:
@@ -1189,11 +1240,10 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
     # validate quarantines as "malformed row" (the python engine is slower but only runs for such files).
     width = len(pd.read_csv(io.StringIO(header + "\n"), sep=delimiter, dtype="str").columns)
 
-    def _mark(fields: list[str]) -> list[str]:
-        return [_MALFORMED + json.dumps(fields, ensure_ascii=False)] + [""] * (width - 1)
-
     try:
-        return pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=_mark, **options)
+        return pd.read_csv(
+            io.StringIO(text), engine="python", on_bad_lines=lambda fields: malformed_row(fields, width), **options
+        )
     except (pd.errors.ParserError, csv.Error) as exc:
         raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
 
@@ -1201,8 +1251,9 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
 def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
     """Load a canonical folder: ``opportunities.csv`` (mandatory) and the optional tables.
 
-    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is None and the folder
-    holds a ``process.yml``, that process map is used; otherwise Salesforce's standard stages.
+    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is the default (None or
+    ``"default"``, see `SalesProcess.resolve`) and the folder holds a ``process.yml``, that process map is used;
+    otherwise Salesforce's standard stages.
 
     Parameters
     ----------
@@ -1223,7 +1274,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFileError(f"{folder}: no such folder; expected a folder holding opportunities.csv", file=str(folder))
-    if process is None and (folder / "process.yml").exists():
+    if SalesProcess.is_default(process) and (folder / "process.yml").exists():
         process = folder / "process.yml"
     tables: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}

@@ -242,7 +242,7 @@ def test_process_from_the_mapping_or_the_argument(tmp_path):
     assert data.process.stage_names == ["Lead", "Signed", "Dropped"]
     assert data.opportunities["stage"].tolist() == ["Signed", "Dropped", "Lead", "Lead"]
     assert data.opportunities["is_closed"].tolist() == [True, True, False, False]
-    data = load_mapping(tmp_path / "crm.yml", process="default")
+    data = load_mapping(tmp_path / "crm.yml", process="salesforce")
     assert data.counts.loc["opportunities", "quarantined"] == 4  # Signed and Dropped are no default stages
     (tmp_path / "acme-process.yml").unlink()
     with pytest.raises(MappingError, match="crm.yml: process: .*not found"):

@@ -62,19 +62,12 @@ def fitted(leads) -> LeadScoringModel:
 
 
 # ------------------------------------------------------------------------------------------------ contract
-def test_contract_fit_returns_self_and_sets_fitted_attributes(leads):
+# The estimator contract shared by every model (fit returns self, NotFittedError, get/set_params, clone, same seed
+# same output, predict_proba's type) is tests/test_contract.py; what is particular to this model is here.
+def test_fit_sets_classes_and_feature_names(leads):
     X, y, _ = leads
-    model = LeadScoringModel()
-    with pytest.raises(NotFittedError):
-        check_is_fitted(model)
-    with pytest.raises(NotFittedError):
-        model.predict_proba(X)
-    assert model.fit(X, y) is model
-    check_is_fitted(model)
+    model = LeadScoringModel().fit(X, y)
     assert model.classes_.tolist() == ["no", "yes"]
-    p = model.predict_proba(X)
-    assert p.shape == (len(X), 2)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert set(model.predict(X)) <= {"no", "yes"}
     assert model.n_features_in_ == X.shape[1]
     assert list(model.feature_names_in_) == list(X.columns)
@@ -95,7 +88,11 @@ def test_contract_params_and_clone(leads):
     np.testing.assert_allclose(clone(model).fit(X, y).predict_proba(X), model.predict_proba(X))
     # a fitted model survives pickling (deployment), and scikit-learn's tools take it as a classifier
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict_proba(X), model.predict_proba(X))
-    assert cross_val_score(LeadScoringModel(), X, y, cv=2, scoring="roc_auc").min() > 0.8
+
+    def auc(est, Xt, yt):  # predict_proba is a Series of P(classes_[1]), not scikit-learn's (n, 2) array
+        return roc_auc_score(yt == est.classes_[1], est.predict_proba(Xt))
+
+    assert cross_val_score(LeadScoringModel(), X, y, cv=2, scoring=auc).min() > 0.8
 
 
 def test_init_stores_settings_only_and_fit_validates_them(leads):
@@ -137,7 +134,7 @@ def test_numpy_input_and_pandas_dtypes():
     with pytest.warns(UserWarning, match="barely ranks"):  # these columns are unrelated to y
         fitted = LeadScoringModel().fit(X, y)
     assert fitted.feature_names_ == ["count", "flag", "kind", "text", "wait"]
-    assert fitted.predict_proba(X).shape == (n, 2)
+    assert fitted.predict_proba(X).shape == (n,)
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing
@@ -151,8 +148,8 @@ def test_unknown_and_rare_levels(leads):
         assert "other" in levels and not any(v.startswith("tiny") for v in levels)
         new = X.head(3).copy()
         new["region"] = pd.Series(["Atlantis", "tiny-1", None], dtype="str")
-        p = model.predict_proba(new)[:, 1]
-        np.testing.assert_allclose(p, model.predict_proba(new.assign(region="other"))[:, 1])
+        p = model.predict_proba(new).to_numpy()
+        np.testing.assert_allclose(p, model.predict_proba(new.assign(region="other")).to_numpy())
     words = model.explain(new, top=6).filter(like="reason_").iloc[:2].stack().dropna()
     region = words[words.str.startswith("region = ")].tolist()
     assert region and all(
@@ -294,7 +291,7 @@ def test_probability_tiers_cut_at_the_given_probabilities(leads):
     X, y, _ = leads
     model = LeadScoringModel(tier_labels=("hot", "warm", "cold"), tier_method="probability", tier_cuts=(0.5, 0.2))
     model.fit(X, y)
-    p = model.predict_proba(X)[:, 1]
+    p = model.predict_proba(X).to_numpy()
     expected = np.where(p >= 0.5, "hot", np.where(p >= 0.2, "warm", "cold"))
     assert (model.tiers(X).astype("str").to_numpy() == expected).all()
     assert model.tiers_of([0.5, 0.2, 0.1999]).astype("str").tolist() == ["hot", "warm", "cold"]
@@ -306,7 +303,7 @@ def test_explain_gives_plain_words_and_the_planted_strongest_feature_first(leads
     ex = fitted.explain(X.head(500), top=3)
     assert ex.index.equals(X.head(500).index)
     assert ex.columns.tolist()[:4] == ["probability", "reason_1", "reason_2", "reason_3"]
-    np.testing.assert_allclose(ex["probability"], fitted.predict_proba(X.head(500))[:, 1])
+    np.testing.assert_allclose(ex["probability"], fitted.predict_proba(X.head(500)).to_numpy())
     assert ex["reason_1"].map(lambda r: bool(REASON.match(r))).all()
     assert ex["feature_1"].value_counts().index[0] == "engagement"
     assert (ex["effect_1"].abs() >= ex["effect_2"].abs()).all()
@@ -476,7 +473,7 @@ def test_rolling_origin_predictions_follow_the_dates(leads):
 def test_evaluate_is_the_score_table_of_the_probabilities(fitted, leads):
     X, y, _ = leads
     m = fitted.evaluate(X, y)
-    ref = score_table((y == "yes").to_numpy(), fitted.predict_proba(X)[:, 1]).iloc[0]
+    ref = score_table((y == "yes").to_numpy(), fitted.predict_proba(X).to_numpy()).iloc[0]
     pd.testing.assert_series_equal(m, ref, check_names=False)
     with pytest.raises(ValueError, match="not one of the fitted outcomes"):
         fitted.evaluate(X, np.where(y == "yes", "won", "lost"))
@@ -507,7 +504,7 @@ def test_recovers_the_true_lead_probabilities(generated_leads, estimator):
     X, y, p_true = generated_leads
     cut = int(0.75 * len(X))  # held out: the latest quarter of the (uncensored) leads
     model = LeadScoringModel(estimator, date_column="created_at").fit(X.iloc[:cut], y[:cut])
-    p = model.predict_proba(X.iloc[cut:])[:, 1]
+    p = model.predict_proba(X.iloc[cut:]).to_numpy()
     mae = np.abs(p - p_true[cut:]).mean()
     auc, auc_true = roc_auc_score(y[cut:], p), roc_auc_score(y[cut:], p_true[cut:])
     assert mae <= 0.03, mae
@@ -529,7 +526,7 @@ def test_recovers_the_true_lead_probabilities_other_seeds(seed):
     cut = int(0.75 * len(X))
     for estimator in ("hgb", "logistic"):
         model = LeadScoringModel(estimator, date_column="created_at").fit(X.iloc[:cut], y[:cut])
-        p = model.predict_proba(X.iloc[cut:])[:, 1]
+        p = model.predict_proba(X.iloc[cut:]).to_numpy()
         assert np.abs(p - p_true[cut:]).mean() <= 0.03
         assert abs(roc_auc_score(y[cut:], p) - roc_auc_score(y[cut:], p_true[cut:])) <= 0.01
 

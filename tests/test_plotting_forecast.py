@@ -172,9 +172,7 @@ def test_leaderboard_lines_reversed_horizon_percent(metric):
     _png(ax)
 
 
-def test_leaderboard_checks_input_and_uses_given_axes():
-    fig, ax = plt.subplots()
-    assert plotting.plot_leaderboard(_board(), "wape", ax=ax) is ax
+def test_leaderboard_checks_input():
     with pytest.raises(ValueError, match="mape"):
         plotting.plot_leaderboard(_board(), "mape")
     with pytest.raises(ValueError, match="one row per method"):
@@ -279,22 +277,5 @@ def test_bookings_distribution_references_stay_visible_and_bad_input():
         plotting.plot_bookings_distribution([np.nan])
 
 
-def test_new_functions_exported_and_save_to_png():
-    for name in (
-        "METHOD_COLOURS",
-        "plot_forecast_trend",
-        "plot_leaderboard",
-        "plot_rep_bias",
-        "plot_interval_coverage",
-        "plot_bookings_distribution",
-    ):
-        assert name in plotting.__all__
-    axes = [
-        plotting.plot_forecast_trend(_results()),
-        plotting.plot_leaderboard(_board()),
-        plotting.plot_rep_bias(pd.DataFrame({"owner": ["a"], "ratio": [1.0]})),
-        plotting.plot_interval_coverage(_board()),
-        plotting.plot_bookings_distribution(np.arange(100.0)),
-    ]
-    for ax in axes:
-        assert _png(ax).startswith(b"\x89PNG")
+def test_method_colours_exported():
+    assert "METHOD_COLOURS" in plotting.__all__  # every plot function's export and PNG: tests/test_contract.py

@@ -65,8 +65,9 @@ def load_sample(process: SalesProcess | str | Path | None = None) -> CRMData:
 
     Parameters
     ----------
-    process : SalesProcess, path or "default", optional
-        The process map to validate against; by default the sample's own ``process.yml``.
+    process : SalesProcess, path, "salesforce", "default" or None, optional
+        The process map to validate against; by default (None or ``"default"``, see `SalesProcess.resolve`) the
+        sample's own ``process.yml``.
 
     Returns
     -------

@@ -937,7 +937,8 @@ def generate(
     years : int
         Length of the horizon; the data are as of ``start + years`` (nothing happens at or after it).
     process : SalesProcess, path or None
-        The process map (default: `SalesProcess.default`); any number of open stages works.
+        The process map (default, None or ``"default"``: Salesforce's standard stages, `SalesProcess.default`, as
+        `SalesProcess.resolve` gives them without a source); any number of open stages works.
     n_reps : int, optional
         Number of reps (default ``clip(n_opportunities // 125, 12, 400)``; at least 12, one per territory).
     lead_share : float

@@ -60,8 +60,10 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
         ``"sample"``, a canonical folder, a Salesforce export folder, a HubSpot deals export, or a mapping file
         (see the module docstring).
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map. None uses the source's own (``process.yml`` in a canonical folder, ``OpportunityStage.csv``
-        of a Salesforce export, HubSpot's default pipeline, the mapping's ``process``) or Salesforce's standard.
+        The process map. The default (None or ``"default"``, the same everywhere: `SalesProcess.resolve`) is the
+        source's own (``process.yml`` in a canonical folder or the sample, ``OpportunityStage.csv`` of a Salesforce
+        export, HubSpot's default pipeline, the mapping's ``process``), else Salesforce's standard stages;
+        ``"salesforce"`` asks for Salesforce's standard stages whatever the source.
 
     Returns
     -------

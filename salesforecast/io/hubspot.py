@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from salesforecast.io.salesforce import (
-    _carry_malformed,
-    _find,
-    _key,
-    _parse_times,
-    _quarantine_notes,
-    _text,
-    _with_notes,
+from salesforecast.io.common import (
+    carry_malformed,
+    find_column,
+    header_key,
+    parse_times,
+    quarantine_notes,
+    text_column,
+    with_notes,
 )
 from salesforecast.process import SalesProcess, Stage, normalize_name
 from salesforecast.schema import CRMData, DataFileError, read_table_file, validate
@@ -112,12 +112,12 @@ def is_hubspot_export(path: str | Path) -> bool:
                 header = [str(c) for c in pd.read_csv(fh, nrows=0).columns]
     except Exception:  # anything unreadable is not a HubSpot export
         return False
-    keys = {_key(c) for c in header}
-    return bool(keys & {_key(c) for c in _STAGE_COLUMNS}) and bool(keys & {_key(c) for c in _ID_COLUMNS})
+    keys = {header_key(c) for c in header}
+    return bool(keys & {header_key(c) for c in _STAGE_COLUMNS}) and bool(keys & {header_key(c) for c in _ID_COLUMNS})
 
 
 def _need(df: pd.DataFrame, path: Path, names: tuple[str, ...]) -> str:
-    col = _find(df, *names)
+    col = find_column(df, *names)
     if col is None:
         raise DataFileError(
             f"{path}: no column {names[0]!r}; a HubSpot deals export needs Record ID, Deal Stage, Create Date,"
@@ -159,7 +159,8 @@ def read_hubspot(
     path : path
         The exported file.
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map of the pipeline. None: `hubspot_process` (HubSpot's default pipeline). Stage names
+        The process map of the pipeline. The default (None or ``"default"``, see `SalesProcess.resolve`):
+        `hubspot_process` (HubSpot's default pipeline). Stage names
         are matched to stage names and aliases, so labels ("Contract Sent") and internal ids both work.
     pipeline : str, optional
         The pipeline to read (its label, as in the ``Pipeline`` column, any case). Required when the file holds
@@ -188,14 +189,14 @@ def read_hubspot(
     if not path.is_file():
         raise DataFileError(f"{path}: no such file; expected a HubSpot deals export (CSV or XLSX)", file=str(path))
     raw = _read(path, encoding)
-    process = SalesProcess.resolve(process if process is not None else hubspot_process())
+    process = SalesProcess.resolve(hubspot_process() if SalesProcess.is_default(process) else process)
     notes: list[str] = []
 
     # ---- one pipeline
-    pipe_col = _find(raw, "Pipeline")
+    pipe_col = find_column(raw, "Pipeline")
     selected = None
     if pipe_col is not None:
-        pipes = _text(raw, pipe_col).str.strip()
+        pipes = text_column(raw, pipe_col).str.strip()
         counts = pipes.value_counts()
         if pipeline is None and len(counts) > 1:
             listed = ", ".join(f"{k!r} ({v} deals)" for k, v in counts.items())
@@ -233,8 +234,8 @@ def read_hubspot(
         selected = pipeline
 
     # ---- opportunities
-    ids = _text(raw, _need(raw, path, _ID_COLUMNS)).str.strip()
-    stage = _text(raw, _need(raw, path, _STAGE_COLUMNS)).str.strip()
+    ids = text_column(raw, _need(raw, path, _ID_COLUMNS)).str.strip()
+    stage = text_column(raw, _need(raw, path, _STAGE_COLUMNS)).str.strip()
     if selected is not None:  # some exports write "Contract Sent (Sales Pipeline)"
         suffix = f" ({selected})"
         stage = stage.where(~stage.str.endswith(suffix).fillna(False), stage.str[: -len(suffix)])
@@ -242,27 +243,27 @@ def read_hubspot(
     opps = pd.DataFrame(
         {
             "opportunity_id": ids,
-            "owner": _text(raw, _need(raw, path, _OWNER_COLUMNS)),
-            "created_at": _to_utc(_text(raw, _need(raw, path, _CREATE_COLUMNS)), timezone),
+            "owner": text_column(raw, _need(raw, path, _OWNER_COLUMNS)),
+            "created_at": _to_utc(text_column(raw, _need(raw, path, _CREATE_COLUMNS)), timezone),
             "stage": stage,
-            "amount": _text(raw, _need(raw, path, _AMOUNT_COLUMNS)),
-            "close_date": _to_utc(_text(raw, _need(raw, path, _CLOSE_COLUMNS)), timezone),
+            "amount": text_column(raw, _need(raw, path, _AMOUNT_COLUMNS)),
+            "close_date": _to_utc(text_column(raw, _need(raw, path, _CLOSE_COLUMNS)), timezone),
             "is_closed": process.is_closed(canonical).astype(bool),
             "is_won": process.is_won(canonical).astype(bool),
         },
         index=raw.index,
     )
     for name, candidates in _OPTIONAL.items():
-        col = _find(raw, *candidates)
+        col = find_column(raw, *candidates)
         if col is not None:
-            values = _text(raw, col)
+            values = text_column(raw, col)
             if name == "forecast_category":
                 values = values.map(lambda v: _FORECAST_LABELS.get(normalize_name(v), v) if pd.notna(v) else v)
                 values = values.astype("str")
             opps[name] = values
     if pipe_col is not None:
-        opps["pipeline"] = _text(raw, pipe_col)
-    opps = _carry_malformed(raw, opps)
+        opps["pipeline"] = text_column(raw, pipe_col)
+    opps = carry_malformed(raw, opps)
 
     # ---- stage history from the "Date entered <stage> (<pipeline>)" columns
     entered = []
@@ -287,7 +288,7 @@ def read_hubspot(
     if entered:
         parts = []
         for order, (col, label) in enumerate(entered):
-            values = _text(raw, col)
+            values = text_column(raw, col)
             has = values.notna() & (values.str.strip() != "")
             parts.append(
                 pd.DataFrame(
@@ -301,7 +302,7 @@ def read_hubspot(
                 )
             )
         hist = pd.concat(parts, ignore_index=True)
-        hist["_time"] = _parse_times(hist["changed_at"])  # deal by deal, in time order (unreadable times last)
+        hist["_time"] = parse_times(hist["changed_at"])  # deal by deal, in time order (unreadable times last)
         hist = hist.sort_values(["_deal", "_time", "_order"], kind="stable", na_position="last")
         tables["stage_history"] = hist.drop(columns=["_deal", "_time", "_order"]).reset_index(drop=True)
         notes.append(
@@ -316,8 +317,8 @@ def read_hubspot(
         )
     data = validate(tables, process=process, sources=dict.fromkeys(tables, str(path)))
     notes.extend(
-        _quarantine_notes(
+        quarantine_notes(
             data, "Give the pipeline's process map (process=...), with HubSpot's labels or internal ids as aliases."
         )
     )
-    return _with_notes(data, notes)
+    return with_notes(data, notes)

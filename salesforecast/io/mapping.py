@@ -758,7 +758,8 @@ def load_mapping(path: str | Path, process: SalesProcess | str | Path | None = N
     path : path
         The mapping YAML file.
     process : SalesProcess, path or preset name, optional
-        Overrides the mapping's ``process:`` (a preset is one of `PROCESS_PRESETS`).
+        Overrides the mapping's ``process:`` (a preset is one of `PROCESS_PRESETS`); the default (None or
+        ``"default"``, see `SalesProcess.resolve`) is the mapping's own ``process:``, else Salesforce's stages.
 
     Returns
     -------
@@ -792,8 +793,8 @@ def import_mapping(
         The mapping YAML file.
     out_dir : path
         The canonical folder to write (created when missing).
-    process : SalesProcess, path or "default", optional
-        Overrides the mapping's ``process:``.
+    process : SalesProcess, path or preset name, optional
+        Overrides the mapping's ``process:``, as in `load_mapping`.
     fmt : {"csv", "parquet"}
         The table file format.
 
@@ -862,7 +863,7 @@ def _named_process(process: SalesProcess | str | Path | None) -> SalesProcess:
 
 
 def _resolve_process(spec: MappingSpec, process: SalesProcess | str | Path | None) -> SalesProcess:
-    if process is not None:
+    if not SalesProcess.is_default(process):  # the default is the mapping's own process map
         return _named_process(process)
     try:
         return _named_process(spec.process)

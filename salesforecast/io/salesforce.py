@@ -54,8 +54,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from salesforecast.io.common import (
+    carry_malformed,
+    find_column,
+    header_key,
+    parse_times,
+    quarantine_notes,
+    text_column,
+    with_notes,
+)
 from salesforecast.process import FiscalCalendar, ProcessError, SalesProcess, Stage, normalize_forecast_category
-from salesforecast.schema import _MALFORMED, CRMData, DataFileError, read_table_file, validate
+from salesforecast.schema import CRMData, DataFileError, read_table_file, validate
 
 __all__ = ["is_salesforce_folder", "read_salesforce", "write_salesforce"]
 
@@ -63,25 +72,9 @@ _SUFFIXES = (".csv", ".csv.gz")
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
-def _key(name: object) -> str:
-    """Matching key of a header: case-folded, inner whitespace collapsed."""
-    return re.sub(r"\s+", " ", str(name)).strip().casefold()
-
-
-def _find(df: pd.DataFrame, *names: str) -> str | None:
-    """The first column of `df` matching one of `names` (case-insensitively), or None."""
-    lookup: dict[str, str] = {}
-    for c in df.columns:
-        lookup.setdefault(_key(c), c)
-    for name in names:
-        if _key(name) in lookup:
-            return lookup[_key(name)]
-    return None
-
-
 def _need(df: pd.DataFrame, path: Path | str, table: str, *names: str) -> str:
     """The column matching one of `names`; a `DataFileError` naming the file and column when there is none."""
-    col = _find(df, *names)
+    col = find_column(df, *names)
     if col is None:
         alt = f" (or {', '.join(repr(n) for n in names[1:])})" if len(names) > 1 else ""
         raise DataFileError(
@@ -92,32 +85,6 @@ def _need(df: pd.DataFrame, path: Path | str, table: str, *names: str) -> str:
             column=names[0],
         )
     return col
-
-
-def _text(df: pd.DataFrame, col: str | None) -> pd.Series:
-    """A column as raw text (all missing when `col` is None)."""
-    if col is None:
-        return pd.Series([None] * len(df), index=df.index, dtype="str")
-    return df[col].astype("str")
-
-
-def _carry_malformed(source: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
-    """Keep `read_table_file`'s mark of malformed CSV lines in the first column, where `validate` looks for it."""
-    if not len(source.columns) or not len(out.columns) or source.iloc[:, 0].dtype != "str":
-        return out
-    first = source.iloc[:, 0]
-    bad = first.str.startswith(_MALFORMED).fillna(False).to_numpy(dtype=bool)
-    if bad.any():
-        col = out.columns[0]
-        out[col] = out[col].astype("str").mask(pd.Series(bad, index=out.index), first)
-    return out
-
-
-def _parse_times(text: pd.Series) -> pd.Series:
-    """Text -> naive UTC datetimes, as `validate` parses them (NaT where not a full ISO date)."""
-    text = text.astype("str").str.strip()
-    text = text.where(text.str.match(r"\d{4}-\d{2}-\d{2}(?:$|[T ])"))
-    return pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
 
 
 def _parse_flags(text: pd.Series) -> pd.Series:
@@ -148,27 +115,6 @@ def _most_common(times: pd.Series) -> tuple[pd.Timestamp | None, int]:
     if counts.empty:
         return None, 0
     return pd.Timestamp(counts.index[0]), int(counts.iloc[0])
-
-
-def _quarantine_notes(data: CRMData, hint: str) -> list[str]:
-    """Notes on stage names the process map does not know (the commonest cause of a large quarantine)."""
-    q = data.quarantine
-    notes = []
-    unknown = q[(q["table"] == "opportunities") & (q["reason"] == "unknown stage")]
-    if len(unknown):
-        counts = unknown["value"].value_counts()
-        listed = ", ".join(f"{v!r} ({n})" for v, n in counts.head(8).items())
-        more = f" and {len(counts) - 8} more" if len(counts) > 8 else ""
-        notes.append(
-            f"{len(unknown)} of {int(data.counts.loc['opportunities', 'read'])} opportunities were quarantined as"
-            f" 'unknown stage': {listed}{more} are not stages of the process map {data.process.name!r}. {hint}"
-        )
-    return notes
-
-
-def _with_notes(data: CRMData, notes: Iterable[str]) -> CRMData:
-    notes = tuple(dict.fromkeys(n for n in (*data.notes, *notes) if n))
-    return CRMData(**{**data.__dict__, "notes": notes})
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -272,12 +218,12 @@ def _read_users(export: _Export) -> _Users:
     if users is None:
         return _Users({}, {}, None)
     path = export.path("User")
-    ids = _text(users, _need(users, path, "users", "Id"))
-    name_col = _find(users, "Name")
+    ids = text_column(users, _need(users, path, "users", "Id"))
+    name_col = find_column(users, "Name")
     if name_col is not None:
-        names = _text(users, name_col).str.strip()
+        names = text_column(users, name_col).str.strip()
     else:
-        first, last = _find(users, "FirstName"), _find(users, "LastName")
+        first, last = find_column(users, "FirstName"), find_column(users, "LastName")
         if last is None:
             raise DataFileError(
                 f"{path}: no column 'Name' (or 'FirstName', 'LastName'); needed to name the owners",
@@ -285,26 +231,26 @@ def _read_users(export: _Export) -> _Users:
                 table="users",
                 column="Name",
             )
-        names = (_text(users, first).fillna("") + " " + _text(users, last).fillna("")).str.strip()
+        names = (text_column(users, first).fillna("") + " " + text_column(users, last).fillna("")).str.strip()
     team = None
-    role_col = _find(users, "UserRole.Name", "UserRoleName", "Role", "RoleName")
+    role_col = find_column(users, "UserRole.Name", "UserRoleName", "Role", "RoleName")
     if role_col is not None:
-        team = _text(users, role_col).str.strip()
+        team = text_column(users, role_col).str.strip()
     else:
         roles = export.read("UserRole", "users")
-        role_id = _find(users, "UserRoleId")
+        role_id = find_column(users, "UserRoleId")
         if roles is not None and role_id is not None:
             rpath = export.path("UserRole")
             role_names = dict(
                 zip(
-                    _text(roles, _need(roles, rpath, "users", "Id")),
-                    _text(roles, _need(roles, rpath, "users", "Name")).str.strip(),
+                    text_column(roles, _need(roles, rpath, "users", "Id")),
+                    text_column(roles, _need(roles, rpath, "users", "Name")).str.strip(),
                     strict=True,
                 )
             )
-            team = _map_ids(_text(users, role_id), _id_table(role_names))
-    if (team is None or team.isna().all()) and _find(users, "Title") is not None:
-        team = _text(users, _find(users, "Title")).str.strip()
+            team = _map_ids(text_column(users, role_id), _id_table(role_names))
+    if (team is None or team.isna().all()) and find_column(users, "Title") is not None:
+        team = text_column(users, find_column(users, "Title")).str.strip()
     keep = ids.notna() & names.notna() & (names != "")
     name_map = dict(zip(ids[keep], names[keep], strict=True))
     team_map = {}
@@ -320,13 +266,13 @@ def _calendar(export: _Export) -> FiscalCalendar | None:
     if org is None:
         return None
     path = export.path("Organization")
-    col = _find(org, "FiscalYearStartMonth")
+    col = find_column(org, "FiscalYearStartMonth")
     if col is None or org.empty:
         return None
     value = str(org[col].iloc[0]).strip()
     try:
         month = int(float(value))
-        naming_col = _find(org, "UsesStartDateAsFiscalYearName")
+        naming_col = find_column(org, "UsesStartDateAsFiscalYearName")
         start_named = bool(naming_col and _parse_flags(org[naming_col]).fillna(False).iloc[0])
         return FiscalCalendar(month, "start" if start_named else "end")
     except (ValueError, ProcessError):
@@ -343,22 +289,30 @@ def _process_from_stages(
 ) -> SalesProcess:
     """A `SalesProcess` from an OpportunityStage export (inactive stages kept only when deals use them)."""
     table = "process"
-    name_col = _find(stages, "ApiName", "MasterLabel")
+    name_col = find_column(stages, "ApiName", "MasterLabel")
     if name_col is None:
         _need(stages, path, table, "ApiName", "MasterLabel")
-    label_col = _find(stages, "MasterLabel")
-    names = _text(stages, name_col).str.strip()
-    labels = _text(stages, label_col).str.strip()
-    closed = _parse_flags(_text(stages, _need(stages, path, table, "IsClosed")))
-    won = _parse_flags(_text(stages, _need(stages, path, table, "IsWon")))
-    active_col = _find(stages, "IsActive")
-    active = _parse_flags(_text(stages, active_col)).fillna(True) if active_col else pd.Series(True, index=stages.index)
-    order_col = _find(stages, "SortOrder")
-    order = pd.to_numeric(_text(stages, order_col), errors="coerce") if order_col else pd.Series(np.nan, stages.index)
-    prob_col = _find(stages, "DefaultProbability")
-    prob = pd.to_numeric(_text(stages, prob_col), errors="coerce") if prob_col else pd.Series(np.nan, stages.index)
-    cat_col = _find(stages, "ForecastCategoryName", "ForecastCategory")
-    cats = _text(stages, cat_col)
+    label_col = find_column(stages, "MasterLabel")
+    names = text_column(stages, name_col).str.strip()
+    labels = text_column(stages, label_col).str.strip()
+    closed = _parse_flags(text_column(stages, _need(stages, path, table, "IsClosed")))
+    won = _parse_flags(text_column(stages, _need(stages, path, table, "IsWon")))
+    active_col = find_column(stages, "IsActive")
+    active = (
+        _parse_flags(text_column(stages, active_col)).fillna(True)
+        if active_col
+        else pd.Series(True, index=stages.index)
+    )
+    order_col = find_column(stages, "SortOrder")
+    order = (
+        pd.to_numeric(text_column(stages, order_col), errors="coerce") if order_col else pd.Series(np.nan, stages.index)
+    )
+    prob_col = find_column(stages, "DefaultProbability")
+    prob = (
+        pd.to_numeric(text_column(stages, prob_col), errors="coerce") if prob_col else pd.Series(np.nan, stages.index)
+    )
+    cat_col = find_column(stages, "ForecastCategoryName", "ForecastCategory")
+    cats = text_column(stages, cat_col)
 
     def bad(column: str | None, i: int, value: object, expected: str) -> DataFileError:
         return DataFileError(
@@ -375,10 +329,12 @@ def _process_from_stages(
         if pd.isna(name) or not name:
             raise bad(name_col, i, name, "a stage name")
         if pd.isna(closed.iloc[i]):
-            raise bad(_find(stages, "IsClosed"), i, stages.iloc[i][_find(stages, "IsClosed")], "a boolean (0/1)")
+            raise bad(
+                find_column(stages, "IsClosed"), i, stages.iloc[i][find_column(stages, "IsClosed")], "a boolean (0/1)"
+            )
         if pd.isna(won.iloc[i]):
-            raise bad(_find(stages, "IsWon"), i, stages.iloc[i][_find(stages, "IsWon")], "a boolean (0/1)")
-        keys = {_key(name)} | ({_key(labels.iloc[i])} if pd.notna(labels.iloc[i]) else set())
+            raise bad(find_column(stages, "IsWon"), i, stages.iloc[i][find_column(stages, "IsWon")], "a boolean (0/1)")
+        keys = {header_key(name)} | ({header_key(labels.iloc[i])} if pd.notna(labels.iloc[i]) else set())
         if not active.iloc[i]:
             if not keys & used:
                 continue  # an inactive stage no deal uses
@@ -398,7 +354,7 @@ def _process_from_stages(
     for _, _, _, name, kind, p, cat, label in rows:
         default_p = {"won": 1.0, "lost": 0.0}.get(kind, 0.0)
         default_cat = {"won": "closed", "lost": "omitted"}.get(kind, "pipeline")
-        aliases = (label,) if pd.notna(label) and label and _key(label) != _key(name) else ()
+        aliases = (label,) if pd.notna(label) and label and header_key(label) != header_key(name) else ()
         built.append(
             Stage(
                 name=name,
@@ -431,7 +387,7 @@ def _period_labels(
     A start date that cannot be read, or a period type without a canonical label (Week), stays as written
     so that `validate` quarantines the row as "invalid period".
     """
-    dates = _parse_times(starts)
+    dates = parse_times(starts)
     raw = starts.astype("str")
     out = raw.copy()
     ok = dates.notna()
@@ -462,9 +418,9 @@ def _period_table(export: _Export) -> tuple[dict[str, str], dict[str, str]] | No
     if periods is None:
         return None
     path = export.path("Period")
-    ids = _text(periods, _need(periods, path, "periods", "Id"))
-    start = _text(periods, _need(periods, path, "periods", "StartDate"))
-    kind = _text(periods, _find(periods, "Type"))
+    ids = text_column(periods, _need(periods, path, "periods", "Id"))
+    start = text_column(periods, _need(periods, path, "periods", "StartDate"))
+    kind = text_column(periods, find_column(periods, "Type"))
     return (
         _id_table(dict(zip(ids, start, strict=True))),
         _id_table(dict(zip(ids, kind.fillna(""), strict=True))),
@@ -482,23 +438,23 @@ def _periods_of(
 ) -> pd.Series:
     """The period label of each row: from PeriodId (with Period.csv) or a start-date column."""
     what = path.name
-    pid = _find(df, "PeriodId")
+    pid = find_column(df, "PeriodId")
     lookup = _period_table(export)
     if pid is not None and lookup is not None:
-        ids = _text(df, pid)
+        ids = text_column(df, pid)
         starts = _map_ids(ids, lookup[0])
         types = _map_ids(ids, lookup[1]).replace("", None)
-        start_col = _find(df, *start_names)
+        start_col = find_column(df, *start_names)
         if start_col is not None:  # rows whose PeriodId is not in Period.csv: fall back to the start date
-            starts = starts.fillna(_text(df, start_col))
+            starts = starts.fillna(text_column(df, start_col))
         known = types.notna().any()
         labels = _period_labels(starts, types.fillna("Quarter") if known else None, calendar, what, notes)
         return labels.fillna(ids)  # a PeriodId that names no period stays as written: an invalid period
-    start_col = _find(df, *start_names)
+    start_col = find_column(df, *start_names)
     if start_col is None:
-        label_col = _find(df, "Period", "PeriodLabel")
+        label_col = find_column(df, "Period", "PeriodLabel")
         if label_col is not None:
-            return _text(df, label_col)
+            return text_column(df, label_col)
         if pid is not None:
             raise DataFileError(
                 f"{path}: PeriodId needs Period.csv (Id, StartDate, Type) in the folder, or a"
@@ -508,7 +464,7 @@ def _periods_of(
                 column=pid,
             )
         _need(df, path, table, *start_names, "PeriodId")
-    return _period_labels(_text(df, start_col), None, calendar, what, notes)
+    return _period_labels(text_column(df, start_col), None, calendar, what, notes)
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -543,7 +499,7 @@ def _custom_columns(df: pd.DataFrame, taken: Iterable[str]) -> dict[str, pd.Seri
             continue
         if name in taken or name in out:
             name = f"{name}_custom"
-        out[name] = _text(df, c)
+        out[name] = text_column(df, c)
     return out
 
 
@@ -551,97 +507,97 @@ def _opportunities(
     opp: pd.DataFrame, path: Path, users: _Users, process: SalesProcess, lead_of: Mapping[str, str], notes: list[str]
 ) -> pd.DataFrame:
     t = "opportunities"
-    ids = _text(opp, _need(opp, path, t, "Id"))
-    owner_ids = _text(opp, _need(opp, path, t, "OwnerId"))
-    owner_name_col = _find(opp, "Owner.Name", "OwnerName")
+    ids = text_column(opp, _need(opp, path, t, "Id"))
+    owner_ids = text_column(opp, _need(opp, path, t, "OwnerId"))
+    owner_name_col = find_column(opp, "Owner.Name", "OwnerName")
     if users.names:
         owner = users.name(owner_ids)
     elif owner_name_col is not None:
-        owner = _text(opp, owner_name_col).fillna(owner_ids)
+        owner = text_column(opp, owner_name_col).fillna(owner_ids)
     else:
         owner = owner_ids
-    stage = _text(opp, _need(opp, path, t, "StageName"))
+    stage = text_column(opp, _need(opp, path, t, "StageName"))
     out = pd.DataFrame(
         {
             "opportunity_id": ids,
             "owner": owner,
-            "created_at": _text(opp, _need(opp, path, t, "CreatedDate")),
+            "created_at": text_column(opp, _need(opp, path, t, "CreatedDate")),
             "stage": stage,
-            "amount": _text(opp, _need(opp, path, t, "Amount")),
-            "close_date": _text(opp, _need(opp, path, t, "CloseDate")),
+            "amount": text_column(opp, _need(opp, path, t, "Amount")),
+            "close_date": text_column(opp, _need(opp, path, t, "CloseDate")),
         },
         index=opp.index,
     )
-    closed_col, won_col = _find(opp, "IsClosed"), _find(opp, "IsWon")
+    closed_col, won_col = find_column(opp, "IsClosed"), find_column(opp, "IsWon")
     if closed_col is None or won_col is None:
         is_closed, is_won = _stage_flags(stage, process)
         notes.append(f"{path.name}: no IsClosed/IsWon columns; is_closed and is_won are derived from the stage.")
-    out["is_closed"] = _text(opp, closed_col) if closed_col else is_closed
-    out["is_won"] = _text(opp, won_col) if won_col else is_won
-    team_col = _find(opp, "Team__c")
+    out["is_closed"] = text_column(opp, closed_col) if closed_col else is_closed
+    out["is_won"] = text_column(opp, won_col) if won_col else is_won
+    team_col = find_column(opp, "Team__c")
     if team_col is not None:
-        out["team"] = _text(opp, team_col)
+        out["team"] = text_column(opp, team_col)
     elif users.teams:
         out["team"] = users.team(owner_ids)
-    elif _find(opp, "Owner.UserRole.Name") is not None:
-        out["team"] = _text(opp, _find(opp, "Owner.UserRole.Name"))
+    elif find_column(opp, "Owner.UserRole.Name") is not None:
+        out["team"] = text_column(opp, find_column(opp, "Owner.UserRole.Name"))
     for field, name in (("AccountId", "account_id"), ("LeadSource", "lead_source")):
-        if _find(opp, field) is not None:
-            out[name] = _text(opp, _find(opp, field))
-    lead_col = _find(opp, "LeadId", "Lead__c", "Lead")
+        if find_column(opp, field) is not None:
+            out[name] = text_column(opp, find_column(opp, field))
+    lead_col = find_column(opp, "LeadId", "Lead__c", "Lead")
     if lead_col is not None:
-        out["lead_id"] = _text(opp, lead_col)
+        out["lead_id"] = text_column(opp, lead_col)
     elif lead_of:
         out["lead_id"] = ids.map(dict(lead_of)).astype("str")
-    cat_col = _find(opp, "ForecastCategoryName", "ForecastCategory")
+    cat_col = find_column(opp, "ForecastCategoryName", "ForecastCategory")
     if cat_col is not None:
-        out["forecast_category"] = _text(opp, cat_col)
+        out["forecast_category"] = text_column(opp, cat_col)
     for field, name in _OPP_FIELDS.items():
-        if _find(opp, field) is not None:
-            out[name] = _text(opp, _find(opp, field))
+        if find_column(opp, field) is not None:
+            out[name] = text_column(opp, find_column(opp, field))
     used = [c for c in (team_col, lead_col) if c is not None]
     for name, values in _custom_columns(opp.drop(columns=used), out.columns).items():
         out[name] = values
-    return _carry_malformed(opp, out)
+    return carry_malformed(opp, out)
 
 
 def _history(hist: pd.DataFrame, path: Path) -> pd.DataFrame:
     t = "stage_history"
     out = pd.DataFrame(
         {
-            "opportunity_id": _text(hist, _need(hist, path, t, "OpportunityId")),
-            "changed_at": _text(hist, _need(hist, path, t, "CreatedDate")),
-            "stage": _text(hist, _need(hist, path, t, "StageName")),
+            "opportunity_id": text_column(hist, _need(hist, path, t, "OpportunityId")),
+            "changed_at": text_column(hist, _need(hist, path, t, "CreatedDate")),
+            "stage": text_column(hist, _need(hist, path, t, "StageName")),
         },
         index=hist.index,
     )
     for field, name in (("Amount", "amount"), ("CloseDate", "close_date")):
-        if _find(hist, field) is not None:
-            out[name] = _text(hist, _find(hist, field))
-    cat_col = _find(hist, "ForecastCategory", "ForecastCategoryName")
+        if find_column(hist, field) is not None:
+            out[name] = text_column(hist, find_column(hist, field))
+    cat_col = find_column(hist, "ForecastCategory", "ForecastCategoryName")
     if cat_col is not None:
-        out["forecast_category"] = _text(hist, cat_col)
-    return _carry_malformed(hist, out)
+        out["forecast_category"] = text_column(hist, cat_col)
+    return carry_malformed(hist, out)
 
 
 def _leads(lead: pd.DataFrame, path: Path, users: _Users, notes: list[str]) -> pd.DataFrame:
     t = "leads"
-    created = _text(lead, _need(lead, path, t, "CreatedDate"))
+    created = text_column(lead, _need(lead, path, t, "CreatedDate"))
     out = pd.DataFrame(
         {
-            "lead_id": _text(lead, _need(lead, path, t, "Id")),
+            "lead_id": text_column(lead, _need(lead, path, t, "Id")),
             "created_at": created,
-            "converted": _text(lead, _need(lead, path, t, "IsConverted")),
+            "converted": text_column(lead, _need(lead, path, t, "IsConverted")),
         },
         index=lead.index,
     )
-    conv_col = _find(lead, "ConvertedDate")
+    conv_col = find_column(lead, "ConvertedDate")
     if conv_col is not None:
-        conv = _text(lead, conv_col)
+        conv = text_column(lead, conv_col)
         # ConvertedDate is a date (the org's local day) without time; created_at a UTC time. A lead converted on
         # the day it was created would read as converted at midnight, before its creation, and be quarantined.
         date_only = conv.str.strip().str.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ]00:00(?::00(?:\.0+)?)?Z?)?").fillna(False)
-        c_time, c_day = _parse_times(created), _parse_times(conv)
+        c_time, c_day = parse_times(created), parse_times(conv)
         early = date_only & (c_day < c_time) & (c_day >= c_time.dt.normalize() - pd.Timedelta(days=1))
         early = early.fillna(False).astype(bool)
         if early.any():
@@ -652,18 +608,18 @@ def _leads(lead: pd.DataFrame, path: Path, users: _Users, notes: list[str]) -> p
                 " midnight before their creation. Conversion times are known to the day only."
             )
         out["converted_at"] = conv
-    if _find(lead, "ConvertedOpportunityId") is not None:
-        out["opportunity_id"] = _text(lead, _find(lead, "ConvertedOpportunityId"))
-    if _find(lead, "OwnerId") is not None:
-        out["owner"] = users.name(_text(lead, _find(lead, "OwnerId")))
-    if _find(lead, "LeadSource") is not None:
-        out["lead_source"] = _text(lead, _find(lead, "LeadSource"))
+    if find_column(lead, "ConvertedOpportunityId") is not None:
+        out["opportunity_id"] = text_column(lead, find_column(lead, "ConvertedOpportunityId"))
+    if find_column(lead, "OwnerId") is not None:
+        out["owner"] = users.name(text_column(lead, find_column(lead, "OwnerId")))
+    if find_column(lead, "LeadSource") is not None:
+        out["lead_source"] = text_column(lead, find_column(lead, "LeadSource"))
     for field, name in _LEAD_FIELDS.items():
-        if _find(lead, field) is not None:
-            out[name] = _text(lead, _find(lead, field))
+        if find_column(lead, field) is not None:
+            out[name] = text_column(lead, find_column(lead, field))
     for name, values in _custom_columns(lead, out.columns).items():
         out[name] = values
-    return _carry_malformed(lead, out)
+    return carry_malformed(lead, out)
 
 
 def _categories(values: pd.Series) -> pd.Series:
@@ -688,38 +644,38 @@ def _submissions(
                 table=t,
             )
         spath = export.path("ForecastingSubmission")
-        sub_id = _text(items, _need(items, path, t, "ForecastingSubmissionId"))
+        sub_id = text_column(items, _need(items, path, t, "ForecastingSubmissionId"))
         id_col = _need(subs, spath, t, "Id")
         if subs[id_col].duplicated().any():
             dup = subs[id_col][subs[id_col].duplicated()].iloc[0]
             raise DataFileError(f"{spath}: submission Id {dup!r} repeats", file=str(spath), table=t, column=id_col)
         matched = subs.set_index(id_col).reindex(sub_id.to_numpy())  # a missing submission: an empty row
         matched.index = items.index
-        owner_ids = _text(matched, _need(subs, spath, t, "ForecastOwnerId", "OwnerId"))
+        owner_ids = text_column(matched, _need(subs, spath, t, "ForecastOwnerId", "OwnerId"))
         time_col = _need(subs, spath, t, "SubmissionDateTime", "SubmittedDate", "CreatedDate")
-        if _key(time_col) == "createddate":
+        if header_key(time_col) == "createddate":
             notes.append(f"{spath.name}: no SubmissionDateTime; CreatedDate is taken as the time of each call.")
-        submitted = _text(matched, time_col)
+        submitted = text_column(matched, time_col)
         period = _periods_of(matched, spath, t, export, calendar, notes, ("PeriodStartDate", "StartDate"))
-        category = _text(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
-        amount = _text(items, _need(items, path, t, "Amount", "ForecastAmount"))
+        category = text_column(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
+        amount = text_column(items, _need(items, path, t, "Amount", "ForecastAmount"))
         source = items
     else:
         items = export.read("ForecastingItem", t)
         if items is None:
             return None
         path = export.path("ForecastingItem")
-        owner_ids = _text(items, _need(items, path, t, "OwnerId", "ForecastOwnerId"))
+        owner_ids = text_column(items, _need(items, path, t, "OwnerId", "ForecastOwnerId"))
         time_col = _need(items, path, t, "SubmissionDateTime", "SubmittedDate", "LastModifiedDate", "SystemModstamp")
-        if _key(time_col) in ("lastmodifieddate", "systemmodstamp"):
+        if header_key(time_col) in ("lastmodifieddate", "systemmodstamp"):
             notes.append(
                 f"{path.name}: ForecastingItem rows are the live forecast, not dated submissions; {time_col} (when"
                 " each row last changed) is taken as the time of the call, and earlier calls are not in the export."
             )
-        submitted = _text(items, time_col)
+        submitted = text_column(items, time_col)
         period = _periods_of(items, path, t, export, calendar, notes, ("PeriodStartDate", "StartDate"))
-        category = _text(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
-        amount = _text(items, _need(items, path, t, "ForecastAmount", "Amount"))
+        category = text_column(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
+        amount = text_column(items, _need(items, path, t, "ForecastAmount", "Amount"))
         source = items
     mapped = _categories(category)
     only = category.str.strip().str.fullmatch(r"(?i)(pipeline|bestcase|mostlikely|commit)only").fillna(False)
@@ -741,7 +697,7 @@ def _submissions(
     )
     if users.teams:
         out["team"] = users.team(owner_ids)
-    return _carry_malformed(source, out), path
+    return carry_malformed(source, out), path
 
 
 def _quotas(
@@ -755,13 +711,13 @@ def _quotas(
     path = export.path(name)
     out = pd.DataFrame(
         {
-            "owner": users.name(_text(quotas, _need(quotas, path, t, "QuotaOwnerId", "OwnerId"))),
+            "owner": users.name(text_column(quotas, _need(quotas, path, t, "QuotaOwnerId", "OwnerId"))),
             "period": _periods_of(quotas, path, t, export, calendar, notes, ("StartDate", "PeriodStartDate")),
-            "amount": _text(quotas, _need(quotas, path, t, "QuotaAmount", "Amount")),
+            "amount": text_column(quotas, _need(quotas, path, t, "QuotaAmount", "Amount")),
         },
         index=quotas.index,
     )
-    return _carry_malformed(quotas, out), path
+    return carry_malformed(quotas, out), path
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -778,8 +734,9 @@ def read_salesforce(
         exports (``ForecastingSubmissionItem.csv`` + ``ForecastingSubmission.csv``, or ``ForecastingItem.csv``;
         ``Period.csv``) and ``ForecastingQuota.csv``. The files and fields are described in the module docstring.
     process : SalesProcess, path of a process YAML, "default" or None
-        The process map. None builds it from ``OpportunityStage.csv`` when the folder has one, else uses
-        Salesforce's standard stages (with the fiscal year of ``Organization.csv`` when present).
+        The process map. The default (None or ``"default"``, see `SalesProcess.resolve`) builds it from
+        ``OpportunityStage.csv`` when the folder has one, else uses Salesforce's standard stages (with the fiscal
+        year of ``Organization.csv`` when present).
     encoding : str
         Text encoding of the files (a UTF-8 byte-order mark is always accepted).
 
@@ -825,15 +782,15 @@ def read_salesforce(
     hist = export.read("OpportunityHistory", "stage_history")
     hist_path = export.path("OpportunityHistory")
 
-    if process is None:
+    if SalesProcess.is_default(process):
         calendar = _calendar(export)
         stages = export.read("OpportunityStage", "process")
         if stages is not None:
             used = set()
             for df in (opp, hist):
-                col = _find(df, "StageName") if df is not None else None
+                col = find_column(df, "StageName") if df is not None else None
                 if col is not None:
-                    used |= {_key(v) for v in pd.unique(df[col].dropna())}
+                    used |= {header_key(v) for v in pd.unique(df[col].dropna())}
             process = _process_from_stages(stages, export.path("OpportunityStage"), used, calendar, notes)
         elif calendar is not None:
             default = SalesProcess.default()
@@ -868,21 +825,21 @@ def read_salesforce(
         sources["quotas"] = str(qpath)
 
     # ---- what the export cannot tell
-    owner_col = _find(opp, "OwnerId")
-    if users.source is None and _find(opp, "Owner.Name", "OwnerName") is None and len(opp):
+    owner_col = find_column(opp, "OwnerId")
+    if users.source is None and find_column(opp, "Owner.Name", "OwnerName") is None and len(opp):
         notes.append(
             "No User.csv in the export: owners are Salesforce user Ids (OwnerId), not names, and there is no team."
             " Export User.csv (Id, Name, UserRoleId) with UserRole.csv to get names and teams."
         )
     elif users.names:
-        unknown = users.unknown(_text(opp, owner_col))
+        unknown = users.unknown(text_column(opp, owner_col))
         if unknown:
             notes.append(
                 f"{len(unknown)} opportunity owner Id(s) are not in User.csv (e.g. {sorted(unknown)[0]!r}); those"
                 " owners are shown by their Id."
             )
     for name, df in (("Opportunity.csv", opp), ("OpportunityHistory.csv", hist), ("Lead.csv", lead)):
-        col = _find(df, "IsDeleted") if df is not None else None
+        col = find_column(df, "IsDeleted") if df is not None else None
         if col is not None:
             deleted = int(_parse_flags(df[col]).fillna(False).sum())
             if deleted:
@@ -890,7 +847,7 @@ def read_salesforce(
                     f"{name}: {deleted} row(s) have IsDeleted = 1 (deleted in Salesforce, exported by 'Export All');"
                     " they are read like the others."
                 )
-    created = _parse_times(tables["opportunities"]["created_at"])
+    created = parse_times(tables["opportunities"]["created_at"])
     load_time, load_n = _most_common(created)
     created_is_load = load_n > 1 and load_n > len(created) / 2
     if created_is_load:
@@ -901,7 +858,7 @@ def read_salesforce(
         )
     if "stage_history" in tables and len(tables["stage_history"]):
         h = tables["stage_history"]
-        changed = _parse_times(h["changed_at"])
+        changed = parse_times(h["changed_at"])
         t_hist, n_hist = _most_common(changed)
         n_opps = h.loc[changed == t_hist, "opportunity_id"].nunique() if t_hist is not None else 0
         if n_hist > 1 and n_opps > 1 and n_hist > len(h) / 2:
@@ -935,11 +892,11 @@ def read_salesforce(
             f" quarantined').{cause}"
         )
     notes.extend(
-        _quarantine_notes(
+        quarantine_notes(
             data, "Give the organisation's process map (process=...) or include OpportunityStage.csv in the export."
         )
     )
-    return _with_notes(data, notes)
+    return with_notes(data, notes)
 
 
 # ---------------------------------------------------------------------------------------------- write

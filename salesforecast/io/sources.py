@@ -33,7 +33,6 @@ import csv
 import difflib
 import gzip
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast.process import normalize_name
-from salesforecast.schema import _MALFORMED, DataFileError
+from salesforecast.schema import DataFileError, is_malformed, malformed_row
 
 __all__ = [
     "DELIMITERS",
@@ -327,7 +326,7 @@ def _read_csv(
         elif not "".join(row[width:]).strip():
             fixed.append(row[:width])
         else:
-            fixed.append([_MALFORMED + json.dumps(row, ensure_ascii=False)] + [""] * (width - 1))
+            fixed.append(malformed_row(row, width))
     columns = list(zip(*fixed, strict=True)) if fixed else [()] * width
     series = []
     for values in columns:
@@ -497,13 +496,6 @@ def _select(
 
 def _is_text_dtype(s: pd.Series) -> bool:
     return s.dtype == "str" or s.dtype == object
-
-
-def is_malformed(s: pd.Series) -> pd.Series:
-    """True where a value is the marker of a CSV line with more fields than its header (see module notes)."""
-    if s.dtype != "str":
-        return pd.Series(False, index=s.index)
-    return s.str.startswith(_MALFORMED).fillna(False).astype(bool)
 
 
 def mark_missing(frame: pd.DataFrame, missing: Sequence[str]) -> pd.DataFrame:

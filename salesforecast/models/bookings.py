@@ -180,3 +180,25 @@ class BookingsModel(BaseEstimator):
             z = NormalDist().inv_cdf(q)
             out[name] = np.maximum(mean + z * sd, 0.0) if np.isfinite(sd).all() else math.nan
         return out
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """What was fitted, one row per item with its definition (as the other models' ``summary``).
+
+        Rows (index ``item``): ``method``, ``spec``, ``n_periods``, ``season_length``, ``quantiles``. Columns
+        ``value`` (text) and ``definition``.
+
+        Examples
+        --------
+        >>> BookingsModel(method="seasonal_naive").fit([100.0, 120, 90, 150, 110]).summary.loc["spec", "value"]
+        'seasonal naive (lag 4)'
+        """
+        check_is_fitted(self, "history_")
+        rows = [
+            ("method", str(self.method), "the method asked for (see the module docstring)"),
+            ("spec", self.spec_, "the model actually fitted"),
+            ("n_periods", str(self.n_periods_), "periods of bookings fitted, oldest first"),
+            ("season_length", str(self.season_length), "periods per season"),
+            ("quantiles", ", ".join(f"{float(q):g}" for q in self.quantiles), "quantile levels of `predict`"),
+        ]
+        return pd.DataFrame(rows, columns=["item", "value", "definition"]).set_index("item")

@@ -500,7 +500,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
     >>> y = rng.random(3000) < 1 / (1 + np.exp(-logit))
     >>> model = LeadScoringModel(random_state=0).fit(X, y)
     >>> model.predict_proba(X.head(2)).shape
-    (2, 2)
+    (2,)
     >>> model.tiers(X).value_counts().sort_index().index.tolist()
     ['A', 'B', 'C', 'D']
     >>> model.summary["feature"].iloc[0]
@@ -1008,18 +1008,25 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
     def _proba(self, Z: np.ndarray) -> np.ndarray:
         return self._apply_calibrator(self.calibration_, self._calibrator_, self._raw(self.estimator_, Z))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Probability of each outcome, like scikit-learn: column 1 is the conversion probability.
+    def predict_proba(self, X: Any) -> pd.Series:
+        """Probability of the positive outcome (``classes_[1]``, e.g. converted) of each row.
+
+        Every model of `salesforecast.models` returns the same type from ``predict_proba``: a float Series of the
+        positive-class probability aligned to the input's index, because that is what the pipeline code and the
+        notebooks read (a column added to the scored table, rows matched by index). scikit-learn's classifiers
+        return an ``(n, 2)`` array instead: ``predict_proba(X).to_numpy()`` is its column 1, and scikit-learn's
+        string scorers that read ``predict_proba`` (``scoring="roc_auc"``) need a callable scorer in its place.
 
         Parameters
         ----------
         X : pandas.DataFrame
-            The columns used in `fit` (others are ignored); unseen levels are read as ``other``.
+            The columns used in `fit` (others are ignored); unseen levels are read as ``other``. A 2-D array is
+            read as columns ``x0, x1, ...``.
 
         Returns
         -------
-        ndarray of shape (n, 2)
-            ``[1 - p, p]`` per row, in the order of ``classes_``.
+        pandas.Series
+            ``probability``, aligned to the index of `X` (a RangeIndex for an array).
 
         Examples
         --------
@@ -1028,12 +1035,12 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         >>> X = pd.DataFrame({"source": rng.choice(["Web", "Event"], 500), "score": rng.normal(size=500)})
         >>> y = rng.random(500) < 1 / (1 + np.exp(-2 * X["score"]))
         >>> model = LeadScoringModel(calibration="sigmoid").fit(X, y)
-        >>> p = model.predict_proba(pd.DataFrame({"source": ["Web", "Webinar"], "score": [2.0, -2.0]}))
-        >>> bool(p[0, 1] > 0.5 > p[1, 1]), np.allclose(p.sum(axis=1), 1)
-        (True, True)
+        >>> p = model.predict_proba(pd.DataFrame({"source": ["Web", "Webinar"], "score": [2.0, -2.0]}, index=[7, 9]))
+        >>> bool(p[7] > 0.5 > p[9]), p.name
+        (True, 'probability')
         """
-        p = self._proba(self._check_X(X))
-        return np.column_stack([1.0 - p, p])
+        X = _as_frame(X)
+        return pd.Series(self._proba(self._check_X(X)), index=X.index, name="probability")
 
     def predict(self, X: Any) -> np.ndarray:
         """The more likely outcome of each row (the positive label where the probability is at least 0.5)."""
@@ -1391,7 +1398,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             row.update(model.evaluate(Xf.iloc[te], ys[te]).to_dict())
             rows.append(row)
             if return_predictions:
-                p = model.predict_proba(Xf.iloc[te])[:, 1]
+                p = model.predict_proba(Xf.iloc[te]).to_numpy()
                 preds.append(pd.DataFrame({"fold": i + 1, "probability": p}, index=Xf.index[te]))
         out = pd.DataFrame(rows)
         out["n"] = out["n"].astype(np.int64)

@@ -598,8 +598,7 @@ class OpportunityScoringModel(BaseEstimator):
         if len(features) == 0:
             return pd.Series(np.zeros(0), index=features.index, name="win_probability", dtype="float64")
         X = features[[*self.feature_names_, "as_of"]] if "as_of" in features.columns else features[self.feature_names_]
-        p = np.asarray(self.model_.predict_proba(X.reset_index(drop=True)))
-        p = p[:, 1] if p.ndim == 2 else p
+        p = self.model_.predict_proba(X.reset_index(drop=True)).to_numpy()
         return pd.Series(p.astype("float64"), index=features.index, name="win_probability")
 
     def score_pipeline(self, data: CRMData, as_of: Any = None) -> pd.DataFrame:

@@ -287,8 +287,9 @@ class StageConversionModel(BaseEstimator):
 
     Parameters
     ----------
-    process : SalesProcess, path or "default", optional
-        The process map; by default the one of the data passed to `fit`.
+    process : SalesProcess, path, "salesforce", "default" or None, optional
+        The process map; None or ``"default"`` (`SalesProcess.is_default`): the one of the data passed to `fit`
+        (with tables passed to `fit` instead of a CRMData: Salesforce's standard stages).
     window_months : float, optional
         Learn only from visits that entered their stage in the last `window_months` months before ``as_of``.
     half_life_days : float, optional
@@ -456,7 +457,7 @@ class StageConversionModel(BaseEstimator):
         """
         self._check_params()
         data = self._resolve_data(data, stage_history, opportunities)
-        process = data.process if self.process is None else SalesProcess.resolve(self.process)
+        process = data.process if SalesProcess.is_default(self.process) else SalesProcess.resolve(self.process)
         names = process.stage_names
         for table in ("opportunities", "stage_history"):
             stages = getattr(data, table)["stage"]

@@ -1,4 +1,4 @@
-"""Small shared helpers (internal)."""
+"""Small shared helpers of every layer: Arrow strings, times as int64 microseconds, grouped sums."""
 
 from __future__ import annotations
 
@@ -152,3 +152,62 @@ def isin(s: pd.Series, values: Any) -> pd.Series:
     if len(uniques) == 0:
         return pd.Series(np.zeros(len(s), dtype=bool), index=s.index)
     return pd.Series(uniques.get_indexer(s) >= 0, index=s.index)
+
+
+# ------------------------------------------------------------------------------------------------ time and arrays
+#: One day in microseconds (times are held as int64 microseconds since the epoch, the view of ``datetime64[us]``).
+DAY_US = 86_400_000_000
+#: Missing time (``NaT``) as int64 microseconds.
+NAT = np.iinfo(np.int64).min
+#: "Never" as int64 microseconds: later than every time (an open-ended state's end, a deal without a change).
+NEVER = np.iinfo(np.int64).max
+
+
+def to_us(ts: Any) -> int:
+    """One time (``Timestamp``, ``datetime64``, date string) as int64 microseconds since the epoch.
+
+    Examples
+    --------
+    >>> to_us("1970-01-02")
+    86400000000
+    """
+    return int(pd.Timestamp(ts).to_datetime64().astype("datetime64[us]").astype(np.int64))
+
+
+def us(values: Any) -> np.ndarray:
+    """Datetimes (array, Series or Index) as int64 microseconds; ``NaT`` becomes `NAT`.
+
+    Examples
+    --------
+    >>> us(pd.Series(pd.to_datetime(["1970-01-01", None]))).tolist() == [0, NAT]
+    True
+    """
+    return np.asarray(values).astype("datetime64[us]").view(np.int64)
+
+
+def group_cumsum(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
+    """Cumulative sum of `values` restarting where `group_start` is True (rows sorted by group).
+
+    Examples
+    --------
+    >>> group_cumsum(np.array([1, 2, 3, 4]), np.array([True, False, True, False])).tolist()
+    [1, 3, 3, 7]
+    """
+    cs = np.cumsum(values)
+    starts = np.flatnonzero(group_start)
+    if len(starts) == 0:
+        return cs
+    base = (cs[starts] - values[starts])[np.cumsum(group_start) - 1]
+    return cs - base
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` by sorting; numpy 2.4's hash-based unique is 40x slower here).
+
+    Examples
+    --------
+    >>> sorted_unique(np.array([3, 1, 3, 2])).tolist()
+    [1, 2, 3]
+    """
+    s = np.sort(values)
+    return s[np.r_[True, s[1:] != s[:-1]][: len(s)]]

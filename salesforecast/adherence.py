@@ -1,36 +1,26 @@
 """Process adherence: how each deal moved through the stage map, and whether following the map pays.
 
 A standardized sales process is an ordered list of open stages every deal should pass. This module reads each
-deal's history (`salesforecast.snapshots.stage_intervals`, so the rules of as-of reconstruction apply) and
-measures its deviations from the map, vectorised over all deals (no Python loop over deals).
+deal's history (`salesforecast.history.DealHistory`, so the rules of as-of reconstruction apply) and measures its
+deviations from the map, vectorised over all deals (no Python loop over deals).
 
 Definitions (the contract the tests check)
 ------------------------------------------
-Visit
-    A run of consecutive history rows of a deal in the same open stage. A row that only changes the close
-    date or the amount is not a stage change, so it does not start a new visit. A visit lasts from the start
-    of its first row to the start of the next visit; the current visit of a deal still open at ``as_of`` lasts
-    until ``as_of`` and is *not completed*. Visits are numbered 1, 2, ... per deal (open stages only).
-Skipped stages
-    In a forward move between two open stages, the open stages jumped over: Prospecting -> Needs Analysis
-    skips Qualification (one skipped stage). A deal created in a later stage has skipped nothing (creation is
-    not a move). A move into the won stage from before the last open stage is counted apart, in
-    ``stages_skipped_at_win``: only winners can have it, so its outcome cannot be compared.
-Regression
-    A backward move between two open stages (Value Proposition -> Qualification). A move from a closed stage
-    back to an open one is counted apart, in ``reopened``.
+Visits, skipped stages, regressions, close-date pushes and pull-ins, and amount changes are defined in
+`salesforecast.history` (one definition for this module, the opportunity scores and the stage-conversion model).
+Per deal, ``skipped_stages`` counts the open stages jumped over in forward moves between open stages,
+``stages_skipped_at_win`` those jumped over by a move into the won stage, ``regressions`` the backward moves between
+open stages and ``reopened`` the moves from a closed stage back to an open one; ``close_date_pushes``/``days_pushed``
+and ``close_date_pull_ins``/``days_pulled_in`` the close-date revisions while open, ``amount_changes`` and
+``amount_decreases`` the amount revisions while open. The measures below are this module's own.
+
 Stall
     A visit to an open stage that lasted longer than the stage's limit. The limit of a stage is, in order of
     precedence: the process map's ``max_days``; else ``stall_days[stage]`` when given (for example the
     time-in-stage p90 learned by a stage-conversion model); else the 90th percentile of the completed visit
     durations of that stage in the data (known at ``as_of``). A stage without any of them has no limit. The
     current visit of an open deal counts once it already exceeds the limit at ``as_of``.
-Close-date push / pull-in
-    A history row, made while the deal was open and leaving it in an open stage, that moved the close date
-    later (push) or earlier (pull-in). The close date written when a deal closes is its actual close date, an
-    outcome and not a revision, so it is not counted.
-Amount change
-    Likewise, a row made while the deal was open and leaving it open that changed the amount.
+Net amount change
     ``amount_net_change`` is the amount of the deal's last open state minus its amount at creation; a discount
     given in the closing row itself is not counted (only won deals get one, which would bias any comparison
     of outcomes).
@@ -67,8 +57,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from salesforecast._utils import DAY_US, NAT, group_cumsum, sorted_unique, to_us
+from salesforecast.history import DealHistory
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals
+from salesforecast.snapshots import DEFAULT_COLUMNS
 
 __all__ = [
     "DEVIATIONS",
@@ -79,9 +71,6 @@ __all__ = [
     "deviation_outcomes",
     "stall_limits",
 ]
-
-_DAY = np.timedelta64(86_400_000_000, "us")
-_NAT = np.iinfo(np.int64).min
 
 #: Separator of the stage names in the ``path`` column of `deal_adherence`.
 PATH_SEPARATOR = " > "
@@ -175,15 +164,6 @@ def _as_timestamp(value: Any, data: CRMData) -> pd.Timestamp:
     return ts
 
 
-def _known_intervals(data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
-    """`stage_intervals` restricted to what was known at `as_of` (the state after it is open-ended)."""
-    iv = stage_intervals(data)
-    iv = iv.loc[(iv["start"] <= as_of).to_numpy()].reset_index(drop=True)
-    end = iv["end"]
-    iv["end"] = end.where(~(end > as_of))
-    return iv
-
-
 def _stall_days_mapping(stall_days: Any, data: CRMData) -> dict[str, float]:
     """Normalise `stall_days` (mapping, Series, DataFrame with a p90 column, or a fitted model) to stage -> days."""
     if stall_days is None:
@@ -251,51 +231,31 @@ def _limits(
 
 
 # ------------------------------------------------------------------------------------------- core
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (``np.unique`` by sorting; numpy 2.4's hash-based unique is 40x slower here)."""
-    s = np.sort(values)
-    return s[np.r_[True, s[1:] != s[:-1]][: len(s)]]
-
-
-def _stage_codes(stages: pd.Series, names: Sequence[str]) -> np.ndarray:
-    """Position of each stage name in `names` (-1 when missing or unknown), via one factorisation."""
-    codes, uniques = pd.factorize(stages)
-    lookup = np.r_[pd.Index(list(names)).get_indexer(uniques), -1]
-    return lookup[codes].astype(np.int64)
-
-
-def _group_cumsum(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
-    """Cumulative sum of `values` restarting where `group_start` is True (rows sorted by group)."""
-    cs = np.cumsum(values)
-    starts = np.flatnonzero(group_start)
-    base = (cs[starts] - values[starts])[np.cumsum(group_start) - 1]
-    return cs - base
-
-
 def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-deal adherence table and the stall-limit table."""
     process = data.process
     as_of = _as_timestamp(as_of, data)
     given = _stall_days_mapping(stall_days, data)
-    iv = _known_intervals(data, as_of)
+    h = DealHistory.from_data(data)
     open_stages = process.open_stages
     k = len(open_stages)
-    won_idx = np.array([process.stage_names.index(s) for s in process.won_stages])
-    lost_idx = np.array([process.stage_names.index(s) for s in process.lost_stages])
 
-    ids = iv["opportunity_id"]
-    codes, uniques = pd.factorize(ids)
-    n_deals, n = len(uniques), len(iv)
-    si = _stage_codes(iv["stage"], process.stage_names)  # -1: unknown stage
+    # the rows known at as_of (a prefix of each deal's rows) and the deals created by then, renumbered
+    rows = np.flatnonzero(h.rows_known(as_of))
+    present = np.zeros(len(h.ids), dtype=bool)
+    present[h.deal[rows]] = True
+    codes = (np.cumsum(present) - 1)[h.deal[rows]]
+    n_deals, n = int(present.sum()), len(rows)
+    si = h.stage[rows]  # -1: unknown stage
     row_open = (si >= 0) & (si < k)
-    start = iv["start"].to_numpy("datetime64[us]")
-    end_i = iv["end"].to_numpy("datetime64[us]").view(np.int64)
+    end_i = h.end[rows]
+    end_i = np.where(end_i > to_us(as_of), NAT, end_i)  # the state after as_of is open-ended
     as_of_i = np.datetime64(as_of.as_unit("us").to_datetime64(), "us").view(np.int64)
-    first = np.r_[True, codes[1:] != codes[:-1]][:n]
+    first = h.first[rows]
     last = np.r_[codes[1:] != codes[:-1], True][:n]
 
     # ---------------------------------------------------------------- visits (runs of one stage)
-    new_run = first | np.r_[True, si[1:] != si[:-1]][:n]
+    new_run = h.new_visit[rows]
     run_of_row = np.cumsum(new_run) - 1
     run_first = np.flatnonzero(new_run)
     run_last = np.r_[run_first[1:] - 1, n - 1][: len(run_first)]
@@ -303,10 +263,10 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     run_code, run_si = codes[run_first], si[run_first]
     run_deal_start = first[run_first]
     run_end_i = end_i[run_last]
-    run_done = run_end_i != _NAT
-    run_days = (np.where(run_done, run_end_i, as_of_i) - start[run_first].view(np.int64)) / _DAY.astype(np.int64)
+    run_done = run_end_i != NAT
+    run_days = (np.where(run_done, run_end_i, as_of_i) - h.start[rows[run_first]]) / DAY_US
     run_open = (run_si >= 0) & (run_si < k)
-    visit_no = np.where(run_open, _group_cumsum(run_open.astype(np.int64), run_deal_start), 0)
+    visit_no = np.where(run_open, group_cumsum(run_open.astype(np.int64), run_deal_start), 0)
 
     max_days = [process.stage(s).max_days for s in open_stages]
     limits = _limits(open_stages, max_days, given, run_si, run_days, run_done & run_open)
@@ -319,28 +279,22 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     stalled_now = np.zeros(n_deals, dtype=bool)
     stalled_now[run_code[stalled & ~run_done]] = True
 
-    # ---------------------------------------------------------------- moves into each visit
-    prev_si = np.r_[-1, run_si[:-1]][:n_runs]
-    moved = ~run_deal_start
-    a_open = (prev_si >= 0) & (prev_si < k)
-    a_closed = np.isin(prev_si, won_idx) | np.isin(prev_si, lost_idx)
-    skip_in = moved & a_open & run_open & (run_si > prev_si + 1)
-    regress_in = moved & a_open & run_open & (run_si < prev_si)
-    win_skip = moved & a_open & np.isin(run_si, won_idx)
-    reopen_in = moved & a_closed & run_open
-    n_skipped = np.where(skip_in, run_si - prev_si - 1, 0)
+    # ---------------------------------------------------------------- moves into each visit (see DealHistory)
+    moves = h.moves
+    into = rows[run_first]
+    prev_si = moves.previous[into]
+    moved = moves.stage_change[into]
+    skip_in = moves.skip[into]
+    regress_in = moves.regression[into]
+    win_skip = moves.win_skip[into]
+    reopen_in = moves.reopen[into]
+    n_skipped = moves.skipped[into]
 
     # ---------------------------------------------------------------- close-date and amount revisions while open
-    prev_open = np.r_[False, iv["is_open"].to_numpy(dtype=bool)[:-1]][:n]
-    revision = ~first & prev_open & row_open
-    cd = iv["close_date"].to_numpy("datetime64[us]").view(np.int64)
-    cd_prev = np.r_[_NAT, cd[:-1]][:n]
-    cd_ok = revision & (cd != _NAT) & (cd_prev != _NAT)
-    cd_diff = np.where(cd_ok, (cd - cd_prev) / _DAY.astype(np.int64), 0.0)
+    cd_diff = moves.close_date_days[rows]
     push, pull = cd_diff > 0, cd_diff < 0
-    amount = iv["amount"].to_numpy(dtype="float64")
-    am_diff = np.where(revision, amount - np.r_[np.nan, amount[:-1]][:n], 0.0)
-    am_diff = np.nan_to_num(am_diff, nan=0.0)
+    amount = h.amount[rows]
+    am_diff = moves.amount_change[rows]
     run_push = np.bincount(run_of_row[push], minlength=n_runs)
     run_cut = np.bincount(run_of_row[am_diff < 0], minlength=n_runs)
 
@@ -360,7 +314,7 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     first_visit: dict[str, np.ndarray] = {}
     for dev in DEVIATIONS:  # a loop over the six deviations
         e = np.where(run_open, events[dev.name], 0)
-        cum = _group_cumsum(e, run_deal_start)
+        cum = group_cumsum(e, run_deal_start)
         hit = (cum > dev.threshold) & (cum - e <= dev.threshold)
         fv = np.zeros(n_deals, dtype=np.int64)
         fv[run_code[hit]] = visit_no[hit]
@@ -375,23 +329,23 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     with np.errstate(divide="ignore", invalid="ignore"):
         pct = np.where(amount_initial > 0, net / amount_initial, np.nan)
     last_si = si[last]
-    won, lost = np.isin(last_si, won_idx), np.isin(last_si, lost_idx)
-    created = iv["created_at"].to_numpy("datetime64[us]")[first]
-    entered_last = iv["stage_entered_at"].to_numpy("datetime64[us]")[last]
+    won, lost = np.isin(last_si, h.won_codes), np.isin(last_si, h.lost_codes)
+    created = h.created[rows[first]].view("datetime64[us]")
+    entered_last = h.entered[rows[last]].view("datetime64[us]")
     closed_at = np.where(won | lost, entered_last, np.datetime64("NaT", "us"))
 
-    out = pd.DataFrame({"opportunity_id": pd.Series(uniques, dtype=ids.dtype)})
+    out = pd.DataFrame({"opportunity_id": pd.Series(h.ids[present], dtype=h.frame["opportunity_id"].dtype)})
     opps = data.opportunities
-    pos = pd.Index(opps["opportunity_id"]).get_indexer(out["opportunity_id"])
+    pos = h.deal_pos[present]
     for c in DEFAULT_COLUMNS:
         if c in opps.columns:
             out[c] = opps[c].take(pos).reset_index(drop=True)
-    stage_arr = iv["stage"].to_numpy()
+    stage_arr = h.frame["stage"].to_numpy()[rows]
     out["created_at"] = created
     out["stage"] = pd.Series(stage_arr[last], dtype="str")
     out["outcome"] = pd.Series(np.where(won, "won", np.where(lost, "lost", "open")), dtype="str")
     out["closed_at"] = closed_at
-    out["cycle_days"] = (closed_at - created) / _DAY
+    out["cycle_days"] = (closed_at - created) / np.timedelta64(DAY_US, "us")
     first_known = np.full(n_deals, n, dtype=np.int64)
     np.minimum.at(first_known, codes[si >= 0], np.flatnonzero(si >= 0))
     out["entry_stage"] = pd.Series(
@@ -404,7 +358,9 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     out["skipped_stage_names"] = _skipped_names(
         run_code[skip_in], prev_si[skip_in], run_si[skip_in], n_deals, open_stages
     )
-    out["stages_skipped_at_win"] = per_deal(win_skip, run_code, (k - 1 - prev_si).astype("float64")).astype(np.int64)
+    out["stages_skipped_at_win"] = per_deal(win_skip, run_code, moves.skipped_at_win[into].astype("float64")).astype(
+        np.int64
+    )
     out["regressions"] = per_deal(regress_in, run_code).astype(np.int64)
     out["reopened"] = per_deal(reopen_in, run_code).astype(np.int64)
     out["stalls"] = per_deal(stalled, run_code).astype(np.int64)
@@ -458,7 +414,7 @@ def _skipped_names(
     if k <= 62:  # one bit per stage: the distinct sets are few, so the text is built once per set
         mask = np.zeros(n_deals, dtype=np.int64)
         np.bitwise_or.at(mask, who, np.left_shift(np.int64(1), stage.astype(np.int64)))
-        uniq = _sorted_unique(mask)
+        uniq = sorted_unique(mask)
         inverse = np.searchsorted(uniq, mask)
         text = ["; ".join(open_stages[i] for i in range(k) if (int(m) >> i) & 1) for m in uniq]
         return pd.Series(np.asarray(text, dtype=object)[inverse], dtype="str")
@@ -679,8 +635,8 @@ def _visits_long(deals: pd.DataFrame, open_stages: Sequence[str]) -> tuple[np.nd
     flat = parts.explode()
     row = np.repeat(np.arange(len(deals)), parts.str.len().to_numpy())
     keep = flat.ne("").to_numpy()
-    visit = _group_cumsum(np.ones(len(row), dtype=np.int64), np.r_[True, row[1:] != row[:-1]][: len(row)])
-    stage = _stage_codes(flat, open_stages)
+    visit = group_cumsum(np.ones(len(row), dtype=np.int64), np.r_[True, row[1:] != row[:-1]][: len(row)])
+    stage = pd.Index(list(open_stages)).get_indexer(flat).astype(np.int64)  # -1: not an open stage
     if (keep & (stage < 0)).any():
         bad = flat[keep & (stage < 0)].iloc[0]
         raise ValueError(f"deals.path: {bad!r} is not an open stage of the process map {list(open_stages)}")
@@ -701,7 +657,7 @@ def _matched(
     treated = (fv > 0) & (visit == fv)
     control = (fv == 0) | (visit < fv)
     key = row[control] * k + stage[control]
-    c_key = _sorted_unique(key)
+    c_key = sorted_unique(key)
     c_row, c_stage = c_key // k, c_key % k
     n2 = np.bincount(c_stage, minlength=k).astype("float64")
     k2 = np.bincount(c_stage, weights=won[c_row].astype("float64"), minlength=k)

@@ -69,13 +69,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import DAY_US, NEVER
+from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
 from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
-from salesforecast.models.stage_conversion import StageConversionModel, _Runs
+from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
 from salesforecast.simulation import simulate_bookings
-from salesforecast.snapshots import _intervals, _snapshot_rows, pipeline_snapshots, to_dates
+from salesforecast.snapshots import pipeline_snapshots, to_dates
 
 __all__ = [
     "BacktestCutoff",
@@ -190,7 +192,7 @@ class _Snap:
     amount: np.ndarray  # 0 where missing
     days: np.ndarray  # days in stage
     ctx: _Context
-    rows: np.ndarray  # rows of the stage intervals
+    rows: np.ndarray  # rows of the deal history (its stage intervals)
 
     def __len__(self) -> int:
         return len(self.opp)
@@ -198,7 +200,7 @@ class _Snap:
     @property
     def close(self) -> np.ndarray:
         """Close date (as it stood), datetime64[us]."""
-        return self.ctx.iv_close[self.rows]
+        return self.ctx.history.close[self.rows].view("datetime64[us]")
 
     @property
     def codes(self) -> np.ndarray:
@@ -212,7 +214,7 @@ def _clean_days(days: np.ndarray) -> np.ndarray:
 
 
 class _Context:
-    """What every cutoff needs, computed once: the stage intervals, the wins, the group codes, the periods."""
+    """What every cutoff needs, computed once: the deal history, the wins, the group codes, the periods."""
 
     def __init__(self, data: CRMData, period: str, groups: Sequence[str]) -> None:
         self.data = data
@@ -222,27 +224,21 @@ class _Context:
         self.static = [g for g in self.groups.names if g != "total"]
         process = data.process
         opps = data.opportunities
-        self.intervals = _intervals(data)
-        iv, _, opp_pos = self.intervals
-        self.iv = iv
-        self.iv_opp = np.asarray(opp_pos, dtype=np.int64)
+        self.history = h = DealHistory.from_data(data)
         self.opp_codes = self.groups.codes(opps)  # (groupings, opportunities)
         names = pd.Index(process.stage_names)
-        self.iv_stage = process.stage_codes(iv["stage"])
-        self.iv_amount = np.nan_to_num(iv["amount"].to_numpy("float64"))
-        self.iv_close = iv["close_date"].to_numpy("datetime64[us]")
-        self.iv_entered = iv["stage_entered_at"].to_numpy("datetime64[us]")
         self.crm_probability = np.append(process.probability.reindex(names).fillna(0.0).to_numpy("float64"), 0.0)
-        won = np.flatnonzero(np.isin(self.iv_stage, [names.get_loc(x) for x in process.won_stages]))
         # won states by close date: a period's wins are one slice (`_won_rows`)
-        won = won[np.argsort(self.iv_close[won], kind="stable")]
-        self.won_start = iv["start"].to_numpy("datetime64[us]")[won]
-        end = iv["end"].to_numpy("datetime64[us]")[won]
-        self.won_end = np.where(np.isnat(end), np.datetime64("9999-12-31", "us"), end)
-        self.won_close = self.iv_close[won]
-        self.won_created = iv["created_at"].to_numpy("datetime64[us]")[won]
-        self.won_amount = iv["amount"].to_numpy("float64")[won]
-        self.won_opp = self.iv_opp[won]
+        won = h.won_rows()
+        self.won_start = h.start[won].view("datetime64[us]")
+        end = h.end[won]
+        self.won_end = np.where(end == NEVER, np.datetime64("9999-12-31", "us").astype(np.int64), end).view(
+            "datetime64[us]"
+        )
+        self.won_close = h.close[won].view("datetime64[us]")
+        self.won_created = h.created[won].view("datetime64[us]")
+        self.won_amount = h.amount[won]
+        self.won_opp = h.deal_pos[h.deal[won]]
         self.won_codes = self.opp_codes[:, self.won_opp]
         owner_codes, owner_values = pd.factorize(opps["owner"].astype("str"))
         self.owners = pd.Index(sorted(set(owner_values)))
@@ -262,7 +258,7 @@ class _Context:
     def add_snapshots(self, dates: Iterable[Any]) -> None:
         """Rebuild the open pipeline at `dates` (once: `snap` then reads it at any of them)."""
         idx = to_dates(list(dates))
-        rows, date_idx = _snapshot_rows(self.iv, idx)
+        rows, date_idx = self.history.snapshot_rows(idx)
         cuts = np.searchsorted(date_idx, np.arange(len(idx) + 1))
         for i, t in enumerate(idx):
             self._snap_rows[pd.Timestamp(t)] = rows[cuts[i] : cuts[i + 1]]
@@ -270,14 +266,14 @@ class _Context:
     def snap(self, t: pd.Timestamp) -> _Snap:
         """The pipeline at `t` (a date given to `add_snapshots`; none there: empty)."""
         rows = self._snap_rows.get(pd.Timestamp(t), np.zeros(0, dtype=np.int64))
-        opp = self.iv_opp[rows]
+        h = self.history
         t64 = np.datetime64(pd.Timestamp(t), "us")
         return _Snap(
             t=pd.Timestamp(t),
-            opp=opp,
-            stage=self.iv_stage[rows],
-            amount=self.iv_amount[rows],
-            days=_clean_days((t64 - self.iv_entered[rows]) / np.timedelta64(86_400_000_000, "us")),
+            opp=h.deal_pos[h.deal[rows]],
+            stage=h.stage[rows],
+            amount=np.nan_to_num(h.amount[rows]),
+            days=_clean_days((t64 - h.entered[rows].view("datetime64[us]")) / np.timedelta64(DAY_US, "us")),
             ctx=self,
             rows=rows,
         )
@@ -561,7 +557,7 @@ def _segment_of(ctx: _Context, model: StageConversionModel) -> np.ndarray:
     if model.segment not in ctx.factorized:
         ctx.factorized[model.segment] = pd.factorize(ctx.data.opportunities[model.segment])
     codes, uniques = ctx.factorized[model.segment]
-    return model._segment_groups(uniques)[codes]
+    return model.segment_groups(uniques)[codes]
 
 
 def _predict_within(
@@ -573,7 +569,7 @@ def _predict_within(
         return [np.zeros(0) for _ in snaps]
     start = np.repeat(np.array([np.datetime64(x.t, "us") for x in snaps]), sizes).view(np.int64)
     end = np.repeat(np.array([np.datetime64(pd.Timestamp(x), "us") for x in ends]), sizes).view(np.int64)
-    q = model._close_within_codes(
+    q = model.predict_close_within_codes(
         np.concatenate([x.stage for x in snaps]),
         seg[np.concatenate([x.opp for x in snaps])],
         np.concatenate([x.days for x in snaps]),
@@ -1236,7 +1232,7 @@ def backtest(
         for label in ctx.past_periods(plan["cutoff"].max(), 0):
             snap_dates.add(ctx.bounds(label)[0])
     ctx.add_snapshots(snap_dates)
-    runs = _Runs.from_data(data, ctx.intervals) if needs_sc else None
+    runs = ctx.history if needs_sc else None
     settings = _Settings(
         data=data,
         truth=truth,
@@ -1341,7 +1337,7 @@ def _commit_bias(ctx: _Context, refit_at: pd.Timestamp, weeks: float) -> tuple[p
 
 def _refit(
     ctx: _Context,
-    runs: _Runs,
+    runs: DealHistory,
     segment: str | None,
     refit_at: pd.Timestamp,
     pairs: list[tuple],
@@ -1352,9 +1348,7 @@ def _refit(
 ) -> tuple[StageConversionModel | None, np.ndarray | None, dict[int, float], float]:
     """The stage-conversion model fitted at `refit_at`, its segment codes, horizon factors and shock (log-sd)."""
     try:
-        model = StageConversionModel(n_bootstrap=0, segment=segment)._fit_runs(
-            runs, ctx.data.opportunities, ctx.data.process, refit_at
-        )
+        model = StageConversionModel(n_bootstrap=0, segment=segment).fit_history(runs, refit_at)
     except ValueError:
         return None, None, {}, 0.0  # no stage history yet: the methods are missing for this period
     seg = _segment_of(ctx, model)

@@ -38,12 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import NAT, to_us
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals
 
 __all__ = ["STEPS", "pipeline_coverage", "pipeline_waterfall", "waterfall_deals"]
-
-_NAT = np.iinfo(np.int64).min
 
 #: Waterfall steps in display order with their direction: ``start``/``end`` are levels, ``in`` adds, ``out``
 #: subtracts.
@@ -74,17 +73,12 @@ def _timestamp(value: Any, name: str) -> pd.Timestamp:
     return ts.as_unit("us")
 
 
-def _us(t: pd.Timestamp) -> int:
-    """Microseconds since the epoch (the integer view of ``datetime64[us]``)."""
-    return int(np.datetime64(pd.Timestamp(t).to_datetime64(), "us").astype(np.int64))
-
-
 def _state_at(iv: pd.DataFrame, codes: np.ndarray, n_deals: int, t: pd.Timestamp) -> np.ndarray:
     """Row of `iv` holding each deal's state at `t` (-1 when the deal did not exist yet)."""
-    ti = _us(t)
+    ti = to_us(t)
     start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
     end = iv["end"].to_numpy("datetime64[us]").view(np.int64)
-    hold = (start <= ti) & ((end == _NAT) | (end > ti))
+    hold = (start <= ti) & ((end == NAT) | (end > ti))
     rows = np.full(n_deals, -1, dtype=np.int64)
     rows[codes[hold]] = np.flatnonzero(hold)
     return rows
@@ -168,7 +162,7 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     process = data.process
     if period is not None:
         lo, hi = process.calendar.period_bounds(period)
-        lo_i, hi_i = _us(lo), _us(hi)
+        lo_i, hi_i = to_us(lo), to_us(hi)
     iv = stage_intervals(data)
     codes, uniques = pd.factorize(iv["opportunity_id"])
     n = len(uniques)
@@ -185,20 +179,20 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
 
     exists_s = rs >= 0
     open_s, open_e = take(is_open, rs, False), take(is_open, re_, False)
-    cd_s, cd_e = take(close_i, rs, _NAT), take(close_i, re_, _NAT)
+    cd_s, cd_e = take(close_i, rs, NAT), take(close_i, re_, NAT)
     amt_s, amt_e = take(amount, rs, 0.0), take(amount, re_, 0.0)
     alive = re_ >= 0  # created by end
     closed_e = alive & ~open_e
-    closed_in_window = closed_e & (take(entered, re_, _NAT) > _us(start_ts))
+    closed_in_window = closed_e & (take(entered, re_, NAT) > to_us(start_ts))
     if period is None:
         in_p_s = np.ones(n, dtype=bool)
         in_p_e = np.ones(n, dtype=bool)
         before_s = before_e = np.zeros(n, dtype=bool)
     else:
-        in_p_s = (cd_s != _NAT) & (cd_s >= lo_i) & (cd_s < hi_i)
-        in_p_e = (cd_e != _NAT) & (cd_e >= lo_i) & (cd_e < hi_i)
-        before_s = (cd_s != _NAT) & (cd_s < lo_i)
-        before_e = (cd_e != _NAT) & (cd_e < lo_i)
+        in_p_s = (cd_s != NAT) & (cd_s >= lo_i) & (cd_s < hi_i)
+        in_p_e = (cd_e != NAT) & (cd_e >= lo_i) & (cd_e < hi_i)
+        before_s = (cd_s != NAT) & (cd_s < lo_i)
+        before_e = (cd_e != NAT) & (cd_e < lo_i)
     in_s = exists_s & open_s & in_p_s
     in_e = alive & open_e & in_p_e
     closes = closed_in_window & (in_s | in_p_e)

@@ -38,17 +38,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from salesforecast._utils import arrow_strings, decode, encode, isin, positions, str_series
+from salesforecast._utils import DAY_US, NAT, NEVER, arrow_strings, decode, encode, isin, positions, str_series
 from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData
 
-__all__ = ["known_at", "pipeline_snapshots", "stage_intervals", "to_dates"]
+__all__ = [
+    "EncodedIntervals",
+    "encoded_intervals",
+    "known_at",
+    "pipeline_snapshots",
+    "snapshot_rows",
+    "stage_intervals",
+    "to_dates",
+]
 
 #: Static opportunity columns copied into snapshots when present.
 DEFAULT_COLUMNS: tuple[str, ...] = SNAPSHOT_STATIC_COLUMNS
-
-_MAX = np.iinfo(np.int64).max
-_NAT = np.iinfo(np.int64).min  # NaT as int64
-_DAY = 86_400_000_000  # one day in microseconds
 
 
 def to_dates(as_of: Any) -> pd.DatetimeIndex:
@@ -94,13 +98,16 @@ def _intervals(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     opp_pos : numpy.ndarray
         int64, each row's position in ``data.opportunities``.
     """
-    enc = _encoded_intervals(data)
+    enc = encoded_intervals(data)
     return enc.frame, enc.codes, enc.opp_pos
 
 
 @dataclass(frozen=True)
-class _Encoded:
-    """`_intervals` and, from the fast path, integer codes of its string columns (cheap to gather by row).
+class EncodedIntervals:
+    """`stage_intervals` with the codes of its rows (and, from the fast path, of its string columns).
+
+    ``frame`` is the `stage_intervals` table, ``codes`` (int64) each row's opportunity code (the rank of its id
+    among the sorted ids) and ``opp_pos`` (int64) each row's position in ``data.opportunities``.
 
     ``ids[codes]`` is the ``opportunity_id`` column, ``stage_vocab[stage]`` the ``stage`` column and
     ``category_vocab[category]`` the ``forecast_category`` column (code -1: missing). The codes are ``None``
@@ -117,16 +124,25 @@ class _Encoded:
     category_vocab: pa.Array | None = None
 
 
-def _encoded_intervals(data: CRMData) -> _Encoded:
-    """`_intervals` with codes of its string columns: `_intervals_fast` when the data allow, else the plain way."""
+def encoded_intervals(data: CRMData) -> EncodedIntervals:
+    """`stage_intervals` of `data` with the codes of its rows (vectorised when the data allow, else plain pandas).
+
+    Parameters
+    ----------
+    data : CRMData
+
+    Returns
+    -------
+    EncodedIntervals
+    """
     fast = _intervals_fast(data)
     if fast is not None:
         return fast
     frame, codes, opp_pos = _intervals_plain(data)
-    return _Encoded(frame, codes, opp_pos)
+    return EncodedIntervals(frame, codes, opp_pos)
 
 
-def _us(s: pd.Series) -> np.ndarray | None:
+def _us_view(s: pd.Series) -> np.ndarray | None:
     """int64 microseconds of a ``datetime64[us]`` Series (NaT: int64 min); None for any other dtype."""
     if s.dtype != np.dtype("datetime64[us]"):
         return None
@@ -153,7 +169,7 @@ def _per_name(names: dict[str, int], f: Any, missing: Any, dtype: Any) -> np.nda
     return np.array([*(f(name) for name in names), missing], dtype=dtype)
 
 
-def _intervals_fast(data: CRMData) -> _Encoded | None:
+def _intervals_fast(data: CRMData) -> EncodedIntervals | None:
     """`_intervals` in vectorised integer code, for validated tables (None when they are not of that shape).
 
     The shape: Arrow-backed string ids (no missing, unique in opportunities, every history id among them),
@@ -180,8 +196,8 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
     h_cat = arrow_strings(hist["forecast_category"])
     with_cat = "forecast_category" in opps.columns
     o_cat = arrow_strings(opps["forecast_category"]) if with_cat else pa.nulls(n, pa.large_string())
-    created, t = _us(opps["created_at"]), _us(hist["changed_at"])
-    o_close, h_close = _us(opps["close_date"]), _us(hist["close_date"])
+    created, t = _us_view(opps["created_at"]), _us_view(hist["changed_at"])
+    o_close, h_close = _us_view(opps["close_date"]), _us_view(hist["close_date"])
     if (
         oid is None
         or hid is None
@@ -198,8 +214,8 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
         or opps["is_closed"].dtype != np.dtype(bool)
         or opps["amount"].dtype != np.dtype("float64")
         or hist["amount"].dtype != np.dtype("float64")
-        or (created == _NAT).any()
-        or (t == _NAT).any()
+        or (created == NAT).any()
+        or (t == NAT).any()
     ):
         return None
     o_amount = opps["amount"].to_numpy()
@@ -250,7 +266,7 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
     has = cnt > 0
     first_t = t[np.minimum(hstart, h - 1)]
     last_t = t[np.clip(hstart + cnt - 1, 0, h - 1)]
-    late = has & (first_t > created + _DAY)
+    late = has & (first_t > created + DAY_US)
     bare = ~has
     closed_stage = _per_name(stage_names, set(process.closed_stages).__contains__, False, bool)
     reaches_close = np.zeros(n, dtype=bool)
@@ -289,7 +305,7 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
     t_all = place(t, created[pre_codes], when)
     stage = place(hs, np.where(pre_open, os_[pre_codes], -1), os_[cl])
     amount = place(h_amount, np.where(pre_bare, o_amount[pre_codes], np.nan), o_amount[cl])
-    close_date = place(h_close, np.where(pre_bare, o_close[pre_codes], _NAT), o_close[cl])
+    close_date = place(h_close, np.where(pre_bare, o_close[pre_codes], NAT), o_close[cl])
     category = place(hc, np.where(pre_open, oc[pre_codes], -1), np.full(len(cl), -1, dtype=np.int32))
     dest_h = None  # free it
 
@@ -304,9 +320,9 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
     start[off] = created_r[off]
     end = np.empty(m, dtype=np.int64)
     end[:-1] = start[1:]
-    end[stop - 1] = _MAX
+    end[stop - 1] = NEVER
     np.maximum(end, start, out=end)  # a later change cannot end a state before it started
-    end[end == _MAX] = _NAT
+    end[end == NEVER] = NAT
 
     # carry amount, close date and category forward within each opportunity; nothing recorded yet: the current
     # value (amount, close date) or the stage's default category
@@ -323,8 +339,8 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
     amount = amount.take(last_where(~np.isnan(amount)))
     miss = np.isnan(amount)
     amount[miss] = o_amount[code[miss]]
-    close_date = close_date.take(last_where(close_date != _NAT))
-    miss = close_date == _NAT
+    close_date = close_date.take(last_where(close_date != NAT))
+    miss = close_date == NAT
     close_date[miss] = o_close[code[miss]]
     category = category.take(last_where(category >= 0))
     miss = category < 0
@@ -359,7 +375,7 @@ def _intervals_fast(data: CRMData) -> _Encoded | None:
         },
         copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
-    return _Encoded(frame, code, opp_pos, ids, stage, stage_vocab, category, category_vocab)
+    return EncodedIntervals(frame, code, opp_pos, ids, stage, stage_vocab, category, category_vocab)
 
 
 def _sorted_by(keys: np.ndarray, t: np.ndarray) -> bool:
@@ -465,7 +481,7 @@ def _intervals_plain(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarra
     start = np.maximum(t, created_i)
     start[first_of_opp] = created_i[first_of_opp]
     end = np.r_[start[1:], 0]
-    end[last_of_opp] = _MAX
+    end[last_of_opp] = NEVER
     end = np.maximum(end, start)  # a later change cannot end a state before it started
 
     # carry amount, close date and category forward within each opportunity
@@ -489,7 +505,7 @@ def _intervals_plain(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarra
         {
             "opportunity_id": ev["opportunity_id"],
             "start": start.view("datetime64[us]"),
-            "end": np.where(end == _MAX, np.iinfo(np.int64).min, end).view("datetime64[us]"),
+            "end": np.where(end == NEVER, NAT, end).view("datetime64[us]"),
             "stage": stage,
             "is_open": is_open.to_numpy(),
             "amount": amount.to_numpy(dtype="float64"),
@@ -502,18 +518,29 @@ def _intervals_plain(data: CRMData) -> tuple[pd.DataFrame, np.ndarray, np.ndarra
     return out, codes, opp_pos
 
 
-def _snapshot_rows(iv: pd.DataFrame, dates: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Which open states hold at which dates: rows of `iv` (from `_intervals`) and the index of the date in `dates`.
+def snapshot_rows(iv: pd.DataFrame, dates: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Which open states hold at which dates: rows of `iv` and the index of the date in `dates`.
 
-    Ordered by date, then by row of `iv` (so by opportunity id: `iv` is sorted by opportunity, and one opportunity
-    has at most one state at a time). Cost O(states x log(dates) + output rows).
+    Parameters
+    ----------
+    iv : pandas.DataFrame
+        `stage_intervals` (columns ``start``, ``end``, ``is_open`` are read).
+    dates : pandas.DatetimeIndex
+        Sorted, unique (`to_dates`).
+
+    Returns
+    -------
+    rows, date_idx : numpy.ndarray
+        int64: the row of `iv` and the position of its date in `dates`, ordered by date, then by row of `iv` (so
+        by opportunity id: `iv` is sorted by opportunity, and one opportunity has at most one state at a time).
+        Cost O(states x log(dates) + output rows).
     """
     d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
     start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
     end = iv["end"].to_numpy("datetime64[us]").view(np.int64)
     lo = np.searchsorted(d, start, side="left")
     n = np.searchsorted(d, end, side="left")
-    n[end == _NAT] = len(d)  # the current state (no end): at every date from its start on
+    n[end == NAT] = len(d)  # the current state (no end): at every date from its start on
     n -= lo
     n[~iv["is_open"].to_numpy()] = 0
     held = np.flatnonzero(n)
@@ -595,15 +622,15 @@ def pipeline_snapshots(
     np.True_
     """
     dates = to_dates(as_of)
-    enc = _encoded_intervals(data)
+    enc = encoded_intervals(data)
     iv = enc.frame
-    rows, date_idx = _snapshot_rows(iv, dates)
+    rows, date_idx = snapshot_rows(iv, dates)
 
     asof_us = dates.as_unit("us").asi8[date_idx].view("datetime64[us]")
     del date_idx
     entered = iv["stage_entered_at"].to_numpy("datetime64[us]")[rows]
     created = iv["created_at"].to_numpy("datetime64[us]")[rows]
-    day = np.timedelta64(86_400_000_000, "us")
+    day = np.timedelta64(DAY_US, "us")
     elapsed = np.subtract(asof_us, entered)
     days_in_stage = elapsed / day
     age_days = np.divide(np.subtract(asof_us, created, out=elapsed), day)
@@ -798,7 +825,7 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
     order = _history_order(hkey, changed.to_numpy().view(np.int64) if changed.dtype.kind == "M" else t)
     key_sorted = hkey if order is None else hkey[order]
     last_row = _last_rows(key_sorted, order, n_keys, np.ones(len(hist), dtype=bool))
-    last_change = _gather(t, _gather(last_row, kkey, -1), _NAT).view("datetime64[us]")
+    last_change = _gather(t, _gather(last_row, kkey, -1), NAT).view("datetime64[us]")
     close_when = np.maximum(
         kept["close_date"].to_numpy("datetime64[us]"), kept["created_at"].to_numpy("datetime64[us]")
     )

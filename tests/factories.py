@@ -115,3 +115,13 @@ def deal_tables(deals: dict, owner=lambda i, oid: ["ann", "bo"][i % 2]) -> dict[
     for df, c in ((opps_df, "created_at"), (opps_df, "close_date"), (hist_df, "changed_at"), (hist_df, "close_date")):
         df[c] = pd.to_datetime(df[c].astype(str), format="ISO8601").astype("datetime64[us]")
     return {"opportunities": opps_df, "stage_history": hist_df}
+
+
+def complete_history_crm(n: int = 30, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """`random_crm` where every history row records the amount and the close date (no current values fill in)."""
+    tables = random_crm(n, seed=seed)
+    h = tables["stage_history"]
+    for c in ("amount", "close_date"):
+        h[c] = h.groupby("opportunity_id")[c].ffill().fillna(h.groupby("opportunity_id")[c].bfill())
+    tables["stage_history"] = h
+    return tables

@@ -21,6 +21,7 @@ LAYERS = {
     "datasets": 2,
     "quality": 2,
     "snapshots": 3,
+    "history": 3,
     "models": 4,
     "adherence": 4,
     "movement": 4,

@@ -136,3 +136,17 @@ def test_default_process_without_a_source_is_salesforces():
     assert generate(n_opportunities=20, seed=1)[0].process == default
     assert generate(n_opportunities=20, seed=1, process="default")[0].process == default
     assert load_sample().process == default  # the sample's process.yml is Salesforce's standard map
+
+
+def test_default_process_of_a_model_is_the_datas_own():
+    """StageConversionModel(process="default") learns on the data's own map, as process=None does."""
+    from salesforecast.io.hubspot import hubspot_process
+    from salesforecast.models import StageConversionModel
+
+    hubspot_like = generate(n_opportunities=300, seed=2, process=hubspot_process())[0]
+    for process in (None, "default"):
+        model = StageConversionModel(n_bootstrap=0, process=process).fit(hubspot_like)
+        assert model.process_ == hubspot_like.process
+    model = StageConversionModel(n_bootstrap=0, process="salesforce")
+    with pytest.raises(ValueError, match="is not a stage of the process map"):
+        model.fit(hubspot_like)

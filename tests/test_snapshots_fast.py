@@ -21,9 +21,9 @@ from salesforecast.snapshots import (
     _intervals,
     _intervals_fast,
     _intervals_plain,
-    _snapshot_rows,
     known_at,
     pipeline_snapshots,
+    snapshot_rows,
     stage_intervals,
     to_dates,
 )
@@ -42,7 +42,7 @@ def _plain_isin(s: pd.Series, values) -> pd.Series:
 def _plain_snapshots(data: CRMData, as_of, columns=None) -> pd.DataFrame:
     dates = to_dates(as_of)
     iv, _, iv_opp_pos = _intervals_plain(data)
-    rows, date_idx = _snapshot_rows(iv, dates)
+    rows, date_idx = snapshot_rows(iv, dates)
     sel = iv.iloc[rows].reset_index(drop=True)
     when = pd.Series(dates[date_idx], name="as_of")
     day = np.timedelta64(86_400_000_000, "us")

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from sklearn.base import clone
 
-from salesforecast._utils import isin
+from salesforecast._utils import DAY_US, isin, to_us
 from salesforecast.calibration import compare_with_crm
 from salesforecast.datasets import generate, load_sample
+from salesforecast.history import DealHistory
 from salesforecast.metrics import brier_score
 from salesforecast.models import StageConversionModel, stage_visits
 from salesforecast.models.stage_conversion import _life_table, _risk_deficit
@@ -740,3 +741,28 @@ def test_fit_at_a_date_equals_fit_on_the_data_known_then(seed):
                 rtol=1e-12,
                 atol=1e-12,
             )
+
+
+@pytest.mark.parametrize("as_of", ["2024-06-01", "2025-06-01"])
+def test_fit_history_at_a_date_equals_fit_on_the_data_known_then(sample, as_of):
+    history = DealHistory.from_data(sample)
+    a = StageConversionModel(n_bootstrap=0, segment="segment").fit_history(history, as_of)
+    b = StageConversionModel(n_bootstrap=0, segment="segment").fit(sample, as_of=as_of)
+    c = StageConversionModel(n_bootstrap=0, segment="segment").fit(known_at(sample, as_of), as_of=as_of)
+    pd.testing.assert_frame_equal(a.transition_matrix_, b.transition_matrix_)
+    pd.testing.assert_frame_equal(a.transition_matrix_, c.transition_matrix_)
+    snap = pipeline_snapshots(sample, as_of, columns=["segment"])
+    np.testing.assert_array_equal(a.predict_proba(snap), b.predict_proba(snap))
+    code, group = sample.process.stage_codes(snap["stage"]), a.segment_groups(pd.unique(snap["segment"]))
+    group = group[pd.factorize(snap["segment"])[0]]
+    start = np.full(len(snap), to_us(as_of))
+    end = start + 90 * DAY_US
+    q = a.predict_close_within_codes(code, group, snap["days_in_stage"].to_numpy(), start, end)
+    np.testing.assert_array_equal(q, a.predict_close_within(snap, pd.Timestamp(as_of) + pd.Timedelta(days=90)))
+
+
+def test_fit_history_needs_a_history(sample):
+    with pytest.raises(TypeError, match="DealHistory"):
+        StageConversionModel().fit_history(sample)
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        StageConversionModel(segment="nope").fit_history(DealHistory.from_data(sample))

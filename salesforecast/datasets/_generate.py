@@ -92,6 +92,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from salesforecast._utils import DAY_US
 from salesforecast.process import FORECAST_CATEGORIES, SalesProcess
 from salesforecast.schema import CRMData, validate
 
@@ -462,7 +463,7 @@ class GroundTruth:
         run = np.flatnonzero(known & ~over)
         if len(run):
             now = _clock_days(now_us[run])
-            elapsed_us = np.round(np.maximum(days[run], 0.0) * _DAY_US).astype(np.int64)
+            elapsed_us = np.round(np.maximum(days[run], 0.0) * DAY_US).astype(np.int64)
             entered = np.minimum(_clock_days(now_us[run] - elapsed_us.astype("timedelta64[us]")), now)
             end = _clock_days(end_us[run])
             eoq_delay = float(self.params.get("eoq_delay", 0.5))
@@ -611,7 +612,7 @@ def _to_times(days: np.ndarray, origin: np.datetime64) -> np.ndarray:
 
 def _to_dates(days: np.ndarray, origin: np.datetime64) -> np.ndarray:
     """Integer day numbers since `origin` -> midnight datetime64[us]."""
-    return origin + (days.astype(np.int64) * 86_400_000_000).astype("timedelta64[us]")
+    return origin + (days.astype(np.int64) * DAY_US).astype("timedelta64[us]")
 
 
 def _ids(prefix: str, n: int, width: int) -> pd.Series:
@@ -660,7 +661,6 @@ def _allocate_reps(n_reps: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- oracle helpers
-_DAY_US = 86_400_000_000
 _WORK_START_US, _WORK_US = 8 * 3_600_000_000, 10 * 3_600_000_000  # the working day: 08:00 + f * 10h
 # 64-bit hashes per (path, jump), each split into two 32-bit uniforms: (z, next stage), (push, push shift) and,
 # before the first jump, (win already due and held back, its time)
@@ -720,8 +720,8 @@ def _clock_days(times: np.ndarray) -> np.ndarray:
     the start (before 08:00) or the end (after 18:00) of its working day. Days count from 1970-01-01.
     """
     us = np.asarray(times, dtype="datetime64[us]").view(np.int64)
-    day = np.floor_divide(us, _DAY_US)
-    return day + np.clip((us - day * _DAY_US - _WORK_START_US) / _WORK_US, 0.0, 1.0)
+    day = np.floor_divide(us, DAY_US)
+    return day + np.clip((us - day * DAY_US - _WORK_START_US) / _WORK_US, 0.0, 1.0)
 
 
 def _duration_table(durations: pd.DataFrame, open_stages: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -752,7 +752,7 @@ def _quarter_start_days(calendar: Any, first: np.datetime64, last: np.datetime64
     label = calendar.period(pd.DatetimeIndex([pd.Timestamp(first)]), "quarter").iloc[0]
     q0 = calendar.period_bounds(label)[0]
     starts = pd.date_range(q0, pd.Timestamp(last) + pd.DateOffset(months=6), freq="3MS")
-    return (starts.as_unit("us").asi8 // _DAY_US).astype(float)
+    return (starts.as_unit("us").asi8 // DAY_US).astype(float)
 
 
 def _mix64(x: int) -> int:

@@ -5,7 +5,7 @@ in week 20. So the unit of learning is a *snapshot row*, one open deal at one da
 known at that date, and labelled with what happened to it later. Leakage-free by construction:
 
 Features (`opportunity_features`)
-    Built from `salesforecast.snapshots.pipeline_snapshots` and `salesforecast.snapshots.stage_intervals`; every
+    Built from `salesforecast.snapshots.pipeline_snapshots` and `salesforecast.history.DealHistory`; every
     value of the row at date ``t`` depends only on history rows with ``changed_at <= t`` (a change made at ``t`` is
     known at ``t``, the snapshots' convention), so the features of ``t`` are the same with or without the data
     after ``t``. Two exceptions come from the canonical tables themselves: static columns (below), and an amount
@@ -18,7 +18,7 @@ Features (`opportunity_features`)
       history row), ``days_to_close`` (from ``t`` to the close date as it stood; negative when overdue),
       ``period``/``period_end`` (the fiscal period containing ``t``, its exclusive end), ``days_to_period_end``
       and ``close_in_period`` (the close date as it stood falls before ``period_end``, overdue dates included).
-    - The history so far (history rows up to ``t``, with the definitions of `salesforecast.adherence`):
+    - The history so far (history rows up to ``t``, with the definitions of `salesforecast.history`):
       ``close_date_pushes``, ``days_pushed``, ``close_date_pull_ins``, ``skipped_stages``, ``regressions``,
       ``stage_changes``, ``amount_changes`` and ``amount_change_pct`` (amount at ``t`` over the amount at creation,
       minus 1). They equal the counts of ``deal_adherence(known_at(data, t), as_of=t)``.
@@ -72,8 +72,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from salesforecast._utils import DAY_US, NAT, to_us, us
+from salesforecast.history import DealHistory
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import known_at, pipeline_snapshots, stage_intervals, to_dates
+from salesforecast.snapshots import known_at, pipeline_snapshots, to_dates
 
 __all__ = [
     "HISTORY_FEATURES",
@@ -82,10 +84,6 @@ __all__ = [
     "opportunity_features",
     "opportunity_targets",
 ]
-
-_DAY_US = 86_400_000_000
-_MAX = np.iinfo(np.int64).max
-_NAT = np.iinfo(np.int64).min
 
 #: Opportunity columns that hold the deal's changing state (taken from the history, never as current values).
 _STATE_COLUMNS = (
@@ -140,104 +138,11 @@ _NOT_FEATURES = (
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _group_cumsum(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
-    """Cumulative sum of `values` restarting where `group_start` is True (rows sorted by group)."""
-    cs = np.cumsum(values)
-    starts = np.flatnonzero(group_start)
-    if len(starts) == 0:
-        return cs
-    base = (cs[starts] - values[starts])[np.cumsum(group_start) - 1]
-    return cs - base
-
-
-def _stage_codes(stages: pd.Series, names: Sequence[str]) -> np.ndarray:
-    """Position of each stage in `names` (-1 when missing or unknown), via one factorisation."""
-    codes, uniques = pd.factorize(stages)
-    lookup = np.r_[pd.Index(list(names)).get_indexer(uniques), -1]
-    return lookup[codes].astype(np.int64)
-
-
-def _us(values: Any) -> np.ndarray:
-    """Datetimes as int64 microseconds (NaT -> int64 min)."""
-    return np.asarray(values).astype("datetime64[us]").view(np.int64)
-
-
-def _ts_us(ts: Any) -> int:
-    """One timestamp as int64 microseconds."""
-    return int(np.datetime64(pd.Timestamp(ts).as_unit("us").to_datetime64(), "us").astype(np.int64))
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    s = np.sort(values)
-    return s[np.r_[True, s[1:] != s[:-1]][: len(s)]]
-
-
-class _History:
-    """Stage intervals with per-row running counts, and a search for the row in force at any (deal, time)."""
-
-    def __init__(self, data: CRMData) -> None:
-        process = data.process
-        iv = stage_intervals(data)  # sorted by opportunity, then start (then reading order)
-        self.iv = iv
-        n = len(iv)
-        codes, uniques = pd.factorize(iv["opportunity_id"])  # appearance order: ascending along iv
-        self.codes, self.ids = codes.astype(np.int64), pd.Index(uniques)
-        k = len(process.open_stages)
-        won = np.array([process.stage_names.index(s) for s in process.won_stages], dtype=np.int64)
-        si = _stage_codes(iv["stage"], process.stage_names)
-        self.si, self.k, self.won_codes = si, k, won
-        first = np.r_[True, codes[1:] != codes[:-1]][:n]
-        self.first = first
-        row_open = (si >= 0) & (si < k)
-        prev_si = np.r_[-1, si[:-1]][:n]
-        moved = ~first & (si != prev_si)  # a new visit (run of one stage), as in salesforecast.adherence
-        a_open = (prev_si >= 0) & (prev_si < k)
-        skip = moved & a_open & row_open & (si > prev_si + 1)
-        regress = moved & a_open & row_open & (si < prev_si)
-        prev_open = np.r_[False, iv["is_open"].to_numpy(dtype=bool)[:-1]][:n]
-        revision = ~first & prev_open & row_open
-        cd = _us(iv["close_date"])
-        cd_prev = np.r_[_NAT, cd[:-1]][:n]
-        cd_ok = revision & (cd != _NAT) & (cd_prev != _NAT)
-        cd_diff = np.where(cd_ok, (cd - cd_prev) / _DAY_US, 0.0)
-        amount = iv["amount"].to_numpy(dtype="float64")
-        am_diff = np.nan_to_num(np.where(revision, amount - np.r_[np.nan, amount[:-1]][:n], 0.0), nan=0.0)
-        events = {
-            "close_date_pushes": (cd_diff > 0).astype(np.int64),
-            "days_pushed": np.where(cd_diff > 0, cd_diff, 0.0),
-            "close_date_pull_ins": (cd_diff < 0).astype(np.int64),
-            "skipped_stages": np.where(skip, si - prev_si - 1, 0),
-            "regressions": regress.astype(np.int64),
-            "stage_changes": moved.astype(np.int64),
-            "amount_changes": (am_diff != 0).astype(np.int64),
-        }
-        self.so_far = {name: _group_cumsum(v, first) for name, v in events.items()}
-        first_row = np.cumsum(first) - 1  # deal number of each row
-        self.amount_initial = amount[np.flatnonzero(first)][first_row]
-        self.start = _us(iv["start"])
-        self.end = np.where(_us(iv["end"]) == _NAT, _MAX, _us(iv["end"]))
-
-    def row_at(self, ids: pd.Series | np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Index of the interval in force at each (opportunity, time in us): the last one starting at or before it.
-
-        -1 where the opportunity has no interval starting by then (or none at all).
-        """
-        code = self.ids.get_indexer(ids).astype(np.int64)
-        grid = _sorted_unique(np.r_[self.start, times])
-        width = np.int64(len(grid) + 1)
-        key_iv = self.codes * width + np.searchsorted(grid, self.start)
-        key_q = np.maximum(code, 0) * width + np.searchsorted(grid, times)
-        row = np.searchsorted(key_iv, key_q, side="right") - 1
-        ok = (code >= 0) & (row >= 0)
-        ok[ok] &= self.codes[row[ok]] == code[ok]
-        return np.where(ok, row, -1)
-
-
 def _period_ends(data: CRMData, dates: pd.DatetimeIndex, period: str) -> tuple[pd.Series, np.ndarray]:
     """Fiscal period label and exclusive end (us) of each date (a loop over the distinct periods)."""
     cal = data.process.calendar
     labels = cal.period(dates, period)
-    ends = {lab: _ts_us(cal.period_bounds(lab)[1]) for lab in labels.unique()}
+    ends = {lab: to_us(cal.period_bounds(lab)[1]) for lab in labels.unique()}
     return labels.reset_index(drop=True), np.array([ends[x] for x in labels], dtype=np.int64)
 
 
@@ -309,26 +214,26 @@ def opportunity_features(
     dates = to_dates(as_of)
     static = _static_columns(data, columns)
     snap = pipeline_snapshots(data, dates, columns=static)
-    h = _History(data)
-    t = _us(snap["as_of"])
+    h = DealHistory.from_data(data)
+    t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
     if (row < 0).any():  # cannot happen: every snapshot row comes from an interval
         raise RuntimeError("opportunity_features: a snapshot row has no history interval")
     out = snap
     k = h.k
-    si = h.si[row]
+    si = h.stage[row]
     out["stage_index"] = np.where((si >= 0) & (si < k), si, np.nan)
     out["stage_probability"] = out["stage"].map(process.probability).astype("float64")
-    out["days_since_change"] = (t - h.start[row]) / _DAY_US
-    cd = _us(out["close_date"])
-    out["days_to_close"] = np.where(cd == _NAT, np.nan, (cd - t) / _DAY_US)
+    out["days_since_change"] = (t - h.start[row]) / DAY_US
+    cd = us(out["close_date"])
+    out["days_to_close"] = np.where(cd == NAT, np.nan, (cd - t) / DAY_US)
     date_pos = np.searchsorted(dates.asi8, t)
     labels, ends = _period_ends(data, dates, period)
     end_t = ends[date_pos]
     out["period"] = labels.take(date_pos).reset_index(drop=True)
     out["period_end"] = end_t.view("datetime64[us]")
-    out["days_to_period_end"] = (end_t - t) / _DAY_US
-    out["close_in_period"] = np.where(cd == _NAT, np.nan, (cd < end_t).astype("float64"))
+    out["days_to_period_end"] = (end_t - t) / DAY_US
+    out["close_in_period"] = np.where(cd == NAT, np.nan, (cd < end_t).astype("float64"))
     for name, cum in h.so_far.items():
         out[name] = cum[row]
     init = h.amount_initial[row]
@@ -346,10 +251,10 @@ def opportunity_features(
     return out
 
 
-def _closed_counts(h: _History, dates: pd.DatetimeIndex, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
+def _closed_counts(h: DealHistory, dates: pd.DatetimeIndex, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
     """(closed, won) deals per group and date: intervals in a closed stage covering the date (difference array)."""
-    closed_row = h.si >= h.k
-    won_row = np.isin(h.si, h.won_codes)
+    closed_row = h.stage >= h.k
+    won_row = np.isin(h.stage, h.won_codes)
     d = dates.asi8
     lo = np.searchsorted(d, h.start, side="left")
     hi = np.searchsorted(d, h.end, side="left")
@@ -366,7 +271,7 @@ def _closed_counts(h: _History, dates: pd.DatetimeIndex, group: np.ndarray, n_gr
 
 
 def _owner_records(
-    data: CRMData, h: _History, dates: pd.DatetimeIndex, owner: pd.Series | None, date_pos: np.ndarray
+    data: CRMData, h: DealHistory, dates: pd.DatetimeIndex, owner: pd.Series | None, date_pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Closed and won deals of each snapshot row's owner at its date (zeros without an owner column)."""
     if owner is None or "owner" not in data.opportunities.columns:
@@ -374,8 +279,8 @@ def _owner_records(
         return zeros, zeros
     opps = data.opportunities
     owner_codes, owners = pd.factorize(opps["owner"])  # -1 for a missing owner
-    deal_owner = owner_codes[pd.Index(opps["opportunity_id"]).get_indexer(h.ids)]
-    row_owner = deal_owner[h.codes]
+    deal_owner = owner_codes[h.deal_pos]
+    row_owner = deal_owner[h.deal]
     closed, won = _closed_counts(h, dates, row_owner, max(len(owners), 1))
     snap_owner = pd.Index(owners).get_indexer(owner)
     has = snap_owner >= 0
@@ -384,9 +289,9 @@ def _owner_records(
     return c.astype(np.int64), w.astype(np.int64)
 
 
-def _overall_rate(data: CRMData, h: _History, dates: pd.DatetimeIndex) -> np.ndarray:
+def _overall_rate(data: CRMData, h: DealHistory, dates: pd.DatetimeIndex) -> np.ndarray:
     """Won / closed deals of all owners at each date (missing before the first close)."""
-    closed, won = _closed_counts(h, dates, np.zeros(len(h.si), dtype=np.int64), 1)
+    closed, won = _closed_counts(h, dates, np.zeros(len(h.stage), dtype=np.int64), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(closed[0] > 0, won[0] / closed[0], np.nan)
 
@@ -443,22 +348,22 @@ def opportunity_targets(
         if c not in features.columns:
             raise KeyError(f"features has no column {c!r}; pass the output of opportunity_features")
     known_by = data.as_of if known_by is None else pd.Timestamp(known_by)
-    kb = _ts_us(known_by)
-    h = _History(data)
+    kb = to_us(known_by)
+    h = DealHistory.from_data(data)
     n = len(features)
     if horizon == "ever":
         when = np.full(n, kb, dtype=np.int64)
         ended = np.zeros(n, dtype=bool)
     else:
-        end = _us(features["period_end"])
+        end = us(features["period_end"])
         when = np.minimum(end - 1, kb)
         ended = end <= kb
     row = h.row_at(features["opportunity_id"], when)
-    si = np.where(row >= 0, h.si[np.maximum(row, 0)], -1)
+    si = np.where(row >= 0, h.stage[np.maximum(row, 0)], -1)
     won = np.isin(si, h.won_codes)
     closed = si >= h.k
     known = closed | ended
-    entered = _us(h.iv["stage_entered_at"])[np.maximum(row, 0)]
+    entered = h.entered[np.maximum(row, 0)]
     out = pd.DataFrame(
         {
             "as_of": features["as_of"].to_numpy(),
@@ -466,7 +371,7 @@ def opportunity_targets(
             "target": np.where(known, won.astype("float64"), np.nan),
             "known": known,
             "outcome": pd.Series(np.where(won, "won", np.where(closed, "lost", "open")), dtype="str").to_numpy(),
-            "outcome_at": np.where(closed, entered, _NAT).view("datetime64[us]"),
+            "outcome_at": np.where(closed, entered, NAT).view("datetime64[us]"),
         },
         index=features.index,
     )

@@ -6,7 +6,7 @@
 Estimator
 ---------
 Visits
-    Each opportunity's history (`salesforecast.snapshots.stage_intervals`) is collapsed into runs of the same stage:
+    Each opportunity's history (`salesforecast.history.DealHistory`) is collapsed into runs of the same stage:
     history rows that only change the amount or the close date are not transitions. A visit starts when the deal
     enters an open stage and ends at the next change of stage, which may be a skip, a regression or a close.
     Visits still open at the data's ``as_of`` are *censored*: their duration is known to exceed ``as_of - entered``
@@ -73,7 +73,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -82,14 +82,13 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import arrow_strings, positions
+from salesforecast._utils import DAY_US, to_us
+from salesforecast.history import DealHistory
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, validate
-from salesforecast.snapshots import _intervals
 
 __all__ = ["StageConversionModel", "stage_visits"]
 
-_DAY_US = 86_400_000_000
 #: Weighted visits that must still be at risk at a duration for the model to condition on it.
 _MIN_AT_RISK = 10.0
 #: Step (days) of the time grid of `StageConversionModel.predict_close_within`.
@@ -99,155 +98,6 @@ _MAX_HORIZON_DAYS = 3653.0
 
 
 # ------------------------------------------------------------------------------------------------ visits
-@dataclass(frozen=True)
-class _Visits:
-    """Stage visits as arrays: one entry per visit to an open stage."""
-
-    deal: np.ndarray  # deal code, 0..n_deals-1
-    stage: np.ndarray  # open-stage code, 0..K-1
-    dest: np.ndarray  # code of the next stage (0..S-1), -1 while the visit is open (censored)
-    entered: np.ndarray  # int64 microseconds
-    days: np.ndarray  # days to the next stage, or to as_of when censored
-    final: np.ndarray  # per deal: code of its last known stage (-1 unknown)
-    duration: np.ndarray  # int64 microseconds: `days` before the division (exact, for sorting)
-    deal_pos: np.ndarray  # per deal: its row in opportunities
-
-
-def _to_us(ts: Any) -> int:
-    """Microseconds since the epoch (``Timestamp.value`` is nanoseconds whatever the unit)."""
-    return int(pd.Timestamp(ts).to_datetime64().astype("datetime64[us]").astype(np.int64))
-
-
-_NEVER = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class _Runs:
-    """Runs of one stage in every opportunity's whole history, which `visits` cuts at any date.
-
-    Built once from `stage_intervals` of all the data; ``visits(as_of, known_only=True)`` gives exactly the visits of
-    ``known_at(data, as_of)`` (the deals known then, their changes up to then), without rebuilding the data or
-    their intervals for every date (a backtest fits at many dates).
-    """
-
-    deal: np.ndarray  # per run: deal code (runs sorted by deal, then start)
-    stage: np.ndarray  # per run: stage code in the process map's order (-1 unknown)
-    start: np.ndarray  # per run: int64 microseconds
-    deal_pos: np.ndarray  # per deal: its row in opportunities
-    created: np.ndarray  # per deal: creation, int64 microseconds
-    first_change: np.ndarray  # per deal: first stage_history change (microseconds; _NEVER without history)
-    is_closed: np.ndarray  # per deal: closed now
-    close_date: np.ndarray  # per deal: close date (microseconds; _NEVER when missing)
-    data_end: int  # the data's as_of, microseconds
-
-    @classmethod
-    def from_data(cls, data: CRMData, intervals: tuple | None = None) -> _Runs:
-        """The runs of `data` (its process map decides the stages); `intervals`: `_intervals(data)` if at hand."""
-        if len(data.opportunities) == 0:
-            none = np.zeros(0, dtype=np.int64)
-            return cls(none, none, none, none, none, none, none.astype(bool), none, _to_us(data.as_of))
-        iv, codes, opp_pos = _intervals(data) if intervals is None else intervals
-        sc = data.process.stage_codes(iv["stage"])
-        deal = np.asarray(codes, dtype=np.int64)
-        start = iv["start"].to_numpy("datetime64[us]").view(np.int64)
-        first = np.r_[True, deal[1:] != deal[:-1]] if len(deal) else np.zeros(0, dtype=bool)
-        new_run = first | np.r_[True, sc[1:] != sc[:-1]] if len(deal) else first
-        ridx = np.flatnonzero(new_run)
-        first_rows = np.flatnonzero(first)
-        deal_pos = np.asarray(opp_pos, dtype=np.int64)[first_rows]
-        opps = data.opportunities
-        hist = data.stage_history
-        first_change = np.full(len(deal_pos), _NEVER, dtype=np.int64)
-        if len(hist):
-            deal_of_opp = np.full(len(opps) + 1, -1, dtype=np.int64)  # the last entry: not an opportunity
-            deal_of_opp[deal_pos] = np.arange(len(deal_pos))
-            keys, values = arrow_strings(hist["opportunity_id"]), arrow_strings(opps["opportunity_id"])
-            if keys is not None and values is not None:
-                pos = positions(keys, values)
-            else:
-                pos = pd.Index(opps["opportunity_id"]).get_indexer(hist["opportunity_id"])
-            hist_deal = deal_of_opp[pos]
-            ok = hist_deal >= 0
-            changed = hist["changed_at"].to_numpy("datetime64[us]").view(np.int64)
-            np.minimum.at(first_change, hist_deal[ok], changed[ok])
-        close = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
-        return cls(
-            deal=deal[ridx],
-            stage=sc[ridx],
-            start=start[ridx],
-            deal_pos=deal_pos,
-            created=opps["created_at"].to_numpy("datetime64[us]").view(np.int64)[deal_pos],
-            first_change=first_change,
-            is_closed=opps["is_closed"].to_numpy(dtype=bool)[deal_pos],
-            close_date=np.where(close == np.iinfo(np.int64).min, _NEVER, close),
-            data_end=_to_us(data.as_of),
-        )
-
-    def factorized(self, opportunities: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Codes of an opportunity column (-1 missing) and its values, sorted; computed once per column."""
-        cache = self.__dict__.setdefault("_factorized", {})
-        if column not in cache:
-            codes, values = pd.factorize(opportunities[column], sort=True)
-            cache[column] = (codes, np.asarray(values, dtype=object))
-        return cache[column]
-
-    def known(self, t_end: int) -> np.ndarray:
-        """Per deal: whether ``known_at(data, t_end)`` keeps it.
-
-        Kept: created by then, and with a change known by then, or without history and open now or closed by then.
-        """
-        no_hist = self.first_change == _NEVER
-        return (self.created <= t_end) & (
-            (self.first_change <= t_end) | (no_hist & (~self.is_closed | (self.close_date <= t_end)))
-        )
-
-    def visits(self, as_of: pd.Timestamp, k: int, known_only: bool = True) -> _Visits:
-        """Visits to the `k` open stages known at `as_of` (see `_visit_arrays`).
-
-        With `known_only` (and `as_of` before the data end) only the deals ``known_at(data, as_of)`` keeps count,
-        with their changes up to `as_of`; otherwise every deal, and changes after `as_of` only censor.
-        """
-        t_end = _to_us(as_of)
-        deal, stage, start = self.deal, self.stage, self.start
-        deal_pos = self.deal_pos
-        if known_only and t_end < self.data_end:
-            kept = self.known(t_end)
-            sel = kept[deal] & (start <= t_end)
-            new_code = np.cumsum(kept) - 1
-            deal, stage, start = new_code[deal[sel]], stage[sel], start[sel]
-            deal_pos = deal_pos[kept]
-        has_next = np.r_[deal[1:] == deal[:-1], False] if len(deal) else np.zeros(0, dtype=bool)
-        nxt_stage = np.r_[stage[1:], -1]
-        nxt_start = np.r_[start[1:], 0]
-        last_run = ~has_next
-        final = np.full(len(deal_pos), -1, dtype=np.int64)
-        final[deal[last_run]] = stage[last_run]
-        dest = np.where(has_next, nxt_stage, -1)
-        end = np.where(has_next, nxt_start, t_end)
-        late = has_next & (nxt_start > t_end)  # a change after as_of is not known yet: censor
-        dest = np.where(late, -1, dest)
-        end = np.where(late, t_end, end)
-        keep = (stage >= 0) & (stage < k) & (start <= t_end) & ~(has_next & ~late & (nxt_stage < 0))
-        duration = end[keep] - start[keep]
-        return _Visits(
-            deal=deal[keep],
-            stage=stage[keep],
-            dest=dest[keep],
-            entered=start[keep],
-            days=duration / _DAY_US,
-            final=final,
-            duration=duration,
-            deal_pos=deal_pos,
-        )
-
-
-def _visit_arrays(data: CRMData, process: SalesProcess, as_of: pd.Timestamp) -> _Visits:
-    """Collapse stage intervals into visits (runs of one stage) known at `as_of`: changes after it only censor."""
-    if process is not data.process:
-        data = replace(data, process=process)
-    return _Runs.from_data(data).visits(as_of, len(process.open_stages), known_only=False)
-
-
 def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     """Each opportunity's visits to open stages, as `StageConversionModel` sees them.
 
@@ -277,7 +127,7 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     True
     """
     as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
-    v = _visit_arrays(data, data.process, as_of)
+    v = DealHistory.from_data(data).visits(as_of, known_only=False)
     names = np.asarray(data.process.stage_names, dtype=object)
     nxt = pd.Series(np.where(v.dest >= 0, names[np.maximum(v.dest, 0)], None), dtype="str")
     return pd.DataFrame(
@@ -437,8 +287,9 @@ class StageConversionModel(BaseEstimator):
 
     Parameters
     ----------
-    process : SalesProcess, path or "default", optional
-        The process map; by default the one of the data passed to `fit`.
+    process : SalesProcess, path, "salesforce", "default" or None, optional
+        The process map; None or ``"default"`` (`SalesProcess.is_default`): the one of the data passed to `fit`
+        (with tables passed to `fit` instead of a CRMData: Salesforce's standard stages).
     window_months : float, optional
         Learn only from visits that entered their stage in the last `window_months` months before ``as_of``.
     half_life_days : float, optional
@@ -606,41 +457,69 @@ class StageConversionModel(BaseEstimator):
         """
         self._check_params()
         data = self._resolve_data(data, stage_history, opportunities)
-        process = data.process if self.process is None else SalesProcess.resolve(self.process)
+        process = data.process if SalesProcess.is_default(self.process) else SalesProcess.resolve(self.process)
         names = process.stage_names
         for table in ("opportunities", "stage_history"):
             stages = getattr(data, table)["stage"]
             unknown = sorted(set(pd.unique(stages.dropna())) - set(names))
             if unknown:
                 raise ValueError(f"{table}.stage: {unknown[0]!r} is not a stage of the process map; known: {names}")
-        if self.segment is not None and self.segment not in data.opportunities.columns:
-            raise ValueError(
-                f"opportunities has no column {self.segment!r} to segment by; "
-                f"available: {list(data.opportunities.columns)}"
-            )
         as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
         if process is not data.process:
             data = replace(data, process=process)
-        return self._fit_runs(_Runs.from_data(data), data.opportunities, process, as_of)
+        return self.fit_history(DealHistory.from_data(data), as_of)
 
-    def _fit_runs(
-        self, runs: _Runs, opportunities: pd.DataFrame, process: SalesProcess, as_of: pd.Timestamp
-    ) -> StageConversionModel:
-        """`fit` on the runs of the whole data (`_Runs.from_data`), cut at `as_of`: the data as known then.
+    def fit_history(self, history: DealHistory, as_of: Any = None) -> StageConversionModel:
+        """`fit` on a `DealHistory` of the whole data, cut at `as_of`: the data as known then.
 
-        The backtest refits at many dates from one `_Runs`; `fit` builds it for one.
+        One history serves fits at many dates (the backtest refits at every period or cutoff); ``fit(data, as_of)``
+        builds one (with the model's `process` map, when set) and calls this. Here the history's process map is the
+        model's.
+
+        Parameters
+        ----------
+        history : DealHistory
+            ``DealHistory.from_data(data)``.
+        as_of : date, optional
+            The data end (default: the history's, ``data.as_of``). An earlier date fits on the data as known then
+            (`salesforecast.snapshots.known_at`): the deals known then, their changes up to then.
+
+        Returns
+        -------
+        StageConversionModel
+            self, fitted.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> from salesforecast.history import DealHistory
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> a = StageConversionModel(n_bootstrap=0).fit_history(h, "2025-01-01")
+        >>> b = StageConversionModel(n_bootstrap=0).fit(data, as_of="2025-01-01")
+        >>> bool((a.win_probability_ == b.win_probability_).all())
+        True
         """
+        if not isinstance(history, DealHistory):
+            raise TypeError(f"fit_history expects a DealHistory, got {type(history).__name__}")
         self._check_params()
+        process = history.process
+        opportunities = history.opportunities
+        if self.segment is not None and self.segment not in opportunities.columns:
+            raise ValueError(
+                f"opportunities has no column {self.segment!r} to segment by; available: {list(opportunities.columns)}"
+            )
+        as_of = history.as_of if as_of is None else pd.Timestamp(as_of)
         self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # see _win_time_tables
         names = process.stage_names
-        v = runs.visits(as_of, len(process.open_stages))
-        t_end = _to_us(as_of)
+        v = history.visits(as_of)
+        t_end = to_us(as_of)
         sel = np.ones(len(v.stage), dtype=bool)
         if self.window_months is not None:
             months = float(self.window_months)
             whole = int(months)
             start = as_of - pd.DateOffset(months=whole) - pd.Timedelta(days=(months - whole) * 30.4375)
-            sel &= v.entered >= _to_us(start)
+            sel &= v.entered >= to_us(start)
         if not sel.any():
             raise ValueError(
                 "no stage visits to learn from: the stage history is empty"
@@ -656,7 +535,7 @@ class StageConversionModel(BaseEstimator):
                 days=v.days[sel],
                 duration=v.duration[sel],
             )
-        age = (t_end - v.entered) / _DAY_US
+        age = (t_end - v.entered) / DAY_US
         w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
 
         k, n_all, nb = len(process.open_stages), len(names), int(self.duration_bins)
@@ -716,7 +595,7 @@ class StageConversionModel(BaseEstimator):
         seg_labels: list[Any] = []
         F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
         if self.segment is not None:
-            opp_codes, all_labels = runs.factorized(opportunities, self.segment)
+            opp_codes, all_labels = history.opportunity_codes(self.segment)
             deal_codes = opp_codes[v.deal_pos]
             present = np.bincount(deal_codes[deal_codes >= 0], minlength=len(all_labels)) > 0  # among these deals
             g_codes = np.append(np.cumsum(present) - 1, -1)[deal_codes]
@@ -935,7 +814,7 @@ class StageConversionModel(BaseEstimator):
                     "(pipeline_snapshots copies it with columns=[...])"
                 )
             seg_codes, uniques = pd.factorize(snapshot[self.segment])
-            group = self._segment_groups(uniques)[seg_codes]
+            group = self.segment_groups(uniques)[seg_codes]
         if "days_in_stage" in snapshot.columns:
             days = pd.to_numeric(snapshot["days_in_stage"], errors="coerce").to_numpy(dtype="float64")
             days = np.where(np.isfinite(days), np.maximum(days, 0.0), 0.0)
@@ -943,8 +822,29 @@ class StageConversionModel(BaseEstimator):
             days = np.zeros(len(snapshot))
         return code, group, days
 
-    def _segment_groups(self, values: Any) -> np.ndarray:
-        """Model group of each segment value (0: the overall model), with one more entry, 0, for code -1."""
+    def segment_groups(self, values: Any) -> np.ndarray:
+        """The model group of each segment value: 0 for the overall model, ``g >= 1`` for a segment's own.
+
+        Parameters
+        ----------
+        values : array-like
+            Values of the segment column (e.g. the uniques of ``pd.factorize``); values the model has not seen, and
+            every value when the model is not segmented, get the overall model.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, one group per value and one more entry, 0, so that factorize codes (-1 missing) index it directly:
+            ``model.segment_groups(uniques)[codes]``.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> m = StageConversionModel(n_bootstrap=0, segment="segment").fit(load_sample())
+        >>> m.segment_groups(["SMB", "no such segment"]).tolist()
+        [3, 0, 0]
+        """
+        check_is_fitted(self)
         if self.segment is None:
             return np.zeros(len(values) + 1, dtype=np.int64)
         pos = self._state["segments"].get_indexer(pd.Index(values))
@@ -1111,26 +1011,55 @@ class StageConversionModel(BaseEstimator):
         code, group, days = self._rows(snapshot)
         n = len(snapshot)
         if as_of is not None:
-            start = np.full(n, _to_us(pd.Timestamp(as_of)), dtype=np.int64)
+            start = np.full(n, to_us(pd.Timestamp(as_of)), dtype=np.int64)
         elif "as_of" in snapshot.columns:
             start = snapshot["as_of"].to_numpy("datetime64[us]").view(np.int64)
         else:
             raise ValueError("snapshot has no 'as_of' column; pass as_of= (the time the snapshot describes)")
         if isinstance(end_date, (str, pd.Timestamp, np.datetime64)) or np.ndim(end_date) == 0:
-            end = np.full(n, _to_us(pd.Timestamp(end_date)), dtype=np.int64)
+            end = np.full(n, to_us(pd.Timestamp(end_date)), dtype=np.int64)
         else:
             end_idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(end_date)))
             if len(end_idx) != n:
                 raise ValueError(f"end_date has {len(end_idx)} values for {n} snapshot rows")
             end = end_idx.as_unit("us").asi8
-        out = self._close_within_codes(code, group, days, start, end)
+        out = self.predict_close_within_codes(code, group, days, start, end)
         return pd.Series(out, index=snapshot.index, name="win_probability_by_end")
 
-    def _close_within_codes(
+    def predict_close_within_codes(
         self, code: np.ndarray, group: np.ndarray, days: np.ndarray, start: np.ndarray, end: np.ndarray
     ) -> np.ndarray:
-        """`predict_close_within` on arrays (see `_rows`); `start`, `end`: int64 microseconds per row."""
-        h = np.minimum((end - start) / _DAY_US, _MAX_HORIZON_DAYS)
+        """`predict_close_within` on arrays: arrays in, one probability per row out (for callers that hold codes).
+
+        Parameters
+        ----------
+        code : numpy.ndarray
+            int64 stage codes in the process map's order (`SalesProcess.stage_codes`; -1 unknown).
+        group : numpy.ndarray
+            int64 model groups (`segment_groups`; 0 the overall model).
+        days : numpy.ndarray
+            float64 days already spent in the stage (finite, >= 0).
+        start, end : numpy.ndarray
+            int64 microseconds: the snapshot time and the (exclusive) end of the window, per row.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 per row, as `predict_close_within`: 1 for a won stage, 0 for a lost one or when `end` is not after
+            `start`, missing for an unknown stage.
+
+        Examples
+        --------
+        >>> from salesforecast._utils import to_us
+        >>> from salesforecast.datasets import load_sample
+        >>> m = StageConversionModel(n_bootstrap=0).fit(load_sample(), as_of="2025-01-01")
+        >>> t, e = to_us("2025-01-01"), to_us("2025-04-01")
+        >>> q = m.predict_close_within_codes(np.array([0, 8, -1]), np.zeros(3, dtype=np.int64), np.zeros(3),
+        ...                                  np.full(3, t), np.full(3, e))
+        >>> bool(0 < q[0] < 1), float(q[1]), bool(np.isnan(q[2]))
+        (True, 1.0, True)
+        """
+        h = np.minimum((end - start) / DAY_US, _MAX_HORIZON_DAYS)
         st = self._state
         k = len(self.process_.open_stages)
         is_open = (code >= 0) & (code < k)

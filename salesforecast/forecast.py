@@ -27,9 +27,10 @@ numbers in the reports, colour, needs and implementation; adding a method is add
     As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
     from past snapshots of deal features.
 ``run_rate``
-    Closed won to date + the previous fiscal period's closed-won bookings (as known at the cutoff) per day x the
-    days left in the period: the run rate every RevOps team uses as its yardstick. Missing when the data do not
-    cover a whole period before the one forecast.
+    Closed won to date + the closed-won bookings per day of the trailing period (the period's length up to the
+    cutoff, e.g. the last 91 days for a quarter of 91 days; deals won by the cutoff with a close date in that
+    window) x the days left in the period: the run rate every RevOps team uses as its yardstick. Missing when the
+    data do not cover a whole trailing period.
 ``ets``, ``seasonal_naive``
     Time series of the bookings of past periods only (`BookingsModel`); they ignore the pipeline.
 ``monte_carlo``
@@ -527,18 +528,26 @@ def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | int | None, min_
     return plan
 
 
-def _check_methods(methods: Sequence[str | ForecastMethod] | str | None, truth: Any) -> list[ForecastMethod]:
-    """The methods asked for, as registry entries (names from `METHODS`, or `ForecastMethod` objects)."""
+def _check_methods(methods: Sequence[str] | str | None, truth: Any) -> list[ForecastMethod]:
+    """The registry entries of the methods asked for (names from `METHODS`)."""
     if methods is None:  # the default ones, and those needing the truth when it is given
-        items: list[Any] = [m for m in METHODS.values() if m.default or ("truth" in m.needs and truth is not None)]
+        items: list[Any] = [
+            name for name, m in METHODS.items() if m.default or ("truth" in m.needs and truth is not None)
+        ]
     else:
-        items = [methods] if isinstance(methods, str | ForecastMethod) else list(methods)
-    unknown = [m for m in items if not isinstance(m, ForecastMethod) and m not in METHODS]
+        items = [methods] if isinstance(methods, str) else list(methods)
+    for item in items:
+        if isinstance(item, ForecastMethod):  # a method the reports could not name: its definition and colour
+            raise TypeError(
+                f"methods: register {item.name!r} first (forecast.METHODS[{item.name!r}] = method), then name it: "
+                "the reports, the leaderboard's definitions and the charts find a method by its name"
+            )
+    unknown = [m for m in items if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; known: {list(METHODS)}")
     chosen: dict[str, ForecastMethod] = {}
     for item in items:
-        m = item if isinstance(item, ForecastMethod) else METHODS[item]
+        m = METHODS[item]
         chosen.setdefault(m.name, m)
         if "truth" in m.needs and truth is None:
             raise ValueError(f"the {m.name} method needs truth= (the GroundTruth of generate)")
@@ -883,6 +892,9 @@ class ForecastMethod:
     prepare : callable, optional
         ``prepare(period: BacktestPeriod)``: the method's own work once per period and refit, read at each cutoff
         from ``cutoff.period.prepared[name]``.
+    linestyle : str
+        Its line in the charts (matplotlib style): ``"-"`` for a contender, ``"--"`` for a yardstick (the run
+        rate), ``":"`` for a reference that knows the outcome (the oracle).
     """
 
     name: str
@@ -894,6 +906,7 @@ class ForecastMethod:
     default: bool = True
     quantiles: bool = False
     prepare: Callable[[BacktestPeriod], Any] | None = None
+    linestyle: str = "-"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.needs) - set(NEEDS))
@@ -943,12 +956,12 @@ def _crm_weighted(cut: BacktestCutoff) -> np.ndarray:
 
 
 def _run_rate(cut: BacktestCutoff) -> np.ndarray | None:
-    """Closed won to date + the previous period's bookings per day (as known at the cutoff) x the days left."""
-    previous = cut.ctx.past_periods(cut.t, 1)  # the last period ended by the cutoff: the one before this one
-    if not previous:
-        return None  # the data do not cover a whole period before this one
-    ps, pe = cut.ctx.bounds(previous[0])
-    per_day = cut.ctx.won_known(cut.t, ps, pe) / ((pe - ps) / _DAY)
+    """Closed won to date + the trailing period's bookings per day (as known at the cutoff) x the days left."""
+    length = cut.end - cut.start  # the trailing period: as long as the one forecast, up to the cutoff
+    since = cut.t - length
+    if since < cut.ctx.first_day:
+        return None  # the data do not cover a whole trailing period yet
+    per_day = cut.ctx.won_known(cut.t, since, cut.t) / (length / _DAY)
     return cut.won + per_day * ((cut.end - cut.t) / _DAY)
 
 
@@ -1035,11 +1048,12 @@ METHODS: dict[str, ForecastMethod] = {
         ForecastMethod(
             name="run_rate",
             label="run rate",
-            definition="closed won to date + the previous period's closed-won bookings per day (as known at the "
-            "cutoff) x the days left in the period; ignores the open pipeline",
-            colour="#56b4e9",
+            definition="closed won to date + the closed-won bookings per day of the trailing period (as long as the "
+            "period, up to the cutoff, as known then) x the days left in the period; ignores the open pipeline",
+            colour="#8a8a8a",
             forecast=_run_rate,
             needs=frozenset({"bookings history"}),
+            linestyle="--",
         ),
         ForecastMethod(
             name="stage_conversion",
@@ -1099,6 +1113,7 @@ METHODS: dict[str, ForecastMethod] = {
             needs=frozenset({"pipeline", "new deals", "simulation", "truth"}),
             default=False,
             quantiles=True,
+            linestyle=":",
         ),
     )
 }
@@ -1109,7 +1124,7 @@ PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_
 
 def backtest(
     data: CRMData,
-    methods: Sequence[str | ForecastMethod] | None = None,
+    methods: Sequence[str] | None = None,
     period: str = "quarter",
     cutoffs: str | Sequence[Any] = "weekly",
     groups: Sequence[str] = ("total", "team", "owner"),
@@ -1135,8 +1150,8 @@ def backtest(
     ----------
     data : CRMData
         Validated data. Periods ending after `data_end` have a missing actual.
-    methods : sequence of str or ForecastMethod, optional
-        Names from `METHODS`, or `ForecastMethod` entries (a method tried without registering it). Default: the
+    methods : sequence of str, optional
+        Names from `METHODS` (a new method is an entry added there, so that every reader finds it). Default: the
         entries marked ``default`` (all but ``oracle``), plus those needing the truth when `truth` is given.
     period : {"month", "quarter", "year"}
         The fiscal period forecast.
@@ -1456,7 +1471,7 @@ def forecast_period(
     as_of: Any = None,
     period: str = "current",
     freq: str = "quarter",
-    methods: Sequence[str | ForecastMethod] | None = None,
+    methods: Sequence[str] | None = None,
     groups: Sequence[str] = ("total",),
     **kwargs: Any,
 ) -> PeriodForecast:
@@ -1498,7 +1513,14 @@ def forecast_period(
     t = min(as_of, e - pd.Timedelta(microseconds=1))
     chosen = _check_methods(methods, kwargs.get("truth"))
     table, samples = backtest(
-        data, methods=chosen, period=freq, cutoffs=[t], groups=groups, periods=[label], return_samples=True, **kwargs
+        data,
+        methods=[m.name for m in chosen],
+        period=freq,
+        cutoffs=[t],
+        groups=groups,
+        periods=[label],
+        return_samples=True,
+        **kwargs,
     )
     ctx = _Context(data, freq, groups)
     first = table.iloc[0]  # the group value the samples and point forecasts are of

@@ -378,7 +378,6 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
 #: Other names get a colour from `_FALLBACK_COLOURS` chosen from a hash of the name (see `_method_colours`).
 METHOD_COLOURS: dict[str, str] = {name: m.colour for name, m in METHODS.items()}
 _FALLBACK_COLOURS = (_RED, "#17becf", "#e377c2", "#6b8e23", "#9467bd", "#5c5c8a")
-_METHOD_LINESTYLES = {"oracle": ":"}  # the oracle is a reference (it knows the outcome), not a contender
 
 # Rep bias bands on forecast / actual: "good" inside _GOOD_BAND, "watch" inside _WATCH_BAND, "off" outside.
 _GOOD_BAND, _WATCH_BAND = (0.85, 1.15), (0.70, 1.30)
@@ -542,7 +541,7 @@ def plot_forecast_trend(
             marker="o",
             markersize=3,
             color=colours[m],
-            linestyle=_METHOD_LINESTYLES.get(m, "-"),
+            linestyle=METHODS[m].linestyle if m in METHODS else "-",
             label=_text(m),
         )
         drawn = True
@@ -612,7 +611,7 @@ def _lines_by_horizon(ax: Axes, table: pd.DataFrame, value: str, what: str) -> i
             marker="o",
             markersize=3,
             color=colours[m],
-            linestyle=_METHOD_LINESTYLES.get(m, "-"),
+            linestyle=METHODS[m].linestyle if m in METHODS else "-",
             label=_text(m),
         )
         drawn += 1

@@ -89,23 +89,23 @@ def test_crm_weighted_matches_a_hand_computation(data, results):
 
 
 def test_run_rate_matches_a_naive_pandas_reference(data, results):
-    """Won to date + the previous quarter's bookings per day (as known at the cutoff) x the days left, per team too."""
+    """Won to date + the trailing quarter's bookings per day (as known at the cutoff) x the days left, per team too."""
     start, end = pd.Timestamp("2025-04-01"), pd.Timestamp("2025-07-01")
-    prev_start = pd.Timestamp("2025-01-01")  # FY2025Q1, 90 days
+    length = (end - start) / pd.Timedelta(days=1)  # FY2025Q2: 91 days
     for t in CUTS:
         opps = known_at(data, t).opportunities
         won = opps[opps["is_won"]]
         to_date = won[(won["close_date"] >= start) & (won["close_date"] < end)]
-        previous = won[(won["close_date"] >= prev_start) & (won["close_date"] < start)]
+        trailing = won[(won["close_date"] >= t - pd.Timedelta(days=length)) & (won["close_date"] < t)]
         left = (end - t) / pd.Timedelta(days=1)
         rows = results[(results["cutoff"] == t) & (results["method"] == "run_rate")]
         total = rows.loc[rows["group"] == "total", "forecast"].iloc[0]
-        assert total == pytest.approx(to_date["amount"].sum() + previous["amount"].sum() / 90 * left, rel=1e-12)
+        assert total == pytest.approx(to_date["amount"].sum() + trailing["amount"].sum() / length * left, rel=1e-12)
         teams = rows[rows["group"] == "team"].set_index("group_value")["forecast"]
         expected = (
             to_date.groupby("team")["amount"]
             .sum()
-            .add(previous.groupby("team")["amount"].sum() / 90 * left, fill_value=0.0)
+            .add(trailing.groupby("team")["amount"].sum() / length * left, fill_value=0.0)
         )
         assert len(teams) >= 2
         pd.testing.assert_series_equal(

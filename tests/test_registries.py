@@ -1,6 +1,7 @@
 """The method and metric registries: complete entries, one place to add a method, directions read from the registry."""
 
 import dataclasses
+import itertools
 
 import matplotlib.colors as mcolors
 import numpy as np
@@ -43,12 +44,23 @@ def test_every_method_entry_is_complete(name):
     assert callable(m.forecast) and (m.prepare is None or callable(m.prepare))
 
 
+def _lab(colour: str) -> np.ndarray:
+    """CIELAB coordinates of a colour (sRGB, D65)."""
+    rgb = np.array(mcolors.to_rgb(colour))
+    rgb = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+    f = np.cbrt(np.maximum(xyz / np.array([0.95047, 1.0, 1.08883]), 0.008856))
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
 def test_method_labels_and_colours_are_distinct():
     labels = [m.label for m in METHODS.values()]
-    colours = [mcolors.to_hex(m.colour) for m in METHODS.values()]
     assert len(set(labels)) == len(labels)
-    assert len(set(colours)) == len(colours)
+    # every two methods' colours are told apart at a glance: a colour difference (CIE76 delta E) of 25 or more
+    for (a, ma), (b, mb) in itertools.combinations(METHODS.items(), 2):
+        assert np.linalg.norm(_lab(ma.colour) - _lab(mb.colour)) >= 25, (a, b)
     assert plotting.METHOD_COLOURS == {name: m.colour for name, m in METHODS.items()}
+    assert {m.linestyle for m in METHODS.values()} <= {"-", "--", ":"}
 
 
 def test_an_unknown_need_is_refused():
@@ -78,8 +90,13 @@ TOY = ForecastMethod(
 )
 
 
-def test_a_method_object_runs_in_the_backtest_and_the_leaderboard(data):
-    res = backtest(data, methods=["crm_weighted", TOY], cutoffs=CUTS, periods=[PERIOD], groups=["total", "team"])
+def test_a_registered_method_runs_in_the_backtest_and_the_leaderboard(data, monkeypatch):
+    with pytest.raises(TypeError, match="register 'half_pipeline' first"):  # an unregistered one has no definition
+        backtest(data, methods=["crm_weighted", TOY], cutoffs=CUTS, periods=[PERIOD], groups=["total"])
+    monkeypatch.setitem(forecast.METHODS, TOY.name, TOY)
+    res = backtest(
+        data, methods=["crm_weighted", "half_pipeline"], cutoffs=CUTS, periods=[PERIOD], groups=["total", "team"]
+    )
     assert set(res["method"]) == {"crm_weighted", "half_pipeline"}
     crm = res[res["method"] == "crm_weighted"].set_index(["cutoff", "group_value"])["forecast"]
     toy = res[res["method"] == "half_pipeline"].set_index(["cutoff", "group_value"])["forecast"]

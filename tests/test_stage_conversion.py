@@ -766,3 +766,13 @@ def test_fit_history_needs_a_history(sample):
         StageConversionModel().fit_history(sample)
     with pytest.raises(ValueError, match="no column 'nope'"):
         StageConversionModel(segment="nope").fit_history(DealHistory.from_data(sample))
+
+
+def test_fit_history_refuses_a_process_map_other_than_the_historys(sample):
+    from salesforecast.io.hubspot import hubspot_process
+
+    history = DealHistory.from_data(sample)
+    with pytest.raises(ValueError, match="is not the history's"):
+        StageConversionModel(n_bootstrap=0, process=hubspot_process()).fit_history(history)
+    for same in (None, "default", sample.process):  # the history's own map, however it is named
+        StageConversionModel(n_bootstrap=0, process=same).fit_history(history, "2025-01-01")

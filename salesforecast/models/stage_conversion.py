@@ -504,6 +504,12 @@ class StageConversionModel(BaseEstimator):
             raise TypeError(f"fit_history expects a DealHistory, got {type(history).__name__}")
         self._check_params()
         process = history.process
+        if not SalesProcess.is_default(self.process) and SalesProcess.resolve(self.process) != process:
+            raise ValueError(
+                f"process: the model's map {SalesProcess.resolve(self.process).name!r} is not the history's "
+                f"{process.name!r}; build the history with it (DealHistory.from_data(replace(data, process=...))) "
+                "or leave the model's process unset"
+            )
         opportunities = history.opportunities
         if self.segment is not None and self.segment not in opportunities.columns:
             raise ValueError(

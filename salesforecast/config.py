@@ -27,6 +27,7 @@ __all__ = [
     "Schema",
     "UnknownKeys",
     "checked",
+    "closest",
     "given",
     "key_path",
     "load_model",
@@ -41,8 +42,20 @@ __all__ = [
 Loc = tuple[str | int, ...]
 
 
+def closest(word: object, choices: Iterable[object]) -> str | None:
+    """The choice a misspelt word most likely meant (difflib, similarity 0.7 or more), or None.
+
+    Examples
+    --------
+    >>> closest("colums", ["columns", "values"]), closest("xyz", ["columns"])
+    ('columns', None)
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
 def suggest(word: object, choices: Iterable[object]) -> str:
-    """A " (did you mean 'x'?)" hint for a misspelt word, or "" when nothing is close.
+    """A " (did you mean 'x'?)" hint for a misspelt word (`closest`), or "" when nothing is close.
 
     Examples
     --------
@@ -51,8 +64,8 @@ def suggest(word: object, choices: Iterable[object]) -> str:
     >>> suggest("xyz", ["columns"])
     ''
     """
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close is not None else ""
 
 
 def names(values: Iterable[object]) -> str:

@@ -411,7 +411,7 @@ def _bias_table(ctx: _Context, as_of: pd.Timestamp, category: str, weeks: float)
         alpha = ((g["a22"] * g["b1"] - g["a12"] * g["b2"]) / det.where(ok)).where(ok)
         fit = alpha.reindex(owner).to_numpy() * x1 + beta.reindex(owner).to_numpy() * x2
         w = np.where(np.isfinite(fit) & (fit > 0), 1.0 / np.maximum(fit, 1e-9) ** 2, 0.0)
-    late = t >= end - np.timedelta64(int(weeks * 7 * 86_400_000_000), "us")
+    late = t >= end - np.timedelta64(int(weeks * 7 * DAY_US), "us")
     frame = pd.DataFrame({"owner": owner, "period": s["period"].to_numpy(), "late": late, "y": y, "a": actual})
     per = (
         frame.loc[frame["late"]]

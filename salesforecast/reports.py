@@ -64,6 +64,7 @@ import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
+from salesforecast.io.database import mask_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -99,7 +100,6 @@ DEFAULT_CONFIG = REPO_ROOT / "reports.yml"
 KERNEL_NAME = "salesforecast"
 
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|pwd|secret|token|api_?key|credentials?)($|_)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^/\s@]+)(?P<tail>@)", re.IGNORECASE)
 _NO_DEFAULT = object()
 
 
@@ -244,10 +244,10 @@ def _check_secrets(params: Mapping[str, Any], where: str) -> None:
                 f"{where}: parameter {key!r} looks like a secret; secrets (passwords, tokens) are read from"
                 " the environment, never passed as report parameters"
             )
-        if isinstance(value, str) and _URL_PASSWORD.search(value):
+        if isinstance(value, str) and mask_url(value) != value:
             raise ConfigError(
-                f"{where}: parameter {key!r} holds a URL with a password; give the URL without it and set"
-                " the password in the environment"
+                f"{where}: parameter {key!r} holds a URL with a password (or a connection string with one); give it"
+                " without the password and set the password in the environment"
             )
 
 
@@ -852,7 +852,7 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
         params = e.get("parameters") or {}
         shown = (
             "<br>".join(
-                f"<code>{html.escape(str(k))}</code> = <code>{html.escape(_redact(str(v)))}</code>"
+                f"<code>{html.escape(str(k))}</code> = <code>{html.escape(mask_url(str(v)))}</code>"
                 for k, v in params.items()
             )
             or '<span class="note">defaults</span>'
@@ -990,11 +990,6 @@ def _swap_latest(out: Path, snapshot: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ notebook helpers
-def _redact(text: str) -> str:
-    """Hide the password of a URL (``scheme://user:***@host``)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('tail')}", text)
-
-
 def _when(value: Any) -> str:
     """A date as ``2024-06-30``, or ``2024-06-30 14:05`` when it has a time of day; ``n/a`` when missing."""
     import pandas as pd
@@ -1044,7 +1039,7 @@ def report_header(
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(
         f'<tr><th style="text-align:left;padding:2px 12px 2px 0">{html.escape(str(k))}</th>'
-        f'<td style="text-align:left"><code>{html.escape(_redact(str(v)))}</code></td></tr>'
+        f'<td style="text-align:left"><code>{html.escape(mask_url(str(v)))}</code></td></tr>'
         for k, v in params.items()
     )
     return HTML(

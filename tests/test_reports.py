@@ -186,6 +186,16 @@ def test_latest_without_symlinks_is_a_swapped_folder(tmp_path, monkeypatch):
             [],
             r"parameter 'name' holds a URL with a password",
         ),
+        (  # a password with a slash in it is a password too
+            "reports:\n  - notebook: good\n    parameters: {name: 'postgresql://bob:pa/ss@db/crm'}\n",
+            [],
+            r"parameter 'name' holds a URL with a password",
+        ),
+        (
+            "reports:\n  - good\n",
+            ["-p", "name=host=db password=s3cret"],
+            r"parameter 'name' holds a URL with a password",
+        ),
         ("reports:\n  - good\n", ["-p", "db_password=x"], r"-p: parameter 'db_password' looks like a secret"),
         ("reports:\n  - good\n", ["-p", "apiKey=x"], r"-p: parameter 'apiKey' looks like a secret"),
     ],

@@ -79,7 +79,6 @@ derive (from the mapped stage). Then:
 from __future__ import annotations
 
 import codecs
-import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -98,6 +97,7 @@ from salesforecast.config import (
     Schema,
     UnknownKeys,
     checked,
+    closest,
     given,
     key_path,
     load_model,
@@ -108,6 +108,7 @@ from salesforecast.config import (
     text_of,
 )
 from salesforecast.io.sources import (
+    DELIMITER_NAMES,
     EXCEL_SERIAL_RANGE,
     MissingColumnsError,
     is_malformed,
@@ -294,7 +295,6 @@ _DERIVE_FROM_STAGE = {
     "opportunities": ("is_closed", "is_won", "forecast_category"),
     "stage_history": ("forecast_category",),
 }
-_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 _STRFTIME = set("aAbBcdfGHIjmMpSuUVwWyYzZ%:")
 
 
@@ -319,7 +319,7 @@ def _encoding(value: Any) -> str:
 
 
 def _delimiter(value: Any) -> str:
-    d = _DELIMITER_NAMES.get(value.strip().lower(), value) if isinstance(value, str) else value
+    d = DELIMITER_NAMES.get(value.strip().lower(), value) if isinstance(value, str) else value
     if not isinstance(d, str) or len(d) != 1 or d in '"\r\n':
         raise ValueError(f"must be one character (or comma, semicolon, tab, pipe), got {value!r}")
     return d
@@ -668,8 +668,8 @@ class TableEntry(Schema):
         missing = [c for c in spec.required if c not in provided]
         if not identity and missing:
             extras = [c for c in provided if spec.column(c) is None]
-            close = difflib.get_close_matches(missing[0], extras, n=1, cutoff=0.7)
-            hints = f" ({close[0]!r} may be a misspelling of it)" if close else ""
+            close = closest(missing[0], extras)
+            hints = f" ({close!r} may be a misspelling of it)" if close is not None else ""
             how = ""
             if set(missing) & {"is_closed", "is_won"}:
                 how = "; flags can come from the stage: derive: {is_closed: {from: stage}, is_won: {from: stage}}"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import difflib
 import gzip
 import io
 import re
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast.config import suggest
 from salesforecast.process import normalize_name
 from salesforecast.schema import DataFileError, is_malformed, malformed_row
 
@@ -69,7 +69,8 @@ _FORMAT_NAMES["parquet"] = "parquet"
 
 #: Delimiters tried, in this order of preference, when none is given.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+#: Names a delimiter may be given by (in mappings and on the command line), and the character each means.
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
 #: Excel serial day numbers accepted as dates: 1950-01-01 to 2099-12-31 (day 0 is 1899-12-30).
 EXCEL_SERIAL_RANGE: tuple[int, int] = (18264, 73415)
@@ -259,7 +260,7 @@ def _decodes(data: bytes, encoding: str) -> bool:
 
 
 def _resolve_delimiter(path: Path, delimiter: str) -> str:
-    d = _DELIMITER_NAMES.get(delimiter.strip().lower(), delimiter) if delimiter.strip() else delimiter
+    d = DELIMITER_NAMES.get(delimiter.strip().lower(), delimiter) if delimiter.strip() else delimiter
     if len(d) != 1 or d in '"\r\n':
         raise DataFileError(
             f"{path}: delimiter must be one character (or comma, semicolon, tab, pipe), got {delimiter!r}",
@@ -472,10 +473,7 @@ def _select(
                 raise duplicate(name)
             wanted.append((req, positions[name][0]))
         if absent:
-            hints = [difflib.get_close_matches(a, keep_names, n=1, cutoff=0.75) for a in absent]
-            said = ", ".join(
-                repr(a) + (f" (did you mean {h[0]!r}?)" if h else "") for a, h in zip(absent, hints, strict=True)
-            )
+            said = ", ".join(repr(a) + suggest(a, keep_names) for a in absent)
             raise MissingColumnsError(
                 f"{path}: no column {said}; its columns are: {', '.join(map(repr, keep_names))}",
                 missing=absent,

@@ -545,8 +545,7 @@ class StageConversionModel(BaseEstimator):
         w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
 
         k, n_all, nb = len(process.open_stages), len(names), int(self.duration_bins)
-        won_codes = np.array([names.index(s) for s in process.won_stages])
-        lost_codes = np.array([names.index(s) for s in process.lost_stages])
+        won_codes, lost_codes = history.won_codes, history.lost_codes
         default = np.zeros((k, n_all))
         crm = process.probability.reindex(process.open_stages).to_numpy()
         default[:, won_codes[0]] = crm

@@ -96,6 +96,16 @@ def _defined_private_names(tree: ast.AST) -> set[str]:
             names.add(node.target.id)
         elif isinstance(node, ast.keyword) and node.arg:  # dataclasses.replace(x, _field=...), namedtuple fields
             names.add(node.arg)
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("__dict__"):
+            if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):  # obj.__dict__["_x"]
+                names.add(node.slice.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            first = node.args[0]  # obj.__dict__.setdefault("_x", ...), setattr(obj, "_x", ...)
+            if ast.unparse(node.func.value).endswith("__dict__") and isinstance(first, ast.Constant):
+                names.add(str(first.value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr":
+            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                names.add(str(node.args[1].value))
     return {n for n in names if _is_private(n)}
 
 
@@ -133,8 +143,11 @@ def _private_uses(module: str, tree: ast.AST) -> list[str]:
         if not isinstance(node, ast.Attribute) or not _is_private(node.attr):
             continue
         value = node.value
+        dotted = ast.unparse(value)
         if isinstance(value, ast.Name) and value.id in bound:
             found.append(f"line {node.lineno}: {value.id}.{node.attr} ({bound[value.id]} is another module's)")
+        elif dotted.startswith("salesforecast.") and dotted in bound.values() and dotted != module:
+            found.append(f"line {node.lineno}: {dotted}.{node.attr} ({dotted} is another module)")
         elif isinstance(value, ast.Name) and value.id in {"self", "cls"}:
             continue
         elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
@@ -154,12 +167,14 @@ def test_no_private_names_across_modules(module):
       a package may import its own private submodules (``salesforecast.datasets`` imports ``._generate``,
       nobody else does);
     - ``m._y`` where ``m`` was imported from the package (a module, a class, a function): ``schema._MALFORMED``,
-      ``StageConversionModel._fit_runs``;
+      ``StageConversionModel._fit_runs``, and ``salesforecast.x._y`` after ``import salesforecast.x``;
     - ``obj._y`` (an attribute or a method call) on any object but ``self``, ``cls`` or ``super()``, when ``_y`` is
       defined in another package module and not in this one: ``model._fit_runs(...)`` on an instance of another
       module's class. A private name the module defines itself (a function, a class, a method, an attribute it
-      assigns) is the module's own business, so ``other._y`` between two objects of the same module's class passes.
-      Names reached through ``getattr`` with a string are not seen.
+      assigns, also through ``__dict__`` or ``setattr`` with a string) is the module's own business, so ``other._y``
+      between two objects of the same module's class passes. What the AST cannot tell: whose object ``obj`` is, so
+      ``obj._y`` on another module's object passes when this module defines a ``_y`` of its own; and names reached
+      through ``getattr`` with a string.
 
     ``salesforecast._utils`` is the package's shared helper module (like scikit-learn's ``utils``): its module name
     has an underscore but its names are public, so ``from salesforecast._utils import isin`` is allowed, and
@@ -186,6 +201,11 @@ def test_no_private_names_across_modules(module):
             False,
         ),
         ("def f(t):\n    return t._replace(a=1)", False),
+        (  # the module has a _need of its own: still another module's through the dotted import
+            "import salesforecast.io.salesforce\ndef _need(x):\n    return x\nsalesforecast.io.salesforce._need(df)",
+            True,
+        ),
+        ("def f(history):\n    return history._codes", True),  # history.py keeps _codes through __dict__
     ],
 )
 def test_private_use_check_sees_each_form(source, seen):

@@ -35,7 +35,8 @@ docstring states how zero actuals are handled):
 - `evaluate`: any of these per group of a long table of forecasts, counting the rows left out for missing
   values. `METRICS` is its registry: one `Metric` per name (label, array function, per-group implementation,
   definition, direction, units, kind), which leaderboards and report tables read too; adding a metric is adding
-  one entry. `METRIC_DEFINITIONS`: a one-sentence definition of each of its metrics, for reports (a view of it).
+  one entry. `METRIC_DEFINITIONS`: a one-sentence definition of each of its metrics, for reports (built from
+  `METRICS` at import: read `METRICS` itself for entries added later).
 """
 
 from __future__ import annotations

@@ -374,7 +374,8 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
 # --- forecast backtest charts -------------------------------------------------------------------------------
 
 
-#: Colour of each known forecast method, the same in every chart (`salesforecast.forecast.METHODS` holds them).
+#: Colour of each known forecast method, the same in every chart: built from `salesforecast.forecast.METHODS` at
+#: import (the charts read `METHODS` itself, so a method registered later has its colour there too).
 #: Other names get a colour from `_FALLBACK_COLOURS` chosen from a hash of the name (see `_method_colours`).
 METHOD_COLOURS: dict[str, str] = {name: m.colour for name, m in METHODS.items()}
 _FALLBACK_COLOURS = (_RED, "#17becf", "#e377c2", "#6b8e23", "#9467bd", "#5c5c8a")

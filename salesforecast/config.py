@@ -88,6 +88,21 @@ class KeyedError(ValueError):
         The message, without the key path.
     *keys : str or int
         Mapping keys and list positions below the validated value; none for the value itself.
+
+    Examples
+    --------
+    A `checked` field's check raises it to name the key it found wrong (`mapping_of` does, for the entry's key);
+    `load_model` puts that key after the field's path:
+
+    >>> try:
+    ...     mapping_of(lambda key, value: float(value))({"Demo": "high"})
+    ... except KeyedError as error:
+    ...     print(error.keys, error.message)
+    ('Demo',) could not convert string to float: 'high'
+    >>> class Weights(Schema):
+    ...     weights: checked(mapping_of(lambda key, value: float(value)), {"type": "object"})
+    >>> str(load_model(Weights, {"weights": {"Demo": "high"}}))
+    "weights.Demo: could not convert string to float: 'high'"
     """
 
     def __init__(self, message: str, *keys: str | int) -> None:
@@ -116,6 +131,21 @@ class Schema(BaseModel):
 
     A subclass may set `unknown_keys` to ``"all"`` to list every unknown key (``unknown key(s) ['a', 'b']``)
     rather than the first one with its "did you mean".
+
+    Examples
+    --------
+    >>> class Deal(Schema):
+    ...     amount: float
+    ...     stage: str = "Prospecting"
+    >>> Deal.allowed_keys(), Deal.model_validate({"amount": 10.0}).stage
+    (['amount', 'stage'], 'Prospecting')
+    >>> str(load_model(Deal, {"amuont": 10.0}))
+    "amuont: unknown key (did you mean 'amount'?); allowed keys: amount, stage"
+    >>> class Deals(Schema):
+    ...     unknown_keys = "all"
+    ...     amount: float
+    >>> str(load_model(Deals, {"amount": 1.0, "a": 2, "b": 3}))
+    "unknown key(s) ['a', 'b']; allowed: ['amount']"
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,6 +188,13 @@ class Problem:
         The key path as the message writes it; ``""`` for the whole file.
     message : str
         What is wrong, without the key path.
+
+    Examples
+    --------
+    >>> str(Problem(("stages", 1, "probability"), "stages[1] ('Demo').probability", "must be <= 1, got 2"))
+    "stages[1] ('Demo').probability: must be <= 1, got 2"
+    >>> str(Problem((), "", "process file not found"))
+    'process file not found'
     """
 
     loc: Loc
@@ -307,6 +344,20 @@ def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLo
     -------
     (data, problem)
         The parsed YAML and None, or None and what is wrong (without the file name).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     good, bad = Path(folder) / "process.yml", Path(folder) / "bad.yml"
+    ...     _ = good.write_text("{name: demo, stages: [Lead, Won]}", encoding="utf-8")
+    ...     _ = bad.write_text("stages: [Lead", encoding="utf-8")
+    ...     print(read_yaml(good, "process file"))
+    ...     print(read_yaml(Path(folder) / "missing.yml", "process file"))
+    ...     print(read_yaml(bad, "process file")[1][:14])
+    ({'name': 'demo', 'stages': ['Lead', 'Won']}, None)
+    (None, 'process file not found')
+    not valid YAML
     """
     try:
         text = path.read_text(encoding="utf-8")

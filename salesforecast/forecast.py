@@ -813,6 +813,21 @@ class BacktestCutoff:
         ``"stage_conversion model"``: per open deal of `snap`, the calibrated probability of being won before the
         period ends; None when the model could not be fitted.
     settings : _Settings
+
+    Examples
+    --------
+    The backtest builds one per cutoff and hands it to each chosen method's ``forecast``:
+
+    >>> import dataclasses
+    >>> [f.name for f in dataclasses.fields(BacktestCutoff)]
+    ['period', 't', 'snap', 'won', 'new_deals', 'stage_probability', 'settings']
+    >>> callable(METHODS["crm_weighted"].forecast), NEEDS["pipeline"]
+    (True, 'the open pipeline at the cutoff (`BacktestCutoff.snap`)')
+    >>> from salesforecast.datasets import load_sample
+    >>> res = backtest(load_sample(), methods=["crm_weighted", "run_rate"], periods=["FY2025Q2"], cutoffs="start",
+    ...                groups=["total"])
+    >>> res[["cutoff", "method", "forecast", "actual"]].astype({"cutoff": str}).to_numpy().tolist()
+    [['2025-04-01', 'crm_weighted', 2293287.0, 2113190.0], ['2025-04-01', 'run_rate', 2543990.0, 2113190.0]]
     """
 
     period: BacktestPeriod
@@ -895,6 +910,19 @@ class ForecastMethod:
     linestyle : str
         Its line in the charts (matplotlib style): ``"-"`` for a contender, ``"--"`` for a yardstick (the run
         rate), ``":"`` for a reference that knows the outcome (the oracle).
+
+    Examples
+    --------
+    >>> m = METHODS["run_rate"]
+    >>> m.label, sorted(m.needs), m.default, m.quantiles, m.linestyle
+    ('run rate', ['bookings history'], True, False, '--')
+    >>> [name for name, method in METHODS.items() if method.quantiles]
+    ['ets', 'seasonal_naive', 'monte_carlo', 'oracle']
+    >>> ForecastMethod("mine", "mine", "won to date", "#000000", lambda cut: cut.won, frozenset({"pipline"}))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'mine': unknown need 'pipline'; known: ['pipeline', 'stage_conversion model', ...]
     """
 
     name: str

@@ -180,7 +180,8 @@ class DealHistory:
     >>> len(h.ids) == len(data.opportunities), len(h.deal) == len(h.frame)
     (True, True)
     >>> v = h.visits("2025-01-01")
-    >>> bool((v.entered <= to_us("2025-01-01")).all()), bool((v.stage < len(data.process.open_stages)).all())
+    >>> entered = v.entered.view("datetime64[us]")
+    >>> bool((entered <= np.datetime64("2025-01-01")).all()), bool((v.stage < len(data.process.open_stages)).all())
     (True, True)
     >>> int(h.so_far["regressions"].sum()) > 0
     True
@@ -313,6 +314,18 @@ class DealHistory:
         """Per deal: whether `salesforecast.snapshots.known_at` keeps it at `as_of`.
 
         Kept: created by then, and with a change known by then, or without history and open now or closed by then.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> from salesforecast.snapshots import known_at
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> kept = h.known_deals("2025-01-01")
+        >>> len(kept) == len(h.ids), int(kept.sum()) == len(known_at(data, "2025-01-01").opportunities)
+        (True, True)
+        >>> bool(h.known_deals(h.as_of).all())
+        True
         """
         t = to_us(as_of)
         no_hist = self.first_change == NEVER
@@ -333,6 +346,25 @@ class DealHistory:
         Returns
         -------
         Visits
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> v = h.visits("2025-01-01")
+        >>> len(v.final) == int(h.known_deals("2025-01-01").sum()), len(v.deal_pos) == len(v.final)
+        (True, True)
+
+        The first deal's first visit, and the visits still open on 2025-01-01 (censored: no next stage yet):
+
+        >>> names = data.process.stage_names
+        >>> names[v.stage[0]], names[v.dest[0]], round(float(v.days[0]), 2)
+        ('Prospecting', 'Qualification', 1.22)
+        >>> censored = v.dest == -1
+        >>> ends = (v.entered[censored] + v.duration[censored]).view("datetime64[us]")
+        >>> bool((ends == np.datetime64("2025-01-01")).all()), int(censored.sum()) > 0
+        (True, True)
         """
         t_end = to_us(as_of)
         deal, stage, start = self.visit_starts
@@ -371,7 +403,26 @@ class DealHistory:
     # ------------------------------------------------------------------ moves
     @cached_property
     def moves(self) -> Moves:
-        """The move each row makes from the row before (see `Moves` and the module docstring)."""
+        """The move each row makes from the row before (see `Moves` and the module docstring).
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> m, names = h.moves, data.process.stage_names
+        >>> bool(m.stage_change[h.first].any())  # a deal's first row makes no move
+        False
+
+        The first regression and the first skip of the sample:
+
+        >>> i = int(np.flatnonzero(m.regression)[0])
+        >>> h.frame["opportunity_id"].iloc[i], names[m.previous[i]], names[h.stage[i]]
+        ('OPP-0000009', 'Id. Decision Makers', 'Value Proposition')
+        >>> j = int(np.flatnonzero(m.skip)[0])
+        >>> names[m.previous[j]], names[h.stage[j]], int(m.skipped[j])
+        ('Needs Analysis', 'Id. Decision Makers', 1)
+        """
         n, k = len(self.stage), self.k
         si, first = self.stage, self.first
         row_open = (si >= 0) & (si < k)
@@ -441,6 +492,17 @@ class DealHistory:
         -------
         numpy.ndarray
             int64 rows; -1 where the opportunity has no interval starting by then (or none at all).
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> h = DealHistory.from_data(load_sample())
+        >>> ids = h.ids[:2]
+        >>> rows = h.row_at(ids, np.array([h.deal_created[0], h.data_end]))  # at creation; at the data end
+        >>> h.frame["opportunity_id"].take(rows).tolist(), h.frame["stage"].take(rows).tolist()
+        (['OPP-0000001', 'OPP-0000002'], ['Prospecting', 'Closed Won'])
+        >>> h.row_at(ids[:1], h.deal_created[:1] - 1), h.row_at(["no such deal"], np.array([h.data_end]))
+        (array([-1]), array([-1]))
         """
         code = self.ids.get_indexer(ids).astype(np.int64)
         grid = sorted_unique(np.r_[self.start, times])
@@ -464,7 +526,19 @@ class DealHistory:
         return snapshot_rows(self.frame, dates)
 
     def won_rows(self) -> np.ndarray:
-        """Rows in a won stage, by close date (stable): the wins of a period of close dates are one slice."""
+        """Rows in a won stage, by close date (stable): the wins of a period of close dates are one slice.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> won = h.won_rows()
+        >>> sorted(set(h.frame["stage"].take(won))), len(won) == int(data.opportunities["is_won"].sum())
+        (['Closed Won'], True)
+        >>> bool((np.diff(h.close[won]) >= 0).all())
+        True
+        """
         won = np.flatnonzero(np.isin(self.stage, self.won_codes))
         return won[np.argsort(self.close[won].view("datetime64[us]"), kind="stable")]
 

@@ -1454,6 +1454,16 @@ class Metric:
         a P10-P90 interval).
     needs_series : bool
         Needs the series and period of each row (MASE's scale).
+
+    Examples
+    --------
+    >>> wape = METRICS["wape"]
+    >>> wape.label, wape.direction, wape.units, wape.kind, wape.better
+    ('WAPE', 'lower', 'percent', 'point', 'lower is better')
+    >>> wape.format(0.123), METRICS["bias"].better
+    ('12.3%', 'closer to 0 is better')
+    >>> wape.function(np.array([100.0, 200.0]), np.array([110.0, 170.0]))  # (10 + 30) / 300
+    0.13333333333333333
     """
 
     name: str

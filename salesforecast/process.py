@@ -360,6 +360,16 @@ class ProcessFile(Schema):
 
     The rules between stages (open stages first, a won and a lost stage, unique names and aliases) are
     `SalesProcess`'s own: they hold for every process, also one built in Python.
+
+    Examples
+    --------
+    >>> from salesforecast.config import load_model
+    >>> stages = ["Lead", {"name": "Won", "kind": "won"}, {"name": "Lost", "kind": "lost"}]
+    >>> spec = load_model(ProcessFile, {"stages": stages})
+    >>> spec.name, [(s.name, s.kind) for s in spec.stages], spec.fiscal_year_start_month
+    ('sales process', [('Lead', 'open'), ('Won', 'won'), ('Lost', 'lost')], 1)
+    >>> str(load_model(ProcessFile, {"stages": ["Lead"], "fiscal_year_naming": "middle"}))
+    "fiscal_year_naming: must be 'end' or 'start', got 'middle'"
     """
 
     unknown_keys = "all"

@@ -300,6 +300,22 @@ class ReportsFile(Schema):
     """The report configuration (see the module docstring); `model_json_schema()` describes it for editors.
 
     Validated with ``context={"base": <the file's folder>}``: each report's notebook must exist.
+
+    Examples
+    --------
+    Without a ``base`` in the context the notebooks are not looked for:
+
+    >>> from salesforecast.config import load_model
+    >>> reports = ["04_forecast_accuracy", {"notebook": "05_x.ipynb", "parameters": {"team": "EMEA"}}]
+    >>> cfg = load_model(ReportsFile, {"reports": reports})
+    >>> cfg.notebooks, [r.notebook for r in cfg.reports], cfg.reports[1].parameters
+    ('notebooks', ['04_forecast_accuracy', '05_x'], [{'team': 'EMEA'}])
+    >>> cfg.notebook_path(cfg.reports[0], Path("config")).as_posix()
+    'config/notebooks/04_forecast_accuracy.ipynb'
+    >>> str(load_model(ReportsFile, {"reports": ["04_forecast_accuracy"], "timeout": 0}))
+    'timeout: must be a positive number of seconds, got 0'
+    >>> str(load_model(ReportsFile, {"report": ["04_forecast_accuracy"]}))
+    "unknown key(s) ['report'] (did you mean 'reports'?); allowed: ['notebooks', 'output', 'reports', 'timeout']"
     """
 
     unknown_keys = "all"

@@ -47,6 +47,19 @@ class ReportData:
         First and last instant of `period`.
     notes : tuple of str
         What the load found and could not fix (`CRMData.notes`), for the report's read-this-first box.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> report = ReportData(data, pd.Timestamp("2025-06-30"), team="EMEA", period="FY2025Q2")
+    >>> report.period_bounds
+    (Timestamp('2025-04-01 00:00:00'), Timestamp('2025-07-01 00:00:00'))
+    >>> bool(report.known.opportunities["created_at"].max() <= report.as_of)
+    True
+    >>> view, selection = report.view.opportunities, report.selection.opportunities
+    >>> sorted(set(view["team"])), len(view) < len(selection), sorted(set(selection["team"]))
+    (['EMEA'], True, ['EMEA'])
     """
 
     data: CRMData

@@ -134,6 +134,17 @@ def encoded_intervals(data: CRMData) -> EncodedIntervals:
     Returns
     -------
     EncodedIntervals
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> enc = encoded_intervals(data)
+    >>> enc.frame.equals(stage_intervals(data)), len(enc.codes) == len(enc.opp_pos) == len(enc.frame)
+    (True, True)
+    >>> ids = data.opportunities["opportunity_id"].take(enc.opp_pos)
+    >>> bool((ids.to_numpy() == enc.frame["opportunity_id"].to_numpy()).all()), bool((np.diff(enc.codes) >= 0).all())
+    (True, True)
     """
     fast = _intervals_fast(data)
     if fast is not None:
@@ -534,6 +545,17 @@ def snapshot_rows(iv: pd.DataFrame, dates: pd.DatetimeIndex) -> tuple[np.ndarray
         int64: the row of `iv` and the position of its date in `dates`, ordered by date, then by row of `iv` (so
         by opportunity id: `iv` is sorted by opportunity, and one opportunity has at most one state at a time).
         Cost O(states x log(dates) + output rows).
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> iv, dates = stage_intervals(data), to_dates(["2025-01-01", "2025-04-01"])
+    >>> rows, date_idx = snapshot_rows(iv, dates)
+    >>> np.bincount(date_idx).tolist(), len(rows) == len(pipeline_snapshots(data, dates))
+    ([144, 139], True)
+    >>> bool(iv["is_open"].take(rows).all())
+    True
     """
     d = dates.asi8 if dates.unit == "us" else dates.as_unit("us").asi8
     start = iv["start"].to_numpy("datetime64[us]").view(np.int64)

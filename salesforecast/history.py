@@ -20,8 +20,9 @@ Visits as known at a date
 Skipped stages
     In a forward move between two open stages, the open stages jumped over: Prospecting -> Needs Analysis skips
     Qualification (one skipped stage). A deal created in a later stage has skipped nothing (creation is not a move).
-    A move into the won stage from before the last open stage is counted apart (*win skip*, with
-    ``k - 1 - previous`` stages skipped at the win): only winners can have it, so its outcome cannot be compared.
+    A move from an open stage into a won stage (*win skip* in `Moves`) skips the ``k - 1 - previous`` open stages
+    after the one it left (none from the last open stage); those are counted apart, as stages skipped at the win:
+    only winners can have them, so their outcome cannot be compared.
 Regression
     A backward move between two open stages (Value Proposition -> Qualification). A move from a closed stage back to
     an open one is counted apart: a *reopen*.
@@ -440,7 +441,7 @@ class DealHistory:
         amount = self.amount
         am_diff = np.where(revision, amount - np.r_[np.nan, amount[:-1]][:n], 0.0)
         return Moves(
-            previous=prev,
+            previous=np.where(first, -1, prev),
             stage_change=moved,
             skip=skip,
             skipped=np.where(skip, si - prev - 1, 0),

@@ -44,7 +44,7 @@ class ReportData:
     selection : CRMData
         `data` (not cut at `as_of`) restricted to `team` and `owner`: the rows a report lists as they are now.
     period_bounds : tuple of pandas.Timestamp
-        First and last instant of `period`.
+        Start and (exclusive) end of `period`: ``start <= t < end``.
     notes : tuple of str
         What the load found and could not fix (`CRMData.notes`), for the report's read-this-first box.
 
@@ -86,7 +86,7 @@ class ReportData:
 
     @property
     def period_bounds(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """First and last instant of `period` (a ValueError without one)."""
+        """Start and (exclusive) end of `period` (a ValueError without one)."""
         if self.period is None:
             raise ValueError("no period: pass period= to open_report")
         return self.data.process.calendar.period_bounds(self.period)

@@ -229,3 +229,10 @@ def test_counts_so_far_on_random_histories(seed):
     h = DealHistory.from_data(data)
     for cutoff in ("2024-02-01", "2024-03-10 12:00", "2024-05-01"):
         _check_counts_so_far(data, h, cutoff)
+
+
+def test_a_deals_first_row_has_no_previous_stage():
+    h = DealHistory.from_data(load_sample())
+    assert (h.moves.previous[h.first] == -1).all()
+    later = ~h.first
+    np.testing.assert_array_equal(h.moves.previous[later], h.stage[np.flatnonzero(later) - 1])

@@ -5,8 +5,10 @@ it; with a fiscal ``period`` (``FY2024Q3``) it is the *in-period pipeline*: the 
 stood then, falls in the period, as is usual in RevOps. A deal is *in scope* at a moment when it is in that
 pipeline.
 
-The waterfall compares each deal's state at ``start`` with its state at ``end`` and attributes the change
-once, so that, in count and in amount::
+The waterfall compares each deal's state just before ``start`` with its state just before ``end`` (the window
+is ``[start, end)``, half-open as the period bounds: the levels are the snapshots one microsecond before each
+moment, so that a change made at ``start`` itself, such as a deal closed at 00:00 of the period's first day, is
+a movement of the window) and attributes the change once, so that, in count and in amount::
 
     opening + created + pulled in + slipped in + reopened + amount increased
             - amount decreased - won - lost - pushed out - pulled out = closing
@@ -14,7 +16,7 @@ once, so that, in count and in amount::
 Rules (the contract the tests check)
 ------------------------------------
 - A deal *enters* when it is out of scope at ``start`` and, at ``end``, in scope, or closed during the window
-  ``(start, end]`` with a close date in the period (any close date without a period). How it entered depends
+  ``[start, end)`` with a close date in the period (any close date without a period). How it entered depends
   on where it was at ``start``: not yet created -> ``created``; open with a close date after the period (or
   none) -> ``pulled in``; open with a close date before the period -> ``slipped in``; closed -> ``reopened``.
   It enters with its amount at ``end`` (its closing amount when it closed).
@@ -89,39 +91,47 @@ def _scope_words(period: str | None) -> str:
 
 
 def _definitions(start: pd.Timestamp, end: pd.Timestamp, period: str | None) -> dict[str, str]:
+    # the states are taken just before each moment (the window is [start, end))
     s, e = f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}"
     scope = _scope_words(period)
     closes = f"closed in the window with a close date in {period}" if period else "closed in the window"
     where = "in scope" if period else "in the pipeline"
     return {
-        "opening pipeline": f"deals {scope} at {s}",
-        "created": f"deals created after {s} that are {scope} at {e} or {closes}",
+        "opening pipeline": f"deals {scope} just before {s}",
+        "created": f"deals created from {s} that are {scope} just before {e} or {closes}",
         "pulled in": (
-            f"open at {s} with a close date after {period} (or none), then {scope} at {e} or {closes}"
+            f"open just before {s} with a close date after {period} (or none), then {scope} just before {e} or {closes}"
             if period
             else "not used without a period"
         ),
         "slipped in": (
-            f"open at {s} with a close date before {period} (overdue or earlier), then {scope} at {e} or {closes}"
+            f"open just before {s} with a close date before {period} (overdue or earlier), "
+            f"then {scope} just before {e} or {closes}"
             if period
             else "not used without a period"
         ),
-        "reopened": f"closed at {s}, then {scope} at {e} or closed again in the window",
-        "amount increased": f"deals {where} at {s}: amount at {e} (at closing, or when they left) above that at {s}",
-        "amount decreased": f"deals {where} at {s}: amount at {e} (at closing, or when they left) below that at {s}",
-        "won": f"deals {where} at {s} or entered since, closed won by {e} (closing amount)",
-        "lost": f"deals {where} at {s} or entered since, closed lost by {e} (closing amount)",
+        "reopened": f"closed just before {s}, then {scope} just before {e} or closed again in the window",
+        "amount increased": (
+            f"deals {where} just before {s}: amount just before {e} (at closing, or when they left) "
+            f"above that just before {s}"
+        ),
+        "amount decreased": (
+            f"deals {where} just before {s}: amount just before {e} (at closing, or when they left) "
+            f"below that just before {s}"
+        ),
+        "won": f"deals {where} just before {s} or entered since, closed won before {e} (closing amount)",
+        "lost": f"deals {where} just before {s} or entered since, closed lost before {e} (closing amount)",
         "pushed out": (
-            f"deals {where} at {s}, open at {e} with a close date after {period} (or none)"
+            f"deals {where} just before {s}, open just before {e} with a close date after {period} (or none)"
             if period
             else "not used without a period"
         ),
         "pulled out": (
-            f"deals {where} at {s}, open at {e} with a close date before {period}"
+            f"deals {where} just before {s}, open just before {e} with a close date before {period}"
             if period
             else "not used without a period"
         ),
-        "closing pipeline": f"deals {scope} at {e}",
+        "closing pipeline": f"deals {scope} just before {e}",
     }
 
 
@@ -133,8 +143,10 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     data : CRMData
         Validated data (opportunities and stage_history).
     start, end : date
-        The window ``(start, end]``; the pipeline is taken as it stood at each moment (a date without a time is
-        midnight at its start, so changes made that day are not yet known).
+        The window ``[start, end)``: the pipeline is taken as it stood just before each moment (a date without a
+        time is midnight at its start, so none of that day's changes are known yet, not even those made at
+        00:00): a deal closed at 00:00 of the period's first day is a movement of the window, one closed at
+        `end` is not.
     period : str, optional
         A fiscal period label (``FY2024Q3``, ``2024-07``, ``FY2024``): count only the open pipeline whose close
         date falls in it. None: all open pipeline.
@@ -166,7 +178,11 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     iv = stage_intervals(data)
     codes, uniques = pd.factorize(iv["opportunity_id"])
     n = len(uniques)
-    rs, re_ = _state_at(iv, codes, n, start_ts), _state_at(iv, codes, n, end_ts)
+    # both states are taken just before their moment, so the window is [start, end) as the period bounds are:
+    # a change made at `start` itself (a deal closed at 00:00 of the period's first day) is a movement of the
+    # window (taken at `start` it was in neither the opening nor the flows), one made at `end` is the next's
+    tick = pd.Timedelta(microseconds=1)
+    rs, re_ = _state_at(iv, codes, n, start_ts - tick), _state_at(iv, codes, n, end_ts - tick)
 
     is_open = iv["is_open"].to_numpy(dtype=bool)
     close_i = iv["close_date"].to_numpy("datetime64[us]").view(np.int64)
@@ -183,7 +199,7 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     amt_s, amt_e = take(amount, rs, 0.0), take(amount, re_, 0.0)
     alive = re_ >= 0  # created by end
     closed_e = alive & ~open_e
-    closed_in_window = closed_e & (take(entered, re_, NAT) > to_us(start_ts))
+    closed_in_window = closed_e & (take(entered, re_, NAT) >= to_us(start_ts))
     if period is None:
         in_p_s = np.ones(n, dtype=bool)
         in_p_e = np.ones(n, dtype=bool)
@@ -261,7 +277,7 @@ def pipeline_waterfall(data: CRMData, start: Any, end: Any, period: str | None =
     data : CRMData
         Validated data (opportunities and stage_history).
     start, end : date
-        The window ``(start, end]`` (see `waterfall_deals`).
+        The window ``[start, end)`` (see `waterfall_deals`).
     period : str, optional
         A fiscal period label: count only the open pipeline whose close date falls in it (in-period
         pipeline). None: all open pipeline.

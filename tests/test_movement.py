@@ -190,12 +190,12 @@ def test_waterfall_reconciles_exactly_on_random_histories(case):
     # opening + inflows - outflows = closing, exactly, in count and in amount
     assert int((wf["count"] * sign).sum()) == int(_level(wf, "closing pipeline", "count"))
     assert float((wf["amount"] * sign).sum()) == float(_level(wf, "closing pipeline", "amount"))
-    # the two levels are the pipeline exactly as pipeline_snapshots rebuilds it
+    # the two levels are the pipeline exactly as pipeline_snapshots rebuilds it (just before start and end)
     assert (_level(wf, "opening pipeline", "count"), _level(wf, "opening pipeline", "amount")) == _in_scope_snapshot(
-        data, start, period
+        data, start - pd.Timedelta(microseconds=1), period
     )
     assert (_level(wf, "closing pipeline", "count"), _level(wf, "closing pipeline", "amount")) == _in_scope_snapshot(
-        data, end, period
+        data, end - pd.Timedelta(microseconds=1), period
     )
     # every deal's own change is attributed once: its rows reconcile on their own
     rows = waterfall_deals(data, start, end, period=period)
@@ -451,3 +451,46 @@ def test_coverage_errors_name_the_problem():
         pipeline_coverage(data, "FY2024Q3", as_of="2024-08-01", by="region")
     with pytest.raises(ValueError, match="not a fiscal period"):
         pipeline_coverage(data, "Q3 2024", as_of="2024-08-01")
+
+
+def test_won_includes_deals_closed_on_the_periods_first_day():
+    """Deals closed at 00:00 of the period's first day, and later that day, are won in the waterfall."""
+    deals = {
+        "MIDNIGHT": (
+            "2024-06-01",
+            [
+                ("2024-06-01", "Negotiation/Review", 1000, "2024-07-01"),
+                ("2024-07-01", "Closed Won", 1100, "2024-07-01"),
+            ],
+        ),
+        "MIDNIGHT_NEW": ("2024-07-01", [("2024-07-01", "Closed Won", 300, "2024-07-01")]),
+        "MORNING": (
+            "2024-06-01",
+            [("2024-06-01", "Prospecting", 2000, "2024-08-15"), ("2024-07-01 09:30", "Closed Won", 2000, "2024-07-01")],
+        ),
+        "LATER": (
+            "2024-06-01",
+            [("2024-06-01", "Prospecting", 400, "2024-08-15"), ("2024-08-20", "Closed Won", 500, "2024-08-20")],
+        ),
+        "LOST_MIDNIGHT": (
+            "2024-06-01",
+            [("2024-06-01", "Prospecting", 700, "2024-07-01"), ("2024-07-01", "Closed Lost", 700, "2024-07-01")],
+        ),
+        "WON_BEFORE": (
+            "2024-05-01",
+            [("2024-05-01", "Prospecting", 900, "2024-06-30"), ("2024-06-30 23:00", "Closed Won", 900, "2024-06-30")],
+        ),
+    }
+    tables = deal_tables(deals)
+    data = _crm(tables)
+    wf = _check_reconciles(data, pd.Timestamp("2024-07-01"), pd.Timestamp("2024-10-01"), "FY2024Q3").set_index("step")
+    opps = tables["opportunities"]
+    won = opps[opps["is_won"] & (opps["close_date"] >= "2024-07-01") & (opps["close_date"] < "2024-10-01")]
+    assert len(won) == 4  # the plain pandas count: MIDNIGHT, MIDNIGHT_NEW, MORNING, LATER
+    assert wf.loc["won", ["deals", "amount"]].tolist() == [len(won), float(won["amount"].sum())]
+    assert wf.loc["lost", "deals"] == 1
+    cov = pipeline_coverage(data, "FY2024Q3", as_of="2024-10-01")
+    assert cov[["won_deals", "closed_won"]].iloc[0].tolist() == [len(won), float(won["amount"].sum())]
+    rows = waterfall_deals(data, "2024-07-01", "2024-10-01", period="FY2024Q3")
+    midnight = set(rows.loc[rows["opportunity_id"] == "MIDNIGHT", "step"])
+    assert midnight == {"opening pipeline", "amount increased", "won"}

@@ -685,9 +685,9 @@ def _horizon_factors(
 def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]) -> np.ndarray:
     """(groups, 4): forecast and quantiles of the period from past periods' bookings known at its start `s`.
 
-    ``seasonal_naive`` runs per group value. ``ets`` is fitted on the company total and split top-down: each group
-    value gets the total times its share of the bookings of the last four periods (fitting an ETS per rep on a
-    dozen noisy quarters is slow and no better).
+    ``seasonal_naive`` runs per group value, and is missing (NaN) with fewer past periods than a season. ``ets`` is
+    fitted on the company total and split top-down: each group value gets the total times its share of the
+    bookings of the last four periods (fitting an ETS per rep on a dozen noisy quarters is slow and no better).
     """
     past = ctx.past_periods(s, 0)
     out = np.full((ctx.groups.size, 1 + len(quantiles)), np.nan)
@@ -695,6 +695,8 @@ def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]
         return out
     series = np.array([ctx.won_known(s, *ctx.bounds(p)) for p in past])  # (n_periods, groups)
     model = BookingsModel(method=method, season_length=_SEASON[ctx.period], quantiles=quantiles)
+    if method == "seasonal_naive" and len(past) < _SEASON[ctx.period]:
+        return out  # no period one year earlier: missing, not the last period mislabelled
     out[:, 0] = 0.0
     if method == "seasonal_naive":
         for g in np.flatnonzero(series.sum(axis=0) > 0):  # a loop over group values with bookings
@@ -1114,7 +1116,8 @@ METHODS: dict[str, ForecastMethod] = {
         ForecastMethod(
             name="seasonal_naive",
             label="seasonal naive",
-            definition="bookings of the same period one year earlier; ignores the pipeline",
+            definition="bookings of the same period one year earlier; ignores the pipeline; missing with less than a "
+            "year of past periods",
             colour="#8f8c1f",
             forecast=lambda cut: _prepared(cut, "seasonal_naive"),
             needs=frozenset({"bookings history"}),

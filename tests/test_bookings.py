@@ -49,3 +49,15 @@ def test_short_and_flat_series_fall_back_and_never_go_negative():
 def test_bad_settings_and_series_are_named(kwargs, y, match):
     with pytest.raises(ValueError, match=match):
         BookingsModel(**kwargs).fit(y)
+
+
+def test_seasonal_naive_gives_no_forecast_with_less_than_a_season():
+    """Fewer periods than a season: no value one season earlier, so NaN, never the last value relabelled."""
+    model = BookingsModel(method="seasonal_naive", season_length=4).fit([100.0, 120.0, 90.0])
+    out = model.predict(2)
+    assert out[["forecast", "p10", "p50", "p90"]].isna().all().all()
+    assert "no forecast" in model.spec_
+    monthly = BookingsModel(method="seasonal_naive", season_length=12).fit(np.arange(1.0, 12.0))
+    assert monthly.predict(1)["forecast"].isna().all()
+    full = BookingsModel(method="seasonal_naive", season_length=12).fit(np.arange(1.0, 13.0))
+    assert full.predict(1)["forecast"].tolist() == [1.0]

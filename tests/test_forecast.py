@@ -401,3 +401,23 @@ def test_every_method_runs_on_imported_data(data, results, tmp_path):
     canonical = results[(results["group"] == "total") & (results["cutoff"] == CUTS[0])].set_index("method")["forecast"]
     same = ["submitted_commit", "crm_weighted", "stage_conversion", "monte_carlo", "ets", "seasonal_naive"]
     np.testing.assert_allclose(total[same], canonical[same], rtol=1e-9)
+
+
+def test_seasonal_naive_is_missing_without_a_year_of_history_and_else_last_years_quarter(data):
+    """< 4 past quarters: no 'same quarter a year earlier', so NaN (not the previous quarter); >= 4: that quarter."""
+    first = pd.Timestamp(data.opportunities["created_at"].min()).to_period("Q").start_time
+    cal = data.process.calendar
+    periods = [cal.period([first + pd.DateOffset(months=3 * k)], "quarter").iloc[0] for k in (1, 3, 4, 6)]
+    res = backtest(
+        data, methods=["seasonal_naive"], periods=periods, cutoffs="start", groups=["total"], min_history_days=0
+    )
+    got = res.set_index("period")["forecast"]
+    for k, label in zip((1, 3, 4, 6), periods, strict=True):
+        start, _ = cal.period_bounds(label)
+        if k < 4:  # k past quarters: less than a season
+            assert np.isnan(got[label]), label
+        else:
+            a_year_ago = cal.period([start - pd.DateOffset(years=1)], "quarter").iloc[0]
+            lo, hi = cal.period_bounds(a_year_ago)
+            assert got[label] == pytest.approx(_won_by(data, start, lo, hi), rel=1e-12), label
+            assert got[label] > 0

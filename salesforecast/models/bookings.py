@@ -10,8 +10,9 @@ every pipeline method should beat, and the only method left when a CRM keeps no 
     seasons (with one); before that, simple exponential smoothing. Quantiles come from the model's forecast
     variance under normal errors, floored at zero (bookings cannot be negative).
 ``BookingsModel(method="seasonal_naive")``
-    The forecast is the value one season earlier (the same quarter last year); with less than a season of
-    history, the last value. Quantiles are normal around it with the root mean square of the in-sample
+    The forecast is the value one season earlier (the same quarter last year). With fewer past periods than a
+    season there is no such value: the forecast and its quantiles are missing (NaN), and ``spec_`` says so.
+    Quantiles are normal around it with the root mean square of the in-sample
     seasonal-naive errors (drift counts as error), times the square root of the seasons ahead (no interval with
     fewer than 3 errors).
 """
@@ -52,7 +53,8 @@ class BookingsModel(BaseEstimator):
     n_periods_ : int
         Length of the series fitted.
     spec_ : str
-        The model actually fitted, e.g. ``"ETS(A,Ad,A)"``, ``"ETS(A,N,N)"``, ``"seasonal naive (lag 4)"``.
+        The model actually fitted, e.g. ``"ETS(A,Ad,A)"``, ``"ETS(A,N,N)"``, ``"seasonal naive (lag 4)"``, or
+        ``"seasonal naive: no forecast (...)"`` with fewer periods than a season.
     history_ : numpy.ndarray
         The fitted series.
 
@@ -62,6 +64,8 @@ class BookingsModel(BaseEstimator):
     ...               + [f"FY2024Q{i}" for i in range(1, 5)])
     >>> BookingsModel(method="seasonal_naive").fit(y).predict(1)["forecast"].tolist()
     [110.0]
+    >>> BookingsModel(method="seasonal_naive").fit(y[:3]).predict(1)["forecast"].tolist()  # less than a season
+    [nan]
     """
 
     def __init__(
@@ -111,12 +115,18 @@ class BookingsModel(BaseEstimator):
         self.history_ = values
         self.n_periods_ = len(values)
         self._fit = None
-        if self.method == "seasonal_naive" or len(values) < 4 or np.ptp(values) == 0:
-            lag = m if len(values) >= m else 1
+        if self.method == "seasonal_naive":
+            # the value one season earlier; with less than a season of history there is none (predict gives NaN)
+            self._lag = m if len(values) >= m else None
             self.spec_ = (
-                f"seasonal naive (lag {lag})" if self.method == "seasonal_naive" else "naive (too short for ETS)"
+                f"seasonal naive (lag {m})"
+                if self._lag
+                else f"seasonal naive: no forecast ({len(values)} periods, fewer than a season of {m})"
             )
-            self._lag = lag
+            return self
+        if len(values) < 4 or np.ptp(values) == 0:
+            self._lag = m if len(values) >= m else 1
+            self.spec_ = "naive (too short for ETS)"
             return self
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
@@ -148,7 +158,8 @@ class BookingsModel(BaseEstimator):
         -------
         pandas.DataFrame
             One row per step ahead (``step`` 1, 2, ...): ``forecast`` and one column per quantile (``p10``,
-            ``p50``, ``p90`` for the default levels; NaN when the method gives no interval); never negative.
+            ``p50``, ``p90`` for the default levels; NaN when the method gives no interval); never negative. All
+            NaN for ``seasonal_naive`` fitted on fewer periods than a season (no value one season earlier).
         """
         check_is_fitted(self, "history_")
         if not isinstance(horizon, numbers.Integral) or horizon < 1:
@@ -158,6 +169,11 @@ class BookingsModel(BaseEstimator):
         qs = [float(q) for q in self.quantiles]
         cols = {f"p{round(q * 100):02d}": q for q in qs}
         out = pd.DataFrame({"step": np.arange(1, horizon + 1)})
+        if self._fit is None and self._lag is None:  # seasonal naive on less than a season: no forecast
+            out["forecast"] = math.nan
+            for name in cols:
+                out[name] = math.nan
+            return out
         if self._fit is None:
             lag = self._lag
             idx = n - lag + (np.arange(horizon) % lag)

@@ -421,3 +421,11 @@ def test_seasonal_naive_is_missing_without_a_year_of_history_and_else_last_years
             lo, hi = cal.period_bounds(a_year_ago)
             assert got[label] == pytest.approx(_won_by(data, start, lo, hi), rel=1e-12), label
             assert got[label] > 0
+
+
+def test_ets_interval_is_not_degenerate_on_the_sample(data):
+    """The backtest's ETS P10-P90 has width and covers most actuals (half of them with the ML variance)."""
+    res = backtest(data, methods=["ets"], groups=["total"])
+    assert res["p10"].notna().all() and (res["p90"] > res["p10"]).all()
+    covered = (res["p10"] <= res["actual"]) & (res["actual"] <= res["p90"])
+    assert covered.mean() >= 0.75

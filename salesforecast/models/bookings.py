@@ -8,7 +8,10 @@ every pipeline method should beat, and the only method left when a CRM keeps no 
     likelihood. Additive seasonality of ``season_length`` periods is used once the series holds at least
     ``min_cycles`` full seasons; a damped additive trend once it holds 8 periods (without a season) or 4 full
     seasons (with one); before that, simple exponential smoothing. Quantiles come from the model's forecast
-    variance under normal errors, floored at zero (bookings cannot be negative).
+    variance under normal errors, floored at zero (bookings cannot be negative). That variance is statsmodels'
+    maximum-likelihood one, the in-sample mean squared error ``SSE / n``; on a dozen quarters with up to ten
+    fitted parameters (smoothing weights and initial states) it is far too small, so it is scaled by
+    ``n / (n - k)`` (``SSE / (n - k)``, ``k`` the parameters fitted); no interval when ``n <= k``.
 ``BookingsModel(method="seasonal_naive")``
     The forecast is the value one season earlier (the same quarter last year). With fewer past periods than a
     season there is no such value: the forecast and its quantiles are missing (NaN), and ``spec_`` says so.
@@ -148,6 +151,11 @@ class BookingsModel(BaseEstimator):
             )
             self._fit = model.fit(disp=False, maxiter=200)
         self._scale = scale
+        # smoothing weights and initial states fitted (statsmodels' df_model adds sigma2, and its last initial
+        # seasonal is not free: it is fixed at 0, the level taking it up)
+        k = len(self._fit.param_names) - (1 if seasonal else 0)
+        # SSE / n (the MLE) -> SSE / (n - k): without it the P10-P90 covered about half of held-out values
+        self._variance_factor = n / (n - k) if n > k else math.nan
         self.spec_ = f"ETS(A,{'Ad' if trend else 'N'},{'A' if seasonal else 'N'})"
         return self
 
@@ -190,7 +198,8 @@ class BookingsModel(BaseEstimator):
             warnings.simplefilter("ignore")
             pred = self._fit.get_prediction(start=n, end=n + horizon - 1)
             mean = np.asarray(pred.predicted_mean, dtype="float64") * self._scale
-            sd = np.sqrt(np.maximum(np.asarray(pred.forecast_variance, dtype="float64"), 0.0)) * self._scale
+            variance = np.maximum(np.asarray(pred.forecast_variance, dtype="float64"), 0.0) * self._variance_factor
+            sd = np.sqrt(variance) * self._scale
         out["forecast"] = np.maximum(mean, 0.0)
         for name, q in cols.items():
             z = NormalDist().inv_cdf(q)

@@ -216,15 +216,19 @@ def rank_leads(model: Any, X: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Index lead_id; ``created_at`` and ``owner``/``lead_source`` when present, ``probability``, ``tier``,
-        ``reasons`` (the `top` strongest, joined with "; ").
+        ``reasons`` (the `top` strongest, joined with "; "). No open leads (an empty X) give an empty table with
+        the same columns and dtypes, so a report can show it or say there is nothing to rank.
     """
+    context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
+    out = X[context].copy()
     if X.empty:
-        return pd.DataFrame(columns=["probability", "tier", "reasons"])
+        out["probability"] = pd.Series(dtype="float64", index=out.index)
+        out["tier"] = pd.Series(dtype="str", index=out.index)
+        out["reasons"] = pd.Series(dtype="str", index=out.index)
+        return out
     explained = model.explain(X, top=top)
     reasons = explained[[f"reason_{k}" for k in range(1, top + 1)]]
     joined = reasons.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str) and v), axis=1)
-    context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
-    out = X[context].copy()
     out["probability"] = explained["probability"].to_numpy()
     out["tier"] = model.tiers(X).astype("str").to_numpy()
     out["reasons"] = joined.astype("str").to_numpy()

@@ -97,3 +97,17 @@ def test_rank_and_tier_tables():
     table = tier_table(model.tiers(ds.X), ds.y)
     assert table["leads"].sum() == len(ds.X) and abs(table["share_of_leads"].sum() - 1) < 1e-9
     assert table["conversion_rate"].iloc[0] > table["conversion_rate"].iloc[-1]
+
+
+def test_rank_leads_without_open_leads_gives_an_empty_well_formed_table():
+    from salesforecast.leads import lead_dataset, rank_leads
+    from salesforecast.models.lead_scoring import LeadScoringModel
+
+    ds = lead_dataset(load_sample(), "2025-12-31")
+    model = LeadScoringModel(estimator="logistic", date_column="created_at").fit(ds.X, ds.y)
+    ranked = rank_leads(model, ds.open, top=2)
+    empty = rank_leads(model, ds.open.iloc[:0], top=2)  # no lead open at the report date
+    assert empty.empty and list(empty.columns) == list(ranked.columns)  # had only probability, tier, reasons
+    pd.testing.assert_series_equal(empty.dtypes, ranked.dtypes)
+    assert empty.index.name == "lead_id"
+    assert empty.reset_index()["created_at"].empty  # the report's table reads it: KeyError before

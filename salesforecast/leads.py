@@ -115,6 +115,13 @@ def lead_holdout(
     X_test, y_test : DataFrame, Series
         The later leads and their outcomes.
 
+    Raises
+    ------
+    ValueError
+        When no lead falls on one side of the holdout start (before it for training, from it for the holdout):
+        the message names the side, the leads' creation dates, the holdout start and a `holdout_months` that
+        works, or else what to change.
+
     Examples
     --------
     >>> from salesforecast.datasets import load_sample
@@ -127,11 +134,55 @@ def lead_holdout(
     train = lead_dataset(data, start, maturity_days)
     later = ~full.X.index.isin(train.X.index)
     if not later.any() or train.X.empty:
-        raise ValueError(
-            f"no leads on one side of the holdout start {start.date()}: "
-            "choose a shorter holdout_months or maturity_days"
-        )
+        raise ValueError(_holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any()))
     return train, full.X[later], full.y[later]
+
+
+def _holdout_problem(
+    data: CRMData, full: LeadDataset, start: pd.Timestamp, holdout_months: int, no_train: bool, no_test: bool
+) -> str:
+    """Why `lead_holdout` has no leads on a side of `start`: the side, the leads' dates and a setting that works.
+
+    Training holds the leads created by ``cut = start - maturity_days``; the holdout the leads created after
+    `cut` and by ``as_of - maturity_days`` (mature at as_of). A setting works when both sets have a lead.
+    """
+    as_of, m = full.as_of, full.maturity_days
+    created = np.sort(data.leads.loc[data.leads["created_at"] <= as_of, "created_at"].to_numpy())
+
+    def works(days: int, months: int) -> bool:
+        cut = as_of - pd.Timedelta(days=2 * days) - pd.DateOffset(months=months)
+        mature = np.searchsorted(created, (as_of - pd.Timedelta(days=days)).to_datetime64(), side="right")
+        return mature > 0 and created[0] <= cut.to_datetime64() < created[mature - 1]
+
+    cut = (start - pd.Timedelta(days=m)).date()
+    train_side = f"training takes the leads mature at the holdout start, created by {cut}"
+    mature_by = (full.as_of - pd.Timedelta(days=m)).date()
+    test_side = f"the holdout takes the leads created after {cut} and mature at as_of, by {mature_by}"
+    where = "on either side of" if no_train and no_test else "before" if no_train else "from"
+    said = "; ".join(t for t, empty in ((train_side, no_train), (test_side, no_test)) if empty)
+    text = (
+        f"no leads {where} the holdout start {start.date()} (as_of {as_of.date()} - maturity_days={m} - "
+        f"holdout_months={holdout_months}): {said}"
+    )
+    if not len(created):
+        return f"{text}; no lead was created by as_of {as_of.date()}: choose a later as_of"
+    first, last = pd.Timestamp(created[0]), pd.Timestamp(created[-1])
+    text += f"; the leads were created from {first.date()} to {last.date()}"
+    if not full.X.empty:
+        text += f" (mature at as_of: up to {full.X['created_at'].max().date()})"
+    months = [h for h in range(1, 1200) if works(m, h)]
+    if months:
+        best = min(months, key=lambda h: (abs(h - holdout_months), h))
+        return f"{text}: use holdout_months={best} (any from {min(months)} to {max(months)} works)"
+    for days in range(m - 1, 0, -1):  # the longest maturity that works, with the longest holdout up to the one asked
+        fits = [h for h in range(holdout_months, 0, -1) if works(days, h)]
+        if fits:
+            also = "" if fits[0] == holdout_months else f" and holdout_months={fits[0]}"
+            return f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+    return (
+        f"{text}: no holdout_months or maturity_days works; use leads created over a longer span (more than "
+        f"2 * maturity_days + holdout_months between the first lead and as_of)"
+    )
 
 
 def tier_table(tiers: pd.Series, y: pd.Series) -> pd.DataFrame:
@@ -165,15 +216,19 @@ def rank_leads(model: Any, X: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Index lead_id; ``created_at`` and ``owner``/``lead_source`` when present, ``probability``, ``tier``,
-        ``reasons`` (the `top` strongest, joined with "; ").
+        ``reasons`` (the `top` strongest, joined with "; "). No open leads (an empty X) give an empty table with
+        the same columns and dtypes, so a report can show it or say there is nothing to rank.
     """
+    context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
+    out = X[context].copy()
     if X.empty:
-        return pd.DataFrame(columns=["probability", "tier", "reasons"])
+        out["probability"] = pd.Series(dtype="float64", index=out.index)
+        out["tier"] = pd.Series(dtype="str", index=out.index)
+        out["reasons"] = pd.Series(dtype="str", index=out.index)
+        return out
     explained = model.explain(X, top=top)
     reasons = explained[[f"reason_{k}" for k in range(1, top + 1)]]
     joined = reasons.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str) and v), axis=1)
-    context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
-    out = X[context].copy()
     out["probability"] = explained["probability"].to_numpy()
     out["tier"] = model.tiers(X).astype("str").to_numpy()
     out["reasons"] = joined.astype("str").to_numpy()

@@ -225,6 +225,16 @@ def test_exclude_drops_columns_and_checks_names(leads):
         LeadScoringModel(exclude="region").fit(X, y)
 
 
+def test_exclude_none_excludes_nothing_like_the_default(leads):
+    X, y, _ = leads
+    default = LeadScoringModel().fit(X, y)
+    model = LeadScoringModel(exclude=None).fit(X, y)  # raised TypeError: 'NoneType' object is not iterable
+    assert model.feature_names_ == default.feature_names_
+    assert "excluded" not in model.dropped_columns_.values()
+    np.testing.assert_allclose(model.predict_proba(X), default.predict_proba(X))
+    assert clone(model).get_params()["exclude"] is None
+
+
 def test_constant_columns_are_dropped(leads):
     X, y, _ = leads
     model = LeadScoringModel().fit(X.assign(country="US", empty=np.nan), y)

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
@@ -98,6 +99,23 @@ def hostile_run(tmp_path_factory):
     result = run_reports(DEFAULT_CONFIG, out, params={"source": str(folder)}, jobs=2)
     assert result.exit_code == 0, [r.error for r in result.results if r.error]
     return out / "latest"
+
+
+def test_lead_scoring_report_says_so_when_no_lead_is_open(tmp_path):
+    """Every lead young at the report date is gone: the open-leads cell said KeyError 'created_at' and lost the
+    whole report; now it renders, with a sentence in place of the table."""
+    data, _ = generate(n_opportunities=800, seed=11, years=2)
+    as_of = str(data.as_of.date())
+    data.leads = data.leads[data.leads["created_at"] <= pd.Timestamp(as_of) - pd.Timedelta(days=180)]
+    folder = data.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["03_lead_scoring"], params={"source": str(folder)}, jobs=1, as_of=as_of
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("03_lead_scoring*.html")
+    text = page.read_text(encoding="utf-8")
+    assert f"No open leads at {as_of}" in text and "nothing to rank" in text
+    assert "Open leads, ranked" in text and "Priority tiers" in text and "Traceback" not in text
 
 
 def test_every_report_renders_on_the_sample(sample_run):

@@ -419,8 +419,9 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         Map from the base model's log-odds to probabilities, learned on the validation rows; ``"auto"`` tries both
         on held-out validation rows and keeps sigmoid unless isotonic has a clearly lower Brier score; None keeps
         the base model's probabilities.
-    exclude : sequence of str
-        Columns never used (leaky columns, ids, the outcome's own fields). Each must be a column of X.
+    exclude : sequence of str or None
+        Columns never used (leaky columns, ids, the outcome's own fields). Each must be a column of X. None, like
+        the default ``()``, excludes nothing.
     date_column : str, optional
         The date of each row (e.g. the lead's ``created_at``): validation rows are the latest ones, datetime
         features get their age at this date, and the date's month and day of week become features (unless the
@@ -512,7 +513,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         estimator: str = "hgb",
         *,
         calibration: str | None = "auto",
-        exclude: Sequence[str] = (),
+        exclude: Sequence[str] | None = (),
         date_column: str | None = None,
         validation: str = "time",
         validation_size: float = 0.2,
@@ -611,7 +612,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ features
     def _learn_features(self, X: pd.DataFrame) -> _Encoder:
         """Decide each column's treatment (sets ``dropped_columns_``) and learn levels and references."""
-        exclude = list(self.exclude)
+        exclude = [] if self.exclude is None else list(self.exclude)
         unknown = [c for c in exclude if c not in X.columns]
         if unknown:
             raise ValueError(f"exclude names {unknown[0]!r}, which is not a column of X; columns: {list(X.columns)}")

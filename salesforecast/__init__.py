@@ -1,10 +1,11 @@
 """salesforecast: forecast-accuracy analytics for sales organisations.
 
 Make the sales process explicit (`SalesProcess`), load CRM data into validated canonical tables
-(`read_canonical`, `validate`, `CRMData`), rebuild the pipeline as it stood at any date (`pipeline_snapshots`),
+(`load`, `read_canonical`, `validate`, `CRMData`), rebuild the pipeline as it stood at any date (`pipeline_snapshots`),
 and compare forecasts with what actually closed.
 """
 
+from salesforecast.io import load
 from salesforecast.process import FiscalCalendar, SalesProcess, fiscal_period
 from salesforecast.schema import CRMData, DataFileError, read_canonical, validate
 
@@ -16,6 +17,7 @@ __all__ = [
     "FiscalCalendar",
     "SalesProcess",
     "fiscal_period",
+    "load",
     "read_canonical",
     "validate",
 ]

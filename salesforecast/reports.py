@@ -583,25 +583,45 @@ def kernel_name() -> str:
 
 
 @functools.cache
-def _kernel_manager_class() -> type | None:
-    """A kernel manager that encrypts the kernel's channels (CurveZMQ), where jupyter_client and zmq can.
+def _kernel_manager_base() -> type:
+    """The reports' kernel manager: no interrupt for an idle kernel at shutdown, encrypted channels where possible.
 
-    The kernels hold CRM data; unencrypted, any local user could read their TCP traffic (and ipykernel
-    warns about it once per report). None when this jupyter_client or libzmq cannot encrypt.
+    jupyter_client (8.x) sends the kernel SIGINT before its shutdown request; a kernel inside a message handler
+    then logs ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel`` to its stderr, which is the report
+    command's, after a notebook that ran fine. So the interrupt is sent only while a cell still runs (a timeout:
+    it stops the cell so the kernel can shut down); an idle kernel stops on the shutdown request alone. A cell's
+    own error comes back in its execute reply and still fails the report. The per-run subclass
+    (`_kernel_manager_class`) says whether a cell runs.
+
+    The channels are encrypted (CurveZMQ) where jupyter_client and zmq can: the kernels hold CRM data, and
+    unencrypted any local user could read their TCP traffic (and ipykernel warns about it once per report).
     """
     import zmq
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
-    if not (zmq.has("curve") and hasattr(AsyncKernelManager, "transport_encryption")):
-        return None
+    class _ReportKernelManager(AsyncKernelManager):
+        cell_running: threading.Event | None = None
 
-    class _EncryptedKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down and not (self.cell_running is not None and self.cell_running.is_set()):
+                return  # idle: the shutdown request follows, an interrupt would only be logged as an error
+            await super()._async_interrupt_kernel()
+
+    if not (zmq.has("curve") and hasattr(AsyncKernelManager, "transport_encryption")):
+        return _ReportKernelManager
+
+    class _EncryptedKernelManager(_ReportKernelManager):
         @default("transport_encryption")
         def _default_transport_encryption(self) -> str:
             return "auto"  # encrypt when the kernelspec declares support (ipykernel's does)
 
     return _EncryptedKernelManager
+
+
+def _kernel_manager_class(cell_running: threading.Event) -> type:
+    """A kernel manager class for one notebook run; `cell_running` is set while a cell executes (see the hooks)."""
+    return type("_RunKernelManager", (_kernel_manager_base(),), {"cell_running": cell_running})
 
 
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
@@ -681,8 +701,7 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     start = time.monotonic()
     partial = run_dir / f".{spec.name}.partial.ipynb"
     error: str | None = None
-    manager = _kernel_manager_class()
-    extra = {"kernel_manager_class": manager} if manager is not None else {}
+    cell_running = threading.Event()  # set from a cell's execute request to its reply (nbclient's hooks)
     try:
         nb = papermill.execute_notebook(
             str(spec.path),
@@ -693,7 +712,9 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             progress_bar=False,
             log_output=False,
             execution_timeout=spec.timeout,
-            **extra,
+            kernel_manager_class=_kernel_manager_class(cell_running),
+            on_cell_execute=lambda **_: cell_running.set(),
+            on_cell_executed=lambda **_: cell_running.clear(),
         )
         html_path = run_dir / f"{spec.name}.html"
         _write_atomic(html_path, render_html(nb, spec.title))

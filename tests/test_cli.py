@@ -64,6 +64,16 @@ def test_whole_file_error_exits_2(tmp_path, capsys):
     assert "opportunities.csv" in captured.err
 
 
+def test_validate_a_mapping_file_with_a_yaml_syntax_error_exits_2_with_line_and_column(tmp_path, capsys):
+    path = tmp_path / "crm.yml"
+    path.write_text("tables:\n  opportunities:\n    source: deals.csv\n   columns: {id: Id\n", encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: not valid YAML")
+    assert "line 4, column 4" in err
+    assert "not a data source" not in err
+
+
 def test_console_script_runs(tmp_path):
     folder, _ = _folder(tmp_path, corrupt=True)
     exe = [sys.executable, "-m", "salesforecast.cli", "validate", str(folder), "--json"]

@@ -516,6 +516,32 @@ def test_is_mapping_file(tmp_path):
     assert not is_mapping_file(tmp_path)
 
 
+BROKEN_MAPPING = "tables:\n  opportunities:\n    source: deals.csv\n   columns: {id: Id\n"  # line 4 indented wrong
+
+
+@pytest.mark.parametrize("suffix", [".yml", ".yaml"])
+def test_a_mapping_file_that_is_not_valid_yaml_gives_the_parsers_error_not_not_a_data_source(tmp_path, suffix):
+    from salesforecast.io import load
+
+    path = tmp_path / f"crm{suffix}"
+    path.write_text(BROKEN_MAPPING, encoding="utf-8")
+    with pytest.raises(MappingError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not valid YAML")
+    assert "line 4, column 4" in message and "expected <block end>" in message
+    assert "not a data source" not in message
+    assert info.value.file == str(path)
+
+
+def test_a_valid_yaml_file_that_is_no_mapping_is_still_not_a_data_source():
+    from salesforecast.io import load
+
+    with pytest.raises(DataFileError, match="not a data source") as info:
+        load(EXAMPLE.parent / "process.yml")
+    assert not isinstance(info.value, MappingError)
+
+
 def test_blank_and_malformed_lines_are_quarantined_not_filled_by_constants(tmp_path):
     deals = DEALS.splitlines(keepends=True)
     deals.insert(2, ";;;;;;;;;;\r\n")  # a blank record between D1 and D2

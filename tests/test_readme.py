@@ -33,3 +33,28 @@ def test_the_worked_example_of_a_forecast_method_is_the_code():
     source = " ".join((README.parent / "salesforecast" / "forecast.py").read_text(encoding="utf-8").split())
     for block in blocks:
         assert " ".join(block.split()) in source, block.splitlines()[0]
+
+
+def _top_level_imports(text: str) -> list[tuple[str, str]]:
+    """``(where, name)`` for every name imported with ``from salesforecast import ...`` in `text`."""
+    found = []
+    for match in re.finditer(r"from salesforecast import ([\w, ]+)", text):
+        found += [(match.group(0), name.strip()) for name in match.group(1).split(",") if name.strip()]
+    return found
+
+
+def test_every_top_level_import_in_the_readme_and_notebooks_resolves():
+    """``from salesforecast import X`` in the README or a notebook names something the package has (``load``...)."""
+    import importlib
+
+    import salesforecast
+
+    texts = [README.read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in sorted((README.parent / "notebooks").glob("*.ipynb"))]
+    imports = [item for text in texts for item in _top_level_imports(text)]
+    assert ("from salesforecast import SalesProcess, fiscal_period, load, read_canonical", "load") in imports
+    for where, name in imports:
+        if not hasattr(salesforecast, name):
+            importlib.import_module(f"salesforecast.{name}")  # a subpackage or module, e.g. plotting
+        assert hasattr(salesforecast, name), where
+    assert set(salesforecast.__all__) <= set(dir(salesforecast))

@@ -95,6 +95,37 @@ def test_failed_report_does_not_stop_the_others(tmp_path, notebook_factory, caps
     assert not list(run.glob(".*")) and not list(out.glob(".latest-link*"))
 
 
+# After this cell the kernel answers SIGINT the way ipykernel does inside a message handler (it logs
+# "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" to the stderr it shares with the report command):
+# the kernel a shutdown interrupt catches mid-handler, made certain instead of a race.
+NOISY_ON_INTERRUPT = [
+    "import os, signal\n"
+    "def _noise(*args):\n"
+    "    os.write(2, b'[IPKernelApp] ERROR | Keyboard' + b'Interrupt caught in kernel\\n')\n"
+    "get_ipython().kernel.post_handler_hook = lambda: signal.signal(signal.SIGINT, _noise)\n"
+    "print('done')"
+]
+
+
+def test_a_successful_run_prints_no_keyboard_interrupt_and_a_failing_one_still_shows_its_error(
+    tmp_path, notebook_factory, capfd
+):
+    """An idle kernel is shut down without the interrupt jupyter_client sends first, so nothing is logged."""
+    notebook_factory("noisy", NOISY_ON_INTERRUPT)
+    notebook_factory("bad", BAD)
+    out = tmp_path / "out"
+    config = _config(tmp_path, "reports:\n  - notebook: noisy\n  - notebook: bad\n")
+    assert main(["report", "--config", str(config), "--out", str(out), "--jobs", "1"]) == 1
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err
+    assert re.search(r"ok\s+noisy\s+[\d.]+ s", printed)
+    assert re.search(r"FAILED\s+bad\s+[\d.]+ s\s+ValueError: boom <x>", printed)  # a real error still shows
+    assert "KeyboardInterrupt" not in printed and "[IPKernelApp] ERROR" not in printed
+    (run,) = _run_dirs(out)
+    page = (run / "noisy.html").read_text(encoding="utf-8")
+    assert "done" in page and "KeyboardInterrupt" not in page and "IPKernelApp" not in page
+
+
 def test_failure_keeps_the_last_good_html_in_latest(tmp_path, notebook_factory, capsys):
     flaky = notebook_factory("flaky", FLAKY)
     notebook_factory("other", ['print("other")'])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from salesforecast.config import read_yaml
 from salesforecast.io.database import DatabaseError, mask_url, read_database
 from salesforecast.io.hubspot import hubspot_process, is_hubspot_export, read_hubspot
 from salesforecast.io.mapping import MappingError, import_mapping, is_mapping_file, load_mapping, read_mapping
@@ -73,7 +74,8 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
     ------
     DataFileError
         When the source does not exist or a whole file cannot be used (MappingError, a subclass, for a bad
-        mapping file).
+        mapping file, and for a ``.yml``/``.yaml`` file that is not valid YAML: the parser's message with the line
+        and column).
 
     Examples
     --------
@@ -92,8 +94,12 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
         return read_canonical(path, process=process)
     if not path.exists():
         raise DataFileError(f"{source}: no such file or folder; {_EXPECTED}", file=str(source))
-    if is_mapping_file(path):
-        return load_mapping(path, process=process)
+    if path.suffix.lower() in (".yml", ".yaml"):
+        raw, problem = read_yaml(path, "mapping file")
+        if problem is not None:  # the parser's error (line, column), not "not a data source"
+            raise MappingError(f"{path}: {problem}", file=str(path))
+        if isinstance(raw, dict) and "tables" in raw:  # the mapping reader reports the rest (a duplicate key...)
+            return load_mapping(path, process=process)
     if is_hubspot_export(path):
         return read_hubspot(path, process=process)
     raise DataFileError(f"{source}: not a data source; {_EXPECTED}", file=str(source))

@@ -31,6 +31,7 @@ __all__ = [
     "date_coverage",
     "history_coverage",
     "import_notes",
+    "open_deal_close_dates",
     "quarantine_by_reason",
     "quarantine_examples",
     "report_as_of",
@@ -204,8 +205,8 @@ def report_as_of(data: CRMData, as_of: str = "latest") -> pd.Timestamp:
     ----------
     data : CRMData
     as_of : str, default "latest"
-        ``"latest"`` for `CRMData.as_of` (the last creation or stage change in the data), or a date or
-        timestamp in ISO form (``"2024-06-30"``).
+        ``"latest"`` for `CRMData.as_of` (the last event in any table: a deal created, changed or closed, a
+        lead created or converted, a forecast submitted), or a date or timestamp in ISO form (``"2024-06-30"``).
 
     Returns
     -------
@@ -230,9 +231,10 @@ def report_as_of(data: CRMData, as_of: str = "latest") -> pd.Timestamp:
     """
     text = str(as_of).strip()
     if text.casefold() == "latest":
-        if data.opportunities["created_at"].notna().any():
-            return data.as_of
-        raise ValueError("as_of='latest': the data holds no accepted opportunity, so it has no latest date")
+        latest = data.as_of
+        if pd.notna(latest):
+            return latest
+        raise ValueError("as_of='latest': the data holds no accepted row with a date, so it has no latest date")
     try:
         stamp = pd.Timestamp(pd.to_datetime(text, format="ISO8601"))
     except (ValueError, TypeError):
@@ -308,6 +310,68 @@ def date_coverage(data: CRMData, as_of: pd.Timestamp | str | None = None) -> pd.
         }
     )
     out.insert(6, "pct_missing", _percent(out["missing"], out["with_value"] + out["missing"]))
+    return out
+
+
+_OPEN_CLOSE_DATE_DEFINITIONS = {
+    "open deals": "accepted opportunities not closed (the base of the percentages)",
+    "without a close date": "open deals whose close_date is empty: the CRM holds no expected close date for them,"
+    " so a forecast cannot place them in a period by that date (methods that forecast by time to close still"
+    " can; a method weighting deals by their expected close date leaves them out)",
+    "close date passed": "open deals whose expected close date is before the report's as-of day: overdue, or a"
+    " close date nobody updated",
+}
+
+
+def open_deal_close_dates(data: CRMData, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame:
+    """How many open deals have an expected close date, and how many of those have passed.
+
+    A closed deal needs its close date (`validate` quarantines one without it as ``closed without close date``);
+    an open deal may have none, as in CRMs that keep no expected close date.
+
+    Parameters
+    ----------
+    data : CRMData
+    as_of : timestamp, str or None
+        The report's as-of date (see `report_as_of`); None uses the data's own (`CRMData.as_of`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per measure (see ``definition``): ``measure`` (open deals; without a close date; close date
+        passed), ``deals`` (int64), ``pct_of_open`` (percent of the open deals; missing when there are none)
+        and ``definition``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from salesforecast.schema import validate
+    >>> data = validate({"opportunities": pd.DataFrame({
+    ...     "opportunity_id": ["A", "B", "C"], "owner": ["ann"] * 3, "created_at": ["2024-01-02"] * 3,
+    ...     "stage": ["Prospecting", "Prospecting", "Closed Won"], "amount": ["100", "50", "10"],
+    ...     "close_date": ["", "2024-03-01", "2024-02-01"], "is_closed": ["0", "0", "1"], "is_won": ["0", "0", "1"]})})
+    >>> open_deal_close_dates(data, "2024-06-30")[["measure", "deals", "pct_of_open"]].values.tolist()
+    [['open deals', 2, 100.0], ['without a close date', 1, 50.0], ['close date passed', 1, 50.0]]
+    """
+    opps = data.opportunities
+    open_deals = opps[~opps["is_closed"].astype(bool)]
+    if as_of is None:
+        as_of = data.as_of
+    close = pd.to_datetime(open_deals["close_date"])
+    passed = int((close.dt.normalize() < pd.Timestamp(as_of).normalize()).sum()) if pd.notna(as_of) else 0
+    counts = {
+        "open deals": len(open_deals),
+        "without a close date": int(close.isna().sum()),
+        "close date passed": passed,
+    }
+    out = pd.DataFrame(
+        {
+            "measure": pd.array(list(counts), dtype="str"),
+            "deals": np.array(list(counts.values()), dtype="int64"),
+        }
+    )
+    out["pct_of_open"] = _percent(out["deals"], pd.Series(len(open_deals), index=out.index))
+    out["definition"] = out["measure"].map(_OPEN_CLOSE_DATE_DEFINITIONS).astype("str")
     return out
 
 

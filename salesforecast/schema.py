@@ -36,7 +36,9 @@ __all__ = [
     "REASON_DEFINITIONS",
     "TABLES",
     "MALFORMED_MARK",
+    "OPEN_MAY_LACK",
     "CRMData",
+    "EVENT_COLUMNS",
     "ColumnSpec",
     "DataFileError",
     "TableSpec",
@@ -67,6 +69,8 @@ REASON_DEFINITIONS: dict[str, str] = {
     "unparseable number": "a numeric column holds text that is not a number (or is infinite)",
     "unparseable boolean": "a flag is not one of true/false, 1/0, yes/no",
     "missing required value": "a required column is empty",
+    "closed without close date": "a closed deal (is_closed true) has no close_date; open deals may have none"
+    " (a CRM that keeps no expected close date)",
     "negative amount": "an amount is below zero",
     "unknown stage": "the stage is neither a stage of the process map nor one of its aliases",
     "unknown forecast category": "not one of omitted, pipeline, best case, most likely, commit, closed",
@@ -121,7 +125,6 @@ class TableSpec:
     name: str
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
-    mandatory: bool = False
 
     @property
     def required(self) -> list[str]:
@@ -165,7 +168,6 @@ TABLES: dict[str, TableSpec] = {
             },
         ),
         key=("opportunity_id",),
-        mandatory=True,
     ),
     "stage_history": TableSpec(
         "stage_history",
@@ -202,6 +204,10 @@ TABLES: dict[str, TableSpec] = {
         key=("owner", "period"),
     ),
 }
+
+#: Required columns that may be empty while a deal is open (``is_closed`` false): the column must be there, and a
+#: closed deal needs a value (else it is quarantined as ``closed without close date``).
+OPEN_MAY_LACK: dict[str, tuple[str, ...]] = {"opportunities": ("close_date",)}
 
 #: Optional columns always present in accepted tables (all-missing when the source lacks them).
 _ALWAYS = {
@@ -501,6 +507,12 @@ def _row_checks(
     if spec.name == "opportunities":
         wide.append(
             (
+                "closed without close date",
+                lambda df: ~(df["is_closed"].fillna(False).astype(bool) & df["close_date"].isna()),
+            )
+        )
+        wide.append(
+            (
                 "close date before creation",
                 lambda df: ~(df["close_date"] < df["created_at"].dt.floor("D") - pd.Timedelta(days=1)).fillna(False),
             )
@@ -530,7 +542,7 @@ def _pandera_schema(spec: TableSpec, columns: list[str], process: SalesProcess) 
         pa_cols[name] = pa.Column(
             dtype,
             checks=[pa.Check(fn, name=reason) for reason, fn in checks],
-            nullable=not c.required,
+            nullable=not c.required or name in OPEN_MAY_LACK.get(spec.name, ()),
             required=c.required,
         )
     return pa.DataFrameSchema(
@@ -554,11 +566,12 @@ def _suspect_rows(frame: pd.DataFrame, spec: TableSpec, process: SalesProcess) -
     try:
         column_checks, wide = _row_checks(spec, list(frame.columns), process)
         suspect = np.zeros(n, dtype=bool)
+        may_lack = OPEN_MAY_LACK.get(spec.name, ())
         for name, checks in column_checks.items():
             s = frame[name]
             missing = s.isna().to_numpy(dtype=bool)
             c = spec.column(name)
-            if c is not None and c.required:
+            if c is not None and c.required and name not in may_lack:
                 suspect |= missing
             for _, fn in checks:
                 passed = fn(s)
@@ -781,6 +794,7 @@ def _join_columns(df: pd.DataFrame) -> pd.Series:
 
 
 _WIDE_COLUMNS = {
+    "closed without close date": ("close_date", "is_closed"),
     "close date before creation": ("close_date", "created_at"),
     "flags contradict stage": ("stage", "is_closed", "is_won"),
     "conversion before creation": ("converted_at", "created_at"),
@@ -837,6 +851,18 @@ def _finalize(name: str, frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     return out[canon + [c for c in out.columns if c not in canon]]
 
 
+#: The date columns that record an event (``table``, ``column``): `CRMData.as_of` is the last of them. An
+#: opportunity's ``close_date`` counts only for closed deals (an open deal's is an expected date).
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("opportunities", "created_at"),
+    ("opportunities", "close_date"),
+    ("stage_history", "changed_at"),
+    ("leads", "created_at"),
+    ("leads", "converted_at"),
+    ("forecast_submissions", "submitted_at"),
+)
+
+
 @dataclass
 class CRMData:
     """Validated canonical tables, the process map they were checked against, and the quarantine.
@@ -877,10 +903,20 @@ class CRMData:
 
     @property
     def as_of(self) -> pd.Timestamp:
-        """The latest time the data knows of: the last creation or stage change."""
-        times = [self.opportunities["created_at"].max()]
-        if len(self.stage_history):
-            times.append(self.stage_history["changed_at"].max())
+        """The latest time the data knows of: the last event in any table (NaT when the data holds none).
+
+        The events are `EVENT_COLUMNS`: a deal's creation and stage changes, a closed deal's close date, a lead's
+        creation and conversion, a forecast submission. Open deals' close dates are expectations, not events.
+        """
+        times = []
+        for table, column in EVENT_COLUMNS:
+            frame = getattr(self, table)
+            if column not in frame.columns or not len(frame):
+                continue
+            values = frame[column]
+            if table == "opportunities" and column == "close_date":
+                values = values[frame["is_closed"].astype(bool)]
+            times.append(values.max())
         known = [t for t in times if pd.notna(t)]
         return pd.Timestamp(max(known)) if known else pd.NaT
 
@@ -998,8 +1034,9 @@ def validate(
     Parameters
     ----------
     tables : mapping of table name to DataFrame
-        Raw tables with canonical column names (values may be text or already typed). ``opportunities``
-        is required; the other tables are optional.
+        Raw tables with canonical column names (values may be text or already typed). Each table is
+        optional (at least one is needed): a missing one is accepted as an empty table (leads without
+        opportunities, for a marketing funnel).
     process : SalesProcess, path or "default", optional
         The process map stage names are checked against.
     sources : mapping, optional
@@ -1012,7 +1049,7 @@ def validate(
     Raises
     ------
     DataFileError
-        When a table misses a required column or an unknown table name is given.
+        When a table misses a required column, an unknown table name is given, or no table at all.
 
     Examples
     --------
@@ -1031,10 +1068,8 @@ def validate(
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
         raise DataFileError(f"unknown table(s) {unknown}; canonical tables are {list(TABLES)}")
-    if "opportunities" not in tables:
-        raise DataFileError(
-            "no opportunities table: it is the one table every source must provide", table="opportunities"
-        )
+    if not any(tables.get(name) is not None for name in TABLES):
+        raise DataFileError(f"no table given; canonical tables are {list(TABLES)}")
     accepted: dict[str, pd.DataFrame] = {}
     quarantine_parts: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
@@ -1249,10 +1284,11 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
 
 
 def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
-    """Load a canonical folder: ``opportunities.csv`` (mandatory) and the optional tables.
+    """Load a canonical folder: ``opportunities.csv`` and the other tables, each optional (at least one).
 
-    Each table may be ``NAME.csv``, ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is the default (None or
-    ``"default"``, see `SalesProcess.resolve`) and the folder holds a ``process.yml``, that process map is used;
+    A folder of leads alone (a marketing funnel) loads with empty opportunities. Each table may be ``NAME.csv``,
+    ``NAME.csv.gz`` or ``NAME.parquet``. When `process` is the default (None or ``"default"``, see
+    `SalesProcess.resolve`) and the folder holds a ``process.yml``, that process map is used;
     otherwise Salesforce's standard stages.
 
     Parameters
@@ -1269,7 +1305,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     Raises
     ------
     DataFileError
-        A missing folder or opportunities file, or any whole-file problem (see `read_table_file`).
+        A missing folder, a folder with no table file, or any whole-file problem (see `read_table_file`).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -1281,15 +1317,16 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     for name in TABLES:
         path = _find_file(folder, name)
         if path is None:
-            if name == "opportunities":
-                raise DataFileError(
-                    f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet); it is mandatory",
-                    file=str(folder),
-                    table=name,
-                )
             continue
         tables[name] = read_table_file(path, name)
         sources[name] = str(path)
+    if not tables:
+        raise DataFileError(
+            f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet) nor any other table file"
+            f" ({', '.join(TABLES)}); expected a canonical folder",
+            file=str(folder),
+            table="opportunities",
+        )
     data = validate(tables, process=process, sources=sources)
     notes = folder / "notes.txt"
     if notes.is_file():  # what the importer that wrote the folder had to say

@@ -329,11 +329,17 @@ def test_unknown_keys_are_named_with_their_path(tmp_path):
     assert "tables.deals: unknown table" in str(err)
 
 
-def test_missing_tables_opportunities(tmp_path):
-    err = read_error(tmp_path, "tables:\n  quotas: {source: q.csv}\n")
-    assert err.key == "tables.opportunities"
-    assert "crm.yml: tables.opportunities: missing" in str(err)
+def test_a_mapping_needs_one_table_and_a_history_needs_opportunities(tmp_path):
+    """Leads alone are a mapping (a marketing funnel); no table, or a history of no deals, is an error."""
     assert "crm.yml: tables: missing" in str(read_error(tmp_path, "process: default\n"))
+    err = read_error(tmp_path, "tables: {}\n")
+    assert err.key == "tables" and "describes no table" in str(err)
+    err = read_error(tmp_path, "tables:\n  stage_history: {derive_from_dates: {created_at: first_open_stage}}\n")
+    assert err.key == "tables.stage_history" and "describe opportunities too" in str(err)
+    (tmp_path / "q.csv").write_text("owner,period,amount\nann,FY2024Q1,100\n", encoding="utf-8")
+    path = tmp_path / "crm.yml"
+    path.write_text("tables:\n  quotas: {source: q.csv}\n", encoding="utf-8")
+    assert set(read_mapping(path).tables) == {"quotas"}
 
 
 def test_column_mapped_to_a_source_column_that_does_not_exist(tmp_path):
@@ -601,7 +607,8 @@ def test_canonical_headers_need_no_columns_and_presence_derives_a_flag(tmp_path)
         (
             ("      owner: Besitzer\n", "      owner: [Besitzer]\n"),
             "tables.opportunities.columns.owner",
-            "must be a source column name, got ['Besitzer']",
+            "must be a source column name or an expression ({first: ...}, {if: ...}, {lookup: ...}, {value: ...}),"
+            " got ['Besitzer']",
         ),
         (
             ("      is_won: {ja", "      is_wn: {ja"),
@@ -633,7 +640,7 @@ def test_schema_messages_for_lookups_and_derived_history(tmp_path):
     err = read_error(tmp_path, MAPPING + lookup.replace("key: Owner ID, ", ""))
     assert (
         err.key == "tables.opportunities.lookups[0]"
-        and "needs key: (allowed keys: source, key, on, columns)" in str(err)
+        and "needs key: (allowed keys: source, key, on, columns, values)" in str(err)
     )
     err = read_error(tmp_path, MAPPING + lookup.replace("team: Team", "owner: Name"))
     assert err.key == "tables.opportunities.lookups[0].columns" and "'owner' is mapped twice" in str(err)

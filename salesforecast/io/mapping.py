@@ -24,8 +24,8 @@ A complete mapping (every key is optional unless marked *required*)::
     databases:                      # read by salesforecast.io.database.read_database
       warehouse: {url_env: SALESFORECAST_DB_URL}   # an environment variable holds the URL (never this file)
       local: {duckdb: crm.duckdb}                  # a DuckDB file, relative to this file
-    tables:                         # required
-      opportunities:                # required: the one table every mapping describes
+    tables:                         # required: at least one table
+      opportunities:                # the deals (a mapping of leads alone describes a marketing funnel)
         source: deals.csv           # required: a file, or {file: deals.csv, <any defaults key>, sheet:, format:}
                                     #   or {database: warehouse, table: crm.deals} or {database:, query: "..."}
         columns:                    # canonical column: source column (omit to take canonical headers as they are)
@@ -120,7 +120,7 @@ from salesforecast.io.sources import (
     read_file_source,
     source_format,
 )
-from salesforecast.process import ProcessError, SalesProcess
+from salesforecast.process import ProcessError, SalesProcess, normalize_name
 from salesforecast.schema import TABLES, CRMData, DataFileError, validate
 
 __all__ = [
@@ -201,13 +201,58 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class LookupSpec:
-    """Columns joined from another source: rows of `source` whose `on` column equals this table's `key`."""
+    """Columns joined from another source: rows of `source` whose `on` column equals this table's `key`.
+
+    `values` maps the key's values as this table writes them to the lookup source's (applied before matching).
+    """
 
     key_path: str
     source: SourceSpec
     key: str
     on: str
     columns: dict[str, str]
+    values: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A column's value computed from the source (a ``columns:`` entry that is not a plain column name).
+
+    `kind` is one of ``column`` (a source column: `column`), ``value`` (a constant: `value`), ``first`` (the first
+    non-missing of `items`), ``if`` (``items[0]`` where the source column `column` holds one of `equals`, else
+    ``items[1]`` when given) and ``lookup`` (`lookup`'s one column). `source` is the lookup's unresolved source
+    entry until `TableEntry.spec` resolves it.
+    """
+
+    kind: str
+    key_path: str = ""
+    column: str | None = None
+    value: Any = None
+    items: tuple[Expression, ...] = ()
+    equals: tuple[Any, ...] = ()
+    lookup: LookupSpec | None = None
+    source: Any = None
+
+    def columns(self) -> list[tuple[str, str]]:
+        """``(key path, source column)`` for every column of this table's source the expression reads."""
+        out = []
+        if self.kind in ("column", "if") and self.column is not None:
+            out.append((self.key_path, self.column))
+        if self.kind == "lookup":
+            assert self.lookup is not None
+            out.append((f"{self.key_path}.key", self.lookup.key))
+        for item in self.items:
+            out += item.columns()
+        return out
+
+    def resolve(self, defaults: SourceOptions, base_dir: Path) -> Expression:
+        """The expression with its lookups' sources resolved (relative to `base_dir`)."""
+        items = tuple(item.resolve(defaults, base_dir) for item in self.items)
+        lookup = self.lookup
+        if self.kind == "lookup" and self.source is not None:
+            assert lookup is not None
+            lookup = replace(lookup, source=self.source.spec(f"{self.key_path}.source", defaults, base_dir))
+        return replace(self, items=items, lookup=lookup, source=None)
 
 
 @dataclass(frozen=True)
@@ -225,11 +270,14 @@ class TableMapping:
     lookups: tuple[LookupSpec, ...] = ()
     derive_from_dates: dict[str, str] | None = None
     from_snapshots: Path | None = None
+    expressions: dict[str, Expression] = field(default_factory=dict)
+    keep: bool = False
+    drop: tuple[str, ...] = ()
 
     @property
     def mapped(self) -> list[str]:
-        """Canonical columns read from a source (``columns`` and lookups)."""
-        names = list(self.columns or {})
+        """Canonical columns read from a source (``columns``, their expressions, and lookups)."""
+        names = list(self.columns or {}) + [c for c in self.expressions if c not in (self.columns or {})]
         for lk in self.lookups:
             names += list(lk.columns)
         return names
@@ -384,6 +432,7 @@ def _single(value: Any) -> Any:
 _TEXT = {"type": "string"}
 _TEXTS = {"type": ["string", "array"], "items": {"type": "string"}}
 _COLUMN_MAP = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1}
+_COLUMN_EXPRS = {"type": "object", "additionalProperties": {"type": ["string", "object"]}, "minProperties": 1}
 
 
 class ParseOptions(Schema):
@@ -522,6 +571,157 @@ def _column_map(value: Any) -> dict[str, str]:
     return out
 
 
+_EXPRESSION_KEYS = ("first", "if", "lookup", "value")
+_LOOKUP_KEYS = ("source", "key", "on", "column", "values")
+
+
+def _key_values(value: Any) -> dict[Any, Any]:
+    """A value map of lookup keys: this table's values to the lookup source's."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"must be a mapping of this table's key values to the lookup source's (e.g. {{GTXPro: GTX Pro}}),"
+            f" got {given(value)}"
+        )
+    for k, v in value.items():
+        if isinstance(v, dict | list):
+            raise KeyedError(f"must be a single value, got {v!r}", str(k))
+    return dict(value)
+
+
+def _expression(value: Any) -> str | Expression:
+    """A ``columns:`` value: a source column name, or an expression (see `Expression`); errors name the key below."""
+    if not isinstance(value, Mapping):
+        return text_of("a source column name or an expression ({first: ...}, {if: ...}, {lookup: ...}, {value: ...})")(
+            value
+        )
+    return _expression_node(value)
+
+
+def _leaf(value: Any, *keys: str | int) -> Expression:
+    """An expression's operand: a source column name or a nested expression."""
+    try:
+        node = _expression(value)
+    except KeyedError as exc:
+        raise KeyedError(exc.message, *keys, *exc.keys) from None
+    except ValueError as exc:
+        raise KeyedError(str(exc), *keys) from None
+    return Expression("column", column=node) if isinstance(node, str) else node
+
+
+def _expression_node(value: Mapping[Any, Any]) -> Expression:
+    kinds = [k for k in value if k in _EXPRESSION_KEYS]
+    if not kinds:
+        hint = suggest(next(iter(value), ""), _EXPRESSION_KEYS)
+        raise ValueError(
+            f"an expression is one of {{first: [...]}}, {{if: {{column: value}}, then: ..., else: ...}},"
+            f" {{lookup: {{source:, key:, column:}}}} or {{value: ...}}; got keys {names(value)}{hint}"
+        )
+    kind = kinds[0]
+    allowed = ("if", "then", "else") if kind == "if" else (kind,)
+    unknown = [str(k) for k in value if k not in allowed]
+    if unknown:
+        raise UnknownKeys(unknown, list(allowed), "first")
+    if kind == "value":
+        return Expression("value", value=_single(value["value"]))
+    if kind == "first":
+        items = value["first"]
+        if not isinstance(items, list) or len(items) < 2:
+            raise KeyedError(f"must be a list of two or more columns or expressions, got {given(items)}", "first")
+        return Expression("first", items=tuple(_leaf(item, "first", i) for i, item in enumerate(items)))
+    if kind == "if":
+        cond = value["if"]
+        if not isinstance(cond, Mapping) or len(cond) != 1:
+            raise KeyedError(
+                f"must be one source column and the value(s) it must hold, e.g. {{Deal stage: Won}}, got {given(cond)}",
+                "if",
+            )
+        column, wanted = next(iter(cond.items()))
+        column = text_of("a source column name")(column)
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        for i, w in enumerate(wanted):
+            if isinstance(w, dict | list) or w is None:
+                raise KeyedError(f"must be a single value, got {w!r}", "if", column, *([i] if len(wanted) > 1 else []))
+        if "then" not in value:
+            raise ValueError("needs then: (the value where the condition holds) and may have else:")
+        items = [_leaf(value["then"], "then")]
+        if "else" in value:
+            items.append(_leaf(value["else"], "else"))
+        return Expression("if", column=column, equals=tuple(wanted), items=tuple(items))
+    spec = value["lookup"]
+    if not isinstance(spec, Mapping):
+        raise KeyedError(
+            f"must be a mapping with source:, key:, column: (and on:, values:), got {given(spec)}", "lookup"
+        )
+    unknown = [str(k) for k in spec if k not in _LOOKUP_KEYS]
+    if unknown:
+        raise KeyedError(UnknownKeys(unknown, list(_LOOKUP_KEYS), "first").message, "lookup")
+    for needed in ("source", "key", "column"):
+        if needed not in spec:
+            raise KeyedError(f"needs {needed}: (allowed keys: {', '.join(_LOOKUP_KEYS)})", "lookup")
+    source = load_model(SourceEntry, spec["source"])
+    if isinstance(source, Problem):
+        raise KeyedError(source.message, "lookup", "source", *source.loc)
+    texts = {}
+    for name in ("key", "column", "on"):
+        if name in spec:
+            try:
+                texts[name] = text_of("a column name")(spec[name])
+            except ValueError as exc:
+                raise KeyedError(str(exc), "lookup", name) from None
+    try:
+        key_values = _key_values(spec.get("values", {}))
+    except KeyedError as exc:
+        raise KeyedError(exc.message, "lookup", "values", *exc.keys) from None
+    except ValueError as exc:
+        raise KeyedError(str(exc), "lookup", "values") from None
+    lookup = LookupSpec(
+        "",
+        None,  # resolved by Expression.resolve
+        texts["key"],
+        texts.get("on", texts["key"]),
+        {"": texts["column"]},
+        key_values,
+    )
+    return Expression("lookup", lookup=lookup, source=source)
+
+
+def _with_paths(expr: Expression, path: str) -> Expression:
+    """The expression with each node's key path set (for messages)."""
+    if expr.kind == "first":
+        items = tuple(_with_paths(item, _key(path, "first", i)) for i, item in enumerate(expr.items))
+    elif expr.kind == "if":
+        items = tuple(_with_paths(item, _key(path, w)) for item, w in zip(expr.items, ("then", "else"), strict=False))
+    else:
+        items = expr.items
+    lookup = expr.lookup
+    if lookup is not None:
+        lookup = replace(lookup, key_path=_key(path, "lookup"))
+    key_path = _key(path, "if") if expr.kind == "if" else _key(path, "lookup") if expr.kind == "lookup" else path
+    return replace(expr, key_path=key_path, items=items, lookup=lookup)
+
+
+def _lookup_nodes(expr: Expression, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], Expression]]:
+    """The lookup nodes of an expression, each with the key path of its source."""
+    if expr.kind == "lookup":
+        return [((*loc, "lookup", "source"), expr)]
+    if expr.kind == "first":
+        return [n for i, item in enumerate(expr.items) for n in _lookup_nodes(item, (*loc, "first", i))]
+    if expr.kind == "if":
+        pairs = zip(expr.items, ("then", "else"), strict=False)
+        return [n for item, w in pairs for n in _lookup_nodes(item, (*loc, w))]
+    return []
+
+
+def _column_exprs(value: Any) -> dict[str, str | Expression]:
+    out = mapping_of(
+        lambda canon, src: _expression(src),
+        " of canonical column to source column or expression (e.g. {amount: Value})",
+    )(value)
+    if not out:
+        raise ValueError("maps no column")
+    return out
+
+
 def _value_maps(value: Any) -> dict[str, dict[Any, Any]]:
     def value_map(column: str, vmap: Any) -> dict[Any, Any]:
         if not isinstance(vmap, dict):
@@ -568,6 +768,7 @@ class LookupEntry(Schema):
     key: checked(text_of("a source column name"), _TEXT)
     on: checked(text_of("a column name of the lookup source"), _TEXT) = None
     columns: checked(_column_map, _COLUMN_MAP)
+    values: checked(_key_values, {"type": "object"}) = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -585,7 +786,9 @@ class TableEntry(Schema):
     table: ClassVar[str] = ""
 
     source: SourceEntry = None
-    columns: checked(_column_map, _COLUMN_MAP) = None
+    columns: checked(_column_exprs, _COLUMN_EXPRS) = None
+    keep: Literal["all"] = None
+    drop: checked(lambda v: _texts(_list(v)), {"type": "array", "items": _TEXT}) = ()
     lookups: list[LookupEntry] = Field(default_factory=list)
     values: checked(_value_maps, {"type": "object", "additionalProperties": {"type": "object"}}) = Field(
         default_factory=dict
@@ -624,8 +827,12 @@ class TableEntry(Schema):
                     raise KeyedError(f"{canon!r} is mapped twice (in columns and a lookup)", "lookups", i, "columns")
                 mapped.append(canon)
         identity = self.columns is None
+        if self.drop and self.keep is None:
+            raise KeyedError("drop: leaves columns out of keep: all; add keep: all or remove drop", "drop")
 
         def known(column: str, *keys: str) -> None:
+            if self.keep is not None and spec.column(column) is None:
+                return  # a kept source column (checked against the source when it is read)
             if not identity and column not in mapped:
                 raise KeyedError(
                     f"{column!r} is not a mapped column of {name} (mapped: {names(mapped)}){suggest(column, mapped)}",
@@ -688,19 +895,31 @@ class TableEntry(Schema):
                 lk.key,
                 lk.key if lk.on is None else lk.on,
                 lk.columns,
+                lk.values,
             )
             for i, lk in enumerate(self.lookups)
         )
+        columns = expressions = None
+        if self.columns is not None:
+            columns = {c: v for c, v in self.columns.items() if isinstance(v, str)}
+            expressions = {
+                c: _with_paths(v, _key(key, "columns", c)).resolve(defaults, base_dir)
+                for c, v in self.columns.items()
+                if isinstance(v, Expression)
+            }
         return TableMapping(
             name=self.table,
             source=self.source.spec(_key(key, "source"), defaults, base_dir),
-            columns=self.columns,
+            columns=columns,
             values=self.values,
             dates=self.dates,
             numbers=self.numbers,
             constants=self.constants,
             derive=self.derive,
             lookups=lookups,
+            expressions=expressions or {},
+            keep=self.keep is not None,
+            drop=tuple(self.drop),
         )
 
 
@@ -764,15 +983,20 @@ class _TablesBase(Schema):
                 if name not in TABLES:
                     hint = suggest(name, TABLES)
                     raise KeyedError(f"unknown table{hint}; canonical tables: {', '.join(TABLES)}", str(name))
-            if "opportunities" not in data:
-                raise KeyedError("missing; opportunities is the one table every mapping must describe", "opportunities")
+            if not data:
+                raise ValueError(f"describes no table; canonical tables: {', '.join(TABLES)}")
+            if "stage_history" in data and "opportunities" not in data:
+                raise KeyedError(
+                    "a stage history is the changes of deals: describe opportunities too (or remove stage_history)",
+                    "stage_history",
+                )
         return data
 
 
 Tables = create_model(
     "Tables",
     __base__=_TablesBase,
-    __doc__="``tables:``: how each canonical table is built; opportunities is required.",
+    __doc__="``tables:``: how each canonical table is built; at least one (leads alone for a marketing funnel).",
     __module__=__name__,
     **{name: (_table_entry(name), None) for name in TABLES},
 )
@@ -811,7 +1035,9 @@ class MappingFile(Schema):
     @model_validator(mode="after")
     def _sources_fit(self) -> MappingFile:
         if self.tables is None:
-            raise KeyedError("missing; a mapping needs tables: with at least opportunities:", "tables")
+            raise KeyedError(
+                "missing; a mapping needs tables: with at least one table (opportunities, leads...)", "tables"
+            )
         defaults = self.defaults.options(SourceOptions())
         for loc, src in self.sources():
             try:
@@ -832,6 +1058,9 @@ class MappingFile(Schema):
                 out.append((("tables", name, "source"), table.source))
             for i, lk in enumerate(table.lookups if table is not None else ()):
                 out.append((("tables", name, "lookups", i, "source"), lk.source))
+            for canon, value in ((table.columns or {}) if table is not None else {}).items():
+                if isinstance(value, Expression):
+                    out += [(loc, e.source) for loc, e in _lookup_nodes(value, ("tables", name, "columns", canon))]
         return out
 
     def spec(self, path: Path) -> MappingSpec:
@@ -869,7 +1098,7 @@ def read_mapping(path: str | Path) -> MappingSpec:
     Raises
     ------
     MappingError
-        Not YAML, an unknown key, a missing ``tables.opportunities``, a required column with no source, a value
+        Not YAML, an unknown key, no table under ``tables``, a required column with no source, a value
         map that is not a mapping, an undefined database...: the message names the file and the key path.
 
     Examples
@@ -1010,6 +1239,8 @@ def _all_sources(spec: MappingSpec) -> list[SourceSpec]:
         if tm.source is not None:
             out.append(tm.source)
         out += [lk.source for lk in tm.lookups]
+        for expr in tm.expressions.values():
+            out += [e.lookup.source for _, e in _lookup_nodes(expr, ()) if e.lookup is not None]
     return out
 
 
@@ -1059,6 +1290,8 @@ def _load(spec: MappingSpec, process: SalesProcess | str | Path | None) -> CRMDa
         raw["stage_history"], note = _derive_history(spec, derived, stages, raw["opportunities"], side, proc, sources)
         sources["stage_history"] = f"derived from dates of {sources['opportunities']} ({', '.join(derived)})"
         notes.insert(0, note)
+    elif "opportunities" not in raw:
+        notes.insert(0, _NO_OPPORTUNITIES.format(mapping=spec.path.name))
     elif "stage_history" not in raw:
         notes.insert(0, _NO_HISTORY.format(mapping=spec.path.name))
     data = validate(raw, proc, sources)
@@ -1088,6 +1321,12 @@ def _snapshot_history(spec: MappingSpec, store: Path, opportunities: pd.DataFram
     )
     return history, note
 
+
+_NO_OPPORTUNITIES = (
+    "No opportunities: {mapping} describes no opportunities table, so the data holds leads (and what else it"
+    " maps) but no deals. The data-quality and lead-scoring reports work on leads; stage conversion, forecast"
+    " accuracy and the pipeline review need deals and say so."
+)
 
 _NO_HISTORY = (
     "No stage history: {mapping} maps no stage_history table and derives none. Stage conversion rates learn"
@@ -1218,8 +1457,22 @@ def _build_table(
             refs.setdefault(lk.key, []).append((f"{lk.key_path}.key", f"the lookup key {lk.key!r}"))
         for col, entries in _side_refs(side_columns).items():
             refs.setdefault(col, []).extend(entries)
-        needed = list(dict.fromkeys([*colmap.values(), *(lk.key for lk in tm.lookups), *side_columns]))
-        frame = _read(spec, src, needed, tm.name, refs)
+        expr_columns = []
+        for canon, expr in tm.expressions.items():
+            for where, col in expr.columns():
+                refs.setdefault(col, []).append((where, f"{canon!r} reads {col!r}"))
+                expr_columns.append(col)
+        needed = list(dict.fromkeys([*colmap.values(), *(lk.key for lk in tm.lookups), *side_columns, *expr_columns]))
+        if tm.keep:  # every column, the mapped ones under the names the mapping gives them
+            frame = _read(spec, src, None, tm.name, refs)
+            found = _match_headers(spec, src, frame, needed, tm.name, refs)
+            drop_refs = {c: [(_key(key, "drop"), f"drop names {c!r}")] for c in tm.drop}
+            dropped = set(_match_headers(spec, src, frame, list(tm.drop), tm.name, drop_refs).values())
+            used = set(found.values()) | dropped
+            kept = [str(h) for h in frame.columns if str(h) not in used]
+            frame = pd.DataFrame({**{c: frame[h] for c, h in found.items()}, **{h: frame[h] for h in kept}})
+        else:
+            frame = _read(spec, src, needed, tm.name, refs)
     frame = frame.reset_index(drop=True)
     n = len(frame)
     malformed = is_malformed(frame.iloc[:, 0]).to_numpy() if len(frame.columns) else np.zeros(n, dtype=bool)
@@ -1232,6 +1485,11 @@ def _build_table(
         joined = _lookup(spec, tm, lk, frame, notes)
         out.update(joined)
         options.update(dict.fromkeys(joined, lk.source.options))
+    for canon, expr in tm.expressions.items():  # parsed with the options of the table's source
+        out[canon] = _evaluate(spec, tm, canon, expr, frame, notes)
+        options[canon] = opts
+    if tm.keep and tm.columns is not None:
+        _keep_columns(spec, tm, frame, needed, out, options, notes)
     for canon, vmap in tm.values.items():
         if canon in out:
             out[canon] = map_values(out[canon], vmap)
@@ -1270,6 +1528,115 @@ def _build_table(
             index=pd.RangeIndex(n),
         )
     return result, side
+
+
+def _match_headers(
+    spec: MappingSpec,
+    src: SourceSpec,
+    frame: pd.DataFrame,
+    wanted: Sequence[str],
+    table: str,
+    refs: Mapping[str, list[tuple[str, str]]],
+) -> dict[str, str]:
+    """Each wanted column's header in `frame`: the same name, or the one header equal to it ignoring case and spacing.
+
+    Raises the `MappingError` of `_missing_columns` (naming the keys in `refs`) for a column the source lacks.
+    """
+    headers = [str(h) for h in frame.columns]
+    folded: dict[str, list[str]] = {}
+    for h in headers:
+        folded.setdefault(normalize_name(h), []).append(h)
+    out, absent = {}, []
+    for name in dict.fromkeys(wanted):
+        if name.strip() in headers:
+            out[name] = name.strip()
+        elif len(folded.get(normalize_name(name), [])) == 1:
+            out[name] = folded[normalize_name(name)][0]
+        else:
+            absent.append(name)
+    if absent:
+        raise _missing_columns(spec, src, absent, headers, table, refs)
+    return out
+
+
+def _keep_columns(
+    spec: MappingSpec,
+    tm: TableMapping,
+    frame: pd.DataFrame,
+    used: Sequence[str],
+    out: dict[str, pd.Series],
+    options: dict[str, SourceOptions],
+    notes: list[str],
+) -> None:
+    """``keep: all``: every source column the mapping does not use becomes a feature column under its own name.
+
+    A column named like a canonical column of the table is not kept (validation would take it for that column):
+    when the table does not get that column otherwise, a note says so.
+    """
+    tspec, key = TABLES[tm.name], _key("tables", tm.name)
+    canonical = {c.name for c in tspec.columns}
+    skipped = []
+    for header in frame.columns:
+        if header in used or header in out:
+            continue
+        canon = _canonical_name(header, canonical)
+        if canon is not None:
+            if canon not in out:
+                skipped.append(header)
+            continue
+        out[header] = frame[header]
+        options[header] = tm.source.options if tm.source is not None else SourceOptions()
+    if skipped:
+        notes.append(
+            f"{tm.name}: keep: all leaves out {names(skipped)}: a kept column may not take the name of a canonical"
+            f" column; map it under {key}.columns if it is that column."
+        )
+    for section in ("values", "dates", "numbers"):
+        for column in getattr(tm, section):
+            if column not in out:
+                where = _key(key, section)
+                raise MappingError(
+                    f"{spec.path}: {where}: {column!r} is neither a mapped column nor a column of"
+                    f" {tm.source.label if tm.source else tm.name}{suggest(column, list(out))}",
+                    file=str(spec.path),
+                    key=where,
+                    table=tm.name,
+                    column=column,
+                )
+
+
+def _evaluate(
+    spec: MappingSpec, tm: TableMapping, canon: str, expr: Expression, frame: pd.DataFrame, notes: list[str]
+) -> pd.Series:
+    """The raw values of a column expression (see `Expression`), one per row of `frame` (an object Series)."""
+    n = len(frame)
+    if expr.kind == "column":
+        assert expr.column is not None
+        return frame[expr.column].reset_index(drop=True).astype(object)
+    if expr.kind == "value":
+        return pd.Series([expr.value] * n, dtype=object)
+    if expr.kind == "lookup":
+        assert expr.lookup is not None
+        lk = replace(expr.lookup, columns={canon: next(iter(expr.lookup.columns.values()))})
+        return _lookup(spec, tm, lk, frame, notes)[canon].reset_index(drop=True).astype(object)
+    if expr.kind == "first":
+        result = _evaluate(spec, tm, canon, expr.items[0], frame, notes)
+        for item in expr.items[1:]:
+            missing = _blank(result)
+            if not missing.any():
+                break
+            result = result.where(~missing, _evaluate(spec, tm, canon, item, frame, notes))
+        return result
+    assert expr.kind == "if" and expr.column is not None
+    wanted = {normalize_name(v) for v in key_text(pd.Series(list(expr.equals), dtype=object)).dropna()}
+    text = key_text(frame[expr.column]).reset_index(drop=True)
+    holds = text.map(lambda v: isinstance(v, str) and normalize_name(v) in wanted).astype(bool)
+    then = _evaluate(spec, tm, canon, expr.items[0], frame, notes)
+    if len(expr.items) > 1:
+        other = _evaluate(spec, tm, canon, expr.items[1], frame, notes)
+    else:
+        other = pd.Series([np.nan] * n, dtype=object)
+    return then.where(holds, other)
 
 
 def _side_refs(columns: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
@@ -1340,7 +1707,7 @@ def _lookup(
             table=tm.name,
         )
     position = {k: i for i, k in enumerate(keys) if isinstance(k, str)}
-    wanted = key_text(frame[lk.key]).reset_index(drop=True)
+    wanted = key_text(map_values(frame[lk.key], lk.values) if lk.values else frame[lk.key]).reset_index(drop=True)
     pos = wanted.map(lambda k: position.get(k, -1) if isinstance(k, str) else -1).to_numpy(dtype=np.int64)
     found = pos >= 0
     out = {}

@@ -438,12 +438,25 @@ _COLUMN_EXPRS = {"type": "object", "additionalProperties": {"type": ["string", "
 class ParseOptions(Schema):
     """How values are parsed: number marks, date formats, texts that mean no value."""
 
-    decimal: Literal[".", ","] = "."
-    thousands: checked(_thousands, {"enum": [".", ",", "'", "’", " ", "none", None]}) = None
-    dates: checked(_date_formats, _TEXTS) = None
-    dayfirst: bool = False
-    excel_serial: bool = False
-    missing: checked(_missing, _TEXTS) = ()
+    decimal: Literal[".", ","] = Field(".", description='The decimal mark of numbers: "." (default) or ",".')
+    thousands: checked(_thousands, {"enum": [".", ",", "'", "’", " ", "none", None]}) = Field(
+        None,
+        description='The thousands separator: ".", ",", "\'", " " or none (default); groups must have three digits.',
+    )
+    dates: checked(_date_formats, _TEXTS) = Field(
+        None,
+        description="Date formats (strftime codes such as %d.%m.%Y %H:%M) tried in turn per value; ISO 8601 is "
+        "always accepted.",
+    )
+    dayfirst: bool = Field(
+        False, description="Without dates formats: 03/04/2024 is 3 April (true) or March 4 (false, default)."
+    )
+    excel_serial: bool = Field(
+        False, description="Numbers like 45321 in date columns are Excel serial days (2024-01-30)."
+    )
+    missing: checked(_missing, _TEXTS) = Field(
+        (), description='Texts that mean "no value" (e.g. ["-", "n/a"]); an empty field always does.'
+    )
 
     def options(self, base: SourceOptions) -> SourceOptions:
         """`base` with the options this section gives (a key written ``none`` or ``null`` counts as given)."""
@@ -460,9 +473,14 @@ class ParseOptions(Schema):
 class ReadOptions(ParseOptions):
     """How files are read (and values parsed)."""
 
-    encoding: checked(_encoding, _TEXT) = "utf-8"
-    delimiter: checked(_delimiter, _TEXT) = None
-    skip_rows: int = Field(0, ge=0)
+    encoding: checked(_encoding, _TEXT) = Field(
+        "utf-8",
+        description="Text encoding of CSV files (utf-8 by default; a BOM is always removed), e.g. latin-1 or cp1252.",
+    )
+    delimiter: checked(_delimiter, _TEXT) = Field(
+        None, description="The CSV delimiter: , ; tab | (or comma, semicolon, tab, pipe); sniffed when not given."
+    )
+    skip_rows: int = Field(0, ge=0, description="Lines (rows) above the header to skip, e.g. a report title.")
 
 
 class Defaults(ReadOptions):
@@ -482,12 +500,27 @@ class Defaults(ReadOptions):
 class SourceEntry(ReadOptions):
     """A source: a file name, ``{file: ..., <any defaults key>, sheet:, format:}`` or a database table or query."""
 
-    file: checked(text_of("a file name"), _TEXT) = None
-    format: checked(_format, _TEXT) = None
-    sheet: checked(text_of("a sheet name"), _TEXT) = None
-    database: checked(text_of("a database name"), _TEXT) = None
-    table: checked(text_of(), _TEXT) = None
-    query: checked(text_of(), _TEXT) = None
+    file: checked(text_of("a file name"), _TEXT) = Field(
+        None,
+        description="A CSV, TSV, Excel or Parquet file, relative to the mapping file (a source may be written as "
+        "the file name alone).",
+    )
+    format: checked(_format, _TEXT) = Field(
+        None, description="csv, tsv, xlsx, xls or parquet, when the file name does not tell."
+    )
+    sheet: checked(text_of("a sheet name"), _TEXT) = Field(None, description="The Excel sheet (default: the first).")
+    database: checked(text_of("a database name"), _TEXT) = Field(
+        None, description="A name under databases: read from that database instead of a file (with table: or query:)."
+    )
+    table: checked(text_of(), _TEXT) = Field(
+        None,
+        description="With database: the table to read (schema.table); only the columns the mapping needs are read.",
+    )
+    query: checked(text_of(), _TEXT) = Field(
+        None,
+        description="With database: a SELECT; with a DuckDB database it may read files, e.g. select * from "
+        "read_csv('deals.csv') (paths relative to the mapping file).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -539,8 +572,16 @@ def _env_name(value: Any) -> str:
 class DatabaseEntry(Schema):
     """An entry of ``databases:``: an environment variable holding the URL, or a DuckDB file."""
 
-    url_env: checked(_env_name, _TEXT) = None
-    duckdb: checked(text_of("a DuckDB file"), _TEXT) = None
+    url_env: checked(_env_name, _TEXT) = Field(
+        None,
+        description="The name of the environment variable holding an SQLAlchemy URL (the URL, with its password, is"
+        " never written in the mapping).",
+    )
+    duckdb: checked(text_of("a DuckDB file"), _TEXT) = Field(
+        None,
+        description='A DuckDB file relative to the mapping file, or ":memory:" to query CSV or Parquet files with '
+        "query:.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -764,11 +805,22 @@ def _list(value: Any) -> list[Any]:
 class LookupEntry(Schema):
     """An entry of ``lookups:``: columns joined from another source on a key."""
 
-    source: SourceEntry
-    key: checked(text_of("a source column name"), _TEXT)
-    on: checked(text_of("a column name of the lookup source"), _TEXT) = None
-    columns: checked(_column_map, _COLUMN_MAP)
-    values: checked(_key_values, {"type": "object"}) = Field(default_factory=dict)
+    source: SourceEntry = Field(description="The lookup's source: the same keys as a table's source (required).")
+    key: checked(text_of("a source column name"), _TEXT) = Field(
+        description="The column of this table's source whose values are looked up (required)."
+    )
+    on: checked(text_of("a column name of the lookup source"), _TEXT) = Field(
+        None,
+        description="The lookup source's column holding the same values (default: the key's name); one row per value.",
+    )
+    columns: checked(_column_map, _COLUMN_MAP) = Field(
+        description="Canonical (or feature) column: the lookup source column it takes (required)."
+    )
+    values: checked(_key_values, {"type": "object"}) = Field(
+        default_factory=dict,
+        description="The key's values as this table writes them mapped to the lookup source's (e.g. {GTXPro: GTX "
+        "Pro}), applied before matching.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -785,20 +837,56 @@ class TableEntry(Schema):
 
     table: ClassVar[str] = ""
 
-    source: SourceEntry = None
-    columns: checked(_column_exprs, _COLUMN_EXPRS) = None
-    keep: Literal["all"] = None
-    drop: checked(lambda v: _texts(_list(v)), {"type": "array", "items": _TEXT}) = ()
-    lookups: list[LookupEntry] = Field(default_factory=list)
+    source: SourceEntry = Field(
+        None,
+        description="Where the table is read from: a file name, {file: ..., <any defaults key>, sheet:, format:},"
+        " or {database: NAME, table: ...} / {database: NAME, query: ...} (required, except for a derived history).",
+    )
+    columns: checked(_column_exprs, _COLUMN_EXPRS) = Field(
+        None,
+        description="Canonical column: a source column, or an expression: {first: [A, B, ...]} (the first non-"
+        "missing), {if: {Column: value or [values]}, then: A, else: B}, {lookup: {source:, key:, "
+        "column:, on:, values:}} (one column of another source), {value: constant}; operands are source"
+        " columns or expressions. Any other name is kept as a feature column. Omitted: canonical "
+        "headers are taken as they are.",
+    )
+    keep: Literal["all"] = Field(
+        None,
+        description="all: keep every source column the mapping does not use as a feature column under its own name "
+        "(leads and opportunities features), instead of listing them.",
+    )
+    drop: checked(lambda v: _texts(_list(v)), {"type": "array", "items": _TEXT}) = Field(
+        (), description="With keep: all, source columns not to keep (ids, columns filled only after the outcome)."
+    )
+    lookups: list[LookupEntry] = Field(
+        default_factory=list,
+        description="Columns joined from other sources on a key (e.g. owner names and teams by user id).",
+    )
     values: checked(_value_maps, {"type": "object", "additionalProperties": {"type": "object"}}) = Field(
-        default_factory=dict
+        default_factory=dict,
+        description="The export's words per canonical column, e.g. {stage: {Gewonnen: Closed Won}} (keys matched"
+        " ignoring case and spacing; a value mapped to null becomes missing).",
     )
     dates: checked(mapping_of(lambda c, v: _date_formats(v)), {"type": "object", "additionalProperties": _TEXTS}) = (
-        Field(default_factory=dict)
+        Field(
+            default_factory=dict,
+            description="Date formats per column, overriding the source's dates (a feature column listed here is"
+            " parsed as a date).",
+        )
     )
-    numbers: checked(lambda v: _texts(_list(v)) if v != [] else (), {"type": "array", "items": _TEXT}) = ()
-    constants: checked(mapping_of(lambda c, v: _single(v)), {"type": "object"}) = Field(default_factory=dict)
-    derive: checked(_derive_rules, {"type": "object"}) = Field(default_factory=dict)
+    numbers: checked(lambda v: _texts(_list(v)) if v != [] else (), {"type": "array", "items": _TEXT}) = Field(
+        (),
+        description="Feature columns to parse as numbers with the source's decimal and thousands marks (amount "
+        "always is).",
+    )
+    constants: checked(mapping_of(lambda c, v: _single(v)), {"type": "object"}) = Field(
+        default_factory=dict, description="A value for every row, per column (e.g. {region: DACH})."
+    )
+    derive: checked(_derive_rules, {"type": "object"}) = Field(
+        default_factory=dict,
+        description="Values the export does not hold: {from: stage} (is_closed, is_won, forecast_category from the "
+        "process map) or {present: column} (true where that column has a value).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -941,8 +1029,15 @@ def _stage_per_column(value: Any) -> dict[str, str]:
 class HistoryTableEntry(TableEntry):
     """``stage_history:``: a source like any table, or derived from dates of the opportunities, or from snapshots."""
 
-    derive_from_dates: checked(_stage_per_column, {"type": "object", "additionalProperties": _TEXT}) = None
-    from_snapshots: checked(text_of("a snapshot store path"), _TEXT) = None
+    derive_from_dates: checked(_stage_per_column, {"type": "object", "additionalProperties": _TEXT}) = Field(
+        None,
+        description="stage_history only: a minimal history from date columns of the opportunities source, each date"
+        " column: the stage entered then (a stage name, first_open_stage, outcome for closed deals, or "
+        "current_stage).",
+    )
+    from_snapshots: checked(text_of("a snapshot store path"), _TEXT) = Field(
+        None, description="stage_history only: the history rebuilt from a snapshot store (salesforecast snapshot)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -1012,11 +1107,25 @@ def _process(value: Any) -> str:
 class MappingFile(Schema):
     """A mapping file (see the module docstring); `model_json_schema()` describes it for editors."""
 
-    process: checked(lambda v: None if v is None else _process(v), _TEXT) = None
-    defaults: Defaults = Field(default_factory=Defaults)
-    databases: dict[str, DatabaseEntry] = Field(default_factory=dict)
-    tables: Tables = None
-    description: Any = None
+    process: checked(lambda v: None if v is None else _process(v), _TEXT) = Field(
+        None,
+        description="The process map: a YAML file relative to the mapping, or default (Salesforce's standard "
+        "stages), salesforce, hubspot.",
+    )
+    defaults: Defaults = Field(
+        default_factory=Defaults,
+        description="Options for every source (encoding, delimiter, skip_rows, decimal, thousands, dates, dayfirst,"
+        " excel_serial, missing); each source may override them.",
+    )
+    databases: dict[str, DatabaseEntry] = Field(
+        default_factory=dict, description="Databases sources may read, by name: {url_env: VARIABLE} or {duckdb: FILE}."
+    )
+    tables: Tables = Field(
+        None,
+        description="How each canonical table is built: opportunities, stage_history, leads, forecast_submissions, "
+        "quotas (at least one; leads alone for a marketing funnel).",
+    )
+    description: Any = Field(None, description="Free text about the mapping, ignored.")
 
     @model_validator(mode="before")
     @classmethod

@@ -84,7 +84,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import numpy as np
 import pandas as pd
@@ -135,6 +135,8 @@ __all__ = [
     "import_mapping",
     "is_mapping_file",
     "load_mapping",
+    "mapping_keys",
+    "mapping_keys_markdown",
     "read_mapping",
 ]
 
@@ -1189,6 +1191,69 @@ class MappingFile(Schema):
         }
         databases = {name: db.spec() for name, db in self.databases.items()}
         return MappingSpec(path=path, process=process, defaults=defaults, databases=databases, tables=tables)
+
+
+# ---------------------------------------------------------------------------------------------- the keys
+def _nested(annotation: Any) -> tuple[type[Schema] | None, str]:
+    """The section model a field holds and how its keys continue the path: ``.``, ``.NAME.`` or ``[].``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Schema):
+        return annotation, "."
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], Schema):
+        return args[0], "[]."
+    if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Schema):
+        return args[1], ".NAME."
+    return None, ""
+
+
+def mapping_keys() -> list[tuple[str, str]]:
+    """Every key a mapping file may hold and what it is, from the schema that checks the file.
+
+    The keys and descriptions are those of `MappingFile` and its sections (the same that ``salesforecast schema
+    mapping`` prints). Each section is listed once: a lookup's source takes the keys of a table's source, a
+    source the keys of ``defaults``, every table the keys of ``tables.TABLE`` (``stage_history`` two more).
+
+    Returns
+    -------
+    list of (key, description)
+        ``TABLE`` and ``NAME`` stand for a canonical table and a name you choose; ``[]`` for each list item.
+
+    Examples
+    --------
+    >>> keys = dict(mapping_keys())
+    >>> "tables.TABLE.keep" in keys, "tables.stage_history.derive_from_dates" in keys
+    (True, True)
+    """
+    rows: list[tuple[str, str]] = []
+    listed: set[type] = set()
+
+    def walk(model: type[Schema], prefix: str, skip: set[str]) -> None:
+        listed.add(model)
+        for name, info in model.model_fields.items():
+            if name in skip:
+                continue
+            key = prefix + name
+            rows.append((key, " ".join((info.description or "").split())))
+            if info.annotation is Tables:
+                base = set(TableEntry.model_fields)
+                walk(TableEntry, f"{key}.TABLE.", set())
+                walk(HistoryTableEntry, f"{key}.stage_history.", base)
+                continue
+            section, tail = _nested(info.annotation)
+            if section is not None and section not in listed:
+                inherited = set(ReadOptions.model_fields) if section is SourceEntry else set()
+                walk(section, key + tail, inherited)
+
+    walk(MappingFile, "", set())
+    return rows
+
+
+def mapping_keys_markdown() -> str:
+    """`mapping_keys` as the Markdown table the README shows (one row per key)."""
+    lines = ["| key | what it holds |", "|---|---|"]
+    for key, text in mapping_keys():
+        lines.append(f"| `{key}` | {text.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- public API

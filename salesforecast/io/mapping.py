@@ -35,11 +35,19 @@ A complete mapping (every key is optional unless marked *required*)::
           amount: Value
           close_date: Expected close
           industry: Branche         # any other name is kept as a feature column
+          # a value may be an expression of source columns (operands are columns or expressions):
+          # lead_source: {first: [Quelle, Kampagne]}         # the first non-missing of several
+          # amount: {if: {Phase: Gewonnen}, then: Abschlusswert, else: Wert}   # by condition (value or [values])
+          # segment: {lookup: {source: accounts.csv, key: Kunde, on: Name, column: Segment}}  # one looked-up column
+          # region: {value: DACH}                             # a constant
+        keep: all                   # keep every source column not used above as a feature, under its own name
+        drop: [Interne Notiz]       # ...except these (only with keep: all)
         lookups:                    # columns from another source, joined on a key (e.g. owners by user id)
           - source: {file: owners.xlsx, sheet: Owners}
             key: Owner ID           # the column of this table's source
             on: User ID             # the lookup source's column holding the same values (default: key)
             columns: {owner: Name, team: Team}
+            values: {U-07: U7}      # the key's values as this table writes them -> as the lookup source does
         values:                     # the export's words, per canonical column (case-insensitive keys)
           stage: {Gewonnen: Closed Won, Verloren: Closed Lost}
         dates: {created_at: ["%d.%m.%Y %H:%M", "%d.%m.%Y"]}   # per-column formats (override defaults)
@@ -61,9 +69,10 @@ A complete mapping (every key is optional unless marked *required*)::
       quotas: {source: {file: owners.xlsx, sheet: Targets, skip_rows: 1}, columns: {...}}
 
 Each table is built in this order: read the source columns the mapping names (see
-`salesforecast.io.sources.read_file_source` for encodings, delimiters, headers and duplicated header names),
-join the lookups, apply the value maps (to the export's own text), parse dates and numbers, add constants,
-derive (from the mapped stage). Then:
+`salesforecast.io.sources.read_file_source` for encodings, delimiters, headers and duplicated header names; with
+``keep: all``, every column), join the lookups (after mapping the key's values), evaluate the column expressions
+(their values are then parsed with the options of the table's source), keep the unused columns, apply the value
+maps (to the export's own text), parse dates and numbers, add constants, derive (from the mapped stage). Then:
 
 - Values that cannot be parsed (a date in none of the formats, ``1.5`` with ``thousands: "."``) stay as they
   were written, so `validate` quarantines their rows with the reason; nothing silently becomes missing.
@@ -71,6 +80,11 @@ derive (from the mapped stage). Then:
   are not added to it), so it is quarantined as ``empty row`` or ``malformed row``.
 - ``derive_from_dates`` writes, per accepted opportunity and entry with a date, one change to that stage
   (``outcome``: only for closed deals); rows of one deal are ordered by date, then by entry.
+- ``keep: all`` keeps no column under the name of a canonical column (validation would read it as that column);
+  a note names such columns when the table gets the column from nowhere else.
+- Open deals may have no close date (a CRM that keeps no expected close date); closed deals need one.
+- A mapping may describe any of the tables (leads alone, for a marketing funnel); a stage history needs the
+  opportunities it belongs to.
 - Without any stage history, `CRMData.notes` says which analyses that limits; a derived history is noted as
   minimal (what it holds and lacks). Lookup keys that match nothing and numbers in date columns that look like
   Excel serial days are noted too.
@@ -1892,7 +1906,8 @@ def _lookup(
         else:
             out[canon] = values.take(np.maximum(pos, 0)).reset_index(drop=True).where(found)
     unmatched = wanted.notna().to_numpy() & ~found
-    if unmatched.any():
+    presence = {column for how, column in tm.derive.values() if how == "present"}
+    if unmatched.any() and not set(lk.columns) <= presence:  # absent = no (e.g. a file of the converted leads)
         examples = names(pd.unique(wanted[unmatched])[:3])
         notes.append(
             f"{tm.name}: {int(unmatched.sum())} row(s) have a {lk.key!r} not found in {lk.on!r} of"

@@ -385,3 +385,17 @@ def test_keep_all_does_not_take_a_canonical_name_for_a_feature(tmp_path):
     data = load_mapping(path)
     assert "Region" not in data.opportunities.columns and "region" not in data.opportunities.columns
     assert any("keep: all leaves out 'Region'" in n for n in data.notes)
+
+
+def test_drop_applies_when_the_source_has_canonical_headers(tmp_path):
+    """Without columns:, every column is kept already; keep: all with drop: still leaves the dropped ones out."""
+    (tmp_path / "leads.csv").write_text(
+        "lead_id,created_at,converted,channel,closer_id\nA,2024-01-01,1,web,s1\nB,2024-02-01,0,mail,\n",
+        encoding="utf-8",
+    )
+    path = tmp_path / "crm.yml"
+    path.write_text("tables:\n  leads: {source: leads.csv, keep: all, drop: [closer_id]}\n", encoding="utf-8")
+    data = load_mapping(path)
+    assert "closer_id" not in data.leads.columns and "channel" in data.leads.columns
+    path.write_text("tables:\n  leads: {source: leads.csv, keep: all, drop: [closer]}\n", encoding="utf-8")
+    assert mapping_error(path).key == "tables.leads.drop"

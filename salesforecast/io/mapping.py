@@ -1627,8 +1627,12 @@ def _build_table(
     if tm.columns is None:
         frame = _read(spec, src, None, tm.name, {})
         names = {c.name for c in tspec.columns}
+        drop_refs = {c: [(_key(key, "drop"), f"drop names {c!r}")] for c in tm.drop}
+        dropped = set(_match_headers(spec, src, frame, list(tm.drop), tm.name, drop_refs).values())
         colmap: dict[str, str] = {}
         for header in frame.columns:
+            if str(header) in dropped:
+                continue
             canon = _canonical_name(header, names) or str(header)
             colmap.setdefault(canon, str(header))
         missing_side = [c for c in side_columns if c not in frame.columns]

@@ -213,7 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 some reports failed, 2 bad input or config)."""
+    """Run the command line; returns the exit code.
+
+    0 ok; 1 some reports failed; 2 bad input or configuration; 3 (``report``) no report failed, and some rendered a
+    "what this report needs" page because the data cannot support them.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -545,6 +545,11 @@ def load_config(
     return ReportPlan(config=path, output=output, specs=chosen, skipped=skipped)
 
 
+def _shown(value: Any) -> str:
+    """A parameter value in a message: text quoted (a password in a URL masked), anything else as written."""
+    return repr(mask_url(value)) if isinstance(value, str) else str(value)
+
+
 def _unmet(
     when: Mapping[str, list[Any]], filled: Mapping[str, Any], declared: Mapping[str, Any], where: str
 ) -> str | None:
@@ -553,8 +558,8 @@ def _unmet(
         wanted = [_coerce(v, str(declared[key].get("inferred_type_name")), f"{where}: {key}") for v in allowed]
         value = filled.get(key, _NO_DEFAULT)
         if value not in wanted:
-            shown = " or ".join(repr(mask_url(str(v))) for v in wanted)
-            here = "no value" if value is _NO_DEFAULT else repr(mask_url(str(value)))
+            shown = " or ".join(_shown(v) for v in wanted)
+            here = "no value" if value is _NO_DEFAULT else _shown(value)
             return f"runs only when {key} is {shown} (here: {here})"
     return None
 
@@ -814,7 +819,7 @@ def report_limits(nb: nbformat.NotebookNode) -> list[dict[str, str]]:
                 "category": str(payload.get("category") or kind),
                 "message": payload["message"],
             }
-            out.setdefault((kind, limit["category"], limit["message"]), limit)
+            out.setdefault((kind, "" if kind == "note" else limit["category"], limit["message"]), limit)
         elif output.get("output_type") == "stream" and output.get("name") == "stderr":
             for match in _STDERR_WARNING.finditer(str(output.get("text", ""))):
                 name = match.group(1).rsplit(".", 1)[-1]
@@ -989,7 +994,7 @@ def render_needs_html(
             " the report on another source."
         ]
     fixes.append(
-        "The data-quality report (01_data_quality) and `salesforecast validate SOURCE` show what the source holds"
+        "The data-quality report (01_data_quality) and salesforecast validate SOURCE show what the source holds"
         " and which rows were quarantined, and why."
     )
     parts = [

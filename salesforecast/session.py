@@ -141,12 +141,13 @@ def _absent(data: CRMData, table: str, what: str) -> str | None:
     """Why `table` holds no row: not provided, or every row quarantined; None when it has rows."""
     if len(getattr(data, table)):
         return None
-    read = int(data.counts.loc[table, "read"]) if table in data.counts.index else 0
-    if read == 0:
+    counts = data.counts
+    quarantined = int(counts.loc[table, "quarantined"]) if table in counts.index else 0
+    if quarantined == 0:
         return f"the source provides no {what} (no {table} table, or an empty one)"
     return (
-        f"all {read:,} rows of {table} read were quarantined (the data-quality report, 01_data_quality, gives the"
-        " reasons)"
+        f"all {quarantined:,} rows of {table} read were quarantined (the data-quality report, 01_data_quality,"
+        " gives the reasons)"
     )
 
 
@@ -359,10 +360,11 @@ def missing_needs(data: CRMData, as_of: pd.Timestamp, needs: Iterable[str]) -> l
 
 
 def _needs_error(missing: list[tuple[Need, str]], notes: Sequence[str]) -> ReportNeeds:
-    names = ", ".join(need.name.replace("_", " ") for need, _ in missing)
+    words = [need.name.replace("_", " ") for need, _ in missing]
+    names = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
     lacks = "; ".join(lacking for _, lacking in missing)
     return ReportNeeds(
-        f"This report needs {names}, and the data lacks {'it' if len(missing) == 1 else 'them'}: {lacks}.",
+        f"This report needs {names}, which the data lacks: {lacks}.",
         needs=[need.description for need, _ in missing],
         lacking=[lacking[:1].upper() + lacking[1:] + "." for _, lacking in missing],
         fixes=list(dict.fromkeys(need.fix for need, _ in missing)),

@@ -5,9 +5,10 @@ Each notebook of ``notebooks/`` starts from the same steps with the same paramet
 parameters cell holds them and returns a `ReportData` with what the notebook reads; the views are built when first
 read, so a report that needs only the loaded data pays for nothing else.
 
-What limits a report's numbers reaches its reader. Inside a Jupyter kernel `open_report` starts `record_limits`:
-from then on every Python warning a cell raises (leakage, small samples, a weak model, rows left out) and every note
-of the load (`CRMData.notes`) becomes a display output of type `LIMIT_MIMETYPE`, once per category and message.
+What limits a report's numbers reaches its reader. Inside a Jupyter kernel, `record_limits` (started by the report
+runner as each report's kernel starts, and by `open_report`, e.g. in JupyterLab) turns every Python warning a cell
+raises (leakage, small samples, a weak model, rows left out), and `open_report` every note of the load
+(`CRMData.notes`), into a display output of type `LIMIT_MIMETYPE`, once per category and message.
 The report runner (`salesforecast.reports.render_html`) gathers them into the ``read-this-first`` box under the
 report's header. A report that the data cannot support raises `ReportNeeds` (`open_report` checks the report's
 declared ``needs``); the runner then renders a one-page "what this report needs" instead of a traceback.
@@ -444,12 +445,13 @@ def _kernel_shell() -> Any:
 
 
 def _show_needs(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> None:
-    """IPython's handler of `ReportNeeds`: publish what the report needs, then the usual (short) error."""
+    """IPython's handler of `ReportNeeds`: publish what the report needs, then the usual (short) error.
+
+    The runner takes the notes of the load from the exception, else from the notes published before it.
+    """
     from IPython.display import publish_display_data
 
     payload = value.payload() if isinstance(value, ReportNeeds) else {"message": str(value)}
-    if _recorder is not None:  # the notes the report had published, when the exception does not carry them
-        payload["notes"] = payload.get("notes") or [m for kind, _, m in sorted(_recorder.seen) if kind == "note"]
     publish_display_data({NEEDS_MIMETYPE: payload, "text/plain": f"ReportNeeds: {payload['message']}"})
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 

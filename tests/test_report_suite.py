@@ -234,3 +234,21 @@ def test_injected_names_fire_nothing_and_show_as_text(hostile_run):
     box = seen["03_lead_scoring"]["box"]  # the read-this-first box, as the reader sees it
     assert box.startswith("Read this first") and f"From the data load: {HOSTILE_NOTE}" in box
     assert f"Leakage: column '{SCRIPT}'" in box
+
+
+def test_reports_the_data_cannot_support_render_what_they_need(tmp_path):
+    """No stage history: stage conversion and the pipeline review render a "what this report needs" page (status
+    needs, exit status 3) naming the history and how to provide it; never a traceback."""
+    data, _ = generate(n_opportunities=300, seed=11, years=2)
+    data.stage_history = data.stage_history.iloc[:0]
+    folder = data.to_folder(tmp_path / "nohistory")
+    only = ["02_stage_conversion", "05_pipeline_review"]
+    result = run_reports(DEFAULT_CONFIG, tmp_path / "out", only=only, params={"source": str(folder)}, jobs=2)
+    assert result.exit_code == 3, [(r.status, r.error) for r in result.results]
+    assert [r.status for r in result.results] == ["needs", "needs"]
+    for r in result.results:
+        page = r.html.read_text(encoding="utf-8")
+        assert r.html.name == f"{r.spec.name}.html" and '<section id="report-needs">' in page
+        assert "This report needs stage history, which the data lacks" in page
+        assert "derive_from_dates" in page and "from_snapshots" in page
+        assert "Traceback" not in page and "ReportNeeds" not in page

@@ -502,7 +502,9 @@ def test_warnings_open_the_report_in_a_read_this_first_box_and_needs_render_a_pa
     box = _box(page)
     assert page.count('id="read-this-first"') == 1
     assert page.index('class="salesforecast-header"') < page.index('id="read-this-first"') < page.index("after the")
-    assert re.search(r"<b>Leakage:</b> column (&#x27;|')&lt;script&gt;alert\(1\)&lt;/script&gt;(&#x27;|') alone sep", box)
+    assert re.search(
+        r"<b>Leakage:</b> column (&#x27;|')&lt;script&gt;alert\(1\)&lt;/script&gt;(&#x27;|') alone sep", box
+    )
     assert "<b>Calculation:</b> divide by zero encountered in log" in box
     assert box.count("alone separates") == 1  # raised three times, shown once
     assert page.count("alone separates") == 2  # and once, small, where it arose
@@ -618,3 +620,26 @@ def test_the_sample_only_parameter_set_runs_only_on_the_sample(tmp_path):
     assert "04_forecast_accuracy__" + tmp_path.name.lower().replace("_", "-") in [s.name for s in plan.specs]
     ((spec, why),) = plan.skipped
     assert spec.parameters["as_of"] == "2025-11-17" and why == f"runs only when source is 'sample' (here: '{tmp_path}')"
+
+
+def test_a_needs_page_replaces_the_report_in_latest_and_a_failure_does_not(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(run_id, status, text):
+        run_dir = out / run_id
+        run_dir.mkdir()
+        html_name = None if status == "failed" else "r.html"
+        if html_name:
+            (run_dir / html_name).write_text(text, encoding="utf-8")
+        entry = {"name": "r", "title": "R", "parameters": {}, "status": status, "seconds": 1.0, "html": html_name,
+                 "failed_notebook": None, "error": None, "needs": None, "run": run_id, "generated": "",
+                 "html_run": run_id if html_name else None}  # fmt: skip
+        reports._update_latest(out, run_dir, run_id, [entry])
+        return (out / "latest" / "r.html").read_text(encoding="utf-8")
+
+    assert run("20260101T000000Z", "ok", "the report") == "the report"
+    assert run("20260102T000000Z", "failed", "") == "the report"  # a failure keeps the last good report
+    assert run("20260103T000000Z", "needs", "what it needs") == "what it needs"  # the data's answer now
+    index = (out / "latest" / "index.html").read_text(encoding="utf-8")
+    assert "showing the last good report" not in index and '<td class="needs">needs</td>' in index

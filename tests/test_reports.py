@@ -617,7 +617,7 @@ def test_when_conditions_skip_reports_and_are_checked(tmp_path, notebook_factory
 
 def test_the_sample_only_parameter_set_runs_only_on_the_sample(tmp_path):
     plan = load_config(reports.DEFAULT_CONFIG, params={"source": str(tmp_path)})
-    assert "04_forecast_accuracy__" + tmp_path.name.lower().replace("_", "-") in [s.name for s in plan.specs]
+    assert [s.notebook for s in plan.specs].count("04_forecast_accuracy") == 1  # the default set still runs
     ((spec, why),) = plan.skipped
     assert spec.parameters["as_of"] == "2025-11-17" and why == f"runs only when source is 'sample' (here: '{tmp_path}')"
 

@@ -336,7 +336,8 @@ def missing_needs(data: CRMData, as_of: pd.Timestamp, needs: Iterable[str]) -> l
     Returns
     -------
     list of (Need, str)
-        In the order asked; empty when every need is met.
+        In the order asked; empty when every need is met. A need that lacks for the reason an earlier one does
+        (no leads at all: no converted leads either) is not repeated.
 
     Raises
     ------
@@ -352,10 +353,10 @@ def missing_needs(data: CRMData, as_of: pd.Timestamp, needs: Iterable[str]) -> l
     >>> [(need.name, lacking) for need, lacking in missing_needs(data, pd.Timestamp("2000-01-01"), ["leads"])]
     [('leads', 'no lead was created on or before the report date 2000-01-01')]
     """
-    out = []
+    out: list[tuple[Need, str]] = []
     for need in dict.fromkeys(_need(n) for n in needs):
         lacking = need.lacking(data, as_of)
-        if lacking is not None:
+        if lacking is not None and all(lacking != said for _, said in out):  # no leads: no converted leads either
             out.append((need, lacking))
     return out
 

@@ -202,7 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from salesforecast import reports
 
-    r = sub.add_parser("report", help="execute the report notebooks and render HTML")
+    r = sub.add_parser(
+        "report",
+        help="execute the report notebooks and render HTML",
+        epilog=(
+            "exit status: 0 every report rendered; 3 none failed, some rendered a 'what this report needs' page (the"
+            " data cannot support them); 1 some failed; 2 invalid configuration (nothing ran)"
+        ),
+    )
     reports.add_report_arguments(r)
     r.set_defaults(func=reports.run_from_args)
 

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -130,3 +132,6 @@ def test_main_documents_the_exit_statuses():
 
     assert (reports.EXIT_OK, reports.EXIT_FAILED, reports.EXIT_CONFIG, reports.EXIT_NEEDS) == (0, 1, 2, 3)
     assert "3 (``report``) no report failed" in main.__doc__
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "exit status: 0 every report rendered; 3 none failed" in " ".join(out.getvalue().split())

@@ -202,7 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from salesforecast import reports
 
-    r = sub.add_parser("report", help="execute the report notebooks and render HTML")
+    r = sub.add_parser(
+        "report",
+        help="execute the report notebooks and render HTML",
+        epilog=(
+            "exit status: 0 every report rendered; 3 none failed, some rendered a 'what this report needs' page (the"
+            " data cannot support them); 1 some failed; 2 invalid configuration (nothing ran)"
+        ),
+    )
     reports.add_report_arguments(r)
     r.set_defaults(func=reports.run_from_args)
 
@@ -213,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 some reports failed, 2 bad input or config)."""
+    """Run the command line; returns the exit code.
+
+    0 ok; 1 some reports failed; 2 bad input or configuration; 3 (``report``) no report failed, and some rendered a
+    "what this report needs" page because the data cannot support them.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))

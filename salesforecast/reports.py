@@ -18,6 +18,17 @@ writes a run folder::
 ``reports/latest`` is replaced atomically at the end of a run, and a report that failed keeps its last
 good HTML there. A failing notebook never stops the others.
 
+What limits a report's numbers opens it: the warnings raised in its cells and the notes of the load
+(`salesforecast.session.record_limits`, started in every report's kernel) are gathered into a
+``<section id="read-this-first">`` box right under the report's header (`render_html`); the box is absent when
+nothing limits the numbers. A report whose data cannot support it (a cell raised
+`salesforecast.session.ReportNeeds`) gets, at its usual HTML path, a one-page "what this report needs"
+(``<section id="report-needs">``, status ``needs``) instead of a traceback.
+
+Exit status of `RunResult.exit_code` (and ``salesforecast report``): `EXIT_OK` (0) every report rendered;
+`EXIT_NEEDS` (3) no report failed, and some rendered a "what this report needs" page; `EXIT_FAILED` (1) some
+report failed; `EXIT_CONFIG` (2) the configuration is invalid and nothing ran.
+
 The configuration::
 
     notebooks: notebooks       # optional: the notebook folder, relative to this file
@@ -30,6 +41,9 @@ The configuration::
         parameters:                        # one mapping, or a list of them (one report each)
           - {team: EMEA, period: FY2024Q3}
           - {team: AMER, period: FY2024Q3}
+      - notebook: 04_forecast_accuracy
+        when: {source: sample}             # optional: run only when these parameters have these values
+        parameters: {as_of: "2025-11-17"}  # (a value or a list of them; after -p and --as-of are applied)
 
 A report's file is named after its notebook and the slug of each parameter that differs from the
 notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). The notebook helpers `report_header`
@@ -74,6 +88,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_NEEDS",
+    "EXIT_OK",
     "KERNEL_NAME",
     "ConfigError",
     "ReportPlan",
@@ -87,6 +105,7 @@ __all__ = [
     "load_config",
     "output_name",
     "render_html",
+    "render_needs_html",
     "report_header",
     "run_from_args",
     "run_reports",
@@ -98,6 +117,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "reports.yml"
 #: The kernelspec ``make venv`` registers inside the project's environment.
 KERNEL_NAME = "salesforecast"
+
+#: Exit status: every report rendered.
+EXIT_OK = 0
+#: Exit status: some report failed (the others rendered).
+EXIT_FAILED = 1
+#: Exit status: the configuration is invalid; nothing ran.
+EXIT_CONFIG = 2
+#: Exit status: no report failed, and some rendered a "what this report needs" page (the data cannot support them).
+EXIT_NEEDS = 3
 
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|pwd|secret|token|api_?key|credentials?)($|_)", re.IGNORECASE)
 _NO_DEFAULT = object()
@@ -138,11 +166,16 @@ class ReportSpec:
 
 @dataclass(frozen=True)
 class ReportPlan:
-    """A validated configuration: the file, the output folder and the reports to render."""
+    """A validated configuration: the file, the output folder, the reports to render and those skipped.
+
+    ``skipped`` holds the selected reports whose ``when:`` condition does not hold for the parameters of this run,
+    each with the reason (``runs only when source is 'sample' (here: ...)``).
+    """
 
     config: Path
     output: Path
     specs: list[ReportSpec]
+    skipped: list[tuple[ReportSpec, str]] = field(default_factory=list)
 
 
 def _coerce(value: Any, type_name: str, where: str) -> Any:
@@ -275,6 +308,21 @@ def _parameter_sets(value: Any) -> list[dict[Any, Any]]:
     return [dict(s) for s in sets]
 
 
+def _conditions(value: Any) -> dict[str, list[Any]]:
+    """A ``when:`` condition: a mapping of parameter names to a value or a non-empty list of values."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping of parameter names to values, e.g. {{source: sample}}, got {value!r}")
+    out: dict[str, list[Any]] = {}
+    for key, allowed in value.items():
+        values = allowed if isinstance(allowed, list) else [allowed]
+        if not values or any(isinstance(v, (Mapping, list)) for v in values):
+            raise KeyedError(f"must be a value or a non-empty list of values, got {allowed!r}", str(key))
+        out[str(key)] = values
+    return out
+
+
 def _any_text(value: Any) -> str:
     """A notebook or folder name; anything YAML gives is taken as its text."""
     return str(value)
@@ -294,6 +342,20 @@ class ReportEntry(Schema):
         default_factory=lambda: [{}]
     )
     timeout: _TIMEOUT = None
+    when: checked(
+        _conditions,
+        {
+            "type": "object",
+            "description": "run only when each named parameter has this value (or one of these values), after -p"
+            " and --as-of are applied; e.g. {source: sample}",
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": ["string", "number", "boolean", "null"]},
+                    {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean", "null"]}},
+                ]
+            },
+        },
+    ) = Field(default_factory=dict)
 
 
 class ReportsFile(Schema):
@@ -316,6 +378,8 @@ class ReportsFile(Schema):
     'timeout: must be a positive number of seconds, got 0'
     >>> str(load_model(ReportsFile, {"report": ["04_forecast_accuracy"]}))
     "unknown key(s) ['report'] (did you mean 'reports'?); allowed: ['notebooks', 'output', 'reports', 'timeout']"
+    >>> load_model(ReportsFile, {"reports": [{"notebook": "04_x", "when": {"source": "sample"}}]}).reports[0].when
+    {'source': ['sample']}
     """
 
     unknown_keys = "all"
@@ -402,6 +466,7 @@ def load_config(
     _check_secrets(cli_params, "-p")
 
     specs: list[ReportSpec] = []
+    skip: list[str | None] = []  # why each report does not run here (its `when:` does not hold), or None
     effective: list[str] = []
     origins: list[str] = []
     declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
@@ -414,6 +479,12 @@ def load_config(
         sets = entry.parameters
         title = entry.title or _notebook_title(nb_path, notebook)
         timeout = entry.timeout or model.timeout
+        for key in entry.when:
+            if key not in declared:
+                known = list(declared) or "none: the notebook has no cell tagged 'parameters'"
+                raise ConfigError(
+                    f"{where}: when: {key!r} is not a parameter of {_relative(nb_path)} (its parameters: {known})"
+                )
         for j, given in enumerate(sets):
             set_where = where if len(sets) == 1 else f"{where}: parameters[{j}]"
             merged = dict(given)
@@ -435,6 +506,7 @@ def load_config(
                 final[key] = _absolute_path(value, Path.cwd() if key in cli_params else base)
             _check_secrets(final, set_where)
             filled = {k: v for k, v in defaults.items() if v is not _NO_DEFAULT} | final
+            skip.append(_unmet(entry.when, filled, declared, f"{where}: when"))
             effective.append(json.dumps(filled, sort_keys=True, default=str))
             origins.append(set_where.removeprefix(f"{src}: "))
             declares.append(set(declared))
@@ -457,16 +529,39 @@ def load_config(
             names = sorted({s.notebook for s in specs} | {s.name for s in specs})
             raise ConfigError(f"{src}: --only {missing[0]!r} names no report; reports: {names}")
         selected = [s.notebook in wanted or s.name in wanted for s in specs]
-    chosen = [s for s, keep in zip(specs, selected, strict=True) if keep]
+    chosen = [s for s, keep, why in zip(specs, selected, skip, strict=True) if keep and why is None]
+    skipped = [(s, why) for s, keep, why in zip(specs, selected, skip, strict=True) if keep and why is not None]
     chosen_declares = [d for d, keep in zip(declares, selected, strict=True) if keep]
     for key in cli_params:
         if not any(str(key) in d for d in chosen_declares):
-            names = sorted({s.notebook for s in chosen})
+            names = sorted({s.notebook for s in chosen} | {s.notebook for s, _ in skipped})
             raise ConfigError(
                 f"{src}: -p {str(key)!r} is a parameter of none of the selected reports ({', '.join(names)}); "
                 "papermill --help-notebook notebooks/NAME.ipynb lists a notebook's parameters"
             )
-    return ReportPlan(config=path, output=output, specs=chosen)
+    if not chosen and skipped:
+        reasons = "; ".join(f"{s.name} {why}" for s, why in skipped)
+        raise ConfigError(f"{src}: nothing to run: every selected report is skipped here: {reasons}")
+    return ReportPlan(config=path, output=output, specs=chosen, skipped=skipped)
+
+
+def _shown(value: Any) -> str:
+    """A parameter value in a message: text quoted (a password in a URL masked), anything else as written."""
+    return repr(mask_url(value)) if isinstance(value, str) else str(value)
+
+
+def _unmet(
+    when: Mapping[str, list[Any]], filled: Mapping[str, Any], declared: Mapping[str, Any], where: str
+) -> str | None:
+    """Why a report's ``when:`` condition does not hold for its parameters `filled`, or None when it holds."""
+    for key, allowed in when.items():
+        wanted = [_coerce(v, str(declared[key].get("inferred_type_name")), f"{where}: {key}") for v in allowed]
+        value = filled.get(key, _NO_DEFAULT)
+        if value not in wanted:
+            shown = " or ".join(_shown(v) for v in wanted)
+            here = "no value" if value is _NO_DEFAULT else _shown(value)
+            return f"runs only when {key} is {shown} (here: {here})"
+    return None
 
 
 def _absolute_path(value: Any, base: Path) -> Any:
@@ -516,7 +611,9 @@ class ReportResult:
     Attributes
     ----------
     spec : ReportSpec
-    status : {"ok", "failed"}
+    status : {"ok", "needs", "failed"}
+        ``needs``: the data cannot support the report (a cell raised `salesforecast.session.ReportNeeds`); `html`
+        is then the "what this report needs" page.
     seconds : float
         Wall time of execution and rendering.
     html : Path or None
@@ -525,14 +622,17 @@ class ReportResult:
         The executed notebook of a failure (``<name>.failed.ipynb``), when execution got that far.
     error : str or None
         ``ename: evalue`` of the exception that stopped the notebook.
+    needs : str or None
+        For status ``needs``: what the report needs and the data lacks (the `ReportNeeds` message).
     """
 
     spec: ReportSpec
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "needs", "failed"]
     seconds: float
     html: Path | None = None
     failed_notebook: Path | None = None
     error: str | None = None
+    needs: str | None = None
 
 
 @dataclass
@@ -552,16 +652,28 @@ class RunResult:
     run_dir: Path
     latest_dir: Path
     results: list[ReportResult] = field(default_factory=list)
+    skipped: list[tuple[ReportSpec, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ReportResult]:
         """The reports that failed."""
-        return [r for r in self.results if r.status != "ok"]
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def needing(self) -> list[ReportResult]:
+        """The reports the data cannot support: each rendered a "what this report needs" page."""
+        return [r for r in self.results if r.status == "needs"]
 
     @property
     def exit_code(self) -> int:
-        """0 when every report rendered, 1 when some failed."""
-        return 1 if self.failed else 0
+        """The exit status: `EXIT_FAILED`, `EXIT_NEEDS` or `EXIT_OK`.
+
+        `EXIT_FAILED` (1) when some report failed, else `EXIT_NEEDS` (3) when some rendered a "what this report
+        needs" page, else `EXIT_OK` (0).
+        """
+        if self.failed:
+            return EXIT_FAILED
+        return EXIT_NEEDS if self.needing else EXIT_OK
 
 
 def kernel_name() -> str:
@@ -657,11 +769,125 @@ def _html_exporter() -> Any:
     return _exporter
 
 
+#: Run in every report's kernel at startup: warnings and load notes go to the read-this-first box
+#: (`salesforecast.session.record_limits`), from the first cell on.
+_KERNEL_STARTUP = '__import__("salesforecast.session").session.record_limits()'
+_STDERR_WARNING = re.compile(r"^\S[^\n]*?:\d+: ([A-Za-z_][\w.]*Warning): ([^\n]+)$", re.MULTILINE)
+
+
+def _data_outputs(nb: nbformat.NotebookNode) -> Iterator[tuple[Any, Any]]:
+    """Each output of the notebook's code cells, with its cell."""
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            for output in cell.get("outputs", []):
+                yield cell, output
+
+
+def _payload(output: Any, mimetype: str) -> dict[str, Any] | None:
+    """The JSON payload of a display output of `mimetype`, or None."""
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return None
+    data = output.get("data") or {}
+    value = data.get(mimetype)
+    if isinstance(value, str):  # JSON kept as text by some writers
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def report_limits(nb: nbformat.NotebookNode) -> list[dict[str, str]]:
+    """What limits an executed report's numbers, in the order it arose, each once.
+
+    The display outputs `salesforecast.session.record_limits` publishes (warnings raised in the cells, the load's
+    notes), and, should a warning have reached stderr all the same, the warnings Python wrote there.
+
+    Returns
+    -------
+    list of dict
+        ``{"kind": "note" | "warning", "label", "category", "message"}``.
+    """
+    from salesforecast.session import LIMIT_MIMETYPE, NOTE_LABEL, warning_label
+
+    out: dict[tuple[str, str, str], dict[str, str]] = {}
+    for _, output in _data_outputs(nb):
+        payload = _payload(output, LIMIT_MIMETYPE)
+        if payload is not None and isinstance(payload.get("message"), str):
+            kind = "note" if payload.get("kind") == "note" else "warning"
+            limit = {
+                "kind": kind,
+                "label": str(payload.get("label") or (NOTE_LABEL if kind == "note" else "Note")),
+                "category": str(payload.get("category") or kind),
+                "message": payload["message"],
+            }
+            out.setdefault((kind, "" if kind == "note" else limit["category"], limit["message"]), limit)
+        elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+            for match in _STDERR_WARNING.finditer(str(output.get("text", ""))):
+                name = match.group(1).rsplit(".", 1)[-1]
+                label = warning_label(type(name, (Warning,), {}))
+                limit = {"kind": "warning", "label": label, "category": name, "message": match.group(2).strip()}
+                out.setdefault(("warning", name, limit["message"]), limit)
+    notes = [v for v in out.values() if v["kind"] == "note"]
+    return notes + [v for v in out.values() if v["kind"] == "warning"]
+
+
+_BOX_STYLE = (
+    "border:1px solid #d9a400;border-left:6px solid #d9a400;background:#fff8e1;border-radius:4px;"
+    "padding:6px 14px 8px 14px;margin:0 0 1.5em 0;font-size:14px;line-height:1.45"
+)
+
+
+def _read_this_first(limits: Sequence[Mapping[str, str]]) -> str:
+    """The read-this-first box (escaped); "" when nothing limits the numbers."""
+    if not limits:
+        return ""
+    items = "".join(
+        f"<li><b>{html.escape(str(limit['label']))}:</b> {html.escape(str(limit['message']))}</li>" for limit in limits
+    )
+    return (
+        f'<section id="read-this-first" style="{_BOX_STYLE}">'
+        '<h2 style="font-size:16px;margin:4px 0 4px 0">Read this first</h2>'
+        '<p style="margin:0 0 4px 0">What limits the numbers of this report: what the data load could not fix, and'
+        " what the analyses found while they ran.</p>"
+        f'<ul style="margin:0;padding-left:22px">{items}</ul>'
+        "</section>"
+    )
+
+
+def _inline_note(limit: Mapping[str, str]) -> dict[str, Any]:
+    """A warning where it arose: a small note (its full text is in the read-this-first box)."""
+    text = (
+        '<div class="salesforecast-limit" style="font-size:12px;color:#6b5200;margin:2px 0 6px 0">'
+        f"&#9888; <b>{html.escape(str(limit['label']))}:</b> {html.escape(str(limit['message']))}</div>"
+    )
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": text}}
+
+
+def _place_box(nb: nbformat.NotebookNode, box: str) -> None:
+    """Put the box right after the report's header (`report_header`), else after the title, else first."""
+    import nbformat
+
+    output = nbformat.v4.new_output("display_data", data={"text/html": box})
+    for cell, out in _data_outputs(nb):
+        text = (out.get("data") or {}).get("text/html", "") if out.get("output_type") != "stream" else ""
+        text = "".join(text) if isinstance(text, list) else str(text)
+        if 'class="salesforecast-header"' in text:
+            outputs = cell["outputs"]
+            outputs.insert(next(i for i, o in enumerate(outputs) if o is out) + 1, output)
+            return
+    at = next(
+        (i + 1 for i, c in enumerate(nb.cells) if c.get("cell_type") == "markdown" and c.source.startswith("#")), 0
+    )
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source="", outputs=[output]))
+
+
 def render_html(nb: nbformat.NotebookNode, title: str) -> str:
     """Render an executed notebook as a self-contained HTML page with the code hidden.
 
-    Inputs, prompts and stderr output (warnings) are left out; nothing is loaded from a CDN (the lab
-    template's require.js, MathJax and mermaid scripts are dropped); images are inline.
+    What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes) opens it,
+    in a ``<section id="read-this-first">`` box right after the report's header (after the title when there is
+    no header); each warning is also noted, small, where it arose. Without any, there is no box. Inputs, prompts
+    and the rest of stderr are left out; nothing is loaded from a CDN (the lab template's require.js, MathJax and
+    mermaid scripts are dropped); images are inline. Every text from the data is escaped.
 
     Parameters
     ----------
@@ -676,16 +902,157 @@ def render_html(nb: nbformat.NotebookNode, title: str) -> str:
     """
     import copy
 
+    from salesforecast.session import LIMIT_MIMETYPE, NEEDS_MIMETYPE
+
     nb = copy.deepcopy(nb)
+    limits = report_limits(nb)
     for cell in nb.cells:
-        if cell.get("cell_type") == "code":
-            outputs = cell.get("outputs", [])
-            cell["outputs"] = [
-                o for o in outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
-            ]
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                continue
+            if _payload(o, NEEDS_MIMETYPE) is not None:
+                continue
+            limit = _payload(o, LIMIT_MIMETYPE)
+            if limit is not None:
+                if limit.get("kind") != "note" and isinstance(limit.get("message"), str):
+                    kept.append(_inline_note({"label": limit.get("label") or "Note", "message": limit["message"]}))
+                continue
+            kept.append(o)
+        cell["outputs"] = kept
+    box = _read_this_first(limits)
+    if box:
+        _place_box(nb, box)
     with _render_lock:
         body, _ = _html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body
+
+
+_NEEDS_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       margin: 2rem auto; max-width: 900px; color: #222; padding: 0 1rem; line-height: 1.5; }
+h1 { font-size: 1.6rem; margin-bottom: 0.3rem; } h2 { font-size: 1.2rem; }
+h3 { font-size: 1rem; margin: 1.2em 0 0.3em 0; }
+p.meta { color: #555; font-size: 13px; margin-top: 0; }
+#report-needs { border: 1px solid #b5b5b5; border-left: 6px solid #3b6db3; border-radius: 4px;
+                padding: 4px 18px 12px 18px; background: #f5f8fc; margin: 1rem 0 1.5rem 0; }
+table.params th { text-align: left; padding: 2px 12px 2px 0; font-weight: 600; } code { font-size: 13px; }
+"""
+
+
+def _items(texts: Iterable[Any]) -> str:
+    return "".join(f"<li>{html.escape(str(t))}</li>" for t in texts)
+
+
+def render_needs_html(
+    title: str,
+    needs: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    limits: Sequence[Mapping[str, str]] = (),
+    generated_at: datetime | None = None,
+) -> str:
+    """The one page a report renders when its data cannot support it: what it needs and what the data lacks.
+
+    Parameters
+    ----------
+    title : str
+        The report's title.
+    needs : mapping
+        `salesforecast.session.ReportNeeds.payload`: ``message`` and, when known, ``needs``, ``lacking``,
+        ``fixes`` and ``notes``.
+    parameters : mapping, optional
+        The report's parameters (passwords in URLs are masked).
+    limits : sequence of mapping
+        What the report had found before it stopped (`report_limits`): shown in its read-this-first box.
+    generated_at : datetime, optional
+        Default: now (UTC).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page holding ``<section id="report-needs">``; every text is escaped, and no
+        traceback is shown.
+
+    Examples
+    --------
+    >>> page = render_needs_html("Lead <scoring>", {"message": "This report needs leads.", "needs": ["leads"]})
+    >>> '<section id="report-needs">' in page and "Lead &lt;scoring&gt;" in page and "Traceback" not in page
+    True
+    """
+    generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    params = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(mask_url(str(v)))}</code></td></tr>"
+        for k, v in (parameters or {}).items()
+    )
+    message = str(needs.get("message") or "This report cannot run on this data.")
+    fixes = list(needs.get("fixes") or [])
+    if not fixes:
+        fixes = [
+            'Provide the data named above (the README\'s "Your own data" says what each report needs), or run'
+            " the report on another source."
+        ]
+    fixes.append(
+        "The data-quality report (01_data_quality) and salesforecast validate SOURCE show what the source holds"
+        " and which rows were quarantined, and why."
+    )
+    parts = [
+        f"<h1>{html.escape(str(title))}</h1>",
+        '<p class="meta">This report was not produced: the data cannot support it.'
+        f" Generated {html.escape(generated)}.</p>",
+    ]
+    if params:
+        parts.append(f'<table class="params">{params}</table>')
+    parts.append('<section id="report-needs">')
+    parts.append("<h2>What this report needs</h2>")
+    parts.append(f"<p>{html.escape(message)}</p>")
+    if needs.get("needs"):
+        parts.append(f"<h3>The report needs</h3><ul>{_items(needs['needs'])}</ul>")
+    if needs.get("lacking"):
+        parts.append(f"<h3>What the data lacks</h3><ul>{_items(needs['lacking'])}</ul>")
+    parts.append(f"<h3>How to fix it</h3><ul>{_items(fixes)}</ul>")
+    notes = list(needs.get("notes") or []) or [str(x["message"]) for x in limits if x.get("kind") == "note"]
+    if notes:
+        parts.append(f"<h3>Notes from the data load</h3><ul>{_items(notes)}</ul>")
+    parts.append("</section>")
+    found = [x for x in limits if x.get("kind") != "note"]
+    if found:
+        parts.append(_read_this_first(found))
+    body = "\n".join(parts)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<title>{html.escape(str(title))}: what this report needs</title>
+<style>{_NEEDS_CSS}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def _needs_of(partial: Path, exc: Any) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """The `ReportNeeds` that stopped a report (its payload, else its message) and the limits found before."""
+    from salesforecast.session import NEEDS_MIMETYPE
+
+    needs: dict[str, Any] | None = None
+    limits: list[dict[str, str]] = []
+    with contextlib.suppress(Exception):
+        import nbformat
+
+        nb = nbformat.read(partial, as_version=4)
+        limits = report_limits(nb)
+        for _, output in _data_outputs(nb):
+            needs = _payload(output, NEEDS_MIMETYPE) or needs
+    if needs is None and getattr(exc, "ename", None) == "ReportNeeds":
+        needs = {"message": str(getattr(exc, "evalue", "") or "")}
+    if needs is not None and not isinstance(needs.get("message"), str):
+        needs["message"] = str(needs.get("message") or "")
+    return needs, limits
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -715,10 +1082,17 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             kernel_manager_class=_kernel_manager_class(cell_running),
             on_cell_execute=lambda **_: cell_running.set(),
             on_cell_executed=lambda **_: cell_running.clear(),
+            extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
         )
         html_path = run_dir / f"{spec.name}.html"
         _write_atomic(html_path, render_html(nb, spec.title))
     except PapermillExecutionError as exc:
+        needs, limits = _needs_of(partial, exc)
+        if needs is not None:  # the data cannot support the report: say what it needs, in place of the report
+            html_path = run_dir / f"{spec.name}.html"
+            _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits))
+            partial.unlink(missing_ok=True)
+            return ReportResult(spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"])
         error = f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])"
     except Exception as exc:  # a dead kernel, a timeout, a rendering error: the report fails, the run goes on
         error = f"{type(exc).__name__}: {exc}".strip()
@@ -790,7 +1164,8 @@ def run_reports(
     Returns
     -------
     RunResult
-        ``exit_code`` is 0 when every report rendered and 1 when some failed.
+        ``exit_code`` is 0 when every report rendered, 3 when none failed but some rendered a "what this report
+        needs" page, and 1 when some failed. Reports whose ``when:`` does not hold are skipped (and said so).
 
     Raises
     ------
@@ -805,6 +1180,8 @@ def run_reports(
     workers = max(1, min(int(jobs or os.cpu_count() or 1), len(plan.specs)))
     kernel = kernel_name()
     run_dir, run_id = _new_run_dir(out)
+    for spec, why in plan.skipped:
+        say(f"skipped {spec.name}: {why}")
     say(f"{len(plan.specs)} report(s), {workers} at a time, kernel {kernel!r} -> {_relative(run_dir)}")
     started = datetime.now(UTC)
     by_spec: dict[int, ReportResult] = {}
@@ -813,20 +1190,22 @@ def run_reports(
         for future in as_completed(futures):
             res = future.result()
             by_spec[futures[future]] = res
-            status = "ok" if res.status == "ok" else "FAILED"
+            status = {"ok": "ok", "needs": "needs"}.get(res.status, "FAILED")
             line = f"{status:>6}  {res.spec.name}  {res.seconds:.1f} s"
-            say(line if res.error is None else f"{line}  {res.error}")
+            said = res.error if res.status == "failed" else res.needs
+            say(line if said is None else f"{line}  {said}")
     results = [by_spec[i] for i in range(len(plan.specs))]
-    result = RunResult(run_dir=run_dir, latest_dir=out / "latest", results=results)
+    result = RunResult(run_dir=run_dir, latest_dir=out / "latest", results=results, skipped=list(plan.skipped))
     generated = started.strftime("%Y-%m-%d %H:%M UTC")
     run_entries = [_entry(r, run_id, generated) for r in results]
     _write_manifest(run_dir / "manifest.json", run_entries)
     _write_atomic(run_dir / "index.html", _index_html(f"Reports of run {run_id}", run_entries, run_id, here=run_id))
     _update_latest(out, run_dir, run_id, run_entries)
-    failed = result.failed
+    failed, needing = result.failed, result.needing
+    skipped = f", {len(plan.skipped)} skipped" if plan.skipped else ""
     say(
-        f"{len(results) - len(failed)} rendered, {len(failed)} failed"
-        f"; index: {_relative(out / 'latest' / 'index.html')}"
+        f"{len(results) - len(failed) - len(needing)} rendered, {len(needing)} need data they lack (a page says"
+        f" what), {len(failed)} failed{skipped}; index: {_relative(out / 'latest' / 'index.html')}"
     )
     for r in failed:
         kept = f" (notebook kept: {_relative(r.failed_notebook)})" if r.failed_notebook else ""
@@ -848,6 +1227,7 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
         "html": r.html.name if r.html else None,
         "failed_notebook": r.failed_notebook.name if r.failed_notebook else None,
         "error": r.error,
+        "needs": r.needs,
         "run": run_id,
         "generated": generated,
         "html_run": run_id if r.html else None,
@@ -874,6 +1254,7 @@ table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #ddd; vertical-align: top; }
 th { background: #f4f4f4; } td.num { text-align: right; white-space: nowrap; }
 .ok { color: #1b7a1b; font-weight: 600; } .failed { color: #b00020; font-weight: 600; }
+.needs { color: #8a5a00; font-weight: 600; }
 code { font-size: 12px; } .note { color: #666; font-size: 12px; }
 """
 
@@ -897,7 +1278,7 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
         notes = []
         if e.get("html"):
             report = _link(e["html"], e.get("title") or e["name"])
-            if e.get("status") != "ok" and e.get("html_run"):
+            if e.get("status") == "failed" and e.get("html_run"):
                 notes.append(f"showing the last good report, of run {html.escape(str(e['html_run']))}")
         else:
             report = html.escape(str(e.get("title") or e["name"]))
@@ -906,7 +1287,9 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             notes.append("executed notebook: " + _link(prefix + e["failed_notebook"], e["failed_notebook"]))
         if e.get("error"):
             notes.append(f"<code>{html.escape(str(e['error']))}</code>")
-        status = "ok" if e.get("status") == "ok" else "failed"
+        if e.get("status") == "needs" and e.get("needs"):
+            notes.append(html.escape(str(e["needs"])))
+        status = e.get("status") if e.get("status") in ("ok", "needs") else "failed"
         rows.append(
             "<tr>"
             f'<td>{report}<br><span class="note">{html.escape(str(e["name"]))}</span></td>'
@@ -918,7 +1301,8 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             f'<td class="note">{"<br>".join(notes)}</td>'
             "</tr>"
         )
-    n_failed = sum(1 for e in entries if e.get("status") != "ok")
+    n_failed = sum(1 for e in entries if e.get("status") not in ("ok", "needs"))
+    n_needs = sum(1 for e in entries if e.get("status") == "needs")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -929,7 +1313,8 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
 </head>
 <body>
 <h1>{html.escape(heading)}</h1>
-<p class="meta">{len(entries)} report(s), {n_failed} failed. Latest run: {html.escape(run_id)}.
+<p class="meta">{len(entries)} report(s), {n_failed} failed, {n_needs} need data the source lacks (status needs:
+the report's page says what it needs). Latest run: {html.escape(run_id)}.
 Each report states its data source, parameters, as-of date and generation time in its header.</p>
 <table>
 <thead><tr><th>report</th><th>parameters</th><th>status</th><th>duration</th><th>generated</th><th>notes</th></tr></thead>
@@ -967,7 +1352,10 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def _update_latest(out: Path, run_dir: Path, run_id: str, run_entries: Sequence[Mapping[str, Any]]) -> None:
-    """Rebuild ``out/latest``: earlier entries overlaid by this run's; failures keep their last good HTML."""
+    """Rebuild ``out/latest``: earlier entries overlaid by this run's; failures keep their last good HTML.
+
+    A "what this report needs" page (status ``needs``) is this run's answer for the data and replaces the report.
+    """
     with _locked(out):
         latest = out / "latest"
         old_dir = latest.resolve() if latest.exists() else None
@@ -979,7 +1367,8 @@ def _update_latest(out: Path, run_dir: Path, run_id: str, run_entries: Sequence[
         for e in run_entries:
             entry = dict(e)
             prev = merged.get(e["name"])
-            if e["status"] != "ok" and prev and prev.get("html") and old_dir and (old_dir / prev["html"]).exists():
+            failed = e["status"] == "failed"  # a needs page is this run's answer for the data: it replaces
+            if failed and prev and prev.get("html") and old_dir and (old_dir / prev["html"]).exists():
                 entry["html"] = prev["html"]
                 entry["html_run"] = prev.get("html_run")
             merged[e["name"]] = entry
@@ -1222,7 +1611,11 @@ def _parse_params(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``salesforecast report``; returns 0 (all rendered), 1 (some failed) or 2 (configuration error)."""
+    """Run ``salesforecast report`` and return its exit status.
+
+    0 (`EXIT_OK`) all rendered, 1 (`EXIT_FAILED`) some failed, 2 (`EXIT_CONFIG`) configuration error, 3
+    (`EXIT_NEEDS`) none failed and some rendered a "what this report needs" page.
+    """
     try:
         result = run_reports(
             config=args.config or _default_config(),
@@ -1234,5 +1627,5 @@ def run_from_args(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     return result.exit_code

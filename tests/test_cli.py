@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -115,3 +117,21 @@ def test_schema_prints_the_json_schema_of_a_configuration_file(kind, capsys):
     schema = json.loads(capsys.readouterr().out)
     assert schema["$schema"].startswith("https://json-schema.org/") and schema["additionalProperties"] is False
     assert {"process": "stages", "mapping": "tables", "reports": "reports"}[kind] in schema["properties"]
+
+
+def test_schema_of_reports_describes_the_when_condition(capsys):
+    assert main(["schema", "reports"]) == 0
+    entry = json.loads(capsys.readouterr().out)["$defs"]["ReportEntry"]["properties"]["when"]
+    assert entry["type"] == "object" and "source: sample" in entry["description"]
+    allowed = entry["additionalProperties"]["anyOf"]
+    assert allowed[1]["type"] == "array" and allowed[1]["minItems"] == 1
+
+
+def test_main_documents_the_exit_statuses():
+    from salesforecast import reports
+
+    assert (reports.EXIT_OK, reports.EXIT_FAILED, reports.EXIT_CONFIG, reports.EXIT_NEEDS) == (0, 1, 2, 3)
+    assert "3 (``report``) no report failed" in main.__doc__
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "exit status: 0 every report rendered; 3 none failed" in " ".join(out.getvalue().split())

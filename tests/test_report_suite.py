@@ -1,6 +1,7 @@
 """The report suite end to end: every notebook is thin and parameterised; a run on the sample renders every
 report with its headings and charts; the pages load in a real headless Chromium without console errors; and
-rep, account, product and team names that carry HTML or script are shown as text, never run.
+rep, account, product and team names that carry HTML or script are shown as text, never run, also where they
+reach a report's read-this-first box (a note of the load, a warning raised in a cell).
 
 The browser tests need Debian's ``chromium`` (``.ci/run`` installs it) and the ``playwright`` package (a dev
 dependency); without them they skip with a message saying how to enable them.
@@ -46,6 +47,9 @@ HEADINGS = {
 }
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
+ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
+#: A note of the load naming a hostile rep: it opens every report of the hostile run, in the read-this-first box.
+HOSTILE_NOTE = f"Owner {SCRIPT} is known by a user id only."
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -94,6 +98,9 @@ def hostile_run(tmp_path_factory):
     opps["account_id"] = opps["account_id"].where(opps.index % 7 != 0, IMG)
     opps["product"] = opps["product"].where(opps.index % 5 != 0, SCRIPT)
     opps["team"] = opps["team"].replace({opps["team"].iloc[0]: "<i>EMEA</i>"})
+    # a lead column named like a script that gives the outcome away: the leakage warning names it
+    data.leads[SCRIPT] = data.leads["converted"].map({True: "won it", False: "not yet"})
+    data.notes = (HOSTILE_NOTE,)
     folder = data.to_folder(tmp_path_factory.mktemp("hostile") / "crm")
     out = tmp_path_factory.mktemp("hostile-run")
     result = run_reports(DEFAULT_CONFIG, out, params={"source": str(folder)}, jobs=2)
@@ -127,6 +134,8 @@ def test_every_report_renders_on_the_sample(sample_run):
         assert "Traceback" not in page
         assert "<script src=" not in page
         assert page.count("data:image/png;base64") >= 1  # charts are embedded in the page
+        # the sample holds nothing that limits its numbers (no note, no warning): no read-this-first box
+        assert 'id="read-this-first"' not in page, (stem, page[page.find('id="read-this-first"') :][:2000])
 
 
 def test_hostile_names_are_escaped_in_the_html(hostile_run):
@@ -136,6 +145,23 @@ def test_hostile_names_are_escaped_in_the_html(hostile_run):
         assert SCRIPT not in page and IMG not in page, name
         assert "<b>Sons</b>" not in page and "<i>EMEA</i>" not in page, name
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["05_pipeline_review"]
+
+
+def test_the_load_notes_and_the_warnings_open_each_report_escaped(hostile_run):
+    """The note of the load opens every report; the leakage warning raised in 03's cells opens 03, naming the
+    column; both escaped, right after the report's header, each once."""
+    import re
+
+    for path in hostile_run.glob("0*.html"):
+        page = path.read_text(encoding="utf-8")
+        box = re.search(r'<section id="read-this-first".*?</section>', page, re.DOTALL)
+        assert box is not None, path.name
+        assert page.index('class="salesforecast-header"') < box.start(), path.name
+        assert f"From the data load:</b> Owner {ESCAPED_SCRIPT} is known by a user id only." in box.group(0)
+        assert box.group(0).count("is known by a user id only") == 1
+    lead_page = next(hostile_run.glob("03_lead_scoring*.html")).read_text(encoding="utf-8")
+    box = re.search(r'<section id="read-this-first".*?</section>', lead_page, re.DOTALL).group(0)
+    assert re.search(f"<b>Leakage:</b> column (&#x27;|'){re.escape(ESCAPED_SCRIPT)}(&#x27;|')", box), box
 
 
 def _browser():
@@ -179,6 +205,7 @@ def _open_all(folder: Path, shots: str):
                     "h1": page.locator("h1").all_inner_texts(),
                     "images": page.locator("img").count(),
                     "text": page.locator("body").inner_text(),
+                    "box": " ".join(page.locator("#read-this-first").all_inner_texts()),
                 }
                 page.close()
         finally:
@@ -204,3 +231,24 @@ def test_injected_names_fire_nothing_and_show_as_text(hostile_run):
         assert page["errors"] == [], (stem, page["errors"])
     assert SCRIPT in seen["05_pipeline_review"]["text"]
     assert any(IMG in page["text"] for page in seen.values())
+    box = seen["03_lead_scoring"]["box"]  # the read-this-first box, as the reader sees it
+    assert box.startswith("Read this first") and f"From the data load: {HOSTILE_NOTE}" in box
+    assert f"Leakage: column '{SCRIPT}'" in box
+
+
+def test_reports_the_data_cannot_support_render_what_they_need(tmp_path):
+    """No stage history: stage conversion and the pipeline review render a "what this report needs" page (status
+    needs, exit status 3) naming the history and how to provide it; never a traceback."""
+    data, _ = generate(n_opportunities=300, seed=11, years=2)
+    data.stage_history = data.stage_history.iloc[:0]
+    folder = data.to_folder(tmp_path / "nohistory")
+    only = ["02_stage_conversion", "05_pipeline_review"]
+    result = run_reports(DEFAULT_CONFIG, tmp_path / "out", only=only, params={"source": str(folder)}, jobs=2)
+    assert result.exit_code == 3, [(r.status, r.error) for r in result.results]
+    assert [r.status for r in result.results] == ["needs", "needs"]
+    for r in result.results:
+        page = r.html.read_text(encoding="utf-8")
+        assert r.html.name == f"{r.spec.name}.html" and '<section id="report-needs">' in page
+        assert "This report needs stage history, which the data lacks" in page
+        assert "derive_from_dates" in page and "from_snapshots" in page
+        assert "Traceback" not in page and "ReportNeeds" not in page

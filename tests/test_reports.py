@@ -440,3 +440,206 @@ def test_report_config_json_schema_describes_the_file():
     schema = reports.ReportsFile.model_json_schema()
     assert schema["required"] == ["reports"] and schema["additionalProperties"] is False
     assert schema["$defs"]["ReportEntry"]["required"] == ["notebook"]
+
+
+# ------------------------------------------------------------------------------------ read this first, report needs
+SCRIPT = "<script>alert(1)</script>"
+WARNS = [
+    'from salesforecast.reports import report_header\nreport_header("Greeting", {"name": name})',
+    "import warnings\nfrom salesforecast.models.lead_scoring import LeakageWarning\n"
+    "for _ in range(3):\n"
+    f"    warnings.warn(\"column '{SCRIPT}' alone separates the outcomes\", LeakageWarning)\n"
+    'print("after the warning")',
+    "import numpy as np\nnp.log(np.array([0.0]))",
+]
+NEEDS_LATE = [
+    'import warnings\nwarnings.warn("only <b>3</b> periods could be replayed")',
+    "from salesforecast.session import ReportNeeds\n"
+    'raise ReportNeeds("This report needs <i>leads</i>; there are none.")',
+]
+NEEDS_OPEN = [
+    'from salesforecast.session import open_report\nreport = open_report(name, needs=("opportunities", "leads"))'
+]
+HOSTILE_NOTE = f"Owners of {SCRIPT} are known by their user id only."
+
+
+def _box(page: str) -> str:
+    match = re.search(r'<section id="read-this-first".*?</section>', page, re.DOTALL)
+    return match.group(0) if match else ""
+
+
+@pytest.fixture
+def limits_run(tmp_path, notebook_factory, crm_folder, capsys):
+    """One run: warnings in cells; a ReportNeeds after a warning; open_report's needs unmet; a clean report; a
+    report skipped by its when: condition."""
+    folder = crm_folder
+    (folder / "leads.csv").unlink()
+    (folder / "notes.txt").write_text(HOSTILE_NOTE + "\n", encoding="utf-8")
+    notebook_factory("warns", WARNS)
+    notebook_factory("late", NEEDS_LATE)
+    notebook_factory("opening", NEEDS_OPEN, title="Lead <scoring>")
+    notebook_factory("good", GOOD)
+    config = _config(
+        tmp_path,
+        "reports:\n  - warns\n  - late\n  - good\n"
+        f"  - notebook: opening\n    parameters: {{name: '{folder}'}}\n"
+        "  - notebook: good\n    when: {n: [5, 6]}\n    parameters: {name: skipped}\n",
+    )
+    out = tmp_path / "out"
+    code = main(["report", "--config", str(config), "--out", str(out), "--jobs", "2"])
+    return code, capsys.readouterr().out, out
+
+
+def test_warnings_open_the_report_in_a_read_this_first_box_and_needs_render_a_page(limits_run):
+    code, printed, out = limits_run
+    assert code == reports.EXIT_NEEDS == 3  # no failure, two needs pages
+    assert "skipped good__skipped: runs only when n is 5 or 6 (here: 3)" in printed
+    assert re.search(r"needs\s+late\s+[\d.]+ s\s+This report needs <i>leads</i>", printed)
+    assert "2 rendered, 2 need data they lack (a page says what), 0 failed, 1 skipped" in printed
+    latest = out / "latest"
+
+    page = (latest / "warns.html").read_text(encoding="utf-8")
+    box = _box(page)
+    assert page.count('id="read-this-first"') == 1
+    assert page.index('class="salesforecast-header"') < page.index('id="read-this-first"') < page.index("after the")
+    assert re.search(
+        r"<b>Leakage:</b> column (&#x27;|')&lt;script&gt;alert\(1\)&lt;/script&gt;(&#x27;|') alone sep", box
+    )
+    assert "<b>Calculation:</b> divide by zero encountered in log" in box
+    assert box.count("alone separates") == 1  # raised three times, shown once
+    assert page.count("alone separates") == 2  # and once, small, where it arose
+    assert SCRIPT not in page and "ipykernel_" not in page and ".py:" not in page  # escaped; no file or line
+    assert _box((latest / "good.html").read_text(encoding="utf-8")) == ""  # nothing limits it: no box
+
+    late = (latest / "late.html").read_text(encoding="utf-8")
+    assert '<section id="report-needs">' in late and "Traceback" not in late
+    assert "This report needs &lt;i&gt;leads&lt;/i&gt;; there are none." in late
+    assert "only &lt;b&gt;3&lt;/b&gt; periods could be replayed" in _box(late)  # what it found before it stopped
+
+    opening = (latest / "opening__crm.html").read_text(encoding="utf-8")
+    needs = re.search(r'<section id="report-needs">.*?</section>', opening, re.DOTALL).group(0)
+    assert "<h1>Lead &lt;scoring&gt;</h1>" in opening
+    assert "This report needs leads, which the data lacks: the source provides no leads" in needs
+    assert "tables.leads" in needs and "Notes from the data load" in needs
+    assert HOSTILE_NOTE.replace(SCRIPT, "&lt;script&gt;alert(1)&lt;/script&gt;") in needs
+    assert SCRIPT not in opening and "Traceback" not in opening and "ReportNeeds" not in opening
+
+    manifest = json.loads((latest / "manifest.json").read_text(encoding="utf-8"))
+    assert {k: v["status"] for k, v in manifest.items()} == {
+        "warns": "ok",
+        "late": "needs",
+        "good": "ok",
+        "opening__crm": "needs",
+    }
+    assert manifest["late"]["html"] == "late.html" and manifest["late"]["error"] is None
+    assert manifest["late"]["needs"].startswith("This report needs <i>leads</i>")
+    index = (latest / "index.html").read_text(encoding="utf-8")
+    assert '<td class="needs">needs</td>' in index and "2 need data the source lacks" in index
+    (run,) = _run_dirs(out)
+    assert not list(run.glob("*.ipynb"))  # a needs page is no failure: no notebook kept
+
+
+def _nb(*cells):
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    built = [new_markdown_cell("# Title")]
+    for outputs in cells:
+        built.append(new_code_cell("x", outputs=[new_output(**o) for o in outputs]))
+    return new_notebook(cells=built)
+
+
+def _limit(kind, message, label="Note", category="UserWarning"):
+    from salesforecast.session import LIMIT_MIMETYPE
+
+    payload = {"kind": kind, "label": label, "category": category, "message": message}
+    return {"output_type": "display_data", "data": {LIMIT_MIMETYPE: payload, "text/plain": message}}
+
+
+def test_render_html_gathers_notes_and_warnings_even_from_stderr_after_the_title():
+    stderr = {
+        "output_type": "stream",
+        "name": "stderr",
+        "text": "/tmp/x.py:3: UserWarning: <b>late</b> warning\n  warnings.warn('x')\nnot a warning\n",
+    }
+    nb = _nb(
+        [{"output_type": "stream", "name": "stdout", "text": "first output\n"}],
+        [_limit("warning", "small <sample>", "Small sample", "SmallSampleWarning"), stderr],
+        [_limit("note", "a <note> of the load", "From the data load", "note"), _limit("note", "a <note> of the load")],
+    )
+    page = reports.render_html(nb, "T")
+    box = _box(page)
+    items = re.findall(r"<li>(.*?)</li>", box)
+    assert items == [
+        "<b>From the data load:</b> a &lt;note&gt; of the load",
+        "<b>Small sample:</b> small &lt;sample&gt;",
+        "<b>Note:</b> &lt;b&gt;late&lt;/b&gt; warning",
+    ]
+    assert page.index('id="read-this-first"') < page.index("first output")  # under the title: no header here
+    assert page.count("a &lt;note&gt; of the load") == 1  # notes only in the box
+    assert "/tmp/x.py" not in page and "not a warning" not in page  # the rest of stderr is still left out
+    assert _box(reports.render_html(_nb([{"output_type": "stream", "name": "stdout", "text": "x"}]), "T")) == ""
+
+
+def test_exit_code_is_0_all_rendered_3_some_need_data_1_some_failed(tmp_path):
+    spec = reports.ReportSpec("r", "r", tmp_path / "r.ipynb", "R", {})
+
+    def run(*statuses):
+        results = [reports.ReportResult(spec, s, 1.0) for s in statuses]
+        return reports.RunResult(tmp_path, tmp_path / "latest", results).exit_code
+
+    assert (run("ok"), run("ok", "needs"), run("needs", "failed"), run("ok", "failed")) == (0, 3, 1, 1)
+
+
+def test_when_conditions_skip_reports_and_are_checked(tmp_path, notebook_factory):
+    notebook_factory("good", GOOD)
+    config = _config(
+        tmp_path,
+        "reports:\n  - good\n  - notebook: good\n    when: {name: world}\n    parameters: {n: 9}\n",
+    )
+    plan = load_config(config)
+    assert [s.name for s in plan.specs] == ["good", "good__9"] and plan.skipped == []
+    plan = load_config(config, params={"name": "acme"})
+    assert [s.name for s in plan.specs] == ["good__acme"]
+    assert [(s.name, why) for s, why in plan.skipped] == [
+        ("good__acme__9", "runs only when name is 'world' (here: 'acme')")
+    ]
+    with pytest.raises(ConfigError, match=r"nothing to run: every selected report is skipped here: good__acme__9"):
+        load_config(config, params={"name": "acme"}, only=["good__acme__9"])
+    bad = _config(tmp_path, "reports:\n  - notebook: good\n    when: {source: sample}\n")
+    with pytest.raises(ConfigError, match=r"reports\[0\] \(good\): when: 'source' is not a parameter of"):
+        load_config(bad)
+    nested = _config(tmp_path, "reports:\n  - notebook: good\n    when: {name: [[a]]}\n")
+    with pytest.raises(ConfigError, match=r"reports\[0\] \(good\)\.when\.name: must be a value or a non-empty list"):
+        load_config(nested)
+    schema = reports.ReportsFile.model_json_schema()
+    assert "when" in schema["$defs"]["ReportEntry"]["properties"]
+
+
+def test_the_sample_only_parameter_set_runs_only_on_the_sample(tmp_path):
+    plan = load_config(reports.DEFAULT_CONFIG, params={"source": str(tmp_path)})
+    assert [s.notebook for s in plan.specs].count("04_forecast_accuracy") == 1  # the default set still runs
+    ((spec, why),) = plan.skipped
+    assert spec.parameters["as_of"] == "2025-11-17" and why == f"runs only when source is 'sample' (here: '{tmp_path}')"
+
+
+def test_a_needs_page_replaces_the_report_in_latest_and_a_failure_does_not(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(run_id, status, text):
+        run_dir = out / run_id
+        run_dir.mkdir()
+        html_name = None if status == "failed" else "r.html"
+        if html_name:
+            (run_dir / html_name).write_text(text, encoding="utf-8")
+        entry = {"name": "r", "title": "R", "parameters": {}, "status": status, "seconds": 1.0, "html": html_name,
+                 "failed_notebook": None, "error": None, "needs": None, "run": run_id, "generated": "",
+                 "html_run": run_id if html_name else None}  # fmt: skip
+        reports._update_latest(out, run_dir, run_id, [entry])
+        return (out / "latest" / "r.html").read_text(encoding="utf-8")
+
+    assert run("20260101T000000Z", "ok", "the report") == "the report"
+    assert run("20260102T000000Z", "failed", "") == "the report"  # a failure keeps the last good report
+    assert run("20260103T000000Z", "needs", "what it needs") == "what it needs"  # the data's answer now
+    index = (out / "latest" / "index.html").read_text(encoding="utf-8")
+    assert "showing the last good report" not in index and '<td class="needs">needs</td>' in index

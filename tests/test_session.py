@@ -150,3 +150,139 @@ def test_default_process_of_a_model_is_the_datas_own():
     model = StageConversionModel(n_bootstrap=0, process="salesforce")
     with pytest.raises(ValueError, match="is not a stage of the process map"):
         model.fit(hubspot_like)
+
+
+# ------------------------------------------------------------------------------------------------ report needs
+@pytest.fixture(scope="module")
+def small_crm():
+    return generate(n_opportunities=300, seed=5, years=2)[0]
+
+
+def _lacking(data, needs, as_of=None):
+    from salesforecast.session import missing_needs
+
+    return {need.name: text for need, text in missing_needs(data, as_of or data.as_of, needs)}
+
+
+ALL_NEEDS = [
+    "any_table",
+    "opportunities",
+    "stage_history",
+    "leads",
+    "converted_leads",
+    "closed_deals",
+    "won_deals",
+    "forecast_submissions",
+    "quotas",
+]
+
+
+def test_a_full_crm_meets_every_need(small_crm):
+    assert _lacking(small_crm, ALL_NEEDS) == {}
+    # before the data begins, nothing dated is there yet
+    early = _lacking(small_crm, ALL_NEEDS, pd.Timestamp("2000-01-01"))
+    # (closed and won deals, converted leads: lacking for the same reason as opportunities and leads, said once)
+    assert set(early) == {"opportunities", "stage_history", "leads", "forecast_submissions"}
+    assert set(_lacking(small_crm, ["won_deals", "converted_leads"], pd.Timestamp("2000-01-01"))) == {
+        "won_deals",
+        "converted_leads",
+    }
+    assert early["leads"] == "no lead was created on or before the report date 2000-01-01"
+
+
+def test_each_need_names_what_the_data_lacks(small_crm):
+    from dataclasses import replace
+
+    data = small_crm
+    no_tables = replace(
+        data,
+        leads=data.leads.iloc[:0],
+        forecast_submissions=data.forecast_submissions.iloc[:0],
+        quotas=data.quotas.iloc[:0],
+        stage_history=data.stage_history.iloc[:0],
+    )
+    lacking = _lacking(no_tables, ALL_NEEDS)
+    assert set(lacking) == {"stage_history", "leads", "forecast_submissions", "quotas"}  # converted: said by leads
+    assert "no stage history" in lacking["stage_history"] and "no leads" in lacking["leads"]
+
+    # creation rows only (one change per deal), and a migration's single timestamp: no deal is seen moving
+    hist = data.stage_history
+    first = hist.drop_duplicates("opportunity_id")
+    assert (
+        "never shows a deal moving" in _lacking(replace(data, stage_history=first), ["stage_history"])["stage_history"]
+    )
+    one_moment = hist.assign(changed_at=pd.Timestamp("2024-01-01"))
+    assert "stage_history" in _lacking(replace(data, stage_history=one_moment), ["stage_history"])
+    moving = pd.concat([first, hist[hist["opportunity_id"] == first["opportunity_id"].iloc[0]]])
+    assert _lacking(replace(data, stage_history=moving), ["stage_history"]) == {}  # one deal moving is enough
+
+    opps = data.opportunities
+    lost = replace(data, opportunities=opps.assign(is_won=False))
+    assert set(_lacking(lost, ["closed_deals", "won_deals"])) == {"won_deals"}
+    assert "was won with a close date" in _lacking(lost, ["won_deals"])["won_deals"]
+    leads = data.leads
+    assert (
+        "had converted"
+        in _lacking(replace(data, leads=leads.assign(converted=False)), ["converted_leads"])["converted_leads"]
+    )
+    assert (
+        "nothing to tell apart"
+        in _lacking(
+            replace(data, leads=leads.assign(converted=True, converted_at=leads["created_at"])), ["converted_leads"]
+        )["converted_leads"]
+    )
+
+
+def test_quarantined_tables_are_told_apart_from_missing_ones(tmp_path):
+    from salesforecast.session import missing_needs
+
+    data = load(write_crm_folder_all_bad(tmp_path))
+    ((need, text),) = missing_needs(data, pd.Timestamp("2024-06-30"), ["opportunities"])
+    assert need.name == "opportunities" and text.startswith("all 2 rows of opportunities read were quarantined")
+
+
+def write_crm_folder_all_bad(tmp_path: Path) -> Path:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "opportunities.csv").write_text(
+        "opportunity_id,owner,created_at,stage,amount,close_date,is_closed,is_won\n"
+        "O1,ann,2024-13-01,Prospecting,1,2024-03-01,false,false\n"
+        "O2,ann,2024-01-01,Nowhere,1,2024-03-01,false,false\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def test_open_report_raises_report_needs_with_every_missing_need(small_crm, tmp_path):
+    import salesforecast
+    from salesforecast.session import ReportNeeds
+
+    assert salesforecast.ReportNeeds is ReportNeeds and issubclass(ReportNeeds, ValueError)
+    data = small_crm.filter()  # a copy
+    data.stage_history = data.stage_history.iloc[:0]
+    data.leads = data.leads.iloc[:0]
+    data.notes = ("Owners of <script>alert(1)</script> are known by id only.",)
+    folder = data.to_folder(tmp_path / "crm")
+    with pytest.raises(ReportNeeds) as caught:
+        open_report(folder, needs=("opportunities", "stage history", "leads", "won_deals"))
+    error = caught.value
+    assert str(error).startswith("This report needs stage history and leads, which the data lacks: the source ")
+    assert len(error.needs) == len(error.lacking) == 2 == len(error.fixes)
+    assert error.needs[0].startswith("a stage history") and error.needs[1].startswith("leads:")
+    assert error.lacking[1] == "The source provides no leads (no leads table, or an empty one)."
+    assert "derive_from_dates" in error.fixes[0] and "tables.leads" in error.fixes[1]
+    assert error.notes == data.notes
+    assert error.payload()["notes"] == list(data.notes)
+    assert open_report(folder, needs=("opportunities", "won_deals")).data.notes == data.notes
+    with pytest.raises(ValueError, match="no report need 'lead'; the needs: any_table, opportunities"):
+        open_report(folder, needs=("lead",))
+
+
+def test_record_limits_does_nothing_outside_a_kernel():
+    import warnings
+
+    from salesforecast.session import record_limits
+
+    before = warnings.showwarning
+    assert record_limits() is False
+    assert warnings.showwarning is before

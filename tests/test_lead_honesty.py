@@ -268,6 +268,11 @@ def test_one_score_for_every_lead_gives_one_tier():
     with pytest.warns(TierWarning, match="every training lead gets the same score .* one tier instead of 4"):
         th = model._tier_thresholds(np.full(50, 0.1))
     assert th.index.tolist() == ["A"] and th.iloc[0] == 0.0
+    # a few leads above a large tie keep a tier of their own (quantile cuts would all fall on the tie: A = 100%)
+    p = np.r_[np.full(90, 0.1), np.linspace(0.2, 0.5, 10)]
+    with pytest.warns(TierWarning, match=r"2 tiers are used instead \(A: 10%, B: 90% of the leads\)"):
+        th = model._tier_thresholds(p)
+    assert th.tolist() == [0.2, 0.0]
     with warnings.catch_warnings():
         warnings.simplefilter("error", TierWarning)  # distinct scores: the four tiers, no warning
         assert model._tier_thresholds(np.linspace(0, 1, 50)).index.tolist() == ["A", "B", "C", "D"]

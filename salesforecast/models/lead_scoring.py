@@ -1286,18 +1286,29 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             k = len(labels)
             shares = [float(c) for c in self.tier_cuts] if self.tier_cuts is not None else [i / k for i in range(1, k)]
             cuts = [float(np.quantile(p, 1.0 - s)) for s in shares]
-            cuts = self._untied(cuts, np.asarray(p, dtype="float64"))
+            cuts = self._untied(cuts, np.asarray(p, dtype="float64"), shares)
             labels = labels[: len(cuts) + 1]
         return pd.Series([*cuts, 0.0], index=pd.Index(labels, dtype="str"), name="min_probability")
 
-    def _untied(self, cuts: list[float], p: np.ndarray) -> list[float]:
+    def _untied(self, cuts: list[float], p: np.ndarray, shares: list[float]) -> list[float]:
         """Quantile cuts without the ones that leave a tier empty (tied scores), with a `TierWarning` if any.
 
-        Tier ``i`` holds the scores in ``[cuts[i], cuts[i - 1])``. Where tied scores leave a tier without any
-        training lead, its lower cut is removed (the tier merges with the next; the last tier's upper cut), until
-        every tier holds leads: then the tiers in use are the first ``len(cuts) + 1`` labels.
+        Tier ``i`` holds the scores in ``[cuts[i], cuts[i - 1])``. When tied scores leave a tier without any
+        training lead, each cut becomes instead the distinct score whose share of leads at or above it is closest
+        to the tier's cumulative share (so a few leads above a large tie still get their own tier); then, while a
+        tier is empty, its lower cut is removed (the tier merges with the next; the last tier's upper cut). The
+        tiers in use are the first ``len(cuts) + 1`` labels.
         """
         asked = len(cuts) + 1
+
+        def counts_of(c: list[float]) -> np.ndarray:
+            return np.bincount(np.searchsorted(-np.asarray(c), -p, side="left"), minlength=len(c) + 1)
+
+        if not (counts_of(cuts) > 0).all():
+            values = np.unique(p)  # increasing
+            at_or_above = 1.0 - np.searchsorted(np.sort(p), values, side="left") / len(p)
+            picked = {float(values[np.argmin(np.abs(at_or_above - s))]) for s in shares}
+            cuts = sorted(picked, reverse=True)
         cuts = list(cuts)
         while cuts:
             counts = np.bincount(np.searchsorted(-np.asarray(cuts), -p, side="left"), minlength=len(cuts) + 1)
@@ -1307,18 +1318,20 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             cuts.pop(min(int(empty[0]), len(cuts) - 1))
         if len(cuts) + 1 < asked:
             distinct = len(np.unique(p))
-            if not cuts:
+            if distinct == 1:
                 msg = (
-                    f"every training lead gets the same score ({len(p)} leads, {distinct} distinct score): the "
-                    f"model does not tell leads apart, so there is one tier instead of {asked}"
+                    f"every training lead gets the same score ({len(p)} leads): the model does not tell leads "
+                    f"apart, so there is one tier instead of {asked}"
                 )
             else:
-                counts = np.bincount(np.searchsorted(-np.asarray(cuts), -p, side="left"), minlength=len(cuts) + 1)
-                shares = ", ".join(f"{lab}: {c / len(p):.0%}" for lab, c in zip(self.tier_labels, counts, strict=False))
+                used = ", ".join(
+                    f"{lab}: {c / len(p):.0%}" for lab, c in zip(self.tier_labels, counts_of(cuts), strict=False)
+                )
+                n_used = len(cuts) + 1
                 msg = (
-                    f"the model's scores tie too often for {asked} tiers of equal size ({len(p)} training leads, "
-                    f"{distinct} distinct scores): {len(cuts) + 1} tiers are used instead ({shares} of the leads); "
-                    "leads with the same score cannot be told apart"
+                    f"the model's scores tie too often for {asked} tiers of the asked sizes ({len(p)} training "
+                    f"leads, {distinct} distinct scores): {n_used} tier{'s are' if n_used > 1 else ' is'} used "
+                    f"instead ({used} of the leads); leads with the same score cannot be told apart"
                 )
             warnings.warn(msg, TierWarning, stacklevel=3)
         return cuts

@@ -1333,7 +1333,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                     f"leads, {distinct} distinct scores): {n_used} tier{'s are' if n_used > 1 else ' is'} used "
                     f"instead ({used} of the leads); leads with the same score cannot be told apart"
                 )
-            warnings.warn(msg, TierWarning, stacklevel=3)
+            warnings.warn(msg, TierWarning, stacklevel=4)  # _untied <- _tier_thresholds <- fit <- caller
         return cuts
 
     def tiers_of(self, p: Any) -> pd.Series:

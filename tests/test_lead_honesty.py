@@ -341,3 +341,22 @@ def test_date_parts_stay_only_when_they_improve_the_validation_score():
     a_auto = roc_auc_score(y.iloc[cut:], auto.predict_proba(X.iloc[cut:]))
     a_keep = roc_auc_score(y.iloc[cut:], keep.predict_proba(X.iloc[cut:]))
     assert a_auto >= a_keep - 0.005, (a_auto, a_keep)
+
+
+def test_date_parts_are_decided_on_a_sample_of_large_training_sets(monkeypatch):
+    """Beyond _DATE_PART_ROWS training rows the comparison runs on a sample; the chosen model is then fitted on all
+    rows, exactly as date_parts='keep' (or 'drop') would fit it."""
+    from salesforecast.models import lead_scoring
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 700, n)), unit="D")
+    engagement = rng.normal(0, 1, n)
+    y = rng.random(n) < 1 / (1 + np.exp(-(-1.0 + engagement - 2.5 * (created.day_of_week >= 5))))
+    X = pd.DataFrame({"engagement": engagement, "created_at": created.astype("datetime64[us]")})
+    monkeypatch.setattr(lead_scoring, "_DATE_PART_ROWS", 1000)
+    auto = LeadScoringModel(date_column="created_at").fit(X, y)
+    keep = LeadScoringModel(date_column="created_at", date_parts="keep").fit(X, y)
+    assert "created_at_day_of_week" in auto.feature_names_
+    pd.testing.assert_series_equal(auto.validation_metrics_, keep.validation_metrics_)
+    np.testing.assert_allclose(auto.predict_proba(X), keep.predict_proba(X))

@@ -296,14 +296,15 @@ def test_ids_hashes_and_mostly_rare_values_are_no_reasons_but_still_scored():
             "owner_id": pd.Series(owner_id, dtype="str"),
             "campaign": pd.Series(campaign, dtype="str"),
             "engagement": engagement,
+            "accountId": rng.integers(0, 50, n),  # a numeric id, named like one
         }
     )
     model = LeadScoringModel("logistic").fit(X, y)
-    assert set(model.not_reasons_) == {"landing_page", "owner_id", "campaign"}
+    assert set(model.not_reasons_) == {"landing_page", "owner_id", "campaign", "accountId"}
     assert model.not_reasons_["landing_page"] == "an identifier (its values look like ids or hashes)"
     assert model.not_reasons_["owner_id"] == "an identifier (its name)"
     assert model.not_reasons_["campaign"].startswith("most of its rows (")
-    assert {"landing_page", "owner_id", "campaign"} <= set(model.feature_names_)  # still in the score
+    assert {"landing_page", "owner_id", "campaign", "accountId"} <= set(model.feature_names_)  # still scored
     ex = model.explain(X, top=4)
     assert ex["feature_1"].eq("engagement").any()
     used = set(ex.filter(like="feature_").stack().dropna())

@@ -778,7 +778,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                     feats.append(f)
                 continue
             if _is_numeric(s) or pd.api.types.is_timedelta64_dtype(s.dtype):
-                feats.append(_Feature(name, name, "numeric"))
+                why = "an identifier (its name)" if _ID_NAME.search(name) else None
+                feats.append(_Feature(name, name, "numeric", no_reason=why))
                 continue
             t = _text_values(s)
             n_ok = int(t.notna().sum())

@@ -108,10 +108,16 @@ def test_report_on_a_weak_leads_only_funnel_says_no_better_than_chance_and_shows
 
 
 def test_report_on_generated_leads_without_teams_shows_tiers_and_reasons(tmp_path):
-    """The generator's leads carry a real signal: tiers and reasons show; the CRM has no team column."""
+    """The generator's leads carry a real signal: tiers and reasons show; the CRM has no team column; a closing
+    rep's name, filled only for converted leads, is left out and named, never a reason."""
     data, _ = generate(n_opportunities=800, seed=11, years=2)
     data.opportunities = data.opportunities.drop(columns=["team"])
+    rng = np.random.default_rng(0)
+    closers = rng.choice(["Closer Ann", "Closer Bo", "Closer Cy"], len(data.leads))
+    data.leads["closed_by"] = pd.Series(closers, dtype="str").where(data.leads["converted"].to_numpy())
     text = _render(tmp_path, data, str(data.as_of.date()))
+    assert re.search(r"Left out of the model as probable leakage: (&#x27;|')closed_by(&#x27;|') \(single-feature", text)
+    assert "closed_by = " not in text
     assert "Traceback" not in text
     assert "ranks later leads better than chance" in text and "no better than chance on this data" not in text
     assert ">A<" in text and ">D<" in text  # the tier table

@@ -225,7 +225,7 @@ def test_a_column_filled_only_for_converted_leads_is_left_out_named_and_never_a_
     with pytest.warns(LeakageWarning) as caught:
         model = LeadScoringModel(date_column="created_at").fit(X, y)
     (msg,) = [str(w.message) for w in caught if "closer_id" in str(w.message)]
-    assert msg.startswith("column 'closer_id' was left out of the lead-scoring model as probable leakage")
+    assert msg.startswith("column 'closer_id' was left out of the model as probable leakage")
     assert re.search(r"single-feature AUC (0\.9\d\d|1\.000) > 0\.9", msg) and "leakage='warn'" in msg
     assert set(model.dropped_leaky_) == {"closer_id"} and model.dropped_leaky_["closer_id"] > 0.95
     assert (

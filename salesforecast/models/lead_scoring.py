@@ -872,11 +872,11 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                 via = "" if name == source else f" (as {name!r})"
                 if self.leakage == "drop":
                     msg = (
-                        f"column {source!r}{via} was left out of the lead-scoring model as probable leakage: alone it "
-                        f"separates converted from other leads (single-feature AUC {a:.3f} > {self.leakage_auc}), "
-                        "which a field known before the outcome rarely does; it is usually recorded after or because "
-                        "of the outcome (e.g. filled only for converted leads). If it is known before, keep it with "
-                        "leakage='warn'"
+                        f"column {source!r}{via} was left out of the model as probable leakage: alone it "
+                        f"separates the outcomes (single-feature AUC {a:.3f} > {self.leakage_auc}), which a field "
+                        "known before the outcome rarely does; it is usually recorded after or because of the "
+                        "outcome (e.g. filled only for converted leads or won deals). If it is known before, keep it "
+                        "with leakage='warn'"
                     )
                 else:
                     msg = (

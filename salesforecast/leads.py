@@ -9,15 +9,38 @@ young unconverted leads are the *open* ones a rep should prioritise; young conve
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from salesforecast.models.lead_scoring import WeakModelWarning, auc_interval
 from salesforecast.schema import CRMData
 
-__all__ = ["LEAD_OUTCOME_COLUMNS", "LeadDataset", "lead_dataset", "lead_holdout", "rank_leads", "tier_table"]
+__all__ = [
+    "LEAD_OUTCOME_COLUMNS",
+    "MIN_HOLDOUT_CONVERSIONS",
+    "MIN_TRAIN_CONVERSIONS",
+    "HoldoutCheck",
+    "LeadDataset",
+    "check_holdout",
+    "lead_dataset",
+    "lead_holdout",
+    "model_notes",
+    "rank_leads",
+    "tier_table",
+]
+
+#: Fewer training conversions than this and a score is not worth judging: the usual rule of thumb for a logistic
+#: model is ten outcomes of the rarer class per estimated parameter (Peduzzi et al., J Clin Epidemiol 1996), and
+#: lead data's few columns (a source with several levels, a size, an engagement score) already hold about three.
+MIN_TRAIN_CONVERSIONS = 30
+#: Fewer holdout conversions than this and the holdout cannot tell a score from chance: with 20 conversions the
+#: standard error of an AUC near 0.7 is about 0.065 (Hanley & McNeil 1982), so only an AUC above about 0.63 is
+#: distinguishable from 0.5, and below it DeLong's normal approximation itself becomes unreliable.
+MIN_HOLDOUT_CONVERSIONS = 20
 
 #: Columns that are ids or describe the outcome: never features.
 LEAD_OUTCOME_COLUMNS: tuple[str, ...] = ("lead_id", "converted", "converted_at", "opportunity_id")
@@ -183,6 +206,190 @@ def _holdout_problem(
         f"{text}: no holdout_months or maturity_days works; use leads created over a longer span (more than "
         f"2 * maturity_days + holdout_months between the first lead and as_of)"
     )
+
+
+@dataclass(frozen=True)
+class HoldoutCheck:
+    """Whether a lead score ranks later leads better than chance, and what that judgement rests on.
+
+    Attributes
+    ----------
+    train_leads, train_conversions : int
+        Leads the model learned from, and how many of them converted.
+    test_leads, test_conversions : int
+        Later leads it was checked on (the holdout), and how many converted.
+    auc, auc_low, auc_high : float
+        Holdout ROC AUC and its DeLong interval at `level` (NaN without two leads of each outcome).
+    level : float
+    better_than_chance : bool
+        Enough conversions on both sides and an interval entirely above 0.5.
+    verdict : str
+        One or two sentences for the reader: the figures and what they mean.
+    """
+
+    train_leads: int
+    train_conversions: int
+    test_leads: int
+    test_conversions: int
+    auc: float
+    auc_low: float
+    auc_high: float
+    level: float
+    better_than_chance: bool
+    verdict: str
+
+    def table(self) -> pd.DataFrame:
+        """Leads and conversions behind the check: one row for training, one for the holdout."""
+        return pd.DataFrame(
+            {
+                "rows": ["training (outcomes known at the holdout start)", "holdout (later leads)"],
+                "leads": [self.train_leads, self.test_leads],
+                "conversions": [self.train_conversions, self.test_conversions],
+                "conversion_rate": [
+                    self.train_conversions / self.train_leads if self.train_leads else np.nan,
+                    self.test_conversions / self.test_leads if self.test_leads else np.nan,
+                ],
+            }
+        )
+
+
+def check_holdout(
+    y_train: Any,
+    y_test: Any,
+    p_test: Any,
+    *,
+    level: float = 0.95,
+    min_train_conversions: int = MIN_TRAIN_CONVERSIONS,
+    min_test_conversions: int = MIN_HOLDOUT_CONVERSIONS,
+) -> HoldoutCheck:
+    """Judge a lead score on its holdout: better than chance, or not (with a `WeakModelWarning` saying why).
+
+    A score is better than chance when the model learned from at least `min_train_conversions` conversions, the
+    holdout holds at least `min_test_conversions`, and the holdout ROC AUC's DeLong interval at `level`
+    (`salesforecast.models.lead_scoring.auc_interval`) lies entirely above 0.5. Otherwise its tiers and reasons
+    would sort leads by noise, and a report should present none of them.
+
+    Parameters
+    ----------
+    y_train : array-like
+        Outcomes (1 converted) of the training leads.
+    y_test, p_test : array-like
+        Outcomes and predicted probabilities of the holdout leads.
+    level : float
+        Confidence level of the AUC interval.
+    min_train_conversions, min_test_conversions : int
+        The least conversions to judge on (see `MIN_TRAIN_CONVERSIONS`, `MIN_HOLDOUT_CONVERSIONS`).
+
+    Returns
+    -------
+    HoldoutCheck
+
+    Warns
+    -----
+    WeakModelWarning
+        When the score is not better than chance, with the verdict as its message.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = (rng.random(2000) < 0.2).astype(int)
+    >>> check = check_holdout(y, y, np.where(y == 1, 0.6, 0.4) + rng.normal(0, 0.2, 2000))
+    >>> check.better_than_chance, check.test_conversions == int(y.sum())
+    (True, True)
+    """
+    yt = np.asarray(y_train, dtype="float64")
+    ys = np.asarray(y_test, dtype="float64")
+    ps = np.asarray(p_test, dtype="float64")
+    n_tr, k_tr, n_te, k_te = len(yt), int(yt.sum()), len(ys), int(ys.sum())
+    auc, low, high = auc_interval(ys, ps, level) if len(ys) else (np.nan, np.nan, np.nan)
+    pct = f"{level:.0%}"
+    figures = (
+        f"trained on {n_tr:,} leads ({k_tr:,} conversions) and checked on {n_te:,} later leads ({k_te:,} conversions)"
+    )
+    if n_te and len(np.unique(ps)) == 1:
+        figures += ", and it gives every one of them the same score (ROC AUC 0.5, a coin toss)"
+    elif np.isfinite(auc):
+        figures += f", where its ROC AUC is {auc:.2f} ({pct} interval {low:.2f} to {high:.2f}; 0.5 is a coin toss)"
+    few = [
+        f"{what} {k} conversions are fewer than the {least} needed to tell"
+        for what, k, least in (
+            ("the training set's", k_tr, min_train_conversions),
+            ("the holdout's", k_te, min_test_conversions),
+        )
+        if k < least
+    ]
+    consequence = "its tiers and reasons would sort leads by noise, so none are presented"
+    if few:
+        verdict = (
+            f"The lead score is no better than chance on this data, as far as it can be told: it was {figures}; "
+            f"{', and '.join(few)}. {consequence[0].upper()}{consequence[1:]}."
+        )
+    elif not (np.isfinite(low) and low > 0.5):
+        where = "below 0.5: it ranks later leads worse than a coin" if high < 0.5 else "includes 0.5"
+        verdict = (
+            f"The lead score is no better than chance on this data: it was {figures}, and that interval {where}. "
+            f"{consequence[0].upper()}{consequence[1:]}."
+        )
+    else:
+        verdict = f"The lead score ranks later leads better than chance: it was {figures}."
+    useful = not few and bool(np.isfinite(low) and low > 0.5)
+    if not useful:
+        warnings.warn(verdict, WeakModelWarning, stacklevel=2)
+    return HoldoutCheck(n_tr, k_tr, n_te, k_te, float(auc), float(low), float(high), float(level), useful, verdict)
+
+
+def model_notes(model: Any) -> list[str]:
+    """What a fitted `LeadScoringModel` left out or kept quiet about, in sentences for a report.
+
+    Columns left out as probable leakage (with their single-feature AUC), date parts left out because they did
+    not improve the validation score (both scores), features whose values are never given as reasons, and
+    tiers merged because scores tie. Nothing to say gives an empty list.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = pd.Series(rng.random(1000) < 0.3)
+    >>> X = pd.DataFrame({"visits": rng.poisson(3, 1000), "closer": np.where(y, "Ann", None)})
+    >>> from salesforecast.models.lead_scoring import LeadScoringModel
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     model = LeadScoringModel("logistic").fit(X, y)
+    >>> model_notes(model)[0][:61]
+    "Left out of the model as probable leakage: 'closer' (single-f"
+    """
+    notes = []
+    leaky = getattr(model, "dropped_leaky_", {})
+    if leaky:
+        cols = ", ".join(f"{c!r} (single-feature AUC {a:.2f})" for c, a in leaky.items())
+        notes.append(
+            f"Left out of the model as probable leakage: {cols}. Alone, such a column separates converted from "
+            "other leads, which a field known before the outcome rarely does: it is usually filled after or "
+            "because of the conversion (e.g. only for converted leads)."
+        )
+    scores = getattr(model, "date_parts_scores_", None)
+    parts = [c for c, why in model.dropped_columns_.items() if why.startswith("a date part that did not improve")]
+    if parts and scores is not None and len(scores) == 2:
+        s = scores.set_index("date_parts")
+        notes.append(
+            f"The month and weekday of the dates ({', '.join(repr(c) for c in parts)}) were left out: they did not "
+            f"improve the validation score (ROC AUC {s.loc['with', 'roc_auc']:.2f} with them, "
+            f"{s.loc['without', 'roc_auc']:.2f} without; log loss {s.loc['with', 'log_loss']:.3f} against "
+            f"{s.loc['without', 'log_loss']:.3f})."
+        )
+    quiet = getattr(model, "not_reasons_", {})
+    if quiet:
+        cols = "; ".join(f"{c!r}: {why}" for c, why in quiet.items())
+        notes.append(
+            f"Never given as reasons, since their values explain nothing to a reader (the score uses them): {cols}."
+        )
+    used, asked = len(model.tier_thresholds_), len(list(model.tier_labels))
+    if model.tier_method == "quantile" and used < asked:
+        notes.append(
+            f"The scores tie too often for {asked} tiers of equal size: {used} tier{'s' if used > 1 else ''} "
+            f"({', '.join(model.tier_thresholds_.index)}) {'are' if used > 1 else 'is'} used."
+        )
+    return notes
 
 
 def tier_table(tiers: pd.Series, y: pd.Series) -> pd.DataFrame:

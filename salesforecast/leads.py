@@ -18,6 +18,7 @@ import pandas as pd
 
 from salesforecast.models.lead_scoring import WeakModelWarning, auc_interval
 from salesforecast.schema import CRMData
+from salesforecast.session import ReportNeeds
 
 __all__ = [
     "LEAD_OUTCOME_COLUMNS",
@@ -140,8 +141,8 @@ def lead_holdout(
 
     Raises
     ------
-    ValueError
-        When no lead falls on one side of the holdout start (before it for training, from it for the holdout):
+    salesforecast.session.ReportNeeds
+        (a ValueError) When no lead falls on one side of the holdout start (before it for training, from it for the holdout):
         the message names the side, the leads' creation dates, the holdout start and a `holdout_months` that
         works, or else what to change.
 
@@ -157,7 +158,8 @@ def lead_holdout(
     train = lead_dataset(data, start, maturity_days)
     later = ~full.X.index.isin(train.X.index)
     if not later.any() or train.X.empty:
-        raise ValueError(_holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any()))
+        problem = _holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any())
+        raise ReportNeeds(problem, needs=["leads on both sides of the holdout start"], lacking=[problem])
     return train, full.X[later], full.y[later]
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast.datasets._generate import generate
+from salesforecast.datasets.shapes import history_from_dates as _derive_history
 from salesforecast.schema import CRMData, empty_table
 
 __all__ = ["BASE", "SHAPES", "Shape", "base_crm", "write_gallery", "write_shape"]
@@ -116,13 +117,10 @@ def current_state_only(seed: int = 0) -> CRMData:
 def history_from_dates(seed: int = 0) -> CRMData:
     """The current state only, with the stage history derived from the deals' dates by the mapping.
 
-    `salesforecast.datasets.shapes.history_from_dates` rebuilds what an export's dates say (created, closed): no
-    past stage, amount or close date beyond them.
+    `salesforecast.datasets.shapes.history_from_dates` rebuilds what an export's dates say (created in the first
+    stage, closed in the final one): no other past stage, and no past amount, close date or forecast category.
     """
-    from salesforecast.datasets.shapes import history_from_dates as derive
-
-    data = base_crm(seed)
-    return _drop(data, stage_history=derive(_drop(data, stage_history=None)).stage_history)
+    return _derive_history(base_crm(seed))
 
 
 def open_deals_without_close_dates(seed: int = 0) -> CRMData:

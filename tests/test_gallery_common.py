@@ -176,10 +176,7 @@ def check_data_quality_counts(run: ShapeRun) -> None:
 
 def check_pipeline_review_numbers(run: ShapeRun) -> None:
     """05: closed won and open pipeline of the period (count and amount), against pandas on opportunities.csv."""
-    results = run.results("05_pipeline_review")
-    if results[0].status != "ok":
-        pytest.skip(f"05_pipeline_review on {run.name}: {results[0].status} (its page is checked by the outcome test)")
-    page = run.page("05_pipeline_review")
+    page = _skip_unless_ok(run, "05_pipeline_review")
     m = re.search(r"Pipeline review (\S+) · data as of", visible_text(page))
     assert m, "no period in the header"
     start, end = period_bounds(m.group(1))
@@ -196,6 +193,56 @@ def check_pipeline_review_numbers(run: ShapeRun) -> None:
     assert total["closed won"] == pytest.approx(float(opps.loc[won, "amount"].sum()), abs=0.01), run.name
     assert total["open deals"] == int(open_.sum()), (run.name, total, int(open_.sum()))
     assert total["open pipeline"] == pytest.approx(float(opps.loc[open_, "amount"].sum()), abs=0.01), run.name
+
+
+def _skip_unless_ok(run: ShapeRun, notebook: str) -> str:
+    """The page of the notebook's first report; skip when it did not render (the outcome test checks why)."""
+    res = run.results(notebook)[0]
+    if res.status != "ok":
+        pytest.skip(f"{notebook} on {run.name}: {res.status} (its page is checked by the outcome test)")
+    return run.page(notebook)
+
+
+def check_stage_conversion_counts(run: ShapeRun) -> None:
+    """02: deals that entered each stage, and those of them won, against pandas on stage_history.csv."""
+    page = _skip_unless_ok(run, "02_stage_conversion")
+    shown = table_after(page, "Stage by stage").set_index("stage")
+    hist = read_csv(run.folder, "stage_history")
+    opps = read_csv(run.folder, "opportunities")
+    won_ids = opps.loc[opps["is_won"].astype(bool), "opportunity_id"]
+    entered = hist.groupby("stage")["opportunity_id"].nunique().reindex(shown.index, fill_value=0)
+    won = hist[hist["opportunity_id"].isin(won_ids)].groupby("stage")["opportunity_id"].nunique()
+    won = won.reindex(shown.index, fill_value=0)
+    assert shown["entered"].map(number).tolist() == entered.tolist(), (run.name, "entered")
+    assert shown["won"].map(number).tolist() == won.tolist(), (run.name, "won")
+
+
+def check_forecast_accuracy_numbers(run: ShapeRun) -> None:
+    """04, this period: the reps' submitted commit (each owner's latest call at the cutoff, summed) and, with a year
+    of data before the period, the seasonal naive forecast (closed won in the same quarter a year earlier)."""
+    page = _skip_unless_ok(run, "04_forecast_accuracy")
+    shown = table_after(page, "This period").set_index("method")
+    period, cutoff = shown["period"].iloc[0], pd.Timestamp(shown["cutoff"].iloc[0])
+    start, end = period_bounds(period)
+    opps = read_csv(run.folder, "opportunities")
+    for col in ("created_at", "close_date"):
+        opps[col] = pd.to_datetime(opps[col], format="ISO8601")
+    year_start, year_end = start - pd.DateOffset(years=1), end - pd.DateOffset(years=1)
+    checked = 0
+    if opps["created_at"].min() <= year_start and "seasonal_naive" in shown.index:
+        won = opps["is_won"].astype(bool) & opps["close_date"].ge(year_start) & opps["close_date"].lt(year_end)
+        assert number(shown.loc["seasonal_naive", "forecast"]) == pytest.approx(opps.loc[won, "amount"].sum()), run.name
+        checked += 1
+    subs = read_csv(run.folder, "forecast_submissions")
+    if subs is not None and "submitted_commit" in shown.index:
+        subs["submitted_at"] = pd.to_datetime(subs["submitted_at"], format="ISO8601")
+        calls = subs[(subs["period"] == period) & (subs["category"] == "commit") & subs["submitted_at"].le(cutoff)]
+        if len(calls):
+            latest = calls.sort_values("submitted_at", kind="stable").groupby("owner")["amount"].last().sum()
+            assert number(shown.loc["submitted_commit", "forecast"]) == pytest.approx(latest), run.name
+            checked += 1
+    if not checked:
+        pytest.skip(f"04 on {run.name}: neither a year of data before {period} nor calls for it")
 
 
 def readme_table(first_header: str) -> pd.DataFrame:

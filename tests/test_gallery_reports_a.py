@@ -9,8 +9,10 @@ import pytest
 from tests.test_gallery_common import (
     NOTEBOOKS,
     check_data_quality_counts,
+    check_forecast_accuracy_numbers,
     check_pipeline_review_numbers,
     check_readme_row,
+    check_stage_conversion_counts,
     outcome_problems,
     run_shape,
 )
@@ -39,6 +41,14 @@ def test_every_report_is_honest_or_says_what_it_needs(shape_run, notebook):
 
 def test_data_quality_counts_are_the_files_row_counts(shape_run):
     check_data_quality_counts(shape_run)
+
+
+def test_stage_conversion_entered_and_won_per_stage_match_pandas(shape_run):
+    check_stage_conversion_counts(shape_run)
+
+
+def test_forecast_accuracy_commit_and_seasonal_naive_match_pandas(shape_run):
+    check_forecast_accuracy_numbers(shape_run)
 
 
 def test_pipeline_review_closed_won_and_open_pipeline_match_pandas(shape_run):

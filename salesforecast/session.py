@@ -229,6 +229,15 @@ def _closed(data: CRMData, as_of: pd.Timestamp, won: bool) -> str | None:
     if not bool(done.any()):
         what = "won" if won else "closed (won or lost)"
         return f"none of the {len(opps):,} opportunities was {what} with a close date on or before {_day(as_of)}"
+    if not won:  # win rates need both outcomes: an export of won deals alone makes every stage win 100%
+        won_done = done & opps["is_won"].fillna(False).astype(bool)
+        n_won, n_closed = int(won_done.sum()), int(done.sum())
+        if n_won in (0, n_closed):
+            outcome, other = ("won", "lost") if n_won else ("lost", "won")
+            return (
+                f"all {n_closed:,} opportunities closed by {_day(as_of)} were {outcome}, none {other}: win rates "
+                "need both outcomes (an export of won deals alone makes every stage look certain to win)"
+            )
     return None
 
 
@@ -286,7 +295,7 @@ NEEDS: dict[str, Need] = {
         ),
         Need(
             "closed_deals",
-            "closed deals: opportunities won or lost, with their close date",
+            "closed deals of both outcomes: opportunities won and opportunities lost, with their close dates",
             lambda data, as_of: _closed(data, as_of, won=False),
             "Map is_closed and is_won of tables.opportunities (or derive them from the stage: derive: {is_closed:"
             " {from: stage}, is_won: {from: stage}}), and close_date; check the report date (as_of).",

@@ -218,8 +218,14 @@ def test_each_need_names_what_the_data_lacks(small_crm):
 
     opps = data.opportunities
     lost = replace(data, opportunities=opps.assign(is_won=False))
-    assert set(_lacking(lost, ["closed_deals", "won_deals"])) == {"won_deals"}
-    assert "was won with a close date" in _lacking(lost, ["won_deals"])["won_deals"]
+    lacking = _lacking(lost, ["closed_deals", "won_deals"])
+    assert set(lacking) == {"closed_deals", "won_deals"}
+    assert "was won with a close date" in lacking["won_deals"]
+    assert "were lost, none won" in lacking["closed_deals"]
+    # an export of won deals alone: every stage would look certain to win
+    won_only = replace(data, opportunities=opps.assign(is_won=opps["is_closed"]))
+    lacking = _lacking(won_only, ["closed_deals", "won_deals"])
+    assert set(lacking) == {"closed_deals"} and "were won, none lost" in lacking["closed_deals"]
     leads = data.leads
     assert (
         "had converted"

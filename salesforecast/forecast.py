@@ -200,8 +200,8 @@ class _Snap:
 
     @property
     def close(self) -> np.ndarray:
-        """Close date (as it stood), datetime64[us]."""
-        return self.ctx.history.close[self.rows].view("datetime64[us]")
+        """Close date (as it stood; missing where not known then, `DealHistory.close_known`), datetime64[us]."""
+        return self.ctx.history.close_known(self.rows, self.t).view("datetime64[us]")
 
     @property
     def codes(self) -> np.ndarray:

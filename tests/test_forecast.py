@@ -54,6 +54,7 @@ def test_output_is_one_long_table(results):
         "p50",
         "p90",
         "actual",
+        "leakage",
     ]
     assert set(results["method"]) == set(METHODS) - {"oracle"}
     assert not results.duplicated(KEY).any()

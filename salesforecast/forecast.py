@@ -1492,8 +1492,11 @@ def _warn_left_out(table: pd.DataFrame) -> None:
 def _opportunity_scores(
     ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp]
 ) -> tuple[pd.Series | None, dict[str, float]]:
-    """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts` (None: no fit), and
-    the features its leakage guard flagged (`OpportunityScoringModel.leaky_features_`)."""
+    """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts`, and flagged features.
+
+    The probability is None when the model could not be fitted; the features are those its leakage guard flagged
+    (`OpportunityScoringModel.leaky_features_`).
+    """
     if refit_at <= ctx.first_day:
         return None, {}
     try:

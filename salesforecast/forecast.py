@@ -500,16 +500,17 @@ def submission_bias(
 # --------------------------------------------------------------------------------------------- plan
 #: Default history before the first replayed period (days), shortened on short data (`_history_days`).
 _HISTORY_DAYS = 365
-#: Periods the shortened default history still leaves to replay, and the fewest periods of history it keeps.
+#: Periods the shortened default history leaves to replay at most, and the periods of history it keeps at least.
 _REPLAY_PERIODS, _MIN_HISTORY_PERIODS = 4, 2
 
 
 def _history_days(ctx: _Context, min_history_days: float | None) -> float:
     """The history needed before the first default period: `min_history_days`, or the adaptive default (None).
 
-    The default is 365 days when at least `_REPLAY_PERIODS` closed periods start after it; on shorter data, the
-    start of the whole period that leaves that many to replay, but never fewer than `_MIN_HISTORY_PERIODS` whole
-    periods of history (15 months of quarters: two quarters of history, three replayed).
+    The default is 365 days when at least `_REPLAY_PERIODS` closed periods start after it. On shorter data it is
+    shortened to the start of the earliest of the last `_REPLAY_PERIODS` closed periods that still have about
+    `_MIN_HISTORY_PERIODS` periods of data before them (90% of their nominal length: a quarter is 90 to 92 days),
+    so 15 months of quarters replay the last three with at least six months of history before them.
     """
     if min_history_days is not None:
         if not isinstance(min_history_days, numbers.Real) or isinstance(min_history_days, bool):
@@ -518,11 +519,12 @@ def _history_days(ctx: _Context, min_history_days: float | None) -> float:
     whole = [ctx.bounds(label) for label in ctx.cal.periods_between(ctx.first_day, ctx.end, ctx.period)]
     starts = [s for s, e in whole if s >= ctx.first_day and e <= ctx.end]
     year = ctx.first_day + pd.Timedelta(days=_HISTORY_DAYS)
-    after_year = sum(s >= year for s in starts)
-    if after_year >= _REPLAY_PERIODS or len(starts) <= _MIN_HISTORY_PERIODS:
+    least = pd.Timedelta(days=0.9 * _MIN_HISTORY_PERIODS * 365.25 / _SEASON[ctx.period])
+    eligible = [s for s in starts if s - ctx.first_day >= least]
+    if sum(s >= year for s in starts) >= _REPLAY_PERIODS or not eligible:
         return float(_HISTORY_DAYS)
-    k = max(_MIN_HISTORY_PERIODS, len(starts) - _REPLAY_PERIODS)
-    return (starts[k] - ctx.first_day) / _DAY
+    first = eligible[max(0, len(eligible) - _REPLAY_PERIODS)]
+    return min((first - ctx.first_day) / _DAY, float(_HISTORY_DAYS))
 
 
 def _closed(ctx: _Context, min_history_days: float) -> list[str]:
@@ -1217,6 +1219,7 @@ def backtest(
     calibrate_periods: int = 8,
     calibrate_prior: float = 2.0,
     bias_weeks: float = 4,
+    opportunity_params: dict[str, Any] | None = None,
     min_history_days: float | None = None,
     seed: int = 0,
     return_samples: bool = False,
@@ -1265,6 +1268,10 @@ def backtest(
         Shrinkage of the calibration factors toward 1, in periods' worth of expected bookings.
     bias_weeks : float
         Late window of `submission_bias` for ``bias_corrected_commit``.
+    opportunity_params : dict, optional
+        Settings of the `OpportunityScoringModel` behind ``opportunity_score`` (its ``target`` is ``"period"`` and
+        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}`` or ``{"model_params": {"leakage_auc":
+        0.85}}``.
     min_history_days : float, optional
         Default periods start this long after the first deal (the models need history). Default (None): 365 days,
         shortened on short data so that four closed periods are replayed, but never to less than two whole periods
@@ -1379,7 +1386,9 @@ def backtest(
             )
             per = BacktestPeriod(label, s, e, refit_at, ctx, shock_sd=shock_sd)
             if "opportunity score" in needs:
-                per.opportunity_scores, leaky = _opportunity_scores(ctx, refit_at, list(chunk["cutoff"]))
+                per.opportunity_scores, leaky = _opportunity_scores(
+                    ctx, refit_at, list(chunk["cutoff"]), opportunity_params
+                )
                 if leaky:
                     per.leakage.update({m.name: leaky for m in chosen if "opportunity score" in m.needs})
             if "submission bias" in needs:
@@ -1490,7 +1499,7 @@ def _warn_left_out(table: pd.DataFrame) -> None:
 
 
 def _opportunity_scores(
-    ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp]
+    ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp], params: dict[str, Any] | None = None
 ) -> tuple[pd.Series | None, dict[str, float]]:
     """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts`, and flagged features.
 
@@ -1502,10 +1511,13 @@ def _opportunity_scores(
     try:
         with warnings.catch_warnings():  # flagged features are summed up over the periods (`_warn_leakage`)
             warnings.simplefilter("ignore", LeakageWarning)
-            model = OpportunityScoringModel(target="period", period=ctx.period).fit(ctx.data, as_of=refit_at)
+            settings = {**(params or {}), "target": "period", "period": ctx.period}
+            model = OpportunityScoringModel(**settings).fit(ctx.data, as_of=refit_at)
     except ValueError:
         return None, {}  # too little history to learn from: the method is missing for this period
-    feats = opportunity_features(ctx.data, cuts, period=ctx.period)
+    feats = opportunity_features(
+        ctx.data, cuts, columns=model.columns, period=ctx.period, prior_strength=model.prior_strength
+    )
     feats["p"] = model.predict_proba(feats)
     return feats.set_index(["as_of", "opportunity_id"])["p"], dict(model.leaky_features_)
 

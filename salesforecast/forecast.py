@@ -54,6 +54,19 @@ records only from some later change on (before it, past snapshots use the opport
 learned models then see in training), and a deal whose first recorded change comes after its creation (the
 snapshots count it open from creation, in an unknown stage or, within a day, in that first stage; `known_at`
 leaves it out until the change). Deals in an unknown stage weigh nothing in the pipeline methods.
+
+Fields the history never recorded (a history derived from date columns, or none: `salesforecast.snapshots`) are
+unknown at past cutoffs, never today's values: an open deal then has no close date (today's would be the date it
+actually closed, and the forecast would know which deals close in the period). ``crm_weighted`` cannot place such a
+deal, nor an open deal without an expected close date, in a period: it leaves it out and says how much
+(`ForecastWarning`); ``stage_conversion`` and ``monte_carlo`` never read close dates (stage, time in stage, time left),
+and ``opportunity_score`` learns from the features it has (its close-date features are missing), so they forecast
+such deals by their time to close.
+
+Leakage: the model behind ``opportunity_score`` checks each feature's single-feature AUC
+(`salesforecast.models.lead_scoring.LeakageWarning`). A method whose model relied on a flagged feature in a replayed
+period is marked in `backtest`'s ``leakage`` column, `leaderboard` marks it `NOT_TRUSTED`, and `recommend` never
+names it.
 """
 
 from __future__ import annotations

@@ -535,9 +535,10 @@ class DealHistory:
     def close_known(self, rows: np.ndarray, times: Any) -> np.ndarray:
         """Close date of each row's state as known at `times` (int64 microseconds, `NAT` missing).
 
-        ``close[rows]``, except that a close date the history never recorded is unknown (`NAT`) in an open state at a
-        time before the data's ``as_of`` (`close_unknown_before`; the rules of `salesforecast.snapshots`), as
-        `salesforecast.snapshots.pipeline_snapshots` gives it.
+        ``close[rows]``, except where it is unknown (`NAT`): in an open state in an unknown stage, and, when the
+        history never recorded close dates, in an open state at a time before the data's ``as_of``
+        (`close_unknown_before`); the rules of `salesforecast.snapshots`, as
+        `salesforecast.snapshots.pipeline_snapshots` gives them.
 
         Parameters
         ----------
@@ -546,7 +547,7 @@ class DealHistory:
         times : int, numpy.ndarray or date
             One time, or one per row.
         """
-        close = self.close[rows]
+        close = np.where(self.stage[rows] < 0, NAT, self.close[rows])  # an unknown state: no close date either
         if self.close_unknown_before == NAT:
             return close
         t = np.asarray(to_us(times) if not isinstance(times, np.ndarray) else times, dtype=np.int64)

@@ -4,7 +4,10 @@ The core is `stage_intervals`: each opportunity's history turned into validity i
 one per change, holding the state (stage, amount, close date, forecast category) from that change on.
 `pipeline_snapshots` then joins dates against the intervals with two binary searches (no loop over dates
 or deals). Both work per opportunity only: any partition of opportunities by ``opportunity_id`` gives the
-same rows as the whole, so they can run partitioned.
+same rows as the whole, so they can run partitioned. One rule reads two facts of the whole data instead: whether
+the history records a field at all (`unrecorded_fields`) and the data's ``as_of``. Called on a partition, it reads
+them from the partition, so a partition whose history happens to hold no close date, or ends earlier than the
+whole, gives other rows: a partitioned run must split only data whose partitions agree with the whole on both.
 
 Rules (the contract the tests check):
 
@@ -27,6 +30,8 @@ Rules (the contract the tests check):
   of whether or when the deal closes, so a past forecast that reads it learns only what the deal was worth (a CRM
   that rewrites the amount of lost deals, e.g. to 0, would break this; check amounts of lost deals in such an
   export).
+- An open deal in an unknown stage (the two rules above) has no close date either: the state the history does not
+  tell includes its close date (today's would be the date the deal actually closed).
 - A history that starts more than a day after the opportunity was created says nothing about the stage
   before its first change: the deal is counted open in an unknown stage (missing ``stage``) from creation
   to that change, never in the later stage.
@@ -711,6 +716,7 @@ def pipeline_snapshots(
         sel = iv[["opportunity_id", "stage", "forecast_category"]].iloc[rows].reset_index(drop=True)
         opportunity_id, stage, category = sel["opportunity_id"], sel["stage"], sel["forecast_category"]
     close_date = iv["close_date"].to_numpy("datetime64[us]")[rows]
+    close_date[stage.isna().to_numpy()] = np.datetime64("NaT")  # an unknown state: no close date either
     before = unknown_before(data, "close_date")
     if before is not None:  # a close date the history did not record: unknown at past dates
         close_date[asof_us < before] = np.datetime64("NaT", "us")

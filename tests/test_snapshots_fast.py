@@ -60,6 +60,7 @@ def _plain_snapshots(data: CRMData, as_of, columns=None) -> pd.DataFrame:
     )
     asof_us = out["as_of"].to_numpy("datetime64[us]")
     past = out["as_of"] < data.as_of
+    out["close_date"] = out["close_date"].mask(out["stage"].isna())  # an unknown state: no close date
     hist = data.stage_history
     if hist["close_date"].isna().all():  # never recorded: unknown at past dates
         out["close_date"] = out["close_date"].mask(past)

@@ -142,3 +142,17 @@ def test_a_method_relying_on_a_leaky_column_is_marked_and_never_recommended():
     # even when the leaky method scores best, it is never the advice
     board.loc[board["method"] == "opportunity_score", "wape"] = 0.0
     assert recommend(board)["best"].tolist() == ["run_rate"]
+
+
+def test_a_replay_from_the_derived_data_known_then_gives_the_same_forecasts(crm, runs):
+    """The backtest's forecast at t equals the one made from ``known_at(derived, t)``: the rule that a field the
+    history never recorded is unknown at past dates is the same whether the later data exist or not."""
+    derived = history_from_dates(crm)
+    _, der, _ = runs
+    for t in (pd.Timestamp("2025-04-15"), pd.Timestamp("2025-06-03")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            replay = backtest(known_at(derived, t), methods=METHODS, groups=["total"], cutoffs=[t], n_jobs=1)
+        full = der[der["cutoff"] == t].set_index("method")["forecast"]
+        got = replay.set_index("method")["forecast"]
+        np.testing.assert_allclose(got[METHODS].to_numpy(), full[METHODS].to_numpy(), rtol=1e-9)

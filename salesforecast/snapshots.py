@@ -100,7 +100,8 @@ def unknown_before(data: CRMData, field: str) -> np.datetime64 | None:
 
     `field` is one of `HISTORY_FIELDS`; the amount is never unknown (see the rules of this module).
     """
-    if field == "amount" or field not in unrecorded_fields(data) or pd.isna(data.as_of):
+    hist = data.stage_history
+    if field == "amount" or (field in hist.columns and hist[field].notna().any()) or pd.isna(data.as_of):
         return None
     return np.datetime64(pd.Timestamp(data.as_of), "us")
 

@@ -54,6 +54,19 @@ records only from some later change on (before it, past snapshots use the opport
 learned models then see in training), and a deal whose first recorded change comes after its creation (the
 snapshots count it open from creation, in an unknown stage or, within a day, in that first stage; `known_at`
 leaves it out until the change). Deals in an unknown stage weigh nothing in the pipeline methods.
+
+Fields the history never recorded (a history derived from date columns, or none: `salesforecast.snapshots`) are
+unknown at past cutoffs, never today's values: an open deal then has no close date (today's would be the date it
+actually closed, and the forecast would know which deals close in the period). ``crm_weighted`` cannot place such a
+deal, nor an open deal without an expected close date, in a period: it leaves it out and says how much
+(`ForecastWarning`); ``stage_conversion`` and ``monte_carlo`` never read close dates (stage, time in stage, time left),
+and ``opportunity_score`` learns from the features it has (its close-date features are missing), so they forecast
+such deals by their time to close.
+
+Leakage: the model behind ``opportunity_score`` checks each feature's single-feature AUC
+(`salesforecast.models.lead_scoring.LeakageWarning`). A method whose model relied on a flagged feature in a replayed
+period is marked in `backtest`'s ``leakage`` column, `leaderboard` marks it `NOT_TRUSTED`, and `recommend` never
+names it.
 """
 
 from __future__ import annotations
@@ -61,6 +74,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,6 +88,7 @@ from salesforecast._utils import DAY_US, NEVER
 from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
+from salesforecast.models.lead_scoring import LeakageWarning
 from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
@@ -84,6 +99,7 @@ __all__ = [
     "BacktestCutoff",
     "BacktestPeriod",
     "ForecastMethod",
+    "ForecastWarning",
     "METHODS",
     "NEEDS",
     "PIPELINE_METHODS",
@@ -100,11 +116,23 @@ __all__ = [
 
 _DAY = pd.Timedelta(days=1)
 _MISSING = "(none)"
+
+#: The leaderboard's mark of a method whose model relied on features flagged as leakage (`leaderboard`).
+NOT_TRUSTED = "not trusted (leakage)"
+
+
+class ForecastWarning(UserWarning):
+    """Something limits a forecast's numbers (e.g. pipeline a method could not place in a period)."""
+
+
 _SEASON = {"month": 12, "quarter": 4, "year": 1}
 
 
 def data_end(data: CRMData) -> pd.Timestamp:
-    """The end of the data: midnight after their last event (a period ending then is complete).
+    """The end of the data: midnight after the day of their last event (a period ending then is complete).
+
+    A last event at midnight (a date without a time, as exports write close dates) belongs to that day: data whose
+    last event is dated 2025-12-31 end at 2026-01-01, so a quarter ending on 2025-12-31 counts as closed.
 
     Examples
     --------
@@ -112,7 +140,7 @@ def data_end(data: CRMData) -> pd.Timestamp:
     >>> data_end(load_sample())
     Timestamp('2026-01-01 00:00:00')
     """
-    return pd.Timestamp(data.as_of).ceil("D")
+    return pd.Timestamp(data.as_of).normalize() + _DAY
 
 
 # --------------------------------------------------------------------------------------------- context
@@ -200,8 +228,8 @@ class _Snap:
 
     @property
     def close(self) -> np.ndarray:
-        """Close date (as it stood), datetime64[us]."""
-        return self.ctx.history.close[self.rows].view("datetime64[us]")
+        """Close date (as it stood; missing where not known then, `DealHistory.close_known`), datetime64[us]."""
+        return self.ctx.history.close_known(self.rows, self.t).view("datetime64[us]")
 
     @property
     def codes(self) -> np.ndarray:
@@ -483,6 +511,35 @@ def submission_bias(
 
 
 # --------------------------------------------------------------------------------------------- plan
+#: Default history before the first replayed period (days), shortened on short data (`_history_days`).
+_HISTORY_DAYS = 365
+#: Periods the shortened default history leaves to replay at most, and the periods of history it keeps at least.
+_REPLAY_PERIODS, _MIN_HISTORY_PERIODS = 4, 2
+
+
+def _history_days(ctx: _Context, min_history_days: float | None) -> float:
+    """The history needed before the first default period: `min_history_days`, or the adaptive default (None).
+
+    The default is 365 days when at least `_REPLAY_PERIODS` closed periods start after it. On shorter data it is
+    shortened to the start of the earliest of the last `_REPLAY_PERIODS` closed periods that still have about
+    `_MIN_HISTORY_PERIODS` periods of data before them (90% of their nominal length: a quarter is 90 to 92 days),
+    so 15 months of quarters replay the last three with at least six months of history before them.
+    """
+    if min_history_days is not None:
+        if not isinstance(min_history_days, numbers.Real) or isinstance(min_history_days, bool):
+            raise ValueError(f"min_history_days must be a number of days or None, got {min_history_days!r}")
+        return float(min_history_days)
+    whole = [ctx.bounds(label) for label in ctx.cal.periods_between(ctx.first_day, ctx.end, ctx.period)]
+    starts = [s for s, e in whole if s >= ctx.first_day and e <= ctx.end]
+    year = ctx.first_day + pd.Timedelta(days=_HISTORY_DAYS)
+    least = pd.Timedelta(days=0.9 * _MIN_HISTORY_PERIODS * 365.25 / _SEASON[ctx.period])
+    eligible = [s for s in starts if s - ctx.first_day >= least]
+    if sum(s >= year for s in starts) >= _REPLAY_PERIODS or not eligible:
+        return float(_HISTORY_DAYS)
+    first = eligible[max(0, len(eligible) - _REPLAY_PERIODS)]
+    return min((first - ctx.first_day) / _DAY, float(_HISTORY_DAYS))
+
+
 def _closed(ctx: _Context, min_history_days: float) -> list[str]:
     first = ctx.first_day + pd.Timedelta(days=min_history_days)
     labels = []
@@ -521,7 +578,8 @@ def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | int | None, min_
     if len(plan) == 0:
         raise ValueError(
             f"backtest: no cutoff to replay (periods {labels or 'none'}; data from {ctx.first_day:%Y-%m-%d} to "
-            f"{ctx.end:%Y-%m-%d}; the default periods start {min_history_days:g} days after the first deal)"
+            f"{ctx.end:%Y-%m-%d}; the default periods start {min_history_days:g} days after the first deal: lower "
+            "min_history_days to replay earlier periods)"
         )
     for c in ("start", "end", "cutoff"):
         plan[c] = pd.to_datetime(plan[c]).astype("datetime64[us]")
@@ -762,6 +820,9 @@ class BacktestPeriod:
         ``"submission bias"``: each owner's commit bias; `bias_fallback` for an owner without a usable one.
     prepared : dict
         What each method's own `ForecastMethod.prepare` returned for the period, by method name.
+    leakage : dict
+        Per method whose model's leakage guard flagged features at this refit: feature -> single-feature AUC
+        (the ``leakage`` column of `backtest`; `leaderboard` marks the method `NOT_TRUSTED`).
     """
 
     label: str
@@ -774,6 +835,7 @@ class BacktestPeriod:
     bias: pd.Series | None = None
     bias_fallback: float = 1.0
     prepared: dict[str, Any] = field(default_factory=dict)
+    leakage: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -1158,7 +1220,7 @@ def backtest(
     methods: Sequence[str] | None = None,
     period: str = "quarter",
     cutoffs: str | Sequence[Any] = "weekly",
-    groups: Sequence[str] = ("total", "team", "owner"),
+    groups: Sequence[str] | None = None,
     truth: Any = None,
     *,
     periods: Sequence[str] | int | None = None,
@@ -1170,7 +1232,8 @@ def backtest(
     calibrate_periods: int = 8,
     calibrate_prior: float = 2.0,
     bias_weeks: float = 4,
-    min_history_days: float = 365,
+    opportunity_params: dict[str, Any] | None = None,
+    min_history_days: float | None = None,
     seed: int = 0,
     return_samples: bool = False,
     n_jobs: int | None = None,
@@ -1189,8 +1252,9 @@ def backtest(
     cutoffs : "weekly", "start" or sequence of dates
         ``"weekly"``: the period's start and every 7 days after; ``"start"``: its first day only; or explicit
         dates, each forecasting the period that contains it.
-    groups : sequence of str
-        ``"total"`` and/or opportunity columns (``"team"``, ``"owner"``, ``"segment"``...).
+    groups : sequence of str, optional
+        ``"total"`` and/or opportunity columns (``"team"``, ``"owner"``, ``"segment"``...). Default: ``"total"``,
+        ``"team"`` and ``"owner"``, those the opportunities have (data without teams are scored without them).
     truth : GroundTruth, optional
         Adds the ``oracle`` method (data from `salesforecast.datasets.generate`).
     periods : sequence of str or int, optional
@@ -1217,8 +1281,14 @@ def backtest(
         Shrinkage of the calibration factors toward 1, in periods' worth of expected bookings.
     bias_weeks : float
         Late window of `submission_bias` for ``bias_corrected_commit``.
-    min_history_days : float
-        Default periods start this long after the first deal (the models need history).
+    opportunity_params : dict, optional
+        Settings of the `OpportunityScoringModel` behind ``opportunity_score`` (its ``target`` is ``"period"`` and
+        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}`` or ``{"model_params": {"leakage_auc":
+        0.85}}``.
+    min_history_days : float, optional
+        Default periods start this long after the first deal (the models need history). Default (None): 365 days,
+        shortened on short data so that four closed periods are replayed, but never to less than two whole periods
+        (15 months of data: two quarters of history, three quarters replayed).
     seed : int
         Seed of the simulations (each cutoff draws from its own stream, so results do not depend on which other
         cutoffs are replayed).
@@ -1232,8 +1302,19 @@ def backtest(
     -------
     pandas.DataFrame
         One row per (period, cutoff, group, group_value, method): ``period, cutoff, days_before_period_end, group,
-        group_value, method, forecast, p10, p50, p90, actual`` (quantiles missing where a method has none).
-        Group values appear for the periods where they had pipeline, bookings or submissions.
+        group_value, method, forecast, p10, p50, p90, actual, leakage`` (quantiles missing where a method has none;
+        ``leakage``: the features the method's model relied on that its leakage guard flagged, with their
+        single-feature AUC, "" for none). Group values appear for the periods where they had pipeline, bookings or
+        submissions. With ``crm_weighted``, ``attrs["crm_weighted_left_out"]`` holds the share of the open pipeline
+        amount without a close date as known then, which that method cannot place in a period: ``mean_share`` and
+        ``max_share`` over the cutoffs, and ``cutoffs``.
+
+    Warns
+    -----
+    LeakageWarning
+        A method's model relied on flagged features in some period (`leaderboard` marks it `NOT_TRUSTED`).
+    ForecastWarning
+        The CRM-weighted method left out open deals without a close date.
 
     Examples
     --------
@@ -1253,11 +1334,13 @@ def backtest(
     if not (shock == "auto" or (isinstance(shock, numbers.Real) and shock >= 0)):
         raise ValueError(f"shock must be 'auto' or a number >= 0, got {shock!r}")
     chosen = _check_methods(methods, truth)
+    if groups is None:
+        groups = ["total", *(g for g in ("team", "owner") if g in data.opportunities.columns)]
     groups = list(dict.fromkeys([groups] if isinstance(groups, str) else groups))
     if not groups:
         raise ValueError("groups must name at least one grouping: 'total', 'team', 'owner' or an opportunity column")
     ctx = _Context(data, period, groups)
-    plan = _plan(ctx, cutoffs, periods, min_history_days)
+    plan = _plan(ctx, cutoffs, periods, _history_days(ctx, min_history_days))
     quantiles = _QUANTILES
     G = ctx.groups
 
@@ -1288,6 +1371,8 @@ def backtest(
     )
 
     frames = []
+    names = {m.name for m in chosen}
+    left_out: list[tuple[pd.Timestamp, float, float, int]] = []
     samples: dict[tuple[pd.Timestamp, str], np.ndarray] = {}
     # the Monte Carlo draws of each cutoff (its own random stream) run in threads: the results do not depend on it
     threads = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
@@ -1314,7 +1399,11 @@ def backtest(
             )
             per = BacktestPeriod(label, s, e, refit_at, ctx, shock_sd=shock_sd)
             if "opportunity score" in needs:
-                per.opportunity_scores = _opportunity_scores(ctx, refit_at, list(chunk["cutoff"]))
+                per.opportunity_scores, leaky = _opportunity_scores(
+                    ctx, refit_at, list(chunk["cutoff"]), opportunity_params
+                )
+                if leaky:
+                    per.leakage.update({m.name: leaky for m in chosen if "opportunity score" in m.needs})
             if "submission bias" in needs:
                 per.bias, per.bias_fallback = _commit_bias(ctx, refit_at, bias_weeks)
             for m in chosen:
@@ -1331,6 +1420,10 @@ def backtest(
                 nd = ctx.new_deals(t, e, new_deal_periods) if needs_new else np.zeros((0, G.size))
                 cut = BacktestCutoff(per, t, chunk_snaps[t], ctx.won_known(t, s, e), nd, chunk_q.get(t), settings)
                 days = (e - t) / _DAY
+                if "crm_weighted" in names:
+                    snap = chunk_snaps[t]
+                    undated = np.isnat(snap.close)
+                    left_out.append((t, float(snap.amount.sum()), float(snap.amount[undated].sum()), undated.sum()))
                 for m in chosen:
                     fc = np.full((G.size, 4), np.nan)
                     value = m.forecast(cut)
@@ -1345,7 +1438,7 @@ def backtest(
                             fc[:, 0] = value
                         else:
                             fc[:] = value
-                    frames.append((label, t, days, m.name, fc, actual))
+                    frames.append((label, t, days, m.name, fc, actual, _leak_text(per.leakage.get(m.name))))
 
         for fc, t, name, keep, job in pending:  # the simulations, in the order they were asked for
             mean, quants, sims = job.result()
@@ -1357,20 +1450,89 @@ def backtest(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    return _assemble(frames, G, return_samples, samples)
+    out = _assemble(frames, G, return_samples, samples)
+    _warn_leakage(out[0] if return_samples else out)
+    if left_out:
+        table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])
+        (out[0] if return_samples else out).attrs["crm_weighted_left_out"] = _left_out_shares(table)
+        _warn_left_out(table)
+    return out
 
 
-def _opportunity_scores(ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp]) -> pd.Series | None:
-    """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts` (None: no fit)."""
+def _leak_text(leaky: dict[str, float] | None) -> str:
+    """The ``leakage`` column: flagged features with their single-feature AUC ("" for none)."""
+    return ", ".join(f"{k} (AUC {v:.2f})" for k, v in (leaky or {}).items())
+
+
+def _warn_leakage(results: pd.DataFrame) -> None:
+    """One `LeakageWarning` per method whose model relied on flagged features in some replayed period."""
+    flagged = results.loc[results["leakage"] != "", ["method", "period", "leakage"]].drop_duplicates()
+    for method, part in flagged.groupby("method", sort=True):
+        periods = sorted(part["period"].unique())
+        total = results.loc[results["method"] == method, "period"].nunique()
+        warnings.warn(
+            f"The {METHODS[method].label if method in METHODS else method} forecast is not trusted: in "
+            f"{len(periods)} of {total} periods replayed ({', '.join(periods[:6])}{' ...' if len(periods) > 6 else ''})"
+            f" its model relied on features that alone separate won from lost deals ({part['leakage'].iloc[-1]}), "
+            "which a feature known before the outcome rarely does: they were probably recorded after it (e.g. a close "
+            "date read today standing in for the one known then). Its accuracy in the leaderboard is likely "
+            f"flattering; the leaderboard marks it '{NOT_TRUSTED}' and the recommendation leaves it out.",
+            LeakageWarning,
+            stacklevel=3,
+        )
+
+
+def _left_out_shares(table: pd.DataFrame) -> dict[str, float]:
+    """Share of the open pipeline amount without a close date: mean and largest over the cutoffs, and how many."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (table["undated_amount"] / table["open_amount"]).fillna(0.0)
+    return {"mean_share": float(share.mean()), "max_share": float(share.max()), "cutoffs": float(len(table))}
+
+
+def _warn_left_out(table: pd.DataFrame) -> None:
+    """A `ForecastWarning` when the CRM-weighted method could not place open deals in a period (no close date)."""
+    if not (table["undated_deals"] > 0).any():
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (table["undated_amount"] / table["open_amount"]).fillna(0.0)
+    cuts = len(table)
+    when = (
+        f"at {pd.Timestamp(table['cutoff'].iloc[0]):%Y-%m-%d}"
+        if cuts == 1
+        else f"on average over the {cuts} cutoffs replayed (up to {share.max():.0%})"
+    )
+    warnings.warn(
+        f"The CRM-weighted forecast left out {share.mean():.0%} of the open pipeline amount {when}: deals without a "
+        "close date as known then (open deals without an expected close date, or a history that never recorded "
+        "past close dates) cannot be placed in a period, so it counts them in none and under-forecasts. The "
+        "stage-conversion and opportunity-score forecasts include them by their time to close.",
+        ForecastWarning,
+        stacklevel=3,
+    )
+
+
+def _opportunity_scores(
+    ctx: _Context, refit_at: pd.Timestamp, cuts: list[pd.Timestamp], params: dict[str, Any] | None = None
+) -> tuple[pd.Series | None, dict[str, float]]:
+    """`OpportunityScoringModel` fitted at `refit_at`: each open deal's probability at `cuts`, and flagged features.
+
+    The probability is None when the model could not be fitted; the features are those its leakage guard flagged
+    (`OpportunityScoringModel.leaky_features_`).
+    """
     if refit_at <= ctx.first_day:
-        return None
+        return None, {}
     try:
-        model = OpportunityScoringModel(target="period", period=ctx.period).fit(ctx.data, as_of=refit_at)
+        with warnings.catch_warnings():  # flagged features are summed up over the periods (`_warn_leakage`)
+            warnings.simplefilter("ignore", LeakageWarning)
+            settings = {**(params or {}), "target": "period", "period": ctx.period}
+            model = OpportunityScoringModel(**settings).fit(ctx.data, as_of=refit_at)
     except ValueError:
-        return None  # too little history to learn from: the method is missing for this period
-    feats = opportunity_features(ctx.data, cuts, period=ctx.period)
+        return None, {}  # too little history to learn from: the method is missing for this period
+    feats = opportunity_features(
+        ctx.data, cuts, columns=model.columns, period=ctx.period, prior_strength=model.prior_strength
+    )
     feats["p"] = model.predict_proba(feats)
-    return feats.set_index(["as_of", "opportunity_id"])["p"]
+    return feats.set_index(["as_of", "opportunity_id"])["p"], dict(model.leaky_features_)
 
 
 def _commit_bias(ctx: _Context, refit_at: pd.Timestamp, weeks: float) -> tuple[pd.Series, float]:
@@ -1434,7 +1596,7 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
     total = np.zeros(G.size, dtype=bool)
     for name, off in zip(G.names, G.offsets[:-1], strict=True):
         total[off] |= name == "total"
-    for label, _t, _d, _m, fc, actual in frames:
+    for label, _t, _d, _m, fc, actual, _leak in frames:
         active = (np.nan_to_num(actual) != 0) | (np.nan_to_num(fc[:, 0]) != 0) | total
         by_period[label] = by_period.get(label, np.zeros(G.size, dtype=bool)) | active
     keeps = [np.flatnonzero(by_period[f[0]]) for f in frames]
@@ -1455,9 +1617,10 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
             "p50": fc[:, 2],
             "p90": fc[:, 3],
             "actual": np.concatenate([f[5][k] for f, k in zip(frames, keeps, strict=True)]),
+            "leakage": np.repeat(np.array([f[6] for f in frames], dtype=object), sizes),
         }
     )
-    for c in ("period", "group", "group_value", "method"):
+    for c in ("period", "group", "group_value", "method", "leakage"):
         out[c] = out[c].astype("str")
     if return_samples:
         kept = {}
@@ -1604,7 +1767,9 @@ def leaderboard(
         ``weeks_before_end`` or ``horizon`` (in time order, earliest first) then ``method``, ``n`` (forecasts with a
         value and an actual) and one column per metric; within a horizon, methods sorted by the first metric, best
         first (in the metric's direction in `salesforecast.metrics.METRICS`). ``attrs["metrics"]`` names the metric
-        columns (report tables format them by their units: `salesforecast.reports.format_table`).
+        columns (report tables format them by their units: `salesforecast.reports.format_table`). When the results
+        have a ``leakage`` column (`backtest`), a ``trust`` column: `NOT_TRUSTED` for a method whose model relied on
+        features flagged as leakage in any period scored (its accuracy is likely flattering), "" otherwise.
     """
     if by not in ("weeks", "band", "method"):
         raise ValueError(f"by must be 'weeks', 'band' or 'method', got {by!r}")
@@ -1634,6 +1799,10 @@ def leaderboard(
     else:  # horizons in time order (most weeks left first), best method first within each
         board = board.sort_values([keys[0], "_k"], ascending=[by == "band", True], kind="stable")
     board = board.drop(columns="_k").reset_index(drop=True)
+    if "leakage" in rows.columns:
+        leaky = set(rows.loc[rows["leakage"].fillna("").astype("str") != "", "method"])
+        board["trust"] = np.where(board["method"].isin(leaky), NOT_TRUSTED, "")
+        board["trust"] = board["trust"].astype("str")
     board.attrs["metrics"] = list(metrics)
     return board
 
@@ -1643,7 +1812,7 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
 
     "Most accurate" by `metric`, in its direction in `salesforecast.metrics.METRICS`: the smallest error (WAPE,
     MAPE, MASE, pinball...), the bias nearest 0, the coverage nearest 80%, the forecast ratio nearest 1, the highest
-    hit rate or absolute accuracy.
+    hit rate or absolute accuracy. A method the leaderboard marks `NOT_TRUSTED` (leakage) is never named.
 
     Returns
     -------
@@ -1656,6 +1825,8 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     fmt = METRICS[metric].format
     horizon = next((c for c in ("horizon", "weeks_before_end") if c in board.columns), None)
     b = board.loc[~board["method"].isin(exclude) & board[metric].notna()]
+    if "trust" in b.columns:
+        b = b.loc[b["trust"].fillna("").astype("str") != NOT_TRUSTED]
     rows = []
     groups = b.groupby(horizon, sort=False, observed=True) if horizon else [("all", b)]
     for h, part in groups:

@@ -50,7 +50,7 @@ import pandas as pd
 from salesforecast._utils import DAY_US, NAT, NEVER, arrow_strings, group_cumsum, positions, sorted_unique, to_us
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import encoded_intervals, snapshot_rows
+from salesforecast.snapshots import encoded_intervals, snapshot_rows, unknown_before
 
 __all__ = ["DealHistory", "Moves", "Visits"]
 
@@ -172,6 +172,9 @@ class DealHistory:
         The data's ``as_of`` (the data end).
     data_end : int
         The same, in microseconds.
+    close_unknown_before : int
+        When the history never recorded close dates (`salesforecast.snapshots.unrecorded_fields`): `data_end`, the
+        time before which an open deal's close date is unknown (`close_known`); else `NAT`.
 
     Examples
     --------
@@ -208,6 +211,7 @@ class DealHistory:
     deal_close: np.ndarray
     as_of: pd.Timestamp
     data_end: int
+    close_unknown_before: int = NAT
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -246,6 +250,7 @@ class DealHistory:
             changed = hist["changed_at"].to_numpy("datetime64[us]").view(np.int64)
             np.minimum.at(first_change, hist_deal[ok], changed[ok])
         close_now = opps["close_date"].to_numpy("datetime64[us]").view(np.int64)[deal_pos]
+        before = unknown_before(data, "close_date")
         end = iv["end"].to_numpy("datetime64[us]").view(np.int64)
 
         def times(column: str) -> np.ndarray:
@@ -272,6 +277,7 @@ class DealHistory:
             deal_close=np.where(close_now == NAT, NEVER, close_now),
             as_of=data.as_of,
             data_end=to_us(data.as_of),
+            close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
         )
 
     # ------------------------------------------------------------------ stages
@@ -525,6 +531,28 @@ class DealHistory:
         The rows of ``pipeline_snapshots(data, dates)``, in its order (`salesforecast.snapshots.snapshot_rows`).
         """
         return snapshot_rows(self.frame, dates)
+
+    def close_known(self, rows: np.ndarray, times: Any) -> np.ndarray:
+        """Close date of each row's state as known at `times` (int64 microseconds, `NAT` missing).
+
+        ``close[rows]``, except where it is unknown (`NAT`): in an open state in an unknown stage, and, when the
+        history never recorded close dates, in an open state at a time before the data's ``as_of``
+        (`close_unknown_before`); the rules of `salesforecast.snapshots`, as
+        `salesforecast.snapshots.pipeline_snapshots` gives them.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray
+            Interval rows.
+        times : int, numpy.ndarray or date
+            One time, or one per row.
+        """
+        close = np.where(self.stage[rows] < 0, NAT, self.close[rows])  # an unknown state: no close date either
+        if self.close_unknown_before == NAT:
+            return close
+        t = np.asarray(to_us(times) if not isinstance(times, np.ndarray) else times, dtype=np.int64)
+        unknown = (t < self.close_unknown_before) & self.is_open[rows]
+        return np.where(unknown, NAT, close)
 
     def won_rows(self) -> np.ndarray:
         """Rows in a won stage, by close date (stable): the wins of a period of close dates are one slice.

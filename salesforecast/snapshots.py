@@ -4,7 +4,10 @@ The core is `stage_intervals`: each opportunity's history turned into validity i
 one per change, holding the state (stage, amount, close date, forecast category) from that change on.
 `pipeline_snapshots` then joins dates against the intervals with two binary searches (no loop over dates
 or deals). Both work per opportunity only: any partition of opportunities by ``opportunity_id`` gives the
-same rows as the whole, so they can run partitioned.
+same rows as the whole, so they can run partitioned. One rule reads two facts of the whole data instead: whether
+the history records a field at all (`unrecorded_fields`) and the data's ``as_of``. Called on a partition, it reads
+them from the partition, so a partition whose history happens to hold no close date, or ends earlier than the
+whole, gives other rows: a partitioned run must split only data whose partitions agree with the whole on both.
 
 Rules (the contract the tests check):
 
@@ -18,6 +21,17 @@ Rules (the contract the tests check):
   enter, and only for fields the CRM did not historise up to then (never a later history row, so that a
   replay from `known_at(data, t)` sees the same values). A missing forecast category is the process map's
   default for the stage.
+- A field the history never recorded (`unrecorded_fields`: its stage_history column holds no value at all, as in a
+  history derived from date columns or a CRM without history) is not known at past dates: at a date before the
+  data's ``as_of``, an open deal's close date is missing and its forecast category is the stage's default, instead
+  of today's values (a close date read today is the date the deal actually closed: a forecast at a past date would
+  know which deals close in the period). The current values hold from ``as_of`` on (the live pipeline). The amount
+  keeps its current value: a deal's size is what a current-state export states for every deal, and it says nothing
+  of whether or when the deal closes, so a past forecast that reads it learns only what the deal was worth (a CRM
+  that rewrites the amount of lost deals, e.g. to 0, would break this; check amounts of lost deals in such an
+  export).
+- An open deal in an unknown stage (the two rules above) has no close date either: the state the history does not
+  tell includes its close date (today's would be the date the deal actually closed).
 - A history that starts more than a day after the opportunity was created says nothing about the stage
   before its first change: the deal is counted open in an unknown stage (missing ``stage``) from creation
   to that change, never in the later stage.
@@ -42,6 +56,7 @@ from salesforecast._utils import DAY_US, NAT, NEVER, arrow_strings, decode, enco
 from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData
 
 __all__ = [
+    "HISTORY_FIELDS",
     "EncodedIntervals",
     "encoded_intervals",
     "known_at",
@@ -49,10 +64,46 @@ __all__ = [
     "snapshot_rows",
     "stage_intervals",
     "to_dates",
+    "unknown_before",
+    "unrecorded_fields",
 ]
 
 #: Static opportunity columns copied into snapshots when present.
 DEFAULT_COLUMNS: tuple[str, ...] = SNAPSHOT_STATIC_COLUMNS
+
+#: The stage_history columns that record a deal's state besides its stage.
+HISTORY_FIELDS: tuple[str, ...] = ("amount", "close_date", "forecast_category")
+
+
+def unrecorded_fields(data: CRMData) -> tuple[str, ...]:
+    """The fields of `HISTORY_FIELDS` the stage history never recorded: no value at all in its column.
+
+    A history derived from date columns (a mapping's ``derive_from_dates``, or
+    `salesforecast.datasets.shapes.history_from_dates`) records stages only; data without any stage history record
+    nothing. At dates before the data's ``as_of``, `pipeline_snapshots` and `known_at` then know no close date of an
+    open deal, and its forecast category is the stage's default (see the rules of this module).
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> from salesforecast.datasets.shapes import history_from_dates
+    >>> data = load_sample()
+    >>> unrecorded_fields(data), unrecorded_fields(history_from_dates(data))
+    ((), ('amount', 'close_date', 'forecast_category'))
+    """
+    hist = data.stage_history
+    return tuple(c for c in HISTORY_FIELDS if c not in hist.columns or not hist[c].notna().any())
+
+
+def unknown_before(data: CRMData, field: str) -> np.datetime64 | None:
+    """The time before which `field` of an open deal is unknown (the data's ``as_of``); None when it is recorded.
+
+    `field` is one of `HISTORY_FIELDS`; the amount is never unknown (see the rules of this module).
+    """
+    hist = data.stage_history
+    if field == "amount" or (field in hist.columns and hist[field].notna().any()) or pd.isna(data.as_of):
+        return None
+    return np.datetime64(pd.Timestamp(data.as_of), "us")
 
 
 def to_dates(as_of: Any) -> pd.DatetimeIndex:
@@ -665,13 +716,18 @@ def pipeline_snapshots(
     else:
         sel = iv[["opportunity_id", "stage", "forecast_category"]].iloc[rows].reset_index(drop=True)
         opportunity_id, stage, category = sel["opportunity_id"], sel["stage"], sel["forecast_category"]
+    close_date = iv["close_date"].to_numpy("datetime64[us]")[rows]
+    close_date[stage.isna().to_numpy()] = np.datetime64("NaT")  # an unknown state: no close date either
+    before = unknown_before(data, "close_date")
+    if before is not None:  # a close date the history did not record: unknown at past dates
+        close_date[asof_us < before] = np.datetime64("NaT", "us")
     out = pd.DataFrame(
         {
             "as_of": asof_us,
             "opportunity_id": opportunity_id,
             "stage": stage,
             "amount": iv["amount"].to_numpy()[rows],
-            "close_date": iv["close_date"].to_numpy("datetime64[us]")[rows],
+            "close_date": close_date,
             "forecast_category": category,
             "created_at": created,
             "stage_entered_at": entered,
@@ -680,6 +736,10 @@ def pipeline_snapshots(
         },
         copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
+    before = unknown_before(data, "forecast_category")
+    if before is not None and len(out):  # not recorded: the stage's default at past dates
+        default = out["stage"].map(data.process.forecast_category).astype("str")
+        out["forecast_category"] = out["forecast_category"].where(asof_us >= before, default)
     if columns is None:
         columns = [c for c in DEFAULT_COLUMNS if c in data.opportunities.columns]
     missing = [c for c in columns if c not in data.opportunities.columns]
@@ -792,8 +852,10 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
 
     Stage history keeps the changes at or before `cutoff`; opportunities keep those created at or before it, with
     their state (stage, closed and won flags, amount, close date, forecast category) rebuilt from the last change
-    known at `cutoff` (fields the history never recorded keep their current values, as in
-    `salesforecast.snapshots.pipeline_snapshots`; a deal closed now whose history never reaches a won or lost stage
+    known at `cutoff` (a field the history recorded only from some change on keeps its current value before it, as
+    in `salesforecast.snapshots.pipeline_snapshots`; a field it never recorded, `unrecorded_fields`, is unknown for
+    deals open at a `cutoff` before the data's ``as_of``: no close date, the stage's default forecast category, the
+    current amount; a deal closed now whose history never reaches a won or lost stage
     keeps its closed state when the snapshots close it by `cutoff`). An opportunity with no history row known at
     `cutoff` is kept only when it has no history at all and is open now or closed by `cutoff` (its state then
     cannot have changed); otherwise its state at `cutoff` is unknown and it is left out (`pipeline_snapshots`, by
@@ -871,6 +933,12 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
         if closed_then.any():  # (else the state stays as rebuilt)
             for c in current.columns:
                 kept[c] = kept[c].where(~closed_then, current[c])
+    still_open = ~kept["is_closed"].to_numpy(dtype=bool)
+    if unknown_before(data, "close_date") is not None and cutoff < data.as_of and still_open.any():
+        kept["close_date"] = kept["close_date"].mask(still_open)  # not recorded: unknown then (see the rules)
+    if unknown_before(data, "forecast_category") is not None and cutoff < data.as_of and "forecast_category" in kept:
+        default = kept["stage"].map(process.forecast_category).astype(kept["forecast_category"].dtype)
+        kept["forecast_category"] = kept["forecast_category"].where(~still_open, default)
     leads = data.leads
     if len(leads) and "created_at" in leads.columns:
         created_leads = (leads["created_at"] <= cutoff).to_numpy()

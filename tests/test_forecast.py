@@ -1,12 +1,16 @@
 """Forecast methods and the backtest: hand-computed references, additivity, no leakage, determinism, errors."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from salesforecast.datasets import load_sample
+from salesforecast.datasets import generate, load_sample
+from salesforecast.datasets.shapes import history_from_dates
 from salesforecast.forecast import (
     METHODS,
+    ForecastWarning,
     backtest,
     data_end,
     definitions,
@@ -16,6 +20,8 @@ from salesforecast.forecast import (
     submission_bias,
 )
 from salesforecast.metrics import wape
+from salesforecast.models.opportunity_scoring import opportunity_features
+from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 PERIOD = "FY2025Q2"
@@ -54,6 +60,7 @@ def test_output_is_one_long_table(results):
         "p50",
         "p90",
         "actual",
+        "leakage",
     ]
     assert set(results["method"]) == set(METHODS) - {"oracle"}
     assert not results.duplicated(KEY).any()
@@ -429,3 +436,70 @@ def test_ets_interval_is_not_degenerate_on_the_sample(data):
     assert res["p10"].notna().all() and (res["p90"] > res["p10"]).all()
     covered = (res["p10"] <= res["actual"]) & (res["actual"] <= res["p90"])
     assert covered.mean() >= 0.75
+
+
+# ------------------------------------------------------------------------------------------ short and partial data
+def test_a_quarter_ending_on_the_datas_last_day_is_closed(data):
+    """Exports write close dates without a time: data whose last event is 2025-03-31 00:00 end with that day, so
+    FY2025Q1 is closed and replayed (it counted as unfinished when the data end was that midnight)."""
+    derived = history_from_dates(data)  # closes at midnight of their close date
+    cut = known_at(derived, "2025-03-31")
+    assert cut.as_of == pd.Timestamp("2025-03-31")
+    assert data_end(cut) == pd.Timestamp("2025-04-01")
+    res = backtest(cut, methods=["run_rate"], cutoffs="start", groups=["total"], periods=1)
+    assert res["period"].tolist() == ["FY2025Q1"] and res["actual"].notna().all()
+
+
+def test_the_default_history_adapts_to_fifteen_months_of_data():
+    full, _ = generate(n_opportunities=1200, seed=3, years=2)
+    short = known_at(full, "2024-04-01")  # the first deal on 2023-01-02, the last day 2024-03-31
+    res = backtest(short, methods=["run_rate"], cutoffs="start", groups=["total"])
+    # about two quarters of history, the three later quarters replayed
+    assert res["period"].tolist() == ["FY2023Q3", "FY2023Q4", "FY2024Q1"]
+    # a year of history leaves none (the first deal came a day after FY2024Q1's start minus a year)
+    with pytest.raises(ValueError, match="start 365 days after the first deal: lower min_history_days"):
+        backtest(short, methods=["run_rate"], min_history_days=365)
+    res = backtest(short, methods=["run_rate"], cutoffs="start", groups=["total"], min_history_days=300)
+    assert res["period"].tolist() == ["FY2024Q1"]
+    # long data keep a year of history (the sample: test_default_periods_are_closed_and_start_after_a_year_...)
+
+
+def test_data_without_teams_are_forecast_without_the_team_group(data):
+    teamless = dataclasses.replace(
+        data,
+        opportunities=data.opportunities.drop(columns="team"),
+        forecast_submissions=data.forecast_submissions.drop(columns="team"),
+    )
+    res = backtest(teamless, methods=["crm_weighted", "submitted_commit"], cutoffs=CUTS, periods=[PERIOD])
+    assert set(res["group"]) == {"total", "owner"}
+    fc = forecast_period(teamless, as_of="2025-05-15", methods=["crm_weighted", "monte_carlo"], n_sims=200)
+    assert np.isfinite(fc.point("monte_carlo"))
+    with pytest.raises(ValueError, match="no column 'team'"):
+        backtest(teamless, groups=["team"], periods=[PERIOD])
+
+
+def test_open_deals_without_a_close_date_are_forecast_by_time_to_close(data):
+    """Open deals without an expected close date (a real export's): the learned methods forecast them, the
+    CRM-weighted method leaves them out and says how much (validation accepts them: built here by replacing the
+    columns, as the loader will give them)."""
+    opps, hist = data.opportunities, data.stage_history
+    open_now = opps.loc[~opps["is_closed"], "opportunity_id"]
+    undated = dataclasses.replace(
+        data,
+        opportunities=opps.assign(close_date=opps["close_date"].where(opps["is_closed"])),
+        stage_history=hist.assign(close_date=hist["close_date"].where(~hist["opportunity_id"].isin(open_now))),
+    )
+    methods = ["crm_weighted", "stage_conversion", "opportunity_score", "monte_carlo"]
+    with pytest.warns(ForecastWarning, match=r"CRM-weighted forecast left out 100% of the open pipeline amount at"):
+        fc = forecast_period(undated, methods=methods, period="FY2026Q1", n_sims=200)
+    won = fc.won_to_date
+    assert fc.point("crm_weighted") == won  # nothing dated in the period: only what is won
+    for m in ("stage_conversion", "opportunity_score", "monte_carlo"):
+        assert fc.point(m) > won, m  # the open deals count by their time to close
+    # the same forecast with the close dates: the learned stage-conversion method does not read them at all
+    dated = forecast_period(data, methods=["stage_conversion"], period="FY2026Q1", n_sims=200)
+    assert fc.point("stage_conversion") == pytest.approx(dated.point("stage_conversion"))
+    # and the models and features take them
+    feats = opportunity_features(undated, [undated.as_of])
+    assert len(feats) == len(open_now) and feats["days_to_close"].isna().all()
+    assert StageConversionModel(n_bootstrap=0).fit(undated).transition_matrix_.shape[0] > 0

@@ -294,7 +294,9 @@ def test_score_pipeline_and_summary(sample):
         "base_rate",
         "unknown_outcome_rows",
         "features",
+        "leaky_features",
     ]
+    assert s.loc["leaky_features", "value"] == "none" and model.leaky_features_ == {}
     assert s.loc["training_rows", "value"] == f"{model.n_train_:,}" and s["definition"].str.len().gt(5).all()
     assert "owner" not in model.feature_names_ and "owner_closed_deals" not in model.feature_names_
     assert {"stage", "days_in_stage", "close_date_pushes", "owner_win_rate"} <= set(model.feature_names_)

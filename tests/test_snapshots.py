@@ -225,6 +225,7 @@ def test_history_starting_late_is_unknown_stage_until_first_change():
     assert sorted(march.index) == ["A", "B"]
     assert march["stage"].isna().all()
     assert march.loc["B", "amount"] == 50.0  # no amount recorded by then: the current one, never a later row
+    assert march["close_date"].isna().all()  # nor a close date (A's would be the date it was won)
     july = snap[snap["as_of"] == pd.Timestamp("2024-07-01")]
     assert july["opportunity_id"].tolist() == ["B"] and july["stage"].tolist() == ["Negotiation/Review"]
 

@@ -59,6 +59,14 @@ def _plain_snapshots(data: CRMData, as_of, columns=None) -> pd.DataFrame:
         }
     )
     asof_us = out["as_of"].to_numpy("datetime64[us]")
+    past = out["as_of"] < data.as_of
+    out["close_date"] = out["close_date"].mask(out["stage"].isna())  # an unknown state: no close date
+    hist = data.stage_history
+    if hist["close_date"].isna().all():  # never recorded: unknown at past dates
+        out["close_date"] = out["close_date"].mask(past)
+    if hist["forecast_category"].isna().all():
+        default = out["stage"].map(data.process.forecast_category).astype("str")
+        out["forecast_category"] = out["forecast_category"].mask(past, default)
     out["days_in_stage"] = (asof_us - sel["stage_entered_at"].to_numpy("datetime64[us]")) / day
     out["age_days"] = (asof_us - sel["created_at"].to_numpy("datetime64[us]")) / day
     if columns is None:
@@ -108,6 +116,13 @@ def _plain_known_at(data: CRMData, cutoff) -> CRMData:
         kept["is_won"] = np.where(in_hist, process.is_won(stage).to_numpy(), kept["is_won"].to_numpy())
         for c in current.columns:
             kept[c] = kept[c].where(~closed_then, current[c])
+    if cutoff < data.as_of:  # fields the history never recorded: unknown for deals open then
+        open_then = ~kept["is_closed"]
+        if hist["close_date"].isna().all():
+            kept["close_date"] = kept["close_date"].mask(open_then)
+        if hist["forecast_category"].isna().all() and "forecast_category" in kept.columns:
+            default = kept["stage"].map(process.forecast_category).astype(kept["forecast_category"].dtype)
+            kept["forecast_category"] = kept["forecast_category"].mask(open_then, default)
     return dataclasses.replace(data, opportunities=kept.reset_index(drop=True), stage_history=h.reset_index(drop=True))
 
 

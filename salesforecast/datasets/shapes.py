@@ -20,9 +20,6 @@ from salesforecast.schema import CRMData
 
 __all__ = ["history_from_dates"]
 
-#: The stage_history columns a history derived from dates never records (all missing).
-UNRECORDED_BY_DATES: tuple[str, ...] = ("amount", "close_date", "forecast_category")
-
 
 def history_from_dates(data: CRMData, *, first_stage: Literal["process", "recorded"] = "process") -> CRMData:
     """The CRM re-derived as a current-state export would give it: a stage history from date columns alone.
@@ -36,8 +33,9 @@ def history_from_dates(data: CRMData, *, first_stage: Literal["process", "record
     - for closed deals, one change at ``close_date`` into the deal's won or lost stage.
 
     No other stage change is kept, and no past amount, close date or forecast category: those history columns
-    are all missing, which is how the package recognises fields the history did not record (at a past cutoff,
-    `salesforecast.snapshots.known_at` then knows no close date for a deal still open, instead of its final one).
+    are all missing, which is how the package recognises fields the history did not record
+    (`salesforecast.snapshots.unrecorded_fields`: at a past cutoff, a deal still open then has no close date,
+    instead of the date it actually closed).
     Open deals are seen in the first stage until today, whatever their current stage (as the mapping does
     without a ``current_stage`` date). The opportunities and the other tables are unchanged; ``counts``,
     ``sources`` and ``notes`` describe the new history, and its quarantine rows are dropped.

@@ -381,6 +381,16 @@ def opportunity_targets(
 
 
 # ------------------------------------------------------------------------------------------- model
+def _flagged(classifier: Any) -> dict[str, float]:
+    """Features of a fitted `LeadScoringModel` whose single-feature AUC passes its leakage guard (highest first)."""
+    guard = getattr(classifier, "leakage_auc", None)
+    auc = getattr(classifier, "feature_auc_", None)
+    if guard is None or auc is None:
+        return {}
+    over = auc[auc > guard].sort_values(ascending=False)
+    return {str(k): float(v) for k, v in over.items()}
+
+
 class OpportunityScoringModel(BaseEstimator):
     """Win probability of each open opportunity, learned from past pipeline snapshots without leakage.
 
@@ -430,6 +440,12 @@ class OpportunityScoringModel(BaseEstimator):
     n_unknown_ : int
         Snapshot rows (at the dates used) left out because their outcome was unknown at ``as_of``.
     process_ : SalesProcess
+    leaky_features_ : dict
+        Feature -> single-feature AUC of the features the classifier's leakage guard flagged (above its
+        ``leakage_auc``; `LeakageWarning`): each alone separates won from lost rows, which a feature known before
+        the outcome rarely does. In a history that never recorded past close dates, ``close_in_period`` and
+        ``days_to_close`` were such features when the close date read today (the actual one) stood in for the
+        one known then; `salesforecast.snapshots` now leaves it unknown, so the features are missing instead.
 
     Examples
     --------
@@ -561,6 +577,7 @@ class OpportunityScoringModel(BaseEstimator):
         names = self._feature_names(feats)
         X = feats.loc[keep, [*names, "as_of"]].reset_index(drop=True)
         self.model_ = self._classifier().fit(X, y.astype(np.int64))
+        self.leaky_features_ = _flagged(self.model_)
         self.feature_names_ = names
         self.as_of_ = as_of
         self.process_ = data.process
@@ -634,7 +651,7 @@ class OpportunityScoringModel(BaseEstimator):
 
         Rows (index ``item``): ``target``, ``estimator``, ``as_of``, ``snapshot_dates`` (used / built),
         ``first_snapshot``, ``last_snapshot``, ``training_rows``, ``training_deals``, ``positives``, ``base_rate``,
-        ``unknown_outcome_rows``, ``features``. Columns ``value`` (text) and ``definition``.
+        ``unknown_outcome_rows``, ``features``, ``leaky_features``. Columns ``value`` (text) and ``definition``.
         """
         check_is_fitted(self)
         tr = self.training_
@@ -666,6 +683,12 @@ class OpportunityScoringModel(BaseEstimator):
                 "rows at the dates used left out: the deal was still open at as_of",
             ),
             ("features", ", ".join(self.feature_names_), "columns of opportunity_features given to the classifier"),
+            (
+                "leaky_features",
+                ", ".join(f"{k} (AUC {v:.2f})" for k, v in self.leaky_features_.items()) or "none",
+                "features that alone separate won from lost rows (single-feature AUC above the leakage guard): "
+                "probably recorded after the outcome; a model using them is not to be trusted",
+            ),
         ]
         out = pd.DataFrame(rows, columns=["item", "value", "definition"]).astype("str")
         return out.set_index("item")

@@ -259,7 +259,7 @@ SHAPES: dict[str, Shape] = {
             "monthly_periods",
             f"calls and quotas by calendar month; reports for the month {_LAST_MONTH}",
             monthly_periods,
-            {"period": _LAST_MONTH},
+            {"period": _LAST_MONTH, "frequency": "month"},
         ),
         Shape("ends_on_period_last_day", "data ending on a quarter's last day (2024-12-31)", ends_on_period_last_day),
         Shape("win_rate_shift", "win rates a third lower in the second year", win_rate_shift),

@@ -142,9 +142,9 @@ def lead_holdout(
     Raises
     ------
     salesforecast.session.ReportNeeds
-        (a ValueError) When no lead falls on one side of the holdout start (before it for training, from it for the holdout):
-        the message names the side, the leads' creation dates, the holdout start and a `holdout_months` that
-        works, or else what to change.
+        (a ValueError) When no lead falls on one side of the holdout start (before it for training, from it for
+        the holdout): the message names the side, the leads' creation dates, the holdout start and a
+        `holdout_months` that works, or else what to change.
 
     Examples
     --------

@@ -47,6 +47,18 @@ Deal dynamics (a semi-Markov process whose jump chain is exactly Markov)
     Step cap: a deal still open after ``max_steps`` jumps is closed lost at its next jump; the probability
     of reaching the cap is `GroundTruth.step_cap_probability` (below 1e-15 with the defaults).
     ``GroundTruth.win_probability`` is the absorption probability in the won stage of that chain.
+Win-rate shift between years (``win_rate_shift``, default 0: none)
+    From the second year of the horizon on (``start + 1 year``), win probabilities change by the relative
+    amount ``win_rate_shift`` (e.g. ``-1/3``: a deal open in year two or later wins a third less often
+    than the same deal in year one). It is done by thinning wins: a jump to the won stage at time ``t``
+    (after the end-of-quarter push) is a jump to the lost stage instead with probability ``1 - f(t)``,
+    ``f = 1`` in year one and ``1 + win_rate_shift`` later for a fall; for a rise (``win_rate_shift > 0``)
+    year one is thinned instead, ``f = 1 / (1 + win_rate_shift)`` in year one and 1 later. The chain up to
+    the win is unchanged, so a deal open at a time in year two or later wins with exactly
+    ``(1 + win_rate_shift)`` times the probability of a deal in year one in the same state
+    (`GroundTruth.win_within` applies the same factors, so the oracle stays exact). Expected bookings and
+    quotas use the chain's unthinned probabilities (the planners do not foresee the shift). With the
+    default 0, no random number is drawn for it and the tables are those of earlier versions.
 End-of-quarter push (time only)
     A win that would happen less than 21 days before a fiscal quarter end is, with probability
     ``eoq_delay``, delayed to a uniform time in the last 2.5 days of the quarter. Only the time of the win
@@ -299,7 +311,9 @@ class GroundTruth:
         stall threshold). Durations are calendar days before the working-hours mapping of times (which
         shifts each event by less than a day); won visits may be lengthened by the end-of-quarter push.
     params : dict
-        The arguments `generate` was called with (after defaults are resolved).
+        The arguments `generate` was called with (after defaults are resolved); ``win_rate_shift`` only
+        when it is not 0. `win_probability` and `transition_matrix` describe the chain before the
+        win-rate shift; `win_rate_factor` gives the factor of each time.
     initial_stage : pandas.Series
         Open stage -> probability that a deal is created in it.
     stall_transition_matrix : dict of str to pandas.DataFrame
@@ -335,6 +349,24 @@ class GroundTruth:
     expected_bookings: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     as_of: pd.Timestamp | None = None
 
+    def win_rate_factor(self, when: Any) -> np.ndarray:
+        """The factor of the win-rate shift at each time: the probability that a win at `when` stays a win.
+
+        1 everywhere without a shift (``params["win_rate_shift"]`` absent or 0); otherwise the year-one and
+        later factors of the module docstring ("Win-rate shift between years"), the boundary at
+        ``params["start"] + 1 year``.
+
+        Examples
+        --------
+        >>> _, truth = generate(n_opportunities=200, seed=1, win_rate_shift=-0.25)
+        >>> truth.win_rate_factor(["2023-06-01", "2024-06-01"]).tolist()
+        [1.0, 0.75]
+        """
+        times = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(np.asarray(when, dtype=object))))
+        f1, f2 = _win_rate_factors(float(self.params.get("win_rate_shift", 0.0)))
+        boundary = pd.Timestamp(self.params.get("start", "1970-01-01")) + pd.DateOffset(years=1)
+        return np.where(times < boundary, f1, f2).astype(float)
+
     def lead_linear_predictor(self, leads: pd.DataFrame) -> np.ndarray:
         """The true logit of conversion for each row of a leads table (see `lead_linear_predictor`)."""
         return lead_linear_predictor(leads, self.lead_coefficients)
@@ -354,7 +386,8 @@ class GroundTruth:
         Monte Carlo over `n_sims` futures per deal, drawn from the TRUE dynamics of the data set (see the
         module docstring): the current visit's remaining duration conditional on the time already spent in
         the stage, then fresh visits through the short / long transition rows, the end-of-quarter push of
-        wins and the working-hours clock of the tables.
+        wins and the working-hours clock of the tables, and the win-rate shift between years (a win at time
+        ``t`` counts with the weight `win_rate_factor` of ``t``).
 
         Parameters
         ----------
@@ -467,6 +500,10 @@ class GroundTruth:
             entered = np.minimum(_clock_days(now_us[run] - elapsed_us.astype("timedelta64[us]")), now)
             end = _clock_days(end_us[run])
             eoq_delay = float(self.params.get("eoq_delay", 0.5))
+            shift = float(self.params.get("win_rate_shift", 0.0))
+            boundary = pd.Timestamp(self.params.get("start", "1970-01-01")) + pd.DateOffset(years=1)
+            boundary_day = float((boundary - pd.Timestamp(0)) / pd.Timedelta(days=1))
+            win_factor = (*_win_rate_factors(shift), boundary_day) if shift else None
             q_starts = _quarter_start_days(proc.calendar, now_us[run].min(), end_us[run].max())
             out[run] = _simulate_wins(
                 stage=code[run],
@@ -483,6 +520,7 @@ class GroundTruth:
                 max_steps=int(self.params.get("max_steps", 40)),
                 n_sims=int(n_sims),
                 seed=int(seed),
+                win_factor=win_factor,
             )
         return pd.Series(out, index=index, name="win_probability_within")
 
@@ -811,11 +849,14 @@ def _simulate_wins(
     max_steps: int,
     n_sims: int,
     seed: int,
+    win_factor: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """Share of `n_sims` simulated futures per deal that are won before `end` (all times continuous days).
 
     Each deal is in open stage `stage` (segment `seg`) since `entered`, still there at `now`. Paths run
     vectorised over (deal, simulation) with a loop over jumps; a path stops when absorbed or past its end.
+    `win_factor` ``(f1, f2, boundary)``: a win at time ``t`` counts ``f1`` before ``boundary`` and ``f2``
+    from it on (the win-rate shift); None counts every win once.
     """
     from scipy.special import ndtr, ndtri
 
@@ -855,6 +896,12 @@ def _simulate_wins(
     total = p_a + p_b
     p_due = np.divide(p_b, total, out=np.zeros(n), where=total > 0)
 
+    def count(rows: np.ndarray, t_win: np.ndarray) -> np.ndarray:
+        if win_factor is None:
+            return np.bincount(rows, minlength=n)
+        f1, f2, boundary = win_factor
+        return np.bincount(rows, weights=np.where(t_win < boundary, f1, f2), minlength=n)
+
     wins = np.zeros(n)
     path = np.arange(n * n_sims, dtype=np.int64)
     row = path // n_sims
@@ -865,7 +912,8 @@ def _simulate_wins(
         r = row[due]
         width = np.minimum(q_end[r] - now[r], EOQ_LAST_DAYS)
         t_win = q_end[r] - width * _uniform32(bits[np.searchsorted(maybe, due)], high=False)
-        wins += np.bincount(r[t_win < end[r]], minlength=n)
+        inside = t_win < end[r]
+        wins += count(r[inside], t_win[inside])
         keep = np.ones(len(path), dtype=bool)
         keep[due] = False
         path, row = path[keep], row[keep]
@@ -905,7 +953,8 @@ def _simulate_wins(
             shift = EOQ_LAST_DAYS * _uniform32(bits_w, high=False)
             t_end[w] = np.where(push, np.maximum(t_end[w], qe - shift), t_end[w])
         before = t_end < end[row]
-        wins += np.bincount(row[is_win & before], minlength=n)
+        counted = is_win & before
+        wins += count(row[counted], t_end[counted])
         keep = before & (ns < k)
         path, row, s, g, t = path[keep], row[keep], ns[keep], g[keep], t_end[keep]
     return wins / n_sims
@@ -923,6 +972,7 @@ def generate(
     lead_share: float = 0.4,
     eoq_delay: float = 0.5,
     max_steps: int = 40,
+    win_rate_shift: float = 0.0,
 ) -> tuple[CRMData, GroundTruth]:
     """Simulate a B2B sales organisation with known ground truth.
 
@@ -947,6 +997,11 @@ def generate(
         Probability that a win in the last 21 days of a fiscal quarter is delayed to its last 2.5 days.
     max_steps : int
         Step cap: a deal still open after this many stage changes is lost at its next change.
+    win_rate_shift : float
+        Relative change of the win probabilities from the second year of the horizon on, at least -1
+        (e.g. ``-1/3``: win rates fall by a third between years; ``0.5``: they rise by half). Wins are
+        thinned (see "Win-rate shift between years" in the module docstring); the default 0 gives the
+        same tables as without the argument.
 
     Returns
     -------
@@ -969,7 +1024,9 @@ def generate(
     >>> truth.win_probability.index[0]
     'Prospecting'
     """
-    process, params = _resolve(n_opportunities, seed, start, years, process, n_reps, lead_share, eoq_delay, max_steps)
+    process, params = _resolve(
+        n_opportunities, seed, start, years, process, n_reps, lead_share, eoq_delay, max_steps, win_rate_shift
+    )
     tables, truth = _simulate(process, params)
     data = validate(tables, process=process, sources=dict.fromkeys(tables, f"generate(seed={seed})"))
     return data, truth
@@ -985,6 +1042,7 @@ def _resolve(
     lead_share: float = 0.4,
     eoq_delay: float = 0.5,
     max_steps: int = 40,
+    win_rate_shift: float = 0.0,
 ) -> tuple[SalesProcess, dict[str, Any]]:
     """Check the arguments of `generate` and return the process and the resolved parameters."""
     process = SalesProcess.resolve(process)
@@ -996,6 +1054,8 @@ def _resolve(
         raise ValueError(f"eoq_delay must be in [0, 1], got {eoq_delay}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+    if not (math.isfinite(win_rate_shift) and win_rate_shift >= -1.0):
+        raise ValueError(f"win_rate_shift must be a finite relative change of at least -1, got {win_rate_shift}")
     n_reps = int(np.clip(n_opportunities // 125, 12, 400)) if n_reps is None else int(n_reps)
     if n_reps < 12:
         raise ValueError(f"n_reps must be at least 12 (one rep per team and segment), got {n_reps}")
@@ -1011,6 +1071,8 @@ def _resolve(
         "eoq_delay": float(eoq_delay),
         "max_steps": int(max_steps),
     }
+    if win_rate_shift:
+        params["win_rate_shift"] = float(win_rate_shift)
     return process, params
 
 
@@ -1019,6 +1081,7 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
     n_opportunities, seed, years = params["n_opportunities"], params["seed"], params["years"]
     n_reps, lead_share, eoq_delay = params["n_reps"], params["lead_share"], params["eoq_delay"]
     max_steps = params["max_steps"]
+    win_shift = params.get("win_rate_shift", 0.0)
     start_ts = pd.Timestamp(params["start"])
     end_ts = start_ts + pd.DateOffset(years=int(years))
     rng = np.random.default_rng(seed)
@@ -1037,6 +1100,8 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
     mu, sigma = _durations(k)
     init = _initial_stage(k)
     win_p = absorb[:, 0]
+    f_year1, f_later = _win_rate_factors(win_shift)
+    year_one = float((start_ts + pd.DateOffset(years=1) - start_ts) / pd.Timedelta(days=1))
     q_starts_ts = _quarter_starts(process, start_ts, end_ts)
     q_starts = np.array([(q - start_ts) / pd.Timedelta(days=1) for q in q_starts_ts])
 
@@ -1159,6 +1224,9 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
         u_eoq, shift = rng.random(m), rng.uniform(0.0, EOQ_LAST_DAYS, m)
         push_win = (ns == won) & (q_end - t_end < EOQ_WINDOW_DAYS) & (u_eoq < eoq_delay)
         t_end = np.where(push_win, np.maximum(t_end, q_end - shift), t_end)
+        if win_shift:  # the win-rate shift between years: a thinned win is a loss (no draw without a shift)
+            keep_p = np.where(t_end < year_one, f_year1, f_later)
+            ns = np.where((ns == won) & (rng.random(m) >= keep_p), lost, ns)
         # the planned close date passes during the visit: the rep pushes it (a row without stage change)
         u_neglect, offset = rng.random(m), rng.uniform(0.0, 5.0, m)
         p_time = c + 1.0 + offset
@@ -1377,6 +1445,13 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
         "quotas": quotas,
     }
     return tables, truth
+
+
+def _win_rate_factors(shift: float) -> tuple[float, float]:
+    """Win-keeping probabilities (year one, later) of a relative win-rate change `shift` between years."""
+    if shift < 0:
+        return 1.0, 1.0 + shift
+    return 1.0 / (1.0 + shift), 1.0
 
 
 def _rep_biases(rng: np.random.Generator, n_reps: int) -> np.ndarray:

@@ -36,7 +36,9 @@ numbers in the reports, colour, needs and implementation; adding a method is add
 ``monte_carlo``
     The distribution of ``stage_conversion``: each open deal won or not by a Bernoulli draw, a shared
     period-level shock on the probabilities, and new-deal bookings drawn from past periods
-    (`salesforecast.simulation.simulate_bookings`). Point forecast: the mean; quantiles P10/P50/P90.
+    (`salesforecast.simulation.simulate_bookings`), widened by how far earlier periods' outcomes fell from it at
+    the same time before their end (`IntervalCalibration`; ``interval_calibration(results)`` says how many periods
+    each interval rests on). Point forecast: the mean; quantiles P10/P50/P90.
 ``oracle`` (synthetic data only)
     As ``monte_carlo`` with the TRUE probabilities of the generator (`GroundTruth.win_within`) and no shock: what a
     perfect model of deal progress would forecast. Its error is the part no method can remove.
@@ -58,6 +60,7 @@ leaves it out until the change). Deals in an unknown stage weigh nothing in the 
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -780,7 +783,9 @@ class IntervalCalibration:
     calibrated P10-P90 needs a stretch above 1 in 20% of cases.
 
     `widening` pools the scores of each grouping (``total``, ``team``, ``owner``...) within `INTERVAL_WINDOW_DAYS`
-    of a time left; their 80th percentile is the widening the past asks for (a split-conformal quantile), shrunk
+    of a time left; their 80th percentile is the widening the past asks for (a split-conformal quantile; never a
+    narrowing: the model replayed on earlier periods was fitted on their outcomes, so their errors understate the
+    errors to come, and on the stable generator a narrowing lowers the coverage below 80%), shrunk
     toward the wide prior ``INTERVAL_PRIOR_WIDENING`` when fewer than ``INTERVAL_FEW_PERIODS`` (4) earlier periods
     stand behind it: ``k = (n * k_past + (4 - n) * k_prior) / 4`` for ``n < 4``. The simulated futures
     are then stretched about their mean by ``k`` (`salesforecast.simulation.widen_samples`).
@@ -820,7 +825,7 @@ class IntervalCalibration:
                 continue
             z = self.score[pick]
             n[i] = len(np.unique(self.period[pick]))
-            k_past = float(np.quantile(z, 0.8))
+            k_past = max(float(np.quantile(z, 0.8)), 1.0)  # a widening only: see the class docstring
             few = max(INTERVAL_FEW_PERIODS - int(n[i]), 0)
             k[i] = (min(int(n[i]), INTERVAL_FEW_PERIODS) * k_past + few * INTERVAL_PRIOR_WIDENING) / max(
                 INTERVAL_FEW_PERIODS, 1
@@ -1278,12 +1283,14 @@ _NOTE_COLUMNS = [
 def _interval_notes(out: Any, ctx: _Context) -> Any:
     """The backtest output with ``attrs["interval_calibration"]`` set, warning when the intervals rest on little.
 
-    ``attrs["interval_calibration"]`` holds the table of `interval_calibration` as a dict of column lists (pandas
-    compares and copies ``attrs`` with every operation: plain lists keep that cheap and safe).
+    ``attrs["interval_calibration"]`` holds the table of `interval_calibration` as a JSON text (pandas compares and
+    deep-copies ``attrs`` with every operation on the table: one string keeps that cheap and safe).
     """
     table = out[0] if isinstance(out, tuple) else out
     notes = pd.DataFrame(ctx.interval_notes, columns=_NOTE_COLUMNS)
-    table.attrs["interval_calibration"] = {c: notes[c].tolist() for c in _NOTE_COLUMNS}
+    columns = {c: notes[c].tolist() for c in _NOTE_COLUMNS}
+    columns["cutoff"] = [pd.Timestamp(t).isoformat() for t in columns["cutoff"]]
+    table.attrs["interval_calibration"] = json.dumps(columns)
     if len(notes):
         fewest = notes.groupby("period")["calibration_periods"].min()
         few = fewest[fewest < INTERVAL_FEW_PERIODS]
@@ -1340,7 +1347,7 @@ def interval_calibration(results: pd.DataFrame) -> pd.DataFrame:
     >>> interval_calibration(res)[["period", "group", "calibration_periods"]].to_numpy().tolist()
     [['FY2025Q2', 'total', 7]]
     """
-    raw = results.attrs.get("interval_calibration") or {}
+    raw = json.loads(results.attrs.get("interval_calibration") or "{}")
     notes = pd.DataFrame({c: raw.get(c, []) for c in _NOTE_COLUMNS})
     notes["cutoff"] = pd.to_datetime(notes["cutoff"]).astype("datetime64[us]")
     for c in ("period", "group"):
@@ -1506,7 +1513,8 @@ METHODS: dict[str, ForecastMethod] = {
             name="monte_carlo",
             label="Monte Carlo",
             definition="mean of simulated bookings: closed won to date + each open deal won by a Bernoulli draw with "
-            "the learned probability under a shared period shock + new-deal bookings of a past period",
+            "the learned probability under a shared period shock + new-deal bookings of a past period; its P10-P90 "
+            "widened by how far earlier periods' outcomes fell from it at the same time left",
             colour="#2f6690",
             forecast=_monte_carlo,
             needs=frozenset({"pipeline", "stage_conversion model", "period shock", "new deals", "simulation"}),

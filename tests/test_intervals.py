@@ -71,7 +71,10 @@ def test_widening_is_the_80th_percentile_of_nearby_scores_with_enough_periods():
     k, n, covered = cal.widening(17 * DAY_US)
     near = np.abs(left - 17) <= 7
     assert n[0] == 6
+    assert np.quantile(scores[near], 0.8) > 1.0
     assert k[0] == pytest.approx(np.quantile(scores[near], 0.8), abs=1e-4)  # rounded to 4 decimals
+    calm = _calibration(scores / 4, periods, left)  # past errors well inside: never a narrowing
+    assert calm.widening(17 * DAY_US)[0][0] == 1.0
     assert covered[0] == pytest.approx(np.mean(scores[near] <= 1.0))
 
 
@@ -149,3 +152,38 @@ def test_short_history_warns_that_the_interval_rests_on_few_periods():
     assert (first["widening"] > 1.0).all()  # two earlier periods: half the wide prior
     messages = [str(w.message) for w in caught if issubclass(w.category, IntervalWarning)]
     assert any("rests on fewer than 4 earlier periods (as few as 2)" in m for m in messages), messages
+
+
+# ------------------------------------------------------------------------------------------ coverage (slow)
+SEEDS = (201, 202, 203)  # seeds no other test uses
+
+
+def _coverage(kind: str) -> pd.Series:
+    """Pooled share of outcomes inside the Monte Carlo P10-P90 over every replayed cutoff, by grouping."""
+    rows = []
+    for seed in SEEDS:
+        shift = -1 / 3 if kind == "shifted" else 0.0
+        data, _ = generate(n_opportunities=2000, seed=seed, years=2 if kind == "short" else 3, win_rate_shift=shift)
+        kw = {}
+        if kind == "short":  # 15 months, replayed from the third quarter on
+            data, kw = known_at(data, pd.Timestamp("2024-04-01")), {"min_history_days": 180}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IntervalWarning)
+            res = backtest(data, methods=["monte_carlo"], groups=["total", "team"], n_sims=300, seed=seed, **kw)
+        rows.append(res.loc[res["actual"].notna()])
+    mc = pd.concat(rows)
+    inside = (mc["actual"] >= mc["p10"]) & (mc["actual"] <= mc["p90"])
+    return inside.groupby(mc["group"]).mean()
+
+
+@pytest.mark.slow
+def test_on_the_stable_generator_the_80_percent_interval_covers_70_to_90_percent():
+    coverage = _coverage("stable")
+    assert coverage.between(0.70, 0.90).all(), coverage
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["shifted", "short"])
+def test_when_win_rates_fall_by_a_third_or_data_are_short_it_still_covers_65_percent(kind):
+    coverage = _coverage(kind)
+    assert (coverage >= 0.65).all(), coverage

@@ -1554,7 +1554,7 @@ def backtest(
     new_deal_periods: int = 4,
     segment: str | None = "segment",
     calibrate_periods: int = 8,
-    calibrate_prior: float = 2.0,
+    calibrate_prior: float = 0.5,
     bias_weeks: float = 4,
     min_history_days: float = 365,
     seed: int = 0,
@@ -1600,7 +1600,9 @@ def backtest(
         (days before the period end): the model knows stages and durations, not the calendar, so a quarter-end
         push looks like stalling to it. 0 turns the calibration off.
     calibrate_prior : float
-        Shrinkage of the calibration factors toward 1, in periods' worth of expected bookings.
+        Shrinkage of the calibration factors toward 1, in periods' worth of expected bookings. The quarter-end
+        factors are large (2-4 in the last days on the generator): a strong shrinkage biases the late forecasts
+        low (2.0 gave 1.14x the oracle's WAPE in the last four weeks, 0.5 gives 1.12x; 3 seeds x 20,000 deals).
     bias_weeks : float
         Late window of `submission_bias` for ``bias_corrected_commit``.
     min_history_days : float

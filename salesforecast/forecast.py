@@ -263,6 +263,7 @@ class _Context:
         self._periods: tuple[list[tuple[str, pd.Timestamp, pd.Timestamp]], pd.Timestamp] | None = None
         self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
         self.interval_notes: list[dict[str, Any]] = []  # the Monte Carlo's interval calibration at each cutoff
+        self.pair_moments: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # `_pair_moments`, by pair
 
     def add_snapshots(self, dates: Iterable[Any]) -> None:
         """Rebuild the open pipeline at `dates` (once: `snap` then reads it at any of them)."""
@@ -852,6 +853,25 @@ def _needed_widening(actual: np.ndarray, expected: np.ndarray, sd: np.ndarray, f
     return np.where(actual >= expected, up, down)
 
 
+def _pair_moments(
+    ctx: _Context, t: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, n_new: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group at a replayed cutoff `t` of ``[start, end)``: won to date, mean and variance of the new deals.
+
+    None of it depends on the refit date, and later refits replay the same earlier cutoffs: kept on the context.
+    """
+    key = (pd.Timestamp(t), pd.Timestamp(end), int(n_new))
+    if key not in ctx.pair_moments:
+        nd = ctx.new_deals(t, end, n_new)
+        zeros = np.zeros(ctx.groups.size)
+        ctx.pair_moments[key] = (
+            ctx.won_known(t, start, end),
+            nd.mean(axis=0) if len(nd) else zeros,
+            nd.var(axis=0) if len(nd) else zeros,
+        )
+    return ctx.pair_moments[key]
+
+
 def _interval_calibration(
     ctx: _Context, replay: _Replay, prior: float, refit_at: pd.Timestamp, shock_sd: float, n_new: int
 ) -> IntervalCalibration:
@@ -883,11 +903,9 @@ def _interval_calibration(
         if label not in outcome:
             outcome[label] = ctx.won_known(refit_at, ps, pe)
         actual[j] = outcome[label]
-        floor[j] = ctx.won_known(t, ps, pe)
-        nd = ctx.new_deals(t, pe, n_new)
-        if len(nd):
-            expected[j] += nd.mean(axis=0)
-            var[j] += nd.var(axis=0)
+        floor[j], nd_mean, nd_var = _pair_moments(ctx, t, ps, pe, n_new)
+        expected[j] += nd_mean
+        var[j] += nd_var
     expected += floor
     sd = np.sqrt(np.maximum(var, 0.0))
     ok = sd > 1e-9 * np.maximum(np.abs(expected), 1.0)

@@ -14,6 +14,11 @@ window (one past period per simulated future, the same for every group, so the t
 
 `simulate_bookings` draws the futures and sums them per group; every grouping (total, team, owner) is summed from
 the same draws, so a team's samples are the sums of its owners' samples.
+
+The model behind the probabilities is never perfect, and the data may shift (win rates that fall between years, a
+short history): the backtest calibrates the interval on its own earlier periods (`salesforecast.forecast`,
+``IntervalCalibration``) and stretches the simulated futures about their mean by the widening it finds
+(`widen_samples`). Limits of an interval reach the reader as an `IntervalWarning`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate_bookings"]
+__all__ = ["IntervalWarning", "simulate_bookings", "widen_samples"]
+
+
+class IntervalWarning(UserWarning):
+    """A forecast interval rests on little (few earlier periods) or held past outcomes too rarely or too often."""
 
 
 def simulate_bookings(
@@ -131,4 +140,43 @@ def _simulate_pipeline(
     out = np.zeros((n_groups, n_sims))
     for row in cells:  # a loop over groupings: each cell adds to one group of each
         np.add.at(out, row, sums)
+    return out
+
+
+def widen_samples(samples: Any, widening: Any, floor: Any | None = None) -> np.ndarray:
+    """Stretch simulated futures about their mean: ``max(floor, mean + k * (x - mean))`` per group.
+
+    The transformation is monotone, so every quantile moves the same way: the P10-P90 of the result is the
+    P10-P90 of `samples` stretched by ``k`` about the mean (``k > 1`` widens, ``k < 1`` narrows), and cut at
+    `floor` (bookings never fall below what is already won). The mean is kept unless the floor cuts.
+
+    Parameters
+    ----------
+    samples : array-like of shape (n_groups, n_sims)
+        Simulated bookings (`simulate_bookings`).
+    widening : float or array-like of shape (n_groups,)
+        ``k`` per group (at least 0).
+    floor : float or array-like of shape (n_groups,), optional
+        The least value of each group (e.g. its closed won to date).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as `samples`.
+
+    Examples
+    --------
+    >>> widen_samples([[90.0, 100.0, 110.0]], 2.0).tolist()
+    [[80.0, 100.0, 120.0]]
+    >>> widen_samples([[90.0, 100.0, 110.0]], 2.0, floor=[85.0]).tolist()
+    [[85.0, 100.0, 120.0]]
+    """
+    x = np.atleast_2d(np.asarray(samples, dtype="float64"))
+    k = np.broadcast_to(np.asarray(widening, dtype="float64"), (x.shape[0],))
+    if not np.all(np.isfinite(k)) or np.any(k < 0):
+        raise ValueError(f"widening must be finite numbers >= 0, got {widening!r}")
+    mean = x.mean(axis=1, keepdims=True)
+    out = mean + k[:, None] * (x - mean)
+    if floor is not None:
+        out = np.maximum(out, np.broadcast_to(np.asarray(floor, dtype="float64"), (x.shape[0],))[:, None])
     return out

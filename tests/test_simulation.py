@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from salesforecast.simulation import simulate_bookings
+from salesforecast.simulation import simulate_bookings, widen_samples
 
 
 def test_certain_deals_are_exact():
@@ -67,3 +67,25 @@ def test_deals_that_cannot_win_draw_no_random_numbers():
     base = simulate_bookings([5.0, 6.0, 7.0], [0.5, 0.3, 0.9], [0, 0, 0], 1, rng=3)
     more = simulate_bookings([5.0, 99.0, 6.0, 7.0], [0.5, 0.0, 0.3, 0.9], [0, 0, 0, 0], 1, rng=3)
     np.testing.assert_array_equal(base, more)
+
+
+def test_widen_samples_stretches_every_quantile_about_the_mean():
+    rng = np.random.default_rng(5)
+    s = rng.normal(1000.0, 100.0, (2, 5000))
+    out = widen_samples(s, [1.5, 0.5])
+    for g, k in enumerate((1.5, 0.5)):
+        mean = s[g].mean()
+        assert out[g].mean() == pytest.approx(mean, rel=1e-12)
+        q, q_out = np.quantile(s[g], [0.1, 0.9]), np.quantile(out[g], [0.1, 0.9])
+        np.testing.assert_allclose(q_out - mean, k * (q - mean), rtol=1e-9)
+
+
+def test_widen_samples_never_goes_below_the_floor_and_checks_its_input():
+    s = np.array([[100.0, 110.0, 150.0, 240.0]])
+    out = widen_samples(s, 3.0, floor=[100.0])
+    assert out.min() == 100.0 and out[0, -1] == pytest.approx(150.0 + 3.0 * 90.0)
+    assert np.array_equal(widen_samples(s, 1.0, floor=[100.0]), s)
+    with pytest.raises(ValueError, match="widening"):
+        widen_samples(s, -1.0)
+    with pytest.raises(ValueError, match="widening"):
+        widen_samples(s, np.nan)

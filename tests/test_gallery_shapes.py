@@ -85,7 +85,7 @@ def test_the_shapes_hold_what_they_say(shapes):
     for table in ("forecast_submissions", "quotas"):
         assert monthly.__getattribute__(table)["period"].str.fullmatch(r"\d{4}-\d{2}").all(), table
     assert monthly.quotas["amount"].sum() == pytest.approx(base.quotas["amount"].sum(), rel=1e-3)
-    assert SHAPES["monthly_periods"].parameters == {"period": "2024-11"}
+    assert SHAPES["monthly_periods"].parameters == {"period": "2024-11", "frequency": "month"}
 
 
 def test_the_funnel_has_eleven_months_of_ramping_leads(shapes):

@@ -1,8 +1,6 @@
-"""The pipeline review on a short CRM shaped like a current-state export: about fifteen months of deals whose
-open deals carry no expected close date, reviewed for the quarter after the report date. It rendered a silent
-zero open pipeline (the undated deals fell out of the coverage) and crashed on the waterfall of a period that
-had not begun; now it renders, the read-this-first box says how much pipeline has no close date, and the
-waterfall section says why it is empty."""
+"""The pipeline review on short CRMs shaped like real exports (about fifteen months of deals): open deals
+without an expected close date, reviewed for the quarter after the report date; and an export of won deals only.
+Each rendered a silent misleading number or crashed; now each renders and says what limits it."""
 
 from dataclasses import replace
 
@@ -48,3 +46,27 @@ def test_pipeline_review_of_next_quarter_on_short_data_without_close_dates(tmp_p
         f"No movement yet.</strong> FY{as_of.year}Q2 starts on {as_of.year}-04-01, after the report date "
         f"({as_of:%Y-%m-%d})" in text
     )
+
+
+def test_pipeline_review_on_an_export_of_won_deals_only(tmp_path):
+    """Only won deals (an export filtered to bookings): the outcome section said deals that skipped a stage "won
+    0.0 points less often" with an interval, and the risk list was an empty table; now the box says win rates
+    cannot compare, the verdicts say only cycle times do, and a sentence says no deal is open."""
+    full, _ = generate(n_opportunities=800, seed=5, years=2)
+    data = known_at(full, pd.Timestamp("2023-01-01") + pd.DateOffset(months=15))
+    won = data.opportunities.loc[data.opportunities["is_won"]].reset_index(drop=True)
+    hist = data.stage_history.loc[data.stage_history["opportunity_id"].isin(won["opportunity_id"])]
+    data = replace(data, opportunities=won, stage_history=hist.reset_index(drop=True))
+    folder = data.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    box = text[text.index('id="read-this-first"') :]
+    assert f"Every one of the {len(won):,} closed deals was won (no lost deal)" in box
+    assert "Every closed deal was won, so win rates cannot tell whether deals that stalled in a stage do better" in text
+    assert "points less often" not in text and "points more often" not in text
+    assert f"No deal is open at {data.as_of:%Y-%m-%d}, so none is at risk." in text

@@ -49,6 +49,7 @@ the exposure bias, but remains observational.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS
 
 __all__ = [
+    "OneOutcomeWarning",
     "DEVIATIONS",
     "PATH_SEPARATOR",
     "Deviation",
@@ -74,6 +76,12 @@ __all__ = [
 
 #: Separator of the stage names in the ``path`` column of `deal_adherence`.
 PATH_SEPARATOR = " > "
+
+
+class OneOutcomeWarning(UserWarning):
+    """Every closed deal had the same outcome (all won, or all lost): win rates cannot be compared."""
+
+    label = "One outcome only"
 
 
 @dataclass(frozen=True)
@@ -744,6 +752,12 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
         ``verdict``
             One plain-English line on the headline difference.
 
+    Warns
+    -----
+    OneOutcomeWarning
+        When every closed deal was won (or every one lost): the win-rate differences and their intervals are
+        then NaN and each verdict says that only the cycle times compare.
+
     Notes
     -----
     Only closed deals (``outcome`` won or lost) enter: an open deal has no outcome yet, and counting it as
@@ -850,6 +864,26 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
             }
         )
     out = pd.DataFrame(rows).set_index("deviation")
+    n_closed, n_won = len(won), int(won.sum())
+    if n_closed and n_won in (0, n_closed):  # all won or all lost: no win rate can differ, whatever the deviation
+        outcome = "won" if n_won else "lost"
+        void = [f"{p}{x}" for p in ("raw_diff", "win_rate_diff") for x in ("", "_low", "_high")]
+        out[void] = np.nan
+        out["verdict"] = [
+            f"Every closed deal was {outcome}, so win rates cannot tell whether deals that {label} do better; "
+            "only the cycle times compare."
+            if n_with
+            else verdict
+            for label, n_with, verdict in zip(out["label"], out["n_with"], out["verdict"], strict=True)
+        ]
+        warnings.warn(
+            f"Every one of the {n_closed:,} closed deals was {outcome} (no {'lost' if n_won else 'won'} deal), so "
+            "the win rates cannot show whether following the process map pays: the win-rate differences are "
+            "left out and only cycle times compare. An export that keeps only "
+            f"{outcome} deals cannot say what {'loses' if n_won else 'wins'} deals.",
+            OneOutcomeWarning,
+            stacklevel=2,
+        )
     for c in ("label", "definition", "verdict"):
         out[c] = out[c].astype("str")
     out.attrs["ci"] = ci

@@ -35,16 +35,21 @@ class CRMComparison:
         `salesforecast.metrics.calibration_table` of each method, stacked with a ``method`` column.
     predictions : pandas.DataFrame
         One row per scored deal: ``opportunity_id, stage, days_in_stage, won, crm_default, learned``.
-    model : StageConversionModel
-        The model fitted on what was known at the cutoff.
+    model : StageConversionModel or None
+        The model fitted on what was known at the cutoff; None when nothing could be scored (see `reason`).
     cutoff : pandas.Timestamp
+    reason : str
+        Empty when the deals were scored. Otherwise a sentence saying why nothing could be scored at `cutoff`
+        and which check dates would have deals to learn from and to score; the three tables are then empty,
+        with their columns and dtypes.
     """
 
     scores: pd.DataFrame
     calibration: pd.DataFrame
     predictions: pd.DataFrame
-    model: StageConversionModel
+    model: StageConversionModel | None
     cutoff: pd.Timestamp
+    reason: str = ""
 
 
 def compare_with_crm(
@@ -77,7 +82,11 @@ def compare_with_crm(
     -------
     CRMComparison
         ``scores`` (Brier score and Murphy decomposition per method), ``calibration`` (reliability-diagram
-        tables), ``predictions`` and the fitted ``model``.
+        tables), ``predictions`` and the fitted ``model``. When nothing can be scored at `cutoff` (no deal has
+        closed, none was open at `cutoff`, none had closed by it to learn from, or none of those open then has
+        closed since: short data, or a cutoff outside it), the tables are empty with their usual columns,
+        ``model`` is None and ``reason`` says why and which cutoffs would do; nothing is raised, so a report
+        keeps what it already computed.
 
     Examples
     --------
@@ -87,15 +96,40 @@ def compare_with_crm(
     ['crm_default', 'learned']
     >>> bool(result.scores.loc["learned", "brier"] < result.scores.loc["crm_default", "brier"])
     True
+    >>> early = compare_with_crm(load_sample(), "2022-06-30")
+    >>> early.scores.empty, early.reason.split(";")[0]
+    (True, 'No deal was open on 2022-06-30, so there is nothing to score')
     """
     cutoff = pd.Timestamp(cutoff)
+    opps = data.opportunities
+    closes = opps.loc[opps["is_closed"].astype(bool), "close_date"].dropna()
+    if closes.empty:
+        return _nothing_to_score(
+            cutoff,
+            "No deal has closed in the data, so no outcome can score the probabilities; the comparison "
+            "needs closed deals (won or lost).",
+        )
+    window = _check_window(closes)
     snap = pipeline_snapshots(data, cutoff)
     snap = snap.loc[snap["stage"].notna()].reset_index(drop=True)
-    outcome = data.opportunities.set_index("opportunity_id")[["is_closed", "is_won"]].reindex(snap["opportunity_id"])
+    if snap.empty:
+        return _nothing_to_score(cutoff, f"No deal was open on {_when(cutoff)}, so there is nothing to score; {window}")
+    if not (closes <= cutoff).any():
+        return _nothing_to_score(
+            cutoff,
+            f"No deal had closed by {_when(cutoff)}, so nothing was learned then to set against the CRM's "
+            f"probabilities; {window}",
+        )
+    outcome = opps.set_index("opportunity_id")[["is_closed", "is_won"]].reindex(snap["opportunity_id"])
     closed = outcome["is_closed"].fillna(False).to_numpy(dtype=bool)
+    n_open = len(snap)
     snap = snap.loc[closed].reset_index(drop=True)
     if snap.empty:
-        raise ValueError(f"no deal open at {cutoff} has closed since; pick an earlier cutoff")
+        return _nothing_to_score(
+            cutoff,
+            f"None of the {n_open} deal{'s' if n_open != 1 else ''} open on {_when(cutoff)} has closed since (the "
+            f"data end on {_when(data.as_of)}), so no outcome scores the probabilities; {window}",
+        )
     y = outcome["is_won"].to_numpy(dtype=bool)[closed]
     est = StageConversionModel(n_bootstrap=0) if model is None else clone(model)
     est.fit(data, as_of=cutoff)
@@ -135,4 +169,58 @@ def compare_with_crm(
         predictions=predictions,
         model=est,
         cutoff=cutoff,
+    )
+
+
+_SCORE_COLUMNS = ("n", "brier", "reliability", "resolution", "uncertainty", "mean_predicted", "observed_rate")
+_CALIBRATION_COLUMNS = (
+    "method",
+    "bin",
+    "lower",
+    "upper",
+    "mean_predicted",
+    "observed_rate",
+    "count",
+    "ci_lower",
+    "ci_upper",
+)
+_PREDICTION_COLUMNS = ("opportunity_id", "stage", "days_in_stage", "won", "crm_default", "learned")
+
+
+def _when(t: Any) -> str:
+    """A time as a reader writes it: the day alone at midnight, else day and minute."""
+    t = pd.Timestamp(t)
+    return f"{t:%Y-%m-%d}" if t == t.normalize() else f"{t:%Y-%m-%d %H:%M}"
+
+
+def _check_window(closes: pd.Series) -> str:
+    """Which check dates have deals to learn from (closed before) and to score (open then, closed after)."""
+    first, last = closes.min(), closes.max()
+    if first.normalize() >= last.normalize():
+        return (
+            f"every deal in the data closed on {_when(first.normalize())}, and a check needs deals closed before "
+            "its date to learn from and deals closed after it to score."
+        )
+    return (
+        f"a check date after the data's first close ({_when(first.normalize())}) and before its last close "
+        f"({_when(last.normalize())}) has deals closed before it to learn from and deals open then that closed "
+        "after it to score."
+    )
+
+
+def _nothing_to_score(cutoff: pd.Timestamp, reason: str) -> CRMComparison:
+    """The comparison of `compare_with_crm` when nothing can be scored: empty tables of the usual shape."""
+    scores = pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "n" else np.float64) for c in _SCORE_COLUMNS})
+    scores.index = pd.Index([], dtype="str", name="method")
+    ints = ("bin", "count")
+    calibration = pd.DataFrame(
+        {
+            c: pd.Series(dtype="str" if c == "method" else np.int64 if c in ints else np.float64)
+            for c in _CALIBRATION_COLUMNS
+        }
+    )
+    kinds = {"opportunity_id": "str", "stage": "str", "won": bool}
+    predictions = pd.DataFrame({c: pd.Series(dtype=kinds.get(c, np.float64)) for c in _PREDICTION_COLUMNS})
+    return CRMComparison(
+        scores=scores, calibration=calibration, predictions=predictions, model=None, cutoff=cutoff, reason=reason
     )

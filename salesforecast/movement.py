@@ -35,6 +35,7 @@ Amounts reconcile exactly up to floating-point rounding (exactly for whole-numbe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,14 @@ from salesforecast._utils import NAT, to_us
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals
 
-__all__ = ["STEPS", "pipeline_coverage", "pipeline_waterfall", "waterfall_deals"]
+__all__ = ["STEPS", "UndatedPipelineWarning", "pipeline_coverage", "pipeline_waterfall", "waterfall_deals"]
+
+
+class UndatedPipelineWarning(UserWarning):
+    """Open deals without an expected close date: no in-period pipeline (coverage) can count them."""
+
+    label = "Open deals without a close date"
+
 
 #: Waterfall steps in display order with their direction: ``start``/``end`` are levels, ``in`` adds, ``out``
 #: subtracts.
@@ -362,11 +370,19 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
         ``closed_won`` and ``won_deals`` (deals won by `as_of` with a close date in the period),
         ``open_pipeline`` and ``open_deals`` (open at `as_of` with a close date in the period, unweighted),
         ``weighted_pipeline`` (each deal's amount times its stage's default probability in the process map;
-        0 for an unknown stage), ``remaining_quota`` (``quota - closed_won``), ``attainment``
+        0 for an unknown stage), ``undated_pipeline`` and ``undated_deals`` (open at `as_of` without a close
+        date: no period can claim them, so they are in neither the open pipeline nor the coverage),
+        ``remaining_quota`` (``quota - closed_won``), ``attainment``
         (``closed_won / quota``), ``coverage`` (``open_pipeline / remaining_quota``), ``weighted_coverage``
         (``weighted_pipeline / remaining_quota``) and ``note``. Coverage is undefined (NaN) when the quota is
         already met (``quota <= closed_won``); attainment and coverage are NaN without a quota; ``note``
         says so. The formulas are in ``attrs["formula"]``.
+
+    Warns
+    -----
+    UndatedPipelineWarning
+        When deals open at `as_of` have no close date (open deals may lack one): how many, their amount, and
+        that the open pipeline and coverage leave them out.
 
     Examples
     --------
@@ -390,6 +406,7 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     cd = state["close_date"]
     in_p = ((cd >= lo) & (cd < hi)).fillna(False).to_numpy(dtype=bool)
     is_open = state["is_open"].to_numpy(dtype=bool)
+    undated = is_open & cd.isna().to_numpy(dtype=bool)
     won = state["stage"].isin(process.won_stages).to_numpy()
     amount = state["amount"].fillna(0.0).to_numpy(dtype="float64")
     prob = state["stage"].map(process.probability).astype("float64").fillna(0.0).to_numpy()
@@ -421,9 +438,11 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
             "open_pipeline": np.where(is_open & in_p, amount, 0.0),
             "open_deals": (is_open & in_p).astype(np.int64),
             "weighted_pipeline": np.where(is_open & in_p, amount * prob, 0.0),
+            "undated_pipeline": np.where(undated, amount, 0.0),
+            "undated_deals": undated.astype(np.int64),
         }
     )
-    frame = frame.loc[(frame["won_deals"] > 0) | (frame["open_deals"] > 0)]
+    frame = frame.loc[(frame["won_deals"] > 0) | (frame["open_deals"] > 0) | (frame["undated_deals"] > 0)]
     deal_part = frame.groupby("key", sort=True).sum()
     quota = pd.Series(quotas["amount"].to_numpy(dtype="float64"), index=q_key.to_numpy()).groupby(level=0).sum()
     index = pd.Index(sorted(set(deal_part.index) | set(quota.index)), name=name, dtype="str")
@@ -431,7 +450,7 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
         index = pd.Index([period], name=name, dtype="str")
     out = deal_part.reindex(index, fill_value=0)
     out.insert(0, "quota", quota.reindex(index, fill_value=0.0).to_numpy(dtype="float64"))
-    for c in ("won_deals", "open_deals"):
+    for c in ("won_deals", "open_deals", "undated_deals"):
         out[c] = out[c].astype(np.int64)
     out["remaining_quota"] = out["quota"] - out["closed_won"]
     has_quota = out["quota"] > 0
@@ -452,8 +471,19 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
             ),
             "definitions": (
                 f"closed_won: deals won by {as_of_ts:%Y-%m-%d %H:%M} with a close date in {period}; "
-                f"open_pipeline: deals open at {as_of_ts:%Y-%m-%d %H:%M} with a close date in {period}"
+                f"open_pipeline: deals open at {as_of_ts:%Y-%m-%d %H:%M} with a close date in {period}; "
+                f"undated_pipeline: deals open at {as_of_ts:%Y-%m-%d %H:%M} without a close date"
             ),
         }
     )
+    n_undated = int(undated.sum())
+    if n_undated:
+        n_open = int(is_open.sum())
+        warnings.warn(
+            f"{n_undated} of the {n_open} deals open at {as_of_ts:%Y-%m-%d} (amount {amount[undated].sum():,.0f}) "
+            f"have no expected close date, so nothing says in which period they will close: the open pipeline "
+            f"and coverage of {period} leave them out (the coverage table counts them as undated pipeline).",
+            UndatedPipelineWarning,
+            stacklevel=2,
+        )
     return out

@@ -1,3 +1,4 @@
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +10,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from salesforecast.adherence import (
     DEVIATIONS,
+    OneOutcomeWarning,
     _bootstrap_medians,
     adherence_by,
     deal_adherence,
@@ -467,3 +469,35 @@ def test_equals_naive_reference_on_a_larger_random_crm():
         pd.testing.assert_frame_equal(
             got[cols].reset_index(drop=True), want[cols].astype(got[cols].dtypes.to_dict()), check_exact=False
         )
+
+
+def test_deviation_outcomes_when_every_closed_deal_was_won():
+    """An export of won deals only: every win rate is 100%, so a "0.0 points less often" verdict with an
+    interval misled; now the win-rate differences are NaN, each verdict says only cycle times compare, and a
+    warning says why."""
+    rows = [("won", P, 1, 40.0 + i % 7) for i in range(30)] + [("won", P, 0, 20.0 + i % 5) for i in range(60)]
+    deals = _deals_frame(rows + [("open", P, 1, np.nan)] * 5)
+    with pytest.warns(OneOutcomeWarning) as caught:
+        out = deviation_outcomes(deals)
+    (message,) = {str(w.message) for w in caught}
+    assert message.startswith("Every one of the 90 closed deals was won (no lost deal), so the win rates cannot show")
+    row = out.loc["stalled"]
+    for c in ("raw_diff", "raw_diff_low", "raw_diff_high", "win_rate_diff", "win_rate_diff_low", "win_rate_diff_high"):
+        assert np.isnan(row[c]), c
+    assert row["verdict"] == (
+        "Every closed deal was won, so win rates cannot tell whether deals that stalled in a stage do better; "
+        "only the cycle times compare."
+    )
+    assert row["win_rate_with"] == 1.0 and row["n_with"] == 30  # the facts stay
+    assert row["median_cycle_diff"] == np.median([40.0 + i % 7 for i in range(30)]) - np.median(
+        [20.0 + i % 5 for i in range(60)]
+    )
+    assert out.loc["skipped_stage", "verdict"] == "No closed deal skipped a stage; nothing to compare."
+    # all lost says so too; one deal of the other outcome is a comparison again, without the warning
+    lost = _deals_frame([("lost", P, 1, 10.0)] * 4 + [("lost", P, 0, 12.0)] * 4)
+    with pytest.warns(OneOutcomeWarning, match=r"Every one of the 8 closed deals was lost \(no won deal\)"):
+        assert deviation_outcomes(lost)["win_rate_diff"].isna().all()
+    mixed = _deals_frame(rows + [("lost", P, 0, 22.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OneOutcomeWarning)
+        assert deviation_outcomes(mixed).loc["stalled", "win_rate_diff"] > 0

@@ -1,3 +1,4 @@
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -494,3 +495,44 @@ def test_won_includes_deals_closed_on_the_periods_first_day():
     rows = waterfall_deals(data, "2024-07-01", "2024-10-01", period="FY2024Q3")
     midnight = set(rows.loc[rows["opportunity_id"] == "MIDNIGHT", "step"])
     assert midnight == {"opening pipeline", "amount increased", "won"}
+
+
+def test_coverage_counts_open_deals_without_a_close_date_apart_and_warns():
+    """Open deals may lack a close date (real exports often keep none until a deal closes): the in-period
+    pipeline cannot count them, and the coverage silently showed no open pipeline at all; now the table counts
+    them as undated pipeline and a warning says how many, how much, and that coverage leaves them out."""
+    from salesforecast.movement import UndatedPipelineWarning
+
+    deals = {
+        "DATED": ("2024-06-01", [("2024-06-01", "Prospecting", 100.0, "2024-08-15")]),
+        "UNDATED1": ("2024-06-02", [("2024-06-02", "Prospecting", 40.0, None)]),
+        "UNDATED2": ("2024-06-03", [("2024-06-03", "Qualification", 20.0, None)]),
+        "WON": (
+            "2024-06-04",
+            [("2024-06-04", "Prospecting", 30.0, None), ("2024-07-10", "Closed Won", 30.0, "2024-07-10")],
+        ),
+    }
+    tables = deal_tables(deals)
+    tables["quotas"] = pd.DataFrame(
+        {"owner": ["ann", "bo"], "period": ["FY2024Q3", "FY2024Q3"], "amount": [500.0, 500.0]}
+    )
+    data = _crm(tables)
+    with pytest.warns(UndatedPipelineWarning) as caught:
+        cov = pipeline_coverage(data, "FY2024Q3", as_of="2024-08-01")
+    (message,) = {str(w.message) for w in caught}
+    assert message.startswith("2 of the 3 deals open at 2024-08-01 (amount 60) have no expected close date")
+    assert "the open pipeline and coverage of FY2024Q3 leave them out" in message
+    row = cov.loc["FY2024Q3"]
+    assert row["open_pipeline"] == 100.0 and row["open_deals"] == 1  # only the dated deal is in-period
+    assert row["undated_pipeline"] == 60.0 and row["undated_deals"] == 2
+    assert row["closed_won"] == 30.0 and row["coverage"] == pytest.approx(100.0 / (1000.0 - 30.0))
+    with pytest.warns(UndatedPipelineWarning):
+        by_owner = pipeline_coverage(data, "FY2024Q3", as_of="2024-08-01", by="owner")
+    # deal_tables alternates owners: DATED and UNDATED2 are ann's, UNDATED1 and WON bo's
+    assert by_owner["undated_pipeline"].to_dict() == {"ann": 20.0, "bo": 40.0}
+    assert by_owner["undated_deals"].dtype == np.int64
+    # a dated pipeline raises no warning, and counts no undated deal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndatedPipelineWarning)
+        dated = pipeline_coverage(data, "FY2024Q3", as_of="2024-06-01 12:00")
+    assert dated["undated_deals"].tolist() == [0] and dated["open_deals"].tolist() == [1]

@@ -1,0 +1,72 @@
+"""The pipeline review on short CRMs shaped like real exports (about fifteen months of deals): open deals
+without an expected close date, reviewed for the quarter after the report date; and an export of won deals only.
+Each rendered a silent misleading number or crashed; now each renders and says what limits it."""
+
+from dataclasses import replace
+
+import pandas as pd
+
+from salesforecast.datasets import generate
+from salesforecast.reports import DEFAULT_CONFIG, run_reports
+from salesforecast.snapshots import known_at
+
+
+def test_pipeline_review_of_next_quarter_on_short_data_without_close_dates(tmp_path):
+    full, _ = generate(n_opportunities=800, seed=5, years=2)
+    data = known_at(full, pd.Timestamp("2023-01-01") + pd.DateOffset(months=15))  # fifteen months
+    opps = data.opportunities
+    open_ids = opps.loc[~opps["is_closed"], "opportunity_id"]
+    opps["close_date"] = opps["close_date"].where(opps["is_closed"])
+    hist = data.stage_history
+    hist["close_date"] = hist["close_date"].where(~hist["opportunity_id"].isin(open_ids))
+    data = replace(data, opportunities=opps, stage_history=hist)
+    as_of = data.as_of
+    n_open, amount = len(open_ids), opps.loc[~opps["is_closed"], "amount"].sum()
+    assert as_of.quarter == 1 and n_open > 10
+    folder = data.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG,
+        tmp_path / "out",
+        only=["05_pipeline_review"],
+        params={"source": str(folder), "period": f"FY{as_of.year}Q2"},
+        jobs=1,
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    for heading in ("Attainment and coverage", "How the pipeline moved", "Deals at risk", "Does following the map"):
+        assert heading in text, heading
+    box = text[text.index('id="read-this-first"') :]
+    assert (
+        f"{n_open} of the {n_open} deals open at {as_of:%Y-%m-%d} (amount {amount:,.0f}) have no expected close date"
+        in box
+    )
+    assert (
+        f"No movement yet.</strong> FY{as_of.year}Q2 starts on {as_of.year}-04-01, after the report date "
+        f"({as_of:%Y-%m-%d})" in text
+    )
+
+
+def test_pipeline_review_on_an_export_of_won_deals_only(tmp_path):
+    """Only won deals (an export filtered to bookings): the outcome section said deals that skipped a stage "won
+    0.0 points less often" with an interval, and the risk list was an empty table; now the box says win rates
+    cannot compare, the verdicts say only cycle times do, and a sentence says no deal is open."""
+    full, _ = generate(n_opportunities=800, seed=5, years=2)
+    data = known_at(full, pd.Timestamp("2023-01-01") + pd.DateOffset(months=15))
+    won = data.opportunities.loc[data.opportunities["is_won"]].reset_index(drop=True)
+    hist = data.stage_history.loc[data.stage_history["opportunity_id"].isin(won["opportunity_id"])]
+    data = replace(data, opportunities=won, stage_history=hist.reset_index(drop=True))
+    folder = data.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    box = text[text.index('id="read-this-first"') :]
+    assert f"Every one of the {len(won):,} closed deals was won (no lost deal)" in box
+    assert "Every closed deal was won, so win rates cannot tell whether deals that stalled in a stage do better" in text
+    assert "points less often" not in text and "points more often" not in text
+    assert f"No deal is open at {data.as_of:%Y-%m-%d}, so none is at risk." in text

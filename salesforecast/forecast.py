@@ -95,6 +95,7 @@ from salesforecast.models.lead_scoring import LeakageWarning
 from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
+from salesforecast.session import ReportNeeds
 from salesforecast.simulation import IntervalWarning, simulate_bookings, widen_samples
 from salesforecast.snapshots import pipeline_snapshots, to_dates
 
@@ -584,10 +585,23 @@ def _plan(ctx: _Context, cutoffs: Any, periods: Sequence[str] | int | None, min_
             rows.append((label, s, e, t))
     plan = pd.DataFrame(rows, columns=["period", "start", "end", "cutoff"])
     if len(plan) == 0:
-        raise ValueError(
-            f"backtest: no cutoff to replay (periods {labels or 'none'}; data from {ctx.first_day:%Y-%m-%d} to "
-            f"{ctx.end:%Y-%m-%d}; the default periods start {min_history_days:g} days after the first deal: lower "
-            "min_history_days to replay earlier periods)"
+        span = f"the data run from {ctx.first_day:%Y-%m-%d} to {ctx.end:%Y-%m-%d}"
+        if periods is None or isinstance(periods, numbers.Integral):
+            problem = (
+                f"backtest: no closed {freq} to replay: {span}, and a {freq} is replayed only when it has ended and "
+                f"starts at least {min_history_days:g} days after the first deal (min_history_days; by default a "
+                f"year, or about {_MIN_HISTORY_PERIODS} {freq}s on short data)"
+            )
+        else:
+            problem = f"backtest: no cutoff to replay in {', '.join(labels) or 'no period'}: {span}"
+        raise ReportNeeds(
+            problem,
+            needs=[f"at least one closed {freq} with about {_MIN_HISTORY_PERIODS} {freq}s of data before it"],
+            lacking=[problem],
+            fixes=[
+                f"Export more history (the report replays {freq}s that ended before the report date), lower "
+                "min_history_days, or replay months instead of quarters (frequency: month)."
+            ],
         )
     for c in ("start", "end", "cutoff"):
         plan[c] = pd.to_datetime(plan[c]).astype("datetime64[us]")

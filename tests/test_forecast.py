@@ -22,6 +22,7 @@ from salesforecast.forecast import (
 from salesforecast.metrics import wape
 from salesforecast.models.opportunity_scoring import opportunity_features
 from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.session import ReportNeeds
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 PERIOD = "FY2025Q2"
@@ -269,8 +270,9 @@ def test_errors_name_the_problem(data):
         backtest(data, methods=["oracle"])
     with pytest.raises(ValueError, match="cutoffs"):
         backtest(data, cutoffs="daily")
-    with pytest.raises(ValueError, match="no cutoff"):
+    with pytest.raises(ReportNeeds, match="no closed quarter to replay") as needs:  # a needs page in 04
         backtest(data, min_history_days=5000)
+    assert "min_history_days" in needs.value.payload()["fixes"][0]
     with pytest.raises(ValueError, match="opportunities has no column 'region_x'"):
         backtest(data, groups=["region_x"], periods=[PERIOD])
     with pytest.raises(ValueError, match="no forecast of a closed period"):

@@ -607,8 +607,10 @@ def open_report(
     ReportNeeds
         When the data does not meet some of `needs`: all of them are named, with what the data lacks and how to
         provide it.
+    ReportNeeds
+        Also when `team` or `owner` names nobody in the data, or `team` is asked of data without teams.
     ValueError
-        When `as_of` is no date, or (on reading `view` or `selection`) `team` or `owner` names nobody.
+        When `as_of` is no date.
 
     Notes
     -----
@@ -639,4 +641,18 @@ def open_report(
     if missing:
         raise _needs_error(missing, data.notes)
     label = data.process.calendar.resolve(period, date) if period is not None else None
-    return ReportData(data, date, team or None, owner or None, label, tuple(data.notes))
+    report = ReportData(data, date, team or None, owner or None, label, tuple(data.notes))
+    if report.team or report.owner:  # a team or rep the data do not hold: a page that says so, not a traceback
+        try:
+            report.__dict__["selection"] = data.filter(team=report.team, owner=report.owner)  # the cached property
+        except (KeyError, ValueError) as exc:
+            who = " and ".join(f"{k} {v!r}" for k, v in (("team", report.team), ("owner", report.owner)) if v)
+            problem = str(exc.args[0]) if exc.args else str(exc)
+            raise ReportNeeds(
+                f"This report was asked for {who}: {problem}.",
+                needs=[f"the {who} the report is restricted to"],
+                lacking=[problem],
+                fixes=["Leave team and owner empty for everybody, or name one the data hold (as listed)."],
+                notes=data.notes,
+            ) from None
+    return report

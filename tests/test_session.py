@@ -6,6 +6,7 @@ import ast
 import contextlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from salesforecast.io import load, load_mapping, read_hubspot, read_salesforce, 
 from salesforecast.process import FiscalCalendar, SalesProcess
 from salesforecast.quality import report_as_of
 from salesforecast.schema import read_canonical
-from salesforecast.session import open_report
+from salesforecast.session import ReportNeeds, open_report
 from salesforecast.snapshots import known_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,13 +52,26 @@ def test_open_report_is_the_steps_the_notebooks_took():
 
 
 def test_open_report_builds_views_only_when_read():
-    report = open_report("sample", team="nobody")
+    report = open_report("sample")
     assert report.as_of == load_sample().as_of and report.period is None
     assert not {"known", "view", "selection"} & vars(report).keys()
-    with pytest.raises(ValueError, match="team 'nobody' is not in the data"):
-        _ = report.view
     with pytest.raises(ValueError, match="no period"):
         _ = report.period_bounds
+
+
+def test_a_team_or_rep_the_data_do_not_hold_is_a_needs_page_not_a_traceback(tmp_path):
+    with pytest.raises(ReportNeeds, match="team 'nobody' is not in the data; teams: ") as err:
+        open_report("sample", team="nobody")
+    assert "Leave team and owner empty" in err.value.payload()["fixes"][0]
+    with pytest.raises(ReportNeeds, match="owner 'nobody' is not in the data"):
+        open_report("sample", owner="nobody")
+    data = load_sample()
+    no_teams = replace(data, opportunities=data.opportunities.drop(columns="team"))
+    no_teams.to_folder(tmp_path / "no-teams")
+    with pytest.raises(ReportNeeds, match="asked for team 'EMEA': opportunities has no 'team' column"):
+        open_report(tmp_path / "no-teams", team="EMEA")
+    report = open_report("sample", team="EMEA")  # a team the data hold: the selection is ready, the view lazy
+    assert set(report.selection.opportunities["team"]) == {"EMEA"} and "view" not in vars(report)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

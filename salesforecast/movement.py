@@ -43,7 +43,7 @@ import pandas as pd
 
 from salesforecast._utils import NAT, to_us
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals
+from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals, unknown_before
 
 __all__ = ["STEPS", "UndatedPipelineWarning", "pipeline_coverage", "pipeline_waterfall", "waterfall_deals"]
 
@@ -143,6 +143,14 @@ def _definitions(start: pd.Timestamp, end: pd.Timestamp, period: str | None) -> 
     }
 
 
+def _unknown_if_open(data: CRMData, close_us: np.ndarray, is_open: np.ndarray, at: pd.Timestamp) -> np.ndarray:
+    """Close dates (int64 microseconds) as known at `at`: NaT for open deals when the history did not record them."""
+    unknown = unknown_before(data, "close_date")
+    if unknown is None or np.datetime64(pd.Timestamp(at), "us") >= unknown:
+        return close_us
+    return np.where(is_open, NAT, close_us)
+
+
 def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = None) -> pd.DataFrame:
     """Per-deal attribution of the pipeline movement between two dates (the drill-down of `pipeline_waterfall`).
 
@@ -204,6 +212,10 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     exists_s = rs >= 0
     open_s, open_e = take(is_open, rs, False), take(is_open, re_, False)
     cd_s, cd_e = take(close_i, rs, NAT), take(close_i, re_, NAT)
+    # a history that never recorded close dates (derived from dates) knows no open deal's close date before the
+    # data's as_of: today's value is when the deal really closed (`salesforecast.snapshots` rules)
+    cd_s = _unknown_if_open(data, cd_s, open_s, start_ts - tick)
+    cd_e = _unknown_if_open(data, cd_e, open_e, end_ts - tick)
     amt_s, amt_e = take(amount, rs, 0.0), take(amount, re_, 0.0)
     alive = re_ >= 0  # created by end
     closed_e = alive & ~open_e
@@ -403,9 +415,10 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     rows = _state_at(iv, codes, len(uniques), as_of_ts)
     sel = rows[rows >= 0]
     state = iv.iloc[sel].reset_index(drop=True)
-    cd = state["close_date"]
-    in_p = ((cd >= lo) & (cd < hi)).fillna(False).to_numpy(dtype=bool)
     is_open = state["is_open"].to_numpy(dtype=bool)
+    cd_i = _unknown_if_open(data, state["close_date"].to_numpy("datetime64[us]").view(np.int64), is_open, as_of_ts)
+    cd = pd.Series(cd_i.view("datetime64[us]"))
+    in_p = ((cd >= lo) & (cd < hi)).fillna(False).to_numpy(dtype=bool)
     undated = is_open & cd.isna().to_numpy(dtype=bool)
     won = state["stage"].isin(process.won_stages).to_numpy()
     amount = state["amount"].fillna(0.0).to_numpy(dtype="float64")

@@ -41,6 +41,7 @@ __all__ = [
     "ReportNeeds",
     "missing_needs",
     "open_report",
+    "quarantine_notes",
     "record_limits",
     "warning_label",
 ]
@@ -494,6 +495,40 @@ def record_limits() -> bool:
     return True
 
 
+def quarantine_notes(data: CRMData, most: int = 3) -> tuple[str, ...]:
+    """One sentence per table with quarantined rows: how many were set aside, of how many, and the main reasons.
+
+    Rows set aside are in no number of a report, so a report says so under its title (the data-quality report
+    lists each row).
+
+    Examples
+    --------
+    >>> from salesforecast.schema import validate
+    >>> data = validate({"opportunities": pd.DataFrame({
+    ...     "opportunity_id": ["A", "B"], "owner": ["ann", "bob"], "created_at": ["2024-01-02", "yesterday"],
+    ...     "stage": ["Prospecting", "Prospecting"], "amount": ["100", "50"], "close_date": ["", ""],
+    ...     "is_closed": ["0", "0"], "is_won": ["0", "0"]})})
+    >>> quarantine_notes(data)[0][:75]
+    '1 of the 2 opportunities rows read (50%) were set aside (quarantined) and a'
+    """
+    q = data.quarantine
+    if q.empty:
+        return ()
+    counts = data.counts
+    out = []
+    for table, rows in q.groupby("table", sort=False):
+        n = int(rows["row"].nunique())
+        read = int(counts.loc[table, "read"]) if table in counts.index else n
+        reasons = rows.drop_duplicates("row")["reason"].value_counts()
+        top = ", ".join(f"{reason} ({count:,})" for reason, count in reasons.head(most).items())
+        more = f" and {len(reasons) - most} more reasons" if len(reasons) > most else ""
+        out.append(
+            f"{n:,} of the {read:,} {str(table).replace('_', ' ')} rows read ({n / max(read, 1):.0%}) were set aside "
+            f"(quarantined) and are in no number of this report: {top}{more}. The data-quality report lists them."
+        )
+    return tuple(out)
+
+
 def _publish_notes(notes: Iterable[str]) -> None:
     if _recorder is not None and _kernel_shell() is not None:
         for note in notes:
@@ -628,20 +663,21 @@ def open_report(
     asked = [_need(n) for n in needs]  # a misspelt need is the notebook's mistake: say so before loading
     record_limits()
     data = load(source, process=process)
-    _publish_notes(data.notes)
+    notes = tuple(data.notes) + quarantine_notes(data)
+    _publish_notes(notes)
     names = [n.name for n in asked]
     try:
         date = report_as_of(data, as_of)
     except ValueError:  # e.g. "latest" of data without dates: what the report needs says more, when it is lacking
         missing = missing_needs(data, pd.Timestamp.max, names)
         if missing:
-            raise _needs_error(missing, data.notes) from None
+            raise _needs_error(missing, notes) from None
         raise
     missing = missing_needs(data, date, names)
     if missing:
-        raise _needs_error(missing, data.notes)
+        raise _needs_error(missing, notes)
     label = data.process.calendar.resolve(period, date) if period is not None else None
-    report = ReportData(data, date, team or None, owner or None, label, tuple(data.notes))
+    report = ReportData(data, date, team or None, owner or None, label, notes)
     if report.team or report.owner:  # a team or rep the data do not hold: a page that says so, not a traceback
         try:
             report.__dict__["selection"] = data.filter(team=report.team, owner=report.owner)  # the cached property
@@ -653,6 +689,6 @@ def open_report(
                 needs=[f"the {who} the report is restricted to"],
                 lacking=[problem],
                 fixes=["Leave team and owner empty for everybody, or name one the data hold (as listed)."],
-                notes=data.notes,
+                notes=notes,
             ) from None
     return report

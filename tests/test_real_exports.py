@@ -194,9 +194,12 @@ def test_b2b_current_state_export_maps_with_expressions_a_side_teams_file_and_ke
     ]
     assert extras == ["industry", "employees"]
     assert opps["employees"].dtype == "float64" and opps.loc["O4", "industry"] == "medical"
-    # the history derived from the dates: O3 created (as engaged) then engaged; closed deals reach their outcome
+    # the history derived from the dates: a deal created the moment it was engaged (created_at is the engage
+    # date) enters Qualification then, with no visit of no time to Prospecting; closed deals reach their outcome
     hist = data.stage_history
-    assert hist[hist["opportunity_id"] == "O1"]["stage"].tolist() == ["Prospecting", "Qualification", "Closed Won"]
+    assert hist[hist["opportunity_id"] == "O1"]["stage"].tolist() == ["Qualification", "Closed Won"]
+    assert not hist.duplicated(["opportunity_id", "changed_at"]).any()
+    assert any("had two of these stages dated the same moment: they enter the later one" in n for n in data.notes)
     assert hist[hist["opportunity_id"] == "O4"]["stage"].tolist() == ["Prospecting"]
     cd = quality.open_deal_close_dates(data).set_index("measure")["deals"]
     assert cd["open deals"] == 3 and cd["without a close date"] == 3

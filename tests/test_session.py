@@ -306,3 +306,17 @@ def test_record_limits_does_nothing_outside_a_kernel():
     before = warnings.showwarning
     assert record_limits() is False
     assert warnings.showwarning is before
+
+
+def test_rows_set_aside_reach_the_reports_notes(crm_folder, crm_data):
+    """Quarantined rows are in no number of a report: open_report says how many, of how many, and why."""
+    report = open_report(crm_folder, as_of="2024-06-30")
+    q = crm_data.quarantine
+    assert len(q)  # the fixture has known problems
+    said = [n for n in report.notes if "were set aside (quarantined)" in n]
+    assert len(said) == q["table"].nunique()
+    for table, rows in q.groupby("table"):
+        n, read = rows["row"].nunique(), int(crm_data.counts.loc[table, "read"])
+        line = next(s for s in said if f"of the {read:,} {table.replace('_', ' ')} rows read" in s)
+        assert line.startswith(f"{n:,} of the {read:,}") and rows["reason"].iloc[0] in line
+    assert not [n for n in open_report("sample").notes if "set aside" in n]  # nothing set aside, nothing said

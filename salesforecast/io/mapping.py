@@ -1997,6 +1997,16 @@ def _derive_history(
         hist["changed_at"].map(lambda v: v if isinstance(v, pd.Timestamp) else pd.NaT), errors="coerce"
     )
     hist = hist.sort_values(["_opp", "_at", "_entry"], kind="stable", na_position="last")
+    # two open stages dated the same moment (created_at and an engage date that are one column, or equal): the
+    # deal entered the later one then; a row for each would be a visit of no time to the earlier stage
+    open_row = ~hist["stage"].isin(proc.closed_stages).to_numpy(dtype=bool)
+    same = (hist["_opp"].to_numpy() == np.roll(hist["_opp"].to_numpy(), -1)) & (
+        hist["_at"].to_numpy() == np.roll(hist["_at"].to_numpy(), -1)
+    )
+    same[-1:] = False
+    collapsed = same & open_row & np.roll(open_row, -1)
+    n_collapsed = int(hist["_opp"].to_numpy()[collapsed].size)
+    hist = hist[~collapsed]
     dated = set(zip(hist["opportunity_id"], hist["stage"], strict=True))
     open_opps = opps[~opps["is_closed"]]
     undated = sum((i, s) not in dated for i, s in zip(open_opps["opportunity_id"], open_opps["stage"], strict=True))
@@ -2008,9 +2018,15 @@ def _derive_history(
     note = (
         f"The stage history is minimal: derived from dates of {sources['opportunities']} ({described}). It holds"
         " only these dated stages: no other stage changes, and no changes of amount, close date or forecast"
-        " category (snapshots use today's values for those); stages between the dated ones look skipped, and time in"
+        " category (at a past date an open deal's close date is therefore unknown, and its amount is today's); stages"
+        " between the dated ones look skipped, and time in"
         " stage is measured only between these dates."
     )
+    if n_collapsed:
+        note += (
+            f" {n_collapsed} deals had two of these stages dated the same moment: they enter the later one then"
+            " (no visit of no time to the earlier one)."
+        )
     if undated:
         note += (
             f" {undated} of {len(open_opps)} open deals are now in a stage that none of these dates records:"

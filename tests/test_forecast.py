@@ -459,7 +459,7 @@ def test_the_default_history_adapts_to_fifteen_months_of_data():
     # about two quarters of history, the three later quarters replayed
     assert res["period"].tolist() == ["FY2023Q3", "FY2023Q4", "FY2024Q1"]
     # a year of history leaves none (the first deal came a day after FY2024Q1's start minus a year)
-    with pytest.raises(ValueError, match="starts at least 365 days after the first deal \(min_history_days"):
+    with pytest.raises(ValueError, match=r"starts at least 365 days after the first deal \(min_history_days"):
         backtest(short, methods=["run_rate"], min_history_days=365)
     res = backtest(short, methods=["run_rate"], cutoffs="start", groups=["total"], min_history_days=300)
     assert res["period"].tolist() == ["FY2024Q1"]

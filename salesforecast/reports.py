@@ -862,15 +862,27 @@ def _inline_note(limit: Mapping[str, str]) -> dict[str, Any]:
     return {"output_type": "display_data", "metadata": {}, "data": {"text/html": text}}
 
 
+def _is_header(out: Mapping[str, Any]) -> bool:
+    text = (out.get("data") or {}).get("text/html", "") if out.get("output_type") != "stream" else ""
+    text = "".join(text) if isinstance(text, list) else str(text)
+    return 'class="salesforecast-header"' in text
+
+
+def _header_cell(nb: nbformat.NotebookNode) -> int | None:
+    """The index of the cell showing the report's header (`report_header`), None without one."""
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") == "code" and any(_is_header(o) for o in cell.get("outputs", [])):
+            return index
+    return None
+
+
 def _place_box(nb: nbformat.NotebookNode, box: str) -> None:
     """Put the box right after the report's header (`report_header`), else after the title, else first."""
     import nbformat
 
     output = nbformat.v4.new_output("display_data", data={"text/html": box})
     for cell, out in _data_outputs(nb):
-        text = (out.get("data") or {}).get("text/html", "") if out.get("output_type") != "stream" else ""
-        text = "".join(text) if isinstance(text, list) else str(text)
-        if 'class="salesforecast-header"' in text:
+        if _is_header(out):
             outputs = cell["outputs"]
             outputs.insert(next(i for i, o in enumerate(outputs) if o is out) + 1, output)
             return
@@ -906,9 +918,13 @@ def render_html(nb: nbformat.NotebookNode, title: str) -> str:
 
     nb = copy.deepcopy(nb)
     limits = report_limits(nb)
-    for cell in nb.cells:
+    header = _header_cell(nb)
+    for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
+        # a warning raised before the header is shown (e.g. while loading) is said by the box just below it: a
+        # note where it arose would stand above the header, repeating the box
+        above_box = header is not None and index <= header
         kept = []
         for o in cell.get("outputs", []):
             if o.get("output_type") == "stream" and o.get("name") == "stderr":
@@ -917,7 +933,7 @@ def render_html(nb: nbformat.NotebookNode, title: str) -> str:
                 continue
             limit = _payload(o, LIMIT_MIMETYPE)
             if limit is not None:
-                if limit.get("kind") != "note" and isinstance(limit.get("message"), str):
+                if limit.get("kind") != "note" and not above_box and isinstance(limit.get("message"), str):
                     kept.append(_inline_note({"label": limit.get("label") or "Note", "message": limit["message"]}))
                 continue
             kept.append(o)

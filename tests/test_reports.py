@@ -580,6 +580,21 @@ def test_render_html_gathers_notes_and_warnings_even_from_stderr_after_the_title
     assert _box(reports.render_html(_nb([{"output_type": "stream", "name": "stdout", "text": "x"}]), "T")) == ""
 
 
+def test_warnings_raised_before_the_header_are_only_in_the_box_under_it():
+    """A warning of the loading cell would stand above the header as a note repeating the box: only the box says it."""
+    header = {"output_type": "display_data", "data": {"text/html": '<div class="salesforecast-header">H</div>'}}
+    nb = _nb(
+        [_limit("warning", "early <warning>", "Forecast", "ForecastWarning")],
+        [header],
+        [_limit("warning", "later <warning>", "Interval", "IntervalWarning")],
+    )
+    page = reports.render_html(nb, "T")
+    assert page.count("early &lt;warning&gt;") == 1 and "early &lt;warning&gt;" in _box(page)
+    assert page.index('class="salesforecast-header"') < page.index('id="read-this-first"')
+    # a warning raised further down is in the box and noted where it arose
+    assert page.count("later &lt;warning&gt;") == 2
+
+
 def test_exit_code_is_0_all_rendered_3_some_need_data_1_some_failed(tmp_path):
     spec = reports.ReportSpec("r", "r", tmp_path / "r.ipynb", "R", {})
 

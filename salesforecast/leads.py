@@ -197,15 +197,25 @@ def _holdout_problem(
     text += f"; the leads were created from {first.date()} to {last.date()}"
     if not full.X.empty:
         text += f" (mature at as_of: up to {full.X['created_at'].max().date()})"
+    advice = suggest_split(data, as_of)
+    useful = (
+        f". A split with enough conversions on both sides: {advice.sentence}"
+        if advice.works
+        else f". Even so, {advice.sentence}"
+    )
+    pass_as = " (report parameters: -p maturity_days=N -p holdout_months=N)"
     months = [h for h in range(1, 1200) if works(m, h)]
     if months:
         best = min(months, key=lambda h: (abs(h - holdout_months), h))
-        return f"{text}: use holdout_months={best} (any from {min(months)} to {max(months)} works)"
+        return f"{text}: use holdout_months={best} (any from {min(months)} to {max(months)} works){pass_as}{useful}"
     for days in range(m - 1, 0, -1):  # the longest maturity that works, with the longest holdout up to the one asked
         fits = [h for h in range(holdout_months, 0, -1) if works(days, h)]
         if fits:
             also = "" if fits[0] == holdout_months else f" and holdout_months={fits[0]}"
-            return f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+            return (
+                f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+                f"{pass_as}{useful}"
+            )
     return (
         f"{text}: no holdout_months or maturity_days works; use leads created over a longer span (more than "
         f"2 * maturity_days + holdout_months between the first lead and as_of)"
@@ -402,8 +412,8 @@ def check_holdout(
         The least conversions to judge on (see `MIN_TRAIN_CONVERSIONS`, `MIN_HOLDOUT_CONVERSIONS`).
     split : SplitAdvice, optional
         `suggest_split`'s settings for this data. When training has too few conversions while the holdout holds
-        more leads than training, the split is the cause: the verdict says so, with both sizes, and gives this
-        advice (the report parameters that balance the split).
+        more leads than training, and the advice gives both sides enough, the split is the cause: the verdict
+        says so, with both sizes, and gives this advice (the report parameters that balance the split).
     settings : str
         The settings that made the split, named in that verdict (e.g. ``"maturity_days=180, holdout_months=6"``).
 
@@ -448,7 +458,7 @@ def check_holdout(
         if k < least
     ]
     consequence = "its tiers and reasons would sort leads by noise, so none are presented"
-    if split is not None and k_tr < min_train_conversions and n_te > n_tr:
+    if split is not None and split.works and k_tr < min_train_conversions and n_te > n_tr:
         used = f" ({settings})" if settings else ""
         verdict = (
             f"The lead score cannot be judged with this split of the leads{used}: training gets only {n_tr:,} leads "

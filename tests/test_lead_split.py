@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from salesforecast.leads import MIN_TRAIN_CONVERSIONS, check_holdout, lead_holdout, suggest_split
 from salesforecast.models.lead_scoring import WeakModelWarning
@@ -72,7 +73,9 @@ def test_split_verdict_names_the_split_the_sizes_and_parameters_that_balance_it(
         advice.test_conversions,
     )
     # without advice (or with a training side big enough) the verdict is the usual one
-    assert "split" not in check_holdout(train.y, y_test, np.full(len(y_test), 0.2)).verdict
+    with pytest.warns(WeakModelWarning, match="fewer than the 30 needed to tell"):
+        plain = check_holdout(train.y, y_test, np.full(len(y_test), 0.2))
+    assert "split" not in plain.verdict
 
 
 def test_report_blames_the_split_and_its_suggested_parameters_train_on_most_leads(tmp_path):
@@ -91,3 +94,34 @@ def test_report_blames_the_split_and_its_suggested_parameters_train_on_most_lead
     trained = re.search(r"trained on ([\d,]+) leads \(([\d,]+) conversions\) and checked on ([\d,]+)", text)
     n_tr, k_tr, n_te = (int(g.replace(",", "")) for g in trained.groups())
     assert n_tr >= 2 * n_te and k_tr >= MIN_TRAIN_CONVERSIONS
+
+
+def test_needs_page_advice_leaves_a_useful_training_set_and_says_how_to_pass_it():
+    """One side empty (the holdout start before any lead could be mature): besides the nearest holdout_months that
+    gives both sides a lead, the message gives -p parameters whose training set holds enough conversions."""
+    data = late_funnel()
+    try:
+        lead_holdout(data, data.as_of, maturity_days=180, holdout_months=12)
+    except ValueError as err:
+        msg = str(err)
+    else:
+        raise AssertionError("the training side should be empty")
+    assert "no leads before the holdout start" in msg and "(report parameters: -p maturity_days=N" in msg
+    found = re.search(r"--only 03_lead_scoring -p maturity_days=(\d+) -p holdout_months=(\d+)", msg)
+    days, months = map(int, found.groups())
+    train, X_test, y_test = lead_holdout(data, data.as_of, days, months)
+    assert train.y.sum() >= MIN_TRAIN_CONVERSIONS and len(train.X) >= 2 * len(X_test) and y_test.sum() >= 20
+
+
+def test_needs_page_says_the_data_are_too_short_when_no_split_is_useful():
+    data = late_funnel()
+    early = data.leads["created_at"].min() + pd.Timedelta(days=40)
+    data.leads = data.leads[data.leads["created_at"] < early].reset_index(drop=True)
+    as_of = early + pd.Timedelta(days=400)
+    try:
+        lead_holdout(data, as_of, maturity_days=180, holdout_months=12)
+    except ValueError as err:
+        msg = str(err)
+    else:
+        raise AssertionError("the training side should be empty")
+    assert "the data are too short to judge a lead score on later leads" in msg

@@ -794,3 +794,26 @@ def test_fit_history_refuses_a_process_map_other_than_the_historys(sample):
         StageConversionModel(n_bootstrap=0, process=hubspot_process()).fit_history(history)
     for same in (None, "default", sample.process):  # the history's own map, however it is named
         StageConversionModel(n_bootstrap=0, process=same).fit_history(history, "2025-01-01")
+
+
+def test_report_shows_a_stage_no_deal_left_as_the_crm_default(tmp_path, crm_folder):
+    """02 on the tiny folder: the stage without a completed visit reads "no deal left it: CRM default" with "–" for
+    its learned probability, not the default with a zero-width interval presented as learned."""
+    import re
+
+    from salesforecast.reports import DEFAULT_CONFIG, run_reports
+
+    result = run_reports(
+        DEFAULT_CONFIG,
+        tmp_path / "out",
+        only=["02_stage_conversion"],
+        params={"source": str(crm_folder), "segment": ""},
+        jobs=1,
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("02_stage_conversion*.html")
+    text = page.read_text(encoding="utf-8")
+    row = re.search(r"<tr>(?:(?!</tr>).)*>Value Proposition<(?:(?!</tr>).)*</tr>", text, re.DOTALL)
+    assert row, "the summary row of the stage"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.DOTALL)
+    assert "no deal left it: CRM default" in cells and cells.count("–") >= 4  # learned, lower, upper, difference

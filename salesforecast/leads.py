@@ -444,7 +444,7 @@ def check_holdout(
         f"trained on {n_tr:,} leads ({k_tr:,} conversions) and checked on {n_te:,} later leads ({k_te:,} conversions)"
     )
     if n_te and len(np.unique(ps)) == 1:
-        figures += ", and it gives every one of them the same score (ROC AUC 0.5, a coin toss)"
+        figures += ", and it gives every one of them the same score (holdout ROC AUC 0.5, a coin toss)"
     elif np.isfinite(auc):
         figures += (
             f", where its holdout ROC AUC is {auc:.2f} ({pct} interval {low:.2f} to {high:.2f}; 0.5 is a coin toss)"

@@ -25,12 +25,14 @@ __all__ = [
     "MIN_HOLDOUT_CONVERSIONS",
     "MIN_TRAIN_CONVERSIONS",
     "HoldoutCheck",
+    "SplitAdvice",
     "LeadDataset",
     "check_holdout",
     "lead_dataset",
     "lead_holdout",
     "model_notes",
     "rank_leads",
+    "suggest_split",
     "tier_table",
 ]
 
@@ -195,19 +197,144 @@ def _holdout_problem(
     text += f"; the leads were created from {first.date()} to {last.date()}"
     if not full.X.empty:
         text += f" (mature at as_of: up to {full.X['created_at'].max().date()})"
+    advice = suggest_split(data, as_of)
+    useful = (
+        f". A split with enough conversions on both sides: {advice.sentence}"
+        if advice.works
+        else f". Even so, {advice.sentence}"
+    )
+    pass_as = " (report parameters: -p maturity_days=N -p holdout_months=N)"
     months = [h for h in range(1, 1200) if works(m, h)]
     if months:
         best = min(months, key=lambda h: (abs(h - holdout_months), h))
-        return f"{text}: use holdout_months={best} (any from {min(months)} to {max(months)} works)"
+        return f"{text}: use holdout_months={best} (any from {min(months)} to {max(months)} works){pass_as}{useful}"
     for days in range(m - 1, 0, -1):  # the longest maturity that works, with the longest holdout up to the one asked
         fits = [h for h in range(holdout_months, 0, -1) if works(days, h)]
         if fits:
             also = "" if fits[0] == holdout_months else f" and holdout_months={fits[0]}"
-            return f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+            return (
+                f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+                f"{pass_as}{useful}"
+            )
     return (
         f"{text}: no holdout_months or maturity_days works; use leads created over a longer span (more than "
         f"2 * maturity_days + holdout_months between the first lead and as_of)"
     )
+
+
+def _split_sizes(data: CRMData, as_of: pd.Timestamp, days: int, months: int) -> tuple[int, int, int, int]:
+    """Leads and conversions on each side of `lead_holdout`'s split: training (known at the holdout start), holdout."""
+    leads = data.leads[data.leads["created_at"] <= as_of]
+    created, at = leads["created_at"], leads["converted_at"]
+    converted = leads["converted"].astype(bool)
+    start = as_of - pd.Timedelta(days=days) - pd.DateOffset(months=months)
+    train = (created <= start - pd.Timedelta(days=days)).to_numpy()
+    test = ~train & (created <= as_of - pd.Timedelta(days=days)).to_numpy()
+    k_train = (converted & (at.isna() | (at <= start))).to_numpy() & train
+    k_test = (converted & (at.isna() | (at <= as_of))).to_numpy() & test
+    return int(train.sum()), int(k_train.sum()), int(test.sum()), int(k_test.sum())
+
+
+@dataclass(frozen=True)
+class SplitAdvice:
+    """A `maturity_days` and `holdout_months` that balance `lead_holdout`'s split, and the sizes they give.
+
+    Attributes
+    ----------
+    maturity_days, holdout_months : int
+        The suggested settings.
+    train_leads, train_conversions, test_leads, test_conversions : int
+        What training and the holdout hold with them.
+    lag_p95, lag_p99 : float
+        Days from a lead's creation to its conversion within which 95% and 99% of the converted leads converted.
+    works : bool
+        Whether the settings give both sides enough conversions (`MIN_TRAIN_CONVERSIONS`, `MIN_HOLDOUT_CONVERSIONS`);
+        when False no setting does, and these are the closest.
+    """
+
+    maturity_days: int
+    holdout_months: int
+    train_leads: int
+    train_conversions: int
+    test_leads: int
+    test_conversions: int
+    lag_p95: float
+    lag_p99: float
+    works: bool
+
+    @property
+    def command(self) -> str:
+        """The report parameters, as typed on the command line."""
+        return (
+            f"salesforecast report --only 03_lead_scoring -p maturity_days={self.maturity_days} "
+            f"-p holdout_months={self.holdout_months}"
+        )
+
+    @property
+    def sentence(self) -> str:
+        """The advice for a reader: the conversion lag, the settings as report parameters, the sizes they give."""
+        sizes = (
+            f"training would hold {self.train_leads:,} leads ({self.train_conversions:,} conversions) and the "
+            f"holdout {self.test_leads:,} ({self.test_conversions:,})"
+        )
+        lag = (
+            f"95% of the converted leads converted within {self.lag_p95:.0f} days of their creation and 99% within "
+            f"{self.lag_p99:.0f}"
+            if np.isfinite(self.lag_p99)
+            else "no conversion date is recorded"
+        )
+        if self.works:
+            return (
+                f"{lag}, so maturity_days={self.maturity_days} is long enough to know a lead's outcome; with "
+                f"holdout_months={self.holdout_months} {sizes}: run `{self.command}`."
+            )
+        return (
+            f"{lag}; no maturity_days and holdout_months leave both sides enough conversions (at least "
+            f"{MIN_TRAIN_CONVERSIONS} for training and {MIN_HOLDOUT_CONVERSIONS} for the holdout): the data are too "
+            f"short to judge a lead score on later leads. The closest, `{self.command}`, gives: {sizes}."
+        )
+
+
+def suggest_split(data: CRMData, as_of: Any = None) -> SplitAdvice:
+    """Settings of `lead_holdout` that leave most leads for training and enough conversions on both sides.
+
+    `maturity_days` comes from the conversion lag (days from creation to conversion of the leads converted by
+    `as_of`): its 99th percentile rounded up to a month of 30 days, else its 95th; then the largest
+    `holdout_months` (1 to 24) that keeps at least two thirds of the leads for training, with at least
+    `MIN_TRAIN_CONVERSIONS` training and `MIN_HOLDOUT_CONVERSIONS` holdout conversions (else the smallest that
+    gives both). When none does, the setting with the most conversions on its scarcer side, ``works=False``.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> advice = suggest_split(load_sample())
+    >>> advice.works, advice.train_leads > 2 * advice.test_leads
+    (True, True)
+    """
+    as_of = pd.Timestamp(data.as_of if as_of is None else as_of)
+    leads = data.leads[data.leads["created_at"] <= as_of]
+    done = leads["converted"].astype(bool) & (leads["converted_at"] <= as_of).fillna(False).astype(bool)
+    lag = ((leads["converted_at"] - leads["created_at"]) / pd.Timedelta(days=1))[done.to_numpy()].to_numpy(float)
+    p95, p99 = (float(np.quantile(lag, q)) for q in (0.95, 0.99)) if len(lag) else (np.nan, np.nan)
+    days_options = [int(max(30, 30 * np.ceil(q / 30))) for q in (p99, p95) if np.isfinite(q)] or [180]
+    best: tuple[float, SplitAdvice] | None = None
+    for days in dict.fromkeys(days_options):
+        sizes = {h: _split_sizes(data, as_of, days, h) for h in range(1, 25)}
+        enough = [
+            h
+            for h, (_, k_tr, _, k_te) in sizes.items()
+            if k_tr >= MIN_TRAIN_CONVERSIONS and k_te >= MIN_HOLDOUT_CONVERSIONS
+        ]
+        balanced = [h for h in enough if sizes[h][0] >= 2 * sizes[h][2]]
+        if enough:
+            h = max(balanced) if balanced else min(enough)
+            return SplitAdvice(days, h, *sizes[h], p95, p99, True)
+        for h, (n_tr, k_tr, n_te, k_te) in sizes.items():
+            score = min(k_tr / MIN_TRAIN_CONVERSIONS, k_te / MIN_HOLDOUT_CONVERSIONS)
+            if best is None or score > best[0]:
+                best = (score, SplitAdvice(days, h, n_tr, k_tr, n_te, k_te, p95, p99, False))
+    assert best is not None
+    return best[1]
 
 
 @dataclass(frozen=True)
@@ -263,6 +390,8 @@ def check_holdout(
     level: float = 0.95,
     min_train_conversions: int = MIN_TRAIN_CONVERSIONS,
     min_test_conversions: int = MIN_HOLDOUT_CONVERSIONS,
+    split: SplitAdvice | None = None,
+    settings: str = "",
 ) -> HoldoutCheck:
     """Judge a lead score on its holdout: better than chance, or not (with a `WeakModelWarning` saying why).
 
@@ -281,6 +410,12 @@ def check_holdout(
         Confidence level of the AUC interval.
     min_train_conversions, min_test_conversions : int
         The least conversions to judge on (see `MIN_TRAIN_CONVERSIONS`, `MIN_HOLDOUT_CONVERSIONS`).
+    split : SplitAdvice, optional
+        `suggest_split`'s settings for this data. When training has too few conversions while the holdout holds
+        more leads than training, and the advice gives both sides enough, the split is the cause: the verdict
+        says so, with both sizes, and gives this advice (the report parameters that balance the split).
+    settings : str
+        The settings that made the split, named in that verdict (e.g. ``"maturity_days=180, holdout_months=6"``).
 
     Returns
     -------
@@ -309,9 +444,11 @@ def check_holdout(
         f"trained on {n_tr:,} leads ({k_tr:,} conversions) and checked on {n_te:,} later leads ({k_te:,} conversions)"
     )
     if n_te and len(np.unique(ps)) == 1:
-        figures += ", and it gives every one of them the same score (ROC AUC 0.5, a coin toss)"
+        figures += ", and it gives every one of them the same score (holdout ROC AUC 0.5, a coin toss)"
     elif np.isfinite(auc):
-        figures += f", where its ROC AUC is {auc:.2f} ({pct} interval {low:.2f} to {high:.2f}; 0.5 is a coin toss)"
+        figures += (
+            f", where its holdout ROC AUC is {auc:.2f} ({pct} interval {low:.2f} to {high:.2f}; 0.5 is a coin toss)"
+        )
     few = [
         f"{what} {k} conversions are fewer than the {least} needed to tell"
         for what, k, least in (
@@ -321,7 +458,15 @@ def check_holdout(
         if k < least
     ]
     consequence = "its tiers and reasons would sort leads by noise, so none are presented"
-    if few:
+    if split is not None and split.works and k_tr < min_train_conversions and n_te > n_tr:
+        used = f" ({settings})" if settings else ""
+        verdict = (
+            f"The lead score cannot be judged with this split of the leads{used}: training gets only {n_tr:,} leads "
+            f"({k_tr:,} conversions, fewer than the {min_train_conversions} needed), those whose outcome was known "
+            f"at the holdout start, while the holdout gets {n_te:,} ({k_te:,} conversions). The split, not drift or "
+            f"the features, is the cause; {split.sentence} {consequence[0].upper()}{consequence[1:]}."
+        )
+    elif few:
         verdict = (
             f"The lead score is no better than chance on this data, as far as it can be told: it was {figures}; "
             f"{', and '.join(few)}. {consequence[0].upper()}{consequence[1:]}."

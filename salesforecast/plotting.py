@@ -94,7 +94,7 @@ def plot_funnel(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None, counts: pd.DataFrame | None = None) -> Axes:
     """Stage-to-stage transition probabilities: row = from (open stages), column = to (all stages).
 
     Parameters
@@ -102,6 +102,10 @@ def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None) -> Axe
     matrix : DataFrame
         ``StageConversionModel.transition_matrix_``; rows sum to 1.
     ax : Axes, optional
+    counts : DataFrame, optional
+        ``StageConversionModel.transition_counts_``: the departures observed. A row without any (no deal left that
+        stage, so the model's row is the CRM default, not learned) shows no shares, only "no deal left it: CRM
+        default".
 
     Returns
     -------
@@ -109,10 +113,17 @@ def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None) -> Axe
     """
     ax = _axes(ax, (9, 6))
     values = matrix.to_numpy(dtype=float)
-    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(1e-9, float(np.nanmax(values))), aspect="auto")
+    unseen = np.zeros(len(values), dtype=bool)
+    if counts is not None:
+        unseen = counts.reindex(index=matrix.index).fillna(0).to_numpy(dtype=float).sum(axis=1) <= 0
+        values = np.where(unseen[:, None], np.nan, values)
+    top = float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(1e-9, top), aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if v >= 0.005:
             ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+    for i in np.flatnonzero(unseen):
+        ax.text((values.shape[1] - 1) / 2, i, "no deal left it: CRM default", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(values.shape[1]), [_text(c) for c in matrix.columns], rotation=45, ha="right")
     ax.set_yticks(range(values.shape[0]), [_text(r) for r in matrix.index])
     ax.figure.colorbar(image, ax=ax, format=PercentFormatter(1.0), shrink=0.8)

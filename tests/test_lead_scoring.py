@@ -428,7 +428,7 @@ def test_warns_when_the_model_does_not_rank_its_validation_rows():
     rng = np.random.default_rng(8)
     X = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.choice(["u", "v"], 2000)})
     y = rng.random(2000) < 0.3  # unrelated to X
-    with pytest.warns(UserWarning, match=r"barely ranks its later validation rows \(ROC AUC 0\.[45]"):
+    with pytest.warns(UserWarning, match=r"barely ranks its later validation rows \(validation ROC AUC 0\.[45]"):
         LeadScoringModel().fit(X, y)
 
 

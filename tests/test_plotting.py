@@ -46,6 +46,17 @@ def test_heatmap_values():
     assert {t.get_text() for t in ax.texts} == {"70%", "30%", "20%", "80%"}
 
 
+def test_heatmap_shows_no_shares_for_a_stage_no_deal_left():
+    """A stage without departures has the CRM default as its row: no shares, a note that it is the default."""
+    m = pd.DataFrame([[0.0, 0.7, 0.3], [0.0, 0.0, 0.2]], index=["A", "B"], columns=["A", "B", "Won"])
+    counts = pd.DataFrame([[0, 7, 3], [0, 0, 0]], index=["A", "B"], columns=["A", "B", "Won"])
+    ax = plotting.plot_transition_heatmap(m, counts=counts)
+    shown = ax.images[0].get_array()
+    assert np.allclose(shown[0], [0.0, 0.7, 0.3]) and np.isnan(np.ma.filled(shown[1], np.nan)).all()
+    texts = [t.get_text() for t in ax.texts]
+    assert "20%" not in texts and "no deal left it: CRM default" in texts
+
+
 def test_win_probability_and_time_in_stage_use_given_axes():
     fig, (a, b) = plt.subplots(1, 2)
     assert plotting.plot_win_probability(_summary(), ax=a) is a

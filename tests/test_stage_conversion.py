@@ -485,9 +485,11 @@ def test_summary(sample):
         "lower",
         "upper",
         "difference",
+        "learned_from",
         "median_days",
         "p90_days",
     ]
+    assert (s["learned_from"] == "history").all()
     assert s["stage"].tolist() == sample.process.open_stages
     v = stage_visits(sample)
     entered = v.groupby("stage")["opportunity_id"].nunique().reindex(s["stage"]).to_numpy()
@@ -506,6 +508,20 @@ def test_fit_on_a_tiny_messy_folder_falls_back_to_crm_defaults(crm_data):
         m = StageConversionModel(n_bootstrap=20).fit(crm_data)
     assert m.win_probability_.between(0, 1).all()
     assert m.transition_matrix_.loc["Value Proposition", "Closed Won"] == pytest.approx(0.5)  # CRM default 50%
+
+
+def test_summary_presents_a_stage_no_deal_left_as_the_crm_default_not_learned(crm_data):
+    """A stage without a completed visit predicts with the CRM default (the model's fallback) but the summary shows
+    no learned probability, interval or difference for it (they were the default with a zero-width interval)."""
+    with pytest.warns(UserWarning, match="no completed visit"):
+        m = StageConversionModel(n_bootstrap=20).fit(crm_data)
+    s = m.summary.set_index("stage")
+    row = s.loc["Value Proposition"]
+    assert row["learned_from"] == "no deal left it: CRM default"
+    assert np.isnan(row[["win_probability", "lower", "upper", "difference"]].astype(float)).all()
+    assert m.win_probability_["Value Proposition"] == pytest.approx(0.5)  # the prediction keeps the fallback
+    seen = s[s["learned_from"] == "history"]
+    assert len(seen) and seen["win_probability"].notna().all()
 
 
 # ------------------------------------------------------------------------------------------------ contract
@@ -778,3 +794,26 @@ def test_fit_history_refuses_a_process_map_other_than_the_historys(sample):
         StageConversionModel(n_bootstrap=0, process=hubspot_process()).fit_history(history)
     for same in (None, "default", sample.process):  # the history's own map, however it is named
         StageConversionModel(n_bootstrap=0, process=same).fit_history(history, "2025-01-01")
+
+
+def test_report_shows_a_stage_no_deal_left_as_the_crm_default(tmp_path, crm_folder):
+    """02 on the tiny folder: the stage without a completed visit reads "no deal left it: CRM default" with "–" for
+    its learned probability, not the default with a zero-width interval presented as learned."""
+    import re
+
+    from salesforecast.reports import DEFAULT_CONFIG, run_reports
+
+    result = run_reports(
+        DEFAULT_CONFIG,
+        tmp_path / "out",
+        only=["02_stage_conversion"],
+        params={"source": str(crm_folder), "segment": ""},
+        jobs=1,
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("02_stage_conversion*.html")
+    text = page.read_text(encoding="utf-8")
+    row = re.search(r"<tr>(?:(?!</tr>).)*>Value Proposition<(?:(?!</tr>).)*</tr>", text, re.DOTALL)
+    assert row, "the summary row of the stage"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.DOTALL)
+    assert "no deal left it: CRM default" in cells and cells.count("–") >= 4  # learned, lower, upper, difference

@@ -154,6 +154,9 @@ _TIER_ROWS = 100_000
 _REPEATS = 3
 #: Stacked rows per batch of the re-prediction attribution (rows x (features + 1)).
 _ATTRIBUTION_BATCH = 200_000
+#: Fewer conversions than this among the training rows and a weak validation is blamed on too little data (the same
+#: rule as `salesforecast.leads.MIN_TRAIN_CONVERSIONS`).
+_FEW_CONVERSIONS = 30
 #: `fit` warns when the validation ROC AUC is below this.
 _WEAK_AUC = 0.55
 #: Probabilities are kept inside [_EPS, 1 - _EPS] (log loss stays finite).
@@ -1136,9 +1139,17 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         auc = self.validation_metrics_["roc_auc"]
         if auc < _WEAK_AUC:
             where = "later" if self.validation == "time" else "held-out"
+            n_pos = int(np.sum(yb))
+            cause = (
+                f"with only {n_pos:,} conversions among its {len(yb):,} training rows (fewer than "
+                f"{_FEW_CONVERSIONS}), too little data is the likelier cause than drift"
+                if n_pos < _FEW_CONVERSIONS
+                else "check for drift, or for features that only describe the past"
+            )
             warnings.warn(
-                f"the model barely ranks its {where} validation rows (ROC AUC {auc:.3f}): what it learned from the "
-                "training rows does not carry over; check for drift, or for features that only describe the past",
+                f"the model barely ranks its {where} validation rows (validation ROC AUC {auc:.3f} on {len(va):,} of "
+                f"its own training rows, not the holdout): what it learned from the training rows does not carry "
+                f"over; {cause}",
                 WeakModelWarning,
                 stacklevel=2,
             )

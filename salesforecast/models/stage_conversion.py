@@ -1114,7 +1114,10 @@ class StageConversionModel(BaseEstimator):
         ``closed`` and ``won`` (deals that entered it and are closed / won now) and ``observed_win_rate``
         (``won / closed``: biased toward fast deals while many are still open); ``crm_probability`` (the process
         map's default); ``win_probability`` with its interval ``lower, upper`` (learned); ``difference``
-        (learned minus default); ``median_days`` and ``p90_days`` in stage (life table, censoring-aware).
+        (learned minus default); ``learned_from`` (``"history"``, or ``"no deal left it: CRM default"`` for a stage
+        without a completed visit, whose win probability, interval and difference are NaN: the model predicts
+        with the CRM default there, which nothing in the history supports); ``median_days`` and ``p90_days`` in
+        stage (life table, censoring-aware).
 
         Examples
         --------
@@ -1130,7 +1133,12 @@ class StageConversionModel(BaseEstimator):
         with np.errstate(invalid="ignore", divide="ignore"):
             conv_rate = c["converted"] / np.where(c["entered"] > 0, c["entered"], np.nan)
             obs_rate = c["won"] / np.where(c["closed"] > 0, c["closed"], np.nan)
-        learned = self.win_probability_.to_numpy()
+        # a stage no deal has left has no learned transitions: its row is the CRM default (the model still predicts
+        # with it), so nothing of it is presented as learned: NaN probability, interval and difference
+        left = self.transition_counts_.sum(axis=1).to_numpy() > 0
+        learned = np.where(left, self.win_probability_.to_numpy(), np.nan)
+        lower = np.where(left, self.win_probability_ci_["lower"].to_numpy(), np.nan)
+        upper = np.where(left, self.win_probability_ci_["upper"].to_numpy(), np.nan)
         return pd.DataFrame(
             {
                 "stage": pd.Series(list(idx), dtype="str"),
@@ -1142,9 +1150,12 @@ class StageConversionModel(BaseEstimator):
                 "observed_win_rate": obs_rate,
                 "crm_probability": crm,
                 "win_probability": learned,
-                "lower": self.win_probability_ci_["lower"].to_numpy(),
-                "upper": self.win_probability_ci_["upper"].to_numpy(),
+                "lower": lower,
+                "upper": upper,
                 "difference": learned - crm,
+                "learned_from": pd.Series(
+                    np.where(left, "history", "no deal left it: CRM default"), index=range(len(idx)), dtype="str"
+                ),
                 "median_days": self.time_in_stage_["median_days"].to_numpy(),
                 "p90_days": self.time_in_stage_["p90_days"].to_numpy(),
             }

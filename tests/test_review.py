@@ -3,9 +3,10 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from salesforecast.datasets import load_sample
+from salesforecast.datasets import generate, load_sample
 from salesforecast.models.stage_conversion import StageConversionModel
-from salesforecast.review import deals_at_risk
+from salesforecast.movement import pipeline_coverage, pipeline_waterfall, waterfall_deals
+from salesforecast.review import deals_at_risk, waterfall_window
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 
@@ -51,3 +52,49 @@ def test_filter_by_team_and_owner(sample):
     no_team = dataclasses.replace(sample, opportunities=sample.opportunities.drop(columns="team"))
     with pytest.raises(KeyError, match="team"):
         no_team.filter(team="EMEA")
+
+
+def _won_at_report_date():
+    """Generated data seen at the moment of its last win: the report date is that win's time."""
+    data, _ = generate(n_opportunities=400, seed=3)
+    hist = data.stage_history
+    wins = hist[hist["stage"].isin(data.process.won_stages)].sort_values("changed_at", kind="stable")
+    last = wins.iloc[-1]
+    view = known_at(data, last["changed_at"])
+    label = view.process.calendar.resolve("current", last["close_date"])
+    return view, last, label
+
+
+def test_a_deal_won_at_the_report_date_is_won_in_the_waterfall_as_in_the_attainment_table():
+    """The fresh-eyes run: with the report date at the data's last event (date-only data: 00:00 of the last day),
+    the waterfall ended just before it and said won 207 while the attainment table said 208; the deal won at the
+    report date was closing pipeline. `waterfall_window` ends the window just after the report date."""
+    view, last, label = _won_at_report_date()
+    as_of = pd.Timestamp(last["changed_at"])
+    assert view.as_of == as_of
+    lo, hi = view.process.calendar.period_bounds(label)
+    assert lo <= last["close_date"] < hi
+    start, end = waterfall_window(view, lo, as_of)
+    assert start == max(lo, view.opportunities["created_at"].min())
+    assert end == as_of + pd.Timedelta(microseconds=1)
+
+    coverage = pipeline_coverage(view, label, as_of=as_of)
+    won_ids = set(waterfall_deals(view, start, end, period=label).query("step == 'won'")["opportunity_id"])
+    assert last["opportunity_id"] in won_ids
+    waterfall = pipeline_waterfall(view, start, end, period=label).set_index("step")
+    row = coverage.iloc[0]
+    assert waterfall.loc["won", "count"] == row["won_deals"]
+    assert waterfall.loc["won", "amount"] == pytest.approx(row["closed_won"])
+    assert waterfall.loc["closing pipeline", "count"] == row["open_deals"]
+    assert waterfall.loc["closing pipeline", "amount"] == pytest.approx(row["open_pipeline"])
+    by_report_date = f"closed won by {as_of:%Y-%m-%d %H:%M} (included)"
+    assert by_report_date in waterfall.loc["won", "definition"]
+    # the window that ended at the report date itself left that deal out (the bug)
+    before = waterfall_deals(view, start, as_of, period=label)
+    assert last["opportunity_id"] not in set(before.query("step == 'won'")["opportunity_id"])
+
+
+def test_waterfall_window_of_a_period_not_begun_is_none(sample):
+    assert waterfall_window(sample, "2026-01-01", "2025-12-31") is None
+    start, end = waterfall_window(sample, "2025-10-01", "2025-10-01")
+    assert start == pd.Timestamp("2025-10-01") and end == start + pd.Timedelta(microseconds=1)

@@ -2,11 +2,13 @@
 without an expected close date, reviewed for the quarter after the report date; and an export of won deals only.
 Each rendered a silent misleading number or crashed; now each renders and says what limits it."""
 
+import re
 from dataclasses import replace
 
 import pandas as pd
 
 from salesforecast.datasets import generate
+from salesforecast.datasets.gallery import write_shape
 from salesforecast.reports import DEFAULT_CONFIG, run_reports
 from salesforecast.snapshots import known_at
 
@@ -70,3 +72,21 @@ def test_pipeline_review_on_an_export_of_won_deals_only(tmp_path):
     assert "Every closed deal was won, so win rates cannot tell whether deals that stalled in a stage do better" in text
     assert "points less often" not in text and "points more often" not in text
     assert f"No deal is open at {data.as_of:%Y-%m-%d}, so none is at risk." in text
+
+
+def test_pipeline_review_without_quotas_says_so_instead_of_a_quota_of_zero(tmp_path):
+    """No quotas (the gallery's shape): the table said "quota 0.00 ... remaining quota -162,361.00 ... no quota for
+    the period". Now a sentence says the data have no quotas and the quota columns are left out."""
+    folder = write_shape("no_quotas", tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    assert re.search(r"The data have no quotas for FY\d{4}Q\d, so neither attainment nor coverage", text)
+    headings = set(re.findall(r'<th class="col_heading[^"]*"[^>]*>([^<]*)</th>', text))
+    assert {"closed won", "open pipeline"} <= headings
+    assert not headings & {"quota", "remaining quota", "attainment", "coverage", "weighted coverage", "note"}
+    assert "no quota for the period" not in text and "quota - closed_won" not in text

@@ -17,7 +17,14 @@ from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
-__all__ = ["QUOTA_COLUMNS", "RISK_DEFINITIONS", "coverage_table", "deals_at_risk", "waterfall_window"]
+__all__ = [
+    "QUOTA_COLUMNS",
+    "RISK_DEFINITIONS",
+    "coverage_table",
+    "deals_at_risk",
+    "no_movement_sentence",
+    "waterfall_window",
+]
 
 #: The risk flags and what they mean.
 RISK_DEFINITIONS: dict[str, str] = {
@@ -46,7 +53,8 @@ def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
         the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown empty.
     sentence : str or None
         When no row has a quota: that the data have no quota for the period, so there is no attainment or
-        coverage to show. When only some rows lack one: how many, and that their quota figures show as "–".
+        coverage to show; when the table has no row at all (by team or rep, no deal and no quota): that there is
+        nothing to attain or cover. When only some rows lack one: how many, and that their quota figures show as "–".
         None when every row has a quota.
 
     Examples
@@ -63,6 +71,11 @@ def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """
     period = coverage.attrs.get("period", "the period")
     table = coverage.reset_index()
+    if coverage.empty:  # by team or rep: no row without a deal or a quota
+        return table, (
+            f"No deal was won with a close date in {period} or open with one at the report date, and the data have "
+            f"no quota for {period}: there is nothing to attain or cover."
+        )
     missing = coverage["quota"].isna()
     if len(coverage) and missing.all():
         table = table.drop(columns=[c for c in QUOTA_COLUMNS if c in table.columns])
@@ -78,6 +91,30 @@ def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
             "coverage there are unknown and show as –."
         )
     return table, None
+
+
+def no_movement_sentence(waterfall: pd.DataFrame) -> str | None:
+    """The sentence that replaces a waterfall in which no deal was in scope or moved (an empty chart).
+
+    Parameters
+    ----------
+    waterfall : pandas.DataFrame
+        `salesforecast.movement.pipeline_waterfall` (``attrs`` holds ``start``, ``end`` and ``period``).
+
+    Returns
+    -------
+    str or None
+        None when some deal was in the pipeline or moved; else a sentence naming the period and the window.
+    """
+    if int(waterfall["count"].abs().sum()) or float(waterfall["amount"].abs().sum()):
+        return None
+    start, end = waterfall.attrs["start"], waterfall.attrs["end"] - pd.Timedelta(microseconds=1)
+    period = waterfall.attrs.get("period")
+    scope = f"the {period} pipeline (open deals with a close date in {period})" if period else "the pipeline"
+    return (
+        f"No deal was in {scope} from {start:%Y-%m-%d} through {end:%Y-%m-%d}, and none entered, closed or left "
+        "it: there is no movement to show."
+    )
 
 
 def waterfall_window(data: CRMData, period_start: Any, as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:

@@ -6,7 +6,7 @@ import pytest
 from salesforecast.datasets import generate, load_sample
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.movement import pipeline_coverage, pipeline_waterfall, waterfall_deals
-from salesforecast.review import deals_at_risk, waterfall_window
+from salesforecast.review import QUOTA_COLUMNS, coverage_table, deals_at_risk, no_movement_sentence, waterfall_window
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 
@@ -98,3 +98,40 @@ def test_waterfall_window_of_a_period_not_begun_is_none(sample):
     assert waterfall_window(sample, "2026-01-01", "2025-12-31") is None
     start, end = waterfall_window(sample, "2025-10-01", "2025-10-01")
     assert start == pd.Timestamp("2025-10-01") and end == start + pd.Timedelta(microseconds=1)
+
+
+def test_coverage_table_leaves_out_unknown_quotas_and_says_so(sample):
+    with_quotas = pipeline_coverage(sample, "FY2025Q2", as_of="2025-05-15", by="team")
+    table, sentence = coverage_table(with_quotas)
+    assert sentence is None and table.columns.tolist() == ["team", *with_quotas.columns]
+    no_quotas = dataclasses.replace(sample, quotas=sample.quotas.iloc[:0])
+    cov = pipeline_coverage(no_quotas, "FY2025Q2", as_of="2025-05-15", by="team")
+    table, sentence = coverage_table(cov)
+    assert not set(QUOTA_COLUMNS) & set(table.columns) and len(table) == len(cov)
+    assert sentence.startswith("The data have no quotas for FY2025Q2, so neither attainment nor coverage")
+    # one team without a quota: kept, shown as "–", counted in the sentence
+    east = with_quotas.index[0]
+    owners = sample.opportunities.loc[sample.opportunities["team"] == east, "owner"].unique()
+    partial = dataclasses.replace(sample, quotas=sample.quotas.loc[~sample.quotas["owner"].isin(owners)])
+    table, sentence = coverage_table(pipeline_coverage(partial, "FY2025Q2", as_of="2025-05-15", by="team"))
+    assert "quota" in table.columns and table["quota"].isna().sum() == 1
+    assert sentence.startswith(f"1 of the {len(table)} rows (by team) has no quota for FY2025Q2")
+    # no deal and no quota in the period: no row, and a sentence instead of an empty table
+    table, sentence = coverage_table(pipeline_coverage(no_quotas, "FY2020Q1", by="team"))
+    assert table.empty and sentence.startswith("No deal was won with a close date in FY2020Q1")
+
+
+def test_a_waterfall_where_nothing_moved_is_a_sentence(sample):
+    lo, _ = sample.process.calendar.period_bounds("FY2020Q1")
+    window = waterfall_window(sample, lo, sample.as_of)
+    empty = pipeline_waterfall(sample, *window, period="FY2020Q1")
+    assert no_movement_sentence(empty) == (
+        "No deal was in the FY2020Q1 pipeline (open deals with a close date in FY2020Q1) from "
+        f"{window[0]:%Y-%m-%d} through {sample.as_of:%Y-%m-%d}, and none entered, closed or left it: there is no "
+        "movement to show."
+    )
+    lo, _ = sample.process.calendar.period_bounds("FY2025Q2")
+    assert (
+        no_movement_sentence(pipeline_waterfall(sample, *waterfall_window(sample, lo, "2025-05-15"), "FY2025Q2"))
+        is None
+    )

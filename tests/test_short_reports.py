@@ -90,3 +90,23 @@ def test_pipeline_review_without_quotas_says_so_instead_of_a_quota_of_zero(tmp_p
     assert {"closed won", "open pipeline"} <= headings
     assert not headings & {"quota", "remaining quota", "attainment", "coverage", "weighted coverage", "note"}
     assert "no quota for the period" not in text and "quota - closed_won" not in text
+
+
+def test_pipeline_review_of_a_period_without_deals_says_so_instead_of_empty_tables(tmp_path):
+    """A period before the data begin: no deal, no quota. The attainment table had no row and the waterfall chart
+    was all zeros; now two sentences say there is nothing to attain or cover and no movement to show."""
+    result = run_reports(
+        DEFAULT_CONFIG,
+        tmp_path / "out",
+        only=["05_pipeline_review"],
+        params={"source": "sample", "period": "FY2020Q1"},
+        jobs=1,
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    assert "No deal was won with a close date in FY2020Q1 or open with one at the report date" in text
+    assert "No deal was in the FY2020Q1 pipeline (open deals with a close date in FY2020Q1) from 2023-01-01" in text
+    moved = text[text.index("How the pipeline moved") : text.index("Adherence to the process map")]
+    assert "<table" not in moved and "<img" not in moved

@@ -8,7 +8,9 @@ pipeline.
 The waterfall compares each deal's state just before ``start`` with its state just before ``end`` (the window
 is ``[start, end)``, half-open as the period bounds: the levels are the snapshots one microsecond before each
 moment, so that a change made at ``start`` itself, such as a deal closed at 00:00 of the period's first day, is
-a movement of the window) and attributes the change once, so that, in count and in amount::
+a movement of the window; to include what happened at a moment such as a report date, as `pipeline_coverage`
+does at its ``as_of``, end the window one microsecond after it, as `salesforecast.review.waterfall_window` does)
+and attributes the change once, so that, in count and in amount::
 
     opening + created + pulled in + slipped in + reopened + amount increased
             - amount decreased - won - lost - pushed out - pulled out = closing

@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 
 import pandas as pd
+import pytest
 
 from salesforecast.datasets import generate
 from salesforecast.datasets.gallery import write_shape
@@ -110,3 +111,37 @@ def test_pipeline_review_of_a_period_without_deals_says_so_instead_of_empty_tabl
     assert "No deal was in the FY2020Q1 pipeline (open deals with a close date in FY2020Q1) from 2023-01-01" in text
     moved = text[text.index("How the pipeline moved") : text.index("Adherence to the process map")]
     assert "<table" not in moved and "<img" not in moved
+
+
+def test_pipeline_review_counts_the_report_dates_wins_in_the_waterfall_as_in_the_table(tmp_path):
+    """Date-only data whose last event is a win (the fresh-eyes export: as_of "latest" is 00:00 of its last day).
+    The waterfall ended just before the report date, so it said won 207 where the attainment table said 208."""
+    from tests.test_gallery_common import number, table_after
+
+    data, _ = generate(n_opportunities=400, seed=3)
+    tables = {}
+    for name in ("opportunities", "stage_history", "forecast_submissions", "leads"):
+        df = getattr(data, name)
+        for c in df.columns:
+            if str(df[c].dtype).startswith("datetime64"):
+                df[c] = df[c].dt.floor("D")
+        tables[name] = df
+    data = replace(data, **tables)
+    wins = data.stage_history[data.stage_history["stage"].isin(data.process.won_stages)]
+    day = wins.loc[wins["changed_at"].dt.month.isin([2, 5, 8, 11]), "changed_at"].max()  # mid-quarter
+    data = known_at(data, day)
+    won_today = wins.loc[wins["changed_at"] == day, "opportunity_id"]
+    assert data.as_of == day and len(won_today)
+    folder = data.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    table = table_after(text, "Attainment and coverage")
+    steps = table_after(text, "How the pipeline moved").set_index("step")
+    assert number(steps.loc["won", "count"]) == table["won deals"].map(number).sum()
+    assert number(steps.loc["won", "amount"]) == pytest.approx(table["closed won"].map(number).sum(), abs=1)
+    assert number(steps.loc["closing pipeline", "count"]) == table["open deals"].map(number).sum()
+    assert f"closed won by {day:%Y-%m-%d} 00:00 (included)" in steps.loc["won", "definition"]

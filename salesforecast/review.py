@@ -23,6 +23,7 @@ __all__ = [
     "coverage_table",
     "deals_at_risk",
     "no_movement_sentence",
+    "nothing_to_compare",
     "waterfall_window",
 ]
 
@@ -115,6 +116,33 @@ def no_movement_sentence(waterfall: pd.DataFrame) -> str | None:
         f"No deal was in {scope} from {start:%Y-%m-%d} through {end:%Y-%m-%d}, and none entered, closed or left "
         "it: there is no movement to show."
     )
+
+
+def nothing_to_compare(outcomes: pd.DataFrame, deals: pd.DataFrame) -> str | None:
+    """The sentence that replaces the outcome table when no closed deal has any deviation (a table of dashes).
+
+    Parameters
+    ----------
+    outcomes : pandas.DataFrame
+        `salesforecast.adherence.deviation_outcomes` (``label``, ``n_with``).
+    deals : pandas.DataFrame
+        `salesforecast.adherence.deal_adherence` (``outcome``: won, lost or open), the deals it compared.
+
+    Returns
+    -------
+    str or None
+        None when some closed deal has some deviation (the table has something to say); else a sentence: no deal
+        has closed yet, or of the closed deals none had any of the deviations.
+    """
+    if len(outcomes) and (outcomes["n_with"] > 0).any():
+        return None
+    n = int((deals["outcome"] != "open").sum())
+    if n == 0:
+        return "No deal had closed by the report date, so there is no outcome to compare."
+    labels = [str(x) for x in outcomes["label"]]
+    listed = ", ".join(labels[:-1]) + f" or {labels[-1]}" if len(labels) > 1 else "".join(labels) or "deviated"
+    deal = "closed deal" if n == 1 else "closed deals"
+    return f"Of the {n:,} {deal} by the report date, none {listed}: there is no deviation whose outcome to compare."
 
 
 def waterfall_window(data: CRMData, period_start: Any, as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:

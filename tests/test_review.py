@@ -3,10 +3,18 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from salesforecast.adherence import deal_adherence, deviation_outcomes
 from salesforecast.datasets import generate, load_sample
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.movement import pipeline_coverage, pipeline_waterfall, waterfall_deals
-from salesforecast.review import QUOTA_COLUMNS, coverage_table, deals_at_risk, no_movement_sentence, waterfall_window
+from salesforecast.review import (
+    QUOTA_COLUMNS,
+    coverage_table,
+    deals_at_risk,
+    no_movement_sentence,
+    nothing_to_compare,
+    waterfall_window,
+)
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 
@@ -135,3 +143,23 @@ def test_a_waterfall_where_nothing_moved_is_a_sentence(sample):
         no_movement_sentence(pipeline_waterfall(sample, *waterfall_window(sample, lo, "2025-05-15"), "FY2025Q2"))
         is None
     )
+
+
+def test_nothing_to_compare_replaces_a_table_of_dashes(sample):
+    full, _ = generate(n_opportunities=400, seed=3)
+    first = full.opportunities["created_at"].min()
+    young = known_at(full, first + pd.Timedelta(days=12))  # one deal closed, without any deviation
+    deals = deal_adherence(young)
+    outcomes = deviation_outcomes(deals, ci=0.9, seed=0)
+    assert (outcomes["n_with"] == 0).all() and (deals["outcome"] != "open").sum() == 1
+    assert nothing_to_compare(outcomes, deals) == (
+        "Of the 1 closed deal by the report date, none skipped a stage, went back a stage, stalled in a stage, had "
+        "their close date pushed, had their close date pushed more than twice or had their amount cut: there is no "
+        "deviation whose outcome to compare."
+    )
+    newborn = deal_adherence(known_at(full, first + pd.Timedelta(hours=1)))
+    assert nothing_to_compare(deviation_outcomes(newborn, ci=0.9, seed=0), newborn) == (
+        "No deal had closed by the report date, so there is no outcome to compare."
+    )
+    deals = deal_adherence(sample, as_of="2025-06-30")
+    assert nothing_to_compare(deviation_outcomes(deals, ci=0.9, seed=0), deals) is None

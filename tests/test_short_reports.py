@@ -145,3 +145,20 @@ def test_pipeline_review_counts_the_report_dates_wins_in_the_waterfall_as_in_the
     assert number(steps.loc["won", "amount"]) == pytest.approx(table["closed won"].map(number).sum(), abs=1)
     assert number(steps.loc["closing pipeline", "count"]) == table["open deals"].map(number).sum()
     assert f"closed won by {day:%Y-%m-%d} 00:00 (included)" in steps.loc["won", "definition"]
+
+
+def test_pipeline_review_of_a_young_crm_says_there_is_no_outcome_to_compare(tmp_path):
+    """Twelve days of deals, one closed without any deviation: the outcome section was a table of dashes
+    ("nothing to compare" on every row); now one sentence says so."""
+    full, _ = generate(n_opportunities=400, seed=3)
+    young = known_at(full, full.opportunities["created_at"].min() + pd.Timedelta(days=12))
+    folder = young.to_folder(tmp_path / "crm")
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index("Does following the map pay?") : text.index("Deals at risk")]
+    assert "Of the 1 closed deal by the report date, none skipped a stage" in section
+    assert "<table" not in section and "nothing to compare" not in section

@@ -8,7 +8,9 @@ pipeline.
 The waterfall compares each deal's state just before ``start`` with its state just before ``end`` (the window
 is ``[start, end)``, half-open as the period bounds: the levels are the snapshots one microsecond before each
 moment, so that a change made at ``start`` itself, such as a deal closed at 00:00 of the period's first day, is
-a movement of the window) and attributes the change once, so that, in count and in amount::
+a movement of the window; to include what happened at a moment such as a report date, as `pipeline_coverage`
+does at its ``as_of``, end the window one microsecond after it, as `salesforecast.review.waterfall_window` does)
+and attributes the change once, so that, in count and in amount::
 
     opening + created + pulled in + slipped in + reopened + amount increased
             - amount decreased - won - lost - pushed out - pulled out = closing
@@ -98,48 +100,62 @@ def _scope_words(period: str | None) -> str:
     return f"open with a close date in {period}" if period else "open"
 
 
+def _end_words(end: pd.Timestamp) -> tuple[str, str]:
+    """How the definitions name the state at `end` and the closes counted up to it.
+
+    The state is taken just before `end`; an `end` one microsecond after a whole second (as
+    `salesforecast.review.waterfall_window` passes to include the report date) is that second, included.
+    """
+    at = end - pd.Timedelta(microseconds=1)
+    if at == at.floor("s"):
+        when = f"{at:%Y-%m-%d %H:%M}" if at.second == 0 else f"{at:%Y-%m-%d %H:%M:%S}"
+        return f"at {when} (included)", f"by {when} (included)"
+    return f"just before {end:%Y-%m-%d %H:%M}", f"before {end:%Y-%m-%d %H:%M}"
+
+
 def _definitions(start: pd.Timestamp, end: pd.Timestamp, period: str | None) -> dict[str, str]:
     # the states are taken just before each moment (the window is [start, end))
-    s, e = f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}"
+    s = f"{start:%Y-%m-%d %H:%M}"
+    e_state, e_by = _end_words(end)
     scope = _scope_words(period)
     closes = f"closed in the window with a close date in {period}" if period else "closed in the window"
     where = "in scope" if period else "in the pipeline"
     return {
         "opening pipeline": f"deals {scope} just before {s}",
-        "created": f"deals created from {s} that are {scope} just before {e} or {closes}",
+        "created": f"deals created from {s} that are {scope} {e_state} or {closes}",
         "pulled in": (
-            f"open just before {s} with a close date after {period} (or none), then {scope} just before {e} or {closes}"
+            f"open just before {s} with a close date after {period} (or none), then {scope} {e_state} or {closes}"
             if period
             else "not used without a period"
         ),
         "slipped in": (
             f"open just before {s} with a close date before {period} (overdue or earlier), "
-            f"then {scope} just before {e} or {closes}"
+            f"then {scope} {e_state} or {closes}"
             if period
             else "not used without a period"
         ),
-        "reopened": f"closed just before {s}, then {scope} just before {e} or closed again in the window",
+        "reopened": f"closed just before {s}, then {scope} {e_state} or closed again in the window",
         "amount increased": (
-            f"deals {where} just before {s}: amount just before {e} (at closing, or when they left) "
+            f"deals {where} just before {s}: amount {e_state} (at closing, or when they left) "
             f"above that just before {s}"
         ),
         "amount decreased": (
-            f"deals {where} just before {s}: amount just before {e} (at closing, or when they left) "
+            f"deals {where} just before {s}: amount {e_state} (at closing, or when they left) "
             f"below that just before {s}"
         ),
-        "won": f"deals {where} just before {s} or entered since, closed won before {e} (closing amount)",
-        "lost": f"deals {where} just before {s} or entered since, closed lost before {e} (closing amount)",
+        "won": f"deals {where} just before {s} or entered since, closed won {e_by} (closing amount)",
+        "lost": f"deals {where} just before {s} or entered since, closed lost {e_by} (closing amount)",
         "pushed out": (
-            f"deals {where} just before {s}, open just before {e} with a close date after {period} (or none)"
+            f"deals {where} just before {s}, open {e_state} with a close date after {period} (or none)"
             if period
             else "not used without a period"
         ),
         "pulled out": (
-            f"deals {where} just before {s}, open just before {e} with a close date before {period}"
+            f"deals {where} just before {s}, open {e_state} with a close date before {period}"
             if period
             else "not used without a period"
         ),
-        "closing pipeline": f"deals {scope} just before {e}",
+        "closing pipeline": f"deals {scope} {e_state}",
     }
 
 
@@ -387,8 +403,10 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
         ``remaining_quota`` (``quota - closed_won``), ``attainment``
         (``closed_won / quota``), ``coverage`` (``open_pipeline / remaining_quota``), ``weighted_coverage``
         (``weighted_pipeline / remaining_quota``) and ``note``. Coverage is undefined (NaN) when the quota is
-        already met (``quota <= closed_won``); attainment and coverage are NaN without a quota; ``note``
-        says so. The formulas are in ``attrs["formula"]``.
+        already met (``quota <= closed_won``). A row without any quota row in ``data.quotas`` for the period
+        (data without quotas, a rep without one) has an unknown quota: ``quota`` and ``remaining_quota`` are NaN,
+        not 0, and so are attainment and coverage (also NaN for a quota of 0); ``note`` says so. The formulas
+        are in ``attrs["formula"]``.
 
     Warns
     -----
@@ -462,7 +480,8 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     if by is None:
         index = pd.Index([period], name=name, dtype="str")
     out = deal_part.reindex(index, fill_value=0)
-    out.insert(0, "quota", quota.reindex(index, fill_value=0.0).to_numpy(dtype="float64"))
+    # an owner, team or period without any quota row has an unknown quota (NaN), not a quota of 0
+    out.insert(0, "quota", quota.reindex(index).to_numpy(dtype="float64"))
     for c in ("won_deals", "open_deals", "undated_deals"):
         out[c] = out[c].astype(np.int64)
     out["remaining_quota"] = out["quota"] - out["closed_won"]

@@ -433,7 +433,9 @@ def test_coverage_formula_on_hand_made_case():
     assert np.isnan(bo["coverage"]) and np.isnan(bo["weighted_coverage"])
     assert bo["note"] == "quota met: coverage undefined"
     cy = by_owner.loc["cy"]
-    assert cy["quota"] == 0 and np.isnan(cy["attainment"]) and cy["note"] == "no quota for the period"
+    # cy has no quota row: the quota is unknown (NaN), not 0, so is what remains of it
+    assert np.isnan(cy["quota"]) and np.isnan(cy["remaining_quota"]) and np.isnan(cy["attainment"])
+    assert np.isnan(cy["coverage"]) and cy["note"] == "no quota for the period"
     ann = by_owner.loc["ann"]
     assert ann["coverage"] == pytest.approx((400 + 50) / (1000 - 100))
     assert by_owner[["quota", "closed_won", "open_pipeline"]].sum().tolist() == [1250.0, 400.0, 660.0]
@@ -444,6 +446,32 @@ def test_coverage_formula_on_hand_made_case():
     year = pipeline_coverage(data, "FY2024", as_of="2024-12-31")
     assert year["quota"].iloc[0] == 1000 + 250 + 700 + 700 + 900
     assert year["closed_won"].iloc[0] == 450.0
+
+
+def test_coverage_without_quotas_is_unknown_not_zero():
+    """The fresh-eyes run on data without quotas showed "quota 0.00 ... remaining quota -162,361.00": an unknown
+    quota is NaN (shown as "–" by `format_table`), and so are what remains of it, attainment and coverage."""
+    from dataclasses import replace
+
+    from salesforecast.reports import format_table
+
+    with_quotas = _coverage_data()
+    data = replace(with_quotas, quotas=empty_table("quotas"))
+    for by in (None, "owner", "team"):
+        cov = pipeline_coverage(data, "FY2024Q3", as_of="2024-08-01", by=by)
+        for c in ("quota", "remaining_quota", "attainment", "coverage", "weighted_coverage"):
+            assert cov[c].isna().all(), (by, c)
+        assert (cov["note"] == "no quota for the period").all()
+        # the deal figures do not depend on quotas
+        same = pipeline_coverage(with_quotas, "FY2024Q3", as_of="2024-08-01", by=by)
+        cols = ["closed_won", "won_deals", "open_pipeline", "open_deals", "weighted_pipeline"]
+        pd.testing.assert_frame_equal(cov[cols], same.loc[cov.index, cols])
+    html = format_table(pipeline_coverage(data, "FY2024Q3", as_of="2024-08-01").reset_index()).to_html()
+    assert "–" in html and "-400" not in html
+    # a quota explicitly 0 stays 0 (known), with attainment and coverage undefined
+    zero = replace(with_quotas, quotas=with_quotas.quotas.assign(amount=0.0))
+    row = pipeline_coverage(zero, "FY2024Q3", as_of="2024-08-01").iloc[0]
+    assert row["quota"] == 0 and row["remaining_quota"] == -400.0 and np.isnan(row["attainment"])
 
 
 def test_coverage_errors_name_the_problem():

@@ -2153,8 +2153,8 @@ def forecast_period(
         The forecast date (default: the data end). Only what was known then is used.
     period : str
         A period label, or ``"current"``: the period containing `as_of`, unless it has ended by then. A period ends
-        with its last day, and the report date's day counts whole (an `as_of` at midnight is an exclusive end, as
-        `data_end`): on a quarter's last day (or at the next one's first instant) the quarter is over, its bookings
+        with its last day, and the report date's day counts whole (as in `data_end`, and as a report's date reads
+        its data): on a quarter's last day (or at the next one's first instant) the quarter is over, its bookings
         are known and the `backtest` scores it as closed. Forecasting it then would only repeat what was won, so
         "current" is the next period, forecast from its first day, and `PeriodForecast.note` says so with the ended
         period's closed-won bookings (a RevOps analyst on the last day of a quarter asks where the next one lands).
@@ -2181,7 +2181,7 @@ def forecast_period(
     s, e = cal.period_bounds(label)
     ctx = _Context(data, freq, groups)
     note = ""
-    day_end = as_of if as_of == as_of.normalize() else as_of.normalize() + _DAY
+    day_end = as_of.normalize() + _DAY  # the report date's day counts whole
     if current and e <= min(day_end, data_end(data)):  # the period had ended: forecast the next one from its start
         lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the company total
         ended, ended_actual = label, float(np.nansum(ctx.actual(s, e)[lo:hi]))

@@ -527,7 +527,7 @@ def test_recommend_says_and_warns_when_the_leaderboard_rests_on_fewer_than_four_
 
 def test_forecast_period_after_its_last_day_forecasts_the_next_period_and_says_so(data):
     """On a quarter's last day the backtest counts the quarter closed, yet "This period" forecast it again."""
-    for as_of in ("2025-06-30 15:00", "2025-07-01"):
+    for as_of in ("2025-06-30", "2025-06-30 15:00", "2025-07-01"):
         fc = forecast_period(data, as_of=as_of, methods=["crm_weighted", "monte_carlo"], n_sims=100)
         assert fc.period == "FY2025Q3" and fc.as_of == pd.Timestamp("2025-07-01")
         opps = data.opportunities

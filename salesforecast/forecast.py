@@ -80,6 +80,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -103,6 +104,7 @@ __all__ = [
     "BacktestCutoff",
     "BacktestPeriod",
     "ForecastMethod",
+    "FEW_PERIODS",
     "ForecastWarning",
     "METHODS",
     "NEEDS",
@@ -118,7 +120,9 @@ __all__ = [
     "interval_summary",
     "IntervalCalibration",
     "leaderboard",
+    "missing_methods",
     "submission_bias",
+    "submissions_note",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -130,6 +134,23 @@ NOT_TRUSTED = "not trusted (leakage)"
 
 class ForecastWarning(UserWarning):
     """Something limits a forecast's numbers (e.g. pipeline a method could not place in a period)."""
+
+
+#: Fewest replayed periods a recommendation rests on without a warning. The cutoffs of one period share its outcome
+#: (a forecast error at week 3 and at week 4 of a quarter are far from independent), so a leaderboard holds about as
+#: many independent results as periods: with ``n`` periods, of two equally good methods one wins all ``n`` by chance
+#: with probability ``2 * 0.5**n`` (25% with 3, 12.5% with 4). Four quarters are also one full year (every season once).
+FEW_PERIODS = 4
+
+#: The period `forecast_period` forecasts while its `backtest` runs (its warnings then speak of that period, not of
+#: replayed ones: a report raises both and its reader must tell them apart).
+_FORECASTING: ContextVar[str | None] = ContextVar("_FORECASTING", default=None)
+
+
+def _scope(replayed: str) -> str:
+    """The opening of a warning about the periods of a backtest: replayed ones, or the one `forecast_period` asks."""
+    label = _FORECASTING.get()
+    return replayed if label is None else f"For {label}, the period forecast now,"
 
 
 _SEASON = {"month": 12, "quarter": 4, "year": 1}
@@ -1388,11 +1409,20 @@ def _interval_notes(out: Any, ctx: _Context) -> Any:
         fewest = notes.groupby("period")["calibration_periods"].min()
         few = fewest[fewest < INTERVAL_FEW_PERIODS]
         if len(few):
+            label = _FORECASTING.get()
+            if label is None:
+                what = (
+                    f"In the replayed periods, the Monte Carlo 80% interval of {len(few)} of the {len(fewest)} rests "
+                    f"on fewer than {INTERVAL_FEW_PERIODS} earlier periods (as few as {int(few.min())})"
+                )
+            else:
+                what = (
+                    f"For {label}, the period forecast now, the Monte Carlo 80% interval rests on fewer than "
+                    f"{INTERVAL_FEW_PERIODS} earlier periods ({int(few.min())})"
+                )
             warnings.warn(
-                f"The Monte Carlo 80% interval of {len(few)} of the {len(fewest)} replayed periods rests on fewer "
-                f"than {INTERVAL_FEW_PERIODS} earlier periods (as few as {int(few.min())}) at the same time before "
-                "the period end, so it leans on a wide default: it is wider than the simulation alone, and its "
-                "coverage is less certain than on a longer history.",
+                f"{what} at the same time before the period end, so it leans on a wide default: it is wider than "
+                "the simulation alone, and its coverage is less certain than on a longer history.",
                 IntervalWarning,
                 stacklevel=3,
             )
@@ -1889,10 +1919,17 @@ def _warn_leakage(results: pd.DataFrame) -> None:
     for method, part in flagged.groupby("method", sort=True):
         periods = sorted(part["period"].unique())
         total = results.loc[results["method"] == method, "period"].nunique()
+        name = METHODS[method].label if method in METHODS else method
+        label = _FORECASTING.get()
+        listed = f"{', '.join(periods[:6])}{' ...' if len(periods) > 6 else ''}"
+        opening = (
+            f"The {name} forecast is not trusted: in {len(periods)} of {total} periods replayed ({listed})"
+            if label is None
+            else f"For {label}, the period forecast now, the {name} forecast is not trusted:"
+        )
         warnings.warn(
-            f"The {METHODS[method].label if method in METHODS else method} forecast is not trusted: in "
-            f"{len(periods)} of {total} periods replayed ({', '.join(periods[:6])}{' ...' if len(periods) > 6 else ''})"
-            f" its model relied on features that alone separate won from lost deals ({part['leakage'].iloc[-1]}), "
+            f"{opening} its model relied on features that alone separate won from lost deals "
+            f"({part['leakage'].iloc[-1]}), "
             "which a feature known before the outcome rarely does: they were probably recorded after it (e.g. a close "
             "date read today standing in for the one known then). Its accuracy in the leaderboard is likely "
             f"flattering; the leaderboard marks it '{NOT_TRUSTED}' and the recommendation leaves it out.",
@@ -1918,10 +1955,11 @@ def _warn_left_out(table: pd.DataFrame) -> None:
     when = (
         f"at {pd.Timestamp(table['cutoff'].iloc[0]):%Y-%m-%d}"
         if cuts == 1
-        else f"on average over the {cuts} cutoffs replayed (up to {share.max():.0%})"
+        else f"on average over the {cuts} cutoffs (up to {share.max():.0%})"
     )
     warnings.warn(
-        f"The CRM-weighted forecast left out {share.mean():.0%} of the open pipeline amount {when}: deals without a "
+        f"{_scope('In the replayed periods,')} the CRM-weighted forecast left out {share.mean():.0%} of the open "
+        f"pipeline amount {when}: deals without a "
         "close date as known then (open deals without an expected close date, or a history that never recorded "
         "past close dates) cannot be placed in a period, so it counts them in none and under-forecasts. The "
         "stage-conversion and opportunity-score forecasts include them by their time to close.",
@@ -2010,9 +2048,15 @@ def _simulate(args: tuple, quantiles: Sequence[float], keep: bool) -> tuple[np.n
     sims = simulate_bookings(
         amount, p, codes, n_groups, base=base, new_deals=new_deals, shock_sd=shock_sd, n_sims=n_sims, rng=rng
     )
+    mean = sims.mean(axis=1)  # the point forecast: the expected bookings of the simulation, before any widening
     if widen:  # the interval calibration: futures stretched about their mean, never below the won to date
         sims = widen_samples(sims, widen[0], floor=base)
-    return sims.mean(axis=1), np.quantile(sims, quantiles, axis=1).T, sims if keep else None
+    quants = np.quantile(sims, quantiles, axis=1).T
+    # when fewer than 10% of the futures exceed the mean (most end at the won to date, a few win a large deal), the
+    # P10-P90 would leave out the point forecast: the interval is extended to it
+    quants[:, 0] = np.minimum(quants[:, 0], mean)
+    quants[:, -1] = np.maximum(quants[:, -1], mean)
+    return mean, quants, sims if keep else None
 
 
 def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> Any:
@@ -2073,6 +2117,9 @@ class PeriodForecast:
         Simulated bookings (``monte_carlo``) of the first group value (the company total with the default groups).
     won_to_date : float
         Closed won by `as_of` with a close date in the period, for that group value.
+    note : str
+        A sentence for the reader when the period forecast is not the one containing the report date (that one had
+        ended: `forecast_period`), "" otherwise.
     """
 
     period: str
@@ -2080,6 +2127,7 @@ class PeriodForecast:
     table: pd.DataFrame
     samples: np.ndarray
     won_to_date: float
+    note: str = ""
 
     def point(self, method: str) -> float:
         """The first group value's point forecast of `method` (NaN when it has none)."""
@@ -2104,7 +2152,12 @@ def forecast_period(
     as_of : date, optional
         The forecast date (default: the data end). Only what was known then is used.
     period : str
-        A period label, or ``"current"``: the period containing `as_of`.
+        A period label, or ``"current"``: the period containing `as_of`, unless it has ended by then. A period ends
+        with its last day, and the report date's day counts whole (as in `data_end`, and as a report's date reads
+        its data): on a quarter's last day (or at the next one's first instant) the quarter is over, its bookings
+        are known and the `backtest` scores it as closed. Forecasting it then would only repeat what was won, so
+        "current" is the next period, forecast from its first day, and `PeriodForecast.note` says so with the ended
+        period's closed-won bookings (a RevOps analyst on the last day of a quarter asks where the next one lands).
     freq : {"month", "quarter", "year"}
     methods, groups, **kwargs
         As for `backtest`.
@@ -2123,9 +2176,22 @@ def forecast_period(
     as_of = data_end(data) if as_of is None else pd.Timestamp(as_of)
     cal = data.process.calendar
     current = str(period).strip().lower() in ("current", "latest", "")
-    # at a period's first instant, "current" is the period that just ended (as_of is an exclusive data end)
+    # at a period's first instant, the period containing as_of is the one that just ended (an exclusive data end)
     label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if current else as_of, freq)
     s, e = cal.period_bounds(label)
+    ctx = _Context(data, freq, groups)
+    note = ""
+    day_end = as_of.normalize() + _DAY  # the report date's day counts whole
+    if current and e <= min(day_end, data_end(data)):  # the period had ended: forecast the next one from its start
+        lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the company total
+        ended, ended_actual = label, float(np.nansum(ctx.actual(s, e)[lo:hi]))
+        label = cal.resolve(period, e, freq)
+        s, e = cal.period_bounds(label)
+        as_of = s
+        note = (
+            f"{ended} ended on {s - _DAY:%Y-%m-%d}, by the report date: its bookings are known ({ended_actual:,.0f} "
+            f"closed won), so the forecast is of the next {freq}, {label}, from its first day ({s:%Y-%m-%d})."
+        )
     if s > as_of:
         raise ValueError(
             f"forecast_period: {label} starts after as_of {as_of:%Y-%m-%d}; the methods forecast a period from a date "
@@ -2133,17 +2199,20 @@ def forecast_period(
         )
     t = min(as_of, e - pd.Timedelta(microseconds=1))
     chosen = _check_methods(methods, kwargs.get("truth"))
-    table, samples = backtest(
-        data,
-        methods=[m.name for m in chosen],
-        period=freq,
-        cutoffs=[t],
-        groups=groups,
-        periods=[label],
-        return_samples=True,
-        **kwargs,
-    )
-    ctx = _Context(data, freq, groups)
+    token = _FORECASTING.set(label)  # its warnings speak of this period, not of replayed ones
+    try:
+        table, samples = backtest(
+            data,
+            methods=[m.name for m in chosen],
+            period=freq,
+            cutoffs=[t],
+            groups=groups,
+            periods=[label],
+            return_samples=True,
+            **kwargs,
+        )
+    finally:
+        _FORECASTING.reset(token)
     first = table.iloc[0]  # the group value the samples and point forecasts are of
     frame = ctx.groups.frame()
     code = np.flatnonzero(
@@ -2157,6 +2226,7 @@ def forecast_period(
         table=table,
         samples=sims[0] if sims is not None and len(sims) else np.zeros(0),
         won_to_date=won,
+        note=note,
     )
 
 
@@ -2231,6 +2301,7 @@ def leaderboard(
         board["trust"] = np.where(board["method"].isin(leaky), NOT_TRUSTED, "")
         board["trust"] = board["trust"].astype("str")
     board.attrs["metrics"] = list(metrics)
+    board.attrs["periods"] = sorted(str(p) for p in rows["period"].unique())
     return board
 
 
@@ -2241,11 +2312,20 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     MAPE, MASE, pinball...), the bias nearest 0, the coverage nearest 80%, the forecast ratio nearest 1, the highest
     hit rate or absolute accuracy. A method the leaderboard marks `NOT_TRUSTED` (leakage) is never named.
 
+    A leaderboard scored on fewer than `FEW_PERIODS` replayed periods (its ``attrs["periods"]``) holds too few
+    independent outcomes to tell methods apart: each advice then says on how many periods it rests, and a
+    `ForecastWarning` says that a method's lead may be chance.
+
     Returns
     -------
     pandas.DataFrame
         One row per horizon: the horizon column, ``best``, ``metric value``, ``runner_up`` and ``advice``;
         ``attrs["metrics"]`` names the metric column (report tables format it by its units).
+
+    Warns
+    -----
+    ForecastWarning
+        When the leaderboard rests on fewer than `FEW_PERIODS` replayed periods.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid names: {', '.join(METRICS)}")
@@ -2254,6 +2334,20 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     b = board.loc[~board["method"].isin(exclude) & board[metric].notna()]
     if "trust" in b.columns:
         b = b.loc[b["trust"].fillna("").astype("str") != NOT_TRUSTED]
+    periods = board.attrs.get("periods")
+    few = ""
+    if periods is not None and len(periods) < FEW_PERIODS:
+        n = len(periods)
+        few = f"{n} replayed period{'s' if n != 1 else ''} only"
+        chance = min(2 * 0.5**n, 1.0)
+        warnings.warn(
+            f"The recommended forecast methods rest on {n} replayed period{'s' if n != 1 else ''} "
+            f"({', '.join(periods)}): with fewer than {FEW_PERIODS}, a method's lead may be chance (of two equally "
+            f"good methods, one is better in every one of {n} period{'s' if n != 1 else ''} {chance:.0%} of the "
+            "time). Read the recommendation as a first impression, and replay more periods when the data allow.",
+            ForecastWarning,
+            stacklevel=2,
+        )
     rows = []
     groups = b.groupby(horizon, sort=False, observed=True) if horizon else [("all", b)]
     for h, part in groups:
@@ -2265,6 +2359,8 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
         advice = f"trust {best['method']} ({metric} {fmt(best[metric])})"
         if second is not None:
             advice += f"; next {second['method']} ({fmt(second[metric])})"
+        if few:
+            advice += f" (from {few}: the lead may be chance)"
         rows.append(
             {
                 horizon or "horizon": h,
@@ -2277,6 +2373,75 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     out = pd.DataFrame(rows)
     out.attrs["metrics"] = [metric]
     return out
+
+
+#: Why a method of `METHODS` gives no forecast, by the first of its needs the data may lack (`missing_methods`).
+_MISSING_WHY = {
+    "submissions": "they need {need}, and the data hold none for these periods",
+    "truth": "they need {need}",
+    "opportunity score": "they need {need}, and it could not be fitted on the data known then",
+    "stage_conversion model": "they need {need}, and it could not be fitted on the data known then",
+}
+
+
+def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
+    """One sentence per reason naming the methods of a `backtest` that gave no forecast at all, and why.
+
+    A method is missing when none of its rows for `group` holds a forecast. The reason comes from the registry:
+    the first of its `ForecastMethod.needs` the data may lack (the reps' calls for the submitted and bias-corrected
+    commits), else its definition (``seasonal_naive`` needs a year of earlier periods).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        `backtest` output.
+    group : str
+        The grouping read (``"total"`` by default).
+
+    Returns
+    -------
+    str
+        "" when every method has a forecast.
+
+    Examples
+    --------
+    >>> res = pd.DataFrame({"group": "total", "method": ["run_rate", "seasonal_naive"], "forecast": [1.0, None]})
+    >>> missing_methods(res)[:70]
+    'No forecast from seasonal_naive: bookings of the same period one year '
+    """
+    rows = results.loc[results["group"] == group]
+    has = rows["forecast"].notna().groupby(rows["method"], sort=False).any()
+    missing = [m for m in has.index if not has[m]]
+    reasons: dict[str, list[str]] = {}
+    for m in missing:
+        method = METHODS.get(m)
+        if method is None:
+            why = "it is no method of the registry"
+        else:
+            need = next((n for n in _MISSING_WHY if n in method.needs), None)
+            why = _MISSING_WHY[need].format(need=NEEDS[need]) if need else method.definition
+        reasons.setdefault(why, []).append(m)
+    return " ".join(f"No forecast from {', '.join(names)}: {why}." for why, names in reasons.items())
+
+
+def submissions_note(data: CRMData, as_of: Any = None) -> str:
+    """A sentence when the data hold no forecast submission made by `as_of` (so no rep bias to show), else "".
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> submissions_note(load_sample())
+    ''
+    """
+    subs = data.forecast_submissions
+    if as_of is not None and len(subs) and "submitted_at" in subs.columns:
+        subs = subs.loc[subs["submitted_at"] <= pd.Timestamp(as_of)]
+    if len(subs):
+        return ""
+    return (
+        "The data have no forecast submissions (the reps' commit and best-case calls) made by the report date: there "
+        "is no rep bias to measure, and the submitted and bias-corrected commit methods give no forecast."
+    )
 
 
 def _rank_key(metric: str, values: pd.Series) -> pd.Series:

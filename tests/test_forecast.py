@@ -1,6 +1,7 @@
 """Forecast methods and the backtest: hand-computed references, additivity, no leakage, determinism, errors."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,10 @@ from salesforecast.forecast import (
     definitions,
     forecast_period,
     leaderboard,
+    missing_methods,
     recommend,
     submission_bias,
+    submissions_note,
 )
 from salesforecast.metrics import wape
 from salesforecast.models.opportunity_scoring import opportunity_features
@@ -379,7 +382,7 @@ def test_forecast_period_reports_one_group_value_and_reads_any_spelling_of_curre
     won = opps[opps["is_won"] & (opps["team"] == first["group_value"]) & (opps["close_date"] >= "2025-04-01")]
     assert fc.won_to_date == pytest.approx(won.loc[won["close_date"] < "2025-05-15", "amount"].sum())
     labels = {
-        p: forecast_period(data, as_of="2025-07-01", period=p, methods=["crm_weighted"]).period
+        p: forecast_period(data, as_of="2025-06-15", period=p, methods=["crm_weighted"]).period
         for p in ("current", "Current", "latest")
     }
     assert set(labels.values()) == {"FY2025Q2"}
@@ -505,3 +508,77 @@ def test_open_deals_without_a_close_date_are_forecast_by_time_to_close(data):
     feats = opportunity_features(undated, [undated.as_of])
     assert len(feats) == len(open_now) and feats["days_to_close"].isna().all()
     assert StageConversionModel(n_bootstrap=0).fit(undated).transition_matrix_.shape[0] > 0
+
+
+# ------------------------------------------------------------------------------------------ what the report says
+def test_recommend_says_and_warns_when_the_leaderboard_rests_on_fewer_than_four_periods(data):
+    """A recommendation from one or two replayed quarters read as settled ("trust opportunity_score (wape 2.7%)")."""
+    kw = {"methods": ["crm_weighted", "run_rate"], "groups": ["total"], "cutoffs": "start"}
+    few = leaderboard(backtest(data, periods=2, **kw), by="band")
+    assert few.attrs["periods"] == ["FY2025Q3", "FY2025Q4"]
+    with pytest.warns(ForecastWarning, match=r"rest on 2 replayed periods \(FY2025Q3, FY2025Q4\): with fewer than 4"):
+        advice = recommend(few)["advice"]
+    assert advice.str.endswith("(from 2 replayed periods only: the lead may be chance)").all()
+    enough = leaderboard(backtest(data, periods=4, **kw), by="band")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ForecastWarning)
+        assert not recommend(enough)["advice"].str.contains("may be chance").any()
+
+
+def test_forecast_period_after_its_last_day_forecasts_the_next_period_and_says_so(data):
+    """On a quarter's last day the backtest counts the quarter closed, yet "This period" forecast it again."""
+    for as_of in ("2025-06-30", "2025-06-30 15:00", "2025-07-01"):
+        fc = forecast_period(data, as_of=as_of, methods=["crm_weighted", "monte_carlo"], n_sims=100)
+        assert fc.period == "FY2025Q3" and fc.as_of == pd.Timestamp("2025-07-01")
+        opps = data.opportunities
+        won = opps["is_won"] & (opps["close_date"] >= "2025-04-01") & (opps["close_date"] < "2025-07-01")
+        assert fc.note == (
+            f"FY2025Q2 ended on 2025-06-30, by the report date: its bookings are known "
+            f"({opps.loc[won, 'amount'].sum():,.0f} closed won), so the forecast is of the next quarter, FY2025Q3, "
+            "from its first day (2025-07-01)."
+        )
+        assert fc.won_to_date == 0.0
+    inside = forecast_period(data, as_of="2025-06-29", methods=["crm_weighted"])
+    assert inside.period == "FY2025Q2" and inside.note == ""
+
+
+def _short_without_calls() -> object:
+    """15 generated months, current state only with the history derived from dates, and no forecast calls."""
+    raw, _ = generate(n_opportunities=1200, seed=3, years=2)
+    short = history_from_dates(known_at(raw, "2024-04-01"))
+    return dataclasses.replace(short, forecast_submissions=short.forecast_submissions.iloc[:0])
+
+
+def test_warnings_of_the_replayed_periods_and_of_the_period_forecast_now_say_which_they_are_about():
+    """The report's box showed the CRM-weighted and interval warnings twice, with different figures and no subject."""
+    short = _short_without_calls()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backtest(short, methods=["crm_weighted", "monte_carlo"], groups=["total"], n_sims=100)
+        forecast_period(
+            short, as_of="2024-03-10", methods=["crm_weighted", "monte_carlo"], n_sims=100, min_history_days=180
+        )
+    msgs = [str(w.message) for w in caught]
+    texts = [m for m in msgs if "CRM-weighted forecast left out" in m]
+    texts += [m for m in msgs if "80% interval" in m and "earlier periods" in m]
+    assert len(texts) == 4 and len(set(texts)) == 4, texts
+    replayed = [t for t in texts if t.startswith("In the replayed periods, the ")]
+    now = [t for t in texts if t.startswith("For FY2024Q1, the period forecast now, the ")]
+    assert len(replayed) == 2 and len(now) == 2, texts
+
+
+def test_the_report_says_which_methods_gave_no_forecast_and_why():
+    short = _short_without_calls()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = backtest(short, groups=["total"], n_sims=100, cutoffs="start")
+    text = missing_methods(res)
+    assert text.startswith(
+        "No forecast from submitted_commit, submitted_best_case, bias_corrected_commit: they need the reps' "
+        "forecast calls made by the cutoff, and the data hold none for these periods. No forecast from "
+        "seasonal_naive: bookings of the same period one year earlier"
+    )
+    assert "less than a year of past periods" in text and "run_rate" not in text
+    assert submissions_note(short).startswith("The data have no forecast submissions")
+    assert submissions_note(load_sample()) == ""
+    assert missing_methods(backtest(load_sample(), methods=["run_rate"], periods=1, cutoffs="start")) == ""

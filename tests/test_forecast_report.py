@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -44,3 +45,39 @@ def test_forecast_report_runs_on_fifteen_months_without_teams(tmp_path):
     assert replayed == ["FY2023Q3", "FY2023Q4", "FY2024Q1"]
     for heading in ("Which method to trust", "Forecast vs actual", "Rep bias", "Interval coverage", "This period"):
         assert heading in text, heading
+
+
+def test_forecast_report_on_fifteen_months_without_calls_says_what_limits_it(tmp_path):
+    """A fresh-eyes run on 15 months with no forecast calls: a recommendation from three quarters read as settled,
+    the box repeated the same warnings with different figures, methods showed "-" with no reason, the rep-bias
+    section was an empty chart, and on the quarter's last day "This period" forecast the quarter just closed."""
+    data, _ = generate(n_opportunities=1200, seed=3, years=2)
+    short = history_from_dates(known_at(data, "2024-04-01"))  # ends 2024-03-31, a quarter's last day
+    short.forecast_submissions = short.forecast_submissions.iloc[:0]
+    folder = short.to_folder(tmp_path / "crm")
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    config = tmp_path / "reports.yml"
+    config.write_text(CONFIG.format(notebooks=notebooks), encoding="utf-8")
+    as_of = f"{short.as_of:%Y-%m-%d}"
+    result = run_reports(config, tmp_path / "out", params={"source": str(folder), "n_sims": 200}, jobs=1, as_of=as_of)
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob("04_forecast_accuracy*.html")
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    start = text.index('id="read-this-first"')
+    box = text[start : text.index("</section>", start)]
+    assert "The recommended forecast methods rest on 3 replayed periods (FY2023Q3, FY2023Q4, FY2024Q1)" in box
+    # the backtest's warnings and those of the period forecast now each say what they are about
+    assert box.count("CRM-weighted forecast left out") == 2, box
+    assert "In the replayed periods, the CRM-weighted forecast left out 100% of the open pipeline amount on" in box
+    assert "For FY2024Q2, the period forecast now, the CRM-weighted forecast left out 100% of the open" in box
+    assert box.count("rests on fewer than 4 earlier periods") == 1, box
+    assert "In the replayed periods, the Monte Carlo 80% interval of 3 of the 3 rests on fewer than 4" in box
+    body = text[text.index("Which method to trust") :]
+    assert "(from 3 replayed periods only: the lead may be chance)" in body
+    assert "No forecast from submitted_commit, submitted_best_case, bias_corrected_commit: they need" in body
+    rep_start = body.index("Rep bias")
+    rep_bias = body[rep_start : body.index("Interval coverage", rep_start)]
+    assert "The data have no forecast submissions" in rep_bias and "(no rows)" not in rep_bias
+    this_period = body[body.index("This period") :]
+    assert "FY2024Q1 ended on 2024-03-31, by the report date" in this_period
+    assert "the next quarter, FY2024Q2, from its first day (2024-04-01)" in this_period

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from salesforecast.datasets import generate, load_sample
+from salesforecast.datasets.shapes import history_from_dates
 from salesforecast.forecast import (
     INTERVAL_FEW_PERIODS,
     INTERVAL_PRIOR_WIDENING,
@@ -123,7 +124,8 @@ def test_the_interval_is_the_simulation_stretched_by_the_widening(sample, monkey
         expected = np.maximum(s.mean() + 1.7 * (s - s.mean()), won)
         np.testing.assert_allclose(wide_samples[t][0], expected, rtol=1e-12)
         row = wide.loc[wide["cutoff"] == t].iloc[0]
-        assert row["forecast"] == pytest.approx(expected.mean())
+        # the point forecast is the simulation's mean: the widening (and its floor) moves the interval only
+        assert row["forecast"] == pytest.approx(s.mean())
         np.testing.assert_allclose(row[["p10", "p50", "p90"]].to_numpy(float), np.quantile(expected, [0.1, 0.5, 0.9]))
     assert (wide["p90"] - wide["p10"] > plain["p90"] - plain["p10"]).all()
     monkeypatch.undo()
@@ -187,3 +189,19 @@ def test_on_the_stable_generator_the_80_percent_interval_covers_70_to_90_percent
 def test_when_win_rates_fall_by_a_third_or_data_are_short_it_still_covers_65_percent(kind):
     coverage = _coverage(kind)
     assert (coverage >= 0.65).all(), coverage
+
+
+def test_the_point_forecast_lies_within_its_own_interval_when_most_futures_end_at_the_won_to_date():
+    """On the quarter's last day 97% of the futures ended at the won to date: the P90 was that amount and the mean,
+    raised further by the widening's floor, lay above it (the report showed a forecast above its own P90)."""
+    data, _ = generate(n_opportunities=1200, seed=3, years=2)
+    short = history_from_dates(known_at(data, pd.Timestamp("2024-02-16")))
+    kw = {"methods": ["monte_carlo"], "groups": ["total"], "n_sims": 200, "periods": ["FY2023Q4"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, samples = backtest(short, cutoffs=[pd.Timestamp("2023-12-31")], return_samples=True, **kw)
+    row = res.iloc[0]
+    sims = samples[pd.Timestamp("2023-12-31")][0]
+    assert np.quantile(sims, 0.9) < sims.mean()  # the case: fewer than 10% of the futures above their mean
+    assert row["p10"] <= row["forecast"] <= row["p90"]
+    assert row["p90"] == pytest.approx(row["forecast"])  # the interval is extended to the point, no further

@@ -1412,8 +1412,8 @@ def _interval_notes(out: Any, ctx: _Context) -> Any:
             label = _FORECASTING.get()
             if label is None:
                 what = (
-                    f"In the replayed periods, the Monte Carlo 80% interval of {len(few)} of the {len(fewest)} rests "
-                    f"on fewer than {INTERVAL_FEW_PERIODS} earlier periods (as few as {int(few.min())})"
+                    f"In the replayed periods, the Monte Carlo 80% interval of {len(few)} of the {len(fewest)} periods "
+                    f"rests on fewer than {INTERVAL_FEW_PERIODS} earlier periods (as few as {int(few.min())})"
                 )
             else:
                 what = (

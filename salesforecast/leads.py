@@ -9,8 +9,10 @@ young unconverted leads are the *open* ones a rep should prioritise; young conve
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,6 +252,8 @@ class SplitAdvice:
     works : bool
         Whether the settings give both sides enough conversions (`MIN_TRAIN_CONVERSIONS`, `MIN_HOLDOUT_CONVERSIONS`);
         when False no setting does, and these are the closest.
+    source : str
+        The report's source, for the command (empty: a placeholder the reader fills in).
     """
 
     maturity_days: int
@@ -261,12 +265,14 @@ class SplitAdvice:
     lag_p95: float
     lag_p99: float
     works: bool
+    source: str = ""
 
     @property
     def command(self) -> str:
         """The report parameters, as typed on the command line."""
+        source = shlex.quote(f"source={self.source}") if self.source else "source=<your source>"
         return (
-            f"salesforecast report --only 03_lead_scoring -p maturity_days={self.maturity_days} "
+            f"salesforecast report --only 03_lead_scoring -p {source} -p maturity_days={self.maturity_days} "
             f"-p holdout_months={self.holdout_months}"
         )
 
@@ -295,7 +301,7 @@ class SplitAdvice:
         )
 
 
-def suggest_split(data: CRMData, as_of: Any = None) -> SplitAdvice:
+def suggest_split(data: CRMData, as_of: Any = None, source: str | Path | None = None) -> SplitAdvice:
     """Settings of `lead_holdout` that leave most leads for training and enough conversions on both sides.
 
     `maturity_days` comes from the conversion lag (days from creation to conversion of the leads converted by
@@ -303,6 +309,7 @@ def suggest_split(data: CRMData, as_of: Any = None) -> SplitAdvice:
     `holdout_months` (1 to 24) that keeps at least two thirds of the leads for training, with at least
     `MIN_TRAIN_CONVERSIONS` training and `MIN_HOLDOUT_CONVERSIONS` holdout conversions (else the smallest that
     gives both). When none does, the setting with the most conversions on its scarcer side, ``works=False``.
+    `source`, when given, is written into the suggested command (`SplitAdvice.command`).
 
     Examples
     --------
@@ -328,11 +335,11 @@ def suggest_split(data: CRMData, as_of: Any = None) -> SplitAdvice:
         balanced = [h for h in enough if sizes[h][0] >= 2 * sizes[h][2]]
         if enough:
             h = max(balanced) if balanced else min(enough)
-            return SplitAdvice(days, h, *sizes[h], p95, p99, True)
+            return SplitAdvice(days, h, *sizes[h], p95, p99, True, str(source or ""))
         for h, (n_tr, k_tr, n_te, k_te) in sizes.items():
             score = min(k_tr / MIN_TRAIN_CONVERSIONS, k_te / MIN_HOLDOUT_CONVERSIONS)
             if best is None or score > best[0]:
-                best = (score, SplitAdvice(days, h, n_tr, k_tr, n_te, k_te, p95, p99, False))
+                best = (score, SplitAdvice(days, h, n_tr, k_tr, n_te, k_te, p95, p99, False, str(source or "")))
     assert best is not None
     return best[1]
 

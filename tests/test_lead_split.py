@@ -83,12 +83,13 @@ def test_report_blames_the_split_and_its_suggested_parameters_train_on_most_lead
     text = _render(tmp_path / "default", data, "latest")
     assert "cannot be judged with this split of the leads" in text
     found = re.search(
-        r"salesforecast report --only 03_lead_scoring -p maturity_days=(\d+) -p holdout_months=(\d+)", text
+        r"salesforecast report --only 03_lead_scoring -p (\S+) -p maturity_days=(\d+) -p holdout_months=(\d+)", text
     )
     assert found, "the page gives the report parameters"
+    assert found.group(1) == f"source={tmp_path / 'default' / 'crm'}"  # the command runs as shown, on this source
     assert "check for drift" not in text  # the model's weak validation blames too little data, not drift
     assert "validation ROC AUC" in text or "barely ranks" not in text
-    days, months = map(int, found.groups())
+    days, months = map(int, found.groups()[1:])
     text = _render(tmp_path / "advised", data, "latest", maturity_days=days, holdout_months=months)
     assert "cannot be judged with this split" not in text
     trained = re.search(r"trained on ([\d,]+) leads \(([\d,]+) conversions\) and checked on ([\d,]+)", text)
@@ -107,7 +108,9 @@ def test_needs_page_advice_leaves_a_useful_training_set_and_says_how_to_pass_it(
     else:
         raise AssertionError("the training side should be empty")
     assert "no leads before the holdout start" in msg and "(report parameters: -p maturity_days=N" in msg
-    found = re.search(r"--only 03_lead_scoring -p maturity_days=(\d+) -p holdout_months=(\d+)", msg)
+    found = re.search(
+        r"--only 03_lead_scoring -p source=<your source> -p maturity_days=(\d+) -p holdout_months=(\d+)", msg
+    )
     days, months = map(int, found.groups())
     train, X_test, y_test = lead_holdout(data, data.as_of, days, months)
     assert train.y.sum() >= MIN_TRAIN_CONVERSIONS and len(train.X) >= 2 * len(X_test) and y_test.sum() >= 20

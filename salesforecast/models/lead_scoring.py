@@ -1345,7 +1345,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             if distinct == 1:
                 msg = (
                     f"every training lead gets the same score ({len(p)} leads): the model does not tell leads "
-                    f"apart, so there is one tier instead of {asked}"
+                    f"apart, so wherever its tiers are shown there is one tier instead of {asked}"
                 )
             else:
                 used = ", ".join(
@@ -1354,8 +1354,9 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                 n_used = len(cuts) + 1
                 msg = (
                     f"the model's scores tie too often for {asked} tiers of the asked sizes ({len(p)} training "
-                    f"leads, {distinct} distinct scores): {n_used} tier{'s are' if n_used > 1 else ' is'} used "
-                    f"instead ({used} of the leads); leads with the same score cannot be told apart"
+                    f"leads, {distinct} distinct scores): wherever its tiers are shown, {n_used} "
+                    f"tier{'s are' if n_used > 1 else ' is'} used instead ({used} of the leads); leads with the same "
+                    "score cannot be told apart"
                 )
             warnings.warn(msg, TierWarning, stacklevel=4)  # _untied <- _tier_thresholds <- fit <- caller
         return cuts

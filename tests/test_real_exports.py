@@ -200,6 +200,9 @@ def test_b2b_current_state_export_maps_with_expressions_a_side_teams_file_and_ke
     assert hist[hist["opportunity_id"] == "O1"]["stage"].tolist() == ["Qualification", "Closed Won"]
     assert not hist.duplicated(["opportunity_id", "changed_at"]).any()
     assert any("had two of these stages dated the same moment: they enter the later one" in n for n in data.notes)
+    # an amount by condition on the outcome, with no past amounts recorded: the load says it can give outcomes away
+    (said,) = [n for n in data.notes if "The amount is a value by condition on 'deal_stage'" in n]
+    assert "one later won already shows the value it was won at" in said
     assert hist[hist["opportunity_id"] == "O4"]["stage"].tolist() == ["Prospecting"]
     cd = quality.open_deal_close_dates(data).set_index("measure")["deals"]
     assert cd["open deals"] == 3 and cd["without a close date"] == 3

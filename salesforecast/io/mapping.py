@@ -1478,6 +1478,15 @@ def _load(spec: MappingSpec, process: SalesProcess | str | Path | None) -> CRMDa
         raw["stage_history"], note = _derive_history(spec, derived, stages, raw["opportunities"], side, proc, sources)
         sources["stage_history"] = f"derived from dates of {sources['opportunities']} ({', '.join(derived)})"
         notes.insert(0, note)
+        amount = spec.tables["opportunities"].expressions.get("amount")
+        if amount is not None and amount.kind == "if":  # e.g. the close value when won, else a list price
+            notes.insert(
+                1,
+                f"The amount is a value by condition on {amount.column!r} ({amount.key_path}), and the derived history"
+                " records no past amounts: at a past date a deal shows today's amount, so one later won already"
+                " shows the value it was won at. Its outcome can show through its amount, and forecasts that weigh"
+                " the past pipeline by amount can look better than they could have been then.",
+            )
     elif "opportunities" not in raw:
         notes.insert(0, _NO_OPPORTUNITIES.format(mapping=spec.path.name))
     elif "stage_history" not in raw:

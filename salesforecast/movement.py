@@ -193,6 +193,13 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
         close_date_start, stage_end, amount_end, close_date_end`` (missing at ``start`` for deals created
         later). The rules are in this module's docstring.
 
+    Warns
+    -----
+    UndatedPipelineWarning
+        With a `period`, when deals counted as ``pulled in`` were open at `start` with no close date known then
+        (none in the export, or a history that did not record close dates): the split between the opening
+        pipeline and ``pulled in`` cannot be told for them.
+
     Examples
     --------
     >>> from salesforecast.datasets import load_sample
@@ -267,6 +274,17 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
         "pulled out": (moved_out & before_e, np.ones(n), amt_e),
         "closing pipeline": (in_e, np.ones(n), amt_e),
     }
+    if period is not None:
+        undated_in = enter & exists_s & open_s & (cd_s == NAT)
+        if undated_in.any():
+            warnings.warn(
+                f"{int(undated_in.sum()):,} deals (amount {amt_e[undated_in].sum():,.0f}) counted as 'pulled in' to "
+                f"{period} were open at the window's start with no close date known then (the export has none for "
+                "them, or the history did not record close dates): whether they were already expected in the period "
+                "cannot be told, so the opening pipeline may be understated by them and 'pulled in' overstated.",
+                UndatedPipelineWarning,
+                stacklevel=2,
+            )
     direction = dict(STEPS)
     deal_idx, step_idx = [], []
     for j, (name, _) in enumerate(STEPS):  # a loop over the twelve steps

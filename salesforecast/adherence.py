@@ -588,22 +588,26 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
 
 
 def _unrecorded_message(unrecorded: Sequence[str]) -> str:
-    """The sentence of `UnrecordedHistoryWarning` for the unrecorded history fields."""
-    parts = []
+    """The sentence of `UnrecordedHistoryWarning` for the unrecorded history fields (``close_date``, ``amount``)."""
+    parts, left_out, needed = [], [], []
     if "close_date" in unrecorded:
         parts.append(
             "close-date pushes and pull-ins are unknown: the stage history did not record close dates, so whether a "
             "deal's close date was pushed cannot be measured (shown as missing, not as zero)"
         )
+        left_out.append("close-date pushes")
+        needed.append("close-date changes")
     if "amount" in unrecorded:
         parts.append(
             "amount cuts are unknown: the stage history did not record amounts, so whether a deal's amount was "
             "lowered while open cannot be measured (shown as missing, not as zero)"
         )
+        left_out.append("amount cuts")
+        needed.append("amount changes")
     text = "; ".join(parts)
     return (
-        f"{text[0].upper()}{text[1:]}. The process-adherence tables compare only the deviations the history records"
-        " (skipped stages, going back, stalls); a history with close-date and amount changes is needed for the rest."
+        f"{text[0].upper()}{text[1:]}. The process-adherence tables leave out {' and '.join(left_out)} and compare"
+        f" only the other deviations; a history that records {' and '.join(needed)} is needed for them."
     )
 
 

@@ -143,3 +143,56 @@ def test_pipeline_review_says_pushes_are_unknown_on_a_history_derived_from_dates
     assert "No closed deal had their close date pushed" not in text and "close date pushes" not in text
     assert "Close-date pushes are unknown: the history did not record close dates" in text
     assert "nothing to compare" in text  # the measured deviations are still compared (here: no closed deal skipped)
+
+
+#: Fingerprints (pandas.util.hash_pandas_object, summed) of the columns this change touches, computed with main's
+#: code (commit 7369f7c) on the sample: a recorded history must keep exactly the same values and dtypes.
+MAIN_SAMPLE_HASHES = {
+    "close_date_pushes": 18376486350155445450,
+    "days_pushed": 4134551561238890082,
+    "close_date_pull_ins": 0,
+    "days_pulled_in": 0,
+    "amount_changes": 6542794781588163959,
+    "amount_decreases": 1255143013673460681,
+    "amount_net_change": 5719460772208657291,
+    "amount_pct_change": 17032778449842356322,
+    "pushed_visit": 14692720940508684444,
+    "pushed_3plus_visit": 13733180897016455971,
+    "amount_decreased_visit": 2977008667141556431,
+}
+
+
+def test_sample_values_are_main_values():
+    deals = deal_adherence(load_sample())
+    got = {c: int(pd.util.hash_pandas_object(deals[c], index=False).sum()) for c in MAIN_SAMPLE_HASHES}
+    assert got == MAIN_SAMPLE_HASHES
+    by = adherence_by(deals, "team")
+    assert by["share_pushed"].round(12).to_dict() == {
+        "APAC": 0.308203991131,
+        "EMEA": 0.34837962963,
+        "NA East": 0.351912568306,
+        "NA West": 0.335064935065,
+    }
+    assert by["mean_pushes"].round(12).to_dict() == {
+        "APAC": 0.49889135255,
+        "EMEA": 0.516203703704,
+        "NA East": 0.501639344262,
+        "NA West": 0.496103896104,
+    }
+    out = deviation_outcomes(deals, n_boot=200)
+    assert out["n_with"].to_dict() == {
+        "skipped_stage": 563,
+        "regression": 301,
+        "stalled": 747,
+        "pushed": 967,
+        "pushed_3plus": 102,
+        "amount_decreased": 474,
+    }
+    assert out["wins_with"].to_dict() == {
+        "skipped_stage": 246,
+        "regression": 99,
+        "stalled": 181,
+        "pushed": 426,
+        "pushed_3plus": 76,
+        "amount_decreased": 188,
+    }

@@ -61,10 +61,11 @@ from scipy import stats
 from salesforecast._utils import DAY_US, NAT, group_cumsum, sorted_unique, to_us
 from salesforecast.history import DealHistory
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import DEFAULT_COLUMNS
+from salesforecast.snapshots import DEFAULT_COLUMNS, unrecorded_fields
 
 __all__ = [
     "OneOutcomeWarning",
+    "UnrecordedHistoryWarning",
     "DEVIATIONS",
     "PATH_SEPARATOR",
     "Deviation",
@@ -82,6 +83,36 @@ class OneOutcomeWarning(UserWarning):
     """Every closed deal had the same outcome (all won, or all lost): win rates cannot be compared."""
 
     label = "One outcome only"
+
+
+class UnrecordedHistoryWarning(UserWarning):
+    """The stage history never recorded close dates or amounts: pushes, pull-ins and amount cuts are unknown."""
+
+    label = "History without close dates or amounts"
+
+
+#: Per history field that can be unrecorded: the `deal_adherence` columns that become unknown (missing) and the
+#: deviations of `DEVIATIONS` that cannot be measured without it.
+UNMEASURED_WITHOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "close_date": (
+        ("close_date_pushes", "days_pushed", "close_date_pull_ins", "days_pulled_in"),
+        ("pushed", "pushed_3plus"),
+    ),
+    "amount": (
+        ("amount_changes", "amount_decreases", "amount_net_change", "amount_pct_change"),
+        ("amount_decreased",),
+    ),
+}
+
+_NOT_RECORDED = {
+    **dict.fromkeys(
+        ("pushed", "pushed_3plus"),
+        "Close-date pushes are unknown: the history did not record close dates, so deals whose close date was pushed"
+        " are not compared.",
+    ),
+    "amount_decreased": "Amount cuts are unknown: the history did not record amounts, so deals whose amount was cut"
+    " are not compared.",
+}
 
 
 @dataclass(frozen=True)
@@ -111,10 +142,16 @@ class Deviation:
     threshold: float = 0.0
 
     def flag(self, deals: pd.DataFrame) -> pd.Series:
-        """Boolean Series: the deal shows this deviation (missing values count as no)."""
+        """Boolean Series: the deal shows this deviation (missing values count as no; see `known`)."""
         if self.column not in deals.columns:
             raise KeyError(f"deals has no column {self.column!r}; pass the output of deal_adherence")
         return (deals[self.column] > self.threshold).fillna(False).astype(bool)
+
+    def known(self, deals: pd.DataFrame) -> pd.Series:
+        """Boolean Series: the history recorded what this deviation needs for the deal (its column is not missing)."""
+        if self.column not in deals.columns:
+            raise KeyError(f"deals has no column {self.column!r}; pass the output of deal_adherence")
+        return deals[self.column].notna()
 
 
 #: The deviations compared by `adherence_by` and `deviation_outcomes`, in report order.
@@ -387,6 +424,13 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     out["amount_pct_change"] = pct
     for dev in DEVIATIONS:
         out[f"{dev.name}_visit"] = first_visit[dev.name]
+    # a field the history never recorded: its revisions are unknown, not zero
+    unrecorded = [f for f in UNMEASURED_WITHOUT if f in unrecorded_fields(data)]
+    for field in unrecorded:
+        columns, names = UNMEASURED_WITHOUT[field]
+        out[list(columns) + [f"{name}_visit" for name in names]] = np.nan
+    if unrecorded:
+        out.attrs["unrecorded"] = tuple(unrecorded)
     out.attrs["as_of"] = as_of
     out.attrs["stall_limit_days"] = dict(zip(limits["stage"], limits["limit_days"], strict=True))
     out.attrs["stall_limit_source"] = dict(zip(limits["stage"], limits["source"], strict=True))
@@ -505,7 +549,20 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
         - ``<deviation>_visit`` for each of `DEVIATIONS` (``skipped_stage_visit``, ``stalled_visit``, ...): the
           number of the visit in which the deal first showed it, 0 when it never did.
 
-        ``attrs`` holds ``as_of``, ``stall_limit_days`` and ``stall_limit_source`` (stage -> value).
+        When the stage history never recorded close dates (`salesforecast.snapshots.unrecorded_fields`, e.g. a
+        history derived from date columns), ``close_date_pushes``, ``days_pushed``, ``close_date_pull_ins``,
+        ``days_pulled_in``, ``pushed_visit`` and ``pushed_3plus_visit`` are missing (NaN): unknown, not zero. When
+        it never recorded amounts, ``amount_changes``, ``amount_decreases``, ``amount_net_change``,
+        ``amount_pct_change`` and ``amount_decreased_visit`` are missing likewise.
+
+        ``attrs`` holds ``as_of``, ``stall_limit_days`` and ``stall_limit_source`` (stage -> value), and
+        ``unrecorded`` (the unrecorded fields among ``close_date`` and ``amount``) when there are any.
+
+    Warns
+    -----
+    UnrecordedHistoryWarning
+        Once per call, when the history never recorded close dates or amounts: which deviations cannot be
+        measured and why.
 
     Notes
     -----
@@ -523,7 +580,35 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
     >>> deals.loc[deals["skipped_stages"] > 0, ["path", "skipped_stage_names"]].iloc[0].tolist()
     ['Needs Analysis > Id. Decision Makers > Perception Analysis', 'Value Proposition']
     """
-    return _compute(data, stall_days, as_of)[0]
+    out = _compute(data, stall_days, as_of)[0]
+    unrecorded = out.attrs.get("unrecorded", ())
+    if unrecorded:
+        warnings.warn(_unrecorded_message(unrecorded), UnrecordedHistoryWarning, stacklevel=2)
+    return out
+
+
+def _unrecorded_message(unrecorded: Sequence[str]) -> str:
+    """The sentence of `UnrecordedHistoryWarning` for the unrecorded history fields (``close_date``, ``amount``)."""
+    parts, left_out, needed = [], [], []
+    if "close_date" in unrecorded:
+        parts.append(
+            "close-date pushes and pull-ins are unknown: the stage history did not record close dates, so whether a "
+            "deal's close date was pushed cannot be measured (shown as missing, not as zero)"
+        )
+        left_out.append("close-date pushes")
+        needed.append("close-date changes")
+    if "amount" in unrecorded:
+        parts.append(
+            "amount cuts are unknown: the stage history did not record amounts, so whether a deal's amount was "
+            "lowered while open cannot be measured (shown as missing, not as zero)"
+        )
+        left_out.append("amount cuts")
+        needed.append("amount changes")
+    text = "; ".join(parts)
+    return (
+        f"{text[0].upper()}{text[1:]}. The process-adherence tables leave out {' and '.join(left_out)} and compare"
+        f" only the other deviations; a history that records {' and '.join(needed)} is needed for them."
+    )
 
 
 def _flags(deals: pd.DataFrame) -> pd.DataFrame:
@@ -549,7 +634,9 @@ def adherence_by(deals: pd.DataFrame, by: str | Sequence[str] = "owner") -> pd.D
         ``share_followed_map`` (no skip, no regression, no stall); ``mean_pushes`` (close-date pushes per deal);
         ``win_rate`` (won / closed deals; missing without closed deals) and ``median_cycle_days`` (closed
         deals). Shares are over all deals of the group, open ones included; they describe behaviour and are
-        not adjusted for exposure (see `deviation_outcomes`).
+        not adjusted for exposure (see `deviation_outcomes`). A deviation the history cannot measure (close-date
+        pushes or amount cuts in a history that never recorded close dates or amounts, see `deal_adherence`) has a
+        missing share (and ``mean_pushes``), not 0.
 
     Examples
     --------
@@ -574,7 +661,7 @@ def adherence_by(deals: pd.DataFrame, by: str | Sequence[str] = "owner") -> pd.D
             "open_deals": (~closed).astype(np.int64),
             "closed_deals": closed.astype(np.int64),
             "won_deals": deals["outcome"].eq("won").astype(np.int64),
-            **{f"share_{c}": flags[c].astype("float64") for c in flags.columns},
+            **{f"share_{d.name}": flags[d.name].astype("float64").where(d.known(deals)) for d in DEVIATIONS},
             "share_followed_map": on_map.astype("float64"),
             "mean_pushes": deals["close_date_pushes"].astype("float64"),
             "_cycle": deals["cycle_days"].where(closed),
@@ -752,6 +839,10 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
         ``verdict``
             One plain-English line on the headline difference.
 
+        A deviation the history cannot measure (missing ``<deviation>_visit`` or rule column: close-date pushes or
+        amount cuts in a history that never recorded close dates or amounts, see `deal_adherence`) is left out;
+        ``attrs["not_recorded"]`` maps its name to a sentence saying why (absent when every deviation is measured).
+
     Warns
     -----
     OneOutcomeWarning
@@ -810,7 +901,13 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
     row, visit, stage = _visits_long(closed, open_stages)
     rng = np.random.default_rng(seed)
     rows = []
+    not_recorded = {}
     for dev in DEVIATIONS:  # a loop over the six deviations, not over deals
+        if deals[f"{dev.name}_visit"].isna().any() or not dev.known(deals).all():
+            not_recorded[dev.name] = _NOT_RECORDED.get(
+                dev.name, f"Whether deals {dev.label} is not recorded by this history, so they are not compared."
+            )
+            continue
         f = flags[dev.name].to_numpy()
         n1, n2 = int(f.sum()), int((~f).sum())
         k1, k2 = int((won & f).sum()), int((won & ~f).sum())
@@ -887,6 +984,8 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
     for c in ("label", "definition", "verdict"):
         out[c] = out[c].astype("str")
     out.attrs["ci"] = ci
+    if not_recorded:
+        out.attrs["not_recorded"] = not_recorded
     out.attrs["basis"] = "closed deals only (won or lost); open deals are excluded"
     return out
 

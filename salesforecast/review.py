@@ -251,7 +251,12 @@ def deals_at_risk(
             "amount": snap["amount"],
             "close_date": snap["close_date"],
             "days_in_stage": snap["days_in_stage"],
-            "close_date_pushes": flags["close_date_pushes"].fillna(0).astype("int64"),
+            # unknown (missing) when the history did not record close dates, else 0 for a deal never pushed
+            "close_date_pushes": (
+                flags["close_date_pushes"].astype("float64")
+                if "close_date" in deals.attrs.get("unrecorded", ())
+                else flags["close_date_pushes"].fillna(0).astype("int64")
+            ),
             "skipped_stages": flags["skipped_stages"].fillna(0).astype("int64"),
             "stalled": stalled,
             "risks": pd.Series(words, dtype="str"),

@@ -196,3 +196,15 @@ def test_sample_values_are_main_values():
         "pushed_3plus": 76,
         "amount_decreased": 188,
     }
+
+
+def test_deals_at_risk_shows_unknown_pushes_as_missing_not_zero():
+    from salesforecast.review import deals_at_risk
+
+    crm = generate(n_opportunities=600, seed=1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        derived = deals_at_risk(history_from_dates(crm))
+        recorded = deals_at_risk(crm)
+    assert len(derived) and derived["close_date_pushes"].isna().all()
+    assert recorded["close_date_pushes"].dtype == "int64"

@@ -125,3 +125,18 @@ def complete_history_crm(n: int = 30, seed: int = 0) -> dict[str, pd.DataFrame]:
         h[c] = h.groupby("opportunity_id")[c].ffill().fillna(h.groupby("opportunity_id")[c].bfill())
     tables["stage_history"] = h
     return tables
+
+
+def render_report(tmp_path, notebook: str, source, **params) -> str:
+    """Render one report of reports.yml on `source` (a folder, mapping or export) and return its HTML.
+
+    The run must exit 0 (the report rendered); its output goes to ``tmp_path / "out"``.
+    """
+    from salesforecast.reports import DEFAULT_CONFIG, run_reports
+
+    result = run_reports(
+        DEFAULT_CONFIG, tmp_path / "out", only=[notebook], params={"source": str(source), **params}, jobs=1
+    )
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    (page,) = (tmp_path / "out" / "latest").glob(f"{notebook}*.html")
+    return page.read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ from salesforecast.datasets import generate
 from salesforecast.datasets.gallery import write_shape
 from salesforecast.reports import DEFAULT_CONFIG, run_reports
 from salesforecast.snapshots import known_at
+from tests.factories import render_report
 
 
 def test_pipeline_review_of_next_quarter_on_short_data_without_close_dates(tmp_path):
@@ -61,12 +62,7 @@ def test_pipeline_review_on_an_export_of_won_deals_only(tmp_path):
     hist = data.stage_history.loc[data.stage_history["opportunity_id"].isin(won["opportunity_id"])]
     data = replace(data, opportunities=won, stage_history=hist.reset_index(drop=True))
     folder = data.to_folder(tmp_path / "crm")
-    result = run_reports(
-        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
-    )
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
-    text = page.read_text(encoding="utf-8")
+    text = render_report(tmp_path, "05_pipeline_review", folder)
     assert "Traceback" not in text
     box = text[text.index('id="read-this-first"') :]
     assert f"Every one of the {len(won):,} closed deals was won (no lost deal)" in box
@@ -79,12 +75,7 @@ def test_pipeline_review_without_quotas_says_so_instead_of_a_quota_of_zero(tmp_p
     """No quotas (the gallery's shape): the table said "quota 0.00 ... remaining quota -162,361.00 ... no quota for
     the period". Now a sentence says the data have no quotas and the quota columns are left out."""
     folder = write_shape("no_quotas", tmp_path / "crm")
-    result = run_reports(
-        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
-    )
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
-    text = page.read_text(encoding="utf-8")
+    text = render_report(tmp_path, "05_pipeline_review", folder)
     assert "Traceback" not in text
     assert re.search(r"The data have no quotas for FY\d{4}Q\d, so neither attainment nor coverage", text)
     headings = set(re.findall(r'<th class="col_heading[^"]*"[^>]*>([^<]*)</th>', text))
@@ -133,12 +124,7 @@ def test_pipeline_review_counts_the_report_dates_wins_in_the_waterfall_as_in_the
     won_today = wins.loc[wins["changed_at"] == day, "opportunity_id"]
     assert data.as_of == day and len(won_today)
     folder = data.to_folder(tmp_path / "crm")
-    result = run_reports(
-        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
-    )
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
-    text = page.read_text(encoding="utf-8")
+    text = render_report(tmp_path, "05_pipeline_review", folder)
     table = table_after(text, "Attainment and coverage")
     steps = table_after(text, "How the pipeline moved").set_index("step")
     assert number(steps.loc["won", "count"]) == table["won deals"].map(number).sum()
@@ -153,12 +139,7 @@ def test_pipeline_review_of_a_young_crm_says_there_is_no_outcome_to_compare(tmp_
     full, _ = generate(n_opportunities=400, seed=3)
     young = known_at(full, full.opportunities["created_at"].min() + pd.Timedelta(days=12))
     folder = young.to_folder(tmp_path / "crm")
-    result = run_reports(
-        DEFAULT_CONFIG, tmp_path / "out", only=["05_pipeline_review"], params={"source": str(folder)}, jobs=1
-    )
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("05_pipeline_review*.html")
-    text = page.read_text(encoding="utf-8")
+    text = render_report(tmp_path, "05_pipeline_review", folder)
     section = text[text.index("Does following the map pay?") : text.index("Deals at risk")]
     assert "Of the 1 closed deal by the report date, none skipped a stage" in section
     assert "<table" not in section and "nothing to compare" not in section

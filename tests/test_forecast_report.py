@@ -71,7 +71,7 @@ def test_forecast_report_on_fifteen_months_without_calls_says_what_limits_it(tmp
     assert "In the replayed periods, the CRM-weighted forecast left out 100% of the open pipeline amount on" in box
     assert "For FY2024Q2, the period forecast now, the CRM-weighted forecast left out 100% of the open" in box
     assert box.count("rests on fewer than 4 earlier periods") == 1, box
-    assert "In the replayed periods, the Monte Carlo 80% interval of 3 of the 3 rests on fewer than 4" in box
+    assert "In the replayed periods, the Monte Carlo 80% interval of 3 of the 3 periods rests on fewer than 4" in box
     body = text[text.index("Which method to trust") :]
     assert "(from 3 replayed periods only: the lead may be chance)" in body
     assert "No forecast from submitted_commit, submitted_best_case, bias_corrected_commit: they need" in body

@@ -163,6 +163,18 @@ NAT = np.iinfo(np.int64).min
 NEVER = np.iinfo(np.int64).max
 
 
+def when_text(t: Any) -> str:
+    """A time as a reader writes it: the day alone at midnight, else the day and the minute.
+
+    Examples
+    --------
+    >>> when_text("2024-06-30"), when_text("2024-06-30 14:05:09")
+    ('2024-06-30', '2024-06-30 14:05')
+    """
+    stamp = pd.Timestamp(t)
+    return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() else f"{stamp:%Y-%m-%d %H:%M}"
+
+
 def to_us(ts: Any) -> int:
     """One time (``Timestamp``, ``datetime64``, date string) as int64 microseconds since the epoch.
 

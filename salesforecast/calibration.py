@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from salesforecast._utils import when_text
 from salesforecast.metrics import brier_decomposition, brier_score, calibration_table
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
@@ -113,11 +114,13 @@ def compare_with_crm(
     snap = pipeline_snapshots(data, cutoff)
     snap = snap.loc[snap["stage"].notna()].reset_index(drop=True)
     if snap.empty:
-        return _nothing_to_score(cutoff, f"No deal was open on {_when(cutoff)}, so there is nothing to score; {window}")
+        return _nothing_to_score(
+            cutoff, f"No deal was open on {when_text(cutoff)}, so there is nothing to score; {window}"
+        )
     if not (closes <= cutoff).any():
         return _nothing_to_score(
             cutoff,
-            f"No deal had closed by {_when(cutoff)}, so nothing was learned then to set against the CRM's "
+            f"No deal had closed by {when_text(cutoff)}, so nothing was learned then to set against the CRM's "
             f"probabilities; {window}",
         )
     outcome = opps.set_index("opportunity_id")[["is_closed", "is_won"]].reindex(snap["opportunity_id"])
@@ -127,8 +130,8 @@ def compare_with_crm(
     if snap.empty:
         return _nothing_to_score(
             cutoff,
-            f"None of the {n_open} deal{'s' if n_open != 1 else ''} open on {_when(cutoff)} has closed since (the "
-            f"data end on {_when(data.as_of)}), so no outcome scores the probabilities; {window}",
+            f"None of the {n_open} deal{'s' if n_open != 1 else ''} open on {when_text(cutoff)} has closed since (the "
+            f"data end on {when_text(data.as_of)}), so no outcome scores the probabilities; {window}",
         )
     y = outcome["is_won"].to_numpy(dtype=bool)[closed]
     est = StageConversionModel(n_bootstrap=0) if model is None else clone(model)
@@ -187,23 +190,17 @@ _CALIBRATION_COLUMNS = (
 _PREDICTION_COLUMNS = ("opportunity_id", "stage", "days_in_stage", "won", "crm_default", "learned")
 
 
-def _when(t: Any) -> str:
-    """A time as a reader writes it: the day alone at midnight, else day and minute."""
-    t = pd.Timestamp(t)
-    return f"{t:%Y-%m-%d}" if t == t.normalize() else f"{t:%Y-%m-%d %H:%M}"
-
-
 def _check_window(closes: pd.Series) -> str:
     """Which check dates have deals to learn from (closed before) and to score (open then, closed after)."""
     first, last = closes.min(), closes.max()
     if first.normalize() >= last.normalize():
         return (
-            f"every deal in the data closed on {_when(first.normalize())}, and a check needs deals closed before "
+            f"every deal in the data closed on {when_text(first.normalize())}, and a check needs deals closed before "
             "its date to learn from and deals closed after it to score."
         )
     return (
-        f"a check date after the data's first close ({_when(first.normalize())}) and before its last close "
-        f"({_when(last.normalize())}) has deals closed before it to learn from and deals open then that closed "
+        f"a check date after the data's first close ({when_text(first.normalize())}) and before its last close "
+        f"({when_text(last.normalize())}) has deals closed before it to learn from and deals open then that closed "
         "after it to score."
     )
 

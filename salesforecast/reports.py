@@ -77,6 +77,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 from salesforecast.io.database import mask_url
 
@@ -1444,7 +1445,7 @@ def _when(value: Any) -> str:
         return str(value)
     if pd.isna(stamp):
         return "n/a"
-    return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.strftime("%Y-%m-%d %H:%M")
+    return when_text(stamp)
 
 
 def report_header(

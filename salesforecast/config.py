@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +29,13 @@ __all__ = [
     "UnknownKeys",
     "checked",
     "closest",
+    "excerpt",
     "given",
     "key_path",
     "load_model",
     "mapping_of",
     "names",
+    "parse_yaml",
     "read_yaml",
     "suggest",
     "text_of",
@@ -68,15 +71,64 @@ def suggest(word: object, choices: Iterable[object]) -> str:
     return f" (did you mean {close!r}?)" if close is not None else ""
 
 
+def _repr(maxstring: int = 60) -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxfrozenset = 3, 6, 6, 6, 6, 6
+    r.maxstring = r.maxother = maxstring
+    r.maxlong = 40
+    return r
+
+
+_EXCERPT = _repr()
+
+#: The most items `names` lists in a message.
+NAMES_SHOWN = 30
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    r"""A value as an error message may quote it: its repr, escaped, cut to a short excerpt.
+
+    Messages never write out a long value (a file's contents, a YAML alias expanded a million times): texts
+    are cut to about `limit` characters, lists and mappings to their first items, nesting to three levels,
+    all with ``...`` where something was left out. Control characters are escaped as ``repr`` does.
+
+    Examples
+    --------
+    >>> excerpt("Closed Won")
+    "'Closed Won'"
+    >>> excerpt("x" * 1000)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx' (1000 characters)"
+    >>> excerpt([["a"] * 9] * 9)
+    "[['a', 'a', 'a', 'a', 'a', 'a', ...], ['a', 'a', 'a', 'a', 'a', 'a', ...], ...]"
+    >>> print(excerpt("root:$6$x\x1b[31m"))
+    'root:$6$x\x1b[31m'
+
+    """
+    if isinstance(value, str) and len(value) > limit:
+        shown = _repr(limit).repr(value)
+        return f"{shown} ({len(value)} characters)"
+    if isinstance(value, bytes) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} bytes)"
+    return _EXCERPT.repr(value)
+
+
 def names(values: Iterable[object]) -> str:
-    """Values as a quoted, comma-separated list for messages.
+    """Values as a quoted, comma-separated list for messages; each an `excerpt`, at most `NAMES_SHOWN` of them.
 
     Examples
     --------
     >>> names(["a", 1])
     "'a', '1'"
+    >>> names(range(40)).endswith("'29', ... (10 more)")
+    True
     """
-    return ", ".join(repr(str(v)) for v in values)
+    shown, more = [], 0
+    for i, v in enumerate(values):
+        if i < NAMES_SHOWN:
+            shown.append(excerpt(str(v)))
+        else:
+            more += 1
+    return ", ".join(shown) + (f", ... ({more} more)" if more else "")
 
 
 class KeyedError(ValueError):
@@ -276,12 +328,15 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
         return loc[:-1], f"unknown key {loc[-1]!r}" if loc else "unknown key"
     if kind == "literal_error":
         choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
-        return loc, f"must be {ctx.get('expected')}, got {value!r}{suggest(value, choices)}"
+        return loc, f"must be {ctx.get('expected')}, got {excerpt(value)}{suggest(value, choices)}"
     if kind in _BOUNDS:
         bound = next(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt"))
-        return loc, f"must be {_BOUNDS[kind]} {bound}, got {value!r}"
+        return loc, f"must be {_BOUNDS[kind]} {bound}, got {excerpt(value)}"
     if kind in ("too_short", "too_long"):
-        return loc, f"must not be empty, got {value!r}" if kind == "too_short" else f"is too long: {value!r}"
+        return (
+            loc,
+            f"must not be empty, got {excerpt(value)}" if kind == "too_short" else f"is too long: {excerpt(value)}",
+        )
     expected = _EXPECTED.get(kind)
     if expected:
         return loc, f"must be {expected}, got {given(value)}"
@@ -328,8 +383,136 @@ def load_model(
         return Problem(loc, key_path(loc, data, label), message)
 
 
+#: The most values a YAML file's aliases (``*name``) may add when expanded: a few kilobytes of anchors and aliases
+#: can otherwise stand for gigabytes of values ("billion laughs").
+MAX_ALIAS_VALUES = 100_000
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML document whose aliases expand beyond `MAX_ALIAS_VALUES` values, or refer to themselves."""
+
+
+def _alias_growth(root: yaml.Node) -> int:
+    """How many values the document's aliases add when written out (raises `YAMLLimitError` past the limit).
+
+    Each node is visited once (sizes are memoized), so the check costs what the composed file costs, whatever
+    the aliases expand to.
+    """
+    size: dict[int, int] = {}
+    active: set[int] = set()
+    unique = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node)
+            size[key] = min(1 + sum(size[id(c)] for c in children), 1 + MAX_ALIAS_VALUES * 100)
+            continue
+        if key in size:
+            continue
+        if key in active:
+            mark = node.start_mark
+            raise YAMLLimitError(
+                f"an anchor refers to itself (line {mark.line + 1}, column {mark.column + 1}); a configuration"
+                " file cannot hold a recursive value"
+            )
+        unique += 1
+        active.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                mark = child.start_mark
+                raise YAMLLimitError(
+                    f"an anchor refers to itself (line {mark.line + 1}, column {mark.column + 1}); a configuration"
+                    " file cannot hold a recursive value"
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+    growth = size[id(root)] - unique
+    if growth > MAX_ALIAS_VALUES:
+        raise YAMLLimitError(
+            f"its aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values; write the values out or use"
+            " fewer aliases"
+        )
+    return growth
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def parse_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    r"""Parse one YAML document safely: `loader` (a SafeLoader), aliases limited to `MAX_ALIAS_VALUES` values.
+
+    Raises
+    ------
+    yaml.YAMLError
+        Not valid YAML (`YAMLLimitError` for aliases that expand too far or refer to themselves).
+
+    Examples
+    --------
+    >>> parse_yaml("base: &b {a: 1}\nother: *b")
+    {'base': {'a': 1}, 'other': {'a': 1}}
+    >>> bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    ...     f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh")
+    ... )
+    >>> try:
+    ...     parse_yaml(bomb)
+    ... except YAMLLimitError as exc:
+    ...     print(exc)
+    its aliases (*name) expand to more than 100,000 values; write the values out or use fewer aliases
+    """
+    parser = loader(text)
+    try:
+        try:
+            node = parser.get_single_node()
+        except RecursionError:
+            raise YAMLLimitError("values are nested too deeply") from None
+        if node is None:
+            return None
+        _alias_growth(node)
+        return parser.construct_document(node)
+    finally:
+        parser.dispose()
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    r"""A YAML error in one line: where (line, column) and what, with a hint for tabs and Python tags.
+
+    Examples
+    --------
+    >>> try:
+    ...     parse_yaml("a: 1\nb: [2\n")
+    ... except yaml.YAMLError as exc:
+    ...     print(yaml_problem(exc))
+    line 3, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at line 2, column 4)
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc)
+    problem = " ".join(str(exc.problem or "").split())
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = ""
+    if exc.context:
+        cmark = exc.context_mark
+        at = f" at line {cmark.line + 1}, column {cmark.column + 1}" if cmark is not None and cmark is not mark else ""
+        context = f" ({' '.join(str(exc.context).split())}{at})"
+    hint = ""
+    if "'\\t'" in problem or "\t" in problem:
+        hint = "; indent with spaces, not tabs"
+    elif "constructor for the tag" in problem:
+        hint = "; tags (!!python/..., !custom) are not allowed: a configuration file holds plain values"
+    return f"{where}{problem}{context}{hint}"
+
+
 def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> tuple[Any, str | None]:
-    """Parse a YAML file; a file that cannot be read gives a message naming it.
+    """Parse a YAML file (`parse_yaml`); a file that cannot be read gives a one-line message naming the problem.
 
     Parameters
     ----------
@@ -343,7 +526,9 @@ def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLo
     Returns
     -------
     (data, problem)
-        The parsed YAML and None, or None and what is wrong (without the file name).
+        The parsed YAML and None, or None and what is wrong (without the file name): for YAML that does not
+        parse, ``not valid YAML at line L, column C: ...``; for bytes that are not UTF-8, their offset, line
+        and column.
 
     Examples
     --------
@@ -360,17 +545,28 @@ def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLo
     not valid YAML
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None, f"{what} not found"
     except IsADirectoryError:
         return None, f"is a folder; expected a {what}"
-    except UnicodeDecodeError as exc:
-        return None, f"bytes at offset {exc.start} are not UTF-8; save the {what} as UTF-8"
+    except OSError as exc:
+        return None, f"cannot read the {what} ({exc.strerror or exc})"
     try:
-        return yaml.load(text, Loader=loader), None  # a SafeLoader or a subclass of it
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, (
+            f"bytes at offset {exc.start} are not UTF-8 (line {line}, column {column}:"
+            f" {excerpt(data[exc.start : exc.start + 4])}); save the {what} as UTF-8"
+        )
+    try:
+        return parse_yaml(text, loader), None  # a SafeLoader or a subclass of it
     except yaml.YAMLError as exc:
-        return None, f"not valid YAML ({exc})"
+        return None, f"not valid YAML at {yaml_problem(exc)}" if isinstance(
+            exc, yaml.MarkedYAMLError
+        ) else f"not valid YAML: {yaml_problem(exc)}"
 
 
 def checked(check: Callable[[Any], Any], json_schema: Mapping[str, Any]) -> Any:
@@ -404,7 +600,7 @@ def text_of(what: str = "a text", strip: bool = True) -> Callable[[Any], str]:
 
     def check(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float) or not str(value).strip():
-            raise ValueError(f"must be {what}, got {value!r}")
+            raise ValueError(f"must be {what}, got {excerpt(value)}")
         return str(value).strip() if strip and isinstance(value, str) else str(value)
 
     return check
@@ -417,8 +613,10 @@ def given(value: Any) -> str:
     --------
     >>> given(["ja", "nein"]), given(None)
     ("['ja', 'nein'] (list)", 'nothing')
+
+    The value is an `excerpt`: a long one is cut.
     """
-    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+    return "nothing" if value is None else f"{excerpt(value)} ({type(value).__name__})"
 
 
 def mapping_of(check: Callable[[str, Any], Any], what: str = "") -> Callable[[Any], dict[str, Any]]:

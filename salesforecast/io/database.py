@@ -23,6 +23,7 @@ import decimal
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ import pandas as pd
 
 from salesforecast.schema import DataFileError
 
-__all__ = ["DatabaseError", "mask_url", "quote_identifier", "read_database"]
+__all__ = ["DatabaseError", "check_select", "mask_url", "quote_identifier", "read_database"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,11 +270,144 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)), columns=frame.columns)
 
 
+# ---------------------------------------------------------------------------------------------- queries
+def check_select(query: str, where: str = "query") -> str:
+    """The query when DuckDB's parser reads it as one read-only SELECT; else a `DatabaseError` saying why.
+
+    A query is one ``SELECT`` (also ``WITH ... SELECT``, ``FROM ...``, ``VALUES``): no second statement (a query
+    that closes the subquery it is wrapped in to add one), no ``COPY``, ``ATTACH``, ``INSERT``, ``SET``,
+    ``INSTALL``... The statement types are DuckDB's own (`duckdb.extract_statements`); the query is also checked
+    as `read_database` runs it, wrapped as a subquery.
+
+    Parameters
+    ----------
+    query : str
+        The SQL text.
+    where : str
+        Names the query in messages (the database entry).
+
+    Returns
+    -------
+    str
+        The query without a trailing ``;``.
+
+    Examples
+    --------
+    >>> check_select("select 1 as a;")
+    'select 1 as a'
+    >>> try:
+    ...     check_select("select 1; copy (select 1) to 'x.csv'")
+    ... except DatabaseError as exc:
+    ...     print(str(exc).split(";")[0])
+    query: the query must be one SELECT statement
+    >>> try:
+    ...     check_select("select 1) q; select 2")  # closes the subquery read_database wraps it in
+    ... except DatabaseError as exc:
+    ...     print(str(exc).split(" (")[0])
+    query: the query is not one SELECT that DuckDB can read
+    """
+    import duckdb
+
+    text = query.strip().rstrip(";").rstrip()
+
+    def statements(sql: str) -> list[Any]:
+        try:
+            return list(duckdb.extract_statements(sql))
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DatabaseError(f"{where}: the query is not one SELECT that DuckDB can read ({first})") from None
+
+    found = statements(text)
+    kinds = [str(s.type).rsplit(".", 1)[-1] for s in found]
+    if kinds != ["SELECT"]:
+        what = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) != 1 else f"a {kinds[0]} statement"
+        raise DatabaseError(
+            f"{where}: the query must be one SELECT statement; it is {what}. A mapping's query only reads: no COPY,"
+            " ATTACH, INSERT, SET or second statement"
+        )
+    wrapped = statements(f"SELECT * FROM ({text}\n) AS q")  # newline: a trailing -- comment
+    if [str(s.type).rsplit(".", 1)[-1] for s in wrapped] != ["SELECT"]:
+        raise DatabaseError(f"{where}: the query must be one SELECT statement")
+    return text
+
+
+_SQL_TOKENS = re.compile(
+    r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\w*)\$.*?\$\1\$|;|[^-/'"$;]+|.""", re.S
+)
+
+
+def _one_statement(query: str, where: str) -> str:
+    """A query for any SQL dialect: one statement beginning with SELECT, WITH or VALUES (checked lexically).
+
+    Strings, quoted names, comments and PostgreSQL dollar quotes are skipped; a ``;`` elsewhere but at the end
+    means a second statement. The query without its trailing ``;`` and comments is returned.
+    """
+    tokens = [m.group(0) for m in _SQL_TOKENS.finditer(query.strip())]
+    n = len(tokens)
+    while n and (tokens[n - 1] == ";" or not tokens[n - 1].strip() or tokens[n - 1].startswith(("--", "/*"))):
+        n -= 1
+    code = [t for t in tokens[:n] if not t.startswith(("--", "/*"))]
+    words = "".join(code).lstrip("( \t\r\n").split(None, 1)
+    if ";" in code or not words or words[0].lower() not in ("select", "with", "values", "table"):
+        raise DatabaseError(
+            f"{where}: the query must be one SELECT statement (no ';' between statements, no INSERT, COPY or SET)"
+        )
+    return "".join(tokens[:n]).strip()
+
+
 # ---------------------------------------------------------------------------------------------- DuckDB
 def _duckdb_source(table: str | None, query: str | None) -> str:
     if table is not None:
         return ".".join(quote_identifier(p) for p in _split_table(table))
-    return f"({query.strip().rstrip(';')}\n) AS q"  # type: ignore[union-attr]  # newline: a trailing -- comment
+    return f"({query}\n) AS q"  # newline: a trailing -- comment
+
+
+def _lock_down(con: Any, base: Path, allowed: Sequence[Path]) -> None:
+    """Confine a DuckDB connection: reads only under `allowed` folders, no extensions, settings locked.
+
+    External access is switched off, so files outside the folders cannot be read, written or attached, and no
+    extension is installed or loaded; ``lock_configuration`` keeps a query from switching it back on.
+    """
+    folders = sorted({str(Path(a).resolve()).rstrip(os.sep) + os.sep for a in [base, *allowed]})
+    con.execute("SET allowed_directories = ?", [folders])
+    # relative file names in a query (read_parquet('deals/*.parquet')) resolve against the mapping's folder
+    con.execute("SET file_search_path = ?", [str(base.resolve())])
+    for setting in ("autoinstall_known_extensions", "autoload_known_extensions", "enable_external_access"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+
+
+_CWD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _working_folder(folder: Path) -> Iterator[None]:
+    """Run in `folder` (DuckDB resolves a query's relative file names against the working directory first)."""
+    with _CWD_LOCK:
+        try:
+            before: str | None = os.getcwd()
+        except OSError:  # the working directory is gone
+            before = None
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            if before is not None:
+                os.chdir(before)
+
+
+def _duckdb_error(where: str, table: str | None, file: str, exc: Exception, what: str = "") -> DatabaseError:
+    """A DuckDB error as a `DatabaseError`; a refused file access says which folders a query may read."""
+    text = str(exc).strip()
+    if "PermissionException" in type(exc).__name__ or text.startswith("Permission Error"):
+        first = text.splitlines()[0].removeprefix("Permission Error: ")
+        return DatabaseError(
+            f"{where}: the query may read files only in the mapping's folder and the folders under allow_paths,"
+            f" and write, attach or install nothing ({first})",
+            file=file,
+            table=table,
+        )
+    return DatabaseError(f"{where}: {what or 'cannot read ' + _what(table)}: {text}", file=file, table=table)
 
 
 def _read_duckdb(
@@ -284,6 +418,7 @@ def _read_duckdb(
     query: str | None,
     columns: list[str] | None,
     chunksize: int,
+    allowed: Sequence[Path] = (),
 ) -> pd.DataFrame:
     import duckdb
     import pyarrow as pa
@@ -294,54 +429,58 @@ def _read_duckdb(
     file = ":memory:" if path is None else str(path)
     if path is not None and not path.is_file():
         raise DatabaseError(f"{where}: no DuckDB file at {path}", file=file, table=table)
+    if query is not None:
+        query = check_select(query, where)
     try:
         con = duckdb.connect(":memory:") if path is None else duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         raise DatabaseError(f"{where}: cannot open {file}: {exc}", file=file, table=table) from None
-    try:
-        # relative file names in a query (read_parquet('deals/*.parquet')) resolve against the mapping's folder
-        con.execute("SET file_search_path = ?", [str(base.resolve())])
+    with _working_folder(base):
         try:
-            source = _duckdb_source(table, query)
-        except ValueError as exc:
-            raise DatabaseError(f"{where}: {exc}", file=file, table=table) from None
-        try:
-            available = [d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
-        except duckdb.CatalogException as exc:
-            if table is not None:
-                tables = [
-                    ".".join(r) if r[0] != "main" else r[1]
-                    for r in con.execute(
-                        "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
-                    ).fetchall()
-                ]
-                first = str(exc).strip().splitlines()[0]  # the rest is DuckDB's guess among system tables
-                raise DatabaseError(
-                    f"{where}: no table {table!r} ({first}); tables: {', '.join(tables) or 'none'}",
-                    file=file,
-                    table=table,
-                ) from None
-            raise DatabaseError(f"{where}: the query failed: {exc}", file=file) from None
-        except duckdb.Error as exc:
-            raise DatabaseError(f"{where}: cannot read {_what(table)}: {exc}", file=file, table=table) from None
-        names = _check_columns(where, table, columns, available, file)
-        select = "*" if names is None else ", ".join(quote_identifier(c) for c in names)
-        sql = f"SELECT {select} FROM {source}"
-        logger.debug("%s: %s (batches of %d rows)", where, sql, chunksize)
-        try:
-            rel = con.sql(sql)
-            reader = (
-                rel.to_arrow_reader(chunksize) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(chunksize)
-            )
-            batches = []
-            for i, batch in enumerate(reader):
-                batches.append(batch)
-                logger.debug("%s: chunk %d (%d rows)", where, i + 1, batch.num_rows)
-            arrow = pa.Table.from_batches(batches, schema=reader.schema)
-        except duckdb.Error as exc:
-            raise DatabaseError(f"{where}: cannot read {_what(table)}: {exc}", file=file, table=table) from None
-    finally:
-        con.close()
+            _lock_down(con, base, allowed)
+            try:
+                source = _duckdb_source(table, query)
+            except ValueError as exc:
+                raise DatabaseError(f"{where}: {exc}", file=file, table=table) from None
+            try:
+                available = [d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
+            except duckdb.CatalogException as exc:
+                if table is not None:
+                    tables = [
+                        ".".join(r) if r[0] != "main" else r[1]
+                        for r in con.execute(
+                            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
+                        ).fetchall()
+                    ]
+                    first = str(exc).strip().splitlines()[0]  # the rest is DuckDB's guess among system tables
+                    raise DatabaseError(
+                        f"{where}: no table {table!r} ({first}); tables: {', '.join(tables) or 'none'}",
+                        file=file,
+                        table=table,
+                    ) from None
+                raise _duckdb_error(where, table, file, exc, "the query failed") from None
+            except duckdb.Error as exc:
+                raise _duckdb_error(where, table, file, exc) from None
+            names = _check_columns(where, table, columns, available, file)
+            select = "*" if names is None else ", ".join(quote_identifier(c) for c in names)
+            sql = f"SELECT {select} FROM {source}"
+            logger.debug("%s: %s (batches of %d rows)", where, sql, chunksize)
+            try:
+                rel = con.sql(sql)
+                reader = (
+                    rel.to_arrow_reader(chunksize)
+                    if hasattr(rel, "to_arrow_reader")
+                    else rel.fetch_arrow_reader(chunksize)
+                )
+                batches = []
+                for i, batch in enumerate(reader):
+                    batches.append(batch)
+                    logger.debug("%s: chunk %d (%d rows)", where, i + 1, batch.num_rows)
+                arrow = pa.Table.from_batches(batches, schema=reader.schema)
+            except duckdb.Error as exc:
+                raise _duckdb_error(where, table, file, exc) from None
+        finally:
+            con.close()
     frame = arrow.to_pandas(date_as_object=False)
     return _tidy(frame)
 
@@ -399,6 +538,15 @@ def _engine(url: Any, where: str, masked: str, password: str) -> Iterator[Any]:
         engine.dispose()
 
 
+#: Per SQLAlchemy dialect, the statement that makes the session read-only before a table or query is read.
+_READ_ONLY = {
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "sqlite": "PRAGMA query_only = ON",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "mariadb": "SET SESSION TRANSACTION READ ONLY",
+}
+
+
 def _read_sqlalchemy(
     label: str,
     variable: str,
@@ -424,7 +572,7 @@ def _read_sqlalchemy(
             if table is not None:
                 source = ".".join(preparer.quote_identifier(p) for p in _split_table(table))
             else:
-                source = f"({query.strip().rstrip(';')}\n) q"  # type: ignore[union-attr]
+                source = f"({_one_statement(query, where)}\n) q"  # type: ignore[arg-type]
         except ValueError as exc:
             raise DatabaseError(f"{where}: {exc}", file=masked, table=table) from None
         logger.debug("%s: connecting", where)
@@ -433,6 +581,12 @@ def _read_sqlalchemy(
         except SQLAlchemyError as exc:
             raise fail("cannot connect", exc, table=table) from None
         with conn:
+            read_only = _READ_ONLY.get(engine.dialect.name)
+            if read_only is not None:  # a data-modifying CTE or function in a query fails instead of writing
+                try:
+                    conn.execute(sa.text(read_only))
+                except DBAPIError as exc:
+                    raise fail("cannot make the session read-only", exc, table=table) from None
             try:
                 probe = conn.execute(sa.text(f"SELECT * FROM {source} WHERE 1 = 0"))
                 available = list(probe.keys())
@@ -498,6 +652,7 @@ def read_database(
     base_dir: Path | None = None,
     chunksize: int = 100_000,
     name: str | None = None,
+    allowed_dirs: Sequence[Path] = (),
 ) -> pd.DataFrame:
     """Read a table or a query's result from a database, only the columns asked for, in chunks.
 
@@ -514,7 +669,11 @@ def read_database(
         so they are case-sensitive and may hold any character.
     query : str, optional
         A SELECT statement instead of a table (exactly one of `table` and `query`). With `columns`, it is
-        wrapped as a subquery: ``SELECT "a", "b" FROM (query) q``.
+        wrapped as a subquery: ``SELECT "a", "b" FROM (query) q``. It must be one read-only SELECT (`check_select`
+        with DuckDB's parser; for other databases one statement beginning with SELECT, WITH or VALUES, run in a
+        read-only session on PostgreSQL, SQLite and MySQL). A DuckDB query reads files only under `base_dir` and
+        `allowed_dirs`, and cannot write, attach or load anything: the connection has external access off and
+        its configuration locked.
     columns : list of str, optional
         The columns to read, in this order (default: all). A name without an exact match finds the one column
         equal to it but for case (PostgreSQL folds unquoted names to lower case); the frame's columns are
@@ -526,6 +685,8 @@ def read_database(
         Rows fetched per round trip (SQLAlchemy ``yield_per`` on a server-side cursor; DuckDB Arrow batches).
     name : str, optional
         The entry's name in the mapping file (``warehouse`` under ``databases:``), shown in error messages.
+    allowed_dirs : sequence of path, optional
+        Folders besides `base_dir` whose files a DuckDB query may read (a mapping's ``allow_paths``).
 
     Returns
     -------
@@ -560,7 +721,7 @@ def read_database(
     where = f"{label} {{{kind}: {value}}}"
     cols = _check_request(table, query, columns, chunksize, where)
     if kind == "duckdb":
-        frame = _read_duckdb(where, value, base_dir, table, query, cols, int(chunksize))
+        frame = _read_duckdb(where, value, base_dir, table, query, cols, int(chunksize), tuple(allowed_dirs))
     else:
         frame = _read_sqlalchemy(where, value, table, query, cols, int(chunksize))
     if cols is not None:

@@ -112,11 +112,13 @@ from salesforecast.config import (
     UnknownKeys,
     checked,
     closest,
+    excerpt,
     given,
     key_path,
     load_model,
     mapping_of,
     names,
+    parse_yaml,
     read_yaml,
     suggest,
     text_of,
@@ -331,7 +333,7 @@ class _Loader(yaml.SafeLoader):
             try:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                        None, None, f"the key {excerpt(key)} is given twice", key_node.start_mark
                     )
                 seen.add(key)
             except TypeError:  # an unhashable key; PyYAML reports it
@@ -1321,7 +1323,7 @@ def is_mapping_file(path: str | Path) -> bool:
     if path.suffix.lower() not in (".yml", ".yaml") or not path.is_file():
         return False
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        raw = parse_yaml(path.read_text(encoding="utf-8"), _Loader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(raw, dict) and "tables" in raw

@@ -73,7 +73,7 @@ def suggest(word: object, choices: Iterable[object]) -> str:
 
 def _repr(maxstring: int = 60) -> reprlib.Repr:
     r = reprlib.Repr()
-    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxfrozenset = 3, 6, 6, 6, 6, 6
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxfrozenset = 2, 6, 6, 6, 6, 6
     r.maxstring = r.maxother = maxstring
     r.maxlong = 40
     return r
@@ -89,7 +89,7 @@ def excerpt(value: object, limit: int = 60) -> str:
     r"""A value as an error message may quote it: its repr, escaped, cut to a short excerpt.
 
     Messages never write out a long value (a file's contents, a YAML alias expanded a million times): texts
-    are cut to about `limit` characters, lists and mappings to their first items, nesting to three levels,
+    are cut to about `limit` characters, lists and mappings to their first items, nesting to two levels,
     all with ``...`` where something was left out. Control characters are escaped as ``repr`` does.
 
     Examples
@@ -100,6 +100,8 @@ def excerpt(value: object, limit: int = 60) -> str:
     "'xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx' (1000 characters)"
     >>> excerpt([["a"] * 9] * 9)
     "[['a', 'a', 'a', 'a', 'a', 'a', ...], ['a', 'a', 'a', 'a', 'a', 'a', ...], ...]"
+    >>> excerpt([[["a"]]])
+    '[[[...]]]'
     >>> print(excerpt("root:$6$x\x1b[31m"))
     'root:$6$x\x1b[31m'
 
@@ -109,7 +111,8 @@ def excerpt(value: object, limit: int = 60) -> str:
         return f"{shown} ({len(value)} characters)"
     if isinstance(value, bytes) and len(value) > limit:
         return f"{value[:limit]!r}... ({len(value)} bytes)"
-    return _EXCERPT.repr(value)
+    shown = _EXCERPT.repr(value)
+    return shown if len(shown) <= 4 * limit else shown[: 4 * limit] + "..."
 
 
 def names(values: Iterable[object]) -> str:

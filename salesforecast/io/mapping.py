@@ -24,6 +24,7 @@ A complete mapping (every key is optional unless marked *required*)::
     databases:                      # read by salesforecast.io.database.read_database
       warehouse: {url_env: SALESFORECAST_DB_URL}   # an environment variable holds the URL (never this file)
       local: {duckdb: crm.duckdb}                  # a DuckDB file, relative to this file
+    allow_paths: [../shared]        # folders besides this file's whose files the mapping may read (see below)
     tables:                         # required: at least one table
       opportunities:                # the deals (a mapping of leads alone describes a marketing funnel)
         source: deals.csv           # required: a file, or {file: deals.csv, <any defaults key>, sheet:, format:}
@@ -85,6 +86,10 @@ maps (to the export's own text), parse dates and numbers, add constants, derive 
 - Open deals may have no close date (a CRM that keeps no expected close date); closed deals need one.
 - A mapping may describe any of the tables (leads alone, for a marketing funnel); a stage history needs the
   opportunities it belongs to.
+- A mapping reads only what it names, and only in its own folder (and below) or the folders under
+  ``allow_paths``: a path elsewhere, or a link to one, is refused before anything is read; a source must be a
+  regular file; a ``query:`` is one read-only SELECT (`salesforecast.io.database.check_select`), run by DuckDB
+  with no access to other files. YAML aliases may add at most `salesforecast.config.MAX_ALIAS_VALUES` values.
 - Without any stage history, `CRMData.notes` says which analyses that limits; a derived history is noted as
   minimal (what it holds and lacks). Lookup keys that match nothing and numbers in date columns that look like
   Excel serial days are noted too.
@@ -315,6 +320,7 @@ class MappingSpec:
     defaults: SourceOptions
     databases: dict[str, dict[str, str]]
     tables: dict[str, TableMapping]
+    allow_paths: tuple[Path, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -380,14 +386,14 @@ def _encoding(value: Any) -> str:
     try:
         codecs.lookup(enc)
     except LookupError:
-        raise ValueError(f"unknown encoding {enc!r}; use e.g. utf-8, latin-1 or cp1252") from None
+        raise ValueError(f"unknown encoding {excerpt(enc)}; use e.g. utf-8, latin-1 or cp1252") from None
     return enc
 
 
 def _delimiter(value: Any) -> str:
     d = DELIMITER_NAMES.get(value.strip().lower(), value) if isinstance(value, str) else value
     if not isinstance(d, str) or len(d) != 1 or d in '"\r\n':
-        raise ValueError(f"must be one character (or comma, semicolon, tab, pipe), got {value!r}")
+        raise ValueError(f"must be one character (or comma, semicolon, tab, pipe), got {excerpt(value)}")
     return d
 
 
@@ -395,7 +401,7 @@ def _format(value: Any) -> str:
     try:
         source_format("x", text_of()(value))
     except DataFileError:
-        raise ValueError(f"unknown format {value!r}; use csv, tsv, xlsx, xls or parquet") from None
+        raise ValueError(f"unknown format {excerpt(value)}; use csv, tsv, xlsx, xls or parquet") from None
     return str(value)
 
 
@@ -403,7 +409,7 @@ def _thousands(value: Any) -> str | None:
     if value in (None, "", "none"):
         return None
     if value not in (".", ",", "'", "’", " "):
-        raise ValueError(f"must be '.', ',', \"'\", ' ' or none, got {value!r}")
+        raise ValueError(f"must be '.', ',', \"'\", ' ' or none, got {excerpt(value)}")
     return value
 
 
@@ -411,7 +417,7 @@ def _texts(value: Any) -> tuple[str, ...]:
     """One text or a non-empty list of texts (an error names the position in the list)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
-        raise ValueError(f"must be a text or a list of texts, got {value!r}")
+        raise ValueError(f"must be a text or a list of texts, got {excerpt(value)}")
     out = []
     for i, item in enumerate(items):
         try:
@@ -428,22 +434,26 @@ def _date_formats(value: Any) -> tuple[str, ...]:
         directives = re.findall(r"%(.)", fmt)
         if not directives or any(d not in _STRFTIME for d in directives):
             raise KeyedError(
-                f"{fmt!r} is not a date format; write it with strftime codes such as %d.%m.%Y or %m/%d/%Y %H:%M", i
+                f"{excerpt(fmt)} is not a date format; write it with strftime codes such as %d.%m.%Y or %m/%d/%Y %H:%M",
+                i,
             )
     return formats
 
 
 def _missing(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str | int | float):
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
         return (str(value),)
     if not isinstance(value, list):
-        raise ValueError(f"must be a text or a list of texts that mean no value, got {value!r}")
+        raise ValueError(f"must be a text or a list of texts that mean no value, got {given(value)}")
+    for i, v in enumerate(value):
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise KeyedError(f"must be a text that means no value (e.g. n/a), got {given(v)}", i)
     return tuple(str(v) for v in value)
 
 
 def _single(value: Any) -> Any:
     if isinstance(value, dict | list) or value is None:
-        raise ValueError(f"must be a single value, got {value!r}")
+        raise ValueError(f"must be a single value, got {excerpt(value)}")
     return value
 
 
@@ -536,8 +546,9 @@ class SourceEntry(ReadOptions):
     )
     query: checked(text_of(), _TEXT) = Field(
         None,
-        description="With database: a SELECT; with a DuckDB database it may read files, e.g. select * from "
-        "read_csv('deals.csv') (paths relative to the mapping file).",
+        description="With database: one SELECT (or WITH ... SELECT) that only reads; with a DuckDB database it may "
+        "read files in the mapping file's folder (and allow_paths), e.g. select * from read_csv('deals.csv') (paths "
+        "relative to the mapping file).",
     )
 
     @model_validator(mode="before")
@@ -643,7 +654,7 @@ def _key_values(value: Any) -> dict[Any, Any]:
         )
     for k, v in value.items():
         if isinstance(v, dict | list):
-            raise KeyedError(f"must be a single value, got {v!r}", str(k))
+            raise KeyedError(f"must be a single value, got {excerpt(v)}", str(k))
     return dict(value)
 
 
@@ -699,7 +710,9 @@ def _expression_node(value: Mapping[Any, Any]) -> Expression:
         wanted = wanted if isinstance(wanted, list) else [wanted]
         for i, w in enumerate(wanted):
             if isinstance(w, dict | list) or w is None:
-                raise KeyedError(f"must be a single value, got {w!r}", "if", column, *([i] if len(wanted) > 1 else []))
+                raise KeyedError(
+                    f"must be a single value, got {excerpt(w)}", "if", column, *([i] if len(wanted) > 1 else [])
+                )
         if "then" not in value:
             raise ValueError("needs then: (the value where the condition holds) and may have else:")
         items = [_leaf(value["then"], "then")]
@@ -790,7 +803,7 @@ def _value_maps(value: Any) -> dict[str, dict[Any, Any]]:
             )
         for k, v in vmap.items():
             if isinstance(v, dict | list):
-                raise KeyedError(f"must be a single value, got {v!r}", str(k))
+                raise KeyedError(f"must be a single value, got {excerpt(v)}", str(k))
         return vmap
 
     return mapping_of(value_map)(value)
@@ -816,7 +829,7 @@ def _derive_rules(value: Any) -> dict[str, tuple[str, str]]:
 
 def _list(value: Any) -> list[Any]:
     if not isinstance(value, list):
-        raise ValueError(f"must be a list, got {value!r}")
+        raise ValueError(f"must be a list, got {excerpt(value)}")
     return value
 
 
@@ -1118,7 +1131,7 @@ Tables = create_model(
 def _process(value: Any) -> str:
     p = text_of("a process YAML file or 'default'")(value)
     if p.lower() not in PROCESS_PRESETS and not p.lower().endswith((".yml", ".yaml")):
-        raise ValueError(f"{p!r} is neither a process YAML file (.yml) nor one of {', '.join(PROCESS_PRESETS)}")
+        raise ValueError(f"{excerpt(p)} is neither a process YAML file (.yml) nor one of {', '.join(PROCESS_PRESETS)}")
     return p
 
 
@@ -1142,6 +1155,12 @@ class MappingFile(Schema):
         None,
         description="How each canonical table is built: opportunities, stage_history, leads, forecast_submissions, "
         "quotas (at least one; leads alone for a marketing funnel).",
+    )
+    allow_paths: checked(lambda v: _texts(v), _TEXTS) = Field(
+        (),
+        description="Folders outside the mapping file's own whose files sources, DuckDB databases and queries may "
+        "read (relative to the mapping file, or absolute). Without it, a mapping reads files only in its own "
+        "folder and the folders below it.",
     )
     description: Any = Field(None, description="Free text about the mapping, ignored.")
 
@@ -1206,7 +1225,12 @@ class MappingFile(Schema):
             if (table := getattr(self.tables, name)) is not None
         }
         databases = {name: db.spec() for name, db in self.databases.items()}
-        return MappingSpec(path=path, process=process, defaults=defaults, databases=databases, tables=tables)
+        allow = tuple(
+            p if p.is_absolute() else path.parent / p for p in (Path(a).expanduser() for a in self.allow_paths)
+        )
+        return MappingSpec(
+            path=path, process=process, defaults=defaults, databases=databases, tables=tables, allow_paths=allow
+        )
 
 
 # ---------------------------------------------------------------------------------------------- the keys
@@ -1308,7 +1332,52 @@ def read_mapping(path: str | Path) -> MappingSpec:
     if isinstance(model, Problem):
         table = model.loc[1] if len(model.loc) > 1 and model.loc[0] == "tables" and model.loc[1] in TABLES else None
         raise MappingError(f"{path}: {model}", file=str(path), key=model.key or None, table=table)
-    return model.spec(path)
+    spec = model.spec(path)
+    _confine(spec)
+    return spec
+
+
+def _confine(spec: MappingSpec) -> None:
+    """Refuse a file the mapping names outside its folder and its ``allow_paths`` (before anything is read).
+
+    Paths are resolved (``..`` and symbolic links followed), so neither ``../../etc/shadow`` nor a link in the
+    mapping's folder to a file elsewhere gets through.
+    """
+    for i, folder in enumerate(spec.allow_paths):
+        if not folder.is_dir():
+            key = _key("allow_paths", i) if len(spec.allow_paths) > 1 else "allow_paths"
+            raise MappingError(
+                f"{spec.path}: {key}: {excerpt(str(folder), 200)} is not a folder", file=str(spec.path), key=key
+            )
+    roots = [spec.base_dir.resolve(), *(f.resolve() for f in spec.allow_paths)]
+    named: list[tuple[str, Path, str | None]] = []
+    if isinstance(spec.process, Path):
+        named.append(("process", spec.process, None))
+    for name, db in spec.databases.items():
+        duck = db.get("duckdb")
+        if duck is not None and duck.strip() != ":memory:":
+            named.append((_key("databases", name, "duckdb"), spec.base_dir / Path(duck).expanduser(), None))
+    for src in _all_sources(spec):
+        if src.path is not None:
+            table = src.key.split(".")[1] if src.key.startswith("tables.") else None
+            named.append((src.key, src.path, table))
+    history = spec.tables.get("stage_history")
+    if history is not None and history.from_snapshots is not None:
+        store = history.from_snapshots
+        named.append(("tables.stage_history.from_snapshots", spec.base_dir / store.expanduser(), "stage_history"))
+    for key, path, table in named:
+        real = path.resolve()
+        if not any(real == root or real.is_relative_to(root) for root in roots):
+            plain = Path(os.path.normpath(path.absolute()))
+            shown = excerpt(str(path), 200) + (f" (a link to {excerpt(str(real), 200)})" if real != plain else "")
+            raise MappingError(
+                f"{spec.path}: {key}: {shown} is outside the mapping file's folder; a mapping reads files only in its"
+                " own folder and below, or in folders it lists under allow_paths (add the file's folder there if"
+                " this mapping may read it)",
+                file=str(spec.path),
+                key=key,
+                table=table,
+            )
 
 
 def is_mapping_file(path: str | Path) -> bool:
@@ -1612,7 +1681,13 @@ def _read_database(spec: MappingSpec, src: SourceSpec, columns: list[str] | None
     # read_database returns the requested columns under the requested names (matched ignoring case, as
     # PostgreSQL folds unquoted names) and names a missing one itself
     frame = read_database(
-        dict(db), table=src.table, query=src.query, columns=columns, base_dir=spec.base_dir, name=src.database
+        dict(db),
+        table=src.table,
+        query=src.query,
+        columns=columns,
+        base_dir=spec.base_dir,
+        name=src.database,
+        allowed_dirs=spec.allow_paths,
     )
     return mark_missing(frame.reset_index(drop=True), src.options.missing)
 
@@ -1693,6 +1768,8 @@ def _build_table(
         options[canon] = opts
     if tm.keep and tm.columns is not None:
         _keep_columns(spec, tm, frame, needed, out, options, notes)
+    elif tm.columns is None:  # canonical headers as they are: a value map for a column the source lacks is a mistake
+        _listed_columns_exist(spec, tm, out)
     for canon, vmap in tm.values.items():
         if canon in out:
             out[canon] = map_values(out[canon], vmap)
@@ -1794,13 +1871,19 @@ def _keep_columns(
             f"{tm.name}: keep: all leaves out {names(skipped)}: a kept column may not take the name of a canonical"
             f" column; map it under {key}.columns if it is that column."
         )
+    _listed_columns_exist(spec, tm, out)
+
+
+def _listed_columns_exist(spec: MappingSpec, tm: TableMapping, out: Mapping[str, Any]) -> None:
+    """Refuse a column under ``values``, ``dates`` or ``numbers`` that the table does not get (it would be ignored)."""
+    key = _key("tables", tm.name)
     for section in ("values", "dates", "numbers"):
         for column in getattr(tm, section):
             if column not in out:
-                where = _key(key, section)
+                where = _key(key, section, column) if section != "numbers" else _key(key, section)
                 raise MappingError(
-                    f"{spec.path}: {where}: {column!r} is neither a mapped column nor a column of"
-                    f" {tm.source.label if tm.source else tm.name}{suggest(column, list(out))}",
+                    f"{spec.path}: {where}: {excerpt(column)} is neither a mapped column nor a column of"
+                    f" {tm.source.label if tm.source else tm.name}{suggest(column, list(out))} (columns: {names(out)})",
                     file=str(spec.path),
                     key=where,
                     table=tm.name,

@@ -202,6 +202,12 @@ def read_file_source(
         raise DataFileError(f"{path}: no such file", file=str(path), table=table)
     if path.is_dir():
         raise DataFileError(f"{path}: is a folder; expected a {fmt} file", file=str(path), table=table)
+    if not path.is_file():  # /dev/zero, /dev/urandom, a FIFO: reading it would not end, or block
+        raise DataFileError(
+            f"{path}: is not a regular file (a device, pipe or socket); expected a {fmt} file",
+            file=str(path),
+            table=table,
+        )
     if not isinstance(skip_rows, int | np.integer) or isinstance(skip_rows, bool) or skip_rows < 0:
         raise DataFileError(f"{path}: skip_rows must be a whole number >= 0, got {skip_rows!r}", file=str(path))
     if fmt == "csv":

@@ -547,6 +547,8 @@ def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLo
     (None, 'process file not found')
     not valid YAML
     """
+    if path.exists() and not path.is_file() and not path.is_dir():  # a device or a pipe: reading may never end
+        return None, f"is not a regular file; expected a {what}"
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -418,3 +418,12 @@ def test_a_value_map_for_a_column_the_source_has_still_applies(tmp_path):
     mapping = "tables:\n  opportunities:\n    source: deals.csv\n    values: {owner: {ann: Ann}}\n"
     data = load_mapping(write(tmp_path, mapping))
     assert sorted(data.opportunities["owner"]) == ["Ann", "bo"]
+
+
+def test_a_configuration_file_that_is_a_device_is_refused_without_reading_it(tmp_path):
+    from salesforecast.config import read_yaml
+
+    assert read_yaml(Path("/dev/zero"), "mapping file") == (None, "is not a regular file; expected a mapping file")
+    fifo = tmp_path / "crm.yml"
+    os.mkfifo(fifo)
+    assert read_yaml(fifo, "mapping file")[1] == "is not a regular file; expected a mapping file"

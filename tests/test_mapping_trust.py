@@ -427,3 +427,28 @@ def test_a_configuration_file_that_is_a_device_is_refused_without_reading_it(tmp
     fifo = tmp_path / "crm.yml"
     os.mkfifo(fifo)
     assert read_yaml(fifo, "mapping file")[1] == "is not a regular file; expected a mapping file"
+
+
+def test_a_postgresql_query_runs_in_a_read_only_session(tmp_path_factory, monkeypatch):
+    """A SELECT calling a function that deletes passes the one-statement check; the read-only session stops it."""
+    import sqlalchemy as sa
+
+    from tests.postgres import postgres_url
+
+    with postgres_url(tmp_path_factory) as url:
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as con:
+                con.execute(sa.text("create table deals as select 'D' || g as id from generate_series(1, 3) g"))
+                con.execute(sa.text("create function wipe() returns int language sql as 'delete from deals; select 1'"))
+            monkeypatch.setenv("TRUST_PG_URL", url.render_as_string(hide_password=False))
+            db = {"url_env": "TRUST_PG_URL"}
+            assert read_database(db, query="select id from deals order by id")["id"].tolist() == ["D1", "D2", "D3"]
+            with pytest.raises(DatabaseError, match="read-only transaction"):  # one SELECT that writes
+                read_database(db, query="select wipe() as x")
+            with pytest.raises(DatabaseError, match="must be one SELECT"):
+                read_database(db, query="select 1 as a) q; drop table deals; select * from (select 1 as a")
+            with engine.connect() as con:
+                assert con.execute(sa.text("select count(*) from deals")).scalar() == 3
+        finally:
+            engine.dispose()

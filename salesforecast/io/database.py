@@ -585,6 +585,7 @@ def _read_sqlalchemy(
             if read_only is not None:  # a data-modifying CTE or function in a query fails instead of writing
                 try:
                     conn.execute(sa.text(read_only))
+                    conn.commit()  # the session's setting holds from the next transaction on
                 except DBAPIError as exc:
                     raise fail("cannot make the session read-only", exc, table=table) from None
             try:

@@ -168,6 +168,8 @@ def test_a_query_on_another_database_is_one_statement_in_a_read_only_session(tmp
         read_database(db, query="select 1 as a) q; delete from deals; select * from (select 1 as a")
     with pytest.raises(DatabaseError, match="must be one SELECT"):
         read_database(db, query="delete from deals returning id")
+    with pytest.raises(DatabaseError, match="must be one SELECT"):  # E'\'' ends where PostgreSQL ends it
+        read_database(db, query="select E'\\'' as a; delete from deals; select '")
     assert read_database(db, query="select ';' as semicolon")["semicolon"].tolist() == [";"]
     with sqlite3.connect(path) as con:
         assert con.execute("select count(*) from deals").fetchone() == (2,)

@@ -331,8 +331,11 @@ def check_select(query: str, where: str = "query") -> str:
     return text
 
 
+# comments, E'...' strings (backslash escapes), '...' strings, "names", $tag$...$tag$ quotes, ';', anything else
 _SQL_TOKENS = re.compile(
-    r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\w*)\$.*?\$\1\$|;|[^-/'"$;]+|.""", re.S
+    r"""--[^\n]*|/\*.*?\*/|[eE]'(?:\\.|''|[^'\\])*'|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\w*)\$.*?\$\1\$|;"""
+    r"""|[^-/'"$;eE]+|.""",
+    re.S,
 )
 
 
@@ -399,6 +402,8 @@ def _working_folder(folder: Path) -> Iterator[None]:
 def _duckdb_error(where: str, table: str | None, file: str, exc: Exception, what: str = "") -> DatabaseError:
     """A DuckDB error as a `DatabaseError`; a refused file access says which folders a query may read."""
     text = str(exc).strip()
+    if len(text) > 600:  # DuckDB may quote lines of a file: a short excerpt at most
+        text = text[:600] + f"... ({len(text)} characters)"
     if "PermissionException" in type(exc).__name__ or text.startswith("Permission Error"):
         first = text.splitlines()[0].removeprefix("Permission Error: ")
         return DatabaseError(

@@ -203,6 +203,12 @@ def test_the_process_map_and_report_configuration_share_the_alias_limit(tmp_path
     path.write_text(bomb(7) + "name: x\nstages: [A, Won]\n", encoding="utf-8")
     with pytest.raises(ProcessError, match="aliases"):
         SalesProcess.from_yaml(path)
+    from salesforecast.reports import ConfigError, load_config
+
+    config = tmp_path / "reports.yml"
+    config.write_text(bomb(7) + "reports: [01_data_quality]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(config)
 
 
 def test_an_anchor_that_refers_to_itself_is_refused(tmp_path):

@@ -436,6 +436,8 @@ def _read_duckdb(
         raise DatabaseError(f"{where}: no DuckDB file at {path}", file=file, table=table)
     if query is not None:
         query = check_select(query, where)
+    if not base.is_dir():
+        raise DatabaseError(f"{where}: no folder {base} to read files from", file=file, table=table)
     try:
         con = duckdb.connect(":memory:") if path is None else duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:

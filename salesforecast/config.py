@@ -507,7 +507,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
         at = f" at line {cmark.line + 1}, column {cmark.column + 1}" if cmark is not None and cmark is not mark else ""
         context = f" ({' '.join(str(exc.context).split())}{at})"
     hint = ""
-    if "'\\t'" in problem or "\t" in problem:
+    if "'\\t'" in problem:  # PyYAML writes the tab escaped
         hint = "; indent with spaces, not tabs"
     elif "constructor for the tag" in problem:
         hint = "; tags (!!python/..., !custom) are not allowed: a configuration file holds plain values"
@@ -569,9 +569,8 @@ def read_yaml(path: Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLo
     try:
         return parse_yaml(text, loader), None  # a SafeLoader or a subclass of it
     except yaml.YAMLError as exc:
-        return None, f"not valid YAML at {yaml_problem(exc)}" if isinstance(
-            exc, yaml.MarkedYAMLError
-        ) else f"not valid YAML: {yaml_problem(exc)}"
+        problem = yaml_problem(exc)
+        return None, f"not valid YAML at {problem}" if problem.startswith("line ") else f"not valid YAML: {problem}"
 
 
 def checked(check: Callable[[Any], Any], json_schema: Mapping[str, Any]) -> Any:

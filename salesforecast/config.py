@@ -71,8 +71,20 @@ def suggest(word: object, choices: Iterable[object]) -> str:
     return f" (did you mean {close!r}?)" if close is not None else ""
 
 
+class _Excerpt(reprlib.Repr):
+    """`reprlib.Repr` that keeps a mapping's keys in the file's order (reprlib sorts them)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in list(x.items())[: self.maxdict]]
+        return "{" + ", ".join(items) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
 def _repr(maxstring: int = 60) -> reprlib.Repr:
-    r = reprlib.Repr()
+    r = _Excerpt()
     r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxfrozenset = 2, 6, 6, 6, 6, 6
     r.maxstring = r.maxother = maxstring
     r.maxlong = 40
@@ -100,8 +112,8 @@ def excerpt(value: object, limit: int = 60) -> str:
     "'xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx' (1000 characters)"
     >>> excerpt([["a"] * 9] * 9)
     "[['a', 'a', 'a', 'a', 'a', 'a', ...], ['a', 'a', 'a', 'a', 'a', 'a', ...], ...]"
-    >>> excerpt([[["a"]]])
-    '[[[...]]]'
+    >>> excerpt([[["a"]]]), excerpt({"z": 1, "a": {"b": {"c": 2}}})
+    ('[[[...]]]', "{'z': 1, 'a': {'b': {...}}}")
     >>> print(excerpt("root:$6$x\x1b[31m"))
     'root:$6$x\x1b[31m'
 

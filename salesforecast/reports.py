@@ -1086,8 +1086,8 @@ def _needs_of(partial: Path, exc: Any) -> tuple[dict[str, Any] | None, list[dict
             needs = _payload(output, NEEDS_MIMETYPE) or needs
     if needs is None and getattr(exc, "ename", None) == "ReportNeeds":
         needs = {"message": str(getattr(exc, "evalue", "") or "")}
-    if needs is not None and not isinstance(needs.get("message"), str):
-        needs["message"] = str(needs.get("message") or "")
+    if needs is not None:
+        needs["message"] = mask_url(str(needs.get("message") or ""))
     return needs, limits
 
 
@@ -1129,9 +1129,9 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits))
             partial.unlink(missing_ok=True)
             return ReportResult(spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"])
-        error = f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])"
+        error = mask_url(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])")
     except Exception as exc:  # a dead kernel, a timeout, a rendering error: the report fails, the run goes on
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = mask_url(f"{type(exc).__name__}: {exc}".strip())
     seconds = time.monotonic() - start
     if error is None:
         partial.unlink(missing_ok=True)
@@ -1172,7 +1172,7 @@ def _execute_safely(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResul
     try:
         return _execute(spec, run_dir, kernel)
     except Exception as exc:  # e.g. the run folder became unwritable: still one failed report, not a crash
-        return ReportResult(spec, "failed", time.monotonic() - start, error=f"{type(exc).__name__}: {exc}")
+        return ReportResult(spec, "failed", time.monotonic() - start, error=mask_url(f"{type(exc).__name__}: {exc}"))
 
 
 def _print_flushed(line: str) -> None:
@@ -1269,7 +1269,7 @@ def run_reports(
     )
     for r in failed:
         kept = f" (notebook kept: {_relative(r.failed_notebook)})" if r.failed_notebook else ""
-        say(f"failed: {r.spec.name}: {mask_url(r.error or '')}{kept}")
+        say(f"failed: {r.spec.name}: {r.error}{kept}")
     return result
 
 
@@ -1287,8 +1287,8 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
         "seconds": round(r.seconds, 1),
         "html": r.html.name if r.html else None,
         "failed_notebook": r.failed_notebook.name if r.failed_notebook else None,
-        "error": mask_url(r.error) if r.error else r.error,
-        "needs": mask_url(r.needs) if r.needs else r.needs,
+        "error": r.error,  # masked where it was made (`_execute`)
+        "needs": r.needs,
         "run": run_id,
         "generated": generated,
         "html_run": run_id if r.html else None,

@@ -171,10 +171,14 @@ def run_folder(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SF_GUARD_TEST_URL", f"postgresql://bob:{ENV_PASSWORD}@db/crm")
     try:
-        result = reports.run_reports(config, out, params={"name": "acme"}, jobs=1)
+        lines: list[str] = []
+        result = reports.run_reports(config, out, params={"name": "acme"}, jobs=1, echo=lines.append)
     finally:
         mp.undo()
     assert result.exit_code == 1 and [r.spec.notebook for r in result.failed] == ["leaky"]
+    assert "cannot reach postgresql://bob:***@db/crm" in result.failed[0].error
+    assert any("cannot reach postgresql://bob:***@db/crm" in line for line in lines)
+    assert not [line for line in lines if ENV_PASSWORD in line]  # the progress and summary lines
     return base, config, out
 
 

@@ -51,15 +51,16 @@ DATABASE_KEYS: tuple[str, ...] = ("duckdb", "url_env")
 
 # What is a secret in a text (`find_secrets`; `mask_url`, `has_secret` and the report runner's check all use it).
 # A URL's password as SQLAlchemy's make_url reads it: the user part runs to the first ":" (it may hold "@" or
-# spaces), the password from there to the next "@" (it may hold "/", ":", "?", "#" or spaces).
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][\w+.\-]*://[^:/\n]*:)(?P<pw>[^@\n]+)(?P<tail>@)", re.IGNORECASE)
+# spaces), the password from there to the next "@" on the line (it may hold "/", ":", "?", "#" or spaces). The
+# "@" is looked up with str.find, not by the pattern, so that a long line of URLs without one costs linear time.
+_URL_HEAD = re.compile(r"\b[a-z][\w+.\-]*://[^:/\n]{0,256}:", re.IGNORECASE)
 # key=value settings: libpq (password=x, password = 'x y'), ODBC (PWD=x y; PWD={x;y}), URL queries (?password=x),
 # JSON and dict reprs ("password": "x"), YAML-like text (password: x). Whether the key names a secret is decided by
-# `is_secret_name`; the value is a quoted string, an ODBC {braced} value, text without "=" up to a ";", or a word.
-_KEY_VALUE = re.compile(
-    r"""(?P<head>(?<![\w.\-])(?P<q>['"]?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)[ \t]*(?:=|:(?!//))[ \t]*)
-        (?P<pw>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\{(?:[^}\n]|\}\})*\}|[^;\n=]*?[^\s;=](?=[ \t]*;)|[^\s;&]+)""",
-    re.VERBOSE,
+# `is_secret_name`; only then is its value read: a quoted string, an ODBC {braced} value, text without "=" up to a
+# ";" (at most 512 characters), or a word.
+_KEY = re.compile(r"""(?<![\w.\-])(?P<q>['"]?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)[ \t]*(?:=|:(?!//))[ \t]*""")
+_VALUE = re.compile(
+    r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\{(?:[^}\n]|\}\})*\}|[^;\n=]{0,512}?[^\s;=](?=[ \t]*;)|[^\s;&]+"""
 )
 # A key is a secret's when it holds one of these words anywhere (sslpassword, client_secret, AccessToken) ...
 _SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "apikey", "api_key", "api-key", "credential")
@@ -93,15 +94,31 @@ def _is_placeholder(value: str) -> bool:
 
 def _secret_spans(text: str) -> list[tuple[int, int]]:
     """The (start, end) of every secret value in `text`, in order and not overlapping."""
-    spans = [m.span("pw") for m in _URL_PASSWORD.finditer(text) if not _is_placeholder(m.group("pw"))]
+    spans: list[tuple[int, int]] = []
+    pos, at, newline = 0, -1, -1
+    while (m := _URL_HEAD.search(text, pos)) is not None:
+        start = m.end()
+        if at < start:  # the next "@" and line end, found again only once passed: linear in the text
+            at = text.find("@", start)
+            at = len(text) if at < 0 else at
+        if newline < start:
+            newline = text.find("\n", start)
+            newline = len(text) if newline < 0 else newline
+        if start < at < min(newline, len(text)):
+            if not _is_placeholder(text[start:at]):
+                spans.append((start, at))
+            pos = at + 1
+        else:
+            pos = start
     pos = 0
-    while (m := _KEY_VALUE.search(text, pos)) is not None:
-        if is_secret_name(m.group("key")):
-            if not _is_placeholder(m.group("pw")):
-                spans.append(m.span("pw"))
-            pos = m.end()
-        else:  # another setting's value may hold a secret's setting (a URL's query): look inside it
+    while (m := _KEY.search(text, pos)) is not None:
+        value = _VALUE.match(text, m.end()) if is_secret_name(m.group("key")) else None
+        if value is None:  # another setting's value may hold a secret's setting (a URL's query): look inside it
             pos = m.end("key")
+            continue
+        if not _is_placeholder(value.group()):
+            spans.append(value.span())
+        pos = max(value.end(), m.end())
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:

@@ -206,7 +206,9 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
             return value.strip().lower() in {"true", "yes", "1"}
     else:  # untyped or another type: pass YAML values through, read command-line text as YAML
         return yaml.safe_load(value) if from_text else value
-    raise ConfigError(f"{where}: expected a value of type {type_name}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(
+        f"{where}: expected a value of type {type_name}, got {mask_url(repr(value))} ({type(value).__name__})"
+    )
 
 
 def _default_value(info: Mapping[str, Any]) -> Any:
@@ -1295,7 +1297,20 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
     }
 
 
+def _masked(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest entry with its parameters, error and needs masked (`mask_url`): also those of earlier runs."""
+    out = dict(entry)
+    params = out.get("parameters")
+    if isinstance(params, Mapping):
+        out["parameters"] = {k: mask_url(v) if isinstance(v, str) else v for k, v in params.items()}
+    for key in ("error", "needs"):
+        if isinstance(out.get(key), str):
+            out[key] = mask_url(out[key])
+    return out
+
+
 def _write_manifest(path: Path, entries: Iterable[Mapping[str, Any]]) -> None:
+    entries = [_masked(e) for e in entries]
     _write_atomic(path, json.dumps({e["name"]: e for e in entries}, indent=2, sort_keys=False) + "\n")
 
 
@@ -1347,9 +1362,9 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             prefix = "" if here == e.get("run") else f"../{e.get('run')}/"
             notes.append("executed notebook: " + _link(prefix + e["failed_notebook"], e["failed_notebook"]))
         if e.get("error"):
-            notes.append(f"<code>{html.escape(str(e['error']))}</code>")
+            notes.append(f"<code>{html.escape(mask_url(str(e['error'])))}</code>")
         if e.get("status") == "needs" and e.get("needs"):
-            notes.append(html.escape(str(e["needs"])))
+            notes.append(html.escape(mask_url(str(e["needs"]))))
         status = e.get("status") if e.get("status") in ("ok", "needs") else "failed"
         rows.append(
             "<tr>"

@@ -225,6 +225,23 @@ def test_a_failed_reports_error_is_masked_in_the_manifest_index_and_notebook(run
     assert "postgresql://bob:***@db/crm" in manifest and ENV_PASSWORD not in manifest
 
 
+def test_entries_of_earlier_runs_are_masked_in_the_manifest_and_index(tmp_path):
+    # the latest/ folder merges the manifests of earlier runs, which a version before this check may have written
+    entry = {
+        "name": "nb__x",
+        "title": "x",
+        "parameters": {"source": "host=db password=hunter2", "n": 3},
+        "status": "failed",
+        "error": "OperationalError: postgresql://bob:hunter2@db/crm refused",
+        "run": "r1",
+    }
+    reports._write_manifest(tmp_path / "manifest.json", [entry])
+    written = (tmp_path / "manifest.json").read_text(encoding="utf-8")
+    page = reports._index_html("Latest reports", [entry], "r2", here=None)
+    for text in (written, page):
+        assert PASSWORD not in text and "password=***" in text and "postgresql://bob:***@db/crm" in text
+
+
 def test_output_names_and_messages_mask_secrets():
     assert PASSWORD not in reports.output_name("nb", {"source": "host=db password=hunter2"}, {"source": "sample"})
     assert reports._shown({"password": "hunter2"}) == "{'password': ***}"

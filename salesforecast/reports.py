@@ -468,9 +468,10 @@ def load_config(
     Raises
     ------
     ConfigError
-        A missing or malformed file, an unknown key, an unknown notebook, a parameter the notebook does not
-        declare or of the wrong type, a parameter that looks like a secret, two reports with the same
-        parameters, or an `only` name that matches nothing.
+        A missing or malformed file, an unknown key, an unknown notebook or one that is not a readable notebook,
+        a parameter the notebook does not declare or of the wrong type, a parameter that looks like a secret or
+        holds one (`salesforecast.io.database.has_secret`), two reports with the same parameters, or an `only`
+        name that matches nothing.
     """
     import papermill
 

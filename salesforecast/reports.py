@@ -267,7 +267,7 @@ def _read_notebook(path: Path, where: str) -> nbformat.NotebookNode:
         return nbformat.read(path, as_version=4)
     except Exception as exc:  # NotJSONError, a validation error, binary bytes, a JSON list: not a notebook
         why = str(exc).splitlines()[0] if str(exc).strip() else ""
-        why = why if len(why) <= 80 else why[:77] + "..."
+        why = mask_url(why if len(why) <= 80 else why[:77] + "...")
         raise ConfigError(
             f"{where}: {_relative(path)} is not a readable Jupyter notebook ({type(exc).__name__}"
             f"{': ' + why if why else ''}); restore it or save it again from Jupyter, or remove it from reports:"

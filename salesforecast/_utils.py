@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,3 +225,73 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     """
     s = np.sort(values)
     return s[np.r_[True, s[1:] != s[:-1]][: len(s)]]
+
+
+# ------------------------------------------------------------------------------ CSV files meant for spreadsheets
+#: OWASP's CSV-injection rule: a text cell starting with one of these is read by a spreadsheet as a formula.
+FORMULA_START = "=+-@\t\r"
+# A cell to escape: a formula start after any quotes already there (so that unescaping is exact, see below).
+_TO_ESCAPE = re.compile(r"'*[=+\-@\t\r]")
+# A cell `spreadsheet_csv` escaped: one quote too many before a formula start.
+_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
+# A plain number ("-5", "+1.5e3"): a spreadsheet reads it as the number, so it is left as it is.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A cell value made safe for a spreadsheet: text a spreadsheet would run as a formula gets a leading ``'``.
+
+    OWASP's rule: text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (after any ``'``
+    already there, so that `unescape_cell` gives the value back exactly) is written with one more ``'`` in front.
+    Plain numbers (``-5``, ``+1.5``) and anything that is not text are returned as they are.
+
+    Examples
+    --------
+    >>> [spreadsheet_cell(v) for v in ["=1+1", "@SUM(A1)", "-5", "-2+3", "'=x", "ann", -5]]
+    ["'=1+1", "'@SUM(A1)", '-5', "'-2+3", "''=x", 'ann', -5]
+    """
+    if isinstance(value, str) and _TO_ESCAPE.match(value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: Any) -> Any:
+    """The value `spreadsheet_cell` was given: one leading ``'`` removed from an escaped formula start.
+
+    Examples
+    --------
+    >>> [unescape_cell(v) for v in ["'=1+1", "''=x", "'ann", "-5"]]
+    ['=1+1', "'=x", "'ann", '-5']
+    """
+    return value[1:] if isinstance(value, str) and _ESCAPED.match(value) else value
+
+
+def _text_columns(df: pd.DataFrame) -> list[Any]:
+    return [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)]
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with `spreadsheet_cell` applied to the cells of its text columns (numeric columns are left alone)."""
+    out = df.copy()
+    for column in _text_columns(df):
+        out[column] = df[column].map(spreadsheet_cell, na_action="ignore").astype(df[column].dtype)
+    return out
+
+
+def unescape_spreadsheet(df: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of `spreadsheet_safe`: `unescape_cell` on the cells of the text columns."""
+    out = df.copy()
+    for column in _text_columns(df):
+        out[column] = df[column].map(unescape_cell, na_action="ignore").astype(df[column].dtype)
+    return out
+
+
+def spreadsheet_csv(df: pd.DataFrame, path: str | Path, **kwargs: Any) -> None:
+    """Write `df` as a CSV file meant to be opened in a spreadsheet, its text cells escaped (`spreadsheet_cell`).
+
+    For files people open (``quarantine.csv``), not for the canonical tables the suite reads back as data. Read
+    such a file back with `unescape_spreadsheet` to get the values as they were. ``index=False`` and newline
+    line endings unless `kwargs` say otherwise.
+    """
+    kwargs = {"index": False, "lineterminator": "\n", **kwargs}
+    spreadsheet_safe(df).to_csv(path, **kwargs)

@@ -79,7 +79,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
-from salesforecast.io.database import mask_url
+from salesforecast.io.database import has_secret, is_secret_name, mask_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -128,7 +128,6 @@ EXIT_CONFIG = 2
 #: Exit status: no report failed, and some rendered a "what this report needs" page (the data cannot support them).
 EXIT_NEEDS = 3
 
-_SECRET_NAME = re.compile(r"(^|_)(password|passwd|pwd|secret|token|api_?key|credentials?)($|_)", re.IGNORECASE)
 _NO_DEFAULT = object()
 
 
@@ -207,7 +206,9 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
             return value.strip().lower() in {"true", "yes", "1"}
     else:  # untyped or another type: pass YAML values through, read command-line text as YAML
         return yaml.safe_load(value) if from_text else value
-    raise ConfigError(f"{where}: expected a value of type {type_name}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(
+        f"{where}: expected a value of type {type_name}, got {mask_url(repr(value))} ({type(value).__name__})"
+    )
 
 
 def _default_value(info: Mapping[str, Any]) -> Any:
@@ -219,7 +220,7 @@ def _default_value(info: Mapping[str, Any]) -> Any:
 
 def _slug(value: Any) -> str:
     """A lowercase file-name slug of a parameter value; paths are named by their last component."""
-    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+    text = value.isoformat() if isinstance(value, (date, datetime)) else mask_url(str(value))
     if re.fullmatch(r"[\w .~:+@=,-]*[/\\][\w .~:+@=,/\\-]*", text):  # a path: name it by its last part
         text = re.split(r"[/\\]+", text.rstrip("/\\"))[-1] or text
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
@@ -258,10 +259,22 @@ def output_name(notebook: str, parameters: Mapping[str, Any], defaults: Mapping[
     return "__".join(parts)
 
 
-def _notebook_title(path: Path, fallback: str) -> str:
+def _read_notebook(path: Path, where: str) -> nbformat.NotebookNode:
+    """A notebook of the configuration, or a `ConfigError` naming the file when it is not a readable notebook."""
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # NotJSONError, a validation error, binary bytes, a JSON list: not a notebook
+        why = str(exc).splitlines()[0] if str(exc).strip() else ""
+        why = mask_url(why if len(why) <= 80 else why[:77] + "...")
+        raise ConfigError(
+            f"{where}: {_relative(path)} is not a readable Jupyter notebook ({type(exc).__name__}"
+            f"{': ' + why if why else ''}); restore it or save it again from Jupyter, or remove it from reports:"
+        ) from None
+
+
+def _notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
@@ -271,17 +284,23 @@ def _notebook_title(path: Path, fallback: str) -> str:
     return fallback
 
 
-def _check_secrets(params: Mapping[str, Any], where: str) -> None:
+def _check_secrets(params: Mapping[Any, Any], where: str) -> None:
+    """Refuse parameters named like a secret or holding one (`has_secret`); the message never shows the value."""
     for key, value in params.items():
-        if _SECRET_NAME.search(str(key)):
+        if has_secret(key):
             raise ConfigError(
-                f"{where}: parameter {key!r} looks like a secret; secrets (passwords, tokens) are read from"
+                f"{where}: a parameter name holds a URL with a password (or a password setting); secrets are read"
+                " from the environment, never passed as report parameters"
+            )
+        if is_secret_name(key):
+            raise ConfigError(
+                f"{where}: parameter {str(key)!r} looks like a secret; secrets (passwords, tokens) are read from"
                 " the environment, never passed as report parameters"
             )
-        if isinstance(value, str) and mask_url(value) != value:
+        if has_secret(value):
             raise ConfigError(
-                f"{where}: parameter {key!r} holds a URL with a password (or a connection string with one); give it"
-                " without the password and set the password in the environment"
+                f"{where}: parameter {str(key)!r} holds a URL with a password (or a connection string or setting with"
+                " one); give it without the password and set the password in the environment"
             )
 
 
@@ -449,9 +468,10 @@ def load_config(
     Raises
     ------
     ConfigError
-        A missing or malformed file, an unknown key, an unknown notebook, a parameter the notebook does not
-        declare or of the wrong type, a parameter that looks like a secret, two reports with the same
-        parameters, or an `only` name that matches nothing.
+        A missing or malformed file, an unknown key, an unknown notebook or one that is not a readable notebook,
+        a parameter the notebook does not declare or of the wrong type, a parameter that looks like a secret or
+        holds one (`salesforecast.io.database.has_secret`), two reports with the same parameters, or an `only`
+        name that matches nothing.
     """
     import papermill
 
@@ -475,10 +495,11 @@ def load_config(
         notebook = entry.notebook
         where = f"{src}: reports[{i}] ({notebook})"
         nb_path = model.notebook_path(entry, base)
+        nb = _read_notebook(nb_path, where)
         declared = papermill.inspect_notebook(str(nb_path))
         defaults = {k: _default_value(v) for k, v in declared.items()}
         sets = entry.parameters
-        title = entry.title or _notebook_title(nb_path, notebook)
+        title = entry.title or _notebook_title(nb, notebook)
         timeout = entry.timeout or model.timeout
         for key in entry.when:
             if key not in declared:
@@ -490,6 +511,7 @@ def load_config(
             set_where = where if len(sets) == 1 else f"{where}: parameters[{j}]"
             merged = dict(given)
             merged.update(cli_params)
+            _check_secrets(merged, set_where)  # as written, before any message could show a value
             if as_of is not None and "as_of" in declared:
                 merged["as_of"] = as_of
             final: dict[str, Any] = {}
@@ -548,7 +570,7 @@ def load_config(
 
 def _shown(value: Any) -> str:
     """A parameter value in a message: text quoted (a password in a URL masked), anything else as written."""
-    return repr(mask_url(value)) if isinstance(value, str) else str(value)
+    return mask_url(repr(value)) if isinstance(value, str) else mask_url(str(value))
 
 
 def _unmet(
@@ -1067,8 +1089,8 @@ def _needs_of(partial: Path, exc: Any) -> tuple[dict[str, Any] | None, list[dict
             needs = _payload(output, NEEDS_MIMETYPE) or needs
     if needs is None and getattr(exc, "ename", None) == "ReportNeeds":
         needs = {"message": str(getattr(exc, "evalue", "") or "")}
-    if needs is not None and not isinstance(needs.get("message"), str):
-        needs["message"] = str(needs.get("message") or "")
+    if needs is not None:
+        needs["message"] = mask_url(str(needs.get("message") or ""))
     return needs, limits
 
 
@@ -1110,9 +1132,9 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits))
             partial.unlink(missing_ok=True)
             return ReportResult(spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"])
-        error = f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])"
+        error = mask_url(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])")
     except Exception as exc:  # a dead kernel, a timeout, a rendering error: the report fails, the run goes on
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = mask_url(f"{type(exc).__name__}: {exc}".strip())
     seconds = time.monotonic() - start
     if error is None:
         partial.unlink(missing_ok=True)
@@ -1120,8 +1142,32 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     failed = None
     if partial.exists():
         failed = run_dir / f"{spec.name}.failed.ipynb"
+        with contextlib.suppress(Exception):  # kept as it is when it cannot be read back
+            _mask_outputs(partial)
         os.replace(partial, failed)
     return ReportResult(spec, "failed", seconds, failed_notebook=failed, error=error)
+
+
+def _mask_outputs(path: Path) -> None:
+    """Mask the secrets (`mask_url`) in the text outputs of a failed notebook: its tracebacks, errors and prints."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            texts = [("text", output.get("text")), ("evalue", output.get("evalue"))]
+            texts += [(mime, value) for mime, value in output.get("data", {}).items() if mime.startswith("text/")]
+            for key, value in texts:
+                if isinstance(value, str) and mask_url(value) != value:
+                    (output if key in ("text", "evalue") else output["data"])[key] = mask_url(value)
+                    changed = True
+            if isinstance(output.get("traceback"), list):
+                masked = [mask_url(line) for line in output["traceback"]]
+                changed |= masked != output["traceback"]
+                output["traceback"] = masked
+    if changed:
+        nbformat.write(nb, path)
 
 
 def _execute_safely(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
@@ -1129,7 +1175,7 @@ def _execute_safely(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResul
     try:
         return _execute(spec, run_dir, kernel)
     except Exception as exc:  # e.g. the run folder became unwritable: still one failed report, not a crash
-        return ReportResult(spec, "failed", time.monotonic() - start, error=f"{type(exc).__name__}: {exc}")
+        return ReportResult(spec, "failed", time.monotonic() - start, error=mask_url(f"{type(exc).__name__}: {exc}"))
 
 
 def _print_flushed(line: str) -> None:
@@ -1237,13 +1283,14 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
         "notebook": r.spec.notebook,
         "title": r.spec.title,
         "parameters": {
-            k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in r.spec.parameters.items()
+            k: (mask_url(v) if isinstance(v, str) else v if isinstance(v, (int, float, bool)) else mask_url(str(v)))
+            for k, v in r.spec.parameters.items()
         },
         "status": r.status,
         "seconds": round(r.seconds, 1),
         "html": r.html.name if r.html else None,
         "failed_notebook": r.failed_notebook.name if r.failed_notebook else None,
-        "error": r.error,
+        "error": r.error,  # masked where it was made (`_execute`)
         "needs": r.needs,
         "run": run_id,
         "generated": generated,
@@ -1251,7 +1298,20 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
     }
 
 
+def _masked(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest entry with its parameters, error and needs masked (`mask_url`): also those of earlier runs."""
+    out = dict(entry)
+    params = out.get("parameters")
+    if isinstance(params, Mapping):
+        out["parameters"] = {k: mask_url(v) if isinstance(v, str) else v for k, v in params.items()}
+    for key in ("error", "needs"):
+        if isinstance(out.get(key), str):
+            out[key] = mask_url(out[key])
+    return out
+
+
 def _write_manifest(path: Path, entries: Iterable[Mapping[str, Any]]) -> None:
+    entries = [_masked(e) for e in entries]
     _write_atomic(path, json.dumps({e["name"]: e for e in entries}, indent=2, sort_keys=False) + "\n")
 
 
@@ -1303,9 +1363,9 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             prefix = "" if here == e.get("run") else f"../{e.get('run')}/"
             notes.append("executed notebook: " + _link(prefix + e["failed_notebook"], e["failed_notebook"]))
         if e.get("error"):
-            notes.append(f"<code>{html.escape(str(e['error']))}</code>")
+            notes.append(f"<code>{html.escape(mask_url(str(e['error'])))}</code>")
         if e.get("status") == "needs" and e.get("needs"):
-            notes.append(html.escape(str(e["needs"])))
+            notes.append(html.escape(mask_url(str(e["needs"]))))
         status = e.get("status") if e.get("status") in ("ok", "needs") else "failed"
         rows.append(
             "<tr>"
@@ -1622,7 +1682,7 @@ def _parse_params(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"-p {pair!r}: expected KEY=VALUE, e.g. -p source=data/raw/acme")
+            raise ConfigError(f"-p {mask_url(repr(pair))}: expected KEY=VALUE, e.g. -p source=data/raw/acme")
         out[key.strip()] = value
     return out
 

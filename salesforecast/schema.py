@@ -27,6 +27,8 @@ import pyarrow
 import pyarrow.compute as pc
 
 from salesforecast._utils import isin
+from salesforecast._utils import spreadsheet_csv as _spreadsheet_csv
+from salesforecast._utils import unescape_spreadsheet as _unescape_spreadsheet
 from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProcess, normalize_forecast_category
 
 __all__ = [
@@ -1020,7 +1022,7 @@ class CRMData:
         if self.notes:
             (folder / "notes.txt").write_text("".join(f"{n}\n" for n in self.notes), encoding="utf-8")
         if len(self.quarantine):
-            self.quarantine.to_csv(folder / "quarantine.csv", index=False, lineterminator="\n")
+            _spreadsheet_csv(self.quarantine, folder / "quarantine.csv")  # formulas escaped: people open it
         return folder
 
 
@@ -1339,7 +1341,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
 
 def _with_earlier_quarantine(data: CRMData, path: Path) -> CRMData:
     """Add the quarantine an importer wrote beside a canonical folder to the data's quarantine and counts."""
-    q = pd.read_csv(path, dtype="str", keep_default_na=False)
+    q = _unescape_spreadsheet(pd.read_csv(path, dtype="str", keep_default_na=False))
     missing = [c for c in QUARANTINE_COLUMNS if c not in q.columns]
     if missing:
         raise DataFileError(f"{path}: not a quarantine file: no column {missing[0]!r}", file=str(path))

@@ -28,26 +28,183 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import numpy as np
 import pandas as pd
 
 from salesforecast.schema import DataFileError
 
-__all__ = ["DatabaseError", "check_select", "mask_url", "quote_identifier", "read_database"]
+__all__ = [
+    "DatabaseError",
+    "check_select",
+    "find_secrets",
+    "has_secret",
+    "is_secret_name",
+    "mask_url",
+    "quote_identifier",
+    "read_database",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The keys a database entry may hold.
 DATABASE_KEYS: tuple[str, ...] = ("duckdb", "url_env")
 
-# scheme://user:password@  (the user part may be empty; the password runs to the last "@" before the host)
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^\s@]+)(?P<tail>@)", re.IGNORECASE)
-# key=value connection strings (libpq, ODBC): password=secret, pwd=secret
-_KV_PASSWORD = re.compile(
-    r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s;,&]+)", re.IGNORECASE
+# What is a secret in a text (`find_secrets`; `mask_url`, `has_secret` and the report runner's check all use it).
+# A URL's password as SQLAlchemy's make_url reads it: the user part runs to the first ":" (it may hold "@" or
+# spaces), the password from there to the next "@" on the line (it may hold "/", ":", "?", "#" or spaces). The
+# "@" is looked up with str.find, not by the pattern, so that a long line of URLs without one costs linear time.
+_URL_HEAD = re.compile(r"\b[a-z][\w+.\-]*://[^:/\n]{0,256}:", re.IGNORECASE)
+# key=value settings: libpq (password=x, password = 'x y'), ODBC (PWD=x y; PWD={x;y}), URL queries (?password=x),
+# JSON and dict reprs ("password": "x"), YAML-like text (password: x). Whether the key names a secret is decided by
+# `is_secret_name`; only then is its value read: a quoted string, an ODBC {braced} value, text without "=" up to a
+# ";" (at most 512 characters), or a word.
+_KEY = re.compile(r"""(?<![\w.\-])(?P<q>['"]?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)[ \t]*(?:=|:(?!//))[ \t]*""")
+_VALUE = re.compile(
+    r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\{(?:[^}\n]|\}\})*\}|[^;\n=]{0,512}?[^\s;=](?=[ \t]*;)|[^\s;&]+"""
 )
+# A key is a secret's when it holds one of these words anywhere (sslpassword, client_secret, AccessToken) ...
+_SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "apikey", "api_key", "api-key", "credential")
+# ... or one of these as a whole word of it (db_pwd, auth-token, AccessToken, x.pass; not n_tokens or bypass).
+_SECRET_PARTS = frozenset({"pwd", "pass", "token", "sig"})
+_MASK = "***"
+
+
+def is_secret_name(name: object) -> bool:
+    """Whether a parameter, setting or query key names a secret (a password, token, API key or credential).
+
+    Examples
+    --------
+    >>> [is_secret_name(k) for k in ("password", "PWD", "sslpassword", "db_pwd", "AccessToken", "apiKey")]
+    [True, True, True, True, True, True]
+    >>> [is_secret_name(k) for k in ("source", "user", "n_tokens", "bypass", "passes")]
+    [False, False, False, False, False]
+    """
+    text = str(name)
+    lower = text.lower()
+    if any(word in lower for word in _SECRET_WORDS):
+        return True
+    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", text)
+    return any(part.lower() in _SECRET_PARTS for part in parts)
+
+
+def _is_placeholder(value: str) -> bool:
+    """An empty or already masked value (``''``, ``***``, ``{***}``): nothing but stars, quotes, brackets, spaces."""
+    return re.search(r"[^\s'\"{}()\[\],;*]", value) is None
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of every secret value in `text`, in order and not overlapping."""
+    spans: list[tuple[int, int]] = []
+    pos, at, newline = 0, -1, -1
+    while (m := _URL_HEAD.search(text, pos)) is not None:
+        start = m.end()
+        if at < start:  # the next "@" and line end, found again only once passed: linear in the text
+            at = text.find("@", start)
+            at = len(text) if at < 0 else at
+        if newline < start:
+            newline = text.find("\n", start)
+            newline = len(text) if newline < 0 else newline
+        if start < at < min(newline, len(text)):
+            if not _is_placeholder(text[start:at]):
+                spans.append((start, at))
+            pos = at + 1
+        else:
+            pos = start
+    pos = 0
+    while (m := _KEY.search(text, pos)) is not None:
+        value = _VALUE.match(text, m.end()) if is_secret_name(m.group("key")) else None
+        if value is None:  # another setting's value may hold a secret's setting (a URL's query): look inside it
+            pos = m.end("key")
+            continue
+        if not _is_placeholder(value.group()):
+            spans.append(value.span())
+        pos = max(value.end(), m.end())
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _located(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """The text the secrets were found in (as written, else percent-decoded once or twice) and their spans."""
+    for _ in range(3):
+        spans = _secret_spans(text)
+        decoded = unquote(text)
+        if spans or decoded == text:
+            return text, spans
+        text = decoded
+    return text, _secret_spans(text)
+
+
+def _mask_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    out, last = [], 0
+    for start, end in spans:
+        out += [text[last:start], _MASK]
+        last = end
+    return "".join(out) + text[last:]
+
+
+def find_secrets(text: object) -> list[str]:
+    """The secrets written in a text: URL passwords and the values of password-like settings.
+
+    The one rule for what is a secret: `mask_url` hides exactly these, `has_secret` asks whether there are any,
+    and ``salesforecast report`` refuses a parameter that holds one. Percent-encoded text (a URL query holding
+    an ODBC string, ``odbc_connect=...PWD%3Dx``) is searched decoded too.
+
+    Parameters
+    ----------
+    text : object
+        Any text (anything else is read as ``str(text)``): a parameter value, a URL, a message.
+
+    Returns
+    -------
+    list of str
+        Each secret as written (quotes included), in order of appearance; empty when there is none.
+        ``***`` (an already masked value) and empty values are not secrets.
+
+    Examples
+    --------
+    >>> find_secrets("postgresql://bob:hun/ter2@db/crm")
+    ['hun/ter2']
+    >>> find_secrets("host=db user=bob password=hunter2")
+    ['hunter2']
+    >>> find_secrets("Driver={x};UID=bob;PWD=hun ter2;Server=y")
+    ['hun ter2']
+    >>> find_secrets("postgresql://bob:***@db/crm"), find_secrets("sqlite:///crm.db")
+    ([], [])
+    """
+    text, spans = _located(str(text))
+    return [text[a:b] for a, b in spans]
+
+
+def has_secret(value: object) -> bool:
+    """Whether a value holds a secret: a text with one (`find_secrets`), or a mapping or list holding one.
+
+    In a mapping a key named like a secret (`is_secret_name`) with a non-empty value counts too:
+    ``{"url": "postgresql://db/crm", "password": "x"}`` holds a secret.
+
+    Examples
+    --------
+    >>> has_secret("postgresql://bob@db/crm"), has_secret({"db": {"password": "x"}}), has_secret(["a", 3])
+    (False, True, False)
+    """
+    if isinstance(value, Mapping):
+        return any(
+            (is_secret_name(k) and v not in (None, "") and not _is_placeholder(str(v)))
+            or has_secret(k)
+            or has_secret(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(has_secret(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return False
+    return bool(find_secrets(value))
 
 
 class DatabaseError(DataFileError):
@@ -59,18 +216,19 @@ class DatabaseError(DataFileError):
 
 
 def mask_url(text: str) -> str:
-    """Hide the passwords of URLs and ``password=`` settings in a text.
+    """Hide the secrets of a text (passwords of URLs, values of ``password=`` settings) as `find_secrets` finds them.
 
     Parameters
     ----------
     text : str
-        Any text: a URL, an error message, a log line.
+        Any text: a URL, an error message, a log line, a parameter value.
 
     Returns
     -------
     str
-        The text with every ``scheme://user:password@`` written ``scheme://user:***@`` and every
-        ``password=secret`` (also ``pwd=``) written ``password=***``.
+        The text with every secret written ``***``: ``scheme://user:***@host``, ``password=***``, ``PWD=***;``.
+        It differs from `text` exactly when `find_secrets` finds one (a percent-encoded secret is masked in the
+        decoded text, which is then returned).
 
     Examples
     --------
@@ -78,11 +236,18 @@ def mask_url(text: str) -> str:
     'postgresql+psycopg://ann:***@db.example.com:5432/crm'
     >>> mask_url("host=db user=ann password=s3cret dbname=crm")
     'host=db user=ann password=*** dbname=crm'
+    >>> mask_url("postgresql://bob:hun/ter2@db/crm?sslpassword=k3y")
+    'postgresql://bob:***@db/crm?sslpassword=***'
     >>> mask_url("sqlite:///crm.db")
     'sqlite:///crm.db'
     """
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('tail')}", str(text))
-    return _KV_PASSWORD.sub(lambda m: f"{m.group('head')}***", text)
+    text = str(text)
+    for _ in range(8):  # until nothing is left to find: a masked value may run into a secret after it
+        located, spans = _located(text)
+        if not spans:
+            break
+        text = _mask_spans(located, spans)
+    return text
 
 
 def _scrub(text: str, secrets: Sequence[str] = ()) -> str:

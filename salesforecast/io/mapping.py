@@ -110,6 +110,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
+from salesforecast._utils import spreadsheet_csv
 from salesforecast.config import (
     KeyedError,
     Problem,
@@ -1479,7 +1480,7 @@ def import_mapping(
     data.to_folder(out, fmt)
     quarantine = out / "quarantine.csv"
     if len(data.quarantine):
-        data.quarantine.to_csv(quarantine, index=False, lineterminator="\n")
+        spreadsheet_csv(data.quarantine, quarantine)  # formulas escaped: people open it
     elif quarantine.is_file():
         quarantine.unlink()
     return data

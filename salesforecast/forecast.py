@@ -859,8 +859,8 @@ def _horizon_sums(replay: _Replay) -> _HorizonSums:
     y = np.bincount(cell, won.astype("float64"), minlength=n_p * n_h * n_s).reshape(n_p, n_h, n_s)
     n = np.bincount(pair_p * n_h + pair_h, minlength=n_p * n_h).reshape(n_p, n_h).astype("float64")
     ph = (pair_p[replay.pair] * n_h + pair_h[replay.pair])[won]
-    booked = np.bincount(ph, replay.y[won], minlength=n_p * n_h).reshape(n_p, n_h)
-    quoted = np.bincount(ph, replay.amount[won], minlength=n_p * n_h).reshape(n_p, n_h)
+    booked = np.bincount(ph, replay.y[won], minlength=n_p * n_h).reshape(n_p, n_h).astype("float64")
+    quoted = np.bincount(ph, replay.amount[won], minlength=n_p * n_h).reshape(n_p, n_h).astype("float64")
     if n_pairs and HORIZON_SMOOTH_DAYS > 0:
         gap = np.abs(horizons[:, None] - horizons[None, :]) / (HORIZON_SMOOTH_DAYS * DAY_US)
         w = np.maximum(1.0 - gap, 0.0)

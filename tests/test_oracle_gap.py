@@ -110,3 +110,13 @@ def test_a_deal_of_unknown_stage_gets_the_horizons_factor():
     out = F._calibrated(q, f, 5, np.array([0, 1, -1, 1]))
     np.testing.assert_allclose(out, [0.2, 0.3, 0.75, 1.0])  # capped at 1
     np.testing.assert_allclose(F._calibrated(q, f, 6, np.zeros(4, dtype=np.int64)), q)  # no factor: as is
+
+
+def test_replays_without_a_win_give_factors_below_one_and_no_amount_ratio():
+    n = 50
+    replay = _replay(np.full(n, 0), np.full(n, 0.1), np.zeros(n, dtype=bool), np.full(n, 1_000.0))
+    (factor,) = F._horizon_factors(replay, prior=0.5).values()
+    unit = n * 0.1  # the wins expected of one replay
+    overall = (0.5 * unit) / (4 * unit + 0.5 * unit)
+    assert factor[-1] == pytest.approx(overall)  # the amount ratio is 1 without a won deal to learn it from
+    assert 0 < factor[0] < overall

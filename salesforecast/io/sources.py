@@ -28,7 +28,6 @@ Rules about headers:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -42,7 +41,7 @@ import pandas as pd
 
 from salesforecast.config import suggest
 from salesforecast.process import normalize_name
-from salesforecast.schema import DataFileError, is_malformed, malformed_row
+from salesforecast.schema import DataFileError, decode_text, is_malformed, malformed_row
 
 __all__ = [
     "DELIMITERS",
@@ -217,46 +216,8 @@ def read_file_source(
 
 
 def _decode(path: Path, data: bytes, encoding: str, table: str | None) -> str:
-    """Bytes to text: BOMs removed, undecodable bytes and UTF-8 read as a one-byte encoding reported."""
-    try:
-        codec = codecs.lookup(encoding).name
-    except (LookupError, TypeError):
-        raise DataFileError(
-            f"{path}: unknown encoding {encoding!r}; use e.g. utf-8, latin-1 or cp1252", file=str(path), table=table
-        ) from None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.startswith(codecs.BOM_UTF32_LE):
-        codec = "utf-16"
-    elif data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        guess = next((g for g in ("utf-8", "cp1252", "latin-1") if g != codec and _decodes(data, g)), "latin-1")
-        raise DataFileError(
-            f"{path}: bytes at offset {exc.start} (line {line}) cannot be decoded as {encoding}"
-            f" ({data[exc.start : exc.start + 8]!r}); the file is probably {guess}: set `encoding: {guess}`"
-            " for this source",
-            file=str(path),
-            table=table,
-        ) from None
-    if not codec.startswith("utf") and not data.isascii() and _decodes(data, "utf-8"):
-        sample = next(ch for ch in data.decode("utf-8") if ord(ch) > 127)
-        raise DataFileError(
-            f"{path}: the file is UTF-8 but is read as {encoding}, which would turn {sample!r} into"
-            f" {sample.encode('utf-8').decode(codec, errors='replace')!r}; set `encoding: utf-8` for this source",
-            file=str(path),
-            table=table,
-        )
-    return text.removeprefix("\ufeff")
-
-
-def _decodes(data: bytes, encoding: str) -> bool:
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
+    """Bytes to text (`salesforecast.schema.decode_text`), naming the mapping key that sets the encoding."""
+    return decode_text(data, encoding, path=path, table=table, hint="set `encoding: {encoding}` for this source")
 
 
 def _resolve_delimiter(path: Path, delimiter: str) -> str:

@@ -1226,7 +1226,9 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def decode_text(data: bytes, encoding: str, *, path: str | Path, table: str | None = None, hint: str) -> str:
+def decode_text(
+    data: bytes, encoding: str, *, path: str | Path, table: str | None = None, hint: str, utf8_wins: bool = False
+) -> str:
     """Bytes of a text file to text, or a `DataFileError` saying which bytes fail and which encoding to try.
 
     A byte-order mark is removed; a UTF-16 one overrides `encoding`. A file that is UTF-8 but is read as a
@@ -1245,6 +1247,9 @@ def decode_text(data: bytes, encoding: str, *, path: str | Path, table: str | No
     hint : str
         How the reader gives an encoding, with ``{encoding}`` where the suggested one goes (e.g.
         ``"run with --encoding {encoding}"`` or ``"set `encoding: {encoding}` for this source"``).
+    utf8_wins : bool
+        When `encoding` is a one-byte encoding and the bytes are valid UTF-8 with non-ASCII characters, read
+        them as UTF-8 (one encoding given for a folder of files, some of which are UTF-8) instead of refusing.
 
     Returns
     -------
@@ -1301,6 +1306,8 @@ def decode_text(data: bytes, encoding: str, *, path: str | Path, table: str | No
             table=table,
         ) from None
     if not codec.startswith("utf") and not data.isascii() and _decodes(data, "utf-8"):
+        if utf8_wins:
+            return data.decode("utf-8").removeprefix("\ufeff")
         sample = next(ch for ch in data.decode("utf-8") if ord(ch) > 127)
         raise DataFileError(
             f"{path}: the file is UTF-8 but is read as {encoding}, which would turn {sample!r} into"
@@ -1513,7 +1520,7 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
         raise DataFileError(
             f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
         )
-    text = decode_text(data, encoding, path=path, table=table, hint=ENCODING_HINT)
+    text = decode_text(data, encoding, path=path, table=table, hint=ENCODING_HINT, utf8_wins=True)
     body = text.lstrip("\r\n")
     skipped = text[: len(text) - len(body)].replace("\r\n", "\n").replace("\r", "\n").count("\n")
     text = body.rstrip()
@@ -1620,7 +1627,9 @@ def _read_csv_records(text: str, delimiter: str, width: int, first_line: int) ->
     return pd.DataFrame(out)
 
 
-def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
+def read_canonical(
+    folder: str | Path, process: SalesProcess | str | Path | None = None, *, encoding: str = "utf-8"
+) -> CRMData:
     """Load a canonical folder: ``opportunities.csv`` and the other tables, each optional (at least one).
 
     A folder of leads alone (a marketing funnel) loads with empty opportunities. Each table may be ``NAME.csv``,
@@ -1633,6 +1642,9 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     folder : path
         The folder holding the table files.
     process : SalesProcess, path or "default", optional
+    encoding : str
+        The text encoding of the CSV tables (``utf-8``; ``latin-1``, ``cp1252``, ``utf-16``... for files saved
+        so). A byte-order mark is always removed, and a UTF-16 one is followed whatever this says.
 
     Returns
     -------
@@ -1655,7 +1667,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
         path = _find_file(folder, name)
         if path is None:
             continue
-        tables[name] = read_table_file(path, name)
+        tables[name] = read_table_file(path, name, encoding=encoding)
         sources[name] = str(path)
     if not tables:
         raise DataFileError(

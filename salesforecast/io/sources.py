@@ -315,6 +315,14 @@ def _csv_rows(path: Path, text: str, delimiter: str, skipped: int, table: str | 
                 file=str(path),
                 table=table,
             ) from None
+        if "field larger than field limit" in str(exc):
+            raise DataFileError(
+                f"{path}: a quoted value that starts on line {last + 1 + skipped} is not closed within"
+                f" {csv.field_size_limit()} characters (an unbalanced '\"'); the lines after it would be read as"
+                " one value",
+                file=str(path),
+                table=table,
+            ) from None
     try:  # text after a closing quote ('"a"b'): read leniently, as spreadsheets do
         return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
@@ -500,22 +508,25 @@ def _tidy(out: pd.Series) -> pd.Series:
 
 
 _CURRENCY = r"(?:US\$|[A-Z]{3}|[€$£¥₹₽₩¢₺₪฿]|Fr\.)"
+# Digits are ASCII only ([0-9], not \d): other scripts' digits (１２３, ٣٤) stay text, so `validate` quarantines
+# their rows as ``unparseable number``, as it does for a canonical folder.
 _NUMBER_SHAPE = re.compile(
-    rf"(?P<neg1>[-+−])?\s*{_CURRENCY}?\s*(?P<neg2>[-+−])?\s*(?P<num>[\d.,'’ ]*\d[\d.,'’ ]*(?:[eE][-+]?\d+)?|[.,]\d+)"
+    rf"(?P<neg1>[-+−])?\s*{_CURRENCY}?\s*(?P<neg2>[-+−])?\s*"
+    rf"(?P<num>[0-9.,'’ ]*[0-9][0-9.,'’ ]*(?:[eE][-+]?[0-9]+)?|[.,][0-9]+)"
     rf"\s*(?P<neg3>-)?\s*(?:{_CURRENCY}|%)?"
 )
 
 
 def _number_pattern(decimal: str, thousands: str | None) -> re.Pattern[str]:
     dec = re.escape(decimal)
-    frac = rf"(?:{dec}\d*)?"
-    exp = r"(?:[eE][-+]?\d+)?"
+    frac = rf"(?:{dec}[0-9]*)?"
+    exp = r"(?:[eE][-+]?[0-9]+)?"
     if thousands:
         sep = {" ": "[ ]", "'": "['’]", "’": "['’]"}.get(thousands, re.escape(thousands))
-        integer = rf"(?:\d{{1,3}}(?:{sep}\d{{3}})+|\d+)"
+        integer = rf"(?:[0-9]{{1,3}}(?:{sep}[0-9]{{3}})+|[0-9]+)"
     else:
-        integer = r"\d+"
-    return re.compile(rf"(?:{integer}{frac}|{dec}\d+){exp}")
+        integer = r"[0-9]+"
+    return re.compile(rf"(?:{integer}{frac}|{dec}[0-9]+){exp}")
 
 
 def parse_number(series: pd.Series, decimal: str = ".", thousands: str | None = None) -> pd.Series:
@@ -601,7 +612,7 @@ def parse_number(series: pd.Series, decimal: str = ".", thousands: str | None = 
     return out.set_axis(series.index)
 
 
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:$|[T ])")
 _DAYFIRST_FORMATS = [
     f"%d{sep}%m{sep}{year}{time}" for sep in "./-" for year in ("%Y", "%y") for time in ("", " %H:%M", " %H:%M:%S")
 ]
@@ -687,7 +698,7 @@ def parse_dates(
         if iso.any():
             result[iso] = _to_naive_utc(pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True))
         if excel_serial:
-            digits = text.str.fullmatch(r"\d{5}(?:\.\d+)?").fillna(False).astype(bool) & result.isna()
+            digits = text.str.fullmatch(r"[0-9]{5}(?:\.[0-9]+)?").fillna(False).astype(bool) & result.isna()
             if digits.any():
                 result[digits] = _from_serial(pd.to_numeric(text[digits]))
         todo = list(formats) if formats is not None else (_DAYFIRST_FORMATS if dayfirst else _MONTHFIRST_FORMATS)

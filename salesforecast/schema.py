@@ -690,7 +690,8 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
     if missing:
         raise DataFileError(
             f"{source}: table {name!r} has no column {missing[0]!r}; required columns are {spec.required}"
-            f" (found {list(map(str, raw.columns))[:20]})",
+            f" (found {', '.join(excerpt(str(c), 30) for c in raw.columns[:12])}"
+            f"{f' and {len(raw.columns) - 12} more' if len(raw.columns) > 12 else ''})",
             file=source,
             table=name,
             column=missing[0],
@@ -1277,21 +1278,25 @@ def decode_text(
         codec = "utf-16"
     elif data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
+    head = data[:4096]
+    utf16 = None
+    if not codec.startswith("utf-16"):
+        for guess, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
+            if len(zeros) > 1 and zeros.count(0) > len(zeros) * 0.4 and _decodes(data[: len(data) // 2 * 2], guess):
+                utf16 = guess
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         shown = data[exc.start : exc.start + 8]
         where = f"bytes at offset {exc.start} cannot be decoded as {encoding} (line {line}: {shown!r})"
-        head = data[:4096]
-        for utf16, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
-            if zeros.count(0) > len(zeros) * 0.4 and _decodes(data[: len(data) // 2 * 2], utf16):
-                raise DataFileError(
-                    f"{path}: {where}; the file is probably {utf16} (UTF-16 without a byte-order mark): "
-                    + hint.format(encoding=utf16),
-                    file=str(path),
-                    table=table,
-                ) from None
+        if utf16 is not None:
+            raise DataFileError(
+                f"{path}: {where}; the file is probably {utf16} (UTF-16 without a byte-order mark): "
+                + hint.format(encoding=utf16),
+                file=str(path),
+                table=table,
+            ) from None
         if _looks_binary(data):
             raise DataFileError(
                 f"{path}: not a text file: {where}, and it holds control bytes no CSV text has; expected the"
@@ -1305,6 +1310,13 @@ def decode_text(
             file=str(path),
             table=table,
         ) from None
+    if utf16 is not None:  # decodes (NUL is a character) but every other byte is NUL: UTF-16 text
+        raise DataFileError(
+            f"{path}: every other byte is NUL: the file is probably {utf16} (UTF-16 without a byte-order mark),"
+            f" not {encoding}; " + hint.format(encoding=utf16),
+            file=str(path),
+            table=table,
+        )
     if not codec.startswith("utf") and not data.isascii() and _decodes(data, "utf-8"):
         if utf8_wins:
             return data.decode("utf-8").removeprefix("\ufeff")

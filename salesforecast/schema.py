@@ -1372,21 +1372,22 @@ class _Record:
 
 
 def _cut(line: str, limit: int = 2000) -> str:
+    line = line.rstrip("\r\n")
     return line if len(line) <= limit else line[:limit] + "…"
 
 
 def _lines_from(lines: list[str], start: int) -> Any:
     for i in range(start, len(lines)):
-        yield lines[i] + "\n"
+        yield lines[i]
 
 
 def _one_line_fields(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line + "\n"], delimiter=delimiter), [])
+    return next(csv.reader([line], delimiter=delimiter), [])
 
 
 def _span_problem(lines: list[str], fields: list[str], width: int, delimiter: str, first: int) -> str:
     """Why a record spanning several lines is not a value with line breaks but rows merged by a stray quote."""
-    span = "".join(line + "\n" for line in lines)
+    span = "".join(lines)
     last = first + len(lines) - 1
     try:
         list(csv.reader(io.StringIO(span, newline=""), delimiter=delimiter, strict=True))
@@ -1404,12 +1405,18 @@ def _span_problem(lines: list[str], fields: list[str], width: int, delimiter: st
             f"a quote opened on line {first} runs to line {last}, giving {len(fields)} fields where the header has"
             f" {width} (an unbalanced '\"')"
         )
-    for k, line in enumerate(lines[1:], start=first + 1):
+    for k, line in enumerate(lines[1:-1], start=first + 1):
         if len(_one_line_fields(line, delimiter)) == width:
             return (
                 f"a quote opened on line {first} runs to line {last}, swallowing line {k}, which reads as a row of"
                 " its own (an unbalanced '\"')"
             )
+    # two lines that each hold a whole row's delimiters: a stray quote in each, not a value with a line break
+    if width > 1 and all(len(line.split(delimiter)) >= width for line in (lines[0], lines[-1])):
+        return (
+            f"a quote opened on line {first} runs to line {last}, and both lines hold a whole row's fields"
+            " (an unbalanced '\"')"
+        )
     return ""
 
 
@@ -1424,7 +1431,7 @@ def csv_records(text: str, delimiter: str = ",", width: int | None = None, first
     Parameters
     ----------
     text : str
-        The CSV text, lines separated by line feeds only (no carriage returns).
+        The CSV text; LF, CRLF and a lone CR end lines (a quoted value keeps its line breaks as written).
     delimiter : str
         The field separator.
     width : int, optional
@@ -1437,9 +1444,7 @@ def csv_records(text: str, delimiter: str = ",", width: int | None = None, first
     list of _Record
         Records in order; the first is the header.
     """
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = list(io.StringIO(text, newline=""))  # each with its line end: \n, \r\n or \r (kept in values)
     out: list[_Record] = []
     start, n = 0, len(lines)
     while start < n:
@@ -1535,15 +1540,12 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
     text = decode_text(data, encoding, path=path, table=table, hint=ENCODING_HINT, utf8_wins=True)
     body = text.lstrip("\r\n")
     skipped = text[: len(text) - len(body)].replace("\r\n", "\n").replace("\r", "\n").count("\n")
-    text = body.rstrip()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text += "\n"
+    text = body.rstrip() + "\n"
     if not text.strip():
         raise DataFileError(
             f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
         )
-    header = text.split("\n", 1)[0]
+    header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
     if delimiter not in header:
         for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
             if other in header:
@@ -1592,7 +1594,7 @@ def _read_csv_fast(text: str, delimiter: str, width: int) -> pd.DataFrame | None
     None (the careful reader must run) when a line has more fields than the header, a quote spans lines (a
     value with line breaks, or rows merged by a stray quote), or the rows do not fill the header's width.
     """
-    lines = text.count("\n") - 1
+    lines = text.count("\n") + text.count("\r") - text.count("\r\n") - 1  # after the header
     if lines == 0:
         return pd.DataFrame({i: pd.Series([], dtype="str") for i in range(width)})
     import warnings

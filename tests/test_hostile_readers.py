@@ -16,7 +16,7 @@ from salesforecast.cli import main
 from salesforecast.io import load, load_mapping
 from salesforecast.io.mapping import MappingError
 from salesforecast.io.sources import parse_dates, parse_number, read_file_source
-from salesforecast.schema import DataFileError, csv_records, read_canonical, read_table_file
+from salesforecast.schema import DataFileError, csv_records, is_malformed, read_canonical, read_table_file, validate
 
 HEADER = "opportunity_id,owner,created_at,stage,amount,close_date,is_closed,is_won,team"
 
@@ -147,6 +147,10 @@ def test_csv_records_give_each_physical_line_one_record():
     assert records[2].fields is None and "line 3" in records[2].problem
     assert records[3].fields == ["5", "6"] and records[4].fields == ["7", "8"]
     assert records[5].fields == ["9", "x\ny"]  # two physical lines, one legitimate record
+    # a quote opening in one row and one closing in the next: each line holds a whole row, so no value spans them
+    pair = csv_records('a,b,c\n1,"2,3\n4,5",6\n')
+    assert [r.fields for r in pair] == [["a", "b", "c"], None, ["4", '5"', "6"]]
+    assert "both lines hold a whole row" in pair[1].problem
 
 
 # ---------------------------------------------------------------------------------------------- 9: tracebacks
@@ -243,8 +247,20 @@ def test_an_unclosed_quote_in_a_mapped_source_names_its_line(tmp_path):
     lines[41] = '"' + lines[41]
     path = tmp_path / "deals.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DataFileError, match="deals.csv: a quoted value that starts on line 42 is not closed"):
-        read_file_source(path)
+    df = read_file_source(path)  # on main: "field larger than field limit (131072)", no line
+    assert len(df) == 2500 and is_malformed(df["opportunity_id"]).sum() == 1
+    data = validate({"opportunities": df})
+    assert _counts(data) == [2500, 2499, 1]
+    assert "a quote opened on line 42 is not closed" in data.quarantine["value"].iloc[0]
+
+
+def test_a_pair_of_stray_quotes_in_a_mapped_source_merges_no_rows(tmp_path):
+    path = tmp_path / "deals.csv"
+    path.write_text('Id,Owner,Amount\nD1,ann,1\n"D2,bo,2\nD3,cy,3\nD4,"di,4\nD5,ed,5\n', encoding="utf-8")
+    df = read_file_source(path)  # on main: D2 to D4 read as one value 'D2,bo,2\nD3,cy,3\nD4,di'
+    assert df["Id"].where(~is_malformed(df["Id"])).tolist()[:1] == ["D1"]
+    assert len(df) == 5 and is_malformed(df["Id"]).tolist() == [False, True, False, True, False]
+    assert df["Id"].iloc[2] == "D3" and df["Id"].iloc[4] == "D5"
 
 
 def test_a_file_of_2000_columns_gives_no_performance_warning(tmp_path):

@@ -21,7 +21,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salesforecast.schema import QUARANTINE_COLUMNS, DataFileError, read_canonical
+from salesforecast.io.sources import read_file_source
+from salesforecast.schema import QUARANTINE_COLUMNS, DataFileError, is_malformed, read_canonical
 from tests.factories import as_text, random_crm
 
 _BASE: dict[str, bytes] = {}
@@ -177,3 +178,27 @@ def test_a_corrupted_canonical_file_is_read_row_for_line_or_refused_by_name(data
         for c in frame.columns:
             if frame[c].dtype == "str":
                 assert not frame[c].str.contains("\n|\r", regex=True).fillna(False).any(), (kind, c)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(st.data())
+def test_a_corrupted_mapped_source_is_read_row_for_line_or_refused_by_name(data):
+    """The mapping's file reader (delimiter sniffed) keeps the same promise: a row per physical line, or a refusal."""
+    base = _base()["opportunities.csv"]
+    kind, damaged = data.draw(_edit(base), label="edit")
+    rows = _physical_rows(damaged)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deals.csv"
+        path.write_bytes(damaged)
+        try:
+            frame = read_file_source(path)
+        except DataFileError as exc:
+            assert path.name in str(exc), (kind, str(exc))
+            assert len(str(exc)) < 600 and "\n" not in str(exc), str(exc)
+            return
+    assert rows is not None, f"{kind}: undecodable bytes were read"
+    assert len(frame) == rows, (kind, len(frame), rows)
+    good = ~is_malformed(frame.iloc[:, 0]) if len(frame.columns) else None
+    for c in frame.columns:
+        values = frame.loc[good, c].astype("str")
+        assert not values.str.contains("\n|\r", regex=True).fillna(False).any(), (kind, c)

@@ -22,8 +22,11 @@ Rules about headers:
   because either column may be the one meant. Duplicated columns that are not requested are ignored: an export
   with two ``Notes`` columns imports fine when neither is mapped.
 - A CSV line with more fields than the header (an unquoted delimiter inside a value) becomes a row marked
-  as malformed: `validate` quarantines it as ``malformed row`` with its fields. Extra fields that are all
+  as malformed: `validate` quarantines it as ``malformed row`` with its line and fields. Extra fields that are all
   empty (trailing delimiters) are not a problem; lines with fewer fields are padded with missing values.
+- A quoted value may hold line breaks. A line whose quote is never closed, or swallows later lines that read as
+  rows of their own (an unbalanced quote), is a malformed row too, and the next line is read as a row of its own
+  (`salesforecast.schema.csv_records`): no row is merged into another.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import pandas as pd
 
 from salesforecast.config import suggest
 from salesforecast.process import normalize_name
-from salesforecast.schema import DataFileError, decode_text, is_malformed, malformed_row
+from salesforecast.schema import DataFileError, csv_records, decode_text, is_malformed, malformed_row
 
 __all__ = [
     "DELIMITERS",
@@ -181,7 +184,8 @@ def read_file_source(
         A requested column is not in the source; the message lists the source's columns.
     DataFileError
         No such file, an empty file, undecodable bytes (naming the byte offset and the encoding to try),
-        an unclosed quote, a requested header that appears twice, a missing sheet, an unreadable file.
+        an unclosed quote in the header, a requested header that appears twice, a missing sheet, an unreadable
+        file.
 
     Examples
     --------
@@ -275,11 +279,20 @@ def _read_csv(
     if not text:
         raise DataFileError(f"{path}: the file is empty; expected a header row", file=str(path), table=table)
     d = _sniff(text) if delimiter is None else _resolve_delimiter(path, delimiter)
-    rows = _csv_rows(path, text, d, skipped, table)
-    header = [h.strip() for h in rows[0]]
+    records = csv_records(text, d, first_line=skipped + 1)
+    head = records[0]
+    if head.fields is None:
+        raise DataFileError(
+            f"{path}: the header (line {head.line}) cannot be read: {head.problem}", file=str(path), table=table
+        )
+    header = [h.strip() for h in head.fields]
     width = len(header)
     fixed: list[list[str]] = []
-    for row in rows[1:]:
+    for rec in records[1:]:
+        row = rec.fields
+        if row is None:  # an unbalanced quote: its line is set aside, the next line is a row of its own
+            fixed.append(malformed_row([rec.text], width, rec.problem, rec.line))
+            continue
         n = len(row)
         if n == width:
             fixed.append(row)
@@ -288,45 +301,15 @@ def _read_csv(
         elif not "".join(row[width:]).strip():
             fixed.append(row[:width])
         else:
-            fixed.append(malformed_row(row, width))
+            fixed.append(
+                malformed_row(row, width, f"line {rec.line} has {n} fields where the header has {width}", rec.line)
+            )
     columns = list(zip(*fixed, strict=True)) if fixed else [()] * width
     series = []
     for values in columns:
         s = pd.Series(values, dtype="str")
         series.append(s.where(s != ""))
     return header, series
-
-
-def _csv_rows(path: Path, text: str, delimiter: str, skipped: int, table: str | None) -> list[list[str]]:
-    """All records of a CSV text (quoted newlines kept); an unclosed quote is an error naming its line."""
-    rows: list[list[str]] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    last = 0
-    try:
-        for row in reader:
-            rows.append(row)
-            last = reader.line_num
-        return rows
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            raise DataFileError(
-                f"{path}: a quoted value that starts on line {last + 1 + skipped} is never closed"
-                " (an unbalanced '\"'); the rest of the file would be read as one value",
-                file=str(path),
-                table=table,
-            ) from None
-        if "field larger than field limit" in str(exc):
-            raise DataFileError(
-                f"{path}: a quoted value that starts on line {last + 1 + skipped} is not closed within"
-                f" {csv.field_size_limit()} characters (an unbalanced '\"'); the lines after it would be read as"
-                " one value",
-                file=str(path),
-                table=table,
-            ) from None
-    try:  # text after a closing quote ('"a"b'): read leniently, as spreadsheets do
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:
-        raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
 
 
 def _cell_text(value: Any) -> Any:

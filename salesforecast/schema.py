@@ -1444,6 +1444,11 @@ def csv_records(text: str, delimiter: str = ",", width: int | None = None, first
     list of _Record
         Records in order; the first is the header.
     """
+    return _csv_split(text, delimiter, width, first_line)[0]
+
+
+def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) -> tuple[list[_Record], list[str]]:
+    """`csv_records`, and the physical lines (each with its line end) the records were read from."""
     lines = list(io.StringIO(text, newline=""))  # each with its line end: \n, \r\n or \r (kept in values)
     out: list[_Record] = []
     start, n = 0, len(lines)
@@ -1475,7 +1480,7 @@ def csv_records(text: str, delimiter: str = ",", width: int | None = None, first
                 problem = f"line {first_line + pos} is not well-formed CSV ({exc})"
             out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
             start = pos + 1
-    return out
+    return out, lines
 
 
 def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
@@ -1618,27 +1623,62 @@ def _read_csv_fast(text: str, delimiter: str, width: int) -> pd.DataFrame | None
 
 
 def _read_csv_records(text: str, delimiter: str, width: int, first_line: int) -> pd.DataFrame:
-    """The rows of a CSV text by `csv_records`: one per record, malformed ones marked, short ones padded."""
-    rows: list[list[str]] = []
-    for rec in csv_records(text, delimiter, width, first_line)[1:]:
+    """The rows of a CSV text by `csv_records`: one per record, malformed ones marked, short ones padded.
+
+    The records that need a change (a malformed line, surplus fields) are written anew and the text parsed by
+    pandas' C parser (fast on a large file with a few bad lines); should its rows not match the records, they
+    are built from the records directly.
+    """
+    records, lines = _csv_split(text, delimiter, width, first_line)
+    records = records[1:]
+    rows: list[list[str] | None] = []  # None: the record's lines as they are
+    for rec in records:
         fields = rec.fields
         if fields is None:
             rows.append(malformed_row([rec.text], width, rec.problem, rec.line))
-        elif len(fields) == width:
-            rows.append(fields)
-        elif len(fields) < width:
-            rows.append(fields + [""] * (width - len(fields)))
+        elif len(fields) <= width:
+            rows.append(None)
         elif not "".join(fields[width:]).strip():  # trailing delimiters
             rows.append(fields[:width])
         else:
             problem = f"line {rec.line} has {len(fields)} fields where the header has {width}"
             rows.append(malformed_row(fields, width, problem, rec.line))
-    columns = list(zip(*rows, strict=True)) if rows else [()] * width
-    out = {}
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    bounds = [rec.line - first_line for rec in records] + [len(lines)]
+    for k, row in enumerate(rows):
+        if row is None:
+            chunk = "".join(lines[bounds[k] : bounds[k + 1]])
+            out.write(chunk if chunk.endswith(("\n", "\r")) else chunk + "\n")
+        else:
+            writer.writerow(row)
+    frame = None
+    if records:
+        try:
+            frame = pd.read_csv(
+                io.StringIO(out.getvalue()),
+                header=None,
+                names=list(range(width)),
+                dtype="str",
+                keep_default_na=False,
+                na_values=[""],
+                sep=delimiter,
+                skip_blank_lines=False,
+            )
+        except (pd.errors.ParserError, csv.Error):
+            frame = None
+    if frame is not None and len(frame) == len(records):
+        return frame
+    full = []
+    for rec, row in zip(records, rows, strict=True):
+        fields = row if row is not None else rec.fields
+        full.append(fields + [""] * (width - len(fields)))
+    columns = list(zip(*full, strict=True)) if full else [()] * width
+    built = {}
     for i, values in enumerate(columns):
-        s = pd.Series(values, dtype="str")
-        out[i] = s.where(s != "")
-    return pd.DataFrame(out)
+        col = pd.Series(values, dtype="str")
+        built[i] = col.where(col != "")
+    return pd.DataFrame(built)
 
 
 def read_canonical(

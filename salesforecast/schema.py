@@ -1483,7 +1483,9 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
     return out, lines
 
 
-def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
+def read_table_file(
+    path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",", *, duplicates: str = "refuse"
+) -> pd.DataFrame:
     """Read one canonical table file (CSV, gzipped CSV or Parquet) as raw values.
 
     CSV values are read as text (only empty fields are missing; ``"NA"`` stays a value) so that `validate`
@@ -1502,6 +1504,10 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
         The text encoding of a CSV file (a byte-order mark is always removed; a UTF-16 one overrides it).
     delimiter : str
         The field separator of a CSV file.
+    duplicates : {"refuse", "number"}
+        A header naming a column twice: refused (a canonical table, where every column is used and either could
+        be the one meant), or the later ones numbered ``name.1``, ``name.2`` (a CRM export, whose importer picks
+        the columns it knows by name and ignores the rest).
 
     Returns
     -------
@@ -1520,7 +1526,8 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise DataFileError(f"{path}: not a readable Parquet file ({exc})", file=str(path), table=table) from None
-        _check_duplicate_names(path, table, [str(c) for c in frame.columns])
+        if duplicates == "refuse":
+            _check_duplicate_names(path, table, [str(c) for c in frame.columns])
         return frame
     try:
         data = path.read_bytes()
@@ -1568,7 +1575,10 @@ def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delim
             table=table,
         )
     names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(first.fields)]
-    _check_duplicate_names(path, table, names)
+    if duplicates == "refuse":
+        _check_duplicate_names(path, table, names)
+    else:
+        names = _numbered(names)
     frame = _read_csv_fast(text, delimiter, len(names))
     if frame is None:
         frame = _read_csv_records(text, delimiter, len(names), skipped + 1)
@@ -1591,6 +1601,30 @@ def _check_duplicate_names(path: Path, table: str, names: list[str]) -> None:
                 table=table,
                 column=name,
             )
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """Header names with repeats numbered as pandas does: ``a, a`` -> ``a, a.1``.
+
+    Examples
+    --------
+    >>> _numbered(["a", "b", "a", "a.1"])
+    ['a', 'b', 'a.2', 'a.1']
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        new, k = name, 0
+        while new in seen:
+            k += 1
+            new = f"{name}.{k}"
+            while new in taken and new != name:
+                k += 1
+                new = f"{name}.{k}"
+        seen.add(new)
+        out.append(new)
+    return out
 
 
 def _read_csv_fast(text: str, delimiter: str, width: int) -> pd.DataFrame | None:

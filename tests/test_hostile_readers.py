@@ -307,3 +307,13 @@ def test_read_table_file_gives_one_row_per_line_of_a_salesforce_style_quoted_fil
     path.write_text('"Id","Name"\n"1","a, b"\n"2","c ""d"""\n', encoding="utf-8")
     frame = read_table_file(path, "opportunities")
     assert frame.to_numpy().tolist() == [["1", "a, b"], ["2", 'c "d"']]
+
+
+def test_an_export_with_a_repeated_header_numbers_it_as_before(tmp_path):
+    # CRM exports (Salesforce, HubSpot) pick their columns by name: a repeated unused header is not an error there
+    path = tmp_path / "deals.csv"
+    path.write_text("Deal ID,Notes,Notes,Amount\nD1,a,b,10\n", encoding="utf-8")
+    frame = read_table_file(path, "opportunities", duplicates="number")
+    assert frame.columns.tolist() == ["Deal ID", "Notes", "Notes.1", "Amount"]
+    with pytest.raises(DataFileError, match="names 'Notes' more than once"):
+        read_table_file(path, "opportunities")

@@ -1458,7 +1458,15 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
         try:
             for fields in reader:
                 end = start + reader.line_num
-                if width is None:
+                if width is None:  # the header: a quote in it that spans lines is a stray one
+                    if end - pos > 1:
+                        problem = (
+                            f"a quote opened on line {first_line + pos} runs to line {first_line + end - 1}"
+                            " (an unbalanced '\"')"
+                        )
+                        out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
+                        start = pos + 1
+                        break
                     width = len(fields)
                 if end - pos > 1 or (end == n and '"' in lines[pos]):
                     problem = _span_problem(lines[pos:end], fields, width, delimiter, first_line + pos)

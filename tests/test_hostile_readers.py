@@ -317,3 +317,12 @@ def test_an_export_with_a_repeated_header_numbers_it_as_before(tmp_path):
     assert frame.columns.tolist() == ["Deal ID", "Notes", "Notes.1", "Amount"]
     with pytest.raises(DataFileError, match="names 'Notes' more than once"):
         read_table_file(path, "opportunities")
+
+
+def test_a_stray_quote_in_a_mapped_source_header_is_refused_not_read_as_one_column(tmp_path):
+    path = tmp_path / "deals.csv"
+    path.write_text('"Id,Owner,Amount\nD1,ann,1\nD2,bo,2"\nD3,cy,3\n', encoding="utf-8")
+    with pytest.raises(
+        DataFileError, match=r"deals.csv: the header \(line 1\) cannot be read: a quote opened on line 1"
+    ):
+        read_file_source(path)

@@ -454,8 +454,13 @@ def malformed_row(fields: list[str], width: int, problem: str = "", line: int | 
 
 def _malformed_payload(value: str) -> dict[str, Any]:
     """The fields, line and problem a `malformed_row` mark holds."""
-    payload = json.loads(value[len(MALFORMED_MARK) :])
-    return payload if isinstance(payload, dict) else {"fields": payload}
+    try:
+        payload = json.loads(value[len(MALFORMED_MARK) :])
+    except ValueError:  # a value that only looks like the mark (an input file can hold anything)
+        return {"fields": [value], "problem": ""}
+    if isinstance(payload, dict):
+        return payload if isinstance(payload.get("fields"), list) else {**payload, "fields": [value]}
+    return {"fields": payload if isinstance(payload, list) else [value]}
 
 
 def is_malformed(s: pd.Series) -> pd.Series:

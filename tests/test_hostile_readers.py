@@ -326,3 +326,10 @@ def test_a_stray_quote_in_a_mapped_source_header_is_refused_not_read_as_one_colu
         DataFileError, match=r"deals.csv: the header \(line 1\) cannot be read: a quote opened on line 1"
     ):
         read_file_source(path)
+
+
+def test_a_value_that_looks_like_the_malformed_mark_is_quarantined_not_a_crash(tmp_path):
+    lines = _lines(3)
+    lines[2] = "\x00malformed:{not json," + lines[2]
+    data = read_canonical(_folder(tmp_path, lines))
+    assert _counts(data) == [3, 2, 1] and data.quarantine["reason"].tolist() == ["malformed row"]

@@ -1390,8 +1390,58 @@ def _one_line_fields(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
-def _span_problem(lines: list[str], fields: list[str], width: int, delimiter: str, first: int) -> str:
-    """Why a record spanning several lines is not a value with line breaks but rows merged by a stray quote."""
+def _shape(value: str) -> str:
+    """The shape of a value: runs of letters -> ``a``, of digits -> ``9`` (``OPP-0000101`` -> ``a-9``)."""
+    return _DIGITS.sub("9", _LETTERS.sub("a", value.strip().strip('"')))
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _row_like(fields: list[str], width: int, ref: list[str] | None) -> bool:
+    """Whether a line's fields read as a row of its own: `width` of them, shaped like the row before the span.
+
+    `ref` is the last row read on one line, or the next one (None when no row is on one line: then no line
+    reads as a row, since a table whose every row spans lines has no row shape to recognise). A line
+    of free text with as many delimiters as a row (``Called, no answer, retry Monday``) rarely has the shape of a
+    row's ids, dates and amounts (the fields of `ref` with digits, or all when none has); a row swallowed by a
+    stray quote does: most of those fields have the same shape as in `ref`.
+    """
+    if len(fields) < width or (len(fields) > width and "".join(fields[width:]).strip()):
+        return False
+    if ref is None or len(ref) < width:  # no row to compare with (every row spans lines): a value, not rows
+        return False
+    shapes, ref_shapes = [_shape(f) for f in fields[:width]], [_shape(f) for f in ref[:width]]
+    # the fields with digits (ids, dates, amounts) tell a row from text best; without any, every field counts
+    telling = [i for i, r in enumerate(ref_shapes) if "9" in r] or list(range(width))
+    same = sum(shapes[i] == ref_shapes[i] for i in telling)
+    return same >= max(min(2, len(telling)), math.ceil(0.6 * len(telling)))
+
+
+def _next_row(lines: list[str], start: int, width: int, delimiter: str) -> list[str] | None:
+    """The fields of the first of the next 1,000 records from line `start` that is one line of `width` fields."""
+    reader = csv.reader(_lines_from(lines, start), delimiter=delimiter)
+    before = 0
+    try:
+        for k, fields in enumerate(reader):
+            if reader.line_num - before == 1 and len(fields) == width:
+                return fields
+            before = reader.line_num
+            if k >= 1000:
+                break
+    except csv.Error:
+        pass
+    return None
+
+
+def _span_problem(
+    lines: list[str], fields: list[str], width: int, delimiter: str, first: int, ref: list[str] | None = None
+) -> str:
+    """Why a record spanning several lines is not a value with line breaks but rows merged by a stray quote.
+
+    `ref` is the last row read on one line, whose shape a swallowed row shares (`_row_like`).
+    """
     span = "".join(lines)
     last = first + len(lines) - 1
     try:
@@ -1411,13 +1461,15 @@ def _span_problem(lines: list[str], fields: list[str], width: int, delimiter: st
             f" {width} (an unbalanced '\"')"
         )
     for k, line in enumerate(lines[1:-1], start=first + 1):
-        if len(_one_line_fields(line, delimiter)) == width:
+        if _row_like(_one_line_fields(line, delimiter), width, ref):
             return (
                 f"a quote opened on line {first} runs to line {last}, swallowing line {k}, which reads as a row of"
                 " its own (an unbalanced '\"')"
             )
     # two lines that each hold a whole row's delimiters: a stray quote in each, not a value with a line break
-    if width > 1 and all(len(line.split(delimiter)) >= width for line in (lines[0], lines[-1])):
+    if width > 1 and all(
+        _row_like(line.rstrip("\r\n").split(delimiter)[:width], width, ref) for line in (lines[0], lines[-1])
+    ):
         return (
             f"a quote opened on line {first} runs to line {last}, and both lines hold a whole row's fields"
             " (an unbalanced '\"')"
@@ -1456,6 +1508,7 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
     """`csv_records`, and the physical lines (each with its line end) the records were read from."""
     lines = list(io.StringIO(text, newline=""))  # each with its line end: \n, \r\n or \r (kept in values)
     out: list[_Record] = []
+    ref: list[str] | None = None  # the last row read on one line: the shape of a row (`_row_like`)
     start, n = 0, len(lines)
     while start < n:
         reader = csv.reader(_lines_from(lines, start), delimiter=delimiter)
@@ -1474,12 +1527,16 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
                         break
                     width = len(fields)
                 if end - pos > 1 or (end == n and '"' in lines[pos]):
-                    problem = _span_problem(lines[pos:end], fields, width, delimiter, first_line + pos)
+                    if ref is None and out:  # no row read yet: the shape of the first row after this record
+                        ref = _next_row(lines, end, width, delimiter)
+                    problem = _span_problem(lines[pos:end], fields, width, delimiter, first_line + pos, ref)
                     if problem:
                         out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
                         start = pos + 1
                         break
                 out.append(_Record(first_line + pos, fields))
+                if end - pos == 1 and len(fields) == width and len(out) > 1:  # a row, not the header
+                    ref = fields
                 pos = end
             else:
                 start = n

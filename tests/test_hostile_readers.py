@@ -148,9 +148,11 @@ def test_csv_records_give_each_physical_line_one_record():
     assert records[3].fields == ["5", "6"] and records[4].fields == ["7", "8"]
     assert records[5].fields == ["9", "x\ny"]  # two physical lines, one legitimate record
     # a quote opening in one row and one closing in the next: each line holds a whole row, so no value spans them
-    pair = csv_records('a,b,c\n1,"2,3\n4,5",6\n')
-    assert [r.fields for r in pair] == [["a", "b", "c"], None, ["4", '5"', "6"]]
-    assert "both lines hold a whole row" in pair[1].problem
+    pair = csv_records('a,b,c\n0,1,2\n1,"2,3\n4,5",6\n')
+    assert [r.fields for r in pair] == [["a", "b", "c"], ["0", "1", "2"], None, ["4", '5"', "6"]]
+    assert "both lines hold a whole row" in pair[2].problem
+    # the same two lines where no row is on one line (nothing to compare with): a value with a line break
+    assert csv_records('a,b,c\n1,"2,3\n4,5",6\n')[1].fields == ["1", "2,3\n4,5", "6"]
 
 
 # ---------------------------------------------------------------------------------------------- 9: tracebacks
@@ -333,3 +335,17 @@ def test_a_value_that_looks_like_the_malformed_mark_is_quarantined_not_a_crash(t
     lines[2] = "\x00malformed:{not json," + lines[2]
     data = read_canonical(_folder(tmp_path, lines))
     assert _counts(data) == [3, 2, 1] and data.quarantine["reason"].tolist() == ["malformed row"]
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_notes_with_commas_and_line_breaks_in_a_narrow_table_are_values_not_stray_quotes(tmp_path, at):
+    # a narrow table (3 columns) with free text holding as many commas per line as a row has: not rows
+    notes = ["Called, no answer, retry\nMonday, 9am, CFO", "budget, approved\nnext week, demo, Q3\n3 seats, 10,000"]
+    rows = [[f"O{i:03d}", f"{100 + i}.0", notes[i % 2]] for i in range(40)]
+    frame = pd.DataFrame([r[:at] + [r[2]] + r[at:2] for r in rows])
+    frame.columns = [["id", "amount"][:at] + ["note"] + ["id", "amount"][at:]][0]
+    path = tmp_path / "notes.csv"
+    frame.to_csv(path, index=False)
+    read = read_table_file(path, "x")
+    assert len(read) == 40 and not is_malformed(read.iloc[:, 0]).any()
+    assert read["note"].tolist() == frame["note"].tolist()

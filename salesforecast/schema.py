@@ -1509,6 +1509,7 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
     lines = list(io.StringIO(text, newline=""))  # each with its line end: \n, \r\n or \r (kept in values)
     out: list[_Record] = []
     ref: list[str] | None = None  # the last row read on one line: the shape of a row (`_row_like`)
+    looked = False  # whether the rows after the first span were searched for one (once: not per span)
     start, n = 0, len(lines)
     while start < n:
         reader = csv.reader(_lines_from(lines, start), delimiter=delimiter)
@@ -1527,8 +1528,8 @@ def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) ->
                         break
                     width = len(fields)
                 if end - pos > 1 or (end == n and '"' in lines[pos]):
-                    if ref is None and out:  # no row read yet: the shape of the first row after this record
-                        ref = _next_row(lines, end, width, delimiter)
+                    if ref is None and out and not looked:  # no row read yet: the first row after this record
+                        ref, looked = _next_row(lines, end, width, delimiter), True
                     problem = _span_problem(lines[pos:end], fields, width, delimiter, first_line + pos, ref)
                     if problem:
                         out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))

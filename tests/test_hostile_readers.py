@@ -349,3 +349,11 @@ def test_notes_with_commas_and_line_breaks_in_a_narrow_table_are_values_not_stra
     read = read_table_file(path, "x")
     assert len(read) == 40 and not is_malformed(read.iloc[:, 0]).any()
     assert read["note"].tolist() == frame["note"].tolist()
+
+
+def test_snapshot_takes_the_encoding_too(tmp_path, capsys):
+    folder = _latin1_folder(tmp_path)
+    store = tmp_path / "store"
+    assert main(["snapshot", str(folder), "--store", str(store), "--as-of", "2024-02-01"]) == 2
+    assert "--encoding cp1252" in capsys.readouterr().err
+    assert main(["snapshot", str(folder), "--store", str(store), "--as-of", "2024-02-01", "--encoding", "latin-1"]) == 0

@@ -44,7 +44,6 @@ __all__ = [
     "TableSpec",
     "decode_text",
     "empty_table",
-    "excerpt",
     "is_malformed",
     "malformed_row",
     "read_canonical",
@@ -695,7 +694,7 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
     if missing:
         raise DataFileError(
             f"{source}: table {name!r} has no column {missing[0]!r}; required columns are {spec.required}"
-            f" (found {', '.join(excerpt(str(c), 30) for c in raw.columns[:12])}"
+            f" (found {', '.join(_excerpt(str(c), 30) for c in raw.columns[:12])}"
             f"{f' and {len(raw.columns) - 12} more' if len(raw.columns) > 12 else ''})",
             file=source,
             table=name,
@@ -1350,12 +1349,12 @@ def _decodes(data: bytes, encoding: str) -> bool:
     return True
 
 
-def excerpt(text: str, limit: int = 60) -> str:
+def _excerpt(text: str, limit: int = 60) -> str:
     """A short, escaped excerpt of untrusted text for a message: its repr, cut to about `limit` characters.
 
     Examples
     --------
-    >>> print(excerpt("a long name, and then some", 6))
+    >>> print(_excerpt("a long name, and then some", 6))
     'a long…'
     """
     shown = repr(text[:limit])
@@ -1634,14 +1633,14 @@ def read_table_file(
             if other in header:
                 raise DataFileError(
                     f"{path}: the header is separated by {label}, not {delimiter!r}; expected a comma-separated"
-                    f" file (header: {excerpt(header, 120)})",
+                    f" file (header: {_excerpt(header, 120)})",
                     file=str(path),
                     table=table,
                 )
     first = csv_records(header + "\n", delimiter, first_line=skipped + 1)[0]
     if first.fields is None:
         raise DataFileError(
-            f"{path}: the header (line {first.line}) cannot be read: {first.problem}; header: {excerpt(header)}",
+            f"{path}: the header (line {first.line}) cannot be read: {first.problem}; header: {_excerpt(header)}",
             file=str(path),
             table=table,
         )
@@ -1665,7 +1664,7 @@ def _check_duplicate_names(path: Path, table: str, names: list[str]) -> None:
     for name, where in seen.items():
         if len(where) > 1:
             raise DataFileError(
-                f"{path}: the header names {excerpt(name)} more than once (columns"
+                f"{path}: the header names {_excerpt(name)} more than once (columns"
                 f" {' and '.join(map(str, where[:5]))}); either could be the {table} column meant, so rename or"
                 " remove one",
                 file=str(path),
@@ -1863,7 +1862,7 @@ def _with_earlier_quarantine(data: CRMData, path: Path) -> CRMData:
     unknown = q.loc[~q["table"].isin(list(TABLES)), "table"]
     if len(unknown):
         raise DataFileError(
-            f"{path}: not a quarantine file: row {unknown.index[0] + 1} names table {excerpt(unknown.iloc[0])},"
+            f"{path}: not a quarantine file: row {unknown.index[0] + 1} names table {_excerpt(unknown.iloc[0])},"
             f" which is not one of {', '.join(TABLES)}{todo}",
             file=str(path),
         )

@@ -11,6 +11,7 @@ Quarantine reasons: `REASON_DEFINITIONS` (one per quarantined row, the first tha
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -1411,11 +1412,20 @@ def _row_like(fields: list[str], width: int, ref: list[str] | None) -> bool:
         return False
     if ref is None or len(ref) < width:  # no row to compare with (every row spans lines): a value, not rows
         return False
-    shapes, ref_shapes = [_shape(f) for f in fields[:width]], [_shape(f) for f in ref[:width]]
-    # the fields with digits (ids, dates, amounts) tell a row from text best; without any, every field counts
-    telling = [i for i, r in enumerate(ref_shapes) if "9" in r] or list(range(width))
-    same = sum(shapes[i] == ref_shapes[i] for i in telling)
+    telling = _telling_shapes(tuple(ref[:width]))
+    same = sum(_shape(fields[i]) == shape for i, shape in telling)
     return same >= max(min(2, len(telling)), math.ceil(0.6 * len(telling)))
+
+
+@functools.lru_cache(maxsize=8)
+def _telling_shapes(ref: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """The fields of a row that tell a row from text, and their shapes.
+
+    Those with digits (ids, dates, amounts), or every field when none has.
+    """
+    shapes = [_shape(f) for f in ref]
+    telling = [i for i, r in enumerate(shapes) if "9" in r] or list(range(len(ref)))
+    return tuple((i, shapes[i]) for i in telling)
 
 
 def _next_row(lines: list[str], start: int, width: int, delimiter: str) -> list[str] | None:
@@ -1441,10 +1451,9 @@ def _span_problem(
 
     `ref` is the last row read on one line, whose shape a swallowed row shares (`_row_like`).
     """
-    span = "".join(lines)
     last = first + len(lines) - 1
     try:
-        list(csv.reader(io.StringIO(span, newline=""), delimiter=delimiter, strict=True))
+        list(csv.reader(lines, delimiter=delimiter, strict=True))
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
             return f"a quote opened on line {first} is never closed (an unbalanced '\"')"
@@ -1466,8 +1475,12 @@ def _span_problem(
                 " its own (an unbalanced '\"')"
             )
     # two lines that each hold a whole row's delimiters: a stray quote in each, not a value with a line break
-    if width > 1 and all(
-        _row_like(line.rstrip("\r\n").split(delimiter)[:width], width, ref) for line in (lines[0], lines[-1])
+    ends = (lines[0], lines[-1])
+    if (
+        width > 1
+        and ref is not None
+        and all(line.count(delimiter) >= width - 1 for line in ends)  # cheap first: a value's last line rarely has
+        and all(_row_like(line.rstrip("\r\n").split(delimiter)[:width], width, ref) for line in ends)
     ):
         return (
             f"a quote opened on line {first} runs to line {last}, and both lines hold a whole row's fields"

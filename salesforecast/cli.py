@@ -22,6 +22,11 @@ __all__ = ["CONFIG_KINDS", "config_schema", "main", "validation_report"]
 #: The configuration files `config_schema` describes.
 CONFIG_KINDS: tuple[str, ...] = ("process", "mapping", "reports")
 
+_ENCODING_HELP = (
+    "text encoding of the source's CSV files (a canonical folder, a Salesforce or HubSpot export), e.g. latin-1,"
+    " cp1252, utf-16; default UTF-8 (a byte-order mark is always followed). A mapping file sets `encoding:` itself"
+)
+
 _PROCESS_HELP = (
     "process map: a YAML file, 'salesforce' (Salesforce's standard stages) or 'default' (the default: the source's"
     " own map, e.g. the folder's process.yml, else Salesforce's standard stages)"
@@ -75,7 +80,7 @@ def _validate(args: argparse.Namespace) -> int:
     from salesforecast.io import load
 
     try:
-        data = load(args.path, process=args.process)
+        data = load(args.path, process=args.process, encoding=args.encoding)
     except (DataFileError, ProcessError) as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
@@ -114,7 +119,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     from salesforecast.io import append_snapshot, load, mask_url
 
     try:
-        data = load(args.source, process=args.process)
+        data = load(args.source, process=args.process, encoding=args.encoding)
         rows = append_snapshot(data, args.store, as_of=args.as_of)
     except (DataFileError, ProcessError, ValueError, OSError) as exc:
         print(f"error: {mask_url(str(exc))}", file=sys.stderr)
@@ -181,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object: {table: {read, accepted, quarantined, reasons}}"
     )
     v.add_argument("--examples", type=int, default=5, help="offending rows shown per table (default 5)")
+    v.add_argument("--encoding", default=None, help=_ENCODING_HELP)
     v.set_defaults(func=_validate)
 
     i = sub.add_parser("import", help="read a source (mapping file, export) and write it as a canonical folder")
@@ -198,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True, help="a Parquet folder, or a DuckDB file (*.duckdb)")
     s.add_argument("--as-of", default=None, help="the snapshot's date (default: today, UTC)")
     s.add_argument("--process", default=None, help=_PROCESS_HELP)
+    s.add_argument("--encoding", default=None, help=_ENCODING_HELP)
     s.set_defaults(func=_snapshot)
 
     from salesforecast import reports

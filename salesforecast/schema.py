@@ -11,6 +11,7 @@ Quarantine reasons: `REASON_DEFINITIONS` (one per quarantined row, the first tha
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -44,6 +45,7 @@ __all__ = [
     "ColumnSpec",
     "DataFileError",
     "TableSpec",
+    "decode_text",
     "empty_table",
     "is_malformed",
     "malformed_row",
@@ -65,7 +67,8 @@ SNAPSHOT_STATIC_COLUMNS: tuple[str, ...] = (
 
 #: Each quarantine reason and what it means, in priority order (a row gets the first that applies).
 REASON_DEFINITIONS: dict[str, str] = {
-    "malformed row": "a CSV line with more fields than the header (e.g. an unquoted comma)",
+    "malformed row": "a CSV line that does not parse: more fields than the header (e.g. an unquoted comma), or an"
+    " unbalanced quote (the line is set aside and the next line read as a row of its own)",
     "empty row": "a line with no values at all",
     "unparseable date": "a date column holds text that is not an ISO date (YYYY-MM-DD) or timestamp",
     "unparseable number": "a numeric column holds text that is not a number (or is infinite)",
@@ -421,15 +424,20 @@ def _parse_column(s: pd.Series, kind: str, process: SalesProcess, text: pd.Serie
 MALFORMED_MARK = "\x00malformed:"
 
 
-def malformed_row(fields: list[str], width: int) -> list[str]:
-    """The row that stands for a CSV line with more fields than its header, as readers keep it for `validate`.
+def malformed_row(fields: list[str], width: int, problem: str = "", line: int | None = None) -> list[str]:
+    """The row that stands for a CSV line that does not parse, as readers keep it for `validate`.
 
     Parameters
     ----------
     fields : list of str
-        The line's fields, all of them.
+        The line's fields, all of them (or the line itself when it cannot be split into fields).
     width : int
         Number of columns of the header.
+    problem : str
+        What is wrong, naming the line (``"line 7 has 10 fields where the header has 9"``); `validate` shows it
+        as the quarantined value.
+    line : int, optional
+        The physical line the record starts on; kept in the quarantine's original.
 
     Returns
     -------
@@ -442,7 +450,19 @@ def malformed_row(fields: list[str], width: int) -> list[str]:
     >>> row[0] == MALFORMED_MARK + '["a", "b", "c"]', row[1]
     (True, '')
     """
-    return [MALFORMED_MARK + json.dumps(fields, ensure_ascii=False)] + [""] * (width - 1)
+    payload: Any = fields if not problem and line is None else {"fields": fields, "line": line, "problem": problem}
+    return [MALFORMED_MARK + json.dumps(payload, ensure_ascii=False)] + [""] * (width - 1)
+
+
+def _malformed_payload(value: str) -> dict[str, Any]:
+    """The fields, line and problem a `malformed_row` mark holds."""
+    try:
+        payload = json.loads(value[len(MALFORMED_MARK) :])
+    except ValueError:  # a value that only looks like the mark (an input file can hold anything)
+        return {"fields": [value], "problem": ""}
+    if isinstance(payload, dict):
+        return payload if isinstance(payload.get("fields"), list) else {**payload, "fields": [value]}
+    return {"fields": payload if isinstance(payload, list) else [value]}
 
 
 def is_malformed(s: pd.Series) -> pd.Series:
@@ -655,7 +675,9 @@ def _originals(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
     for rec in sub.to_dict(orient="records"):
         head = next(iter(rec.values()), None)
         if isinstance(head, str) and head.startswith(MALFORMED_MARK):
-            out.append(json.dumps({"fields": json.loads(head[len(MALFORMED_MARK) :])}, ensure_ascii=False))
+            payload = _malformed_payload(head)
+            kept = {k: payload[k] for k in ("line", "fields") if payload.get(k) is not None}
+            out.append(json.dumps(kept, ensure_ascii=False))
             continue
         clean = {}
         for k, v in rec.items():
@@ -675,7 +697,8 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
     if missing:
         raise DataFileError(
             f"{source}: table {name!r} has no column {missing[0]!r}; required columns are {spec.required}"
-            f" (found {list(map(str, raw.columns))[:20]})",
+            f" (found {', '.join(_excerpt(str(c), 30) for c in raw.columns[:12])}"
+            f"{f' and {len(raw.columns) - 12} more' if len(raw.columns) > 12 else ''})",
             file=source,
             table=name,
             column=missing[0],
@@ -704,7 +727,9 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
     if len(raw.columns):
         first = raw.iloc[:, 0]
         malformed = is_malformed(first).to_numpy(dtype=bool)
-        problems.add(np.flatnonzero(malformed), None, None, "malformed row")
+        where = np.flatnonzero(malformed)
+        said = [_malformed_payload(v).get("problem", "") for v in first.iloc[where]] if len(where) else None
+        problems.add(where, None, said, "malformed row")
         empty = blank_of(raw.columns[0]).copy()
         for c in raw.columns[1:]:
             if not empty.any():  # a row is empty when every column is blank: no candidate left
@@ -725,8 +750,9 @@ def _check_table(name: str, raw: pd.DataFrame, process: SalesProcess, source: st
         parsed[c.name] = value
     extras = [c for c in raw.columns if spec.column(str(c)) is None]
     frame = pd.DataFrame(parsed, index=raw.index)
-    for c in extras:
-        frame[c] = _infer_extra(raw[c], text_of(c))
+    if extras:  # all at once: one insert per column fragments a wide frame (pandas' PerformanceWarning)
+        inferred = pd.DataFrame({c: _infer_extra(raw[c], text_of(c)) for c in extras}, index=raw.index)
+        frame = pd.concat([frame, inferred], axis=1)
     texts.clear()
 
     # pandera validates only the rows that may fail (all of them fail nothing on clean data): the same failures
@@ -1208,84 +1234,575 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_table_file(path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
-    """Read one canonical table file (CSV, gzipped CSV or Parquet) as raw values.
+def decode_text(
+    data: bytes, encoding: str, *, path: str | Path, table: str | None = None, hint: str, utf8_wins: bool = False
+) -> str:
+    """Bytes of a text file to text, or a `DataFileError` saying which bytes fail and which encoding to try.
 
-    CSV values are read as text (only empty fields are missing; ``"NA"`` stays a value) so that `validate`
-    can say exactly which value failed to parse.
+    A byte-order mark is removed; a UTF-16 one overrides `encoding`. A file that is UTF-8 but is read as a
+    one-byte encoding (which would silently garble its accents) is refused too.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+    encoding : str
+        The encoding to read them as (``utf-8``, ``latin-1``, ``cp1252``...).
+    path : path
+        The file, for messages.
+    table : str, optional
+        The table the file holds, for messages.
+    hint : str
+        How the reader gives an encoding, with ``{encoding}`` where the suggested one goes (e.g.
+        ``"run with --encoding {encoding}"`` or ``"set `encoding: {encoding}` for this source"``).
+    utf8_wins : bool
+        When `encoding` is a one-byte encoding and the bytes are valid UTF-8 with non-ASCII characters, read
+        them as UTF-8 (one encoding given for a folder of files, some of which are UTF-8) instead of refusing.
+
+    Returns
+    -------
+    str
 
     Raises
     ------
     DataFileError
-        Empty file, undecodable bytes, a delimiter other than the expected one, or an unreadable file.
+        An unknown encoding, undecodable bytes (with their offset, line and a guess), or UTF-8 read as another.
+
+    Examples
+    --------
+    >>> decode_text("Größe".encode("latin-1"), "latin-1", path="x.csv", hint="--encoding {encoding}")
+    'Größe'
+    """
+    import codecs
+
+    try:
+        codec = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise DataFileError(
+            f"{path}: unknown encoding {encoding!r}; use e.g. utf-8, latin-1 or cp1252", file=str(path), table=table
+        ) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.startswith(codecs.BOM_UTF32_LE):
+        codec = "utf-16"
+    elif data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    head = data[:4096]
+    utf16 = None
+    if not codec.startswith("utf-16"):
+        for guess, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
+            if len(zeros) > 1 and zeros.count(0) > len(zeros) * 0.4 and _decodes(data[: len(data) // 2 * 2], guess):
+                utf16 = guess
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        shown = data[exc.start : exc.start + 8]
+        where = f"bytes at offset {exc.start} cannot be decoded as {encoding} (line {line}: {shown!r})"
+        if utf16 is not None:
+            raise DataFileError(
+                f"{path}: {where}; the file is probably {utf16} (UTF-16 without a byte-order mark): "
+                + hint.format(encoding=utf16),
+                file=str(path),
+                table=table,
+            ) from None
+        if _looks_binary(data):
+            raise DataFileError(
+                f"{path}: not a text file: {where}, and it holds control bytes no CSV text has; expected the"
+                f" {table or 'table'} as CSV text",
+                file=str(path),
+                table=table,
+            ) from None
+        guess = next((g for g in ("utf-8", "cp1252", "latin-1") if g != codec and _decodes(data, g)), "latin-1")
+        raise DataFileError(
+            f"{path}: {where}; the file is probably {guess}: " + hint.format(encoding=guess) + " (or save it as UTF-8)",
+            file=str(path),
+            table=table,
+        ) from None
+    if utf16 is not None:  # decodes (NUL is a character) but every other byte is NUL: UTF-16 text
+        raise DataFileError(
+            f"{path}: every other byte is NUL: the file is probably {utf16} (UTF-16 without a byte-order mark),"
+            f" not {encoding}; " + hint.format(encoding=utf16),
+            file=str(path),
+            table=table,
+        )
+    if not codec.startswith("utf") and not data.isascii() and _decodes(data, "utf-8"):
+        if utf8_wins:
+            return data.decode("utf-8").removeprefix("\ufeff")
+        sample = next(ch for ch in data.decode("utf-8") if ord(ch) > 127)
+        raise DataFileError(
+            f"{path}: the file is UTF-8 but is read as {encoding}, which would turn {sample!r} into"
+            f" {sample.encode('utf-8').decode(codec, errors='replace')!r}; " + hint.format(encoding="utf-8"),
+            file=str(path),
+            table=table,
+        )
+    return text.removeprefix("\ufeff")
+
+
+def _looks_binary(data: bytes) -> bool:
+    """True when the first 4 KB hold NUL or many other control bytes (a compressed or binary file, not text)."""
+    head = data[:4096]
+    controls = sum(head.count(bytes([b])) for b in (*range(0, 9), 11, 12, *range(14, 32)))
+    return b"\x00" in head or controls > len(head) // 20
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A short, escaped excerpt of untrusted text for a message: its repr, cut to about `limit` characters.
+
+    Examples
+    --------
+    >>> print(_excerpt("a long name, and then some", 6))
+    'a long…'
+    """
+    shown = repr(text[:limit])
+    return shown[:-1] + "…" + shown[-1] if len(text) > limit else shown
+
+
+#: Hint of `read_table_file`'s messages on how to give a file's encoding.
+ENCODING_HINT = "run with --encoding {encoding} (encoding='{encoding}' in Python)"
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One CSV record: its first physical line (1-based), its fields, or the reason it cannot be read."""
+
+    line: int
+    fields: list[str] | None
+    problem: str = ""
+    text: str = ""  # the first line, when the record cannot be read
+
+
+def _cut(line: str, limit: int = 2000) -> str:
+    line = line.rstrip("\r\n")
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def _lines_from(lines: list[str], start: int) -> Any:
+    for i in range(start, len(lines)):
+        yield lines[i]
+
+
+def _one_line_fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _shape(value: str) -> str:
+    """The shape of a value: runs of letters -> ``a``, of digits -> ``9`` (``OPP-0000101`` -> ``a-9``)."""
+    return _DIGITS.sub("9", _LETTERS.sub("a", value.strip().strip('"')))
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _row_like(fields: list[str], width: int, ref: list[str] | None) -> bool:
+    """Whether a line's fields read as a row of its own: `width` of them, shaped like the row before the span.
+
+    `ref` is the last row read on one line, or the next one (None when no row is on one line: then no line
+    reads as a row, since a table whose every row spans lines has no row shape to recognise). A line
+    of free text with as many delimiters as a row (``Called, no answer, retry Monday``) rarely has the shape of a
+    row's ids, dates and amounts (the fields of `ref` with digits, or all when none has); a row swallowed by a
+    stray quote does: most of those fields have the same shape as in `ref`.
+    """
+    if len(fields) < width or (len(fields) > width and "".join(fields[width:]).strip()):
+        return False
+    if ref is None or len(ref) < width:  # no row to compare with (every row spans lines): a value, not rows
+        return False
+    telling = _telling_shapes(tuple(ref[:width]))
+    same = sum(_shape(fields[i]) == shape for i, shape in telling)
+    return same >= max(min(2, len(telling)), math.ceil(0.6 * len(telling)))
+
+
+@functools.lru_cache(maxsize=8)
+def _telling_shapes(ref: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """The fields of a row that tell a row from text, and their shapes.
+
+    Those with digits (ids, dates, amounts), or every field when none has.
+    """
+    shapes = [_shape(f) for f in ref]
+    telling = [i for i, r in enumerate(shapes) if "9" in r] or list(range(len(ref)))
+    return tuple((i, shapes[i]) for i in telling)
+
+
+def _next_row(lines: list[str], start: int, width: int, delimiter: str) -> list[str] | None:
+    """The fields of the first of the next 1,000 records from line `start` that is one line of `width` fields."""
+    reader = csv.reader(_lines_from(lines, start), delimiter=delimiter)
+    before = 0
+    try:
+        for k, fields in enumerate(reader):
+            if reader.line_num - before == 1 and len(fields) == width:
+                return fields
+            before = reader.line_num
+            if k >= 1000:
+                break
+    except csv.Error:
+        pass
+    return None
+
+
+def _span_problem(
+    lines: list[str], fields: list[str], width: int, delimiter: str, first: int, ref: list[str] | None = None
+) -> str:
+    """Why a record spanning several lines is not a value with line breaks but rows merged by a stray quote.
+
+    `ref` is the last row read on one line, whose shape a swallowed row shares (`_row_like`).
+    """
+    last = first + len(lines) - 1
+    try:
+        list(csv.reader(lines, delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return f"a quote opened on line {first} is never closed (an unbalanced '\"')"
+        if len(lines) == 1:  # text after a closing quote ('"a"b'): read leniently, as spreadsheets do
+            return ""
+        return f"a quote opened on line {first} closes on line {last} inside a value (an unbalanced '\"')"
+    if len(lines) == 1:
+        return ""
+    extra = fields[width:]
+    if len(fields) < width or (extra and "".join(extra).strip()):
+        return (
+            f"a quote opened on line {first} runs to line {last}, giving {len(fields)} fields where the header has"
+            f" {width} (an unbalanced '\"')"
+        )
+    for k, line in enumerate(lines[1:-1], start=first + 1):
+        if _row_like(_one_line_fields(line, delimiter), width, ref):
+            return (
+                f"a quote opened on line {first} runs to line {last}, swallowing line {k}, which reads as a row of"
+                " its own (an unbalanced '\"')"
+            )
+    # two lines that each hold a whole row's delimiters: a stray quote in each, not a value with a line break
+    ends = (lines[0], lines[-1])
+    if (
+        width > 1
+        and ref is not None
+        and all(line.count(delimiter) >= width - 1 for line in ends)  # cheap first: a value's last line rarely has
+        and all(_row_like(line.rstrip("\r\n").split(delimiter)[:width], width, ref) for line in ends)
+    ):
+        return (
+            f"a quote opened on line {first} runs to line {last}, and both lines hold a whole row's fields"
+            " (an unbalanced '\"')"
+        )
+    return ""
+
+
+def csv_records(text: str, delimiter: str = ",", width: int | None = None, first_line: int = 1) -> list[_Record]:
+    """Split CSV text into records, each with the physical line it starts on; never merges rows silently.
+
+    A quoted value may hold line breaks. A quote that opens a value which is never closed, runs past the
+    field size limit, or swallows lines that read as whole rows of their own (an unbalanced quote) makes its
+    first line a record of its own that cannot be read, with the reason; reading goes on with the next line.
+    So every physical line belongs to exactly one record.
+
+    Parameters
+    ----------
+    text : str
+        The CSV text; LF, CRLF and a lone CR end lines (a quoted value keeps its line breaks as written).
+    delimiter : str
+        The field separator.
+    width : int, optional
+        The header's number of fields; None takes the first record's.
+    first_line : int
+        The physical line number of the text's first line (for messages).
+
+    Returns
+    -------
+    list of _Record
+        Records in order; the first is the header.
+    """
+    return _csv_split(text, delimiter, width, first_line)[0]
+
+
+def _csv_split(text: str, delimiter: str, width: int | None, first_line: int) -> tuple[list[_Record], list[str]]:
+    """`csv_records`, and the physical lines (each with its line end) the records were read from."""
+    lines = list(io.StringIO(text, newline=""))  # each with its line end: \n, \r\n or \r (kept in values)
+    out: list[_Record] = []
+    ref: list[str] | None = None  # the last row read on one line: the shape of a row (`_row_like`)
+    looked = False  # whether the rows after the first span were searched for one (once: not per span)
+    start, n = 0, len(lines)
+    while start < n:
+        reader = csv.reader(_lines_from(lines, start), delimiter=delimiter)
+        pos = start  # index of the line the next record starts on
+        try:
+            for fields in reader:
+                end = start + reader.line_num
+                if width is None:  # the header: a quote in it that spans lines is a stray one
+                    if end - pos > 1:
+                        problem = (
+                            f"a quote opened on line {first_line + pos} runs to line {first_line + end - 1}"
+                            " (an unbalanced '\"')"
+                        )
+                        out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
+                        start = pos + 1
+                        break
+                    width = len(fields)
+                if end - pos > 1 or (end == n and '"' in lines[pos]):
+                    if ref is None and out and not looked:  # no row read yet: the first row after this record
+                        ref, looked = _next_row(lines, end, width, delimiter), True
+                    problem = _span_problem(lines[pos:end], fields, width, delimiter, first_line + pos, ref)
+                    if problem:
+                        out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
+                        start = pos + 1
+                        break
+                out.append(_Record(first_line + pos, fields))
+                if end - pos == 1 and len(fields) == width and len(out) > 1:  # a row, not the header
+                    ref = fields
+                pos = end
+            else:
+                start = n
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                problem = (
+                    f"a quote opened on line {first_line + pos} is not closed within"
+                    f" {csv.field_size_limit()} characters (an unbalanced '\"')"
+                )
+            else:
+                problem = f"line {first_line + pos} is not well-formed CSV ({exc})"
+            out.append(_Record(first_line + pos, None, problem, _cut(lines[pos])))
+            start = pos + 1
+    return out, lines
+
+
+def read_table_file(
+    path: str | Path, table: str, encoding: str = "utf-8", delimiter: str = ",", *, duplicates: str = "refuse"
+) -> pd.DataFrame:
+    """Read one canonical table file (CSV, gzipped CSV or Parquet) as raw values.
+
+    CSV values are read as text (only empty fields are missing; ``"NA"`` stays a value) so that `validate`
+    can say exactly which value failed to parse. Every physical line of a CSV file belongs to exactly one row
+    (a quoted value may span lines): a line with more fields than the header, or with a quote that is never
+    closed or swallows the lines after it, becomes a row marked as malformed (`malformed_row`, with the line
+    and the reason), which `validate` quarantines; the next line is read as a row of its own.
+
+    Parameters
+    ----------
+    path : path
+        The file: ``.csv``, ``.csv.gz`` or ``.parquet``.
+    table : str
+        The canonical table it holds, for messages.
+    encoding : str
+        The text encoding of a CSV file (a byte-order mark is always removed; a UTF-16 one overrides it).
+    delimiter : str
+        The field separator of a CSV file.
+    duplicates : {"refuse", "number"}
+        A header naming a column twice: refused (a canonical table, where every column is used and either could
+        be the one meant), or the later ones numbered ``name.1``, ``name.2`` (a CRM export, whose importer picks
+        the columns it knows by name and ignores the rest).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record after the header; CSV columns are ``str``.
+
+    Raises
+    ------
+    DataFileError
+        Empty file, undecodable bytes, a delimiter other than the expected one, a header naming a column twice
+        or with an unbalanced quote, a corrupt gzip or Parquet file, an unreadable file.
     """
     path = Path(path)
     if path.suffix == ".parquet":
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise DataFileError(f"{path}: not a readable Parquet file ({exc})", file=str(path), table=table) from None
-    data = path.read_bytes()
+        if duplicates == "refuse":
+            _check_duplicate_names(path, table, [str(c) for c in frame.columns])
+        return frame
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc.strerror})", file=str(path), table=table) from None
     if path.suffix == ".gz":
         import gzip
+        import zlib
 
         try:
             data = gzip.decompress(data)
-        except OSError as exc:
-            raise DataFileError(f"{path}: not a gzip file ({exc})", file=str(path), table=table) from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFileError(
+                f"{path}: not a readable gzip file ({exc}); it is truncated or corrupt: compress the CSV again",
+                file=str(path),
+                table=table,
+            ) from None
     if not data.strip():
         raise DataFileError(
             f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
         )
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataFileError(
-            f"{path}: bytes at offset {exc.start} cannot be decoded as {encoding} "
-            f"({data[exc.start : exc.start + 8]!r}); save the file as UTF-8 or give its encoding",
-            file=str(path),
-            table=table,
-        ) from None
-    text = text.removeprefix("\ufeff").lstrip("\r\n").rstrip() + "\n"
+    text = decode_text(data, encoding, path=path, table=table, hint=ENCODING_HINT, utf8_wins=True)
+    body = text.lstrip("\r\n")
+    skipped = text[: len(text) - len(body)].replace("\r\n", "\n").replace("\r", "\n").count("\n")
+    text = body.rstrip() + "\n"
     if not text.strip():
         raise DataFileError(
             f"{path}: the file is empty; expected a header row with the {table} columns", file=str(path), table=table
         )
-    header = text.splitlines()[0]
+    header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
     if delimiter not in header:
         for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
             if other in header:
                 raise DataFileError(
                     f"{path}: the header is separated by {label}, not {delimiter!r}; expected a comma-separated"
-                    f" file (header: {header[:120]!r})",
+                    f" file (header: {_excerpt(header, 120)})",
                     file=str(path),
                     table=table,
                 )
-    options = {
-        "dtype": "str",
-        "keep_default_na": False,
-        "na_values": [""],
-        "sep": delimiter,
-        "index_col": False,  # a trailing comma on data rows must not turn the first column into the index
-        "skip_blank_lines": False,  # blank lines are rows (quarantined as empty), so row numbers stay true
-    }
-    try:
-        return pd.read_csv(io.StringIO(text), **options)
-    except pd.errors.ParserError:
-        pass
-    # Some lines have more fields than the header: read again, keeping each such line as a marked row that
-    # validate quarantines as "malformed row" (the python engine is slower but only runs for such files).
-    width = len(pd.read_csv(io.StringIO(header + "\n"), sep=delimiter, dtype="str").columns)
-
-    try:
-        return pd.read_csv(
-            io.StringIO(text), engine="python", on_bad_lines=lambda fields: malformed_row(fields, width), **options
+    first = csv_records(header + "\n", delimiter, first_line=skipped + 1)[0]
+    if first.fields is None:
+        raise DataFileError(
+            f"{path}: the header (line {first.line}) cannot be read: {first.problem}; header: {_excerpt(header)}",
+            file=str(path),
+            table=table,
         )
-    except (pd.errors.ParserError, csv.Error) as exc:
-        raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
+    names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(first.fields)]
+    if duplicates == "refuse":
+        _check_duplicate_names(path, table, names)
+    else:
+        names = _numbered(names)
+    frame = _read_csv_fast(text, delimiter, len(names))
+    if frame is None:
+        frame = _read_csv_records(text, delimiter, len(names), skipped + 1)
+    frame.columns = names
+    return frame
 
 
-def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None = None) -> CRMData:
+def _check_duplicate_names(path: Path, table: str, names: list[str]) -> None:
+    """Refuse a header that names a column twice: either column could be the one meant."""
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        seen.setdefault(name.strip(), []).append(i + 1)
+    for name, where in seen.items():
+        if len(where) > 1:
+            raise DataFileError(
+                f"{path}: the header names {_excerpt(name)} more than once (columns"
+                f" {' and '.join(map(str, where[:5]))}); either could be the {table} column meant, so rename or"
+                " remove one",
+                file=str(path),
+                table=table,
+                column=name,
+            )
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """Header names with repeats numbered as pandas does: ``a, a`` -> ``a, a.1``.
+
+    Examples
+    --------
+    >>> _numbered(["a", "b", "a", "a.1"])
+    ['a', 'b', 'a.2', 'a.1']
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        new, k = name, 0
+        while new in seen:
+            k += 1
+            new = f"{name}.{k}"
+            while new in taken and new != name:
+                k += 1
+                new = f"{name}.{k}"
+        seen.add(new)
+        out.append(new)
+    return out
+
+
+def _read_csv_fast(text: str, delimiter: str, width: int) -> pd.DataFrame | None:
+    """The rows of a CSV text by pandas' C parser, or None unless each line after the header is one row.
+
+    None (the careful reader must run) when a line has more fields than the header, a quote spans lines (a
+    value with line breaks, or rows merged by a stray quote), or the rows do not fill the header's width.
+    """
+    lines = text.count("\n") + text.count("\r") - text.count("\r\n") - 1  # after the header
+    if lines == 0:
+        return pd.DataFrame({i: pd.Series([], dtype="str") for i in range(width)})
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                skiprows=1,
+                dtype="str",
+                keep_default_na=False,
+                na_values=[""],
+                sep=delimiter,
+                skip_blank_lines=False,  # blank lines are rows (quarantined as empty), so row numbers stay true
+            )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error):
+        return None
+    return frame if frame.shape == (lines, width) else None
+
+
+def _read_csv_records(text: str, delimiter: str, width: int, first_line: int) -> pd.DataFrame:
+    """The rows of a CSV text by `csv_records`: one per record, malformed ones marked, short ones padded.
+
+    The records that need a change (a malformed line, surplus fields) are written anew and the text parsed by
+    pandas' C parser (fast on a large file with a few bad lines); should its rows not match the records, they
+    are built from the records directly.
+    """
+    records, lines = _csv_split(text, delimiter, width, first_line)
+    records = records[1:]
+    rows: list[list[str] | None] = []  # None: the record's lines as they are
+    for rec in records:
+        fields = rec.fields
+        if fields is None:
+            rows.append(malformed_row([rec.text], width, rec.problem, rec.line))
+        elif len(fields) <= width:
+            rows.append(None)
+        elif not "".join(fields[width:]).strip():  # trailing delimiters
+            rows.append(fields[:width])
+        else:
+            problem = f"line {rec.line} has {len(fields)} fields where the header has {width}"
+            rows.append(malformed_row(fields, width, problem, rec.line))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    bounds = [rec.line - first_line for rec in records] + [len(lines)]
+    for k, row in enumerate(rows):
+        if row is None:
+            chunk = "".join(lines[bounds[k] : bounds[k + 1]])
+            out.write(chunk if chunk.endswith(("\n", "\r")) else chunk + "\n")
+        else:
+            writer.writerow(row)
+    frame = None
+    if records:
+        try:
+            frame = pd.read_csv(
+                io.StringIO(out.getvalue()),
+                header=None,
+                names=list(range(width)),
+                dtype="str",
+                keep_default_na=False,
+                na_values=[""],
+                sep=delimiter,
+                skip_blank_lines=False,
+            )
+        except (pd.errors.ParserError, csv.Error):
+            frame = None
+    if frame is not None and len(frame) == len(records):
+        return frame
+    full = []
+    for rec, row in zip(records, rows, strict=True):
+        fields = row if row is not None else rec.fields
+        full.append(fields + [""] * (width - len(fields)))
+    columns = list(zip(*full, strict=True)) if full else [()] * width
+    built = {}
+    for i, values in enumerate(columns):
+        col = pd.Series(values, dtype="str")
+        built[i] = col.where(col != "")
+    return pd.DataFrame(built)
+
+
+def read_canonical(
+    folder: str | Path, process: SalesProcess | str | Path | None = None, *, encoding: str = "utf-8"
+) -> CRMData:
     """Load a canonical folder: ``opportunities.csv`` and the other tables, each optional (at least one).
 
     A folder of leads alone (a marketing funnel) loads with empty opportunities. Each table may be ``NAME.csv``,
@@ -1298,6 +1815,9 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
     folder : path
         The folder holding the table files.
     process : SalesProcess, path or "default", optional
+    encoding : str
+        The text encoding of the CSV tables (``utf-8``; ``latin-1``, ``cp1252``, ``utf-16``... for files saved
+        so). A byte-order mark is always removed, and a UTF-16 one is followed whatever this says.
 
     Returns
     -------
@@ -1320,7 +1840,7 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
         path = _find_file(folder, name)
         if path is None:
             continue
-        tables[name] = read_table_file(path, name)
+        tables[name] = read_table_file(path, name, encoding=encoding)
         sources[name] = str(path)
     if not tables:
         raise DataFileError(
@@ -1341,11 +1861,26 @@ def read_canonical(folder: str | Path, process: SalesProcess | str | Path | None
 
 def _with_earlier_quarantine(data: CRMData, path: Path) -> CRMData:
     """Add the quarantine an importer wrote beside a canonical folder to the data's quarantine and counts."""
-    q = _unescape_spreadsheet(pd.read_csv(path, dtype="str", keep_default_na=False))
+    todo = "; it holds the rows the import set aside: import the folder again, or remove the file"
+    try:
+        q = _unescape_spreadsheet(read_table_file(path, "quarantine"))
+    except DataFileError as exc:
+        raise DataFileError(f"{exc}{todo}", file=str(path)) from None
     missing = [c for c in QUARANTINE_COLUMNS if c not in q.columns]
     if missing:
-        raise DataFileError(f"{path}: not a quarantine file: no column {missing[0]!r}", file=str(path))
-    q = q[list(QUARANTINE_COLUMNS)].copy()
+        raise DataFileError(f"{path}: not a quarantine file: no column {missing[0]!r}{todo}", file=str(path))
+    bad = np.flatnonzero(is_malformed(q.iloc[:, 0]).to_numpy(dtype=bool))
+    if len(bad):
+        problem = _malformed_payload(q.iloc[bad[0], 0]).get("problem") or f"row {bad[0] + 1} does not parse"
+        raise DataFileError(f"{path}: not a well-formed quarantine file: {problem}{todo}", file=str(path))
+    q = q[list(QUARANTINE_COLUMNS)].fillna("")
+    unknown = q.loc[~q["table"].isin(list(TABLES)), "table"]
+    if len(unknown):
+        raise DataFileError(
+            f"{path}: not a quarantine file: row {unknown.index[0] + 1} names table {_excerpt(unknown.iloc[0])},"
+            f" which is not one of {', '.join(TABLES)}{todo}",
+            file=str(path),
+        )
     q["row"] = pd.to_numeric(q["row"], errors="coerce").fillna(0).astype("int64")
     q["details"] = q["details"].astype("str") + " (quarantined at import)"
     counts = data.counts.copy()

@@ -52,7 +52,9 @@ _EXPECTED = (
 )
 
 
-def load(source: str | Path = "sample", process: SalesProcess | str | Path | None = None) -> CRMData:
+def load(
+    source: str | Path = "sample", process: SalesProcess | str | Path | None = None, *, encoding: str | None = None
+) -> CRMData:
     """Load validated CRM data from a source.
 
     Parameters
@@ -65,6 +67,10 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
         source's own (``process.yml`` in a canonical folder or the sample, ``OpportunityStage.csv`` of a Salesforce
         export, HubSpot's default pipeline, the mapping's ``process``), else Salesforce's standard stages;
         ``"salesforce"`` asks for Salesforce's standard stages whatever the source.
+    encoding : str, optional
+        The text encoding of a canonical folder's, a Salesforce export's or a HubSpot export's CSV files (default
+        UTF-8; a byte-order mark is always followed). A mapping file names its sources' encodings itself
+        (``encoding:``), so giving one here with a mapping file (or the sample) is an error.
 
     Returns
     -------
@@ -86,20 +92,28 @@ def load(source: str | Path = "sample", process: SalesProcess | str | Path | Non
     if str(source) == "sample":
         from salesforecast.datasets import load_sample
 
+        if encoding is not None:
+            raise DataFileError("sample: the bundled sample is UTF-8; give an encoding only for your own files")
         return load_sample(process=process)
     path = Path(source).expanduser()
     if path.is_dir():
         if is_salesforce_folder(path) and not (path / "opportunities.csv").exists():
-            return read_salesforce(path, process=process)
-        return read_canonical(path, process=process)
+            return read_salesforce(path, process=process, encoding=encoding or "utf-8")
+        return read_canonical(path, process=process, encoding=encoding or "utf-8")
     if not path.exists():
         raise DataFileError(f"{source}: no such file or folder; {_EXPECTED}", file=str(source))
     if path.suffix.lower() in (".yml", ".yaml"):
+        if encoding is not None:
+            raise MappingError(
+                f"{path}: a mapping file names its sources' encodings (`encoding:` under `defaults:` or a source);"
+                " an encoding given here would not apply, so leave it out",
+                file=str(path),
+            )
         raw, problem = read_yaml(path, "mapping file")
         if problem is not None:  # the parser's error (line, column), not "not a data source"
             raise MappingError(f"{path}: {problem}", file=str(path))
         if isinstance(raw, dict) and "tables" in raw:  # the mapping reader reports the rest (a duplicate key...)
             return load_mapping(path, process=process)
     if is_hubspot_export(path):
-        return read_hubspot(path, process=process)
+        return read_hubspot(path, process=process, encoding=encoding or "utf-8")
     raise DataFileError(f"{source}: not a data source; {_EXPECTED}", file=str(source))

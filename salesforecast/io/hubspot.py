@@ -90,7 +90,7 @@ def _read(path: Path, encoding: str) -> pd.DataFrame:
             raise DataFileError(
                 f"{path}: not a readable Excel file ({exc})", file=str(path), table="opportunities"
             ) from None
-    return read_table_file(path, "opportunities", encoding=encoding)
+    return read_table_file(path, "opportunities", encoding=encoding, duplicates="number")
 
 
 def is_hubspot_export(path: str | Path) -> bool:

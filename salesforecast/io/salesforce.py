@@ -166,7 +166,7 @@ class _Export:
             path = self.path(name)
             if path is None:
                 return None
-            self.frames[name] = read_table_file(path, table, encoding=self.encoding)
+            self.frames[name] = read_table_file(path, table, encoding=self.encoding, duplicates="number")
         return self.frames[name]
 
 

@@ -22,13 +22,15 @@ Rules about headers:
   because either column may be the one meant. Duplicated columns that are not requested are ignored: an export
   with two ``Notes`` columns imports fine when neither is mapped.
 - A CSV line with more fields than the header (an unquoted delimiter inside a value) becomes a row marked
-  as malformed: `validate` quarantines it as ``malformed row`` with its fields. Extra fields that are all
+  as malformed: `validate` quarantines it as ``malformed row`` with its line and fields. Extra fields that are all
   empty (trailing delimiters) are not a problem; lines with fewer fields are padded with missing values.
+- A quoted value may hold line breaks. A line whose quote is never closed, or swallows later lines that read as
+  rows of their own (an unbalanced quote), is a malformed row too, and the next line is read as a row of its own
+  (`salesforecast.schema.csv_records`): no row is merged into another.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -42,7 +44,7 @@ import pandas as pd
 
 from salesforecast.config import suggest
 from salesforecast.process import normalize_name
-from salesforecast.schema import DataFileError, is_malformed, malformed_row
+from salesforecast.schema import DataFileError, csv_records, decode_text, is_malformed, malformed_row
 
 __all__ = [
     "DELIMITERS",
@@ -182,7 +184,8 @@ def read_file_source(
         A requested column is not in the source; the message lists the source's columns.
     DataFileError
         No such file, an empty file, undecodable bytes (naming the byte offset and the encoding to try),
-        an unclosed quote, a requested header that appears twice, a missing sheet, an unreadable file.
+        an unclosed quote in the header, a requested header that appears twice, a missing sheet, an unreadable
+        file.
 
     Examples
     --------
@@ -223,46 +226,8 @@ def read_file_source(
 
 
 def _decode(path: Path, data: bytes, encoding: str, table: str | None) -> str:
-    """Bytes to text: BOMs removed, undecodable bytes and UTF-8 read as a one-byte encoding reported."""
-    try:
-        codec = codecs.lookup(encoding).name
-    except (LookupError, TypeError):
-        raise DataFileError(
-            f"{path}: unknown encoding {encoding!r}; use e.g. utf-8, latin-1 or cp1252", file=str(path), table=table
-        ) from None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.startswith(codecs.BOM_UTF32_LE):
-        codec = "utf-16"
-    elif data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        guess = next((g for g in ("utf-8", "cp1252", "latin-1") if g != codec and _decodes(data, g)), "latin-1")
-        raise DataFileError(
-            f"{path}: bytes at offset {exc.start} (line {line}) cannot be decoded as {encoding}"
-            f" ({data[exc.start : exc.start + 8]!r}); the file is probably {guess}: set `encoding: {guess}`"
-            " for this source",
-            file=str(path),
-            table=table,
-        ) from None
-    if not codec.startswith("utf") and not data.isascii() and _decodes(data, "utf-8"):
-        sample = next(ch for ch in data.decode("utf-8") if ord(ch) > 127)
-        raise DataFileError(
-            f"{path}: the file is UTF-8 but is read as {encoding}, which would turn {sample!r} into"
-            f" {sample.encode('utf-8').decode(codec, errors='replace')!r}; set `encoding: utf-8` for this source",
-            file=str(path),
-            table=table,
-        )
-    return text.removeprefix("\ufeff")
-
-
-def _decodes(data: bytes, encoding: str) -> bool:
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
+    """Bytes to text (`salesforecast.schema.decode_text`), naming the mapping key that sets the encoding."""
+    return decode_text(data, encoding, path=path, table=table, hint="set `encoding: {encoding}` for this source")
 
 
 def _resolve_delimiter(path: Path, delimiter: str) -> str:
@@ -320,11 +285,20 @@ def _read_csv(
     if not text:
         raise DataFileError(f"{path}: the file is empty; expected a header row", file=str(path), table=table)
     d = _sniff(text) if delimiter is None else _resolve_delimiter(path, delimiter)
-    rows = _csv_rows(path, text, d, skipped, table)
-    header = [h.strip() for h in rows[0]]
+    records = csv_records(text, d, first_line=skipped + 1)
+    head = records[0]
+    if head.fields is None:
+        raise DataFileError(
+            f"{path}: the header (line {head.line}) cannot be read: {head.problem}", file=str(path), table=table
+        )
+    header = [h.strip() for h in head.fields]
     width = len(header)
     fixed: list[list[str]] = []
-    for row in rows[1:]:
+    for rec in records[1:]:
+        row = rec.fields
+        if row is None:  # an unbalanced quote: its line is set aside, the next line is a row of its own
+            fixed.append(malformed_row([rec.text], width, rec.problem, rec.line))
+            continue
         n = len(row)
         if n == width:
             fixed.append(row)
@@ -333,37 +307,15 @@ def _read_csv(
         elif not "".join(row[width:]).strip():
             fixed.append(row[:width])
         else:
-            fixed.append(malformed_row(row, width))
+            fixed.append(
+                malformed_row(row, width, f"line {rec.line} has {n} fields where the header has {width}", rec.line)
+            )
     columns = list(zip(*fixed, strict=True)) if fixed else [()] * width
     series = []
     for values in columns:
         s = pd.Series(values, dtype="str")
         series.append(s.where(s != ""))
     return header, series
-
-
-def _csv_rows(path: Path, text: str, delimiter: str, skipped: int, table: str | None) -> list[list[str]]:
-    """All records of a CSV text (quoted newlines kept); an unclosed quote is an error naming its line."""
-    rows: list[list[str]] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    last = 0
-    try:
-        for row in reader:
-            rows.append(row)
-            last = reader.line_num
-        return rows
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            raise DataFileError(
-                f"{path}: a quoted value that starts on line {last + 1 + skipped} is never closed"
-                " (an unbalanced '\"'); the rest of the file would be read as one value",
-                file=str(path),
-                table=table,
-            ) from None
-    try:  # text after a closing quote ('"a"b'): read leniently, as spreadsheets do
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:
-        raise DataFileError(f"{path}: not a well-formed CSV file ({exc})", file=str(path), table=table) from None
 
 
 def _cell_text(value: Any) -> Any:
@@ -545,22 +497,25 @@ def _tidy(out: pd.Series) -> pd.Series:
 
 
 _CURRENCY = r"(?:US\$|[A-Z]{3}|[€$£¥₹₽₩¢₺₪฿]|Fr\.)"
+# Digits are ASCII only ([0-9], not \d): other scripts' digits (１２３, ٣٤) stay text, so `validate` quarantines
+# their rows as ``unparseable number``, as it does for a canonical folder.
 _NUMBER_SHAPE = re.compile(
-    rf"(?P<neg1>[-+−])?\s*{_CURRENCY}?\s*(?P<neg2>[-+−])?\s*(?P<num>[\d.,'’ ]*\d[\d.,'’ ]*(?:[eE][-+]?\d+)?|[.,]\d+)"
+    rf"(?P<neg1>[-+−])?\s*{_CURRENCY}?\s*(?P<neg2>[-+−])?\s*"
+    rf"(?P<num>[0-9.,'’ ]*[0-9][0-9.,'’ ]*(?:[eE][-+]?[0-9]+)?|[.,][0-9]+)"
     rf"\s*(?P<neg3>-)?\s*(?:{_CURRENCY}|%)?"
 )
 
 
 def _number_pattern(decimal: str, thousands: str | None) -> re.Pattern[str]:
     dec = re.escape(decimal)
-    frac = rf"(?:{dec}\d*)?"
-    exp = r"(?:[eE][-+]?\d+)?"
+    frac = rf"(?:{dec}[0-9]*)?"
+    exp = r"(?:[eE][-+]?[0-9]+)?"
     if thousands:
         sep = {" ": "[ ]", "'": "['’]", "’": "['’]"}.get(thousands, re.escape(thousands))
-        integer = rf"(?:\d{{1,3}}(?:{sep}\d{{3}})+|\d+)"
+        integer = rf"(?:[0-9]{{1,3}}(?:{sep}[0-9]{{3}})+|[0-9]+)"
     else:
-        integer = r"\d+"
-    return re.compile(rf"(?:{integer}{frac}|{dec}\d+){exp}")
+        integer = r"[0-9]+"
+    return re.compile(rf"(?:{integer}{frac}|{dec}[0-9]+){exp}")
 
 
 def parse_number(series: pd.Series, decimal: str = ".", thousands: str | None = None) -> pd.Series:
@@ -646,7 +601,7 @@ def parse_number(series: pd.Series, decimal: str = ".", thousands: str | None = 
     return out.set_axis(series.index)
 
 
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:$|[T ])")
 _DAYFIRST_FORMATS = [
     f"%d{sep}%m{sep}{year}{time}" for sep in "./-" for year in ("%Y", "%y") for time in ("", " %H:%M", " %H:%M:%S")
 ]
@@ -732,7 +687,7 @@ def parse_dates(
         if iso.any():
             result[iso] = _to_naive_utc(pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True))
         if excel_serial:
-            digits = text.str.fullmatch(r"\d{5}(?:\.\d+)?").fillna(False).astype(bool) & result.isna()
+            digits = text.str.fullmatch(r"[0-9]{5}(?:\.[0-9]+)?").fillna(False).astype(bool) & result.isna()
             if digits.any():
                 result[digits] = _from_serial(pd.to_numeric(text[digits]))
         todo = list(formats) if formats is not None else (_DAYFIRST_FORMATS if dayfirst else _MONTHFIRST_FORMATS)

@@ -196,6 +196,12 @@ def _target(out: Path) -> Path:
             " canonical tables to",
             file=str(out),
         )
+    if os.path.ismount(target):
+        raise DataFileError(
+            f"{out}: is a mount point, which cannot be swapped for a new folder; give a folder inside it to write the"
+            " canonical tables to",
+            file=str(out),
+        )
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -320,6 +320,7 @@ def _one_line_error(capsys) -> str:
         ("under-file", r"error: \S*afile/sub: \S*afile is a file, not a folder; give a folder path"),
         ("proc", r"error: /proc/x: cannot write the folder there \(.+\); choose a folder you can write to"),
         ("root", r"error: /: is the root folder"),
+        ("mount", r"error: /proc: is a mount point, which cannot be swapped for a new folder; give a folder inside"),
     ],
 )
 def test_an_out_that_cannot_be_a_folder_is_one_line_and_exit_2(crm, tmp_path, capsys, where, message):
@@ -330,8 +331,9 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_and_exit_2(crm, tmp_path, ca
         "under-file": tmp_path / "afile" / "sub",
         "proc": Path("/proc/x"),
         "root": Path("/"),
+        "mount": Path("/proc"),
     }[where]
-    if where == "proc" and not Path("/proc/self").exists():
+    if where in ("proc", "mount") and not os.path.ismount("/proc"):
         pytest.skip("no /proc here")
     capsys.readouterr()
     assert _import(root / "src_b", out) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import shutil
 import sys
@@ -26,10 +27,11 @@ _RENAME_SWAP = 2  # macOS renamex_np(2): the same
 _AT_FDCWD = -100
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover - no C library to load (Windows)
+    except (OSError, TypeError):  # pragma: no cover - no C library to load (Windows)
         return None
 
 
@@ -96,7 +98,11 @@ def replace_path(new: Path, target: Path) -> None:
     aside = new.with_name(f"{new.name}.old")
     _remove(aside)
     os.replace(target, aside)
-    os.replace(new, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)  # the old one back
+        raise
     _remove(aside)
 
 

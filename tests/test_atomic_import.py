@@ -424,3 +424,23 @@ def test_the_next_snapshot_append_removes_stray_temporary_files_of_killed_append
         "notes.txt",
     ]
     assert read_snapshots(store)["as_of"].nunique() == 3
+
+
+def test_replace_path_without_a_swap_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(_folders, "_exchange", lambda a, b: False)
+    target, new = tmp_path / "target", tmp_path / "new"
+    for folder in (target, new):
+        folder.mkdir()
+        (folder / f"{folder.name}.txt").write_text(folder.name, encoding="utf-8")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src) == new:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(_folders.os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        _folders.replace_path(new, target)
+    assert [p.name for p in target.iterdir()] == ["target.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "target"]

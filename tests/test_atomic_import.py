@@ -110,8 +110,11 @@ import os, sys, time
 import pandas as pd
 from salesforecast.cli import main
 
+def say(*words):  # one write: lines of the children never interleave
+    os.write(SAY, (" ".join(map(str, words)) + "\n").encode())
+
 def pause(point):
-    print("paused", point, flush=True)
+    say("paused", point)
     time.sleep(300)
 
 def hook(point):
@@ -150,6 +153,8 @@ def hook(point):
         os.replace = replace
 
 source, jobs = sys.argv[1], sys.argv[2:]
+SAY = os.dup(1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the imports' own output goes nowhere
 for job in jobs:
     point, out = job.split("=", 1)
     pid = os.fork()
@@ -157,11 +162,11 @@ for job in jobs:
         try:
             hook(point)
             code = main(["import", source, "--out", out])
-            print("done", point, code, flush=True)
+            say("done", point, code)
         except BaseException as exc:
-            print("failed", point, type(exc).__name__, flush=True)
+            say("failed", point, type(exc).__name__)
         os._exit(0)
-    print("pid", point, pid, flush=True)
+    say("pid", point, pid)
 for _ in jobs:
     os.wait()
 """
@@ -191,8 +196,13 @@ def _kill_at_each_point(source: Path, outs: dict[str, Path]) -> None:
     """Run the forked imports and kill -9 each at its point ("any": once its staging folder has a file)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     jobs = [f"{point}={out}" for point, out in outs.items()]
-    zygote = subprocess.Popen(
-        [sys.executable, "-c", ZYGOTE, str(source), *jobs], stdout=subprocess.PIPE, text=True, env=env
+    zygote = subprocess.Popen(  # its own process group, so that the finally below can end every child
+        [sys.executable, "-c", ZYGOTE, str(source), *jobs],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
     )
     pids: dict[str, int] = {}
     paused: set[str] = set()
@@ -220,6 +230,8 @@ def _kill_at_each_point(source: Path, outs: dict[str, Path]) -> None:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(zygote.pid, signal.SIGKILL)  # children not seen yet too
         zygote.wait(timeout=60)
         zygote.stdout.close()
 

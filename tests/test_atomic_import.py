@@ -194,7 +194,12 @@ def _alive(pid: int) -> bool:
 
 def _kill_at_each_point(source: Path, outs: dict[str, Path]) -> None:
     """Run the forked imports and kill -9 each at its point ("any": once its staging folder has a file)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OPENBLAS_NUM_THREADS": "1",  # a process that forks had better have no other thread
+        "JE_ARROW_MALLOC_CONF": "background_thread:false",
+    }
     jobs = [f"{point}={out}" for point, out in outs.items()]
     zygote = subprocess.Popen(  # its own process group, so that the finally below can end every child
         [sys.executable, "-c", ZYGOTE, str(source), *jobs],

@@ -77,6 +77,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from salesforecast._folders import replace_path
 from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 from salesforecast.io.database import has_secret, is_secret_name, mask_url
@@ -1468,28 +1469,16 @@ def _update_latest(out: Path, run_dir: Path, run_id: str, run_entries: Sequence[
 
 
 def _swap_latest(out: Path, snapshot: Path) -> None:
-    """Point ``out/latest`` at `snapshot` atomically (a symlink replaced with `os.replace`)."""
+    """Point ``out/latest`` at `snapshot` atomically (a symlink put in place by `replace_path`)."""
     latest = out / "latest"
     tmp = out / f".latest-link-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     try:
         tmp.symlink_to(snapshot.name, target_is_directory=True)
-    except OSError:  # no symlinks here: a directory, swapped by two renames
-        if latest.exists():
-            aside = out / f".latest-old-{os.getpid()}"
-            os.replace(latest, aside)
-            os.replace(snapshot, latest)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(snapshot, latest)
+    except OSError:  # no symlinks here: the folder itself
+        replace_path(snapshot, latest)
         return
-    if latest.is_dir() and not latest.is_symlink():  # a real folder from an older layout
-        aside = out / f".latest-old-{os.getpid()}"
-        os.replace(latest, aside)
-        os.replace(tmp, latest)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp, latest)
+    replace_path(tmp, latest)  # over a link, or over a real folder from an older layout
 
 
 # ------------------------------------------------------------------------------------ notebook helpers

@@ -232,6 +232,14 @@ _DTYPES = {
 }
 
 
+def _written_by_to_folder(path: Path) -> bool:
+    """Whether an entry of a canonical folder is one `CRMData.to_folder` writes (or a table file readers read)."""
+    if path.is_dir():
+        return False
+    tables = {f"{t}{suffix}" for t in TABLES for suffix in (".csv", ".csv.gz", ".parquet")}
+    return path.name in tables or path.name in ("process.yml", "notes.txt", "quarantine.csv")
+
+
 def empty_table(name: str) -> pd.DataFrame:
     """An empty accepted table with the canonical columns (required and always-present) and dtypes."""
     spec = TABLES[name]
@@ -1032,7 +1040,23 @@ class CRMData:
         as ``process.yml`` beside them, the importer's `notes` (if any) as ``notes.txt``, one per line, and the
         quarantined rows (if any) as ``quarantine.csv``: `read_canonical` reads both back, so a folder written by
         an importer still tells how many rows were read and why some were set aside.
+
+        The folder is written whole (`salesforecast._folders.staged_folder`): staged beside `folder` and swapped
+        in by one rename, so a process killed at any moment leaves the earlier folder or the new one, never a
+        mix, and the folder holds exactly this data's files (none left from an earlier import). An existing
+        `folder` may hold only files this method writes (an earlier import's): a folder with anything else is
+        refused (`DataFileError`) and left as it is, as is a path that is a file or lies under one.
         """
+        from salesforecast._folders import staged_folder
+
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+        with staged_folder(folder, owned=_written_by_to_folder) as stage:
+            self._write_folder(stage, fmt)
+        return Path(folder)
+
+    def _write_folder(self, folder: Path, fmt: str) -> Path:
+        """Write the files of `to_folder` into `folder` (a new, empty folder)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, df in self.tables.items():

@@ -275,7 +275,7 @@ def write_shape(name: str, folder: str | Path, seed: int = 0) -> Path:
     name : str
         A key of `SHAPES`.
     folder : path
-        The folder to write (created; existing table files are replaced).
+        The folder to write (created; an earlier canonical folder there is replaced whole, `CRMData.to_folder`).
     seed : int
         Seed of the generator: the same seed writes the same files.
 

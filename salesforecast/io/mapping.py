@@ -110,7 +110,6 @@ import pandas as pd
 import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
-from salesforecast._utils import spreadsheet_csv
 from salesforecast.config import (
     KeyedError,
     Problem,
@@ -1436,8 +1435,8 @@ def import_mapping(
     """Load through a mapping and write the accepted tables as a canonical folder.
 
     The folder gets the tables (`CRMData.to_folder`, with ``process.yml`` and the import's notes) and, when
-    rows were quarantined, ``quarantine.csv``. Table files and notes a previous import left there are removed
-    first, so that a table the mapping no longer has is not read back.
+    rows were quarantined, ``quarantine.csv``. It is written whole and swapped in by one rename: a killed import
+    leaves the earlier folder, and no file of an earlier import (a table the mapping no longer has) is left.
 
     Parameters
     ----------
@@ -1460,12 +1459,12 @@ def import_mapping(
     MappingError
         As `load_mapping`; also when `out_dir` holds one of the mapping's own source files under a canonical
         table name (it would be overwritten).
+    DataFileError
+        When `out_dir` cannot be written or holds files an import does not write (`CRMData.to_folder`).
     """
     spec = read_mapping(path)
     data = _load(spec, process)
     out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise MappingError(f"{out}: is a file; expected a folder to write the canonical tables to", file=str(out))
     sources = {s.path.resolve() for s in _all_sources(spec) if s.path is not None}
     stale = [out / f"{name}{suffix}" for name in TABLES for suffix in (".csv", ".csv.gz", ".parquet")]
     for file in stale:
@@ -1474,15 +1473,7 @@ def import_mapping(
                 f"{spec.path}: {file} is a source of this mapping and would be overwritten; write to another folder",
                 file=str(spec.path),
             )
-    for file in [*stale, out / "notes.txt"]:
-        if file.is_file():
-            file.unlink()
     data.to_folder(out, fmt)
-    quarantine = out / "quarantine.csv"
-    if len(data.quarantine):
-        spreadsheet_csv(data.quarantine, quarantine)  # formulas escaped: people open it
-    elif quarantine.is_file():
-        quarantine.unlink()
     return data
 
 

@@ -14,7 +14,8 @@ Two backends, chosen by the store's name:
   ``YYYY-MM-DD.parquet``. Each file is written to a hidden temporary file in the folder, flushed to disk and
   then renamed over the final name (an atomic replace), so an interrupted write leaves the store as it was:
   every earlier date intact, a date being rewritten still holding its previous rows. Stray temporary files
-  (a killed writer) start with a dot and are ignored by readers.
+  (a killed writer) start with a dot and are ignored by readers; the next append that finds no other append at
+  work (a shared lock on the folder, `salesforecast._folders.writers_lock`) removes them.
 - a DuckDB file (a name ending in ``.duckdb``): a table ``snapshots``, written in one transaction (the rows of
   the date deleted, the new rows inserted, then a commit), rolled back on any error.
 
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._folders import fsync_dir, writers_lock
 from salesforecast._utils import isin
 from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData, DataFileError
 
@@ -155,17 +157,14 @@ def _write_parquet(table: Any, path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms that cannot open a folder (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_TMP = re.compile(r"\.\d{4}-\d{2}-\d{2}\.parquet\..+\.tmp")
+
+
+def _clean_tmp(folder: Path) -> None:
+    """Remove the temporary files of appends that were killed before their rename (called by the only writer)."""
+    for p in folder.iterdir():
+        if _TMP.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _append_parquet(frame: pd.DataFrame, folder: Path, day: pd.Timestamp) -> None:
@@ -176,13 +175,14 @@ def _append_parquet(frame: pd.DataFrame, folder: Path, day: pd.Timestamp) -> Non
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{day:%Y-%m-%d}.parquet"
     tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        _write_parquet(_arrow(frame), tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    with writers_lock(folder, clean=lambda: _clean_tmp(folder)):  # the first writer in removes dead ones' files
+        try:
+            _write_parquet(_arrow(frame), tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(folder)
 
 
 def _read_parquet(folder: Path) -> pd.DataFrame:

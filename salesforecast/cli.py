@@ -100,10 +100,12 @@ def _import(args: argparse.Namespace) -> int:
 
     try:
         if is_mapping_file(Path(args.source)):  # clears an earlier import's tables, writes quarantine.csv
+            if args.encoding is not None:
+                load(args.source, encoding=args.encoding)  # refuses it: a mapping names its sources' encodings
             data = import_mapping(args.source, args.out, process=args.process, fmt=args.format)
             out = Path(args.out)
         else:
-            data = load(args.source, process=args.process)
+            data = load(args.source, process=args.process, encoding=args.encoding)
             out = data.to_folder(args.out, fmt=args.format)
     except (DataFileError, ProcessError) as exc:
         print(f"error: {mask_url(str(exc))}", file=sys.stderr)
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="the canonical folder to write (created when missing)")
     i.add_argument("--process", default=None, help=_PROCESS_HELP)
     i.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format of the tables")
+    i.add_argument("--encoding", default=None, help=_ENCODING_HELP)
     i.set_defaults(func=_import)
 
     s = sub.add_parser(

@@ -219,6 +219,18 @@ def test_a_latin1_folder_is_told_the_option_and_reads_with_it(tmp_path, capsys):
     assert load(folder, encoding="latin-1").opportunities["owner"].iloc[0] == "Jürgen"
 
 
+def test_import_takes_the_encoding_and_writes_utf8(tmp_path, capsys):
+    folder = _latin1_folder(tmp_path)
+    out = tmp_path / "imported"
+    assert main(["import", str(folder), "--out", str(out), "--encoding", "latin-1"]) == 0
+    capsys.readouterr()
+    assert load(out).opportunities["owner"].iloc[0] == "Jürgen"  # written as UTF-8, read back without the option
+    mapping = tmp_path / "crm.yml"
+    mapping.write_text("tables:\n  opportunities: {source: x.csv}\n", encoding="utf-8")
+    err = _cli_error(["import", str(mapping), "--out", str(tmp_path / "other"), "--encoding", "latin-1"], capsys)
+    assert "a mapping file names its sources' encodings" in err
+
+
 def test_a_utf8_file_in_a_folder_read_as_latin1_stays_utf8(tmp_path):
     folder = _latin1_folder(tmp_path)
     (folder / "quotas.csv").write_text("owner,period,amount\nJosé,FY2024Q1,100\n", encoding="utf-8")

@@ -77,9 +77,9 @@ from urllib.parse import quote
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from salesforecast._folders import replace_path
 from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
+from salesforecast.folders import replace_path
 from salesforecast.io.database import has_secret, is_secret_name, mask_url
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from salesforecast._utils import isin
 from salesforecast._utils import spreadsheet_csv as _spreadsheet_csv
 from salesforecast._utils import unescape_spreadsheet as _unescape_spreadsheet
+from salesforecast.config import excerpt as _excerpt
 from salesforecast.process import FORECAST_CATEGORIES, PERIOD_PATTERN, SalesProcess, normalize_forecast_category
 
 __all__ = [
@@ -1047,7 +1048,7 @@ class CRMData:
         `folder` may hold only files this method writes (an earlier import's): a folder with anything else is
         refused (`DataFileError`) and left as it is, as is a path that is a file or lies under one.
         """
-        from salesforecast._folders import staged_folder
+        from salesforecast.folders import staged_folder
 
         if fmt not in ("csv", "parquet"):
             raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
@@ -1374,18 +1375,6 @@ def _decodes(data: bytes, encoding: str) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    """A short, escaped excerpt of untrusted text for a message: its repr, cut to about `limit` characters.
-
-    Examples
-    --------
-    >>> print(_excerpt("a long name, and then some", 6))
-    'a long…'
-    """
-    shown = repr(text[:limit])
-    return shown[:-1] + "…" + shown[-1] if len(text) > limit else shown
 
 
 #: Hint of `read_table_file`'s messages on how to give a file's encoding.

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from salesforecast import _folders
+from salesforecast import folders as _folders
 from salesforecast.cli import main
 from salesforecast.datasets import generate
 from salesforecast.io.snapshot_store import append_snapshot, read_snapshots
@@ -130,7 +130,7 @@ def hook(point):
         return
     if point == "any":
         return
-    from salesforecast import _folders
+    from salesforecast import folders as _folders
     if point == "written":  # every file of the new folder written and flushed, not swapped in yet
         real_fsync = _folders._fsync_tree
         def fsync(folder):

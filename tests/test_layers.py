@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "salesforecast"
 LAYERS = {
     "_utils": 0,
     "config": 0,
+    "folders": 1,
     "process": 0,
     "metrics": 0,
     "schema": 1,

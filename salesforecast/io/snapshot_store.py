@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salesforecast._folders import fsync_dir, writers_lock
 from salesforecast._utils import isin
+from salesforecast.folders import fsync_dir, writers_lock
 from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData, DataFileError
 
 __all__ = [

@@ -8,6 +8,7 @@ reads a name as mathtext.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -19,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from matplotlib.ticker import Formatter, FuncFormatter, MaxNLocator, PercentFormatter
 
-from salesforecast.forecast import METHODS, NOT_TRUSTED, featured_methods, method_label
+from salesforecast.forecast import METHODS, featured_methods, method_label, recommend
 from salesforecast.metrics import METRICS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "plot_leaderboard",
     "plot_rep_bias",
     "plot_method_intervals",
+    "plot_outcome",
     "MoneyFormatter",
     "OUTCOME_COLOURS",
     "SERIES_MAX",
@@ -336,7 +338,7 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None)
     """
     ax = _axes(ax, (5.5, 5))
     ax.plot([0, 1], [0, 1], color=_GREY, linestyle="--", linewidth=1, label="perfectly calibrated")
-    for name, t, label, color in _series(tables):
+    for _name, t, label, color in _series(tables):
         x = t["mean_predicted"].to_numpy(dtype=float)
         y = t["observed_rate"].to_numpy(dtype=float)
         err = np.clip([y - t["ci_lower"].to_numpy(dtype=float), t["ci_upper"].to_numpy(dtype=float) - y], 0, None)
@@ -1013,8 +1015,14 @@ def plot_bookings_distribution(
     best_case: float | None = None,
     actual: float | None = None,
     won_to_date: float | None = None,
+    forecasts: Mapping[str, float] | None = None,
+    title: str | None = None,
 ) -> Axes:
     """Histogram of simulated period bookings with its P10 / P50 / P90 and the reference amounts.
+
+    A finished period has nothing left to simulate: every draw is the same amount (P10 = P50 = P90). The chart then
+    shows the outcome against the forecasts instead (`plot_outcome`): one bar per forecast of `forecasts` and per
+    submitted call, each labelled with its amount and its error against the outcome, and the outcome as a line.
 
     Parameters
     ----------
@@ -1024,6 +1032,11 @@ def plot_bookings_distribution(
     commit, best_case, actual, won_to_date : float, optional
         Submitted commit, submitted best case, the actual bookings and the amount closed-won to date; each is
         drawn as a vertical line labelled with its value when given (None or NaN: not drawn).
+    forecasts : mapping of method name to amount, optional
+        For a finished period: the forecasts to set against the outcome (e.g. those made mid-period); a name of
+        `salesforecast.forecast.METHODS` is shown under its label and colour.
+    title : str, optional
+        The chart's title (default "Simulated bookings", or "The outcome against the forecasts").
 
     Returns
     -------
@@ -1035,6 +1048,11 @@ def plot_bookings_distribution(
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("samples holds no finite value")
+    if np.ptp(values) <= 1e-9 * max(1.0, float(np.abs(values).max())):  # decided: every simulation agrees
+        outcome = float(actual) if actual is not None and np.isfinite(float(actual)) else float(values[0])
+        calls = {"submitted_commit": commit, "submitted_best_case": best_case}
+        shown = {**{k: v for k, v in calls.items() if v is not None}, **dict(forecasts or {})}
+        return plot_outcome(outcome, shown, ax=ax, title=title)
     ax = _axes(ax, (9, 4.5))
     edges = np.histogram_bin_edges(values, bins="auto")
     if len(edges) > 81:
@@ -1052,8 +1070,8 @@ def plot_bookings_distribution(
         ax.axvline(v, color=_BLUE, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}")
     references = (
         ("closed-won to date", won_to_date, _GREEN, "-"),
-        ("submitted commit", commit, _ORANGE, "--"),
-        ("best case", best_case, METHOD_COLOURS["submitted_best_case"], "--"),
+        ("submitted commit", commit, METHODS["submitted_commit"].colour, "--"),
+        ("best case", best_case, METHODS["submitted_best_case"].colour, "--"),
         ("actual", actual, "black", "-"),
     )
     for name, v, colour, style in references:
@@ -1062,6 +1080,137 @@ def plot_bookings_distribution(
         ax.axvline(float(v), color=colour, linestyle=style, linewidth=2, label=f"{name}: {_amount(float(v))}")
     ax.xaxis.set_major_formatter(MoneyFormatter())
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set(xlabel="period bookings (amount)", ylabel="share of simulations", title="Simulated bookings")
+    ax.set(xlabel="period bookings (amount)", ylabel="share of simulations", title=title or "Simulated bookings")
     _legend_outside(ax)
+    return ax
+
+
+def plot_outcome(
+    outcome: float, forecasts: Mapping[str, float], ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """A finished period: the outcome against the forecasts, one labelled bar each.
+
+    Parameters
+    ----------
+    outcome : float
+        The period's bookings (drawn as a black line across the bars).
+    forecasts : mapping of name to amount
+        Forecasts and calls, in the order given; a `salesforecast.forecast.METHODS` name is shown under its label
+        and colour. Missing values (None, NaN) are left out.
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    if not np.isfinite(outcome):
+        raise ValueError(f"plot_outcome: the outcome must be a number, got {outcome!r}")
+    items = [(str(k), float(v)) for k, v in forecasts.items() if v is not None and np.isfinite(float(v))]
+    ax = _axes(ax, (9, max(2.6, 0.45 * len(items) + 1.6)))
+    colours = _method_colours([k for k, _ in items])
+    y = np.arange(len(items))
+    ax.barh(y, [v for _, v in items], height=0.6, color=[colours[k] for k, _ in items], zorder=2)
+    for yi, (_, v) in zip(y, items, strict=True):
+        error = f"{(v - outcome) / abs(outcome):+.0%} vs outcome" if outcome else ""
+        ax.text(v, yi, f" {_amount(v)}  {error}", va="center", fontsize=9, zorder=3)
+    ax.axvline(outcome, color="black", linewidth=2, zorder=3, label=f"outcome: {_amount(outcome)}")
+    if not items:
+        _no_data(ax, "no forecast to compare")
+    ax.set_yticks(y, [_method_text(k) for k, _ in items])
+    ax.set_ylim(max(len(items), 1) - 0.5, -0.5)
+    top = max([outcome, *(v for _, v in items)])
+    ax.set_xlim(0, top * 1.35 if top > 0 else 1.0)
+    ax.xaxis.set_major_formatter(MoneyFormatter())
+    ax.set(xlabel="period bookings (amount)", title=title or "The outcome against the forecasts")
+    _legend_outside(ax)
+    return ax
+
+
+def plot_method_intervals(
+    board: pd.DataFrame,
+    metric: str = "wape",
+    ax: Axes | None = None,
+    methods: Sequence[str] | str | None = None,
+) -> Axes:
+    """The leaderboard with an interval for each error: a dot and whisker per method, grouped by horizon.
+
+    Each horizon's verdict is written beside its group, in `salesforecast.forecast.recommend`'s words: the best
+    method, or "a tie within the intervals" when the data cannot tell the best from the runner-up (then no winner
+    is named).
+
+    Parameters
+    ----------
+    board : DataFrame
+        `salesforecast.forecast.leaderboard` by ``"band"`` (or ``"method"``) with ``ci=``: columns ``method``,
+        `metric`, ``{metric}_low``, ``{metric}_high``; optionally ``horizon`` and ``trust``.
+    metric : str
+    ax : Axes, optional
+    methods : sequence of str or "all", optional
+        As `plot_leaderboard`'s: by default the four methods `salesforecast.forecast.featured_methods` picks.
+
+    Returns
+    -------
+    Axes
+    """
+    low, high = f"{metric}_low", f"{metric}_high"
+    _require(board, ("method", metric, low, high), "plot_method_intervals")
+    horizon = "horizon" if "horizon" in board.columns else None
+    data = board.assign(method=board["method"].astype(str))
+    present = _method_order(data["method"])
+    chosen = _chosen_methods(present, methods, "plot_method_intervals", board=data)
+    colours = _method_colours(present)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report says elsewhere how many periods the ranking rests on
+        verdicts = recommend(data, metric=metric)
+    groups = list(data.groupby(horizon, sort=False, observed=True)) if horizon else [("", data)]
+    rows = sum(int(part["method"].isin(chosen).sum()) for _, part in groups)
+    ax = _axes(ax, (9, max(3.0, 0.32 * rows + 0.55 * len(groups) + 1.0)))
+    fmt = METRICS[metric].format if metric in METRICS else (lambda v: f"{v:,.3g}")
+    y, ticks, labels = 0.0, [], []
+    for h, part in groups:
+        part = part[part["method"].isin(chosen)].sort_values(metric, key=lambda v: METRICS[metric].rank_key(v))
+        if part.empty:
+            continue
+        if horizon:
+            verdict = verdicts.loc[verdicts[horizon] == h] if horizon in verdicts.columns else verdicts.iloc[:0]
+            said = ""
+            if len(verdict):
+                v = verdict.iloc[0]
+                said = "a tie within the intervals" if v["tie"] else f"best: {_method_text(v['best'])}"
+            ax.text(
+                0.0,
+                y - 0.55,
+                f"{_text(h)}: {said}",
+                transform=ax.get_yaxis_transform(),
+                fontsize=10,
+                fontweight="bold",
+                va="bottom",
+            )
+            y += 0.5
+        for _, r in part.iterrows():
+            point, lo, hi = float(r[metric]), float(r[low]), float(r[high])
+            err = np.array([[max(point - lo, 0.0)], [max(hi - point, 0.0)]]) if np.isfinite([lo, hi]).all() else None
+            ax.errorbar(
+                point, y, xerr=err, fmt="o", color=colours[r["method"]], capsize=4, markersize=6, gid=r["method"]
+            )
+            ax.text(
+                hi if np.isfinite(hi) else point, y, f"  {fmt(point)} ({fmt(lo)}–{fmt(hi)})", va="center", fontsize=9
+            )
+            ticks.append(y)
+            labels.append(_method_text(r["method"]))
+            y += 1.0
+        y += 0.6
+    ax.set_yticks(ticks, labels)
+    ax.set_ylim(y - 0.5, -1.2)
+    left, right = ax.get_xlim()
+    ax.set_xlim(0.0 if metric in METRICS and METRICS[metric].direction == "lower" else left, right * 1.3)
+    if metric in METRICS and METRICS[metric].units == "percent":
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    level = board.attrs.get("ci")
+    name = METRICS[metric].label if metric in METRICS else metric
+    ax.set(
+        xlabel=f"{_text(name)} with its {level:.0%} interval (bootstrap over periods)" if level else _text(name),
+        title=f"{_text(name)} of each method, with the uncertainty of the periods replayed",
+    )
     return ax

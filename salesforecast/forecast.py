@@ -117,6 +117,7 @@ __all__ = [
     "PeriodForecast",
     "recommend",
     "featured_methods",
+    "forecasts_at",
     "method_label",
     "bootstrap_wape",
     "forecast_period",
@@ -2618,6 +2619,34 @@ def featured_methods(
     by_rank = scored.groupby("method", sort=False)["_r"].mean().sort_values(kind="stable")
     chosen += [str(m) for m in by_rank.index if str(m) not in chosen]
     return chosen[:n]
+
+
+def forecasts_at(
+    results: pd.DataFrame, period: str, methods: Iterable[str], weeks_before_end: float = 6, group: str = "total"
+) -> tuple[dict[str, float], str]:
+    """Each method's forecast of `period` made about `weeks_before_end` weeks before its end, from a `backtest`.
+
+    For setting a finished period's outcome against what the methods said while it was still open
+    (`salesforecast.plotting.plot_bookings_distribution`). The cutoff is the one nearest to `weeks_before_end`
+    weeks before the end, of the first group value of `group`.
+
+    Returns
+    -------
+    (dict, str)
+        Method name to forecast (methods without one left out), and when they were made ("6 weeks before the
+        end", "" when `results` holds no forecast of the period).
+    """
+    rows = results.loc[(results["period"].astype("str") == str(period)) & (results["group"] == group)]
+    rows = rows.loc[rows["forecast"].notna()]
+    if rows.empty:
+        return {}, ""
+    rows = rows.loc[rows["group_value"] == rows["group_value"].iloc[0]]
+    days = rows["days_before_period_end"].to_numpy(dtype=float)
+    target = days[np.argmin(np.abs(days - 7.0 * weeks_before_end))]
+    at = rows.loc[days == target].set_index(rows.loc[days == target, "method"].astype("str"))["forecast"]
+    weeks = int(round(target / 7.0))
+    when = f"{weeks} week{'s' if weeks != 1 else ''} before the end" if weeks else "in the last week"
+    return {m: float(at[m]) for m in methods if m in at.index}, when
 
 
 #: Why a method of `METHODS` gives no forecast, by the first of its needs the data may lack (`missing_methods`).

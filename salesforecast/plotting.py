@@ -107,9 +107,7 @@ class MoneyFormatter(Formatter):
         top = float(values.max()) if values.size else 0.0
         self._unit = next(((d, u) for d, u in _UNITS if top >= d), (1.0, ""))
         scaled = values / self._unit[0]
-        self._decimals = next(
-            (d for d in range(3) if np.allclose(np.round(scaled, d), scaled, rtol=0, atol=1e-6 * max(1, top))), 2
-        )
+        self._decimals = next((d for d in range(3) if np.allclose(np.round(scaled, d), scaled, rtol=0, atol=1e-6)), 2)
 
     def __call__(self, x: float, pos: int | None = None) -> str:  # noqa: D102 - matplotlib's hook
         if self._unit is None:

@@ -2607,7 +2607,8 @@ def featured_methods(
         warnings.simplefilter("ignore", ForecastWarning)  # the charts need the names, not the warning again
         advice = recommend(b, metric=metric, exclude=exclude)
     chosen: list[str] = list(dict.fromkeys(advice["best"].dropna().astype("str"))) if len(advice) else []
-    chosen += [m for m in advice.get("runner_up", pd.Series(dtype="str")).dropna().astype("str") if m not in chosen]
+    runners = advice["runner_up"].dropna().astype("str") if "runner_up" in advice.columns else []
+    chosen = list(dict.fromkeys([*chosen, *runners]))
     if "submitted_commit" in set(b.loc[b[metric].notna(), "method"]) and "submitted_commit" not in chosen:
         chosen.append("submitted_commit")
     horizon = next((c for c in ("horizon", "weeks_before_end") if c in b.columns), None)

@@ -1204,7 +1204,7 @@ def plot_method_intervals(
     left, right = ax.get_xlim()
     ax.set_xlim(0.0 if metric in METRICS and METRICS[metric].direction == "lower" else left, right * 1.3)
     if metric in METRICS and METRICS[metric].units == "percent":
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     level = board.attrs.get("ci")
     name = METRICS[metric].label if metric in METRICS else metric
     ax.set(

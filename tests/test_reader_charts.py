@@ -120,6 +120,9 @@ def test_featured_methods_are_the_trusted_best_never_the_oracle_or_a_leaky_one()
     assert board.loc[board["method"] == "run_rate", "trust"].eq(NOT_TRUSTED).all()
     picked = featured_methods(board, n=2)
     assert picked[0] == "monte_carlo" and len(picked) == 2
+    # the same runner-up at every horizon is featured once, and the submitted commit follows the runners-up
+    many = leaderboard(_results({"monte_carlo": 0.05, "ets": 0.1, "submitted_commit": 0.3, "crm_weighted": 0.2}))
+    assert featured_methods(many) == ["monte_carlo", "ets", "submitted_commit", "crm_weighted"]
     assert "run_rate" not in featured_methods(board) and "oracle" not in featured_methods(board)
     ax = plotting.plot_forecast_trend(results[results["period"] == "P0"])  # leakage column read without a board
     assert "run_rate" not in {line.get_gid() for line in _method_lines(ax)}

@@ -1015,12 +1015,14 @@ def plot_bookings_distribution(
     won_to_date: float | None = None,
     forecasts: Mapping[str, float] | None = None,
     title: str | None = None,
+    finished: bool | None = None,
 ) -> Axes:
     """Histogram of simulated period bookings with its P10 / P50 / P90 and the reference amounts.
 
-    A finished period has nothing left to simulate: every draw is the same amount (P10 = P50 = P90). The chart then
-    shows the outcome against the forecasts instead (`plot_outcome`): one bar per forecast of `forecasts` and per
-    submitted call, each labelled with its amount and its error against the outcome, and the outcome as a line.
+    A finished period has nothing left to simulate: (nearly) every draw is the same amount, P10 = P50 = P90. The
+    chart then shows the outcome against the forecasts instead (`plot_outcome`): one bar per forecast of
+    `forecasts` (else per submitted call), each labelled with its amount and its error against the outcome, and the
+    outcome as a line.
 
     Parameters
     ----------
@@ -1031,10 +1033,14 @@ def plot_bookings_distribution(
         Submitted commit, submitted best case, the actual bookings and the amount closed-won to date; each is
         drawn as a vertical line labelled with its value when given (None or NaN: not drawn).
     forecasts : mapping of method name to amount, optional
-        For a finished period: the forecasts to set against the outcome (e.g. those made mid-period); a name of
-        `salesforecast.forecast.METHODS` is shown under its label and colour.
+        For a finished period: the forecasts to set against the outcome, all made at one time (e.g. six weeks
+        before the end: `salesforecast.forecast.forecasts_at`); a name of `salesforecast.forecast.METHODS` is
+        shown under its label and colour. Without them, the submitted calls `commit` and `best_case` are shown.
     title : str, optional
         The chart's title (default "Simulated bookings", or "The outcome against the forecasts").
+    finished : bool, optional
+        Whether the period has ended (its outcome is `actual`, else the simulations' median). None: when the
+        simulations' P10 and P90 are equal (a decided period).
 
     Returns
     -------
@@ -1046,10 +1052,13 @@ def plot_bookings_distribution(
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("samples holds no finite value")
-    if np.ptp(values) <= 1e-9 * max(1.0, float(np.abs(values).max())):  # decided: every simulation agrees
-        outcome = float(actual) if actual is not None and np.isfinite(float(actual)) else float(values[0])
-        calls = {"submitted_commit": commit, "submitted_best_case": best_case}
-        shown = {**{k: v for k, v in calls.items() if v is not None}, **dict(forecasts or {})}
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    if finished is None:
+        finished = bool(p90 - p10 <= 1e-9 * max(1.0, abs(p50)))  # decided: the simulations agree
+    if finished:
+        outcome = float(actual) if actual is not None and np.isfinite(float(actual)) else float(p50)
+        calls = {"submitted_commit": commit, "submitted_best_case": best_case}  # as of now: only without forecasts
+        shown = dict(forecasts) if forecasts else {k: v for k, v in calls.items() if v is not None}
         return plot_outcome(outcome, shown, ax=ax, title=title)
     ax = _axes(ax, (9, 4.5))
     edges = np.histogram_bin_edges(values, bins="auto")
@@ -1059,13 +1068,14 @@ def plot_bookings_distribution(
         values,
         bins=edges,
         weights=np.full(values.size, 1.0 / values.size),
-        color=_BLUE,
+        color=METHODS["monte_carlo"].colour,  # the simulations are the Monte Carlo method's
         alpha=0.35,
         label=f"{values.size:,} simulations",
     )
-    p10, p50, p90 = np.percentile(values, [10, 50, 90])
     for name, v, style in (("P10", p10, ":"), ("P50", p50, "-"), ("P90", p90, ":")):
-        ax.axvline(v, color=_BLUE, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}")
+        ax.axvline(
+            v, color=METHODS["monte_carlo"].colour, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}"
+        )
     references = (
         ("closed-won to date", won_to_date, _GREEN, "-"),
         ("submitted commit", commit, METHODS["submitted_commit"].colour, "--"),
@@ -1111,7 +1121,15 @@ def plot_outcome(
     ax.barh(y, [v for _, v in items], height=0.6, color=[colours[k] for k, _ in items], zorder=2)
     for yi, (_, v) in zip(y, items, strict=True):
         error = f"{(v - outcome) / abs(outcome):+.0%} vs outcome" if outcome else ""
-        ax.text(v, yi, f" {_amount(v)}  {error}", va="center", fontsize=9, zorder=3)
+        ax.text(
+            v,
+            yi,
+            f" {_amount(v)}  {error}",
+            va="center",
+            fontsize=9,
+            zorder=4,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+        )
     ax.axvline(outcome, color="black", linewidth=2, zorder=3, label=f"outcome: {_amount(outcome)}")
     if not items:
         _no_data(ax, "no forecast to compare")

@@ -227,7 +227,7 @@ def test_a_finished_period_draws_the_outcome_against_the_forecasts():
         samples,
         commit=1_970_000.0,
         won_to_date=1_745_000.0,
-        forecasts={"monte_carlo": 1_500_000.0, "stage_conversion": 1_600_000.0},
+        forecasts={"submitted_commit": 1_970_000.0, "monte_carlo": 1_500_000.0, "stage_conversion": 1_600_000.0},
     )
     outcome = [line for line in ax.lines if line.get_label().startswith("outcome")]
     assert len(outcome) == 1 and outcome[0].get_xdata()[0] == 1_745_000.0
@@ -235,8 +235,18 @@ def test_a_finished_period_draws_the_outcome_against_the_forecasts():
     assert ax.get_xlim()[0] == 0  # the axis starts at 0, not at 1.74M
     assert any("+13% vs outcome" in t.get_text() for t in ax.texts)  # 1.97M against 1.745M
     assert not ax.patches or all(p.get_height() < 1 for p in ax.patches)  # bars, no one-bin histogram
-    actual = plotting.plot_bookings_distribution(samples, actual=1_800_000.0)
+    actual = plotting.plot_bookings_distribution(samples, actual=1_800_000.0, commit=1.9e6)
     assert [line.get_xdata()[0] for line in actual.lines] == [1_800_000.0]
+    assert [t.get_text() for t in actual.get_yticklabels()] == ["submitted commit"]  # no forecasts: the calls
+    # the quarter's last day on the sample: 93% of the draws at the outcome, a few open deals still drawn as won
+    nearly = np.r_[np.full(930, 1_745_000.0), np.linspace(1_750_000.0, 2_100_000.0, 70)]
+    ax = plotting.plot_bookings_distribution(nearly)
+    assert [line.get_label() for line in ax.lines] == ["outcome: 1.75M"]
+    # told it has ended, whatever the draws; told it has not, a histogram even of agreeing draws
+    spread = np.random.default_rng(0).normal(1.5e6, 2e5, 500)
+    ax = plotting.plot_bookings_distribution(spread, actual=1.6e6, finished=True, forecasts={"ets": 1.4e6})
+    assert [line.get_label() for line in ax.lines] == ["outcome: 1.6M"]
+    assert len(plotting.plot_bookings_distribution(samples, finished=False).patches) >= 1
 
 
 def test_forecasts_at_takes_the_cutoff_nearest_to_the_weeks_asked():

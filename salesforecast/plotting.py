@@ -277,14 +277,18 @@ def plot_time_in_stage(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_segment_win_probability(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Win probability by stage for each segment (one line per segment).
+def plot_segment_win_probability(
+    table: pd.DataFrame, ax: Axes | None = None, segments: Sequence[str] | str | None = None
+) -> Axes:
+    """Win probability by stage for each segment (one line per segment, at most `SERIES_MAX` by default).
 
     Parameters
     ----------
     table : DataFrame
         Segments as rows, open stages as columns (``StageConversionModel.segment_win_probability_``).
     ax : Axes, optional
+    segments : sequence of str or "all", optional
+        Segments to draw. None: the first `SERIES_MAX` rows, the legend saying how many more there are.
 
     Returns
     -------
@@ -292,12 +296,23 @@ def plot_segment_win_probability(table: pd.DataFrame, ax: Axes | None = None) ->
     """
     ax = _axes(ax)
     x = np.arange(table.shape[1])
-    for segment, row in table.iterrows():
+    if isinstance(segments, str) and segments == "all":
+        rows = table
+    elif segments is not None:
+        wanted = [segments] if isinstance(segments, str) else list(segments)
+        missing = [s for s in wanted if s not in table.index]
+        if missing:
+            raise ValueError(f"plot_segment_win_probability: no segment {missing}; the table holds {list(table.index)}")
+        rows = table.loc[wanted]
+    else:
+        rows = table.iloc[:SERIES_MAX]
+    for segment, row in rows.iterrows():
         ax.plot(x, row.to_numpy(dtype=float), marker="o", label=_text(segment))
     ax.set_xticks(x, [_text(s) for s in table.columns], rotation=30, ha="right")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(ylim=(0, 1), ylabel="probability of winning", title="Win probability by stage and segment")
-    _legend_outside(ax, title="segment")
+    more = len(table) - len(rows)
+    _legend_outside(ax, title=f"segment ({more} more: segments='all')" if more > 0 else "segment")
     return ax
 
 

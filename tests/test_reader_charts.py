@@ -151,6 +151,14 @@ def test_learned_and_crm_default_keep_their_colours_across_the_charts():
     assert colour_of(rel, "learned") != colour_of(rel, "CRM default")
 
 
+def test_segment_lines_stop_at_five_and_the_others_come_on_demand():
+    table = pd.DataFrame(np.linspace(0.1, 0.9, 8 * 3).reshape(8, 3), index=[f"seg{i}" for i in range(8)])
+    ax = plotting.plot_segment_win_probability(table)
+    assert len(ax.lines) == plotting.SERIES_MAX and "3 more" in ax.get_legend().get_title().get_text()
+    assert len(plotting.plot_segment_win_probability(table, segments="all").lines) == 8
+    assert [ln.get_label() for ln in plotting.plot_segment_win_probability(table, segments=["seg7"]).lines] == ["seg7"]
+
+
 # ------------------------------------------------------------------------------------ outcome colours, axes
 def test_waterfall_won_is_green_and_lost_red():
     waterfall = pd.DataFrame(

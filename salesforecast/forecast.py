@@ -1611,7 +1611,7 @@ METHODS: dict[str, ForecastMethod] = {
             name="submitted_best_case",
             label="submitted best case",
             definition="reps' latest best-case call for the period, summed over the group",
-            colour="#f4c95d",
+            colour="#f0b67f",
             forecast=_submitted("best_case"),
             needs=frozenset({"submissions"}),
         ),

@@ -87,6 +87,11 @@ def test_method_colours_are_far_apart():
         for a, b in itertools.combinations(METHODS.values(), 2)
     )
     assert closest[0] >= 20, closest
+    # thin dark lines look alike whatever their hue: few dark colours (L* under 50), far apart (main had five, two
+    # of them 31 units apart: ETS brown and the oracle's dark grey; Monte Carlo's dark blue beside them)
+    dark = [m for m in METHODS.values() if _lab(m.colour)[0] < 50]
+    assert len(dark) <= 3, [m.name for m in dark]
+    assert all(np.linalg.norm(_lab(a.colour) - _lab(b.colour)) >= 45 for a, b in itertools.combinations(dark, 2))
 
 
 def test_trend_and_leaderboard_draw_at_most_five_series_by_default_in_registry_colours_and_labels():

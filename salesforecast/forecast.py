@@ -116,6 +116,10 @@ __all__ = [
     "HORIZONS",
     "PeriodForecast",
     "recommend",
+    "featured_methods",
+    "forecasts_at",
+    "method_label",
+    "bootstrap_wape",
     "forecast_period",
     "interval_calibration",
     "interval_summary",
@@ -1599,7 +1603,7 @@ METHODS: dict[str, ForecastMethod] = {
             name="submitted_commit",
             label="submitted commit",
             definition="reps' latest commit call for the period, summed over the group",
-            colour="#e09f3e",
+            colour="#e69f00",
             forecast=_submitted("commit"),
             needs=frozenset({"submissions"}),
         ),
@@ -1607,7 +1611,7 @@ METHODS: dict[str, ForecastMethod] = {
             name="submitted_best_case",
             label="submitted best case",
             definition="reps' latest best-case call for the period, summed over the group",
-            colour="#c2571a",
+            colour="#f0b67f",
             forecast=_submitted("best_case"),
             needs=frozenset({"submissions"}),
         ),
@@ -1616,7 +1620,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="bias-corrected commit",
             definition="each rep's latest commit divided by the rep's historical bias (submission_bias, learned from "
             "earlier closed periods)",
-            colour="#d45087",
+            colour="#cc79a7",
             forecast=_bias_corrected_commit,
             needs=frozenset({"submissions", "submission bias"}),
         ),
@@ -1625,7 +1629,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="CRM-weighted pipeline",
             definition="closed won to date + open deals closing in the period (as dated then) x the CRM stage's "
             "default probability",
-            colour="#7b4b94",
+            colour="#8c564b",
             forecast=_crm_weighted,
             needs=frozenset({"pipeline"}),
         ),
@@ -1644,7 +1648,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="stage conversion",
             definition="closed won to date + open deals x learned probability of winning before the period ends "
             "(stage, days in stage) + expected bookings of deals not yet created",
-            colour="#3a7d44",
+            colour="#2ca02c",
             forecast=_stage_conversion,
             needs=frozenset({"pipeline", "stage_conversion model", "new deals"}),
         ),
@@ -1653,7 +1657,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="opportunity score",
             definition="closed won to date + open deals x opportunity-score probability of winning in the period "
             "+ expected bookings of deals not yet created",
-            colour="#1b998b",
+            colour="#17becf",
             forecast=_opportunity_score,
             needs=frozenset({"pipeline", "opportunity score", "new deals"}),
         ),
@@ -1661,7 +1665,7 @@ METHODS: dict[str, ForecastMethod] = {
             name="ets",
             label="ETS",
             definition="exponential smoothing (ETS) of past periods' bookings; ignores the pipeline",
-            colour="#8c564b",
+            colour="#9467bd",
             forecast=lambda cut: _prepared(cut, "ets"),
             needs=frozenset({"bookings history"}),
             quantiles=True,
@@ -1672,7 +1676,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="seasonal naive",
             definition="bookings of the same period one year earlier; ignores the pipeline; missing with less than a "
             "year of past periods",
-            colour="#8f8c1f",
+            colour="#bcbd22",
             forecast=lambda cut: _prepared(cut, "seasonal_naive"),
             needs=frozenset({"bookings history"}),
             quantiles=True,
@@ -1684,7 +1688,7 @@ METHODS: dict[str, ForecastMethod] = {
             definition="mean of simulated bookings: closed won to date + each open deal won by a Bernoulli draw with "
             "the learned probability under a shared period shock + new-deal bookings of a past period; its P10-P90 "
             "widened by how far earlier periods' outcomes fell from it at the same time left",
-            colour="#2f6690",
+            colour="#1f5fbf",
             forecast=_monte_carlo,
             needs=frozenset({"pipeline", "stage_conversion model", "period shock", "new deals", "simulation"}),
             quantiles=True,
@@ -1694,7 +1698,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="oracle",
             definition="as monte_carlo with the generator's true probabilities and no shock (synthetic data only): "
             "the error no method can remove",
-            colour="#3d3d3d",
+            colour="#000000",
             forecast=_oracle,
             needs=frozenset({"pipeline", "new deals", "simulation", "truth"}),
             default=False,
@@ -2294,6 +2298,9 @@ def leaderboard(
     group: str = "total",
     metrics: Sequence[str] = ("wape", "bias", "coverage", "hit_rate"),
     by: str = "weeks",
+    ci: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Accuracy of every method by horizon, over a backtest's closed periods.
 
@@ -2308,6 +2315,12 @@ def leaderboard(
         uses the rows where it can be computed (an interval metric skips methods without quantiles).
     by : {"weeks", "band", "method"}
         One row per (whole weeks left at the cutoff, method), per (`HORIZONS` band, method), or per method.
+    ci : float, optional
+        With a level such as 0.9, each WAPE gets an interval, ``wape_low`` and ``wape_high`` (when ``"wape"`` is
+        among `metrics`): a bootstrap over the replayed periods (`bootstrap_wape`), so that a reader sees how much
+        a method's error owes to which periods happened to be replayed, and `recommend` can call a tie a tie.
+    n_boot, seed : int
+        Bootstrap resamples and their seed (the same seed gives the same intervals).
 
     Returns
     -------
@@ -2351,9 +2364,87 @@ def leaderboard(
         leaky = set(rows.loc[rows["leakage"].fillna("").astype("str") != "", "method"])
         board["trust"] = np.where(board["method"].isin(leaky), NOT_TRUSTED, "")
         board["trust"] = board["trust"].astype("str")
+    if ci is not None and "wape" in metrics:
+        bounds = bootstrap_wape(rows, keys, ci=ci, n_boot=n_boot, seed=seed)
+        board = board.merge(bounds, on=keys, how="left", validate="one_to_one")
+        point = board["wape"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):  # a percentile interval may miss its point: widen it to hold it
+            board["wape_low"] = np.fmin(board["wape_low"].to_numpy(dtype=float), point)
+            board["wape_high"] = np.fmax(board["wape_high"].to_numpy(dtype=float), point)
+        board.attrs["ci"] = float(ci)
     board.attrs["metrics"] = list(metrics)
     board.attrs["periods"] = sorted(str(p) for p in rows["period"].unique())
     return board
+
+
+def bootstrap_wape(
+    rows: pd.DataFrame, keys: Sequence[str], ci: float = 0.9, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """A percentile-bootstrap interval for the WAPE of each cell of `keys`, resampling whole periods.
+
+    The forecasts of one period share its surprises (a quarter's big deal slips for every method at every cutoff),
+    so the unit resampled is the period: each of `n_boot` resamples draws the replayed periods with replacement and
+    recomputes every cell's WAPE, sum|forecast - actual| / sum|actual|, over the periods drawn. The draws are the
+    same for every cell (a paired bootstrap), from ``numpy.random.default_rng(seed)``: the same rows and seed give
+    the same intervals.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Scored forecasts: columns ``period``, ``forecast``, ``actual`` and `keys`.
+    keys : sequence of str
+        The cells (e.g. ``["weeks_before_end", "method"]``).
+    ci : float
+        Level of the interval, in (0, 1).
+    n_boot : int
+        Resamples (at least 100).
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        `keys`, ``wape_low`` and ``wape_high`` (NaN where no resample has a nonzero actual).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"period": ["a", "b", "c", "d"], "method": "m", "forecast": [90.0, 120, 100, 70],
+    ...                      "actual": [100.0, 100, 100, 100]})
+    >>> bootstrap_wape(rows, ["method"], ci=0.9, seed=1).round(3).values.tolist()
+    [['m', 0.075, 0.25]]
+    """
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), e.g. 0.9, got {ci}")
+    if n_boot < 100:
+        raise ValueError(f"n_boot must be at least 100, got {n_boot}")
+    keys = list(keys)
+    missing = [c for c in ("period", "forecast", "actual", *keys) if c not in rows.columns]
+    if missing:
+        raise ValueError(f"bootstrap_wape needs column(s) {missing}; the rows have {list(rows.columns)}")
+    periods = sorted(rows["period"].astype("str").unique())
+    n_periods = len(periods)
+    data = rows[keys].copy()
+    data["_p"] = pd.Categorical(rows["period"].astype("str"), categories=periods)
+    actual = rows["actual"].to_numpy(dtype=float)
+    data["_e"] = np.abs(rows["forecast"].to_numpy(dtype=float) - actual)
+    data["_a"] = np.abs(actual)
+    sums = data.groupby([*keys, "_p"], observed=True, sort=True)[["_e", "_a"]].sum()
+    err = sums["_e"].unstack("_p").reindex(columns=periods).fillna(0.0)  # a period a cell lacks weighs nothing
+    act = sums["_a"].unstack("_p").reindex(columns=periods).fillna(0.0)
+    cells = err.index
+    err, act = err.to_numpy(dtype=float), act.to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_periods, size=(n_boot, n_periods))
+    weight = np.stack([np.bincount(d, minlength=n_periods) for d in draws]).astype(float)  # (n_boot, periods)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (err @ weight.T) / (act @ weight.T)  # (cells, n_boot)
+    boot[~np.isfinite(boot)] = np.nan
+    tail = (1.0 - ci) / 2.0
+    out = cells.to_frame(index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell without any actual: NaN bounds
+        out["wape_low"] = np.nanquantile(boot, tail, axis=1)
+        out["wape_high"] = np.nanquantile(boot, 1.0 - tail, axis=1)
+    return out
 
 
 def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] = ("oracle",)) -> pd.DataFrame:
@@ -2370,8 +2461,13 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
     Returns
     -------
     pandas.DataFrame
-        One row per horizon: the horizon column, ``best``, ``metric value``, ``runner_up`` and ``advice``;
-        ``attrs["metrics"]`` names the metric column (report tables format it by its units).
+        One row per horizon: the horizon column, ``best`` (the method with the best value), the metric value,
+        ``runner_up``, ``tie`` and ``advice``; ``attrs["metrics"]`` names the metric column (report tables format
+        it by its units). ``tie`` is True when the data cannot tell the best from the runner-up: their values are
+        equal as shown (16.1% vs 16.1%), or, when the leaderboard has intervals (``leaderboard(..., ci=0.9)``),
+        each value lies inside the other's interval. The advice then names no winner ("16.1% vs 16.1%: a tie
+        within the intervals ..."); otherwise it says which method to trust, with its interval. Methods appear
+        under their `METHODS` labels.
 
     Warns
     -----
@@ -2400,6 +2496,10 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
             stacklevel=2,
         )
     rows = []
+    label = METRICS[metric].label
+    low, high = f"{metric}_low", f"{metric}_high"
+    level = board.attrs.get("ci")
+    has_ci = low in b.columns and high in b.columns
     groups = b.groupby(horizon, sort=False, observed=True) if horizon else [("all", b)]
     for h, part in groups:
         ranked = part.sort_values(metric, key=lambda v: _rank_key(metric, v), kind="stable")
@@ -2407,9 +2507,24 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
             continue
         best = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        advice = f"trust {best['method']} ({metric} {fmt(best[metric])})"
-        if second is not None:
-            advice += f"; next {second['method']} ({fmt(second[metric])})"
+        tie = second is not None and _is_tie(best, second, metric, low, high, has_ci)
+
+        def shown(row: pd.Series, named: bool = True) -> str:
+            text = fmt(row[metric])
+            if has_ci and np.isfinite(row[low]) and np.isfinite(row[high]):
+                interval = f"{level:.0%} interval " if level is not None else "interval "
+                text += f", {interval}{fmt(row[low])}–{fmt(row[high])}"
+            return f"{method_label(row['method'])} ({label} {text})" if named else f"({text})"
+
+        if tie:
+            advice = (
+                f"{fmt(best[metric])} vs {fmt(second[metric])}: a tie within the intervals between "
+                f"{shown(best)} and {shown(second)}; neither is the more accurate on these periods"
+            )
+        else:
+            advice = f"trust {shown(best)}"
+            if second is not None:
+                advice += f"; next {method_label(second['method'])} {shown(second, named=False)}"
         if few:
             advice += f" (from {few}: the lead may be chance)"
         rows.append(
@@ -2418,12 +2533,121 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
                 "best": best["method"],
                 metric: best[metric],
                 "runner_up": None if second is None else second["method"],
+                "tie": bool(tie),
                 "advice": advice,
             }
         )
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=[horizon or "horizon", "best", metric, "runner_up", "tie", "advice"])
     out.attrs["metrics"] = [metric]
     return out
+
+
+def method_label(name: object) -> str:
+    """The name a reader sees for a method: its `METHODS` label, else the name as given.
+
+    Examples
+    --------
+    >>> method_label("monte_carlo"), method_label("mine")
+    ('Monte Carlo', 'mine')
+    """
+    method = METHODS.get(str(name))
+    return method.label if method is not None else str(name)
+
+
+def _is_tie(best: pd.Series, second: pd.Series, metric: str, low: str, high: str, has_ci: bool) -> bool:
+    """Whether the data cannot tell `best` from `second`: equal as shown, or each inside the other's interval."""
+    fmt = METRICS[metric].format
+    if fmt(best[metric]) == fmt(second[metric]):
+        return True
+    if not has_ci:
+        return False
+    b, s = float(best[metric]), float(second[metric])
+    b_lo, b_hi, s_lo, s_hi = (float(x) for x in (best[low], best[high], second[low], second[high]))
+    if not all(np.isfinite([b_lo, b_hi, s_lo, s_hi])):
+        return False
+    return bool(b_lo <= s <= b_hi and s_lo <= b <= s_hi)
+
+
+def featured_methods(
+    board: pd.DataFrame, metric: str = "wape", n: int = 4, exclude: Sequence[str] = ("oracle",)
+) -> list[str]:
+    """The methods a chart shows by default: the trusted ones `recommend` names, at most `n`.
+
+    In order: the best method of each horizon (as `recommend` ranks them, so never a method marked `NOT_TRUSTED`
+    and never one of `exclude`), then the runners-up, then the submitted commit (the call a reader compares every
+    forecast with) when it is scored, then the others by their mean rank over the horizons. The charts draw these
+    plus the actuals: ``n=4`` keeps a chart at five series.
+
+    Parameters
+    ----------
+    board : pandas.DataFrame
+        A `leaderboard`.
+    metric : str
+        The metric that ranks (`salesforecast.metrics.METRICS`); when the board lacks it, its first metric column.
+    n : int
+        How many methods at most.
+    exclude : sequence of str
+        Methods never featured (the oracle knows the outcome).
+
+    Returns
+    -------
+    list of str
+        Method names, most worth showing first.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if metric not in board.columns:
+        metric = next((m for m in board.attrs.get("metrics", ()) if m in board.columns), metric)
+    if metric not in board.columns or metric not in METRICS:
+        return [m for m in dict.fromkeys(board["method"].astype("str")) if m not in exclude][:n]
+    b = board.loc[~board["method"].isin(exclude)]
+    if "trust" in b.columns:
+        b = b.loc[b["trust"].fillna("").astype("str") != NOT_TRUSTED]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForecastWarning)  # the charts need the names, not the warning again
+        advice = recommend(b, metric=metric, exclude=exclude)
+    chosen: list[str] = list(dict.fromkeys(advice["best"].dropna().astype("str"))) if len(advice) else []
+    runners = advice["runner_up"].dropna().astype("str") if "runner_up" in advice.columns else []
+    chosen = list(dict.fromkeys([*chosen, *runners]))
+    if "submitted_commit" in set(b.loc[b[metric].notna(), "method"]) and "submitted_commit" not in chosen:
+        chosen.append("submitted_commit")
+    horizon = next((c for c in ("horizon", "weeks_before_end") if c in b.columns), None)
+    scored = b.loc[b[metric].notna()].assign(_k=lambda t: _rank_key(metric, t[metric]))
+    if horizon is not None:
+        scored = scored.assign(_r=scored.groupby(horizon, observed=True)["_k"].rank(method="average"))
+    else:
+        scored = scored.assign(_r=scored["_k"].rank(method="average"))
+    by_rank = scored.groupby("method", sort=False)["_r"].mean().sort_values(kind="stable")
+    chosen += [str(m) for m in by_rank.index if str(m) not in chosen]
+    return chosen[:n]
+
+
+def forecasts_at(
+    results: pd.DataFrame, period: str, methods: Iterable[str], weeks_before_end: float = 6, group: str = "total"
+) -> tuple[dict[str, float], str]:
+    """Each method's forecast of `period` made about `weeks_before_end` weeks before its end, from a `backtest`.
+
+    For setting a finished period's outcome against what the methods said while it was still open
+    (`salesforecast.plotting.plot_bookings_distribution`). The cutoff is the one nearest to `weeks_before_end`
+    weeks before the end, of the first group value of `group`.
+
+    Returns
+    -------
+    (dict, str)
+        Method name to forecast (methods without one left out), and when they were made ("6 weeks before the
+        end", "" when `results` holds no forecast of the period).
+    """
+    rows = results.loc[(results["period"].astype("str") == str(period)) & (results["group"] == group)]
+    rows = rows.loc[rows["forecast"].notna()]
+    if rows.empty:
+        return {}, ""
+    rows = rows.loc[rows["group_value"] == rows["group_value"].iloc[0]]
+    days = rows["days_before_period_end"].to_numpy(dtype=float)
+    target = days[np.argmin(np.abs(days - 7.0 * weeks_before_end))]
+    at = rows.loc[days == target].set_index(rows.loc[days == target, "method"].astype("str"))["forecast"]
+    weeks = int(round(target / 7.0))
+    when = f"{weeks} week{'s' if weeks != 1 else ''} before the end" if weeks else "in the last week"
+    return {m: float(at[m]) for m in methods if m in at.index}, when
 
 
 #: Why a method of `METHODS` gives no forecast, by the first of its needs the data may lack (`missing_methods`).

@@ -8,6 +8,7 @@ reads a name as mathtext.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -17,9 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import Formatter, FuncFormatter, MaxNLocator, PercentFormatter
 
-from salesforecast.forecast import METHODS
+from salesforecast.forecast import METHODS, featured_methods, method_label, recommend
 from salesforecast.metrics import METRICS
 
 __all__ = [
@@ -39,6 +40,11 @@ __all__ = [
     "plot_interval_coverage",
     "plot_leaderboard",
     "plot_rep_bias",
+    "plot_method_intervals",
+    "plot_outcome",
+    "MoneyFormatter",
+    "OUTCOME_COLOURS",
+    "SERIES_MAX",
 ]
 
 _BLUE, _GREY, _GREEN, _RED, _ORANGE = "#2f6690", "#9aa5b1", "#3a7d44", "#b23a48", "#e09f3e"
@@ -55,11 +61,61 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (8, 4.5)) -> Axes:
     return ax
 
 
+def _count(x: float, _pos: int | None = None) -> str:
+    """A count tick: a whole number with thousands separators (``13,823``)."""
+    return f"{x:,.0f}"
+
+
 def _money(x: float, _pos: int | None = None) -> str:
     for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
             return f"{x / div:,.1f}{suffix}"
     return f"{x:,.0f}"
+
+
+#: Most series (lines, bar groups) a chart draws by default: the methods `featured_methods` picks plus the actual.
+SERIES_MAX = 5
+
+#: Colour of each outcome, the same in every chart: won green, lost red.
+OUTCOME_COLOURS = {"won": _GREEN, "lost": _RED}
+
+_UNITS = ((1e9, "B"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+
+
+class MoneyFormatter(Formatter):
+    """Amount ticks in one format per axis: the unit of the largest tick, as few decimals as the ticks need.
+
+    ``0, 500k, 1.0M, 1.5M`` reads as two formats; this formatter writes ``0, 0.5M, 1.0M, 1.5M`` (or ``0, 1M, 2M``,
+    or ``0, 250k, 500k``): every tick in the same unit (B, M, k or none) with the same number of decimals, the
+    fewest (0 to 2) that write each tick exactly. A value formatted alone (e.g. by a cursor) uses one decimal.
+
+    Examples
+    --------
+    >>> MoneyFormatter().format_ticks([0, 5e5, 1e6, 1.5e6])
+    ['0', '0.5M', '1.0M', '1.5M']
+    >>> MoneyFormatter().format_ticks([0, 250e3, 500e3, 750e3])
+    ['0', '250k', '500k', '750k']
+    """
+
+    def __init__(self) -> None:
+        self._unit: tuple[float, str] | None = None
+        self._decimals = 1
+
+    def set_locs(self, locs: Sequence[float]) -> None:  # noqa: D102 - matplotlib's hook
+        values = np.abs(np.asarray(locs, dtype=float))
+        values = values[np.isfinite(values)]
+        top = float(values.max()) if values.size else 0.0
+        self._unit = next(((d, u) for d, u in _UNITS if top >= d), (1.0, ""))
+        scaled = values / self._unit[0]
+        self._decimals = next((d for d in range(3) if np.allclose(np.round(scaled, d), scaled, rtol=0, atol=1e-6)), 2)
+
+    def __call__(self, x: float, pos: int | None = None) -> str:  # noqa: D102 - matplotlib's hook
+        if self._unit is None:
+            return _money(x)
+        if abs(x) < 1e-9:
+            return "0"
+        div, suffix = self._unit
+        return f"{x / div:,.{self._decimals}f}{suffix}"
 
 
 def plot_funnel(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -88,10 +144,16 @@ def plot_funnel(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.text(e, yi, f"  {rate:.0%}" if np.isfinite(rate) else "", va="center", fontsize=8)
     ax.set_yticks(y, stages)
     ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(FuncFormatter(_money))
+    ax.xaxis.set_major_formatter(FuncFormatter(_count))
     ax.set(xlabel="deals", title="Funnel: deals entering each stage and moving on")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_outside(ax)
     return ax
+
+
+#: Font size (points) of a heatmap's cell shares; its tick labels are a point larger. At the reports' 100 dpi a
+#: point is 1.4 px: 9 pt is 12.5 px.
+HEATMAP_FONTSIZE = 9
+_MANY_LABELS = 12  # a heatmap with more rows or columns shows fewer shares and vertical column labels
 
 
 def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None, counts: pd.DataFrame | None = None) -> Axes:
@@ -113,6 +175,7 @@ def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None, counts
     """
     ax = _axes(ax, (9, 6))
     values = matrix.to_numpy(dtype=float)
+    many = max(values.shape) > _MANY_LABELS  # smaller cells: shares of 10% and more only, ticks sideways
     unseen = np.zeros(len(values), dtype=bool)
     if counts is not None:
         unseen = counts.reindex(index=matrix.index).fillna(0).to_numpy(dtype=float).sum(axis=1) <= 0
@@ -120,12 +183,33 @@ def plot_transition_heatmap(matrix: pd.DataFrame, ax: Axes | None = None, counts
     top = float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(1e-9, top), aspect="auto")
     for (i, j), v in np.ndenumerate(values):
-        if v >= 0.005:
-            ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+        if v >= (0.1 if many else 0.005):
+            ax.text(
+                j,
+                i,
+                f"{v:.0%}",
+                ha="center",
+                va="center",
+                fontsize=HEATMAP_FONTSIZE,
+                color="white" if v > 0.5 else "black",
+            )
     for i in np.flatnonzero(unseen):
-        ax.text((values.shape[1] - 1) / 2, i, "no deal left it: CRM default", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(values.shape[1]), [_text(c) for c in matrix.columns], rotation=45, ha="right")
-    ax.set_yticks(range(values.shape[0]), [_text(r) for r in matrix.index])
+        ax.text(
+            (values.shape[1] - 1) / 2,
+            i,
+            "no deal left it: CRM default",
+            ha="center",
+            va="center",
+            fontsize=HEATMAP_FONTSIZE,
+        )
+    ax.set_xticks(
+        range(values.shape[1]),
+        [_text(c) for c in matrix.columns],
+        rotation=90 if many else 45,
+        ha="center" if many else "right",
+        fontsize=HEATMAP_FONTSIZE + 1,
+    )
+    ax.set_yticks(range(values.shape[0]), [_text(r) for r in matrix.index], fontsize=HEATMAP_FONTSIZE + 1)
     ax.figure.colorbar(image, ax=ax, format=PercentFormatter(1.0), shrink=0.8)
     ax.set(xlabel="to stage", ylabel="from stage", title="Where deals go next from each stage")
     return ax
@@ -151,12 +235,21 @@ def plot_win_probability(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     # an interval need not contain its point estimate (e.g. a percentile bootstrap): draw the part that does
     lower = np.clip(learned - summary["lower"].to_numpy(dtype=float), 0, None)
     upper = np.clip(summary["upper"].to_numpy(dtype=float) - learned, 0, None)
-    ax.errorbar(x, learned, yerr=[lower, upper], fmt="o", color=_BLUE, capsize=3, label="learned (with interval)")
-    ax.plot(x, summary["crm_probability"].to_numpy(dtype=float), "s", color=_ORANGE, label="CRM default")
+    ax.errorbar(
+        x,
+        learned,
+        yerr=[lower, upper],
+        fmt="o",
+        color=_SERIES["learned"][1],
+        capsize=3,
+        label="learned (with interval)",
+    )
+    crm_label, crm_colour = _SERIES["crm_default"]
+    ax.plot(x, summary["crm_probability"].to_numpy(dtype=float), "s", color=crm_colour, label=crm_label)
     ax.set_xticks(x, [_text(s) for s in summary["stage"]], rotation=30, ha="right")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(ylim=(0, 1), ylabel="probability of winning", title="Win probability by stage: learned vs CRM default")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return ax
 
 
@@ -180,18 +273,22 @@ def plot_time_in_stage(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_yticks(y, [_text(s) for s in summary["stage"]])
     ax.invert_yaxis()
     ax.set(xlabel="days in stage (completed visits)", title="Time in stage")
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_outside(ax)
     return ax
 
 
-def plot_segment_win_probability(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Win probability by stage for each segment (one line per segment).
+def plot_segment_win_probability(
+    table: pd.DataFrame, ax: Axes | None = None, segments: Sequence[str] | str | None = None
+) -> Axes:
+    """Win probability by stage for each segment (one line per segment, at most `SERIES_MAX` by default).
 
     Parameters
     ----------
     table : DataFrame
         Segments as rows, open stages as columns (``StageConversionModel.segment_win_probability_``).
     ax : Axes, optional
+    segments : sequence of str or "all", optional
+        Segments to draw. None: the first `SERIES_MAX` rows, the legend saying how many more there are.
 
     Returns
     -------
@@ -199,13 +296,43 @@ def plot_segment_win_probability(table: pd.DataFrame, ax: Axes | None = None) ->
     """
     ax = _axes(ax)
     x = np.arange(table.shape[1])
-    for segment, row in table.iterrows():
+    if isinstance(segments, str) and segments == "all":
+        rows = table
+    elif segments is not None:
+        wanted = [segments] if isinstance(segments, str) else list(segments)
+        missing = [s for s in wanted if s not in table.index]
+        if missing:
+            raise ValueError(f"plot_segment_win_probability: no segment {missing}; the table holds {list(table.index)}")
+        rows = table.loc[wanted]
+    else:
+        rows = table.iloc[:SERIES_MAX]
+    for segment, row in rows.iterrows():
         ax.plot(x, row.to_numpy(dtype=float), marker="o", label=_text(segment))
     ax.set_xticks(x, [_text(s) for s in table.columns], rotation=30, ha="right")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(ylim=(0, 1), ylabel="probability of winning", title="Win probability by stage and segment")
-    ax.legend(fontsize=8, title="segment")
+    more = len(table) - len(rows)
+    _legend_outside(ax, title=f"segment ({more} more: segments='all')" if more > 0 else "segment")
     return ax
+
+
+#: The label and colour of the probability series the stage and lead charts compare, the same in every chart (the
+#: learned model blue, the CRM's default orange); other names get the next free colour.
+_SERIES = {
+    "learned": ("learned", _BLUE),
+    "model": ("model", _BLUE),
+    "crm_default": ("CRM default", _ORANGE),
+}
+_SERIES_SPARE = (_GREEN, _RED, "#17becf", "#9467bd")
+
+
+def _series(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, pd.DataFrame, str, str]]:
+    """(name, table, label, colour) of each series: `_SERIES`'s label and colour, else the name and a spare colour."""
+    out, spare = [], iter(_SERIES_SPARE)
+    for name, table in tables.items():
+        label, colour = _SERIES.get(str(name), (None, None))
+        out.append((str(name), table, _text(label or name), colour or next(spare, _GREY)))
+    return out
 
 
 def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axes:
@@ -224,11 +351,11 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None)
     """
     ax = _axes(ax, (5.5, 5))
     ax.plot([0, 1], [0, 1], color=_GREY, linestyle="--", linewidth=1, label="perfectly calibrated")
-    for (name, t), color in zip(tables.items(), (_BLUE, _ORANGE, _GREEN, _RED), strict=False):
+    for _name, t, label, color in _series(tables):
         x = t["mean_predicted"].to_numpy(dtype=float)
         y = t["observed_rate"].to_numpy(dtype=float)
         err = np.clip([y - t["ci_lower"].to_numpy(dtype=float), t["ci_upper"].to_numpy(dtype=float) - y], 0, None)
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=2, color=color, label=_text(name))
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=2, color=color, label=label)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(
@@ -238,12 +365,18 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], ax: Axes | None = None)
         ylabel="observed rate",
         title="Reliability: predicted against observed",
     )
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_outside(ax)
     return ax
+
+
+_WATERFALL_IN, _WATERFALL_OUT = "#7fa7c9", _ORANGE  # added to the pipeline; left it other than won or lost
 
 
 def plot_waterfall(waterfall: pd.DataFrame, value: str = "amount", ax: Axes | None = None) -> Axes:
     """Pipeline movement as a waterfall: opening level, inflows up, outflows down, closing level.
+
+    Levels are blue, inflows light blue; of the outflows, "won" is green and "lost" red (`OUTCOME_COLOURS`), the
+    others (pushed out, amount decreased...) orange.
 
     Parameters
     ----------
@@ -263,7 +396,7 @@ def plot_waterfall(waterfall: pd.DataFrame, value: str = "amount", ax: Axes | No
     direction = waterfall["direction"].tolist()
     bottoms, heights, colors = [], [], []
     level = 0.0
-    for v, d in zip(values, direction, strict=True):
+    for step, v, d in zip(steps, values, direction, strict=True):
         if d in ("start", "end"):
             bottoms.append(0.0)
             heights.append(v)
@@ -272,21 +405,29 @@ def plot_waterfall(waterfall: pd.DataFrame, value: str = "amount", ax: Axes | No
         elif d == "in":
             bottoms.append(level)
             heights.append(v)
-            colors.append(_GREEN)
+            colors.append(_WATERFALL_IN)
             level += v
         else:
             level -= v
             bottoms.append(level)
             heights.append(v)
-            colors.append(_RED)
+            colors.append(OUTCOME_COLOURS.get(str(step), _WATERFALL_OUT))
     x = np.arange(len(steps))
     ax.bar(x, heights, bottom=bottoms, color=colors)
-    fmt = _money if value == "amount" else (lambda v, _p=None: f"{v:,.0f}")
+    fmt = _amount if value == "amount" else _count
     for xi, b, h in zip(x, bottoms, heights, strict=True):
-        ax.text(xi, b + h, fmt(h), ha="center", va="bottom", fontsize=7)
+        ax.text(xi, b + h, fmt(h), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [_text(s) for s in steps], rotation=30, ha="right")
-    ax.yaxis.set_major_formatter(FuncFormatter(fmt))
-    ax.set(ylabel=value, title=f"Pipeline movement ({value})")
+    ax.yaxis.set_major_formatter(MoneyFormatter() if value == "amount" else FuncFormatter(_count))
+    handles = [
+        Patch(color=_BLUE, label="pipeline level"),
+        Patch(color=_WATERFALL_IN, label="added"),
+        Patch(color=OUTCOME_COLOURS["won"], label="won"),
+        Patch(color=OUTCOME_COLOURS["lost"], label="lost"),
+        Patch(color=_WATERFALL_OUT, label="moved out or shrank"),
+    ]
+    ax.set(ylabel="amount" if value == "amount" else "deals", title=f"Pipeline movement ({value})")
+    _legend_outside(ax, handles=handles)
     return ax
 
 
@@ -317,12 +458,14 @@ def plot_adherence_by(table: pd.DataFrame, columns: Mapping[str, str], ax: Axes 
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(xlabel="share of deals", title="Process deviations by group")
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_outside(ax)
     return ax
 
 
 def plot_table_counts(counts: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Rows read per table, split into accepted and quarantined (stacked horizontal bars, log scale).
+    """Rows read per table, split into accepted and quarantined (stacked horizontal bars on a linear axis).
+
+    Each bar is labelled with its counts: a linear axis keeps 288 rows looking 2% of 13,823, as they are.
 
     Parameters
     ----------
@@ -341,13 +484,14 @@ def plot_table_counts(counts: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.barh(y, accepted, color=_BLUE, label="accepted")
     ax.barh(y, quarantined, left=accepted, color=_RED, label="quarantined")
     for yi, a, q in zip(y, accepted, quarantined, strict=True):
-        ax.text(a + q, yi, f"  {a + q:,.0f} read" + (f", {q:,.0f} quarantined" if q else ""), va="center", fontsize=8)
+        ax.text(a + q, yi, f"  {a + q:,.0f} read" + (f", {q:,.0f} quarantined" if q else ""), va="center", fontsize=9)
     ax.set_yticks(y, [_text(t) for t in counts["table"]])
     ax.invert_yaxis()
-    if (accepted + quarantined).max(initial=0) > 0:
-        ax.set_xscale("symlog", linthresh=1)
-    ax.set(xlabel="rows (log scale)", title="Rows read per table: accepted and quarantined")
-    ax.legend(fontsize=8, loc="lower right")
+    top = float((accepted + quarantined).max(initial=0))
+    ax.set_xlim(0, max(top, 1.0) * 1.3)  # room for the labels right of the longest bar
+    ax.xaxis.set_major_formatter(FuncFormatter(_count))
+    ax.set(xlabel="rows", title="Rows read per table: accepted and quarantined")
+    _legend_outside(ax)
     return ax
 
 
@@ -367,8 +511,8 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
     """
     ax = _axes(ax, (5.5, 5))
     ax.plot([0, 1], [0, 1], color=_GREY, linestyle="--", linewidth=1, label="random order")
-    for (name, g), color in zip(gains.items(), (_BLUE, _ORANGE, _GREEN, _RED), strict=False):
-        ax.plot(g["fraction_contacted"], g["fraction_positives"], color=color, label=_text(name))
+    for _name, g, label, color in _series(gains):
+        ax.plot(g["fraction_contacted"], g["fraction_positives"], color=color, label=label)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(
@@ -378,7 +522,7 @@ def plot_gains(gains: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Axe
         ylabel="share of conversions reached",
         title="Cumulative gains",
     )
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_outside(ax)
     return ax
 
 
@@ -438,10 +582,62 @@ def _method_colours(methods: Iterable[str]) -> dict[str, str]:
     return colours
 
 
+def _method_text(name: object) -> str:
+    """A method as a chart names it: its `METHODS` label (never the snake_case name), ``$`` escaped."""
+    return _text(method_label(name))
+
+
+#: Methods drawn when neither `methods` nor a leaderboard says which: the first of these the table holds.
+_FALLBACK_FEATURED = (
+    "monte_carlo",
+    "stage_conversion",
+    "submitted_commit",
+    "opportunity_score",
+    "bias_corrected_commit",
+    "run_rate",
+    "crm_weighted",
+    "ets",
+    "seasonal_naive",
+    "submitted_best_case",
+)
+
+
+def _chosen_methods(
+    present: list[str],
+    methods: Sequence[str] | str | None,
+    what: str,
+    board: pd.DataFrame | None = None,
+    untrusted: Iterable[str] = (),
+    limit: int = SERIES_MAX - 1,
+) -> list[str]:
+    """The methods a chart draws, in registry order.
+
+    ``"all"``: every method present. A name or a list: those (each must be present). None: the default of at most
+    `limit` methods (one series is kept for the actual or the reference line): `featured_methods` of `board` when
+    given, else the first present of `_FALLBACK_FEATURED` that is not `untrusted` and not the oracle.
+    """
+    if isinstance(methods, str) and methods == "all":
+        return present
+    if methods is not None:
+        chosen = [methods] if isinstance(methods, str) else [str(m) for m in methods]
+        missing = [m for m in chosen if m not in present]
+        if missing:
+            raise ValueError(f"{what}: no rows for method(s) {missing}; the table holds {present}")
+        return [m for m in present if m in chosen]
+    if board is not None and "method" in board.columns:
+        picked = set(featured_methods(board, n=limit))
+        return [m for m in present if m in picked]
+    skip = set(untrusted) | {"oracle"}
+    order = [m for m in _FALLBACK_FEATURED if m in present and m not in skip]
+    order += [m for m in present if m not in order and m not in skip]
+    picked = set(order[:limit])
+    return [m for m in present if m in picked]
+
+
 def _legend_outside(ax: Axes, **kwargs: object) -> None:
     """Legend to the right of the data (nothing when no artist has a label)."""
     if ax.get_legend_handles_labels()[0] or kwargs.get("handles"):
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=9, **kwargs)
 
 
 def _amount(x: float) -> str:
@@ -465,13 +661,15 @@ def _names(values: Iterable[object], limit: int = 10) -> str:
 def plot_forecast_trend(
     results: pd.DataFrame,
     ax: Axes | None = None,
-    methods: Sequence[str] | None = None,
+    methods: Sequence[str] | str | None = None,
     interval_method: str | None = "monte_carlo",
+    board: pd.DataFrame | None = None,
 ) -> Axes:
     """How each method's forecast of one period moved as the period went on, against the actual.
 
-    One line per method (colours from `METHOD_COLOURS`) of the forecast at each cutoff date, the P10-P90 band
-    of `interval_method` shaded, and the actual as a dashed horizontal line. The bottom axis shows cutoff
+    One line per method (colour and label from `salesforecast.forecast.METHODS`) of the forecast at each cutoff
+    date, the P10-P90 band of `interval_method` shaded (when that method is drawn), and the actual as a dashed
+    horizontal line. By default at most `SERIES_MAX` lines: four methods and the actual. The bottom axis shows cutoff
     dates; the top axis the weeks left to the period end (from ``days_before_period_end``).
 
     Parameters
@@ -481,10 +679,14 @@ def plot_forecast_trend(
         ``method``, ``forecast``, ``actual``; optionally ``group``, ``days_before_period_end``, ``p10``,
         ``p90``. Filter the long backtest table first.
     ax : Axes, optional
-    methods : sequence of str, optional
-        Methods to draw; all of them when None. Methods whose forecasts are all missing are left out.
+    methods : sequence of str or "all", optional
+        Methods to draw (``"all"``: every one). None: the trusted methods `featured_methods` picks from `board`
+        (at most four), else the first four of the pipeline and call methods the table holds (none flagged in
+        its ``leakage`` column). Methods whose forecasts are all missing are left out.
     interval_method : str or None
-        Method whose P10-P90 band is shaded (when it has quantiles); None for no band.
+        Method whose P10-P90 band is shaded (when it has quantiles and is drawn); None for no band.
+    board : DataFrame, optional
+        A `salesforecast.forecast.leaderboard` of the backtest: it says which methods are trusted and best.
 
     Returns
     -------
@@ -514,13 +716,10 @@ def plot_forecast_trend(
             "filter it on group and group_value first"
         )
     present = _method_order(results["method"])
-    if methods is None:
-        chosen = present
-    else:
-        chosen = [methods] if isinstance(methods, str) else [str(m) for m in methods]
-        missing = [m for m in chosen if m not in present]
-        if missing:
-            raise ValueError(f"plot_forecast_trend: no rows for method(s) {missing}; the table holds {present}")
+    untrusted: set[str] = set()
+    if "leakage" in results.columns:
+        untrusted = set(results.loc[results["leakage"].fillna("").astype("str") != "", "method"].astype("str"))
+    chosen = _chosen_methods(present, methods, "plot_forecast_trend", board=board, untrusted=untrusted)
     data = results.assign(method=results["method"].astype(str), cutoff=pd.to_datetime(results["cutoff"]))
     if data.duplicated(["method", "cutoff"]).any():
         raise ValueError("plot_forecast_trend expects one row per method and cutoff")
@@ -529,13 +728,13 @@ def plot_forecast_trend(
 
     ax = _axes(ax, (9, 4.5))
     drawn = False
-    if interval_method is not None and {"p10", "p90"} <= set(data.columns):
+    if interval_method is not None and str(interval_method) in chosen and {"p10", "p90"} <= set(data.columns):
         band = data[data["method"] == str(interval_method)]
         x = band["cutoff"].to_numpy()
         lo, hi = _floats(band["p10"]), _floats(band["p90"])
         ok = np.isfinite(lo) & np.isfinite(hi)
         colour = colours.get(str(interval_method), _GREY)
-        label = f"{_text(interval_method)} P10–P90 range"
+        label = f"{_method_text(interval_method)} P10–P90 range"
         if ok.sum() > 1:
             ax.fill_between(x, lo, hi, where=ok, color=colour, alpha=0.18, linewidth=0, label=label)
             drawn = True
@@ -554,7 +753,8 @@ def plot_forecast_trend(
             markersize=3,
             color=colours[m],
             linestyle=METHODS[m].linestyle if m in METHODS else "-",
-            label=_text(m),
+            label=_method_text(m),
+            gid=m,
         )
         drawn = True
 
@@ -590,7 +790,7 @@ def plot_forecast_trend(
             top = ax.secondary_xaxis("top", functions=(lambda d: (end - d) / 7.0, lambda w: end - 7.0 * w))
             top.xaxis.set_major_locator(MaxNLocator(integer=True))
             top.set_xlabel("weeks before period end", fontsize=9)
-    ax.yaxis.set_major_formatter(FuncFormatter(_money))
+    ax.yaxis.set_major_formatter(MoneyFormatter())
     if drawn and ax.get_ylim()[0] > 0:
         ax.set_ylim(bottom=0)
     group = str(groups.iloc[0, 0]) if "group" in groups.columns else ""
@@ -599,20 +799,28 @@ def plot_forecast_trend(
     if group and group != "total":
         title += f" ({_text(group)} {_text(group_value)})"
     ax.set(xlabel="cutoff date (when the forecast was made)", ylabel="bookings (amount)", title=title)
-    _legend_outside(ax, title="method")
+    _legend_outside(ax, title="forecast")
     return ax
 
 
-def _lines_by_horizon(ax: Axes, table: pd.DataFrame, value: str, what: str) -> int:
-    """One line per method of `value` by ``weeks_before_end``, time flowing toward the period end."""
+def _lines_by_horizon(
+    ax: Axes, table: pd.DataFrame, value: str, what: str, methods: Sequence[str] | str | None = None
+) -> int:
+    """One line per method of `value` by ``weeks_before_end``, time flowing toward the period end.
+
+    `methods` as `plot_forecast_trend`'s; the default reads the table itself as the leaderboard (its ``trust``
+    column and its ranking). With ``{value}_low`` / ``{value}_high`` columns, each line gets its interval, shaded.
+    """
     _require(table, ("method", "weeks_before_end", value), what)
     data = table.assign(method=table["method"].astype(str))
     if data.duplicated(["method", "weeks_before_end"]).any():
         raise ValueError(f"{what} expects one row per method and weeks_before_end (aggregate over groups first)")
-    methods = _method_order(data["method"])
-    colours = _method_colours(methods)
+    present = _method_order(data["method"])
+    chosen = _chosen_methods(present, methods, what, board=data)
+    colours = _method_colours(present)
+    low, high = f"{value}_low", f"{value}_high"
     drawn = 0
-    for m in methods:
+    for m in chosen:
         t = data[data["method"] == m].sort_values("weeks_before_end")
         y = _floats(t[value])
         if not np.isfinite(y).any():
@@ -624,8 +832,16 @@ def _lines_by_horizon(ax: Axes, table: pd.DataFrame, value: str, what: str) -> i
             markersize=3,
             color=colours[m],
             linestyle=METHODS[m].linestyle if m in METHODS else "-",
-            label=_text(m),
+            label=_method_text(m),
+            gid=m,
         )
+        if {low, high} <= set(t.columns):
+            lo, hi = _floats(t[low]), _floats(t[high])
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                ax.fill_between(
+                    _floats(t["weeks_before_end"]), lo, hi, where=ok, color=colours[m], alpha=0.1, linewidth=0
+                )
         drawn += 1
     if not drawn:
         _no_data(ax)
@@ -644,7 +860,9 @@ _METRIC_LABELS = {
 }
 
 
-def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None = None) -> Axes:
+def plot_leaderboard(
+    board: pd.DataFrame, metric: str = "wape", ax: Axes | None = None, methods: Sequence[str] | str | None = None
+) -> Axes:
     """One accuracy metric of each method by horizon, time flowing left to right toward the period end.
 
     Parameters
@@ -655,15 +873,19 @@ def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None 
     metric : str
         Column to draw, in its units (`salesforecast.metrics.METRICS`: most are percentages; MASE a ratio, pinball
         and Winkler amounts). ``"bias"`` adds a zero line (positive = over-forecast), ``"coverage"`` the nominal
-        80% of a P10-P90 range.
+        80% of a P10-P90 range. With ``{metric}_low`` / ``{metric}_high`` columns (``leaderboard(..., ci=0.9)``),
+        each line's interval is shaded.
     ax : Axes, optional
+    methods : sequence of str or "all", optional
+        Methods to draw (``"all"``: every one). None: at most four, the trusted ones
+        `salesforecast.forecast.featured_methods` picks from the board (its ``trust`` column and ranking).
 
     Returns
     -------
     Axes
     """
     ax = _axes(ax, (9, 4.5))
-    _lines_by_horizon(ax, board, metric, f"plot_leaderboard(metric={metric!r})")
+    _lines_by_horizon(ax, board, metric, f"plot_leaderboard(metric={metric!r})", methods)
     info = METRICS.get(metric)
     percent = info is None or info.units == "percent"
     name = _text(info.label if info is not None else metric)
@@ -683,7 +905,9 @@ def plot_leaderboard(board: pd.DataFrame, metric: str = "wape", ax: Axes | None 
     return ax
 
 
-def plot_interval_coverage(table: pd.DataFrame, nominal: float = 0.8, ax: Axes | None = None) -> Axes:
+def plot_interval_coverage(
+    table: pd.DataFrame, nominal: float = 0.8, ax: Axes | None = None, methods: Sequence[str] | str | None = None
+) -> Axes:
     """Share of actuals inside each method's interval by horizon, against the nominal level.
 
     Parameters
@@ -693,6 +917,8 @@ def plot_interval_coverage(table: pd.DataFrame, nominal: float = 0.8, ax: Axes |
     nominal : float
         Nominal coverage of the interval (0.8 for P10-P90); the band nominal ± 10 points is shaded as acceptable.
     ax : Axes, optional
+    methods : sequence of str or "all", optional
+        As `plot_leaderboard`'s: by default at most four methods.
 
     Returns
     -------
@@ -701,7 +927,7 @@ def plot_interval_coverage(table: pd.DataFrame, nominal: float = 0.8, ax: Axes |
     if not 0.0 < nominal < 1.0:
         raise ValueError(f"nominal must be in (0, 1), got {nominal}")
     ax = _axes(ax, (9, 4.5))
-    _lines_by_horizon(ax, table, "coverage", "plot_interval_coverage")
+    _lines_by_horizon(ax, table, "coverage", "plot_interval_coverage", methods)
     ax.axhline(nominal, color="black", linestyle="--", linewidth=1, label=f"nominal {nominal:.0%}")
     lo, hi = max(0.0, nominal - 0.1), min(1.0, nominal + 0.1)
     ax.axhspan(lo, hi, color=_GREEN, alpha=0.12, linewidth=0, zorder=0, label=f"acceptable ({lo:.0%}–{hi:.0%})")
@@ -802,8 +1028,16 @@ def plot_bookings_distribution(
     best_case: float | None = None,
     actual: float | None = None,
     won_to_date: float | None = None,
+    forecasts: Mapping[str, float] | None = None,
+    title: str | None = None,
+    finished: bool | None = None,
 ) -> Axes:
     """Histogram of simulated period bookings with its P10 / P50 / P90 and the reference amounts.
+
+    A finished period has nothing left to simulate: (nearly) every draw is the same amount, P10 = P50 = P90. The
+    chart then shows the outcome against the forecasts instead (`plot_outcome`): one bar per forecast of
+    `forecasts` (else per submitted call), each labelled with its amount and its error against the outcome, and the
+    outcome as a line.
 
     Parameters
     ----------
@@ -813,6 +1047,15 @@ def plot_bookings_distribution(
     commit, best_case, actual, won_to_date : float, optional
         Submitted commit, submitted best case, the actual bookings and the amount closed-won to date; each is
         drawn as a vertical line labelled with its value when given (None or NaN: not drawn).
+    forecasts : mapping of method name to amount, optional
+        For a finished period: the forecasts to set against the outcome, all made at one time (e.g. six weeks
+        before the end: `salesforecast.forecast.forecasts_at`); a name of `salesforecast.forecast.METHODS` is
+        shown under its label and colour. Without them, the submitted calls `commit` and `best_case` are shown.
+    title : str, optional
+        The chart's title (default "Simulated bookings", or "The outcome against the forecasts").
+    finished : bool, optional
+        Whether the period has ended (its outcome is `actual`, else the simulations' median). None: when the
+        simulations' P10 and P90 are equal (a decided period).
 
     Returns
     -------
@@ -824,6 +1067,14 @@ def plot_bookings_distribution(
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("samples holds no finite value")
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    if finished is None:
+        finished = bool(p90 - p10 <= 1e-9 * max(1.0, abs(p50)))  # decided: the simulations agree
+    if finished:
+        outcome = float(actual) if actual is not None and np.isfinite(float(actual)) else float(p50)
+        calls = {"submitted_commit": commit, "submitted_best_case": best_case}  # as of now: only without forecasts
+        shown = dict(forecasts) if forecasts else {k: v for k, v in calls.items() if v is not None}
+        return plot_outcome(outcome, shown, ax=ax, title=title)
     ax = _axes(ax, (9, 4.5))
     edges = np.histogram_bin_edges(values, bins="auto")
     if len(edges) > 81:
@@ -832,25 +1083,165 @@ def plot_bookings_distribution(
         values,
         bins=edges,
         weights=np.full(values.size, 1.0 / values.size),
-        color=_BLUE,
+        color=METHODS["monte_carlo"].colour,  # the simulations are the Monte Carlo method's
         alpha=0.35,
         label=f"{values.size:,} simulations",
     )
-    p10, p50, p90 = np.percentile(values, [10, 50, 90])
     for name, v, style in (("P10", p10, ":"), ("P50", p50, "-"), ("P90", p90, ":")):
-        ax.axvline(v, color=_BLUE, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}")
+        ax.axvline(
+            v, color=METHODS["monte_carlo"].colour, linestyle=style, linewidth=1.6, label=f"{name}: {_amount(v)}"
+        )
     references = (
         ("closed-won to date", won_to_date, _GREEN, "-"),
-        ("submitted commit", commit, _ORANGE, "--"),
-        ("best case", best_case, METHOD_COLOURS["submitted_best_case"], "--"),
+        ("submitted commit", commit, METHODS["submitted_commit"].colour, "--"),
+        ("best case", best_case, METHODS["submitted_best_case"].colour, "--"),
         ("actual", actual, "black", "-"),
     )
     for name, v, colour, style in references:
         if v is None or not np.isfinite(float(v)):
             continue
         ax.axvline(float(v), color=colour, linestyle=style, linewidth=2, label=f"{name}: {_amount(float(v))}")
-    ax.xaxis.set_major_formatter(FuncFormatter(_money))
+    ax.xaxis.set_major_formatter(MoneyFormatter())
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set(xlabel="period bookings (amount)", ylabel="share of simulations", title="Simulated bookings")
+    ax.set(xlabel="period bookings (amount)", ylabel="share of simulations", title=title or "Simulated bookings")
     _legend_outside(ax)
+    return ax
+
+
+def plot_outcome(
+    outcome: float, forecasts: Mapping[str, float], ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """A finished period: the outcome against the forecasts, one labelled bar each.
+
+    Parameters
+    ----------
+    outcome : float
+        The period's bookings (drawn as a black line across the bars).
+    forecasts : mapping of name to amount
+        Forecasts and calls, in the order given; a `salesforecast.forecast.METHODS` name is shown under its label
+        and colour. Missing values (None, NaN) are left out.
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    if not np.isfinite(outcome):
+        raise ValueError(f"plot_outcome: the outcome must be a number, got {outcome!r}")
+    items = [(str(k), float(v)) for k, v in forecasts.items() if v is not None and np.isfinite(float(v))]
+    ax = _axes(ax, (9, max(2.6, 0.45 * len(items) + 1.6)))
+    colours = _method_colours([k for k, _ in items])
+    y = np.arange(len(items))
+    ax.barh(y, [v for _, v in items], height=0.6, color=[colours[k] for k, _ in items], zorder=2)
+    for yi, (_, v) in zip(y, items, strict=True):
+        error = f"{(v - outcome) / abs(outcome):+.0%} vs outcome" if outcome else ""
+        ax.text(
+            v,
+            yi,
+            f" {_amount(v)}  {error}",
+            va="center",
+            fontsize=9,
+            zorder=4,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+        )
+    ax.axvline(outcome, color="black", linewidth=2, zorder=3, label=f"outcome: {_amount(outcome)}")
+    if not items:
+        _no_data(ax, "no forecast to compare")
+    ax.set_yticks(y, [_method_text(k) for k, _ in items])
+    ax.set_ylim(max(len(items), 1) - 0.5, -0.5)
+    top = max([outcome, *(v for _, v in items)])
+    ax.set_xlim(0, top * 1.35 if top > 0 else 1.0)
+    ax.xaxis.set_major_formatter(MoneyFormatter())
+    ax.set(xlabel="period bookings (amount)", title=title or "The outcome against the forecasts")
+    _legend_outside(ax)
+    return ax
+
+
+def plot_method_intervals(
+    board: pd.DataFrame,
+    metric: str = "wape",
+    ax: Axes | None = None,
+    methods: Sequence[str] | str | None = None,
+) -> Axes:
+    """The leaderboard with an interval for each error: a dot and whisker per method, grouped by horizon.
+
+    Each horizon's verdict is written beside its group, in `salesforecast.forecast.recommend`'s words: the best
+    method, or "a tie within the intervals" when the data cannot tell the best from the runner-up (then no winner
+    is named).
+
+    Parameters
+    ----------
+    board : DataFrame
+        `salesforecast.forecast.leaderboard` by ``"band"`` (or ``"method"``) with ``ci=``: columns ``method``,
+        `metric`, ``{metric}_low``, ``{metric}_high``; optionally ``horizon`` and ``trust``.
+    metric : str
+    ax : Axes, optional
+    methods : sequence of str or "all", optional
+        As `plot_leaderboard`'s: by default the four methods `salesforecast.forecast.featured_methods` picks.
+
+    Returns
+    -------
+    Axes
+    """
+    low, high = f"{metric}_low", f"{metric}_high"
+    _require(board, ("method", metric, low, high), "plot_method_intervals")
+    horizon = "horizon" if "horizon" in board.columns else None
+    data = board.assign(method=board["method"].astype(str))
+    present = _method_order(data["method"])
+    chosen = _chosen_methods(present, methods, "plot_method_intervals", board=data)
+    colours = _method_colours(present)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report says elsewhere how many periods the ranking rests on
+        verdicts = recommend(data, metric=metric)
+    groups = list(data.groupby(horizon, sort=False, observed=True)) if horizon else [("", data)]
+    rows = sum(int(part["method"].isin(chosen).sum()) for _, part in groups)
+    ax = _axes(ax, (9, max(3.0, 0.32 * rows + 0.55 * len(groups) + 1.0)))
+    fmt = METRICS[metric].format if metric in METRICS else (lambda v: f"{v:,.3g}")
+    y, ticks, labels = 0.0, [], []
+    for h, part in groups:
+        part = part[part["method"].isin(chosen)].sort_values(metric, key=lambda v: METRICS[metric].rank_key(v))
+        if part.empty:
+            continue
+        if horizon:
+            verdict = verdicts.loc[verdicts[horizon] == h] if horizon in verdicts.columns else verdicts.iloc[:0]
+            said = ""
+            if len(verdict):
+                v = verdict.iloc[0]
+                said = "a tie within the intervals" if v["tie"] else f"best: {_method_text(v['best'])}"
+            ax.text(
+                0.0,
+                y - 0.55,
+                f"{_text(h)}: {said}",
+                transform=ax.get_yaxis_transform(),
+                fontsize=10,
+                fontweight="bold",
+                va="bottom",
+            )
+            y += 0.5
+        for _, r in part.iterrows():
+            point, lo, hi = float(r[metric]), float(r[low]), float(r[high])
+            err = np.array([[max(point - lo, 0.0)], [max(hi - point, 0.0)]]) if np.isfinite([lo, hi]).all() else None
+            ax.errorbar(
+                point, y, xerr=err, fmt="o", color=colours[r["method"]], capsize=4, markersize=6, gid=r["method"]
+            )
+            ax.text(
+                hi if np.isfinite(hi) else point, y, f"  {fmt(point)} ({fmt(lo)}–{fmt(hi)})", va="center", fontsize=9
+            )
+            ticks.append(y)
+            labels.append(_method_text(r["method"]))
+            y += 1.0
+        y += 0.6
+    ax.set_yticks(ticks, labels)
+    ax.set_ylim(y - 0.5, -1.2)
+    left, right = ax.get_xlim()
+    ax.set_xlim(0.0 if metric in METRICS and METRICS[metric].direction == "lower" else left, right * 1.3)
+    if metric in METRICS and METRICS[metric].units == "percent":
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    level = board.attrs.get("ci")
+    name = METRICS[metric].label if metric in METRICS else metric
+    ax.set(
+        xlabel=f"{_text(name)} with its {level:.0%} interval (bootstrap over periods)" if level else _text(name),
+        title=f"{_text(name)} of each method, with the uncertainty of the periods replayed",
+    )
     return ax

@@ -250,6 +250,7 @@ def plot_inputs(sample) -> dict[str, Any]:
         "counts": quality.table_counts(sample),
         "results": results,
         "weekly": forecast.leaderboard(results, by="weeks"),
+        "bands": forecast.leaderboard(results, by="band", ci=0.9, n_boot=200),
         "bias": forecast.submission_bias(sample, as_of=as_of),
         "now": forecast.forecast_period(sample, as_of=as_of, methods=methods, n_sims=50, seed=0),
     }
@@ -278,6 +279,8 @@ PLOT_EXAMPLES: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[
         (i["now"].samples,),
         {"commit": i["now"].point("submitted_commit"), "won_to_date": i["now"].won_to_date},
     ),
+    "plot_method_intervals": lambda i: ((i["bands"],), {}),
+    "plot_outcome": lambda i: ((1.0e6, {"monte_carlo": 9.0e5, "submitted_commit": 1.2e6}), {}),
 }
 
 

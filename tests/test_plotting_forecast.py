@@ -77,8 +77,9 @@ def _png(ax):
 
 def test_forecast_trend_one_line_per_method_band_and_actual():
     ax = plotting.plot_forecast_trend(_results())
-    lines = {line.get_label(): line for line in ax.lines}
+    lines = {line.get_gid() or line.get_label(): line for line in ax.lines}
     assert set(METHODS) <= set(lines)
+    assert lines["monte_carlo"].get_label() == "Monte Carlo"  # the registry's label, never the snake_case name
     for method in METHODS:
         line = lines[method]
         assert len(line.get_xdata()) == 4
@@ -87,12 +88,12 @@ def test_forecast_trend_one_line_per_method_band_and_actual():
     assert np.allclose(lines["submitted_commit"].get_ydata(), [1_013_000, 1_008_000, 1_004_000, 1_000_000])
     actual = lines["actual"]
     assert actual.get_linestyle() == "--" and list(actual.get_ydata()) == [1_050_000.0, 1_050_000.0]
-    band = [c for c in ax.collections if c.get_label() == "monte_carlo P10–P90 range"]
+    band = [c for c in ax.collections if c.get_label() == "Monte Carlo P10–P90 range"]
     assert len(band) == 1
     ys = band[0].get_paths()[0].vertices[:, 1]
     assert ys.min() == pytest.approx(0.8 * 1_020_000) and ys.max() == pytest.approx(1.2 * 1_033_000)
     assert ax.get_title() == "FY2024Q3: forecast vs actual (team EMEA)"
-    assert "actual" in _legend(ax) and "monte_carlo P10–P90 range" in _legend(ax)
+    assert "actual" in _legend(ax) and "Monte Carlo P10–P90 range" in _legend(ax)
     assert ax.get_ylabel() == "bookings (amount)" and ax.yaxis.get_major_formatter()(2e6, 0) == "2.0M"
     assert any(t.get_text() == "actual 1.05M" for t in ax.texts)
     # the top axis counts the weeks left to the period end
@@ -105,7 +106,7 @@ def test_forecast_trend_methods_subset_no_band_and_same_axes():
     fig, ax = plt.subplots()
     out = plotting.plot_forecast_trend(_results(), ax=ax, methods=["crm_weighted"], interval_method=None)
     assert out is ax
-    assert [line.get_label() for line in ax.lines] == ["crm_weighted", "actual"]
+    assert [line.get_label() for line in ax.lines] == ["CRM-weighted pipeline", "actual"]
     assert not ax.collections
     with pytest.raises(ValueError, match="best_case"):
         plotting.plot_forecast_trend(_results(), methods=["best_case"])
@@ -128,7 +129,7 @@ def test_forecast_trend_handles_nan_and_escapes_names():
     r["actual"] = np.nan  # open period: no actual line
     ax = plotting.plot_forecast_trend(r)
     labels = [line.get_label() for line in ax.lines]
-    assert labels == ["monte_carlo", r"my\$method"]
+    assert labels == ["Monte Carlo", r"my\$method"]
     assert ax.get_title() == r"FY2024Q3: forecast vs actual (team Ann \$mith)"
     assert len(ax.collections) == 1
     _png(ax)
@@ -136,9 +137,9 @@ def test_forecast_trend_handles_nan_and_escapes_names():
 
 def test_forecast_trend_single_cutoff_band():
     ax = plotting.plot_forecast_trend(_results(weeks=(2,)).assign(group="total", group_value="total"))
-    assert [c.get_label() for c in ax.collections] == ["monte_carlo P10–P90 range"]
+    assert [c.get_label() for c in ax.collections] == ["Monte Carlo P10–P90 range"]
     assert ax.get_title() == "FY2024Q3: forecast vs actual"
-    assert all(len(line.get_xdata()) == 1 for line in ax.lines if line.get_label() in METHODS)
+    assert all(len(line.get_xdata()) == 1 for line in ax.lines if line.get_gid() in METHODS)
 
 
 def test_method_colours_are_stable_and_distinct():
@@ -153,16 +154,16 @@ def test_method_colours_are_stable_and_distinct():
 @pytest.mark.parametrize("metric", ["wape", "bias", "coverage"])
 def test_leaderboard_lines_reversed_horizon_percent(metric):
     ax = plotting.plot_leaderboard(_board(), metric=metric)
-    method_lines = [line for line in ax.lines if line.get_label() in METHODS]
+    method_lines = [line for line in ax.lines if line.get_gid() in METHODS]
     expected = ["monte_carlo"] if metric == "coverage" else ["submitted_commit", "crm_weighted", "monte_carlo"]
-    assert [line.get_label() for line in method_lines] == expected  # all-NaN coverage methods left out
+    assert [line.get_gid() for line in method_lines] == expected  # all-NaN coverage methods left out
     assert list(method_lines[0].get_xdata()) == list(range(14))
     left, right = ax.get_xlim()
     assert left > right  # 13 ... 0: time flows toward the period end
     assert ax.yaxis.get_major_formatter()(0.25, 0).startswith("25")
     assert ax.yaxis.get_major_formatter()(0.25, 0).endswith("%")
     assert ax.get_xlabel() == "weeks before period end"
-    refs = [line for line in ax.lines if line.get_label() not in METHODS]
+    refs = [line for line in ax.lines if line.get_gid() not in METHODS]
     if metric == "bias":
         assert [list(line.get_ydata()) for line in refs] == [[0.0, 0.0]]
     elif metric == "coverage":
@@ -183,7 +184,7 @@ def test_interval_coverage_band_nominal_and_lines():
     fig, ax = plt.subplots()
     out = plotting.plot_interval_coverage(_board(), nominal=0.8, ax=ax)
     assert out is ax
-    assert [line.get_label() for line in ax.lines] == ["monte_carlo", "nominal 80%"]
+    assert [line.get_label() for line in ax.lines] == ["Monte Carlo", "nominal 80%"]
     assert np.allclose(ax.lines[0].get_ydata(), [0.7 + 0.01 * w for w in range(14)])
     band = [p for p in ax.patches if p.get_label() == "acceptable (70%–90%)"]
     assert len(band) == 1
@@ -267,7 +268,9 @@ def test_bookings_distribution_quantiles_and_references():
 
 
 def test_bookings_distribution_references_stay_visible_and_bad_input():
-    ax = plotting.plot_bookings_distribution(np.full(100, 500_000.0), won_to_date=100_000, commit=2_000_000)
+    ax = plotting.plot_bookings_distribution(
+        np.full(100, 500_000.0), won_to_date=100_000, commit=2_000_000, finished=False
+    )  # agreeing draws of an open period (finished=None would draw them as the outcome)
     lo, hi = ax.get_xlim()
     assert lo < 100_000 and hi > 2_000_000
     assert "closed-won to date: 100k" in _legend(ax)

@@ -226,10 +226,14 @@ def _default_value(info: Mapping[str, Any]) -> Any:
         return _NO_DEFAULT
 
 
+#: Text that is a file path (named by its last part in file names and titles).
+_PATH = re.compile(r"[\w .~:+@=,-]*[/\\][\w .~:+@=,/\\-]*")
+
+
 def _slug(value: Any) -> str:
     """A lowercase file-name slug of a parameter value; paths are named by their last component."""
     text = value.isoformat() if isinstance(value, (date, datetime)) else mask_url(str(value))
-    if re.fullmatch(r"[\w .~:+@=,-]*[/\\][\w .~:+@=,/\\-]*", text):  # a path: name it by its last part
+    if _PATH.fullmatch(text):  # a path: name it by its last part
         text = re.split(r"[/\\]+", text.rstrip("/\\"))[-1] or text
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
     return slug or hashlib.sha1(text.encode()).hexdigest()[:8]
@@ -334,7 +338,7 @@ def _value_text(value: Any) -> str:
         day = date.fromisoformat(text[:10])
         if len(text) == 10:
             return f"{day.day} {day:%b %Y}"
-    if re.search(r"[/\\]", text):
+    if _PATH.fullmatch(text):  # a path: named by its last part
         text = re.split(r"[/\\]+", text.rstrip("/\\"))[-1] or text
     return text
 

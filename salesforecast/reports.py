@@ -369,8 +369,9 @@ def _distinct_titles(titles: Sequence[str], sets: Sequence[tuple[Mapping[str, An
 
     `sets` holds each report's given parameters and its notebook's defaults. Within a group of equal titles the
     parameters whose values differ between its reports are added, in the notebooks' order, until the titles
-    differ; each report names only those of them it sets away from the default (``Forecast accuracy`` and
-    ``Forecast accuracy, as of 17 Nov 2025``).
+    differ (a parameter that tells none more apart is left out); each report names only those of them it sets away
+    from the default (``Forecast accuracy`` and ``Forecast accuracy, as of 17 Nov 2025``). Titles still shared
+    come back as "" (the caller adds the report's name).
 
     Examples
     --------
@@ -388,19 +389,24 @@ def _distinct_titles(titles: Sequence[str], sets: Sequence[tuple[Mapping[str, An
         filled = [dict(sets[i][1]) | dict(sets[i][0]) for i in members]
         keys = list(dict.fromkeys(k for i in members for k in [*sets[i][1], *sets[i][0]]))
         differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in filled}) > 1]
-        chosen: list[str] = []
-        for key in differ:
-            chosen.append(key)
-            named = []
+
+        def named(keys: Sequence[str], title: str = title, members: list[int] = members) -> list[str]:
+            out = []
             for i in members:
                 given, defaults = sets[i]
                 parts = [
-                    _title_part(k, given[k]) for k in chosen if k in given and given[k] != defaults.get(k, _NO_DEFAULT)
+                    _title_part(k, given[k]) for k in keys if k in given and given[k] != defaults.get(k, _NO_DEFAULT)
                 ]
-                named.append(", ".join([title, *parts]))
-            if len(set(named)) == len(named):
+                out.append(", ".join([title, *parts]))
+            return out
+
+        chosen: list[str] = []
+        for key in differ:  # a parameter joins the titles only when it tells more of them apart
+            if len(set(named([*chosen, key]))) > len(set(named(chosen))):
+                chosen.append(key)
+            if len(set(named(chosen))) == len(members):
                 break
-        for i, name in zip(members, named if differ else [title] * len(members), strict=True):
+        for i, name in zip(members, named(chosen), strict=True):
             out[i] = name
     counts: dict[str, int] = {}
     for title in out:

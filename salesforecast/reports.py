@@ -10,7 +10,7 @@ writes a run folder::
         01_data_quality.html
         04_forecast_accuracy__emea.html
         02_broken.failed.ipynb       the executed notebook of a failed report, for debugging
-        index.html                   every report of the run: parameters, status, duration, link
+        index.html                   every report of the run: what it answers, for whom, its headline; status
         manifest.json
       latest -> .latest-20261127T231500Z
                                      the newest good HTML of every report, with its own index.html
@@ -37,7 +37,9 @@ The configuration::
     reports:
       - notebook: 01_data_quality
       - notebook: 04_forecast_accuracy
-        title: Forecast accuracy by team   # optional; else the notebook's first heading
+        title: Forecast accuracy, {team}   # optional; else the notebook's first heading; {name}: a parameter's value
+        description: Which forecast to trust, and where the quarter lands   # optional; for the index
+        audience: VP Sales, RevOps         # optional; for the index
         parameters:                        # one mapping, or a list of them (one report each)
           - {team: EMEA, period: FY2024Q3}
           - {team: AMER, period: FY2024Q3}
@@ -46,7 +48,9 @@ The configuration::
         parameters: {as_of: "2025-11-17"}  # (a value or a list of them; after -p and --as-of are applied)
 
 A report's file is named after its notebook and the slug of each parameter that differs from the
-notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). The notebook helpers `report_header`
+notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). Reports that would share a title get the
+parameters that tell them apart (`_distinct_titles`). Every page opens with a navigation bar (`_nav_html`: the
+index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`). The notebook helpers `report_header`
 and `format_table` live here too: they escape every value, since rep, account and stage names are
 untrusted text.
 """

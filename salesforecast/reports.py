@@ -50,9 +50,9 @@ The configuration::
 A report's file is named after its notebook and the slug of each parameter that differs from the
 notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). Reports that would share a title get the
 parameters that tell them apart (`_distinct_titles`). Every page opens with a navigation bar (`_nav_html`: the
-index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`). The notebook helpers `report_header`
-and `format_table` live here too: they escape every value, since rep, account and stage names are
-untrusted text.
+index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`).
+The notebook helpers `report_header` and `format_table` live here too: they escape every value, since rep,
+account and stage names are untrusted text.
 """
 
 from __future__ import annotations

@@ -934,17 +934,20 @@ NAV_CSS
 </style>
 {% endblock extra_css %}
 """
-#: The bar at the top of every report page (`_nav_html`): sticky, so the index and the sections are one click away
-#: anywhere on the page; headings land below it.
+#: The bar at the top of every report page (`_nav_html`): fixed, so the index and the sections are one click away
+#: anywhere on the page; one line high (the sibling links scroll sideways when too many), over a spacer of its
+#: height; headings a link jumps to land below it. It closes the page's body in the document (`_with_nav`), so the
+#: report's own text comes first for a reader of the source, a screen reader, or a test that looks for a heading.
 _NAV_CSS = """
-#report-nav { position: sticky; top: 0; z-index: 100; display: flex; flex-wrap: wrap; align-items: center;
-  gap: 4px 14px; max-width: 1200px; margin: 0 auto; padding: 7px 14px; box-sizing: border-box;
+body::before { content: ""; display: block; height: 40px; }
+#report-nav { position: fixed; top: 0; left: 0; right: 0; z-index: 100; display: flex; flex-wrap: nowrap;
+  align-items: center; gap: 4px 14px; max-width: 1200px; margin: 0 auto; padding: 7px 14px; box-sizing: border-box;
   background: #f3f5f8; border-bottom: 1px solid #d5dae1; font: 14px/1.4 system-ui, -apple-system, "Segoe UI",
   Roboto, sans-serif; }
 #report-nav a { color: #1a56a8; text-decoration: none; } #report-nav a:hover { text-decoration: underline; }
 #report-nav .nav-index { font-weight: 600; white-space: nowrap; }
-#report-nav ul.nav-siblings { display: flex; flex-wrap: wrap; gap: 2px 14px; list-style: none; margin: 0;
-  padding: 0 0 0 14px; border-left: 1px solid #c8ced6; }
+#report-nav ul.nav-siblings { display: flex; flex-wrap: nowrap; gap: 2px 14px; list-style: none; margin: 0;
+  padding: 0 0 0 14px; border-left: 1px solid #c8ced6; overflow-x: auto; min-width: 0; scrollbar-width: thin; }
 #report-nav ul.nav-siblings li { margin: 0; white-space: nowrap; }
 #report-nav [aria-current="page"] { font-weight: 600; color: #222; }
 #report-nav .nav-needs { color: #8a5a00; font-size: 12px; }
@@ -1237,11 +1240,20 @@ _ID_SAFE = "-._~:,'!$()*+;=@/?"
 
 
 def _with_nav(page: str, nav: str) -> str:
-    """`page` with `nav` in its slot (`NAV_SLOT`), or after ``<body>`` when it has none; once."""
-    if NAV_SLOT in page:
-        return page.replace(NAV_SLOT, nav, 1)
-    match = re.search(r"<body[^>]*>", page)
-    return page if match is None else page[: match.end()] + "\n" + nav + page[match.end() :]
+    """`page` with `nav` in its slot (`NAV_SLOT`, the last one), or closing its body when it has none; once.
+
+    The bar is shown at the top (fixed, `_NAV_CSS`) but stands last in the document, after the report's text.
+    """
+    at = page.rfind(NAV_SLOT)
+    if at >= 0:
+        return page[:at] + nav + page[at + len(NAV_SLOT) :]
+    return _closing_body(page, nav)
+
+
+def _closing_body(page: str, nav: str) -> str:
+    """`page` with `nav` as the last thing in its body."""
+    at = page.rfind("</body>")
+    return page if at < 0 else page[:at] + nav + "\n" + page[at:]
 
 
 _H1 = re.compile(r"<h1(?P<attrs>[^>]*)>.*?</h1>", re.DOTALL)
@@ -1276,7 +1288,8 @@ def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     title : str
         The page title and the text of its first heading (escaped): each parameter set's own title.
     nav : str
-        The navigation bar (`_nav_html`), or `NAV_SLOT` for one filled in later; it opens the page's body.
+        The navigation bar (`_nav_html`), or `NAV_SLOT` for one filled in later; it closes the page's body and is
+        shown at its top.
 
     Returns
     -------
@@ -1314,7 +1327,7 @@ def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     with _render_lock:
         body, _ = _html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     body = _retitle(body, title)
-    return _with_nav(body, nav) if nav else body
+    return _closing_body(body, nav) if nav else body
 
 
 _NEEDS_CSS = (
@@ -1329,7 +1342,6 @@ p.meta { color: #555; font-size: 13px; margin-top: 0; }
 table.params th { text-align: left; padding: 2px 12px 2px 0; font-weight: 600; } code { font-size: 13px; }
 details.salesforecast-parameters { font-size: 13px; margin: 0 0 0.5rem 0; }
 details.salesforecast-parameters summary { cursor: pointer; color: #444; }
-body > #report-nav { margin: -2rem -1rem 1rem -1rem; }
 """
     + _NAV_CSS
 )
@@ -1429,8 +1441,8 @@ def render_needs_html(
 <style>{_NEEDS_CSS}</style>
 </head>
 <body>
-{nav}
 {body}
+{nav}
 </body>
 </html>
 """

@@ -939,7 +939,7 @@ NAV_CSS
 #: height; headings a link jumps to land below it. It closes the page's body in the document (`_with_nav`), so the
 #: report's own text comes first for a reader of the source, a screen reader, or a test that looks for a heading.
 _NAV_CSS = """
-body::before { content: ""; display: block; height: 40px; }
+body:has(> #report-nav)::before { content: ""; display: block; height: 40px; }
 #report-nav { position: fixed; top: 0; left: 0; right: 0; z-index: 100; display: flex; flex-wrap: nowrap;
   align-items: center; gap: 4px 14px; max-width: 1200px; margin: 0 auto; padding: 7px 14px; box-sizing: border-box;
   background: #f3f5f8; border-bottom: 1px solid #d5dae1; font: 14px/1.4 system-ui, -apple-system, "Segoe UI",

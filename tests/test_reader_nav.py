@@ -253,6 +253,10 @@ def test_first_screen_shows_the_way_back_and_the_title_with_the_parameters_close
                 for box in (back.bounding_box(), page.locator("h1").first.bounding_box()):
                     assert box and box["y"] >= 0 and box["y"] + box["height"] <= 900, r.spec.name
                 assert page.locator("h1").first.inner_text().startswith(r.spec.title), r.spec.name
+                bar = page.locator("#report-nav").bounding_box()
+                assert bar["y"] + bar["height"] <= page.locator("h1").first.bounding_box()["y"], (
+                    r.spec.name
+                )  # not under
                 details = page.locator("details.salesforecast-parameters")
                 assert details.count() == 1 and details.evaluate("d => d.open") is False
                 assert not page.locator("details.salesforecast-parameters table").is_visible()
@@ -275,3 +279,16 @@ def test_first_screen_shows_the_way_back_and_the_title_with_the_parameters_close
             assert dialogs == []
         finally:
             browser.close()
+
+
+def test_the_bar_fills_its_own_slot_even_when_the_report_prints_the_slot_text():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    printed = new_output("display_data", data={"text/html": f"<p>{reports.NAV_SLOT} in the report</p>"})
+    nb = new_notebook(cells=[new_markdown_cell("# T\n\n## Part"), new_code_cell("x", outputs=[printed])])
+    page = reports.render_html(nb, "T", nav=reports.NAV_SLOT)
+    filled = reports._with_nav(page, reports._nav_html("t.html", [("t.html", "T", "ok")], reports.page_sections(page)))
+    assert filled.count('id="report-nav"') == 1
+    assert filled.index("in the report") < filled.index('id="report-nav"') < filled.index("</body>")
+    assert f"<p>{reports.NAV_SLOT} in the report</p>" in filled  # the report's own text is left as it was
+    assert 'id="report-nav"' not in reports.render_html(nb, "T")  # no bar asked for: none

@@ -10,7 +10,7 @@ writes a run folder::
         01_data_quality.html
         04_forecast_accuracy__emea.html
         02_broken.failed.ipynb       the executed notebook of a failed report, for debugging
-        index.html                   every report of the run: parameters, status, duration, link
+        index.html                   every report of the run: what it answers, for whom, its headline; status
         manifest.json
       latest -> .latest-20261127T231500Z
                                      the newest good HTML of every report, with its own index.html
@@ -37,7 +37,9 @@ The configuration::
     reports:
       - notebook: 01_data_quality
       - notebook: 04_forecast_accuracy
-        title: Forecast accuracy by team   # optional; else the notebook's first heading
+        title: Forecast accuracy, {team}   # optional; else the notebook's first heading; {name}: a parameter's value
+        description: Which forecast to trust, and where the quarter lands   # optional; for the index
+        audience: VP Sales, RevOps         # optional; for the index
         parameters:                        # one mapping, or a list of them (one report each)
           - {team: EMEA, period: FY2024Q3}
           - {team: AMER, period: FY2024Q3}
@@ -46,9 +48,11 @@ The configuration::
         parameters: {as_of: "2025-11-17"}  # (a value or a list of them; after -p and --as-of are applied)
 
 A report's file is named after its notebook and the slug of each parameter that differs from the
-notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). The notebook helpers `report_header`
-and `format_table` live here too: they escape every value, since rep, account and stage names are
-untrusted text.
+notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). Reports that would share a title get the
+parameters that tell them apart (`_distinct_titles`). Every page opens with a navigation bar (`_nav_html`: the
+index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`).
+The notebook helpers `report_header` and `format_table` live here too: they escape every value, since rep,
+account and stage names are untrusted text.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import html
@@ -70,6 +75,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -155,6 +161,10 @@ class ReportSpec:
         The parameters papermill injects (given ones only; the notebook's defaults apply to the rest).
     timeout : float or None
         Seconds a cell may run; None for no limit.
+    description : str
+        What the report answers, for the index: the entry's ``description:``, else the notebook's first paragraph.
+    audience : str
+        Who reads it (the entry's ``audience:``); "" when not said.
     """
 
     name: str
@@ -163,6 +173,8 @@ class ReportSpec:
     title: str
     parameters: dict[str, Any]
     timeout: float | None = None
+    description: str = ""
+    audience: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,10 +231,14 @@ def _default_value(info: Mapping[str, Any]) -> Any:
         return _NO_DEFAULT
 
 
+#: Text that is a file path (named by its last part in file names and titles).
+_PATH = re.compile(r"[\w .~:+@=,-]*[/\\][\w .~:+@=,/\\-]*")
+
+
 def _slug(value: Any) -> str:
     """A lowercase file-name slug of a parameter value; paths are named by their last component."""
     text = value.isoformat() if isinstance(value, (date, datetime)) else mask_url(str(value))
-    if re.fullmatch(r"[\w .~:+@=,-]*[/\\][\w .~:+@=,/\\-]*", text):  # a path: name it by its last part
+    if _PATH.fullmatch(text):  # a path: name it by its last part
         text = re.split(r"[/\\]+", text.rstrip("/\\"))[-1] or text
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
     return slug or hashlib.sha1(text.encode()).hexdigest()[:8]
@@ -283,6 +299,124 @@ def _notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
                 if m:
                     return m.group(1)
     return fallback
+
+
+def _plain(markdown: str) -> str:
+    """Markdown as plain text: emphasis, code marks and link targets dropped, whitespace collapsed."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", markdown)  # [text](url) -> text
+    text = re.sub(r"(\*\*|__|\*|`)", "", text)
+    return " ".join(text.split())
+
+
+def _notebook_description(nb: nbformat.NotebookNode, limit: int = 400) -> str:
+    r"""The notebook's first paragraph of prose (after its title) as plain text, cut at `limit` characters.
+
+    Examples
+    --------
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T\n\nWhich **deals** `win`.\n\nMore.")])
+    >>> _notebook_description(nb)
+    'Which deals win.'
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for block in re.split(r"\n\s*\n", cell.source):
+            block = block.strip()
+            if block and not block.startswith(("#", "|", "```", "<", "-", "*", ">")):
+                text = _plain(block)
+                if len(text) > limit:
+                    text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
+                return text
+    return ""
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: Parameters whose value alone names what a report is about ("Pipeline review, EMEA", not "team EMEA").
+_NAMED_BY_VALUE = ("team", "owner", "period", "segment", "region", "source")
+
+
+def _value_text(value: Any) -> str:
+    """A parameter value in a title: a date as ``17 Nov 2025``, a path by its last part, a secret masked."""
+    text = value.isoformat() if isinstance(value, (date, datetime)) else mask_url(str(value))
+    with contextlib.suppress(ValueError):
+        day = date.fromisoformat(text[:10])
+        if len(text) == 10:
+            return f"{day.day} {day:%b %Y}"
+    if _PATH.fullmatch(text):  # a path: named by its last part
+        text = re.split(r"[/\\]+", text.rstrip("/\\"))[-1] or text
+    return text
+
+
+def _title_part(key: str, value: Any) -> str:
+    """One parameter in a title: ``as of 17 Nov 2025``, ``EMEA`` (a team), ``history 4``."""
+    if key == "as_of":
+        return f"as of {_value_text(value)}"
+    if key in _NAMED_BY_VALUE:
+        return _value_text(value)
+    return f"{key.replace('_', ' ')} {_value_text(value)}"
+
+
+def _fill_title(title: str, filled: Mapping[str, Any], where: str) -> str:
+    """Replace each ``{name}`` of a configured title by the value of the parameter `name`."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in filled:
+            raise ConfigError(f"{where}: title: {{{key}}} names no parameter (its parameters: {sorted(filled)})")
+        return _value_text(filled[key])
+
+    return _PLACEHOLDER.sub(value, title)
+
+
+def _distinct_titles(titles: Sequence[str], sets: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[str]:
+    """Give reports that share a title one each: the title, then the parameters that tell them apart.
+
+    `sets` holds each report's given parameters and its notebook's defaults. Within a group of equal titles the
+    parameters whose values differ between its reports are added, in the notebooks' order, until the titles
+    differ (a parameter that tells none more apart is left out); each report names only those of them it sets away
+    from the default (``Forecast accuracy`` and ``Forecast accuracy, as of 17 Nov 2025``). Titles still shared
+    come back as "" (the caller adds the report's name).
+
+    Examples
+    --------
+    >>> _distinct_titles(["F", "F"], [({}, {"as_of": None, "history": 8}),
+    ...                               ({"as_of": "2025-11-17", "history": 4}, {"as_of": None, "history": 8})])
+    ['F', 'F, as of 17 Nov 2025']
+    """
+    out = list(titles)
+    groups: dict[str, list[int]] = {}
+    for i, title in enumerate(titles):
+        groups.setdefault(title, []).append(i)
+    for title, members in groups.items():
+        if len(members) < 2:
+            continue
+        filled = [dict(sets[i][1]) | dict(sets[i][0]) for i in members]
+        keys = list(dict.fromkeys(k for i in members for k in [*sets[i][1], *sets[i][0]]))
+        differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in filled}) > 1]
+
+        def named(keys: Sequence[str], title: str = title, members: list[int] = members) -> list[str]:
+            out = []
+            for i in members:
+                given, defaults = sets[i]
+                parts = [
+                    _title_part(k, given[k]) for k in keys if k in given and given[k] != defaults.get(k, _NO_DEFAULT)
+                ]
+                out.append(", ".join([title, *parts]))
+            return out
+
+        chosen: list[str] = []
+        for key in differ:  # a parameter joins the titles only when it tells more of them apart
+            if len(set(named([*chosen, key]))) > len(set(named(chosen))):
+                chosen.append(key)
+            if len(set(named(chosen))) == len(members):
+                break
+        for i, name in zip(members, named(chosen), strict=True):
+            out[i] = name
+    counts: dict[str, int] = {}
+    for title in out:
+        counts[title] = counts.get(title, 0) + 1
+    return out if all(n == 1 for n in counts.values()) else [t if counts[t] == 1 else "" for t in out]
 
 
 def _check_secrets(params: Mapping[Any, Any], where: str) -> None:
@@ -358,7 +492,25 @@ class ReportEntry(Schema):
     unknown_keys = "all"
 
     notebook: checked(lambda v: str(v).removesuffix(".ipynb"), {"type": "string"})
-    title: checked(lambda v: str(v) if v else None, {"type": "string"}) = None
+    title: checked(
+        lambda v: str(v) if v else None,
+        {
+            "type": "string",
+            "description": "the report's title (page title, heading, index); {name} is replaced by the value of"
+            " the parameter name; default: the notebook's first heading",
+        },
+    ) = None
+    description: checked(
+        lambda v: " ".join(str(v).split()) if v else None,
+        {
+            "type": "string",
+            "description": "what the report answers, one line for the index; default: the notebook's first paragraph",
+        },
+    ) = None
+    audience: checked(
+        lambda v: " ".join(str(v).split()) if v else None,
+        {"type": "string", "description": "who reads it, for the index (e.g. VP Sales, RevOps)"},
+    ) = None
     parameters: checked(_parameter_sets, {"type": ["object", "array", "null"], "items": {"type": "object"}}) = Field(
         default_factory=lambda: [{}]
     )
@@ -492,6 +644,7 @@ def load_config(
     effective: list[str] = []
     origins: list[str] = []
     declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
+    titling: list[tuple[dict[str, Any], dict[str, Any]]] = []  # each report's parameters and defaults (titles)
     for i, entry in enumerate(model.reports):
         notebook = entry.notebook
         where = f"{src}: reports[{i}] ({notebook})"
@@ -501,6 +654,7 @@ def load_config(
         defaults = {k: _default_value(v) for k, v in declared.items()}
         sets = entry.parameters
         title = entry.title or _notebook_title(nb, notebook)
+        description = entry.description or _notebook_description(nb)
         timeout = entry.timeout or model.timeout
         for key in entry.when:
             if key not in declared:
@@ -534,17 +688,22 @@ def load_config(
             effective.append(json.dumps(filled, sort_keys=True, default=str))
             origins.append(set_where.removeprefix(f"{src}: "))
             declares.append(set(declared))
+            titling.append((final, {k: v for k, v in defaults.items() if v is not _NO_DEFAULT}))
             specs.append(
                 ReportSpec(
                     name=output_name(notebook, final, defaults),
                     notebook=notebook,
                     path=nb_path,
-                    title=title,
+                    title=_fill_title(title, filled, set_where) if entry.title else title,
                     parameters=final,
                     timeout=timeout,
+                    description=description,
+                    audience=entry.audience or "",
                 )
             )
     specs = _disambiguate(specs, effective, origins, src)
+    titles = _distinct_titles([s.title for s in specs], titling)
+    specs = [dataclasses.replace(s, title=t or f"{s.title} ({s.name})") for s, t in zip(specs, titles, strict=True)]
     selected = [True] * len(specs)
     if only:
         wanted = set(only)
@@ -622,7 +781,7 @@ def _disambiguate(specs: list[ReportSpec], effective: list[str], origins: list[s
     for s, key in zip(specs, effective, strict=True):
         if counts[s.name] > 1:
             digest = hashlib.sha1(key.encode()).hexdigest()[:6]
-            s = ReportSpec(s.name + f"-{digest}", s.notebook, s.path, s.title, s.parameters, s.timeout)
+            s = dataclasses.replace(s, name=s.name + f"-{digest}")
         out.append(s)
     return out
 
@@ -648,6 +807,8 @@ class ReportResult:
         ``ename: evalue`` of the exception that stopped the notebook.
     needs : str or None
         For status ``needs``: what the report needs and the data lacks (the `ReportNeeds` message).
+    headline : str or None
+        The first paragraph of the page's ``<section id="headline">`` (`page_headline`), for the index.
     """
 
     spec: ReportSpec
@@ -657,6 +818,7 @@ class ReportResult:
     failed_notebook: Path | None = None
     error: str | None = None
     needs: str | None = None
+    headline: str | None = None
 
 
 @dataclass
@@ -769,8 +931,35 @@ _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 <style type="text/css">
 main { max-width: 1200px; margin: 0 auto; }
 .jp-RenderedHTMLCommon table { font-size: 13px; }
+NAV_CSS
 </style>
 {% endblock extra_css %}
+"""
+#: The bar at the top of every report page (`_nav_html`): fixed, so the index and the sections are one click away
+#: anywhere on the page; one line high (the sibling links scroll sideways when too many), over a spacer of its
+#: height; headings a link jumps to land below it. It closes the page's body in the document (`_with_nav`), so the
+#: report's own text comes first for a reader of the source, a screen reader, or a test that looks for a heading.
+_NAV_CSS = """
+body:has(> #report-nav)::before { content: ""; display: block; height: 40px; }
+#report-nav { position: fixed; top: 0; left: 0; right: 0; z-index: 100; display: flex; flex-wrap: nowrap;
+  align-items: center; gap: 4px 14px; max-width: 1200px; margin: 0 auto; padding: 7px 14px; box-sizing: border-box;
+  background: #f3f5f8; border-bottom: 1px solid #d5dae1; font: 14px/1.4 system-ui, -apple-system, "Segoe UI",
+  Roboto, sans-serif; }
+#report-nav a { color: #1a56a8; text-decoration: none; } #report-nav a:hover { text-decoration: underline; }
+#report-nav .nav-index { font-weight: 600; white-space: nowrap; }
+#report-nav ul.nav-siblings { display: flex; flex-wrap: nowrap; gap: 2px 14px; list-style: none; margin: 0;
+  padding: 0 0 0 14px; border-left: 1px solid #c8ced6; overflow-x: auto; min-width: 0; scrollbar-width: thin; }
+#report-nav ul.nav-siblings li { margin: 0; white-space: nowrap; }
+#report-nav [aria-current="page"] { font-weight: 600; color: #222; }
+#report-nav .nav-needs { color: #8a5a00; font-size: 12px; }
+#report-nav details { position: relative; } #report-nav details.nav-toc { margin-left: auto; }
+#report-nav summary { cursor: pointer; color: #1a56a8; white-space: nowrap; }
+#report-nav details > .nav-menu { position: absolute; right: 0; top: 1.8em; min-width: 300px; max-width: 520px;
+  max-height: 70vh; overflow: auto; background: #fff; border: 1px solid #c8ced6; border-radius: 4px;
+  box-shadow: 0 4px 14px rgba(0, 0, 0, 0.15); padding: 6px 14px; margin: 0; }
+#report-nav details.nav-all > .nav-menu { left: 0; right: auto; }
+#report-nav .nav-menu li { margin: 3px 0; list-style: none; } #report-nav ol.nav-menu { padding-left: 14px; }
+h2[id], h3[id], section[id] { scroll-margin-top: 52px; }
 """
 _render_lock = threading.Lock()
 _exporter: Any = None
@@ -784,7 +973,7 @@ def _html_exporter() -> Any:
 
         _exporter = HTMLExporter(
             template_name="lab",
-            extra_loaders=[DictLoader({"salesforecast_report.html.j2": _TEMPLATE})],
+            extra_loaders=[DictLoader({"salesforecast_report.html.j2": _TEMPLATE.replace("NAV_CSS", _NAV_CSS)})],
             template_file="salesforecast_report.html.j2",
             exclude_input=True,
             exclude_input_prompt=True,
@@ -916,7 +1105,175 @@ def _place_box(nb: nbformat.NotebookNode, box: str) -> None:
     nb.cells.insert(at, nbformat.v4.new_code_cell(source="", outputs=[output]))
 
 
-def render_html(nb: nbformat.NotebookNode, title: str) -> str:
+#: Where a report page's navigation bar goes: `render_html` and `render_needs_html` write it, `_fill_navs` replaces
+#: it once every report of the run is rendered (the bar links only to the pages the run made).
+NAV_SLOT = "<!--salesforecast:nav-->"
+#: More sibling reports than this, and the bar lists them in a menu instead of in line.
+_NAV_INLINE = 8
+
+
+class _PageReader(HTMLParser):
+    """Reads a rendered page: its ``h2`` sections with an id (the table of contents) and its headline's text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[tuple[str, str]] = []
+        self.headline: list[str] = []
+        self._h2: tuple[str, list[str]] | None = None
+        self._skip = 0  # inside an anchor link (the pilcrow nbconvert adds)
+        self._headline_depth = 0  # >0 inside <section id="headline">
+        self._para = 0  # 1 inside its first paragraph, 2 after it
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section" and a.get("id") == "headline" and not self._headline_depth:
+            self._headline_depth = 1
+        elif self._headline_depth and tag == "section":
+            self._headline_depth += 1
+        if self._headline_depth and tag == "p" and self._para == 0:
+            self._para = 1
+        if tag == "h2" and a.get("id"):
+            self._h2 = (str(a["id"]), [])
+        elif tag == "a" and "anchor-link" in str(a.get("class") or ""):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._skip:
+            self._skip -= 1
+        elif tag == "h2" and self._h2 is not None:
+            text = " ".join("".join(self._h2[1]).split())
+            if text:
+                self.sections.append((self._h2[0], text))
+            self._h2 = None
+        elif tag == "p" and self._para == 1:
+            self._para = 2
+        elif tag == "section" and self._headline_depth:
+            self._headline_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._h2 is not None and not self._skip:
+            self._h2[1].append(data)
+        if self._headline_depth and self._para == 1:
+            self.headline.append(data)
+
+
+def _read_page(page: str) -> _PageReader:
+    reader = _PageReader()
+    reader.feed(page)
+    reader.close()
+    return reader
+
+
+def page_sections(page: str) -> list[tuple[str, str]]:
+    """The sections of a rendered report: ``(id, text)`` of each ``h2`` with an id (a notebook's ``##`` heading).
+
+    Examples
+    --------
+    >>> page_sections('<h2 id="Rep-bias">Rep <i>bias</i><a class="anchor-link" href="#Rep-bias">¶</a></h2><h2>x</h2>')
+    [('Rep-bias', 'Rep bias')]
+    """
+    return _read_page(page).sections
+
+
+def page_headline(page: str, limit: int = 240) -> str | None:
+    """The headline of a rendered report for the index: the first paragraph of its ``<section id="headline">``.
+
+    Plain text (tags dropped, entities read, whitespace collapsed), cut at `limit` characters; None without one.
+
+    Examples
+    --------
+    >>> page_headline('<section id="headline"><p>We make it: <b>1.2M</b> of 1.0M.</p><p>more</p></section>')
+    'We make it: 1.2M of 1.0M.'
+    >>> page_headline("<p>no headline</p>") is None
+    True
+    """
+    text = " ".join("".join(_read_page(page).headline).split())
+    if not text:
+        return None
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _nav_html(
+    current: str | None, pages: Sequence[tuple[str, str, str]], sections: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The navigation bar of a report page, all links relative (the page sits beside ``index.html``).
+
+    Parameters
+    ----------
+    current : str or None
+        The file name of this page (shown, not linked).
+    pages : sequence of (file name, title, status)
+        The run's pages, in the configuration's order; status ``needs`` is marked.
+    sections : sequence of (id, text)
+        This page's sections (`page_sections`): the "On this page" menu.
+    """
+
+    def item(href: str, title: str, status: str) -> str:
+        mark = ' <span class="nav-needs">(needs data)</span>' if status == "needs" else ""
+        if href == current:
+            return f'<li><span aria-current="page">{html.escape(title)}</span>{mark}</li>'
+        return f"<li>{_link(href, title)}{mark}</li>"
+
+    items = "".join(item(*p) for p in pages)
+    parts = ['<nav id="report-nav" aria-label="Reports of this run">', _link("index.html", "\u2190 All reports")]
+    if len(pages) > _NAV_INLINE:
+        parts.append(
+            f'<details class="nav-all"><summary>Reports of this run ({len(pages)})</summary>'
+            f'<ul class="nav-menu">{items}</ul></details>'
+        )
+    elif pages:
+        parts.append(f'<ul class="nav-siblings">{items}</ul>')
+    if sections:
+        toc = "".join(
+            f'<li><a href="#{html.escape(quote(i, safe=_ID_SAFE), quote=True)}">{html.escape(t)}</a></li>'
+            for i, t in sections
+        )
+        parts.append(
+            f'<details class="nav-toc"><summary>On this page</summary><ol class="nav-menu">{toc}</ol></details>'
+        )
+    parts.append("</nav>")
+    return "".join(parts).replace("<a ", '<a class="nav-index" ', 1)
+
+
+#: Characters an anchor of nbconvert's heading ids keeps unencoded in a fragment (``#This-period:-where...``).
+_ID_SAFE = "-._~:,'!$()*+;=@/?"
+
+
+def _with_nav(page: str, nav: str) -> str:
+    """`page` with `nav` in its slot (`NAV_SLOT`, the last one), or closing its body when it has none; once.
+
+    The bar is shown at the top (fixed, `_NAV_CSS`) but stands last in the document, after the report's text.
+    """
+    at = page.rfind(NAV_SLOT)
+    if at >= 0:
+        return page[:at] + nav + page[at + len(NAV_SLOT) :]
+    return _closing_body(page, nav)
+
+
+def _closing_body(page: str, nav: str) -> str:
+    """`page` with `nav` as the last thing in its body."""
+    at = page.rfind("</body>")
+    return page if at < 0 else page[:at] + nav + "\n" + page[at:]
+
+
+_H1 = re.compile(r"<h1(?P<attrs>[^>]*)>.*?</h1>", re.DOTALL)
+
+
+def _retitle(page: str, title: str) -> str:
+    """The page with its ``<title>`` and first ``<h1>`` saying `title` (escaped), keeping the heading's anchor."""
+    page = re.sub(
+        r"<title>.*?</title>", lambda _: f"<title>{html.escape(title)}</title>", page, count=1, flags=re.DOTALL
+    )
+    match = _H1.search(page)
+    if match is None:
+        return page
+    anchor = re.search(r'\sid="([^"]*)"', match.group("attrs"))
+    link = f'<a class="anchor-link" href="#{anchor.group(1)}">\u00b6</a>' if anchor else ""
+    return page[: match.start()] + f"<h1{match.group('attrs')}>{html.escape(title)}{link}</h1>" + page[match.end() :]
+
+
+def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     """Render an executed notebook as a self-contained HTML page with the code hidden.
 
     What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes) opens it,
@@ -930,7 +1287,10 @@ def render_html(nb: nbformat.NotebookNode, title: str) -> str:
     nb : nbformat.NotebookNode
         The executed notebook.
     title : str
-        The page title (escaped).
+        The page title and the text of its first heading (escaped): each parameter set's own title.
+    nav : str
+        The navigation bar (`_nav_html`), or `NAV_SLOT` for one filled in later; it closes the page's body and is
+        shown at its top.
 
     Returns
     -------
@@ -967,10 +1327,12 @@ def render_html(nb: nbformat.NotebookNode, title: str) -> str:
         _place_box(nb, box)
     with _render_lock:
         body, _ = _html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body
+    body = _retitle(body, title)
+    return _closing_body(body, nav) if nav else body
 
 
-_NEEDS_CSS = """
+_NEEDS_CSS = (
+    """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        margin: 2rem auto; max-width: 900px; color: #222; padding: 0 1rem; line-height: 1.5; }
 h1 { font-size: 1.6rem; margin-bottom: 0.3rem; } h2 { font-size: 1.2rem; }
@@ -979,7 +1341,11 @@ p.meta { color: #555; font-size: 13px; margin-top: 0; }
 #report-needs { border: 1px solid #b5b5b5; border-left: 6px solid #3b6db3; border-radius: 4px;
                 padding: 4px 18px 12px 18px; background: #f5f8fc; margin: 1rem 0 1.5rem 0; }
 table.params th { text-align: left; padding: 2px 12px 2px 0; font-weight: 600; } code { font-size: 13px; }
+details.salesforecast-parameters { font-size: 13px; margin: 0 0 0.5rem 0; }
+details.salesforecast-parameters summary { cursor: pointer; color: #444; }
 """
+    + _NAV_CSS
+)
 
 
 def _items(texts: Iterable[Any]) -> str:
@@ -992,6 +1358,7 @@ def render_needs_html(
     parameters: Mapping[str, Any] | None = None,
     limits: Sequence[Mapping[str, str]] = (),
     generated_at: datetime | None = None,
+    nav: str = "",
 ) -> str:
     """The one page a report renders when its data cannot support it: what it needs and what the data lacks.
 
@@ -1008,6 +1375,8 @@ def render_needs_html(
         What the report had found before it stopped (`report_limits`): shown in its read-this-first box.
     generated_at : datetime, optional
         Default: now (UTC).
+    nav : str
+        The navigation bar (`_nav_html`), or `NAV_SLOT` for one filled in later.
 
     Returns
     -------
@@ -1043,7 +1412,11 @@ def render_needs_html(
         f" Generated {html.escape(generated)}.</p>",
     ]
     if params:
-        parts.append(f'<table class="params">{params}</table>')
+        n = len(parameters or {})
+        parts.append(
+            f'<details class="salesforecast-parameters"><summary>Parameters ({n})</summary>'
+            f'<table class="params">{params}</table></details>'
+        )
     parts.append('<section id="report-needs">')
     parts.append("<h2>What this report needs</h2>")
     parts.append(f"<p>{html.escape(message)}</p>")
@@ -1070,6 +1443,7 @@ def render_needs_html(
 </head>
 <body>
 {body}
+{nav}
 </body>
 </html>
 """
@@ -1108,6 +1482,7 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     start = time.monotonic()
     partial = run_dir / f".{spec.name}.partial.ipynb"
     error: str | None = None
+    headline: str | None = None
     cell_running = threading.Event()  # set from a cell's execute request to its reply (nbclient's hooks)
     try:
         nb = papermill.execute_notebook(
@@ -1125,12 +1500,14 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
         )
         html_path = run_dir / f"{spec.name}.html"
-        _write_atomic(html_path, render_html(nb, spec.title))
+        page = render_html(nb, spec.title, nav=NAV_SLOT)
+        headline = page_headline(page)
+        _write_atomic(html_path, page)
     except PapermillExecutionError as exc:
         needs, limits = _needs_of(partial, exc)
         if needs is not None:  # the data cannot support the report: say what it needs, in place of the report
             html_path = run_dir / f"{spec.name}.html"
-            _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits))
+            _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits, nav=NAV_SLOT))
             partial.unlink(missing_ok=True)
             return ReportResult(spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"])
         error = mask_url(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])")
@@ -1139,7 +1516,7 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     seconds = time.monotonic() - start
     if error is None:
         partial.unlink(missing_ok=True)
-        return ReportResult(spec, "ok", seconds, html=html_path)
+        return ReportResult(spec, "ok", seconds, html=html_path, headline=headline)
     failed = None
     if partial.exists():
         failed = run_dir / f"{spec.name}.failed.ipynb"
@@ -1259,6 +1636,7 @@ def run_reports(
             said = res.error if res.status == "failed" else res.needs
             say(line if said is None else f"{line}  {said}")
     results = [by_spec[i] for i in range(len(plan.specs))]
+    _fill_navs(results)
     result = RunResult(run_dir=run_dir, latest_dir=out / "latest", results=results, skipped=list(plan.skipped))
     generated = started.strftime("%Y-%m-%d %H:%M UTC")
     run_entries = [_entry(r, run_id, generated) for r in results]
@@ -1278,11 +1656,25 @@ def run_reports(
 
 
 # ------------------------------------------------------------------------------------ index and latest
+def _fill_navs(results: Sequence[ReportResult]) -> None:
+    """Write each page's navigation bar into its slot: the index, the run's other pages, the page's sections."""
+    pages = [(r.html.name, r.spec.title, r.status) for r in results if r.html is not None]
+    for r in results:
+        if r.html is None:
+            continue
+        with contextlib.suppress(OSError):  # a page that cannot be read back keeps its (invisible) slot
+            page = r.html.read_text(encoding="utf-8")
+            _write_atomic(r.html, _with_nav(page, _nav_html(r.html.name, pages, page_sections(page))))
+
+
 def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
     return {
         "name": r.spec.name,
         "notebook": r.spec.notebook,
         "title": r.spec.title,
+        "description": r.spec.description,
+        "audience": r.spec.audience,
+        "headline": mask_url(r.headline) if r.headline else None,
         "parameters": {
             k: (mask_url(v) if isinstance(v, str) else v if isinstance(v, (int, float, bool)) else mask_url(str(v)))
             for k, v in r.spec.parameters.items()
@@ -1305,7 +1697,7 @@ def _masked(entry: Mapping[str, Any]) -> dict[str, Any]:
     params = out.get("parameters")
     if isinstance(params, Mapping):
         out["parameters"] = {k: mask_url(v) if isinstance(v, str) else v for k, v in params.items()}
-    for key in ("error", "needs"):
+    for key in ("error", "needs", "headline"):
         if isinstance(out.get(key), str):
             out[key] = mask_url(out[key])
     return out
@@ -1327,10 +1719,15 @@ def _read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
 _INDEX_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        margin: 2rem auto; max-width: 1100px; color: #222; padding: 0 1rem; }
-h1 { font-size: 1.5rem; } p.meta { color: #555; }
+h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } p.meta { color: #555; margin-top: 0.3rem; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #ddd; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; white-space: nowrap; }
+th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid #ddd; vertical-align: top; }
+th { background: #f4f4f4; font-weight: 600; } td.num { text-align: right; white-space: nowrap; }
+td.report { width: 70%; } a.report { font-size: 16px; font-weight: 600; color: #1a56a8; text-decoration: none; }
+a.report:hover { text-decoration: underline; }
+p.what { margin: 3px 0 0 0; line-height: 1.45; } p.headline { margin: 4px 0 0 0; font-weight: 600; }
+p.for, p.params { margin: 3px 0 0 0; color: #555; font-size: 13px; }
+td.log { color: #555; font-size: 13px; }
 .ok { color: #1b7a1b; font-weight: 600; } .failed { color: #b00020; font-weight: 600; }
 .needs { color: #8a5a00; font-weight: 600; }
 code { font-size: 12px; } .note { color: #666; font-size: 12px; }
@@ -1342,24 +1739,26 @@ def _link(href: str, text: str) -> str:
 
 
 def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str, here: str | None) -> str:
-    """The index page: one row per report. `here` is the run folder the page sits in (None for latest)."""
+    """The index page: one row per report, what it answers first (title, description, headline, audience).
+
+    The run log (status, duration, generation time, notes) follows, smaller. `here` is the run folder the page sits
+    in (None for latest). Every text is escaped and secrets are masked.
+    """
     rows = []
     for e in entries:
         params = e.get("parameters") or {}
-        shown = (
-            "<br>".join(
-                f"<code>{html.escape(str(k))}</code> = <code>{html.escape(mask_url(str(v)))}</code>"
-                for k, v in params.items()
-            )
-            or '<span class="note">defaults</span>'
+        shown = " &middot; ".join(
+            f"<code>{html.escape(str(k))}</code> = <code>{html.escape(mask_url(str(v)))}</code>"
+            for k, v in params.items()
         )
         notes = []
+        title = str(e.get("title") or e["name"])
         if e.get("html"):
-            report = _link(e["html"], e.get("title") or e["name"])
+            report = _link(e["html"], title).replace("<a ", '<a class="report" ', 1)
             if e.get("status") == "failed" and e.get("html_run"):
                 notes.append(f"showing the last good report, of run {html.escape(str(e['html_run']))}")
         else:
-            report = html.escape(str(e.get("title") or e["name"]))
+            report = f'<span class="report">{html.escape(title)}</span>'
         if e.get("failed_notebook"):
             prefix = "" if here == e.get("run") else f"../{e.get('run')}/"
             notes.append("executed notebook: " + _link(prefix + e["failed_notebook"], e["failed_notebook"]))
@@ -1367,16 +1766,26 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             notes.append(f"<code>{html.escape(mask_url(str(e['error'])))}</code>")
         if e.get("status") == "needs" and e.get("needs"):
             notes.append(html.escape(mask_url(str(e["needs"]))))
+        about = [report]
+        if e.get("description"):
+            about.append(f'<p class="what">{html.escape(mask_url(str(e["description"])))}</p>')
+        if e.get("headline") and e.get("status") == "ok":
+            about.append(f'<p class="headline">{html.escape(mask_url(str(e["headline"])))}</p>')
+        if e.get("audience"):
+            about.append(f'<p class="for">For: {html.escape(mask_url(str(e["audience"])))}</p>')
+        about.append(
+            f'<p class="params">{shown or "default parameters"}'
+            f' <span class="note">({html.escape(str(e["name"]))})</span></p>'
+        )
         status = e.get("status") if e.get("status") in ("ok", "needs") else "failed"
         rows.append(
             "<tr>"
-            f'<td>{report}<br><span class="note">{html.escape(str(e["name"]))}</span></td>'
-            f"<td>{shown}</td>"
+            f'<td class="report">{"".join(about)}</td>'
             f'<td class="{status}">{status}</td>'
-            f'<td class="num">{float(e.get("seconds") or 0):.1f} s</td>'
-            f'<td>{html.escape(str(e.get("generated", "")))}<br><span class="note">run '
-            f"{html.escape(str(e.get('run', '')))}</span></td>"
-            f'<td class="note">{"<br>".join(notes)}</td>'
+            f'<td class="num log">{float(e.get("seconds") or 0):.1f} s</td>'
+            f'<td class="log">{html.escape(str(e.get("generated", "")))}<br><span class="note">run '
+            f"{html.escape(str(e.get('run', '')))}</span>"
+            f'{"<br>" if notes else ""}<span class="note">{"<br>".join(notes)}</span></td>'
             "</tr>"
         )
     n_failed = sum(1 for e in entries if e.get("status") not in ("ok", "needs"))
@@ -1395,7 +1804,7 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
 the report's page says what it needs). Latest run: {html.escape(run_id)}.
 Each report states its data source, parameters, as-of date and generation time in its header.</p>
 <table>
-<thead><tr><th>report</th><th>parameters</th><th>status</th><th>duration</th><th>generated</th><th>notes</th></tr></thead>
+<thead><tr><th>report</th><th>status</th><th>duration</th><th>generated, notes</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
@@ -1503,7 +1912,10 @@ def report_header(
     as_of: Any = None,
     generated_at: datetime | None = None,
 ) -> HTML:
-    """The header of a report: title, parameters, data as-of date and generation time, all escaped.
+    """The header of a report: one line (title, data as-of date, source, generation time), then the parameters.
+
+    The parameters are folded in a closed ``<details class="salesforecast-parameters">`` (a click opens them), so
+    the report's first screen is its answer, not its settings. Every value is escaped.
 
     Parameters
     ----------
@@ -1534,13 +1946,23 @@ def report_header(
         f'<td style="text-align:left"><code>{html.escape(mask_url(str(v)))}</code></td></tr>'
         for k, v in params.items()
     )
-    return HTML(
-        '<div class="salesforecast-header" style="border:1px solid #ccc;border-radius:4px;padding:8px 12px;'
-        'margin:0.5em 0 1.5em 0;background:#fafafa">'
-        f'<div style="font-size:15px"><b>{html.escape(str(title))}</b>'
-        f" &middot; data as of <b>{html.escape(_when(as_of))}</b>"
-        f' &middot; <span style="color:#555">generated {html.escape(generated)}</span></div>'
+    source = params.get("source")
+    shown_source = f" &middot; source <b>{html.escape(_value_text(source))}</b>" if source not in (None, "") else ""
+    parameters = (
+        '<details class="salesforecast-parameters" style="margin:4px 0 0 0;font-size:13px">'
+        f'<summary style="cursor:pointer;color:#444">Parameters ({len(params)})</summary>'
         f'<table style="margin:6px 0 0 0;font-size:13px">{rows}</table>'
+        "</details>"
+        if params
+        else ""
+    )
+    return HTML(
+        '<div class="salesforecast-header" style="border:1px solid #ccc;border-radius:4px;padding:6px 12px;'
+        'margin:0.5em 0 1.2em 0;background:#fafafa">'
+        f'<div style="font-size:15px"><b>{html.escape(str(title))}</b>'
+        f" &middot; data as of <b>{html.escape(_when(as_of))}</b>{shown_source}"
+        f' &middot; <span style="color:#555">generated {html.escape(generated)}</span></div>'
+        f"{parameters}"
         "</div>"
     )
 

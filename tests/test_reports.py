@@ -275,7 +275,12 @@ def test_load_config_resolves_names_types_and_titles(tmp_path, notebook_factory)
     assert names[2] != names[3]
     assert names[4:] == ["good__2024-06-30", "good__7"]
     assert plan.specs[4].parameters == {"name": "2024-06-30"}  # YAML's date read back as text
-    assert [s.title for s in plan.specs] == ["Greeting <report>"] * 5 + ["Custom"]
+    titles = [s.title for s in plan.specs]  # each parameter set its own title (two paths both named acme: by name)
+    assert titles[:2] + titles[4:] == ["Greeting <report>", "Greeting <report>, name Team EMEA"] + [
+        "Greeting <report>, name 30 Jun 2024",
+        "Custom",
+    ]
+    assert titles[2:4] == [f"Greeting <report> ({names[2]})", f"Greeting <report> ({names[3]})"]
     assert [s.timeout for s in plan.specs] == [600.0] * 5 + [5.0]
     assert plan.output == tmp_path / "reports"
 
@@ -412,7 +417,7 @@ def test_kernel_name_prefers_the_project_kernel():
         ),
         (
             "reports:\n  - notebook: good\n    titel: Hi\n",
-            r"reports\[0\] \(good\): unknown key\(s\) \['titel'\] \(did you mean 'title'\?\); allowed: \['notebook',",
+            r"reports\[0\] \(good\): unknown key\(s\) \['titel'\] \(did you mean 'title'\?\); allowed: \['audience',",
         ),
         (
             "reports:\n  - notebook: good\n    timeout: soon\n",

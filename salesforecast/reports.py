@@ -1490,7 +1490,9 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             str(partial),
             parameters=dict(spec.parameters),
             kernel_name=kernel,
-            cwd=str(spec.path.parent),
+            # the kernel starts in the notebook's folder (nbclient's resources), without papermill's cwd=, which
+            # changes the working directory of this whole process while reports run in threads
+            resources={"metadata": {"path": str(spec.path.parent)}},
             progress_bar=False,
             log_output=False,
             execution_timeout=spec.timeout,

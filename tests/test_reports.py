@@ -107,6 +107,24 @@ NOISY_ON_INTERRUPT = [
 ]
 
 
+def test_parallel_reports_keep_the_working_directory_and_a_relative_out_works(
+    tmp_path, notebook_factory, monkeypatch, capsys
+):
+    """papermill's cwd= changed the whole process's directory while reports ran in threads: a relative --out
+    was then looked up from a notebook's folder ("output folder ... doesn't exist")."""
+    notebook = notebook_factory("where", ['import os\nprint("kernel in", os.path.basename(os.getcwd()))'])
+    config = _config(tmp_path, "reports:\n  - notebook: where\n    parameters: [{}, {n: 2}, {n: 4}]\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(["report", "--config", str(config), "--out", "out", "--jobs", "2"])
+    assert code == 0, capsys.readouterr()
+    assert Path.cwd() == work
+    (run,) = _run_dirs(work / "out")
+    page = (run / "where.html").read_text(encoding="utf-8")
+    assert f"kernel in {notebook.parent.name}" in page  # the kernel still starts in the notebook's folder
+
+
 def test_a_successful_run_prints_no_keyboard_interrupt_and_a_failing_one_still_shows_its_error(
     tmp_path, notebook_factory, capfd
 ):

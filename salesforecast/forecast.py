@@ -2356,6 +2356,11 @@ def leaderboard(
     return board
 
 
+def _method_label(name: Any) -> str:
+    """A method as a reader sees it: its `METHODS` label, else the name as given."""
+    return METHODS[name].label if name in METHODS else str(name)
+
+
 def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] = ("oracle",)) -> pd.DataFrame:
     """The most accurate method at each horizon of a `leaderboard`, with a sentence a reader can act on.
 
@@ -2407,9 +2412,10 @@ def recommend(board: pd.DataFrame, metric: str = "wape", exclude: Sequence[str] 
             continue
         best = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        advice = f"trust {best['method']} ({metric} {fmt(best[metric])})"
+        shown = METRICS[metric].label if metric in METRICS else metric
+        advice = f"trust {_method_label(best['method'])} ({shown} {fmt(best[metric])})"
         if second is not None:
-            advice += f"; next {second['method']} ({fmt(second[metric])})"
+            advice += f"; next {_method_label(second['method'])} ({fmt(second[metric])})"
         if few:
             advice += f" (from {few}: the lead may be chance)"
         rows.append(

@@ -371,7 +371,7 @@ def test_recommend_ranks_each_metric_in_its_own_direction():
     )
     best = {m: recommend(board, metric=m)["best"].iloc[0] for m in ("wape", "bias", "coverage", "hit_rate", "pinball")}
     assert best == {"wape": "b", "bias": "a", "coverage": "b", "hit_rate": "c", "pinball": "b"}
-    assert "pinball 300" in recommend(board, metric="pinball")["advice"].iloc[0]
+    assert "pinball loss 300" in recommend(board, metric="pinball")["advice"].iloc[0]
 
 
 def test_forecast_period_reports_one_group_value_and_reads_any_spelling_of_current(data):

@@ -2464,7 +2464,7 @@ def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
     --------
     >>> res = pd.DataFrame({"group": "total", "method": ["run_rate", "seasonal_naive"], "forecast": [1.0, None]})
     >>> missing_methods(res)[:70]
-    'No forecast from seasonal_naive: bookings of the same period one year '
+    'No forecast from seasonal naive: bookings of the same period one year '
     """
     rows = results.loc[results["group"] == group]
     has = rows["forecast"].notna().groupby(rows["method"], sort=False).any()
@@ -2477,7 +2477,7 @@ def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
         else:
             need = next((n for n in _MISSING_WHY if n in method.needs), None)
             why = _MISSING_WHY[need].format(need=NEEDS[need]) if need else method.definition
-        reasons.setdefault(why, []).append(m)
+        reasons.setdefault(why, []).append(_method_label(m))
     return " ".join(f"No forecast from {', '.join(names)}: {why}." for why, names in reasons.items())
 
 

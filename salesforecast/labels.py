@@ -219,9 +219,6 @@ VALUES: dict[str, str] = {
     "pooled": "pooled over stages",
     "best_case": "best case",
     "most_likely": "most likely",
-    "stage_history": "stage history",
-    "closed_deals": "closed deals",
-    "converted_leads": "converted leads",
 }
 
 #: The notebooks' parameters as a reader sees them.

@@ -1614,8 +1614,8 @@ METHODS: dict[str, ForecastMethod] = {
         ForecastMethod(
             name="bias_corrected_commit",
             label="bias-corrected commit",
-            definition="each rep's latest commit divided by the rep's historical bias (submission_bias, learned from "
-            "earlier closed periods)",
+            definition="each rep's latest commit divided by the rep's historical call ratio (commit called over what "
+            "was booked, learned from earlier closed periods)",
             colour="#d45087",
             forecast=_bias_corrected_commit,
             needs=frozenset({"submissions", "submission bias"}),

@@ -20,8 +20,7 @@ Kinds of values:
 - ``shortfall``: an amount still missing, ``met`` when there is none (``-21,340`` -> ``met``).
 - ``multiple``: a coverage, times the amount it covers (``0.47`` -> ``0.47×``).
 - ``bool``: ``yes`` / ``no``.
-- ``ratio``: a plain number with two decimals (``0.82``).
-- ``number``: a plain number with the table's precision.
+- ``ratio``, ``number``: a plain number with the table's precision (``0.82``); a ``ratio`` is a known score.
 - ``date``: ``2024-06-30`` (with the time of day when there is one).
 - ``code``: a name of the code shown under its label (``stage_conversion`` -> ``stage conversion``).
 - ``text``: as given (escaped).
@@ -44,6 +43,7 @@ __all__ = [
     "format_value",
     "kind_of",
     "label",
+    "parameter_label",
     "value_label",
 ]
 
@@ -123,7 +123,7 @@ COLUMNS: dict[str, Column] = {
     "pinball": Column("pinball loss", "amount"),
     "winkler": Column("Winkler score", "amount"),
     # counts
-    "n": Column("periods scored", "count"),
+    "n": Column("scored", "count"),
     "rows": Column("rows", "count"),
     "read": Column("read", "count"),
     "accepted": Column("accepted", "count"),
@@ -274,12 +274,12 @@ def kind_of(column: Any) -> str | None:
 
 
 def label(name: Any, currency: str | None = None) -> str:
-    """The label a reader sees for a column, method, metric, value or parameter name of the code.
+    """The label a reader sees for a column, method, metric or value name of the code (parameters: `parameter_label`).
 
     Parameters
     ----------
     name : object
-        ``"p50"``, ``"stage_conversion"``, ``"wape"``, ``"holdout_months"``...
+        ``"p50"``, ``"stage_conversion"``, ``"wape"``, ``"crm_default"``...
     currency : str, optional
         An ISO 4217 code: an amount column's label names it (``P50 (EUR)``).
 
@@ -302,8 +302,6 @@ def label(name: Any, currency: str | None = None) -> str:
         shown = _metrics()[text].label
     elif text in VALUES:
         shown = VALUES[text]
-    elif text in PARAMETERS:
-        shown = PARAMETERS[text]
     else:
         shown = ("% " + text[4:] if text.startswith("pct_") else text).replace("_", " ")
     if currency and kind_of(text) == "amount":
@@ -311,8 +309,20 @@ def label(name: Any, currency: str | None = None) -> str:
     return shown
 
 
+def parameter_label(name: Any) -> str:
+    """A notebook parameter as a reader sees it (the report header's parameter box).
+
+    Examples
+    --------
+    >>> parameter_label("holdout_months"), parameter_label("as_of"), parameter_label("new_one")
+    ('holdout (months)', 'report date', 'new one')
+    """
+    text = str(name)
+    return PARAMETERS.get(text, text.replace("_", " "))
+
+
 def value_label(value: Any) -> Any:
-    """A cell of a ``code`` column: a method's or a known value's label, other values as given.
+    """A cell of a ``code`` column: a method's, metric's, known value's or column's label, others as given.
 
     Examples
     --------
@@ -326,6 +336,8 @@ def value_label(value: Any) -> Any:
             return VALUES[value]
         if value in _metrics():
             return _metrics()[value].label
+        if value in COLUMNS:
+            return COLUMNS[value].label
     return value
 
 
@@ -405,8 +417,6 @@ def format_value(value: Any, kind: str, precision: int = 2) -> str:
         return f"{x:+,.1%}" if round(x * 1000) else "0.0%"
     if kind == "points":
         return f"{x * 100:+,.1f} pp" if round(x * 1000) else "0.0 pp"
-    if kind == "ratio":
-        return f"{x:,.2f}"
     return f"{x:,.{precision}f}"
 
 

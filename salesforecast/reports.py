@@ -1690,6 +1690,9 @@ def format_table(
         left = [{"selector": "th", "props": [("text-align", "left")]}]
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
         styler = styler.set_table_styles({c: left for c in text}, overwrite=False)
+    whole = [c for c in df.columns if chosen[c] == "date" or str(c).endswith("_id")]  # 2024-06-30, OPP-0001
+    if whole:
+        styler = styler.set_properties(subset=whole, **{"white-space": "nowrap"})
     if df.empty:
         styler = styler.set_caption("(no rows)")
     if not index:

@@ -88,8 +88,8 @@ def test_amounts_are_whole_from_1000_and_counts_are_whole(suite):
                 cells = [r[i] for r in rows if len(r) == len(header) and r[i] not in ("–", "")]
                 if cells and all(re.fullmatch(r"-?[\d,]+\.0+", c) for c in cells):  # a count shown as a float
                     problems.append((name, h, cells[:3]))
-                if h in count_labels:
-                    problems += [(name, h, c) for c in cells if not re.fullmatch(r"-?[\d,]+", c)]
+                if h in count_labels:  # a count column's numbers are whole
+                    problems += [(name, h, c) for c in cells if re.fullmatch(r"-?[\d,]*\.\d+", c)]
     assert not problems, problems[:20]
 
 
@@ -167,7 +167,7 @@ def test_format_value_writes_each_kind():
     assert format_value(6.5, "days") == "6" and format_value(24.3, "days") == "24"  # round half to even
     assert format_value(32.3, "signed_days") == "+32" and format_value(-6.6, "signed_days") == "-7"
     assert format_value(-21340.0, "shortfall") == "met" and format_value(287840.0, "shortfall") == "287,840"
-    assert format_value(0.4712, "multiple") == "0.47×" and format_value(0.4712, "ratio") == "0.47"
+    assert format_value(0.4712, "multiple") == "0.47×" and format_value(0.4712, "ratio", precision=3) == "0.471"
     assert format_value(True, "bool") == "yes" and format_value(np.False_, "bool") == "no"
     assert format_value("bias_corrected_commit", "code") == "bias-corrected commit"
     assert format_value(pd.Timestamp("2024-06-30"), "date") == "2024-06-30"
@@ -181,11 +181,12 @@ def test_format_value_writes_each_kind():
 def test_labels_come_from_one_registry():
     assert label("monte_carlo") == METHODS["monte_carlo"].label == "Monte Carlo"
     assert label("wape") == METRICS["wape"].label and label("bias") == "over/under-forecast"
-    assert label("holdout_months") == "holdout (months)" and label("crm_default") == "CRM default probability"
+    assert labels.parameter_label("holdout_months") == "holdout (months)"
+    assert label("crm_default") == "CRM default probability" and label("source") == "source"  # a column, no parameter
     assert label("p50", "EUR") == "P50 (EUR)" and label("won_deals", "EUR") == "won deals"
     assert label("pct_missing") == "% missing" and label("some_new_column") == "some new column"
     # every label a reader sees is words, not a name of the code
-    shown = [label(n) for n in (*COLUMNS, *METHODS, *METRICS, *VALUES, *PARAMETERS)]
+    shown = [label(n) for n in (*COLUMNS, *METHODS, *METRICS, *VALUES)] + list(map(labels.parameter_label, PARAMETERS))
     assert not [s for s in shown if SNAKE.search(s)]
     assert set(c.kind for c in COLUMNS.values()) <= set(labels.KINDS)
 
@@ -205,8 +206,8 @@ def test_format_table_by_registry_dtype_and_override():
     page = format_table(df, currency="EUR", kinds={"misc": "ratio"}, precision=1).to_html()
     cells = [[c.get_text(strip=True) for c in tr.find_all("td")] for tr in BeautifulSoup(page, "html.parser")("tr")]
     body = [r for r in cells if r]
-    assert body[0] == ["stage conversion", "242", "1,234,568", "yes", "-13.0 pp", "a", "1.23"]
-    assert body[1] == ["<script>x</script>", "114", "950.50", "no", "+2.0 pp", "–", "2.00"]
+    assert body[0] == ["stage conversion", "242", "1,234,568", "yes", "-13.0 pp", "a", "1.2"]
+    assert body[1] == ["<script>x</script>", "114", "950.50", "no", "+2.0 pp", "–", "2.0"]
     assert body[2] == ["–", "–", "–", "yes", "–", "b", "–"]
     assert "&lt;script&gt;" in page and "<script>" not in page
     head = [th.get_text(strip=True) for th in BeautifulSoup(page, "html.parser").find("thead").find_all("th")]

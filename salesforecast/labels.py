@@ -168,7 +168,7 @@ COLUMNS: dict[str, Column] = {
     "attainment": Column("attainment", "fraction"),
     "coverage_ratio": Column("coverage", "ratio"),
     "call_ratio": Column("call ratio (call / booked)", "fraction"),
-    "late_ratio": Column("late call ratio (late call / booked)", "fraction"),
+    "late_ratio": Column("late call ratio", "fraction"),
     # differences of rates: percentage points
     "difference": Column("learned - CRM", "points"),
     "win_rate_diff": Column("win rate difference", "points"),

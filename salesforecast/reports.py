@@ -1578,6 +1578,7 @@ def format_table(
     metrics: Sequence[str] | None = None,
     currency: str | None = None,
     kinds: Mapping[str, str] | None = None,
+    caption: str | None = None,
 ) -> Styler:
     """A DataFrame styled for a report: human labels and units, escaped text, whole amounts and counts.
 
@@ -1610,6 +1611,8 @@ def format_table(
         default: the table's ``attrs["currency"]``, else none.
     kinds : mapping of str to str, optional
         Kinds of values of columns (one of `salesforecast.labels.KINDS`), over the registry's.
+    caption : str, optional
+        A line above the table (escaped), e.g. what its dashes mean.
 
     Returns
     -------
@@ -1690,11 +1693,14 @@ def format_table(
         left = [{"selector": "th", "props": [("text-align", "left")]}]
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
         styler = styler.set_table_styles({c: left for c in text}, overwrite=False)
-    whole = [c for c in df.columns if chosen[c] == "date" or str(c).endswith("_id")]  # 2024-06-30, OPP-0001
+    # a number, a date or an id on one line: "+10.8 pp", "2024-06-30", "OPP-0001"
+    whole = [c for c in df.columns if chosen[c] not in ("text", "code") or str(c).endswith("_id")]
     if whole:
         styler = styler.set_properties(subset=whole, **{"white-space": "nowrap"})
     if df.empty:
         styler = styler.set_caption("(no rows)")
+    elif caption:
+        styler = styler.set_caption(html.escape(caption))
     if not index:
         styler = styler.hide(axis="index")
     return styler

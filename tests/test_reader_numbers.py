@@ -229,3 +229,10 @@ def test_format_table_by_registry_dtype_and_override():
     # an index, when asked for, is escaped and its missing labels dashed
     shown = format_table(pd.DataFrame({"n": [1]}, index=pd.Index(["<b>"], name="x")), index=True).to_html()
     assert "&lt;b&gt;" in shown
+
+
+def test_format_table_says_what_its_dashes_mean_in_a_caption():
+    df = pd.DataFrame({"method": ["run_rate"], "p50": [np.nan]})
+    page = format_table(df, caption="– where a method gives <no> interval").to_html()
+    assert "<caption>– where a method gives &lt;no&gt; interval</caption>" in page
+    assert "(no rows)" in format_table(df.iloc[:0], caption="ignored").to_html()

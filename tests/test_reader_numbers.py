@@ -236,3 +236,21 @@ def test_format_table_says_what_its_dashes_mean_in_a_caption():
     page = format_table(df, caption="– where a method gives <no> interval").to_html()
     assert "<caption>– where a method gives &lt;no&gt; interval</caption>" in page
     assert "(no rows)" in format_table(df.iloc[:0], caption="ignored").to_html()
+
+
+def test_a_salesforce_exports_organisation_currency_is_the_process_maps(tmp_path):
+    from salesforecast.io.salesforce import read_salesforce
+    from salesforecast.schema import DataFileError
+    from tests.test_io_salesforce import opp_folder, write_csv
+
+    opp_folder(tmp_path)
+    assert read_salesforce(tmp_path).process.currency is None  # no Organization.csv: no currency
+    write_csv(
+        tmp_path / "Organization.csv", ["Id", "FiscalYearStartMonth", "DefaultCurrencyIsoCode"], [["1", "2", "eur"]]
+    )
+    p = read_salesforce(tmp_path).process
+    assert p.currency == "EUR" and p.calendar.start_month == 2
+    assert read_salesforce(tmp_path, process="salesforce").process.currency is None  # a process given: its own
+    write_csv(tmp_path / "Organization.csv", ["Id", "DefaultCurrencyIsoCode"], [["1", "Euro<s>"]])
+    with pytest.raises(DataFileError, match=r"Organization.csv: DefaultCurrencyIsoCode 'Euro<s>' is not a currency"):
+        read_salesforce(tmp_path)

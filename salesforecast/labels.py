@@ -40,6 +40,7 @@ __all__ = [
     "VALUES",
     "Column",
     "code_names",
+    "format_amount",
     "format_value",
     "kind_of",
     "label",
@@ -418,6 +419,50 @@ def format_value(value: Any, kind: str, precision: int = 2) -> str:
     if kind == "points":
         return f"{x * 100:+,.1f} pp" if round(x * 1000) else "0.0 pp"
     return f"{x:,.{precision}f}"
+
+
+def format_amount(value: Any, currency: str | None = None, short: bool = False) -> str:
+    """An amount in a sentence or a headline figure, with its currency: ``€1,234,568``, ``1.41M CHF``.
+
+    Parameters
+    ----------
+    value : float
+    currency : str, optional
+        ISO 4217 code (the process map's ``currency``): a symbol before the number for the codes of
+        `salesforecast.process.CURRENCY_SYMBOLS`, else the code after it; none, the number alone.
+    short : bool, default False
+        Thousands and millions as ``k`` and ``M`` with three significant digits (``1.41M``, ``956k``, ``12.5k``).
+
+    Returns
+    -------
+    str
+        ``–`` for a missing value.
+
+    Examples
+    --------
+    >>> format_amount(1234567.8, "EUR"), format_amount(1410000, "EUR", short=True), format_amount(956000, short=True)
+    ('€1,234,568', '€1.41M', '956k')
+    >>> format_amount(-21340, "CHF"), format_amount(12.5, "USD"), format_amount(None, "USD")
+    ('-21,340 CHF', '$12.50', '–')
+    """
+    from salesforecast.process import CURRENCY_SYMBOLS
+
+    if _missing(value):
+        return "–"
+    x = float(value)
+    if short and abs(x) >= 1000:
+        for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if abs(x) >= size * 0.9995:  # 999,999 -> 1.00M, not 1000k
+                number = f"{x / size:.3g}{suffix}"
+                break
+    else:
+        number = format_value(x, "amount")
+    if not currency:
+        return number
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    if symbol is None:
+        return f"{number} {currency}"
+    return f"-{symbol}{number[1:]}" if number.startswith("-") else f"{symbol}{number}"
 
 
 def code_names() -> set[str]:

@@ -254,3 +254,13 @@ def test_a_salesforce_exports_organisation_currency_is_the_process_maps(tmp_path
     write_csv(tmp_path / "Organization.csv", ["Id", "DefaultCurrencyIsoCode"], [["1", "Euro<s>"]])
     with pytest.raises(DataFileError, match=r"Organization.csv: DefaultCurrencyIsoCode 'Euro<s>' is not a currency"):
         read_salesforce(tmp_path)
+
+
+def test_format_amount_for_sentences_and_headline_figures():
+    from salesforecast.labels import format_amount
+
+    assert format_amount(335975.0) == "335,975" and format_amount(335975.0, "USD") == "$335,975"
+    assert format_amount(1968200, "GBP", short=True) == "£1.97M" and format_amount(999_999, short=True) == "1M"
+    assert format_amount(500_000, "EUR", short=True) == "€500k" and format_amount(12_500, short=True) == "12.5k"
+    assert format_amount(-1_740_000, "EUR", short=True) == "-€1.74M" and format_amount(950, "SEK") == "950 SEK"
+    assert format_amount(np.nan, "EUR") == "–"

@@ -395,9 +395,14 @@ def format_value(value: Any, kind: str, precision: int = 2) -> str:
     if kind == "text":
         return str(value)
     if kind == "date":
-        from salesforecast.reports import _date_text
+        import pandas as pd
 
-        return _date_text(value)
+        from salesforecast._utils import when_text
+
+        try:
+            return when_text(pd.Timestamp(value))
+        except (ValueError, TypeError):
+            return str(value)
     try:
         x = float(value)
     except (TypeError, ValueError):

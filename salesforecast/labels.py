@@ -170,6 +170,9 @@ COLUMNS: dict[str, Column] = {
     "coverage_ratio": Column("coverage", "ratio"),
     "call_ratio": Column("call ratio (call / booked)", "fraction"),
     "late_ratio": Column("late call ratio", "fraction"),
+    "wape_low": Column("WAPE low (90% interval)", "fraction"),
+    "wape_high": Column("WAPE high (90% interval)", "fraction"),
+    "tie": Column("tie", "bool"),
     # differences of rates: percentage points
     "difference": Column("learned - CRM", "points"),
     "win_rate_diff": Column("win rate difference", "points"),

@@ -1618,8 +1618,8 @@ METHODS: dict[str, ForecastMethod] = {
         ForecastMethod(
             name="bias_corrected_commit",
             label="bias-corrected commit",
-            definition="each rep's latest commit divided by the rep's historical bias (submission_bias, learned from "
-            "earlier closed periods)",
+            definition="each rep's latest commit divided by the rep's historical call ratio (commit called over what "
+            "was booked, learned from earlier closed periods)",
             colour="#cc79a7",
             forecast=_bias_corrected_commit,
             needs=frozenset({"submissions", "submission bias"}),
@@ -2682,7 +2682,7 @@ def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
     --------
     >>> res = pd.DataFrame({"group": "total", "method": ["run_rate", "seasonal_naive"], "forecast": [1.0, None]})
     >>> missing_methods(res)[:70]
-    'No forecast from seasonal_naive: bookings of the same period one year '
+    'No forecast from seasonal naive: bookings of the same period one year '
     """
     rows = results.loc[results["group"] == group]
     has = rows["forecast"].notna().groupby(rows["method"], sort=False).any()
@@ -2695,7 +2695,7 @@ def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
         else:
             need = next((n for n in _MISSING_WHY if n in method.needs), None)
             why = _MISSING_WHY[need].format(need=NEEDS[need]) if need else method.definition
-        reasons.setdefault(why, []).append(m)
+        reasons.setdefault(why, []).append(method_label(m))
     return " ".join(f"No forecast from {', '.join(names)}: {why}." for why, names in reasons.items())
 
 

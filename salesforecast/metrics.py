@@ -1542,10 +1542,10 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="bias",
-            label="bias",
+            label="over/under-forecast",
             definition=(
-                "Bias: sum(F - A) / sum(A), the net over-forecast (positive) or under-forecast (negative) as a "
-                "share of the total actual; 0 is unbiased, closer to 0 is better."
+                "Over/under-forecast (bias): sum(F - A) / sum(A), the net over-forecast (positive) or "
+                "under-forecast (negative) as a share of the total actual; 0 is unbiased, closer to 0 is better."
             ),
             direction="closer",
             ideal=0.0,

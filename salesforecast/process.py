@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from salesforecast.config import Problem, Schema, checked, load_model, read_yaml, text_of
 
 __all__ = [
+    "CURRENCY_SYMBOLS",
     "FORECAST_CATEGORIES",
     "PERIOD_PATTERN",
     "FiscalCalendar",
@@ -31,6 +32,7 @@ __all__ = [
     "ProcessFile",
     "SalesProcess",
     "Stage",
+    "currency_code",
     "fiscal_period",
     "normalize_forecast_category",
     "normalize_name",
@@ -290,6 +292,30 @@ def _start_month(value: Any) -> Any:
     return value
 
 
+#: Currency codes that reports show as a symbol before the amount (others show the code after it: ``1,234 CHF``).
+CURRENCY_SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
+
+
+def currency_code(value: Any) -> str | None:
+    """A process map's ``currency:`` as an ISO 4217 code (three letters, upper-cased), or None when not given.
+
+    Examples
+    --------
+    >>> currency_code("eur"), currency_code(None)
+    ('EUR', None)
+    >>> currency_code("euro")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be an ISO 4217 currency code of three letters such as EUR or USD, got 'euro'
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
+        shown = repr(value) if isinstance(value, str) and len(value) <= 20 else type(value).__name__
+        raise ValueError(f"must be an ISO 4217 currency code of three letters such as EUR or USD, got {shown}")
+    return value.strip().upper()
+
+
 def _probability(value: Any) -> Any:
     """A stage's probability as given, when it is a number in [0, 1]."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
@@ -378,6 +404,9 @@ class ProcessFile(Schema):
     stages: list[StageEntry] = Field(min_length=1)
     fiscal_year_start_month: checked(_start_month, {"type": "integer", "minimum": 1, "maximum": 12}) = 1
     fiscal_year_naming: Literal["end", "start"] = "end"
+    currency: checked(currency_code, {"type": "string", "pattern": "^[A-Za-z]{3}$"}) | None = Field(
+        None, description="ISO 4217 code of the amounts (EUR, USD...), shown in the reports; default: none shown"
+    )
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -414,6 +443,8 @@ class SalesProcess:
         A label for reports.
     calendar : FiscalCalendar
         The organisation's fiscal calendar.
+    currency : str or None
+        ISO 4217 code of the amounts (``EUR``), shown in the reports' amount columns; None shows no currency.
 
     Examples
     --------
@@ -429,10 +460,15 @@ class SalesProcess:
     stages: tuple[Stage, ...]
     name: str = "sales process"
     calendar: FiscalCalendar = field(default_factory=FiscalCalendar)
+    currency: str | None = None
 
     def __post_init__(self) -> None:
         stages = tuple(self.stages)
         object.__setattr__(self, "stages", stages)
+        try:
+            object.__setattr__(self, "currency", currency_code(self.currency))
+        except ValueError as exc:
+            raise ProcessError(f"currency: {exc}") from None
         if not any(s.kind == "open" for s in stages):
             raise ProcessError("stages: the process needs at least one open stage")
         if not any(s.kind == "won" for s in stages):
@@ -498,7 +534,7 @@ class SalesProcess:
             for s in model.stages
         )
         calendar = FiscalCalendar(model.fiscal_year_start_month, model.fiscal_year_naming)
-        return cls(stages, name=model.name, calendar=calendar)
+        return cls(stages, name=model.name, calendar=calendar, currency=model.currency)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SalesProcess:
@@ -509,6 +545,7 @@ class SalesProcess:
             name: Acme sales process
             fiscal_year_start_month: 2      # February
             fiscal_year_naming: end         # FY2025 ends in January 2025
+            currency: EUR                   # optional: the amounts' ISO 4217 code, shown in the reports
             stages:
               - {name: Discovery, probability: 0.1, aliases: [Disco, Prospecting]}
               - {name: Demo, probability: 0.3, max_days: 30}
@@ -586,6 +623,7 @@ class SalesProcess:
             "name": self.name,
             "fiscal_year_start_month": int(self.calendar.start_month),
             "fiscal_year_naming": self.calendar.naming,
+            **({"currency": self.currency} if self.currency else {}),
             "stages": out,
         }
 

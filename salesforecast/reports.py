@@ -1970,11 +1970,10 @@ def report_header(
 
 
 def _label(column: Any) -> str:
-    """A column as a table shows it: ``pct_missing`` -> ``% missing``, ``with_value`` -> ``with value``."""
-    text = str(column)
-    if text.startswith("pct_"):
-        text = "% " + text[4:]
-    return text.replace("_", " ")
+    """A column as a table shows it: its `salesforecast.labels` label (``pct_missing`` -> ``% missing``)."""
+    from salesforecast.labels import label
+
+    return label(column)
 
 
 def _date_text(value: Any) -> str:
@@ -1990,8 +1989,17 @@ def format_table(
     index: bool = False,
     fractions: Sequence[str] = (),
     metrics: Sequence[str] | None = None,
+    currency: str | None = None,
+    kinds: Mapping[str, str] | None = None,
+    caption: str | None = None,
 ) -> Styler:
-    """A DataFrame styled for a report: escaped text, thousands separators, percentages, short dates.
+    """A DataFrame styled for a report: human labels and units, escaped text, whole amounts and counts.
+
+    Each column is written by its kind of values (see `salesforecast.labels`): the explicit arguments first, then
+    the metrics of the table, then the registry `salesforecast.labels.COLUMNS`, then the dtype (an integer column
+    as a count, a boolean one as ``yes`` / ``no``, a datetime one as a date). Headers are the registry's labels,
+    an amount's with the currency when there is one; names of the code in a ``method`` column (and the other
+    ``code`` columns) show under their labels; missing values show as ``–``, never ``NaN`` or ``None``.
 
     Parameters
     ----------
@@ -2001,22 +2009,28 @@ def format_table(
     dates : sequence of str
         Datetime columns, shown as ``2024-06-30`` (``2024-06-30 14:05`` when there is a time of day).
     precision : int, default 2
-        Decimals of the other float columns.
+        Decimals of the float columns of no known kind.
     index : bool, default False
         Show the index.
     fractions : sequence of str
         Columns holding fractions (0-1: rates, probabilities), shown as percentages like ``12.5%``.
     metrics : sequence of str, optional
-        Columns holding accuracy metrics of `salesforecast.metrics.METRICS`, each shown in its units (a metric in
-        percent like ``12.5%``); default: the table's ``attrs["metrics"]``, which `salesforecast.forecast.leaderboard`
-        and `salesforecast.forecast.recommend` set, so a report never restates which of their columns are
+        Columns holding accuracy metrics of `salesforecast.metrics.METRICS`, each shown in its units and under its
+        label; default: the table's ``attrs["metrics"]``, which `salesforecast.forecast.leaderboard` and
+        `salesforecast.forecast.recommend` set, so a report never restates which of their columns are
         percentages.
+    currency : str, optional
+        ISO 4217 code of the amounts (the process map's ``currency``), named in the amount columns' headers;
+        default: the table's ``attrs["currency"]``, else none.
+    kinds : mapping of str to str, optional
+        Kinds of values of columns (one of `salesforecast.labels.KINDS`), over the registry's.
+    caption : str, optional
+        A line above the table (escaped), e.g. what its dashes mean.
 
     Returns
     -------
     pandas.io.formats.style.Styler
-        Every cell and label is HTML-escaped; missing values are shown as ``–``; text columns are
-        left-aligned; column labels are shown with spaces for underscores and ``%`` for a ``pct_`` prefix.
+        Every cell and label is HTML-escaped; text columns are left-aligned.
 
     Examples
     --------
@@ -2028,30 +2042,78 @@ def format_table(
     True
     >>> "12.5%" in format_table(pd.DataFrame({"wape": [0.125]}), metrics=["wape"]).to_html()
     True
+    >>> page = format_table(pd.DataFrame({"method": ["monte_carlo"], "p50": [1234567.891]}), currency="EUR").to_html()
+    >>> "Monte Carlo" in page and "P50 (EUR)" in page and "1,234,568" in page
+    True
     """
-    from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
+    from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype, is_numeric_dtype
 
+    from salesforecast.labels import format_value, kind_of, label
     from salesforecast.metrics import METRICS
 
+    currency = currency if currency is not None else df.attrs.get("currency")
+    named = df.attrs.get("metrics", ()) if metrics is None else metrics
+    metric_columns = {c for c in named if c in df.columns and c in METRICS}
+    chosen: dict[Any, str] = {}
+    for c in df.columns:
+        col = df[c]
+        if c in (kinds or {}):
+            kind = kinds[c]
+        elif c in percent:
+            kind = "percent"
+        elif c in fractions:
+            kind = "fraction"
+        elif c in dates:
+            kind = "date"
+        elif c in metric_columns:
+            units = METRICS[c].units
+            kind = "signed_fraction" if c == "bias" else {"percent": "fraction", "amount": "amount"}.get(units, "ratio")
+        elif is_bool_dtype(col):
+            kind = "bool"
+        elif is_datetime64_any_dtype(col):
+            kind = "date"
+        else:
+            known = kind_of(c)
+            numeric = is_numeric_dtype(col) and not is_bool_dtype(col)
+            if known is not None and (numeric or known in ("code", "text", "bool", "date")):
+                kind = known
+            elif is_integer_dtype(col):
+                kind = "count"
+            elif numeric:
+                kind = "number"
+            elif col.dropna().map(lambda v: isinstance(v, bool)).all() and col.notna().any():
+                kind = "bool"
+            else:
+                kind = "code" if known == "code" else "text"
+        chosen[c] = kind
+
+    def header(c: Any) -> str:
+        shown = METRICS[c].label if c in metric_columns else label(c)
+        if currency and chosen[c] == "amount" and not shown.endswith(f"({currency})"):
+            shown = f"{shown} ({currency})"
+        return html.escape(shown)
+
     styler = df.style.format(escape="html", precision=precision, thousands=",", na_rep="–")
-    styler = styler.format_index(escape="html", axis=0)
-    styler = styler.format_index(lambda c: html.escape(_label(c)), axis=1)
-    text = [c for c in df.columns if not (is_numeric_dtype(df[c]) or is_datetime64_any_dtype(df[c]))]
+    styler = styler.format_index(escape="html", axis=0, na_rep="–")
+    styler = styler.format_index(header, axis=1)
+    for c, kind in chosen.items():
+        if kind == "text":
+            continue
+        styler = styler.format(lambda v, k=kind: html.escape(format_value(v, k, precision)), subset=[c], na_rep="–")
+    text = [c for c in df.columns if chosen[c] in ("text", "code", "bool")]
+    text = [c for c in text if not (is_numeric_dtype(df[c]) and chosen[c] != "bool")]
     if text:
         left = [{"selector": "th", "props": [("text-align", "left")]}]
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
         styler = styler.set_table_styles({c: left for c in text}, overwrite=False)
+    # a number, a date or an id on one line: "+10.8 pp", "2024-06-30", "OPP-0001"
+    whole = [c for c in df.columns if chosen[c] not in ("text", "code") or str(c).endswith("_id")]
+    if whole:
+        styler = styler.set_properties(subset=whole, **{"white-space": "nowrap"})
     if df.empty:
         styler = styler.set_caption("(no rows)")
-    if percent:
-        styler = styler.format("{:,.1f}%", subset=list(percent), na_rep="–")
-    named = df.attrs.get("metrics", ()) if metrics is None else metrics
-    in_percent = [c for c in named if c in df.columns and c in METRICS and METRICS[c].units == "percent"]
-    fractions = list(dict.fromkeys([*fractions, *(c for c in in_percent if c not in percent)]))
-    if fractions:
-        styler = styler.format("{:,.1%}", subset=list(fractions), na_rep="–")
-    if dates:
-        styler = styler.format(_date_text, subset=list(dates), na_rep="–")
+    elif caption:
+        styler = styler.set_caption(html.escape(caption))
     if not index:
         styler = styler.hide(axis="index")
     return styler

@@ -140,4 +140,4 @@ def test_stage_conversion_report_on_short_data_says_why_the_crm_check_is_missing
     # acme's data run from 2024-01-08 to 2024-05-31: six months before the end there was no deal yet
     assert "No CRM check." in text
     assert "No deal was open on 2023-11-30, so there is nothing to score" in text
-    assert "<code>holdout_months</code> (6) months before the report date (2024-05-31)" in text
+    assert "the holdout (6 months) before the report date (2024-05-31)" in text

@@ -574,11 +574,11 @@ def test_the_report_says_which_methods_gave_no_forecast_and_why():
         res = backtest(short, groups=["total"], n_sims=100, cutoffs="start")
     text = missing_methods(res)
     assert text.startswith(
-        "No forecast from submitted_commit, submitted_best_case, bias_corrected_commit: they need the reps' "
+        "No forecast from submitted commit, submitted best case, bias-corrected commit: they need the reps' "
         "forecast calls made by the cutoff, and the data hold none for these periods. No forecast from "
-        "seasonal_naive: bookings of the same period one year earlier"
+        "seasonal naive: bookings of the same period one year earlier"
     )
-    assert "less than a year of past periods" in text and "run_rate" not in text
+    assert "less than a year of past periods" in text and "run rate" not in text
     assert submissions_note(short).startswith("The data have no forecast submissions")
     assert submissions_note(load_sample()) == ""
     assert missing_methods(backtest(load_sample(), methods=["run_rate"], periods=1, cutoffs="start")) == ""

@@ -43,7 +43,13 @@ def test_forecast_report_runs_on_fifteen_months_without_teams(tmp_path):
     assert "CRM-weighted forecast left out" in box
     replayed = re.search(r"Quarters replayed: ([A-Z0-9, ]+)", text).group(1).split(", ")
     assert replayed == ["FY2023Q3", "FY2023Q4", "FY2024Q1"]
-    for heading in ("Which method to trust", "Forecast vs actual", "Rep bias", "Interval coverage", "This period"):
+    for heading in (
+        "Which method to trust",
+        "Forecast vs actual",
+        "Rep call ratio",
+        "Interval coverage",
+        "This period",
+    ):
         assert heading in text, heading
 
 
@@ -74,8 +80,8 @@ def test_forecast_report_on_fifteen_months_without_calls_says_what_limits_it(tmp
     assert "In the replayed periods, the Monte Carlo 80% interval of 3 of the 3 periods rests on fewer than 4" in box
     body = text[text.index("Which method to trust") :]
     assert "(from 3 replayed periods only: the lead may be chance)" in body
-    assert "No forecast from submitted_commit, submitted_best_case, bias_corrected_commit: they need" in body
-    rep_start = body.index("Rep bias")
+    assert "No forecast from submitted commit, submitted best case, bias-corrected commit: they need" in body
+    rep_start = body.index("Rep call ratio")
     rep_bias = body[rep_start : body.index("Interval coverage", rep_start)]
     assert "The data have no forecast submissions" in rep_bias and "(no rows)" not in rep_bias
     this_period = body[body.index("This period") :]

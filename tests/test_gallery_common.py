@@ -18,6 +18,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from salesforecast.datasets.gallery import SHAPES, write_shape
+from salesforecast.forecast import METHODS
 from salesforecast.reports import DEFAULT_CONFIG, RunResult, run_reports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,9 @@ def number(text: str) -> float:
     text = text.strip().replace(",", "")
     if text in ("–", ""):
         return float("nan")
-    return float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    if text.endswith(" pp"):  # percentage points
+        return float(text[:-3]) / 100.0
+    return float(text.rstrip("%×")) / (100.0 if text.endswith("%") else 1.0)
 
 
 def header_as_of(page: str) -> pd.Timestamp:
@@ -190,9 +193,10 @@ def check_pipeline_review_numbers(run: ShapeRun) -> None:
     shown = table_after(page, "Attainment and coverage")
     total = {col: shown[col].map(number).sum() for col in ("closed won", "won deals", "open pipeline", "open deals")}
     assert total["won deals"] == int(won.sum()), (run.name, total, int(won.sum()))
-    assert total["closed won"] == pytest.approx(float(opps.loc[won, "amount"].sum()), abs=0.01), run.name
+    whole = 0.5 * len(shown)  # amounts from 1,000 are shown whole
+    assert total["closed won"] == pytest.approx(float(opps.loc[won, "amount"].sum()), abs=whole), run.name
     assert total["open deals"] == int(open_.sum()), (run.name, total, int(open_.sum()))
-    assert total["open pipeline"] == pytest.approx(float(opps.loc[open_, "amount"].sum()), abs=0.01), run.name
+    assert total["open pipeline"] == pytest.approx(float(opps.loc[open_, "amount"].sum()), abs=whole), run.name
 
 
 def _skip_unless_ok(run: ShapeRun, notebook: str) -> str:
@@ -222,6 +226,8 @@ def check_forecast_accuracy_numbers(run: ShapeRun) -> None:
     of data before the period, the seasonal naive forecast (closed won in the same quarter a year earlier)."""
     page = _skip_unless_ok(run, "04_forecast_accuracy")
     shown = table_after(page, "This period").set_index("method")
+    names = {m.label: name for name, m in METHODS.items()}  # the page shows the methods' labels
+    shown.index = [names.get(label, label) for label in shown.index]
     period, cutoff = shown["period"].iloc[0], pd.Timestamp(shown["cutoff"].iloc[0])
     start, end = period_bounds(period)
     opps = read_csv(run.folder, "opportunities")
@@ -231,7 +237,7 @@ def check_forecast_accuracy_numbers(run: ShapeRun) -> None:
     checked = 0
     if opps["created_at"].min() <= year_start and "seasonal_naive" in shown.index:
         won = opps["is_won"].astype(bool) & opps["close_date"].ge(year_start) & opps["close_date"].lt(year_end)
-        assert number(shown.loc["seasonal_naive", "forecast"]) == pytest.approx(opps.loc[won, "amount"].sum()), run.name
+        assert number(shown.loc["seasonal_naive", "forecast"]) == pytest.approx(opps.loc[won, "amount"].sum(), abs=0.5)
         checked += 1
     subs = read_csv(run.folder, "forecast_submissions")
     if subs is not None and "submitted_commit" in shown.index:
@@ -239,7 +245,7 @@ def check_forecast_accuracy_numbers(run: ShapeRun) -> None:
         calls = subs[(subs["period"] == period) & (subs["category"] == "commit") & subs["submitted_at"].le(cutoff)]
         if len(calls):
             latest = calls.sort_values("submitted_at", kind="stable").groupby("owner")["amount"].last().sum()
-            assert number(shown.loc["submitted_commit", "forecast"]) == pytest.approx(latest), run.name
+            assert number(shown.loc["submitted_commit", "forecast"]) == pytest.approx(latest, abs=0.5), run.name
             checked += 1
     if not checked:
         pytest.skip(f"04 on {run.name}: neither a year of data before {period} nor calls for it")

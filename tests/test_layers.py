@@ -30,6 +30,7 @@ LAYERS = {
     "session": 4,
     "review": 5,
     "forecast": 5,
+    "labels": 5,
     "simulation": 5,
     "calibration": 6,
     "plotting": 7,

@@ -34,7 +34,7 @@ HEADINGS = {
     "04_forecast_accuracy": [
         "Which method to trust, and when",
         "Forecast vs actual, week by week",
-        "Rep bias",
+        "Rep call ratio",
         "Interval coverage",
         "This period: where the quarter is likely to land",
     ],

@@ -80,7 +80,7 @@ def test_pipeline_review_without_quotas_says_so_instead_of_a_quota_of_zero(tmp_p
     assert re.search(r"The data have no quotas for FY\d{4}Q\d, so neither attainment nor coverage", text)
     headings = set(re.findall(r'<th class="col_heading[^"]*"[^>]*>([^<]*)</th>', text))
     assert {"closed won", "open pipeline"} <= headings
-    assert not headings & {"quota", "remaining quota", "attainment", "coverage", "weighted coverage", "note"}
+    assert not headings & {"quota", "left to quota", "attainment", "coverage", "weighted coverage", "note"}
     assert "no quota for the period" not in text and "quota - closed_won" not in text
 
 

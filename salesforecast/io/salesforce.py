@@ -49,6 +49,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,14 @@ from salesforecast.io.common import (
     text_column,
     with_notes,
 )
-from salesforecast.process import FiscalCalendar, ProcessError, SalesProcess, Stage, normalize_forecast_category
+from salesforecast.process import (
+    FiscalCalendar,
+    ProcessError,
+    SalesProcess,
+    Stage,
+    currency_code,
+    normalize_forecast_category,
+)
 from salesforecast.schema import CRMData, DataFileError, read_table_file, validate
 
 __all__ = ["is_salesforce_folder", "read_salesforce", "write_salesforce"]
@@ -278,6 +286,25 @@ def _calendar(export: _Export) -> FiscalCalendar | None:
     except (ValueError, ProcessError):
         raise DataFileError(
             f"{path}: FiscalYearStartMonth {value!r} is not a month number from 1 to 12",
+            file=str(path),
+            table="process",
+            column=col,
+        ) from None
+
+
+def _currency(export: _Export) -> str | None:
+    """The organisation's currency (Organization.csv's DefaultCurrencyIsoCode), None when the export has none."""
+    org = export.read("Organization", "process")
+    col = find_column(org, "DefaultCurrencyIsoCode") if org is not None else None
+    if col is None or org.empty or pd.isna(org[col].iloc[0]) or not str(org[col].iloc[0]).strip():
+        return None
+    value = str(org[col].iloc[0]).strip()
+    try:
+        return currency_code(value)
+    except ValueError:
+        path = export.path("Organization")
+        raise DataFileError(
+            f"{path}: DefaultCurrencyIsoCode {value[:20]!r} is not a currency code of three letters (EUR, USD)",
             file=str(path),
             table="process",
             column=col,
@@ -795,6 +822,9 @@ def read_salesforce(
         elif calendar is not None:
             default = SalesProcess.default()
             process = SalesProcess(default.stages, name=default.name, calendar=calendar)
+        currency = _currency(export)
+        if currency is not None:  # the organisation's currency, shown in the reports
+            process = replace(SalesProcess.resolve(process), currency=currency)
     process = SalesProcess.resolve(process)
 
     users = _read_users(export)

@@ -744,15 +744,14 @@ def _calibration_pairs(ctx: _Context, refit_at: pd.Timestamp, left: Iterable[int
 class _Replay(NamedTuple):
     """The model fitted at a refit date, replayed at the calibration pairs (earlier periods, same time left).
 
-    Per replayed deal (rows of the pairs' snapshots, pair by pair): ``pair`` (index in `pairs`), ``x`` (amount times
-    the model's probability of winning before that period's end), ``y`` (what the deal booked in that period, as
-    known at the refit date), ``q`` (the probability), ``amount``, ``codes`` (group codes, groupings x rows) and
+    Per replayed deal (rows of the pairs' snapshots, pair by pair): ``pair`` (index in `pairs`), ``y`` (what the deal
+    booked in that period, as known at the refit date), ``q`` (the model's probability of winning before that
+    period's end), ``amount``, ``codes`` (group codes, groupings x rows) and
     ``stage`` (its stage code at the replay; `n_stages` open stages, codes outside ``0..n_stages - 1`` unknown).
     """
 
     pairs: list[tuple]
     pair: np.ndarray
-    x: np.ndarray
     y: np.ndarray
     q: np.ndarray
     amount: np.ndarray
@@ -768,7 +767,7 @@ def _replay(
     used = [(pair, ctx.snap(pair[4])) for pair in pairs if ctx.has_snap(pair[4])]
     if not used:
         empty, none = np.zeros(0), np.zeros(0, dtype=np.int64)
-        return _Replay([], none, empty, empty, empty, empty, np.zeros((len(ctx.groups.names), 0)), none, 0)
+        return _Replay([], none, empty, empty, empty, np.zeros((len(ctx.groups.names), 0)), none, 0)
     sizes = [len(snap) for _, snap in used]
     key = np.repeat(np.arange(len(used)), sizes)
     q = np.concatenate(_predict_within(model, seg, [snap for _, snap in used], [pair[2] for pair, _ in used]))
@@ -788,7 +787,7 @@ def _replay(
     y = np.where((close >= start) & (close < end), booked_amount[opp], 0.0)
     stage = np.concatenate([snap.stage for _, snap in used]).astype(np.int64)
     k = len(model.process_.open_stages)
-    return _Replay([pair for pair, _ in used], key, amount * q, y, q, amount, ctx.opp_codes[:, opp], stage, k)
+    return _Replay([pair for pair, _ in used], key, y, q, amount, ctx.opp_codes[:, opp], stage, k)
 
 
 #: Horizon factors pool the earlier periods' replays at nearby times left: weight ``1 - |difference| / window`` (0: one

@@ -51,7 +51,7 @@ def _replay(stage: np.ndarray, q: np.ndarray, won: np.ndarray, amount: np.ndarra
     y = np.where(np.tile(won, periods), amount_all, 0.0)
     qq = np.tile(q, periods).astype("float64")
     codes = np.zeros((1, n * periods), dtype=np.int64)
-    return F._Replay(pairs, pair, amount_all * qq, y, qq, amount_all, codes, np.tile(stage, periods), 3)
+    return F._Replay(pairs, pair, y, qq, amount_all, codes, np.tile(stage, periods), 3)
 
 
 def test_factors_count_deals_so_one_large_deal_does_not_swing_them():

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import html
 import re
-from pathlib import Path
 
 from salesforecast.datasets import generate
 from salesforecast.datasets.shapes import history_from_dates
-from salesforecast.reports import run_reports
 from salesforecast.snapshots import known_at
-
-CONFIG = """\
-notebooks: {notebooks}
-reports:
-  - notebook: 04_forecast_accuracy
-    title: Forecast accuracy
-    parameters: {{}}
-"""
+from tests.factories import render_report
 
 
 def test_forecast_report_runs_on_fifteen_months_without_teams(tmp_path):
@@ -29,14 +20,7 @@ def test_forecast_report_runs_on_fifteen_months_without_teams(tmp_path):
     short.opportunities = short.opportunities.drop(columns="team")
     short.forecast_submissions = short.forecast_submissions.drop(columns="team")
     folder = short.to_folder(tmp_path / "crm")
-    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    config = tmp_path / "reports.yml"
-    config.write_text(CONFIG.format(notebooks=notebooks), encoding="utf-8")
-    as_of = f"{short.as_of:%Y-%m-%d}"
-    result = run_reports(config, tmp_path / "out", params={"source": str(folder), "n_sims": 200}, jobs=1, as_of=as_of)
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("04_forecast_accuracy*.html")
-    text = page.read_text(encoding="utf-8")
+    text = render_report(tmp_path, "04_forecast_accuracy", folder, n_sims=200, as_of=f"{short.as_of:%Y-%m-%d}")
     assert "Traceback" not in text
     # the derived history records no past close dates: the CRM-weighted method says, under the title, what it left out
     box = text[text.index('id="read-this-first"') :]
@@ -61,14 +45,8 @@ def test_forecast_report_on_fifteen_months_without_calls_says_what_limits_it(tmp
     short = history_from_dates(known_at(data, "2024-04-01"))  # ends 2024-03-31, a quarter's last day
     short.forecast_submissions = short.forecast_submissions.iloc[:0]
     folder = short.to_folder(tmp_path / "crm")
-    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    config = tmp_path / "reports.yml"
-    config.write_text(CONFIG.format(notebooks=notebooks), encoding="utf-8")
-    as_of = f"{short.as_of:%Y-%m-%d}"
-    result = run_reports(config, tmp_path / "out", params={"source": str(folder), "n_sims": 200}, jobs=1, as_of=as_of)
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    (page,) = (tmp_path / "out" / "latest").glob("04_forecast_accuracy*.html")
-    text = html.unescape(page.read_text(encoding="utf-8"))
+    page = render_report(tmp_path, "04_forecast_accuracy", folder, n_sims=200, as_of=f"{short.as_of:%Y-%m-%d}")
+    text = html.unescape(page)
     start = text.index('id="read-this-first"')
     box = text[start : text.index("</section>", start)]
     assert "The recommended forecast methods rest on 3 replayed periods (FY2023Q3, FY2023Q4, FY2024Q1)" in box

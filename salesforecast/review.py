@@ -18,6 +18,7 @@ from salesforecast.schema import CRMData
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
 __all__ = [
+    "COVERAGE_FORMULAS",
     "QUOTA_COLUMNS",
     "RISK_DEFINITIONS",
     "coverage_table",
@@ -26,6 +27,14 @@ __all__ = [
     "nothing_to_compare",
     "waterfall_window",
 ]
+
+#: The attainment and coverage columns of `coverage_table` in words, for the reader (the formulas of
+#: `movement.pipeline_coverage` are in its ``attrs["formula"]``, in column names).
+COVERAGE_FORMULAS = (
+    "**attainment** = closed won / quota; **coverage** = open pipeline / (quota - closed won), and **weighted "
+    "coverage** the same with the weighted pipeline: how many times the pipeline covers what is left to win. Once "
+    "closed won reaches the quota nothing is left to cover, so both coverages are blank (–) and the note says so."
+)
 
 #: The risk flags and what they mean.
 RISK_DEFINITIONS: dict[str, str] = {

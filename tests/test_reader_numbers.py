@@ -4,6 +4,7 @@ the currency of the process map in the amount headers. The formatter and the reg
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -144,6 +145,10 @@ def test_the_process_maps_currency_names_the_amount_columns(tmp_path):
     assert {"quota (EUR)", "closed won (EUR)", "open pipeline (EUR)"} <= set(coverage.columns), coverage.columns
     assert "won deals" in coverage.columns  # a count is no amount
     assert _table_with(page, "deal").columns.str.contains(r"^amount \(EUR\)$").any()
+    # the coverage formulas in words under the table, not in column names with "(NaN)"
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "how many times the pipeline covers what is left to win" in text
+    assert "(NaN)" not in text and "closed_won" not in text
 
 
 # ------------------------------------------------------------------------------------------------ the registry

@@ -1619,7 +1619,9 @@ def run_reports(
     plan = load_config(config, only=only, params=params, as_of=as_of)
     if jobs is not None and (isinstance(jobs, bool) or int(jobs) < 1):
         raise ConfigError(f"--jobs must be a positive number, got {jobs!r}")
-    out = Path(out_dir) if out_dir is not None else plan.output
+    # absolute: papermill's file handler changes the process's working directory around each read and write, and
+    # reports run in threads, so a relative output path could be resolved from another folder
+    out = (Path(out_dir) if out_dir is not None else plan.output).absolute()
     workers = max(1, min(int(jobs or os.cpu_count() or 1), len(plan.specs)))
     kernel = kernel_name()
     run_dir, run_id = _new_run_dir(out)

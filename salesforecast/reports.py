@@ -87,6 +87,7 @@ from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 from salesforecast.folders import replace_path
 from salesforecast.io.database import has_secret, is_secret_name, mask_url
+from salesforecast.labels import parameter_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -102,6 +103,7 @@ __all__ = [
     "EXIT_OK",
     "KERNEL_NAME",
     "ConfigError",
+    "Figure",
     "ReportPlan",
     "ReportResult",
     "ReportSpec",
@@ -109,6 +111,7 @@ __all__ = [
     "RunResult",
     "add_report_arguments",
     "format_table",
+    "headline",
     "kernel_name",
     "load_config",
     "output_name",
@@ -1089,11 +1092,45 @@ def _header_cell(nb: nbformat.NotebookNode) -> int | None:
     return None
 
 
+def _is_headline(out: Mapping[str, Any]) -> bool:
+    text = (out.get("data") or {}).get("text/html", "") if out.get("output_type") != "stream" else ""
+    text = "".join(text) if isinstance(text, list) else str(text)
+    return 'class="salesforecast-headline"' in text
+
+
+def _hoist_headline(nb: nbformat.NotebookNode) -> None:
+    """Move the report's headline (`headline`, the first one) to right after its header, wherever it was shown.
+
+    A notebook shows its headline once the numbers behind it are computed, which may be late in the notebook;
+    the page opens with it all the same.
+    """
+    found = next(((cell, out) for cell, out in _data_outputs(nb) if _is_headline(out)), None)
+    if found is None:
+        return
+    cell, out = found
+    cell["outputs"] = [o for o in cell["outputs"] if o is not out]
+    for c, o in _data_outputs(nb):
+        if _is_header(o):
+            c["outputs"].insert(next(i for i, x in enumerate(c["outputs"]) if x is o) + 1, out)
+            return
+    import nbformat
+
+    at = next(
+        (i + 1 for i, c in enumerate(nb.cells) if c.get("cell_type") == "markdown" and c.source.startswith("#")), 0
+    )
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source="", outputs=[out]))
+
+
 def _place_box(nb: nbformat.NotebookNode, box: str) -> None:
-    """Put the box right after the report's header (`report_header`), else after the title, else first."""
+    """Put the box right after the headline (`headline`), else the header (`report_header`), else the title."""
     import nbformat
 
     output = nbformat.v4.new_output("display_data", data={"text/html": box})
+    for cell, out in _data_outputs(nb):
+        if _is_headline(out):
+            outputs = cell["outputs"]
+            outputs.insert(next(i for i, o in enumerate(outputs) if o is out) + 1, output)
+            return
     for cell, out in _data_outputs(nb):
         if _is_header(out):
             outputs = cell["outputs"]
@@ -1276,9 +1313,10 @@ def _retitle(page: str, title: str) -> str:
 def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     """Render an executed notebook as a self-contained HTML page with the code hidden.
 
-    What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes) opens it,
-    in a ``<section id="read-this-first">`` box right after the report's header (after the title when there is
-    no header); each warning is also noted, small, where it arose. Without any, there is no box. Inputs, prompts
+    The report's answer opens it: its headline (`headline`, wherever the notebook showed it) right after the
+    header. What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes)
+    follows, in a ``<section id="read-this-first">`` box right after the headline (after the header, else the
+    title, when there is no headline); each warning is also noted, small, where it arose. Without any, there is no box. Inputs, prompts
     and the rest of stderr are left out; nothing is loaded from a CDN (the lab template's require.js, MathJax and
     mermaid scripts are dropped); images are inline. Every text from the data is escaped.
 
@@ -1322,6 +1360,7 @@ def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
                 continue
             kept.append(o)
         cell["outputs"] = kept
+    _hoist_headline(nb)
     box = _read_this_first(limits)
     if box:
         _place_box(nb, box)
@@ -1946,7 +1985,7 @@ def report_header(
 
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(
-        f'<tr><th style="text-align:left;padding:2px 12px 2px 0">{html.escape(str(k))}</th>'
+        f'<tr><th style="text-align:left;padding:2px 12px 2px 0">{html.escape(parameter_label(k))}</th>'
         f'<td style="text-align:left"><code>{html.escape(mask_url(str(v)))}</code></td></tr>'
         for k, v in params.items()
     )
@@ -1968,6 +2007,89 @@ def report_header(
         f' &middot; <span style="color:#555">generated {html.escape(generated)}</span></div>'
         f"{parameters}"
         "</div>"
+    )
+
+
+_TONES = {"good": "#1a7f37", "bad": "#b42318", "warn": "#9a6700"}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a report's headline (`headline`).
+
+    Parameters
+    ----------
+    label : str
+        What the figure is, in words (``"Forecast P50"``).
+    value : str
+        The figure, formatted for a reader (``"€1.41M"``, ``"72%"``): `salesforecast.labels.format_amount`.
+    detail : str
+        One short line under it (``"P10-P90 €1.20M-€1.63M"``, ``"past error 16%"``), or "".
+    tone : {"good", "bad", "warn"} or None
+        Colours the value (green, red, amber); None, black.
+    """
+
+    label: str
+    value: str
+    detail: str = ""
+    tone: Literal["good", "bad", "warn"] | None = None
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _marked(text: str) -> str:
+    """Escape a sentence, then turn its ``**bold**`` runs into ``<b>`` (the only markup a headline takes)."""
+    return _BOLD.sub(r"<b>\1</b>", html.escape(str(text)))
+
+
+def headline(sentence: str, figures: Sequence[Figure] = (), note: str = "") -> HTML:
+    """A report's answer, first on its page: one sentence and three to six figures.
+
+    The sentence answers the report's question (``"We will probably miss the quarter: ..."``); the figures
+    back it. `render_html` moves the headline right after the report's header wherever the notebook shows it
+    (so a notebook may show it once its numbers are computed), with the read-this-first box, when there is
+    one, right after it; the run's index quotes its sentence (`page_headline`). Every text is escaped;
+    ``**bold**`` in the sentence and the note is the only markup kept.
+
+    Parameters
+    ----------
+    sentence : str
+        The answer, in words, claiming no more than the read-this-first box allows.
+    figures : sequence of Figure
+        The figures behind it.
+    note : str
+        An optional second, smaller line (how sure, what it rests on).
+
+    Returns
+    -------
+    IPython.display.HTML
+        A ``<section id="headline" class="salesforecast-headline">``.
+
+    Examples
+    --------
+    >>> h = headline("We **will** make it <b>", [Figure("Quota", "€1.0M"), Figure("P50", "€1.2M", "P10-P90 …")])
+    >>> "<b>will</b>" in h.data and "&lt;b&gt;" in h.data and h.data.count('class="headline-figure"')
+    2
+    """
+    from IPython.display import HTML
+
+    cards = "".join(
+        '<div class="headline-figure" style="border:1px solid #d0d7de;border-radius:6px;padding:6px 14px 7px 14px;'
+        'background:#fff;min-width:120px">'
+        f'<div style="font-size:12px;color:#57606a">{html.escape(str(f.label))}</div>'
+        f'<div class="headline-value" style="font-size:22px;font-weight:600;color:{_TONES.get(f.tone or "", "#1f2328")}">'
+        f"{html.escape(str(f.value))}</div>"
+        + (f'<div style="font-size:12px;color:#57606a">{html.escape(str(f.detail))}</div>' if f.detail else "")
+        + "</div>"
+        for f in figures
+    )
+    return HTML(
+        '<section id="headline" class="salesforecast-headline" style="margin:0 0 1.2em 0">'
+        f'<p style="font-size:18px;line-height:1.4;margin:0 0 8px 0">{_marked(sentence)}</p>'
+        + (f'<div style="display:flex;flex-wrap:wrap;gap:10px">{cards}</div>' if cards else "")
+        + (f'<p style="font-size:13px;color:#57606a;margin:6px 0 0 0">{_marked(note)}</p>' if note else "")
+        + "</section>"
     )
 
 

@@ -1316,7 +1316,8 @@ def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     The report's answer opens it: its headline (`headline`, wherever the notebook showed it) right after the
     header. What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes)
     follows, in a ``<section id="read-this-first">`` box right after the headline (after the header, else the
-    title, when there is no headline); each warning is also noted, small, where it arose. Without any, there is no box. Inputs, prompts
+    title, when there is no headline); each warning is also noted, small, where it arose. Without any, there is
+    no box. Inputs, prompts
     and the rest of stderr are left out; nothing is loaded from a CDN (the lab template's require.js, MathJax and
     mermaid scripts are dropped); images are inline. Every text from the data is escaped.
 
@@ -2078,7 +2079,8 @@ def headline(sentence: str, figures: Sequence[Figure] = (), note: str = "") -> H
         '<div class="headline-figure" style="border:1px solid #d0d7de;border-radius:6px;padding:6px 14px 7px 14px;'
         'background:#fff;min-width:120px">'
         f'<div style="font-size:12px;color:#57606a">{html.escape(str(f.label))}</div>'
-        f'<div class="headline-value" style="font-size:22px;font-weight:600;color:{_TONES.get(f.tone or "", "#1f2328")}">'
+        '<div class="headline-value" style="font-size:22px;font-weight:600;'
+        f'color:{_TONES.get(f.tone or "", "#1f2328")}">'
         f"{html.escape(str(f.value))}</div>"
         + (f'<div style="font-size:12px;color:#57606a">{html.escape(str(f.detail))}</div>' if f.detail else "")
         + "</div>"

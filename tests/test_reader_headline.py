@@ -36,7 +36,8 @@ def test_the_headline_moves_to_the_top_and_the_box_follows_it():
         [_html(headline("The answer", [Figure("A", "1")])), {"output_type": "stream", "name": "stdout", "text": "x\n"}],
     )
     page = reports.render_html(nb, "T")
-    order = [page.index(s) for s in ('class="salesforecast-header"', 'id="headline"', 'id="read-this-first"', "first table")]
+    marks = ('class="salesforecast-header"', 'id="headline"', 'id="read-this-first"', "first table")
+    order = [page.index(s) for s in marks]
     assert order == sorted(order)
     assert page.count('id="headline"') == 1
     # no box: the headline still follows the header; no header: it follows the title

@@ -1317,9 +1317,9 @@ def render_html(nb: nbformat.NotebookNode, title: str, nav: str = "") -> str:
     header. What limits the report's numbers (`report_limits`: warnings raised in its cells, the load's notes)
     follows, in a ``<section id="read-this-first">`` box right after the headline (after the header, else the
     title, when there is no headline); each warning is also noted, small, where it arose. Without any, there is
-    no box. Inputs, prompts
-    and the rest of stderr are left out; nothing is loaded from a CDN (the lab template's require.js, MathJax and
-    mermaid scripts are dropped); images are inline. Every text from the data is escaped.
+    no box. Inputs, prompts and the rest of stderr are left out; nothing is loaded from a CDN (the lab
+    template's require.js, MathJax and mermaid scripts are dropped); images are inline. Every text from the
+    data is escaped.
 
     Parameters
     ----------

@@ -118,6 +118,8 @@ COLUMNS: dict[str, Column] = {
     "skipped_stages": Column("stages skipped", "count"),
     "stalled": Column("stalled", "bool"),
     "gap": Column("gap to quota", "amount"),
+    "amount_at_risk": Column("amount at risk", "amount"),
+    "amount_this_period": Column("amount closing in the period", "amount"),
     "commit": Column("commit", "amount"),
     "best_case": Column("best case", "amount"),
     "avg_deal_size": Column("average deal", "amount"),
@@ -150,6 +152,8 @@ COLUMNS: dict[str, Column] = {
     "n_won": Column("deals won", "count"),
     "close_date_pushes": Column("close date pushed", "count"),
     "row": Column("row", "count"),
+    "deals_this_period": Column("deals closing in the period", "count"),
+    "pushes_this_period": Column("pushes this period", "count"),
     # shares and probabilities
     "conversion_rate": Column("conversion rate", "fraction"),
     "observed_win_rate": Column("observed win rate", "fraction"),
@@ -185,12 +189,15 @@ COLUMNS: dict[str, Column] = {
     "p90_days": Column("P90 days", "days"),
     "days_in_stage": Column("days in stage", "days"),
     "age_days": Column("age (days)", "days"),
+    "days_overdue": Column("days overdue", "days"),
+    "stall_limit_days": Column("stall limit (days)", "days"),
     "median_cycle_diff": Column("median cycle difference (days)", "signed_days"),
     # dates
     "first": Column("first", "date"),
     "last": Column("last", "date"),
     "close_date": Column("close date", "date"),
     "created_at": Column("created", "date"),
+    "close_date_at_start": Column("close date when the period began", "date"),
     # names of the code
     "method": Column("method", "code"),
     "best": Column("most accurate", "code"),
@@ -219,6 +226,9 @@ COLUMNS: dict[str, Column] = {
     "opportunity_id": Column("deal", "text"),
     "owner": Column("owner", "text"),
     "team": Column("team", "text"),
+    "slip": Column("what moved", "text"),
+    "other_flags": Column("also flagged", "text"),
+    "list": Column("list", "text"),
 }
 
 #: Values of the code a table may hold, under their labels (the methods' come from `forecast.METHODS`).

@@ -1,4 +1,9 @@
-"""Pipeline review as of a date: the deals at risk, with the reasons and the learned chance of winning them.
+"""Pipeline review as of a date: the deal lists a manager acts on, with the reasons and the learned chance of winning.
+
+`deal_lists` gives four lists of the deals open at the report date (`DEAL_LISTS`): slipped or pushed this period,
+overdue close dates, stalled, created this period; each sorted by amount at risk (`AMOUNT_AT_RISK`) and split by
+close date (`TIMINGS`: this period's deals first, then earlier, later and undated ones, never mixed), cut to the top
+deals with the count and total of the rest. `deals_at_risk` is the older single list of risk flags.
 
 Uses only what was known at ``as_of``: the pipeline is rebuilt with `pipeline_snapshots`, process
 deviations with `deal_adherence(..., as_of=as_of)`, and the stage-conversion model is fitted on the history
@@ -7,22 +12,37 @@ known at ``as_of`` (`known_at`).
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from salesforecast.adherence import deal_adherence
+from salesforecast._utils import NEVER, to_us
+from salesforecast.adherence import UnrecordedHistoryWarning, deal_adherence
+from salesforecast.history import DealHistory
+from salesforecast.labels import format_amount
 from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.movement import UndatedPipelineWarning, waterfall_deals
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import known_at, pipeline_snapshots
+from salesforecast.snapshots import known_at, pipeline_snapshots, unknown_before, unrecorded_fields
 
 __all__ = [
+    "AMOUNT_AT_RISK",
     "COVERAGE_FORMULAS",
+    "DEAL_LISTS",
+    "LIST_COLUMNS",
     "QUOTA_COLUMNS",
     "RISK_DEFINITIONS",
+    "TIMINGS",
+    "DealList",
+    "DealListPart",
+    "DealLists",
     "coverage_table",
+    "deal_lists",
     "deals_at_risk",
+    "list_caption",
     "no_movement_sentence",
     "nothing_to_compare",
     "waterfall_window",
@@ -274,3 +294,593 @@ def deals_at_risk(
         }
     )
     return out[at_risk].sort_values("amount", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------- deal lists
+#: How the deal lists are sorted, for the reader (under each list).
+AMOUNT_AT_RISK = (
+    "Sorted by **amount at risk**, largest first: amount × (1 − learned win probability), the part of the amount the "
+    "history expects to be lost (a deal in an unknown stage counts its whole amount)."
+)
+
+
+@dataclass(frozen=True)
+class DealList:
+    """One list of open deals a manager acts on (`DEAL_LISTS`).
+
+    Attributes
+    ----------
+    name : str
+        Its key, and the name of its boolean column in `DealLists.deals`.
+    title : str
+        Its heading.
+    definition : str
+        Which deals it holds, in words (``{period}`` stands for the period's label).
+    columns : tuple of str
+        Its own columns, shown after those every list shows (`LIST_COLUMNS`).
+    flag : str
+        The word for it in the other lists' ``other_flags`` column.
+    """
+
+    name: str
+    title: str
+    definition: str
+    columns: tuple[str, ...]
+    flag: str
+
+
+#: The deal lists of the pipeline review, in report order. Every list holds deals open at the report date.
+DEAL_LISTS: dict[str, DealList] = {
+    d.name: d
+    for d in (
+        DealList(
+            "slipped",
+            "Slipped or pushed this period",
+            "Open at the report date, and since {period} began its close date moved out of {period} (later, or "
+            "removed: the waterfall's **pushed out**; earlier: its **pulled out**) or was pushed later at least once.",
+            ("close_date_at_start", "slip"),
+            "slipped",
+        ),
+        DealList(
+            "overdue",
+            "Overdue close dates",
+            "Open at the report date with a close date on an earlier day: the deal should have closed by now (a deal "
+            "due on the report date itself is not overdue yet).",
+            ("days_overdue",),
+            "overdue",
+        ),
+        DealList(
+            "stalled",
+            "Stalled",
+            "Open at the report date and in its current stage longer than the stage's stall limit (the process map's "
+            "max_days, else the 90th percentile of the stage's completed visits).",
+            ("stall_limit_days",),
+            "stalled",
+        ),
+        DealList(
+            "created",
+            "Created this period",
+            "Created since {period} began (through the report date) and still open at the report date.",
+            ("created_at",),
+            "new this period",
+        ),
+    )
+}
+
+#: The columns every deal list shows, in order (``team`` when the data have teams); each list adds its own, then
+#: ``other_flags`` (the other lists the deal is in, and its other risk flags, in words).
+LIST_COLUMNS: tuple[str, ...] = (
+    "owner",
+    "team",
+    "opportunity_id",
+    "stage",
+    "amount",
+    "amount_at_risk",
+    "win_probability",
+    "days_in_stage",
+    "close_date",
+)
+
+#: The parts of every list, in display order, by the deal's close date at the report date against the period: this
+#: period's deals first, then (in the slipped list only) those that moved out of the period since it began (the
+#: waterfall's pushed out and pulled out: this period's business when it began), then those overdue from an earlier
+#: period, then later ones, then those without a close date.
+TIMINGS: tuple[str, ...] = ("this_period", "moved_out", "earlier", "later", "no_close_date")
+
+_TIMING_HEADINGS = {
+    "this_period": "Closing in {period}",
+    "moved_out": "Moved out of {period} (the waterfall's pushed out and pulled out)",
+    "earlier": "Close date before {period}",
+    "later": "Closing after {period}",
+    "no_close_date": "No close date",
+}
+#: Parts a report folds under their caption: not this period's business.
+_FOLDED = ("later", "no_close_date")
+_TIMES = {1: "once", 2: "twice"}
+
+
+@dataclass(frozen=True)
+class DealListPart:
+    """The deals of one list with one timing (`TIMINGS`): the rows shown and what the caption says of them all.
+
+    Attributes
+    ----------
+    name : str
+        The list (a key of `DEAL_LISTS`).
+    timing : str
+        One of `TIMINGS`.
+    heading : str
+        ``Closing in FY2024Q3``, ``Closing after FY2024Q3``...
+    rows : pandas.DataFrame
+        The deals shown, largest amount at risk first: `LIST_COLUMNS` present, the list's own columns and
+        ``other_flags``.
+    total : int
+        Deals of the part (shown or not).
+    amount, at_risk : float
+        Their amount and amount at risk.
+    caption : str
+        ``25 of 312 deals, ...`` when cut, ``All 7 deals, ...`` else: shown of total, and the totals.
+    folded : bool
+        A part a report may fold (later periods, no close date).
+    """
+
+    name: str
+    timing: str
+    heading: str
+    rows: pd.DataFrame
+    total: int
+    amount: float
+    at_risk: float
+    caption: str
+    folded: bool
+
+
+def _deals(n: int) -> str:
+    return f"{n:,} deal" if n == 1 else f"{n:,} deals"
+
+
+def list_caption(shown: int, total: int, amount: float, at_risk: float, rest: float, currency: str | None) -> str:
+    """The caption of a deal list: how many of how many are shown, and the amounts of all and of the rest.
+
+    Parameters
+    ----------
+    shown, total : int
+        Deals shown, deals in the list.
+    amount, at_risk : float
+        The amount and the amount at risk of all `total` deals.
+    rest : float
+        The amount of the deals not shown.
+    currency : str, optional
+        ISO 4217 code of the amounts.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> list_caption(25, 312, 4_210_000, 2_100_000, 1_300_000, "EUR")
+    '25 of 312 deals, largest amount at risk first. All 312: €4.21M, of which €2.1M at risk; the 287 not shown: €1.3M.'
+    >>> list_caption(1, 1, 12_500, 2_500, 0, None)
+    'All of 1 deal: 12.5k, of which 2.5k at risk.'
+    """
+    money = {
+        "amount": format_amount(amount, currency, short=True),
+        "risk": format_amount(at_risk, currency, short=True),
+    }
+    if shown >= total:
+        every = "All of 1 deal" if total == 1 else f"All {total:,} deals"
+        return f"{every}: {money['amount']}, of which {money['risk']} at risk."
+    return (
+        f"{shown:,} of {_deals(total)}, largest amount at risk first. All {total:,}: {money['amount']}, of which "
+        f"{money['risk']} at risk; the {total - shown:,} not shown: {format_amount(rest, currency, short=True)}."
+    )
+
+
+@dataclass(frozen=True)
+class DealLists:
+    """The deal lists of a pipeline review (`deal_lists` builds them).
+
+    Attributes
+    ----------
+    deals : pandas.DataFrame
+        Every deal open at the report date, largest amount at risk first (then amount, then id): ``opportunity_id,
+        owner``, ``team`` (when the data have teams), ``stage, amount, win_probability`` (learned; missing in an
+        unknown stage), ``amount_at_risk`` (`AMOUNT_AT_RISK`), ``days_in_stage`` (whole days, missing when unknown),
+        ``close_date`` and ``timing`` (`TIMINGS` but ``moved_out``, which the slipped list takes from
+        ``waterfall_step``); per list of `DEAL_LISTS` a boolean column of its name
+        (``slipped, overdue, stalled, created``) and its own columns: ``close_date_at_start`` (as it stood when the
+        period began; missing for a deal created since), ``slip`` (what moved, in words), ``waterfall_step`` (``pushed
+        out`` or ``pulled out`` when `salesforecast.movement.pipeline_waterfall` counts the deal there, else
+        missing), ``pushes_this_period``, ``days_overdue`` (whole days), ``stall_limit_days``, ``created_at``; and
+        ``pushed_3plus``, ``skipped_stage`` (the risk flags of `deals_at_risk`), ``flags`` (every flag in words).
+    period : str
+        The period's label.
+    period_bounds : tuple of pandas.Timestamp
+        ``[start, end)`` of the period.
+    as_of : pandas.Timestamp
+        The report date.
+    window : tuple of pandas.Timestamp, or None
+        The waterfall's window (`waterfall_window`); None when the period begins after the report date.
+    top, top_other : int
+        Deals shown of a part of this period or an earlier one, and of a later or undated part.
+    currency : str or None
+        ISO 4217 code of the amounts.
+    notes : tuple of str
+        Sentences on what limits the lists: open deals without a close date, unknown days in stage.
+    unknown : dict of str to str
+        Per list that cannot be told on these data: why (the report says it instead of the list).
+    """
+
+    deals: pd.DataFrame
+    period: str
+    period_bounds: tuple[pd.Timestamp, pd.Timestamp]
+    as_of: pd.Timestamp
+    window: tuple[pd.Timestamp, pd.Timestamp] | None
+    top: int
+    top_other: int
+    currency: str | None
+    notes: tuple[str, ...]
+    unknown: dict[str, str]
+
+    def title(self, name: str) -> str:
+        """The heading of list `name`."""
+        return DEAL_LISTS[name].title
+
+    def definition(self, name: str) -> str:
+        """The definition of list `name`, with the period named."""
+        return DEAL_LISTS[name].definition.format(period=self.period)
+
+    def members(self, name: str) -> pd.DataFrame:
+        """Every deal of list `name` (all its parts), largest amount at risk first; none when it is unknown."""
+        if name not in DEAL_LISTS:
+            raise KeyError(f"no deal list {name!r}; the lists: {', '.join(DEAL_LISTS)}")
+        if name in self.unknown:
+            return self.deals.iloc[:0]
+        return self.deals.loc[self.deals[name].to_numpy(dtype=bool)]
+
+    def parts(self, name: str) -> list[DealListPart]:
+        """List `name` split by close date (`TIMINGS` order), each cut to its top deals, empty parts left out."""
+        members = self.members(name)
+        spec = DEAL_LISTS[name]
+        columns = [c for c in LIST_COLUMNS if c in members.columns] + list(spec.columns)
+        out = []
+        timings = members["timing"].to_numpy(dtype=object)
+        if name == "slipped":  # expected in the period when it began, then moved out: apart from later deals
+            timings = np.where(members["waterfall_step"].notna().to_numpy(), "moved_out", timings)
+        for timing in TIMINGS:
+            part = members.loc[timings == timing]
+            if part.empty:
+                continue
+            keep = self.top_other if timing in _FOLDED else self.top
+            shown = part.head(keep)
+            rows = shown[columns].reset_index(drop=True)
+            rows["other_flags"] = _other_flags(shown, name).to_numpy()
+            amount = float(part["amount"].fillna(0.0).sum())
+            at_risk = float(part["amount_at_risk"].fillna(0.0).sum())
+            rest = amount - float(shown["amount"].fillna(0.0).sum())
+            out.append(
+                DealListPart(
+                    name=name,
+                    timing=timing,
+                    heading=_TIMING_HEADINGS[timing].format(period=self.period),
+                    rows=rows,
+                    total=len(part),
+                    amount=amount,
+                    at_risk=at_risk,
+                    caption=list_caption(len(shown), len(part), amount, at_risk, rest, self.currency),
+                    folded=timing in _FOLDED,
+                )
+            )
+        return out
+
+    def nothing_open(self) -> str | None:
+        """The sentence that replaces the lists when no deal is open at the report date; None when some is."""
+        return f"No deal is open at {self.as_of:%Y-%m-%d}, so none is at risk." if self.deals.empty else None
+
+    def empty_sentence(self, name: str) -> str | None:
+        """Why list `name` shows no deal (unknown on these data, no deal open, none qualifies); None when it has one."""
+        if name in self.unknown:
+            return self.unknown[name]
+        if len(self.members(name)):
+            return None
+        day, period = f"{self.as_of:%Y-%m-%d}", self.period
+        if self.deals.empty:
+            return self.nothing_open()
+        return {
+            "slipped": f"No deal open at {day} had its close date moved out of {period} or pushed since {period} "
+            "began.",
+            "overdue": f"No deal open at {day} has a close date before it.",
+            "stalled": f"No deal open at {day} has sat in its stage longer than the stage's stall limit.",
+            "created": f"No deal created since {period} began is still open at {day}.",
+        }[name]
+
+    def summary(self) -> pd.DataFrame:
+        """The lists in one table: how many deals each holds, for how much.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per list of `DEAL_LISTS`: ``list`` (its title), ``deals``, ``amount``, ``amount_at_risk``,
+            ``deals_this_period`` and ``amount_this_period`` (those closing in the period); missing for a list that
+            cannot be told on these data (`unknown`).
+        """
+        rows = []
+        for name, spec in DEAL_LISTS.items():
+            m = self.members(name)
+            now = m.loc[m["timing"].to_numpy() == "this_period"]
+            told = name not in self.unknown
+            rows.append(
+                {
+                    "list": spec.title,
+                    "deals": len(m) if told else pd.NA,
+                    "amount": float(m["amount"].fillna(0.0).sum()) if told else np.nan,
+                    "amount_at_risk": float(m["amount_at_risk"].fillna(0.0).sum()) if told else np.nan,
+                    "deals_this_period": len(now) if told else pd.NA,
+                    "amount_this_period": float(now["amount"].fillna(0.0).sum()) if told else np.nan,
+                }
+            )
+        out = pd.DataFrame(rows)
+        for c in ("deals", "deals_this_period"):
+            out[c] = out[c].astype("Int64")
+        out["list"] = out["list"].astype("str")
+        return out
+
+
+def _other_flags(deals: pd.DataFrame, name: str) -> pd.Series:
+    """Per deal, its flags in words except the list's own (``overdue; stalled``), empty when none."""
+    own = DEAL_LISTS[name].flag
+    return deals["flags"].map(lambda text: "; ".join(w for w in str(text).split("; ") if w and w != own)).astype("str")
+
+
+def _times(n: int) -> str:
+    return _TIMES.get(n, f"{n} times")
+
+
+def deal_lists(
+    data: CRMData,
+    period: str,
+    as_of: Any = None,
+    model: StageConversionModel | None = None,
+    adherence: pd.DataFrame | None = None,
+    top: int = 25,
+    top_other: int = 10,
+) -> DealLists:
+    """The deals a manager acts on at a report date: slipped or pushed, overdue, stalled, created this period.
+
+    Every list (`DEAL_LISTS`) holds deals open at `as_of` (the pipeline as `pipeline_snapshots` rebuilds it), with
+    their owner, amount, stage, whole days in stage, close date and learned win probability, sorted by amount at
+    risk (`AMOUNT_AT_RISK`) and split by close date against the period (`TIMINGS`).
+
+    Definitions (the contract the tests check):
+
+    - **slipped**: open at `as_of` and, in the window of the review's waterfall (`waterfall_window`: from the
+      period's start through `as_of`), counted by `salesforecast.movement.waterfall_deals` as ``pushed out`` or
+      ``pulled out`` of the period, or with its close date pushed (moved later while open, as
+      `salesforecast.history` defines a push) by a change in the window. The waterfall's pushed-out deals are
+      therefore exactly the rows with ``waterfall_step == "pushed out"``, with the waterfall's amounts.
+    - **overdue**: open at `as_of` with a close date whose day is before the day of `as_of`.
+    - **stalled**: open at `as_of` and over its stage's stall limit (``stalled_now`` of
+      `salesforecast.adherence.deal_adherence`), for deals whose days in stage are known.
+    - **created**: open at `as_of`, created in the period at or before `as_of`.
+    - **days in stage** are unknown (missing) for a deal without any stage-history change known at `as_of`, and for
+      every deal when the history known then records no move from one open stage to another (a history derived
+      from dates: creation and closing only).
+
+    Parameters
+    ----------
+    data : CRMData
+        Validated data (opportunities and stage_history).
+    period : str
+        The reviewed fiscal period (``FY2024Q3``).
+    as_of : date, optional
+        The report date (default: the data's as-of). Only what was known then is used.
+    model : StageConversionModel, optional
+        Fitted on the data known at `as_of`; by default one is fitted here on ``known_at(data, as_of)``.
+    adherence : pandas.DataFrame, optional
+        ``deal_adherence(data, as_of=as_of)`` when the caller has it (computed here otherwise).
+    top : int, default 25
+        Deals shown of each part closing in the period or before it; the caption gives the count and total of all.
+    top_other : int, default 10
+        Deals shown of a part closing after the period or without a close date.
+
+    Returns
+    -------
+    DealLists
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> lists = deal_lists(load_sample(), "FY2025Q4")
+    >>> overdue = lists.members("overdue")
+    >>> bool((overdue["close_date"] < lists.as_of.normalize()).all())
+    True
+    >>> [p.heading for p in lists.parts("slipped")][:2]
+    ['Closing in FY2025Q4', "Moved out of FY2025Q4 (the waterfall's pushed out and pulled out)"]
+    """
+    if top < 1 or top_other < 1:
+        raise ValueError(f"top and top_other must be at least 1, got {top} and {top_other}")
+    process = data.process
+    as_of = pd.Timestamp(data.as_of if as_of is None else as_of)
+    lo, hi = process.calendar.period_bounds(period)
+    day = f"{as_of:%Y-%m-%d}"
+    snap = pipeline_snapshots(data, as_of).reset_index(drop=True)
+    ids = snap["opportunity_id"]
+    n = len(snap)
+    if adherence is None:
+        with warnings.catch_warnings():  # unknown pushes: said by the lists' notes, and missing in adherence
+            warnings.simplefilter("ignore", UnrecordedHistoryWarning)
+            adherence = deal_adherence(data, as_of=as_of)
+    adh = adherence.drop_duplicates("opportunity_id").set_index("opportunity_id").reindex(ids.to_numpy())
+
+    proba = np.full(n, np.nan)
+    known_stage = snap["stage"].notna().to_numpy()
+    if known_stage.any():
+        if model is None:
+            model = StageConversionModel(process=process).fit(known_at(data, as_of))
+        proba[known_stage] = np.asarray(model.predict_proba(snap.loc[known_stage]), dtype=float)
+    amount = snap["amount"].to_numpy(dtype="float64")
+    at_risk = np.round(np.where(np.isnan(proba), amount, amount * (1.0 - proba)))  # whole units: an expectation
+
+    # days in stage: known for a deal with a change known at as_of, in a history that records moves between stages
+    h = DealHistory.from_data(data)
+    code = h.ids.get_indexer(ids)
+    as_us = to_us(as_of)
+    has_history = np.where(code >= 0, h.first_change[np.maximum(code, 0)], NEVER) <= as_us
+    k, prev, here = h.k, h.moves.previous, h.stage
+    moved = h.moves.stage_change & (prev >= 0) & (prev < k) & (here >= 0) & (here < k) & (h.start <= as_us)
+    moves_recorded = bool(moved.any())
+    days_known = has_history & moves_recorded
+    days = np.floor(snap["days_in_stage"].to_numpy(dtype="float64"))
+    days_in_stage = pd.array(np.where(days_known & np.isfinite(days), days, np.nan), dtype="Int64")
+
+    # close dates at as_of, and the split of every list by them
+    close = pd.Series(snap["close_date"].to_numpy("datetime64[us]"))
+    timing = np.select(
+        [close.isna().to_numpy(), (close < lo).to_numpy(), (close >= hi).to_numpy()],
+        ["no_close_date", "earlier", "later"],
+        "this_period",
+    )
+    as_day = as_of.normalize()
+    close_day = close.dt.normalize()
+    overdue = (close_day < as_day).fillna(False).to_numpy(dtype=bool)
+    days_overdue = pd.array(np.where(overdue, (as_day - close_day).dt.days, np.nan), dtype="Int64")
+
+    unknown: dict[str, str] = {}
+    notes: list[str] = []
+    window = waterfall_window(data, lo, as_of)
+    close_at_start = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    step = pd.Series(np.full(n, np.nan, dtype=object), dtype="str")
+    pushes = np.zeros(n, dtype=np.int64)
+    created = np.zeros(n, dtype=bool)
+    if window is None:
+        unknown["slipped"] = (
+            f"{period} begins on {lo:%Y-%m-%d}, after the report date ({day}): no deal could slip out of it yet."
+        )
+        unknown["created"] = (
+            f"{period} begins on {lo:%Y-%m-%d}, after the report date ({day}): no deal was created in it yet."
+        )
+    else:
+        start = window[0]
+        before_start = np.full(n, to_us(start) - 1, dtype=np.int64)
+        rows = h.row_at(ids, before_start)
+        ok = rows >= 0
+        cd = np.where(ok, h.close_known(np.maximum(rows, 0), before_start), np.iinfo(np.int64).min)
+        close_at_start = np.where(ok, cd, np.iinfo(np.int64).min).view("datetime64[us]")
+        created_at = snap["created_at"].to_numpy("datetime64[us]")
+        created = (created_at >= np.datetime64(lo, "us")) & (created_at < np.datetime64(hi, "us"))
+        if "close_date" in unrecorded_fields(data):
+            unknown["slipped"] = (
+                "Which deals slipped cannot be told: the stage history did not record close dates, so whether a "
+                "deal's close date moved is unknown."
+            )
+        else:
+            with warnings.catch_warnings():  # undated deals: said by the waterfall above and by the notes here
+                warnings.simplefilter("ignore", UndatedPipelineWarning)
+                moves = waterfall_deals(data, *window, period=period)
+            out = moves.loc[moves["step"].isin(["pushed out", "pulled out"])]
+            step = ids.map(pd.Series(out["step"].to_numpy(), index=out["opportunity_id"].to_numpy())).astype("str")
+            in_window = (h.start >= to_us(start)) & (h.start <= as_us) & (h.moves.close_date_days > 0)
+            counted = np.bincount(h.deal[in_window], minlength=len(h.ids))
+            pushes = np.where(code >= 0, counted[np.maximum(code, 0)], 0).astype(np.int64)
+    slipped = step.notna().to_numpy() | (pushes > 0)
+    slip = np.where(
+        step.to_numpy(dtype=object) == "pulled out",
+        f"moved before {period}",
+        np.where(
+            step.to_numpy(dtype=object) == "pushed out",
+            np.where(close.isna().to_numpy(), f"close date removed (left {period})", f"pushed out of {period}"),
+            [f"pushed {_times(int(p))}" if p else "" for p in pushes],
+        ),
+    )
+
+    stalled = adh["stalled_now"].fillna(False).to_numpy(dtype=bool) & days_known
+    limits = adherence.attrs.get("stall_limit_days", {})
+    stall_limit = snap["stage"].map(limits).astype("float64").to_numpy()
+    pushed_3plus = (adh["close_date_pushes"].astype("float64") > 2).to_numpy(dtype=bool)
+    skipped = (adh["skipped_stages"].astype("float64") > 0).to_numpy(dtype=bool)
+
+    # the notes: what limits the lists on these data
+    close_before = unknown_before(data, "close_date")
+    if n and close_before is not None and np.datetime64(as_of, "us") < close_before:
+        notes.append(
+            f"No close date of a deal open at {day} is known: the stage history did not record close dates, and the "
+            "report date is before the data's last change. No deal can be told overdue; every one is listed under "
+            "'No close date'."
+        )
+    elif (timing == "no_close_date").any():
+        m = int((timing == "no_close_date").sum())
+        verb = "has" if m == 1 else "have"
+        notes.append(
+            f"{m:,} of the {n:,} deals open at {day} {verb} no close date: they cannot be overdue or slip out of "
+            f"{period} (unless their close date was removed this period), and each list shows them apart, under "
+            "'No close date'."
+        )
+    if n and not moves_recorded:
+        notes.append(
+            "Days in stage are unknown (–): the stage history known at the report date records no move from one "
+            "open stage to another (a history derived from the deals' dates records only when each deal was created "
+            "and closed), so how long a deal has sat in its stage cannot be told."
+        )
+        unknown["stalled"] = "Which deals stalled cannot be told: days in stage are unknown (see above)."
+    elif (~has_history).any():
+        m = int((~has_history).sum())
+        notes.append(
+            f"{m:,} of the {n:,} deals open at {day} have no stage history: their days in stage are unknown (–), "
+            "and they are not judged stalled."
+        )
+
+    flags = {
+        "slipped": slipped & ("slipped" not in unknown),
+        "overdue": overdue,
+        "stalled": stalled,
+        "created": created,
+    }
+    words = [*(DEAL_LISTS[name].flag for name in flags), "pushed 3+ times", "skipped a stage"]
+    marks = np.column_stack([*flags.values(), pushed_3plus, skipped]) if n else np.zeros((0, len(words)), dtype=bool)
+    text = ["; ".join(w for w, f in zip(words, row, strict=True) if f) for row in marks]
+    deals = pd.DataFrame(
+        {
+            "opportunity_id": ids,
+            "owner": snap["owner"],
+            **({"team": snap["team"]} if "team" in snap.columns else {}),
+            "stage": snap["stage"],
+            "amount": amount,
+            "win_probability": proba,
+            "amount_at_risk": at_risk,
+            "days_in_stage": days_in_stage,
+            "close_date": close.to_numpy("datetime64[us]"),
+            "timing": pd.Series(timing, dtype="str"),
+            **flags,
+            "close_date_at_start": close_at_start,
+            "slip": pd.Series(slip, dtype="str"),
+            "waterfall_step": step,
+            "pushes_this_period": pushes,
+            "days_overdue": days_overdue,
+            "stall_limit_days": stall_limit,
+            "created_at": snap["created_at"].dt.normalize().to_numpy("datetime64[us]"),  # the day, as close dates
+            "pushed_3plus": pushed_3plus,
+            "skipped_stage": skipped,
+            "flags": pd.Series(text, dtype="str"),
+        }
+    )
+    order = np.lexsort(
+        (
+            ids.to_numpy(dtype=object).astype(str),
+            -np.nan_to_num(amount, nan=-np.inf),
+            -np.nan_to_num(at_risk, nan=-np.inf),
+        )
+    )
+    deals = deals.iloc[order].reset_index(drop=True)
+    return DealLists(
+        deals=deals,
+        period=period,
+        period_bounds=(pd.Timestamp(lo), pd.Timestamp(hi)),
+        as_of=as_of,
+        window=window,
+        top=int(top),
+        top_other=int(top_other),
+        currency=process.currency,
+        notes=tuple(notes),
+        unknown=unknown,
+    )

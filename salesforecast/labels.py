@@ -226,6 +226,7 @@ COLUMNS: dict[str, Column] = {
     "opportunity_id": Column("deal", "text"),
     "owner": Column("owner", "text"),
     "team": Column("team", "text"),
+    "stage": Column("stage", "text"),
     "slip": Column("what moved", "text"),
     "other_flags": Column("also flagged", "text"),
     "list": Column("list", "text"),

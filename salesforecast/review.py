@@ -817,17 +817,20 @@ def deal_lists(
             "'No close date'."
         )
     if n and not moves_recorded:
-        notes.append(
-            "Days in stage are unknown (–): the stage history known at the report date records no move from one "
-            "open stage to another (a history derived from the deals' dates records only when each deal was created "
-            "and closed), so how long a deal has sat in its stage cannot be told."
+        why = (
+            "the stage history known at the report date records no move from one open stage to another (a history "
+            "derived from the deals' dates records only when each deal was created and closed)"
+            if has_history.any()
+            else "no deal open at the report date has a stage history (the data hold each deal's current state only)"
         )
+        notes.append(f"Days in stage are unknown (–): {why}, so how long a deal has sat in its stage cannot be told.")
         unknown["stalled"] = "Which deals stalled cannot be told: days in stage are unknown (see above)."
     elif (~has_history).any():
         m = int((~has_history).sum())
+        verb, their = ("has", "its") if m == 1 else ("have", "their")
         notes.append(
-            f"{m:,} of the {n:,} deals open at {day} have no stage history: their days in stage are unknown (–), "
-            "and they are not judged stalled."
+            f"{m:,} of the {n:,} deals open at {day} {verb} no stage history: {their} days in stage are unknown (–), "
+            "and stalls are not judged without them."
         )
 
     flags = {

@@ -370,9 +370,9 @@ DEAL_LISTS: dict[str, DealList] = {
 #: The columns every deal list shows, in order (``team`` when the data have teams); each list adds its own, then
 #: ``other_flags`` (the other lists the deal is in, and its other risk flags, in words).
 LIST_COLUMNS: tuple[str, ...] = (
+    "opportunity_id",
     "owner",
     "team",
-    "opportunity_id",
     "stage",
     "amount",
     "amount_at_risk",

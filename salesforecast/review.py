@@ -394,8 +394,9 @@ _TIMING_HEADINGS = {
     "later": "Closing after {period}",
     "no_close_date": "No close date",
 }
-#: Parts a report folds under their caption: not this period's business.
-_FOLDED = ("later", "no_close_date")
+#: Parts a report folds under their caption: not this period's business (overdue from an earlier period, closing
+#: later, no close date), so that the page stays a few screens long at hundreds of reps.
+_FOLDED = ("earlier", "later", "no_close_date")
 _TIMES = {1: "once", 2: "twice"}
 
 
@@ -421,7 +422,7 @@ class DealListPart:
     caption : str
         ``25 of 312 deals, ...`` when cut, ``All 7 deals, ...`` else: shown of total, and the totals.
     folded : bool
-        A part a report may fold (later periods, no close date).
+        A part a report may fold: not this period's business (an earlier or later period, no close date).
     """
 
     name: str
@@ -503,7 +504,7 @@ class DealLists:
     window : tuple of pandas.Timestamp, or None
         The waterfall's window (`waterfall_window`); None when the period begins after the report date.
     top, top_other : int
-        Deals shown of a part of this period or an earlier one, and of a later or undated part.
+        Deals shown of a part of this period's business, and of a folded part (earlier, later, undated).
     currency : str or None
         ISO 4217 code of the amounts.
     notes : tuple of str
@@ -643,7 +644,7 @@ def deal_lists(
     as_of: Any = None,
     model: StageConversionModel | None = None,
     adherence: pd.DataFrame | None = None,
-    top: int = 25,
+    top: int = 15,
     top_other: int = 10,
 ) -> DealLists:
     """The deals a manager acts on at a report date: slipped or pushed, overdue, stalled, created this period.
@@ -679,10 +680,11 @@ def deal_lists(
         Fitted on the data known at `as_of`; by default one is fitted here on ``known_at(data, as_of)``.
     adherence : pandas.DataFrame, optional
         ``deal_adherence(data, as_of=as_of)`` when the caller has it (computed here otherwise).
-    top : int, default 25
-        Deals shown of each part closing in the period or before it; the caption gives the count and total of all.
+    top : int, default 15
+        Deals shown of a part of this period's business (closing in the period, or moved out of it since it began);
+        the caption gives the count and total of all.
     top_other : int, default 10
-        Deals shown of a part closing after the period or without a close date.
+        Deals shown of a folded part (overdue from an earlier period, closing later, without a close date).
 
     Returns
     -------

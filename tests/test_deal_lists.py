@@ -113,7 +113,7 @@ def test_this_periods_deals_come_first_and_apart_from_later_ones(lists, built, m
             if part.timing == "this_period":
                 assert ((close >= lo) & (close < hi)).all() and part.heading == "Closing in FY2024Q3"
             elif part.timing == "earlier":
-                assert (close < lo).all()
+                assert (close < lo).all() and part.folded
             elif part.timing == "later":
                 assert (close >= hi).all() and part.folded
             elif part.timing == "no_close_date":

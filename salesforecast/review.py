@@ -644,7 +644,7 @@ def deal_lists(
     as_of: Any = None,
     model: StageConversionModel | None = None,
     adherence: pd.DataFrame | None = None,
-    top: int = 15,
+    top: int = 10,
     top_other: int = 10,
 ) -> DealLists:
     """The deals a manager acts on at a report date: slipped or pushed, overdue, stalled, created this period.
@@ -680,7 +680,7 @@ def deal_lists(
         Fitted on the data known at `as_of`; by default one is fitted here on ``known_at(data, as_of)``.
     adherence : pandas.DataFrame, optional
         ``deal_adherence(data, as_of=as_of)`` when the caller has it (computed here otherwise).
-    top : int, default 15
+    top : int, default 10
         Deals shown of a part of this period's business (closing in the period, or moved out of it since it began);
         the caption gives the count and total of all.
     top_other : int, default 10

@@ -546,7 +546,10 @@ def _level(
             frame[q] = frame[q].fillna(0.0)
     frame["projected_attainment"] = (frame["forecast_p50"] / frame["quota"]).where(frame["quota"] > 0)
     frame["commit_vs_range"] = pd.Series(
-        [_position(c, lo, hi) for c, lo, hi in zip(frame["commit"], frame["forecast_p10"], frame["forecast_p90"])],
+        [
+            _position(c, lo, hi)
+            for c, lo, hi in zip(frame["commit"], frame["forecast_p10"], frame["forecast_p90"], strict=True)
+        ],
         index=frame.index,
         dtype="str",
     ).replace("", np.nan)
@@ -693,7 +696,9 @@ def period_call(
     """
     as_of = fc.data_end(data) if as_of is None else pd.Timestamp(as_of)
     groups = call_groups(data)
-    now = fc.forecast_period(data, as_of=as_of, period=period, freq=freq, groups=groups, n_sims=n_sims, seed=seed, **kwargs)
+    now = fc.forecast_period(
+        data, as_of=as_of, period=period, freq=freq, groups=groups, n_sims=n_sims, seed=seed, **kwargs
+    )
     t = now.as_of
     start, end = data.process.calendar.period_bounds(now.period)
     week = t - _WEEK

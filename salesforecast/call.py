@@ -34,6 +34,7 @@ __all__ = [
     "PeriodCall",
     "call_groups",
     "period_call",
+    "trusted_at",
 ]
 
 #: The methods the week-earlier forecast runs: the Monte Carlo (our P10-P50-P90) and the reps' calls.
@@ -589,8 +590,16 @@ _COLUMNS = [
 ]
 
 
-def _trusted(bands: pd.DataFrame | None, weeks: int) -> dict[str, Any]:
-    """The leaderboard's trusted method at `weeks` left, with its past error (an empty dict without one)."""
+def trusted_at(bands: pd.DataFrame | None, weeks: int) -> dict[str, Any]:
+    """The method a leaderboard by band trusts with `weeks` left, with its past error (`forecast.recommend`).
+
+    Returns
+    -------
+    dict
+        ``method``, ``runner_up``, ``tie``, ``wape`` (at that horizon), ``wape_low`` and ``wape_high`` (its bootstrap
+        interval, NaN without), ``runner_up_wape`` (and its interval), ``horizon`` (the band) and ``replayed`` (the
+        periods the leaderboard rests on); empty when the leaderboard scores no method at that horizon.
+    """
     if bands is None or bands.empty or "wape" not in bands.columns:
         return {}
     advice = fc.recommend(bands)
@@ -744,8 +753,7 @@ def period_call(
         frames.append(frame.reset_index(drop=True))
     table = pd.concat(frames, ignore_index=True)
     for c in ("team", "rep"):
-        if c not in table.columns:
-            table[c] = np.nan
+        table[c] = table[c].astype("str") if c in table.columns else pd.Series(None, index=table.index, dtype="str")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fc.ForecastWarning)
         ratio = fc.submission_bias(data, as_of=as_of, period=freq).set_index("owner")["bias"]
@@ -765,7 +773,7 @@ def period_call(
         table[c] = table[c].astype("str")
     total = table.iloc[0]
     samples = now.samples
-    trusted = _trusted(bands, int((end - t) / _WEEK))
+    trusted = trusted_at(bands, int((end - t) / _WEEK))
     method_forecast = math.nan
     if trusted:
         point = now.table.loc[(now.table["group"] == "total") & (now.table["method"] == trusted["method"]), "forecast"]

@@ -243,6 +243,8 @@ class PeriodCall:
     def _forecast_text(self) -> str:
         """Our forecast in words: its P50 and P10-P90, or the trusted method's point forecast without a Monte Carlo."""
         if np.isfinite(self.p50):
+            if self._amount(self.p10) == self._amount(self.p90):  # nothing open left to win or lose
+                return f"our forecast is {self._amount(self.p50)} (every simulated future the same)"
             return f"our forecast is {self._amount(self.p50)} (P10-P90 {self._range()})"
         if self.method and np.isfinite(self.method_forecast):
             return f"the {fc.method_label(self.method)} forecast is {self._amount(self.method_forecast)} (no interval)"
@@ -443,9 +445,8 @@ class PeriodCall:
         if (marked["commit_vs_range"] == BELOW).any():
             parts.append(f"below our P10 (calling less than we see): {names(BELOW)}")
         return (
-            f"{n} of the {len(called)} reps who called {'has' if n == 1 else 'have'} a commit outside our P10-P90; "
-            + "; ".join(parts)
-            + "."
+            f"{n} of the {len(called)} {'rep' if len(called) == 1 else 'reps'} who called "
+            f"{'has' if n == 1 else 'have'} a commit outside our P10-P90; " + "; ".join(parts) + "."
         )
 
     def notes(self) -> list[str]:
@@ -705,8 +706,9 @@ def period_call(
     """
     as_of = fc.data_end(data) if as_of is None else pd.Timestamp(as_of)
     groups = call_groups(data)
+    methods = kwargs.pop("methods", None)  # the week-earlier forecast runs `CALL_METHODS`
     now = fc.forecast_period(
-        data, as_of=as_of, period=period, freq=freq, groups=groups, n_sims=n_sims, seed=seed, **kwargs
+        data, as_of=as_of, period=period, freq=freq, methods=methods, groups=groups, n_sims=n_sims, seed=seed, **kwargs
     )
     t = now.as_of
     start, end = data.process.calendar.period_bounds(now.period)

@@ -269,6 +269,9 @@ def test_the_headline_claims_no_more_than_the_read_this_first_box(view, call):
     text = rough.sentence()
     assert text.startswith("**We will probably make") and "a rough 95% chance" in text
     assert text.endswith("Read the P10-P90 as a rough range: it is calibrated on 2 earlier periods only.")
+    # nothing left open to simulate: no range of one value
+    flat = dataclasses.replace(call, p10=call.won_to_date, p50=call.won_to_date, p90=call.won_to_date)
+    assert "(every simulated future the same)" in flat.sentence() and "P10-P90" not in flat.sentence().split(".")[0]
 
 
 def test_the_rendered_report_opens_with_the_headline_and_holds_the_call(crm, tmp_path):

@@ -309,3 +309,25 @@ def test_the_rendered_report_opens_with_the_headline_and_holds_the_call(crm, tmp
     folded = [d for d in soup.find_all("details") if "The call of every rep" in d.get_text()]
     assert len(folded) == 1 and len(folded[0].find_all("tr")) == 2 + crm.opportunities["owner"].nunique()
     assert "commit vs our range" in body[call_at:] and "our P50, change in a week" in body[call_at:]
+
+
+def test_a_weeks_change_is_signed_and_names_the_currency():
+    from salesforecast.labels import format_value, label
+    from salesforecast.reports import format_table
+
+    assert format_value(12000.0, "signed_amount") == "+12,000" and format_value(-3500.4, "signed_amount") == "-3,500"
+    assert format_value(0.3, "signed_amount") == "0" and format_value(float("nan"), "signed_amount") == "–"
+    assert label("commit_change", "EUR") == "commit, change in a week (EUR)"
+    page = format_table(pd.DataFrame({"rep": ["<b>ann</b>"], "forecast_change": [-2220.0]}), currency="EUR").to_html()
+    assert "our P50, change in a week (EUR)" in page and "-2,220" in page and "&lt;b&gt;ann&lt;/b&gt;" in page
+
+
+def test_the_rep_chart_reads_as_the_call_ratio_not_a_bias():
+    import matplotlib.pyplot as plt
+
+    from salesforecast import plotting
+    from salesforecast.labels import label
+
+    ax = plotting.plot_rep_bias(pd.DataFrame({"owner": ["ann", "bo"], "ratio": [0.9, 1.4]}))
+    assert ax.get_xlabel() == f"{label('call_ratio')}, 100% = on target" and "bias" not in ax.get_title().lower()
+    plt.close(ax.figure)

@@ -122,6 +122,7 @@ __all__ = [
     "bootstrap_wape",
     "forecast_period",
     "interval_calibration",
+    "interval_held",
     "interval_summary",
     "IntervalCalibration",
     "leaderboard",
@@ -1475,23 +1476,52 @@ def _interval_notes(out: Any, ctx: _Context) -> Any:
                 IntervalWarning,
                 stacklevel=3,
             )
-    mc = table.loc[
-        (table["method"] == "monte_carlo")
-        & (table["group"] == "total")
-        & table["actual"].notna()
-        & table["p10"].notna()
-    ]
-    if len(mc) >= 8:
-        held = float(((mc["actual"] >= mc["p10"]) & (mc["actual"] <= mc["p90"])).mean())
-        if not 0.6 <= held <= 0.95:
-            warnings.warn(
-                f"The Monte Carlo 80% interval held the company total's outcome at {held:.0%} of the {len(mc)} "
-                f"replayed cutoffs ({'too narrow' if held < 0.6 else 'too wide'} for an 80% interval): read its "
-                "P10-P90 as a rough range, not as odds.",
-                IntervalWarning,
-                stacklevel=3,
-            )
+    held = interval_held(table)
+    if held is not None and not INTERVAL_HELD[0] <= held[0] <= INTERVAL_HELD[1]:
+        share, n = held
+        warnings.warn(
+            f"The Monte Carlo 80% interval held the company total's outcome at {share:.0%} of the {n} "
+            f"replayed cutoffs ({'too narrow' if share < INTERVAL_HELD[0] else 'too wide'} for an 80% interval): "
+            "read its P10-P90 as a rough range, not as odds.",
+            IntervalWarning,
+            stacklevel=3,
+        )
     return out
+
+
+#: The shares of replayed outcomes inside the Monte Carlo P10-P90 that read as an honest 80% interval (outside:
+#: too narrow or too wide, `interval_held`), and the fewest replayed cutoffs that share is judged on.
+INTERVAL_HELD = (0.6, 0.95)
+INTERVAL_HELD_CUTOFFS = 8
+
+
+def interval_held(results: pd.DataFrame, group: str = "total") -> tuple[float, int] | None:
+    """How often the Monte Carlo P10-P90 held the outcome at a `backtest`'s replayed cutoffs of `group`.
+
+    A backtest warns (`IntervalWarning`) when the share of the company total's lies outside `INTERVAL_HELD`: its
+    P10-P90 then reads as a rough range, not as odds, and a report's headline says no more.
+
+    Returns
+    -------
+    (float, int) or None
+        The share held and the cutoffs it is judged on; None with fewer than `INTERVAL_HELD_CUTOFFS` of them.
+
+    Examples
+    --------
+    >>> res = pd.DataFrame({"method": "monte_carlo", "group": "total", "actual": [1.0] * 8,
+    ...                     "p10": [0.5] * 4 + [2.0] * 4, "p90": [1.5] * 4 + [3.0] * 4})
+    >>> interval_held(res)
+    (0.5, 8)
+    """
+    mc = results.loc[
+        (results["method"] == "monte_carlo")
+        & (results["group"] == group)
+        & results["actual"].notna()
+        & results["p10"].notna()
+    ]
+    if len(mc) < INTERVAL_HELD_CUTOFFS:
+        return None
+    return float(((mc["actual"] >= mc["p10"]) & (mc["actual"] <= mc["p90"])).mean()), len(mc)
 
 
 def interval_calibration(results: pd.DataFrame) -> pd.DataFrame:
@@ -2174,6 +2204,10 @@ class PeriodForecast:
     note : str
         A sentence for the reader when the period forecast is not the one containing the report date (that one had
         ended: `forecast_period`), "" otherwise.
+    ended : str
+        That ended period ("" when the period forecast contains the report date).
+    ended_actual : float
+        Its closed-won bookings, the company total (NaN when no period ended).
     """
 
     period: str
@@ -2182,6 +2216,8 @@ class PeriodForecast:
     samples: np.ndarray
     won_to_date: float
     note: str = ""
+    ended: str = ""
+    ended_actual: float = math.nan
 
     def point(self, method: str) -> float:
         """The first group value's point forecast of `method` (NaN when it has none)."""
@@ -2234,7 +2270,7 @@ def forecast_period(
     label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if current else as_of, freq)
     s, e = cal.period_bounds(label)
     ctx = _Context(data, freq, groups)
-    note = ""
+    note, ended, ended_actual = "", "", math.nan
     day_end = as_of.normalize() + _DAY  # the report date's day counts whole
     if current and e <= min(day_end, data_end(data)):  # the period had ended: forecast the next one from its start
         lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the company total
@@ -2281,6 +2317,8 @@ def forecast_period(
         samples=sims[0] if sims is not None and len(sims) else np.zeros(0),
         won_to_date=won,
         note=note,
+        ended=ended,
+        ended_actual=ended_actual,
     )
 
 

@@ -17,6 +17,7 @@ Kinds of values:
 - ``signed_fraction``: an over- (+) or under-forecast (-) as a share of the actual (``-0.139`` -> ``-13.9%``).
 - ``points``: a difference of two rates, in percentage points (``-0.13`` -> ``-13.0 pp``).
 - ``days``: whole days (``6.9`` -> ``7``); ``signed_days`` a difference of days (``+32``).
+- ``signed_amount``: a change of an amount, with its sign (``+12,000``, ``-3,500``, ``0``).
 - ``shortfall``: an amount still missing, ``met`` when there is none (``-21,340`` -> ``met``).
 - ``multiple``: a coverage, times the amount it covers (``0.47`` -> ``0.47×``).
 - ``bool``: ``yes`` / ``no``.
@@ -50,6 +51,7 @@ __all__ = [
 
 Kind = Literal[
     "amount",
+    "signed_amount",
     "count",
     "percent",
     "fraction",
@@ -124,6 +126,15 @@ COLUMNS: dict[str, Column] = {
     "best_case": Column("best case", "amount"),
     "avg_deal_size": Column("average deal", "amount"),
     "pinball": Column("pinball loss", "amount"),
+    # the forecast call (salesforecast.call): our Monte Carlo forecast beside the reps' calls, and a week's changes
+    "forecast_p10": Column("our P10", "amount"),
+    "forecast_p50": Column("our forecast P50", "amount"),
+    "forecast_p90": Column("our P90", "amount"),
+    "projected_attainment": Column("projected attainment (P50 / quota)", "fraction"),
+    "commit_vs_range": Column("commit vs our range", "text"),
+    "commit_change": Column("commit, change in a week", "signed_amount"),
+    "forecast_change": Column("our P50, change in a week", "signed_amount"),
+    "pipeline_change": Column("open pipeline, change in a week", "signed_amount"),
     "winkler": Column("Winkler score", "amount"),
     # counts
     "n": Column("scored", "count"),
@@ -230,6 +241,7 @@ COLUMNS: dict[str, Column] = {
     "slip": Column("what moved", "text"),
     "other_flags": Column("also flagged", "text"),
     "list": Column("list", "text"),
+    "rep": Column("rep", "text"),
 }
 
 #: Values of the code a table may hold, under their labels (the methods' come from `forecast.METHODS`).
@@ -325,7 +337,7 @@ def label(name: Any, currency: str | None = None) -> str:
         shown = VALUES[text]
     else:
         shown = ("% " + text[4:] if text.startswith("pct_") else text).replace("_", " ")
-    if currency and kind_of(text) == "amount":
+    if currency and kind_of(text) in ("amount", "signed_amount"):
         shown = f"{shown} ({currency})"
     return shown
 
@@ -427,6 +439,8 @@ def format_value(value: Any, kind: str, precision: int = 2) -> str:
         if abs(x) >= 1000 or float(x).is_integer():
             return f"{round(x):,}"
         return f"{x:,.2f}"
+    if kind == "signed_amount":
+        return f"{round(x):+,}" if round(x) else "0"
     if kind in ("count", "days"):
         return f"{round(x):,}"
     if kind == "signed_days":

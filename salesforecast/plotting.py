@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import Formatter, FuncFormatter, MaxNLocator, PercentFormatter
 
 from salesforecast.forecast import METHODS, featured_methods, method_label, recommend
+from salesforecast.labels import label as column_label
 from salesforecast.metrics import METRICS
 
 __all__ = [
@@ -951,7 +952,7 @@ _BAND_COLOURS = {"good": _GREEN, "watch": _ORANGE, "off": _RED, "no data": _GREY
 
 
 def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Forecast as a share of actual per rep (horizontal bars, sorted), over good / watch / off bands.
+    """Each rep's call ratio, their call as a share of what they booked (horizontal bars, sorted), over bands.
 
     Bands: 85-115% good (green), 70-85% and 115-130% watch (orange), outside off (red). Bars take the colour
     of their band; a missing ratio is a grey "no data" label. Ratios above 300% are drawn to the edge.
@@ -959,7 +960,7 @@ def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Parameters
     ----------
     table : DataFrame
-        Columns ``owner`` and ``ratio`` (forecast / actual, 1.0 = on target, NaN when unknown); optionally
+        Columns ``owner`` and ``ratio`` (the call ratio, call / booked: 1.0 = on target, NaN when unknown); optionally
         ``team`` (shown after the owner's name).
     ax : Axes, optional
 
@@ -1016,7 +1017,9 @@ def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     if "no data" in bands:
         handles.append(Patch(color=_GREY, label="no data"))
     handles.append(on_target)
-    ax.set(xlabel="forecast as % of actual (100% = on target)", title="Forecast accuracy by rep")
+    # the rep's call over what they booked is the call ratio (100% = on target), not the signed "bias" of the methods
+    ratio = column_label("call_ratio")
+    ax.set(xlabel=f"{ratio}, 100% = on target", title="How each rep's calls compare with what they booked")
     _legend_outside(ax, handles=handles, title="band")
     return ax
 

@@ -2215,7 +2215,7 @@ def format_table(
 
     def header(c: Any) -> str:
         shown = METRICS[c].label if c in metric_columns else label(c)
-        if currency and chosen[c] == "amount" and not shown.endswith(f"({currency})"):
+        if currency and chosen[c] in ("amount", "signed_amount") and not shown.endswith(f"({currency})"):
             shown = f"{shown} ({currency})"
         return html.escape(shown)
 

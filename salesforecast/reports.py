@@ -110,6 +110,9 @@ __all__ = [
     "ReportsFile",
     "RunResult",
     "add_report_arguments",
+    "FOLD_ABOVE",
+    "FOLD_TOP",
+    "fold_rows",
     "format_table",
     "headline",
     "kernel_name",
@@ -2243,6 +2246,100 @@ def format_table(
     if not index:
         styler = styler.hide(axis="index")
     return styler
+
+
+#: Per-rep tables and charts show every row up to this many; above it, the roll-up, the top rows and a fold.
+FOLD_ABOVE = 20
+#: Rows of a folded table (and bars of a folded chart) shown open by default.
+FOLD_TOP = 12
+
+
+def fold_rows(
+    table: pd.DataFrame,
+    key: str | Callable[[pd.DataFrame], pd.Series],
+    *,
+    ranked: str,
+    what: str = "reps",
+    top: int = FOLD_TOP,
+    above: int = FOLD_ABOVE,
+    ascending: bool = False,
+    rollup: pd.DataFrame | None = None,
+    rollup_caption: str | None = None,
+    **format_args: Any,
+) -> HTML:
+    """A per-rep table that holds at scale: the roll-up, the rows that matter, and every row folded.
+
+    Up to `above` rows, the whole table is shown as `format_table` shows it (and `rollup` is not). Above it: the
+    roll-up table when one is given (e.g. the teams), then the `top` rows ranked by `key`, then "... and N more
+    reps." and the whole table, every row in its given order, under a closed ``<details>`` a reader can open.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per rep (or any other unit), in the order the full table shows them (e.g. by name).
+    key : str or callable
+        What ranks the rows that matter: a column, or a function of the table returning one value per row (e.g.
+        the distance of a ratio from 100%). Rows whose key is missing come last.
+    ranked : str
+        How the open rows were chosen, in words, for the line above them (``"the furthest from 100% first"``).
+    what : str
+        What a row is, plural (``"reps"``).
+    top : int
+        Rows shown open when the table is folded.
+    above : int
+        The table is folded only when it has more rows than this.
+    ascending : bool
+        Rank the smallest keys first (default: the largest).
+    rollup : pandas.DataFrame, optional
+        The roll-up shown first when the table is folded (e.g. one row per team, or the company total).
+    rollup_caption : str, optional
+        The roll-up table's caption.
+    **format_args
+        Passed to `format_table` for every table (``currency``, ``fractions``, ``precision``...); a ``caption``
+        captions the open rows and the full table.
+
+    Returns
+    -------
+    IPython.display.HTML
+        Every text is escaped (`format_table`, and `what` and `ranked` here); the fold is a
+        ``<details class="salesforecast-fold">``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> reps = pd.DataFrame({"owner": [f"rep {i:02d}" for i in range(30)], "deals": range(30)})
+    >>> page = fold_rows(reps, "deals", ranked="the most deals first", top=5).data
+    >>> page.count("<tr>") - 2, "and 25 more reps" in page, page.index("rep 29") < page.index("<details")
+    (35, True, True)
+    >>> "<details" in fold_rows(reps.head(20), "deals", ranked="the most deals first").data
+    False
+    """
+    import pandas as pd
+    from IPython.display import HTML
+
+    n = len(table)
+    if n <= above:
+        return HTML(format_table(table, **format_args).to_html())
+    values = key(table) if callable(key) else table[key]
+    values = pd.Series(values, index=table.index) if not isinstance(values, pd.Series) else values
+    order = values.sort_values(ascending=ascending, na_position="last", kind="stable").index
+    shown = table.loc[order[:top]]
+    more = n - len(shown)
+    caption = format_args.pop("caption", None)
+    parts = ['<div class="salesforecast-fold">']
+    if rollup is not None and not rollup.empty:
+        parts.append(format_table(rollup, **format_args, caption=rollup_caption).to_html())
+    lead = f"{len(shown)} of {n} {what}, {ranked}" + (f". {caption}" if caption else "")
+    parts.append(f'<p class="fold-lead" style="margin:0.8em 0 0.3em 0">{html.escape(lead)}:</p>')
+    parts.append(format_table(shown, **format_args).to_html())
+    parts.append(
+        f'<p class="fold-more" style="margin:0.4em 0">… and {more} more {html.escape(what)}.</p>'
+        '<details class="salesforecast-fold" style="margin:0 0 1em 0">'
+        f'<summary style="cursor:pointer">All {n} {html.escape(what)} (a table)</summary>'
+        + format_table(table, **format_args, caption=caption).to_html()
+        + "</details></div>"
+    )
+    return HTML("".join(parts))
 
 
 # ------------------------------------------------------------------------------------ command line

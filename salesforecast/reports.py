@@ -123,6 +123,7 @@ __all__ = [
     "report_header",
     "run_from_args",
     "run_reports",
+    "source_values",
 ]
 
 #: The repository root (the package is installed in editable mode from it).
@@ -521,6 +522,14 @@ class ReportEntry(Schema):
         default_factory=lambda: [{}]
     )
     timeout: _TIMEOUT = None
+    for_each: checked(
+        lambda v: str(v).strip() if v is not None and str(v).strip() else None,
+        {
+            "type": "string",
+            "description": "one report per value of this opportunities column of the source, e.g. team: the"
+            " parameter of that name is set to each value (read from the source when the run starts)",
+        },
+    ) = None
     when: checked(
         _conditions,
         {
@@ -589,10 +598,142 @@ class ReportsFile(Schema):
         return self
 
 
+def _header_key(name: Any) -> str:
+    """A header as the loader matches it to a canonical column: case, surrounding spaces, inner spaces/dashes."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).casefold()
+
+
+def _fast_values(source: Any, column: str) -> list[str] | None:
+    """The values of `column` read from the opportunities file of a canonical folder (or the sample) alone.
+
+    None when the source is no canonical folder, or the column is not found this way (the caller loads the source).
+    """
+    import pandas as pd
+
+    from salesforecast.datasets import sample_folder
+    from salesforecast.schema import _find_file
+
+    folder = sample_folder() if str(source) == "sample" else Path(str(source)).expanduser()
+    if not folder.is_dir():
+        return None
+    path = _find_file(folder, "opportunities")
+    if path is None:
+        return None
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        names = [n for n in pq.read_schema(path).names if _header_key(n) == column]
+        values = pd.read_parquet(path, columns=names[:1])[names[0]] if names else None
+    else:
+        names = [n for n in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns if _header_key(n) == column]
+        values = (
+            pd.read_csv(path, usecols=names[:1], dtype="str", keep_default_na=False, encoding="utf-8-sig")[names[0]]
+            if names
+            else None
+        )
+    if values is None:
+        return None
+    text = values.dropna().astype("str").str.strip()
+    return sorted(set(text[text != ""]))
+
+
+def source_values(source: Any, column: str) -> list[str]:
+    """The distinct values of a column of a report source's opportunities, sorted: what ``for_each`` expands.
+
+    A canonical folder (and the sample) is read cheaply: only the column, from the opportunities file. Any other
+    source (an export, a mapping file, a database) is loaded (`salesforecast.io.load`) and its column read.
+
+    Parameters
+    ----------
+    source : str or path
+        A report's ``source`` parameter.
+    column : str
+        An opportunities column, e.g. ``team``.
+
+    Returns
+    -------
+    list of str
+        The column's non-empty values (surrounding spaces trimmed, as the loader trims them), sorted.
+
+    Raises
+    ------
+    ConfigError
+        When the source cannot be read, or its opportunities have no such column (named, with the columns).
+
+    Examples
+    --------
+    >>> source_values("sample", "team")
+    ['APAC', 'EMEA', 'NA East', 'NA West']
+    """
+    from salesforecast.io import load
+    from salesforecast.schema import DataFileError
+
+    shown = mask_url(str(source))
+    try:
+        fast = _fast_values(source, column)
+    except (OSError, ValueError, KeyError, ImportError, UnicodeDecodeError, DataFileError):
+        fast = None  # a file the fast path cannot read: the loader reads it, and says what is wrong
+    if fast is not None:
+        return fast
+    try:
+        opportunities = load(source).opportunities
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"for_each: cannot read the {column} values of source {shown!r}: {exc}") from None
+    if column not in opportunities.columns:
+        raise ConfigError(
+            f"for_each: {column!r} is not a column of the opportunities of source {shown!r}"
+            f" (its columns: {list(opportunities.columns)})"
+        )
+    text = opportunities[column].dropna().astype("str").str.strip()
+    return sorted(set(text[text != ""]))
+
+
 def _entry_label(item: Any) -> str | None:
     """A reports entry as key paths show it: ``reports[0] (04_forecast_accuracy)``."""
     notebook = item.get("notebook") if isinstance(item, Mapping) else item
     return None if notebook is None else str(notebook).removesuffix(".ipynb")
+
+
+def _each_value(
+    column: str,
+    sets: list[dict[Any, Any]],
+    cli_params: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    base: Path,
+    where: str,
+    values_of: Callable[[Any, str], list[str]],
+) -> list[dict[Any, Any]]:
+    """Expand a ``for_each: column`` entry: each parameter set once per value of the column in its source.
+
+    The source is the set's ``source`` (a ``-p source=`` first, else the set's, else the notebook's default). A
+    set that gives the column's parameter itself, or a ``-p`` of it, is kept as it is (one report).
+    """
+    out: list[dict[Any, Any]] = []
+    for given in sets:
+        if column in cli_params or column in given:
+            out.append(given)
+            continue
+        if "source" in cli_params:
+            source = _absolute_path(cli_params["source"], Path.cwd())
+        elif "source" in given:
+            source = _absolute_path(given["source"], base)
+        else:
+            source = defaults.get("source", _NO_DEFAULT)
+        if source is _NO_DEFAULT or source in ("", None):
+            raise ConfigError(f"{where}: for_each: {column!r} needs a source (the set gives none, nor a default)")
+        if not isinstance(source, str) or "://" not in source:
+            source = _absolute_path(str(source), base)  # a relative folder: against the configuration's folder
+        try:
+            values = values_of(source, column)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not values:
+            raise ConfigError(
+                f"{where}: for_each: {column!r}: the opportunities of source {mask_url(str(source))!r} hold no"
+                f" {column} value"
+            )
+        out.extend(dict(given) | {column: value} for value in values)
+    return out
 
 
 def load_config(
@@ -651,6 +792,7 @@ def load_config(
     origins: list[str] = []
     declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
     titling: list[tuple[dict[str, Any], dict[str, Any]]] = []  # each report's parameters and defaults (titles)
+    values_of = functools.cache(source_values)  # for_each: each source's values read once
     for i, entry in enumerate(model.reports):
         notebook = entry.notebook
         where = f"{src}: reports[{i}] ({notebook})"
@@ -668,6 +810,16 @@ def load_config(
                 raise ConfigError(
                     f"{where}: when: {key!r} is not a parameter of {_relative(nb_path)} (its parameters: {known})"
                 )
+        if entry.for_each is not None:
+            for key in (entry.for_each, "source"):
+                if key not in declared:
+                    known = list(declared) or "none: the notebook has no cell tagged 'parameters'"
+                    raise ConfigError(
+                        f"{where}: for_each: {entry.for_each!r} needs the notebook to have the parameters"
+                        f" {entry.for_each!r} and 'source'; {_relative(nb_path)} has no {key!r} (its parameters:"
+                        f" {known})"
+                    )
+            sets = _each_value(entry.for_each, sets, cli_params, defaults, base, where, values_of)
         for j, given in enumerate(sets):
             set_where = where if len(sets) == 1 else f"{where}: parameters[{j}]"
             merged = dict(given)

@@ -89,8 +89,8 @@ def roll_up(
     Returns
     -------
     pandas.DataFrame
-        Columns ``team``, `count`, then `sums` and `weighted` in the order given; one row per team (sorted), then
-        the company row.
+        Columns ``team``, `count`, then `sums` and `weighted` in the table's order; one row per team (sorted),
+        then the company row.
 
     Examples
     --------
@@ -98,6 +98,8 @@ def roll_up(
     >>> teams = pd.Series({"a": "X", "b": "X", "c": "Y"})
     >>> roll_up(reps, teams, sums=["actual"], weighted={"bias": "actual"}).to_dict("list")
     {'team': ['X', 'Y', 'all teams'], 'reps': [2, 1, 3], 'actual': [400.0, 50.0, 450.0], 'bias': [1.25, nan, 1.25]}
+    >>> roll_up(reps, pd.Series(dtype="str"), sums=["actual"]).to_dict("list")  # data without teams: the company
+    {'team': ['all teams'], 'reps': [3], 'actual': [450.0]}
     """
     weighted = dict(weighted or {})
     missing = [c for c in [owner, *sums, *weighted, *weighted.values()] if c not in table.columns]
@@ -119,7 +121,8 @@ def roll_up(
             w = weights[ok]
             row[c] = float((values[ok] * w).sum() / w.sum()) if ok.any() and w.sum() > 0 else np.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=["team", count, *sums, *weighted])
+    rolled = [c for c in table.columns if c in sums or c in weighted]  # in the table's order
+    return pd.DataFrame(rows, columns=["team", count, *rolled])
 
 
 def distance_from_target(ratios: pd.Series | np.ndarray, target: float = 1.0) -> np.ndarray:

@@ -24,7 +24,7 @@ __all__ = ["ALL_TEAMS", "coverage_gap", "distance_from_target", "owner_teams", "
 ALL_TEAMS = "all teams"
 
 
-def owner_teams(opportunities: pd.DataFrame, as_of: Any = None) -> pd.Series:
+def owner_teams(opportunities: pd.DataFrame, as_of: Any = None, *others: pd.DataFrame) -> pd.Series:
     """Each rep's team: the team of their latest deal created by `as_of`.
 
     Parameters
@@ -33,6 +33,9 @@ def owner_teams(opportunities: pd.DataFrame, as_of: Any = None) -> pd.Series:
         Columns ``owner``, ``created_at`` and, when the data have teams, ``team``.
     as_of : date, optional
         Only deals created by then count (default: all).
+    *others : pandas.DataFrame
+        Tables that name the team of reps without a deal, e.g. the forecast submissions (``owner``, ``team`` and
+        ``submitted_at``): their latest row by then.
 
     Returns
     -------
@@ -45,14 +48,23 @@ def owner_teams(opportunities: pd.DataFrame, as_of: Any = None) -> pd.Series:
     ...                      "created_at": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-01-05"])})
     >>> owner_teams(opps).to_dict()
     {'a': 'Y', 'b': 'X'}
+    >>> calls = pd.DataFrame({"owner": ["c"], "team": ["Z"], "submitted_at": pd.to_datetime(["2024-01-01"])})
+    >>> owner_teams(opps, None, calls).to_dict()  # c made calls, and no deal
+    {'a': 'Y', 'b': 'X', 'c': 'Z'}
     """
     if "team" not in opportunities.columns:
         return pd.Series(dtype="str", name="team")
-    known = opportunities if as_of is None else opportunities.loc[opportunities["created_at"] <= pd.Timestamp(as_of)]
-    latest = known.sort_values("created_at", kind="stable").drop_duplicates("owner", keep="last")
-    latest = latest.loc[latest["team"].notna()]
-    teams = pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy(), dtype="str", name="team")
-    return teams.sort_index()
+    teams = pd.Series(dtype="str", name="team")
+    for table in (opportunities, *others):
+        if "team" not in table.columns or table.empty:
+            continue
+        when = "created_at" if "created_at" in table.columns else "submitted_at"
+        known = table if as_of is None else table.loc[table[when] <= pd.Timestamp(as_of)]
+        known = known.loc[known["team"].notna()]
+        latest = known.sort_values(when, kind="stable").drop_duplicates("owner", keep="last")
+        found = pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy(), dtype="str", name="team")
+        teams = found if teams.empty else teams.combine_first(found)
+    return teams.sort_index().rename("team")
 
 
 def roll_up(

@@ -46,13 +46,23 @@ The configuration::
       - notebook: 04_forecast_accuracy
         when: {source: sample}             # optional: run only when these parameters have these values
         parameters: {as_of: "2025-11-17"}  # (a value or a list of them; after -p and --as-of are applied)
+      - notebook: 05_pipeline_review
+        title: Pipeline review, {team}
+        for_each: team                     # optional: one report per team of the source (a page per manager)
+
+``for_each: COLUMN`` expands each parameter set of its entry into one per value of that opportunities column in
+the set's source (``-p source=`` first, else the set's, else the notebook's default), read when the run starts
+(`source_values`: the column alone from a canonical folder's opportunities file, else the loaded source), each with
+the parameter COLUMN set to the value. A set that gives COLUMN itself (or ``-p COLUMN=``) stays one report. The
+notebook must declare COLUMN and ``source``; a column the source lacks is a `ConfigError` naming it.
 
 A report's file is named after its notebook and the slug of each parameter that differs from the
 notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). Reports that would share a title get the
 parameters that tell them apart (`_distinct_titles`). Every page opens with a navigation bar (`_nav_html`: the
 index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`).
-The notebook helpers `report_header` and `format_table` live here too: they escape every value, since rep,
-account and stage names are untrusted text.
+The notebook helpers `report_header`, `format_table` and `fold_rows` (a per-rep table that holds at 400 reps: the
+roll-up, the reps that matter, every rep folded under ``<details>``) live here too: they escape every value, since
+rep, account and stage names are untrusted text.
 """
 
 from __future__ import annotations

@@ -6,19 +6,20 @@ module computes what those need:
 
 - `owner_teams`: each rep's team (the team of their latest deal).
 - `roll_up`: a per-rep table summed per team (amounts and counts summed, ratios weighted), with a company row.
+- `teams_and_company`: a roll-up computed from per-deal rows (e.g. the adherence shares per team and overall).
 - `distance_from_target`: how far a ratio lies from 100% (200% as far as 50%), to rank the most biased reps.
 - `coverage_gap`: the open pipeline still missing to cover each row's remaining quota, to rank the largest gaps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALL_TEAMS", "coverage_gap", "distance_from_target", "owner_teams", "roll_up"]
+__all__ = ["ALL_TEAMS", "coverage_gap", "distance_from_target", "owner_teams", "roll_up", "teams_and_company"]
 
 #: The name of the company row of a roll-up.
 ALL_TEAMS = "all teams"
@@ -96,7 +97,7 @@ def roll_up(
     count : str
         The name of the column counting the team's reps.
     total : bool
-        Add the company row (`ALL_TEAMS`) after the teams.
+        Add the company row (`ALL_TEAMS`) after the teams (not after a single team: it would repeat it).
 
     Returns
     -------
@@ -120,7 +121,7 @@ def roll_up(
     team = pd.Series(teams.reindex(table[owner].to_numpy()).to_numpy(), index=table.index, dtype="str")
     frame = table.assign(_team=team.fillna("no team"))
     groups = [(name, rows) for name, rows in frame.groupby("_team", sort=True)] if len(teams) else []
-    if total:
+    if total and len(groups) != 1:  # one team (a team's own page): its row is the company's
         groups.append((ALL_TEAMS, frame))
     rows = []
     for name, part in groups:
@@ -135,6 +136,38 @@ def roll_up(
         rows.append(row)
     rolled = [c for c in table.columns if c in sums or c in weighted]  # in the table's order
     return pd.DataFrame(rows, columns=["team", count, *rolled])
+
+
+def teams_and_company(rows: pd.DataFrame, by_group: Callable[[pd.DataFrame, str], pd.DataFrame]) -> pd.DataFrame:
+    """A roll-up computed from the rows themselves: `by_group` per team, then over every row as the company.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        E.g. `salesforecast.adherence.deal_adherence` (one row per deal, a ``team`` column when the data have
+        teams).
+    by_group : callable
+        ``by_group(rows, column)`` gives one row per value of `column`, indexed by it, e.g.
+        `salesforecast.adherence.adherence_by`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``team``: one row per team, then `ALL_TEAMS` (the company row alone for data without teams; the
+        team's row alone when there is one team).
+
+    Examples
+    --------
+    >>> deals = pd.DataFrame({"team": ["X", "X", "Y"], "won": [1, 0, 1]})
+    >>> teams_and_company(deals, lambda d, by: d.groupby(by)[["won"]].mean())["won"].round(2).to_dict()
+    {'X': 0.5, 'Y': 1.0, 'all teams': 0.67}
+    """
+    parts = [by_group(rows, "team")] if "team" in rows.columns and rows["team"].notna().any() else []
+    if not parts or len(parts[0]) != 1:
+        parts.append(by_group(rows.assign(team=ALL_TEAMS), "team"))
+    out = pd.concat(parts)
+    out.index.name = "team"
+    return out
 
 
 def distance_from_target(ratios: pd.Series | np.ndarray, target: float = 1.0) -> np.ndarray:

@@ -145,6 +145,18 @@ def test_roll_up_weights_call_ratios_by_bookings_and_adds_the_company():
         rollup.roll_up(bias, teams, sums=["late"])
 
 
+def test_a_single_team_is_its_own_company():
+    """On a team's own page (for_each: team) the roll-up is the team's row, not the team twice."""
+    bias = pd.DataFrame({"owner": ["a", "b"], "actual": [1.0, 2.0]})
+    one = rollup.roll_up(bias, pd.Series({"a": "X", "b": "X"}), sums=["actual"])
+    assert one["team"].tolist() == ["X"] and one["actual"].tolist() == [3.0]
+    deals = pd.DataFrame({"team": ["X", "X"], "won": [1, 0]})
+    per_team = rollup.teams_and_company(deals, lambda d, by: d.groupby(by)[["won"]].sum())
+    assert per_team.index.tolist() == ["X"]
+    no_teams = rollup.teams_and_company(deals.drop(columns="team"), lambda d, by: d.groupby(by)[["won"]].sum())
+    assert no_teams.index.tolist() == [rollup.ALL_TEAMS] and no_teams["won"].tolist() == [1]
+
+
 def test_coverage_gap_and_distance_rank_what_matters():
     far = rollup.distance_from_target(pd.Series([1.0, 2.0, 0.5, 1.2, np.nan]))
     assert far[1] == pytest.approx(far[2]) and far[3] < far[1] and far[0] == 0 and far[4] < 0

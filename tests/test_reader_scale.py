@@ -282,20 +282,39 @@ def test_for_each_errors_name_the_column_or_parameter(tmp_path, crm):
 
 
 # ------------------------------------------------------------------------------------ rendered
+def _without_teams(crm: Path, folder: Path) -> Path:
+    """The CRM with no team column anywhere: 05 shows attainment and coverage per rep."""
+    folder.mkdir()
+    for path in crm.iterdir():
+        if path.suffix == ".csv":
+            table = pd.read_csv(path, dtype="str", keep_default_na=False)
+            table.drop(columns="team", errors="ignore").to_csv(folder / path.name, index=False)
+        else:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def pages(crm, tmp_path_factory):
-    """04 and 05 rendered on the 60-rep CRM (04 with a short history: its per-rep section does not depend on it)."""
+    """04 and 05 rendered on the 60-rep CRM (04 with a short history: its per-rep section does not depend on it),
+    and 05 on the same CRM without teams."""
     out = tmp_path_factory.mktemp("scale-out")
+    no_teams = _without_teams(crm, out / "noteams")
     config = out / "reports.yml"
     config.write_text(
         f"notebooks: {REPO / 'notebooks'}\nreports:\n"
-        "  - notebook: 04_forecast_accuracy\n    parameters: {history: 2, n_sims: 100}\n"
-        "  - notebook: 05_pipeline_review\n",
+        f"  - notebook: 04_forecast_accuracy\n    parameters: {{source: '{crm}', history: 2, n_sims: 100}}\n"
+        f"  - notebook: 05_pipeline_review\n    parameters: [{{source: '{crm}'}}, {{source: '{no_teams}'}}]\n",
         encoding="utf-8",
     )
-    result = run_reports(config, out / "runs", params={"source": str(crm)}, jobs=2)
+    result = run_reports(config, out / "runs", jobs=2)
     assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    return {p.name[:2]: p for p in (out / "runs" / "latest").glob("0*.html")}
+    found = {p.stem: p for p in (out / "runs" / "latest").glob("0*.html")}
+    return {
+        "04": found["04_forecast_accuracy__crm__2__100"],
+        "05": found["05_pipeline_review__crm"],
+        "05 without teams": found["05_pipeline_review__noteams"],
+    }
 
 
 def _section(page: str, heading: str) -> str:
@@ -334,6 +353,29 @@ def test_rendered_pages_fold_the_per_rep_sections(pages, crm):
     adherence = _section(review, "Adherence to the process map, by rep")
     rolled, _ = _folds(adherence, n_reps)
     assert [r[0] for r in rolled[1:]] == [*teams, rollup.ALL_TEAMS]
+    assert "<details" not in _section(review, "Attainment and coverage")  # per team: 4 rows, nothing to fold
+
+
+def test_rendered_coverage_per_rep_folds_without_teams(pages, crm):
+    """Data without teams: attainment and coverage per rep, the company first, then the largest gaps."""
+    review = pages["05 without teams"].read_text(encoding="utf-8")
+    coverage = _section(review, "Attainment and coverage")
+    n_owners = len(_tables(coverage)[-1][1]) - 1
+    assert n_owners > FOLD_ABOVE
+    company, top = _folds(coverage, n_owners)
+    assert len(company) == 2 and company[1][0].startswith("FY")  # the company's row, named by its period
+    header = top[0]
+
+    def amount(text: str) -> float:
+        return 0.0 if text == "met" else float("nan") if text == "–" else float(text.replace(",", ""))
+
+    left, pipeline = header.index("left to quota"), header.index("open pipeline")
+    gap = [amount(r[left]) - amount(r[pipeline]) for r in top[1:]]
+    assert gap and not np.isnan(gap).any()
+    assert gap == sorted(gap, reverse=True)  # the largest gap first
+    n_reps = pd.read_csv(crm / "opportunities.csv")["owner"].nunique()  # coverage also lists reps with a quota only
+    rolled, _ = _folds(_section(review, "Adherence to the process map, by rep"), n_reps)
+    assert [r[0] for r in rolled[1:]] == [rollup.ALL_TEAMS]  # no teams: the company alone
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
@@ -345,6 +387,8 @@ def test_rendered_per_rep_sections_stay_short(pages):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         for key, path in pages.items():
+            if key not in ("04", "05"):
+                continue
             page.goto(path.as_uri())
             heights[key] = page.evaluate(
                 """() => { const top = (e) => e.getBoundingClientRect().top + window.scrollY;

@@ -101,6 +101,7 @@ from salesforecast.labels import parameter_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
+    import numpy as np
     import pandas as pd
     from IPython.display import HTML
     from pandas.io.formats.style import Styler
@@ -2418,7 +2419,7 @@ FOLD_TOP = 12
 
 def fold_rows(
     table: pd.DataFrame,
-    key: str | Callable[[pd.DataFrame], pd.Series],
+    key: str | Callable[[pd.DataFrame], pd.Series] | pd.Series | np.ndarray,
     *,
     ranked: str,
     what: str = "reps",
@@ -2439,9 +2440,10 @@ def fold_rows(
     ----------
     table : pandas.DataFrame
         One row per rep (or any other unit), in the order the full table shows them (e.g. by name).
-    key : str or callable
-        What ranks the rows that matter: a column, or a function of the table returning one value per row (e.g.
-        the distance of a ratio from 100%). Rows whose key is missing come last.
+    key : str, callable, Series or array
+        What ranks the rows that matter: a column, a function of the table returning one value per row, or the
+        values themselves, one per row in the table's order (e.g. the distance of a ratio from 100%,
+        `salesforecast.rollup.distance_from_target`). Rows whose key is missing come last.
     ranked : str
         How the open rows were chosen, in words, for the line above them (``"the furthest from 100% first"``).
     what : str
@@ -2476,14 +2478,15 @@ def fold_rows(
     >>> "<details" in fold_rows(reps.head(20), "deals", ranked="the most deals first").data
     False
     """
+    import numpy as np
     import pandas as pd
     from IPython.display import HTML
 
     n = len(table)
     if n <= above:
         return HTML(format_table(table, **format_args).to_html())
-    values = key(table) if callable(key) else table[key]
-    values = pd.Series(values, index=table.index) if not isinstance(values, pd.Series) else values
+    values = key(table) if callable(key) else table[key] if isinstance(key, str) else key
+    values = pd.Series(np.asarray(values), index=table.index)  # one value per row, in the table's order
     order = values.sort_values(ascending=ascending, na_position="last", kind="stable").index
     shown = table.loc[order[:top]]
     more = n - len(shown)

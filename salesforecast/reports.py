@@ -732,8 +732,6 @@ def _each_value(
             source = defaults.get("source", _NO_DEFAULT)
         if source is _NO_DEFAULT or source in ("", None):
             raise ConfigError(f"{where}: for_each: {column!r} needs a source (the set gives none, nor a default)")
-        if not isinstance(source, str) or "://" not in source:
-            source = _absolute_path(str(source), base)  # a relative folder: against the configuration's folder
         try:
             values = values_of(source, column)
         except ConfigError as exc:

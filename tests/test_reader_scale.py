@@ -279,6 +279,10 @@ def test_for_each_errors_name_the_column_or_parameter(tmp_path, crm):
         load_config(ok, params={"source": str(crm.parent / "noteam")})
     with pytest.raises(ConfigError, match=r"cannot read the team values of source"):
         load_config(ok, params={"source": str(tmp_path / "nowhere")})
+    (crm.parent / "blankteam").mkdir(exist_ok=True)
+    opps.assign(team="  ").to_csv(crm.parent / "blankteam" / "opportunities.csv", index=False)
+    with pytest.raises(ConfigError, match=r"for_each: 'team': the opportunities of source .*hold no team value"):
+        load_config(ok, params={"source": str(crm.parent / "blankteam")})
 
 
 # ------------------------------------------------------------------------------------ rendered

@@ -409,5 +409,7 @@ def test_rendered_per_rep_sections_stay_short(pages):
     # folded at 60 reps: about 1,700 and 2,450 px; unfolded (before the fold): 3,985 and 6,822 px
     assert heights["04"]["sections"]["Rep call ratio"] < 2_400, heights["04"]
     assert heights["05"]["sections"]["Adherence to the process map, by rep"] < 3_600, heights["05"]
-    for key, h in heights.items():  # a report within ten screens (unfolded: 10,849 and 10,347 px)
-        assert h["page"] < 10 * 900, (key, h)
+    # a report within about ten screens: unfolded, 04 was 10,849 px here and 05 10,347 px; folded, 8,300 and 6,000 px,
+    # and 04 with the forecast call section and its headline (merged from another branch) about 9,300 px
+    for key, h in heights.items():
+        assert h["page"] < 11 * 900, (key, h)

@@ -159,6 +159,7 @@ COLUMNS: dict[str, Column] = {
     "n_with": Column("deals with it", "count"),
     "n_without": Column("comparable deals", "count"),
     "n_deals": Column("deals", "count"),
+    "reps": Column("reps", "count"),
     "n_open": Column("open deals", "count"),
     "n_won": Column("deals won", "count"),
     "close_date_pushes": Column("close date pushed", "count"),

@@ -23,6 +23,7 @@ from matplotlib.ticker import Formatter, FuncFormatter, MaxNLocator, PercentForm
 from salesforecast.forecast import METHODS, featured_methods, method_label, recommend
 from salesforecast.labels import label as column_label
 from salesforecast.metrics import METRICS
+from salesforecast.rollup import distance_from_target
 
 __all__ = [
     "plot_adherence_by",
@@ -46,6 +47,7 @@ __all__ = [
     "MoneyFormatter",
     "OUTCOME_COLOURS",
     "SERIES_MAX",
+    "SHOW_ALL",
 ]
 
 _BLUE, _GREY, _GREEN, _RED, _ORANGE = "#2f6690", "#9aa5b1", "#3a7d44", "#b23a48", "#e09f3e"
@@ -432,8 +434,18 @@ def plot_waterfall(waterfall: pd.DataFrame, value: str = "amount", ax: Axes | No
     return ax
 
 
-def plot_adherence_by(table: pd.DataFrame, columns: Mapping[str, str], ax: Axes | None = None) -> Axes:
+def plot_adherence_by(
+    table: pd.DataFrame,
+    columns: Mapping[str, str],
+    ax: Axes | None = None,
+    top: int | None = None,
+    rollup: pd.DataFrame | None = None,
+) -> Axes:
     """Share of deals with each deviation per rep or team (grouped horizontal bars).
+
+    With more than `SHOW_ALL` groups and a `top`, the chart holds at any number of reps: it draws the `rollup`
+    groups (e.g. the teams, above a line) and the `top` groups that deviate most (the largest sum of the drawn
+    shares), and its title says of how many.
 
     Parameters
     ----------
@@ -442,11 +454,25 @@ def plot_adherence_by(table: pd.DataFrame, columns: Mapping[str, str], ax: Axes 
     columns : mapping
         Share columns to draw and their legend labels, e.g. ``{"share_skipped": "skipped a stage"}``.
     ax : Axes, optional
+    top : int, optional
+        Draw only the `top` groups that deviate most when there are more than `SHOW_ALL` (default: every group).
+    rollup : DataFrame, optional
+        Roll-ups with the same share columns (e.g. ``adherence_by(deals, "team")``), drawn first when the groups
+        are cut to `top`.
 
     Returns
     -------
     Axes
     """
+    n_groups = len(table)
+    cut = top is not None and n_groups > max(top, SHOW_ALL)
+    n_rolled = 0
+    if cut:
+        deviating = table[list(columns)].astype(float).sum(axis=1, min_count=1).fillna(-1.0)
+        table = table.loc[deviating.sort_values(ascending=False, kind="stable").index[:top]]
+        if rollup is not None and not rollup.empty:
+            n_rolled = len(rollup)
+            table = pd.concat([rollup[list(columns)], table[list(columns)]])
     groups = [_text(g) for g in table.index]
     ax = _axes(ax, (8, max(3.0, 0.35 * len(groups) * max(1, len(columns)) / 2 + 1.5)))
     y = np.arange(len(groups))
@@ -456,9 +482,15 @@ def plot_adherence_by(table: pd.DataFrame, columns: Mapping[str, str], ax: Axes 
     ):
         ax.barh(y + k * height, table[col].to_numpy(dtype=float), height=height, color=color, label=_text(label))
     ax.set_yticks(y + height * (len(columns) - 1) / 2, groups)
+    if n_rolled:
+        ax.axhline(n_rolled - 0.5 + height * (len(columns) - 1) / 2, color="#444444", linewidth=1)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set(xlabel="share of deals", title="Process deviations by group")
+    title = "Process deviations by group"
+    if cut:
+        title = f"the {len(table) - n_rolled} of {n_groups} that deviate most"
+        title = f"Process deviations: {'the roll-ups, and ' if n_rolled else ''}{title}"
+    ax.set(xlabel="share of deals", title=title)
     _legend_outside(ax)
     return ax
 
@@ -539,6 +571,8 @@ _FALLBACK_COLOURS = (_RED, "#17becf", "#e377c2", "#6b8e23", "#9467bd", "#5c5c8a"
 # Rep bias bands on forecast / actual: "good" inside _GOOD_BAND, "watch" inside _WATCH_BAND, "off" outside.
 _GOOD_BAND, _WATCH_BAND = (0.85, 1.15), (0.70, 1.30)
 _RATIO_AXIS_CAP = 3.0  # ratios above 300% are drawn to the edge and labelled with their value
+#: Per-rep charts given a ``top`` draw every rep up to this many (a bar each); above it, the roll-ups and the top.
+SHOW_ALL = 20
 
 
 def _require(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -951,11 +985,17 @@ def _ratio_band(ratio: float) -> str:
 _BAND_COLOURS = {"good": _GREEN, "watch": _ORANGE, "off": _RED, "no data": _GREY}
 
 
-def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_rep_bias(
+    table: pd.DataFrame, ax: Axes | None = None, top: int | None = None, rollup: pd.DataFrame | None = None
+) -> Axes:
     """Each rep's call ratio, their call as a share of what they booked (horizontal bars, sorted), over bands.
 
     Bands: 85-115% good (green), 70-85% and 115-130% watch (orange), outside off (red). Bars take the colour
     of their band; a missing ratio is a grey "no data" label. Ratios above 300% are drawn to the edge.
+
+    With more than `SHOW_ALL` reps and a `top`, the chart holds at any number of reps: it draws the `rollup` rows
+    (e.g. one per team, hatched, above a line) and the `top` reps furthest from on target (200% as far as 50%),
+    and its title says of how many.
 
     Parameters
     ----------
@@ -963,17 +1003,34 @@ def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
         Columns ``owner`` and ``ratio`` (the call ratio, call / booked: 1.0 = on target, NaN when unknown); optionally
         ``team`` (shown after the owner's name).
     ax : Axes, optional
+    top : int, optional
+        Draw only the `top` reps furthest from on target when there are more than `SHOW_ALL` (default: every rep).
+    rollup : DataFrame, optional
+        Columns ``name`` and ``ratio``: roll-ups drawn above the reps when they are cut to `top` (e.g. the teams
+        and the company).
 
     Returns
     -------
     Axes
     """
     _require(table, ("owner", "ratio"), "plot_rep_bias")
-    data = table.assign(_ratio=_floats(table["ratio"])).sort_values("_ratio", kind="stable", na_position="last")
+    data = table.assign(_ratio=_floats(table["ratio"]))
+    n_reps = len(data)
+    cut = top is not None and n_reps > max(top, SHOW_ALL)
+    if cut:
+        far = distance_from_target(data["_ratio"].to_numpy())
+        data = data.iloc[np.argsort(-far, kind="stable")[:top]]
+    data = data.sort_values("_ratio", kind="stable", na_position="last")
     ratios = data["_ratio"].to_numpy()
     labels = [_text(o) for o in data["owner"]]
     if "team" in data.columns:
         labels = [f"{o} ({_text(t)})" if pd.notna(t) else o for o, t in zip(labels, data["team"], strict=True)]
+    n_rolled = 0
+    if cut and rollup is not None and not rollup.empty:
+        _require(rollup, ("name", "ratio"), "plot_rep_bias rollup")
+        n_rolled = len(rollup)
+        labels = [_text(n) for n in rollup["name"]] + labels
+        ratios = np.concatenate([_floats(rollup["ratio"]), ratios])
     ax = _axes(ax, (9, max(3.0, 0.32 * len(labels) + 1.4)))
 
     finite = ratios[np.isfinite(ratios)]
@@ -992,7 +1049,12 @@ def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     bands = [_ratio_band(r) for r in ratios]
     widths = np.where(np.isnan(ratios), 0.0, np.minimum(ratios, xmax))
     y = np.arange(len(labels))
-    ax.barh(y, widths, height=0.7, color=[_BAND_COLOURS[b] for b in bands], zorder=2)
+    bars = ax.barh(y, widths, height=0.7, color=[_BAND_COLOURS[b] for b in bands], zorder=2)
+    for bar in bars[:n_rolled]:  # roll-ups: hatched, above a line
+        bar.set_hatch("//")
+        bar.set_edgecolor("white")
+    if n_rolled:
+        ax.axhline(n_rolled - 0.5, color="#444444", linewidth=1, zorder=3)
     for yi, r, w in zip(y, ratios, widths, strict=True):
         if np.isnan(r):
             ax.text(0.0, yi, "  no data", va="center", fontsize=8, color="#555555", zorder=3)
@@ -1016,10 +1078,16 @@ def plot_rep_bias(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ]
     if "no data" in bands:
         handles.append(Patch(color=_GREY, label="no data"))
+    if n_rolled:
+        handles.append(Patch(facecolor="white", edgecolor="#444444", hatch="//", label="roll-up (above the line)"))
     handles.append(on_target)
     # the rep's call over what they booked is the call ratio (100% = on target), not the signed "bias" of the methods
     ratio = column_label("call_ratio")
-    ax.set(xlabel=f"{ratio}, 100% = on target", title="How each rep's calls compare with what they booked")
+    title = "How each rep's calls compare with what they booked"
+    if cut:
+        title = f"the {len(data)} of {n_reps} reps furthest from on target"
+        title = f"Call ratios: {'the roll-ups, and ' if n_rolled else ''}{title}"
+    ax.set(xlabel=f"{ratio}, 100% = on target", title=title)
     _legend_outside(ax, handles=handles, title="band")
     return ax
 

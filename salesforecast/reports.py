@@ -46,13 +46,23 @@ The configuration::
       - notebook: 04_forecast_accuracy
         when: {source: sample}             # optional: run only when these parameters have these values
         parameters: {as_of: "2025-11-17"}  # (a value or a list of them; after -p and --as-of are applied)
+      - notebook: 05_pipeline_review
+        title: Pipeline review, {team}
+        for_each: team                     # optional: one report per team of the source (a page per manager)
+
+``for_each: COLUMN`` expands each parameter set of its entry into one per value of that opportunities column in
+the set's source (``-p source=`` first, else the set's, else the notebook's default), read when the run starts
+(`source_values`: the column alone from a canonical folder's opportunities file, else the loaded source), each with
+the parameter COLUMN set to the value. A set that gives COLUMN itself (or ``-p COLUMN=``) stays one report. The
+notebook must declare COLUMN and ``source``; a column the source lacks is a `ConfigError` naming it.
 
 A report's file is named after its notebook and the slug of each parameter that differs from the
 notebook's default (``04_forecast_accuracy__emea__fy2024q3.html``). Reports that would share a title get the
 parameters that tell them apart (`_distinct_titles`). Every page opens with a navigation bar (`_nav_html`: the
 index, the run's other pages, the page's sections), written once the whole run is rendered (`NAV_SLOT`).
-The notebook helpers `report_header` and `format_table` live here too: they escape every value, since rep,
-account and stage names are untrusted text.
+The notebook helpers `report_header`, `format_table` and `fold_rows` (a per-rep table that holds at 400 reps: the
+roll-up, the reps that matter, every rep folded under ``<details>``) live here too: they escape every value, since
+rep, account and stage names are untrusted text.
 """
 
 from __future__ import annotations
@@ -91,6 +101,7 @@ from salesforecast.labels import parameter_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
+    import numpy as np
     import pandas as pd
     from IPython.display import HTML
     from pandas.io.formats.style import Styler
@@ -110,6 +121,9 @@ __all__ = [
     "ReportsFile",
     "RunResult",
     "add_report_arguments",
+    "FOLD_ABOVE",
+    "FOLD_TOP",
+    "fold_rows",
     "format_table",
     "headline",
     "kernel_name",
@@ -120,6 +134,7 @@ __all__ = [
     "report_header",
     "run_from_args",
     "run_reports",
+    "source_values",
 ]
 
 #: The repository root (the package is installed in editable mode from it).
@@ -518,6 +533,14 @@ class ReportEntry(Schema):
         default_factory=lambda: [{}]
     )
     timeout: _TIMEOUT = None
+    for_each: checked(
+        lambda v: str(v).strip() if v is not None and str(v).strip() else None,
+        {
+            "type": "string",
+            "description": "one report per value of this opportunities column of the source, e.g. team: the"
+            " parameter of that name is set to each value (read from the source when the run starts)",
+        },
+    ) = None
     when: checked(
         _conditions,
         {
@@ -586,10 +609,140 @@ class ReportsFile(Schema):
         return self
 
 
+def _header_key(name: Any) -> str:
+    """A header as the loader matches it to a canonical column: case, surrounding spaces, inner spaces/dashes."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).casefold()
+
+
+def _fast_values(source: Any, column: str) -> list[str] | None:
+    """The values of `column` read from the opportunities file of a canonical folder (or the sample) alone.
+
+    None when the source is no canonical folder, or the column is not found this way (the caller loads the source).
+    """
+    import pandas as pd
+
+    from salesforecast.datasets import sample_folder
+    from salesforecast.schema import _find_file
+
+    folder = sample_folder() if str(source) == "sample" else Path(str(source)).expanduser()
+    if not folder.is_dir():
+        return None
+    path = _find_file(folder, "opportunities")
+    if path is None:
+        return None
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        names = [n for n in pq.read_schema(path).names if _header_key(n) == column]
+        values = pd.read_parquet(path, columns=names[:1])[names[0]] if names else None
+    else:
+        names = [n for n in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns if _header_key(n) == column]
+        values = (
+            pd.read_csv(path, usecols=names[:1], dtype="str", keep_default_na=False, encoding="utf-8-sig")[names[0]]
+            if names
+            else None
+        )
+    if values is None:
+        return None
+    text = values.dropna().astype("str").str.strip()
+    return sorted(set(text[text != ""]))
+
+
+def source_values(source: Any, column: str) -> list[str]:
+    """The distinct values of a column of a report source's opportunities, sorted: what ``for_each`` expands.
+
+    A canonical folder (and the sample) is read cheaply: only the column, from the opportunities file. Any other
+    source (an export, a mapping file, a database) is loaded (`salesforecast.io.load`) and its column read.
+
+    Parameters
+    ----------
+    source : str or path
+        A report's ``source`` parameter.
+    column : str
+        An opportunities column, e.g. ``team``.
+
+    Returns
+    -------
+    list of str
+        The column's non-empty values (surrounding spaces trimmed, as the loader trims them), sorted.
+
+    Raises
+    ------
+    ConfigError
+        When the source cannot be read, or its opportunities have no such column (named, with the columns).
+
+    Examples
+    --------
+    >>> source_values("sample", "team")
+    ['APAC', 'EMEA', 'NA East', 'NA West']
+    """
+    from salesforecast.io import load
+    from salesforecast.schema import DataFileError
+
+    shown = mask_url(str(source))
+    try:
+        fast = _fast_values(source, column)
+    except (OSError, ValueError, KeyError, ImportError, UnicodeDecodeError, DataFileError):
+        fast = None  # a file the fast path cannot read: the loader reads it, and says what is wrong
+    if fast is not None:
+        return fast
+    try:
+        opportunities = load(source).opportunities
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"for_each: cannot read the {column} values of source {shown!r}: {exc}") from None
+    if column not in opportunities.columns:
+        raise ConfigError(
+            f"for_each: {column!r} is not a column of the opportunities of source {shown!r}"
+            f" (its columns: {list(opportunities.columns)})"
+        )
+    text = opportunities[column].dropna().astype("str").str.strip()
+    return sorted(set(text[text != ""]))
+
+
 def _entry_label(item: Any) -> str | None:
     """A reports entry as key paths show it: ``reports[0] (04_forecast_accuracy)``."""
     notebook = item.get("notebook") if isinstance(item, Mapping) else item
     return None if notebook is None else str(notebook).removesuffix(".ipynb")
+
+
+def _each_value(
+    column: str,
+    sets: list[dict[Any, Any]],
+    cli_params: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    base: Path,
+    where: str,
+    values_of: Callable[[Any, str], list[str]],
+) -> list[dict[Any, Any]]:
+    """Expand a ``for_each: column`` entry: each parameter set once per value of the column in its source.
+
+    The source is the set's ``source`` (a ``-p source=`` first, else the set's, else the notebook's default). A
+    set that gives the column's parameter itself, or a ``-p`` of it, is kept as it is (one report).
+    """
+    out: list[dict[Any, Any]] = []
+    for given in sets:
+        if column in cli_params or column in given:
+            out.append(given)
+            continue
+        if "source" in cli_params:
+            source = _absolute_path(cli_params["source"], Path.cwd())
+        elif "source" in given:
+            source = _absolute_path(given["source"], base)
+        else:
+            source = defaults.get("source", _NO_DEFAULT)
+        if source is _NO_DEFAULT or source in ("", None):
+            raise ConfigError(f"{where}: for_each: {column!r} needs a source (the set gives none, nor a default)")
+        try:
+            values = values_of(source, column)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not values:
+            raise ConfigError(
+                f"{where}: for_each: {column!r}: the opportunities of source {mask_url(str(source))!r} hold no"
+                f" {column} value"
+            )
+        out.extend(dict(given) | {column: value} for value in values)
+    return out
 
 
 def load_config(
@@ -648,6 +801,7 @@ def load_config(
     origins: list[str] = []
     declares: list[set[str]] = []  # each report's declared parameters (a -p key must be declared by one selected)
     titling: list[tuple[dict[str, Any], dict[str, Any]]] = []  # each report's parameters and defaults (titles)
+    values_of = functools.cache(source_values)  # for_each: each source's values read once
     for i, entry in enumerate(model.reports):
         notebook = entry.notebook
         where = f"{src}: reports[{i}] ({notebook})"
@@ -665,6 +819,16 @@ def load_config(
                 raise ConfigError(
                     f"{where}: when: {key!r} is not a parameter of {_relative(nb_path)} (its parameters: {known})"
                 )
+        if entry.for_each is not None:
+            for key in (entry.for_each, "source"):
+                if key not in declared:
+                    known = list(declared) or "none: the notebook has no cell tagged 'parameters'"
+                    raise ConfigError(
+                        f"{where}: for_each: {entry.for_each!r} needs the notebook to have the parameters"
+                        f" {entry.for_each!r} and 'source'; {_relative(nb_path)} has no {key!r} (its parameters:"
+                        f" {known})"
+                    )
+            sets = _each_value(entry.for_each, sets, cli_params, defaults, base, where, values_of)
         for j, given in enumerate(sets):
             set_where = where if len(sets) == 1 else f"{where}: parameters[{j}]"
             merged = dict(given)
@@ -2243,6 +2407,102 @@ def format_table(
     if not index:
         styler = styler.hide(axis="index")
     return styler
+
+
+#: Per-rep tables and charts show every row up to this many; above it, the roll-up, the top rows and a fold.
+FOLD_ABOVE = 20
+#: Rows of a folded table (and bars of a folded chart) shown open by default.
+FOLD_TOP = 12
+
+
+def fold_rows(
+    table: pd.DataFrame,
+    key: str | Callable[[pd.DataFrame], pd.Series] | pd.Series | np.ndarray,
+    *,
+    ranked: str,
+    what: str = "reps",
+    top: int = FOLD_TOP,
+    above: int = FOLD_ABOVE,
+    ascending: bool = False,
+    rollup: pd.DataFrame | None = None,
+    rollup_caption: str | None = None,
+    **format_args: Any,
+) -> HTML:
+    """A per-rep table that holds at scale: the roll-up, the rows that matter, and every row folded.
+
+    Up to `above` rows, the whole table is shown as `format_table` shows it (and `rollup` is not). Above it: the
+    roll-up table when one is given (e.g. the teams), then the `top` rows ranked by `key`, then "... and N more
+    reps." and the whole table, every row in its given order, under a closed ``<details>`` a reader can open.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per rep (or any other unit), in the order the full table shows them (e.g. by name).
+    key : str, callable, Series or array
+        What ranks the rows that matter: a column, a function of the table returning one value per row, or the
+        values themselves, one per row in the table's order (e.g. the distance of a ratio from 100%,
+        `salesforecast.rollup.distance_from_target`). Rows whose key is missing come last.
+    ranked : str
+        How the open rows were chosen, in words, for the line above them (``"the furthest from 100% first"``).
+    what : str
+        What a row is, plural (``"reps"``).
+    top : int
+        Rows shown open when the table is folded.
+    above : int
+        The table is folded only when it has more rows than this.
+    ascending : bool
+        Rank the smallest keys first (default: the largest).
+    rollup : pandas.DataFrame, optional
+        The roll-up shown first when the table is folded (e.g. one row per team, or the company total).
+    rollup_caption : str, optional
+        The roll-up table's caption.
+    **format_args
+        Passed to `format_table` for every table (``currency``, ``fractions``, ``precision``...); a ``caption``
+        captions the open rows and the full table.
+
+    Returns
+    -------
+    IPython.display.HTML
+        Every text is escaped (`format_table`, and `what` and `ranked` here); the fold is a
+        ``<details class="salesforecast-fold">``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> reps = pd.DataFrame({"owner": [f"rep {i:02d}" for i in range(30)], "deals": range(30)})
+    >>> page = fold_rows(reps, "deals", ranked="the most deals first", top=5).data
+    >>> page.count("<tr>") - 2, "and 25 more reps" in page, page.index("rep 29") < page.index("<details")
+    (35, True, True)
+    >>> "<details" in fold_rows(reps.head(20), "deals", ranked="the most deals first").data
+    False
+    """
+    import numpy as np
+    import pandas as pd
+    from IPython.display import HTML
+
+    n = len(table)
+    if n <= above:
+        return HTML(format_table(table, **format_args).to_html())
+    values = key(table) if callable(key) else table[key] if isinstance(key, str) else key
+    values = pd.Series(np.asarray(values), index=table.index)  # one value per row, in the table's order
+    order = values.sort_values(ascending=ascending, na_position="last", kind="stable").index
+    shown = table.loc[order[:top]]
+    more = n - len(shown)
+    caption = format_args.pop("caption", None)
+    parts = ['<div class="salesforecast-fold">']
+    if rollup is not None and not rollup.empty:
+        parts.append(format_table(rollup, **format_args, caption=rollup_caption).to_html())
+    lead = f"{len(shown)} of {n} {what}, {ranked}" + (f". {caption}" if caption else "")
+    parts.append(f'<p class="fold-lead" style="margin:0.8em 0 0.3em 0">{html.escape(lead)}:</p>')
+    parts.append(format_table(shown, **format_args).to_html())
+    parts.append(
+        f'<p class="fold-more" style="margin:0.4em 0">… and {more} more {html.escape(what)}.</p>'
+        '<details class="salesforecast-fold" style="margin:0 0 1em 0">'
+        f'<summary style="cursor:pointer">All {n} {html.escape(what)} (a table)</summary>'
+        + format_table(table, **format_args, caption=caption).to_html()
+        + "</details></div>"
+    )
+    return HTML("".join(parts))
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -609,11 +609,6 @@ class ReportsFile(Schema):
         return self
 
 
-def _header_key(name: Any) -> str:
-    """A header as the loader matches it to a canonical column: case, surrounding spaces, inner spaces/dashes."""
-    return re.sub(r"[\s\-]+", "_", str(name).strip()).casefold()
-
-
 def _fast_values(source: Any, column: str) -> list[str] | None:
     """The values of `column` read from the opportunities file of a canonical folder (or the sample) alone.
 
@@ -622,21 +617,21 @@ def _fast_values(source: Any, column: str) -> list[str] | None:
     import pandas as pd
 
     from salesforecast.datasets import sample_folder
-    from salesforecast.schema import _find_file
+    from salesforecast.schema import find_table_file, header_key
 
     folder = sample_folder() if str(source) == "sample" else Path(str(source)).expanduser()
     if not folder.is_dir():
         return None
-    path = _find_file(folder, "opportunities")
+    path = find_table_file(folder, "opportunities")
     if path is None:
         return None
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        names = [n for n in pq.read_schema(path).names if _header_key(n) == column]
+        names = [n for n in pq.read_schema(path).names if header_key(n) == column]
         values = pd.read_parquet(path, columns=names[:1])[names[0]] if names else None
     else:
-        names = [n for n in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns if _header_key(n) == column]
+        names = [n for n in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns if header_key(n) == column]
         values = (
             pd.read_csv(path, usecols=names[:1], dtype="str", keep_default_na=False, encoding="utf-8-sig")[names[0]]
             if names

@@ -838,12 +838,21 @@ _WIDE_COLUMNS = {
 }
 
 
+def header_key(name: object) -> str:
+    """A header as the loader matches it to a canonical column: case, surrounding spaces, inner spaces/dashes.
+
+    >>> header_key(" Close-Date "), header_key("Stage Name")
+    ('close_date', 'stage_name')
+    """
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).casefold()
+
+
 def _canonical_headers(raw: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Match headers to canonical names ignoring case, surrounding spaces and inner spaces/dashes."""
     canon = {c.name for c in spec.columns}
     renames = {}
     for col in raw.columns:
-        key = re.sub(r"[\s\-]+", "_", str(col).strip()).casefold()
+        key = header_key(col)
         if col not in canon and key in canon and key not in raw.columns and key not in renames.values():
             renames[col] = key
     return raw.rename(columns=renames) if renames else raw
@@ -1245,7 +1254,11 @@ def _check_history_links(
 _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 
-def _find_file(folder: Path, name: str) -> Path | None:
+def find_table_file(folder: Path, name: str) -> Path | None:
+    """The file of table `name` in a canonical folder (``name.csv``, ``.csv.gz``, ``.parquet``...), None if absent.
+
+    Raises `DataFileError` when the path is no file or the table is given twice.
+    """
     found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
     for path in found:
         if not path.is_file():
@@ -1850,7 +1863,7 @@ def read_canonical(
     tables: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
     for name in TABLES:
-        path = _find_file(folder, name)
+        path = find_table_file(folder, name)
         if path is None:
             continue
         tables[name] = read_table_file(path, name, encoding=encoding)

@@ -29,6 +29,7 @@ LAYERS = {
     "leads": 4,
     "session": 4,
     "review": 5,
+    "rollup": 5,
     "forecast": 5,
     "labels": 5,
     "simulation": 5,

@@ -32,6 +32,7 @@ HEADINGS = {
     "02_stage_conversion": ["Stage by stage", "Funnel", "Where deals go next", "Are the CRM", "Segments"],
     "03_lead_scoring": ["How well it ranks", "Priority tiers", "What drives the score", "Open leads, ranked"],
     "04_forecast_accuracy": [
+        "The forecast call: this period by team and rep",
         "Which method to trust, and when",
         "Forecast vs actual, week by week",
         "Rep call ratio",

@@ -9,6 +9,7 @@ young unconverted leads are the *open* ones a rep should prioritise; young conve
 
 from __future__ import annotations
 
+import re
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -525,8 +526,10 @@ def model_notes(model: Any) -> list[str]:
     parts = [c for c, why in model.dropped_columns_.items() if why.startswith("a date part that did not improve")]
     if parts and scores is not None and len(scores) == 2:
         s = scores.set_index("date_parts")
+        # the date columns the parts were read from, as the data spells them: created_at_month -> created_at
+        dates = dict.fromkeys(re.sub(r"_(?:month|day_of_week)$", "", c) for c in parts)
         notes.append(
-            f"The month and weekday of the dates ({', '.join(repr(c) for c in parts)}) were left out: they did not "
+            f"The month and weekday of the dates ({', '.join(dates)}) were left out: they did not "
             f"improve the validation score (ROC AUC {s.loc['with', 'roc_auc']:.2f} with them, "
             f"{s.loc['without', 'roc_auc']:.2f} without; log loss {s.loc['with', 'log_loss']:.3f} against "
             f"{s.loc['without', 'log_loss']:.3f})."

@@ -7,7 +7,9 @@ to read:
 - a missing value written by pandas or Python: ``NaN``, ``nan``, ``NaT``, ``None`` (not the English word: "None
   of the deals ..." is a sentence), ``<NA>``, ``inf``;
 - a name of the code: a method, metric, column, value or parameter of the registry (`labels.code_names`), such as
-  ``stage_conversion`` or ``holdout_months``, where the page should say its label;
+  ``stage_conversion`` or ``holdout_months``, where the page should say its label, or a public function or class
+  of the package (`package_names`: ``pipeline_coverage``);
+- ``True`` or ``False`` as a value (not "False positives"): a reader reads yes or no;
 - a Python or pandas representation: ``<... object at 0x...>``, ``<Figure size ...>``, ``Timestamp(``,
   ``np.float64(``, ``array(``, ``dtype:``, ``Name: ..., dtype``, ``Index([``, ``('a', 'b')``, a traceback;
 - a number in scientific notation (``1.2e+06``);
@@ -25,6 +27,8 @@ found on each page (``salesforecast screenshots``, ``make screenshots``). It ren
 
 from __future__ import annotations
 
+import ast
+import functools
 import html
 import os
 import re
@@ -45,7 +49,9 @@ __all__ = [
     "Screenshot",
     "ScreenshotError",
     "allowed_names",
+    "code_names_on_pages",
     "page_problems",
+    "package_names",
     "page_text",
     "reader_problems",
     "run_pages",
@@ -66,6 +72,31 @@ class ReaderProblem(NamedTuple):
 
     what: str
     text: str
+
+
+@functools.cache
+def package_names() -> frozenset[str]:
+    """The snake_case names of the package's public functions and classes (read from its source, nothing imported).
+
+    A page names what the code computes in words, never by the function that computes it.
+
+    Examples
+    --------
+    >>> {"take_screenshots", "format_table", "code_names"} <= package_names()
+    True
+    """
+    names = set()
+    for path in Path(__file__).resolve().parent.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                names.add(node.name)
+    return frozenset(n for n in names if "_" in n)
+
+
+def code_names_on_pages() -> set[str]:
+    """The names `reader_problems` looks for: `labels.code_names` and `package_names`, less `allowed_names`."""
+    return (code_names() | package_names()) - allowed_names()
 
 
 def allowed_names() -> set[str]:
@@ -93,6 +124,7 @@ _CHECKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("missing value NaT", re.compile(r"\bNaT\b")),
     ("missing value <NA>", re.compile(r"<NA>")),
     ("missing value None", _NONE),
+    ("boolean True/False", re.compile(r"\b(?:True|False)\b(?!\s+(?:positives?|negatives?|alarms?)\b)")),
     ("infinity", re.compile(r"(?<![\w.])-?inf\b")),
     ("Python object", re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")),
     ("matplotlib figure repr", re.compile(r"<(?:Figure|Axes|matplotlib\.[\w.]+) ?(?:size|[:(])")),
@@ -129,7 +161,7 @@ def reader_problems(text: str, names: set[str] | None = None) -> list[ReaderProb
         The page's visible text: Chromium's ``document.body.innerText`` with its ``<details>`` open, or
         `page_text` of the HTML.
     names : set of str, optional
-        The names of the code to look for; default `labels.code_names` less `allowed_names`.
+        The names of the code to look for; default `code_names_on_pages`.
 
     Returns
     -------
@@ -146,7 +178,7 @@ def reader_problems(text: str, names: set[str] | None = None) -> list[ReaderProb
     "('created_at"
     """
     if names is None:
-        names = code_names() - allowed_names()
+        names = code_names_on_pages()
     found: list[tuple[int, ReaderProblem]] = []
     for match in _SNAKE.finditer(text):
         if match.group(0) in names:
@@ -312,9 +344,9 @@ def run_pages(run: str | Path) -> list[Path]:
     folder = Path(run)
     index = folder / "index.html"
     if not index.is_file():
+        missing = "no index.html" if folder.is_dir() else "no such folder"
         raise ScreenshotError(
-            f"no rendered run at {folder} (no index.html): render the reports first (make reports, or salesforecast "
-            "report)"
+            f"no rendered run at {folder} ({missing}): render the reports first (make reports, or salesforecast report)"
         )
     return [index, *sorted(p for p in folder.glob("*.html") if p.name != "index.html")]
 

@@ -66,6 +66,8 @@ def _png_size(path: Path) -> tuple[int, int]:
         ("median cycle 23.5 days", "fractional days"),
         ("the bias_corrected_commit method", "name of the code bias_corrected_commit"),
         ("holdout_months = 6", "name of the code holdout_months"),
+        ("as computed by pipeline_coverage", "name of the code pipeline_coverage"),  # a function of the package
+        ("stalled: True", "boolean True/False"),
     ],
 )
 def test_the_scan_finds_what_no_reader_should_meet(text, what):
@@ -75,8 +77,10 @@ def test_the_scan_finds_what_no_reader_should_meet(text, what):
 
 
 def test_every_name_of_the_code_but_the_data_contracts_is_found():
-    names = code_names() - pages.allowed_names()
+    names = pages.code_names_on_pages()
     assert {"stage_conversion", "monte_carlo", "bias_corrected_commit", "crm_default", "holdout_months"} <= names
+    assert code_names() - pages.allowed_names() <= names and "take_screenshots" in pages.package_names()
+    assert not names & pages.allowed_names() and "close_date" in code_names()  # a registry column, and the contract's
     for name in sorted(names):
         assert [p.what for p in reader_problems(f"We use {name}.")] == [f"name of the code {name}"], name
 
@@ -88,7 +92,7 @@ def test_every_name_of_the_code_but_the_data_contracts_is_found():
         "the close_date column of opportunities.csv and stage_history",  # the data contract, as the files spell it
         "source /data/raw/acme_crm/ and C:\\exports\\stage_conversion",  # a path the user passed
         "read monte_carlo.csv and holdout_months.yml",  # file names
-        "Nancy Nantes, infinity, 3 days, 12 d, 0.5 pp, 1,234.5 amount",
+        "Nancy Nantes, infinity, 3 days, 12 d, 0.5 pp, 1,234.5 amount. False positives cost time.",
         "(see 'Quarantine by reason')",  # a quoted name in prose is no tuple
         "Stage conversion and Monte Carlo, holdout (months) 6",  # labels
     ],
@@ -132,6 +136,7 @@ def test_screenshots_say_in_one_line_what_is_missing(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"no rendered run at {empty} (no index.html)" in err and "make reports" in err
     assert main(["screenshots", str(tmp_path / "missing")]) == 2  # no folder at all
+    assert "(no such folder): render the reports first" in capsys.readouterr().err
     run = tmp_path / "run"
     run.mkdir()
     (run / "index.html").write_text("<h1>Reports</h1>", encoding="utf-8")

@@ -17,8 +17,10 @@ to read:
 
 What is legitimately spelled like code is not a problem: the names of the data contract (``close_date``,
 ``opportunity_id``, ``stage_history``: the columns and tables of the user's files, which the data-quality report
-and the README name as the files spell them), and a word that is part of a path or a file name (``data/raw/acme_crm``,
-``stage_history.csv``: the source the user passed, shown in the header).
+and the README name as the files spell them), a word that is part of a path or a file name (``data/raw/acme_crm``,
+``stage_history.csv``: the source the user passed, shown in the header), and a setting as it is typed on the command
+line or in reports.yml, ``name=value`` with no space (``-p maturity_days=90``: what a "needs" page tells the
+person who runs the reports to type).
 
 `take_screenshots` opens every page of a rendered run (``reports/latest``) in headless Chromium at 1400x900 and
 writes its first screen and the whole page as PNG images, with an ``index.html`` that lists them and what the scan
@@ -181,7 +183,7 @@ def reader_problems(text: str, names: set[str] | None = None) -> list[ReaderProb
         names = code_names_on_pages()
     found: list[tuple[int, ReaderProblem]] = []
     for match in _SNAKE.finditer(text):
-        if match.group(0) in names:
+        if match.group(0) in names and not text.startswith("=", match.end()):  # not a setting as typed: name=value
             what = f"name of the code {match.group(0)}"
             found.append((match.start(), ReaderProblem(what, _excerpt(text, match.start(), match.end()))))
     for what, pattern in _CHECKS:

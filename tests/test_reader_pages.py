@@ -66,6 +66,7 @@ def _png_size(path: Path) -> tuple[int, int]:
         ("median cycle 23.5 days", "fractional days"),
         ("the bias_corrected_commit method", "name of the code bias_corrected_commit"),
         ("holdout_months = 6", "name of the code holdout_months"),
+        ("no holdout_months works", "name of the code holdout_months"),
         ("as computed by pipeline_coverage", "name of the code pipeline_coverage"),  # a function of the package
         ("stalled: True", "boolean True/False"),
     ],
@@ -92,6 +93,7 @@ def test_every_name_of_the_code_but_the_data_contracts_is_found():
         "the close_date column of opportunities.csv and stage_history",  # the data contract, as the files spell it
         "source /data/raw/acme_crm/ and C:\\exports\\stage_conversion",  # a path the user passed
         "read monte_carlo.csv and holdout_months.yml",  # file names
+        "run `salesforecast report -p maturity_days=90 -p holdout_months=1`",  # settings as typed
         "Nancy Nantes, infinity, 3 days, 12 d, 0.5 pp, 1,234.5 amount. False positives cost time.",
         "(see 'Quarantine by reason')",  # a quoted name in prose is no tuple
         "Stage conversion and Monte Carlo, holdout (months) 6",  # labels

@@ -457,6 +457,7 @@ def screenshots_index(shots: Sequence[Screenshot], run: Path, out: Path, viewpor
 <style>
 body {{ font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto; max-width: 1200px;
   padding: 0 16px; color: #222; }}
+.shots {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(500px, 1fr)); gap: 8px 24px; }}
 .shot {{ border-top: 1px solid #d5dae1; padding: 8px 0; }} h2 {{ font-size: 17px; margin: 6px 0; }}
 .notes {{ color: #555; margin: 2px 0 6px; }} img {{ border: 1px solid #c8ced6; vertical-align: top; }}
 ul.problems {{ color: #b42318; font-size: 13px; margin: 4px 0; }}
@@ -467,7 +468,9 @@ ul.problems {{ color: #b42318; font-size: 13px; margin: 4px 0; }}
 <p>{len(shots)} page(s) of {html.escape(str(run))} at {width}x{height}: each page's first screen (click it for the
 image) and the whole page. {total} reader problem(s) in all (NaN, None, names of the code, Python output, fractional
 days, found in the text with every folded part opened).</p>
+<div class="shots">
 {chr(10).join(rows)}
+</div>
 </body>
 </html>
 """

@@ -295,3 +295,15 @@ def test_a_headline_shown_after_a_tall_table_is_on_the_first_screen(tmp_path):
     # the control: a block the renderer does not take for the headline stays below the table, and the test sees it
     assert control.headline_top is not None and control.headline_top > 3 * pages.VIEWPORT[1]
     assert "headline below the first screen" in control.summary()
+
+
+def test_salesforecast_screenshots_writes_the_images_and_says_what_it_saw(tmp_path, capsys):
+    _browser()
+    run = _tall_page(tmp_path, False).parent
+    assert main(["screenshots", str(run)]) == 0
+    out = run.parent / "screenshots"  # the default: beside the run
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "index.html: 1.0 screens, no reader problem"
+    assert lines[1].startswith("f.html: ") and "headline below the first screen" in lines[1]
+    assert lines[2] == f"2 page(s) -> {out / 'index.html'}"
+    assert sorted(p.name for p in out.iterdir()) == ["f.full.png", "f.png", "index.full.png", "index.html", "index.png"]

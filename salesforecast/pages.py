@@ -122,7 +122,7 @@ def allowed_names() -> set[str]:
     return {n for n in names if "_" in n}
 
 
-_SNAKE = re.compile(r"(?<![\w/\\.-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/\\-]|\.\w)")
+_SNAKE = re.compile(r"(?<![\w/\\-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/\\-]|\.\w)")
 # None as a value, not the English pronoun: "None of the deals", "None was", "None is" are sentences
 _NONE = re.compile(r"\bNone\b(?!\s+(?:of|was|were|is|are|has|have|had|in|at|on|for|so far|yet)\b)")
 _Q = r"'[^'\n]{1,80}'"  # a quoted string in a repr

@@ -68,6 +68,7 @@ def _png_size(path: Path) -> tuple[int, int]:
         ("holdout_months = 6", "name of the code holdout_months"),
         ("no holdout_months works", "name of the code holdout_months"),
         ("as computed by pipeline_coverage", "name of the code pipeline_coverage"),  # a function of the package
+        ("see salesforecast.reports.format_table", "name of the code format_table"),
         ("stalled: True", "boolean True/False"),
     ],
 )

@@ -52,6 +52,7 @@ __all__ = [
     "ScreenshotError",
     "allowed_names",
     "code_names_on_pages",
+    "fractional_day_cells",
     "page_problems",
     "package_names",
     "page_text",
@@ -253,9 +254,80 @@ def page_text(page: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+class _Tables(HTMLParser):
+    """The tables of a page: for each, its rows of cell texts (header rows included)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._open: list[list[list[str]]] = []  # nested tables
+        self._cell: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED:
+            self._skip += 1
+        elif tag == "table":
+            self._open.append([])
+        elif tag == "tr" and self._open:
+            self._open[-1].append([])
+        elif tag in _CELLS and self._open and self._open[-1]:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _CELLS and self._cell is not None and self._open and self._open[-1]:
+            self._open[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table" and self._open:
+            self.tables.append(self._open.pop())
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._skip:
+            self._cell.append(data)
+
+
+_DAYS_HEADER = re.compile(r"(?<![a-z])days?(?![a-z])", re.IGNORECASE)
+_FRACTION = re.compile(r"[+-]?\d[\d,]*\.\d+")
+
+
+def fractional_day_cells(page: str) -> list[ReaderProblem]:
+    """Cells of a column headed in days (``median days``, ``days in stage``) written with decimals (``23.5``, ``4.0``).
+
+    A table's first row is its header; each later row as long as the header is read under it (a row of another
+    length, under a header of two levels, is left out). Days are whole on a page: ``format_value(x, "days")``.
+
+    Examples
+    --------
+    >>> page = "<table><tr><th>stage</th><th>median days</th></tr><tr><td>A</td><td>23.5</td></tr></table>"
+    >>> fractional_day_cells(page)
+    [ReaderProblem(what='fractional days', text='median days: 23.5')]
+    """
+    parser = _Tables()
+    parser.feed(page)
+    parser.close()
+    found = []
+    for rows in parser.tables:
+        rows = [r for r in rows if r]
+        if len(rows) < 2:
+            continue
+        header = rows[0]
+        columns = [i for i, h in enumerate(header) if _DAYS_HEADER.search(h)]
+        for row in rows[1:]:
+            if len(row) != len(header):
+                continue
+            found += [
+                ReaderProblem("fractional days", f"{header[i]}: {row[i]}")
+                for i in columns
+                if _FRACTION.fullmatch(row[i])
+            ]
+    return found
+
+
 def page_problems(page: str) -> list[ReaderProblem]:
-    """`reader_problems` of the HTML `page`'s visible text (`page_text`)."""
-    return reader_problems(page_text(page))
+    """`reader_problems` of the HTML `page`'s visible text (`page_text`), and `fractional_day_cells` of its tables."""
+    return reader_problems(page_text(page)) + fractional_day_cells(page)
 
 
 # ------------------------------------------------------------------------------------------------ screenshots
@@ -370,7 +442,7 @@ def take_screenshots(
     playwright). Each page ``NAME.html`` gives ``NAME.png`` (the first `viewport`, ``<details>`` closed as a reader
     first sees them) and ``NAME.full.png`` (the whole page) in `out`, and ``out/index.html`` lists them with each
     page's height, where its headline starts and what `reader_problems` finds in its text with every
-    ``<details>`` opened.
+    ``<details>`` opened (and `fractional_day_cells` in its tables).
 
     Parameters
     ----------
@@ -421,7 +493,7 @@ def take_screenshots(
                         full_page=full,
                         height=int(view.evaluate("() => document.documentElement.scrollHeight")),
                         headline_top=None if top is None else float(top),
-                        problems=reader_problems(view.evaluate(_VISIBLE_TEXT)),
+                        problems=reader_problems(view.evaluate(_VISIBLE_TEXT)) + fractional_day_cells(view.content()),
                     )
                 )
         finally:

@@ -124,6 +124,19 @@ def test_page_text_is_what_a_reader_sees_with_every_details_opened():
     assert [p.what for p in pages.page_problems(page)] == ["missing value None"]  # folded, still read
 
 
+def test_fractional_days_in_a_column_headed_in_days_are_found_and_format_table_writes_whole_days():
+    import pandas as pd
+
+    df = pd.DataFrame({"stage": ["A <b>", "B"], "median_days": [23.5, 4.0], "win_rate": [0.25, 0.5]})
+    raw = df.to_html(index=False)
+    found = pages.fractional_day_cells(raw)  # 4.0 too: days are written whole
+    assert found == [ReaderProblem("fractional days", "median_days: 23.5"), ("fractional days", "median_days: 4.0")]
+    shown = reports.format_table(df).to_html()
+    assert "median days" in shown and pages.fractional_day_cells(shown) == [] and pages.page_problems(shown) == []
+    code = ["name of the code median_days", "name of the code win_rate"]
+    assert [p.what for p in pages.page_problems(raw)] == code + ["fractional days"] * 2
+
+
 def test_the_index_names_parameters_by_their_labels():
     entry = {"name": "04__x", "title": "F", "parameters": {"as_of": "2025-11-17", "history": 4}, "status": "ok"}
     index = reports._index_html("Latest reports", [entry], "r1", here=None)

@@ -1,7 +1,8 @@
 """The ``salesforecast`` command.
 
 ``validate`` a data source, ``import`` one into a canonical folder, take a ``snapshot`` of the open pipeline into a
-store, render ``report``s, print the JSON ``schema`` of a configuration file.
+store, render ``report``s, take ``screenshots`` of the rendered pages, print the JSON ``schema`` of a configuration
+file.
 """
 
 from __future__ import annotations

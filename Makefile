@@ -14,11 +14,11 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 LINT_PATHS := salesforecast tests notebooks benchmarks scripts
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv test reports lab lint format clean distclean bench
+.PHONY: help venv test reports screenshots lab lint format clean distclean bench
 
 help: ## list the targets
 	@echo "usage: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 venv: $(STAMP) ## create .venv with the package, its dev tools and the `salesforecast` Jupyter kernel
 
@@ -38,6 +38,10 @@ test: venv ## run the test suite (all of it, slow-marked tests too), 2 workers
 
 reports: venv ## render every report of reports.yml to reports/<run>/ and reports/latest/ (ARGS="-p source=DIR")
 	$(BIN)/salesforecast report --config $(CONFIG) $(ARGS)
+
+RUN ?= reports/latest
+screenshots: venv ## screenshot every page of RUN (default reports/latest; run `make reports` first) to reports/screenshots/
+	$(BIN)/salesforecast screenshots $(RUN) --out reports/screenshots
 
 bench: venv ## run every benchmark (results in benchmarks/results/, tables in benchmarks/README.md)
 	$(BIN)/python benchmarks/uci_bank_marketing.py

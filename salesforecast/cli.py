@@ -1,7 +1,8 @@
 """The ``salesforecast`` command.
 
 ``validate`` a data source, ``import`` one into a canonical folder, take a ``snapshot`` of the open pipeline into a
-store, render ``report``s, print the JSON ``schema`` of a configuration file.
+store, render ``report``s, take ``screenshots`` of the rendered pages, print the JSON ``schema`` of a configuration
+file.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -169,6 +171,21 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screenshots(args: argparse.Namespace) -> int:
+    from salesforecast import pages
+
+    out = args.out if args.out is not None else args.run.parent / "screenshots"
+    try:
+        shots = pages.take_screenshots(args.run, out, chromium=args.chromium or pages.CHROMIUM)
+    except pages.ScreenshotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for s in shots:
+        print(s.summary())
+    print(f"{len(shots)} page(s) -> {out / 'index.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``salesforecast`` command."""
     parser = argparse.ArgumentParser(prog="salesforecast", description=__doc__)
@@ -222,6 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reports.add_report_arguments(r)
     r.set_defaults(func=reports.run_from_args)
+
+    sc = sub.add_parser(
+        "screenshots",
+        help="screenshot every page of a rendered run at 1400x900 (first screen, whole page) for a person to look at",
+        epilog="exit status: 0 written; 2 no rendered run there, or Chromium or playwright missing",
+    )
+    sc.add_argument(
+        "run",
+        nargs="?",
+        type=Path,
+        default=Path("reports/latest"),
+        help="a rendered run folder (default reports/latest)",
+    )
+    sc.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the images and their index.html go (default: screenshots/ beside RUN)",
+    )
+    sc.add_argument("--chromium", default=None, help="the Chromium executable (default /usr/bin/chromium)")
+    sc.set_defaults(func=_screenshots)
 
     c = sub.add_parser("schema", help="print the JSON schema of a configuration file (for editors' YAML checks)")
     c.add_argument("kind", choices=CONFIG_KINDS, help="a process map, a mapping file or the report configuration")

@@ -9,6 +9,7 @@ young unconverted leads are the *open* ones a rep should prioritise; young conve
 
 from __future__ import annotations
 
+import re
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -186,19 +187,19 @@ def _holdout_problem(
     cut = (start - pd.Timedelta(days=m)).date()
     train_side = f"training takes the leads mature at the holdout start, created by {cut}"
     mature_by = (full.as_of - pd.Timedelta(days=m)).date()
-    test_side = f"the holdout takes the leads created after {cut} and mature at as_of, by {mature_by}"
+    test_side = f"the holdout takes the leads created after {cut} and mature at the report date, by {mature_by}"
     where = "on either side of" if no_train and no_test else "before" if no_train else "from"
     said = "; ".join(t for t, empty in ((train_side, no_train), (test_side, no_test)) if empty)
     text = (
-        f"no leads {where} the holdout start {start.date()} (as_of {as_of.date()} - maturity_days={m} - "
+        f"no leads {where} the holdout start {start.date()} (the report date {as_of.date()} - maturity_days={m} - "
         f"holdout_months={holdout_months}): {said}"
     )
     if not len(created):
-        return f"{text}; no lead was created by as_of {as_of.date()}: choose a later as_of"
+        return f"{text}; no lead was created by the report date {as_of.date()}: choose a later report date (--as-of)"
     first, last = pd.Timestamp(created[0]), pd.Timestamp(created[-1])
     text += f"; the leads were created from {first.date()} to {last.date()}"
     if not full.X.empty:
-        text += f" (mature at as_of: up to {full.X['created_at'].max().date()})"
+        text += f" (mature at the report date: up to {full.X['created_at'].max().date()})"
     advice = suggest_split(data, as_of)
     useful = (
         f". A split with enough conversions on both sides: {advice.sentence}"
@@ -215,12 +216,12 @@ def _holdout_problem(
         if fits:
             also = "" if fits[0] == holdout_months else f" and holdout_months={fits[0]}"
             return (
-                f"{text}: no holdout_months works with maturity_days={m}; use maturity_days={days}{also}"
+                f"{text}: no holdout length works with maturity_days={m}; use maturity_days={days}{also}"
                 f"{pass_as}{useful}"
             )
     return (
-        f"{text}: no holdout_months or maturity_days works; use leads created over a longer span (more than "
-        f"2 * maturity_days + holdout_months between the first lead and as_of)"
+        f"{text}: no holdout length or lead maturity works; use leads created over a longer span (more than "
+        f"twice the lead maturity plus the holdout between the first lead and the report date)"
     )
 
 
@@ -295,7 +296,7 @@ class SplitAdvice:
                 f"holdout_months={self.holdout_months} {sizes}: run `{self.command}`."
             )
         return (
-            f"{lag}; no maturity_days and holdout_months leave both sides enough conversions (at least "
+            f"{lag}; no lead maturity and holdout length leave both sides enough conversions (at least "
             f"{MIN_TRAIN_CONVERSIONS} for training and {MIN_HOLDOUT_CONVERSIONS} for the holdout): the data are too "
             f"short to judge a lead score on later leads. The closest, `{self.command}`, gives: {sizes}."
         )
@@ -525,8 +526,10 @@ def model_notes(model: Any) -> list[str]:
     parts = [c for c, why in model.dropped_columns_.items() if why.startswith("a date part that did not improve")]
     if parts and scores is not None and len(scores) == 2:
         s = scores.set_index("date_parts")
+        # the date columns the parts were read from, as the data spells them: created_at_month -> created_at
+        dates = dict.fromkeys(re.sub(r"_(?:month|day_of_week)$", "", c) for c in parts)
         notes.append(
-            f"The month and weekday of the dates ({', '.join(repr(c) for c in parts)}) were left out: they did not "
+            f"The month and weekday of the dates ({', '.join(dates)}) were left out: they did not "
             f"improve the validation score (ROC AUC {s.loc['with', 'roc_auc']:.2f} with them, "
             f"{s.loc['without', 'roc_auc']:.2f} without; log loss {s.loc['with', 'log_loss']:.3f} against "
             f"{s.loc['without', 'log_loss']:.3f})."

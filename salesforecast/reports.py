@@ -1951,8 +1951,7 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
     for e in entries:
         params = e.get("parameters") or {}
         shown = " &middot; ".join(
-            f"<code>{html.escape(str(k))}</code> = <code>{html.escape(mask_url(str(v)))}</code>"
-            for k, v in params.items()
+            f"{html.escape(parameter_label(k))} <code>{html.escape(mask_url(str(v)))}</code>" for k, v in params.items()
         )
         notes = []
         title = str(e.get("title") or e["name"])

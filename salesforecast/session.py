@@ -299,14 +299,14 @@ NEEDS: dict[str, Need] = {
             "closed deals of both outcomes: opportunities won and opportunities lost, with their close dates",
             lambda data, as_of: _closed(data, as_of, won=False),
             "Map is_closed and is_won of tables.opportunities (or derive them from the stage: derive: {is_closed:"
-            " {from: stage}, is_won: {from: stage}}), and close_date; check the report date (as_of).",
+            " {from: stage}, is_won: {from: stage}}), and close_date; check the report date (--as-of).",
         ),
         Need(
             "won_deals",
             "won deals: opportunities closed won, with their close date (the bookings forecasts are checked against)",
             lambda data, as_of: _closed(data, as_of, won=True),
             "Map is_won of tables.opportunities (or derive it from the stage: derive: {is_won: {from: stage}}) and"
-            " close_date, and the won stage's name in the process map; check the report date (as_of).",
+            " close_date, and the won stage's name in the process map; check the report date (--as-of).",
         ),
         Need(
             "forecast_submissions",

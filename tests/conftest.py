@@ -111,3 +111,29 @@ def notebook_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_notebook(tmp_path / "notebooks" / f"{name}.ipynb", cells, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reports of reports.yml on the sample, rendered once per test session: the run's ``latest`` folder.
+
+    Shared by the xdist workers of a session (the first one to ask renders it, under a lock, the others wait and
+    read it), so the tests that read the sample's pages pay for one rendering (about 45 s of the six reports).
+    Read only: a test that changes a page must copy it first.
+    """
+    import fcntl
+    import os
+
+    from salesforecast.reports import DEFAULT_CONFIG, run_reports
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the session's folder, above each worker's own
+        root = root.parent
+    out, done = root / "sample-suite", root / "sample-suite.done"
+    with open(root / "sample-suite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            result = run_reports(DEFAULT_CONFIG, out, jobs=1, echo=lambda _: None)
+            assert result.exit_code == 0, [r.error for r in result.results if r.error]
+            done.write_text(str(len(result.results)), encoding="utf-8")
+    return out / "latest"

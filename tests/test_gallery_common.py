@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 
+from salesforecast import pages
 from salesforecast.datasets.gallery import SHAPES, write_shape
 from salesforecast.forecast import METHODS
 from salesforecast.reports import DEFAULT_CONFIG, RunResult, run_reports
@@ -99,6 +100,7 @@ def page_problems(page: str, status: str) -> list[str]:
     missing = missing_shown_as_numbers(page)
     if missing:
         problems.append(f"missing values shown as numbers: {missing[:5]}")
+    problems += [f"for a reader: {p.what}: {p.text}" for p in pages.page_problems(page)]  # tests/test_reader_pages.py
     return problems
 
 

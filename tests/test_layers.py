@@ -37,6 +37,7 @@ LAYERS = {
     "call": 6,
     "plotting": 7,
     "reports": 8,
+    "pages": 8,
     "cli": 9,
 }
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)

@@ -342,7 +342,8 @@ def test_date_parts_stay_only_when_they_improve_the_validation_score():
     auto = LeadScoringModel(date_column="created_at").fit(X.iloc[:cut], y.iloc[:cut])
     assert not {"created_at_month", "created_at_day_of_week"} & set(auto.feature_names_)
     assert auto.dropped_columns_["created_at_month"].startswith("a date part that did not improve the validation")
-    assert model_notes(auto)[-1].startswith("The month and weekday of the dates")
+    # named by the date column, not as a Python tuple of feature names
+    assert model_notes(auto)[-1].startswith("The month and weekday of the dates (created_at) were left out")
     keep = LeadScoringModel(date_column="created_at", date_parts="keep").fit(X.iloc[:cut], y.iloc[:cut])
     assert "created_at_month" in keep.feature_names_
     a_auto = roc_auc_score(y.iloc[cut:], auto.predict_proba(X.iloc[cut:]))

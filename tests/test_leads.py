@@ -61,7 +61,7 @@ def test_holdout_error_names_the_empty_side_the_dates_and_a_setting_that_works()
     msg = str(err.value)
     assert "no leads before the holdout start 2022-03-04" in msg
     assert "training takes the leads mature at the holdout start, created by 2021-09-05" in msg
-    assert "created from 2023-01-01 to 2025-12-30" in msg and "mature at as_of: up to 2025-07-03" in msg
+    assert "created from 2023-01-01 to 2025-12-30" in msg and "mature at the report date: up to 2025-07-03" in msg
     months = int(re.search(r"use holdout_months=(\d+)", msg).group(1))
     assert months == 24
     lead_holdout(data, "2025-12-31", maturity_days=180, holdout_months=months)  # the advice works
@@ -71,7 +71,7 @@ def test_holdout_error_names_the_empty_side_the_dates_and_a_setting_that_works()
         lead_holdout(early, "2025-12-31", maturity_days=180, holdout_months=6)
     msg = str(err.value)
     assert "no leads from the holdout start 2025-01-04" in msg and "training takes" not in msg
-    assert "the holdout takes the leads created after 2024-07-08 and mature at as_of, by 2025-07-04" in msg
+    assert "the holdout takes the leads created after 2024-07-08 and mature at the report date, by 2025-07-04" in msg
     assert "created from 2023-01-01 to 2023-12-31" in msg
     months = int(re.search(r"use holdout_months=(\d+)", msg).group(1))
     lead_holdout(early, "2025-12-31", maturity_days=180, holdout_months=months)

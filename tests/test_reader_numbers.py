@@ -18,7 +18,7 @@ from salesforecast.forecast import METHODS
 from salesforecast.labels import COLUMNS, PARAMETERS, VALUES, format_value, label
 from salesforecast.metrics import METRICS
 from salesforecast.process import ProcessError, SalesProcess
-from salesforecast.reports import DEFAULT_CONFIG, format_table, run_reports
+from salesforecast.reports import format_table
 from salesforecast.schema import read_canonical
 from tests.factories import render_report
 
@@ -49,12 +49,9 @@ def tables(page: str) -> list[tuple[list[str], list[list[str]]]]:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory) -> dict[str, str]:
-    """The sample's six reports, rendered once (`salesforecast report` of the default configuration)."""
-    out = tmp_path_factory.mktemp("suite")
-    result = run_reports(DEFAULT_CONFIG, out, jobs=1)
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    pages = {p.stem: p.read_text(encoding="utf-8") for p in (out / "latest").glob("0*.html")}
+def suite(sample_suite) -> dict[str, str]:
+    """The sample's six reports (`salesforecast report` of the default configuration, rendered once a session)."""
+    pages = {p.stem: p.read_text(encoding="utf-8") for p in sample_suite.glob("0*.html")}
     assert len(pages) == 6, sorted(pages)
     return pages
 

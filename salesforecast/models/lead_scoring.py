@@ -1353,8 +1353,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                 )
                 n_used = len(cuts) + 1
                 msg = (
-                    f"the model's scores tie too often for {asked} tiers of the asked sizes ({len(p)} training "
-                    f"leads, {distinct} distinct scores): wherever its tiers are shown, {n_used} "
+                    f"the model's scores tie too often for {asked} tiers of the asked sizes ({len(p):,} training "
+                    f"leads, {distinct:,} distinct scores): wherever its tiers are shown, {n_used} "
                     f"tier{'s are' if n_used > 1 else ' is'} used instead ({used} of the leads); leads with the same "
                     "score cannot be told apart"
                 )

@@ -579,7 +579,7 @@ class StageConversionModel(BaseEstimator):
         if not obs0.all():
             missing = [process.open_stages[s] for s in np.flatnonzero(~obs0)]
             warnings.warn(
-                f"no completed visit to stage(s) {missing}: their transitions fall back to the CRM default "
+                f"no completed visit to stage(s) {', '.join(missing)}: their transitions fall back to the CRM default "
                 "probability (won with it, lost otherwise)",
                 UserWarning,
                 stacklevel=2,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from salesforecast.adherence import deal_adherence
 from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.movement import coverage_total
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
@@ -48,18 +49,21 @@ RISK_DEFINITIONS: dict[str, str] = {
 QUOTA_COLUMNS: tuple[str, ...] = ("quota", "remaining_quota", "attainment", "coverage", "weighted_coverage", "note")
 
 
-def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    """The attainment table the review shows, and the sentence that says when the data have no quota.
+def coverage_table(coverage: pd.DataFrame, total: bool = True) -> tuple[pd.DataFrame, str | None]:
+    """The attainment table the review shows, with its total row, and the sentence that says when the data have no quota.
 
     Parameters
     ----------
     coverage : pandas.DataFrame
         `salesforecast.movement.pipeline_coverage` (``attrs["period"]`` names the period).
+    total : bool, default True
+        Add the total row (`salesforecast.movement.coverage_total`: sums of the amounts and counts, attainment and
+        coverage recomputed from the sums) under a table of two rows or more.
 
     Returns
     -------
     table : pandas.DataFrame
-        `coverage` with its index as a column. When no row has a quota (the quota is unknown, NaN, on every row),
+        `coverage` with its index as a column, and its total row last. When no row has a quota (the quota is unknown, NaN, on every row),
         the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown empty.
     sentence : str or None
         When no row has a quota: that the data have no quota for the period, so there is no attainment or
@@ -80,7 +84,8 @@ def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     'The data have no quotas for FY2024Q3, so neither'
     """
     period = coverage.attrs.get("period", "the period")
-    table = coverage.reset_index()
+    shown = pd.concat([coverage, coverage_total(coverage)]) if total and len(coverage) > 1 else coverage
+    table = shown.reset_index()
     if coverage.empty:  # by team or rep: no row without a deal or a quota
         return table, (
             f"No deal was won with a close date in {period} or open with one at the report date, and the data have "

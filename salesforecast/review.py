@@ -50,7 +50,7 @@ QUOTA_COLUMNS: tuple[str, ...] = ("quota", "remaining_quota", "attainment", "cov
 
 
 def coverage_table(coverage: pd.DataFrame, total: bool = True) -> tuple[pd.DataFrame, str | None]:
-    """The attainment table the review shows, with its total row, and the sentence that says when the data have no quota.
+    """The attainment table the review shows, with its total row, and the sentence saying when there is no quota.
 
     Parameters
     ----------
@@ -63,8 +63,9 @@ def coverage_table(coverage: pd.DataFrame, total: bool = True) -> tuple[pd.DataF
     Returns
     -------
     table : pandas.DataFrame
-        `coverage` with its index as a column, and its total row last. When no row has a quota (the quota is unknown, NaN, on every row),
-        the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown empty.
+        `coverage` with its index as a column, and its total row last. When no row has a quota (the quota is
+        unknown, NaN, on every row), the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown
+        empty.
     sentence : str or None
         When no row has a quota: that the data have no quota for the period, so there is no attainment or
         coverage to show; when the table has no row at all (by team or rep, no deal and no quota): that there is

@@ -35,6 +35,7 @@ LAYERS = {
     "calibration": 6,
     "plotting": 7,
     "reports": 8,
+    "headlines": 8,
     "cli": 9,
 }
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)

@@ -80,6 +80,11 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
+def _have(n: int) -> str:
+    """The verb after a count: ``1 deal has``, ``2 deals have``."""
+    return "has" if n == 1 else "have"
+
+
 def _pct(x: float) -> str:
     """A probability or rate as a whole percent (``37%``)."""
     return f"{x:.0%}"
@@ -100,13 +105,14 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
         table = label(top["table"])
         top_words = (
             f"{int(top['rows']):,} of the {int(counts.loc[top['table'], 'read']):,} {table} rows "
-            f"({_share(int(top['rows']), int(counts.loc[top['table'], 'read']))}) were quarantined as "
+            f"({_share(int(top['rows']), int(counts.loc[top['table'], 'read']))}) "
+            f"{'was' if int(top['rows']) == 1 else 'were'} quarantined as "
             f"{top['reason']}: {top['definition']}"
         )
         if float(top["pct_of_table"]) >= 5.0:
             out.append(("major", top_words))
-    n_opps = int(counts.loc["opportunities", "accepted"])
-    if accepted and int(counts.loc["opportunities", "read"]) == 0:
+    n_opps = len(data.opportunities)
+    if accepted and n_opps == 0:
         out.append(
             (
                 "major",
@@ -114,6 +120,7 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
                 "review) cannot run",
             )
         )
+    n_open = undated = passed = 0
     if n_opps:
         cover = quality.history_coverage(data).set_index("measure")["opportunities"]
         without, single = int(cover["without stage history"]), int(cover["single-timestamp history"])
@@ -138,40 +145,39 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
             out.append(
                 (
                     "major",
-                    f"{single:,} of the {n_opps:,} deals ({_share(single, n_opps)}) have a history whose changes "
-                    "all carry one timestamp (a data load): the order of their stages and the time in each are "
-                    "unknown",
+                    f"{single:,} of the {n_opps:,} deals ({_share(single, n_opps)}) {_have(single)} a history whose "
+                    "changes all carry one timestamp (a data load): the order of their stages and the time in each "
+                    "are unknown",
                 )
             )
         elif without * 10 >= n_opps:
             out.append(
                 (
                     "major",
-                    f"{without:,} of the {n_opps:,} deals ({_share(without, n_opps)}) have no stage history: "
-                    "the analyses of stages see only their current stage",
+                    f"{without:,} of the {n_opps:,} deals ({_share(without, n_opps)}) {_have(without)} no stage "
+                    "history: the analyses of stages see only their current stage",
                 )
             )
-    if top is not None and float(top["pct_of_table"]) < 5.0:
-        out.append(("minor", top_words))
-    if n_opps:
         dates = quality.open_deal_close_dates(data, as_of=as_of).set_index("measure")["deals"]
         n_open, undated, passed = (int(dates[m]) for m in ("open deals", "without a close date", "close date passed"))
-        if undated:
-            out.append(
-                (
-                    "minor",
-                    f"{undated:,} of the {n_open:,} open deals ({_share(undated, n_open)}) have no expected close "
-                    "date, so no forecast can place them in a period by that date",
-                )
-            )
+    undated_words = (
+        f"{undated:,} of the {n_open:,} open deals ({_share(undated, n_open)}) {_have(undated)} no expected close "
+        "date, so no forecast can place them in a period by that date"
+    )
+    if undated and undated * 10 >= n_open:  # a CRM that keeps no expected close date: a limit of the forecasts
+        out.append(("major", undated_words))
+    if top is not None and float(top["pct_of_table"]) < 5.0:
+        out.append(("minor", top_words))
+    if undated and undated * 10 < n_open:
+        out.append(("minor", undated_words))
     if data.notes:
         out.append(("minor", f"the importer left {_count(len(data.notes), 'note')} on what the export cannot tell"))
-    if n_opps and passed:
+    if passed:
         out.append(
             (
                 "minor",
-                f"{passed:,} of the {n_open:,} open deals ({_share(passed, n_open)}) have an expected close date "
-                "that has passed",
+                f"{passed:,} of the {n_open:,} open deals ({_share(passed, n_open)}) {_have(passed)} an expected "
+                "close date that has passed",
             )
         )
     return out
@@ -292,27 +298,35 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3) -> Headline:
     closed = opps["is_closed"].astype(bool)
     n_closed, n_won, n_deals = int(closed.sum()), int((closed & opps["is_won"].astype(bool)).sum()), len(opps)
     learned = summary[summary["learned_from"] == "history"]
-    n_stages, n_learned = len(summary), len(learned)
-    crm, low, high = learned["crm_probability"], learned["lower"], learned["upper"]
-    off = learned[(low.notna() & high.notna() & ((crm < low) | (crm > high))).to_numpy()]
+    # a stage is checked where something was learned and its interval computed (none without a bootstrap)
+    checked = learned[(learned["lower"].notna() & learned["upper"].notna()).to_numpy()]
+    n_stages, n_learned = len(summary), len(checked)
+    crm, low, high = checked["crm_probability"], checked["lower"], checked["upper"]
+    off = checked[((crm < low) | (crm > high)).to_numpy()]
     off = off.iloc[np.argsort(-off["difference"].abs().to_numpy(), kind="stable")]
     basis = f"On {_count(n_closed, 'closed deal')}"
-    unlearned = n_stages - n_learned
+    unlearned = n_stages - len(learned)
     not_checked = (
         f"; {_count(unlearned, 'stage')} no deal has left yet {'keeps' if unlearned == 1 else 'keep'} the CRM "
         "default, unchecked"
-        if unlearned and n_learned
+        if unlearned and len(learned)
         else ""
     )
-    if n_learned == 0:
+    stages = "the one stage learned" if n_learned == 1 else f"the {n_learned} stages learned"
+    if len(learned) == 0:
         sentence = (
             f"{basis}, no deal has left any stage of the process map yet, so nothing is learned to set against the "
             "CRM's probabilities."
         )
+    elif n_learned == 0:
+        sentence = (
+            f"{basis}, the learned probabilities have no interval (no bootstrap), so no stage's CRM probability "
+            "can be said to differ from the history."
+        )
     elif off.empty:
         sentence = (
-            f"{basis}, the CRM's probabilities match the history: at each of the {_count(n_learned, 'stage')} "
-            f"learned, the CRM's probability lies inside the learned {level} interval{not_checked}."
+            f"{basis}, the CRM's probabilities match the history: at {stages}, the CRM's probability lies inside "
+            f"the learned {level} interval{not_checked}."
         )
     else:
         named = [
@@ -321,11 +335,8 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3) -> Headline:
             for row in off.head(most).itertuples()
         ]
         listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + f" and {named[-1]}"
-        furthest = "furthest at" if len(off) > 1 else "at"
-        sentence = (
-            f"{basis}, the CRM's probability is off at {len(off)} of the {_count(n_learned, 'stage')} learned, "
-            f"{furthest} {listed}{not_checked}."
-        )
+        where = f"at {stages}, " if n_learned == 1 else f"at {len(off)} of {stages}, furthest at "
+        sentence = f"{basis}, the CRM's probability is off {where}{listed}{not_checked}."
     figures = [
         Figure(
             "Overall win rate",
@@ -467,8 +478,9 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     Headline
         **attainment** = closed won / quota; **coverage** = open pipeline / (quota - closed won), as in
         `salesforecast.review.COVERAGE_FORMULAS`. Without a quota the sentence says so and gives what was won and
-        what is open; with the quota met, that it is met. The note names what the numbers leave out: open deals
-        without a close date, rows without a quota.
+        what is open; with the quota met, that it is met. The figures: attainment, coverage (and weighted),
+        closed won, quota, open pipeline, and how many teams (reps) of those with a quota made it, with the lowest.
+        The note names what the numbers leave out: open deals without a close date, rows without a quota.
     """
     period = coverage.attrs.get("period", "the period")
     total = coverage_total(coverage).iloc[0]
@@ -520,7 +532,10 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     else:
         times = float(pipe / left)
         shortfall = (
-            f"; even if every open deal closed won it would end {money(left - pipe)} short" if pipe < left else ""
+            f"; even if every open deal {'dated in the period ' if int(total['undated_deals']) else ''}closed won, "
+            f"it would end {money(left - pipe)} short"
+            if pipe < left
+            else ""
         )
         sentence = (
             f"{subject} has won **{format_value(attainment, 'fraction')} of its {period} quota** by the report date "
@@ -533,5 +548,16 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
             f"open pipeline / quota left; weighted {format_value(float(total['weighted_coverage']), 'multiple')}",
             tone="bad" if times < 1 else None,
         )
-    figures = (attained, coverage_figure, won_figure, quota_figure, pipe_figure)
-    return Headline(sentence, figures, " ".join(notes))
+    figures = [attained, coverage_figure, won_figure, quota_figure, pipe_figure]
+    rated = coverage["attainment"].dropna()
+    if len(rated) > 1:  # the total hides the rows: how many made their quota, and the furthest from it
+        by = {"team": "Teams", "owner": "Reps"}.get(str(coverage.index.name), "Rows")
+        lowest = rated.idxmin()
+        figures.append(
+            Figure(
+                f"{by} at quota",
+                f"{int((rated >= 1).sum())} of {len(rated)}",
+                f"lowest: {lowest}, {format_value(float(rated[lowest]), 'fraction')}",
+            )
+        )
+    return Headline(sentence, tuple(figures), " ".join(notes))

@@ -196,7 +196,8 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
     Returns
     -------
     Headline
-        The sentence gives a verdict (clean; usable; usable with limits; not usable), the share of the rows read
+        The sentence gives a verdict (clean; usable; usable with limits; much of it, a quarter of the rows or
+        more, quarantined; not usable), the share of the rows read
         that were accepted and the main problem: the first of, in this order, every row quarantined, a reason
         that quarantined 5% or more of a table, no opportunities, no stage history, a history derived from dates
         only, single-timestamp histories or missing histories for 10% or more of the deals, the top quarantine
@@ -221,6 +222,8 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
     else:
         if accepted == 0:
             verdict = "The data cannot be used"
+        elif quarantined * 4 >= read:
+            verdict = "Much of the data could not be used"
         elif major:
             verdict = "The data are usable with limits"
         elif quarantined or data.notes:
@@ -238,7 +241,7 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
             sentence = f"{verdict}: {kept}; {what}: {words}."
         else:
             sentence = f"{verdict}: {kept}, and nothing else limits them."
-    n_opps = int(counts.set_index("table").loc["opportunities", "accepted"])
+    n_opps = len(data.opportunities)
     figures = [
         Figure("Rows read", f"{read:,}", f"{provided} of {len(counts)} tables provided"),
         Figure(

@@ -14,7 +14,6 @@ import pandas as pd
 
 from salesforecast.adherence import deal_adherence
 from salesforecast.models.stage_conversion import StageConversionModel
-from salesforecast.movement import coverage_total
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import known_at, pipeline_snapshots
 
@@ -84,6 +83,8 @@ def coverage_table(coverage: pd.DataFrame, total: bool = True) -> tuple[pd.DataF
     >>> sentence[:48]
     'The data have no quotas for FY2024Q3, so neither'
     """
+    from salesforecast.movement import coverage_total
+
     period = coverage.attrs.get("period", "the period")
     shown = pd.concat([coverage, coverage_total(coverage)]) if total and len(coverage) > 1 else coverage
     table = shown.reset_index()

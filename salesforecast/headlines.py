@@ -80,6 +80,11 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
+def _whose(team: str = "", owner: str = "") -> str:
+    """`` of team EMEA``, `` of ann``: whose deals or leads a report is restricted to ("" for everybody's)."""
+    return f" of {owner}" if owner else f" of team {team}" if team else ""
+
+
 def _have(n: int) -> str:
     """The verb after a count: ``1 deal has``, ``2 deals have``."""
     return "has" if n == 1 else "have"
@@ -272,7 +277,7 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
 
 
 # --------------------------------------------------------------------------------------- 02 stage conversion
-def stage_conversion(model: Any, data: CRMData, most: int = 3) -> Headline:
+def stage_conversion(model: Any, data: CRMData, most: int = 3, team: str = "", owner: str = "") -> Headline:
     """Where the CRM's stage probabilities are furthest from what deals do: learned against default, in points.
 
     Parameters
@@ -284,6 +289,8 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3) -> Headline:
         The data it was fitted on (the deals counted in the figures: closed, won, open).
     most : int
         The stages named in the sentence, largest gap first.
+    team, owner : str
+        The team and the rep the report is restricted to ("" for all): whose deals the sentence names.
 
     Returns
     -------
@@ -307,7 +314,7 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3) -> Headline:
     crm, low, high = checked["crm_probability"], checked["lower"], checked["upper"]
     off = checked[((crm < low) | (crm > high)).to_numpy()]
     off = off.iloc[np.argsort(-off["difference"].abs().to_numpy(), kind="stable")]
-    basis = f"On {_count(n_closed, 'closed deal')}"
+    basis = f"On {_count(n_closed, 'closed deal')}{_whose(team, owner)}"
     unlearned = n_stages - len(learned)
     not_checked = (
         f"; {_count(unlearned, 'stage')} no deal has left yet {'keeps' if unlearned == 1 else 'keep'} the CRM "
@@ -377,6 +384,8 @@ def lead_scoring(
     final: Any = None,
     holdout_tiers: pd.Series | None = None,
     y_test: Sequence[int] | pd.Series | None = None,
+    team: str = "",
+    owner: str = "",
 ) -> Headline:
     """The lead score's verdict (better than chance or not, with its ROC AUC and interval) and the tier A leads.
 
@@ -391,6 +400,8 @@ def lead_scoring(
         score is better than chance and some lead is open.
     holdout_tiers, y_test : optional
         The holdout leads' tiers (``model.tiers(X_test)``) and outcomes: tier A's conversion rate on the holdout.
+    team, owner : str
+        The team and the rep whose open leads are listed ("" for all; the model learns from every lead).
 
     Returns
     -------
@@ -441,9 +452,12 @@ def lead_scoring(
     n_a = int((tiers == "A").sum())
     if n_open:
         n_tiers = len(getattr(final, "tier_thresholds_", ())) or len(list(final.tier_labels))
-        answer = f"**{n_a:,} of the {_count(n_open, 'open lead')} are in tier A**, the best of {n_tiers} tiers"
+        answer = (
+            f"**{n_a:,} of the {_count(n_open, 'open lead')}{_whose(team, owner)} are in tier A**, the best of "
+            f"{n_tiers} tiers"
+        )
     else:
-        answer = "no lead is open at the report date, so there is none to rank"
+        answer = f"no lead{_whose(team, owner)} is open at the report date, so there is none to rank"
     sentence = f"The lead score ranks later leads better than chance ({auc}, on {on}): {answer}."
     figures = [auc_figure, Figure("Open leads in tier A", f"{n_a:,}", f"of {_count(n_open, 'open lead')}")]
     if holdout_tiers is not None and y_test is not None and len(holdout_tiers):

@@ -177,6 +177,8 @@ def test_stage_conversion_names_the_largest_gap_outside_the_interval_not_the_lar
     figures = _figures(h)
     assert figures["Largest gap: Negotiation"] == "-12.0 pp" and figures["Stages off"] == "2 of 4"
     assert figures["Overall win rate"] == "25.0%" and figures["Deals analysed"] == "135"
+    rep = headlines.stage_conversion(SimpleNamespace(summary=summary, ci=0.9), _deals(120, 30, 15), owner="ann")
+    assert rep.sentence.startswith("On 120 closed deals of ann, the CRM's probability")
 
 
 def test_stage_conversion_says_when_the_crm_matches_and_what_it_could_not_check():
@@ -243,6 +245,8 @@ def test_lead_scoring_better_than_chance_counts_the_open_leads_in_tier_a():
     )
     figures = _figures(h)
     assert figures["Open leads in tier A"] == "2" and figures["Tier A conversion (holdout)"] == "100.0%"
+    mine = headlines.lead_scoring(_check(0.77, 0.75, 0.80, True), open_leads, final, team="EMEA")
+    assert "**2 of the 5 open leads of team EMEA are in tier A**" in mine.sentence
     with pytest.raises(ValueError, match="final model"):
         headlines.lead_scoring(_check(0.77, 0.75, 0.80, True), open_leads)
 

@@ -507,8 +507,8 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     won, n_won = float(total["closed_won"]), int(total["won_deals"])
     pipe, n_pipe = float(total["open_pipeline"]), int(total["open_deals"])
     quota = float(total["quota"]) if pd.notna(total["quota"]) else np.nan
-    won_figure = Figure("Closed won", money(won), f"{_count(n_won, 'deal')}, close date in {period}")
-    pipe_figure = Figure("Open pipeline", money(pipe), f"{_count(n_pipe, 'deal')}, close date in {period}")
+    won_figure = Figure("Closed won", money(won), _count(n_won, "deal"))
+    pipe_figure = Figure("Open pipeline", money(pipe), f"{_count(n_pipe, 'deal')} closing in {period}")
     notes = []
     if int(total["undated_deals"]):
         n = int(total["undated_deals"])
@@ -562,7 +562,7 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
         coverage_figure = Figure(
             "Coverage",
             format_value(times, "multiple"),
-            f"open pipeline / quota left; weighted {format_value(float(total['weighted_coverage']), 'multiple')}",
+            f"weighted: {format_value(float(total['weighted_coverage']), 'multiple')}",
             tone="bad" if times < 1 else None,
         )
     figures = [attained, coverage_figure, won_figure, quota_figure, pipe_figure]

@@ -95,6 +95,35 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
+def _no_open_moves(data: CRMData) -> bool:
+    """True when the stage history records no deal moving between open stages.
+
+    At most one open-stage change a deal (its first stage; then its outcome), as a history derived from creation
+    and close dates holds.
+    """
+    hist = data.stage_history
+    if hist.empty or len(data.process.open_stages) < 2:
+        return False
+    open_rows = ~data.process.is_closed(hist["stage"])
+    return bool((open_rows.groupby(hist["opportunity_id"]).sum() <= 1).all())
+
+
+def _history_limit(data: CRMData) -> str:
+    """What the stage history cannot show, in words for a sentence ("" when nothing): no moves, one moment."""
+    if data.opportunities.empty or data.stage_history.empty:
+        return ""
+    if _no_open_moves(data):
+        return "a history that records no move between open stages, only each deal's first stage and outcome"
+    cover = quality.history_coverage(data).set_index("measure")["opportunities"]
+    single, n = int(cover["single-timestamp history"]), int(cover["opportunities"])
+    if single * 10 >= n:
+        return (
+            f"{single:,} of the {n:,} deals {_have(single)} a history loaded at one moment, so the order of their "
+            "stages is unknown"
+        )
+    return ""
+
+
 # ------------------------------------------------------------------------------------------- 01 data quality
 def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
     """What limits the data, most limiting first: ``(kind, words)``, kind ``major`` or ``minor``."""
@@ -106,7 +135,10 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
     reasons = quality.quarantine_by_reason(data)
     top = None
     if len(reasons):
-        top = reasons.sort_values("rows", ascending=False, kind="stable").iloc[0]
+        # the cause before its consequence: a history row set aside with its opportunity is that opportunity's reason
+        consequence = (reasons["reason"] == "opportunity quarantined").to_numpy()
+        ranked = reasons.assign(_c=consequence).sort_values(["_c", "rows"], ascending=[True, False], kind="stable")
+        top = ranked.iloc[0]
         table = label(top["table"])
         top_words = (
             f"{int(top['rows']):,} of the {int(counts.loc[top['table'], 'read']):,} {table} rows "
@@ -129,7 +161,7 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
     if n_opps:
         cover = quality.history_coverage(data).set_index("measure")["opportunities"]
         without, single = int(cover["without stage history"]), int(cover["single-timestamp history"])
-        derived = str(data.sources.get("stage_history", "")).startswith("derived from dates")
+        derived = _no_open_moves(data)
         if without == n_opps:
             out.append(
                 (
@@ -142,8 +174,9 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
             out.append(
                 (
                     "major",
-                    "the stage history is derived from the creation and close dates only, so the stages in between "
-                    "look skipped and the time in each stage is unknown",
+                    "the stage history records no move between open stages (only each deal's first stage and its "
+                    "outcome, as a history derived from dates holds), so the stages in between look skipped and the "
+                    "time in each stage is unknown",
                 )
             )
         elif single * 10 >= n_opps:
@@ -298,7 +331,9 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3, team: str = "", o
         A stage counts as off when its CRM probability lies outside the learned interval (the model's ``ci``);
         the sentence names the off stages with the largest gaps (learned minus CRM, in percentage points), or
         says the CRM's probabilities match the history when none is off. It always says how many closed deals
-        the learning rests on, and how many stages no deal has left (nothing learned there: not checked).
+        the learning rests on, what the history cannot show (no move between open stages; histories loaded at one
+        moment, for a tenth of the deals or more) and how many stages no deal has left (nothing learned there:
+        not checked).
         Figures: the overall win rate, the largest gap (CRM and learned with its interval), the stages off, the
         deals analysed.
     """
@@ -314,7 +349,8 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3, team: str = "", o
     crm, low, high = checked["crm_probability"], checked["lower"], checked["upper"]
     off = checked[((crm < low) | (crm > high)).to_numpy()]
     off = off.iloc[np.argsort(-off["difference"].abs().to_numpy(), kind="stable")]
-    basis = f"On {_count(n_closed, 'closed deal')}{_whose(team, owner)}"
+    limit = _history_limit(data)
+    basis = f"On {_count(n_closed, 'closed deal')}{_whose(team, owner)}" + (f" ({limit})" if limit else "")
     unlearned = n_stages - len(learned)
     not_checked = (
         f"; {_count(unlearned, 'stage')} no deal has left yet {'keeps' if unlearned == 1 else 'keep'} the CRM "

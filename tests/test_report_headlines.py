@@ -85,7 +85,7 @@ def test_data_quality_a_small_quarantine_is_usable_and_named():
             "opportunity_id": [f"O{i}" for i in range(rows)],
             "owner": ["ann"] * rows,
             "created_at": ["2024-01-02"] * rows,
-            "stage": ["Prospecting"] * (rows - 1) + ["Nowhere"],
+            "stage": ["Qualification"] * (rows - 1) + ["Nowhere"],
             "amount": ["100"] * rows,
             "close_date": ["2024-03-01"] * rows,
             "is_closed": ["0"] * rows,
@@ -93,20 +93,25 @@ def test_data_quality_a_small_quarantine_is_usable_and_named():
         }
     )
     hist = pd.DataFrame(
-        {"opportunity_id": [f"O{i}" for i in range(rows)], "changed_at": ["2024-01-02"] * rows, "stage": "Prospecting"}
+        {
+            "opportunity_id": [f"O{i}" for i in range(rows) for _ in range(2)],
+            "changed_at": ["2024-01-02", "2024-01-09"] * rows,
+            "stage": ["Prospecting", "Qualification"] * rows,
+        }
     )
     data = validate({"opportunities": opps, "stage_history": hist})
     h = headlines.data_quality(data, as_of="2024-02-01")
-    assert h.sentence.startswith("The data are usable: ")  # 2 of 80 rows (2.5%): no limit on the analyses
+    assert h.sentence.startswith("The data are usable: ")  # 3 of 120 rows (2.5%): no limit on the analyses
+    # the cause (its stage), not the consequence (its two history rows set aside with it), though they are more
     assert "the main problem: 1 of the 40 opportunities rows (2.5%) was quarantined as unknown stage" in h.sentence
-    assert _figures(h)["Quarantined"] == "2"  # the opportunity and its history row
+    assert _figures(h)["Quarantined"] == "3"
 
 
 def test_data_quality_says_what_a_real_export_lacks(shapes):
     said = {name: headlines.data_quality(data).sentence for name, data in shapes.items()}
     assert said["current_state_only"].startswith("The data are usable with limits")
     assert "the main problem: there is no stage history" in said["current_state_only"]
-    assert "derived from the creation and close dates only" in said["history_from_dates"]
+    assert "the main problem: the stage history records no move between open stages" in said["history_from_dates"]
     open_deals = int((~shapes["open_deals_without_close_dates"].opportunities["is_closed"]).sum())
     assert (
         f"the main problem: {open_deals} of the {open_deals} open deals (100%) have no expected close date"
@@ -117,8 +122,8 @@ def test_data_quality_says_what_a_real_export_lacks(shapes):
     assert _figures(headlines.data_quality(shapes["current_state_only"]))["Deals with stage history"] == "0%"
 
 
-def test_data_quality_names_a_history_loaded_at_one_moment():
-    n = 20
+def _loaded_at_one_moment(n: int = 20):
+    """n open deals whose two stage changes each carry one timestamp (a data load)."""
     opps = pd.DataFrame(
         {
             "opportunity_id": [f"O{i}" for i in range(n)],
@@ -138,7 +143,12 @@ def test_data_quality_names_a_history_loaded_at_one_moment():
             "stage": ["Prospecting", "Qualification"] * n,
         }
     )
-    h = headlines.data_quality(validate({"opportunities": opps, "stage_history": hist}), as_of="2024-02-02")
+    return validate({"opportunities": opps, "stage_history": hist})
+
+
+def test_data_quality_names_a_history_loaded_at_one_moment():
+    n = 20
+    h = headlines.data_quality(_loaded_at_one_moment(n), as_of="2024-02-02")
     assert "The data are usable with limits" in h.sentence
     assert f"{n} of the {n} deals (100%) have a history whose changes all carry one timestamp" in h.sentence
 
@@ -154,10 +164,11 @@ def _summary(rows):
 
 def _deals(closed: int, won: int, open_: int) -> SimpleNamespace:
     n = closed + open_
-    return SimpleNamespace(
+    return SimpleNamespace(  # no stage history: nothing it cannot show
+        stage_history=pd.DataFrame(),
         opportunities=pd.DataFrame(
             {"is_closed": [True] * closed + [False] * open_, "is_won": [True] * won + [False] * (n - won)}
-        )
+        ),
     )
 
 
@@ -210,6 +221,19 @@ def test_stage_conversion_on_the_sample_and_on_a_history_derived_from_dates(samp
     model = StageConversionModel(process=derived.process, n_bootstrap=30, random_state=0).fit(derived)
     h = headlines.stage_conversion(model, derived)
     assert "7 stages no deal has left yet keep the CRM default, unchecked" in h.sentence  # only Prospecting learned
+    assert h.sentence.startswith(
+        f"On {int(derived.opportunities['is_closed'].sum())} closed deals (a history that records no move between "
+        "open stages, only each deal's first stage and outcome), the CRM's probability is off at the one stage"
+    )
+
+
+def test_stage_conversion_names_a_history_loaded_at_one_moment():
+    summary = _summary([("Prospecting", 0.10, 0.30, 0.2, 0.4), ("Qualification", 0.1, 0.12, 0.05, 0.2)])
+    h = headlines.stage_conversion(SimpleNamespace(summary=summary, ci=0.9), _loaded_at_one_moment(20))
+    assert h.sentence.startswith(
+        "On 0 closed deals (20 of the 20 deals have a history loaded at one moment, so the order of their stages "
+        "is unknown), the CRM's probability is off at 1 of the 2 stages learned"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ 03

@@ -235,11 +235,12 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
     -------
     Headline
         The sentence gives a verdict (clean; usable; usable with limits; much of it, a quarter of the rows or
-        more, quarantined; not usable), the share of the rows read
-        that were accepted and the main problem: the first of, in this order, every row quarantined, a reason
-        that quarantined 5% or more of a table, no opportunities, no stage history, a history derived from dates
-        only, single-timestamp histories or missing histories for 10% or more of the deals, the top quarantine
-        reason, open deals without a close date, the importer's notes, open deals whose close date passed.
+        more, quarantined; not usable), the share of the rows read that were accepted and the main problem: the
+        first of, in this order, every row quarantined, a reason that quarantined 5% or more of a table, no
+        opportunities, no stage history, a history with no move between open stages (derived from dates),
+        single-timestamp or missing histories for 10% or more of the deals, open deals without a close date (10%
+        or more of them), the top quarantine reason, fewer open deals without a close date, the importer's notes,
+        open deals whose close date passed.
         The figures: rows read (and tables provided), accepted, quarantined, the deals with a stage history and
         the importer's notes. Its counts are `salesforecast.quality.table_counts`' totals.
 
@@ -275,7 +276,8 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
         )
         if problems:
             kind, words = problems[0]
-            what = "the main problem" if kind == "major" or verdict != "The data are clean" else "the one thing to fix"
+            fix = "the one thing to fix" if len(problems) == 1 else "the first thing to fix"
+            what = "the main problem" if kind == "major" or verdict != "The data are clean" else fix
             sentence = f"{verdict}: {kept}; {what}: {words}."
         else:
             sentence = f"{verdict}: {kept}, and nothing else limits them."

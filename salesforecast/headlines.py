@@ -95,6 +95,16 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
+#: What a row of each table is, in the plural, for a sentence ("212 of the 15,204 stage changes").
+_ROWS = {
+    "opportunities": "opportunities",
+    "stage_history": "stage changes",
+    "leads": "leads",
+    "forecast_submissions": "forecast calls",
+    "quotas": "quota rows",
+}
+
+
 def _no_open_moves(data: CRMData) -> bool:
     """True when the stage history records no deal moving between open stages.
 
@@ -139,9 +149,9 @@ def _quality_problems(data: CRMData, as_of: Any) -> list[tuple[str, str]]:
         consequence = (reasons["reason"] == "opportunity quarantined").to_numpy()
         ranked = reasons.assign(_c=consequence).sort_values(["_c", "rows"], ascending=[True, False], kind="stable")
         top = ranked.iloc[0]
-        table = label(top["table"])
+        rows = _ROWS.get(str(top["table"]), f"{label(top['table'])} rows")
         top_words = (
-            f"{int(top['rows']):,} of the {int(counts.loc[top['table'], 'read']):,} {table} rows "
+            f"{int(top['rows']):,} of the {int(counts.loc[top['table'], 'read']):,} {rows} "
             f"({_share(int(top['rows']), int(counts.loc[top['table'], 'read']))}) "
             f"{'was' if int(top['rows']) == 1 else 'were'} quarantined as "
             f"{top['reason']}: {top['definition']}"

@@ -73,7 +73,7 @@ def test_data_quality_names_the_top_quarantine_reason_with_its_share(crm_data):
         f"{100 * accepted / read:.1f}% of the {read} rows read were accepted ({quarantined} quarantined)" in h.sentence
     )
     top = quality.quarantine_by_reason(crm_data).sort_values("rows", ascending=False, kind="stable").iloc[0]
-    assert f"the main problem: {top['rows']} of the 10 opportunities rows" in h.sentence
+    assert f"the main problem: {top['rows']} of the 10 opportunities" in h.sentence
     assert f"quarantined as {top['reason']}" in h.sentence
     assert h.sentence.startswith("Much of the data could not be used")  # 9 of 25 rows set aside
 
@@ -103,8 +103,32 @@ def test_data_quality_a_small_quarantine_is_usable_and_named():
     h = headlines.data_quality(data, as_of="2024-02-01")
     assert h.sentence.startswith("The data are usable: ")  # 3 of 120 rows (2.5%): no limit on the analyses
     # the cause (its stage), not the consequence (its two history rows set aside with it), though they are more
-    assert "the main problem: 1 of the 40 opportunities rows (2.5%) was quarantined as unknown stage" in h.sentence
+    assert "the main problem: 1 of the 40 opportunities (2.5%) was quarantined as unknown stage" in h.sentence
     assert _figures(h)["Quarantined"] == "3"
+
+
+def test_data_quality_says_stage_changes_for_history_rows():
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "B"],
+            "owner": ["ann", "bo"],
+            "created_at": ["2024-01-02"] * 2,
+            "stage": ["Qualification"] * 2,
+            "amount": ["100"] * 2,
+            "close_date": ["2024-03-01"] * 2,
+            "is_closed": ["0"] * 2,
+            "is_won": ["0"] * 2,
+        }
+    )
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "A", "B", "B"],
+            "changed_at": ["2024-01-02", "2024-01-05", "2024-01-02", "2024-01-06"],
+            "stage": ["Prospecting", "Qualification", "Prospekting", "Qualification"],
+        }
+    )
+    h = headlines.data_quality(validate({"opportunities": opps, "stage_history": hist}), as_of="2024-02-01")
+    assert "the main problem: 1 of the 4 stage changes (25.0%) was quarantined as unknown stage" in h.sentence
 
 
 def test_data_quality_says_what_a_real_export_lacks(shapes):

@@ -551,6 +551,8 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     total = coverage_total(coverage).iloc[0]
     who = f"{owner} (team {team})" if owner and team else owner or (f"Team {team}" if team else "")
     subject = who or "The company"
+    as_of = coverage.attrs.get("as_of")
+    when = f"by {format_value(as_of, 'date')}" if as_of is not None else "by the report date"
     money = lambda x: format_amount(x, currency, short=True)  # noqa: E731
     won, n_won = float(total["closed_won"]), int(total["won_deals"])
     pipe, n_pipe = float(total["open_pipeline"]), int(total["open_deals"])
@@ -574,7 +576,7 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     if not (quota > 0):
         sentence = (
             f"The data have no quota for {period}, so there is no attainment or coverage: {who or 'the company'} "
-            f"won {money(won)} ({_count(n_won, 'deal')}) with a close date in {period} by the report date, and "
+            f"won {money(won)} ({_count(n_won, 'deal')}) with a close date in {period} {when}, and "
             f"{money(pipe)} is open for it ({_count(n_pipe, 'deal')})."
         )
         figures = (won_figure, pipe_figure, Figure("Quota", "none", f"no quota for {period} in the data"))
@@ -591,7 +593,7 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
     if left <= 0:
         sentence = (
             f"{subject} has met its {period} quota: **{format_value(attainment, 'fraction')}** attained "
-            f"({money(won)} won of {money(quota)}) by the report date, with {money(pipe)} more open in the period."
+            f"({money(won)} won of {money(quota)}) {when}, with {money(pipe)} more open in the period."
         )
         coverage_figure = Figure("Coverage", "met", "no quota left to cover")
     else:
@@ -603,7 +605,7 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
             else ""
         )
         sentence = (
-            f"{subject} has won **{format_value(attainment, 'fraction')} of its {period} quota** by the report date "
+            f"{subject} has won **{format_value(attainment, 'fraction')} of its {period} quota** {when} "
             f"({money(won)} of {money(quota)}); the open pipeline of {money(pipe)} covers the {money(left)} left "
             f"**{format_value(times, 'multiple')}**{shortfall}."
         )

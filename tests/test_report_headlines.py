@@ -330,7 +330,7 @@ def test_pipeline_review_headline_is_the_total_row_in_words(sample):
     total = coverage_total(cov).iloc[0]
     h = headlines.pipeline_review(cov, currency="EUR")
     attainment, times = total["closed_won"] / total["quota"], total["coverage"]
-    assert h.sentence.startswith(f"The company has won **{attainment:.1%} of its FY2025Q2 quota** by the report date")
+    assert h.sentence.startswith(f"The company has won **{attainment:.1%} of its FY2025Q2 quota** by 2025-05-15 (")
     left = format_amount(total["quota"] - total["closed_won"], "EUR", short=True)
     assert left.startswith("€") and f"covers the {left} left **{times:.2f}×**" in h.sentence
     figures = _figures(h)

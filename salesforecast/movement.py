@@ -47,7 +47,15 @@ from salesforecast._utils import NAT, to_us
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS, stage_intervals, unknown_before
 
-__all__ = ["STEPS", "UndatedPipelineWarning", "pipeline_coverage", "pipeline_waterfall", "waterfall_deals"]
+__all__ = [
+    "COVERAGE_ADDITIVE",
+    "STEPS",
+    "UndatedPipelineWarning",
+    "coverage_total",
+    "pipeline_coverage",
+    "pipeline_waterfall",
+    "waterfall_deals",
+]
 
 
 class UndatedPipelineWarning(UserWarning):
@@ -394,6 +402,86 @@ def _period_quota(quotas: pd.DataFrame, period: str, calendar: Any) -> pd.DataFr
     return quotas.loc[quotas["period"].map(inside).fillna(False).astype(bool)]
 
 
+#: The columns of `pipeline_coverage` that add up over rows (teams, reps): a total row sums them; the other
+#: columns (remaining quota, attainment, coverages, note) are recomputed from the sums, never summed.
+COVERAGE_ADDITIVE: tuple[str, ...] = (
+    "quota",
+    "closed_won",
+    "won_deals",
+    "open_pipeline",
+    "open_deals",
+    "weighted_pipeline",
+    "undated_pipeline",
+    "undated_deals",
+)
+
+
+def _coverage_ratios(out: pd.DataFrame) -> pd.DataFrame:
+    """`out` (the additive columns of `pipeline_coverage`) with the remaining quota, the ratios and the note."""
+    out = out.copy()
+    out["remaining_quota"] = out["quota"] - out["closed_won"]
+    has_quota = out["quota"] > 0
+    gap = out["remaining_quota"] > 0
+    out["attainment"] = (out["closed_won"] / out["quota"]).where(has_quota)
+    out["coverage"] = (out["open_pipeline"] / out["remaining_quota"]).where(has_quota & gap)
+    out["weighted_coverage"] = (out["weighted_pipeline"] / out["remaining_quota"]).where(has_quota & gap)
+    note = np.where(~has_quota, "no quota for the period", np.where(~gap, "quota met: coverage undefined", ""))
+    out["note"] = pd.Series(note, index=out.index, dtype="str")
+    return out
+
+
+def coverage_total(coverage: pd.DataFrame, label: str | None = None) -> pd.DataFrame:
+    """The total row of a `pipeline_coverage` table: sums of the additive columns, ratios recomputed from the sums.
+
+    Parameters
+    ----------
+    coverage : pandas.DataFrame
+        `pipeline_coverage` (one row per team, rep or other value, or one row for the period).
+    label : str, optional
+        The total row's index value; default ``"Total (all teams)"``, ``"Total (all reps)"`` (by owner), else
+        ``"Total"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row with `coverage`'s columns, dtypes, index name and ``attrs``. The `COVERAGE_ADDITIVE` columns are
+        the sums over the rows; ``quota`` is the sum of the known quotas (NaN when no row has one: unknown, not 0).
+        ``remaining_quota = quota - closed_won``, ``attainment``, ``coverage`` and ``weighted_coverage`` are
+        computed from those sums as `pipeline_coverage` computes them for a row, never summed or averaged. When
+        some rows have a quota and others not, the total's ``note`` says how many have one (their deals count
+        in closed won and pipeline, their quota nowhere). An empty table gives a row of zeros without quota.
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> by_team = pipeline_coverage(load_sample(), "FY2024Q3", as_of="2024-08-15", by="team")
+    >>> total = coverage_total(by_team)
+    >>> total.index.tolist(), bool(total["attainment"].iloc[0] == total["closed_won"].iloc[0] / total["quota"].iloc[0])
+    (['Total (all teams)'], True)
+    >>> whole = pipeline_coverage(load_sample(), "FY2024Q3", as_of="2024-08-15")  # the same as one row for the period
+    >>> bool(((total.to_numpy()[0, :-1] - whole.to_numpy()[0, :-1]) ** 2 < 1e-9).all())
+    True
+    """
+    name = coverage.index.name
+    if label is None:
+        plural = {"team": "teams", "owner": "reps"}.get(str(name))
+        label = f"Total (all {plural})" if plural else "Total"
+    sums = {}
+    for c in COVERAGE_ADDITIVE:
+        if c in coverage.columns:
+            sums[c] = [coverage[c].sum(min_count=1) if c == "quota" else coverage[c].sum()]
+    total = _coverage_ratios(pd.DataFrame(sums, index=pd.Index([label], name=name, dtype="str")))
+    known = coverage["quota"].notna() if "quota" in coverage.columns else pd.Series(False, index=coverage.index)
+    if known.any() and not known.all():
+        rule = str(total["note"].iloc[0])
+        part = f"quota known for {int(known.sum())} of {len(coverage)} rows: the others' deals count, not their quota"
+        total["note"] = pd.Series([f"{part}; {rule}" if rule else part], index=total.index, dtype="str")
+    total = total[[c for c in coverage.columns if c in total.columns]]
+    total = total.astype({c: coverage[c].dtype for c in total.columns if c != "note"})
+    total.attrs.update(coverage.attrs)
+    return total
+
+
 def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | None = None) -> pd.DataFrame:
     """Quota, closed won, open pipeline, attainment and coverage of a fiscal period at a moment.
 
@@ -502,14 +590,7 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     out.insert(0, "quota", quota.reindex(index).to_numpy(dtype="float64"))
     for c in ("won_deals", "open_deals", "undated_deals"):
         out[c] = out[c].astype(np.int64)
-    out["remaining_quota"] = out["quota"] - out["closed_won"]
-    has_quota = out["quota"] > 0
-    gap = out["remaining_quota"] > 0
-    out["attainment"] = (out["closed_won"] / out["quota"]).where(has_quota)
-    out["coverage"] = (out["open_pipeline"] / out["remaining_quota"]).where(has_quota & gap)
-    out["weighted_coverage"] = (out["weighted_pipeline"] / out["remaining_quota"]).where(has_quota & gap)
-    note = np.where(~has_quota, "no quota for the period", np.where(~gap, "quota met: coverage undefined", ""))
-    out["note"] = pd.Series(note, index=out.index, dtype="str")
+    out = _coverage_ratios(out)
     out.attrs.update(
         {
             "period": period,

@@ -68,19 +68,23 @@ RISK_DEFINITIONS: dict[str, str] = {
 QUOTA_COLUMNS: tuple[str, ...] = ("quota", "remaining_quota", "attainment", "coverage", "weighted_coverage", "note")
 
 
-def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    """The attainment table the review shows, and the sentence that says when the data have no quota.
+def coverage_table(coverage: pd.DataFrame, total: bool = True) -> tuple[pd.DataFrame, str | None]:
+    """The attainment table the review shows, with its total row, and the sentence saying when there is no quota.
 
     Parameters
     ----------
     coverage : pandas.DataFrame
         `salesforecast.movement.pipeline_coverage` (``attrs["period"]`` names the period).
+    total : bool, default True
+        Add the total row (`salesforecast.movement.coverage_total`: sums of the amounts and counts, attainment and
+        coverage recomputed from the sums) under a table of two rows or more.
 
     Returns
     -------
     table : pandas.DataFrame
-        `coverage` with its index as a column. When no row has a quota (the quota is unknown, NaN, on every row),
-        the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown empty.
+        `coverage` with its index as a column, and its total row last. When no row has a quota (the quota is
+        unknown, NaN, on every row), the columns that need one (`QUOTA_COLUMNS`) are left out rather than shown
+        empty.
     sentence : str or None
         When no row has a quota: that the data have no quota for the period, so there is no attainment or
         coverage to show; when the table has no row at all (by team or rep, no deal and no quota): that there is
@@ -99,8 +103,11 @@ def coverage_table(coverage: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     >>> sentence[:48]
     'The data have no quotas for FY2024Q3, so neither'
     """
+    from salesforecast.movement import coverage_total
+
     period = coverage.attrs.get("period", "the period")
-    table = coverage.reset_index()
+    shown = pd.concat([coverage, coverage_total(coverage)]) if total and len(coverage) > 1 else coverage
+    table = shown.reset_index()
     if coverage.empty:  # by team or rep: no row without a deal or a quota
         return table, (
             f"No deal was won with a close date in {period} or open with one at the report date, and the data have "

@@ -133,6 +133,14 @@ def table_after(page: str, heading: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def coverage_rows(page: str) -> tuple[pd.DataFrame, pd.Series | None]:
+    """05's attainment table without its total row, and the total row (None under a table of one row)."""
+    shown = table_after(page, "Attainment and coverage")
+    is_total = shown.iloc[:, 0].str.startswith("Total (all")
+    assert is_total.sum() == (1 if len(shown) > 2 else 0) and (not is_total.any() or is_total.iloc[-1]), shown
+    return shown[~is_total].reset_index(drop=True), (shown[is_total].iloc[0] if is_total.any() else None)
+
+
 def number(text: str) -> float:
     """A number as `salesforecast.reports.format_table` shows it (``1,234.50``, ``12.5%``, ``–`` for none)."""
     text = text.strip().replace(",", "")
@@ -192,8 +200,11 @@ def check_pipeline_review_numbers(run: ShapeRun) -> None:
     in_period = opps["close_date"].ge(start) & opps["close_date"].lt(end)
     won = opps["is_won"].astype(bool) & in_period & opps["close_date"].le(as_of)
     open_ = ~opps["is_closed"].astype(bool) & in_period & opps["created_at"].le(as_of + pd.Timedelta(minutes=1))
-    shown = table_after(page, "Attainment and coverage")
+    shown, total_row = coverage_rows(page)
     total = {col: shown[col].map(number).sum() for col in ("closed won", "won deals", "open pipeline", "open deals")}
+    if total_row is not None:  # the total row: the sums of the rows (amounts shown whole, each row rounded)
+        for col, value in total.items():
+            assert number(total_row[col]) == pytest.approx(value, abs=0.5 * (len(shown) + 1)), (run.name, col)
     assert total["won deals"] == int(won.sum()), (run.name, total, int(won.sum()))
     whole = 0.5 * len(shown)  # amounts from 1,000 are shown whole
     assert total["closed won"] == pytest.approx(float(opps.loc[won, "amount"].sum()), abs=whole), run.name

@@ -38,6 +38,7 @@ LAYERS = {
     "plotting": 7,
     "reports": 8,
     "pages": 8,
+    "headlines": 8,
     "cli": 9,
 }
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)

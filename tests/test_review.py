@@ -115,7 +115,7 @@ def test_coverage_table_leaves_out_unknown_quotas_and_says_so(sample):
     no_quotas = dataclasses.replace(sample, quotas=sample.quotas.iloc[:0])
     cov = pipeline_coverage(no_quotas, "FY2025Q2", as_of="2025-05-15", by="team")
     table, sentence = coverage_table(cov)
-    assert not set(QUOTA_COLUMNS) & set(table.columns) and len(table) == len(cov)
+    assert not set(QUOTA_COLUMNS) & set(table.columns) and len(table) == len(cov) + 1  # and the total row
     assert sentence.startswith("The data have no quotas for FY2025Q2, so neither attainment nor coverage")
     # one team without a quota: kept, shown as "–", counted in the sentence
     east = with_quotas.index[0]
@@ -123,7 +123,7 @@ def test_coverage_table_leaves_out_unknown_quotas_and_says_so(sample):
     partial = dataclasses.replace(sample, quotas=sample.quotas.loc[~sample.quotas["owner"].isin(owners)])
     table, sentence = coverage_table(pipeline_coverage(partial, "FY2025Q2", as_of="2025-05-15", by="team"))
     assert "quota" in table.columns and table["quota"].isna().sum() == 1
-    assert sentence.startswith(f"1 of the {len(table)} rows (by team) has no quota for FY2025Q2")
+    assert sentence.startswith(f"1 of the {len(table) - 1} rows (by team) has no quota for FY2025Q2")
     # no deal and no quota in the period: no row, and a sentence instead of an empty table
     table, sentence = coverage_table(pipeline_coverage(no_quotas, "FY2020Q1", by="team"))
     assert table.empty and sentence.startswith("No deal was won with a close date in FY2020Q1")

@@ -377,6 +377,8 @@ def test_rendered_coverage_per_rep_folds_without_teams(pages, crm):
     gap = [amount(r[left]) - amount(r[pipeline]) for r in top[1:]]
     assert gap and not np.isnan(gap).any()
     assert gap == sorted(gap, reverse=True)  # the largest gap first
+    # the company row opens the fold: no total row is ranked among the reps, nor listed in the full table
+    assert not [r for r in top[1:] + _tables(coverage)[-1][1] if r and r[0].startswith("Total")]
     n_reps = pd.read_csv(crm / "opportunities.csv")["owner"].nunique()  # coverage also lists reps with a quota only
     rolled, _ = _folds(_section(review, "Adherence to the process map, by rep"), n_reps)
     assert [r[0] for r in rolled[1:]] == [rollup.ALL_TEAMS]  # no teams: the company alone

@@ -1,11 +1,14 @@
-"""Page heights of the per-rep reports at 400 reps, against the target of about ten screens.
+"""The report suite read at 400 reps: page heights against about ten screens, the headline, reader problems.
 
 Generates a CRM of 400 reps (`salesforecast.datasets.generate`; the page height depends on the reps, not on the
-opportunities, so 6,000 opportunities give every rep a few deals: 3 to 31, 15 on average), renders
-``04_forecast_accuracy`` and ``05_pipeline_review`` on it as ``salesforecast report`` does, and measures each page in
-Chromium at 1400x900: ``document.body.scrollHeight`` and the height of each section (from one ``<h2>`` to the
-next). Writes ``benchmarks/results/report_heights.json`` and the table in ``benchmarks/README.md``. Needs Debian's
-``chromium`` and the ``playwright`` package (never ``playwright install``).
+opportunities, so 6,000 opportunities give every rep a few deals: 3 to 31, 15 on average), renders every report of
+``reports.yml`` on it as ``salesforecast report`` does, and reads each page in Chromium at 1400x900 as
+``salesforecast screenshots`` does (`salesforecast.pages.take_screenshots`): its height, where its
+``<section id="headline">`` starts (the first screen ends at 900 px), and the reader problems of its visible text
+with every ``<details>`` opened (NaN, None, names of the code, Python reprs); for the per-rep reports (04, 05) also
+the height of each section (from one ``<h2>`` to the next). Writes ``benchmarks/results/report_heights.json`` and
+the table in ``benchmarks/README.md``. Needs Debian's ``chromium`` and the ``playwright`` package (never
+``playwright install``).
 
     .venv/bin/python benchmarks/report_heights.py                 # about 2 minutes on 2 cores
     .venv/bin/python benchmarks/report_heights.py --reps 100 --no-save
@@ -26,6 +29,7 @@ from pathlib import Path
 from _common import update_readme
 
 from salesforecast.datasets import generate
+from salesforecast.pages import take_screenshots
 from salesforecast.reports import DEFAULT_CONFIG, run_reports
 
 RESULTS = Path(__file__).resolve().parent / "results" / "report_heights.json"
@@ -64,6 +68,10 @@ def measure(pages: dict[str, Path]) -> dict[str, dict]:
     return out
 
 
+def _at(top: int | None) -> str:
+    return "no headline" if top is None else f"{top:,} px"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=400)
@@ -77,14 +85,23 @@ def main() -> None:
         data.to_folder(folder)
         deals = data.opportunities.groupby("owner").size()
         start = time.perf_counter()
-        result = run_reports(
-            DEFAULT_CONFIG, Path(tmp) / "out", only=list(REPORTS), params={"source": str(folder)}, jobs=args.jobs
-        )
+        result = run_reports(DEFAULT_CONFIG, Path(tmp) / "out", params={"source": str(folder)}, jobs=args.jobs)
         seconds = time.perf_counter() - start
         if result.exit_code != 0:
             raise SystemExit(f"the reports failed: {[r.error for r in result.results if r.error]}")
-        pages = {name: next((Path(tmp) / "out" / "latest").glob(f"{name}*.html")) for name in REPORTS}
+        latest = Path(tmp) / "out" / "latest"
+        pages = {name: next(latest.glob(f"{name}*.html")) for name in REPORTS}
         heights = measure(pages)
+        read = {
+            shot.page.removesuffix(".html"): {
+                "height": shot.height,
+                "screens": round(shot.screens, 1),
+                "headline_top": None if shot.headline_top is None else round(shot.headline_top),
+                "reader_problems": [f"{p.what}: {p.text}" for p in shot.problems],
+            }
+            for shot in take_screenshots(latest, Path(tmp) / "shots")
+            if shot.page != "index.html"
+        }
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -97,6 +114,7 @@ def main() -> None:
         "target_px": TARGET_SCREENS * SCREEN,
         "render_seconds": round(seconds, 1),
         "pages": heights,
+        "suite": read,
         "before": BEFORE if args.reps == 400 and args.opportunities == 6000 else None,
     }
     print(json.dumps(figures, indent=2))
@@ -119,6 +137,15 @@ def main() -> None:
         f"deals a rep), Chromium at 1400x900; target: {TARGET_SCREENS} screens ({TARGET_SCREENS * SCREEN:,} px).\n\n"
         "| report | before the fold (screens) | now (screens) | tallest section now |\n|---|---|---|---|\n"
         + "\n".join(rows)
+    )
+    table += (
+        "\n\nEvery report of the run, read as `salesforecast screenshots` reads it (the headline's top in px: the "
+        "first screen ends at 900; reader problems: NaN, None, names of the code, Python reprs in the visible text, "
+        "every fold opened):\n\n| page | screens | headline at | reader problems |\n|---|---|---|---|\n"
+        + "\n".join(
+            f"| `{name}` | {r['screens']} | {_at(r['headline_top'])} | {len(r['reader_problems'])} |"
+            for name, r in read.items()
+        )
     )
     update_readme(table, "report-heights")
 

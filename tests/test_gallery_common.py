@@ -80,6 +80,24 @@ def missing_shown_as_numbers(page: str) -> list[str]:
     return found
 
 
+def headline_problems(page: str) -> list[str]:
+    """A rendered report opens with its answer: one headline, right after the header, then the box (issue 14)."""
+    starts = [m.start() for m in re.finditer(r'<section[^>]*\bid="headline"', page)]
+    if len(starts) != 1:
+        return [f"{len(starts)} headline sections (one expected)"]
+    header = page.find('class="salesforecast-header"')
+    box = page.find('id="read-this-first"')
+    first_h2 = page.find("<h2", header)
+    out = []
+    if not header < starts[0] < (first_h2 if first_h2 >= 0 else len(page)):
+        out.append("the headline is not between the header and the first section")
+    if box >= 0 and not starts[0] < box < (first_h2 if first_h2 >= 0 else len(page)):
+        out.append("the read-this-first box does not follow the headline")
+    if not (pages.page_text(page[starts[0] : page.find("</section>", starts[0])]).strip()):
+        out.append("an empty headline")
+    return out
+
+
 def page_problems(page: str, status: str) -> list[str]:
     """What is wrong with a rendered page of a report whose runner status is `status` (empty: nothing)."""
     problems = []
@@ -97,6 +115,8 @@ def page_problems(page: str, status: str) -> list[str]:
         problems.append('status "needs" without <section id="report-needs">')
     if status == "ok" and needs_section:
         problems.append('status "ok" with a "what this report needs" section')
+    if status == "ok":
+        problems += headline_problems(page)
     missing = missing_shown_as_numbers(page)
     if missing:
         problems.append(f"missing values shown as numbers: {missing[:5]}")

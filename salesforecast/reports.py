@@ -1674,6 +1674,26 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: A kernel that dies before its first reply ran no cell: its report is started again, at most this many times more.
+_KERNEL_START_RETRIES = 2
+
+
+def _kernel_start_retried(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run `run`, again when the kernel died before replying to ``kernel_info`` (before any cell ran).
+
+    Two kernels starting at once on one machine may pick the same free port (jupyter_client picks ports, then the
+    kernel binds them: ``ZMQError: Address already in use``); the report then fails though nothing is wrong with
+    it. Nothing ran, so starting it again is safe; any other error is raised as it is.
+    """
+    for attempt in range(_KERNEL_START_RETRIES + 1):
+        try:
+            return run(*args, **kwargs)
+        except RuntimeError as exc:
+            if "before replying to kernel_info" not in str(exc) or attempt == _KERNEL_START_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -1684,7 +1704,8 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     headline: str | None = None
     cell_running = threading.Event()  # set from a cell's execute request to its reply (nbclient's hooks)
     try:
-        nb = papermill.execute_notebook(
+        nb = _kernel_start_retried(
+            papermill.execute_notebook,
             str(spec.path),
             str(partial),
             parameters=dict(spec.parameters),

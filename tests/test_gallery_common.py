@@ -115,8 +115,6 @@ def page_problems(page: str, status: str) -> list[str]:
         problems.append('status "needs" without <section id="report-needs">')
     if status == "ok" and needs_section:
         problems.append('status "ok" with a "what this report needs" section')
-    if status == "ok":
-        problems += headline_problems(page)
     missing = missing_shown_as_numbers(page)
     if missing:
         problems.append(f"missing values shown as numbers: {missing[:5]}")
@@ -136,7 +134,10 @@ def outcome_problems(run: ShapeRun, notebook: str) -> list[str]:
             first = (res.error or "").splitlines()[0] if res.error else ""
             out.append(f"{where}: status {res.status!r}: {first}")
             continue
-        out += [f"{where}: {p}" for p in page_problems(Path(res.html).read_text(encoding="utf-8"), res.status)]
+        page = Path(res.html).read_text(encoding="utf-8")
+        out += [f"{where}: {p}" for p in page_problems(page, res.status)]
+        if res.status == "ok":  # a rendered report opens with its answer
+            out += [f"{where}: {p}" for p in headline_problems(page)]
     return out
 
 
@@ -323,6 +324,20 @@ def test_missing_values_shown_as_numbers_are_found_and_prose_is_not():
         "<pre>coverage is undefined (NaN) when quota &lt;= closed won; information; total = nan</pre>"
     )
     assert missing_shown_as_numbers(page) == ["nan", "NaN%", "inf", "nan"]
+
+
+def test_headline_problems_need_one_headline_after_the_header_and_before_the_box():
+    header, first = '<div class="salesforecast-header">H</div>', "<h2>Section</h2>"
+    headline = '<section id="headline"><p>We make it.</p></section>'
+    box = '<section id="read-this-first"><h2>Read this first</h2></section>'
+    assert headline_problems(header + headline + box + first) == []
+    assert headline_problems(header + first) == ["0 headline sections (one expected)"]
+    misplaced = "the headline is not between the header and the first section"
+    assert headline_problems(header + first + headline) == [misplaced]
+    assert headline_problems(header + box + headline + first) == [  # the box's own heading comes first
+        misplaced,
+        "the read-this-first box does not follow the headline",
+    ]
 
 
 def test_page_problems_name_tracebacks_errors_and_the_needs_contract():

@@ -681,3 +681,34 @@ def test_a_needs_page_replaces_the_report_in_latest_and_a_failure_does_not(tmp_p
     assert run("20260103T000000Z", "needs", "what it needs") == "what it needs"  # the data's answer now
     index = (out / "latest" / "index.html").read_text(encoding="utf-8")
     assert "showing the last good report" not in index and '<td class="needs">needs</td>' in index
+
+
+def test_a_kernel_that_died_before_its_first_reply_is_started_again():
+    """Two kernels starting at once may pick one port: the report is started again, other errors are raised."""
+    calls = []
+
+    def flaky(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return x * 2
+
+    assert reports._kernel_start_retried(flaky, 4) == 8 and len(calls) == 3
+    calls.clear()
+
+    def always():
+        calls.append(1)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    with pytest.raises(RuntimeError):
+        reports._kernel_start_retried(always)
+    assert len(calls) == reports._KERNEL_START_RETRIES + 1
+
+    def other():
+        calls.append(1)
+        raise RuntimeError("a cell failed")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="a cell failed"):
+        reports._kernel_start_retried(other)
+    assert len(calls) == 1

@@ -17,19 +17,18 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from salesforecast import forecast as fc
-from salesforecast.labels import format_amount
+from salesforecast.labels import Figure, format_amount
 from salesforecast.movement import pipeline_coverage
 from salesforecast.schema import CRMData
 
 __all__ = [
     "CALL_METHODS",
-    "CallFigure",
     "NO_TEAM",
     "PeriodCall",
     "call_groups",
@@ -46,17 +45,10 @@ TOTAL = "total"
 _WEEK = pd.Timedelta(days=7)
 #: Values of the ``commit_vs_range`` column.
 ABOVE, BELOW, WITHIN = "above P90", "below P10", "within"
+#: Where the commit lies, in the headline's words ("" when a bound is missing).
+_POSITION_WORDS = {ABOVE: "above our P90", BELOW: "below our P10", WITHIN: "within our P10-P90", "": ""}
 #: Columns of the call tables that sum over the rows of a level (the total is the sum of the teams and of the reps).
 ADDITIVE = ("quota", "closed_won", "commit", "best_case", "open_pipeline", "commit_change", "pipeline_change")
-
-
-class CallFigure(NamedTuple):
-    """One figure of the headline: ``salesforecast.reports.Figure(*figure)``."""
-
-    label: str
-    value: str
-    detail: str = ""
-    tone: str | None = None
 
 
 def call_groups(data: CRMData) -> tuple[str, ...]:
@@ -301,7 +293,7 @@ class PeriodCall:
             parts.append(f"{intro} {self._forecast_text()}{against}; the data hold no {missing} for {self.period}.")
         if has_commit and np.isfinite(self.p10) and (has_quota or not np.isfinite(self.chance_commit)):
             where = _position(self.commit, self.p10, self.p90)
-            words = {ABOVE: "above our P90", BELOW: "below our P10", WITHIN: "within our P10-P90"}[where]
+            words = _POSITION_WORDS[where]
             parts.append(f"The reps' commit of {amt(self.commit)} is {words}.")
         elif has_commit and has_quota and not np.isfinite(self.p10):
             parts.append(f"The reps' commit is {amt(self.commit)}.")
@@ -312,16 +304,16 @@ class PeriodCall:
             parts.append(f"Read the P10-P90 as a rough range: {self.interval_caution}.")
         return " ".join(parts)
 
-    def figures(self) -> list[CallFigure]:
-        """Three to six figures behind the sentence (``salesforecast.reports.Figure(*f)`` for each)."""
+    def figures(self) -> list[Figure]:
+        """Three to six figures behind the sentence (for `salesforecast.reports.headline`)."""
         amt = self._amount
-        out: list[CallFigure] = []
+        out: list[Figure] = []
         has_quota = np.isfinite(self.quota) and self.quota > 0
         if self.ended:
             if np.isfinite(self.ended_quota) and self.ended_quota > 0:
                 share = self.ended_actual / self.ended_quota
                 out.append(
-                    CallFigure(
+                    Figure(
                         f"{self.ended} closed won",
                         amt(self.ended_actual),
                         f"{share:.0%} of its quota {amt(self.ended_quota)}",
@@ -329,30 +321,30 @@ class PeriodCall:
                     )
                 )
             else:
-                out.append(CallFigure(f"{self.ended} closed won", amt(self.ended_actual), "no quota in the data"))
+                out.append(Figure(f"{self.ended} closed won", amt(self.ended_actual), "no quota in the data"))
         if has_quota:
-            out.append(CallFigure(f"Quota {self.period}", amt(self.quota)))
+            out.append(Figure(f"Quota {self.period}", amt(self.quota)))
         else:
-            out.append(CallFigure(f"Quota {self.period}", "none", "not in the data"))
+            out.append(Figure(f"Quota {self.period}", "none", "not in the data"))
         if not self.ended:
             detail = f"{self.won_to_date / self.quota:.0%} of quota" if has_quota else "to date"
-            out.append(CallFigure("Closed won", amt(self.won_to_date), detail))
+            out.append(Figure("Closed won", amt(self.won_to_date), detail))
         if np.isfinite(self.commit):
             where = _position(self.commit, self.p10, self.p90)
-            words = {ABOVE: "above our P90", BELOW: "below our P10", WITHIN: "within our P10-P90", "": ""}[where]
-            out.append(CallFigure("Reps' commit", amt(self.commit), words, "warn" if where in (ABOVE, BELOW) else None))
+            words = _POSITION_WORDS[where]
+            out.append(Figure("Reps' commit", amt(self.commit), words, "warn" if where in (ABOVE, BELOW) else None))
         else:
-            out.append(CallFigure("Reps' commit", "none", "no calls for the period"))
+            out.append(Figure("Reps' commit", "none", "no calls for the period"))
         if np.isfinite(self.p50):
-            out.append(CallFigure("Our forecast P50", amt(self.p50), f"P10-P90 {self._range()}"))
+            out.append(Figure("Our forecast P50", amt(self.p50), f"P10-P90 {self._range()}"))
         elif self.method and np.isfinite(self.method_forecast):
-            out.append(CallFigure("Our forecast", amt(self.method_forecast), fc.method_label(self.method)))
+            out.append(Figure("Our forecast", amt(self.method_forecast), fc.method_label(self.method)))
         if has_quota and np.isfinite(self.chance_quota) and self.won_to_date < self.quota:
             p = self.chance_quota
             tone = "good" if p >= 0.65 else "bad" if p <= 0.35 else "warn"
-            out.append(CallFigure("Chance of quota", f"{p:.0%}", "rough" if self.interval_caution else "", tone))
+            out.append(Figure("Chance of quota", f"{p:.0%}", "rough" if self.interval_caution else "", tone))
         elif not has_quota and np.isfinite(self.chance_commit):
-            out.append(CallFigure("Chance of the commit", f"{self.chance_commit:.0%}"))
+            out.append(Figure("Chance of the commit", f"{self.chance_commit:.0%}"))
         if self.method:
             value = "a tie" if self.tie else fc.method_label(self.method)
             detail = f"WAPE {self.wape:.0%}"
@@ -364,7 +356,7 @@ class PeriodCall:
             elif np.isfinite(self.wape_low) and np.isfinite(self.wape_high):
                 detail += f" ({self.wape_low:.0%}-{self.wape_high:.0%})"
             detail += f", {self.replayed} past {self.freq}{'s' if self.replayed != 1 else ''}"
-            out.append(CallFigure(f"Most accurate at {self.weeks_left} weeks left", value, detail))
+            out.append(Figure(f"Most accurate at {self.weeks_left} weeks left", value, detail))
         return out[:6]
 
     def note(self) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "PARAMETERS",
     "VALUES",
     "Column",
+    "Figure",
     "code_names",
     "format_amount",
     "format_value",
@@ -517,3 +518,25 @@ def code_names() -> set[str]:
     """
     names = {*_methods(), *_metrics(), *COLUMNS, *VALUES, *PARAMETERS}
     return {n for n in names if "_" in n}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a report's headline (`salesforecast.reports.headline`; `reports.Figure` is this class).
+
+    Parameters
+    ----------
+    label : str
+        What the figure is, in words (``"Forecast P50"``).
+    value : str
+        The figure, formatted for a reader (``"€1.41M"``, ``"72%"``): `salesforecast.labels.format_amount`.
+    detail : str
+        One short line under it (``"P10-P90 €1.20M-€1.63M"``, ``"past error 16%"``), or "".
+    tone : {"good", "bad", "warn"} or None
+        Colours the value (green, red, amber); None, black.
+    """
+
+    label: str
+    value: str
+    detail: str = ""
+    tone: Literal["good", "bad", "warn"] | None = None

@@ -97,7 +97,7 @@ from salesforecast._utils import when_text
 from salesforecast.config import KeyedError, Schema, checked, load_model, read_yaml, suggest
 from salesforecast.folders import replace_path
 from salesforecast.io.database import has_secret, is_secret_name, mask_url
-from salesforecast.labels import parameter_label
+from salesforecast.labels import Figure, parameter_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import nbformat
@@ -2191,28 +2191,6 @@ def report_header(
 
 
 _TONES = {"good": "#1a7f37", "bad": "#b42318", "warn": "#9a6700"}
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One figure of a report's headline (`headline`).
-
-    Parameters
-    ----------
-    label : str
-        What the figure is, in words (``"Forecast P50"``).
-    value : str
-        The figure, formatted for a reader (``"€1.41M"``, ``"72%"``): `salesforecast.labels.format_amount`.
-    detail : str
-        One short line under it (``"P10-P90 €1.20M-€1.63M"``, ``"past error 16%"``), or "".
-    tone : {"good", "bad", "warn"} or None
-        Colours the value (green, red, amber); None, black.
-    """
-
-    label: str
-    value: str
-    detail: str = ""
-    tone: Literal["good", "bad", "warn"] | None = None
 
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")

@@ -19,21 +19,24 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from salesforecast.config import Problem, Schema, checked, load_model, read_yaml, text_of
+from salesforecast.config import Problem, Schema, checked, load_model, mapping_of, read_yaml, text_of
 
 __all__ = [
+    "ACTIVITY_TYPES",
     "CURRENCY_SYMBOLS",
     "FORECAST_CATEGORIES",
     "PERIOD_PATTERN",
     "FiscalCalendar",
     "ProcessError",
+    "ExitCriterion",
     "ProcessFile",
     "SalesProcess",
     "Stage",
     "currency_code",
     "fiscal_period",
+    "normalize_activity_type",
     "normalize_forecast_category",
     "normalize_name",
 ]
@@ -58,6 +61,10 @@ _CATEGORY_ALIASES = {
     "closed": "closed",
     "won": "closed",
 }
+
+#: Activity types every CRM has; an organisation's own names map onto them (or stay types of their own) through
+#: the process map's ``activity_types:``.
+ACTIVITY_TYPES: tuple[str, ...] = ("call", "meeting", "email", "task")
 
 #: A period label: a calendar month ``2024-07``, a fiscal year ``FY2024`` or quarter ``FY2024Q3``.
 PERIOD_PATTERN = r"\d{4}-(?:0[1-9]|1[0-2])|FY\d{4}(?:Q[1-4])?"
@@ -95,6 +102,74 @@ def normalize_forecast_category(value: object) -> str | None:
     return _CATEGORY_ALIASES.get(key, _CATEGORY_ALIASES.get(key.replace(" ", "_")))
 
 
+def normalize_activity_type(name: object) -> str:
+    """The key of an activity type: case-folded, runs of spaces, hyphens and underscores written ``_``.
+
+    Examples
+    --------
+    >>> normalize_activity_type(" Follow-Up "), normalize_activity_type("follow_up")
+    ('follow_up', 'follow_up')
+    """
+    return re.sub(r"[\s_\-]+", "_", str(name).strip().casefold()).strip("_")
+
+
+@dataclass(frozen=True)
+class ExitCriterion:
+    """One exit criterion of a stage: what a deal should have done before it leaves the stage.
+
+    Parameters
+    ----------
+    activity : str or None
+        The activity type (a `normalize_activity_type` key, e.g. ``meeting``, ``follow_up``) the deal needs while
+        in the stage.
+    min : int
+        How many activities of that type, at least (default 1).
+    within_days : float or None
+        The (first) activity must come within this many days of the anchor: the activity named by `after` when
+        given, else the deal's entry into the stage. ``{activity: follow_up, after: meeting, within_days: 3}``
+        is a thank-you letter within three days of the meeting.
+    after : str or None
+        The activity type whose first occurrence in the stage anchors `within_days`.
+    field : str or None
+        A deal field that must be filled when the deal leaves the stage (``amount``, ``close_date``...),
+        instead of an activity.
+    """
+
+    activity: str | None = None
+    min: int = 1
+    within_days: float | None = None
+    after: str | None = None
+    field: str | None = None
+
+    def describe(self) -> str:
+        """The criterion in words, as reports show it.
+
+        ``at least 1 meeting``, ``follow up within 3 days of the meeting``, ``amount filled``.
+        """
+        if self.field is not None:
+            return f"{self.field.replace('_', ' ')} filled"
+        what = str(self.activity).replace("_", " ")
+        text = f"at least {self.min} {what}" if self.min > 1 or self.within_days is None else what
+        if self.within_days is not None:
+            days = f"{self.within_days:g} day{'s' if self.within_days != 1 else ''}"
+            anchor = f"the {self.after.replace('_', ' ')}" if self.after else "entering the stage"
+            text += f" within {days} of {anchor}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-shaped mapping of this criterion (inverse of the process map's reading)."""
+        if self.field is not None:
+            return {"field": self.field}
+        out: dict[str, Any] = {"activity": self.activity}
+        if self.min != 1:
+            out["min"] = self.min
+        if self.within_days is not None:
+            out["within_days"] = self.within_days
+        if self.after is not None:
+            out["after"] = self.after
+        return out
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of the process map.
@@ -113,6 +188,8 @@ class Stage:
         Other names the CRM may use for this stage.
     max_days : float or None
         Optional stall limit: days in stage beyond which a deal counts as stalled.
+    exit_criteria : tuple of ExitCriterion
+        What a deal should have done before it leaves this (open) stage.
     """
 
     name: str
@@ -121,6 +198,7 @@ class Stage:
     forecast_category: str = "pipeline"
     aliases: tuple[str, ...] = ()
     max_days: float | None = None
+    exit_criteria: tuple[ExitCriterion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -364,6 +442,49 @@ _KIND_DEFAULTS: dict[str, tuple[float, str]] = {
 }
 
 
+def _activity_type(value: Any) -> str:
+    """An activity type as a `normalize_activity_type` key."""
+    if isinstance(value, bool) or not isinstance(value, str) or not normalize_activity_type(value):
+        raise ValueError(f"must be an activity type (call, meeting, email, task or your own), got {value!r}")
+    return normalize_activity_type(value)
+
+
+def _min_count(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be a whole number of activities, 1 or more, got {value!r}")
+    return value
+
+
+def _days(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise ValueError(f"must be a positive number of days, got {value!r}")
+    return value
+
+
+class CriterionEntry(Schema):
+    """One entry of a stage's ``exit_criteria:``: an activity (with a count or a deadline) or a field to fill."""
+
+    activity: checked(_activity_type, {"type": "string"}) | None = None
+    min: checked(_min_count, {"type": "integer", "minimum": 1}) = 1
+    within_days: checked(_days, {"type": "number", "exclusiveMinimum": 0}) | None = None
+    after: checked(_activity_type, {"type": "string"}) | None = None
+    field: checked(text_of("a field name"), {"type": "string"}) | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CriterionEntry:
+        if (self.activity is None) == (self.field is None):
+            raise ValueError("give either activity: (a type of activity) or field: (a field to fill), not both")
+        if self.field is not None and (self.within_days is not None or self.after is not None or self.min != 1):
+            raise ValueError("min, within_days and after apply to an activity, not to a field")
+        if self.after is not None and self.within_days is None:
+            raise ValueError("after: needs within_days: (how many days after it)")
+        return self
+
+
+def _aliases_of_type(key: str, value: Any) -> tuple[str, ...]:
+    return tuple(normalize_activity_type(a) for a in _aliases(value))
+
+
 class StageEntry(Schema):
     """One entry of ``stages:``: a mapping with at least a name (or just the name, for an open stage)."""
 
@@ -379,6 +500,9 @@ class StageEntry(Schema):
     )
     aliases: checked(_aliases, {"type": ["array", "string"], "items": {"type": "string"}}) = ()
     max_days: checked(_max_days, {"type": "number", "exclusiveMinimum": 0}) | None = None
+    exit_criteria: list[CriterionEntry] = Field(
+        default_factory=list, description="what a deal should have done before it leaves the stage"
+    )
 
 
 class ProcessFile(Schema):
@@ -407,6 +531,9 @@ class ProcessFile(Schema):
     currency: checked(currency_code, {"type": "string", "pattern": "^[A-Za-z]{3}$"}) | None = Field(
         None, description="ISO 4217 code of the amounts (EUR, USD...), shown in the reports; default: none shown"
     )
+    activity_types: checked(
+        mapping_of(_aliases_of_type, " of activity types to the names your CRM gives them"), {"type": "object"}
+    ) = Field(default_factory=dict, description="activity type: [the CRM's names for it]")
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -445,6 +572,9 @@ class SalesProcess:
         The organisation's fiscal calendar.
     currency : str or None
         ISO 4217 code of the amounts (``EUR``), shown in the reports' amount columns; None shows no currency.
+    activity_types : mapping of str to sequence of str
+        The organisation's names of each activity type (``{"follow_up": ["Thank-you letter"]}``): activities
+        are read with the type they map to (`canonical_activity_type`). Types are `normalize_activity_type` keys.
 
     Examples
     --------
@@ -461,10 +591,12 @@ class SalesProcess:
     name: str = "sales process"
     calendar: FiscalCalendar = field(default_factory=FiscalCalendar)
     currency: str | None = None
+    activity_types: Mapping[str, tuple[str, ...]] | tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         stages = tuple(self.stages)
         object.__setattr__(self, "stages", stages)
+        self._check_activity_types()
         try:
             object.__setattr__(self, "currency", currency_code(self.currency))
         except ValueError as exc:
@@ -496,11 +628,38 @@ class SalesProcess:
                         f"{where}.aliases: {alias!r} already names stage {lookup[key]!r}; each name must be unique"
                     )
                 lookup[key] = s.name
+            if s.exit_criteria and s.kind != "open":
+                raise ProcessError(f"{where}.exit_criteria: only an open stage has exit criteria (a deal leaves it)")
+            for j, c in enumerate(s.exit_criteria):
+                if not isinstance(c, ExitCriterion) or (c.activity is None) == (c.field is None):
+                    raise ProcessError(f"{where}.exit_criteria[{j}]: give either an activity or a field, got {c!r}")
         object.__setattr__(self, "_lookup", lookup)
         kinds = [s.kind for s in stages]
         first_terminal = next(i for i, k in enumerate(kinds) if k != "open")
         if "open" in kinds[first_terminal:]:
             raise ProcessError("stages: list the open stages first, in process order, then the won and lost stages")
+
+    def _check_activity_types(self) -> None:
+        """Store `activity_types` as sorted ``(type, aliases)`` pairs and build the alias lookup."""
+        given = self.activity_types
+        pairs = given.items() if isinstance(given, Mapping) else given
+        types: dict[str, tuple[str, ...]] = {}
+        lookup: dict[str, str] = {}
+        for name, aliases in pairs:
+            key = normalize_activity_type(name)
+            if not key:
+                raise ProcessError(f"activity_types: {name!r} is not a name of an activity type")
+            aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+            types[key] = tuple(normalize_activity_type(a) for a in aliases)
+            for alias in (key, *types[key]):
+                if lookup.get(alias, key) != key:
+                    raise ProcessError(
+                        f"activity_types.{key}: {alias!r} already names the type {lookup[alias]!r}; each name must "
+                        "be unique"
+                    )
+                lookup[alias] = key
+        object.__setattr__(self, "activity_types", tuple(sorted(types.items())))
+        object.__setattr__(self, "_activity_lookup", lookup)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -530,11 +689,20 @@ class SalesProcess:
                 forecast_category=s.forecast_category or _KIND_DEFAULTS[s.kind][1],
                 aliases=s.aliases,
                 max_days=s.max_days,
+                exit_criteria=tuple(
+                    ExitCriterion(c.activity, c.min, c.within_days, c.after, c.field) for c in s.exit_criteria
+                ),
             )
             for s in model.stages
         )
         calendar = FiscalCalendar(model.fiscal_year_start_month, model.fiscal_year_naming)
-        return cls(stages, name=model.name, calendar=calendar, currency=model.currency)
+        return cls(
+            stages,
+            name=model.name,
+            calendar=calendar,
+            currency=model.currency,
+            activity_types=model.activity_types,
+        )
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SalesProcess:
@@ -618,12 +786,15 @@ class SalesProcess:
                 d["aliases"] = list(s.aliases)
             if s.max_days is not None:
                 d["max_days"] = s.max_days
+            if s.exit_criteria:
+                d["exit_criteria"] = [c.to_dict() for c in s.exit_criteria]
             out.append(d)
         return {
             "name": self.name,
             "fiscal_year_start_month": int(self.calendar.start_month),
             "fiscal_year_naming": self.calendar.naming,
             **({"currency": self.currency} if self.currency else {}),
+            **({"activity_types": {k: list(v) for k, v in self.activity_types}} if self.activity_types else {}),
             "stages": out,
         }
 
@@ -697,6 +868,33 @@ class SalesProcess:
             return None
         return self._lookup.get(normalize_name(name))  # type: ignore[attr-defined]
 
+    @property
+    def exit_criteria(self) -> dict[str, tuple[ExitCriterion, ...]]:
+        """The exit criteria of each open stage that has some, in process order."""
+        return {s.name: s.exit_criteria for s in self.stages if s.exit_criteria}
+
+    def canonical_activity_type(self, name: object) -> str | None:
+        """The activity type a CRM's name stands for: its `activity_types` entry, else the name's own key.
+
+        None for a missing or empty name.
+
+        Examples
+        --------
+        >>> p = SalesProcess.from_dict({"stages": ["Lead", {"name": "Won", "kind": "won"},
+        ...     {"name": "Lost", "kind": "lost"}], "activity_types": {"follow_up": ["Thank-you letter"]}})
+        >>> p.canonical_activity_type("Thank-you Letter"), p.canonical_activity_type("Call")
+        ('follow_up', 'call')
+        """
+        if name is None or (isinstance(name, float) and np.isnan(name)) or name is pd.NA:
+            return None
+        key = normalize_activity_type(name)
+        return self._activity_lookup.get(key, key) or None  # type: ignore[attr-defined]
+
+    def map_activity_types(self, values: pd.Series) -> pd.Series:
+        """`canonical_activity_type` of each value, computed once per distinct value (``str`` dtype)."""
+        uniques = pd.unique(values.dropna())
+        return values.map({u: self.canonical_activity_type(u) for u in uniques}).astype("str")
+
     def stage_codes(self, values: pd.Series) -> np.ndarray:
         """Position of each stage in `stage_names` (aliases mapped; -1 unknown or missing), once per distinct value.
 
@@ -737,5 +935,6 @@ class SalesProcess:
                 "forecast_category": [s.forecast_category for s in self.stages],
                 "aliases": [", ".join(s.aliases) for s in self.stages],
                 "max_days": [s.max_days for s in self.stages],
+                "exit_criteria": ["; ".join(c.describe() for c in s.exit_criteria) for s in self.stages],
             }
         )

@@ -86,8 +86,11 @@ REASON_DEFINITIONS: dict[str, str] = {
     "(a day of slack: creation times are UTC, close dates often local dates)",
     "flags contradict stage": "is_closed / is_won disagree with the stage (or won but not closed)",
     "conversion before creation": "a lead's converted_at is before its created_at",
-    "unknown opportunity": "a stage_history row names an opportunity that is not in opportunities",
-    "opportunity quarantined": "a stage_history row of an opportunity that was itself quarantined",
+    "no deal or lead": "an activity names neither an opportunity_id nor a lead_id",
+    "unknown opportunity": "a stage_history or activities row names an opportunity that is not in opportunities",
+    "opportunity quarantined": "a stage_history or activities row of an opportunity that was itself quarantined",
+    "unknown lead": "an activity names a lead that is not in leads",
+    "lead quarantined": "an activity of a lead that was itself quarantined",
     "change before creation": "a stage change more than a day before its opportunity was created",
 }
 REASONS: tuple[str, ...] = tuple(REASON_DEFINITIONS)
@@ -209,6 +212,21 @@ TABLES: dict[str, TableSpec] = {
         _cols({"owner": "text", "period": "period", "amount": "number"}, {}),
         key=("owner", "period"),
     ),
+    "activities": TableSpec(
+        "activities",
+        _cols(
+            {"activity_id": "id", "occurred_at": "datetime", "type": "activity_type"},
+            {
+                "owner": "text",
+                "opportunity_id": "id",
+                "lead_id": "id",
+                "subject": "text",
+                "outcome": "text",
+                "duration": "number",
+            },
+        ),
+        key=("activity_id",),
+    ),
 }
 
 #: Required columns that may be empty while a deal is open (``is_closed`` false): the column must be there, and a
@@ -219,6 +237,7 @@ OPEN_MAY_LACK: dict[str, tuple[str, ...]] = {"opportunities": ("close_date",)}
 _ALWAYS = {
     "stage_history": ("amount", "close_date", "forecast_category"),
     "leads": ("converted_at", "opportunity_id"),
+    "activities": ("owner", "opportunity_id", "lead_id"),
 }
 
 _DTYPES = {
@@ -226,6 +245,7 @@ _DTYPES = {
     "text": "str",
     "stage": "str",
     "category": "str",
+    "activity_type": "str",
     "period": "str",
     "datetime": "datetime64[us]",
     "number": "float64",
@@ -417,10 +437,12 @@ def _parse_column(s: pd.Series, kind: str, process: SalesProcess, text: pd.Serie
         return _parse_number(s, text)
     if kind == "bool":
         return _parse_bool(s, text)
-    if kind in ("stage", "category", "period"):
+    if kind in ("stage", "category", "period", "activity_type"):
         text = _parse_text(s) if text is None else text
         if kind == "stage":
             func = lambda u: _map_stage_names(u, process)  # noqa: E731
+        elif kind == "activity_type":
+            func = process.map_activity_types
         else:
             func = _map_categories if kind == "category" else _map_periods
         # element-wise: computed once per distinct name (a few dozen), then spread over the rows
@@ -906,6 +928,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("leads", "created_at"),
     ("leads", "converted_at"),
     ("forecast_submissions", "submitted_at"),
+    ("activities", "occurred_at"),
 )
 
 
@@ -915,7 +938,7 @@ class CRMData:
 
     Attributes
     ----------
-    opportunities, stage_history, leads, forecast_submissions, quotas : pandas.DataFrame
+    opportunities, stage_history, leads, forecast_submissions, quotas, activities : pandas.DataFrame
         Accepted rows in canonical columns and dtypes (empty tables when the source had none).
     process : SalesProcess
         The process map used for stage names.
@@ -941,10 +964,11 @@ class CRMData:
     counts: pd.DataFrame
     sources: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    activities: pd.DataFrame = field(default_factory=lambda: empty_table("activities"))
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The five canonical tables by name."""
+        """The canonical tables by name (`TABLES`' order)."""
         return {name: getattr(self, name) for name in TABLES}
 
     @property
@@ -1023,12 +1047,23 @@ class CRMData:
             leads=by_owner(self.leads),
             forecast_submissions=by_owner(self.forecast_submissions),
             quotas=by_owner(self.quotas),
+            activities=self._activities_of(opps, by_owner(self.leads)),
             process=self.process,
             quarantine=self.quarantine,
             counts=self.counts,
             sources=dict(self.sources),
             notes=self.notes,
         )
+
+    def _activities_of(self, opportunities: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
+        """The activities of these opportunities and leads (an activity without either is kept by neither)."""
+        acts = self.activities
+        if acts.empty:
+            return acts
+        keep = isin(acts["opportunity_id"], opportunities["opportunity_id"]) | (
+            acts["opportunity_id"].isna() & isin(acts["lead_id"], leads["lead_id"])
+        )
+        return acts[keep.to_numpy(dtype=bool)].reset_index(drop=True)
 
     def quarantine_summary(self) -> pd.DataFrame:
         """Quarantined rows counted by table and reason."""
@@ -1136,6 +1171,7 @@ def validate(
     quarantine_parts: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
     quarantined_opps: pd.Series | None = None
+    quarantined_ids: dict[str, pd.Series] = {}
     for name in TABLES:
         if name not in tables or tables[name] is None:
             accepted[name] = empty_table(name)
@@ -1146,12 +1182,16 @@ def validate(
         frame, problems = _check_table(name, raw, process, source)
         if name == "stage_history" and len(frame):
             _check_history_links(frame, raw, accepted["opportunities"], quarantined_opps, problems)
+        if name == "activities" and len(frame):
+            _check_activity_links(frame, raw, accepted, quarantined_ids, problems)
         bad = problems.frame()
         keep = np.ones(len(frame), dtype=bool)
         keep[bad["pos"].to_numpy(dtype=np.int64)] = False
         accepted[name] = _finalize(name, frame, keep)
         if name == "opportunities":
             quarantined_opps = frame.loc[~keep, "opportunity_id"].dropna()
+        if TABLES[name].key and TABLES[name].key[0] in ("opportunity_id", "lead_id"):
+            quarantined_ids[name] = frame.loc[~keep, TABLES[name].key[0]].dropna()
         if len(bad):
             pos = bad["pos"].to_numpy(dtype=np.int64)
             quarantine_parts.append(
@@ -1181,6 +1221,7 @@ def validate(
         leads=accepted["leads"],
         forecast_submissions=accepted["forecast_submissions"],
         quotas=accepted["quotas"],
+        activities=accepted["activities"],
         process=process,
         quarantine=quarantine,
         counts=counts_df.astype("int64"),
@@ -1248,6 +1289,40 @@ def _check_history_links(
     )
     early = (frame["changed_at"] < created - pd.Timedelta(days=1)).fillna(False).astype(bool)
     problems.add(np.flatnonzero(early.to_numpy()), "changed_at", raw["changed_at"][early], "change before creation")
+
+
+def _check_activity_links(
+    frame: pd.DataFrame,
+    raw: pd.DataFrame,
+    accepted: Mapping[str, pd.DataFrame],
+    quarantined: Mapping[str, pd.Series],
+    problems: _Problems,
+) -> None:
+    """Cross-table rules of activities: a deal or a lead named, and known (accepted) where named.
+
+    An activity naming both is checked against its opportunity (the lead is then context only).
+    """
+    opp = frame["opportunity_id"] if "opportunity_id" in frame.columns else _missing(len(frame), "id", frame.index)
+    lead = frame["lead_id"] if "lead_id" in frame.columns else _missing(len(frame), "id", frame.index)
+    has_opp, has_lead = opp.notna().to_numpy(dtype=bool), lead.notna().to_numpy(dtype=bool)
+    neither = ~has_opp & ~has_lead
+    column = "opportunity_id" if "opportunity_id" in raw.columns else "lead_id" if "lead_id" in raw.columns else None
+    problems.add(np.flatnonzero(neither), column, raw[column][neither] if column else None, "no deal or lead")
+    for ids, has, table, known_col in (
+        (opp, has_opp, "opportunities", "opportunity_id"),
+        (lead, has_lead & ~has_opp, "leads", "lead_id"),
+    ):
+        if not has.any():
+            continue
+        known = isin(ids, accepted[table][known_col]).to_numpy(dtype=bool)
+        gone = quarantined.get(table)
+        in_q = (
+            isin(ids, gone).to_numpy(dtype=bool) if gone is not None and len(gone) else np.zeros(len(ids), dtype=bool)
+        )
+        what = "opportunity" if table == "opportunities" else "lead"
+        orphan = has & ~known
+        problems.add(np.flatnonzero(orphan & in_q), known_col, raw[known_col][orphan & in_q], f"{what} quarantined")
+        problems.add(np.flatnonzero(orphan & ~in_q), known_col, raw[known_col][orphan & ~in_q], f"unknown {what}")
 
 
 # ---------------------------------------------------------------------------------------------- reading files

@@ -175,7 +175,7 @@ def test_readme_process_example_loads(tmp_path):
         ),
         (
             "stags: [{name: A}]",
-            "unknown key(s) ['stags'] (did you mean 'stages'?); allowed: ['currency', 'fiscal_year_naming',",
+            "unknown key(s) ['stags'] (did you mean 'stages'?); allowed: ['activity_types', 'currency',",
         ),
         (
             "stages: [{name: A, probabilty: 0.2}, {name: W, kind: won}, {name: L, kind: lost}]",

@@ -31,6 +31,7 @@ def test_table_counts(crm_data):
         ["leads", 4, 3, 1],
         ["forecast_submissions", 0, 0, 0],
         ["quotas", 0, 0, 0],
+        ["activities", 0, 0, 0],
     ]
     pct = out["pct_quarantined"].tolist()
     assert pct[:3] == pytest.approx([50.0, 300 / 11, 25.0])

@@ -37,6 +37,19 @@ def _extra_tables() -> dict[str, pd.DataFrame]:
     return {"leads": leads, "forecast_submissions": subs, "quotas": quotas}
 
 
+def _activities(opportunity_ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "activity_id": ["A1", "A2", "A3"],
+            "occurred_at": ["2024-01-03T10:00:00", "2024-01-04", "2024-01-05"],
+            "type": ["Call", "Meeting", "Follow-Up"],
+            "opportunity_id": [opportunity_ids[0], opportunity_ids[1], ""],
+            "lead_id": ["", "", "L2"],
+            "duration": ["30", "", "5"],
+        }
+    )
+
+
 def _write_folder(path, tables):
     path.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
@@ -48,12 +61,15 @@ def _write_folder(path, tables):
 def valid_tables():
     t = {k: as_text(v) for k, v in random_crm(30, seed=3).items()}
     t.update(_extra_tables())
+    t["activities"] = _activities(t["opportunities"]["opportunity_id"].tolist())
     return t
 
 
 def test_valid_folder_loads_clean(tmp_path, valid_tables):
     data = read_canonical(_write_folder(tmp_path / "crm", valid_tables))
     assert data.quarantine.empty, data.quarantine
+    assert data.activities["type"].tolist() == ["call", "meeting", "follow_up"]
+    assert data.activities["duration"].tolist()[::2] == [30.0, 5.0]
     for name in TABLES:
         c = data.counts.loc[name]
         assert c["read"] == len(valid_tables[name]) == c["accepted"]
@@ -173,7 +189,7 @@ def test_corrupted_rows_are_quarantined_with_their_reason(tmp_path_factory, plan
     data = read_canonical(folder)
     for name in TABLES:
         c = data.counts.loc[name]
-        assert c["read"] == len(tables[name])
+        assert c["read"] == len(tables.get(name, ()))
         assert c["read"] == c["accepted"] + c["quarantined"]
         assert len(getattr(data, name)) == c["accepted"]
     got = {(t, int(r) - 1): why for t, r, why in data.quarantine[["table", "row", "reason"]].itertuples(index=False)}
@@ -384,3 +400,31 @@ def test_filter_names_unknown_teams_and_owners():
         data.filter(team="AMER")
     with pytest.raises(ValueError, match="owner 'Nobody' is not in the data"):
         data.filter(owner="Nobody")
+
+
+def test_activities_links_are_checked_and_every_row_counted():
+    """An activity needs a deal or a lead that was accepted; the rest is quarantined with its reason."""
+    tables = {k: as_text(v) for k, v in random_crm(6, seed=1).items()}
+    ids = tables["opportunities"]["opportunity_id"].tolist()
+    bad = tables["opportunities"].copy()
+    bad.loc[0, "stage"] = "Nowhere"  # this deal is quarantined, and so is its activity
+    tables["opportunities"] = bad
+    tables["leads"] = _extra_tables()["leads"]
+    acts = pd.DataFrame(
+        {
+            "activity_id": ["A1", "A2", "A3", "A4", "A5", "A6"],
+            "occurred_at": ["2024-01-03"] * 6,
+            "type": ["call", "meeting", "email", "task", "call", "Thank-you letter"],
+            "opportunity_id": [ids[0], "NOPE", "", "", ids[1], ""],
+            "lead_id": ["", "", "", "L99", "", "L1"],
+        }
+    )
+    process = SalesProcess.from_dict(
+        {**SalesProcess.default().to_dict(), "activity_types": {"follow_up": ["thank you letter"]}}
+    )
+    data = validate({**tables, "activities": acts}, process=process)
+    q = data.quarantine[data.quarantine["table"] == "activities"].set_index("row")["reason"].to_dict()
+    assert q == {1: "opportunity quarantined", 2: "unknown opportunity", 3: "no deal or lead", 4: "unknown lead"}
+    assert data.activities["activity_id"].tolist() == ["A5", "A6"]
+    assert data.activities["type"].tolist() == ["call", "follow_up"]
+    assert data.counts.loc["activities"].tolist() == [6, 2, 4]

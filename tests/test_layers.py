@@ -25,6 +25,7 @@ LAYERS = {
     "history": 3,
     "models": 4,
     "adherence": 4,
+    "activities": 4,
     "movement": 4,
     "leads": 4,
     "session": 4,

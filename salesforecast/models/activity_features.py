@@ -98,12 +98,12 @@ class _Timeline:
     """Activities sorted by (owner key, time), answering "how many by time x" for many (key, x) at once."""
 
     def __init__(self, codes: np.ndarray, at: np.ndarray, queries: list[np.ndarray]) -> None:
-        order = np.lexsort((at, codes))
-        self.at = at[order]
+        self.order = np.lexsort((at, codes))
+        self.at = at[self.order]
         grid = sorted_unique(np.concatenate([at, *queries]))
         self.grid = grid
         self.width = np.int64(len(grid) + 1)
-        self.key = codes[order] * self.width + np.searchsorted(grid, self.at)
+        self.key = codes[self.order] * self.width + np.searchsorted(grid, self.at)
 
     def upto(self, code: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Position after the last activity of `code` at or before `x` (int64 microseconds)."""
@@ -113,21 +113,11 @@ class _Timeline:
         """Position of the first activity of `code`."""
         return np.searchsorted(self.key, np.maximum(code, 0) * self.width, "left")
 
-
-def _counts(
-    codes: np.ndarray, at: np.ndarray, q_code: np.ndarray, t: np.ndarray, since: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: activities at or before `t`; the last one's time (`NAT` when none); those after `since`."""
-    tl = _Timeline(codes, at, [t] if since is None else [t, since])
-    lo = tl.first(q_code)
-    hi = tl.upto(q_code, t)
-    found = q_code >= 0
-    n = np.where(found, hi - lo, 0)
-    last = np.where(n > 0, tl.at[np.maximum(hi - 1, 0)] if len(tl.at) else NAT, NAT)
-    recent = np.zeros(len(t), dtype=np.int64)
-    if since is not None:
-        recent = np.where(found, hi - np.maximum(tl.upto(q_code, since), lo), 0)
-    return n.astype(np.int64), last, recent
+    def last_at(self, n: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Time of the activity before position `hi` where `n` (the count up to it) is positive, else `NAT`."""
+        if not len(self.at):
+            return np.full(len(hi), NAT, dtype=np.int64)
+        return np.where(n > 0, self.at[np.maximum(hi - 1, 0)], NAT)
 
 
 def _linked(activities: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -179,16 +169,21 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     at = us(acts["occurred_at"])
     ok = at != NAT
     code, at = code[ok], at[ok]
-    types = acts["type"].to_numpy(dtype=object)[ok]
     q = act_ids.get_indexer(snapshots["opportunity_id"]).astype(np.int64)
+    found = q >= 0
     t = us(snapshots["as_of"])
     since = t - RECENT_DAYS * DAY_US
-    n, last, recent = _counts(code, at, q, t, since)
+    tl = _Timeline(code, at, [t, since])
+    lo = tl.first(q)
+    hi = np.where(found, tl.upto(q, t), lo)
+    n = hi - lo
     out["activities"] = n
+    types = acts["type"].to_numpy(dtype=object)[ok][tl.order]
     for name in activity_types_counted(process):
-        of_type = types == name
-        out[f"activities_{name}"] = _counts(code[of_type], at[of_type], q, t)[0]
-    out[f"activities_{RECENT_DAYS}d"] = recent
+        cum = np.r_[0, np.cumsum(types == name)]
+        out[f"activities_{name}"] = cum[hi] - cum[lo]
+    out[f"activities_{RECENT_DAYS}d"] = hi - np.where(found, np.maximum(tl.upto(q, since), lo), lo)
+    last = tl.last_at(n, hi)
     created = us(snapshots["created_at"])
     ref = np.where(last != NAT, last, created)
     out["days_since_activity"] = np.where(ref != NAT, (t - ref) / DAY_US, np.nan)
@@ -203,18 +198,10 @@ def _criteria_share(acts: pd.DataFrame, process: SalesProcess, snapshots: pd.Dat
     rows = np.flatnonzero(snapshots["stage"].isin(list(process.exit_criteria)).to_numpy(dtype=bool))
     if not len(rows):
         return share
-    sub = snapshots.iloc[rows]
-    visits = pd.DataFrame(
-        {
-            "opportunity_id": sub["opportunity_id"].to_numpy(),
-            "stage": sub["stage"].to_numpy(),
-            "entered_at": sub["stage_entered_at"].to_numpy("datetime64[us]"),
-            "until": sub["as_of"].to_numpy("datetime64[us]"),
-        }
-    )
     fields = {c.field for criteria in process.exit_criteria.values() for c in criteria if c.field}
-    for f in sorted(fields & set(_STATE_FIELDS) & set(sub.columns)):
-        visits[f] = sub[f].to_numpy()
+    columns = ["opportunity_id", "stage", "stage_entered_at", "as_of", *sorted(fields & set(_STATE_FIELDS))]
+    visits = snapshots[[c for c in columns if c in snapshots.columns]].take(rows).reset_index(drop=True)
+    visits = visits.rename(columns={"stage_entered_at": "entered_at", "as_of": "until"})
     check = criteria_check(visits, acts, process)
     n_criteria = check["n_criteria"].to_numpy(dtype="float64")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -264,12 +251,14 @@ def lead_activity_features(activities: pd.DataFrame, leads: pd.DataFrame, cutoff
     q = act_ids.get_indexer(leads["lead_id"]).astype(np.int64)
     t = us(cutoff)
     created = us(leads["created_at"])
-    n, last, _ = _counts(code, at, q, t)
     # the first activity at or after creation: the count by the cutoff minus the count before creation
     tl = _Timeline(code, at, [t, created - 1])
     lo = tl.first(q)
+    hi = np.where(q >= 0, tl.upto(q, t), lo)
+    n = hi - lo
+    last = tl.last_at(n, hi)
     before = np.where(q >= 0, tl.upto(q, created - 1), lo)
-    responded = (q >= 0) & (tl.upto(q, t) > before)
+    responded = hi > before
     first = np.where(responded, tl.at[np.minimum(before, max(len(tl.at) - 1, 0))] if len(tl.at) else NAT, NAT)
     out["activities"] = n
     out["first_response_hours"] = np.where(responded, first - created, t - created) / _HOUR_US

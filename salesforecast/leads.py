@@ -531,13 +531,14 @@ def check_holdout(
     return HoldoutCheck(n_tr, k_tr, n_te, k_te, float(auc), float(low), float(high), float(level), useful, verdict)
 
 
-def model_notes(model: Any) -> list[str]:
+def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
     """What a fitted `LeadScoringModel` used from the activities, left out or kept quiet about, in sentences.
 
     The activity features it uses (`lead_dataset`'s, when the data have activities on leads), columns left out
     as probable leakage (with their single-feature AUC), date parts left out because they did not improve the
     validation score (both scores), features whose values are never given as reasons, and tiers merged because
-    scores tie. Nothing to say gives an empty list.
+    scores tie. Nothing to say gives an empty list. `activity_days` is the one `lead_dataset` read the activity
+    features with (named in the note).
 
     Examples
     --------
@@ -558,9 +559,9 @@ def model_notes(model: Any) -> list[str]:
     acts = [c for c in LEAD_ACTIVITY_FEATURES if c in given and c not in dropped]
     if acts:
         notes.append(
-            f"Activity features used: {', '.join(acts)}, each read at the end of the lead's first days (its "
-            "cutoff): activities on the lead by then, hours to the first one (or to the cutoff, when none came), "
-            "days since the last one. No activity after the cutoff is seen."
+            f"Activity features used: {', '.join(acts)}, each read at the end of the lead's first "
+            f"{activity_days:g} days (its cutoff): activities on the lead by then, hours to the first one (or to "
+            "the cutoff, when none came), days since the last one. No activity after the cutoff is seen."
         )
     leaky = getattr(model, "dropped_leaky_", {})
     if leaky:

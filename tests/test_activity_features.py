@@ -278,7 +278,8 @@ def test_activities_that_carry_signal_improve_the_lead_score(bare, crm):
         aucs[name] = roc_auc_score(y_test, model.predict_proba(X_test))
         if name == "with":
             assert "first_response_hours" in model.feature_names_in_
-            assert any(note.startswith("Activity features used: activities") for note in model_notes(model))
+            (note,) = [n for n in model_notes(model) if n.startswith("Activity features used: activities")]
+            assert "first 3 days" in note
     assert aucs["with"] > aucs["without"] + 0.05, aucs
 
 

@@ -286,3 +286,43 @@ def test_activities_that_carry_signal_improve_the_lead_score(bare, crm):
 def test_activity_days_must_be_positive(crm):
     with pytest.raises(ValueError, match="activity_days must be a positive number of days, got 0"):
         lead_dataset(crm, "2025-06-30", activity_days=0)
+
+
+def test_deal_feature_boundaries():
+    """An activity at the date counts; one exactly 14 days before is outside the 14-day window; no rows, no error."""
+    t = pd.Timestamp("2024-03-01")
+    snap = pd.DataFrame(
+        {
+            "as_of": [t, t],
+            "opportunity_id": pd.array(["A", "B"], dtype="str"),
+            "created_at": [t - 30 * DAY, t - 5 * DAY],
+            "stage": pd.array(["Qualification", "Prospecting"], dtype="str"),
+            "stage_entered_at": [t - 20 * DAY + pd.Timedelta(hours=9), t - 5 * DAY],
+        }
+    )
+    acts = _activities(
+        {
+            "occurred_at": [t - 20 * DAY, t - 14 * DAY, t, t + pd.Timedelta(microseconds=1)],
+            "type": ["meeting", "call", "call", "call"],
+            "opportunity_id": ["A", "A", "A", "A"],
+        }
+    )
+    process = SalesProcess.from_dict(
+        {
+            "stages": [
+                {"name": "Prospecting"},
+                {"name": "Qualification", "exit_criteria": CRITERIA},
+                {"name": "Won", "kind": "won"},
+                {"name": "Lost", "kind": "lost"},
+            ]
+        }
+    )
+    f = deal_activity_features(acts, process, snap)
+    assert f["activities"].tolist() == [3, 0]
+    assert f["activities_call"].tolist() == [2, 0]
+    assert f["activities_14d"].tolist() == [1, 0]
+    assert f["days_since_activity"].tolist() == [0.0, 5.0]
+    # the meeting at midnight of the day the visit began counts (criteria_check's rule), and two calls: all met
+    assert f["stage_criteria_met"].iloc[0] == 1.0 and np.isnan(f["stage_criteria_met"].iloc[1])
+    empty = deal_activity_features(acts, process, snap.iloc[:0])
+    assert list(empty.columns) == deal_feature_names(process) and empty.empty

@@ -12,6 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 import salesforecast.leads as leads_module
@@ -21,6 +23,7 @@ from salesforecast.leads import lead_dataset, lead_holdout, model_notes
 from salesforecast.models.activity_features import (
     deal_activity_features,
     deal_feature_names,
+    lead_activity_features,
 )
 from salesforecast.models.lead_scoring import LeadScoringModel
 from salesforecast.models.opportunity_scoring import (
@@ -326,3 +329,50 @@ def test_deal_feature_boundaries():
     assert f["stage_criteria_met"].iloc[0] == 1.0 and np.isnan(f["stage_criteria_met"].iloc[1])
     empty = deal_activity_features(acts, process, snap.iloc[:0])
     assert list(empty.columns) == deal_feature_names(process) and empty.empty
+
+
+_DAYS = st.integers(0, 40)  # whole days from 2024-01-01, so that times often coincide
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    acts=st.lists(st.tuples(st.sampled_from("ABC"), _DAYS, st.sampled_from(["call", "email", "meeting"])), max_size=12),
+    rows=st.lists(st.tuples(st.sampled_from("ABCD"), _DAYS, _DAYS), min_size=1, max_size=6),
+)
+def test_features_equal_a_brute_force_count(acts, rows):
+    """Random small tables (ties, activities at the date, deals and leads without any): the loops' answer."""
+    day0 = pd.Timestamp("2024-01-01")
+    table = _activities(
+        {
+            "occurred_at": [day0 + d * DAY for _, d, _ in acts] or pd.DatetimeIndex([]),
+            "type": [k for _, _, k in acts],
+            "opportunity_id": [i for i, _, _ in acts],
+            "lead_id": [i for i, _, _ in acts],
+        }
+    )
+    snap = pd.DataFrame(
+        {
+            "as_of": [day0 + max(a, b) * DAY for _, a, b in rows],
+            "opportunity_id": pd.array([i for i, _, _ in rows], dtype="str"),
+            "created_at": [day0 + min(a, b) * DAY for _, a, b in rows],
+            "stage": pd.array(["Prospecting"] * len(rows), dtype="str"),
+            "stage_entered_at": [day0 + min(a, b) * DAY for _, a, b in rows],
+        }
+    )
+    deal = deal_activity_features(table, SalesProcess.default(), snap)
+    lead = lead_activity_features(table, snap.rename(columns={"opportunity_id": "lead_id"}), snap["as_of"])
+    if not acts:
+        assert deal.empty and lead.empty and list(deal.index) == list(snap.index)
+        return
+    for r, (i, t, created) in enumerate(zip(snap["opportunity_id"], snap["as_of"], snap["created_at"], strict=True)):
+        seen = [(d, k) for j, d, k in acts if j == i and day0 + d * DAY <= t]
+        assert deal["activities"].iloc[r] == lead["activities"].iloc[r] == len(seen)
+        for kind in ("call", "email", "meeting"):
+            assert deal[f"activities_{kind}"].iloc[r] == sum(k == kind for _, k in seen)
+        assert deal["activities_14d"].iloc[r] == sum(day0 + d * DAY > t - 14 * DAY for d, _ in seen)
+        last = max((day0 + d * DAY for d, _ in seen), default=created)
+        assert deal["days_since_activity"].iloc[r] == lead["days_since_activity"].iloc[r] == (t - last) / DAY
+        answers = [day0 + d * DAY for d, _ in seen if day0 + d * DAY >= created]
+        assert lead["responded"].iloc[r] == float(bool(answers))
+        hours = (min(answers, default=t) - created) / pd.Timedelta(hours=1)
+        assert lead["first_response_hours"].iloc[r] == hours

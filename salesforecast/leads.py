@@ -75,7 +75,8 @@ class LeadDataset:
     ----------
     X : pandas.DataFrame
         Features of the matured leads (created at least `maturity_days` before `as_of`; index: lead_id),
-        including ``created_at`` for time-ordered validation.
+        including ``created_at`` for time-ordered validation, and the activity features when the data have
+        activities on leads (see this module's docstring).
     y : pandas.Series
         1 when the lead converted by `as_of`.
     open : pandas.DataFrame

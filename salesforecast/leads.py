@@ -154,9 +154,8 @@ def lead_dataset(
 
 def _positive_days(days: Any) -> float:
     """`days` as a float, or a ValueError naming ``activity_days``."""
-    if isinstance(days, bool) or not isinstance(days, (int, float, np.integer, np.floating)) or not days > 0:
-        raise ValueError(f"activity_days must be a positive number of days, got {days!r}")
-    if not np.isfinite(days):
+    number = isinstance(days, (int, float, np.integer, np.floating)) and not isinstance(days, bool)
+    if not number or not 0 < days < np.inf:
         raise ValueError(f"activity_days must be a positive number of days, got {days!r}")
     return float(days)
 

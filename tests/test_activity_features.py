@@ -286,9 +286,10 @@ def test_activities_that_carry_signal_improve_the_lead_score(bare, crm):
     assert aucs["with"] > aucs["without"] + 0.05, aucs
 
 
-def test_activity_days_must_be_positive(crm):
-    with pytest.raises(ValueError, match="activity_days must be a positive number of days, got 0"):
-        lead_dataset(crm, "2025-06-30", activity_days=0)
+@pytest.mark.parametrize("days", [0, -1.0, float("nan"), float("inf"), True, "3"])
+def test_activity_days_must_be_positive(crm, days):
+    with pytest.raises(ValueError, match=f"activity_days must be a positive number of days, got {days!r}"):
+        lead_dataset(crm, "2025-06-30", activity_days=days)
 
 
 def test_deal_feature_boundaries():

@@ -5,6 +5,16 @@ within weeks; the bundled sample's conversion delay is capped at 180 days): it c
 not. Younger leads are left out of training either way: counting the unconverted ones as failures would bias a
 model toward "no", and keeping only the young ones that already converted would bias it toward "yes". The
 young unconverted leads are the *open* ones a rep should prioritise; young converted leads need no score.
+
+With an ``activities`` table naming leads, each lead also gets what was done on it by its *cutoff*, the end of its
+first ``activity_days`` (3 by default: the first-response window), or ``as_of`` when that comes first (a lead
+younger than that): ``activities`` so far, ``first_response_hours`` (hours from creation to the first activity;
+censored at the cutoff, with ``responded`` 0, when none came by then) and ``days_since_activity``
+(`salesforecast.models.activity_features.lead_activity_features`). An activity after the cutoff is never seen, so
+the features of a lead are the same whenever it is scored once it is ``activity_days`` old, and the same with or
+without the activities recorded later. Without activities on leads these columns are absent and the tables are as
+they were. (An activity logged on a lead after its conversion inside the window would be seen: CRMs usually move
+such activities to the contact and the deal, and a short window keeps it rare.)
 """
 
 from __future__ import annotations
@@ -19,11 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast.models.activity_features import LEAD_ACTIVITY_FEATURES, lead_activity_features
 from salesforecast.models.lead_scoring import WeakModelWarning, auc_interval
 from salesforecast.schema import CRMData
 from salesforecast.session import ReportNeeds
 
 __all__ = [
+    "ACTIVITY_DAYS",
     "LEAD_OUTCOME_COLUMNS",
     "MIN_HOLDOUT_CONVERSIONS",
     "MIN_TRAIN_CONVERSIONS",
@@ -48,6 +60,9 @@ MIN_TRAIN_CONVERSIONS = 30
 #: distinguishable from 0.5, and below it DeLong's normal approximation itself becomes unreliable.
 MIN_HOLDOUT_CONVERSIONS = 20
 
+#: Days after a lead's creation at which its activity features are read (its cutoff): the first-response window.
+ACTIVITY_DAYS = 3.0
+
 #: Columns that are ids or describe the outcome: never features.
 LEAD_OUTCOME_COLUMNS: tuple[str, ...] = ("lead_id", "converted", "converted_at", "opportunity_id")
 
@@ -60,7 +75,8 @@ class LeadDataset:
     ----------
     X : pandas.DataFrame
         Features of the matured leads (created at least `maturity_days` before `as_of`; index: lead_id),
-        including ``created_at`` for time-ordered validation.
+        including ``created_at`` for time-ordered validation, and the activity features when the data have
+        activities on leads (see this module's docstring).
     y : pandas.Series
         1 when the lead converted by `as_of`.
     open : pandas.DataFrame
@@ -79,7 +95,9 @@ class LeadDataset:
     young_converted: int
 
 
-def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> LeadDataset:
+def lead_dataset(
+    data: CRMData, as_of: Any = None, maturity_days: int = 180, activity_days: float = ACTIVITY_DAYS
+) -> LeadDataset:
     """Features and known outcomes of the leads at `as_of`, and the open leads to rank.
 
     Parameters
@@ -89,6 +107,9 @@ def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> 
         Default: the data's as-of. Leads created later do not exist yet; conversions later have not happened.
     maturity_days : int
         An unconverted lead older than this has a known outcome (not converted).
+    activity_days : float
+        With activities on leads: the activity features are read at the end of the lead's first `activity_days`
+        days (or at `as_of`, when earlier); see this module's docstring.
 
     Returns
     -------
@@ -97,7 +118,7 @@ def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> 
     Raises
     ------
     ValueError
-        When the data has no leads.
+        When the data has no leads, or `activity_days` is not a positive number.
 
     Examples
     --------
@@ -115,6 +136,10 @@ def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> 
     mature = (leads["created_at"] <= as_of - pd.Timedelta(days=maturity_days)).to_numpy()
     known = mature
     features = leads.drop(columns=[c for c in LEAD_OUTCOME_COLUMNS if c in leads.columns])
+    cutoff = (leads["created_at"] + pd.Timedelta(days=_positive_days(activity_days))).clip(upper=as_of)
+    acts = lead_activity_features(data.activities, leads, cutoff)
+    for name in acts.columns:
+        features[name] = acts[name].to_numpy()
     features.index = pd.Index(leads["lead_id"], name="lead_id")
     y = pd.Series(converted.astype("int64"), index=features.index, name="converted")
     return LeadDataset(
@@ -127,15 +152,28 @@ def lead_dataset(data: CRMData, as_of: Any = None, maturity_days: int = 180) -> 
     )
 
 
+def _positive_days(days: Any) -> float:
+    """`days` as a float, or a ValueError naming ``activity_days``."""
+    number = isinstance(days, (int, float, np.integer, np.floating)) and not isinstance(days, bool)
+    if not number or not 0 < days < np.inf:
+        raise ValueError(f"activity_days must be a positive number of days, got {days!r}")
+    return float(days)
+
+
 def lead_holdout(
-    data: CRMData, as_of: Any = None, maturity_days: int = 180, holdout_months: int = 6
+    data: CRMData,
+    as_of: Any = None,
+    maturity_days: int = 180,
+    holdout_months: int = 6,
+    activity_days: float = ACTIVITY_DAYS,
 ) -> tuple[LeadDataset, pd.DataFrame, pd.Series]:
     """A time-honest split: train on what was known at the holdout start, test on the leads that matured after.
 
     The holdout starts `holdout_months` before the last lead that is mature at `as_of` was created, i.e. at
     ``start = as_of - maturity_days - holdout_months``. Training uses `lead_dataset` at ``start`` (the leads
     mature then, with the outcomes known then); the test set holds the leads mature at `as_of` but not at
-    ``start``, with their outcomes known at `as_of`. No test lead's outcome is visible to training.
+    ``start``, with their outcomes known at `as_of`. No test lead's outcome is visible to training. The activity
+    features of both sides are read at each lead's cutoff (`activity_days`, see `lead_dataset`).
 
     Returns
     -------
@@ -158,9 +196,9 @@ def lead_holdout(
     >>> bool(train.X["created_at"].max() < X_test["created_at"].min())
     True
     """
-    full = lead_dataset(data, as_of, maturity_days)
+    full = lead_dataset(data, as_of, maturity_days, activity_days)
     start = full.as_of - pd.Timedelta(days=maturity_days) - pd.DateOffset(months=holdout_months)
-    train = lead_dataset(data, start, maturity_days)
+    train = lead_dataset(data, start, maturity_days, activity_days)
     later = ~full.X.index.isin(train.X.index)
     if not later.any() or train.X.empty:
         problem = _holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any())
@@ -493,12 +531,14 @@ def check_holdout(
     return HoldoutCheck(n_tr, k_tr, n_te, k_te, float(auc), float(low), float(high), float(level), useful, verdict)
 
 
-def model_notes(model: Any) -> list[str]:
-    """What a fitted `LeadScoringModel` left out or kept quiet about, in sentences for a report.
+def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
+    """What a fitted `LeadScoringModel` used from the activities, left out or kept quiet about, in sentences.
 
-    Columns left out as probable leakage (with their single-feature AUC), date parts left out because they did
-    not improve the validation score (both scores), features whose values are never given as reasons, and
-    tiers merged because scores tie. Nothing to say gives an empty list.
+    The activity features it uses (`lead_dataset`'s, when the data have activities on leads), columns left out
+    as probable leakage (with their single-feature AUC), date parts left out because they did not improve the
+    validation score (both scores), features whose values are never given as reasons, and tiers merged because
+    scores tie. Nothing to say gives an empty list. `activity_days` is the one `lead_dataset` read the activity
+    features with (named in the note).
 
     Examples
     --------
@@ -514,6 +554,15 @@ def model_notes(model: Any) -> list[str]:
     "Left out of the model as probable leakage: 'closer' (single-f"
     """
     notes = []
+    given = list(getattr(model, "feature_names_in_", ()))
+    dropped = getattr(model, "dropped_columns_", {})
+    acts = [c for c in LEAD_ACTIVITY_FEATURES if c in given and c not in dropped]
+    if acts:
+        notes.append(
+            f"Activity features used: {', '.join(acts)}, each read at the end of the lead's first "
+            f"{activity_days:g} days (its cutoff): activities on the lead by then, hours to the first one (or to "
+            "the cutoff, when none came), days since the last one. No activity after the cutoff is seen."
+        )
     leaky = getattr(model, "dropped_leaky_", {})
     if leaky:
         cols = ", ".join(f"{c!r} (single-feature AUC {a:.2f})" for c, a in leaky.items())

@@ -30,6 +30,12 @@ Features (`opportunity_features`)
       when there is a ``lead_id``): the canonical tables do not historise them, so their *current* values are used.
       A column filled in only when a deal closes (a loss reason, say) would leak the outcome: leave it out with
       ``columns=``.
+    - What was done on the deal so far, when the data have an ``activities`` table naming deals
+      (`salesforecast.models.activity_features.deal_activity_features`): ``activities`` and ``activities_<type>``
+      (the types the exit criteria name, else call, meeting, email), ``activities_14d``, ``days_since_activity``
+      and, with exit criteria, ``stage_criteria_met`` (the share of the current stage's criteria met by ``t``, by
+      `salesforecast.activities.criteria_check`). Only activities at or before ``t`` count. Without activities
+      these columns are absent and the model is exactly the one without them.
 
 Targets (`opportunity_targets`)
     ``horizon="ever"``: the deal is won in the end (its state at ``known_by``, the data end by default, is won);
@@ -74,6 +80,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from salesforecast._utils import DAY_US, NAT, to_us, us
 from salesforecast.history import DealHistory
+from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import known_at, pipeline_snapshots, to_dates
 
@@ -196,7 +203,8 @@ def opportunity_features(
         The rows of ``pipeline_snapshots(data, as_of, columns=...)`` in the same order (``as_of, opportunity_id,
         stage, amount, close_date, forecast_category, created_at, stage_entered_at, days_in_stage, age_days`` and
         the static columns), plus `STATE_FEATURES`, `HISTORY_FEATURES`, ``owner_won_deals``, ``period``,
-        ``period_end`` and ``from_lead`` (with a ``lead_id`` column).
+        ``period_end`` and ``from_lead`` (with a ``lead_id`` column), and the activity features when the data
+        have activities on deals (see this module's docstring).
 
     Examples
     --------
@@ -248,6 +256,9 @@ def opportunity_features(
         out["owner_win_rate"] = np.where(closed + m > 0, (won + m * overall) / (closed + m), np.nan)
     if "lead_id" in out.columns:
         out["from_lead"] = out["lead_id"].notna().to_numpy()
+    acts = deal_activity_features(data.activities, process, out)
+    for name in acts.columns:
+        out[name] = acts[name].to_numpy()
     return out
 
 
@@ -651,7 +662,8 @@ class OpportunityScoringModel(BaseEstimator):
 
         Rows (index ``item``): ``target``, ``estimator``, ``as_of``, ``snapshot_dates`` (used / built),
         ``first_snapshot``, ``last_snapshot``, ``training_rows``, ``training_deals``, ``positives``, ``base_rate``,
-        ``unknown_outcome_rows``, ``features``, ``leaky_features``. Columns ``value`` (text) and ``definition``.
+        ``unknown_outcome_rows``, ``features``, ``activity_features`` (only when the model uses activity
+        features), ``leaky_features``. Columns ``value`` (text) and ``definition``.
         """
         check_is_fitted(self)
         tr = self.training_
@@ -683,6 +695,18 @@ class OpportunityScoringModel(BaseEstimator):
                 "rows at the dates used left out: the deal was still open at as_of",
             ),
             ("features", ", ".join(self.feature_names_), "columns of opportunity_features given to the classifier"),
+        ]
+        from_activities = [c for c in self.feature_names_ if c in deal_feature_names(self.process_)]
+        if from_activities:  # only with activities: without them the summary is as it always was
+            rows.append(
+                (
+                    "activity_features",
+                    ", ".join(from_activities),
+                    "features from the activities table, each counting only activities at or before the snapshot "
+                    "date (so, days since the last one, the current stage's exit criteria met so far)",
+                )
+            )
+        rows += [
             (
                 "leaky_features",
                 ", ".join(f"{k} (AUC {v:.2f})" for k, v in self.leaky_features_.items()) or "none",

@@ -1,0 +1,326 @@
+"""Activities importers: Salesforce Task.csv/Event.csv, HubSpot engagement exports, mapping files and databases.
+
+The Salesforce fixture is a Salesforce-shaped export written by `write_salesforce` from a small generated CRM (the
+tests' own layout), with Task.csv and Event.csv written here by hand: good rows and one of each kind of trouble.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from salesforecast import quality
+from salesforecast.cli import main
+from salesforecast.datasets import generate
+from salesforecast.io import load, read_hubspot, read_salesforce, write_salesforce
+from salesforecast.io.activities import hubspot_activity_files, number_by_file
+from salesforecast.schema import TABLES, DataFileError, read_canonical, validate
+from salesforecast.session import quarantine_notes
+from tests.postgres import postgres_url
+
+SAMPLE = Path("/work/shared/data/salesforce-export-sample")
+
+TASK_HEADER = [
+    "Id",
+    "IsDeleted",
+    "WhatId",
+    "WhoId",
+    "OwnerId",
+    "Subject",
+    "Type",
+    "TaskSubtype",
+    "ActivityDate",
+    "CompletedDateTime",
+    "Status",
+    "CallDisposition",
+    "CallDurationInSeconds",
+]
+EVENT_HEADER = [
+    "Id",
+    "IsDeleted",
+    "WhatId",
+    "WhoId",
+    "OwnerId",
+    "Subject",
+    "Type",
+    "EventSubtype",
+    "StartDateTime",
+    "ActivityDateTime",
+    "ActivityDate",
+    "DurationInMinutes",
+]
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    """A Salesforce-style CSV: every field quoted."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def assert_counts_add_up(data) -> None:
+    c = data.counts
+    assert (c["read"] == c["accepted"] + c["quarantined"]).all()
+    for name in TABLES:
+        assert len(data.tables[name]) == c.loc[name, "accepted"]
+    assert len(data.quarantine) == c["quarantined"].sum()
+
+
+# ---------------------------------------------------------------------------------------------- Salesforce
+@pytest.fixture(scope="module")
+def crm():
+    return generate(n_opportunities=40, seed=4)[0]
+
+
+@pytest.fixture(scope="module")
+def sf_folder(crm, tmp_path_factory):
+    """A Salesforce export with Task.csv (8 rows) and Event.csv (4 rows)."""
+    folder = write_salesforce(crm, tmp_path_factory.mktemp("sf_activities"))
+    users = pd.read_csv(folder / "User.csv", dtype="str")
+    uid = dict(zip(users["Name"], users["Id"], strict=True))
+    o1, o2 = crm.opportunities.iloc[0], crm.opportunities.iloc[1]
+    lead = crm.leads["lead_id"].iloc[0]
+    u1, u2 = uid[o1["owner"]], uid[o2["owner"]]
+    day = o1["created_at"] + pd.Timedelta(days=2)
+    d, t = day.strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d 14:30:00")
+    task = [  # Id, IsDeleted, WhatId, WhoId, OwnerId, Subject, Type, TaskSubtype, ActivityDate, Completed, Status,
+        #         CallDisposition, CallDurationInSeconds
+        ["00T000000000001AAA", "0", o1["opportunity_id"], "", u1, "Intro call", "", "Call", d, t, "Completed",
+         "Left voicemail", "90"],
+        ["00T000000000002AAA", "0", o2["opportunity_id"], "0030000000000C1AAA", u2, "Thanks", "Thank-you letter",
+         "Task", d, "", "Completed", "", ""],
+        ["00T000000000003AAA", "1", "006000000000DELAAA", "", u1, "On a deleted deal", "", "Email", d, "",
+         "Completed", "", ""],
+        ["00T000000000004AAA", "0", "", "", u1, "About nothing", "", "Task", d, "", "Not Started", "", ""],
+        ["00T000000000005AAA", "0", "", "0030000000000C2AAA", u1, "A contact only", "", "Call", d, "", "Completed",
+         "", "30"],
+        ["00T000000000006AAA", "0", "", lead, u2, "Lead first call", "", "Call", d, "", "Completed", "Connected",
+         "300"],
+        ["00T000000000007AAA", "0", o1["opportunity_id"], "", u1, "Bad date", "", "Call", "31/02/2024", "",
+         "Completed", "", ""],
+        ["00T000000000008AAA", "0", "0010000000000ACAAA", "00Q00000000NONAAA", u1, "Unknown lead", "", "Email", d,
+         "", "Completed", "", ""],
+    ]  # fmt: skip
+    event = [  # Id, IsDeleted, WhatId, WhoId, OwnerId, Subject, Type, EventSubtype, Start, ActivityDateTime, Date, Min
+        ["00U000000000001AAA", "0", o1["opportunity_id"], "", u1, "Discovery", "", "Event", t, t, d, "45"],
+        ["00U000000000002AAA", "0", o2["opportunity_id"], "", u2, "Demo", "Demo", "Event", "next tuesday", "", "",
+         "60"],
+        ["00U000000000003AAA", "0", o2["opportunity_id"], "", "005NOTAUSER000AAA", "Pricing", "Meeting", "Event", t,
+         t, d, "30"],
+        ["00U000000000003AAA", "0", o2["opportunity_id"], "", u2, "Pricing again", "", "Event", t, t, d, "30"],
+    ]  # fmt: skip
+    write_csv(folder / "Task.csv", TASK_HEADER, task)
+    write_csv(folder / "Event.csv", EVENT_HEADER, event)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sf_process(crm):
+    return replace(crm.process, activity_types={"follow_up": ("Thank-you letter",)})
+
+
+@pytest.fixture(scope="module")
+def sf_data(sf_folder, sf_process):
+    return read_salesforce(sf_folder, process=sf_process)
+
+
+def _q(data):
+    q = data.quarantine
+    return q[q["table"] == "activities"].sort_values(["details", "row"]).reset_index(drop=True)
+
+
+def test_salesforce_tasks_and_events_import_with_their_quarantine(sf_data):
+    assert sf_data.counts.loc["activities"].tolist() == [12, 5, 7]
+    assert_counts_add_up(sf_data)
+    q = _q(sf_data)
+    got = sorted((d.split(":")[0], int(r), reason) for d, r, reason in zip(q["details"], q["row"], q["reason"]))
+    assert got == [  # each row as numbered in its own file (1 = the first row after the header)
+        ("Event.csv", 2, "unparseable date"),
+        ("Event.csv", 4, "duplicate id"),
+        ("Task.csv", 3, "unknown opportunity"),  # a deleted deal, not in Opportunity.csv
+        ("Task.csv", 4, "no deal or lead"),  # neither WhatId nor WhoId
+        ("Task.csv", 5, "no deal or lead"),  # a contact (003) is not a lead
+        ("Task.csv", 7, "unparseable date"),
+        ("Task.csv", 8, "unknown lead"),  # an account (001) is no deal; 00Q is a lead, not in Lead.csv
+    ]
+    folder = Path(sf_data.sources["opportunities"]).parent
+    assert sf_data.sources["activities"] == f"{folder / 'Task.csv'} + {folder / 'Event.csv'}"
+    assert any("12 rows read from Task.csv (8), Event.csv (4)" in n for n in sf_data.notes)
+    assert any("Task.csv: 1 row(s) have IsDeleted = 1" in n for n in sf_data.notes)
+
+
+def test_salesforce_activity_counts_reach_the_data_quality_report(sf_data):
+    counts = quality.table_counts(sf_data).set_index("table").loc["activities"]
+    assert counts[["read", "accepted", "quarantined"]].tolist() == [12, 5, 7]
+    by_reason = quality.quarantine_by_reason(sf_data)
+    acts = by_reason[by_reason["table"] == "activities"].set_index("reason")
+    assert dict(zip(acts.index, acts["rows"], strict=True)) == {
+        "unparseable date": 2,
+        "duplicate id": 1,
+        "no deal or lead": 2,
+        "unknown opportunity": 1,
+        "unknown lead": 1,
+    }
+    examples = quality.quarantine_examples(sf_data, n=5)
+    rows = examples[examples["table"] == "activities"].sort_values("row")["row"].tolist()
+    assert rows == [2, 3, 4, 4, 5, 7, 8]  # Task.csv row 4 and Event.csv row 4 are two rows
+    (note,) = [n for n in quarantine_notes(sf_data) if "activities" in n]
+    assert note.startswith("7 of the 12 activities rows read (58%) were set aside")
+
+
+def test_salesforce_accepted_activities(sf_data, crm):
+    acts = sf_data.activities.set_index("activity_id")
+    o1, o2 = crm.opportunities.iloc[0], crm.opportunities.iloc[1]
+    day = (o1["created_at"] + pd.Timedelta(days=2)).normalize()
+    call = acts.loc["00T000000000001AAA"]
+    assert (call["opportunity_id"], call["type"], call["outcome"], call["duration"]) == (
+        o1["opportunity_id"],
+        "call",
+        "Left voicemail",  # CallDisposition before Status
+        1.5,  # 90 seconds
+    )
+    assert call["owner"] == o1["owner"]  # OwnerId named through User.csv
+    assert call["occurred_at"] == day + pd.Timedelta(hours=14, minutes=30)  # ActivityDate's day, completion time
+    thanks = acts.loc["00T000000000002AAA"]
+    assert thanks["type"] == "follow_up"  # Type through the process map's activity_types
+    assert thanks["contact_id"] == "0030000000000C1AAA" and thanks["occurred_at"] == day
+    lead_call = acts.loc["00T000000000006AAA"]
+    assert pd.isna(lead_call["opportunity_id"]) and lead_call["lead_id"] == crm.leads["lead_id"].iloc[0]
+    assert lead_call["duration"] == 5.0
+    meeting = acts.loc["00U000000000001AAA"]
+    assert (meeting["type"], meeting["duration"], meeting["occurred_at"]) == (
+        "meeting",  # EventSubtype Event
+        45.0,
+        day + pd.Timedelta(hours=14, minutes=30),
+    )
+    pricing = acts.loc["00U000000000003AAA"]  # the first of two rows with this Id is kept
+    assert pricing["subject"] == "Pricing" and pricing["owner"] == "005NOTAUSER000AAA"  # unknown user: its Id
+    assert sorted(acts.index) == [
+        "00T000000000001AAA",
+        "00T000000000002AAA",
+        "00T000000000006AAA",
+        "00U000000000001AAA",
+        "00U000000000003AAA",
+    ]
+
+
+def test_salesforce_ids_shared_by_task_and_event_are_prefixed(tmp_path, sf_folder, sf_process):
+    folder = tmp_path / "export"
+    shutil.copytree(sf_folder, folder)
+    events = pd.read_csv(folder / "Event.csv", dtype="str", keep_default_na=False)
+    events.loc[0, "Id"] = "00T000000000001AAA"  # the Id of the first task
+    write_csv(folder / "Event.csv", list(events.columns), events.to_numpy().tolist())
+    data = read_salesforce(folder, process=sf_process)
+    ids = set(data.activities["activity_id"])
+    assert {"Task:00T000000000001AAA", "Event:00T000000000001AAA"} <= ids
+    assert all(i.startswith(("Task:", "Event:")) for i in ids)
+    assert data.counts.loc["activities"].tolist() == [12, 5, 7]
+    assert any("appear in both Task.csv and Event.csv" in n for n in data.notes)
+
+
+def test_salesforce_activity_of_a_quarantined_opportunity_and_15_character_ids(tmp_path):
+    header = ["Id", "OwnerId", "CreatedDate", "StageName", "Amount", "CloseDate", "IsClosed", "IsWon"]
+    write_csv(
+        tmp_path / "Opportunity.csv",
+        header,
+        [
+            ["006000000000001AAA", "0051", "2024-01-05 10:00:00", "Prospecting", "1000", "2024-03-31", "0", "0"],
+            ["006000000000002AAA", "0051", "2024-01-05 10:00:00", "Nowhere", "1000", "2024-03-31", "0", "0"],
+        ],
+    )
+    write_csv(
+        tmp_path / "Event.csv",
+        ["Id", "WhatId", "ActivityDate", "OwnerId"],
+        [
+            ["00U1", "006000000000001", "2024-01-06", "0051"],  # the 15-character form of the first deal's Id
+            ["00U2", "006000000000002AAA", "2024-01-06", "0051"],  # the deal is quarantined (unknown stage)
+        ],
+    )
+    data = read_salesforce(tmp_path)
+    assert data.activities["opportunity_id"].tolist() == ["006000000000001AAA"]
+    assert data.activities["type"].tolist() == ["meeting"]  # an Event without Type or EventSubtype
+    q = _q(data)
+    assert q[["row", "reason"]].values.tolist() == [[2, "opportunity quarantined"]]
+    assert q["details"].iloc[0].startswith("Event.csv: opportunity_id:")
+
+
+@pytest.mark.parametrize(
+    ("header", "column"),
+    [(["WhatId", "WhoId", "ActivityDate"], "Id"), (["Id", "ActivityDate"], "WhatId"), (["Id", "WhatId"], "StartDate")],
+)
+def test_salesforce_activity_file_without_a_needed_column(tmp_path, header, column):
+    write_csv(
+        tmp_path / "Opportunity.csv",
+        ["Id", "OwnerId", "CreatedDate", "StageName", "Amount", "CloseDate"],
+        [["0061", "0051", "2024-01-05", "Prospecting", "10", "2024-03-31"]],
+    )
+    write_csv(tmp_path / "Event.csv", header, [["x"] * len(header)])
+    with pytest.raises(DataFileError, match=rf"Event.csv: no column '{column}.*activities table") as err:
+        read_salesforce(tmp_path)
+    assert err.value.table == "activities"
+
+
+def test_salesforce_activities_round_trip(crm, tmp_path):
+    o = crm.opportunities
+    acts = pd.DataFrame(
+        {
+            "activity_id": [f"A{i}" for i in range(5)],
+            "occurred_at": (o["created_at"].iloc[:5] + pd.Timedelta(hours=30)).dt.floor("s").to_numpy(),
+            "type": ["meeting", "call", "follow_up", "email", "meeting"],
+            "owner": o["owner"].iloc[:5].to_numpy(),
+            "opportunity_id": [*o["opportunity_id"].iloc[:4], None],
+            "lead_id": [None, None, None, None, crm.leads["lead_id"].iloc[1]],
+            "subject": ["Discovery", "Call", "Thanks", None, "Lead meeting"],
+            "outcome": ["Held", "Connected", "Completed", None, None],
+            "duration": [45.0, 2.5, None, None, 30.0],
+        }
+    )
+    original = validate({**crm.tables, "activities": acts}, process=crm.process)
+    assert original.counts.loc["activities"].tolist() == [5, 5, 0]
+    back = read_salesforce(write_salesforce(original, tmp_path))
+    assert back.quarantine.empty
+    cols = list(original.activities.columns)
+    pd.testing.assert_frame_equal(
+        back.activities[cols].sort_values("activity_id", ignore_index=True),
+        original.activities.sort_values("activity_id", ignore_index=True),
+    )
+    assert (tmp_path / "Event.csv").exists() and (tmp_path / "Task.csv").exists()
+
+
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason="the shared Salesforce demo export is not available")
+def test_salesforce_demo_export_with_tasks_and_events(tmp_path):
+    for name in ("Opportunity.csv", "OpportunityHistory.csv"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    opps = read_salesforce(tmp_path)
+    accepted = opps.opportunities["opportunity_id"].iloc[0]
+    quarantined = opps.quarantine.loc[opps.quarantine["table"] == "opportunities", "original"]
+    gone = json.loads(quarantined.iloc[0])["opportunity_id"] if len(quarantined) else None
+    rows = [["00T1", accepted[:15], "", "2018-10-20", "Call"], ["00T2", "", "", "2018-10-20", "Call"]]
+    if gone is not None:
+        rows.append(["00T3", gone, "", "2018-10-20", "Email"])
+    write_csv(tmp_path / "Task.csv", ["Id", "WhatId", "WhoId", "ActivityDate", "TaskSubtype"], rows)
+    write_csv(tmp_path / "Event.csv", ["Id", "WhatId", "StartDateTime"], [["00U1", accepted, "20.10.2018"]])
+    data = read_salesforce(tmp_path)
+    assert_counts_add_up(data)
+    assert data.activities["opportunity_id"].tolist() == [accepted]
+    q = _q(data)
+    expected = {("Task.csv", 2, "no deal or lead"), ("Event.csv", 1, "unparseable date")}
+    if gone is not None:
+        expected.add(("Task.csv", 3, "opportunity quarantined"))
+    assert {(d.split(":")[0], int(r), x) for d, r, x in zip(q["details"], q["row"], q["reason"])} == expected
+
+
+def test_number_by_file_leaves_other_tables_alone(sf_data):
+    again = number_by_file(sf_data, [])
+    assert again is sf_data
+    other = sf_data.quarantine[sf_data.quarantine["table"] != "activities"]
+    assert other.empty or not other["details"].str.contains("Task.csv").any()

@@ -21,6 +21,7 @@ from salesforecast.cli import main
 from salesforecast.datasets import generate
 from salesforecast.io import load, read_hubspot, read_salesforce, write_salesforce
 from salesforecast.io.activities import hubspot_activity_files, number_by_file
+from salesforecast.io.mapping import MappingError
 from salesforecast.schema import TABLES, DataFileError, read_canonical, validate
 from salesforecast.session import quarantine_notes
 from tests.postgres import postgres_url
@@ -138,12 +139,18 @@ def _q(data):
     return q[q["table"] == "activities"].sort_values(["details", "row"]).reset_index(drop=True)
 
 
+def _where(data) -> list[tuple[str, int, str]]:
+    """(file named in the details, row, reason) of each quarantined activity, sorted."""
+    q = _q(data)
+    return sorted(
+        (d.split(":")[0], int(r), reason) for d, r, reason in zip(q["details"], q["row"], q["reason"], strict=True)
+    )
+
+
 def test_salesforce_tasks_and_events_import_with_their_quarantine(sf_data):
     assert sf_data.counts.loc["activities"].tolist() == [12, 5, 7]
     assert_counts_add_up(sf_data)
-    q = _q(sf_data)
-    got = sorted((d.split(":")[0], int(r), reason) for d, r, reason in zip(q["details"], q["row"], q["reason"]))
-    assert got == [  # each row as numbered in its own file (1 = the first row after the header)
+    assert _where(sf_data) == [  # each row as numbered in its own file (1 = the first row after the header)
         ("Event.csv", 2, "unparseable date"),
         ("Event.csv", 4, "duplicate id"),
         ("Task.csv", 3, "unknown opportunity"),  # a deleted deal, not in Opportunity.csv
@@ -179,7 +186,7 @@ def test_salesforce_activity_counts_reach_the_data_quality_report(sf_data):
 
 def test_salesforce_accepted_activities(sf_data, crm):
     acts = sf_data.activities.set_index("activity_id")
-    o1, o2 = crm.opportunities.iloc[0], crm.opportunities.iloc[1]
+    o1 = crm.opportunities.iloc[0]
     day = (o1["created_at"] + pd.Timedelta(days=2)).normalize()
     call = acts.loc["00T000000000001AAA"]
     assert (call["opportunity_id"], call["type"], call["outcome"], call["duration"]) == (
@@ -312,11 +319,10 @@ def test_salesforce_demo_export_with_tasks_and_events(tmp_path):
     data = read_salesforce(tmp_path)
     assert_counts_add_up(data)
     assert data.activities["opportunity_id"].tolist() == [accepted]
-    q = _q(data)
-    expected = {("Task.csv", 2, "no deal or lead"), ("Event.csv", 1, "unparseable date")}
+    expected = [("Event.csv", 1, "unparseable date"), ("Task.csv", 2, "no deal or lead")]
     if gone is not None:
-        expected.add(("Task.csv", 3, "opportunity quarantined"))
-    assert {(d.split(":")[0], int(r), x) for d, r, x in zip(q["details"], q["row"], q["reason"])} == expected
+        expected.append(("Task.csv", 3, "opportunity quarantined"))
+    assert _where(data) == expected
 
 
 def test_number_by_file_leaves_other_tables_alone(sf_data):
@@ -324,3 +330,226 @@ def test_number_by_file_leaves_other_tables_alone(sf_data):
     assert again is sf_data
     other = sf_data.quarantine[sf_data.quarantine["table"] != "activities"]
     assert other.empty or not other["details"].str.contains("Task.csv").any()
+
+
+# ---------------------------------------------------------------------------------------------- HubSpot
+DEALS_HEADER = ["Record ID", "Deal Name", "Deal Stage", "Amount", "Close Date", "Create Date", "Deal owner"]
+
+
+@pytest.fixture(scope="module")
+def hs_folder(tmp_path_factory):
+    """A HubSpot deals export with calls, meetings and notes exports beside it (and an unrelated file)."""
+    folder = tmp_path_factory.mktemp("hubspot")
+    write_csv(
+        folder / "hubspot-crm-exports-all-deals-2024-06-01.csv",
+        DEALS_HEADER,
+        [
+            ["101", "Acme", "Appointment Scheduled", "1000", "2024-06-30", "2024-01-02 09:00", "Ann Lee"],
+            ["102", "Beta", "Closed Won", "500", "2024-03-01", "2024-01-03 09:00", "Bo Chan"],
+        ],
+    )
+    write_csv(
+        folder / "hubspot-crm-exports-calls-2024-06-01.csv",
+        ["Record ID", "Activity date", "Call Title", "Call outcome", "Call duration", "Activity assigned to",
+         "Associated Deal IDs", "Associated Contact IDs", "Call and meeting type"],
+        [
+            ["9001", "2024-01-04 10:00", "Intro", "Connected", "150000", "Ann Lee", "101", "7001", ""],
+            ["9002", "2024-01-05 11:00", "Thanks", "Connected", "0:02:30", "Ann Lee", "101;102", "",
+             "Thank-you letter"],
+            ["9003", "2024-01-05 12:00", "Contact only", "No answer", "", "Bo Chan", "", "7002", ""],
+            ["9004", "yesterday", "Bad date", "", "", "Bo Chan", "102", "", ""],
+        ],
+    )  # fmt: skip
+    write_csv(
+        folder / "hubspot-crm-exports-meetings-2024-06-01.csv",
+        ["Record ID", "Meeting start time", "Meeting end time", "Meeting name", "Meeting outcome",
+         "Activity assigned to", "Associated Deal IDs"],
+        [
+            ["9101", "2024-01-06 09:00", "2024-01-06 09:45", "Demo", "Completed", "Bo Chan", "102"],
+            ["9102", "2024-01-07 09:00", "", "Other pipeline", "Scheduled", "Bo Chan", "999"],
+        ],
+    )  # fmt: skip
+    write_csv(
+        folder / "engagements-notes.csv",
+        ["Engagement ID", "Timestamp", "Engagement type", "Deal ID"],
+        [["9201", "2024-01-08T08:00:00Z", "NOTE", "101"]],
+    )
+    write_csv(folder / "tasks-for-me.csv", ["What", "When"], [["nothing", "now"]])  # no id/time: not an export
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hs_process():
+    from salesforecast.io import hubspot_process
+
+    return replace(hubspot_process(), activity_types={"follow_up": ("Thank-you letter",)})
+
+
+def test_hubspot_engagement_exports_beside_the_deals(hs_folder, hs_process):
+    deals = hs_folder / "hubspot-crm-exports-all-deals-2024-06-01.csv"
+    assert [p.name for p in hubspot_activity_files(deals)] == [
+        "engagements-notes.csv",
+        "hubspot-crm-exports-calls-2024-06-01.csv",
+        "hubspot-crm-exports-meetings-2024-06-01.csv",
+    ]
+    data = read_hubspot(deals, process=hs_process)
+    assert data.counts.loc["activities"].tolist() == [7, 4, 3]
+    assert_counts_add_up(data)
+    assert _where(data) == [
+        ("hubspot-crm-exports-calls-2024-06-01.csv", 3, "no deal or lead"),  # a contact is not a lead here
+        ("hubspot-crm-exports-calls-2024-06-01.csv", 4, "unparseable date"),
+        ("hubspot-crm-exports-meetings-2024-06-01.csv", 2, "unknown opportunity"),
+    ]
+    acts = data.activities.set_index("activity_id")
+    assert acts["type"].to_dict() == {"9201": "note", "9001": "call", "9002": "follow_up", "9101": "meeting"}
+    assert acts.loc["9001", "duration"] == 2.5 and acts.loc["9002", "duration"] == 2.5  # ms and h:mm:ss
+    assert acts.loc["9101", "duration"] == 45.0  # end - start
+    assert acts.loc["9002", "opportunity_id"] == "101"  # the first of two deals
+    assert acts.loc["9001", "contact_id"] == 7001  # a feature column: numbers when every value is one
+    assert acts.loc["9001", "owner"] == "Ann Lee"
+    assert (acts.loc["9001", "subject"], acts.loc["9001", "outcome"]) == ("Intro", "Connected")
+    assert acts.loc["9201", "occurred_at"] == pd.Timestamp("2024-01-08 08:00")
+    assert any("1 activit(ies) are associated with several deals" in n for n in data.notes)
+    assert any("associated with contacts and no deal" in n for n in data.notes)
+
+
+def test_hubspot_activities_given_or_none(hs_folder):
+    deals = hs_folder / "hubspot-crm-exports-all-deals-2024-06-01.csv"
+    none = read_hubspot(deals, activities=[])
+    assert none.counts.loc["activities"].tolist() == [0, 0, 0]
+    one = read_hubspot(deals, activities=[hs_folder / "engagements-notes.csv"])
+    assert one.counts.loc["activities"].tolist() == [1, 1, 0]
+    assert one.sources["activities"] == str(hs_folder / "engagements-notes.csv")
+    with pytest.raises(DataFileError, match=r"tasks-for-me.csv: no column 'Record ID'") as err:
+        read_hubspot(deals, activities=[hs_folder / "tasks-for-me.csv"])
+    assert err.value.table == "activities"
+
+
+def test_hubspot_through_load_and_the_cli(hs_folder, capsys):
+    deals = hs_folder / "hubspot-crm-exports-all-deals-2024-06-01.csv"
+    assert load(deals).counts.loc["activities"].tolist() == [7, 4, 3]
+    assert main(["validate", str(deals), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["activities"] == {
+        "read": 7,
+        "accepted": 4,
+        "quarantined": 3,
+        "reasons": {"no deal or lead": 1, "unknown opportunity": 1, "unparseable date": 1},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+def test_cli_import_and_validate_report_activity_counts(sf_folder, tmp_path, capsys):
+    out = tmp_path / "canonical"
+    assert main(["import", str(sf_folder), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("activities"))
+    assert line.split()[1:] == ["12", "5", "7"]
+    back = read_canonical(out)
+    assert sorted(back.activities["activity_id"]) == sorted(read_salesforce(sf_folder).activities["activity_id"])
+    # the canonical folder keeps the quarantine written at import: same counts, rows as numbered in their files
+    assert back.counts.loc["activities"].tolist() == [12, 5, 7]
+    assert _where(back) == [(f, r, reason) for f, r, reason in _where(read_salesforce(sf_folder))]
+    assert main(["validate", str(sf_folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["activities"]["read"] == 12 and report["activities"]["reasons"]["no deal or lead"] == 2
+
+
+# ---------------------------------------------------------------------------------------------- mapping files
+ACT_DEALS = "Deal ID;Owner;Created;Stage;Value;Close\nD1;ann;08.01.2024;Prospecting;1.000,50;30.06.2024\n" + (
+    "D2;bo;10.01.2024;Closed Won;200;15.03.2024\n"
+)
+ACT_ROWS = (
+    "Id;Datum;Art;Deal;Wer;Minuten;Betreff\n"
+    "A1;09.01.2024 10:00;Anruf;D1;ann;1,5;Hallo\n"
+    "A2;11.01.2024;Termin;D2;bo;45;Demo\n"
+    "A3;12.01.2024;Dankesbrief;D2;bo;;Danke\n"
+    "A4;31.02.2024;Anruf;D1;ann;;kaputt\n"
+    "A5;12.01.2024;Anruf;D9;ann;;unbekannt\n"
+    "A6;12.01.2024;E-Mail;;ann;;niemand\n"
+)
+ACT_MAPPING = """\
+defaults: {delimiter: ";", decimal: ",", thousands: ".", dates: ["%d.%m.%Y %H:%M", "%d.%m.%Y"]}
+tables:
+  opportunities:
+    source: deals.csv
+    columns: {opportunity_id: Deal ID, owner: Owner, created_at: Created, stage: Stage, amount: Value,
+              close_date: Close}
+    derive: {is_closed: {from: stage}, is_won: {from: stage}}
+  activities:
+    source: SOURCE
+    columns: {activity_id: Id, occurred_at: Datum, type: Art, opportunity_id: Deal, owner: Wer, duration: Minuten,
+              subject: Betreff}
+    values:
+      type: {Anruf: call, Termin: meeting, Dankesbrief: follow_up}
+"""
+
+
+def _check_mapped(data) -> None:
+    assert data.counts.loc["activities"].tolist() == [6, 3, 3]
+    assert_counts_add_up(data)
+    acts = data.activities.set_index("activity_id")
+    assert acts["type"].to_dict() == {"A1": "call", "A2": "meeting", "A3": "follow_up"}
+    assert acts.loc["A1", "duration"] == 1.5 and acts.loc["A1", "occurred_at"] == pd.Timestamp("2024-01-09 10:00")
+    q = _q(data).sort_values("row")
+    assert q[["row", "reason"]].values.tolist() == [
+        [4, "unparseable date"],
+        [5, "unknown opportunity"],
+        [6, "no deal or lead"],
+    ]
+
+
+def test_mapping_file_with_an_activities_table(tmp_path):
+    (tmp_path / "deals.csv").write_text(ACT_DEALS, encoding="utf-8")
+    (tmp_path / "acts.csv").write_text(ACT_ROWS, encoding="utf-8")
+    (tmp_path / "m.yml").write_text(ACT_MAPPING.replace("SOURCE", "acts.csv"), encoding="utf-8")
+    _check_mapped(load(tmp_path / "m.yml"))
+
+
+def test_mapping_activities_need_deals_or_leads(tmp_path):
+    (tmp_path / "m.yml").write_text("tables:\n  activities: {source: acts.csv}\n", encoding="utf-8")
+    with pytest.raises(MappingError, match="activities belong to deals or leads") as err:
+        load(tmp_path / "m.yml")
+    assert err.value.key == "tables.activities"
+
+
+def _activity_frame() -> pd.DataFrame:
+    lines = [line.split(";") for line in ACT_ROWS.strip().splitlines()]
+    return pd.DataFrame(lines[1:], columns=lines[0]).replace("", None)
+
+
+def test_mapping_reads_activities_from_duckdb(tmp_path):
+    (tmp_path / "deals.csv").write_text(ACT_DEALS, encoding="utf-8")
+    acts = _activity_frame()
+    with duckdb.connect(str(tmp_path / "crm.duckdb")) as con:
+        con.register("acts", acts)
+        con.execute("CREATE TABLE activities AS SELECT * FROM acts")
+    mapping = ACT_MAPPING.replace("SOURCE", "{database: local, table: activities}")
+    (tmp_path / "m.yml").write_text(mapping + "databases:\n  local: {duckdb: crm.duckdb}\n", encoding="utf-8")
+    data = load(tmp_path / "m.yml")
+    _check_mapped(data)
+    assert data.sources["activities"] == "database 'local' table 'activities'"
+
+
+@pytest.fixture(scope="module")
+def pg_url(tmp_path_factory):
+    with postgres_url(tmp_path_factory) as url:
+        yield url
+
+
+def test_mapping_reads_activities_from_postgres(pg_url, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    try:
+        _activity_frame().to_sql("activities", engine, index=False)
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("SALESFORECAST_TEST_ACTIVITIES_DB", pg_url.render_as_string(hide_password=False))
+    (tmp_path / "deals.csv").write_text(ACT_DEALS, encoding="utf-8")
+    mapping = ACT_MAPPING.replace("SOURCE", "{database: warehouse, table: activities}")
+    mapping += "databases:\n  warehouse: {url_env: SALESFORECAST_TEST_ACTIVITIES_DB}\n"
+    (tmp_path / "m.yml").write_text(mapping, encoding="utf-8")
+    data = load(tmp_path / "m.yml")
+    _check_mapped(data)
+    assert data.sources["activities"] == "database 'warehouse' table 'activities'"

@@ -553,3 +553,37 @@ def test_mapping_reads_activities_from_postgres(pg_url, tmp_path, monkeypatch):
     data = load(tmp_path / "m.yml")
     _check_mapped(data)
     assert data.sources["activities"] == "database 'warehouse' table 'activities'"
+
+
+def test_malformed_lines_in_task_and_event_are_quarantined_in_their_file(tmp_path, sf_folder, sf_process):
+    folder = tmp_path / "export"
+    shutil.copytree(sf_folder, folder)
+    task = (folder / "Task.csv").read_text(encoding="utf-8").splitlines()
+    task.insert(2, '"00T9","0","x","y",unquoted, comma,"a","b","c","d","e","f","g","h"')  # 14 fields for 13
+    (folder / "Task.csv").write_text("\n".join(task) + "\n", encoding="utf-8")
+    events = pd.read_csv(folder / "Event.csv", dtype="str", keep_default_na=False)
+    events.loc[0, "Id"] = "00T000000000001AAA"  # shared with Task.csv: every id is prefixed, the mark is not
+    write_csv(folder / "Event.csv", list(events.columns), events.to_numpy().tolist())
+    data = read_salesforce(folder, process=sf_process)
+    assert data.counts.loc["activities"].tolist() == [13, 5, 8]
+    assert_counts_add_up(data)
+    where = _where(data)
+    assert ("Task.csv", 2, "malformed row") in where and ("Task.csv", 4, "unknown opportunity") in where
+    assert len(where) == 8
+
+
+def test_hubspot_tasks_without_deal_column(tmp_path):
+    deals = write_csv(
+        tmp_path / "deals.csv",
+        DEALS_HEADER,
+        [["101", "Acme", "Appointment Scheduled", "1000", "2024-06-30", "2024-01-02 09:00", "Ann Lee"]],
+    )
+    write_csv(
+        tmp_path / "tasks.csv",
+        ["Record ID", "Activity date", "Task Title", "Task status", "Associated Contact IDs"],
+        [["1", "2024-01-03", "Call back", "COMPLETED", "7"], ["2", "2024-01-04", "Write", "NOT_STARTED", ""]],
+    )
+    data = read_hubspot(deals)
+    assert data.counts.loc["activities"].tolist() == [2, 0, 2]
+    assert set(_q(data)["reason"]) == {"no deal or lead"}
+    assert _q(data)["details"].tolist() == ["tasks.csv: opportunity_id: no deal or lead"] * 2

@@ -15,7 +15,7 @@ Salesforce (``Task.csv``, ``Event.csv``; headers matched case-insensitively)
     ``WhatId`` (-> ``opportunity_id`` when it is an opportunity of the export or an opportunity Id, prefix
     ``006``; an account, case... is no deal), ``WhoId`` (-> ``lead_id`` when it is a lead of the export or a lead
     Id, prefix ``00Q``; a contact, ``003``, is kept as ``contact_id``), one of them at least;
-    the time (-> ``occurred_at``; the first non-empty of): Task ``ActivityDateTime, ActivityDate,
+    the time (-> ``occurred_at``; the first non-empty of): Task ``ActivityDate, ActivityDateTime,
     CompletedDateTime, CreatedDate`` (an ``ActivityDate``, a day, takes the time of ``CompletedDateTime`` when that
     is on the same day), Event ``StartDateTime, ActivityDateTime, ActivityDate``;
     the type (-> ``type``): ``Type`` (the organisation's own picklist: its names go through the process map's
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast.io.common import carry_malformed, find_column, parse_times, text_column, with_notes
-from salesforecast.schema import CRMData, DataFileError
+from salesforecast.schema import CRMData, DataFileError, is_malformed
 
 __all__ = [
     "ActivityFiles",
@@ -188,7 +188,7 @@ def _known(ids: pd.Series, lookup: dict[str, str]) -> pd.Series:
 
 # ---------------------------------------------------------------------------------------------- Salesforce
 _SF_TIMES = {
-    "Task": ("ActivityDateTime", "ActivityDate", "CompletedDateTime", "CreatedDate"),
+    "Task": ("ActivityDate", "ActivityDateTime", "CompletedDateTime", "CreatedDate"),
     "Event": ("StartDateTime", "ActivityDateTime", "ActivityDate"),
 }
 _SF_SUBTYPES = {
@@ -336,7 +336,8 @@ def salesforce_activities(
         if shared:
             for obj, frame, _ in parts:
                 ids = frame["activity_id"]
-                frame["activity_id"] = (f"{obj}:" + ids.astype("str")).where(ids.notna(), ids)
+                keep = ids.isna() | is_malformed(ids)  # a malformed line keeps its mark, for validate to report
+                frame["activity_id"] = (f"{obj}:" + ids.astype("str")).where(~keep, ids)
             notes.append(
                 f"{len(shared)} Id(s) appear in both {' and '.join(p.name for _, _, p in parts)} (e.g."
                 f" {sorted(shared)[0][:20]!r}); the activity ids are written Task:<Id> and Event:<Id> to keep them"
@@ -441,7 +442,7 @@ def hubspot_activity_files(deals: Path, encoding: str = "utf-8") -> list[Path]:
     deals = Path(deals)
     out = []
     for p in sorted(deals.parent.iterdir()):
-        if p == deals or not p.is_file() or p.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
+        if p.name == deals.name or not p.is_file() or p.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
             continue
         if _hs_kind(p) is None:
             continue
@@ -483,7 +484,7 @@ def _hs_rows(df: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
     kind = own.fillna(general).fillna(_HS_KIND_TYPE.get(kind or "", None))
     deals = text_column(df, find_column(df, *_HS_DEAL)).str.strip()
     several = deals.str.contains(r"[;,]", regex=True).fillna(False).astype(bool)
-    first_deal = deals.str.split(r"\s*[;,]\s*", regex=True).str[0].astype("str").replace("", None)
+    first_deal = deals.str.replace(r"\s*[;,].*$", "", regex=True).replace("", None)
     if several.any():
         notes.append(
             f"{path.name}: {int(several.sum())} activit(ies) are associated with several deals; each is counted on"

@@ -178,8 +178,18 @@ def test_salesforce_activity_counts_reach_the_data_quality_report(sf_data):
         "unknown lead": 1,
     }
     examples = quality.quarantine_examples(sf_data, n=5)
-    rows = examples[examples["table"] == "activities"].sort_values("row")["row"].tolist()
-    assert rows == [2, 3, 4, 4, 5, 7, 8]  # Task.csv row 4 and Event.csv row 4 are two rows
+    examples = examples[examples["table"] == "activities"].sort_values(["row", "original"])
+    assert examples["row"].tolist() == [2, 3, 4, 4, 5, 7, 8]  # Task.csv row 4 and Event.csv row 4 are two rows
+    files = examples["original"].str.extract(r"^file=(\w+\.csv); activity_id=(\w+);")
+    assert files.values.tolist() == [
+        ["Event.csv", "00U000000000002AAA"],
+        ["Task.csv", "00T000000000003AAA"],
+        ["Event.csv", "00U000000000003AAA"],
+        ["Task.csv", "00T000000000004AAA"],
+        ["Task.csv", "00T000000000005AAA"],
+        ["Task.csv", "00T000000000007AAA"],
+        ["Task.csv", "00T000000000008AAA"],
+    ]
     (note,) = [n for n in quarantine_notes(sf_data) if "activities" in n]
     assert note.startswith("7 of the 12 activities rows read (58%) were set aside")
 

@@ -8,7 +8,8 @@ every physical row of every file becomes one raw row, so rows read = accepted + 
 
 One table, several files: the raw rows are the files' rows one file after the other. `number_by_file` then
 writes each quarantined activity's row number as it is in its own file (1 = the first row after the header) and
-names the file at the head of its ``details`` (``Event.csv: occurred_at: unparseable date``).
+names the file at the head of its ``details`` (``Event.csv: occurred_at: unparseable date``) and of its
+``original`` (``file=Event.csv; activity_id=...`` in the data-quality report).
 
 Salesforce (``Task.csv``, ``Event.csv``; headers matched case-insensitively)
     ``Id`` (required; when the two files share an Id, each file's Ids are prefixed ``Task:`` / ``Event:``),
@@ -43,6 +44,7 @@ HubSpot (engagement exports: one file per activity type, or one with a type colu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -101,9 +103,10 @@ def number_by_file(data: CRMData, files: Sequence[tuple[Path, int]], table: str 
     Returns
     -------
     CRMData
-        A copy whose quarantine rows of `table` say ``row`` (1 = the file's first data row) and
-        ``details`` = ``"<file name>: <details>"``, with a note on the numbering when there are several files;
-        unchanged when none of the rows was quarantined.
+        A copy whose quarantine rows of `table` say ``row`` (1 = the file's first data row),
+        ``details`` = ``"<file name>: <details>"`` and ``original`` = the row with ``"file": <file name>``
+        first, with a note on the numbering when there are several files; unchanged when none of the rows was
+        quarantined.
     """
     q = data.quarantine
     sel = (q["table"] == table).to_numpy(dtype=bool)
@@ -119,6 +122,7 @@ def number_by_file(data: CRMData, files: Sequence[tuple[Path, int]], table: str 
     q = q.copy()
     q.loc[sel, "row"] = rows - starts[which]
     q.loc[sel, "details"] = names[which] + ": " + q.loc[sel, "details"].astype("str").to_numpy(dtype=object)
+    q.loc[sel, "original"] = [_with_file(o, n) for o, n in zip(q.loc[sel, "original"], names[which], strict=True)]
     out = replace(data, quarantine=q)
     if len(files) > 1:
         listed = ", ".join(f"{Path(p).name} ({n})" for p, n in files)
@@ -130,6 +134,15 @@ def number_by_file(data: CRMData, files: Sequence[tuple[Path, int]], table: str 
             ],
         )
     return out
+
+
+def _with_file(original: object, name: str) -> object:
+    """A quarantine ``original`` (the row as JSON) with the file it came from as its first entry."""
+    try:
+        values = json.loads(str(original))
+    except ValueError:
+        return original
+    return json.dumps({"file": name, **values}, ensure_ascii=False) if isinstance(values, dict) else original
 
 
 # ---------------------------------------------------------------------------------------------- shared steps

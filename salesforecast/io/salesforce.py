@@ -1040,10 +1040,11 @@ def write_salesforce(data: CRMData, folder: str | Path) -> Path:
 
     What does not round-trip: times finer than a second; times of day of ``close_date`` and ``converted_at``
     (Salesforce Date fields: the day is kept, and a lead converted on its creation day reads back converted at
-    its creation time); the process map's name, aliases and stall limits (``max_days``); a submission's team
+    its creation time); the process map's name, aliases, stall limits (``max_days``), ``activity_types`` and
+    exit criteria; a submission's team
     when it differs from its owner's; integer feature columns read back as floats, boolean ones as 0/1 numbers,
     datetime ones as text; ids are written as they are (no Salesforce Id is invented for deals, leads or
-    accounts, only for users, roles, periods and forecast records).
+    accounts, activities, only for users, roles, periods and forecast records).
 
     Parameters
     ----------

@@ -435,6 +435,18 @@ def test_hubspot_activities_given_or_none(hs_folder):
     assert err.value.table == "activities"
 
 
+def test_hubspot_activity_times_in_the_account_time_zone_and_excel(hs_folder, tmp_path):
+    deals = tmp_path / "deals.csv"
+    shutil.copy(hs_folder / "hubspot-crm-exports-all-deals-2024-06-01.csv", deals)
+    meetings = pd.read_csv(hs_folder / "hubspot-crm-exports-meetings-2024-06-01.csv", dtype="str")
+    meetings.to_excel(tmp_path / "meetings.xlsx", index=False)
+    data = read_hubspot(deals, timezone="Europe/Berlin")
+    acts = data.activities.set_index("activity_id")
+    assert acts.loc["9101", "occurred_at"] == pd.Timestamp("2024-01-06 08:00")  # 09:00 in Berlin, winter
+    assert acts.loc["9101", "duration"] == 45.0
+    assert data.counts.loc["activities"].tolist() == [2, 1, 1] and data.sources["activities"].endswith("meetings.xlsx")
+
+
 def test_hubspot_through_load_and_the_cli(hs_folder, capsys):
     deals = hs_folder / "hubspot-crm-exports-all-deals-2024-06-01.csv"
     assert load(deals).counts.loc["activities"].tolist() == [7, 4, 3]

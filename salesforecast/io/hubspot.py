@@ -174,7 +174,7 @@ def read_hubspot(
         Text encoding of a CSV file (a UTF-8 byte-order mark is always accepted).
     timezone : str, optional
         HubSpot exports times in the account's time zone; give it (e.g. ``"Europe/Berlin"``) to convert them
-        to UTC. None reads them as UTC.
+        (the deals' and the activities') to UTC. None reads them as UTC.
     activities : sequence of paths, optional
         Engagement exports (calls, meetings, emails, notes, tasks; CSV or XLSX) read into the ``activities``
         table (`salesforecast.io.activities` lists their columns). None (the default) reads those beside the deals
@@ -338,7 +338,7 @@ def read_hubspot(
     acts = hubspot_activities([(_read(p, encoding, "activities"), p) for p in act_paths], notes, others_note)
     sources = dict.fromkeys(tables, str(path))
     if acts is not None:
-        tables["activities"] = acts.raw
+        tables["activities"] = acts.raw.assign(occurred_at=_to_utc(acts.raw["occurred_at"], timezone))
         sources["activities"] = acts.source
     data = validate(tables, process=process, sources=sources)
     if acts is not None:

@@ -263,6 +263,7 @@ def test_salesforce_activity_of_a_quarantined_opportunity_and_15_character_ids(t
         ],
     )
     data = read_salesforce(tmp_path)
+    assert not any("no Lead.csv" in n for n in data.notes)
     assert data.activities["opportunity_id"].tolist() == ["006000000000001AAA"]
     assert data.activities["type"].tolist() == ["meeting"]  # an Event without Type or EventSubtype
     q = _q(data)
@@ -609,3 +610,15 @@ def test_hubspot_tasks_without_deal_column(tmp_path):
     assert data.counts.loc["activities"].tolist() == [2, 0, 2]
     assert set(_q(data)["reason"]) == {"no deal or lead"}
     assert _q(data)["details"].tolist() == ["tasks.csv: opportunity_id: no deal or lead"] * 2
+
+
+def test_salesforce_lead_activities_without_lead_file_are_noted(tmp_path):
+    write_csv(
+        tmp_path / "Opportunity.csv",
+        ["Id", "OwnerId", "CreatedDate", "StageName", "Amount", "CloseDate"],
+        [["0061", "0051", "2024-01-05", "Prospecting", "10", "2024-03-31"]],
+    )
+    write_csv(tmp_path / "Task.csv", ["Id", "WhoId", "ActivityDate"], [["00T1", "00Q1", "2024-01-06"]])
+    data = read_salesforce(tmp_path)
+    assert _where(data) == [("Task.csv", 1, "unknown lead")]
+    assert any("no Lead.csv: 1 activit(ies) of leads" in n for n in data.notes)

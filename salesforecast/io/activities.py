@@ -343,6 +343,12 @@ def salesforce_activities(
         return None
     opps, leads = _id_lookup(opportunity_ids), _id_lookup(lead_ids)
     parts = [(obj, _sf_rows(obj, df, path, owner_name, opps, leads, notes), path) for obj, df, path in files]
+    of_leads = sum(int((p["lead_id"].notna() & p["opportunity_id"].isna()).sum()) for _, p, _ in parts)
+    if not leads and of_leads:
+        notes.append(
+            f"The export has no Lead.csv: {of_leads} activit(ies) of leads (WhoId 00Q...) are quarantined as"
+            " 'unknown lead'. Export Lead.csv with the tasks and events to keep them."
+        )
     if len(parts) > 1:
         seen = [set(p["activity_id"].dropna()) for _, p, _ in parts]
         shared = set.intersection(*seen)

@@ -107,6 +107,18 @@ def number_by_file(data: CRMData, files: Sequence[tuple[Path, int]], table: str 
         ``details`` = ``"<file name>: <details>"`` and ``original`` = the row with ``"file": <file name>``
         first, with a note on the numbering when there are several files; unchanged when none of the rows was
         quarantined.
+
+    Examples
+    --------
+    >>> from salesforecast.schema import validate
+    >>> opps = pd.DataFrame({"opportunity_id": ["O1"], "owner": ["ann"], "created_at": ["2024-01-02"],
+    ...     "stage": ["Prospecting"], "amount": ["10"], "close_date": [""], "is_closed": ["0"], "is_won": ["0"]})
+    >>> acts = pd.DataFrame({"activity_id": ["T1", "T2", "E1"], "occurred_at": ["2024-01-03", "2024-01-04", "soon"],
+    ...     "type": ["call", "email", "meeting"], "opportunity_id": ["O1", "O9", "O1"]})
+    >>> data = validate({"opportunities": opps, "activities": acts})
+    >>> data = number_by_file(data, [(Path("Task.csv"), 2), (Path("Event.csv"), 1)])
+    >>> data.quarantine[["row", "details"]].values.tolist()
+    [[2, 'Task.csv: opportunity_id: unknown opportunity'], [1, 'Event.csv: occurred_at: unparseable date']]
     """
     q = data.quarantine
     sel = (q["table"] == table).to_numpy(dtype=bool)
@@ -169,7 +181,7 @@ def _first_of(df: pd.DataFrame, names: Sequence[str]) -> tuple[pd.Series, pd.Ser
 
 
 def _numbers(text: pd.Series) -> pd.Series:
-    """Text -> float where it is a number (NaN for blanks); None where it is not (kept apart by the caller)."""
+    """Text -> float where it is a number; NaN for blanks and for text that is no number (the caller keeps it)."""
     return pd.to_numeric(text.astype("str").str.strip().replace("", None), errors="coerce")
 
 

@@ -53,7 +53,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from salesforecast.io.common import carry_malformed, find_column, parse_times, text_column, with_notes
+from salesforecast.io.common import (
+    carry_malformed,
+    custom_columns,
+    find_column,
+    parse_times,
+    text_column,
+    with_notes,
+)
 from salesforecast.schema import CRMData, DataFileError, is_malformed
 
 __all__ = [
@@ -305,10 +312,8 @@ def _sf_rows(
         out["contact_id"] = who.where(contact)
     if find_column(df, "AccountId") is not None:
         out["account_id"] = text_column(df, find_column(df, "AccountId"))
-    from salesforecast.io.salesforce import _custom_columns  # custom fields Xyz__c: feature columns, as for deals
-
     outcome_col = find_column(df, "Outcome__c")
-    for name, values in _custom_columns(df.drop(columns=[outcome_col] if outcome_col else []), out.columns).items():
+    for name, values in custom_columns(df.drop(columns=[outcome_col] if outcome_col else []), out.columns).items():
         out[name] = values
     other = ~_blank(what) & opp.isna()
     if other.any():

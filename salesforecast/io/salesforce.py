@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,6 +64,7 @@ import pandas as pd
 from salesforecast.io.activities import number_by_file, salesforce_activities
 from salesforecast.io.common import (
     carry_malformed,
+    custom_columns,
     find_column,
     header_key,
     parse_times,
@@ -109,13 +110,6 @@ def _parse_flags(text: pd.Series) -> pd.Series:
     out[key.isin({"true", "1", "1.0", "yes", "y", "t"}).fillna(False).astype(bool)] = True
     out[key.isin({"false", "0", "0.0", "no", "n", "f"}).fillna(False).astype(bool)] = False
     return out
-
-
-def _snake(field: str) -> str:
-    """A custom field's API name as a feature column: ``Title_Seniority__c`` -> ``title_seniority``."""
-    base = re.sub(r"__c$", "", str(field).strip(), flags=re.IGNORECASE)
-    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base)
-    return re.sub(r"[^0-9a-zA-Z]+", "_", base).strip("_").lower()
 
 
 def _stage_flags(stage: pd.Series, process: SalesProcess) -> tuple[pd.Series, pd.Series]:
@@ -521,22 +515,6 @@ _ROLLUPS = {
 }
 
 
-def _custom_columns(df: pd.DataFrame, taken: Iterable[str]) -> dict[str, pd.Series]:
-    """Custom fields (``Xyz__c``) as feature columns named ``xyz`` (``xyz_custom`` when the name is taken)."""
-    taken = set(taken)
-    out = {}
-    for c in df.columns:
-        if not re.search(r"__c$", str(c), flags=re.IGNORECASE):
-            continue
-        name = _snake(c)
-        if not name:
-            continue
-        if name in taken or name in out:
-            name = f"{name}_custom"
-        out[name] = text_column(df, c)
-    return out
-
-
 def _opportunities(
     opp: pd.DataFrame, path: Path, users: _Users, process: SalesProcess, lead_of: Mapping[str, str], notes: list[str]
 ) -> pd.DataFrame:
@@ -590,7 +568,7 @@ def _opportunities(
         if find_column(opp, field) is not None:
             out[name] = text_column(opp, find_column(opp, field))
     used = [c for c in (team_col, lead_col) if c is not None]
-    for name, values in _custom_columns(opp.drop(columns=used), out.columns).items():
+    for name, values in custom_columns(opp.drop(columns=used), out.columns).items():
         out[name] = values
     return carry_malformed(opp, out)
 
@@ -651,7 +629,7 @@ def _leads(lead: pd.DataFrame, path: Path, users: _Users, notes: list[str]) -> p
     for field, name in _LEAD_FIELDS.items():
         if find_column(lead, field) is not None:
             out[name] = text_column(lead, find_column(lead, field))
-    for name, values in _custom_columns(lead, out.columns).items():
+    for name, values in custom_columns(lead, out.columns).items():
         out[name] = values
     return carry_malformed(lead, out)
 

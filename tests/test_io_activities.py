@@ -386,6 +386,9 @@ def hs_folder(tmp_path_factory):
         [["9201", "2024-01-08T08:00:00Z", "NOTE", "101"]],
     )
     write_csv(folder / "tasks-for-me.csv", ["What", "When"], [["nothing", "now"]])  # no id/time: not an export
+    write_csv(  # another deals export whose name holds "notes": not an engagement export
+        folder / "deals-with-notes.csv", [*DEALS_HEADER, "Activity date"], [["1", "x", "y", "1", "", "", "", ""]]
+    )
     return folder
 
 

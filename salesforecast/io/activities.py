@@ -460,8 +460,8 @@ def hubspot_activity_files(deals: Path, encoding: str = "utf-8") -> list[Path]:
 
     A file in the deals export's folder (``.csv``/``.xlsx``, not the deals file) whose name holds the word
     ``calls``, ``meetings``, ``emails``, ``notes``, ``tasks`` or ``engagements`` (any case, e.g.
-    ``hubspot-crm-exports-calls-2024-06-01.csv``) and whose header has an id column (``Record ID``...) and a
-    time column (``Activity date``...).
+    ``hubspot-crm-exports-calls-2024-06-01.csv``) and whose header has an id column (``Record ID``...) and an
+    activity's time (``Activity date``, ``Timestamp``, ``Meeting start time``...), and no ``Deal Stage``.
 
     Parameters
     ----------
@@ -483,7 +483,9 @@ def hubspot_activity_files(deals: Path, encoding: str = "utf-8") -> list[Path]:
         if _hs_kind(p) is None:
             continue
         frame = pd.DataFrame(columns=_columns(p, "utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding))
-        if find_column(frame, *_HS_ID) is not None and find_column(frame, *_HS_TIME) is not None:
+        has_id = find_column(frame, *_HS_ID) is not None
+        has_time = find_column(frame, *_HS_TIME[:-2]) is not None  # an activity's own time, not only Create Date
+        if has_id and has_time and find_column(frame, "Deal Stage", "dealstage") is None:  # not another deals export
             out.append(p)
     return out
 

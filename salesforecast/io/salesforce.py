@@ -744,7 +744,8 @@ def read_salesforce(
         A folder holding ``Opportunity.csv`` and optionally ``OpportunityHistory.csv``, ``Lead.csv``,
         ``User.csv`` (+ ``UserRole.csv``), ``OpportunityStage.csv`` (+ ``Organization.csv``), forecasting
         exports (``ForecastingSubmissionItem.csv`` + ``ForecastingSubmission.csv``, or ``ForecastingItem.csv``;
-        ``Period.csv``) and ``ForecastingQuota.csv``. The files and fields are described in the module docstring.
+        ``Period.csv``), ``ForecastingQuota.csv`` and the activities ``Task.csv`` and ``Event.csv``. The files and
+        fields are described in the module docstring.
     process : SalesProcess, path of a process YAML, "default" or None
         The process map. The default (None or ``"default"``, see `SalesProcess.resolve`) builds it from
         ``OpportunityStage.csv`` when the folder has one, else uses Salesforce's standard stages (with the fiscal
@@ -756,8 +757,8 @@ def read_salesforce(
     -------
     CRMData
         Accepted tables, quarantine and counts (``read == accepted + quarantined`` for every table, rows
-        numbered as in the files), and `CRMData.notes` on what the export cannot tell (a history that is a
-        data load, owners without names, ...).
+        numbered as in the files: a quarantined activity's in Task.csv or Event.csv, named in its details), and
+        `CRMData.notes` on what the export cannot tell (a history that is a data load, owners without names, ...).
 
     Raises
     ------

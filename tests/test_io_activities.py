@@ -252,6 +252,7 @@ def test_salesforce_activity_of_a_quarantined_opportunity_and_15_character_ids(t
         [
             ["006000000000001AAA", "0051", "2024-01-05 10:00:00", "Prospecting", "1000", "2024-03-31", "0", "0"],
             ["006000000000002AAA", "0051", "2024-01-05 10:00:00", "Nowhere", "1000", "2024-03-31", "0", "0"],
+            ["006000000000003", "0051", "2024-01-05 10:00:00", "Prospecting", "1000", "2024-03-31", "0", "0"],
         ],
     )
     write_csv(
@@ -260,12 +261,13 @@ def test_salesforce_activity_of_a_quarantined_opportunity_and_15_character_ids(t
         [
             ["00U1", "006000000000001", "2024-01-06", "0051"],  # the 15-character form of the first deal's Id
             ["00U2", "006000000000002AAA", "2024-01-06", "0051"],  # the deal is quarantined (unknown stage)
+            ["00U3", "006000000000003AAA", "2024-01-06", "0051"],  # the 18-character form of a 15-character Id
         ],
     )
     data = read_salesforce(tmp_path)
     assert not any("no Lead.csv" in n for n in data.notes)
-    assert data.activities["opportunity_id"].tolist() == ["006000000000001AAA"]
-    assert data.activities["type"].tolist() == ["meeting"]  # an Event without Type or EventSubtype
+    assert data.activities["opportunity_id"].tolist() == ["006000000000001AAA", "006000000000003"]
+    assert data.activities["type"].tolist() == ["meeting"] * 2  # an Event without Type or EventSubtype
     q = _q(data)
     assert q[["row", "reason"]].values.tolist() == [[2, "opportunity quarantined"]]
     assert q["details"].iloc[0].startswith("Event.csv: opportunity_id:")

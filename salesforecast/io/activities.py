@@ -214,8 +214,16 @@ def _id_lookup(ids: pd.Series) -> dict[str, str]:
 
 
 def _known(ids: pd.Series, lookup: dict[str, str]) -> pd.Series:
-    """The export's own Id of each value (the 18-character one for a 15-character value); missing where unknown."""
-    return ids.astype("str").map(lookup).astype("str")
+    """The export's own Id of each value; missing where unknown.
+
+    A 15-character value finds an 18-character Id of the export, and an 18-character value a 15-character one.
+    """
+    text = ids.astype("str")
+    found = text.map(lookup).astype("str")
+    long = (text.str.len() == 18).fillna(False).astype(bool) & found.isna()
+    if long.any():
+        found = found.mask(long, text[long].str[:15].map(lookup).astype("str"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- Salesforce

@@ -627,3 +627,24 @@ def test_salesforce_lead_activities_without_lead_file_are_noted(tmp_path):
     data = read_salesforce(tmp_path)
     assert _where(data) == [("Task.csv", 1, "unknown lead")]
     assert any("no Lead.csv: 1 activit(ies) of leads" in n for n in data.notes)
+
+
+def test_mapping_joins_one_file_per_kind_with_a_duckdb_query(tmp_path):
+    (tmp_path / "deals.csv").write_text(ACT_DEALS, encoding="utf-8")
+    (tmp_path / "calls.csv").write_text("Id;Datum;Deal\nC1;09.01.2024 10:00;D1\nC2;31.02.2024;D1\n", encoding="utf-8")
+    (tmp_path / "meetings.csv").write_text("Id;Datum;Deal\nM1;11.01.2024;D2\n", encoding="utf-8")
+    query = (
+        "select *, 'call' as kind from read_csv('calls.csv', delim=';', all_varchar=true) union all by name"
+        " select *, 'meeting' as kind from read_csv('meetings.csv', delim=';', all_varchar=true)"
+    )
+    mapping = ACT_MAPPING.split("  activities:")[0] + (
+        "  activities:\n"
+        f'    source: {{database: files, query: "{query}"}}\n'
+        "    columns: {activity_id: Id, occurred_at: Datum, type: kind, opportunity_id: Deal}\n"
+        "databases:\n  files: {duckdb: ':memory:'}\n"
+    )
+    (tmp_path / "m.yml").write_text(mapping, encoding="utf-8")
+    data = load(tmp_path / "m.yml")
+    assert data.counts.loc["activities"].tolist() == [3, 2, 1]
+    assert data.activities.set_index("activity_id")["type"].to_dict() == {"C1": "call", "M1": "meeting"}
+    assert _q(data)[["row", "reason"]].values.tolist() == [[2, "unparseable date"]]

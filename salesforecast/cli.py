@@ -75,7 +75,10 @@ def _print_validation(data: CRMData, source: str, examples: int) -> None:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         for table, grp in q.groupby("table", sort=False):
             print(f"\n[{table}]")
-            print(grp[["row", "column", "value", "reason"]].head(examples).to_string(index=False))
+            cols = ["row", "column", "value", "reason"]
+            if " + " in data.sources.get(str(table), ""):  # several files (Task.csv + Event.csv): rows are per file
+                grp, cols = grp.assign(file=grp["details"].str.split(": ").str[0]), ["file", *cols]
+            print(grp[cols].head(examples).to_string(index=False))
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -478,6 +478,11 @@ def test_cli_import_and_validate_report_activity_counts(sf_folder, tmp_path, cap
     # the canonical folder keeps the quarantine written at import: same counts, rows as numbered in their files
     assert back.counts.loc["activities"].tolist() == [12, 5, 7]
     assert _where(back) == [(f, r, reason) for f, r, reason in _where(read_salesforce(sf_folder))]
+    assert main(["validate", str(sf_folder), "--examples", "10"]) == 0
+    text = capsys.readouterr().out.split("[activities]")[1].splitlines()
+    assert text[1].split() == ["file", "row", "column", "value", "reason"]
+    assert text[2].split()[:3] == ["Task.csv", "3", "opportunity_id"]
+    assert any(line.split()[:2] == ["Event.csv", "2"] for line in text)
     assert main(["validate", str(sf_folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["activities"]["read"] == 12 and report["activities"]["reasons"]["no deal or lead"] == 2

@@ -75,7 +75,11 @@ def _print_validation(data: CRMData, source: str, examples: int) -> None:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         for table, grp in q.groupby("table", sort=False):
             print(f"\n[{table}]")
-            print(grp[["row", "column", "value", "reason"]].head(examples).to_string(index=False))
+            cols, file = ["row", "column", "value", "reason"], grp["details"].str.split(": ").str[0]
+            files = {Path(p).name for p in data.sources.get(str(table), "").split(" + ")}
+            if len(files) > 1 and file.isin(files).all():  # several files (Task.csv + Event.csv): rows are per file
+                grp, cols = grp.assign(file=file), ["file", *cols]
+            print(grp[cols].head(examples).to_string(index=False))
 
 
 def _validate(args: argparse.Namespace) -> int:

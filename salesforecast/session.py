@@ -517,9 +517,9 @@ def quarantine_notes(data: CRMData, most: int = 3) -> tuple[str, ...]:
     counts = data.counts
     out = []
     for table, rows in q.groupby("table", sort=False):
-        n = int(rows["row"].nunique())
+        n = len(rows)  # one entry per quarantined row; two files of one table (Task.csv, Event.csv) share numbers
         read = int(counts.loc[table, "read"]) if table in counts.index else n
-        reasons = rows.drop_duplicates("row")["reason"].value_counts()
+        reasons = rows["reason"].value_counts()
         top = ", ".join(f"{reason} ({count:,})" for reason, count in reasons.head(most).items())
         more = f" and {len(reasons) - most} more reasons" if len(reasons) > most else ""
         out.append(

@@ -665,5 +665,6 @@ def test_mapping_json_schema_describes_the_file():
         "leads",
         "forecast_submissions",
         "quotas",
+        "activities",
     }
     assert "derive_from_dates" in schema["$defs"]["StageHistoryEntry"]["properties"]

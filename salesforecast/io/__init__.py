@@ -4,8 +4,10 @@
 
 - ``"sample"``: the bundled sample CRM;
 - a canonical folder (``opportunities.csv`` and the optional tables, CSV or Parquet, maybe a ``process.yml``);
-- a Salesforce export folder (``Opportunity.csv``, ``OpportunityHistory.csv``...: `read_salesforce`);
-- a HubSpot deals export (CSV or Excel with ``Deal Stage`` and ``Date entered ...`` columns: `read_hubspot`);
+- a Salesforce export folder (``Opportunity.csv``, ``OpportunityHistory.csv``, ``Task.csv``, ``Event.csv``...:
+  `read_salesforce`);
+- a HubSpot deals export (CSV or Excel with ``Deal Stage`` and ``Date entered ...`` columns, and the engagement
+  exports beside it: `read_hubspot`);
 - a mapping file (``*.yml``) describing any other export, file or database (`load_mapping`).
 
 Every importer ends in `salesforecast.schema.validate`, so quarantine rules and counts are the same whatever the

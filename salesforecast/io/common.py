@@ -17,6 +17,8 @@ from salesforecast.schema import CRMData, is_malformed
 
 __all__ = [
     "carry_malformed",
+    "custom_columns",
+    "custom_field_column",
     "find_column",
     "header_key",
     "parse_times",
@@ -189,3 +191,45 @@ def with_notes(data: CRMData, notes: Iterable[str]) -> CRMData:
     """
     notes = tuple(dict.fromkeys(n for n in (*data.notes, *notes) if n))
     return CRMData(**{**data.__dict__, "notes": notes})
+
+
+def custom_field_column(field: str) -> str:
+    """A Salesforce custom field's API name as a feature column.
+
+    Examples
+    --------
+    >>> custom_field_column("Title_Seniority__c"), custom_field_column("NumberOfDemos__c")
+    ('title_seniority', 'number_of_demos')
+    """
+    base = re.sub(r"__c$", "", str(field).strip(), flags=re.IGNORECASE)
+    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base)
+    return re.sub(r"[^0-9a-zA-Z]+", "_", base).strip("_").lower()
+
+
+def custom_columns(df: pd.DataFrame, taken: Iterable[str]) -> dict[str, pd.Series]:
+    """Custom fields (``Xyz__c``) as feature columns named ``xyz`` (``xyz_custom`` when the name is taken).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The export's rows.
+    taken : iterable of str
+        Column names already used by the translated table.
+
+    Returns
+    -------
+    dict of str to Series
+        Feature column name -> the field's raw text.
+    """
+    taken = set(taken)
+    out = {}
+    for c in df.columns:
+        if not re.search(r"__c$", str(c), flags=re.IGNORECASE):
+            continue
+        name = custom_field_column(c)
+        if not name:
+            continue
+        if name in taken or name in out:
+            name = f"{name}_custom"
+        out[name] = text_column(df, c)
+    return out

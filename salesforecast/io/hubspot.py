@@ -12,16 +12,21 @@ Header matching ignores case and spacing. Optional columns: ``HubSpot Team`` (->
 (-> ``type``), ``Original Source Type``/``Original Source``/``Lead Source`` (-> ``lead_source``),
 ``Associated Company IDs (Primary)``/``Associated Company ID`` (-> ``account_id``), ``Forecast category``
 (-> ``forecast_category``; "Not forecasted" is ``omitted``, "Closed won" ``closed``).
+
+Engagement exports (calls, meetings, emails, notes, tasks) beside the deals file, or given as ``activities=``,
+become the ``activities`` table: `salesforecast.io.activities` names their columns.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from salesforecast.io.activities import hubspot_activities, hubspot_activity_files, number_by_file
 from salesforecast.io.common import (
     carry_malformed,
     find_column,
@@ -82,15 +87,13 @@ def hubspot_process() -> SalesProcess:
     return SalesProcess(tuple(stages), name="HubSpot default pipeline")
 
 
-def _read(path: Path, encoding: str) -> pd.DataFrame:
+def _read(path: Path, encoding: str, table: str = "opportunities") -> pd.DataFrame:
     if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
         try:
             return pd.read_excel(path, dtype="str")
         except Exception as exc:  # openpyxl raises several types for a damaged workbook
-            raise DataFileError(
-                f"{path}: not a readable Excel file ({exc})", file=str(path), table="opportunities"
-            ) from None
-    return read_table_file(path, "opportunities", encoding=encoding, duplicates="number")
+            raise DataFileError(f"{path}: not a readable Excel file ({exc})", file=str(path), table=table) from None
+    return read_table_file(path, table, encoding=encoding, duplicates="number")
 
 
 def is_hubspot_export(path: str | Path) -> bool:
@@ -151,6 +154,7 @@ def read_hubspot(
     *,
     encoding: str = "utf-8",
     timezone: str | None = None,
+    activities: Sequence[str | Path] | None = None,
 ) -> CRMData:
     """Read a HubSpot deals export (CSV or XLSX) into validated canonical tables.
 
@@ -170,14 +174,20 @@ def read_hubspot(
         Text encoding of a CSV file (a UTF-8 byte-order mark is always accepted).
     timezone : str, optional
         HubSpot exports times in the account's time zone; give it (e.g. ``"Europe/Berlin"``) to convert them
-        to UTC. None reads them as UTC.
+        (the deals' and the activities') to UTC. None reads them as UTC.
+    activities : sequence of paths, optional
+        Engagement exports (calls, meetings, emails, notes, tasks; CSV or XLSX) read into the ``activities``
+        table (`salesforecast.io.activities` lists their columns). None (the default) reads those beside the deals
+        export (`salesforecast.io.activities.hubspot_activity_files`: a name with ``calls``, ``meetings``...
+        and a header with an id and a time); ``[]`` reads none.
 
     Returns
     -------
     CRMData
         ``opportunities`` (one per deal row, ``is_closed``/``is_won`` from the stage's kind in the process
-        map) and ``stage_history`` (one row per ``Date entered`` value), with quarantine, counts and notes.
-        History rows are numbered in the order deal by deal, stage columns left to right.
+        map), ``stage_history`` (one row per ``Date entered`` value) and ``activities`` (one per engagement row),
+        with quarantine, counts and notes. History rows are numbered in the order deal by deal, stage columns left
+        to right; a quarantined activity's row is its row in its own file, which its details name.
 
     Raises
     ------
@@ -195,6 +205,7 @@ def read_hubspot(
     # ---- one pipeline
     pipe_col = find_column(raw, "Pipeline")
     selected = None
+    other_pipelines = False
     if pipe_col is not None:
         pipes = text_column(raw, pipe_col).str.strip()
         counts = pipes.value_counts()
@@ -218,6 +229,7 @@ def read_hubspot(
                 )
             others = pipes[~match.fillna(False)].fillna("(none)").value_counts()
             if len(others):
+                other_pipelines = True
                 listed = ", ".join(f"{k!r}: {v}" for k, v in others.items())
                 notes.append(
                     f"{path.name}: pipeline {pipeline!r} selected; {int(others.sum())} deal(s) of other pipelines"
@@ -315,7 +327,22 @@ def read_hubspot(
             f"{path.name}: no 'Date entered <stage>' columns, so there is no stage history: stage conversion,"
             " durations and backtests need it. Export the deals with the 'Date entered' properties of the pipeline."
         )
-    data = validate(tables, process=process, sources=dict.fromkeys(tables, str(path)))
+    # ---- activities from the engagement exports
+    act_paths = hubspot_activity_files(path, encoding) if activities is None else [Path(p) for p in activities]
+    others_note = (
+        f"{path.name}: only the deals of pipeline {pipeline!r} were read; activities of other pipelines' deals are"
+        " quarantined as 'unknown opportunity'."
+        if other_pipelines
+        else None
+    )
+    acts = hubspot_activities([(_read(p, encoding, "activities"), p) for p in act_paths], notes, others_note)
+    sources = dict.fromkeys(tables, str(path))
+    if acts is not None:
+        tables["activities"] = acts.raw.assign(occurred_at=_to_utc(acts.raw["occurred_at"], timezone))
+        sources["activities"] = acts.source
+    data = validate(tables, process=process, sources=sources)
+    if acts is not None:
+        data = number_by_file(data, acts.files)
     notes.extend(
         quarantine_notes(
             data, "Give the pipeline's process map (process=...), with HubSpot's labels or internal ids as aliases."

@@ -68,6 +68,12 @@ A complete mapping (every key is optional unless marked *required*)::
       leads: {source: leads.csv, columns: {...}}
       forecast_submissions: ...
       quotas: {source: {file: owners.xlsx, sheet: Targets, skip_rows: 1}, columns: {...}}
+      activities:                   # calls, meetings, emails... of the deals or leads (needs one of those tables)
+        source: activities.csv
+        columns: {activity_id: Id, occurred_at: Datum, type: Art, opportunity_id: Deal ID, lead_id: Lead ID,
+                  owner: Besitzer, subject: Betreff, outcome: Ergebnis, duration: Minuten}
+        values:
+          type: {Anruf: call, Termin: meeting, Dankesbrief: follow_up}   # else the process map's activity_types
 
 Each table is built in this order: read the source columns the mapping names (see
 `salesforecast.io.sources.read_file_source` for encodings, delimiters, headers and duplicated header names; with
@@ -1116,6 +1122,11 @@ class _TablesBase(Schema):
                     "a stage history is the changes of deals: describe opportunities too (or remove stage_history)",
                     "stage_history",
                 )
+            if "activities" in data and "opportunities" not in data and "leads" not in data:
+                raise KeyedError(
+                    "activities belong to deals or leads: describe opportunities or leads too (or remove activities)",
+                    "activities",
+                )
         return data
 
 
@@ -1154,7 +1165,7 @@ class MappingFile(Schema):
     tables: Tables = Field(
         None,
         description="How each canonical table is built: opportunities, stage_history, leads, forecast_submissions, "
-        "quotas (at least one; leads alone for a marketing funnel).",
+        "quotas, activities (at least one; leads alone for a marketing funnel).",
     )
     allow_paths: checked(lambda v: _texts(v), _TEXTS) = Field(
         (),

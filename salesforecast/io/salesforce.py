@@ -37,6 +37,12 @@ Files (names and headers matched case-insensitively; ``.csv`` or ``.csv.gz``)
     ``ClosedOnly`` is ``closed``), amount (``Amount``/``ForecastAmount``), time (``SubmissionDateTime``).
 ``ForecastingQuota.csv`` (or ``Quota.csv``)
     ``QuotaOwnerId, StartDate`` (or ``PeriodId``) ``, QuotaAmount``.
+``Task.csv`` and ``Event.csv``
+    Activities: ``Id`` and ``WhatId`` (an opportunity) / ``WhoId`` (a lead; a contact is kept as ``contact_id``),
+    the time (Task ``ActivityDate``, Event ``StartDateTime``/``ActivityDateTime``), ``Type`` else
+    ``TaskSubtype``/``EventSubtype``, ``OwnerId``, ``Subject``, ``CallDisposition``/``Status``,
+    ``DurationInMinutes``/``CallDurationInSeconds``: the rules are in `salesforecast.io.activities`. A quarantined
+    activity's row is its row in its own file, which the quarantine's details name.
 
 Values: booleans ``"0"/"1"`` or ``"true"/"false"``; times ``YYYY-MM-DD hh:mm:ss`` (Salesforce exports UTC) or
 ISO 8601 with ``Z``/offsets (converted to naive UTC).
@@ -48,15 +54,17 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from salesforecast.io.activities import number_by_file, salesforce_activities
 from salesforecast.io.common import (
     carry_malformed,
+    custom_columns,
     find_column,
     header_key,
     parse_times,
@@ -102,13 +110,6 @@ def _parse_flags(text: pd.Series) -> pd.Series:
     out[key.isin({"true", "1", "1.0", "yes", "y", "t"}).fillna(False).astype(bool)] = True
     out[key.isin({"false", "0", "0.0", "no", "n", "f"}).fillna(False).astype(bool)] = False
     return out
-
-
-def _snake(field: str) -> str:
-    """A custom field's API name as a feature column: ``Title_Seniority__c`` -> ``title_seniority``."""
-    base = re.sub(r"__c$", "", str(field).strip(), flags=re.IGNORECASE)
-    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base)
-    return re.sub(r"[^0-9a-zA-Z]+", "_", base).strip("_").lower()
 
 
 def _stage_flags(stage: pd.Series, process: SalesProcess) -> tuple[pd.Series, pd.Series]:
@@ -514,22 +515,6 @@ _ROLLUPS = {
 }
 
 
-def _custom_columns(df: pd.DataFrame, taken: Iterable[str]) -> dict[str, pd.Series]:
-    """Custom fields (``Xyz__c``) as feature columns named ``xyz`` (``xyz_custom`` when the name is taken)."""
-    taken = set(taken)
-    out = {}
-    for c in df.columns:
-        if not re.search(r"__c$", str(c), flags=re.IGNORECASE):
-            continue
-        name = _snake(c)
-        if not name:
-            continue
-        if name in taken or name in out:
-            name = f"{name}_custom"
-        out[name] = text_column(df, c)
-    return out
-
-
 def _opportunities(
     opp: pd.DataFrame, path: Path, users: _Users, process: SalesProcess, lead_of: Mapping[str, str], notes: list[str]
 ) -> pd.DataFrame:
@@ -583,7 +568,7 @@ def _opportunities(
         if find_column(opp, field) is not None:
             out[name] = text_column(opp, find_column(opp, field))
     used = [c for c in (team_col, lead_col) if c is not None]
-    for name, values in _custom_columns(opp.drop(columns=used), out.columns).items():
+    for name, values in custom_columns(opp.drop(columns=used), out.columns).items():
         out[name] = values
     return carry_malformed(opp, out)
 
@@ -644,7 +629,7 @@ def _leads(lead: pd.DataFrame, path: Path, users: _Users, notes: list[str]) -> p
     for field, name in _LEAD_FIELDS.items():
         if find_column(lead, field) is not None:
             out[name] = text_column(lead, find_column(lead, field))
-    for name, values in _custom_columns(lead, out.columns).items():
+    for name, values in custom_columns(lead, out.columns).items():
         out[name] = values
     return carry_malformed(lead, out)
 
@@ -759,7 +744,8 @@ def read_salesforce(
         A folder holding ``Opportunity.csv`` and optionally ``OpportunityHistory.csv``, ``Lead.csv``,
         ``User.csv`` (+ ``UserRole.csv``), ``OpportunityStage.csv`` (+ ``Organization.csv``), forecasting
         exports (``ForecastingSubmissionItem.csv`` + ``ForecastingSubmission.csv``, or ``ForecastingItem.csv``;
-        ``Period.csv``) and ``ForecastingQuota.csv``. The files and fields are described in the module docstring.
+        ``Period.csv``), ``ForecastingQuota.csv`` and the activities ``Task.csv`` and ``Event.csv``. The files and
+        fields are described in the module docstring.
     process : SalesProcess, path of a process YAML, "default" or None
         The process map. The default (None or ``"default"``, see `SalesProcess.resolve`) builds it from
         ``OpportunityStage.csv`` when the folder has one, else uses Salesforce's standard stages (with the fiscal
@@ -771,8 +757,8 @@ def read_salesforce(
     -------
     CRMData
         Accepted tables, quarantine and counts (``read == accepted + quarantined`` for every table, rows
-        numbered as in the files), and `CRMData.notes` on what the export cannot tell (a history that is a
-        data load, owners without names, ...).
+        numbered as in the files: a quarantined activity's in Task.csv or Event.csv, named in its details), and
+        `CRMData.notes` on what the export cannot tell (a history that is a data load, owners without names, ...).
 
     Raises
     ------
@@ -853,6 +839,21 @@ def read_salesforce(
     if quotas is not None:
         tables["quotas"], qpath = quotas
         sources["quotas"] = str(qpath)
+    activity_files = [
+        (name, frame, export.path(name))
+        for name in ("Task", "Event")
+        if (frame := export.read(name, "activities")) is not None
+    ]
+    acts = salesforce_activities(
+        activity_files,
+        users.name,
+        tables["opportunities"]["opportunity_id"],
+        tables["leads"]["lead_id"] if "leads" in tables else pd.Series([], dtype="str"),
+        notes,
+    )
+    if acts is not None:
+        tables["activities"] = acts.raw
+        sources["activities"] = acts.source
 
     # ---- what the export cannot tell
     owner_col = find_column(opp, "OwnerId")
@@ -868,7 +869,9 @@ def read_salesforce(
                 f"{len(unknown)} opportunity owner Id(s) are not in User.csv (e.g. {sorted(unknown)[0]!r}); those"
                 " owners are shown by their Id."
             )
-    for name, df in (("Opportunity.csv", opp), ("OpportunityHistory.csv", hist), ("Lead.csv", lead)):
+    named = [("Opportunity.csv", opp), ("OpportunityHistory.csv", hist), ("Lead.csv", lead)]
+    named += [(path.name, frame) for _, frame, path in activity_files]
+    for name, df in named:
         col = find_column(df, "IsDeleted") if df is not None else None
         if col is not None:
             deleted = int(_parse_flags(df[col]).fillna(False).sum())
@@ -902,6 +905,8 @@ def read_salesforce(
             )
 
     data = validate(tables, process=process, sources=sources)
+    if acts is not None:  # a quarantined activity: its row in Task.csv or Event.csv
+        data = number_by_file(data, acts.files)
 
     q = data.quarantine
     early = q[(q["table"] == "opportunities") & (q["reason"] == "close date before creation")]
@@ -1007,16 +1012,18 @@ def write_salesforce(data: CRMData, folder: str | Path) -> Path:
     Files: ``Opportunity.csv``, ``OpportunityStage.csv`` and ``Organization.csv`` (from ``data.process``),
     ``User.csv`` and ``UserRole.csv`` (one user per owner; the role is the owner's team), and when the tables
     have rows ``OpportunityHistory.csv``, ``Lead.csv``, ``Period.csv``, ``ForecastingSubmission.csv`` +
-    ``ForecastingSubmissionItem.csv`` and ``ForecastingQuota.csv``. Every field is quoted, booleans are
-    ``"0"/"1"``, times ``YYYY-MM-DD hh:mm:ss`` (UTC), dates ``YYYY-MM-DD``, as Salesforce exports them.
-    Feature columns without a standard field become custom fields (``segment`` -> ``Segment__c``).
+    ``ForecastingSubmissionItem.csv``, ``ForecastingQuota.csv`` and the activities as ``Event.csv`` (meetings)
+    and ``Task.csv`` (the others; ``ActivityDate`` the day, ``CompletedDateTime`` the time). Every field is
+    quoted, booleans are ``"0"/"1"``, times ``YYYY-MM-DD hh:mm:ss`` (UTC), dates ``YYYY-MM-DD``, as Salesforce
+    exports them. Feature columns without a standard field become custom fields (``segment`` -> ``Segment__c``).
 
     What does not round-trip: times finer than a second; times of day of ``close_date`` and ``converted_at``
     (Salesforce Date fields: the day is kept, and a lead converted on its creation day reads back converted at
-    its creation time); the process map's name, aliases and stall limits (``max_days``); a submission's team
+    its creation time); the process map's name, aliases, stall limits (``max_days``), ``activity_types`` and
+    exit criteria; a submission's team
     when it differs from its owner's; integer feature columns read back as floats, boolean ones as 0/1 numbers,
     datetime ones as text; ids are written as they are (no Salesforce Id is invented for deals, leads or
-    accounts, only for users, roles, periods and forecast records).
+    accounts, activities, only for users, roles, periods and forecast records).
 
     Parameters
     ----------
@@ -1038,6 +1045,7 @@ def write_salesforce(data: CRMData, folder: str | Path) -> Path:
     _write_history(data, folder)
     _write_leads(data, folder, user_id)
     _write_forecasts(data, folder, user_id)
+    _write_activities(data, folder, user_id)
     return folder
 
 
@@ -1261,3 +1269,46 @@ def _write_forecasts(data: CRMData, folder: Path, user_id: dict[str, str]) -> No
             }
         )
         _write(quota, folder / "ForecastingQuota.csv")
+
+
+def _write_activities(data: CRMData, folder: Path, user_id: dict[str, str]) -> None:
+    """Event.csv (meetings) and Task.csv (every other type), as Salesforce exports them."""
+    acts = data.activities
+    if not len(acts):
+        return
+    meeting = (acts["type"] == "meeting").to_numpy(dtype=bool)
+    common = {
+        "IsDeleted": "0",
+        "WhatId": _optional_text(acts, "opportunity_id"),
+        "WhoId": _optional_text(acts, "lead_id"),
+        "OwnerId": acts["owner"].map(user_id).astype("str").fillna("") if "owner" in acts else "",
+        "Subject": _optional_text(acts, "subject"),
+        "Type": acts["type"].astype("str"),
+    }
+    frame = pd.DataFrame({"Id": acts["activity_id"].astype("str"), **common}, index=acts.index)
+    done = {"activity_id", "occurred_at", "type", "opportunity_id", "lead_id", "owner", "subject", "outcome"}
+    custom = {c: _custom_field(c) for c in acts.columns if c not in done and c != "duration"}
+    if meeting.any():
+        ev = frame[meeting].copy()
+        ev["EventSubtype"] = "Event"
+        ev["StartDateTime"] = _fmt_time(acts.loc[meeting, "occurred_at"])
+        ev["ActivityDateTime"] = ev["StartDateTime"]
+        ev["ActivityDate"] = _fmt_date(acts.loc[meeting, "occurred_at"])
+        if "duration" in acts:
+            ev["DurationInMinutes"] = _fmt_num(acts.loc[meeting, "duration"])
+        if "outcome" in acts:  # Event has no status field: a custom one
+            ev["Outcome__c"] = _optional_text(acts.loc[meeting], "outcome")
+        for c, f in custom.items():
+            ev[f] = _fmt_any(acts.loc[meeting, c])
+        _write(ev, folder / "Event.csv")
+    if (~meeting).any():
+        task = frame[~meeting].copy()
+        task["TaskSubtype"] = "Task"
+        task["ActivityDate"] = _fmt_date(acts.loc[~meeting, "occurred_at"])
+        task["CompletedDateTime"] = _fmt_time(acts.loc[~meeting, "occurred_at"])
+        task["Status"] = _optional_text(acts.loc[~meeting], "outcome")
+        if "duration" in acts:
+            task["CallDurationInSeconds"] = _fmt_num(acts.loc[~meeting, "duration"] * 60)
+        for c, f in custom.items():
+            task[f] = _fmt_any(acts.loc[~meeting, c])
+        _write(task, folder / "Task.csv")

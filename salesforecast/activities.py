@@ -212,7 +212,7 @@ def _activities_until(data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def criteria_adherence(data: CRMData, as_of: Any = None) -> pd.DataFrame:
-    """One row per deal and visit to a stage with exit criteria, as known at `as_of`: were the criteria met?
+    """One row per deal and visit to a stage with exit criteria, as known at `as_of`: whether its criteria were met.
 
     The visits are `salesforecast.history.DealHistory.visits` at `as_of` (so the rules of as-of reconstruction
     apply: deals known then, changes up to then, a visit still open then is not completed); each is checked with
@@ -420,7 +420,9 @@ def _pays_verdict(
             "on each side are needed)."
         )
     if matched == 0 or np.isnan(d):
-        return f"No deal that met the {stage} criteria has a comparable deal of the same rep that did not: no comparison."
+        return (
+            f"No deal that met the {stage} criteria has a comparable deal of the same rep that did not: no comparison."
+        )
     level = f"{ci:.0%} interval"
     pts = abs(d) * 100
     if lo > 0 or hi < 0:
@@ -608,7 +610,6 @@ def criteria_outcomes(
     out.attrs["matched_on"] = levels[0] if levels else ["stage"]
     out.attrs["basis"] = "completed stage visits of deals closed by the report date"
     return out
-
 
 
 def activity_gaps(data: CRMData, as_of: Any = None, limit_days: float = GAP_LIMIT_DAYS) -> pd.DataFrame:

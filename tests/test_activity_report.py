@@ -1,0 +1,74 @@
+"""The pipeline review's section "What was done at each step": rendered on a CRM with activities and exit criteria,
+and on the sample (no activities: one sentence on how to add them)."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import replace
+
+import pandas as pd
+
+from salesforecast import review
+from salesforecast.datasets import load_sample
+from tests.factories import render_report
+from tests.test_activities import synthetic_activities, with_criteria
+
+HOSTILE = "<b>Rep</b> & Co"
+
+
+def step_crm():
+    """The sample with synthetic activities, exit criteria on two stages, and a rep whose name is markup."""
+    data = load_sample()
+    first = data.opportunities["owner"].iloc[0]
+    opps = data.opportunities.assign(owner=data.opportunities["owner"].replace(first, HOSTILE))
+    return replace(data, opportunities=opps, process=with_criteria(data.process), activities=synthetic_activities(data))
+
+
+def _section(page: str) -> str:
+    start = page.index('id="What-was-done-at-each-step"')
+    return page[start:]
+
+
+def test_the_section_renders_after_the_others_with_its_tables_and_the_headline_figure(tmp_path):
+    folder = step_crm().to_folder(tmp_path / "crm")
+    page = render_report(tmp_path, "05_pipeline_review", folder)
+    assert page.index('id="Deals-at-risk"') < page.index('id="What-was-done-at-each-step"')
+    part = _section(page)
+    for text in (
+        "share met",
+        "Qualification: share met",
+        "Open deals without activity",
+        "Does meeting the exit criteria pay?",
+        "90% interval",
+        "First response to new leads",
+        "at least 1 meeting; follow up within 3 days of the meeting",
+    ):
+        assert html.escape(text) in part, text
+    assert "NaN" not in part and "None" not in part
+    assert HOSTILE not in page and html.escape(HOSTILE) in page  # a rep's name is text, never markup
+    headline = re.search(r'<section [^>]*id="headline".*?</section>', page, re.S).group(0)
+    assert "Exit criteria met" in headline or "Exit criteria were met" in headline
+
+
+def test_the_sample_says_in_one_sentence_how_to_add_activities_and_criteria(sample_suite):
+    (page,) = sample_suite.glob("05_pipeline_review*.html")
+    part = _section(page.read_text(encoding="utf-8"))
+    assert "The data have no activities and the process map no exit criteria" in part
+    assert "activity_id, occurred_at, type" in part and "exit_criteria" in part
+    assert "<table" not in part.split("</h2>", 1)[1]  # no empty tables
+
+
+def test_names_in_the_criteria_sentence_are_escaped():
+    rows = pd.DataFrame({"stage": ["<i>S</i>"], "completed": [True], "met": pd.array([True], dtype="boolean")})
+    rows.attrs["criteria"] = {"<i>S</i>": "at least 1 <meeting>"}
+    sentence = review.StepReview(None, rows, None, None, None).criteria_sentence()
+    assert "<i>" not in sentence and "&lt;i&gt;S&lt;/i&gt;" in sentence and "1 of the 1" in sentence
+
+
+def test_without_exit_criteria_the_gaps_show_and_a_sentence_says_how_to_add_them():
+    data = load_sample()
+    r = review.step_review(replace(data, activities=synthetic_activities(data)), data.as_of)
+    assert r.note.startswith("The process map has no exit criteria") and "exit_criteria:" in r.note
+    assert r.criteria is None and r.gaps is not None and r.gap_sentence().startswith("**")
+    assert r.response_sentence().startswith("**First response")

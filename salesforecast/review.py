@@ -908,7 +908,7 @@ def deal_lists(
 #: How to give the review activities, in the sentence that stands in for the section when the data have none.
 HOW_TO_ADD_ACTIVITIES = (
     "an activities table (columns activity_id, occurred_at, type, and opportunity_id or lead_id; owner, subject, "
-    "outcome and duration optional; Salesforce Task and Event exports are read as such)"
+    "outcome and duration optional)"
 )
 #: How to give the process map exit criteria, likewise.
 HOW_TO_ADD_CRITERIA = (

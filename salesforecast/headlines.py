@@ -661,8 +661,8 @@ def _with_steps(figures: list[Figure], notes: list[str], steps: StepReview | Non
             way = "higher" if row["win_rate_diff"] > 0 else "lower"
             notes = [
                 *notes,
-                f"Deals that met the {stage} exit criteria won {abs(row['win_rate_diff']) * 100:.1f} pp {way} than "
-                f"comparable deals that did not (90% interval {row['ci_low'] * 100:+.1f} to "
-                f"{row['ci_high'] * 100:+.1f} pp).",
+                f"Deals that met the {stage} exit criteria had a win rate "
+                f"{abs(row['win_rate_diff']) * 100:.1f} pp {way} than comparable deals that did not "
+                f"(90% interval {row['ci_low'] * 100:+.1f} to {row['ci_high'] * 100:+.1f} pp).",
             ]
     return tuple(figures), " ".join(notes)

@@ -72,3 +72,25 @@ def test_without_exit_criteria_the_gaps_show_and_a_sentence_says_how_to_add_them
     assert r.note.startswith("The process map has no exit criteria") and "exit_criteria:" in r.note
     assert r.criteria is None and r.gaps is not None and r.gap_sentence().startswith("**")
     assert r.response_sentence().startswith("**First response")
+
+
+def test_the_headline_gets_the_share_met_as_a_figure_or_in_the_note_and_the_stages_that_clearly_pay():
+    from salesforecast import headlines
+    from salesforecast.movement import pipeline_coverage
+
+    data = step_crm()
+    steps = review.step_review(data, "2025-05-15")
+    met, told = steps.met()
+    assert 0 < met < told
+    share = f"{100 * met / told:.1f}%"
+    cov = pipeline_coverage(data, "FY2025Q2", as_of="2025-05-15", by="team")  # six figures: the share goes to the note
+    h = headlines.pipeline_review(cov, steps=steps)
+    assert len(h.figures) == 6 and f"Exit criteria were met on {share} of {told:,} completed stage visits." in h.note
+    few = headlines.pipeline_review(cov.iloc[:1], steps=steps)  # one team: room for the figure
+    assert [f.value for f in few.figures if f.label == "Exit criteria met"] == [share]
+    # a stage whose interval excludes 0 is named in the note; one that cannot tell is not
+    clear = steps.outcomes.assign(win_rate_diff=[0.12, -0.02], ci_low=[0.05, -0.1], ci_high=[0.2, 0.06])
+    h = headlines.pipeline_review(cov, steps=replace(steps, outcomes=clear))
+    assert "Deals that met the Qualification exit criteria had a win rate 12.0 pp higher" in h.note
+    assert "Proposal/Price Quote exit" not in h.note
+    assert headlines.pipeline_review(cov).note == headlines.pipeline_review(cov, steps=None).note

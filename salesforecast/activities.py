@@ -381,31 +381,67 @@ def _matched(
     """Matched comparison of `y` (treated - comparable) under each row of `weights` (replicates x visits).
 
     Each treated visit is compared with the mean `y` of the untreated visits of its group at the finest level of
-    `groups` (codes per visit, finest first) that has any; the differences are averaged with the treated visits'
-    weights. Returns per replicate the difference, the treated mean and the level used by each treated visit (-1:
-    none; the last replicate's, meaningful for the point estimate).
+    `groups` (codes per visit, finest first, each level nested in the next) that has any; the differences are
+    averaged with the treated visits' weights. Treated visits of one finest group share their comparison, so the
+    work is per group, not per visit. Returns per replicate the difference and the treated mean, and per treated
+    visit the level it was matched at (-1: none) under the first replicate.
     """
     t = np.flatnonzero(treated)
     c = np.flatnonzero(~treated)
-    n, b = len(y), weights.shape[0]
-    comparable = np.full((b, len(t)), np.nan)
-    level = np.full(len(t), -1, dtype=np.int64)
+    n = len(y)
+    finest, inverse = np.unique(groups[0][t], return_inverse=True)  # the finest groups holding treated visits
+    first_t = t[np.unique(inverse, return_index=True)[1]]  # a treated visit of each: its groups at every level
+    tm = sparse.csr_matrix((np.ones(len(t)), (inverse, t)), shape=(len(finest), n))
     wy = (weights * y).T
+    t_w, t_y = np.asarray(tm @ weights.T), np.asarray(tm @ wy)  # per finest group: treated weight and weighted y
+    comparable = np.full(t_w.shape, np.nan)
+    level = np.full(len(finest), -1, dtype=np.int64)
     for i, g in enumerate(groups):
         m = sparse.csr_matrix((np.ones(len(c)), (g[c], c)), shape=(int(g.max()) + 1, n))
-        cn, cy = np.asarray(m @ weights.T), np.asarray(m @ wy)
-        nt, yt = cn[g[t]].T, cy[g[t]].T
-        fill = np.isnan(comparable) & (nt > 0)
+        cn, cy = np.asarray(m @ weights.T)[g[first_t]], np.asarray(m @ wy)[g[first_t]]
+        fill = np.isnan(comparable) & (cn > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            comparable = np.where(fill, yt / np.where(nt > 0, nt, 1.0), comparable)
-        level[(level < 0) & fill[-1]] = i
+            comparable = np.where(fill, cy / np.where(cn > 0, cn, 1.0), comparable)
+        level[(level < 0) & fill[:, 0]] = i
     ok = ~np.isnan(comparable)
-    w = np.where(ok, weights[:, t], 0.0)
-    den = w.sum(axis=1)
+    den = np.where(ok, t_w, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        own = np.where(den > 0, (w * y[t]).sum(axis=1) / den, np.nan)
-        other = np.where(den > 0, (w * np.nan_to_num(comparable)).sum(axis=1) / den, np.nan)
-    return own - other, own, level
+        own = np.where(den > 0, np.where(ok, t_y, 0.0).sum(axis=0) / den, np.nan)
+        other = np.where(den > 0, np.where(ok, t_w * np.nan_to_num(comparable), 0.0).sum(axis=0) / den, np.nan)
+    return own - other, own, level[inverse]
+
+
+#: Bootstrap replicates are drawn and compared in chunks of at most this many weights (replicates x visits).
+_BOOT_CELLS = 4_000_000
+
+
+def _bootstrap(
+    won: np.ndarray,
+    cycle: np.ndarray,
+    met: np.ndarray,
+    groups: Sequence[np.ndarray],
+    deals: pd.Series,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n_boot` replicates of the matched win-rate and cycle differences, deals resampled with their visits.
+
+    Each replicate draws as many deals as there are, uniformly with replacement (the count of each deal is its
+    visits' weight).
+    The replicates are drawn in chunks (`_BOOT_CELLS` weights at most), so memory stays bounded at any size.
+    """
+    deal = pd.factorize(deals)[0]
+    n_deals = int(deal.max()) + 1
+    chunk = max(1, _BOOT_CELLS // max(len(deal), 1))
+    wins, cycles = [], []
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        picks = rng.integers(0, n_deals, size=(size, n_deals)) + (np.arange(size) * n_deals)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=size * n_deals).reshape(size, n_deals)
+        draws = counts[:, deal].astype("float64")
+        wins.append(_matched(won, met, groups, draws)[0])
+        cycles.append(_matched(cycle, met, groups, draws)[0])
+    return np.concatenate(wins), np.concatenate(cycles)
 
 
 def _pays_verdict(
@@ -559,12 +595,8 @@ def criteria_outcomes(
                 used |= ~met & np.isin(g, g[t[level == i]])
             n_comparable = int(used.sum())
             if n_matched:
-                deal = pd.factorize(sub["opportunity_id"])[0]
-                n_deals = int(deal.max()) + 1
-                draws = rng.multinomial(n_deals, np.full(n_deals, 1.0 / n_deals), size=n_boot)[:, deal]
-                boot = _matched(won, met, groups, draws.astype("float64"))[0]
+                boot, cboot = _bootstrap(won, cycle, met, groups, sub["opportunity_id"], n_boot, rng)
                 cd = _matched(cycle, met, groups, np.ones((1, len(sub))))[0]
-                cboot = _matched(cycle, met, groups, draws.astype("float64"))[0]
                 est = {
                     "win_rate_matched": float(own[0]),
                     "win_rate_comparable": float(own[0] - d[0]),

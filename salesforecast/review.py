@@ -1068,23 +1068,29 @@ class StepReview:
     def pays_table(self) -> pd.DataFrame:
         """The does-it-pay table for the reader: per stage, the sides, the matched differences and their intervals.
 
-        The intervals are written as text (``"-15.2 to +3.9 pp"``, ``"-10 to +16"`` days; ``"–"`` when there is
-        none) so the table stays narrow; the verdicts are `pays_verdicts`.
+        The intervals are written as text on one line (``"-15.2 to +3.9 pp"``, ``"0 to +16"`` days; ``"–"`` when
+        there is none) so the table stays narrow; the verdicts are `pays_verdicts`.
         """
         if self.outcomes is None or self.outcomes.empty:
             return pd.DataFrame()
         o = self.outcomes
 
+        def signed(x: float, digits: int) -> str:
+            text = f"{x:+.{digits}f}"
+            return text[1:] if float(text) == 0 else text  # "0", never "-0" or "+0"
+
         def span(low: pd.Series, high: pd.Series, scale: float, digits: int, unit: str) -> pd.Series:
-            text = [
-                f"{a * scale:+.{digits}f} to {b * scale:+.{digits}f}{unit}" if pd.notna(a) and pd.notna(b) else "–"
+            text = [  # one line: non-breaking spaces
+                f"{signed(a * scale, digits)}\u00a0to\u00a0{signed(b * scale, digits)}{unit}"
+                if pd.notna(a) and pd.notna(b)
+                else "–"
                 for a, b in zip(low, high, strict=True)
             ]
             return pd.Series(text, index=o.index, dtype="str")
 
         out = o[["deals_met", "deals_not_met", "deals_compared", "win_rate_matched", "win_rate_comparable"]].copy()
         out["win_rate_diff"] = o["win_rate_diff"]
-        out["win_rate_interval"] = span(o["ci_low"], o["ci_high"], 100.0, 1, " pp")
+        out["win_rate_interval"] = span(o["ci_low"], o["ci_high"], 100.0, 1, "\u00a0pp")
         out["cycle_days_diff"] = o["cycle_days_diff"]
         out["cycle_interval"] = span(o["cycle_ci_low"], o["cycle_ci_high"], 1.0, 0, "")
         return out.reset_index()

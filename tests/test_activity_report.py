@@ -94,3 +94,30 @@ def test_the_headline_gets_the_share_met_as_a_figure_or_in_the_note_and_the_stag
     assert "Deals that met the Qualification exit criteria had a win rate 12.0 pp higher" in h.note
     assert "Proposal/Price Quote exit" not in h.note
     assert headlines.pipeline_review(cov).note == headlines.pipeline_review(cov, steps=None).note
+
+
+def test_the_pays_table_writes_intervals_on_one_line_and_the_verdicts_escaped():
+    import numpy as np
+
+    outcomes = pd.DataFrame(
+        {
+            "deals_met": [40, 3],
+            "deals_not_met": [50, 60],
+            "deals_compared": [80, 0],
+            "win_rate_matched": [0.3, np.nan],
+            "win_rate_comparable": [0.2, np.nan],
+            "win_rate_diff": [0.1, np.nan],
+            "ci_low": [-0.0004, np.nan],
+            "ci_high": [0.152, np.nan],
+            "cycle_days_diff": [-3.0, np.nan],
+            "cycle_ci_low": [-8.4, np.nan],
+            "cycle_ci_high": [-0.4, np.nan],
+            "verdict": ["v <1>", "Too few"],
+        },
+        index=pd.Index(["<S>", "T"], name="stage"),
+    )
+    r = review.StepReview(None, None, outcomes, None, None)
+    table = r.pays_table()
+    assert table["win_rate_interval"].tolist() == ["0.0\u00a0to\u00a0+15.2\u00a0pp", "–"]
+    assert table["cycle_interval"].tolist() == ["-8\u00a0to\u00a00", "–"]
+    assert r.pays_verdicts() == "- **&lt;S&gt;**: v &lt;1&gt;\n- **T**: Too few"

@@ -296,3 +296,22 @@ def test_on_the_sample_with_activities(crm):
     assert out.index.tolist() == ["Qualification", "Proposal/Price Quote"]
     assert out["verdict"].str.len().gt(40).all()
     assert out["criteria"].iloc[0] == "at least 1 meeting; follow up within 3 days of the meeting"
+
+
+def test_fields_come_from_the_history_row_in_force_when_the_visit_ended(crm):
+    rows = A.criteria_adherence(crm)
+    visit = rows[(rows["stage"] == "Proposal/Price Quote") & rows["completed"]].iloc[0]
+    hist = crm.stage_history[crm.stage_history["opportunity_id"] == visit["opportunity_id"]]
+    moved_out = hist[hist["changed_at"] == visit["left_at"]]
+    assert visit["amount"] == moved_out["amount"].iloc[0]  # the row of the move out, not the visit's first row
+    assert "amount filled" not in visit["unmet"]
+    # the deal's amount never recorded: the field criterion fails, in words
+    blank = crm.stage_history.assign(
+        amount=crm.stage_history["amount"].mask(crm.stage_history["opportunity_id"] == visit["opportunity_id"])
+    )
+    opps = crm.opportunities.assign(
+        amount=crm.opportunities["amount"].mask(crm.opportunities["opportunity_id"] == visit["opportunity_id"])
+    )
+    again = A.criteria_adherence(replace(crm, stage_history=blank, opportunities=opps))
+    same = again[(again["opportunity_id"] == visit["opportunity_id"]) & (again["stage"] == "Proposal/Price Quote")]
+    assert "amount filled" in same["unmet"].iloc[0] and not same["met"].iloc[0]

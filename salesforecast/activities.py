@@ -247,9 +247,12 @@ def criteria_adherence(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     >>> from salesforecast.process import SalesProcess
     >>> data = load_sample()
     >>> spec = data.process.to_dict()
+    >>> for stage in spec["stages"]:
+    ...     stage.pop("exit_criteria", None)
     >>> spec["stages"][1]["exit_criteria"] = [{"activity": "meeting"}]
-    >>> rows = criteria_adherence(replace(data, process=SalesProcess.from_dict(spec)))
-    >>> rows["stage"].unique().tolist(), bool(rows["met"].any())  # the sample has no activities: none met
+    >>> bare = replace(data, process=SalesProcess.from_dict(spec), activities=data.activities.iloc[:0])
+    >>> rows = criteria_adherence(bare)
+    >>> rows["stage"].unique().tolist(), bool(rows["met"].any())  # without activities: none met
     (['Qualification'], False)
     """
     process = data.process
@@ -667,8 +670,10 @@ def activity_gaps(data: CRMData, as_of: Any = None, limit_days: float = GAP_LIMI
 
     Examples
     --------
+    >>> from dataclasses import replace
     >>> from salesforecast.datasets import load_sample
-    >>> gaps = activity_gaps(load_sample())  # no activities: every open deal counts from its creation
+    >>> data = load_sample()
+    >>> gaps = activity_gaps(replace(data, activities=data.activities.iloc[:0]))  # none: counted from creation
     >>> bool((gaps["activities"] == 0).all()), bool(gaps["over_limit"].any())
     (True, True)
     """
@@ -717,9 +722,11 @@ def first_response(data: CRMData, as_of: Any = None) -> pd.DataFrame:
 
     Examples
     --------
+    >>> from dataclasses import replace
     >>> from salesforecast.datasets import load_sample
-    >>> responses = first_response(load_sample())
-    >>> len(responses) > 0, bool(responses["hours_to_first_activity"].isna().all())
+    >>> data = load_sample()
+    >>> responses = first_response(replace(data, activities=data.activities.iloc[:0]))  # no activities: none yet
+    >>> len(responses) == len(data.leads), bool(responses["hours_to_first_activity"].isna().all())
     (True, True)
     """
     as_of = as_timestamp(as_of, data)

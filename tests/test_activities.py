@@ -21,8 +21,10 @@ CRITERIA = {
 
 
 def with_criteria(process: SalesProcess, criteria: dict = CRITERIA) -> SalesProcess:
+    """`process` with exactly these exit criteria (any the map had are dropped; ``{}``: none)."""
     spec = process.to_dict()
     for stage in spec["stages"]:
+        stage.pop("exit_criteria", None)
         if stage["name"] in criteria:
             stage["exit_criteria"] = criteria[stage["name"]]
     return SalesProcess.from_dict(spec)

@@ -51,12 +51,27 @@ def test_the_section_renders_after_the_others_with_its_tables_and_the_headline_f
     assert "Exit criteria met" in headline or "Exit criteria were met" in headline
 
 
-def test_the_sample_says_in_one_sentence_how_to_add_activities_and_criteria(sample_suite):
+def test_the_sample_page_shows_the_section_or_says_how_to_add_what_it_needs(sample_suite):
     (page,) = sample_suite.glob("05_pipeline_review*.html")
     part = _section(page.read_text(encoding="utf-8"))
-    assert "The data have no activities and the process map no exit criteria" in part
-    assert "activity_id, occurred_at, type" in part and "exit_criteria" in part
-    assert "<table" not in part.split("</h2>", 1)[1]  # no empty tables
+    sample = load_sample()
+    if sample.activities.empty or not sample.process.exit_criteria:  # the sample as it was before it had activities
+        assert "so what was done at each step" in part or "The process map has no exit criteria" in part
+        if sample.activities.empty:
+            assert "<table" not in part.split("</h2>", 1)[1]  # no empty tables
+    else:
+        assert "Does meeting the exit criteria pay?" in part and "share met" in part and "NaN" not in part
+
+
+def test_without_activities_or_criteria_one_sentence_says_how_to_add_them():
+    data = load_sample()
+    bare = replace(data, activities=data.activities.iloc[:0])
+    neither = review.step_review(replace(bare, process=with_criteria(data.process, {})), data.as_of)
+    assert neither.note.startswith("The data have no activities and the process map no exit criteria, so")
+    assert "activity_id, occurred_at, type" in neither.note and "exit_criteria:" in neither.note
+    assert (neither.criteria, neither.gaps, neither.outcomes, neither.responses) == (None,) * 4
+    no_acts = review.step_review(replace(bare, process=with_criteria(data.process)), data.as_of)
+    assert no_acts.note.startswith("The data have no activities, so") and "exit_criteria" not in no_acts.note
 
 
 def test_names_in_the_criteria_sentence_are_escaped():
@@ -68,7 +83,8 @@ def test_names_in_the_criteria_sentence_are_escaped():
 
 def test_without_exit_criteria_the_gaps_show_and_a_sentence_says_how_to_add_them():
     data = load_sample()
-    r = review.step_review(replace(data, activities=synthetic_activities(data)), data.as_of)
+    plain = replace(data, process=with_criteria(data.process, {}), activities=synthetic_activities(data))
+    r = review.step_review(plain, data.as_of)
     assert r.note.startswith("The process map has no exit criteria") and "exit_criteria:" in r.note
     assert r.criteria is None and r.gaps is not None and r.gap_sentence().startswith("**")
     assert r.response_sentence().startswith("**First response")

@@ -13,6 +13,7 @@ known at ``as_of`` (`known_at`).
 from __future__ import annotations
 
 import html
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -931,6 +932,20 @@ STEP_DEFINITIONS = (
 )
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def _md(text: Any) -> str:
+    r"""`text` as literal Markdown: HTML-escaped, and Markdown's punctuation backslash-escaped (no link, no emphasis).
+
+    Examples
+    --------
+    >>> _md("<b>[x](javascript:y)</b> *z*") == r"&lt;b&gt;\[x\]\(javascript:y\)&lt;/b&gt; \*z\*"
+    True
+    """
+    return _MARKDOWN.sub(r"\\\1", html.escape(str(text)))
+
+
 def _share_table(adherence: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per `by` value: completed visits, their share that met the criteria, and that share per stage (wide)."""
     long = steps.criteria_by_rep(adherence, by=by)
@@ -1016,7 +1031,7 @@ class StepReview:
         if self.criteria is None:
             return self.note or ""
         words = self.criteria.attrs.get("criteria", {})
-        rules = "; ".join(f"**{html.escape(stage)}**: {html.escape(text)}" for stage, text in words.items())
+        rules = "; ".join(f"**{_md(stage)}**: {_md(text)}" for stage, text in words.items())
         met, told = self.met()
         if not told:
             return f"Exit criteria ({rules}). No deal had left a stage with criteria by the report date."
@@ -1096,13 +1111,10 @@ class StepReview:
         return out.reset_index()
 
     def pays_verdicts(self) -> str:
-        """The verdict of each stage, one Markdown bullet per stage (names escaped)."""
+        """The verdict of each stage, one Markdown bullet per stage (escaped: `_md`)."""
         if self.outcomes is None or self.outcomes.empty:
             return ""
-        return "\n".join(
-            f"- **{html.escape(str(stage))}**: {html.escape(str(verdict))}"
-            for stage, verdict in self.outcomes["verdict"].items()
-        )
+        return "\n".join(f"- **{_md(stage)}**: {_md(verdict)}" for stage, verdict in self.outcomes["verdict"].items())
 
     def response_sentence(self) -> str | None:
         """The first response to new leads in one sentence (None without lead activities or leads)."""

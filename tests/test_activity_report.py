@@ -79,6 +79,10 @@ def test_names_in_the_criteria_sentence_are_escaped():
     rows.attrs["criteria"] = {"<i>S</i>": "at least 1 <meeting>"}
     sentence = review.StepReview(None, rows, None, None, None).criteria_sentence()
     assert "<i>" not in sentence and "&lt;i&gt;S&lt;/i&gt;" in sentence and "1 of the 1" in sentence
+    link = rows.assign(stage="[x](javascript:y)")
+    link.attrs["criteria"] = {"[x](javascript:y)": "*a*"}
+    sentence = review.StepReview(None, link, None, None, None).criteria_sentence()
+    assert r"\[x\]\(javascript:y\)" in sentence and r"\*a\*" in sentence  # Markdown makes no link, no emphasis
 
 
 def test_without_exit_criteria_the_gaps_show_and_a_sentence_says_how_to_add_them():

@@ -16,6 +16,26 @@ Criterion met
     the anchor); the anchor is the first activity of type ``after`` in the visit when ``after`` is given (no such
     activity: not met), else the day the visit started. ``{field: F}``: the visit's ``F`` value is filled (the caller
     gives the value as known when the visit ended); a visit without that column cannot tell (missing).
+
+The measures (replayable at any date: the visits as `salesforecast.history.DealHistory` knows them at ``as_of``,
+and only the activities that happened by then)
+-----------------------------------------------------------------------------------------------------------------
+`criteria_adherence`
+    One row per deal and visit to a stage with exit criteria, checked by `criteria_check` up to the moment the deal
+    left the stage (or ``as_of``); a field criterion reads the history row in force when the visit ended. A visit is
+    *completed* once the deal left the stage; its outcome is the deal's at ``as_of``.
+`criteria_by_rep`
+    Per rep and stage: completed visits and the share that met the criteria (visits in progress are not judged).
+`criteria_outcomes` (does it pay?)
+    Per stage: completed visits of deals closed by ``as_of`` that met the criteria against those that did not, of
+    the same rep and, where such visits exist, the same segment, amount band and age band; the matched difference
+    in win rate and in cycle days with deal-bootstrap intervals, and a verdict.
+`activity_gaps`
+    Per deal open at ``as_of``: activities so far and days since the last one (since creation when none); over
+    `GAP_LIMIT_DAYS` the deal's amount is at risk.
+`first_response`
+    Per lead created by ``as_of``: hours from its creation to its first activity (from the day it was created, as
+    above), NaN while it has none.
 """
 
 from __future__ import annotations

@@ -70,9 +70,11 @@ __all__ = [
     "PATH_SEPARATOR",
     "Deviation",
     "adherence_by",
+    "as_timestamp",
     "deal_adherence",
     "deviation_outcomes",
     "stall_limits",
+    "wilson",
 ]
 
 #: Separator of the stage names in the ``path`` column of `deal_adherence`.
@@ -197,7 +199,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
 
 
 # ------------------------------------------------------------------------------------------- inputs
-def _as_timestamp(value: Any, data: CRMData) -> pd.Timestamp:
+def as_timestamp(value: Any, data: CRMData) -> pd.Timestamp:
     """``value`` as a timezone-naive Timestamp; ``data.as_of`` when None."""
     if value is None:
         return data.as_of
@@ -279,7 +281,7 @@ def _limits(
 def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-deal adherence table and the stall-limit table."""
     process = data.process
-    as_of = _as_timestamp(as_of, data)
+    as_of = as_timestamp(as_of, data)
     given = _stall_days_mapping(stall_days, data)
     h = DealHistory.from_data(data)
     open_stages = process.open_stages
@@ -677,7 +679,7 @@ def adherence_by(deals: pd.DataFrame, by: str | Sequence[str] = "owner") -> pd.D
 
 
 # ------------------------------------------------------------------------------------------- statistics
-def _wilson(k: float, n: float, z: float) -> tuple[float, float, float]:
+def wilson(k: float, n: float, z: float) -> tuple[float, float, float]:
     """Proportion and Wilson score interval (all missing when n == 0)."""
     if n <= 0:
         return np.nan, np.nan, np.nan
@@ -768,7 +770,7 @@ def _matched(
         var_s = np.where(n2 > 0, p2s * (1 - p2s) / n2, 0.0)
     p2 = float(np.sum(w * p2s))
     se2 = float(np.sqrt(np.sum(w**2 * var_s)))
-    p1, l1, u1 = _wilson(float(won[t_row].sum()), n1, z)
+    p1, l1, u1 = wilson(float(won[t_row].sum()), n1, z)
     return {"n": n1, "p1": p1, "l1": l1, "u1": u1, "p2": p2, "l2": max(p2 - z * se2, 0.0), "u2": min(p2 + z * se2, 1.0)}
 
 
@@ -911,7 +913,7 @@ def deviation_outcomes(deals: pd.DataFrame, ci: float = 0.9, n_boot: int = 4000,
         f = flags[dev.name].to_numpy()
         n1, n2 = int(f.sum()), int((~f).sum())
         k1, k2 = int((won & f).sum()), int((won & ~f).sum())
-        w1, w2 = _wilson(k1, n1, z), _wilson(k2, n2, z)
+        w1, w2 = wilson(k1, n1, z), wilson(k2, n2, z)
         raw = _newcombe(*w1, *w2) if n1 and n2 else (np.nan, np.nan, np.nan)
         m = _matched(closed[f"{dev.name}_visit"].to_numpy(), row, visit, stage, won, len(open_stages), z)
         if m["n"]:

@@ -34,6 +34,8 @@ from salesforecast.schema import CRMData
 if TYPE_CHECKING:
     from IPython.display import HTML
 
+    from salesforecast.review import StepReview
+
 __all__ = ["Headline", "data_quality", "lead_scoring", "pipeline_review", "stage_conversion"]
 
 
@@ -525,7 +527,13 @@ def lead_scoring(
 
 
 # ---------------------------------------------------------------------------------------- 05 pipeline review
-def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: str = "", owner: str = "") -> Headline:
+def pipeline_review(
+    coverage: pd.DataFrame,
+    currency: str | None = None,
+    team: str = "",
+    owner: str = "",
+    steps: StepReview | None = None,
+) -> Headline:
     """Attainment and coverage of the period, from the total row of the review's table.
 
     Parameters
@@ -537,6 +545,10 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
         The amounts' currency (the process map's).
     team, owner : str
         The team and the rep the report is restricted to ("" for all): whose numbers the sentence names.
+    steps : StepReview, optional
+        `salesforecast.review.step_review` of the review: when the exit criteria could be judged, a figure (the share
+        of completed stage visits that met them, when there is room among the six) and a clause in the note for each
+        stage whose criteria clearly pay or clearly do not (the 90% interval excludes no difference).
 
     Returns
     -------
@@ -579,8 +591,8 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
             f"won {money(won)} ({_count(n_won, 'deal')}) with a close date in {period} {when}, and "
             f"{money(pipe)} is open for it ({_count(n_pipe, 'deal')})."
         )
-        figures = (won_figure, pipe_figure, Figure("Quota", "none", f"no quota for {period} in the data"))
-        return Headline(sentence, figures, " ".join(notes))
+        figures = [won_figure, pipe_figure, Figure("Quota", "none", f"no quota for {period} in the data")]
+        return Headline(sentence, *_with_steps(figures, notes, steps))
     attainment = won / quota
     left = quota - won
     attained = Figure(
@@ -627,4 +639,30 @@ def pipeline_review(coverage: pd.DataFrame, currency: str | None = None, team: s
                 f"lowest: {lowest}, {format_value(float(rated[lowest]), 'fraction')}",
             )
         )
-    return Headline(sentence, tuple(figures), " ".join(notes))
+    return Headline(sentence, *_with_steps(figures, notes, steps))
+
+
+def _with_steps(figures: list[Figure], notes: list[str], steps: StepReview | None) -> tuple[tuple[Figure, ...], str]:
+    """The review's figures and note with what was done at each step (see `pipeline_review`).
+
+    The share of completed visits that met the criteria (a figure while there are fewer than six, else a sentence
+    of the note) and the stages whose criteria clearly pay or not (the note).
+    """
+    met, told = steps.met() if steps is not None else (0, 0)
+    if told:
+        share = _share(met, told)
+        if len(figures) < 6:
+            figures = [*figures, Figure("Exit criteria met", share, f"of {_count(told, 'completed stage visit')}")]
+        else:
+            notes = [*notes, f"Exit criteria were met on {share} of {_count(told, 'completed stage visit')}."]
+        out = steps.outcomes
+        clear = out[(out["ci_low"] > 0) | (out["ci_high"] < 0)] if out is not None and len(out) else out
+        for stage, row in clear.iterrows() if clear is not None else ():
+            way = "higher" if row["win_rate_diff"] > 0 else "lower"
+            notes = [
+                *notes,
+                f"Deals that met the {stage} exit criteria had a win rate "
+                f"{abs(row['win_rate_diff']) * 100:.1f} pp {way} than comparable deals that did not "
+                f"(90% interval {row['ci_low'] * 100:+.1f} to {row['ci_high'] * 100:+.1f} pp).",
+            ]
+    return tuple(figures), " ".join(notes)

@@ -12,6 +12,8 @@ known at ``as_of`` (`known_at`).
 
 from __future__ import annotations
 
+import html
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast import activities as steps
 from salesforecast._utils import NEVER, to_us
 from salesforecast.adherence import UnrecordedHistoryWarning, deal_adherence
 from salesforecast.history import DealHistory
@@ -35,6 +38,8 @@ __all__ = [
     "LIST_COLUMNS",
     "QUOTA_COLUMNS",
     "RISK_DEFINITIONS",
+    "STEP_DEFINITIONS",
+    "StepReview",
     "TIMINGS",
     "DealList",
     "DealListPart",
@@ -44,7 +49,9 @@ __all__ = [
     "deals_at_risk",
     "list_caption",
     "no_movement_sentence",
+    "criteria_table",
     "nothing_to_compare",
+    "step_review",
     "waterfall_window",
 ]
 
@@ -896,3 +903,288 @@ def deal_lists(
         notes=tuple(notes),
         unknown=unknown,
     )
+
+
+# ------------------------------------------------------------------------------------------- what was done at each step
+#: How to give the review activities, in the sentence that stands in for the section when the data have none.
+HOW_TO_ADD_ACTIVITIES = (
+    "an activities table (columns activity_id, occurred_at, type, and opportunity_id or lead_id; owner, subject, "
+    "outcome and duration optional)"
+)
+#: How to give the process map exit criteria, likewise.
+HOW_TO_ADD_CRITERIA = (
+    "exit criteria per stage in the process map YAML, for example `exit_criteria: [{activity: meeting}, "
+    "{activity: follow_up, after: meeting, within_days: 3}, {field: amount}]`"
+)
+
+#: The section's measures in words, for the reader (the rules are `salesforecast.activities`').
+STEP_DEFINITIONS = (
+    "A stage's **exit criteria** (the process map's) say what a deal should have before it leaves the stage: "
+    "activities (a meeting; a follow-up within 3 days of the meeting) or a filled field. A stage visit **met** them "
+    "when every criterion held with the deal's activities from the day it entered the stage to the moment it left "
+    "(an activity after the report date never counts). **Share met** is over the visits completed by the report "
+    "date (the deal left the stage); visits still in progress are not judged yet. **Days since last activity**: "
+    "from the deal's last activity, or its creation when it has none, to the report date. **Does it pay**: closed "
+    "deals whose visit met a stage's criteria against comparable deals whose visit did not (same stage, same rep, "
+    "same segment, amount band and age band where the data allow), the difference in win rate (percentage points) "
+    "and in cycle days (creation to close), with 90% bootstrap intervals; the verdict says when the data cannot "
+    "tell."
+)
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def _md(text: Any) -> str:
+    r"""`text` as literal Markdown: HTML-escaped, and Markdown's punctuation backslash-escaped (no link, no emphasis).
+
+    Examples
+    --------
+    >>> _md("<b>[x](javascript:y)</b> *z*") == r"&lt;b&gt;\[x\]\(javascript:y\)&lt;/b&gt; \*z\*"
+    True
+    """
+    return _MARKDOWN.sub(r"\\\1", html.escape(str(text)))
+
+
+def _share_table(adherence: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per `by` value: completed visits, their share that met the criteria, and that share per stage (wide)."""
+    long = steps.criteria_by_rep(adherence, by=by)
+    visits = long.groupby(by, sort=True, dropna=False)[["visits", "visits_met"]].sum()
+    out = pd.DataFrame(index=visits.index)
+    if "team" in long.columns and by != "team":
+        out["team"] = long.groupby(by, sort=True, dropna=False)["team"].first()
+    out["visits"] = visits["visits"]
+    out["share_met"] = (visits["visits_met"] / visits["visits"]).where(visits["visits"] > 0)
+    wide = long.pivot_table(index=by, columns="stage", values="share_met", aggfunc="first", dropna=False, sort=False)
+    for stage in adherence.attrs.get("stages") or sorted(long["stage"].unique()):
+        if stage in wide.columns:
+            out[f"{stage}: share met"] = wide[stage].reindex(out.index).astype("float64")
+    return out
+
+
+def criteria_table(adherence: pd.DataFrame, by: str = "owner") -> pd.DataFrame:
+    """Per rep (or team): completed stage visits, the share that met the exit criteria, and that share per stage.
+
+    Parameters
+    ----------
+    adherence : pandas.DataFrame
+        `salesforecast.activities.criteria_adherence`.
+    by : str
+        ``owner`` (with the rep's team when the data have teams) or ``team``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by `by`: ``team`` (per rep, when present), ``visits`` (completed visits whose criteria can be told),
+        ``share_met`` (of them, those that met every criterion) and one ``"<stage>: share met"`` column per stage with
+        criteria (missing where the rep completed no visit of that stage). `salesforecast.rollup.teams_and_company`
+        takes it as its ``by_group``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"owner": ["Ann", "Ann", "Bo"], "stage": ["S", "T", "S"], "completed": True,
+    ...     "met": pd.array([True, False, True], dtype="boolean")})
+    >>> criteria_table(t).round(2).values.tolist()
+    [[2.0, 0.5, 1.0, 0.0], [1.0, 1.0, 1.0, nan]]
+    """
+    return _share_table(adherence, by)
+
+
+@dataclass(frozen=True)
+class StepReview:
+    """The review's section on what was done at each step, computed once (`step_review`).
+
+    Attributes
+    ----------
+    note : str or None
+        The sentence that stands in for the criteria tables when the data cannot show them (no activities, or a
+        process map without exit criteria), saying how to add what is missing; None when they show.
+    criteria : pandas.DataFrame or None
+        `salesforecast.activities.criteria_adherence` at the report date (None when `note`).
+    outcomes : pandas.DataFrame or None
+        `salesforecast.activities.criteria_outcomes` of it.
+    gaps : pandas.DataFrame or None
+        `salesforecast.activities.activity_gaps` (None without activities).
+    responses : pandas.DataFrame or None
+        `salesforecast.activities.first_response` (None without activities on leads).
+    currency : str or None
+        The amounts' currency.
+    """
+
+    note: str | None
+    criteria: pd.DataFrame | None
+    outcomes: pd.DataFrame | None
+    gaps: pd.DataFrame | None
+    responses: pd.DataFrame | None
+    currency: str | None = None
+
+    def met(self) -> tuple[int, int]:
+        """Completed visits that met their stage's criteria, and completed visits whose criteria can be told."""
+        if self.criteria is None:
+            return 0, 0
+        c = self.criteria
+        told = c["completed"].to_numpy(dtype=bool) & c["met"].notna().to_numpy(dtype=bool)
+        return int((told & c["met"].fillna(False).to_numpy(dtype=bool)).sum()), int(told.sum())
+
+    def criteria_sentence(self) -> str:
+        """The criteria in force and how often they were met, in one or two sentences (Markdown; names escaped)."""
+        if self.criteria is None:
+            return self.note or ""
+        words = self.criteria.attrs.get("criteria", {})
+        rules = "; ".join(f"**{_md(stage)}**: {_md(text)}" for stage, text in words.items())
+        met, told = self.met()
+        if not told:
+            return f"Exit criteria ({rules}). No deal had left a stage with criteria by the report date."
+        return (
+            f"Exit criteria ({rules}). {met:,} of the {told:,} stage visits completed by the report date met them "
+            f"({met / told:.0%})."
+        )
+
+    def gap_sentence(self) -> str:
+        """How many open deals went longer than the limit without an activity, and their amount."""
+        g = self.gaps
+        if g is None:
+            return ""
+        limit = g.attrs.get("limit_days", steps.GAP_LIMIT_DAYS)
+        if g.empty:
+            return "No deal was open at the report date, so none can have gone quiet."
+        over = g["over_limit"].to_numpy(dtype=bool)
+        if not over.any():
+            return f"Every one of the {len(g):,} open deals had an activity in the last {limit:g} days."
+        amount = format_amount(float(g.loc[over, "amount_at_risk"].sum()), self.currency, short=True)
+        return (
+            f"**{int(over.sum()):,} of the {len(g):,} open deals** had no activity for more than {limit:g} days at "
+            f"the report date (counted from the deal's creation when it has none): **{amount}** of open pipeline."
+        )
+
+    def gap_rows(self) -> pd.DataFrame:
+        """The open deals over the limit, the largest amount first, in the columns a reader needs."""
+        if self.gaps is None or self.gaps.empty:
+            return pd.DataFrame()
+        g = self.gaps[self.gaps["over_limit"].to_numpy(dtype=bool)]
+        columns = [
+            c
+            for c in (
+                "opportunity_id",
+                "owner",
+                "team",
+                "stage",
+                "amount",
+                "activities",
+                "last_activity_at",
+                "days_since_activity",
+            )
+            if c in g.columns
+        ]
+        return g.sort_values(["amount", "opportunity_id"], ascending=[False, True], kind="stable")[columns].reset_index(
+            drop=True
+        )
+
+    def pays_table(self) -> pd.DataFrame:
+        """The does-it-pay table for the reader: per stage, the sides, the matched differences and their intervals.
+
+        The intervals are written as text on one line (``"-15.2 to +3.9 pp"``, ``"0 to +16"`` days; ``"–"`` when
+        there is none) so the table stays narrow; the verdicts are `pays_verdicts`.
+        """
+        if self.outcomes is None or self.outcomes.empty:
+            return pd.DataFrame()
+        o = self.outcomes
+
+        def signed(x: float, digits: int) -> str:
+            text = f"{x:+.{digits}f}"
+            return text[1:] if float(text) == 0 else text  # "0", never "-0" or "+0"
+
+        def span(low: pd.Series, high: pd.Series, scale: float, digits: int, unit: str) -> pd.Series:
+            text = [  # one line: non-breaking spaces
+                f"{signed(a * scale, digits)}\u00a0to\u00a0{signed(b * scale, digits)}{unit}"
+                if pd.notna(a) and pd.notna(b)
+                else "–"
+                for a, b in zip(low, high, strict=True)
+            ]
+            return pd.Series(text, index=o.index, dtype="str")
+
+        out = o[["deals_met", "deals_not_met", "deals_compared", "win_rate_matched", "win_rate_comparable"]].copy()
+        out["win_rate_diff"] = o["win_rate_diff"]
+        out["win_rate_interval"] = span(o["ci_low"], o["ci_high"], 100.0, 1, "\u00a0pp")
+        out["cycle_days_diff"] = o["cycle_days_diff"]
+        out["cycle_interval"] = span(o["cycle_ci_low"], o["cycle_ci_high"], 1.0, 0, "")
+        return out.reset_index()
+
+    def pays_verdicts(self) -> str:
+        """The verdict of each stage, one Markdown bullet per stage (escaped: `_md`)."""
+        if self.outcomes is None or self.outcomes.empty:
+            return ""
+        return "\n".join(f"- **{_md(stage)}**: {_md(verdict)}" for stage, verdict in self.outcomes["verdict"].items())
+
+    def response_sentence(self) -> str | None:
+        """The first response to new leads in one sentence (None without lead activities or leads)."""
+        if self.responses is None or self.responses.empty:
+            return None
+        s = steps.first_response_summary(self.responses)
+        if not s["responded"]:
+            return f"None of the {s['leads']:,} leads had an activity by the report date."
+        return (
+            f"**First response to new leads**: {s['responded']:,} of the {s['leads']:,} leads created by the report "
+            f"date had an activity ({s['share_responded']:.0%}); the median time from the lead's creation to its "
+            f"first activity was {s['median_hours']:.1f} hours (90th percentile {s['p90_hours']:.1f}); "
+            f"{s['share_within_24h']:.0%} of all leads had one within 24 hours."
+        )
+
+
+def step_review(data: CRMData, as_of: Any, seed: int = 0, limit_days: float = steps.GAP_LIMIT_DAYS) -> StepReview:
+    """What was done at each step, as known at `as_of`: exit criteria met, whether that pays, gaps, first response.
+
+    Parameters
+    ----------
+    data : CRMData
+        The review's data (its team or rep only, when the review is restricted).
+    as_of : date
+        The report date.
+    seed : int
+        Seed of the bootstrap intervals.
+    limit_days : float
+        An open deal without an activity for longer than this is at risk (`salesforecast.activities.activity_gaps`).
+
+    Returns
+    -------
+    StepReview
+        Without activities, only `StepReview.note` (the sentence saying how to add them, and the exit criteria
+        when the map has none); with activities but no exit criteria, the note, the gaps and the first responses;
+        with both, everything.
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> from salesforecast.datasets import load_sample
+    >>> from salesforecast.process import SalesProcess
+    >>> data = load_sample()
+    >>> spec = data.process.to_dict()
+    >>> for stage in spec["stages"]:
+    ...     stage.pop("exit_criteria", None)
+    >>> bare = replace(data, process=SalesProcess.from_dict(spec), activities=data.activities.iloc[:0])
+    >>> r = step_review(bare, data.as_of)
+    >>> r.criteria is None, r.note.startswith("The data have no activities and the process map no exit criteria")
+    (True, True)
+    """
+    has_acts, has_criteria = not data.activities.empty, bool(data.process.exit_criteria)
+    currency = data.process.currency
+    if not has_acts:
+        missing = "The data have no activities" + ("" if has_criteria else " and the process map no exit criteria")
+        how = HOW_TO_ADD_ACTIVITIES + ("" if has_criteria else f", and {HOW_TO_ADD_CRITERIA}")
+        note = (
+            f"{missing}, so what was done at each step (exit criteria met, days without activity, first response to "
+            f"leads) cannot be shown: add {how}."
+        )
+        return StepReview(note, None, None, None, None, currency)
+    gaps = steps.activity_gaps(data, as_of=as_of, limit_days=limit_days)
+    on_leads = data.activities["lead_id"].notna().any() and not data.leads.empty
+    responses = steps.first_response(data, as_of=as_of) if on_leads else None
+    if not has_criteria:
+        note = (
+            "The process map has no exit criteria, so whether each stage's work was done before a deal moved on "
+            f"cannot be judged: add {HOW_TO_ADD_CRITERIA}."
+        )
+        return StepReview(note, None, None, gaps, responses, currency)
+    criteria = steps.criteria_adherence(data, as_of=as_of)
+    outcomes = steps.criteria_outcomes(criteria, ci=0.9, seed=seed)
+    return StepReview(None, criteria, outcomes, gaps, responses, currency)

@@ -130,7 +130,8 @@ def criteria_check(visits: pd.DataFrame, activities: pd.DataFrame, process: Sale
             else:
                 ok = _activity_met(c, pairs, start, len(rows))
             n_met[rows] += ok
-            unmet[rows[~ok]] = [f"{u}; {c.describe()}" if u else c.describe() for u in unmet[rows[~ok]]]
+            miss, words = rows[~ok], c.describe()
+            unmet[miss] = np.where(unmet[miss] == "", words, unmet[miss] + f"; {words}")  # object arrays: no loop
     met = pd.array(n_met == n_criteria, dtype="boolean")
     met[(n_criteria == 0) | (unknown & (unmet == ""))] = pd.NA  # no criteria, or only a field left untold
     return pd.DataFrame(

@@ -98,6 +98,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,13 @@ import pandas as pd
 import pyarrow as pa
 
 from salesforecast._utils import DAY_US
+from salesforecast.datasets._activities import (
+    ACTIVITY_TYPES,
+    LEAD_WINDOW_DAYS,
+    SUBJECTS,
+    simulate_activities,
+    with_generator_criteria,
+)
 from salesforecast.process import FORECAST_CATEGORIES, SalesProcess
 from salesforecast.schema import CRMData, validate
 
@@ -177,6 +185,11 @@ CLOSE_ESTIMATE_MEDIAN, CLOSE_ESTIMATE_SIGMA = 0.8, 0.35
 NEGLECT_PROBABILITY = 0.3
 RANDOM_PUSH_PROBABILITY = 0.1
 AMOUNT_CHANGE_PROBABILITY, WIN_DISCOUNT_PROBABILITY = 0.15, 0.3
+#: The deviations `generate` can give an effect (``deviation_effect``): the jump that makes one, as the difference
+#: ``next stage - stage`` between open stages (a skip jumps over one stage, a regression goes back one).
+DEVIATION_JUMPS: dict[str, int] = {"skipped_stage": 2, "regression": -1}
+#: Seed-sequence key of the random stream of the deviation effects (`numpy.random.SeedSequence([seed, key])`).
+DEVIATION_STREAM = 2
 
 _FIRST_NAMES = (
     "Ava",
@@ -326,6 +339,22 @@ class GroundTruth:
         owner -> ``E_r``, the rep's expected quarterly bookings used by submissions and quotas.
     as_of : pandas.Timestamp
         End of the horizon: no event at or after it exists.
+    activity_effect : pandas.DataFrame
+        One row per stage with the generator's exit criteria (index ``stage``; empty without activities):
+        ``criteria`` (in words), ``win_rate_diff`` (the true difference in win probability between visits to the
+        stage that met its criteria and those that did not, over all reps: what a comparison matched on the stage,
+        and on segment, amount or age, but not on rep, estimates), ``within_rep`` (the same among one rep's deals:
+        the effect ``delta``), ``compliance`` (expected share of visits that meet the criteria) and ``visits``.
+        See "Activities" in the module docstring.
+    criteria_visits : pandas.DataFrame
+        The simulated visits to stages with criteria: ``opportunity_id``, ``stage``, ``entered_at``, ``until``
+        (when the deal left the stage, ``as_of`` for a visit still open) and ``met`` (whether the visit met the
+        criteria, as drawn; `salesforecast.activities.criteria_check` agrees on every visit).
+    deviation_effect : pandas.DataFrame
+        One row per deviation the generator can give an effect (index ``deviation``: ``skipped_stage``,
+        ``regression``): ``effect`` (the ``deviation_effect`` parameter, 0 by default) and ``win_rate_diff``, the
+        difference the stage-matched comparison of `salesforecast.adherence.deviation_outcomes` estimates (exactly
+        0 without an effect). See "Deviation effects" in the module docstring.
 
     Examples
     --------
@@ -348,6 +377,9 @@ class GroundTruth:
     step_cap_probability: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     expected_bookings: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     as_of: pd.Timestamp | None = None
+    activity_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
+    criteria_visits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    deviation_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def win_rate_factor(self, when: Any) -> np.ndarray:
         """The factor of the win-rate shift at each time: the probability that a win at `when` stays a win.
@@ -973,6 +1005,8 @@ def generate(
     eoq_delay: float = 0.5,
     max_steps: int = 40,
     win_rate_shift: float = 0.0,
+    activities: bool = True,
+    deviation_effect: Mapping[str, float] | None = None,
 ) -> tuple[CRMData, GroundTruth]:
     """Simulate a B2B sales organisation with known ground truth.
 
@@ -1002,6 +1036,19 @@ def generate(
         (e.g. ``-1/3``: win rates fall by a third between years; ``0.5``: they rise by half). Wins are
         thinned (see "Win-rate shift between years" in the module docstring); the default 0 gives the
         same tables as without the argument.
+    activities : bool
+        Simulate the ``activities`` table (calls, e-mails, meetings, follow-ups and proposals on deals, calls
+        and e-mails on leads) and attach the generator's exit criteria to the process returned (unless the
+        given process has exit criteria of its own, which it keeps); see "Activities" in the module docstring.
+        The activities come from a random stream of their own, so the other tables are the same either way.
+        False: no activities table, no criteria attached.
+    deviation_effect : mapping of str to float, optional
+        A true effect on the win probability of a deviation from the stage map, for at most one of
+        ``skipped_stage`` and ``regression`` (names of `salesforecast.adherence.DEVIATIONS`), e.g.
+        ``{"skipped_stage": -0.1}``: a deal that skips a stage then wins 10 points less often than it would
+        have. See "Deviation effects" in the module docstring; `GroundTruth.deviation_effect` gives what the
+        stage-matched comparison of `salesforecast.adherence.deviation_outcomes` estimates. The default (none,
+        or all 0) draws nothing and gives the same tables as without the argument.
 
     Returns
     -------
@@ -1025,9 +1072,22 @@ def generate(
     'Prospecting'
     """
     process, params = _resolve(
-        n_opportunities, seed, start, years, process, n_reps, lead_share, eoq_delay, max_steps, win_rate_shift
+        n_opportunities,
+        seed,
+        start,
+        years,
+        process,
+        n_reps,
+        lead_share,
+        eoq_delay,
+        max_steps,
+        win_rate_shift,
+        activities,
+        deviation_effect,
     )
     tables, truth = _simulate(process, params)
+    if params["activities"] and not process.exit_criteria:
+        process = with_generator_criteria(process)
     data = validate(tables, process=process, sources=dict.fromkeys(tables, f"generate(seed={seed})"))
     return data, truth
 
@@ -1043,6 +1103,8 @@ def _resolve(
     eoq_delay: float = 0.5,
     max_steps: int = 40,
     win_rate_shift: float = 0.0,
+    activities: bool = True,
+    deviation_effect: Mapping[str, float] | None = None,
 ) -> tuple[SalesProcess, dict[str, Any]]:
     """Check the arguments of `generate` and return the process and the resolved parameters."""
     process = SalesProcess.resolve(process)
@@ -1073,6 +1135,25 @@ def _resolve(
     }
     if win_rate_shift:
         params["win_rate_shift"] = float(win_rate_shift)
+    params["activities"] = bool(activities)
+    effects = {}
+    for name, value in dict(deviation_effect or {}).items():
+        if name not in DEVIATION_JUMPS:
+            raise ValueError(
+                f"deviation_effect: {name!r} is not a deviation the generator can give an effect; "
+                f"use {' or '.join(DEVIATION_JUMPS)}"
+            )
+        if not (isinstance(value, int | float) and math.isfinite(value) and -1.0 < value < 1.0):
+            raise ValueError(f"deviation_effect.{name}: a win-probability difference in (-1, 1), got {value!r}")
+        if value:
+            effects[name] = float(value)
+    if len(effects) > 1:
+        raise ValueError(
+            f"deviation_effect: give an effect to one deviation at a time (got {sorted(effects)}); the truth of a "
+            "stage-matched comparison is exact only then"
+        )
+    if effects:
+        params["deviation_effect"] = effects
     return process, params
 
 
@@ -1199,6 +1280,12 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
 
     close0 = estimate(stage0, segment, t0)
 
+    # ---- deviation effect (none by default: no draw then): per deal, when it first deviated and its flip chance
+    dev_name, dev_delta = next(iter(params.get("deviation_effect", {}).items()), (None, 0.0))
+    dev_time = np.full(n, np.inf)  # time of the deal's first deviation (its treated visit starts then)
+    dev_rho = np.zeros(n)  # probability that its outcome flips at absorption
+    dev_rng = np.random.default_rng([seed, DEVIATION_STREAM]) if dev_name else None
+
     # ---- the simulation: one iteration per jump (at most max_steps + 1)
     r_deal, r_time, r_stage, r_amount, r_close = [np.arange(n)], [t0], [stage0], [amount0], [close0]
     act = np.arange(n)
@@ -1218,6 +1305,14 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             cum = np.where((z > _Z_STALL)[:, None], cum_long[s], cum_short[s])
             ns = (u[:, None] >= cum).sum(axis=1)
         t_end = t + dur
+        if dev_rng is not None:  # the deviation effect: flip the outcome of deals that deviated before this jump
+            before = np.isfinite(dev_time[act])
+            flip = dev_rng.random(m) < dev_rho[act]
+            absorbing = won if dev_delta < 0 else lost
+            ns = np.where(before & flip & (ns == absorbing), (lost if dev_delta < 0 else won), ns)
+            first_dev = ~before & (ns < k) & (ns - s == DEVIATION_JUMPS[dev_name])
+            dev_time[act[first_dev]] = t_end[first_dev]
+            dev_rho[act[first_dev]] = _flip_chance(win_p[ns[first_dev]], dev_delta)
         # end-of-quarter push of wins (time only)
         qi = np.minimum(np.searchsorted(q_starts, t_end, side="right"), q_last)
         q_end = q_starts[qi]
@@ -1319,6 +1414,58 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             "forecast_category": _labels(h_cat, FORECAST_CATEGORIES),
         }
     )
+    activities = None
+    activity_truth = pd.DataFrame()
+    criteria_visits = pd.DataFrame()
+    if params["activities"]:
+        before = _deviation_chain(p, win_p, init, dev_name, dev_delta)["before"] if dev_name else win_p
+        lead_end = np.where(converted, converted_at, np.minimum(lead_created + LEAD_WINDOW_DAYS, horizon))
+        cols, activity_truth, cv = simulate_activities(
+            seed=seed,
+            open_stages=open_stages,
+            deal=deal,
+            h_time=h_time,
+            h_stage=h_stage,
+            deal_owner=owner,
+            deal_segment=segment,
+            deal_final=f_stage,
+            mu=mu,
+            sigma=sigma,
+            win_before=before,
+            deal_dev_time=dev_time,
+            deal_dev_rho=dev_rho,
+            dev_delta=dev_delta,
+            win_p=win_p,
+            horizon=horizon,
+            n_reps=n_reps,
+            lead_created=lead_created,
+            lead_end=lead_end,
+            lead_owner=lead_owner,
+        )
+        is_deal, is_lead = cols["deal"] >= 0, cols["lead"] >= 0
+        activities = pd.DataFrame(
+            {
+                "activity_id": _ids("ACT-", len(cols["time"]), 8),
+                "occurred_at": _to_times(cols["time"], origin),
+                "type": _labels(cols["type"], ACTIVITY_TYPES),
+                "owner": _labels(cols["owner"], names),
+                "opportunity_id": _take(opp_ids, np.maximum(cols["deal"], 0), is_deal),
+                "lead_id": _take(lead_ids, np.maximum(cols["lead"], 0), is_lead),
+                "subject": _labels(cols["subject"], SUBJECTS),
+                "duration": cols["duration"],
+            }
+        )
+        criteria_visits = pd.DataFrame(
+            {
+                "opportunity_id": _take(opp_ids, cv["deal"]),
+                "stage": _labels(cv["stage"], open_stages),
+                "entered_at": _to_times(cv["entry"], origin),
+                "until": _to_times(cv["exit"], origin),
+                "met": cv["met"],
+            }
+        )
+        still_open = cv["exit"] >= horizon  # a visit open at as_of runs to it
+        criteria_visits.loc[still_open, "until"] = np.datetime64(end_ts.to_datetime64(), "us")
     del deal, h_time, h_stage, h_amount, h_close, h_cat
 
     lead_opp = np.full(n_leads, -1)
@@ -1436,6 +1583,9 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             expected, index=pd.Index(names, name="owner", dtype="str"), name="expected_bookings"
         ),
         as_of=end_ts,
+        activity_effect=activity_truth,
+        criteria_visits=criteria_visits,
+        deviation_effect=_deviation_truth(p, win_p, init, params.get("deviation_effect", {})),
     )
     tables = {
         "opportunities": opportunities,
@@ -1444,7 +1594,62 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
         "forecast_submissions": submissions,
         "quotas": quotas,
     }
+    if activities is not None:
+        tables["activities"] = activities
     return tables, truth
+
+
+def _flip_chance(w: np.ndarray, delta: float) -> np.ndarray:
+    """Chance that a deviating deal's outcome flips (a win lost for ``delta < 0``, a loss won for ``delta > 0``).
+
+    From a stage with win probability ``w``, the deal then wins with ``w + delta`` (clipped to [0, 1]).
+    """
+    w = np.asarray(w, dtype=float)
+    if delta < 0:
+        return np.minimum(1.0, -delta / w)
+    return np.minimum(1.0, delta / (1.0 - w))
+
+
+def _deviation_chain(p: np.ndarray, win_p: np.ndarray, init: np.ndarray, name: str, delta: float) -> dict[str, Any]:
+    """The chain of one deviation with effect `delta`, per open stage (arrays of length k).
+
+    ``before``: win probability on entering the stage without having deviated (a deviation may still come, with its
+    effect); ``treated``: on entering it by the first deviation; ``first``: expected number of first deviations
+    leading into it, per deal created.
+    """
+    k = len(win_p)
+    eye = np.eye(k)
+    jump = DEVIATION_JUMPS[name]
+    dev = np.zeros((k, k), dtype=bool)
+    for i in range(k):  # a loop over stages
+        if 0 <= i + jump < k:
+            dev[i, i + jump] = True
+    q = p[:, :k]
+    q_dev, q_rest = np.where(dev, q, 0.0), np.where(dev, 0.0, q)
+    flip = _flip_chance(win_p, delta) if delta else np.zeros(k)
+    treated = win_p * (1.0 - flip) if delta < 0 else win_p + (1.0 - win_p) * flip
+    before = np.linalg.solve(eye - q_rest, p[:, k] + q_dev @ treated)
+    visits = np.linalg.solve((eye - q_rest).T, init)  # expected visits before any deviation
+    return {"before": before, "treated": treated, "first": visits @ q_dev}
+
+
+def _deviation_truth(p: np.ndarray, win_p: np.ndarray, init: np.ndarray, effects: Mapping[str, float]) -> pd.DataFrame:
+    """The truth of each deviation of `DEVIATION_JUMPS` (see "Deviation effects" in the module docstring).
+
+    ``win_rate_diff``: the win probability of a deal in the stage its first deviation led into, minus that of a
+    deal in the same stage that has not deviated (yet), averaged with the expected shares of first deviations per
+    stage; ``effect``: the parameter (the per-deal effect).
+    """
+    rows = {}
+    for name in DEVIATION_JUMPS:
+        delta = float(effects.get(name, 0.0))
+        c = _deviation_chain(p, win_p, init, name, delta)
+        total = c["first"].sum()
+        diff = float(np.sum(c["first"] * (c["treated"] - c["before"])) / total) if total > 0 else np.nan
+        rows[name] = {"win_rate_diff": diff, "effect": delta}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.Index(list(out.index), name="deviation", dtype="str")
+    return out
 
 
 def _win_rate_factors(shift: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ Exit criteria of the generator
     meeting, stage ``k - 2`` a proposal (`criteria_positions`; a position outside the map or already taken is
     left out). `with_generator_criteria` attaches them to a process map.
 Deal visits
-    Each visit to an open stage gets calls and e-mails (Poisson, 0.08 and 0.12 a day, at most 8 of each) while
+    Each visit to an open stage gets calls and e-mails (Poisson, 0.06 and 0.09 a day, at most 8 of each) while
     the rep works the deal: from the start of the visit to its end, or, for a visit longer than the stage's stall
     threshold (its segment's 80th percentile of days in stage), only up to that threshold: a stalled deal goes quiet,
     and an open deal stalled at ``as_of`` shows a gap since its last activity. Meetings, follow-ups and proposals
@@ -63,7 +63,15 @@ ACTIVITY_STREAM = 19
 #: The activity types simulated (codes are positions in this tuple).
 ACTIVITY_TYPES = ("call", "email", "meeting", "follow_up", "proposal")
 CALL, EMAIL, MEETING, FOLLOW_UP, PROPOSAL = range(5)
-SUBJECTS = ("Call", "Email", "Meeting", "Thank-you letter", "Proposal sent", "First response call", "First response email")
+SUBJECTS = (
+    "Call",
+    "Email",
+    "Meeting",
+    "Thank-you letter",
+    "Proposal sent",
+    "First response call",
+    "First response email",
+)
 #: The generator's exit criteria, by kind.
 GENERATOR_CRITERIA: dict[str, tuple[ExitCriterion, ...]] = {
     "follow_up": (ExitCriterion("meeting"), ExitCriterion("follow_up", within_days=3, after="meeting")),
@@ -73,10 +81,14 @@ GENERATOR_CRITERIA: dict[str, tuple[ExitCriterion, ...]] = {
 #: Per kind of criteria: the true effect ``delta`` (win-probability difference between deals that met the criteria
 #: and comparable deals of the same rep that did not) and the compliance ``q`` (None: per rep, see `REP_COMPLIANCE`).
 #: The meeting criterion has no effect, on purpose.
-CRITERIA_EFFECT: dict[str, tuple[float, float | None]] = {"follow_up": (0.10, None), "meeting": (0.0, 0.7), "proposal": (0.12, 0.65)}
+CRITERIA_EFFECT: dict[str, tuple[float, float | None]] = {
+    "follow_up": (0.10, None),
+    "meeting": (0.0, 0.7),
+    "proposal": (0.12, 0.65),
+}
 #: Follow-up compliance of reps who skip follow-ups and of the others, and the share of reps who skip them.
 REP_COMPLIANCE, SKIPPER_SHARE = (0.3, 0.85), 0.3
-CALL_RATE, EMAIL_RATE, MAX_PER_TYPE = 0.08, 0.12, 8
+CALL_RATE, EMAIL_RATE, MAX_PER_TYPE = 0.06, 0.09, 8
 EXTRA_MEETING, EXTRA_FOLLOW_UP, EXTRA_PROPOSAL = 0.25, 0.5, 0.3
 MARGIN, MIN_WINDOW = 0.01, 0.05  # days: activities stay this far inside a visit; a shorter window has no meeting
 FOLLOW_UP_MAX, LATE_MIN, LATE_MAX = 2.9, 3.3, 8.0  # days after the meeting: in time; late
@@ -109,8 +121,8 @@ def with_generator_criteria(process: SalesProcess) -> SalesProcess:
     --------
     >>> p = with_generator_criteria(SalesProcess.default())
     >>> {s: [c.describe() for c in cs] for s, cs in p.exit_criteria.items()}  # doctest: +NORMALIZE_WHITESPACE
-    {'Qualification': ['meeting', 'follow up within 3 days of the meeting'], 'Value Proposition': ['meeting'],
-     'Proposal/Price Quote': ['proposal']}
+    {'Qualification': ['at least 1 meeting', 'follow up within 3 days of the meeting'],
+     'Value Proposition': ['at least 1 meeting'], 'Proposal/Price Quote': ['at least 1 proposal']}
     """
     spec = process.to_dict()
     positions = criteria_positions(len(process.open_stages))
@@ -223,9 +235,13 @@ def simulate_activities(
         d = np.full(len(sel), delta)
         with np.errstate(divide="ignore", invalid="ignore"):
             if delta > 0:
-                d = np.minimum(d, np.minimum(np.where(q > 0, p / q, np.inf), np.where(q < 1, (1 - p) / (1 - q), np.inf)))
+                d = np.minimum(
+                    d, np.minimum(np.where(q > 0, p / q, np.inf), np.where(q < 1, (1 - p) / (1 - q), np.inf))
+                )
             elif delta < 0:
-                d = np.maximum(d, np.maximum(np.where(q > 0, -(1 - p) / q, -np.inf), np.where(q < 1, -p / (1 - q), -np.inf)))
+                d = np.maximum(
+                    d, np.maximum(np.where(q > 0, -(1 - p) / q, -np.inf), np.where(q < 1, -p / (1 - q), -np.inf))
+                )
             p0 = p - q * d
             p_met = np.where(
                 final[sel] == k,
@@ -241,7 +257,7 @@ def simulate_activities(
             {
                 "stage": open_stages[pos],
                 "criteria": "; ".join(c.describe() for c in GENERATOR_CRITERIA[kind]),
-                "win_rate_diff": float(diff),
+                "win_rate_diff": round(float(diff), 12) + 0.0,
                 "within_rep": float(np.mean(d[realizable])) if realizable.any() else np.nan,
                 "compliance": float(np.mean(q)) if len(q) else np.nan,
                 "visits": len(sel),
@@ -266,7 +282,11 @@ def simulate_activities(
     add(met_meeting, meeting_at[met_meeting], MEETING)
     add(ok, meeting_at[ok] + u[ok, 2] * np.minimum(FOLLOW_UP_MAX, hi[ok] - meeting_at[ok]), FOLLOW_UP)
     late = miss[(how >= 0.75) & late_ok[miss]]
-    add(late, meeting_at[late] + LATE_MIN + u[late, 2] * (np.minimum(LATE_MAX, hi[late] - meeting_at[late]) - LATE_MIN), FOLLOW_UP)
+    add(
+        late,
+        meeting_at[late] + LATE_MIN + u[late, 2] * (np.minimum(LATE_MAX, hi[late] - meeting_at[late]) - LATE_MIN),
+        FOLLOW_UP,
+    )
     # stage 3: a meeting (sometimes two); stage k - 2: a proposal
     for kind, activity in (("meeting", MEETING), ("proposal", PROPOSAL)):
         ok = np.flatnonzero((v_kind == kind) & met)
@@ -330,4 +350,3 @@ def simulate_activities(
     sel = np.sort(sel)
     visits = {"deal": v_deal[sel], "stage": v_stage[sel], "entry": v_entry[sel], "exit": v_exit[sel], "met": met[sel]}
     return columns, truth, visits
-

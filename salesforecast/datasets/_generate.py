@@ -4,8 +4,9 @@
 forecast calls and quotas, and the activities on deals and leads, fully vectorised with numpy (loops run only
 over simulation steps, teams, reps and quarters). Every random number of the deals, leads, submissions and quotas
 comes from one ``numpy.random.default_rng(seed)``; the activities and the deviation effects have streams of their
-own derived from the seed (so adding them changes nothing else): the same arguments give byte-identical tables. The true parameters behind the data come back as a `GroundTruth`, so that
-models fitted on the tables can be checked against the truth.
+own derived from the seed (so adding them changes nothing else): the same arguments give byte-identical tables.
+The true parameters behind the data come back as a `GroundTruth`, so that models fitted on the tables can be
+checked against the truth.
 
 The model in brief (all numbers are the defaults; the exact values are in the returned `GroundTruth`)
 ------------------------------------------------------------------------------------------------------
@@ -124,8 +125,8 @@ Deviation effects (``deviation_effect``, default none)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np

@@ -72,6 +72,8 @@ SUBJECTS = (
     "First response call",
     "First response email",
 )
+#: Outcomes of calls (with their weights) and of meetings.
+OUTCOMES, CALL_OUTCOME_WEIGHTS = ("Connected", "Left voicemail", "No answer", "Held"), (0.45, 0.35, 0.2)
 #: The generator's exit criteria, by kind.
 GENERATOR_CRITERIA: dict[str, tuple[ExitCriterion, ...]] = {
     "follow_up": (ExitCriterion("meeting"), ExitCriterion("follow_up", within_days=3, after="meeting")),
@@ -172,8 +174,9 @@ def simulate_activities(
     -------
     columns : dict of numpy arrays
         One entry per activity: ``time`` (continuous days), ``type`` (code into `ACTIVITY_TYPES`), ``deal`` and
-        ``lead`` (codes, -1 when none), ``owner`` (rep code), ``subject`` (code into `SUBJECTS`), ``duration``
-        (minutes, NaN for e-mails, follow-ups and proposals); sorted by time, then deal, then lead.
+        ``lead`` (codes, -1 when none), ``owner`` (rep code), ``subject`` (code into `SUBJECTS`), ``outcome`` (code into
+        `OUTCOMES`, -1 for none), ``duration`` (minutes, NaN for e-mails, follow-ups and proposals); sorted by time,
+        then deal, then lead.
     truth : pandas.DataFrame
         Per stage with criteria (index ``stage``): ``criteria`` (in words), ``win_rate_diff``, ``within_rep``,
         ``compliance`` (expected share of its visits that meet the criteria) and ``visits``.
@@ -333,7 +336,11 @@ def simulate_activities(
     duration[calls] = np.round(np.exp(np.log(8.0) + 0.6 * rng.standard_normal(int(calls.sum()))))
     meetings = code_type == MEETING
     duration[meetings] = rng.choice(np.array([30.0, 45.0, 60.0]), size=int(meetings.sum()))
+    outcome = np.full(len(time), -1)  # codes into OUTCOMES; -1: none (e-mails, follow-ups, proposals)
+    outcome[calls] = rng.choice(3, size=int(calls.sum()), p=CALL_OUTCOME_WEIGHTS)
+    outcome[meetings] = 3
     columns = {
+        "outcome": outcome[order],
         "time": time[order],
         "type": code_type[order],
         "deal": code_deal[order],

@@ -137,6 +137,7 @@ from salesforecast._utils import DAY_US
 from salesforecast.datasets._activities import (
     ACTIVITY_TYPES,
     LEAD_WINDOW_DAYS,
+    OUTCOMES,
     SUBJECTS,
     simulate_activities,
     with_generator_criteria,
@@ -1480,6 +1481,7 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
                 "opportunity_id": _take(opp_ids, np.maximum(cols["deal"], 0), is_deal),
                 "lead_id": _take(lead_ids, np.maximum(cols["lead"], 0), is_lead),
                 "subject": _labels(cols["subject"], SUBJECTS),
+                "outcome": _labels(np.maximum(cols["outcome"], 0), OUTCOMES, cols["outcome"] >= 0),
                 "duration": cols["duration"],
             }
         )

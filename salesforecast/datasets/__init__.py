@@ -1,7 +1,8 @@
 """Synthetic and sample CRM data.
 
 `generate` simulates a seeded B2B sales organisation with known ground truth (`GroundTruth`);
-`load_sample` reads the small sample made by it that ships with the package.
+`load_sample` reads the small sample made by it that ships with the package; `with_generator_criteria` gives a
+process map the exit criteria the generator's activities follow.
 """
 
 from __future__ import annotations
@@ -11,11 +12,20 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from salesforecast.datasets._activities import with_generator_criteria
 from salesforecast.datasets._generate import SAMPLE_PARAMS, GroundTruth, generate, lead_linear_predictor
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, read_canonical
 
-__all__ = ["SAMPLE_PARAMS", "GroundTruth", "generate", "lead_linear_predictor", "load_sample", "sample_folder"]
+__all__ = [
+    "SAMPLE_PARAMS",
+    "GroundTruth",
+    "generate",
+    "lead_linear_predictor",
+    "load_sample",
+    "sample_folder",
+    "with_generator_criteria",
+]
 
 
 def sample_folder() -> Path:

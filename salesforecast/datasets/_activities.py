@@ -35,6 +35,10 @@ Rep compliance
     rep sees less than ``delta``. `GroundTruth.activity_effect` gives both: ``win_rate_diff``, the exact expected
     difference between met and not-met visits of the stage over all reps (ratio of expected counts over the
     simulated visits: what a comparison matched on stage, but not on rep, estimates), and ``within_rep``, ``delta``.
+    Approximations: the truth counts every visit, while a comparison of outcomes sees closed deals only (deals
+    still open at ``as_of`` are left out, a small selection); with a ``win_rate_shift`` the chain's unshifted ``p``
+    is used, so the difference is then only about ``delta``. A process map given with exit criteria of its own keeps
+    them, but the activities and this truth follow the generator's criteria.
 Leads
     90% of leads get a first response (a call, or an e-mail) after a delay: lognormal, median 0.25 days times a
     rep factor (reps differ in speed), spread 0.9; then one more touch on average (Poisson, at most 4), until the

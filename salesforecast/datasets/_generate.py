@@ -125,6 +125,7 @@ Deviation effects (``deviation_effect``, default none)
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -1172,7 +1173,7 @@ def _resolve(
                 f"deviation_effect: {name!r} is not a deviation the generator can give an effect; "
                 f"use {' or '.join(DEVIATION_JUMPS)}"
             )
-        if not (isinstance(value, int | float) and math.isfinite(value) and -1.0 < value < 1.0):
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and -1 < value < 1):
             raise ValueError(f"deviation_effect.{name}: a win-probability difference in (-1, 1), got {value!r}")
         if value:
             effects[name] = float(value)

@@ -257,11 +257,11 @@ def test_gallery_shapes_keep_activities_where_the_export_would_have_them():
     from salesforecast.datasets.gallery import SHAPES
 
     without = {"leads_ramp_11_months", "current_state_only", "history_from_dates", "only_won_deals", "leads_only"}
-    for name in ("one_rep", "current_state_only", "leads_only"):  # one of each kind, and the rep reassigned
-        data = SHAPES[name].build(0)
+    built = {name: SHAPES[name].build(0) for name in ("one_rep", "current_state_only", "leads_only")}
+    for name, data in built.items():  # one of each kind, and the rep reassigned
         assert data.activities.empty == (name in without), name
         assert bool(data.process.exit_criteria) == (name not in without), name
-    one = SHAPES["one_rep"].build(0)
+    one = built["one_rep"]
     assert one.activities["owner"].nunique() == 1 and set(one.activities["owner"]) == set(one.opportunities["owner"])
     kept = [n for n in SHAPES if n not in without]
     assert len(kept) >= 5 and "no_teams" in kept

@@ -354,9 +354,9 @@ class GroundTruth:
         stall threshold). Durations are calendar days before the working-hours mapping of times (which
         shifts each event by less than a day); won visits may be lengthened by the end-of-quarter push.
     params : dict
-        The arguments `generate` was called with (after defaults are resolved); ``win_rate_shift`` only
-        when it is not 0. `win_probability` and `transition_matrix` describe the chain before the
-        win-rate shift; `win_rate_factor` gives the factor of each time.
+        The arguments `generate` was called with (after defaults are resolved); ``win_rate_shift`` and
+        ``deviation_effect`` only when they are not 0. `win_probability` and `transition_matrix` describe the chain
+        before the win-rate shift and the deviation effects; `win_rate_factor` gives the factor of each time.
     initial_stage : pandas.Series
         Open stage -> probability that a deal is created in it.
     stall_transition_matrix : dict of str to pandas.DataFrame

@@ -234,7 +234,7 @@ def simulate_activities(
     final = deal_final[v_deal]
     met = np.zeros(nv, dtype=bool)
     truth_rows, crit_visits = [], []
-    for pos, kind in positions.items():  # a loop over (at most three) stages
+    for pos, kind in sorted(positions.items()):  # a loop over (at most three) stages, in map order
         sel = np.flatnonzero(v_stage == pos)
         delta, q_stage = CRITERIA_EFFECT[kind]
         q = (rep_q[deal_owner[v_deal[sel]]] if q_stage is None else np.full(len(sel), q_stage)) * window[sel]

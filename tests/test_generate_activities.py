@@ -193,13 +193,15 @@ def test_deviation_effects_are_recovered(deviation_runs):
         row = out.loc[name]
         assert row["win_rate_diff_low"] <= t <= row["win_rate_diff_high"], (name, row["win_rate_diff"], t)
         assert row["win_rate_diff_high"] < 0 or row["win_rate_diff_low"] > 0  # and it is found
-        other = "regression" if name == "skipped_stage" else "skipped_stage"
-        assert np.isnan(truth.deviation_effect.loc[other, "win_rate_diff"])
+        other = ["regression" if name == "skipped_stage" else "skipped_stage", "stalled"]
+        assert truth.deviation_effect.loc[other, "win_rate_diff"].isna().all()  # not exact with another's effect
 
 
 def test_no_deviation_effect_is_found_where_there_is_none(deviation_runs):
     out, truth = deviation_runs["none"]
-    assert (truth.deviation_effect["win_rate_diff"] == 0.0).all() and (truth.deviation_effect["effect"] == 0).all()
+    zero = truth.deviation_effect.loc[["skipped_stage", "regression"]]
+    assert (zero["win_rate_diff"] == 0.0).all() and (truth.deviation_effect["effect"] == 0).all()
+    assert truth.deviation_effect.loc["stalled", "win_rate_diff"] < -0.1  # long visits lose twice as often
     for name in ("skipped_stage", "regression"):
         assert out.loc[name, "win_rate_diff_low"] <= 0.0 <= out.loc[name, "win_rate_diff_high"], name
 
@@ -212,8 +214,11 @@ def test_deviation_truth_by_simulating_the_chain():
     tm, wp = truth.transition_matrix, truth.win_probability
     k = len(wp)
     p = np.column_stack([tm.iloc[:, :k].to_numpy(), tm["Closed Won"], tm["Closed Lost"]])
+    sm = truth.stall_transition_matrix["short"]
+    p_short = np.column_stack([sm.iloc[:, :k].to_numpy(), sm["Closed Won"], sm["Closed Lost"]])
     init = truth.initial_stage.to_numpy()
-    exact = _deviation_truth(p, wp.to_numpy(), init, {"skipped_stage": -0.2}).loc["skipped_stage", "win_rate_diff"]
+    exact = _deviation_truth(p, p_short, wp.to_numpy(), init, {"skipped_stage": -0.2})
+    exact = exact.loc["skipped_stage", "win_rate_diff"]
     assert exact == truth.deviation_effect.loc["skipped_stage", "win_rate_diff"]
     rng = np.random.default_rng(0)
     n = 200_000
@@ -244,8 +249,8 @@ def test_deviation_truth_by_simulating_the_chain():
 
 
 def test_deviation_effect_arguments():
-    with pytest.raises(ValueError, match="'stalled' is not a deviation the generator can give an effect"):
-        generate(n_opportunities=50, deviation_effect={"stalled": 0.1})
+    with pytest.raises(ValueError, match="'pushed' is not a deviation the generator can give an effect"):
+        generate(n_opportunities=50, deviation_effect={"pushed": 0.1})
     with pytest.raises(ValueError, match="one deviation at a time"):
         generate(n_opportunities=50, deviation_effect={"skipped_stage": 0.1, "regression": -0.1})
     with pytest.raises(ValueError, match=r"deviation_effect.regression: a win-probability difference in \(-1, 1\)"):
@@ -265,3 +270,28 @@ def test_gallery_shapes_keep_activities_where_the_export_would_have_them():
     assert one.activities["owner"].nunique() == 1 and set(one.activities["owner"]) == set(one.opportunities["owner"])
     kept = [n for n in SHAPES if n not in without]
     assert len(kept) >= 5 and "no_teams" in kept
+
+
+def _stalls_at_the_generators_threshold(data, truth) -> pd.DataFrame:
+    """deal_adherence with each segment's own stall limits (the truth's p80 per stage), concatenated."""
+    parts = []
+    for segment, rows in truth.stage_duration.groupby("segment"):
+        deals = deal_adherence(data, stall_days=dict(zip(rows["stage"], rows["p80_days"], strict=True)))
+        parts.append(deals[deals["segment"] == segment])
+    out = pd.concat(parts)
+    out.attrs = parts[0].attrs
+    return out
+
+
+@pytest.mark.parametrize("effect", [None, -0.15])
+def test_stall_effect_is_recovered_at_the_generators_threshold(effect):
+    """A stall measured as the generator makes one (a visit longer than its segment's p80 of days in stage; no
+    end-of-quarter push, which lengthens won visits): long visits lose twice as often, so even without an effect
+    stalled deals win less, by the truth's amount; an effect adds to it."""
+    kw = {"deviation_effect": {"stalled": effect}} if effect else {}
+    data, truth = generate(n_opportunities=3000, seed=19, eoq_delay=0.0, activities=False, **kw)
+    t = truth.deviation_effect.loc["stalled", "win_rate_diff"]
+    assert t < -0.1 and truth.deviation_effect.loc["stalled", "effect"] == (effect or 0.0)
+    row = deviation_outcomes(_stalls_at_the_generators_threshold(data, truth), ci=CI, n_boot=50).loc["stalled"]
+    assert row["win_rate_diff_low"] <= t <= row["win_rate_diff_high"], (row["win_rate_diff"], t)
+    assert row["win_rate_diff_high"] < 0

@@ -155,6 +155,7 @@ def simulate_activities(
     mu: np.ndarray,
     sigma: np.ndarray,
     win_before: np.ndarray,
+    win_treated: np.ndarray,
     deal_dev_time: np.ndarray,
     deal_dev_rho: np.ndarray,
     dev_delta: float,
@@ -170,8 +171,9 @@ def simulate_activities(
     Parameters are the generator's arrays: the stage history rows (``deal``, ``h_time``, ``h_stage``: open stages
     ``0..k-1``, won ``k``, lost ``k + 1``; sorted by deal, then time), per deal its owner (rep code), segment code
     and final stage, the duration parameters ``mu`` (stage x segment) and ``sigma``, the win probability on entering
-    each stage before any deviation (``win_before``) and the deviation effect (per deal the time of its first
-    deviation and its flip chance; ``dev_delta``), the chain's ``win_p``, and per lead its creation, the end of its
+    each stage before any deviation (``win_before``) and in the visit of a first deviation (``win_treated``), and
+    the deviation effect (per deal the start of the visit in which it first deviated and its flip chance;
+    ``dev_delta``), the chain's ``win_p``, and per lead its creation, the end of its
     contact window (conversion, 30 days, or ``as_of``) and owner.
 
     Returns
@@ -230,7 +232,8 @@ def simulate_activities(
     after_dev = v_entry >= deal_dev_time[v_deal]
     rho = deal_dev_rho[v_deal]
     p_after = np.where(dev_delta < 0, win_p[v_stage] * (1.0 - rho), win_p[v_stage] + (1.0 - win_p[v_stage]) * rho)
-    p_visit = np.where(after_dev, p_after, win_before[v_stage])
+    treated_visit = v_entry == deal_dev_time[v_deal]  # the visit in which the deal first deviated
+    p_visit = np.where(treated_visit, win_treated[v_stage], np.where(after_dev, p_after, win_before[v_stage]))
     final = deal_final[v_deal]
     met = np.zeros(nv, dtype=bool)
     truth_rows, crit_visits = [], []

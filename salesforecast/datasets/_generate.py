@@ -105,21 +105,25 @@ Activities (``activities=True``, the default)
     (`GroundTruth.activity_effect`; none for the meeting of stage 3), while the deals themselves are unchanged;
     some reps skip follow-ups. Details in `salesforecast.datasets._activities`.
 Deviation effects (``deviation_effect``, default none)
-    A deal's first skip (a jump over one stage) or first regression (back one stage), when given an effect
-    ``delta``, changes the deal's outcome at absorption: from the stage it led into (win probability ``w``), a win
-    is lost with probability ``-delta / w`` (``delta < 0``) or a loss is won with probability
+    A deal's first skip (a jump over one stage), first regression (back one stage) or first stall (a long visit,
+    above its segment's ``p80_days``), when given an effect ``delta``, changes the deal's outcome at absorption:
+    from the visit of the deviation (the one the skip or regression led into, or the stalled one; win probability
+    ``w``), a win is lost with probability ``-delta / w`` (``delta < 0``) or a loss is won with probability
     ``delta / (1 - w)`` (``delta > 0``), from a random stream of its own (``default_rng([seed, 2])``): the deal
     then wins with ``w + delta`` (clipped to [0, 1]). One deviation at a time. Deals that have not deviated yet
     may still do so, and then get the effect, so the stage-matched comparison of
     `salesforecast.adherence.deviation_outcomes` sees somewhat less than ``delta``: `GroundTruth.deviation_effect`
-    gives exactly what it estimates, ``sum_s f_s * (treated_s - before_s)``, with ``f_s`` the expected share of
-    first deviations leading into stage ``s``, ``treated_s`` the win probability of a deal entering ``s`` by its
-    first deviation and ``before_s`` that of a deal entering ``s`` without having deviated (from the absorbing
-    chain with the deviating jumps taken out). Without an effect both deviations' truths are exactly 0 (the
-    jump chain is Markov); with an effect on one, the other's truth is not computed (NaN: the effect reaches it
-    through the deals' pasts). The comparison counts closed deals only: deals still open at ``as_of`` are left out
-    by it, which biases it slightly (about 0.01 for ``delta = -0.3`` over three years; nothing over eight).
-    The win probabilities of the truth ignore ``win_rate_shift``.
+    gives exactly what it estimates, ``sum_s f_s * (treated_s - control_s)``, with ``f_s`` the expected share of
+    first deviations in stage ``s``, ``treated_s`` the win probability of the visit of a first deviation and
+    ``control_s`` that of a visit to ``s`` without a deviation (yet, nor in it; from the absorbing chain with the
+    deviating moves taken out). Without an effect the truths of a skip and a regression are exactly 0 (the jump
+    chain is Markov), and a stall's is the built-in one (long visits lose twice as often); with an effect on one
+    deviation, the others' truths are not computed (NaN: the effect reaches them through the deals' pasts). The
+    stall's truth is that of stalls measured at the generator's threshold: ``deal_adherence`` with ``stall_days``
+    the truth's ``p80_days`` of each segment, and ``eoq_delay=0`` (the end-of-quarter push lengthens won visits).
+    The comparison counts closed deals only: deals still open at ``as_of`` are left out by it, which biases it
+    slightly (about 0.01 for a skip effect of -0.3 over three years; nothing over eight). The win probabilities of
+    the truth ignore ``win_rate_shift``.
 """
 
 from __future__ import annotations
@@ -216,8 +220,9 @@ NEGLECT_PROBABILITY = 0.3
 RANDOM_PUSH_PROBABILITY = 0.1
 AMOUNT_CHANGE_PROBABILITY, WIN_DISCOUNT_PROBABILITY = 0.15, 0.3
 #: The deviations `generate` can give an effect (``deviation_effect``): the jump that makes one, as the difference
-#: ``next stage - stage`` between open stages (a skip jumps over one stage, a regression goes back one).
-DEVIATION_JUMPS: dict[str, int] = {"skipped_stage": 2, "regression": -1}
+#: ``next stage - stage`` between open stages (a skip jumps over one stage, a regression goes back one), or None for
+#: a stall (a visit longer than its stage's stall threshold, the segment's 80th percentile of days in stage).
+DEVIATION_JUMPS: dict[str, int | None] = {"skipped_stage": 2, "regression": -1, "stalled": None}
 #: Seed-sequence key of the random stream of the deviation effects (`numpy.random.SeedSequence([seed, key])`).
 DEVIATION_STREAM = 2
 
@@ -382,9 +387,11 @@ class GroundTruth:
         criteria, as drawn; `salesforecast.activities.criteria_check` agrees on every visit).
     deviation_effect : pandas.DataFrame
         One row per deviation the generator can give an effect (index ``deviation``: ``skipped_stage``,
-        ``regression``): ``effect`` (the ``deviation_effect`` parameter, 0 by default) and ``win_rate_diff``, the
-        difference the stage-matched comparison of `salesforecast.adherence.deviation_outcomes` estimates (exactly
-        0 without an effect). See "Deviation effects" in the module docstring.
+        ``regression``, ``stalled``): ``effect`` (the ``deviation_effect`` parameter, 0 by default) and
+        ``win_rate_diff``, the difference the stage-matched comparison of
+        `salesforecast.adherence.deviation_outcomes` estimates (without an effect, exactly 0 for a skip and a
+        regression; for a stall, measured at the generator's threshold, the built-in effect of long visits). See
+        "Deviation effects" in the module docstring.
 
     Examples
     --------
@@ -1074,7 +1081,7 @@ def generate(
         False: no activities table, no criteria attached.
     deviation_effect : mapping of str to float, optional
         A true effect on the win probability of a deviation from the stage map, for at most one of
-        ``skipped_stage`` and ``regression`` (names of `salesforecast.adherence.DEVIATIONS`), e.g.
+        ``skipped_stage``, ``regression`` and ``stalled`` (names of `salesforecast.adherence.DEVIATIONS`), e.g.
         ``{"skipped_stage": -0.1}``: a deal that skips a stage then wins 10 points less often than it would
         have. See "Deviation effects" in the module docstring; `GroundTruth.deviation_effect` gives what the
         stage-matched comparison of `salesforecast.adherence.deviation_outcomes` estimates. The default (none,
@@ -1171,7 +1178,7 @@ def _resolve(
         if name not in DEVIATION_JUMPS:
             raise ValueError(
                 f"deviation_effect: {name!r} is not a deviation the generator can give an effect; "
-                f"use {' or '.join(DEVIATION_JUMPS)}"
+                f"use one of {', '.join(DEVIATION_JUMPS)}"
             )
         if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and -1 < value < 1):
             raise ValueError(f"deviation_effect.{name}: a win-probability difference in (-1, 1), got {value!r}")
@@ -1315,6 +1322,7 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
     dev_time = np.full(n, np.inf)  # time of the deal's first deviation (its treated visit starts then)
     dev_rho = np.zeros(n)  # probability that its outcome flips at absorption
     dev_rng = np.random.default_rng([seed, DEVIATION_STREAM]) if dev_name else None
+    win_long = p_long[:, :k] @ win_p + p_long[:, k]  # win probability from a long (stalled) visit
 
     # ---- the simulation: one iteration per jump (at most max_steps + 1)
     r_deal, r_time, r_stage, r_amount, r_close = [np.arange(n)], [t0], [stage0], [amount0], [close0]
@@ -1335,14 +1343,20 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             cum = np.where((z > _Z_STALL)[:, None], cum_long[s], cum_short[s])
             ns = (u[:, None] >= cum).sum(axis=1)
         t_end = t + dur
-        if dev_rng is not None:  # the deviation effect: flip the outcome of deals that deviated before this jump
+        if dev_rng is not None:  # the deviation effect: flip the outcome of deals that deviated (a stall: now)
             before = np.isfinite(dev_time[act])
+            if dev_name == "stalled":  # this visit is the deal's first long one: it is the treated visit
+                first_dev = ~before & (z > _Z_STALL)
+                dev_time[act[first_dev]] = t[first_dev]
+                dev_rho[act[first_dev]] = _flip_chance(win_long[s[first_dev]], dev_delta)
+                before = before | first_dev
             flip = dev_rng.random(m) < dev_rho[act]
             absorbing = won if dev_delta < 0 else lost
             ns = np.where(before & flip & (ns == absorbing), (lost if dev_delta < 0 else won), ns)
-            first_dev = ~before & (ns < k) & (ns - s == DEVIATION_JUMPS[dev_name])
-            dev_time[act[first_dev]] = t_end[first_dev]
-            dev_rho[act[first_dev]] = _flip_chance(win_p[ns[first_dev]], dev_delta)
+            if dev_name != "stalled":  # the jump leads into the treated visit
+                first_dev = ~before & (ns < k) & (ns - s == DEVIATION_JUMPS[dev_name])
+                dev_time[act[first_dev]] = t_end[first_dev]
+                dev_rho[act[first_dev]] = _flip_chance(win_p[ns[first_dev]], dev_delta)
         # end-of-quarter push of wins (time only)
         qi = np.minimum(np.searchsorted(q_starts, t_end, side="right"), q_last)
         q_end = q_starts[qi]
@@ -1448,7 +1462,8 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
     activity_truth = pd.DataFrame()
     criteria_visits = pd.DataFrame()
     if params["activities"]:
-        before = _deviation_chain(p, win_p, init, dev_name, dev_delta)["before"] if dev_name else win_p
+        chain = _deviation_chain(p, p_short, win_p, init, dev_name, dev_delta) if dev_name else {}
+        before, treated = chain.get("before", win_p), chain.get("treated", win_p)
         lead_end = np.where(converted, converted_at, np.minimum(lead_created + LEAD_WINDOW_DAYS, horizon))
         cols, activity_truth, cv = simulate_activities(
             seed=seed,
@@ -1462,6 +1477,7 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             mu=mu,
             sigma=sigma,
             win_before=before,
+            win_treated=treated,
             deal_dev_time=dev_time,
             deal_dev_rho=dev_rho,
             dev_delta=dev_delta,
@@ -1616,7 +1632,7 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
         as_of=end_ts,
         activity_effect=activity_truth,
         criteria_visits=criteria_visits,
-        deviation_effect=_deviation_truth(p, win_p, init, params.get("deviation_effect", {})),
+        deviation_effect=_deviation_truth(p, p_short, win_p, init, params.get("deviation_effect", {})),
     )
     tables = {
         "opportunities": opportunities,
@@ -1641,16 +1657,29 @@ def _flip_chance(w: np.ndarray, delta: float) -> np.ndarray:
     return np.minimum(1.0, delta / (1.0 - w))
 
 
-def _deviation_chain(p: np.ndarray, win_p: np.ndarray, init: np.ndarray, name: str, delta: float) -> dict[str, Any]:
+def _deviation_chain(
+    p: np.ndarray, p_short: np.ndarray, win_p: np.ndarray, init: np.ndarray, name: str, delta: float
+) -> dict[str, Any]:
     """The chain of one deviation with effect `delta`, per open stage (arrays of length k).
 
     ``before``: win probability on entering the stage without having deviated (a deviation may still come, with its
-    effect); ``treated``: on entering it by the first deviation; ``first``: expected number of first deviations
-    leading into it, per deal created.
+    effect); ``treated``: of the visit in which the deal first deviated (entered by a skip or a regression, or its
+    first stalled visit); ``control``: of a visit to the stage that has not deviated (yet, and for a stall, not in it
+    either); ``first``: expected number of first deviations in the stage, per deal created.
     """
     k = len(win_p)
     eye = np.eye(k)
     jump = DEVIATION_JUMPS[name]
+    if jump is None:  # a stall: a long visit (probability 1 - STALL_QUANTILE), which takes the long row
+        p_long = (p - STALL_QUANTILE * p_short) / (1.0 - STALL_QUANTILE)
+        w_long = p_long[:, :k] @ win_p + p_long[:, k]
+        flip = _flip_chance(w_long, delta) if delta else np.zeros(k)
+        treated = w_long * (1.0 - flip) if delta < 0 else w_long + (1.0 - w_long) * flip
+        q_rest = STALL_QUANTILE * p_short[:, :k]
+        before = np.linalg.solve(eye - q_rest, STALL_QUANTILE * p_short[:, k] + (1.0 - STALL_QUANTILE) * treated)
+        control = p_short[:, :k] @ before + p_short[:, k]
+        visits = np.linalg.solve((eye - q_rest).T, init)
+        return {"before": before, "treated": treated, "control": control, "first": visits * (1 - STALL_QUANTILE)}
     dev = np.zeros((k, k), dtype=bool)
     for i in range(k):  # a loop over stages
         if 0 <= i + jump < k:
@@ -1661,22 +1690,24 @@ def _deviation_chain(p: np.ndarray, win_p: np.ndarray, init: np.ndarray, name: s
     treated = win_p * (1.0 - flip) if delta < 0 else win_p + (1.0 - win_p) * flip
     before = np.linalg.solve(eye - q_rest, p[:, k] + q_dev @ treated)
     visits = np.linalg.solve((eye - q_rest).T, init)  # expected visits before any deviation
-    return {"before": before, "treated": treated, "first": visits @ q_dev}
+    return {"before": before, "treated": treated, "control": before, "first": visits @ q_dev}
 
 
-def _deviation_truth(p: np.ndarray, win_p: np.ndarray, init: np.ndarray, effects: Mapping[str, float]) -> pd.DataFrame:
+def _deviation_truth(
+    p: np.ndarray, p_short: np.ndarray, win_p: np.ndarray, init: np.ndarray, effects: Mapping[str, float]
+) -> pd.DataFrame:
     """The truth of each deviation of `DEVIATION_JUMPS` (see "Deviation effects" in the module docstring).
 
-    ``win_rate_diff``: the win probability of a deal in the stage its first deviation led into, minus that of a
-    deal in the same stage that has not deviated (yet), averaged with the expected shares of first deviations per
-    stage; ``effect``: the parameter (the per-deal effect).
+    ``win_rate_diff``: the win probability of the visit in which a deal first deviated, minus that of a visit to
+    the same stage that has not deviated (yet), averaged with the expected shares of first deviations per stage;
+    ``effect``: the parameter (the per-deal effect).
     """
     rows = {}
     for name in DEVIATION_JUMPS:
         delta = float(effects.get(name, 0.0))
-        c = _deviation_chain(p, win_p, init, name, delta)
+        c = _deviation_chain(p, p_short, win_p, init, name, delta)
         total = c["first"].sum()
-        diff = float(np.sum(c["first"] * (c["treated"] - c["before"])) / total) if total > 0 else np.nan
+        diff = float(np.sum(c["first"] * (c["treated"] - c["control"])) / total) if total > 0 else np.nan
         if not delta and any(effects.values()):  # another deviation's effect reaches it through the deals' pasts
             diff = np.nan
         rows[name] = {"win_rate_diff": round(diff, 12) + 0.0, "effect": delta}

@@ -48,6 +48,7 @@ def crm(tmp_path_factory):
     a = generate(n_opportunities=300, seed=1)[0]
     b = generate(n_opportunities=250, seed=2)[0]
     b.leads = b.leads.iloc[:0]
+    b.activities = b.activities[b.activities["lead_id"].isna()]  # no leads, so none of their activities
     a.to_folder(root / "src_a")
     b.to_folder(root / "src_b")
     opps = root / "src_a" / "opportunities.csv"

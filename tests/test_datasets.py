@@ -28,6 +28,7 @@ KIND_DTYPES = {
     "datetime": "datetime64[us]",
     "number": "float64",
     "bool": "bool",
+    "activity_type": "str",
 }
 DOCUMENTED_SHAPES = {
     "opportunities": (3000, 16),
@@ -35,6 +36,7 @@ DOCUMENTED_SHAPES = {
     "leads": (6600, 15),
     "forecast_submissions": (7536, 6),
     "quotas": (288, 3),
+    "activities": (37221, 9),
 }
 
 
@@ -393,7 +395,10 @@ def test_load_sample_has_the_documented_shape_and_equals_generate(sample_generat
         "lead_share": 0.4,
         "eoq_delay": 0.5,
         "max_steps": 40,
+        "activities": True,
     }
+    assert list(data.process.exit_criteria) == ["Qualification", "Value Proposition", "Proposal/Price Quote"]
+    assert list(truth.activity_effect.index) == list(data.process.exit_criteria)
 
 
 def test_pyproject_ships_the_sample():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from salesforecast.cli import main
-from salesforecast.datasets import generate, load_sample
+from salesforecast.datasets import generate, load_sample, with_generator_criteria
 from salesforecast.io import load, load_mapping, read_hubspot, read_salesforce, write_salesforce
 from salesforecast.process import FiscalCalendar, SalesProcess
 from salesforecast.quality import report_as_of
@@ -95,7 +95,7 @@ def sources(tmp_path_factory) -> dict[str, tuple[Path, SalesProcess]]:
     """One source of each kind with its own process map, and that map."""
     tmp = tmp_path_factory.mktemp("sources")
     own = _own_process()
-    data, _ = generate(n_opportunities=60, seed=3, process=own)
+    data, _ = generate(n_opportunities=60, seed=3, process=own, activities=False)  # no criteria attached: own map
     hubspot = tmp / "deals.csv"
     hubspot.write_text(
         "Record ID,Deal Stage,Create Date,Close Date,Amount,Deal owner\n"
@@ -147,9 +147,11 @@ def test_default_process_without_a_source_is_salesforces():
     default = SalesProcess.default()
     assert SalesProcess.resolve(None) == SalesProcess.resolve("default") == SalesProcess.resolve("salesforce")
     assert SalesProcess.resolve("default") == default
-    assert generate(n_opportunities=20, seed=1)[0].process == default
-    assert generate(n_opportunities=20, seed=1, process="default")[0].process == default
-    assert load_sample().process == default  # the sample's process.yml is Salesforce's standard map
+    simulated = with_generator_criteria(default)  # generate attaches the exit criteria its activities follow
+    assert generate(n_opportunities=20, seed=1)[0].process == simulated
+    assert generate(n_opportunities=20, seed=1, process="default")[0].process == simulated
+    assert generate(n_opportunities=20, seed=1, activities=False)[0].process == default
+    assert load_sample().process == simulated  # the sample's process.yml: Salesforce's standard map and those criteria
 
 
 def test_default_process_of_a_model_is_the_datas_own():
@@ -281,6 +283,7 @@ def test_open_report_raises_report_needs_with_every_missing_need(small_crm, tmp_
     data = small_crm.filter()  # a copy
     data.stage_history = data.stage_history.iloc[:0]
     data.leads = data.leads.iloc[:0]
+    data.activities = data.activities[data.activities["lead_id"].isna()]  # the leads' activities go with them
     data.notes = ("Owners of <script>alert(1)</script> are known by id only.",)
     folder = data.to_folder(tmp_path / "crm")
     with pytest.raises(ReportNeeds) as caught:

@@ -1,7 +1,8 @@
 """Synthetic and sample CRM data.
 
 `generate` simulates a seeded B2B sales organisation with known ground truth (`GroundTruth`);
-`load_sample` reads the small sample made by it that ships with the package.
+`load_sample` reads the small sample made by it that ships with the package; `with_generator_criteria` gives a
+process map the exit criteria the generator's activities follow.
 """
 
 from __future__ import annotations
@@ -11,11 +12,20 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from salesforecast.datasets._activities import with_generator_criteria
 from salesforecast.datasets._generate import SAMPLE_PARAMS, GroundTruth, generate, lead_linear_predictor
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, read_canonical
 
-__all__ = ["SAMPLE_PARAMS", "GroundTruth", "generate", "lead_linear_predictor", "load_sample", "sample_folder"]
+__all__ = [
+    "SAMPLE_PARAMS",
+    "GroundTruth",
+    "generate",
+    "lead_linear_predictor",
+    "load_sample",
+    "sample_folder",
+    "with_generator_criteria",
+]
 
 
 def sample_folder() -> Path:
@@ -24,7 +34,7 @@ def sample_folder() -> Path:
     Examples
     --------
     >>> sorted(p.name for p in sample_folder().iterdir())[:2]
-    ['forecast_submissions.csv.gz', 'leads.csv.gz']
+    ['activities.csv.gz', 'forecast_submissions.csv.gz']
     """
     return Path(str(resources.files(__name__) / "sample"))
 
@@ -58,6 +68,15 @@ def load_sample(process: SalesProcess | str | Path | None = None) -> CRMData:
         team.
     ``quotas`` (288 x 3)
         owner, period, amount.
+    ``activities`` (37221 x 9)
+        activity_id, occurred_at, type (call, email, meeting, follow_up, proposal), owner, opportunity_id (25,429
+        activities on deals) or lead_id (11,792 on leads: calls and e-mails, the first response and a few
+        touches), subject, outcome (of calls and meetings), duration (minutes, calls and meetings).
+
+    The process map (``process.yml``) carries the generator's exit criteria: Qualification needs a meeting and a
+    follow-up within 3 days of it, Value Proposition a meeting, Proposal/Price Quote a proposal. Deals whose
+    visit met them win more often by a known amount (none for the meeting, on purpose), given with the other
+    truths by ``generate(**SAMPLE_PARAMS)[1].activity_effect``.
 
     The files are gzip-compressed canonical CSV files plus ``process.yml`` in
     ``salesforecast/datasets/sample/`` (see `sample_folder`); regenerate them with

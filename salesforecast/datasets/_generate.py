@@ -1,10 +1,12 @@
 """A seeded synthetic B2B sales organisation with known ground truth.
 
 `generate` simulates reps, leads, opportunities moving through the stages of a `SalesProcess`, weekly
-forecast calls and quotas, fully vectorised with numpy (loops run only over simulation steps, teams, reps
-and quarters). Every random number comes from one ``numpy.random.default_rng(seed)``: the same arguments
-give byte-identical tables. The true parameters behind the data come back as a `GroundTruth`, so that
-models fitted on the tables can be checked against the truth.
+forecast calls and quotas, and the activities on deals and leads, fully vectorised with numpy (loops run only
+over simulation steps, teams, reps and quarters). Every random number of the deals, leads, submissions and quotas
+comes from one ``numpy.random.default_rng(seed)``; the activities and the deviation effects have streams of their
+own derived from the seed (so adding them changes nothing else): the same arguments give byte-identical tables.
+The true parameters behind the data come back as a `GroundTruth`, so that models fitted on the tables can be
+checked against the truth.
 
 The model in brief (all numbers are the defaults; the exact values are in the returned `GroundTruth`)
 ------------------------------------------------------------------------------------------------------
@@ -92,11 +94,43 @@ Forecast submissions
     (a sandbagger); late in the quarter ``lam`` is near 1 and ``commit / actual`` estimates ``rep_bias``.
 Quotas
     ``round(1.1 * E_r, -3)`` per rep and fiscal quarter of the horizon.
+Activities (``activities=True``, the default)
+    Simulated after everything above from a random stream of their own (``default_rng([seed, 19])``), so the other
+    tables are byte-identical with or without them: calls and e-mails while a deal is worked in each stage visit
+    (a deal that stalls goes quiet after its stall threshold), meetings, follow-ups and proposals, and on leads a
+    first response and a few touches; none after ``as_of``. The process returned carries the generator's exit
+    criteria (stage 1: a meeting and a follow-up within 3 days of it; stage 3: a meeting; stage ``k - 2``: a
+    proposal), unless the given process has criteria of its own. Whether a visit met its stage's criteria is drawn
+    from the deal's outcome by Bayes' rule, so that met visits win by a known amount more often
+    (`GroundTruth.activity_effect`; none for the meeting of stage 3), while the deals themselves are unchanged;
+    some reps skip follow-ups. Details in `salesforecast.datasets._activities`.
+Deviation effects (``deviation_effect``, default none)
+    A deal's first skip (a jump over one stage), first regression (back one stage) or first stall (a long visit,
+    above its segment's ``p80_days``), when given an effect ``delta``, changes the deal's outcome at absorption:
+    from the visit of the deviation (the one the skip or regression led into, or the stalled one; win probability
+    ``w``), a win is lost with probability ``-delta / w`` (``delta < 0``) or a loss is won with probability
+    ``delta / (1 - w)`` (``delta > 0``), from a random stream of its own (``default_rng([seed, 2])``): the deal
+    then wins with ``w + delta`` (clipped to [0, 1]). One deviation at a time. Deals that have not deviated yet
+    may still do so, and then get the effect, so the stage-matched comparison of
+    `salesforecast.adherence.deviation_outcomes` sees somewhat less than ``delta``: `GroundTruth.deviation_effect`
+    gives exactly what it estimates, ``sum_s f_s * (treated_s - control_s)``, with ``f_s`` the expected share of
+    first deviations in stage ``s``, ``treated_s`` the win probability of the visit of a first deviation and
+    ``control_s`` that of a visit to ``s`` without a deviation (yet, nor in it; from the absorbing chain with the
+    deviating moves taken out). Without an effect the truths of a skip and a regression are exactly 0 (the jump
+    chain is Markov), and a stall's is the built-in one (long visits lose twice as often); with an effect on one
+    deviation, the others' truths are not computed (NaN: the effect reaches them through the deals' pasts). The
+    stall's truth is that of stalls measured at the generator's threshold: ``deal_adherence`` with ``stall_days``
+    the truth's ``p80_days`` of each segment, and ``eoq_delay=0`` (the end-of-quarter push lengthens won visits).
+    The comparison counts closed deals only: deals still open at ``as_of`` are left out by it, which biases it
+    slightly (about 0.01 for a skip effect of -0.3 over three years; nothing over eight). The win probabilities of
+    the truth ignore ``win_rate_shift``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +139,14 @@ import pandas as pd
 import pyarrow as pa
 
 from salesforecast._utils import DAY_US
+from salesforecast.datasets._activities import (
+    ACTIVITY_TYPES,
+    LEAD_WINDOW_DAYS,
+    OUTCOMES,
+    SUBJECTS,
+    simulate_activities,
+    with_generator_criteria,
+)
 from salesforecast.process import FORECAST_CATEGORIES, SalesProcess
 from salesforecast.schema import CRMData, validate
 
@@ -177,6 +219,12 @@ CLOSE_ESTIMATE_MEDIAN, CLOSE_ESTIMATE_SIGMA = 0.8, 0.35
 NEGLECT_PROBABILITY = 0.3
 RANDOM_PUSH_PROBABILITY = 0.1
 AMOUNT_CHANGE_PROBABILITY, WIN_DISCOUNT_PROBABILITY = 0.15, 0.3
+#: The deviations `generate` can give an effect (``deviation_effect``): the jump that makes one, as the difference
+#: ``next stage - stage`` between open stages (a skip jumps over one stage, a regression goes back one), or None for
+#: a stall (a visit longer than its stage's stall threshold, the segment's 80th percentile of days in stage).
+DEVIATION_JUMPS: dict[str, int | None] = {"skipped_stage": 2, "regression": -1, "stalled": None}
+#: Seed-sequence key of the random stream of the deviation effects (`numpy.random.SeedSequence([seed, key])`).
+DEVIATION_STREAM = 2
 
 _FIRST_NAMES = (
     "Ava",
@@ -311,9 +359,9 @@ class GroundTruth:
         stall threshold). Durations are calendar days before the working-hours mapping of times (which
         shifts each event by less than a day); won visits may be lengthened by the end-of-quarter push.
     params : dict
-        The arguments `generate` was called with (after defaults are resolved); ``win_rate_shift`` only
-        when it is not 0. `win_probability` and `transition_matrix` describe the chain before the
-        win-rate shift; `win_rate_factor` gives the factor of each time.
+        The arguments `generate` was called with (after defaults are resolved); ``win_rate_shift`` and
+        ``deviation_effect`` only when they are not 0. `win_probability` and `transition_matrix` describe the chain
+        before the win-rate shift and the deviation effects; `win_rate_factor` gives the factor of each time.
     initial_stage : pandas.Series
         Open stage -> probability that a deal is created in it.
     stall_transition_matrix : dict of str to pandas.DataFrame
@@ -326,6 +374,24 @@ class GroundTruth:
         owner -> ``E_r``, the rep's expected quarterly bookings used by submissions and quotas.
     as_of : pandas.Timestamp
         End of the horizon: no event at or after it exists.
+    activity_effect : pandas.DataFrame
+        One row per stage with the generator's exit criteria (index ``stage``; empty without activities):
+        ``criteria`` (in words), ``win_rate_diff`` (the true difference in win probability between visits to the
+        stage that met its criteria and those that did not, over all reps: what a comparison matched on the stage,
+        and on segment, amount or age, but not on rep, estimates), ``within_rep`` (the same among one rep's deals:
+        the effect ``delta``), ``compliance`` (expected share of visits that meet the criteria) and ``visits``.
+        See "Activities" in the module docstring.
+    criteria_visits : pandas.DataFrame
+        The simulated visits to stages with criteria: ``opportunity_id``, ``stage``, ``entered_at``, ``until``
+        (when the deal left the stage, ``as_of`` for a visit still open) and ``met`` (whether the visit met the
+        criteria, as drawn; `salesforecast.activities.criteria_check` agrees on every visit).
+    deviation_effect : pandas.DataFrame
+        One row per deviation the generator can give an effect (index ``deviation``: ``skipped_stage``,
+        ``regression``, ``stalled``): ``effect`` (the ``deviation_effect`` parameter, 0 by default) and
+        ``win_rate_diff``, the difference the stage-matched comparison of
+        `salesforecast.adherence.deviation_outcomes` estimates (without an effect, exactly 0 for a skip and a
+        regression; for a stall, measured at the generator's threshold, the built-in effect of long visits). See
+        "Deviation effects" in the module docstring.
 
     Examples
     --------
@@ -348,6 +414,9 @@ class GroundTruth:
     step_cap_probability: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     expected_bookings: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     as_of: pd.Timestamp | None = None
+    activity_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
+    criteria_visits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    deviation_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def win_rate_factor(self, when: Any) -> np.ndarray:
         """The factor of the win-rate shift at each time: the probability that a win at `when` stays a win.
@@ -973,6 +1042,8 @@ def generate(
     eoq_delay: float = 0.5,
     max_steps: int = 40,
     win_rate_shift: float = 0.0,
+    activities: bool = True,
+    deviation_effect: Mapping[str, float] | None = None,
 ) -> tuple[CRMData, GroundTruth]:
     """Simulate a B2B sales organisation with known ground truth.
 
@@ -1002,6 +1073,19 @@ def generate(
         (e.g. ``-1/3``: win rates fall by a third between years; ``0.5``: they rise by half). Wins are
         thinned (see "Win-rate shift between years" in the module docstring); the default 0 gives the
         same tables as without the argument.
+    activities : bool
+        Simulate the ``activities`` table (calls, e-mails, meetings, follow-ups and proposals on deals, calls
+        and e-mails on leads) and attach the generator's exit criteria to the process returned (unless the
+        given process has exit criteria of its own, which it keeps); see "Activities" in the module docstring.
+        The activities come from a random stream of their own, so the other tables are the same either way.
+        False: no activities table, no criteria attached.
+    deviation_effect : mapping of str to float, optional
+        A true effect on the win probability of a deviation from the stage map, for at most one of
+        ``skipped_stage``, ``regression`` and ``stalled`` (names of `salesforecast.adherence.DEVIATIONS`), e.g.
+        ``{"skipped_stage": -0.1}``: a deal that skips a stage then wins 10 points less often than it would
+        have. See "Deviation effects" in the module docstring; `GroundTruth.deviation_effect` gives what the
+        stage-matched comparison of `salesforecast.adherence.deviation_outcomes` estimates. The default (none,
+        or all 0) draws nothing and gives the same tables as without the argument.
 
     Returns
     -------
@@ -1025,9 +1109,22 @@ def generate(
     'Prospecting'
     """
     process, params = _resolve(
-        n_opportunities, seed, start, years, process, n_reps, lead_share, eoq_delay, max_steps, win_rate_shift
+        n_opportunities,
+        seed,
+        start,
+        years,
+        process,
+        n_reps,
+        lead_share,
+        eoq_delay,
+        max_steps,
+        win_rate_shift,
+        activities,
+        deviation_effect,
     )
     tables, truth = _simulate(process, params)
+    if params["activities"] and not process.exit_criteria:
+        process = with_generator_criteria(process)
     data = validate(tables, process=process, sources=dict.fromkeys(tables, f"generate(seed={seed})"))
     return data, truth
 
@@ -1043,6 +1140,8 @@ def _resolve(
     eoq_delay: float = 0.5,
     max_steps: int = 40,
     win_rate_shift: float = 0.0,
+    activities: bool = True,
+    deviation_effect: Mapping[str, float] | None = None,
 ) -> tuple[SalesProcess, dict[str, Any]]:
     """Check the arguments of `generate` and return the process and the resolved parameters."""
     process = SalesProcess.resolve(process)
@@ -1073,6 +1172,25 @@ def _resolve(
     }
     if win_rate_shift:
         params["win_rate_shift"] = float(win_rate_shift)
+    params["activities"] = bool(activities)
+    effects = {}
+    for name, value in dict(deviation_effect or {}).items():
+        if name not in DEVIATION_JUMPS:
+            raise ValueError(
+                f"deviation_effect: {name!r} is not a deviation the generator can give an effect; "
+                f"use one of {', '.join(DEVIATION_JUMPS)}"
+            )
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and -1 < value < 1):
+            raise ValueError(f"deviation_effect.{name}: a win-probability difference in (-1, 1), got {value!r}")
+        if value:
+            effects[name] = float(value)
+    if len(effects) > 1:
+        raise ValueError(
+            f"deviation_effect: give an effect to one deviation at a time (got {sorted(effects)}); the truth of a "
+            "stage-matched comparison is exact only then"
+        )
+    if effects:
+        params["deviation_effect"] = effects
     return process, params
 
 
@@ -1199,6 +1317,13 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
 
     close0 = estimate(stage0, segment, t0)
 
+    # ---- deviation effect (none by default: no draw then): per deal, when it first deviated and its flip chance
+    dev_name, dev_delta = next(iter(params.get("deviation_effect", {}).items()), (None, 0.0))
+    dev_time = np.full(n, np.inf)  # time of the deal's first deviation (its treated visit starts then)
+    dev_rho = np.zeros(n)  # probability that its outcome flips at absorption
+    dev_rng = np.random.default_rng([seed, DEVIATION_STREAM]) if dev_name else None
+    win_long = p_long[:, :k] @ win_p + p_long[:, k]  # win probability from a long (stalled) visit
+
     # ---- the simulation: one iteration per jump (at most max_steps + 1)
     r_deal, r_time, r_stage, r_amount, r_close = [np.arange(n)], [t0], [stage0], [amount0], [close0]
     act = np.arange(n)
@@ -1218,6 +1343,20 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             cum = np.where((z > _Z_STALL)[:, None], cum_long[s], cum_short[s])
             ns = (u[:, None] >= cum).sum(axis=1)
         t_end = t + dur
+        if dev_rng is not None:  # the deviation effect: flip the outcome of deals that deviated (a stall: now)
+            before = np.isfinite(dev_time[act])
+            if dev_name == "stalled":  # this visit is the deal's first long one: it is the treated visit
+                first_dev = ~before & (z > _Z_STALL)
+                dev_time[act[first_dev]] = t[first_dev]
+                dev_rho[act[first_dev]] = _flip_chance(win_long[s[first_dev]], dev_delta)
+                before = before | first_dev
+            flip = dev_rng.random(m) < dev_rho[act]
+            absorbing = won if dev_delta < 0 else lost
+            ns = np.where(before & flip & (ns == absorbing), (lost if dev_delta < 0 else won), ns)
+            if dev_name != "stalled":  # the jump leads into the treated visit
+                first_dev = ~before & (ns < k) & (ns - s == DEVIATION_JUMPS[dev_name])
+                dev_time[act[first_dev]] = t_end[first_dev]
+                dev_rho[act[first_dev]] = _flip_chance(win_p[ns[first_dev]], dev_delta)
         # end-of-quarter push of wins (time only)
         qi = np.minimum(np.searchsorted(q_starts, t_end, side="right"), q_last)
         q_end = q_starts[qi]
@@ -1319,6 +1458,61 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             "forecast_category": _labels(h_cat, FORECAST_CATEGORIES),
         }
     )
+    activities = None
+    activity_truth = pd.DataFrame()
+    criteria_visits = pd.DataFrame()
+    if params["activities"]:
+        chain = _deviation_chain(p, p_short, win_p, init, dev_name, dev_delta) if dev_name else {}
+        before, treated = chain.get("before", win_p), chain.get("treated", win_p)
+        lead_end = np.where(converted, converted_at, np.minimum(lead_created + LEAD_WINDOW_DAYS, horizon))
+        cols, activity_truth, cv = simulate_activities(
+            seed=seed,
+            open_stages=open_stages,
+            deal=deal,
+            h_time=h_time,
+            h_stage=h_stage,
+            deal_owner=owner,
+            deal_segment=segment,
+            deal_final=f_stage,
+            mu=mu,
+            sigma=sigma,
+            win_before=before,
+            win_treated=treated,
+            deal_dev_time=dev_time,
+            deal_dev_rho=dev_rho,
+            dev_delta=dev_delta,
+            win_p=win_p,
+            horizon=horizon,
+            n_reps=n_reps,
+            lead_created=lead_created,
+            lead_end=lead_end,
+            lead_owner=lead_owner,
+        )
+        is_deal, is_lead = cols["deal"] >= 0, cols["lead"] >= 0
+        activities = pd.DataFrame(
+            {
+                "activity_id": _ids("ACT-", len(cols["time"]), 7),
+                "occurred_at": _to_times(cols["time"], origin),
+                "type": _labels(cols["type"], ACTIVITY_TYPES),
+                "owner": _labels(cols["owner"], names),
+                "opportunity_id": _take(opp_ids, np.maximum(cols["deal"], 0), is_deal),
+                "lead_id": _take(lead_ids, np.maximum(cols["lead"], 0), is_lead),
+                "subject": _labels(cols["subject"], SUBJECTS),
+                "outcome": _labels(np.maximum(cols["outcome"], 0), OUTCOMES, cols["outcome"] >= 0),
+                "duration": cols["duration"],
+            }
+        )
+        criteria_visits = pd.DataFrame(
+            {
+                "opportunity_id": _take(opp_ids, cv["deal"]),
+                "stage": _labels(cv["stage"], open_stages),
+                "entered_at": _to_times(cv["entry"], origin),
+                "until": _to_times(cv["exit"], origin),
+                "met": cv["met"],
+            }
+        )
+        still_open = cv["exit"] >= horizon  # a visit open at as_of runs to it
+        criteria_visits.loc[still_open, "until"] = np.datetime64(end_ts.to_datetime64(), "us")
     del deal, h_time, h_stage, h_amount, h_close, h_cat
 
     lead_opp = np.full(n_leads, -1)
@@ -1436,6 +1630,9 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
             expected, index=pd.Index(names, name="owner", dtype="str"), name="expected_bookings"
         ),
         as_of=end_ts,
+        activity_effect=activity_truth,
+        criteria_visits=criteria_visits,
+        deviation_effect=_deviation_truth(p, p_short, win_p, init, params.get("deviation_effect", {})),
     )
     tables = {
         "opportunities": opportunities,
@@ -1444,7 +1641,79 @@ def _simulate(process: SalesProcess, params: dict[str, Any]) -> tuple[dict[str, 
         "forecast_submissions": submissions,
         "quotas": quotas,
     }
+    if activities is not None:
+        tables["activities"] = activities
     return tables, truth
+
+
+def _flip_chance(w: np.ndarray, delta: float) -> np.ndarray:
+    """Chance that a deviating deal's outcome flips (a win lost for ``delta < 0``, a loss won for ``delta > 0``).
+
+    From a stage with win probability ``w``, the deal then wins with ``w + delta`` (clipped to [0, 1]).
+    """
+    w = np.asarray(w, dtype=float)
+    if delta < 0:
+        return np.minimum(1.0, -delta / w)
+    return np.minimum(1.0, delta / (1.0 - w))
+
+
+def _deviation_chain(
+    p: np.ndarray, p_short: np.ndarray, win_p: np.ndarray, init: np.ndarray, name: str, delta: float
+) -> dict[str, Any]:
+    """The chain of one deviation with effect `delta`, per open stage (arrays of length k).
+
+    ``before``: win probability on entering the stage without having deviated (a deviation may still come, with its
+    effect); ``treated``: of the visit in which the deal first deviated (entered by a skip or a regression, or its
+    first stalled visit); ``control``: of a visit to the stage that has not deviated (yet, and for a stall, not in it
+    either); ``first``: expected number of first deviations in the stage, per deal created.
+    """
+    k = len(win_p)
+    eye = np.eye(k)
+    jump = DEVIATION_JUMPS[name]
+    if jump is None:  # a stall: a long visit (probability 1 - STALL_QUANTILE), which takes the long row
+        p_long = (p - STALL_QUANTILE * p_short) / (1.0 - STALL_QUANTILE)
+        w_long = p_long[:, :k] @ win_p + p_long[:, k]
+        flip = _flip_chance(w_long, delta) if delta else np.zeros(k)
+        treated = w_long * (1.0 - flip) if delta < 0 else w_long + (1.0 - w_long) * flip
+        q_rest = STALL_QUANTILE * p_short[:, :k]
+        before = np.linalg.solve(eye - q_rest, STALL_QUANTILE * p_short[:, k] + (1.0 - STALL_QUANTILE) * treated)
+        control = p_short[:, :k] @ before + p_short[:, k]
+        visits = np.linalg.solve((eye - q_rest).T, init)
+        return {"before": before, "treated": treated, "control": control, "first": visits * (1 - STALL_QUANTILE)}
+    dev = np.zeros((k, k), dtype=bool)
+    for i in range(k):  # a loop over stages
+        if 0 <= i + jump < k:
+            dev[i, i + jump] = True
+    q = p[:, :k]
+    q_dev, q_rest = np.where(dev, q, 0.0), np.where(dev, 0.0, q)
+    flip = _flip_chance(win_p, delta) if delta else np.zeros(k)
+    treated = win_p * (1.0 - flip) if delta < 0 else win_p + (1.0 - win_p) * flip
+    before = np.linalg.solve(eye - q_rest, p[:, k] + q_dev @ treated)
+    visits = np.linalg.solve((eye - q_rest).T, init)  # expected visits before any deviation
+    return {"before": before, "treated": treated, "control": before, "first": visits @ q_dev}
+
+
+def _deviation_truth(
+    p: np.ndarray, p_short: np.ndarray, win_p: np.ndarray, init: np.ndarray, effects: Mapping[str, float]
+) -> pd.DataFrame:
+    """The truth of each deviation of `DEVIATION_JUMPS` (see "Deviation effects" in the module docstring).
+
+    ``win_rate_diff``: the win probability of the visit in which a deal first deviated, minus that of a visit to
+    the same stage that has not deviated (yet), averaged with the expected shares of first deviations per stage;
+    ``effect``: the parameter (the per-deal effect).
+    """
+    rows = {}
+    for name in DEVIATION_JUMPS:
+        delta = float(effects.get(name, 0.0))
+        c = _deviation_chain(p, p_short, win_p, init, name, delta)
+        total = c["first"].sum()
+        diff = float(np.sum(c["first"] * (c["treated"] - c["control"])) / total) if total > 0 else np.nan
+        if not delta and any(effects.values()):  # another deviation's effect reaches it through the deals' pasts
+            diff = np.nan
+        rows[name] = {"win_rate_diff": round(diff, 12) + 0.0, "effect": delta}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.Index(list(out.index), name="deviation", dtype="str")
+    return out
 
 
 def _win_rate_factors(shift: float) -> tuple[float, float]:

@@ -5,7 +5,9 @@ each deal's current state, open deals without an expected close date, a file of 
 no forecast calls, no quotas, leads without any opportunity, monthly forecast periods, data that end on the last
 day of a quarter, win rates that shift between years. Each shape of `SHAPES` derives one of them from `generate`
 (small sizes, a fixed seed: the same seed gives the same shape, byte for byte) and `write_shape` writes it as a
-canonical folder that every report reads with ``-p source=FOLDER``.
+canonical folder that every report reads with ``-p source=FOLDER``. The generated CRM has activities (calls,
+meetings, follow-ups, proposals, with the generator's exit criteria in its process map); the shapes of exports that
+would not carry them (a marketing funnel, a current state, a closed-deals file, leads only) are generated without.
 
 The shapes are what the report suite is tested on (``tests/test_gallery_*.py``): every report on every shape
 either renders an honest report or says what it needs; the README's "Your own data" lists the outcomes.
@@ -94,9 +96,9 @@ def leads_ramp_11_months(seed: int = 0) -> CRMData:
     One generated year (2023) whose leads of the first month are left out: the funnel started on 2023-02-01. A
     lead created at fraction ``f`` of the 11 months is kept with probability ``0.1 + 0.9 f`` (the ramp); the
     opportunities are those opened by the kept leads, with their history. No forecast calls, no quotas (a
-    marketing export).
+    marketing export: no activities either).
     """
-    data = base_crm(seed, n_opportunities=400, start="2023-01-01", years=1, lead_share=1.0)
+    data = base_crm(seed, n_opportunities=400, start="2023-01-01", years=1, lead_share=1.0, activities=False)
     start, end = pd.Timestamp("2023-02-01"), pd.Timestamp("2024-01-01")
     leads = data.leads
     frac = ((leads["created_at"] - start) / (end - start)).to_numpy(dtype=float)
@@ -110,17 +112,18 @@ def leads_ramp_11_months(seed: int = 0) -> CRMData:
 
 
 def current_state_only(seed: int = 0) -> CRMData:
-    """Each deal as it stands now and nothing of how it got there: no stage history."""
-    return _drop(base_crm(seed), stage_history=None)
+    """Each deal as it stands now and nothing of how it got there: no stage history, no activities."""
+    return _drop(base_crm(seed, activities=False), stage_history=None)
 
 
 def history_from_dates(seed: int = 0) -> CRMData:
     """The current state only, with the stage history derived from the deals' dates by the mapping.
 
     `salesforecast.datasets.shapes.history_from_dates` rebuilds what an export's dates say (created in the first
-    stage, closed in the final one): no other past stage, and no past amount, close date or forecast category.
+    stage, closed in the final one): no other past stage, and no past amount, close date or forecast category. No
+    activities (a current-state export).
     """
-    return _derive_history(base_crm(seed))
+    return _derive_history(base_crm(seed, activities=False))
 
 
 def open_deals_without_close_dates(seed: int = 0) -> CRMData:
@@ -134,8 +137,11 @@ def open_deals_without_close_dates(seed: int = 0) -> CRMData:
 
 
 def only_won_deals(seed: int = 0) -> CRMData:
-    """A closed-deals file of won deals only (the lost and open ones were never exported), with their history."""
-    data = base_crm(seed)
+    """A closed-deals file of won deals only (the lost and open ones were never exported), with their history.
+
+    No activities (a closed-deals file does not carry them).
+    """
+    data = base_crm(seed, activities=False)
     opps = data.opportunities[data.opportunities["is_won"]].reset_index(drop=True)
     hist = data.stage_history[data.stage_history["opportunity_id"].isin(opps["opportunity_id"])]
     return _drop(data, opportunities=opps, stage_history=hist.reset_index(drop=True))
@@ -152,16 +158,17 @@ def no_teams(seed: int = 0) -> CRMData:
 
 
 def one_rep(seed: int = 0) -> CRMData:
-    """A one-person sales team: every deal, lead, call and quota belongs to one rep of one team.
+    """A one-person sales team: every deal, lead, activity, call and quota belongs to one rep of one team.
 
-    The generated reps' deals and leads are given to the first rep; the weekly calls and the quotas are summed per
-    week (period) into that rep's.
+    The generated reps' deals, leads and activities are given to the first rep; the weekly calls and the quotas are
+    summed per week (period) into that rep's.
     """
     data = base_crm(seed)
     rep = str(data.opportunities["owner"].iloc[0])
     team = str(data.opportunities["team"].iloc[0])
     opps = data.opportunities.assign(owner=rep, team=team)
     leads = data.leads.assign(owner=rep)
+    activities = data.activities.assign(owner=rep)
     subs = data.forecast_submissions
     subs = (
         subs.groupby(["submitted_at", "period", "category"], as_index=False, sort=True)["amount"]
@@ -170,7 +177,12 @@ def one_rep(seed: int = 0) -> CRMData:
     )
     quotas = data.quotas.groupby("period", as_index=False, sort=True)["amount"].sum().assign(owner=rep)
     return _drop(
-        data, opportunities=opps, leads=leads, forecast_submissions=subs, quotas=quotas[["owner", "period", "amount"]]
+        data,
+        opportunities=opps,
+        leads=leads,
+        activities=activities,
+        forecast_submissions=subs,
+        quotas=quotas[["owner", "period", "amount"]],
     )
 
 
@@ -185,8 +197,8 @@ def no_quotas(seed: int = 0) -> CRMData:
 
 
 def leads_only(seed: int = 0) -> CRMData:
-    """Leads only: no opportunity, stage history, forecast call or quota (a lead-capture tool's export)."""
-    data = base_crm(seed)
+    """Leads only: no opportunity, stage history, activity, forecast call or quota (a lead-capture tool's export)."""
+    data = base_crm(seed, activities=False)
     leads = data.leads.assign(opportunity_id=pd.Series(pd.NA, index=data.leads.index, dtype="str"))
     return _drop(
         data,

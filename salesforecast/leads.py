@@ -557,12 +557,6 @@ def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
     given = list(getattr(model, "feature_names_in_", ()))
     dropped = getattr(model, "dropped_columns_", {})
     acts = [c for c in LEAD_ACTIVITY_FEATURES if c in given and c not in dropped]
-    if acts:
-        notes.append(
-            f"Activity features used: {', '.join(acts)}, each read at the end of the lead's first "
-            f"{activity_days:g} days (its cutoff): activities on the lead by then, hours to the first one (or to "
-            "the cutoff, when none came), days since the last one. No activity after the cutoff is seen."
-        )
     leaky = getattr(model, "dropped_leaky_", {})
     if leaky:
         cols = ", ".join(f"{c!r} (single-feature AUC {a:.2f})" for c, a in leaky.items())
@@ -570,6 +564,12 @@ def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
             f"Left out of the model as probable leakage: {cols}. Alone, such a column separates converted from "
             "other leads, which a field known before the outcome rarely does: it is usually filled after or "
             "because of the conversion (e.g. only for converted leads)."
+        )
+    if acts:
+        notes.append(
+            f"The score also reads what was done with each lead in its first {activity_days:g} days (its cutoff): "
+            "the activities on it by then, the hours to the first one (or to the cutoff, when none came) and the "
+            "days since the last one. No activity after the cutoff is seen."
         )
     scores = getattr(model, "date_parts_scores_", None)
     parts = [c for c, why in model.dropped_columns_.items() if why.startswith("a date part that did not improve")]

@@ -327,13 +327,9 @@ def test_the_generated_crms_activity_effect_is_recovered_within_its_interval(tmp
     (3,000 deals, seeds 11-18) the bias was 0.000 (Qualification), -0.019 (Value Proposition), +0.005 (Proposal)
     and each 90% interval covered the truth in 7 of 8; seed 12 is one where all three do.
     """
-    import inspect
-
     from salesforecast.datasets import generate
     from salesforecast.schema import read_canonical
 
-    if "activities" not in inspect.signature(generate).parameters:
-        pytest.skip("the generator does not simulate activities yet")
     data, truth = generate(n_opportunities=3000, seed=12)
     data = read_canonical(data.to_folder(tmp_path / "crm"))  # as a report reads it
     out = A.criteria_outcomes(A.criteria_adherence(data), n_boot=1000)

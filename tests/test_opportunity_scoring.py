@@ -294,6 +294,7 @@ def test_score_pipeline_and_summary(sample):
         "base_rate",
         "unknown_outcome_rows",
         "features",
+        "activity_features",
         "leaky_features",
     ]
     assert s.loc["leaky_features", "value"] == "none" and model.leaky_features_ == {}

@@ -142,8 +142,8 @@ def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ------------------------------------------------------------------------------------------ xdist: groups and order
 #: Test modules that run on one xdist worker (``make test``: ``--dist loadfile``, each module on one worker) together
 #: with others, because they share a render: the readers of the session's ``sample_suite`` (so that no worker waits
-#: while the other renders it), and test_report_headlines, which reads gallery A's run of a shape
-#: (`tests.test_gallery_common.shared_shape_run`, kept in the worker's process).
+#: while the other renders it), and the modules that read the gallery's run of a shape
+#: (`tests.test_gallery_common.shared_shape_run`, kept in the worker's process) with the gallery's file of that shape.
 SHARED_GROUPS = {
     **dict.fromkeys(
         [
@@ -155,6 +155,7 @@ SHARED_GROUPS = {
         "sample_suite",
     ),
     "tests/test_report_headlines.py": "tests/test_gallery_reports_a.py",
+    "tests/test_short_reports.py": "tests/test_gallery_reports_b.py",
 }
 #: Groups handed out first, the longest first, so that the two workers finish together (the many short modules fill
 #: in at the end). Measured on one core (``-p no:xdist --durations``): the gallery's two files about 6-7 min each,
@@ -165,7 +166,6 @@ RUN_FIRST = (
     "tests/test_gallery_reports_b.py",
     "sample_suite",
     "tests/test_reports.py",
-    "tests/test_short_reports.py",
     "tests/test_secrets.py",
     "tests/test_oracle_gap.py",
     "tests/test_forecast_report.py",
@@ -181,6 +181,7 @@ RUN_FIRST = (
 )
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under ``--dist loadfile``: each module to one worker as usual, but the modules of `SHARED_GROUPS` as one unit,
     and the units in `RUN_FIRST`'s order, then the others with the most tests first (xdist's own order)."""

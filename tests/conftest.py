@@ -119,7 +119,8 @@ def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared by the xdist workers of a session (the first one to ask renders it, under a lock, the others wait and
     read it), so the tests that read the sample's pages pay for one rendering (about 45 s of the six reports).
-    Read only: a test that changes a page must copy it first.
+    Under ``make test`` its readers run on one worker (`SHARED_GROUPS`), so the other never waits for it; a new
+    module that reads it belongs there too. Read only: a test that changes a page must copy it first.
     """
     import fcntl
     import os

@@ -156,7 +156,6 @@ SHARED_GROUPS = {
         "sample_suite",
     ),
     "tests/test_report_headlines.py": "tests/test_gallery_reports_a.py",
-    "tests/test_short_reports.py": "tests/test_gallery_reports_b.py",
 }
 #: Groups handed out first, the longest first, so that the two workers finish together (the many short modules fill
 #: in at the end). Measured on one core (``-p no:xdist --durations``): the gallery's two files about 6-7 min each,
@@ -167,6 +166,7 @@ RUN_FIRST = (
     "tests/test_gallery_reports_b.py",
     "sample_suite",
     "tests/test_reports.py",
+    "tests/test_short_reports.py",
     "tests/test_secrets.py",
     "tests/test_oracle_gap.py",
     "tests/test_forecast_report.py",

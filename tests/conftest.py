@@ -119,7 +119,8 @@ def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared by the xdist workers of a session (the first one to ask renders it, under a lock, the others wait and
     read it), so the tests that read the sample's pages pay for one rendering (about 45 s of the six reports).
-    Read only: a test that changes a page must copy it first.
+    Under ``make test`` its readers run on one worker (`SHARED_GROUPS`), so the other never waits for it; a new
+    module that reads it belongs there too. Read only: a test that changes a page must copy it first.
     """
     import fcntl
     import os
@@ -137,3 +138,72 @@ def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
             assert result.exit_code == 0, [r.error for r in result.results if r.error]
             done.write_text(str(len(result.results)), encoding="utf-8")
     return out / "latest"
+
+
+# ------------------------------------------------------------------------------------------ xdist: groups and order
+#: Test modules that run on one xdist worker (``make test``: ``--dist loadfile``, each module on one worker) together
+#: with others, because they share a render: the readers of the session's ``sample_suite`` (so that no worker waits
+#: while the other renders it), and the modules that read the gallery's run of a shape
+#: (`tests.test_gallery_common.shared_shape_run`, kept in the worker's process) with the gallery's file of that shape.
+SHARED_GROUPS = {
+    **dict.fromkeys(
+        [
+            "tests/test_reader_pages.py",
+            "tests/test_reader_numbers.py",
+            "tests/test_report_suite.py",
+            "tests/test_deal_lists.py",
+        ],
+        "sample_suite",
+    ),
+    "tests/test_report_headlines.py": "tests/test_gallery_reports_a.py",
+}
+#: Groups handed out first, the longest first, so that the two workers finish together (the many short modules fill
+#: in at the end). Measured on one core (``-p no:xdist --durations``): the gallery's two files about 6-7 min each,
+#: the sample suite's readers about 3 min; then modules of a few slow tests each (a report rendered or a model fitted
+#: per test), which xdist's own order (most tests first) leaves to the very end.
+RUN_FIRST = (
+    "tests/test_gallery_reports_a.py",
+    "tests/test_gallery_reports_b.py",
+    "sample_suite",
+    "tests/test_reports.py",
+    "tests/test_short_reports.py",
+    "tests/test_secrets.py",
+    "tests/test_oracle_gap.py",
+    "tests/test_forecast_report.py",
+    "tests/test_forecast_call.py",
+    "tests/test_reader_scale.py",
+    "tests/test_reader_nav.py",
+    "tests/test_schema.py",
+    "tests/test_reader_fuzz.py",
+    "tests/test_derived_history.py",
+    "tests/test_forecast_synthetic.py",
+    "tests/test_adherence_unrecorded.py",
+    "tests/test_crm_check.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under ``--dist loadfile``: each module to one worker as usual, but the modules of `SHARED_GROUPS` as one unit,
+    and the units in `RUN_FIRST`'s order, then the others with the most tests first (xdist's own order)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+
+    class GroupedFileScheduling(LoadFileScheduling):
+        _ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return SHARED_GROUPS.get(file, file)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # the first call: the queue is complete (and in xdist's order)
+                self._ordered = True
+                for scope in sorted(self.workqueue, key=lambda s: rank.get(s, len(rank))):  # stable
+                    self.workqueue.move_to_end(scope)
+            super()._assign_work_unit(node)
+
+    return GroupedFileScheduling(config, log)

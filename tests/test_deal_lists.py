@@ -262,16 +262,16 @@ def test_deals_without_history_rows_have_unknown_days_in_stage(built, model):
     )
 
 
-def test_the_pipeline_review_shows_the_lists_with_their_captions(tmp_path):
-    """One render of 05 on the sample (FY2025Q4 at its last day): the four lists under "Deals at risk", this period's
-    deals first, the waterfall's 10 pushed-out deals (951k) listed apart, later ones folded with "N of M"."""
+def test_the_pipeline_review_shows_the_lists_with_their_captions(sample_suite):
+    """05 on the sample (FY2025Q4 at its last day; the session's render of reports.yml, `sample_suite`): the four
+    lists under "Deals at risk", this period's deals first, the waterfall's 10 pushed-out deals (951k) listed apart,
+    later ones folded with "N of M"."""
     import html
 
     from salesforecast.datasets import load_sample
-    from tests.factories import render_report
     from tests.test_gallery_common import number, table_after
 
-    page = render_report(tmp_path, "05_pipeline_review", "sample")
+    page = (sample_suite / "05_pipeline_review.html").read_text(encoding="utf-8")
     section = html.unescape(page[page.index('id="Deals-at-risk"') :])
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section))
     for name in DEAL_LISTS:

@@ -59,6 +59,18 @@ def run_shape(name: str, tmp: Path, seed: int = 0) -> ShapeRun:
     return ShapeRun(name, folder, result)
 
 
+_SHARED_RUNS: dict[str, ShapeRun] = {}
+
+
+def shared_shape_run(name: str, tmp_path_factory: pytest.TempPathFactory) -> ShapeRun:
+    """`run_shape` (seed 0) once per test process: the gallery's ``shape_run`` and other modules that read the same
+    shape's reports (test_report_headlines) share one run. Read only. Under ``make test`` the modules that share a
+    run are put on one xdist worker (tests/conftest.py, ``SHARED_GROUPS``)."""
+    if name not in _SHARED_RUNS:
+        _SHARED_RUNS[name] = run_shape(name, tmp_path_factory.mktemp(name))
+    return _SHARED_RUNS[name]
+
+
 # ----------------------------------------------------------------------------------------------- page checks
 def visible_text(page: str) -> str:
     """The text a reader sees (no style or script), with runs of white space as one space."""

@@ -14,7 +14,7 @@ from tests.gallery_suite import (  # noqa: F401 (collected by pytest here, with 
     test_stage_conversion_entered_and_won_per_stage_match_pandas,
     test_the_readme_says_what_each_report_does_on_the_shape,
 )
-from tests.test_gallery_common import run_shape
+from tests.test_gallery_common import shared_shape_run
 
 SHAPE_NAMES = [
     "leads_ramp_11_months",
@@ -30,4 +30,4 @@ SHAPE_NAMES = [
 @pytest.fixture(scope="module", params=SHAPE_NAMES)
 def shape_run(request, tmp_path_factory):
     """Every report of reports.yml run on one shape (once per shape)."""
-    return run_shape(request.param, tmp_path_factory.mktemp(request.param))
+    return shared_shape_run(request.param, tmp_path_factory)

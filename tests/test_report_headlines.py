@@ -17,16 +17,16 @@ from bs4 import BeautifulSoup
 
 from salesforecast import headlines, quality
 from salesforecast.datasets import load_sample
-from salesforecast.datasets.gallery import SHAPES, write_shape
+from salesforecast.datasets.gallery import SHAPES
 from salesforecast.io import load
 from salesforecast.labels import format_amount
 from salesforecast.leads import HoldoutCheck
 from salesforecast.movement import coverage_total, pipeline_coverage
-from salesforecast.reports import DEFAULT_CONFIG, page_headline, run_reports
+from salesforecast.reports import page_headline
 from salesforecast.review import coverage_table
 from salesforecast.schema import validate
 from salesforecast.session import open_report
-from tests.test_gallery_common import coverage_rows, number, visible_text
+from tests.test_gallery_common import coverage_rows, number, shared_shape_run, visible_text
 
 #: What the shapes are known to raise (the reports put these in the read-this-first box).
 pytestmark = pytest.mark.filterwarnings(
@@ -364,15 +364,13 @@ REPORTS = ("01_data_quality", "02_stage_conversion", "03_lead_scoring", "05_pipe
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """The four reports on the gallery's export whose open deals have no close date (one run, two at a time)."""
-    tmp = tmp_path_factory.mktemp("headlines")
-    folder = write_shape("open_deals_without_close_dates", tmp / "crm")
-    result = run_reports(
-        DEFAULT_CONFIG, tmp / "out", only=list(REPORTS), params={"source": str(folder)}, jobs=2, echo=lambda _: None
-    )
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    pages = {n: next((tmp / "out" / "latest").glob(f"{n}*.html")).read_text(encoding="utf-8") for n in REPORTS}
-    return folder, pages, (tmp / "out" / "latest" / "index.html").read_text(encoding="utf-8")
+    """The four reports on the gallery's export whose open deals have no close date: the gallery's run of that shape
+    (`shared_shape_run`: every report of reports.yml, seed 0; under ``make test`` on the worker of
+    test_gallery_reports_a, which renders it too)."""
+    run = shared_shape_run("open_deals_without_close_dates", tmp_path_factory)
+    assert [run.results(n)[0].status for n in REPORTS] == ["ok"] * len(REPORTS), [r.error for r in run.result.results]
+    pages = {n: run.page(n) for n in REPORTS}
+    return run.folder, pages, (run.result.latest_dir / "index.html").read_text(encoding="utf-8")
 
 
 def test_each_page_opens_with_its_headline_then_the_box(rendered):

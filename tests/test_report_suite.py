@@ -78,14 +78,6 @@ def test_notebook_is_thin_and_parameterised(path):
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sample-run")
-    result = run_reports(DEFAULT_CONFIG, out, jobs=2)
-    assert result.exit_code == 0, [r.error for r in result.results if r.error]
-    return out / "latest"
-
-
-@pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory):
     """Reports on a CRM whose names carry markup: reps, a team, accounts, products."""
     data, _ = generate(n_opportunities=800, seed=11, years=2)
@@ -126,10 +118,11 @@ def test_lead_scoring_report_says_so_when_no_lead_is_open(tmp_path):
     assert "Open leads, ranked" in text and "Priority tiers" in text and "Traceback" not in text
 
 
-def test_every_report_renders_on_the_sample(sample_run):
+def test_every_report_renders_on_the_sample(sample_suite):
+    """The sample's run of reports.yml (conftest's `sample_suite`, rendered once per session; it checks exit 0)."""
     assert {p.stem for p in NOTEBOOKS} == set(HEADINGS)  # a new notebook gets its headings checked here
     for stem, headings in HEADINGS.items():
-        page = (sample_run / f"{stem}.html").read_text(encoding="utf-8")
+        page = (sample_suite / f"{stem}.html").read_text(encoding="utf-8")
         for heading in headings:
             assert heading in page, (stem, heading)
         assert "Traceback" not in page
@@ -214,8 +207,8 @@ def _open_all(folder: Path, shots: str):
     return seen
 
 
-def test_reports_load_in_a_real_browser(sample_run):
-    seen = _open_all(sample_run, "sample")
+def test_reports_load_in_a_real_browser(sample_suite):
+    seen = _open_all(sample_suite, "sample")  # reads the pages; the screenshots go to ARTIFACTS
     for stem in HEADINGS:
         page = seen[stem]
         assert page["errors"] == [], (stem, page["errors"])

@@ -392,6 +392,59 @@ def parameter_label(name: Any) -> str:
     return PARAMETERS.get(text, text.replace("_", " "))
 
 
+#: The features the models derive from the activities (`salesforecast.models.activity_features`), in words.
+FEATURES: dict[str, str] = {
+    "activities": "activities so far",
+    "days_since_activity": "days since the last activity",
+    "stage_criteria_met": "exit criteria of the current stage met so far",
+    "first_response_hours": "hours to the first response",
+    "responded": "responded to",
+}
+
+
+def feature_label(name: Any) -> Any:
+    """A model feature as a reader sees it: the activity features the package derives in words, others as given.
+
+    The data's own columns (``engagement_score``) keep the name the user's files give them.
+
+    Examples
+    --------
+    >>> feature_label("activities_meeting"), feature_label("activities_14d"), feature_label("engagement_score")
+    ('meeting activities so far', 'activities in the last 14 days', 'engagement_score')
+    """
+    if not isinstance(name, str):
+        return name
+    if name in FEATURES:
+        return FEATURES[name]
+    if name.startswith("activities_"):
+        rest = name.removeprefix("activities_")
+        if rest.endswith("d") and rest[:-1].isdigit():
+            return f"activities in the last {rest[:-1]} days"
+        return f"{rest.replace('_', ' ')} activities so far"
+    return name
+
+
+def readable_features(table: Any) -> Any:
+    """A table of model features (``feature``, ``source`` columns) with the derived features in words.
+
+    An activity feature's ``source`` is the ``activities`` table it was read from; the data's own columns stay as
+    they are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> names = ["days_since_activity", "industry"]
+    >>> t = pd.DataFrame({"feature": names, "source": names})
+    >>> readable_features(t).values.tolist()
+    [['days since the last activity', 'activities'], ['industry', 'industry']]
+    """
+    derived = table["feature"].map(lambda f: feature_label(f) != f)
+    out = table.assign(feature=table["feature"].map(feature_label))
+    if "source" in out.columns:
+        out["source"] = out["source"].where(~derived.to_numpy(dtype=bool), "activities")
+    return out
+
+
 def value_label(value: Any) -> Any:
     """A cell of a ``code`` column: a method's, metric's, known value's or column's label, others as given.
 

@@ -152,6 +152,7 @@ SHARED_GROUPS = {
             "tests/test_reader_numbers.py",
             "tests/test_report_suite.py",
             "tests/test_deal_lists.py",
+            "tests/test_activity_report.py",
         ],
         "sample_suite",
     ),

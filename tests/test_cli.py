@@ -39,7 +39,15 @@ def test_validate_json_on_corrupted_folder(tmp_path, capsys):
     assert hist["read"] == len(t["stage_history"])
     assert hist["read"] == hist["accepted"] + hist["quarantined"]
     assert hist["reasons"]["unknown opportunity"] >= 1
-    assert set(out) == {"opportunities", "stage_history", "leads", "forecast_submissions", "quotas", "activities", "notes"}
+    assert set(out) == {
+        "opportunities",
+        "stage_history",
+        "leads",
+        "forecast_submissions",
+        "quotas",
+        "activities",
+        "notes",
+    }
     assert out["notes"] == []
     assert out["leads"] == {"read": 0, "accepted": 0, "quarantined": 0, "reasons": {}}
 

@@ -225,6 +225,7 @@ def test_a_mapping_of_leads_alone_loads_and_latest_is_the_last_conversion(tmp_pa
         "leads": 4,
         "forecast_submissions": 0,
         "quotas": 0,
+        "activities": 0,
     }
     assert data.opportunities.empty and "close_date" in data.opportunities.columns
     assert data.leads["converted"].tolist() == [True, False, True, False]

@@ -861,8 +861,8 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
     cannot have changed); otherwise its state at `cutoff` is unknown and it is left out (`pipeline_snapshots`, by
     contrast, puts a deal whose first change comes within a day of its creation in that stage from creation on,
     even before the change was made). Leads created after
-    `cutoff` are dropped and conversions after it undone; forecast submissions after it are dropped; quotas are
-    kept.
+    `cutoff` are dropped and conversions after it undone; forecast submissions after it are dropped; activities
+    after it, and those of deals and leads not kept, are dropped; quotas are kept.
 
     Parameters
     ----------
@@ -952,12 +952,19 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
     subs = data.forecast_submissions
     if len(subs) and "submitted_at" in subs.columns:
         subs = subs.loc[subs["submitted_at"] <= cutoff]
+    acts = data.activities
+    if len(acts):
+        of_kept = isin(acts["opportunity_id"], kept["opportunity_id"]) | (
+            acts["opportunity_id"].isna() & isin(acts["lead_id"], leads["lead_id"])
+        )
+        acts = acts.loc[(of_kept & (acts["occurred_at"] <= cutoff)).to_numpy(dtype=bool)]
     return replace(
         data,
         opportunities=kept.reset_index(drop=True),
         stage_history=h.reset_index(drop=True),
         leads=leads.reset_index(drop=True),
         forecast_submissions=subs.reset_index(drop=True),
+        activities=acts.reset_index(drop=True),
     )
 
 

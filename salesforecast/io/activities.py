@@ -57,6 +57,7 @@ from salesforecast.io.common import (
     carry_malformed,
     custom_columns,
     find_column,
+    need_column,
     parse_times,
     text_column,
     with_notes,
@@ -242,18 +243,6 @@ _SF_SUBTYPES = {
 _SF_DEFAULT_TYPE = {"Task": "Task", "Event": "Meeting"}
 
 
-def _sf_need(df: pd.DataFrame, path: Path, *names: str) -> None:
-    if not any(find_column(df, n) is not None for n in names):
-        alt = f" (or {', '.join(repr(n) for n in names[1:])})" if len(names) > 1 else ""
-        raise DataFileError(
-            f"{path}: no column {names[0]!r}{alt}; it is required to build the activities table"
-            f" (found {[str(c) for c in df.columns][:20]})",
-            file=str(path),
-            table=TABLE,
-            column=names[0],
-        )
-
-
 def _sf_rows(
     obj: str,
     df: pd.DataFrame,
@@ -264,9 +253,9 @@ def _sf_rows(
     notes: list[str],
 ) -> pd.DataFrame:
     """The raw activities of one Salesforce object file (``Task`` or ``Event``)."""
-    _sf_need(df, path, "Id")
-    _sf_need(df, path, "WhatId", "WhoId")
-    _sf_need(df, path, *_SF_TIMES[obj])
+    need_column(df, path, TABLE, "Id")
+    need_column(df, path, TABLE, "WhatId", "WhoId")
+    need_column(df, path, TABLE, *_SF_TIMES[obj])
     what = text_column(df, find_column(df, "WhatId")).str.strip()
     who = text_column(df, find_column(df, "WhoId")).str.strip()
     opp = _known(what, opportunities)

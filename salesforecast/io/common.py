@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
-from salesforecast.schema import CRMData, is_malformed
+from salesforecast.schema import CRMData, DataFileError, is_malformed
 
 __all__ = [
     "carry_malformed",
@@ -21,6 +22,7 @@ __all__ = [
     "custom_field_column",
     "find_column",
     "header_key",
+    "need_column",
     "parse_times",
     "quarantine_notes",
     "text_column",
@@ -75,6 +77,21 @@ def find_column(df: pd.DataFrame, *names: str) -> str | None:
         if header_key(name) in lookup:
             return lookup[header_key(name)]
     return None
+
+
+def need_column(df: pd.DataFrame, path: Path | str, table: str, *names: str) -> str:
+    """`find_column`, or a `DataFileError` naming the file, the column and the `table` it is needed for."""
+    col = find_column(df, *names)
+    if col is None:
+        alt = f" (or {', '.join(repr(n) for n in names[1:])})" if len(names) > 1 else ""
+        raise DataFileError(
+            f"{path}: no column {names[0]!r}{alt}; it is required to build the {table} table"
+            f" (found {[str(c) for c in df.columns][:20]})",
+            file=str(path),
+            table=table,
+            column=names[0],
+        )
+    return col
 
 
 def text_column(df: pd.DataFrame, col: str | None) -> pd.Series:

@@ -67,6 +67,7 @@ from salesforecast.io.common import (
     custom_columns,
     find_column,
     header_key,
+    need_column,
     parse_times,
     quarantine_notes,
     text_column,
@@ -88,19 +89,6 @@ _SUFFIXES = (".csv", ".csv.gz")
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
-def _need(df: pd.DataFrame, path: Path | str, table: str, *names: str) -> str:
-    """The column matching one of `names`; a `DataFileError` naming the file and column when there is none."""
-    col = find_column(df, *names)
-    if col is None:
-        alt = f" (or {', '.join(repr(n) for n in names[1:])})" if len(names) > 1 else ""
-        raise DataFileError(
-            f"{path}: no column {names[0]!r}{alt}; it is required to build the {table} table"
-            f" (found {[str(c) for c in df.columns][:20]})",
-            file=str(path),
-            table=table,
-            column=names[0],
-        )
-    return col
 
 
 def _parse_flags(text: pd.Series) -> pd.Series:
@@ -227,7 +215,7 @@ def _read_users(export: _Export) -> _Users:
     if users is None:
         return _Users({}, {}, None)
     path = export.path("User")
-    ids = text_column(users, _need(users, path, "users", "Id"))
+    ids = text_column(users, need_column(users, path, "users", "Id"))
     name_col = find_column(users, "Name")
     if name_col is not None:
         names = text_column(users, name_col).str.strip()
@@ -252,8 +240,8 @@ def _read_users(export: _Export) -> _Users:
             rpath = export.path("UserRole")
             role_names = dict(
                 zip(
-                    text_column(roles, _need(roles, rpath, "users", "Id")),
-                    text_column(roles, _need(roles, rpath, "users", "Name")).str.strip(),
+                    text_column(roles, need_column(roles, rpath, "users", "Id")),
+                    text_column(roles, need_column(roles, rpath, "users", "Name")).str.strip(),
                     strict=True,
                 )
             )
@@ -319,12 +307,12 @@ def _process_from_stages(
     table = "process"
     name_col = find_column(stages, "ApiName", "MasterLabel")
     if name_col is None:
-        _need(stages, path, table, "ApiName", "MasterLabel")
+        need_column(stages, path, table, "ApiName", "MasterLabel")
     label_col = find_column(stages, "MasterLabel")
     names = text_column(stages, name_col).str.strip()
     labels = text_column(stages, label_col).str.strip()
-    closed = _parse_flags(text_column(stages, _need(stages, path, table, "IsClosed")))
-    won = _parse_flags(text_column(stages, _need(stages, path, table, "IsWon")))
+    closed = _parse_flags(text_column(stages, need_column(stages, path, table, "IsClosed")))
+    won = _parse_flags(text_column(stages, need_column(stages, path, table, "IsWon")))
     active_col = find_column(stages, "IsActive")
     active = (
         _parse_flags(text_column(stages, active_col)).fillna(True)
@@ -446,8 +434,8 @@ def _period_table(export: _Export) -> tuple[dict[str, str], dict[str, str]] | No
     if periods is None:
         return None
     path = export.path("Period")
-    ids = text_column(periods, _need(periods, path, "periods", "Id"))
-    start = text_column(periods, _need(periods, path, "periods", "StartDate"))
+    ids = text_column(periods, need_column(periods, path, "periods", "Id"))
+    start = text_column(periods, need_column(periods, path, "periods", "StartDate"))
     kind = text_column(periods, find_column(periods, "Type"))
     return (
         _id_table(dict(zip(ids, start, strict=True))),
@@ -491,7 +479,7 @@ def _periods_of(
                 table=table,
                 column=pid,
             )
-        _need(df, path, table, *start_names, "PeriodId")
+        need_column(df, path, table, *start_names, "PeriodId")
     return _period_labels(text_column(df, start_col), None, calendar, what, notes)
 
 
@@ -519,8 +507,8 @@ def _opportunities(
     opp: pd.DataFrame, path: Path, users: _Users, process: SalesProcess, lead_of: Mapping[str, str], notes: list[str]
 ) -> pd.DataFrame:
     t = "opportunities"
-    ids = text_column(opp, _need(opp, path, t, "Id"))
-    owner_ids = text_column(opp, _need(opp, path, t, "OwnerId"))
+    ids = text_column(opp, need_column(opp, path, t, "Id"))
+    owner_ids = text_column(opp, need_column(opp, path, t, "OwnerId"))
     owner_name_col = find_column(opp, "Owner.Name", "OwnerName")
     if users.names:
         owner = users.name(owner_ids)
@@ -528,15 +516,15 @@ def _opportunities(
         owner = text_column(opp, owner_name_col).fillna(owner_ids)
     else:
         owner = owner_ids
-    stage = text_column(opp, _need(opp, path, t, "StageName"))
+    stage = text_column(opp, need_column(opp, path, t, "StageName"))
     out = pd.DataFrame(
         {
             "opportunity_id": ids,
             "owner": owner,
-            "created_at": text_column(opp, _need(opp, path, t, "CreatedDate")),
+            "created_at": text_column(opp, need_column(opp, path, t, "CreatedDate")),
             "stage": stage,
-            "amount": text_column(opp, _need(opp, path, t, "Amount")),
-            "close_date": text_column(opp, _need(opp, path, t, "CloseDate")),
+            "amount": text_column(opp, need_column(opp, path, t, "Amount")),
+            "close_date": text_column(opp, need_column(opp, path, t, "CloseDate")),
         },
         index=opp.index,
     )
@@ -577,9 +565,9 @@ def _history(hist: pd.DataFrame, path: Path) -> pd.DataFrame:
     t = "stage_history"
     out = pd.DataFrame(
         {
-            "opportunity_id": text_column(hist, _need(hist, path, t, "OpportunityId")),
-            "changed_at": text_column(hist, _need(hist, path, t, "CreatedDate")),
-            "stage": text_column(hist, _need(hist, path, t, "StageName")),
+            "opportunity_id": text_column(hist, need_column(hist, path, t, "OpportunityId")),
+            "changed_at": text_column(hist, need_column(hist, path, t, "CreatedDate")),
+            "stage": text_column(hist, need_column(hist, path, t, "StageName")),
         },
         index=hist.index,
     )
@@ -594,12 +582,12 @@ def _history(hist: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def _leads(lead: pd.DataFrame, path: Path, users: _Users, notes: list[str]) -> pd.DataFrame:
     t = "leads"
-    created = text_column(lead, _need(lead, path, t, "CreatedDate"))
+    created = text_column(lead, need_column(lead, path, t, "CreatedDate"))
     out = pd.DataFrame(
         {
-            "lead_id": text_column(lead, _need(lead, path, t, "Id")),
+            "lead_id": text_column(lead, need_column(lead, path, t, "Id")),
             "created_at": created,
-            "converted": text_column(lead, _need(lead, path, t, "IsConverted")),
+            "converted": text_column(lead, need_column(lead, path, t, "IsConverted")),
         },
         index=lead.index,
     )
@@ -656,29 +644,31 @@ def _submissions(
                 table=t,
             )
         spath = export.path("ForecastingSubmission")
-        sub_id = text_column(items, _need(items, path, t, "ForecastingSubmissionId"))
-        id_col = _need(subs, spath, t, "Id")
+        sub_id = text_column(items, need_column(items, path, t, "ForecastingSubmissionId"))
+        id_col = need_column(subs, spath, t, "Id")
         if subs[id_col].duplicated().any():
             dup = subs[id_col][subs[id_col].duplicated()].iloc[0]
             raise DataFileError(f"{spath}: submission Id {dup!r} repeats", file=str(spath), table=t, column=id_col)
         matched = subs.set_index(id_col).reindex(sub_id.to_numpy())  # a missing submission: an empty row
         matched.index = items.index
-        owner_ids = text_column(matched, _need(subs, spath, t, "ForecastOwnerId", "OwnerId"))
-        time_col = _need(subs, spath, t, "SubmissionDateTime", "SubmittedDate", "CreatedDate")
+        owner_ids = text_column(matched, need_column(subs, spath, t, "ForecastOwnerId", "OwnerId"))
+        time_col = need_column(subs, spath, t, "SubmissionDateTime", "SubmittedDate", "CreatedDate")
         if header_key(time_col) == "createddate":
             notes.append(f"{spath.name}: no SubmissionDateTime; CreatedDate is taken as the time of each call.")
         submitted = text_column(matched, time_col)
         period = _periods_of(matched, spath, t, export, calendar, notes, ("PeriodStartDate", "StartDate"))
-        category = text_column(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
-        amount = text_column(items, _need(items, path, t, "Amount", "ForecastAmount"))
+        category = text_column(items, need_column(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
+        amount = text_column(items, need_column(items, path, t, "Amount", "ForecastAmount"))
         source = items
     else:
         items = export.read("ForecastingItem", t)
         if items is None:
             return None
         path = export.path("ForecastingItem")
-        owner_ids = text_column(items, _need(items, path, t, "OwnerId", "ForecastOwnerId"))
-        time_col = _need(items, path, t, "SubmissionDateTime", "SubmittedDate", "LastModifiedDate", "SystemModstamp")
+        owner_ids = text_column(items, need_column(items, path, t, "OwnerId", "ForecastOwnerId"))
+        time_col = need_column(
+            items, path, t, "SubmissionDateTime", "SubmittedDate", "LastModifiedDate", "SystemModstamp"
+        )
         if header_key(time_col) in ("lastmodifieddate", "systemmodstamp"):
             notes.append(
                 f"{path.name}: ForecastingItem rows are the live forecast, not dated submissions; {time_col} (when"
@@ -686,8 +676,8 @@ def _submissions(
             )
         submitted = text_column(items, time_col)
         period = _periods_of(items, path, t, export, calendar, notes, ("PeriodStartDate", "StartDate"))
-        category = text_column(items, _need(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
-        amount = text_column(items, _need(items, path, t, "ForecastAmount", "Amount"))
+        category = text_column(items, need_column(items, path, t, "ForecastingItemCategory", "ForecastCategoryName"))
+        amount = text_column(items, need_column(items, path, t, "ForecastAmount", "Amount"))
         source = items
     mapped = _categories(category)
     only = category.str.strip().str.fullmatch(r"(?i)(pipeline|bestcase|mostlikely|commit)only").fillna(False)
@@ -723,9 +713,9 @@ def _quotas(
     path = export.path(name)
     out = pd.DataFrame(
         {
-            "owner": users.name(text_column(quotas, _need(quotas, path, t, "QuotaOwnerId", "OwnerId"))),
+            "owner": users.name(text_column(quotas, need_column(quotas, path, t, "QuotaOwnerId", "OwnerId"))),
             "period": _periods_of(quotas, path, t, export, calendar, notes, ("StartDate", "PeriodStartDate")),
-            "amount": text_column(quotas, _need(quotas, path, t, "QuotaAmount", "Amount")),
+            "amount": text_column(quotas, need_column(quotas, path, t, "QuotaAmount", "Amount")),
         },
         index=quotas.index,
     )

@@ -94,6 +94,15 @@ def deal_feature_names(process: SalesProcess) -> list[str]:
     return names
 
 
+def _coded(acts: pd.DataFrame, column: str, ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The dated activities' owner codes and times, the code of each of `ids` (-1: none), and which are dated."""
+    act_ids = pd.Index(acts[column].unique())
+    code = act_ids.get_indexer(acts[column]).astype(np.int64)
+    at = us(acts["occurred_at"])
+    ok = at != NAT
+    return code[ok], at[ok], act_ids.get_indexer(ids).astype(np.int64), ok
+
+
 class _Timeline:
     """Activities sorted by (owner key, time), answering "how many by time x" for many (key, x) at once."""
 
@@ -164,12 +173,7 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     out = pd.DataFrame(index=snapshots.index)
     if not len(acts):
         return out
-    act_ids = pd.Index(acts["opportunity_id"].unique())
-    code = act_ids.get_indexer(acts["opportunity_id"]).astype(np.int64)
-    at = us(acts["occurred_at"])
-    ok = at != NAT
-    code, at = code[ok], at[ok]
-    q = act_ids.get_indexer(snapshots["opportunity_id"]).astype(np.int64)
+    code, at, q, ok = _coded(acts, "opportunity_id", snapshots["opportunity_id"])
     found = q >= 0
     t = us(snapshots["as_of"])
     since = t - RECENT_DAYS * DAY_US
@@ -243,12 +247,7 @@ def lead_activity_features(activities: pd.DataFrame, leads: pd.DataFrame, cutoff
     out = pd.DataFrame(index=leads.index)
     if not len(acts):
         return out
-    act_ids = pd.Index(acts["lead_id"].unique())
-    code = act_ids.get_indexer(acts["lead_id"]).astype(np.int64)
-    at = us(acts["occurred_at"])
-    ok = at != NAT
-    code, at = code[ok], at[ok]
-    q = act_ids.get_indexer(leads["lead_id"]).astype(np.int64)
+    code, at, q, _ = _coded(acts, "lead_id", leads["lead_id"])
     t = us(cutoff)
     created = us(leads["created_at"])
     # the first activity at or after creation: the count by the cutoff minus the count before creation

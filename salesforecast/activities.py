@@ -269,7 +269,7 @@ def criteria_adherence(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     >>> data = load_sample()
     >>> spec = data.process.to_dict()
     >>> for stage in spec["stages"]:
-    ...     stage.pop("exit_criteria", None)
+    ...     _ = stage.pop("exit_criteria", None)
     >>> spec["stages"][1]["exit_criteria"] = [{"activity": "meeting"}]
     >>> bare = replace(data, process=SalesProcess.from_dict(spec), activities=data.activities.iloc[:0])
     >>> rows = criteria_adherence(bare)

@@ -261,7 +261,7 @@ def data_quality(data: CRMData, as_of: Any = None) -> Headline:
     >>> from salesforecast.datasets import load_sample
     >>> h = data_quality(load_sample())
     >>> h.sentence[:62]
-    'The data are clean: all 31,247 rows read were accepted (none q'
+    'The data are clean: all 68,468 rows read were accepted (none q'
     """
     counts = quality.table_counts(data)
     read, accepted, quarantined = (int(counts[c].sum()) for c in ("read", "accepted", "quarantined"))

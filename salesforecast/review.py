@@ -1160,7 +1160,7 @@ def step_review(data: CRMData, as_of: Any, seed: int = 0, limit_days: float = st
     >>> data = load_sample()
     >>> spec = data.process.to_dict()
     >>> for stage in spec["stages"]:
-    ...     stage.pop("exit_criteria", None)
+    ...     _ = stage.pop("exit_criteria", None)
     >>> bare = replace(data, process=SalesProcess.from_dict(spec), activities=data.activities.iloc[:0])
     >>> r = step_review(bare, data.as_of)
     >>> r.criteria is None, r.note.startswith("The data have no activities and the process map no exit criteria")

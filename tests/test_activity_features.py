@@ -284,6 +284,13 @@ def test_activities_that_carry_signal_improve_the_lead_score(bare, crm):
             assert "first_response_hours" in model.feature_names_in_
             (note,) = [n for n in model_notes(model) if n.startswith("The score also reads what was done")]
             assert "first 3 days" in note and "first_response_hours" not in note  # words, not column names
+            # a lead's reasons name the activity features in words too (the gallery's reader scan found
+            # "days_since_activity = 1.285 raises the odds" on 03's page)
+            reasons = model.explain(X_test, top=len(model.feature_names_in_)).filter(like="reason_")
+            said = pd.Series(reasons.to_numpy().ravel()).dropna()
+            derived = ("days_since_activity", "first_response_hours", "activities =", "responded =")
+            assert not said.str.startswith(derived).any(), said[said.str.startswith(derived)].head()
+            assert said.str.startswith(("days since the last activity", "hours to the first response")).any()
     assert aucs["with"] > aucs["without"] + 0.05, aucs
 
 

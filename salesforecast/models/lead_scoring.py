@@ -133,6 +133,7 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from salesforecast.labels import feature_label
 from salesforecast.metrics import score_table
 
 __all__ = ["LeadScoringModel", "LeakageWarning", "TierWarning", "WeakModelWarning", "auc_interval"]
@@ -1448,10 +1449,11 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
 
         A reason is a feature whose value moves the log-odds away from what the feature's reference value would
         give (see the module docstring), e.g. ``"lead_source = Referral raises the odds"`` or
-        ``"engagement_score = 12 lowers the odds"``. Reasons are ranked by the size of the effect. Values that
-        explain nothing to a reader are never reasons (the model still uses them in the score): identifiers and
-        hashes, columns whose rows are mostly in rare values (``not_reasons_``), and a rare or new level (grouped
-        into ``other``); the next strongest effect takes their place.
+        ``"engagement_score = 12 lowers the odds"``; the activity features the package derives are named in words
+        (``"days since the last activity = 2 lowers the odds"``, `labels.feature_label`). Reasons are ranked by the
+        size of the effect. Values that explain nothing to a reader are never reasons (the model still uses them
+        in the score): identifiers and hashes, columns whose rows are mostly in rare values (``not_reasons_``),
+        and a rare or new level (grouped into ``other``); the next strongest effect takes their place.
 
         Parameters
         ----------
@@ -1500,7 +1502,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                     sel = np.flatnonzero(moving & (j == jj))
                     vals = self._encoder_.display(Xf, int(jj), sel, Z[sel, jj])
                     verb = np.where(e[sel] > 0, "raises", "lowers")
-                    reason[sel] = [f"{names[jj]} = {v} {w} the odds" for v, w in zip(vals, verb, strict=True)]
+                    said = feature_label(names[jj])  # the package's activity features in words
+                    reason[sel] = [f"{said} = {v} {w} the odds" for v, w in zip(vals, verb, strict=True)]
                     feature[sel] = names[jj]
                 effect = np.where(moving, e, np.nan)
             out[f"reason_{r + 1}"] = pd.Series(reason, index=Xf.index, dtype="str")

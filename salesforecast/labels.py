@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from salesforecast.models.activity_features import FEATURES, feature_label  # noqa: F401  (re-exported)
+
 __all__ = [
     "COLUMNS",
     "KINDS",
@@ -393,37 +395,6 @@ def parameter_label(name: Any) -> str:
 
 
 #: The features the models derive from the activities (`salesforecast.models.activity_features`), in words.
-FEATURES: dict[str, str] = {
-    "activities": "activities so far",
-    "days_since_activity": "days since the last activity",
-    "stage_criteria_met": "exit criteria of the current stage met so far",
-    "first_response_hours": "hours to the first response",
-    "responded": "responded to",
-}
-
-
-def feature_label(name: Any) -> Any:
-    """A model feature as a reader sees it: the activity features the package derives in words, others as given.
-
-    The data's own columns (``engagement_score``) keep the name the user's files give them.
-
-    Examples
-    --------
-    >>> feature_label("activities_meeting"), feature_label("activities_14d"), feature_label("engagement_score")
-    ('meeting activities so far', 'activities in the last 14 days', 'engagement_score')
-    """
-    if not isinstance(name, str):
-        return name
-    if name in FEATURES:
-        return FEATURES[name]
-    if name.startswith("activities_"):
-        rest = name.removeprefix("activities_")
-        if rest.endswith("d") and rest[:-1].isdigit():
-            return f"activities in the last {rest[:-1]} days"
-        return f"{rest.replace('_', ' ')} activities so far"
-    return name
-
-
 def readable_features(table: Any) -> Any:
     """A table of model features (``feature``, ``source`` columns) with the derived features in words.
 

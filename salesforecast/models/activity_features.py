@@ -48,11 +48,13 @@ from salesforecast.process import SalesProcess
 
 __all__ = [
     "DEAL_ACTIVITY_TYPES",
+    "FEATURES",
     "LEAD_ACTIVITY_FEATURES",
     "RECENT_DAYS",
     "activity_types_counted",
     "deal_activity_features",
     "deal_feature_names",
+    "feature_label",
     "lead_activity_features",
 ]
 
@@ -65,6 +67,38 @@ LEAD_ACTIVITY_FEATURES: tuple[str, ...] = ("activities", "first_response_hours",
 #: Deal state columns a ``{field: F}`` criterion may see at a snapshot date (as the history had them then).
 _STATE_FIELDS = ("amount", "close_date", "forecast_category")
 _HOUR_US = 3_600_000_000
+
+
+#: The activity features the package derives, as a reader sees them (`feature_label`).
+FEATURES: dict[str, str] = {
+    "activities": "activities so far",
+    "days_since_activity": "days since the last activity",
+    "stage_criteria_met": "exit criteria of the current stage met so far",
+    "first_response_hours": "hours to the first response",
+    "responded": "responded to",
+}
+
+
+def feature_label(name: Any) -> Any:
+    """A model feature as a reader sees it: the activity features the package derives in words, others as given.
+
+    The data's own columns (``engagement_score``) keep the name the user's files give them.
+
+    Examples
+    --------
+    >>> feature_label("activities_meeting"), feature_label("activities_14d"), feature_label("engagement_score")
+    ('meeting activities so far', 'activities in the last 14 days', 'engagement_score')
+    """
+    if not isinstance(name, str):
+        return name
+    if name in FEATURES:
+        return FEATURES[name]
+    if name.startswith("activities_"):
+        rest = name.removeprefix("activities_")
+        if rest.endswith("d") and rest[:-1].isdigit():
+            return f"activities in the last {rest[:-1]} days"
+        return f"{rest.replace('_', ' ')} activities so far"
+    return name
 
 
 def activity_types_counted(process: SalesProcess) -> list[str]:

@@ -133,8 +133,8 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from salesforecast.labels import feature_label
 from salesforecast.metrics import score_table
+from salesforecast.models.activity_features import feature_label
 
 __all__ = ["LeadScoringModel", "LeakageWarning", "TierWarning", "WeakModelWarning", "auc_interval"]
 
@@ -1450,10 +1450,11 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         A reason is a feature whose value moves the log-odds away from what the feature's reference value would
         give (see the module docstring), e.g. ``"lead_source = Referral raises the odds"`` or
         ``"engagement_score = 12 lowers the odds"``; the activity features the package derives are named in words
-        (``"days since the last activity = 2 lowers the odds"``, `labels.feature_label`). Reasons are ranked by the
-        size of the effect. Values that explain nothing to a reader are never reasons (the model still uses them
-        in the score): identifiers and hashes, columns whose rows are mostly in rare values (``not_reasons_``),
-        and a rare or new level (grouped into ``other``); the next strongest effect takes their place.
+        (``"days since the last activity = 2 lowers the odds"``, `activity_features.feature_label`). Reasons are
+        ranked by the size of the effect. Values that explain nothing to a reader are never reasons (the model still
+        uses them in the score): identifiers and hashes, columns whose rows are mostly in rare values
+        (``not_reasons_``), and a rare or new level (grouped into ``other``); the next strongest effect takes their
+        place.
 
         Parameters
         ----------

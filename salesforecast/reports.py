@@ -1139,6 +1139,9 @@ def memory_text(nbytes: float) -> str:
 #: A report says which section of its notebook runs (`_KernelRun`) only once it has run this many seconds, so a long
 #: run (a 1M-opportunity CRM) does not look hung and a short one prints nothing more than its result line.
 PROGRESS_AFTER_SECONDS = 20.0
+#: Past `PROGRESS_AFTER_SECONDS`, a cell that keeps running is said again every this many seconds (a backtest cell runs
+#: for minutes on a large CRM, under one heading).
+PROGRESS_EVERY_SECONDS = 60.0
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 
@@ -1147,9 +1150,11 @@ class _KernelRun:
     """What the kernel manager and nbclient's hooks share while one report runs.
 
     `cell_running` is set from a code cell's execute request to its reply; `peak_rss` receives the kernel's peak
-    resident memory at shutdown. When a code cell starts under a heading other than the last one said, and the report
-    has run longer than `PROGRESS_AFTER_SECONDS`, `say` gets ``  NAME: § HEADING (cell K/N, S s)``: K counts the
-    notebook's code cells (papermill's injected parameters left out), N is their number.
+    resident memory at shutdown. Once the report has run longer than `PROGRESS_AFTER_SECONDS`, `say` gets
+    ``  NAME: § HEADING (cell K/N, S s)`` when a code cell starts under a heading other than the last one said, and
+    while one cell runs, once the threshold is passed and again every `PROGRESS_EVERY_SECONDS` (from `watch`'s
+    thread; a report whose long first cell started before the threshold is said at it): K counts the
+    notebook's code cells (papermill's injected parameters left out), N is their number, S the report's seconds so far.
     """
 
     def __init__(self, name: str, code_cells: int, say: Callable[[str], Any] | None, start: float) -> None:
@@ -1158,7 +1163,14 @@ class _KernelRun:
         self.peak_rss: int | None = None
         self.heading: str | None = None
         self.said: str | None = None
+        self.said_at = start
         self.done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _line(self, now: float) -> str:
+        section = f"\u00a7 {self.heading} " if self.heading else ""
+        return f"  {self.name}: {section}(cell {self.done}/{self.code_cells}, {now - self.start:.0f} s)"
 
     def cell_start(self, cell: Any = None, **_: Any) -> None:
         """The ``on_cell_start`` hook (every cell, markdown too): a markdown cell's last heading is the section."""
@@ -1172,17 +1184,47 @@ class _KernelRun:
         self.cell_running.set()
         if cell is not None and "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             return
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        if self.say is None or self.heading is None or self.heading == self.said:
-            return
-        if elapsed >= PROGRESS_AFTER_SECONDS:
-            self.said = self.heading
-            self.say(f"  {self.name}: \u00a7 {self.heading} (cell {self.done}/{self.code_cells}, {elapsed:.0f} s)")
+        with self._lock:
+            self.done += 1
+            now = time.monotonic()
+            if self.say is None or self.heading is None or self.heading == self.said:
+                return
+            if now - self.start >= PROGRESS_AFTER_SECONDS:
+                self.said, self.said_at = self.heading, now
+                self.say(self._line(now))
 
     def cell_executed(self, **_: Any) -> None:
         """The ``on_cell_executed`` hook of nbclient (its reply came)."""
         self.cell_running.clear()
+
+    def tick(self) -> None:
+        """Past the threshold, while a cell runs: say it if nothing was said yet, or the last line is old enough."""
+        with self._lock:
+            now = time.monotonic()
+            if self.say is None or not self.cell_running.is_set() or now - self.start < PROGRESS_AFTER_SECONDS:
+                return
+            if self.said_at == self.start or now - self.said_at >= PROGRESS_EVERY_SECONDS:  # the first line, or due
+                self.said, self.said_at = self.heading, now
+                self.say(self._line(now))
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        """While inside, a thread calls `tick` every second (none without `say`)."""
+        if self.say is None:
+            yield
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(min(1.0, PROGRESS_EVERY_SECONDS)):
+                self.tick()
+
+        thread = threading.Thread(target=loop, name=f"progress-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
 
 
 def _code_cells(path: Path) -> int:
@@ -1816,24 +1858,25 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str, say: Callable[[str], 
     headline: str | None = None
     run = _KernelRun(spec.name, _code_cells(spec.path), say, start)  # progress lines, a running cell, the peak
     try:
-        nb = _kernel_start_retried(
-            papermill.execute_notebook,
-            str(spec.path),
-            str(partial),
-            parameters=dict(spec.parameters),
-            kernel_name=kernel,
-            # the kernel starts in the notebook's folder (nbclient's resources), without papermill's cwd=, which
-            # changes the working directory of this whole process while reports run in threads
-            resources={"metadata": {"path": str(spec.path.parent)}},
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=spec.timeout,
-            kernel_manager_class=_kernel_manager_class(run),
-            on_cell_start=run.cell_start,
-            on_cell_execute=run.cell_execute,
-            on_cell_executed=run.cell_executed,
-            extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
-        )
+        with run.watch():
+            nb = _kernel_start_retried(
+                papermill.execute_notebook,
+                str(spec.path),
+                str(partial),
+                parameters=dict(spec.parameters),
+                kernel_name=kernel,
+                # the kernel starts in the notebook's folder (nbclient's resources), without papermill's cwd=, which
+                # changes the working directory of this whole process while reports run in threads
+                resources={"metadata": {"path": str(spec.path.parent)}},
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=spec.timeout,
+                kernel_manager_class=_kernel_manager_class(run),
+                on_cell_start=run.cell_start,
+                on_cell_execute=run.cell_execute,
+                on_cell_executed=run.cell_executed,
+                extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
+            )
         html_path = run_dir / f"{spec.name}.html"
         page = render_html(nb, spec.title, nav=NAV_SLOT)
         headline = page_headline(page)

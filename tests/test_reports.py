@@ -810,3 +810,25 @@ def test_progress_waits_for_the_threshold():
     run.cell_execute(cell={"cell_type": "code", "metadata": {}})
     run.cell_execute(cell={"cell_type": "code", "metadata": {}})
     assert [re.sub(r", \d+ s\)", ")", x) for x in lines] == ["  r: \u00a7 One (cell 2/3)"]
+
+
+def test_a_cell_that_keeps_running_is_said_again_every_interval(monkeypatch):
+    """A long cell under one heading (a backtest at 1M): said at the threshold, then every PROGRESS_EVERY_SECONDS."""
+    import time
+
+    monkeypatch.setattr(reports, "PROGRESS_AFTER_SECONDS", 0)
+    monkeypatch.setattr(reports, "PROGRESS_EVERY_SECONDS", 0.4)
+    lines: list[str] = []
+    run = reports._KernelRun("r", 2, lines.append, time.monotonic())
+    run.cell_execute(cell={"cell_type": "code", "metadata": {}})  # no heading yet: no section line
+    assert lines == []
+    with run.watch():
+        time.sleep(1.5)
+        run.cell_executed()
+        said = len(lines)
+        time.sleep(0.6)  # idle between cells: nothing more
+    assert 2 <= said <= 5 and len(lines) == said, lines
+    assert set(lines) <= {"  r: (cell 1/2, 0 s)", "  r: (cell 1/2, 1 s)"}, lines
+    quiet = reports._KernelRun("q", 1, None, time.monotonic() - 100)
+    with quiet.watch():  # without `say`, no thread and nothing said
+        quiet.cell_execute(cell={"cell_type": "code", "metadata": {}})

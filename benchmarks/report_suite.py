@@ -90,6 +90,17 @@ def crm_folder(n: int, data_dir: Path | None) -> tuple[Path, str]:
     return folder, "reused from benchmarks/.scratch" if info.get("reused") else "generated"
 
 
+def machine() -> dict[str, Any]:
+    """The cores, memory, platform and Python of this machine."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {
+        "cores": os.cpu_count() or 1,
+        "memory_gb": None if memory is None else round(memory / GB, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
@@ -131,6 +142,7 @@ def run_size(n: int, data_dir: Path | None) -> dict[str, Any]:
         "seed": SEED,
         "source": str(folder),
         "jobs": 1,
+        "machine": machine(),
         "command": "salesforecast report --jobs 1 -p source=FOLDER",
         "exit_code": code,
         "wall_seconds": round(wall, 1),
@@ -214,6 +226,11 @@ def _sec(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
+def _on(size: dict[str, Any]) -> str:
+    m = size.get("machine") or {}
+    return f" on {m['cores']} cores, {m.get('memory_gb')} GB" if m else ""
+
+
 def _missed(check: dict[str, Any]) -> str:
     who = check["report"] or "the suite"
     if check.get("failed") or check["value"] is None:
@@ -270,7 +287,7 @@ def table(figures: dict[str, Any]) -> str:
             suite.append(f"{b['wall_seconds'] / a['wall_seconds']:.1f}" if a and b else "-")
         body.append("| the whole suite | " + " | ".join(suite) + " |")
         runs = "; ".join(
-            f"{int(n):,} on {sizes[n]['date']} (exit status {sizes[n]['exit_code']}, load average "
+            f"{int(n):,} on {sizes[n]['date']}{_on(sizes[n])} (exit status {sizes[n]['exit_code']}, load average "
             f"{sizes[n]['load_average_before']} before, {sizes[n]['load_average_after']} after)"
             for n in order
         )
@@ -323,16 +340,8 @@ def main() -> int:
         figures: dict[str, Any] = json.loads(RESULTS.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         figures = {}
-    figures["machine"] = {
-        "cores": os.cpu_count() or 1,
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB, 1)
-        if hasattr(os, "sysconf")
-        else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
     if not args.skip_sample:
-        figures.update(run_sample())
+        figures.update(run_sample(), machine=machine())
         save(figures, args.no_save)
     sizes = dict(figures.get("sizes") or {})
     for n in args.sizes:  # saved after each size: a long 1M run does not hold back the 100k figures

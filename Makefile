@@ -46,11 +46,14 @@ RUN ?= reports/latest
 screenshots: venv ## screenshot every page of RUN (default reports/latest; run `make reports` first) to reports/screenshots/
 	$(BIN)/salesforecast screenshots $(RUN) --out reports/screenshots
 
+# BENCH_DATA: a folder holding generated CRMs to reuse (crm100k, crm1m: generate(n, seed=5) as Parquet), e.g.
+# BENCH_DATA=/work/data; else report_suite.py generates them once into benchmarks/.scratch/.
+BENCH_DATA ?=
 bench: venv ## run every benchmark (results in benchmarks/results/, tables in benchmarks/README.md)
 	$(BIN)/python benchmarks/uci_bank_marketing.py
 	$(BIN)/python benchmarks/lead_scoring_speed.py --configs default
-	$(BIN)/python benchmarks/report_suite.py
 	$(BIN)/python benchmarks/scale.py --sizes 100000 1000000
+	$(BIN)/python benchmarks/report_suite.py --sizes 100000 1000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
 	$(BIN)/python benchmarks/summary.py
 
 lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel

@@ -5,9 +5,11 @@ Run from the repository root after the other scripts (``make bench`` does)::
     .venv/bin/python benchmarks/summary.py [--no-save]
 
 Reads the latest results of ``scale.py`` (``results/scale-<date>.json``), ``lead_scoring_speed.py``,
-``report_suite.py`` and ``uci_bank_marketing.py``, and writes ``results/<date>.json`` (the machine, the versions, and
-per figure: its value, its target and whether it is met) and the short table between the ``bench`` markers of the
-top-level ``README.md``. Exit status 1 when a results file is missing.
+``report_suite.py`` (the sample's suite, and at 1M every report's time and peak memory, the suite's time and the
+ratios 1M / 100k, each target shown at its worst report) and ``uci_bank_marketing.py``, and writes
+``results/<date>.json`` (the machine, the versions, and per figure: its value, its target and whether it is met)
+and the short table between the ``bench`` markers of the top-level ``README.md``. Exit status 1 when a results
+file is missing.
 """
 
 from __future__ import annotations
@@ -162,7 +164,45 @@ def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, su
                 "report_suite.json",
             )
         )
+        rows += suite_rows(suite)
     return rows
+
+
+def suite_rows(suite: dict[str, Any]) -> list[dict]:
+    """The report suite at 1M (``salesforecast report --jobs 1 -p source=FOLDER``): each target at its worst report.
+
+    The targets are ``report_suite.py``'s (`targets` of its results): every report's wall time and kernel peak RSS,
+    the whole suite's wall time, every report's time 1M / 100k. A target's row shows the report that comes closest
+    to it (or misses it by most); a report that failed counts as missed.
+    """
+    targets, sizes = suite.get("targets") or {}, suite.get("sizes") or {}
+    if not targets or not sizes:
+        return []
+    big = sizes.get(SIZE)
+    checks = (suite.get("assessment") or {}).get("checks", [])
+    src = f"report_suite.json ({big['date']})" if big else "report_suite.json"
+
+    def row(figure: str, label: str, unit: str, target: float | None) -> dict:
+        found = [c for c in checks if c["figure"] == figure]
+        failed = [c["report"] or "the suite" for c in found if c.get("failed")]
+        unmeasured = [c["report"] or "the suite" for c in found if c["value"] is None and not c.get("failed")]
+        if not found or unmeasured:
+            return _row(label, None, unit, target, src, f"not measured: {', '.join(unmeasured)}" if found else "")
+        top = max((c for c in found if c["value"] is not None), key=lambda c: c["value"], default=None)
+        note = "" if top is None or top["report"] is None else top["report"]
+        if failed:
+            note = (note + "; " if note else "") + "failed: " + ", ".join(failed)
+        out = _row(label, None if top is None else top["value"], unit, target, src, note)
+        if failed:
+            out["met"] = False
+        return out
+
+    return [
+        row("seconds", "report at 1M, slowest, 1 at a time (s)", "s", targets.get("report_seconds")),
+        row("peak_rss_gb", "report at 1M, largest kernel peak RSS (GB)", "GB", targets.get("report_peak_gb")),
+        row("suite_seconds", "report suite at 1M, 1 report at a time, wall (s)", "s", targets.get("suite_seconds")),
+        row("ratio", "report time 1M / 100k, worst report", "ratio", targets.get("ratio")),
+    ]
 
 
 def _fmt(value: float | None, unit: str) -> str:

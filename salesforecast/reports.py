@@ -971,6 +971,10 @@ class ReportResult:
         For status ``needs``: what the report needs and the data lacks (the `ReportNeeds` message).
     headline : str or None
         The first paragraph of the page's ``<section id="headline">`` (`page_headline`), for the index.
+    peak_rss : int or None
+        The peak resident memory of the report's kernel process in bytes (its ``VmHWM``, read just before the kernel
+        is shut down, `process_peak_rss`): what the notebook's computation held at most, the Python process and its
+        libraries included. None where it cannot be read: not on Linux (no ``/proc``), or the kernel died first.
     """
 
     spec: ReportSpec
@@ -981,6 +985,7 @@ class ReportResult:
     error: str | None = None
     needs: str | None = None
     headline: str | None = None
+    peak_rss: int | None = None
 
 
 @dataclass
@@ -1055,6 +1060,8 @@ def _kernel_manager_base() -> type:
 
     The channels are encrypted (CurveZMQ) where jupyter_client and zmq can: the kernels hold CRM data, and
     unencrypted any local user could read their TCP traffic (and ipykernel warns about it once per report).
+
+    Just before the shutdown, the kernel process's peak resident memory is read into the run's `_KernelRun`.
     """
     import zmq
     from jupyter_client.manager import AsyncKernelManager
@@ -1062,11 +1069,18 @@ def _kernel_manager_base() -> type:
 
     class _ReportKernelManager(AsyncKernelManager):
         cell_running: threading.Event | None = None
+        run: _KernelRun | None = None
 
         async def _async_interrupt_kernel(self) -> None:
             if self.shutting_down and not (self.cell_running is not None and self.cell_running.is_set()):
                 return  # idle: the shutdown request follows, an interrupt would only be logged as an error
             await super()._async_interrupt_kernel()
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            pid = getattr(self.provisioner, "pid", None)
+            if self.run is not None and pid is not None and self.has_kernel:  # still alive: its peak is readable
+                self.run.peak_rss = process_peak_rss(int(pid))
+            await super().shutdown_kernel(now=now, restart=restart)
 
     if not (zmq.has("curve") and hasattr(AsyncKernelManager, "transport_encryption")):
         return _ReportKernelManager
@@ -1079,9 +1093,149 @@ def _kernel_manager_base() -> type:
     return _EncryptedKernelManager
 
 
-def _kernel_manager_class(cell_running: threading.Event) -> type:
-    """A kernel manager class for one notebook run; `cell_running` is set while a cell executes (see the hooks)."""
-    return type("_RunKernelManager", (_kernel_manager_base(),), {"cell_running": cell_running})
+def _kernel_manager_class(run: _KernelRun) -> type:
+    """A kernel manager class for one notebook run: it reads whether a cell runs from `run`, and writes its peak."""
+    return type("_RunKernelManager", (_kernel_manager_base(),), {"cell_running": run.cell_running, "run": run})
+
+
+def process_peak_rss(pid: int) -> int | None:
+    """The peak resident memory of a running process in bytes: ``VmHWM`` of ``/proc/PID/status`` (Linux).
+
+    Returns
+    -------
+    int or None
+        None where it cannot be read: no ``/proc`` (macOS, Windows), or no such process.
+
+    Examples
+    --------
+    >>> import os, sys
+    >>> peak = process_peak_rss(os.getpid())
+    >>> peak is None if not sys.platform.startswith("linux") else peak > 10_000_000
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def memory_text(nbytes: float) -> str:
+    """Bytes as GB (GiB, 1024**3 bytes, as the benchmarks count) with one decimal, or MB under 1 GB.
+
+    Examples
+    --------
+    >>> memory_text(3.2 * 1024**3), memory_text(310 * 1024**2)
+    ('3.2 GB', '310 MB')
+    """
+    if nbytes >= 1024**3:
+        return f"{nbytes / 1024**3:.1f} GB"
+    return f"{nbytes / 1024**2:.0f} MB"
+
+
+#: A report says which section of its notebook runs (`_KernelRun`) only once it has run this many seconds, so a long
+#: run (a 1M-opportunity CRM) does not look hung and a short one prints nothing more than its result line.
+PROGRESS_AFTER_SECONDS = 20.0
+#: Past `PROGRESS_AFTER_SECONDS`, a cell that keeps running is said again every this many seconds (a backtest cell runs
+#: for minutes on a large CRM, under one heading).
+PROGRESS_EVERY_SECONDS = 60.0
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+
+
+class _KernelRun:
+    """What the kernel manager and nbclient's hooks share while one report runs.
+
+    `cell_running` is set from a code cell's execute request to its reply; `peak_rss` receives the kernel's peak
+    resident memory at shutdown. Once the report has run longer than `PROGRESS_AFTER_SECONDS`, `say` gets
+    ``  NAME: § HEADING (cell K/N, S s)`` when a code cell starts under a heading other than the last one said, and
+    while one cell runs, once the threshold is passed and again every `PROGRESS_EVERY_SECONDS` (from `watch`'s
+    thread; a report whose long first cell started before the threshold is said at it): K counts the
+    notebook's code cells (papermill's injected parameters left out), N is their number, S the report's seconds so far.
+    """
+
+    def __init__(self, name: str, code_cells: int, say: Callable[[str], Any] | None, start: float) -> None:
+        self.name, self.code_cells, self.say, self.start = name, code_cells, say, start
+        self.cell_running = threading.Event()
+        self.peak_rss: int | None = None
+        self.heading: str | None = None
+        self.said: str | None = None
+        self.said_at = start
+        self.done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _line(self, now: float) -> str:
+        section = f"\u00a7 {self.heading} " if self.heading else ""
+        return f"  {self.name}: {section}(cell {self.done}/{self.code_cells}, {now - self.start:.0f} s)"
+
+    def cell_start(self, cell: Any = None, **_: Any) -> None:
+        """The ``on_cell_start`` hook (every cell, markdown too): a markdown cell's last heading is the section."""
+        if cell is not None and cell.get("cell_type") == "markdown":
+            headings = _HEADING.findall(str(cell.get("source", "")))
+            if headings:
+                self.heading = _plain(headings[-1])
+
+    def cell_execute(self, cell: Any = None, **_: Any) -> None:
+        """The ``on_cell_execute`` hook of nbclient (a code cell about to run)."""
+        self.cell_running.set()
+        if cell is not None and "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            return
+        with self._lock:
+            self.done += 1
+            now = time.monotonic()
+            if self.say is None or self.heading is None or self.heading == self.said:
+                return
+            if now - self.start >= PROGRESS_AFTER_SECONDS:
+                self.said, self.said_at = self.heading, now
+                self.say(self._line(now))
+
+    def cell_executed(self, **_: Any) -> None:
+        """The ``on_cell_executed`` hook of nbclient (its reply came)."""
+        self.cell_running.clear()
+
+    def tick(self) -> None:
+        """Past the threshold, while a cell runs: say it if nothing was said yet, or the last line is old enough."""
+        with self._lock:
+            now = time.monotonic()
+            if self.say is None or not self.cell_running.is_set() or now - self.start < PROGRESS_AFTER_SECONDS:
+                return
+            if self.said_at == self.start or now - self.said_at >= PROGRESS_EVERY_SECONDS:  # the first line, or due
+                self.said, self.said_at = self.heading, now
+                self.say(self._line(now))
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        """While inside, a thread calls `tick` every second (none without `say`)."""
+        if self.say is None:
+            yield
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(min(1.0, PROGRESS_EVERY_SECONDS)):
+                self.tick()
+
+        thread = threading.Thread(target=loop, name=f"progress-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
+
+
+def _code_cells(path: Path) -> int:
+    """The code cells nbclient executes in the notebook at `path` (those with some source); 0 when unreadable."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:
+        return 0
+    return sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
 
 
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
@@ -1694,7 +1848,7 @@ def _kernel_start_retried(run: Callable[..., Any], *args: Any, **kwargs: Any) ->
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
+def _execute(spec: ReportSpec, run_dir: Path, kernel: str, say: Callable[[str], Any] | None = None) -> ReportResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -1702,25 +1856,27 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
     partial = run_dir / f".{spec.name}.partial.ipynb"
     error: str | None = None
     headline: str | None = None
-    cell_running = threading.Event()  # set from a cell's execute request to its reply (nbclient's hooks)
+    run = _KernelRun(spec.name, _code_cells(spec.path), say, start)  # progress lines, a running cell, the peak
     try:
-        nb = _kernel_start_retried(
-            papermill.execute_notebook,
-            str(spec.path),
-            str(partial),
-            parameters=dict(spec.parameters),
-            kernel_name=kernel,
-            # the kernel starts in the notebook's folder (nbclient's resources), without papermill's cwd=, which
-            # changes the working directory of this whole process while reports run in threads
-            resources={"metadata": {"path": str(spec.path.parent)}},
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=spec.timeout,
-            kernel_manager_class=_kernel_manager_class(cell_running),
-            on_cell_execute=lambda **_: cell_running.set(),
-            on_cell_executed=lambda **_: cell_running.clear(),
-            extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
-        )
+        with run.watch():
+            nb = _kernel_start_retried(
+                papermill.execute_notebook,
+                str(spec.path),
+                str(partial),
+                parameters=dict(spec.parameters),
+                kernel_name=kernel,
+                # the kernel starts in the notebook's folder (nbclient's resources), without papermill's cwd=, which
+                # changes the working directory of this whole process while reports run in threads
+                resources={"metadata": {"path": str(spec.path.parent)}},
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=spec.timeout,
+                kernel_manager_class=_kernel_manager_class(run),
+                on_cell_start=run.cell_start,
+                on_cell_execute=run.cell_execute,
+                on_cell_executed=run.cell_executed,
+                extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_STARTUP}"],
+            )
         html_path = run_dir / f"{spec.name}.html"
         page = render_html(nb, spec.title, nav=NAV_SLOT)
         headline = page_headline(page)
@@ -1731,21 +1887,23 @@ def _execute(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
             html_path = run_dir / f"{spec.name}.html"
             _write_atomic(html_path, render_needs_html(spec.title, needs, spec.parameters, limits, nav=NAV_SLOT))
             partial.unlink(missing_ok=True)
-            return ReportResult(spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"])
+            return ReportResult(
+                spec, "needs", time.monotonic() - start, html=html_path, needs=needs["message"], peak_rss=run.peak_rss
+            )
         error = mask_url(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}])")
     except Exception as exc:  # a dead kernel, a timeout, a rendering error: the report fails, the run goes on
         error = mask_url(f"{type(exc).__name__}: {exc}".strip())
     seconds = time.monotonic() - start
     if error is None:
         partial.unlink(missing_ok=True)
-        return ReportResult(spec, "ok", seconds, html=html_path, headline=headline)
+        return ReportResult(spec, "ok", seconds, html=html_path, headline=headline, peak_rss=run.peak_rss)
     failed = None
     if partial.exists():
         failed = run_dir / f"{spec.name}.failed.ipynb"
         with contextlib.suppress(Exception):  # kept as it is when it cannot be read back
             _mask_outputs(partial)
         os.replace(partial, failed)
-    return ReportResult(spec, "failed", seconds, failed_notebook=failed, error=error)
+    return ReportResult(spec, "failed", seconds, failed_notebook=failed, error=error, peak_rss=run.peak_rss)
 
 
 def _mask_outputs(path: Path) -> None:
@@ -1770,10 +1928,12 @@ def _mask_outputs(path: Path) -> None:
         nbformat.write(nb, path)
 
 
-def _execute_safely(spec: ReportSpec, run_dir: Path, kernel: str) -> ReportResult:
+def _execute_safely(
+    spec: ReportSpec, run_dir: Path, kernel: str, say: Callable[[str], Any] | None = None
+) -> ReportResult:
     start = time.monotonic()
     try:
-        return _execute(spec, run_dir, kernel)
+        return _execute(spec, run_dir, kernel, say)
     except Exception as exc:  # e.g. the run folder became unwritable: still one failed report, not a crash
         return ReportResult(spec, "failed", time.monotonic() - start, error=mask_url(f"{type(exc).__name__}: {exc}"))
 
@@ -1822,7 +1982,9 @@ def run_reports(
     as_of : str, optional
         The ``as_of`` parameter of every report whose notebook has one.
     echo : callable, optional
-        Receives one progress line per report and a summary; default: print them (flushed).
+        Receives the lines: one per report as it ends (status, wall time, the kernel's peak memory), a summary, and
+        while a report runs longer than `PROGRESS_AFTER_SECONDS`, one per section of its notebook that starts (see
+        `_KernelRun`); default: print them (flushed). Called from the reports' threads, one line at a time.
 
     Returns
     -------
@@ -1835,7 +1997,13 @@ def run_reports(
     ConfigError
         When the configuration is invalid (nothing has run).
     """
-    say = echo or _print_flushed
+    emit = echo or _print_flushed
+    say_lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with say_lock:
+            emit(line)
+
     plan = load_config(config, only=only, params=params, as_of=as_of)
     if jobs is not None and (isinstance(jobs, bool) or int(jobs) < 1):
         raise ConfigError(f"--jobs must be a positive number, got {jobs!r}")
@@ -1851,12 +2019,13 @@ def run_reports(
     started = datetime.now(UTC)
     by_spec: dict[int, ReportResult] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="report") as pool:
-        futures = {pool.submit(_execute_safely, s, run_dir, kernel): i for i, s in enumerate(plan.specs)}
+        futures = {pool.submit(_execute_safely, s, run_dir, kernel, say): i for i, s in enumerate(plan.specs)}
         for future in as_completed(futures):
             res = future.result()
             by_spec[futures[future]] = res
             status = {"ok": "ok", "needs": "needs"}.get(res.status, "FAILED")
-            line = f"{status:>6}  {res.spec.name}  {res.seconds:.1f} s"
+            peak = "" if res.peak_rss is None else f"  peak {memory_text(res.peak_rss)}"
+            line = f"{status:>6}  {res.spec.name}  {res.seconds:.1f} s{peak}"
             said = res.error if res.status == "failed" else res.needs
             say(line if said is None else f"{line}  {said}")
     results = [by_spec[i] for i in range(len(plan.specs))]
@@ -1905,6 +2074,7 @@ def _entry(r: ReportResult, run_id: str, generated: str) -> dict[str, Any]:
         },
         "status": r.status,
         "seconds": round(r.seconds, 1),
+        "peak_rss": r.peak_rss,  # bytes, the kernel's VmHWM; None where it cannot be read (not Linux)
         "html": r.html.name if r.html else None,
         "failed_notebook": r.failed_notebook.name if r.failed_notebook else None,
         "error": r.error,  # masked where it was made (`_execute`)
@@ -2001,11 +2171,18 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
             f' <span class="note">({html.escape(str(e["name"]))})</span></p>'
         )
         status = e.get("status") if e.get("status") in ("ok", "needs") else "failed"
+        rss = e.get("peak_rss")
+        peak = (
+            f'<br><span class="note" title="the peak resident memory of the report\'s kernel">peak '
+            f"{memory_text(float(rss))}</span>"
+            if isinstance(rss, (int, float)) and not isinstance(rss, bool)
+            else ""
+        )
         rows.append(
             "<tr>"
             f'<td class="report">{"".join(about)}</td>'
             f'<td class="{status}">{status}</td>'
-            f'<td class="num log">{float(e.get("seconds") or 0):.1f} s</td>'
+            f'<td class="num log">{float(e.get("seconds") or 0):.1f} s{peak}</td>'
             f'<td class="log">{html.escape(str(e.get("generated", "")))}<br><span class="note">run '
             f"{html.escape(str(e.get('run', '')))}</span>"
             f'{"<br>" if notes else ""}<span class="note">{"<br>".join(notes)}</span></td>'
@@ -2027,7 +2204,7 @@ def _index_html(heading: str, entries: Sequence[Mapping[str, Any]], run_id: str,
 the report's page says what it needs). Latest run: {html.escape(run_id)}.
 Each report states its data source, parameters, as-of date and generation time in its header.</p>
 <table>
-<thead><tr><th>report</th><th>status</th><th>duration</th><th>generated, notes</th></tr></thead>
+<thead><tr><th>report</th><th>status</th><th>duration, memory</th><th>generated, notes</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>

@@ -52,8 +52,9 @@ def test_failed_report_does_not_stop_the_others(tmp_path, notebook_factory, caps
     code = main(["report", "--config", str(config), "--out", str(out), "--jobs", "2"])
     printed = capsys.readouterr().out
     assert code == 1
-    assert re.search(r"FAILED\s+bad\s+[\d.]+ s\s+ValueError: boom <x>", printed)
+    assert re.search(r"FAILED\s+bad\s+[\d.]+ s(\s+peak \d[\d.]* [MG]B)?\s+ValueError: boom <x>", printed)
     assert re.search(r"ok\s+good\s+[\d.]+ s", printed) and re.search(r"ok\s+good__script-alert-1-script__4 ", printed)
+    assert "\u00a7" not in printed  # short reports print no progress lines (`reports.PROGRESS_AFTER_SECONDS`)
 
     (run,) = _run_dirs(out)
     names = {p.name for p in run.iterdir()}
@@ -137,7 +138,9 @@ def test_a_successful_run_prints_no_keyboard_interrupt_and_a_failing_one_still_s
     captured = capfd.readouterr()
     printed = captured.out + captured.err
     assert re.search(r"ok\s+noisy\s+[\d.]+ s", printed)
-    assert re.search(r"FAILED\s+bad\s+[\d.]+ s\s+ValueError: boom <x>", printed)  # a real error still shows
+    assert re.search(
+        r"FAILED\s+bad\s+[\d.]+ s(\s+peak \d[\d.]* [MG]B)?\s+ValueError: boom <x>", printed
+    )  # a real error still shows
     assert "KeyboardInterrupt" not in printed and "[IPKernelApp] ERROR" not in printed
     (run,) = _run_dirs(out)
     page = (run / "noisy.html").read_text(encoding="utf-8")
@@ -517,7 +520,7 @@ def test_warnings_open_the_report_in_a_read_this_first_box_and_needs_render_a_pa
     code, printed, out = limits_run
     assert code == reports.EXIT_NEEDS == 3  # no failure, two needs pages
     assert "skipped good__skipped: runs only when n is 5 or 6 (here: 3)" in printed
-    assert re.search(r"needs\s+late\s+[\d.]+ s\s+This report needs <i>leads</i>", printed)
+    assert re.search(r"needs\s+late\s+[\d.]+ s(\s+peak \d[\d.]* [MG]B)?\s+This report needs <i>leads</i>", printed)
     assert "2 rendered, 2 need data they lack (a page says what), 0 failed, 1 skipped" in printed
     latest = out / "latest"
 
@@ -712,3 +715,120 @@ def test_a_kernel_that_died_before_its_first_reply_is_started_again():
     with pytest.raises(RuntimeError, match="a cell failed"):
         reports._kernel_start_retried(other)
     assert len(calls) == 1
+
+
+# 300 MiB of float64 ones, every page written (np.ones touches them), kept until the kernel shuts down
+ALLOCATE_300_MB = ["import numpy as np\nheld = np.ones(300 * 2**20 // 8)\nprint(int(held.sum()))"]
+
+
+def test_the_report_line_the_manifest_and_the_index_give_the_kernel_peak_memory(tmp_path, notebook_factory, capsys):
+    """The kernel's VmHWM, read before its shutdown: above what the notebook held, below that plus a Python's share."""
+    notebook_factory("big", ALLOCATE_300_MB)
+    out = tmp_path / "out"
+    assert main(["report", "--config", str(_config(tmp_path, "reports:\n  - big\n")), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "latest" / "manifest.json").read_text(encoding="utf-8"))
+    peak = manifest["big"]["peak_rss"]
+    if not sys.platform.startswith("linux"):  # no /proc: not measured, and not pretended
+        assert peak is None and "peak" not in printed
+        return
+    assert 300 * 2**20 < peak < 300 * 2**20 + 2**30, peak
+    shown = reports.memory_text(peak)
+    assert re.search(rf"ok\s+big\s+[\d.]+ s\s+peak {re.escape(shown)}\n", printed), printed
+    assert re.fullmatch(r"\d+ MB", shown) and int(shown.split()[0]) > 300
+    index = (out / "latest" / "index.html").read_text(encoding="utf-8")
+    assert f"peak {shown}</span>" in index
+
+
+PROGRESS_NOTEBOOK = [
+    ("markdown", "# Progress"),
+    ("parameters", "n: int = 3"),
+    ("markdown", "Some prose, no heading.\n\n## Load the *data*"),
+    ("code", "x = n"),
+    ("code", "y = x + 1"),
+    ("markdown", "## Fit\n\ntext\n\n### The `model`"),
+    ("code", "z = y * 2"),
+    ("markdown", "## A section without code"),
+    ("markdown", "## Last"),
+    ("code", "   "),  # blank: not executed, not counted
+    ("code", "print(z)"),
+]
+
+
+def _progress_notebook(path: Path) -> Path:
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    cells = []
+    for kind, source in PROGRESS_NOTEBOOK:
+        cell = new_markdown_cell(source) if kind == "markdown" else new_code_cell(source)
+        if kind == "parameters":
+            cell.metadata["tags"] = ["parameters"]
+        cells.append(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(
+        new_notebook(
+            cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        ),
+        path,
+    )
+    return path
+
+
+def test_a_long_report_says_each_section_as_its_first_code_cell_starts(tmp_path, monkeypatch):
+    """Past `PROGRESS_AFTER_SECONDS` (0 here), a line per heading whose code starts: the last heading of a markdown
+    cell, the code cell's number among the notebook's code cells (papermill's injected parameters left out)."""
+    _progress_notebook(tmp_path / "notebooks" / "prog.ipynb")
+    monkeypatch.setattr(reports, "PROGRESS_AFTER_SECONDS", 0)
+    lines: list[str] = []
+    config = _config(tmp_path, "reports:\n  - notebook: prog\n    parameters: {n: 5}\n")
+    result = reports.run_reports(config, tmp_path / "out", echo=lines.append)
+    assert result.exit_code == 0
+    progress = [re.sub(r", \d+ s\)$", ", S s)", line) for line in lines if "\u00a7" in line]
+    assert progress == [
+        "  prog__5: \u00a7 Progress (cell 1/5, S s)",
+        "  prog__5: \u00a7 Load the data (cell 2/5, S s)",
+        "  prog__5: \u00a7 The model (cell 4/5, S s)",
+        "  prog__5: \u00a7 Last (cell 5/5, S s)",
+    ]
+    assert lines.index(progress_line := next(x for x in lines if "Last" in x)) < next(
+        i for i, x in enumerate(lines) if x.lstrip().startswith("ok")
+    ), progress_line  # said while it ran, before its result line
+
+
+def test_progress_waits_for_the_threshold():
+    """Under `PROGRESS_AFTER_SECONDS` nothing is said; past it, the section running then, once."""
+    import time
+
+    lines: list[str] = []
+    run = reports._KernelRun("r", 3, lines.append, time.monotonic())
+    run.cell_start(cell={"cell_type": "markdown", "source": "## One"})
+    run.cell_execute(cell={"cell_type": "code", "metadata": {}})
+    assert lines == [] and run.cell_running.is_set()
+    run.cell_executed()
+    assert not run.cell_running.is_set()
+    run.start -= reports.PROGRESS_AFTER_SECONDS + 1  # the report has now run past the threshold
+    run.cell_execute(cell={"cell_type": "code", "metadata": {}})
+    run.cell_execute(cell={"cell_type": "code", "metadata": {}})
+    assert [re.sub(r", \d+ s\)", ")", x) for x in lines] == ["  r: \u00a7 One (cell 2/3)"]
+
+
+def test_a_cell_that_keeps_running_is_said_again_every_interval(monkeypatch):
+    """A long cell under one heading (a backtest at 1M): said at the threshold, then every PROGRESS_EVERY_SECONDS."""
+    import time
+
+    monkeypatch.setattr(reports, "PROGRESS_AFTER_SECONDS", 0)
+    monkeypatch.setattr(reports, "PROGRESS_EVERY_SECONDS", 0.4)
+    lines: list[str] = []
+    run = reports._KernelRun("r", 2, lines.append, time.monotonic())
+    run.cell_execute(cell={"cell_type": "code", "metadata": {}})  # no heading yet: no section line
+    assert lines == []
+    with run.watch():
+        time.sleep(1.5)
+        run.cell_executed()
+        said = len(lines)
+        time.sleep(0.6)  # idle between cells: nothing more
+    assert 2 <= said <= 5 and len(lines) == said, lines
+    assert set(lines) <= {"  r: (cell 1/2, 0 s)", "  r: (cell 1/2, 1 s)"}, lines
+    quiet = reports._KernelRun("q", 1, None, time.monotonic() - 100)
+    with quiet.watch():  # without `say`, no thread and nothing said
+        quiet.cell_execute(cell={"cell_type": "code", "metadata": {}})

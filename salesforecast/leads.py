@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import isin
 from salesforecast.models.activity_features import LEAD_ACTIVITY_FEATURES, lead_activity_features
 from salesforecast.models.lead_scoring import WeakModelWarning, auc_interval
 from salesforecast.schema import CRMData
@@ -93,6 +94,19 @@ class LeadDataset:
     as_of: pd.Timestamp
     maturity_days: int
     young_converted: int
+
+    def open_among(self, lead_ids: Any) -> pd.DataFrame:
+        """The open leads whose id is among `lead_ids` (e.g. the leads of a team or rep), in `open`'s order.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> ds = lead_dataset(load_sample(), "2025-06-30")
+        >>> len(ds.open_among(ds.open.index[:3])), len(ds.open_among([]))
+        (3, 0)
+        """
+        keep = isin(pd.Series(self.open.index.array), lead_ids).to_numpy()
+        return self.open[keep]
 
 
 def lead_dataset(
@@ -222,7 +236,7 @@ def lead_holdout(
         full = now
     start = full.as_of - pd.Timedelta(days=maturity_days) - pd.DateOffset(months=holdout_months)
     train = lead_dataset(data, start, maturity_days, activity_days)
-    later = ~full.X.index.isin(train.X.index)
+    later = ~isin(pd.Series(full.X.index.array), train.X.index).to_numpy()
     if not later.any() or train.X.empty:
         problem = _holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any())
         raise ReportNeeds(problem, needs=["leads on both sides of the holdout start"], lacking=[problem])

@@ -28,11 +28,12 @@ Estimators
     ``"hgb"`` (default): scikit-learn's `~sklearn.ensemble.HistGradientBoostingClassifier` with native
     categorical splits and native missing values (a missing value is sent to whichever side of each split fits
     the data: it learns what median imputation plus a missing indicator would, without assuming either); small
-    trees (8 leaves, at least 100 rows a leaf, L2 penalty 1) and learning rate 0.1 (0.3 from 500,000 training
-    rows on, where a third as many trees keep scoring fast at a negligible cost); trees are added until 20 more
-    improve the validation log loss by less than 1e-4 (at most 1000). Small additive trees suit lead data, where
-    most of the signal is a sum of feature effects: on the synthetic leads of `salesforecast.datasets.generate`
-    they recover the true probabilities more closely than scikit-learn's defaults (31 leaves, 20 rows a leaf).
+    trees (8 leaves, at least 100 rows a leaf, L2 penalty 1) and learning rate 0.1 (0.3 from 500,000 rows learnt
+    from on, i.e. with ``max_rows`` raised or None, where a third as many trees keep scoring fast at a negligible
+    cost); trees are added until 20 more improve the validation log loss by less than 1e-4 (at most 1000). Small
+    additive trees suit lead data, where most of the signal is a sum of feature effects: on the synthetic leads
+    of `salesforecast.datasets.generate` they recover the true probabilities more closely than scikit-learn's
+    defaults (31 leaves, 20 rows a leaf).
     ``"logistic"``: L2-regularised `~sklearn.linear_model.LogisticRegression` (``C=1``) on one-hot levels and
     standardised numbers, missing numbers imputed with the training median plus a 0/1 missing indicator for the
     columns that had gaps. Non-negative numbers with a long right tail (skewness above 1: company sizes, counts

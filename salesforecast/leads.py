@@ -597,8 +597,8 @@ def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
         notes.append(
             f"The model learnt from {n_fit:,} of the {n_in:,} training leads: a random sample drawn at the same "
             f"rate ({n_fit / n_in:.1%}) from the converted and the other leads, weighted so that its conversion "
-            "rate is that of all of them. Beyond that many leads, more change its ranking of later leads little and "
-            "cost minutes; its holdout figures are those of the model learnt from the sample."
+            "rate is that of all of them. Beyond that many, more leads change a score of this kind little and cost "
+            "time and memory; the holdout figures are those of the model learnt from the sample."
         )
     given = list(getattr(model, "feature_names_in_", ()))
     dropped = getattr(model, "dropped_columns_", {})

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import isin
 from salesforecast.models.activity_features import LEAD_ACTIVITY_FEATURES, lead_activity_features
 from salesforecast.models.lead_scoring import WeakModelWarning, auc_interval
 from salesforecast.schema import CRMData
@@ -93,6 +94,19 @@ class LeadDataset:
     as_of: pd.Timestamp
     maturity_days: int
     young_converted: int
+
+    def open_among(self, lead_ids: Any) -> pd.DataFrame:
+        """The open leads whose id is among `lead_ids` (e.g. the leads of a team or rep), in `open`'s order.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> ds = lead_dataset(load_sample(), "2025-06-30")
+        >>> len(ds.open_among(ds.open.index[:3])), len(ds.open_among([]))
+        (3, 0)
+        """
+        keep = isin(pd.Series(self.open.index.array), lead_ids).to_numpy()
+        return self.open[keep]
 
 
 def lead_dataset(
@@ -166,6 +180,7 @@ def lead_holdout(
     maturity_days: int = 180,
     holdout_months: int = 6,
     activity_days: float = ACTIVITY_DAYS,
+    now: LeadDataset | None = None,
 ) -> tuple[LeadDataset, pd.DataFrame, pd.Series]:
     """A time-honest split: train on what was known at the holdout start, test on the leads that matured after.
 
@@ -174,6 +189,19 @@ def lead_holdout(
     mature then, with the outcomes known then); the test set holds the leads mature at `as_of` but not at
     ``start``, with their outcomes known at `as_of`. No test lead's outcome is visible to training. The activity
     features of both sides are read at each lead's cutoff (`activity_days`, see `lead_dataset`).
+
+    Parameters
+    ----------
+    data : CRMData
+    as_of : date, optional
+        Default: the data's as-of.
+    maturity_days, activity_days : see `lead_dataset`
+    holdout_months : int
+        Months of lead creation dates in the holdout.
+    now : LeadDataset, optional
+        ``lead_dataset(data, as_of, maturity_days, activity_days)`` when the caller has it already (a report
+        ranks the open leads with it): the holdout is taken from it instead of building it again. Its date and
+        maturity must be those asked.
 
     Returns
     -------
@@ -196,10 +224,19 @@ def lead_holdout(
     >>> bool(train.X["created_at"].max() < X_test["created_at"].min())
     True
     """
-    full = lead_dataset(data, as_of, maturity_days, activity_days)
+    if now is None:
+        full = lead_dataset(data, as_of, maturity_days, activity_days)
+    else:
+        asked = pd.Timestamp(data.as_of if as_of is None else as_of)
+        if now.as_of != asked or now.maturity_days != int(maturity_days):
+            raise ValueError(
+                f"now holds the leads known at {now.as_of.date()} with maturity_days={now.maturity_days}, not at "
+                f"{asked.date()} with maturity_days={maturity_days}: build it with the same settings"
+            )
+        full = now
     start = full.as_of - pd.Timedelta(days=maturity_days) - pd.DateOffset(months=holdout_months)
     train = lead_dataset(data, start, maturity_days, activity_days)
-    later = ~full.X.index.isin(train.X.index)
+    later = ~isin(pd.Series(full.X.index.array), train.X.index).to_numpy()
     if not later.any() or train.X.empty:
         problem = _holdout_problem(data, full, start, holdout_months, train.X.empty, not later.any())
         raise ReportNeeds(problem, needs=["leads on both sides of the holdout start"], lacking=[problem])
@@ -534,7 +571,8 @@ def check_holdout(
 def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
     """What a fitted `LeadScoringModel` used from the activities, left out or kept quiet about, in sentences.
 
-    The activity features it uses (`lead_dataset`'s, when the data have activities on leads), columns left out
+    The leads it learnt from when it sampled them (``max_rows``: how many of how many, and how drawn), the
+    activity features it uses (`lead_dataset`'s, when the data have activities on leads), columns left out
     as probable leakage (with their single-feature AUC), date parts left out because they did not improve the
     validation score (both scores), features whose values are never given as reasons, and tiers merged because
     scores tie. Nothing to say gives an empty list. `activity_days` is the one `lead_dataset` read the activity
@@ -554,6 +592,14 @@ def model_notes(model: Any, activity_days: float = ACTIVITY_DAYS) -> list[str]:
     "Left out of the model as probable leakage: 'closer' (single-f"
     """
     notes = []
+    n_in, n_fit = getattr(model, "n_rows_in_", 0), getattr(model, "n_rows_fit_", 0)
+    if n_fit < n_in:
+        notes.append(
+            f"The model learnt from {n_fit:,} of the {n_in:,} training leads: a random sample drawn at the same "
+            f"rate ({n_fit / n_in:.1%}) from the converted and the other leads, weighted so that its conversion "
+            "rate is that of all of them. Beyond that many, more leads change a score of this kind little and cost "
+            "time and memory; the holdout figures are those of the model learnt from the sample."
+        )
     given = list(getattr(model, "feature_names_in_", ()))
     dropped = getattr(model, "dropped_columns_", {})
     acts = [c for c in LEAD_ACTIVITY_FEATURES if c in given and c not in dropped]
@@ -622,8 +668,21 @@ def tier_table(tiers: pd.Series, y: pd.Series) -> pd.DataFrame:
     return out[cols].reset_index()
 
 
-def rank_leads(model: Any, X: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+def rank_leads(model: Any, X: pd.DataFrame, top: int = 3, rows: int | None = None) -> pd.DataFrame:
     """Leads ranked by a fitted `LeadScoringModel`: probability, tier and the reasons in words, best first.
+
+    Parameters
+    ----------
+    model : LeadScoringModel
+        Fitted.
+    X : pandas.DataFrame
+        The leads to rank (features as the model was fitted with).
+    top : int
+        Reasons per lead.
+    rows : int, optional
+        Only the `rows` best-scored leads (default all): every lead is scored, and only those are explained,
+        which on hundreds of thousands of open leads saves most of the time (an explanation re-predicts each
+        lead once per feature).
 
     Returns
     -------
@@ -632,17 +691,23 @@ def rank_leads(model: Any, X: pd.DataFrame, top: int = 3) -> pd.DataFrame:
         ``reasons`` (the `top` strongest, joined with "; "). No open leads (an empty X) give an empty table with
         the same columns and dtypes, so a report can show it or say there is nothing to rank.
     """
+    if rows is not None and (not isinstance(rows, (int, np.integer)) or isinstance(rows, bool) or rows < 1):
+        raise ValueError(f"rows must be a positive number of leads or None (all), got {rows!r}")
     context = [c for c in ("created_at", "owner", "lead_source") if c in X.columns]
-    out = X[context].copy()
     if X.empty:
+        out = X[context].copy()
         out["probability"] = pd.Series(dtype="float64", index=out.index)
         out["tier"] = pd.Series(dtype="str", index=out.index)
         out["reasons"] = pd.Series(dtype="str", index=out.index)
         return out
-    explained = model.explain(X, top=top)
+    p = model.predict_proba(X).to_numpy()
+    order = np.argsort(-p, kind="stable")[: len(p) if rows is None else int(rows)]
+    best = X.iloc[order]
+    explained = model.explain(best, top=top)
     reasons = explained[[f"reason_{k}" for k in range(1, top + 1)]]
     joined = reasons.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str) and v), axis=1)
-    out["probability"] = explained["probability"].to_numpy()
-    out["tier"] = model.tiers(X).astype("str").to_numpy()
+    out = best[context].copy()
+    out["probability"] = p[order]
+    out["tier"] = model.tiers_of(p[order]).astype("str").to_numpy()
     out["reasons"] = joined.astype("str").to_numpy()
-    return out.sort_values("probability", ascending=False, kind="stable")
+    return out

@@ -277,6 +277,8 @@ def lead_activity_features(activities: pd.DataFrame, leads: pd.DataFrame, cutoff
     >>> f.values.tolist()
     [[1.0, 6.0, 1.0, 2.75], [0.0, 72.0, 0.0, 3.0]]
     """
+    if activities is not None and {"lead_id", "occurred_at"} <= set(activities.columns):
+        activities = activities[["lead_id", "occurred_at"]]  # the rows kept copy only what is read
     acts = _linked(activities, "lead_id")
     out = pd.DataFrame(index=leads.index)
     if not len(acts):

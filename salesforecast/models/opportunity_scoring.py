@@ -50,7 +50,7 @@ Model (`OpportunityScoringModel`)
     on the feature columns, with the latest snapshot dates as its validation rows. ``owner_closed_deals`` is left
     out of the classifier by default: it only grows with time, so later dates fall outside the range it was
     trained on (the owner's record enters through ``owner_win_rate``). With more training rows than ``max_rows``
-    (200,000 by default), it learns from a sample of them, stratified by snapshot date and outcome in proportion
+    (75,000 by default), it learns from a sample of them, stratified by snapshot date and outcome in proportion
     (no weights needed), and builds the features of the sampled rows only; the summary says so (``learnt_from``).
 Censoring, and why ``min_known``
     At a snapshot date shortly before ``as_of`` the outcomes known are those of the deals that closed fast: early
@@ -97,7 +97,7 @@ __all__ = [
 ]
 
 #: Default most (date, deal) rows `OpportunityScoringModel` learns from: above it, a sample of them (see ``max_rows``).
-MAX_ROWS = 200_000
+MAX_ROWS = 75_000
 
 #: The smallest ``max_rows`` accepted: fewer rows leave too few for the classifier's validation.
 MIN_ROWS = 1_000

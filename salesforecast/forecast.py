@@ -1814,8 +1814,9 @@ def backtest(
         Late window of `submission_bias` for ``bias_corrected_commit``.
     opportunity_params : dict, optional
         Settings of the `OpportunityScoringModel` behind ``opportunity_score`` (its ``target`` is ``"period"`` and
-        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}`` or ``{"model_params": {"leakage_auc":
-        0.85}}``.
+        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}``, ``{"model_params": {"leakage_auc":
+        0.85}}`` or ``{"max_rows": None}`` (each refit learns from a sample of at most ``max_rows`` (date, deal)
+        rows by default, 75,000: see `OpportunityScoringModel`).
     min_history_days : float, optional
         Default periods start this long after the first deal (the models need history). Default (None): 365 days,
         shortened on short data so that four closed periods are replayed, but never to less than two whole periods

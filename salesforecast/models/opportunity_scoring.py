@@ -81,7 +81,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import DAY_US, NAT, to_us, us
+from salesforecast._utils import DAY_US, NAT, isin, to_us, us
 from salesforecast.history import DealHistory
 from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
@@ -270,7 +270,13 @@ def opportunity_features(
         out["owner_win_rate"] = np.where(closed + m > 0, (won + m * overall) / (closed + m), np.nan)
     if "lead_id" in out.columns:
         out["from_lead"] = out["lead_id"].notna().to_numpy()
-    acts = deal_activity_features(data.activities, process, out)
+    activities = data.activities
+    if rows is not None and activities is not None and "opportunity_id" in activities.columns:
+        # some rows only (a fit's sample): each row's features read its own deal's activities, so the others need
+        # not be sorted (without any, the full table gives the same zeros)
+        theirs = activities.loc[isin(activities["opportunity_id"], out["opportunity_id"]).to_numpy()]
+        activities = theirs if len(theirs) else activities
+    acts = deal_activity_features(activities, process, out)
     for name in acts.columns:
         out[name] = acts[name].to_numpy()
     return out

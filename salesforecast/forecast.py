@@ -26,7 +26,8 @@ numbers in the reports, colour, needs and implementation; adding a method is add
     bookings of deals not yet created (below).
 ``opportunity_score``
     As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
-    from past snapshots of deal features.
+    from past snapshots of deal features (at most ``max_rows`` (date, deal) rows per refit, 75,000 by default: a
+    sample stratified by date and outcome when there are more).
 ``run_rate``
     Closed won to date + the closed-won bookings per day of the trailing period (the period's length up to the
     cutoff, e.g. the last 91 days for a quarter of 91 days; deals won by the cutoff with a close date in that

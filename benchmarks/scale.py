@@ -18,11 +18,15 @@ pickle the first one leaves in a per-run folder (deleted at the end), so that lo
 4. ``pandas_loop``: reference B, a plain pandas loop over the dates, as in an analyst's notebook (per date: history up
    to it, last row per opportunity, open stages), on the data in memory; also checked equal to ours;
 5. ``fit``: ``StageConversionModel(n_bootstrap=0).fit(data)``;
-6. ``backtest``: ``backtest(data, methods=PIPELINE_METHODS, periods=12, groups=("total", "team", "owner"),
-   min_history_days=0)``: 12 quarters x 13-14 weekly cutoffs. ``min_history_days=0`` because the default (365)
-   leaves only the last 8 quarters of three years of data; the first quarter then has no history to fit the
-   stage-conversion model on and has crm_weighted only. With its default ``n_jobs``: the Monte Carlo draws of the
-   cutoffs run in one thread per core beside the main thread (the results do not depend on it);
+6. ``backtest``: ``backtest(data, periods=12, groups=("total", "team", "owner"), min_history_days=0)``: every
+   method ``04_forecast_accuracy`` runs by default (the entries of `salesforecast.forecast.METHODS` marked
+   ``default``: the submitted calls, ``crm_weighted``, ``run_rate``, ``stage_conversion``, ``opportunity_score``,
+   ``ets``, ``seasonal_naive``, ``monte_carlo``; only ``oracle``, which needs the generator's truth, is left out),
+   so that no slow method hides outside the figure; 12 quarters x 13-14 weekly cutoffs. ``min_history_days=0``
+   because the default (365) leaves only the last 8 quarters of three years of data; the first quarter then has
+   no history to fit the models on and has the methods without a model only. With its default ``n_jobs``: the
+   Monte Carlo draws of the cutoffs run in one thread per core beside the main thread (the results do not depend
+   on it). The JSON gives the quarters each method forecast;
 7. ``partitions``: the data split into 4 partitions by a hash of ``opportunity_id`` (opportunities and their stage
    history; leads, submissions and quotas are left whole in each, which the checked computations do not read):
    `pipeline_snapshots` on each partition, put together, must equal the whole (the rows of step 2, exactly); the
@@ -80,7 +84,7 @@ STEPS: dict[str, str] = {
     "duckdb": "3. reference A: DuckDB SQL from the Parquet files",
     "pandas_loop": "4. reference B: pandas loop over the dates",
     "fit": "5. `StageConversionModel(n_bootstrap=0).fit`",
-    "backtest": f"6. backtest, `PIPELINE_METHODS`, {BACKTEST_PERIODS} quarters",
+    "backtest": f"6. backtest, every default method of 04, {BACKTEST_PERIODS} quarters",
     "partitions": f"7. {N_PARTITIONS} partitions: snapshots + crm_weighted backtest",
 }
 #: Targets at 1M opportunities: seconds per step (when it has one), peak RSS for every step, scaling 1M / 100k.
@@ -303,25 +307,31 @@ def step_fit(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any]:
     return _timed(lambda: StageConversionModel(n_bootstrap=0).fit(data))[1]
 
 
+def backtest_methods() -> list[str]:
+    """The methods of step 6: those `backtest` (and so ``04_forecast_accuracy``) runs by default."""
+    from salesforecast.forecast import METHODS
+
+    return [name for name, m in METHODS.items() if m.default]
+
+
 def step_backtest(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any]:
-    from salesforecast.forecast import PIPELINE_METHODS, backtest
+    from salesforecast.forecast import backtest
 
     data = _load_pickle(work / "data.pkl")
+    methods = backtest_methods()
     res, figures = _timed(
-        lambda: backtest(data, methods=PIPELINE_METHODS, periods=BACKTEST_PERIODS, groups=GROUPS, min_history_days=0)
+        lambda: backtest(data, methods=methods, periods=BACKTEST_PERIODS, groups=GROUPS, min_history_days=0)
     )
     # the whole's crm_weighted forecasts, for the partitions step (not timed)
     res.loc[res["method"] == "crm_weighted"].to_parquet(work / "crm_weighted.parquet", index=False)
     have = res.dropna(subset=["forecast"])
     return {
         **figures,
-        "methods": list(PIPELINE_METHODS),
+        "methods": methods,
         "periods": sorted(res["period"].unique().tolist()),
         "cutoffs": int(res["cutoff"].nunique()),
         "rows": len(res),
-        "periods_with_forecast": {
-            m_: int(have.loc[have["method"] == m_, "period"].nunique()) for m_ in PIPELINE_METHODS
-        },
+        "periods_with_forecast": {m_: int(have.loc[have["method"] == m_, "period"].nunique()) for m_ in methods},
     }
 
 
@@ -722,7 +732,7 @@ def main() -> int:
             "repeat": args.repeat,
             "snapshot_dates": f"{N_DATES} dates every 7 days from {START} (midnight)",
             "backtest": {
-                "methods": "PIPELINE_METHODS",
+                "methods": backtest_methods(),
                 "periods": BACKTEST_PERIODS,
                 "groups": list(GROUPS),
                 "min_history_days": 0,

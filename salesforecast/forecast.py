@@ -26,7 +26,8 @@ numbers in the reports, colour, needs and implementation; adding a method is add
     bookings of deals not yet created (below).
 ``opportunity_score``
     As ``stage_conversion``, with the probability from `OpportunityScoringModel` (target ``"period"``), learned
-    from past snapshots of deal features.
+    from past snapshots of deal features (at most ``max_rows`` (date, deal) rows per refit, 75,000 by default: a
+    sample stratified by date and outcome when there are more).
 ``run_rate``
     Closed won to date + the closed-won bookings per day of the trailing period (the period's length up to the
     cutoff, e.g. the last 91 days for a quarter of 91 days; deals won by the cutoff with a close date in that
@@ -1814,8 +1815,9 @@ def backtest(
         Late window of `submission_bias` for ``bias_corrected_commit``.
     opportunity_params : dict, optional
         Settings of the `OpportunityScoringModel` behind ``opportunity_score`` (its ``target`` is ``"period"`` and
-        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}`` or ``{"model_params": {"leakage_auc":
-        0.85}}``.
+        its ``period`` the backtest's), e.g. ``{"estimator": "logistic"}``, ``{"model_params": {"leakage_auc":
+        0.85}}`` or ``{"max_rows": None}`` (each refit learns from a sample of at most ``max_rows`` (date, deal)
+        rows by default, 75,000: see `OpportunityScoringModel`).
     min_history_days : float, optional
         Default periods start this long after the first deal (the models need history). Default (None): 365 days,
         shortened on short data so that four closed periods are replayed, but never to less than two whole periods

@@ -659,6 +659,7 @@ def pipeline_snapshots(
     data: CRMData,
     as_of: Any,
     columns: Sequence[str] | None = None,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The open pipeline as it stood at each date, rebuilt from stage_history.
 
@@ -672,6 +673,9 @@ def pipeline_snapshots(
     columns : sequence of str, optional
         Static opportunity columns to copy in (default: those of `DEFAULT_COLUMNS` present). Their current
         values are used: the canonical tables do not historise them.
+    rows : tuple of numpy.ndarray, optional
+        Only these rows: ``(rows, date_idx)``, a subset of ``snapshot_rows(stage_intervals(data), dates)`` (``dates``
+        = ``to_dates(as_of)``) in its order, e.g. a sample of them. Default: all of them.
 
     Returns
     -------
@@ -697,7 +701,7 @@ def pipeline_snapshots(
     dates = to_dates(as_of)
     enc = encoded_intervals(data)
     iv = enc.frame
-    rows, date_idx = snapshot_rows(iv, dates)
+    rows, date_idx = snapshot_rows(iv, dates) if rows is None else rows
 
     asof_us = dates.as_unit("us").asi8[date_idx].view("datetime64[us]")
     del date_idx

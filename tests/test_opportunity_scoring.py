@@ -15,11 +15,13 @@ from sklearn.base import clone
 from salesforecast._utils import isin
 from salesforecast.adherence import deal_adherence
 from salesforecast.datasets import generate, load_sample
+from salesforecast.history import DealHistory
 from salesforecast.metrics import roc_auc
 from salesforecast.models.opportunity_scoring import (
     HISTORY_FEATURES,
     STATE_FEATURES,
     OpportunityScoringModel,
+    _proportional_sample,
     opportunity_features,
     opportunity_targets,
 )
@@ -258,11 +260,14 @@ def test_model_beats_the_stage_baseline_on_later_snapshots(gen5k):
     assert elapsed < 60
 
 
-def test_fit_uses_only_what_was_known_at_as_of(sample):
+@pytest.mark.parametrize("max_rows", [None, 1_000])  # 1,000: a sample of the 2,538 training rows
+def test_fit_uses_only_what_was_known_at_as_of(sample, max_rows):
     cut = pd.Timestamp("2024-11-15")  # the snapshots of October and November are in the current quarter
-    model = OpportunityScoringModel(snapshot_freq="MS", target="period").fit(sample, as_of=cut)
-    on_past = OpportunityScoringModel(snapshot_freq="MS", target="period").fit(known_at(sample, cut), as_of=cut)
-    rewritten = OpportunityScoringModel(snapshot_freq="MS", target="period").fit(_future_rewritten(sample, cut), cut)
+    settings = {"snapshot_freq": "MS", "target": "period", "max_rows": max_rows}
+    model = OpportunityScoringModel(**settings).fit(sample, as_of=cut)
+    on_past = OpportunityScoringModel(**settings).fit(known_at(sample, cut), as_of=cut)
+    rewritten = OpportunityScoringModel(**settings).fit(_future_rewritten(sample, cut), cut)
+    assert model.n_train_ == (model.n_known_ if max_rows is None else max_rows)
     f = opportunity_features(sample, cut)
     for other in (on_past, rewritten):
         pd.testing.assert_frame_equal(other.training_, model.training_)
@@ -270,7 +275,58 @@ def test_fit_uses_only_what_was_known_at_as_of(sample):
     tr = model.training_
     assert (tr["as_of"] < cut).all() and tr["used"].any() and not tr["used"].all()  # the current quarter is left out
     assert (tr.loc[tr["used"], "share_known"] >= 0.9).all()
-    assert model.n_train_ == int(tr.loc[tr["used"], "known"].sum())
+    assert model.n_known_ == int(tr.loc[tr["used"], "known"].sum()) and model.n_train_ == tr["sampled"].sum()
+
+
+def test_a_sample_of_max_rows_keeps_each_date_and_outcome_share(gen5k):
+    """Above max_rows the fit learns from a sample in proportion to (date, outcome): calibrated without weights."""
+    cut = pd.Timestamp("2025-01-01")
+    full = OpportunityScoringModel(target="period", max_rows=None).fit(gen5k, as_of=cut)
+    part = OpportunityScoringModel(target="period", max_rows=4_000).fit(gen5k, as_of=cut)
+    assert part.n_known_ == full.n_known_ == full.n_train_ > 20_000 and part.n_train_ == 4_000
+    pd.testing.assert_frame_equal(part.training_.drop(columns="sampled"), full.training_.drop(columns="sampled"))
+    tr = part.training_
+    # each date keeps its share of the training rows (two strata per date, each rounded to a row)
+    share = np.where(tr["used"], tr["known"], 0) * (4_000 / full.n_known_)
+    assert (
+        np.abs(tr["sampled"] - share).max() <= 2
+        and (full.training_["sampled"] == np.where(tr["used"], tr["known"], 0)).all()
+    )
+    assert part.base_rate_ == full.base_rate_
+    assert part.summary.loc["learnt_from", "value"].endswith("a sample)")
+    assert full.summary.loc["learnt_from", "value"] == f"{full.n_known_:,} (all)"
+    # calibrated as the full fit: the mean probability on later snapshots matches the later win rate
+    later = opportunity_features(gen5k, pd.date_range(cut, "2025-03-31", freq="W-MON"))
+    y = opportunity_targets(gen5k, later, horizon="period")
+    known = y["known"].to_numpy()
+    rate = y.loc[known, "target"].mean()
+    p_full, p_part = (m.predict_proba(later)[known].mean() for m in (full, part))
+    assert abs(p_part - p_full) < 0.015 and abs(p_part - rate) < 0.03, (p_part, p_full, rate)
+    # the same data and seed give the same sample; another seed another one
+    again = OpportunityScoringModel(target="period", max_rows=4_000).fit(gen5k, as_of=cut)
+    pd.testing.assert_series_equal(again.predict_proba(later), part.predict_proba(later))
+
+
+def test_proportional_sample_keeps_each_stratum_share():
+    rng = np.random.default_rng(3)
+    strata = rng.choice([0, 1, 2, 5], size=10_000, p=[0.6, 0.3, 0.0999, 0.0001])
+    counts = np.bincount(strata)
+    for seed in (0, 1):
+        pos = _proportional_sample(strata, 1_000, seed)
+        assert len(pos) == 1_000 and (np.diff(pos) > 0).all()
+        # each stratum holds its share of the sample, to one row: the sample's weights are equal
+        assert np.abs(np.bincount(strata[pos], minlength=len(counts)) - counts * 0.1).max() < 1
+    assert not np.array_equal(_proportional_sample(strata, 1_000, 0), _proportional_sample(strata, 1_000, 1))
+    np.testing.assert_array_equal(_proportional_sample(strata, 1_000, 0), _proportional_sample(strata, 1_000, 0))
+
+
+def test_features_of_some_rows_are_those_among_all_rows(sample):
+    dates = pd.date_range("2024-01-01", "2024-06-30", freq="W-MON")
+    full = opportunity_features(sample, dates)
+    rows, date_idx = DealHistory.from_data(sample).snapshot_rows(dates)
+    some = np.flatnonzero(np.random.default_rng(0).random(len(rows)) < 0.3)
+    part = opportunity_features(sample, dates, rows=(rows[some], date_idx[some]))
+    pd.testing.assert_frame_equal(part, full.iloc[some].reset_index(drop=True))
 
 
 def test_score_pipeline_and_summary(sample):
@@ -289,6 +345,7 @@ def test_score_pipeline_and_summary(sample):
         "first_snapshot",
         "last_snapshot",
         "training_rows",
+        "learnt_from",
         "training_deals",
         "positives",
         "base_rate",
@@ -329,6 +386,9 @@ def test_estimator_settings_and_refusals(sample):
         ("min_known", 1.5),
         ("prior_strength", -1),
         ("model_params", "fast"),
+        ("max_rows", 999),
+        ("max_rows", 2.5e5),
+        ("max_rows", True),
     ],
 )
 def test_bad_settings_name_the_parameter(hand, param, value):

@@ -49,7 +49,9 @@ Model (`OpportunityScoringModel`)
     still unknown are left out and counted. The classifier is `salesforecast.models.lead_scoring.LeadScoringModel`
     on the feature columns, with the latest snapshot dates as its validation rows. ``owner_closed_deals`` is left
     out of the classifier by default: it only grows with time, so later dates fall outside the range it was
-    trained on (the owner's record enters through ``owner_win_rate``).
+    trained on (the owner's record enters through ``owner_win_rate``). With more training rows than ``max_rows``
+    (75,000 by default), it learns from a sample of them, stratified by snapshot date and outcome in proportion
+    (no weights needed), and builds the features of the sampled rows only; the summary says so (``learnt_from``).
 Censoring, and why ``min_known``
     At a snapshot date shortly before ``as_of`` the outcomes known are those of the deals that closed fast: early
     losses and quick wins, while slow deals (often the future wins) are still open. Training on them teaches the
@@ -76,9 +78,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import DAY_US, NAT, to_us, us
+from salesforecast._utils import DAY_US, NAT, isin, to_us, us
 from salesforecast.history import DealHistory
 from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
@@ -86,11 +89,18 @@ from salesforecast.snapshots import known_at, pipeline_snapshots, to_dates
 
 __all__ = [
     "HISTORY_FEATURES",
+    "MAX_ROWS",
     "STATE_FEATURES",
     "OpportunityScoringModel",
     "opportunity_features",
     "opportunity_targets",
 ]
+
+#: Default most (date, deal) rows `OpportunityScoringModel` learns from: above it, a sample of them (see ``max_rows``).
+MAX_ROWS = 75_000
+
+#: The smallest ``max_rows`` accepted: fewer rows leave too few for the classifier's validation.
+MIN_ROWS = 1_000
 
 #: Opportunity columns that hold the deal's changing state (taken from the history, never as current values).
 _STATE_COLUMNS = (
@@ -177,6 +187,7 @@ def opportunity_features(
     columns: Sequence[str] | None = None,
     period: Literal["month", "quarter", "year"] = "quarter",
     prior_strength: float = 20.0,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per (date, open opportunity), with features known at that date only.
 
@@ -196,6 +207,9 @@ def opportunity_features(
         Fiscal period for ``period``, ``period_end``, ``days_to_period_end`` and ``close_in_period``.
     prior_strength : float
         Pseudo-deals ``m`` pulling each owner's win rate toward the overall rate (0: the raw rate).
+    rows : tuple of numpy.ndarray, optional
+        Only these snapshot rows (``rows`` of `salesforecast.snapshots.pipeline_snapshots`: a subset of
+        ``DealHistory.snapshot_rows(dates)``, in its order); each row's features are the same as among all rows.
 
     Returns
     -------
@@ -221,7 +235,7 @@ def opportunity_features(
     process = data.process
     dates = to_dates(as_of)
     static = _static_columns(data, columns)
-    snap = pipeline_snapshots(data, dates, columns=static)
+    snap = pipeline_snapshots(data, dates, columns=static, rows=rows)
     h = DealHistory.from_data(data)
     t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
@@ -256,7 +270,13 @@ def opportunity_features(
         out["owner_win_rate"] = np.where(closed + m > 0, (won + m * overall) / (closed + m), np.nan)
     if "lead_id" in out.columns:
         out["from_lead"] = out["lead_id"].notna().to_numpy()
-    acts = deal_activity_features(data.activities, process, out)
+    activities = data.activities
+    if rows is not None and activities is not None and "opportunity_id" in activities.columns:
+        # some rows only (a fit's sample): each row's features read its own deal's activities, so the others need
+        # not be sorted (without any, the full table gives the same zeros)
+        theirs = activities.loc[isin(activities["opportunity_id"], out["opportunity_id"]).to_numpy()]
+        activities = theirs if len(theirs) else activities
+    acts = deal_activity_features(activities, process, out)
     for name in acts.columns:
         out[name] = acts[name].to_numpy()
     return out
@@ -359,21 +379,9 @@ def opportunity_targets(
         if c not in features.columns:
             raise KeyError(f"features has no column {c!r}; pass the output of opportunity_features")
     known_by = data.as_of if known_by is None else pd.Timestamp(known_by)
-    kb = to_us(known_by)
     h = DealHistory.from_data(data)
-    n = len(features)
-    if horizon == "ever":
-        when = np.full(n, kb, dtype=np.int64)
-        ended = np.zeros(n, dtype=bool)
-    else:
-        end = us(features["period_end"])
-        when = np.minimum(end - 1, kb)
-        ended = end <= kb
-    row = h.row_at(features["opportunity_id"], when)
-    si = np.where(row >= 0, h.stage[np.maximum(row, 0)], -1)
-    won = np.isin(si, h.won_codes)
-    closed = si >= h.k
-    known = closed | ended
+    end = us(features["period_end"]) if horizon == "period" else None
+    won, closed, known, row = _outcomes(h, features["opportunity_id"], end, to_us(known_by))
     entered = h.entered[np.maximum(row, 0)]
     out = pd.DataFrame(
         {
@@ -389,6 +397,69 @@ def opportunity_targets(
     out["outcome"] = out["outcome"].astype("str")
     out.attrs.update({"horizon": horizon, "known_by": known_by, "n_unknown": int((~known).sum())})
     return out
+
+
+def _outcomes(
+    h: DealHistory, ids: Any, period_end: np.ndarray | None, known_by: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``won, closed, known`` (bool) and the history row read, per (deal, period end) (`opportunity_targets`).
+
+    `period_end` (int64 us, one per id) for ``horizon="period"``; None for ``"ever"`` (the state at `known_by`).
+    """
+    n = len(ids)
+    if period_end is None:
+        when = np.full(n, known_by, dtype=np.int64)
+        ended = np.zeros(n, dtype=bool)
+    else:
+        when = np.minimum(period_end - 1, known_by)
+        ended = period_end <= known_by
+    row = h.row_at(ids, when)
+    si = np.where(row >= 0, h.stage[np.maximum(row, 0)], -1)
+    won = np.isin(si, h.won_codes)
+    closed = si >= h.k
+    return won, closed, closed | ended, row
+
+
+def _row_outcomes(
+    h: DealHistory, deal: np.ndarray, date_pos: np.ndarray, ends: np.ndarray | None, known_by: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``known`` and ``won`` of snapshot rows given by deal code and date position (`opportunity_targets`' rules).
+
+    The outcome depends on the deal and the end of the period of the date only (``"period"``; on the deal only for
+    ``"ever"``: `ends` None), so it is read once per distinct (deal, period end) and spread back to the rows.
+    """
+    if ends is None:
+        pair_end = np.zeros(len(deal), dtype=np.int64)
+    else:
+        _, pair_end = np.unique(ends, return_inverse=True)
+        pair_end = pair_end.reshape(-1)[date_pos]
+    width = int(pair_end.max()) + 1 if len(pair_end) else 1
+    pairs, inverse = np.unique(deal * width + pair_end, return_inverse=True)
+    end_values = None if ends is None else np.unique(ends)[pairs % width]
+    won, _, known, _ = _outcomes(h, h.ids.take(pairs // width), end_values, known_by)
+    inverse = inverse.reshape(-1)
+    return known[inverse], won[inverse]
+
+
+def _proportional_sample(strata: np.ndarray, n: int, random_state: Any) -> np.ndarray:
+    """Positions of a sample of `n` rows, each stratum holding its share of them (sorted positions).
+
+    Proportional allocation (largest remainders, ties to the earlier stratum) then a uniform draw without
+    replacement within each stratum: every row has the same chance ``n / len(strata)`` up to the rounding of one
+    row per stratum, so the sample needs no weights (each row stands for ``len(strata) / n`` rows).
+    """
+    codes, counts = np.unique(strata, return_inverse=True, return_counts=True)[1:]
+    codes = codes.reshape(-1)
+    exact = counts * (n / len(strata))
+    quota = np.floor(exact).astype(np.int64)
+    extra = n - int(quota.sum())
+    if extra > 0:
+        quota[np.argsort(-(exact - quota), kind="stable")[:extra]] += 1
+    keys = check_random_state(random_state).random_sample(len(strata))
+    order = np.lexsort((keys, codes))  # by stratum, then at random within it
+    first = np.cumsum(counts) - counts
+    rank = np.arange(len(strata)) - np.repeat(first, counts)
+    return np.sort(order[rank < np.repeat(quota, counts)])
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -436,7 +507,18 @@ class OpportunityScoringModel(BaseEstimator):
     model_params : dict, optional
         Further keyword arguments of `LeadScoringModel` (e.g. ``{"calibration": "isotonic"}``).
     random_state : int, optional
-        Passed to `LeadScoringModel` when it takes one.
+        Passed to `LeadScoringModel` when it takes one, and the seed of the sample of ``max_rows`` (the same data,
+        settings and seed give the same fit).
+    max_rows : int or None
+        The most training rows (known (date, deal) rows at the dates used) the classifier learns from (default
+        `MAX_ROWS`, at least 1,000; None: all). Above it, a random sample of `max_rows` of them, stratified by
+        snapshot date and outcome with proportional allocation: every date keeps its share of the rows, so the
+        time left in the period (``days_to_period_end``) and the latest dates the classifier validates on keep
+        theirs, and within a date the won and lost rows keep theirs, so the sample's event rate is the training
+        rows' (to one row per stratum) and each row stands for the same number of rows: the probabilities need no
+        reweighting. Only the sampled rows' features are built, so memory follows `max_rows`, not the snapshot
+        count. The rows of a deal at consecutive weekly dates are close to copies of each other, which is why a
+        sample loses little (see ``benchmarks/README.md`` for the backtest accuracy with and without it).
 
     Attributes
     ----------
@@ -447,9 +529,14 @@ class OpportunityScoringModel(BaseEstimator):
     as_of_ : pandas.Timestamp
         The fit's data end.
     training_ : pandas.DataFrame
-        One row per snapshot date: ``as_of, open_deals, known, share_known, used, positives``.
+        One row per snapshot date with open deals: ``as_of, open_deals, known, share_known, used, positives,
+        sampled`` (``sampled``: the rows learnt from, ``known`` at a used date unless ``max_rows`` sampled them).
     n_unknown_ : int
         Snapshot rows (at the dates used) left out because their outcome was unknown at ``as_of``.
+    n_known_ : int
+        Training rows: snapshot rows with a known outcome at the dates used.
+    n_train_ : int
+        The rows the classifier learnt from: ``n_known_``, or ``max_rows`` when it sampled them.
     process_ : SalesProcess
     leaky_features_ : dict
         Feature -> single-feature AUC of the features the classifier's leakage guard flagged (above its
@@ -481,6 +568,7 @@ class OpportunityScoringModel(BaseEstimator):
         exclude: Sequence[str] = ("opportunity_id", "owner", "account_id", "lead_id", "owner_closed_deals"),
         model_params: dict[str, Any] | None = None,
         random_state: Any = 0,
+        max_rows: int | None = MAX_ROWS,
     ) -> None:
         self.target = target
         self.estimator = estimator
@@ -493,6 +581,7 @@ class OpportunityScoringModel(BaseEstimator):
         self.exclude = exclude
         self.model_params = model_params
         self.random_state = random_state
+        self.max_rows = max_rows
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -515,6 +604,12 @@ class OpportunityScoringModel(BaseEstimator):
         ps = self.prior_strength
         if not isinstance(ps, numbers.Real) or isinstance(ps, bool) or not ps >= 0 or not math.isfinite(ps):
             raise ValueError(f"prior_strength must be a number >= 0 (pseudo-deals), got {ps!r}")
+        mr = self.max_rows
+        if mr is not None and (not isinstance(mr, numbers.Integral) or isinstance(mr, bool) or mr < MIN_ROWS):
+            raise ValueError(
+                f"max_rows must be a whole number of (date, deal) rows of at least {MIN_ROWS:,}, or None to learn "
+                f"from every row, got {mr!r}"
+            )
         if self.model_params is not None and not isinstance(self.model_params, dict):
             raise ValueError(
                 f"model_params must be a dict of LeadScoringModel settings or None, got {self.model_params!r}"
@@ -565,38 +660,61 @@ class OpportunityScoringModel(BaseEstimator):
         dates = self._dates(data, as_of)
         if len(dates) == 0:
             raise ValueError(f"fit: no {self.snapshot_freq!r} snapshot date before as_of={as_of}")
-        feats = opportunity_features(
-            data, dates, columns=self.columns, period=self.period, prior_strength=self.prior_strength
-        )
-        tg = opportunity_targets(data, feats, horizon=self.target, known_by=as_of)
-        per_date = (
-            pd.DataFrame({"as_of": feats["as_of"], "known": tg["known"], "won": tg["target"].fillna(0.0)})
-            .groupby("as_of")
-            .agg(open_deals=("known", "size"), known=("known", "sum"), positives=("won", "sum"))
+        # the snapshot rows as (history row, date) codes and their outcomes, without their features: the features
+        # are built for the rows learnt from only (all the known rows at the dates used, or a sample of them)
+        h = DealHistory.from_data(data)
+        rows, date_pos = h.snapshot_rows(dates)
+        ends = _period_ends(data, dates, self.period)[1] if self.target == "period" else None
+        known, won = _row_outcomes(h, h.deal[rows], date_pos, ends, to_us(as_of))
+        won &= known
+        per_date = pd.DataFrame(
+            {
+                "as_of": dates.as_unit("us"),
+                "open_deals": np.bincount(date_pos, minlength=len(dates)),
+                "known": np.bincount(date_pos, weights=known, minlength=len(dates)).astype(np.int64),
+                "positives": np.bincount(date_pos, weights=won, minlength=len(dates)).astype(np.int64),
+            }
         )
         per_date["share_known"] = per_date["known"] / per_date["open_deals"]
         per_date["used"] = per_date["share_known"] >= self.min_known
-        per_date["positives"] = per_date["positives"].astype(np.int64)
-        use_date = feats["as_of"].map(per_date["used"]).fillna(False).to_numpy(dtype=bool)
-        keep = use_date & tg["known"].to_numpy()
-        y = tg["target"].to_numpy()[keep]
+        use_date = per_date["used"].to_numpy()
+        keep = use_date[date_pos] & known
+        y = won[keep]
         if len(y) == 0 or y.min() == y.max():
             raise ValueError(
                 f"fit: the training rows need won and lost outcomes; got {len(y)} rows with "
-                f"{int(np.sum(y))} won (snapshot dates used: {int(per_date['used'].sum())} of {len(per_date)})"
+                f"{int(np.sum(y))} won (snapshot dates used: {int(use_date.sum())} of "
+                f"{int((per_date['open_deals'] > 0).sum())})"
             )
+        take = np.flatnonzero(keep)
+        n_known, n_won = len(take), int(y.sum())
+        if self.max_rows is not None and n_known > self.max_rows:  # strata: snapshot date (so horizon) x outcome
+            take = take[_proportional_sample(date_pos[take] * 2 + won[take], int(self.max_rows), self.random_state)]
+        per_date["sampled"] = np.bincount(date_pos[take], minlength=len(dates))
+        feats = opportunity_features(
+            data,
+            dates,
+            columns=self.columns,
+            period=self.period,
+            prior_strength=self.prior_strength,
+            rows=(rows[take], date_pos[take]),
+        )
+        del rows, date_pos, known, keep
         names = self._feature_names(feats)
-        X = feats.loc[keep, [*names, "as_of"]].reset_index(drop=True)
+        X = feats[[*names, "as_of"]]
+        y = won[take]
         self.model_ = self._classifier().fit(X, y.astype(np.int64))
         self.leaky_features_ = _flagged(self.model_)
         self.feature_names_ = names
         self.as_of_ = as_of
         self.process_ = data.process
-        self.training_ = per_date.reset_index()[["as_of", "open_deals", "known", "share_known", "used", "positives"]]
-        self.n_unknown_ = int((use_date & ~tg["known"].to_numpy()).sum())
-        self.n_train_ = int(keep.sum())
-        self.n_train_deals_ = int(feats.loc[keep, "opportunity_id"].nunique())
-        self.base_rate_ = float(y.mean())
+        per_date = per_date.loc[per_date["open_deals"] > 0].reset_index(drop=True)
+        self.training_ = per_date[["as_of", "open_deals", "known", "share_known", "used", "positives", "sampled"]]
+        self.n_unknown_ = int(per_date.loc[per_date["used"], "open_deals"].sum()) - n_known
+        self.n_known_ = n_known
+        self.n_train_ = len(take)
+        self.n_train_deals_ = int(feats["opportunity_id"].nunique())
+        self.base_rate_ = n_won / n_known
         return self
 
     def _feature_names(self, feats: pd.DataFrame) -> list[str]:
@@ -661,7 +779,8 @@ class OpportunityScoringModel(BaseEstimator):
         """What the model was trained on, one row per item with its definition.
 
         Rows (index ``item``): ``target``, ``estimator``, ``as_of``, ``snapshot_dates`` (used / built),
-        ``first_snapshot``, ``last_snapshot``, ``training_rows``, ``training_deals``, ``positives``, ``base_rate``,
+        ``first_snapshot``, ``last_snapshot``, ``training_rows``, ``learnt_from`` (the rows the classifier learnt
+        from: all, or a sample of ``max_rows``), ``training_deals``, ``positives``, ``base_rate``,
         ``unknown_outcome_rows``, ``features``, ``activity_features`` (only when the model uses activity
         features), ``leaky_features``. Columns ``value`` (text) and ``definition``.
         """
@@ -685,8 +804,19 @@ class OpportunityScoringModel(BaseEstimator):
             ),
             ("first_snapshot", f"{used['as_of'].min():%Y-%m-%d}" if len(used) else "", "first date used"),
             ("last_snapshot", f"{used['as_of'].max():%Y-%m-%d}" if len(used) else "", "last date used"),
-            ("training_rows", f"{self.n_train_:,}", "(date, open deal) rows with a known outcome at the dates used"),
-            ("training_deals", f"{self.n_train_deals_:,}", "distinct deals among the training rows"),
+            ("training_rows", f"{self.n_known_:,}", "(date, open deal) rows with a known outcome at the dates used"),
+            (
+                "learnt_from",
+                f"{self.n_train_:,} ({self.n_train_ / self.n_known_:.1%}, a sample)"
+                if self.n_train_ < self.n_known_
+                else f"{self.n_train_:,} (all)",
+                "training rows the classifier learnt from: all of them up to max_rows"
+                + ("" if self.max_rows is None else f" ({self.max_rows:,})")
+                + ", else a random sample of max_rows stratified by snapshot date and outcome in proportion (each "
+                "date's won and lost rows keep their share, to a row), so each row stands for the same number of "
+                "training rows and the probabilities need no reweighting",
+            ),
+            ("training_deals", f"{self.n_train_deals_:,}", "distinct deals among the rows learnt from"),
             ("positives", f"{int(used['positives'].sum()):,}", "training rows whose deal was won (target 1)"),
             ("base_rate", f"{self.base_rate_:.3f}", "positives / training rows"),
             (

@@ -245,9 +245,9 @@ def _age_bands(days: np.ndarray) -> np.ndarray:
 
 
 def _rows(acts: pd.DataFrame, columns: Sequence[str], keep: np.ndarray | None) -> pd.DataFrame:
-    """`columns` of the rows of `acts` where `keep` holds (all: no copy)."""
+    """`columns` of the rows of `acts` where `keep` holds (all of them: a view, no copy)."""
     out = acts[list(columns)]
-    return out if keep is None or keep.all() else out[keep]
+    return out if keep is None else out[keep]
 
 
 def _of_types(acts: pd.DataFrame, types: Sequence[str]) -> np.ndarray:

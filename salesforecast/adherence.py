@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from salesforecast._utils import DAY_US, NAT, group_cumsum, sorted_unique, to_us
+from salesforecast._utils import DAY_US, NAT, group_cumsum, release_memory, sorted_unique, to_us
 from salesforecast.history import DealHistory
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS, unrecorded_fields
@@ -584,6 +584,7 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
     ['Needs Analysis > Id. Decision Makers > Perception Analysis', 'Value Proposition']
     """
     out = _compute(data, stall_days, as_of)[0]
+    release_memory()  # the history's intermediate arrays, millions of rows at 1M deals
     unrecorded = out.attrs.get("unrecorded", ())
     if unrecorded:
         warnings.warn(_unrecorded_message(unrecorded), UnrecordedHistoryWarning, stacklevel=2)

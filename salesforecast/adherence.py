@@ -583,9 +583,8 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
     >>> deals.loc[deals["skipped_stages"] > 0, ["path", "skipped_stage_names"]].iloc[0].tolist()
     ['Needs Analysis > Id. Decision Makers > Perception Analysis', 'Value Proposition']
     """
-    release_memory()  # what earlier steps freed: this one's peak (the history's arrays, 1.5 GB at 1M deals) on top
     out = _compute(data, stall_days, as_of)[0]
-    release_memory()
+    release_memory()  # the history's intermediate arrays, millions of rows at 1M deals
     unrecorded = out.attrs.get("unrecorded", ())
     if unrecorded:
         warnings.warn(_unrecorded_message(unrecorded), UnrecordedHistoryWarning, stacklevel=2)

@@ -714,7 +714,6 @@ def deal_lists(
     >>> [p.heading for p in lists.parts("slipped")][:2]
     ['Closing in FY2025Q4', "Moved out of FY2025Q4 (the waterfall's pushed out and pulled out)"]
     """
-    release_memory()  # what earlier steps freed: this one's peak (a history, the moves) on top of less
     if top < 1 or top_other < 1:
         raise ValueError(f"top and top_other must be at least 1, got {top} and {top_other}")
     process = data.process

@@ -112,7 +112,8 @@ def criteria_check(visits: pd.DataFrame, activities: pd.DataFrame, process: Sale
     unknown = np.zeros(n, dtype=bool)
     unmet = np.full(n, "", dtype=object)
     stages = visits["stage"].to_numpy(dtype=object)
-    acts = activities[activities["opportunity_id"].notna()] if len(activities) else activities
+    named = sorted({t for cs in process.exit_criteria.values() for c in cs for t in (c.activity, c.after) if t})
+    acts = _rows(activities, ["opportunity_id", "type", "occurred_at"], _of_types(activities, named))
     for stage, criteria in process.exit_criteria.items():
         rows = np.flatnonzero(stages == stage)
         if not len(rows):
@@ -146,19 +147,38 @@ def criteria_check(visits: pd.DataFrame, activities: pd.DataFrame, process: Sale
 
 
 def _visit_activities(sub: pd.DataFrame, acts: pd.DataFrame, types: set[str]) -> pd.DataFrame:
-    """The activities of the given types inside each visit: ``visit`` (position in `sub`), ``type``, ``at``."""
-    left = pd.DataFrame(
+    """The activities of the given types inside each visit: ``visit`` (position in `sub`), ``type``, ``at``.
+
+    The pairs (visit, activity of its deal) in the order of an inner merge of the visits with the activities on the
+    deal (visits in order, each deal's activities in table order), built on integer codes of the deals: no table
+    of deal ids is copied per pair.
+    """
+    named = sorted(types)
+    of_type = acts["type"].isin(named).to_numpy(dtype=bool)
+    ids = pd.Index(sub["opportunity_id"].unique())
+    code = ids.get_indexer(acts["opportunity_id"])
+    keep = of_type & (code >= 0)
+    code = code[keep]
+    order = np.argsort(code, kind="stable")
+    code = code[order]
+    at = acts["occurred_at"].to_numpy("datetime64[us]")[keep][order]
+    kind = pd.Index(named).get_indexer(acts["type"])[keep][order]
+    visit_code = ids.get_indexer(sub["opportunity_id"])
+    lo = np.searchsorted(code, visit_code, side="left")
+    n = np.searchsorted(code, visit_code, side="right") - lo
+    visit = np.repeat(np.arange(len(sub), dtype=np.int64), n)
+    pos = np.arange(len(visit), dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo, n)
+    at = at[pos]
+    start = sub["entered_at"].dt.floor("D").to_numpy("datetime64[us]")
+    until = sub["until"].to_numpy("datetime64[us]")
+    inside = (at >= start[visit]) & (at <= until[visit])
+    return pd.DataFrame(
         {
-            "visit": np.arange(len(sub)),
-            "opportunity_id": sub["opportunity_id"].to_numpy(),
-            "start": sub["entered_at"].dt.floor("D").to_numpy(),
-            "until": sub["until"].to_numpy(),
+            "visit": visit[inside],
+            "type": pd.Categorical.from_codes(kind[pos[inside]], categories=named),
+            "at": at[inside],
         }
     )
-    right = acts.loc[acts["type"].isin(sorted(types)), ["opportunity_id", "type", "occurred_at"]]
-    pairs = left.merge(right, on="opportunity_id", how="inner")
-    inside = (pairs["occurred_at"] >= pairs["start"]) & (pairs["occurred_at"] <= pairs["until"])
-    return pairs.loc[inside, ["visit", "type", "occurred_at"]].rename(columns={"occurred_at": "at"})
 
 
 def _activity_met(c: ExitCriterion, pairs: pd.DataFrame, start: np.ndarray, n: int) -> np.ndarray:
@@ -224,12 +244,25 @@ def _age_bands(days: np.ndarray) -> np.ndarray:
     return names[np.where(np.isnan(days), len(AGE_BANDS), band)]
 
 
-def _activities_until(data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The activities known at `as_of`: those that happened by then (a later one is never seen)."""
+def _rows(acts: pd.DataFrame, columns: Sequence[str], keep: np.ndarray | None) -> pd.DataFrame:
+    """`columns` of the rows of `acts` where `keep` holds (all of them: a view, no copy)."""
+    out = acts[list(columns)]
+    return out if keep is None else out[keep]
+
+
+def _of_types(acts: pd.DataFrame, types: Sequence[str]) -> np.ndarray:
+    """Activities of a deal and of one of `types`."""
+    return acts["opportunity_id"].notna().to_numpy(dtype=bool) & acts["type"].isin(list(types)).to_numpy(dtype=bool)
+
+
+def _activities_until(data: CRMData, as_of: pd.Timestamp, columns: Sequence[str], of: str) -> pd.DataFrame:
+    """`columns` of the activities known at `as_of` of a deal or a lead (`of`: its id column), and no others.
+
+    Only what happened by then (a later activity is never seen); no copy of the table when every row is kept.
+    """
     acts = data.activities
-    if acts.empty:
-        return acts
-    return acts[(acts["occurred_at"] <= as_of).to_numpy(dtype=bool)]
+    keep = (acts["occurred_at"] <= as_of).to_numpy(dtype=bool) & acts[of].notna().to_numpy(dtype=bool)
+    return _rows(acts, columns, keep)
 
 
 def criteria_adherence(data: CRMData, as_of: Any = None) -> pd.DataFrame:
@@ -320,7 +353,8 @@ def criteria_adherence(data: CRMData, as_of: Any = None) -> pd.DataFrame:
             visits[f] = h.frame[f].take(np.maximum(rows, 0)).reset_index(drop=True).where(rows >= 0)
         elif f in opps.columns:
             visits[f] = opps[f].take(pos).reset_index(drop=True)
-    checked = criteria_check(visits, _activities_until(data, as_of), process)
+    acts = _activities_until(data, as_of, ["opportunity_id", "type", "occurred_at"], of="opportunity_id")
+    checked = criteria_check(visits, acts, process)
     out = visits.drop(columns=["until", *sorted(fields & set(visits.columns) - set(_STATIC))])
     out["left_at"] = np.where(completed, end, NAT).view("datetime64[us]")
     out["completed"] = completed
@@ -706,8 +740,7 @@ def activity_gaps(data: CRMData, as_of: Any = None, limit_days: float = GAP_LIMI
     opps = opps[~opps["is_closed"].to_numpy(dtype=bool)]
     columns = ["opportunity_id", *[c for c in ("owner", "team") if c in opps.columns], "stage", "amount", "created_at"]
     out = opps[columns].sort_values("opportunity_id", kind="stable").reset_index(drop=True)
-    acts = _activities_until(data, as_of)
-    acts = acts[acts["opportunity_id"].notna().to_numpy(dtype=bool)] if len(acts) else acts
+    acts = _activities_until(data, as_of, ["opportunity_id", "occurred_at"], of="opportunity_id")
     per = acts.groupby("opportunity_id")["occurred_at"].agg(["size", "max"]) if len(acts) else None
     if per is None or per.empty:
         out["activities"] = np.zeros(len(out), dtype=np.int64)
@@ -755,9 +788,8 @@ def first_response(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     leads = leads[(leads["created_at"] <= as_of).to_numpy(dtype=bool)]
     columns = ["lead_id", *[c for c in ("owner",) if c in leads.columns], "created_at"]
     out = leads[columns].sort_values("lead_id", kind="stable").reset_index(drop=True)
-    acts = _activities_until(data, as_of)
-    acts = acts.loc[acts["lead_id"].notna().to_numpy(dtype=bool), ["lead_id", "occurred_at"]] if len(acts) else None
-    if acts is None or acts.empty:
+    acts = _activities_until(data, as_of, ["lead_id", "occurred_at"], of="lead_id")
+    if acts.empty:
         out["activities"] = np.zeros(len(out), dtype=np.int64)
         out["first_activity_at"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]")
     else:

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from salesforecast._utils import DAY_US, NAT, group_cumsum, sorted_unique, to_us
+from salesforecast._utils import DAY_US, NAT, group_cumsum, release_memory, sorted_unique, to_us
 from salesforecast.history import DealHistory
 from salesforecast.schema import CRMData
 from salesforecast.snapshots import DEFAULT_COLUMNS, unrecorded_fields
@@ -387,16 +387,17 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
     for c in DEFAULT_COLUMNS:
         if c in opps.columns:
             out[c] = opps[c].take(pos).reset_index(drop=True)
-    stage_arr = h.frame["stage"].to_numpy()[rows]
+    stage_col = h.frame["stage"]  # read per deal below: no object array of every history row's name
     out["created_at"] = created
-    out["stage"] = pd.Series(stage_arr[last], dtype="str")
+    out["stage"] = pd.Series(stage_col.take(rows[last]).to_numpy(), dtype="str")
     out["outcome"] = pd.Series(np.where(won, "won", np.where(lost, "lost", "open")), dtype="str")
     out["closed_at"] = closed_at
     out["cycle_days"] = (closed_at - created) / np.timedelta64(DAY_US, "us")
     first_known = np.full(n_deals, n, dtype=np.int64)
     np.minimum.at(first_known, codes[si >= 0], np.flatnonzero(si >= 0))
     out["entry_stage"] = pd.Series(
-        np.where(first_known < n, stage_arr[np.minimum(first_known, max(n - 1, 0))], None), dtype="str"
+        np.where(first_known < n, stage_col.take(rows[np.minimum(first_known, max(n - 1, 0))]).to_numpy(), None),
+        dtype="str",
     )
     out["path"] = _paths(run_code[run_open], visit_no[run_open], run_si[run_open], n_deals, open_stages)
     out["visits"] = per_deal(run_open, run_code).astype(np.int64)
@@ -583,6 +584,7 @@ def deal_adherence(data: CRMData, stall_days: Any = None, as_of: Any = None) -> 
     ['Needs Analysis > Id. Decision Makers > Perception Analysis', 'Value Proposition']
     """
     out = _compute(data, stall_days, as_of)[0]
+    release_memory()  # the history's intermediate arrays, millions of rows at 1M deals
     unrecorded = out.attrs.get("unrecorded", ())
     if unrecorded:
         warnings.warn(_unrecorded_message(unrecorded), UnrecordedHistoryWarning, stacklevel=2)

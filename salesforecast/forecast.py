@@ -90,7 +90,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from salesforecast._utils import DAY_US, NEVER
+from salesforecast._utils import DAY_US, NEVER, release_memory
 from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
@@ -1986,6 +1986,9 @@ def backtest(
             pool.shutdown(wait=True, cancel_futures=True)
 
     out = _assemble(frames, G, return_samples, samples)
+    ctx._snap_rows.clear()  # the pipelines of every cutoff, the fits and the frames are done with: their memory back
+    del frames, pending, refits, settings
+    release_memory()
     _warn_leakage(out[0] if return_samples else out)
     if left_out:
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])

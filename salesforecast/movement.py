@@ -318,13 +318,17 @@ def waterfall_deals(data: CRMData, start: Any, end: Any, period: str | None = No
     for c in DEFAULT_COLUMNS:
         if c in opps.columns:
             out[c] = opps[c].take(pos).reset_index(drop=True)
-    stage = iv["stage"].to_numpy(dtype=object)
+    stage = iv["stage"]  # read for the deals listed only: no object array of every interval's name
+
+    def stage_at(rows: np.ndarray) -> pd.Series:
+        return pd.Series(np.where(rows >= 0, stage.take(np.maximum(rows, 0)).to_numpy(), None), dtype="str")
+
     nat = np.datetime64("NaT", "us")
     rs_d, re_d = rs[d], re_[d]
-    out["stage_start"] = pd.Series(np.where(rs_d >= 0, stage[np.maximum(rs_d, 0)], None), dtype="str")
+    out["stage_start"] = stage_at(rs_d)
     out["amount_start"] = np.where(rs_d >= 0, amt_s[d], np.nan)
     out["close_date_start"] = np.where(rs_d >= 0, cd_s[d].view("datetime64[us]"), nat)
-    out["stage_end"] = pd.Series(np.where(re_d >= 0, stage[np.maximum(re_d, 0)], None), dtype="str")
+    out["stage_end"] = stage_at(re_d)
     out["amount_end"] = amt_e[d]
     out["close_date_end"] = cd_e[d].view("datetime64[us]")
     out.attrs.update({"start": start_ts, "end": end_ts, "period": period})

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast import activities as steps
-from salesforecast._utils import NEVER, to_us
+from salesforecast._utils import NEVER, release_memory, to_us
 from salesforecast.adherence import UnrecordedHistoryWarning, deal_adherence
 from salesforecast.history import DealHistory
 from salesforecast.labels import format_amount
@@ -1187,4 +1187,5 @@ def step_review(data: CRMData, as_of: Any, seed: int = 0, limit_days: float = st
         return StepReview(note, None, None, gaps, responses, currency)
     criteria = steps.criteria_adherence(data, as_of=as_of)
     outcomes = steps.criteria_outcomes(criteria, ci=0.9, seed=seed)
+    release_memory()  # the visits paired with their activities, millions of rows at 1M deals
     return StepReview(None, criteria, outcomes, gaps, responses, currency)

@@ -327,6 +327,13 @@ def _parse_text(s: pd.Series) -> pd.Series:
     return _str_series(trimmed, s.index, s.name)
 
 
+def _same_strings(a: pyarrow.Array, b: pyarrow.Array) -> bool:
+    """Whether two Arrow string arrays hold the same values, none missing."""
+    if len(a) != len(b) or a.null_count or b.null_count:
+        return False
+    return len(a) == 0 or bool(pc.all(pc.equal(a, b.cast(a.type))).as_py())
+
+
 def _per_unique(text: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """An element-wise function of a Series, computed once per distinct value.
 
@@ -348,7 +355,10 @@ def _per_unique(text: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.S
         mapped = func(_str_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary))))
         mapped_arr = _arrow_strings(mapped)
         if mapped_arr is not None:
-            return _str_series(mapped_arr.combine_chunks().take(encoded.indices), text.index, text.name)
+            mapped_arr = mapped_arr.combine_chunks()
+            if _same_strings(mapped_arr, encoded.dictionary):  # canonical already (a canonical folder): no copy
+                return text
+            return _str_series(mapped_arr.take(encoded.indices), text.index, text.name)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     else:
         codes, uniques = text.factorize()

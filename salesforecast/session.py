@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from salesforecast._utils import release_memory
 from salesforecast.io import load
 from salesforecast.process import SalesProcess
 from salesforecast.quality import report_as_of
@@ -584,7 +585,9 @@ class ReportData:
     @cached_property
     def known(self) -> CRMData:
         """`data` as known at `as_of` (built on first use)."""
-        return known_at(self.data, self.as_of)
+        known = known_at(self.data, self.as_of)
+        release_memory()
+        return known
 
     @cached_property
     def view(self) -> CRMData:
@@ -663,6 +666,7 @@ def open_report(
     asked = [_need(n) for n in needs]  # a misspelt need is the notebook's mistake: say so before loading
     record_limits()
     data = load(source, process=process)
+    release_memory()  # what the load freed (raw columns, Arrow buffers): before the report's own peaks
     notes = tuple(data.notes) + quarantine_notes(data)
     _publish_notes(notes)
     names = [n.name for n in asked]

@@ -149,6 +149,39 @@ def test_an_activity_after_until_never_counts():
 
 
 # ------------------------------------------------------------------------------------------- measures
+def _merged_visit_activities(sub: pd.DataFrame, acts: pd.DataFrame, types: set[str]) -> pd.DataFrame:
+    """The definition `A._visit_activities` computes on integer codes: an inner merge on the deal id, then the visit."""
+    left = pd.DataFrame(
+        {
+            "visit": np.arange(len(sub)),
+            "opportunity_id": sub["opportunity_id"].to_numpy(),
+            "start": sub["entered_at"].dt.floor("D").to_numpy(),
+            "until": sub["until"].to_numpy(),
+        }
+    )
+    right = acts.loc[acts["type"].isin(sorted(types)), ["opportunity_id", "type", "occurred_at"]]
+    pairs = left.merge(right, on="opportunity_id", how="inner")
+    inside = (pairs["occurred_at"] >= pairs["start"]) & (pairs["occurred_at"] <= pairs["until"])
+    return pairs.loc[inside, ["visit", "type", "occurred_at"]].rename(columns={"occurred_at": "at"})
+
+
+def test_visit_activities_are_the_merge_of_visits_and_activities_on_the_deal(crm):
+    rng = np.random.default_rng(3)
+    visits = A.criteria_adherence(crm).rename(columns={"left_at": "until"})
+    visits["until"] = visits["until"].fillna(crm.as_of)
+    sub = visits.sample(frac=0.5, random_state=1).reset_index(drop=True)  # deals out of order, some twice
+    sub.loc[rng.random(len(sub)) < 0.05, "until"] = pd.NaT  # an unknown end: no activity inside
+    acts = crm.activities.dropna(subset=["opportunity_id"]).sample(frac=1.0, random_state=2)  # not sorted
+    types = {"meeting", "follow_up", "nothing_of_this_type"}
+    got = A._visit_activities(sub, acts, types)
+    want = _merged_visit_activities(sub, acts, types)
+    assert len(got) > 500
+    assert got["visit"].tolist() == want["visit"].tolist()  # the merge's order too
+    assert got["type"].astype("str").tolist() == want["type"].astype("str").tolist()
+    np.testing.assert_array_equal(got["at"].to_numpy("datetime64[us]"), want["at"].to_numpy("datetime64[us]"))
+    assert A._visit_activities(sub.iloc[:0], acts, types).empty and A._visit_activities(sub, acts.iloc[:0], types).empty
+
+
 def test_criteria_adherence_rows_are_the_visits_to_stages_with_criteria(crm):
     rows = A.criteria_adherence(crm)
     assert rows.attrs["stages"] == ["Qualification", "Proposal/Price Quote"]

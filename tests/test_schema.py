@@ -428,3 +428,17 @@ def test_activities_links_are_checked_and_every_row_counted():
     assert data.activities["activity_id"].tolist() == ["A5", "A6"]
     assert data.activities["type"].tolist() == ["call", "follow_up"]
     assert data.counts.loc["activities"].tolist() == [6, 2, 4]
+
+
+def test_names_already_canonical_keep_their_column_others_are_mapped_per_value():
+    from salesforecast.schema import _per_unique
+
+    text = pd.Series(["Won", "Lost", None, "Won"], dtype="str", name="stage")
+    same = _per_unique(text, lambda u: u)
+    assert same is text  # nothing to map: the column itself, no copy of 12M values
+    upper = _per_unique(text, lambda u: u.str.upper())
+    assert upper.tolist()[:2] == ["WON", "LOST"] and upper.isna().tolist() == [False, False, True, False]
+    dropped = _per_unique(text, lambda u: u.where(u != "Lost"))  # a name mapped to nothing: missing, not kept
+    assert dropped.isna().tolist() == [False, True, True, False] and dropped.dtype == text.dtype
+    empty = text.iloc[:0]
+    assert _per_unique(empty, lambda u: u).tolist() == []

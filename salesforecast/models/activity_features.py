@@ -203,6 +203,8 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     >>> f[["activities", "activities_call", "activities_14d", "days_since_activity"]].values.tolist()
     [[2.0, 1.0, 2.0, 5.0], [3.0, 2.0, 1.0, 9.0]]
     """
+    if activities is not None and {"opportunity_id", "type", "occurred_at"} <= set(activities.columns):
+        activities = activities[["opportunity_id", "type", "occurred_at"]]  # the rows kept copy only what is read
     acts = _linked(activities, "opportunity_id")
     out = pd.DataFrame(index=snapshots.index)
     if not len(acts):
@@ -216,9 +218,10 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     hi = np.where(found, tl.upto(q, t), lo)
     n = hi - lo
     out["activities"] = n
-    types = acts["type"].to_numpy(dtype=object)[ok][tl.order]
-    for name in activity_types_counted(process):
-        cum = np.r_[0, np.cumsum(types == name)]
+    counted = activity_types_counted(process)
+    types = pd.Index(counted).get_indexer(acts["type"])[ok][tl.order]  # codes: no Python string per activity
+    for i, name in enumerate(counted):
+        cum = np.r_[0, np.cumsum(types == i)]
         out[f"activities_{name}"] = cum[hi] - cum[lo]
     out[f"activities_{RECENT_DAYS}d"] = hi - np.where(found, np.maximum(tl.upto(q, since), lo), lo)
     last = tl.last_at(n, hi)

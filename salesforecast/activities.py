@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from salesforecast._utils import DAY_US, NAT, to_us
+from salesforecast._utils import DAY_US, NAT, sorted_unique, to_us
 from salesforecast.adherence import as_timestamp, wilson
 from salesforecast.history import DealHistory
 from salesforecast.process import ExitCriterion, SalesProcess
@@ -114,13 +114,18 @@ def criteria_check(visits: pd.DataFrame, activities: pd.DataFrame, process: Sale
     stages = visits["stage"].to_numpy(dtype=object)
     named = sorted({t for cs in process.exit_criteria.values() for c in cs for t in (c.activity, c.after) if t})
     acts = _rows(activities, ["opportunity_id", "type", "occurred_at"], _of_types(activities, named))
+    deals = pd.Index(visits["opportunity_id"].unique())
+    coded = _DealActivities(acts, deals, named)  # once for every stage
+    deal = deals.get_indexer(visits["opportunity_id"])
+    until = visits["until"].to_numpy("datetime64[us]")
     for stage, criteria in process.exit_criteria.items():
         rows = np.flatnonzero(stages == stage)
         if not len(rows):
             continue
         sub = visits.iloc[rows]
-        pairs = _visit_activities(sub, acts, {t for c in criteria for t in (c.activity, c.after) if t})
-        start = sub["entered_at"].dt.floor("D").to_numpy()
+        start = _visit_starts(sub)
+        types = {t for c in criteria for t in (c.activity, c.after) if t}
+        pairs = coded.inside(deal[rows], start, until[rows], types)
         n_criteria[rows] = len(criteria)
         for c in criteria:
             if c.field is not None:
@@ -146,39 +151,74 @@ def criteria_check(visits: pd.DataFrame, activities: pd.DataFrame, process: Sale
     )
 
 
+class _DealActivities:
+    """The activities of some deals on integer codes, sorted by deal then time: those inside a visit by bisection.
+
+    Coded once per `criteria_check` (the deal ids and type names of millions of activities are looked up once, not
+    per stage), and no pair of a visit with an activity outside it is ever built: each visit's activities are one
+    contiguous range of the sorted ``(deal, time)`` keys.
+    """
+
+    def __init__(self, acts: pd.DataFrame, deals: pd.Index, named: Sequence[str]) -> None:
+        self.named = list(named)
+        code = deals.get_indexer(acts["opportunity_id"]).astype(np.int64)
+        kind = pd.Index(self.named).get_indexer(acts["type"]).astype(np.int64)
+        at = acts["occurred_at"].to_numpy("datetime64[us]").view(np.int64)
+        keep = (code >= 0) & (kind >= 0) & (at != NAT)  # an undated activity is inside no visit
+        code, kind, at = code[keep], kind[keep], at[keep]
+        order = np.lexsort((at, code))  # by deal, then time (stable: table order among equal times)
+        self.kind, self.at = kind[order], at[order]
+        self.grid = sorted_unique(self.at)
+        self.width = np.int64(len(self.grid) + 1)
+        self.key = code[order] * self.width + np.searchsorted(self.grid, self.at)  # increasing
+
+    def inside(self, deal: np.ndarray, start: np.ndarray, until: np.ndarray, types: set[str]) -> pd.DataFrame:
+        """The activities of `types` inside each visit: ``visit`` (position), ``type``, ``at``.
+
+        Visit ``i`` is deal code ``deal[i]`` from ``start[i]`` to ``until[i]`` (both included, ``datetime64[us]``;
+        NaT at either end: none inside). Rows by visit, then time.
+        """
+        named = sorted(types)
+        remap = np.full(len(self.named), -1, dtype=np.int64)  # a coded type -> its position among `named`
+        for j, t in enumerate(named):
+            if t in self.named:
+                remap[self.named.index(t)] = j
+        kind = remap[self.kind]
+        sel = kind >= 0
+        key, at, kind = self.key[sel], self.at[sel], kind[sel]
+        s, u = start.view(np.int64), until.view(np.int64)
+        valid = (s != NAT) & (u != NAT) & (deal >= 0)
+        base = np.maximum(deal, 0) * self.width
+        lo = np.searchsorted(key, base + np.searchsorted(self.grid, s, "left"), "left")
+        hi = np.searchsorted(key, base + np.searchsorted(self.grid, u, "right"), "left")
+        n = np.where(valid, np.maximum(hi - lo, 0), 0)
+        visit = np.repeat(np.arange(len(deal), dtype=np.int64), n)
+        pos = np.arange(len(visit), dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo, n)
+        return pd.DataFrame(
+            {
+                "visit": visit,
+                "type": pd.Categorical.from_codes(kind[pos], categories=named),
+                "at": at[pos].view("datetime64[us]"),
+            }
+        )
+
+
+def _visit_starts(sub: pd.DataFrame) -> np.ndarray:
+    """When each visit starts counting activities: the day it entered the stage (``datetime64[us]``)."""
+    return sub["entered_at"].dt.floor("D").to_numpy("datetime64[us]")
+
+
 def _visit_activities(sub: pd.DataFrame, acts: pd.DataFrame, types: set[str]) -> pd.DataFrame:
     """The activities of the given types inside each visit: ``visit`` (position in `sub`), ``type``, ``at``.
 
-    The pairs (visit, activity of its deal) in the order of an inner merge of the visits with the activities on the
-    deal (visits in order, each deal's activities in table order), built on integer codes of the deals: no table
-    of deal ids is copied per pair.
+    The pairs of an inner merge of the visits with the activities on the deal, kept where the activity falls
+    inside the visit (from the day it entered the stage to ``until``, both included), by visit then time; built on
+    integer codes (`_DealActivities`): no table of deal ids is copied per pair.
     """
-    named = sorted(types)
-    of_type = acts["type"].isin(named).to_numpy(dtype=bool)
-    ids = pd.Index(sub["opportunity_id"].unique())
-    code = ids.get_indexer(acts["opportunity_id"])
-    keep = of_type & (code >= 0)
-    code = code[keep]
-    order = np.argsort(code, kind="stable")
-    code = code[order]
-    at = acts["occurred_at"].to_numpy("datetime64[us]")[keep][order]
-    kind = pd.Index(named).get_indexer(acts["type"])[keep][order]
-    visit_code = ids.get_indexer(sub["opportunity_id"])
-    lo = np.searchsorted(code, visit_code, side="left")
-    n = np.searchsorted(code, visit_code, side="right") - lo
-    visit = np.repeat(np.arange(len(sub), dtype=np.int64), n)
-    pos = np.arange(len(visit), dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo, n)
-    at = at[pos]
-    start = sub["entered_at"].dt.floor("D").to_numpy("datetime64[us]")
+    deals = pd.Index(sub["opportunity_id"].unique())
+    coded = _DealActivities(acts, deals, sorted(types))
     until = sub["until"].to_numpy("datetime64[us]")
-    inside = (at >= start[visit]) & (at <= until[visit])
-    return pd.DataFrame(
-        {
-            "visit": visit[inside],
-            "type": pd.Categorical.from_codes(kind[pos[inside]], categories=named),
-            "at": at[inside],
-        }
-    )
+    return coded.inside(deals.get_indexer(sub["opportunity_id"]), _visit_starts(sub), until, types)
 
 
 def _activity_met(c: ExitCriterion, pairs: pd.DataFrame, start: np.ndarray, n: int) -> np.ndarray:

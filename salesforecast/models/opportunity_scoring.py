@@ -271,11 +271,15 @@ def opportunity_features(
     if "lead_id" in out.columns:
         out["from_lead"] = out["lead_id"].notna().to_numpy()
     activities = data.activities
-    if rows is not None and activities is not None and "opportunity_id" in activities.columns:
-        # some rows only (a fit's sample): each row's features read its own deal's activities, so the others need
-        # not be sorted (without any, the full table gives the same zeros)
-        theirs = activities.loc[isin(activities["opportunity_id"], out["opportunity_id"]).to_numpy()]
-        activities = theirs if len(theirs) else activities
+    if activities is not None and len(out) and {"opportunity_id", "occurred_at"} <= set(activities.columns):
+        # each row's features read its own deal's activities up to its date, so the others (other deals', later
+        # ones: most of the table for a few dates or a fit's sample) need not be copied or sorted; without any
+        # left, the full table gives the same zeros
+        theirs = isin(activities["opportunity_id"], out["opportunity_id"]).to_numpy(dtype=bool) & (
+            activities["occurred_at"] <= out["as_of"].max()
+        ).to_numpy(dtype=bool)
+        if theirs.any() and not theirs.all():
+            activities = activities.loc[theirs, ["opportunity_id", "type", "occurred_at"]]
     acts = deal_activity_features(activities, process, out)
     for name in acts.columns:
         out[name] = acts[name].to_numpy()

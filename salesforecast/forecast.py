@@ -2075,7 +2075,12 @@ def _opportunity_scores(
     except ValueError:
         return None, {}  # too little history to learn from: the method is missing for this period
     feats = opportunity_features(
-        ctx.data, cuts, columns=model.columns, period=ctx.period, prior_strength=model.prior_strength
+        ctx.data,
+        cuts,
+        columns=model.columns,
+        period=ctx.period,
+        prior_strength=model.prior_strength,
+        history=ctx.history,
     )
     feats["p"] = model.predict_proba(feats)
     return feats.set_index(["as_of", "opportunity_id"])["p"], dict(model.leaky_features_)

@@ -73,6 +73,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -188,6 +189,7 @@ def opportunity_features(
     period: Literal["month", "quarter", "year"] = "quarter",
     prior_strength: float = 20.0,
     rows: tuple[np.ndarray, np.ndarray] | None = None,
+    history: DealHistory | None = None,
 ) -> pd.DataFrame:
     """One row per (date, open opportunity), with features known at that date only.
 
@@ -210,6 +212,8 @@ def opportunity_features(
     rows : tuple of numpy.ndarray, optional
         Only these snapshot rows (``rows`` of `salesforecast.snapshots.pipeline_snapshots`: a subset of
         ``DealHistory.snapshot_rows(dates)``, in its order); each row's features are the same as among all rows.
+    history : DealHistory, optional
+        ``DealHistory.from_data(data)``, when the caller has it already (it is not built again).
 
     Returns
     -------
@@ -236,7 +240,7 @@ def opportunity_features(
     dates = to_dates(as_of)
     static = _static_columns(data, columns)
     snap = pipeline_snapshots(data, dates, columns=static, rows=rows)
-    h = DealHistory.from_data(data)
+    h = DealHistory.from_data(data) if history is None else history
     t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
     if (row < 0).any():  # cannot happen: every snapshot row comes from an interval
@@ -660,7 +664,11 @@ class OpportunityScoringModel(BaseEstimator):
         if pd.isna(as_of):
             raise ValueError("fit: the data hold no dates; nothing to learn from")
         if as_of < data.as_of:
-            data = known_at(data, as_of)
+            # the deals and their history as known then. The tables the fit never reads are not copied, and the
+            # activities are kept whole: a row's features count its deal's activities up to the row's date only,
+            # which is before `as_of` (a copy of millions of activities per refit would only cost memory)
+            unread = {name: getattr(data, name).iloc[:0] for name in ("leads", "forecast_submissions", "activities")}
+            data = replace(known_at(replace(data, **unread), as_of), activities=data.activities)
         dates = self._dates(data, as_of)
         if len(dates) == 0:
             raise ValueError(f"fit: no {self.snapshot_freq!r} snapshot date before as_of={as_of}")
@@ -702,6 +710,7 @@ class OpportunityScoringModel(BaseEstimator):
             period=self.period,
             prior_strength=self.prior_strength,
             rows=(rows[take], date_pos[take]),
+            history=h,
         )
         del rows, date_pos, known, keep
         names = self._feature_names(feats)

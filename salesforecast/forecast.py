@@ -1917,18 +1917,25 @@ def backtest(
         # the stage-conversion fits (with their horizon calibration and shock) do not depend on each other: with
         # threads they run ahead of the cutoffs that use them
         refits: dict[tuple, Any] = {}
-        if needs_sc:
-            seg = segment if segment is not None and segment in data.opportunities.columns else None
-            for key in plan.groupby(["period", "refit_at"], sort=True).groups:
-                args = (ctx, runs, seg, pd.Timestamp(key[1]), calibration.get(key), calibrate_prior)
+        keys = list(plan.groupby(["period", "refit_at"], sort=True).groups)
+        seg = segment if segment is not None and segment in data.opportunities.columns else None
+
+        def submit(i: int) -> None:  # the fit of the i-th period, if any and not yet asked for
+            if needs_sc and i < len(keys) and keys[i] not in refits:
+                args = (ctx, runs, seg, pd.Timestamp(keys[i][1]), calibration.get(keys[i]), calibrate_prior)
                 extra = ("period shock" in needs, shock, new_deal_periods)
-                refits[key] = pool.submit(_refit, *args, *extra) if pool else _Lazy(_refit, *args, *extra)
-        for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):  # one fit per period or cutoff
+                refits[keys[i]] = pool.submit(_refit, *args, *extra) if pool else _Lazy(_refit, *args, *extra)
+
+        submit(0)
+        for i, ((label, refit_at), chunk) in enumerate(plan.groupby(["period", "refit_at"], sort=True)):
+            # one fit per period (or cutoff); the next period's runs ahead in a thread, not all of them at once (each
+            # holds its replayed pipelines until done)
+            submit(i + 1)
             s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
             refit_at = pd.Timestamp(refit_at)
             actual = ctx.actual(s, e)
             sc_model, sc_seg, factors, shock_sd, intervals = (
-                refits[(label, refit_at)].result() if needs_sc else (None, None, {}, 0.0, None)
+                refits.pop((label, refit_at)).result() if needs_sc else (None, None, {}, 0.0, None)
             )
             per = BacktestPeriod(label, s, e, refit_at, ctx, shock_sd=shock_sd, intervals=intervals)
             if "opportunity score" in needs:
@@ -1937,6 +1944,7 @@ def backtest(
                 )
                 if leaky:
                     per.leakage.update({m.name: leaky for m in chosen if "opportunity score" in m.needs})
+                release_memory()  # the fit's tables are freed: their memory back before the next step's peak
             if "submission bias" in needs:
                 per.bias, per.bias_fallback = _commit_bias(ctx, refit_at, bias_weeks)
             for m in chosen:
@@ -1987,7 +1995,7 @@ def backtest(
 
     out = _assemble(frames, G, return_samples, samples)
     ctx._snap_rows.clear()  # the pipelines of every cutoff, the fits and the frames are done with: their memory back
-    del frames, pending, refits, settings
+    del frames, pending, settings
     release_memory()
     _warn_leakage(out[0] if return_samples else out)
     if left_out:

@@ -703,19 +703,21 @@ class OpportunityScoringModel(BaseEstimator):
         if self.max_rows is not None and n_known > self.max_rows:  # strata: snapshot date (so horizon) x outcome
             take = take[_proportional_sample(date_pos[take] * 2 + won[take], int(self.max_rows), self.random_state)]
         per_date["sampled"] = np.bincount(date_pos[take], minlength=len(dates))
+        learnt = (rows[take], date_pos[take])
+        y = won[take]
+        del rows, date_pos, known, keep, won, take  # every open (date, deal) row: freed before the features are built
         feats = opportunity_features(
             data,
             dates,
             columns=self.columns,
             period=self.period,
             prior_strength=self.prior_strength,
-            rows=(rows[take], date_pos[take]),
+            rows=learnt,
             history=h,
         )
-        del rows, date_pos, known, keep
+        del learnt
         names = self._feature_names(feats)
         X = feats[[*names, "as_of"]]
-        y = won[take]
         self.model_ = self._classifier().fit(X, y.astype(np.int64))
         self.leaky_features_ = _flagged(self.model_)
         self.feature_names_ = names
@@ -725,7 +727,7 @@ class OpportunityScoringModel(BaseEstimator):
         self.training_ = per_date[["as_of", "open_deals", "known", "share_known", "used", "positives", "sampled"]]
         self.n_unknown_ = int(per_date.loc[per_date["used"], "open_deals"].sum()) - n_known
         self.n_known_ = n_known
-        self.n_train_ = len(take)
+        self.n_train_ = len(y)
         self.n_train_deals_ = int(feats["opportunity_id"].nunique())
         self.base_rate_ = n_won / n_known
         return self

@@ -955,13 +955,16 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
                 leads["opportunity_id"] = leads["opportunity_id"].mask(later)
     subs = data.forecast_submissions
     if len(subs) and "submitted_at" in subs.columns:
-        subs = subs.loc[subs["submitted_at"] <= cutoff]
+        known_subs = (subs["submitted_at"] <= cutoff).to_numpy(dtype=bool)
+        subs = subs.loc[known_subs] if not known_subs.all() else subs.copy(deep=False)
     acts = data.activities
     if len(acts):
         of_kept = isin(acts["opportunity_id"], kept["opportunity_id"]) | (
             acts["opportunity_id"].isna() & isin(acts["lead_id"], leads["lead_id"])
         )
-        acts = acts.loc[(of_kept & (acts["occurred_at"] <= cutoff)).to_numpy(dtype=bool)]
+        known_acts = (of_kept & (acts["occurred_at"] <= cutoff)).to_numpy(dtype=bool)
+        # every activity kept (the report date is the data's end): the same columns, not a copy of millions of rows
+        acts = acts.loc[known_acts] if not known_acts.all() else acts.copy(deep=False)
     return replace(
         data,
         opportunities=kept.reset_index(drop=True),

@@ -441,7 +441,34 @@ def _compute(data: CRMData, stall_days: Any, as_of: Any) -> tuple[pd.DataFrame, 
 
 
 def _paths(deal: np.ndarray, visit: np.ndarray, stage: np.ndarray, n_deals: int, names: Sequence[str]) -> pd.Series:
-    """Per deal, the open stages of its visits in order joined by `PATH_SEPARATOR` (a loop over visit numbers)."""
+    """Per deal, the open stages of its visits in order joined by `PATH_SEPARATOR`.
+
+    Each deal's path is first one integer (its visits' stage codes as the digits of a number in base ``k + 1``, the
+    first visit the lowest digit), so that the text is built once per distinct path (a few hundred, where there are
+    millions of visits) and given to the deals by a gather. Paths too long for an integer are joined a visit
+    number at a time.
+    """
+    max_visit = int(visit.max()) if len(visit) else 0
+    base = len(names) + 1
+    if max_visit == 0 or max_visit * np.log2(base) >= 62:
+        return _paths_joined(deal, visit, stage, n_deals, names)
+    code = np.zeros(n_deals, dtype=np.int64)
+    np.add.at(code, deal, (stage.astype(np.int64) + 1) * base ** (visit.astype(np.int64) - 1))
+    distinct, inverse = np.unique(code, return_inverse=True)
+    texts = []
+    for c in distinct.tolist():
+        parts = []
+        while c:
+            c, digit = divmod(c, base)
+            parts.append(names[digit - 1])
+        texts.append(PATH_SEPARATOR.join(parts))
+    return pd.Series(pd.array(texts, dtype="str").take(inverse.reshape(-1)), dtype="str")
+
+
+def _paths_joined(
+    deal: np.ndarray, visit: np.ndarray, stage: np.ndarray, n_deals: int, names: Sequence[str]
+) -> pd.Series:
+    """`_paths` a visit number at a time (any number of visits)."""
     text = pd.Series(np.full(n_deals, "", dtype=object), dtype="str")
     label = pd.Series(np.asarray(names, dtype=object)[stage], dtype="str")
     max_visit = int(visit.max()) if len(visit) else 0

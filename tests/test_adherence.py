@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
+from salesforecast import adherence as A
 from salesforecast.adherence import (
     DEVIATIONS,
     OneOutcomeWarning,
@@ -501,3 +502,22 @@ def test_deviation_outcomes_when_every_closed_deal_was_won():
     with warnings.catch_warnings():
         warnings.simplefilter("error", OneOutcomeWarning)
         assert deviation_outcomes(mixed).loc["stalled", "win_rate_diff"] > 0
+
+
+def test_paths_from_integer_codes_equal_the_paths_joined_visit_by_visit():
+    # each deal's path as one integer (its visits' stages as digits) gives the same text as joining the visits in
+    # order, whatever the order of the visits given; a path too long for an integer is joined visit by visit
+    rng = np.random.default_rng(0)
+    names = ["Qualification", "Discovery", "Proposal", "Negotiation", "Closing"]
+    n_visits = rng.integers(0, 9, size=3000)
+    deal = np.repeat(np.arange(3000), n_visits)
+    visit = np.concatenate([np.arange(1, n + 1) for n in n_visits])
+    stage = rng.integers(0, len(names), size=len(deal))
+    order = rng.permutation(len(deal))
+    got = A._paths(deal[order], visit[order], stage[order], 3000, names)
+    assert got.tolist() == A._paths_joined(deal, visit, stage, 3000, names).tolist()
+    assert got.iloc[np.flatnonzero(n_visits == 0)].eq("").all() and str(got.dtype) == "str"
+    first = np.flatnonzero(n_visits == 3)[0]
+    assert got.iloc[first] == A.PATH_SEPARATOR.join(names[s] for s in stage[deal == first])
+    long = A._paths(np.zeros(40, dtype=np.int64), np.arange(1, 41), np.arange(40) % 5, 1, names)
+    assert long.iloc[0].split(A.PATH_SEPARATOR) == [names[i % 5] for i in range(40)]

@@ -278,6 +278,33 @@ def test_fit_uses_only_what_was_known_at_as_of(sample, max_rows):
     assert model.n_known_ == int(tr.loc[tr["used"], "known"].sum()) and model.n_train_ == tr["sampled"].sum()
 
 
+@pytest.mark.parametrize("later_activities", [True, False])
+def test_fit_at_a_date_sees_the_data_known_at_that_date_when_other_tables_run_later(sample, later_activities):
+    # close dates the history never recorded are unknown before the data's end: when only leads and submissions
+    # run past the fit's date, a fit at that date must still see the deals as `known_at` of the whole data does
+    # (the same rows of every table, hence the same end), not their current close dates; and activity features
+    # only when some activity of a deal was known then
+    data = replace(sample, stage_history=sample.stage_history.assign(close_date=pd.NaT))
+    deals_end = data.as_of - pd.Timedelta(days=60)
+    cut = known_at(data, deals_end)
+    current = data.opportunities.set_index("opportunity_id")["close_date"]
+    opps = cut.opportunities.assign(close_date=cut.opportunities["opportunity_id"].map(current).to_numpy())
+    at = deals_end + pd.Timedelta(days=20)
+    acts = data.activities
+    after = acts.loc[(isin(acts["opportunity_id"], opps["opportunity_id"]) & (acts["occurred_at"] > at)).to_numpy()]
+    later = replace(data, opportunities=opps, stage_history=cut.stage_history, activities=after)
+    assert later.leads["created_at"].max() > at and len(after) > 100  # leads and activities run past the fit's date
+    if not later_activities:
+        later = replace(later, activities=after.iloc[:0])
+    settings = {"snapshot_freq": "W-MON", "target": "period", "max_rows": None}
+    model = OpportunityScoringModel(**settings).fit(later, as_of=at)
+    on_past = OpportunityScoringModel(**settings).fit(known_at(later, at), as_of=at)
+    pd.testing.assert_frame_equal(on_past.training_, model.training_)
+    assert model.feature_names_ == on_past.feature_names_ and "days_since_activity" not in model.feature_names_
+    f = opportunity_features(known_at(later, at), at)
+    pd.testing.assert_series_equal(on_past.predict_proba(f), model.predict_proba(f))
+
+
 def test_a_sample_of_max_rows_keeps_each_date_and_outcome_share(gen5k):
     """Above max_rows the fit learns from a sample in proportion to (date, outcome): calibrated without weights."""
     cut = pd.Timestamp("2025-01-01")

@@ -664,11 +664,12 @@ class OpportunityScoringModel(BaseEstimator):
         if pd.isna(as_of):
             raise ValueError("fit: the data hold no dates; nothing to learn from")
         if as_of < data.as_of:
-            # the deals and their history as known then. The tables the fit never reads are not copied, and the
-            # activities are kept whole: a row's features count its deal's activities up to the row's date only,
-            # which is before `as_of` (a copy of millions of activities per refit would only cost memory)
-            unread = {name: getattr(data, name).iloc[:0] for name in ("leads", "forecast_submissions", "activities")}
-            data = replace(known_at(replace(data, **unread), as_of), activities=data.activities)
+            # the data as known then (the same rows, hence the same `as_of` and unknown fields, as `known_at` of
+            # the whole); of the activities only the columns the features read and known_at cuts by are copied
+            # (millions of rows at every refit: subjects, outcomes and owners would only cost memory)
+            acts = data.activities
+            read = [c for c in ("opportunity_id", "lead_id", "type", "occurred_at") if c in acts.columns]
+            data = known_at(replace(data, activities=acts[read]), as_of)
         dates = self._dates(data, as_of)
         if len(dates) == 0:
             raise ValueError(f"fit: no {self.snapshot_freq!r} snapshot date before as_of={as_of}")

@@ -1917,19 +1917,20 @@ def backtest(
         # the stage-conversion fits (with their horizon calibration and shock) do not depend on each other: with
         # threads they run ahead of the cutoffs that use them
         refits: dict[tuple, Any] = {}
-        keys = list(plan.groupby(["period", "refit_at"], sort=True).groups)
+        groups = list(plan.groupby(["period", "refit_at"], sort=True))  # one fit per period (or cutoff)
+        keys = [key for key, _ in groups]
         seg = segment if segment is not None and segment in data.opportunities.columns else None
 
-        def submit(i: int) -> None:  # the fit of the i-th period, if any and not yet asked for
-            if needs_sc and i < len(keys) and keys[i] not in refits:
+        def submit(i: int) -> None:  # the fit of the i-th period, if any (each asked for once)
+            if needs_sc and i < len(keys):
                 args = (ctx, runs, seg, pd.Timestamp(keys[i][1]), calibration.get(keys[i]), calibrate_prior)
                 extra = ("period shock" in needs, shock, new_deal_periods)
                 refits[keys[i]] = pool.submit(_refit, *args, *extra) if pool else _Lazy(_refit, *args, *extra)
 
         submit(0)
-        for i, ((label, refit_at), chunk) in enumerate(plan.groupby(["period", "refit_at"], sort=True)):
-            # one fit per period (or cutoff); the next period's runs ahead in a thread, not all of them at once (each
-            # holds its replayed pipelines until done)
+        for i, ((label, refit_at), chunk) in enumerate(groups):
+            # the next period's fit runs ahead in a thread, not all of them at once (each holds its replayed
+            # pipelines until done)
             submit(i + 1)
             s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
             refit_at = pd.Timestamp(refit_at)

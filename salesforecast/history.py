@@ -50,7 +50,7 @@ import pandas as pd
 from salesforecast._utils import DAY_US, NAT, NEVER, arrow_strings, group_cumsum, positions, sorted_unique, to_us
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import encoded_intervals, snapshot_rows, unknown_before
+from salesforecast.snapshots import EncodedIntervals, encoded_intervals, snapshot_rows, unknown_before
 
 __all__ = ["DealHistory", "Moves", "Visits"]
 
@@ -175,6 +175,9 @@ class DealHistory:
     close_unknown_before : int
         When the history never recorded close dates (`salesforecast.snapshots.unrecorded_fields`): `data_end`, the
         time before which an open deal's close date is unknown (`close_known`); else `NAT`.
+    intervals : EncodedIntervals, optional
+        `frame` with its codes, as `salesforecast.snapshots.encoded_intervals` built it: what
+        `salesforecast.snapshots.pipeline_snapshots` reads, so snapshots of the same data need not rebuild it.
 
     Examples
     --------
@@ -212,6 +215,7 @@ class DealHistory:
     as_of: pd.Timestamp
     data_end: int
     close_unknown_before: int = NAT
+    intervals: EncodedIntervals | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -278,6 +282,7 @@ class DealHistory:
             as_of=data.as_of,
             data_end=to_us(data.as_of),
             close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
+            intervals=enc,
         )
 
     # ------------------------------------------------------------------ stages

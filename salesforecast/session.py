@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,14 @@ from salesforecast.io import load
 from salesforecast.process import SalesProcess
 from salesforecast.quality import report_as_of
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import known_at
+from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at
 
 __all__ = [
     "LIMIT_MIMETYPE",
     "NEEDS",
     "NEEDS_MIMETYPE",
     "Need",
+    "READS",
     "ReportData",
     "ReportNeeds",
     "missing_needs",
@@ -46,6 +47,14 @@ __all__ = [
     "record_limits",
     "warning_label",
 ]
+
+#: What the forecast and pipeline-review reports read of the two largest tables (`open_report`'s `columns`):
+#: activities by deal or lead, type and time (not their ids, owners, subjects, outcomes or durations: about a
+#: gigabyte at 12M activities), and of the leads the columns `known_at` and `CRMData.filter` cut by.
+READS: dict[str, tuple[str, ...]] = {
+    "activities": ("opportunity_id", "lead_id", "type", "occurred_at"),
+    "leads": (*LEAD_CUT_COLUMNS, "owner", "team"),
+}
 
 #: The display output of one limit of a report: ``{"kind": "warning" | "note", "label", "category", "message"}``.
 LIMIT_MIMETYPE = "application/vnd.salesforecast.limit+json"
@@ -607,6 +616,12 @@ class ReportData:
         return self.data.process.calendar.period_bounds(self.period)
 
 
+def _only(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`table` with only those of `columns` it has (their order in the table; the others' memory is let go)."""
+    keep = [c for c in table.columns if c in set(columns)]
+    return table if len(keep) == len(table.columns) else table[keep].copy()
+
+
 def open_report(
     source: str | Path = "sample",
     process: SalesProcess | str | Path | None = "default",
@@ -615,6 +630,7 @@ def open_report(
     owner: str | None = "",
     period: str | None = None,
     needs: Sequence[str] = (),
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> ReportData:
     """Open the data of a report: the one call at the top of every notebook.
 
@@ -635,6 +651,10 @@ def open_report(
         What the report cannot do without, as names of `NEEDS` (``"opportunities"``, ``"stage_history"``,
         ``"leads"``, ``"converted_leads"``, ``"closed_deals"``, ``"won_deals"``, ``"forecast_submissions"``,
         ``"quotas"``, ``"any_table"``), checked on the data up to the report date.
+    columns : mapping of str to sequence of str, optional
+        The only columns of these tables the report reads (e.g. `READS`): the others are dropped once the data are
+        loaded and checked, so a large CRM holds less memory through the report. Rows, quarantine, counts and the
+        load's notes are those of the whole tables; a column a table lacks is skipped.
 
     Returns
     -------
@@ -666,6 +686,8 @@ def open_report(
     asked = [_need(n) for n in needs]  # a misspelt need is the notebook's mistake: say so before loading
     record_limits()
     data = load(source, process=process)
+    if columns:
+        data = replace(data, **{t: _only(getattr(data, t), keep) for t, keep in columns.items()})
     release_memory()  # what the load freed (raw columns, Arrow buffers): before the report's own peaks
     notes = tuple(data.notes) + quarantine_notes(data)
     _publish_notes(notes)

@@ -57,6 +57,7 @@ from salesforecast.schema import SNAPSHOT_STATIC_COLUMNS, CRMData
 
 __all__ = [
     "HISTORY_FIELDS",
+    "LEAD_CUT_COLUMNS",
     "EncodedIntervals",
     "encoded_intervals",
     "known_at",
@@ -660,6 +661,7 @@ def pipeline_snapshots(
     as_of: Any,
     columns: Sequence[str] | None = None,
     rows: tuple[np.ndarray, np.ndarray] | None = None,
+    intervals: EncodedIntervals | None = None,
 ) -> pd.DataFrame:
     """The open pipeline as it stood at each date, rebuilt from stage_history.
 
@@ -676,6 +678,9 @@ def pipeline_snapshots(
     rows : tuple of numpy.ndarray, optional
         Only these rows: ``(rows, date_idx)``, a subset of ``snapshot_rows(stage_intervals(data), dates)`` (``dates``
         = ``to_dates(as_of)``) in its order, e.g. a sample of them. Default: all of them.
+    intervals : EncodedIntervals, optional
+        ``encoded_intervals(data)`` when the caller holds it already (e.g. `salesforecast.history.DealHistory`'s
+        ``intervals``), so it is not rebuilt: millions of rows at 1M deals. It must come from the same `data`.
 
     Returns
     -------
@@ -699,7 +704,7 @@ def pipeline_snapshots(
     np.True_
     """
     dates = to_dates(as_of)
-    enc = encoded_intervals(data)
+    enc = encoded_intervals(data) if intervals is None else intervals
     iv = enc.frame
     rows, date_idx = snapshot_rows(iv, dates) if rows is None else rows
 
@@ -849,6 +854,11 @@ def _replace_known(current: pd.Series, source: pd.Series, src: np.ndarray) -> pd
     values = current.to_numpy(copy=True)
     values[known] = source.to_numpy()[src[known]]
     return pd.Series(values, index=current.index, dtype=current.dtype)
+
+
+#: The lead columns `known_at` cuts by and `salesforecast.schema.CRMData.as_of` reads (a step that reads no other
+#: lead column can drop the rest before a cut and get the same data).
+LEAD_CUT_COLUMNS: tuple[str, ...] = ("lead_id", "created_at", "converted", "converted_at", "opportunity_id")
 
 
 def known_at(data: CRMData, cutoff: Any) -> CRMData:

@@ -442,3 +442,26 @@ def test_lookback_keeps_recent_snapshot_dates(sample):
     m = OpportunityScoringModel(snapshot_freq="W-MON", lookback_days=200, min_known=0.0).fit(sample, as_of="2025-01-01")
     assert m.training_["as_of"].min() >= pd.Timestamp("2025-01-01") - pd.Timedelta(days=200)
     assert len(m.training_) == 29
+
+
+def test_features_read_the_intervals_of_the_history_given_and_rebuild_them_for_other_data(sample, monkeypatch):
+    """With the history of the same data the snapshots come from its intervals (not rebuilt: millions of rows at 1M
+    deals); with another data's history they are built again: the same features either way."""
+    import salesforecast.snapshots as snapshots
+
+    dates = pd.date_range("2024-01-01", periods=6, freq="MS")
+    h = DealHistory.from_data(sample)
+    expected = opportunity_features(sample, dates)
+    built = []
+    original = snapshots.encoded_intervals
+    monkeypatch.setattr(snapshots, "encoded_intervals", lambda data: built.append(1) or original(data))
+    pd.testing.assert_frame_equal(opportunity_features(sample, dates, history=h), expected)
+    assert built == []
+    past = known_at(sample, "2024-07-01")
+    pd.testing.assert_frame_equal(
+        opportunity_features(past, dates, history=DealHistory.from_data(past)), opportunity_features(past, dates)
+    )
+    built.clear()
+    snap = pipeline_snapshots(past, dates, intervals=DealHistory.from_data(past).intervals)
+    assert built == []  # read from the intervals given
+    pd.testing.assert_frame_equal(snap, pipeline_snapshots(past, dates))

@@ -18,7 +18,9 @@ from salesforecast.io import load, load_mapping, read_hubspot, read_salesforce, 
 from salesforecast.process import FiscalCalendar, SalesProcess
 from salesforecast.quality import report_as_of
 from salesforecast.schema import read_canonical
-from salesforecast.session import ReportNeeds, open_report
+from salesforecast import forecast
+from salesforecast.review import step_review
+from salesforecast.session import READS, ReportNeeds, open_report
 from salesforecast.snapshots import known_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +75,43 @@ def test_a_team_or_rep_the_data_do_not_hold_is_a_needs_page_not_a_traceback(tmp_
     report = open_report("sample", team="EMEA")  # a team the data hold: the selection is ready, the view lazy
     assert set(report.selection.opportunities["team"]) == {"EMEA"} and "view" not in vars(report)
 
+
+
+@pytest.mark.parametrize("owner", ["", "Ava Chen"])
+def test_reads_keep_only_the_columns_the_reports_read_and_change_none_of_their_numbers(owner):
+    """04 and 05 open the data with ``columns=READS``: fewer columns in memory, the same backtest and step review."""
+    full = open_report("sample", owner=owner)
+    lean = open_report("sample", owner=owner, columns=READS)
+    acts, leads = lean.data.activities, lean.data.leads
+    assert list(acts.columns) == [c for c in full.data.activities.columns if c in READS["activities"]]
+    assert list(leads.columns) == [c for c in full.data.leads.columns if c in READS["leads"]]
+    assert {"subject", "outcome", "activity_id"} & set(full.data.activities.columns) and "lead_source" not in leads
+    for name in ("activities", "leads"):  # the same rows; the columns kept are the same values
+        kept = getattr(lean.data, name)
+        pd.testing.assert_frame_equal(kept, getattr(full.data, name)[list(kept.columns)])
+    pd.testing.assert_frame_equal(lean.data.opportunities, full.data.opportunities)
+    pd.testing.assert_frame_equal(lean.data.quarantine, full.data.quarantine)
+    pd.testing.assert_frame_equal(lean.data.counts, full.data.counts)
+    assert lean.notes == full.notes and lean.as_of == full.as_of
+    # every method of the backtest (the opportunity score with its activity features among them) and the review of
+    # each step (exit criteria from activities, first responses to leads) read nothing that was dropped
+    pd.testing.assert_frame_equal(
+        forecast.backtest(lean.view, periods=2, n_sims=100, seed=0),
+        forecast.backtest(full.view, periods=2, n_sims=100, seed=0),
+    )
+    a, b = step_review(lean.view, lean.as_of), step_review(full.view, full.as_of)
+    assert a.note == b.note
+    for name in ("criteria", "outcomes", "gaps", "responses"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None)
+        if x is not None:
+            pd.testing.assert_frame_equal(x, y)
+
+
+def test_columns_a_table_lacks_are_skipped_and_other_tables_kept_whole():
+    report = open_report("sample", columns={"activities": ("type", "occurred_at", "no_such_column")})
+    assert list(report.data.activities.columns) == ["occurred_at", "type"]  # the table's order
+    pd.testing.assert_frame_equal(report.data.leads, load("sample").leads)
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_notebook_opens_with_one_call(path):

@@ -86,7 +86,7 @@ from salesforecast._utils import DAY_US, NAT, isin, to_us, us
 from salesforecast.history import DealHistory
 from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import known_at, pipeline_snapshots, to_dates
+from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at, pipeline_snapshots, to_dates
 
 __all__ = [
     "HISTORY_FEATURES",
@@ -239,8 +239,10 @@ def opportunity_features(
     process = data.process
     dates = to_dates(as_of)
     static = _static_columns(data, columns)
-    snap = pipeline_snapshots(data, dates, columns=static, rows=rows)
     h = DealHistory.from_data(data) if history is None else history
+    # the history's intervals when it is this data's (not rebuilt: millions of rows at 1M deals)
+    same = h.intervals is not None and h.opportunities is data.opportunities
+    snap = pipeline_snapshots(data, dates, columns=static, rows=rows, intervals=h.intervals if same else None)
     t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
     if (row < 0).any():  # cannot happen: every snapshot row comes from an interval
@@ -665,11 +667,13 @@ class OpportunityScoringModel(BaseEstimator):
             raise ValueError("fit: the data hold no dates; nothing to learn from")
         if as_of < data.as_of:
             # the data as known then (the same rows, hence the same `as_of` and unknown fields, as `known_at` of
-            # the whole); of the activities only the columns the features read and known_at cuts by are copied
-            # (millions of rows at every refit: subjects, outcomes and owners would only cost memory)
-            acts = data.activities
+            # the whole); of the activities and leads only the columns the features read and known_at cuts by are
+            # copied (millions of rows at every refit: subjects, outcomes, owners or lead sources would only cost
+            # memory; the features read no lead column)
+            acts, leads = data.activities, data.leads
             read = [c for c in ("opportunity_id", "lead_id", "type", "occurred_at") if c in acts.columns]
-            data = known_at(replace(data, activities=acts[read]), as_of)
+            cut_by = [c for c in LEAD_CUT_COLUMNS if c in leads.columns]
+            data = known_at(replace(data, activities=acts[read], leads=leads[cut_by]), as_of)
         dates = self._dates(data, as_of)
         if len(dates) == 0:
             raise ValueError(f"fit: no {self.snapshot_freq!r} snapshot date before as_of={as_of}")

@@ -1929,9 +1929,6 @@ def backtest(
 
         submit(0)
         for i, ((label, refit_at), chunk) in enumerate(groups):
-            # the next period's fit runs ahead in a thread, not all of them at once (each holds its replayed
-            # pipelines until done)
-            submit(i + 1)
             s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
             refit_at = pd.Timestamp(refit_at)
             actual = ctx.actual(s, e)
@@ -1940,12 +1937,16 @@ def backtest(
             )
             per = BacktestPeriod(label, s, e, refit_at, ctx, shock_sd=shock_sd, intervals=intervals)
             if "opportunity score" in needs:
+                release_memory()  # what the last period's simulations and this period's fit freed, before the peak
                 per.opportunity_scores, leaky = _opportunity_scores(
                     ctx, refit_at, list(chunk["cutoff"]), opportunity_params
                 )
                 if leaky:
                     per.leakage.update({m.name: leaky for m in chosen if "opportunity score" in m.needs})
                 release_memory()  # the fit's tables are freed: their memory back before the next step's peak
+            # the next period's fit runs ahead in a thread while this period's cutoffs are forecast (after the
+            # opportunity score's fit, whose peak it would add to; one at a time: each holds its replayed pipelines)
+            submit(i + 1)
             if "submission bias" in needs:
                 per.bias, per.bias_fallback = _commit_bias(ctx, refit_at, bias_weeks)
             for m in chosen:

@@ -40,6 +40,7 @@ measures (stalls, outcome and cycle, whether following the map pays).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -435,6 +436,10 @@ class DealHistory:
         >>> names[m.previous[j]], names[h.stage[j]], int(m.skipped[j])
         ('Needs Analysis', 'Id. Decision Makers', 1)
         """
+        return self._moves()
+
+    def _moves(self) -> Moves:
+        """`moves`, computed (not kept)."""
         n, k = len(self.stage), self.k
         si, first = self.stage, self.first
         row_open = (si >= 0) & (si < k)
@@ -471,18 +476,40 @@ class DealHistory:
         ``close_date_pushes``, ``days_pushed``, ``close_date_pull_ins``, ``skipped_stages``, ``regressions``,
         ``stage_changes`` and ``amount_changes`` (the names of the `salesforecast.adherence` counts).
         """
-        m = self.moves
+        return {name: group_cumsum(v, self.first) for name, v in self._events()}
+
+    def so_far_at(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """`so_far` at these rows only, without keeping it (read from `so_far` when that was built).
+
+        Each count is summed over every row and gathered at `rows` in turn, so a few rows of a history of millions
+        (the sample a fit learns from, one date's pipeline) never hold the seven counts of every row at once.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> h = DealHistory.from_data(load_sample())
+        >>> rows = np.array([0, 5, 9])
+        >>> at = h.so_far_at(rows)
+        >>> "so_far" in vars(h), all((at[name] == h.so_far[name][rows]).all() for name in at)
+        (False, True)
+        """
+        if "so_far" in self.__dict__:
+            return {name: cum[rows] for name, cum in self.so_far.items()}
+        return {name: group_cumsum(v, self.first)[rows] for name, v in self._events()}
+
+    def _events(self) -> Iterator[tuple[str, np.ndarray]]:
+        """The counts of `so_far` row by row, one at a time."""
+        # the moves kept when something else read them, else computed and let go: ten arrays of every row (a
+        # quarter of a gigabyte at 1M deals) that the counts do not need once summed
+        m = self.__dict__["moves"] if "moves" in self.__dict__ else self._moves()
         cd = m.close_date_days
-        events = {
-            "close_date_pushes": (cd > 0).astype(np.int64),
-            "days_pushed": np.where(cd > 0, cd, 0.0),
-            "close_date_pull_ins": (cd < 0).astype(np.int64),
-            "skipped_stages": m.skipped,
-            "regressions": m.regression.astype(np.int64),
-            "stage_changes": m.stage_change.astype(np.int64),
-            "amount_changes": (m.amount_change != 0).astype(np.int64),
-        }
-        return {name: group_cumsum(v, self.first) for name, v in events.items()}
+        yield "close_date_pushes", (cd > 0).astype(np.int64)
+        yield "days_pushed", np.where(cd > 0, cd, 0.0)
+        yield "close_date_pull_ins", (cd < 0).astype(np.int64)
+        yield "skipped_stages", m.skipped
+        yield "regressions", m.regression.astype(np.int64)
+        yield "stage_changes", m.stage_change.astype(np.int64)
+        yield "amount_changes", (m.amount_change != 0).astype(np.int64)
 
     @cached_property
     def amount_initial(self) -> np.ndarray:

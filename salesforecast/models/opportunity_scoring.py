@@ -262,8 +262,8 @@ def opportunity_features(
     out["period_end"] = end_t.view("datetime64[us]")
     out["days_to_period_end"] = (end_t - t) / DAY_US
     out["close_in_period"] = np.where(cd == NAT, np.nan, (cd < end_t).astype("float64"))
-    for name, cum in h.so_far.items():
-        out[name] = cum[row]
+    for name, counts in h.so_far_at(row).items():
+        out[name] = counts
     init = h.amount_initial[row]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["amount_change_pct"] = np.where(init > 0, out["amount"].to_numpy(dtype="float64") / init - 1.0, np.nan)

@@ -178,7 +178,10 @@ class DealHistory:
         time before which an open deal's close date is unknown (`close_known`); else `NAT`.
     intervals : EncodedIntervals, optional
         `frame` with its codes, as `salesforecast.snapshots.encoded_intervals` built it: what
-        `salesforecast.snapshots.pipeline_snapshots` reads, so snapshots of the same data need not rebuild it.
+        `salesforecast.snapshots.pipeline_snapshots` reads, so snapshots of the same data need not rebuild it
+        (`built_from`).
+    stage_history : pandas.DataFrame, optional
+        The stage history of the data (with ``opportunities`` and ``process``, what `built_from` compares).
 
     Examples
     --------
@@ -217,6 +220,7 @@ class DealHistory:
     data_end: int
     close_unknown_before: int = NAT
     intervals: EncodedIntervals | None = None
+    stage_history: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -284,6 +288,28 @@ class DealHistory:
             data_end=to_us(data.as_of),
             close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
             intervals=enc,
+            stage_history=hist,
+        )
+
+    def built_from(self, data: CRMData) -> bool:
+        """Whether this history was built from these very tables of `data` (the same objects, not equal copies).
+
+        Then its `intervals` are ``encoded_intervals(data)`` and a step on `data` may read them instead of
+        rebuilding them.
+
+        Examples
+        --------
+        >>> from dataclasses import replace
+        >>> from salesforecast.datasets import load_sample
+        >>> data = load_sample()
+        >>> h = DealHistory.from_data(data)
+        >>> h.built_from(data), h.built_from(replace(data, stage_history=data.stage_history.copy()))
+        (True, False)
+        """
+        return (
+            self.opportunities is data.opportunities
+            and self.stage_history is data.stage_history
+            and self.process is data.process
         )
 
     # ------------------------------------------------------------------ stages

@@ -30,7 +30,7 @@ from salesforecast._utils import release_memory
 from salesforecast.io import load
 from salesforecast.process import SalesProcess
 from salesforecast.quality import report_as_of
-from salesforecast.schema import CRMData
+from salesforecast.schema import EVENT_COLUMNS, CRMData
 from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at
 
 __all__ = [
@@ -616,9 +616,23 @@ class ReportData:
         return self.data.process.calendar.period_bounds(self.period)
 
 
-def _only(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """`table` with only those of `columns` it has (their order in the table; the others' memory is let go)."""
-    keep = [c for c in table.columns if c in set(columns)]
+def _defining(name: str) -> set[str]:
+    """The columns of table `name` that `open_report` keeps whatever `columns` asks.
+
+    What says whose a row is and when it happened: the ids, the event dates `CRMData.as_of` reads, the lead columns
+    `known_at` cuts by, and but for activities (which follow their deal or lead) the owner and team a filter reads.
+    """
+    keep = {"opportunity_id", "lead_id", *(c for table, c in EVENT_COLUMNS if table == name)}
+    if name == "leads":
+        keep |= set(LEAD_CUT_COLUMNS)
+    if name != "activities":
+        keep |= {"owner", "team"}
+    return keep
+
+
+def _only(name: str, table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Table `name` with those of `columns` it has and its `_defining` ones (in its order; the others let go)."""
+    keep = [c for c in table.columns if c in set(columns) | _defining(name)]
     return table if len(keep) == len(table.columns) else table[keep].copy()
 
 
@@ -654,7 +668,9 @@ def open_report(
     columns : mapping of str to sequence of str, optional
         The only columns of these tables the report reads (e.g. `READS`): the others are dropped once the data are
         loaded and checked, so a large CRM holds less memory through the report. Rows, quarantine, counts and the
-        load's notes are those of the whole tables; a column a table lacks is skipped.
+        load's notes are those of the whole tables; a column a table lacks is skipped. The columns that say whose
+        a row is and when it happened (ids, event dates, the lead columns of `known_at`, owner and team) are kept
+        whatever is asked, so the report date, the known-at cut and a team or rep filter stay those of the data.
 
     Returns
     -------
@@ -687,7 +703,7 @@ def open_report(
     record_limits()
     data = load(source, process=process)
     if columns:
-        data = replace(data, **{t: _only(getattr(data, t), keep) for t, keep in columns.items()})
+        data = replace(data, **{t: _only(t, getattr(data, t), keep) for t, keep in columns.items()})
     release_memory()  # what the load freed (raw columns, Arrow buffers): before the report's own peaks
     notes = tuple(data.notes) + quarantine_notes(data)
     _publish_notes(notes)

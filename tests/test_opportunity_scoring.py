@@ -26,7 +26,7 @@ from salesforecast.models.opportunity_scoring import (
     opportunity_targets,
 )
 from salesforecast.schema import CRMData, validate
-from salesforecast.snapshots import known_at, pipeline_snapshots
+from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at, pipeline_snapshots
 from tests.factories import complete_history_crm
 
 CUTOFFS = ["2024-01-01", "2024-06-17 13:30", "2025-03-03"]
@@ -457,6 +457,16 @@ def test_features_read_the_intervals_of_the_history_given_and_rebuild_them_for_o
     monkeypatch.setattr(snapshots, "encoded_intervals", lambda data: built.append(1) or original(data))
     pd.testing.assert_frame_equal(opportunity_features(sample, dates, history=h), expected)
     assert built == []
+    # data with the same opportunities but another stage history: the history of the sample is not theirs, so
+    # their snapshots are built again (the sample's intervals would give the sample's stages)
+    other = replace(sample, stage_history=sample.stage_history.iloc[len(sample.stage_history) // 2 :])
+    assert not h.built_from(other)
+    f = opportunity_features(other, dates, history=h)
+    assert built == [1]
+    pd.testing.assert_series_equal(f["stage"], pipeline_snapshots(other, dates)["stage"], check_index=False)
+    stale = pipeline_snapshots(other, dates, intervals=h.intervals)  # what reading the sample's would give
+    assert len(built) == 2 and not stale.equals(pipeline_snapshots(other, dates))
+    built.clear()
     past = known_at(sample, "2024-07-01")
     pd.testing.assert_frame_equal(
         opportunity_features(past, dates, history=DealHistory.from_data(past)), opportunity_features(past, dates)
@@ -465,3 +475,34 @@ def test_features_read_the_intervals_of_the_history_given_and_rebuild_them_for_o
     snap = pipeline_snapshots(past, dates, intervals=DealHistory.from_data(past).intervals)
     assert built == []  # read from the intervals given
     pd.testing.assert_frame_equal(snap, pipeline_snapshots(past, dates))
+
+
+def test_fit_at_a_date_ends_its_data_at_a_lead_conversion_known_then(sample):
+    """The fit cuts the leads trimmed to `LEAD_CUT_COLUMNS`: when the last event known at the fit's date is a lead's
+    conversion, that cut ends there as the whole data's does (same leads), and the fit equals the fit on the cut."""
+    data = replace(sample, stage_history=sample.stage_history.assign(close_date=pd.NaT))
+    deals_end = data.as_of - pd.Timedelta(days=60)
+    cut = known_at(data, deals_end)
+    current = data.opportunities.set_index("opportunity_id")["close_date"]
+    opps = cut.opportunities.assign(close_date=cut.opportunities["opportunity_id"].map(current).to_numpy())
+    leads = cut.leads.copy()
+    i = int(leads.index[~leads["converted"].to_numpy(dtype=bool)][0])
+    converted = deals_end + pd.Timedelta(days=15)
+    leads.loc[i, "converted"], leads.loc[i, "converted_at"] = True, converted
+    # the fit's date a quarter later (the weeks between the deals' end and the conversion are learnt from) and
+    # leads created after it, so the fit cuts the data
+    at = deals_end + pd.Timedelta(days=120)
+    after = leads.head(3).assign(lead_id=["LATE-1", "LATE-2", "LATE-3"], created_at=at + pd.Timedelta(days=10))
+    after = after.assign(converted=False, converted_at=pd.NaT, opportunity_id=None)
+    later = replace(cut, opportunities=opps, leads=pd.concat([leads, after], ignore_index=True))
+    assert later.as_of > at and known_at(later, at).as_of == converted > cut.as_of
+    # the cut of the leads trimmed to LEAD_CUT_COLUMNS is the same data: the same end, the same lead rows
+    trimmed = known_at(replace(later, leads=later.leads[list(LEAD_CUT_COLUMNS)]), at)
+    assert trimmed.as_of == converted
+    pd.testing.assert_frame_equal(trimmed.leads, known_at(later, at).leads[list(LEAD_CUT_COLUMNS)])
+    settings = {"snapshot_freq": "W-MON", "target": "period", "max_rows": None}
+    model = OpportunityScoringModel(**settings).fit(later, as_of=at)
+    on_past = OpportunityScoringModel(**settings).fit(known_at(later, at), as_of=at)
+    pd.testing.assert_frame_equal(on_past.training_, model.training_)
+    f = opportunity_features(known_at(later, at), at)
+    pd.testing.assert_series_equal(on_past.predict_proba(f), model.predict_proba(f))

@@ -12,16 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from salesforecast import forecast
 from salesforecast.cli import main
 from salesforecast.datasets import generate, load_sample, with_generator_criteria
 from salesforecast.io import load, load_mapping, read_hubspot, read_salesforce, write_salesforce
 from salesforecast.process import FiscalCalendar, SalesProcess
 from salesforecast.quality import report_as_of
-from salesforecast.schema import read_canonical
-from salesforecast import forecast
 from salesforecast.review import step_review
+from salesforecast.schema import read_canonical
 from salesforecast.session import READS, ReportNeeds, open_report
-from salesforecast.snapshots import known_at
+from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -76,7 +76,6 @@ def test_a_team_or_rep_the_data_do_not_hold_is_a_needs_page_not_a_traceback(tmp_
     assert set(report.selection.opportunities["team"]) == {"EMEA"} and "view" not in vars(report)
 
 
-
 @pytest.mark.parametrize("owner", ["", "Ava Chen"])
 def test_reads_keep_only_the_columns_the_reports_read_and_change_none_of_their_numbers(owner):
     """04 and 05 open the data with ``columns=READS``: fewer columns in memory, the same backtest and step review."""
@@ -108,10 +107,32 @@ def test_reads_keep_only_the_columns_the_reports_read_and_change_none_of_their_n
             pd.testing.assert_frame_equal(x, y)
 
 
+def test_columns_asked_never_drop_what_says_whose_a_row_is_and_when(tmp_path):
+    """Asking for no lead column still keeps the ids, dates, owner and team: with a lead conversion the data's last
+    event, the report date, the known-at cut and a rep filter are those of the whole data."""
+    data = load_sample()
+    leads = data.leads.copy()
+    last = data.as_of + pd.Timedelta(days=9)
+    i = int(leads.index[~leads["converted"].to_numpy(dtype=bool)][0])
+    leads.loc[i, "converted"], leads.loc[i, "converted_at"] = True, last
+    folder = tmp_path / "crm"
+    replace(data, leads=leads).to_folder(folder)
+    owner = str(leads.loc[i, "owner"])
+    full = open_report(folder, owner=owner)
+    lean = open_report(folder, owner=owner, columns={"leads": (), "activities": ()})
+    assert full.as_of == lean.as_of == report_as_of(load(folder), "latest") and full.data.as_of == last
+    assert list(lean.data.leads.columns) == [c for c in full.data.leads.columns if c in {*LEAD_CUT_COLUMNS, "owner"}]
+    assert list(lean.data.activities.columns) == ["occurred_at", "opportunity_id", "lead_id"]
+    for name in ("leads", "activities"):
+        kept = getattr(lean.view, name)
+        pd.testing.assert_frame_equal(kept, getattr(full.view, name)[list(kept.columns)])
+
+
 def test_columns_a_table_lacks_are_skipped_and_other_tables_kept_whole():
     report = open_report("sample", columns={"activities": ("type", "occurred_at", "no_such_column")})
-    assert list(report.data.activities.columns) == ["occurred_at", "type"]  # the table's order
+    assert list(report.data.activities.columns) == ["occurred_at", "type", "opportunity_id", "lead_id"]  # its order
     pd.testing.assert_frame_equal(report.data.leads, load("sample").leads)
+
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_notebook_opens_with_one_call(path):

@@ -241,8 +241,9 @@ def opportunity_features(
     static = _static_columns(data, columns)
     h = DealHistory.from_data(data) if history is None else history
     # the history's intervals when it is this data's (not rebuilt: millions of rows at 1M deals)
-    same = h.intervals is not None and h.opportunities is data.opportunities
-    snap = pipeline_snapshots(data, dates, columns=static, rows=rows, intervals=h.intervals if same else None)
+    snap = pipeline_snapshots(
+        data, dates, columns=static, rows=rows, intervals=h.intervals if h.built_from(data) else None
+    )
     t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
     if (row < 0).any():  # cannot happen: every snapshot row comes from an interval

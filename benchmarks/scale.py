@@ -203,13 +203,10 @@ def _open_stages(folder: Path) -> list[str]:
     return list(process.open_stages)
 
 
-def partition_of(ids: pd.Series, n: int = N_PARTITIONS) -> np.ndarray:
-    """Partition number of each opportunity id: a stable hash of the id modulo `n`."""
-    return (pd.util.hash_pandas_object(ids.astype("str"), index=False).to_numpy() % np.uint64(n)).astype(np.int64)
-
-
 def partition(data: Any, part: int, n: int = N_PARTITIONS) -> Any:
     """The opportunities of partition `part` and their stage history (the other tables whole)."""
+    from salesforecast.scale import partition_of
+
     opps = data.opportunities
     hist = data.stage_history
     keep = partition_of(opps["opportunity_id"], n) == part
@@ -344,6 +341,7 @@ def _crm_backtest(data: Any, periods: Any) -> pd.DataFrame:
 def step_partitions(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any]:
     from _scale_reference import compare_rows
 
+    from salesforecast.scale import partition_of
     from salesforecast.snapshots import pipeline_snapshots
 
     data = _load_pickle(work / "data.pkl")
@@ -381,7 +379,7 @@ def step_partitions(n: int, seed: int, folder: Path, work: Path) -> dict[str, An
     # the snapshots: each partition's rows must be exactly the whole's rows (step 2) of its opportunities; the
     # partitions are disjoint and cover every opportunity, so together they are the whole
     whole_snap = pd.read_parquet(work / "ours.parquet")
-    whole_part = partition_of(whole_snap["opportunity_id"])
+    whole_part = partition_of(whole_snap["opportunity_id"], N_PARTITIONS)
     for i, snap in enumerate(snaps):
         expected = whole_snap.loc[whole_part == i].reset_index(drop=True)
         equal = bool(expected.equals(snap))

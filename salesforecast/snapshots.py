@@ -43,7 +43,7 @@ Rules (the contract the tests check):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -662,6 +662,7 @@ def pipeline_snapshots(
     columns: Sequence[str] | None = None,
     rows: tuple[np.ndarray, np.ndarray] | None = None,
     intervals: EncodedIntervals | None = None,
+    unknown: Mapping[str, np.datetime64 | None] | None = None,
 ) -> pd.DataFrame:
     """The open pipeline as it stood at each date, rebuilt from stage_history.
 
@@ -681,6 +682,9 @@ def pipeline_snapshots(
     intervals : EncodedIntervals, optional
         ``encoded_intervals(data)`` when the caller holds it already (e.g. `salesforecast.history.DealHistory`'s
         ``intervals``), so it is not rebuilt: millions of rows at 1M deals. It must come from the same `data`.
+    unknown : mapping, optional
+        Per field of `HISTORY_FIELDS`, the time before which it is unknown (`unknown_before`; None: recorded), when
+        `data` is a part of a larger whole whose rules apply (`salesforecast.scale`). Default: `data`'s own.
 
     Returns
     -------
@@ -727,7 +731,7 @@ def pipeline_snapshots(
         opportunity_id, stage, category = sel["opportunity_id"], sel["stage"], sel["forecast_category"]
     close_date = iv["close_date"].to_numpy("datetime64[us]")[rows]
     close_date[stage.isna().to_numpy()] = np.datetime64("NaT")  # an unknown state: no close date either
-    before = unknown_before(data, "close_date")
+    before = unknown_before(data, "close_date") if unknown is None else unknown.get("close_date")
     if before is not None:  # a close date the history did not record: unknown at past dates
         close_date[asof_us < before] = np.datetime64("NaT", "us")
     out = pd.DataFrame(
@@ -745,7 +749,7 @@ def pipeline_snapshots(
         },
         copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
-    before = unknown_before(data, "forecast_category")
+    before = unknown_before(data, "forecast_category") if unknown is None else unknown.get("forecast_category")
     if before is not None and len(out):  # not recorded: the stage's default at past dates
         default = out["stage"].map(data.process.forecast_category).astype("str")
         out["forecast_category"] = out["forecast_category"].where(asof_us >= before, default)

@@ -35,6 +35,7 @@ LAYERS = {
     "labels": 5,
     "simulation": 5,
     "calibration": 6,
+    "scale": 6,
     "call": 6,
     "plotting": 7,
     "reports": 8,

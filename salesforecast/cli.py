@@ -104,15 +104,28 @@ def _import(args: argparse.Namespace) -> int:
 
     from salesforecast.io import import_mapping, is_mapping_file, load, mask_url
 
+    fmt = args.format or ("parquet" if args.partitions else "csv")
+    if args.partitions is not None and (args.partitions < 1 or fmt != "parquet"):
+        print(
+            f"error: --partitions must be a whole number >= 1 (got {args.partitions}) and partitions are written as "
+            f"Parquet (--format {fmt} asked for)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        if is_mapping_file(Path(args.source)):  # clears an earlier import's tables, writes quarantine.csv
+        if args.partitions is not None:  # a canonical folder per partition by opportunity (salesforecast.scale)
+            from salesforecast.scale import write_partitions
+
+            data = load(args.source, process=args.process, encoding=args.encoding)
+            out = write_partitions(data, args.out, args.partitions)
+        elif is_mapping_file(Path(args.source)):  # clears an earlier import's tables, writes quarantine.csv
             if args.encoding is not None:
                 load(args.source, encoding=args.encoding)  # refuses it: a mapping names its sources' encodings
-            data = import_mapping(args.source, args.out, process=args.process, fmt=args.format)
+            data = import_mapping(args.source, args.out, process=args.process, fmt=fmt)
             out = Path(args.out)
         else:
             data = load(args.source, process=args.process, encoding=args.encoding)
-            out = data.to_folder(args.out, fmt=args.format)
+            out = data.to_folder(args.out, fmt=fmt)
     except (DataFileError, ProcessError) as exc:
         print(f"error: {mask_url(str(exc))}", file=sys.stderr)
         return 2
@@ -216,8 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("source", help="a mapping file (.yml), a Salesforce export folder, a HubSpot export, ...")
     i.add_argument("--out", required=True, help="the canonical folder to write (created when missing)")
     i.add_argument("--process", default=None, help=_PROCESS_HELP)
-    i.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format of the tables")
+    i.add_argument(
+        "--format",
+        default=None,
+        choices=["csv", "parquet"],
+        help="file format of the tables (default csv; partitions: parquet)",
+    )
     i.add_argument("--encoding", default=None, help=_ENCODING_HELP)
+    i.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write N partitions by opportunity for a Dask cluster (salesforecast.scale.write_partitions), as Parquet",
+    )
     i.set_defaults(func=_import)
 
     s = sub.add_parser(

@@ -105,3 +105,16 @@ def test_partitions_say_what_is_wrong(crm, tmp_path):
     with pytest.raises(IndexError, match="there are 2"):
         parts.read(2)
     assert np.array_equal(parts.rows("opportunities"), [len(parts.read(i).opportunities) for i in range(2)])
+
+
+def test_the_import_command_writes_partitions(tmp_path, capsys):
+    from salesforecast.cli import main
+
+    out = tmp_path / "parts"
+    assert main(["import", "sample", "--out", str(out), "--partitions", "3"]) == 0
+    assert f"-> {out}" in capsys.readouterr().out
+    parts = PartitionedCRM(out)
+    assert parts.n_partitions == 3 and sum(parts.rows("opportunities")) == len(load_sample().opportunities)
+    assert main(["import", "sample", "--out", str(tmp_path / "csv"), "--partitions", "3", "--format", "csv"]) == 2
+    assert "written as Parquet" in capsys.readouterr().err and not (tmp_path / "csv").exists()
+    assert main(["import", "sample", "--out", str(tmp_path / "none"), "--partitions", "0"]) == 2

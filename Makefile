@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 LINT_PATHS := salesforecast tests notebooks benchmarks scripts
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv test reports screenshots lab lint format clean distclean bench
+.PHONY: help venv test reports screenshots lab lint format clean distclean bench bench-dask
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -55,6 +55,9 @@ bench: venv ## run every benchmark (results in benchmarks/results/, tables in be
 	$(BIN)/python benchmarks/scale.py --sizes 100000 1000000
 	$(BIN)/python benchmarks/report_suite.py --sizes 100000 1000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
 	$(BIN)/python benchmarks/summary.py
+
+bench-dask: venv ## the steps partitioned so far on a Dask LocalCluster vs one process (benchmarks/dask_scale.py)
+	$(BIN)/python benchmarks/dask_scale.py --sizes 100000 1000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
 
 lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=salesforecast $(ALLOW_ROOT)

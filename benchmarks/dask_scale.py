@@ -83,7 +83,13 @@ def run_one(folder: Path, n_partitions: int, workers: int, memory_limit: str) ->
         peaks = client.run(_hwm)
         out["worker_peak_gb"] = sorted(round(v, 2) for v in peaks.values())
     out["client_peak_gb"] = round(_hwm(), 2)
-    out["rows_differing"] = 0 if parts.equals(whole) else int((parts != whole).any(axis=1).sum())
+    if parts.equals(whole):
+        out["rows_differing"] = 0
+    elif len(parts) != len(whole):
+        out["rows_differing"] = abs(len(parts) - len(whole))  # at least; the rows do not line up
+    else:  # rows by position: a value differs, missing on one side only, or both missing (NaN != NaN) left out
+        same = (parts == whole) | (parts.isna() & whole.isna())
+        out["rows_differing"] = int((~same).any(axis=1).sum())
     out["overhead"] = round(out["cluster_seconds"] / out["single_seconds"], 2)
     return out
 

@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from salesforecast.folders import staged_folder
-from salesforecast.schema import CRMData, empty_table, read_canonical
+from salesforecast.process import SalesProcess
+from salesforecast.schema import CRMData, empty_table
 from salesforecast.snapshots import HISTORY_FIELDS, pipeline_snapshots, to_dates, unknown_before
 
 __all__ = ["MANIFEST", "PartitionedCRM", "partition_of", "partitioned_snapshots", "write_partitions"]
@@ -78,6 +79,12 @@ def partition_of(ids: pd.Series | Sequence[str], n: int) -> np.ndarray:
 
 def _part_name(i: int) -> str:
     return f"part-{i:05d}"
+
+
+def _groups(part: np.ndarray, n: int) -> list[np.ndarray]:
+    """Row positions of each partition ``0 .. n - 1`` (ascending within each)."""
+    order = np.argsort(part, kind="stable")
+    return np.split(order, np.searchsorted(part[order], np.arange(1, n)))
 
 
 def _written_by_write_partitions(path: Path) -> bool:
@@ -135,12 +142,15 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
         notes=(),
     )
     with staged_folder(folder, owned=_written_by_write_partitions) as stage:
+        # each table's rows grouped by partition once (a stable sort keeps their order within a partition)
+        opp_rows, hist_rows = _groups(whole_opps, n), _groups(of_hist, n)
+        act_rows = _groups(np.where(on_deal, of_acts, n), n + 1)  # activities of no deal: the last group
         for i in range(n):
             part = replace(
                 bare,
-                opportunities=data.opportunities.loc[whole_opps == i].reset_index(drop=True),
-                stage_history=data.stage_history.loc[of_hist == i].reset_index(drop=True),
-                activities=acts.loc[on_deal & (of_acts == i)].reset_index(drop=True),
+                opportunities=data.opportunities.take(opp_rows[i]).reset_index(drop=True),
+                stage_history=data.stage_history.take(hist_rows[i]).reset_index(drop=True),
+                activities=acts.take(act_rows[i]).reset_index(drop=True),
             )
             part.to_folder(stage / _part_name(i), "parquet")
             manifest["partitions"][_part_name(i)] = {t: len(getattr(part, t)) for t in PARTITIONED}
@@ -212,18 +222,37 @@ class PartitionedCRM:
         return [int(self.manifest["partitions"][_part_name(i)][table]) for i in range(self.n_partitions)]
 
     def read(self, i: int) -> CRMData:
-        """Partition `i`: its opportunities, their stage history and their activities (validated)."""
+        """Partition `i`: its opportunities, their stage history and their activities, as written.
+
+        The tables were validated when the data were loaded, before `write_partitions`; they are read back as they
+        were written, not inferred again from a partition's values alone (a column keeps the whole's type, whatever
+        values the partition happens to hold). The quarantine and counts are in ``shared/``.
+        """
         if not 0 <= int(i) < self.n_partitions:
-            raise IndexError(
-                f"partition {i} of {self.folder}: there are {self.n_partitions} (0 to {self.n_partitions - 1})"
-            )
-        return read_canonical(Path(self.folder) / _part_name(int(i)))
+            last = self.n_partitions - 1
+            raise IndexError(f"partition {i} of {self.folder}: there are {self.n_partitions} (0 to {last})")
+        folder = Path(self.folder) / _part_name(int(i))
+        tables = {
+            t: pd.read_parquet(folder / f"{t}.parquet") if (folder / f"{t}.parquet").is_file() else empty_table(t)
+            for t in PARTITIONED
+        }
+        none = pd.DataFrame()  # no quarantine or counts of its own: the whole's are in shared/
+        return CRMData(
+            **tables,
+            leads=empty_table("leads"),
+            forecast_submissions=empty_table("forecast_submissions"),
+            quotas=empty_table("quotas"),
+            process=SalesProcess.from_yaml(folder / "process.yml"),
+            quarantine=none,
+            counts=none,
+        )
 
 
-def _partition_snapshots(folder: str, i: int, dates: pd.DatetimeIndex, columns: list[str] | None) -> pd.DataFrame:
-    """The task of one partition: read it, rebuild its pipeline at `dates` under the whole's rules."""
-    crm = PartitionedCRM(folder)
-    return pipeline_snapshots(crm.read(i), dates, columns=columns, unknown=crm.unknown_before)
+def _partition_snapshots(
+    folder: str, i: int, dates: pd.DatetimeIndex, columns: list[str] | None, unknown: dict[str, Any]
+) -> pd.DataFrame:
+    """The task of one partition: read it, rebuild its pipeline at `dates` under the whole's rules (`unknown`)."""
+    return pipeline_snapshots(PartitionedCRM(folder).read(i), dates, columns=columns, unknown=unknown)
 
 
 def partitioned_snapshots(
@@ -252,10 +281,20 @@ def partitioned_snapshots(
     cols = None if columns is None else list(columns)
     folder = str(crm.folder)
     parts = range(crm.n_partitions)
+    unknown = crm.unknown_before  # the whole's, read once here (the same for every task)
     if client is None:
-        frames = [_partition_snapshots(folder, i, dates, cols) for i in parts]
+        frames = [_partition_snapshots(folder, i, dates, cols, unknown) for i in parts]
     else:
-        futures = client.map(_partition_snapshots, [folder] * len(parts), list(parts), dates=dates, columns=cols)
+        # pure=False: a folder rewritten between two calls is read again, never answered from an earlier result
+        futures = client.map(
+            _partition_snapshots,
+            [folder] * len(parts),
+            list(parts),
+            dates=dates,
+            columns=cols,
+            unknown=unknown,
+            pure=False,
+        )
         frames = client.gather(futures)
     frames = [f for f in frames if len(f)] or frames[:1]
     out = pd.concat(frames, ignore_index=True)

@@ -7,7 +7,8 @@ or deals). Both work per opportunity only: any partition of opportunities by ``o
 same rows as the whole, so they can run partitioned. One rule reads two facts of the whole data instead: whether
 the history records a field at all (`unrecorded_fields`) and the data's ``as_of``. Called on a partition, it reads
 them from the partition, so a partition whose history happens to hold no close date, or ends earlier than the
-whole, gives other rows: a partitioned run must split only data whose partitions agree with the whole on both.
+whole, would give other rows: a partitioned run passes the whole's (`pipeline_snapshots`' ``unknown``, as
+`salesforecast.scale` does).
 
 Rules (the contract the tests check):
 

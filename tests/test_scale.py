@@ -7,6 +7,7 @@ partition from the folder, as a remote worker would from shared storage.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,60 @@ def test_a_partition_follows_the_wholes_rules_for_fields_the_history_never_recor
     got = partitioned_snapshots(parts, dates, client=client)
     pd.testing.assert_frame_equal(got, expected)
     assert got["close_date"].notna().any() and got.loc[got["as_of"] < data.as_of, "close_date"].isna().all()
+    # no history at all: the forecast category is unknown too (the stage's default before the whole's end)
+    sample = load_sample()
+    opps = sample.opportunities
+    open_ = ~opps["is_closed"].to_numpy(dtype=bool)
+    bare = replace(
+        sample,
+        stage_history=sample.stage_history.iloc[:0],
+        opportunities=opps.assign(forecast_category=np.where(open_, "Commit", opps["forecast_category"])),
+    )
+    parts = PartitionedCRM(write_partitions(bare, tmp_path / "bare", 5))
+    expected = pipeline_snapshots(bare, dates)
+    pd.testing.assert_frame_equal(partitioned_snapshots(parts, dates, client=client), expected)
+    assert (expected.loc[expected["as_of"] > bare.as_of, "forecast_category"] == "Commit").all()
+    assert (expected.loc[expected["as_of"] < bare.as_of, "forecast_category"] != "Commit").any()
+
+
+def test_what_a_partition_holds_is_the_wholes(tmp_path):
+    """Activities of a deal and a lead go with the deal; extra columns keep the whole's type in every partition;
+    the quarantine and the notes are written once, in shared/."""
+    data = load_sample()
+    acts = data.activities.copy()
+    both = acts.index[acts["opportunity_id"].notna()][:50]
+    acts.loc[both, "lead_id"] = data.leads["lead_id"].iloc[:50].to_numpy()
+    opps = data.opportunities.assign(
+        priority=["high" if i == 0 else str(i % 3) for i in range(len(data.opportunities))]
+    )
+    quarantine = pd.DataFrame(
+        {
+            "table": ["opportunities"],
+            "row": [7],
+            "column": ["amount"],
+            "value": ["-5"],
+            "reason": ["negative amount"],
+            "details": [""],
+            "original": [""],
+        }
+    )
+    data = replace(data, activities=acts, opportunities=opps, quarantine=quarantine, notes=("a note of the load",))
+    folder = write_partitions(data, tmp_path / "parts", 8)
+    parts = PartitionedCRM(folder)
+    read = [parts.read(i) for i in range(8)]
+    in_parts = pd.concat([p.activities for p in read])
+    assert set(acts.loc[both, "activity_id"]) <= set(in_parts["activity_id"])
+    shared = pd.read_parquet(folder / "shared" / "activities.parquet")
+    assert shared["opportunity_id"].isna().all() and len(shared) + len(in_parts) == len(acts)
+    assert all(p.opportunities["priority"].dtype == opps["priority"].dtype for p in read)
+    dates = pd.date_range("2024-01-01", periods=4, freq="QS")
+    pd.testing.assert_frame_equal(
+        partitioned_snapshots(parts, dates, columns=["owner", "priority"]),
+        pipeline_snapshots(data, dates, columns=["owner", "priority"]),
+    )
+    assert (folder / "shared" / "quarantine.csv").is_file()
+    assert (folder / "shared" / "notes.txt").read_text(encoding="utf-8") == "a note of the load\n"
+    assert not any((folder / f"part-{i:05d}" / "quarantine.csv").exists() for i in range(8))
 
 
 def test_partitions_say_what_is_wrong(crm, tmp_path):
@@ -118,3 +173,5 @@ def test_the_import_command_writes_partitions(tmp_path, capsys):
     assert main(["import", "sample", "--out", str(tmp_path / "csv"), "--partitions", "3", "--format", "csv"]) == 2
     assert "written as Parquet" in capsys.readouterr().err and not (tmp_path / "csv").exists()
     assert main(["import", "sample", "--out", str(tmp_path / "none"), "--partitions", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "whole number >= 1, got 0" in err and "format" not in err

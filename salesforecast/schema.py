@@ -1954,9 +1954,15 @@ def read_canonical(
         tables[name] = read_table_file(path, name, encoding=encoding)
         sources[name] = str(path)
     if not tables:
+        partitioned = (folder / "partitions.json").is_file()  # salesforecast.scale.MANIFEST (a higher layer)
         raise DataFileError(
             f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet) nor any other table file"
-            f" ({', '.join(TABLES)}); expected a canonical folder",
+            f" ({', '.join(TABLES)}); expected a canonical folder"
+            + (
+                "; this folder holds partitions (partitions.json): read it with salesforecast.scale.PartitionedCRM"
+                if partitioned
+                else ""
+            ),
             file=str(folder),
             table="opportunities",
         )

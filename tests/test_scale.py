@@ -15,6 +15,7 @@ import pytest
 
 from salesforecast.datasets import generate, load_sample
 from salesforecast.datasets.shapes import history_from_dates
+from salesforecast.io import load
 from salesforecast.scale import MANIFEST, PartitionedCRM, partition_of, partitioned_snapshots, write_partitions
 from salesforecast.schema import DataFileError
 from salesforecast.snapshots import pipeline_snapshots, unrecorded_fields
@@ -157,6 +158,8 @@ def test_partitions_say_what_is_wrong(crm, tmp_path):
         write_partitions(crm, mine, 2)
     assert (mine / "notes.docx").read_text(encoding="utf-8") == "the user's"
     parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 2))
+    with pytest.raises(DataFileError, match="holds partitions .partitions.json.: read it with .*PartitionedCRM"):
+        load(parts.folder)
     with pytest.raises(IndexError, match="there are 2"):
         parts.read(2)
     assert np.array_equal(parts.rows("opportunities"), [len(parts.read(i).opportunities) for i in range(2)])

@@ -58,6 +58,7 @@ __all__ = [
     "AGE_BANDS",
     "GAP_LIMIT_DAYS",
     "MIN_DEALS",
+    "READ_COLUMNS",
     "activity_gaps",
     "criteria_adherence",
     "criteria_by_rep",
@@ -254,6 +255,10 @@ AGE_BANDS: tuple[tuple[float, float, str], ...] = (
 #: `criteria_outcomes` says the data cannot tell when fewer closed deals than this met a stage's criteria, or
 #: fewer did not.
 MIN_DEALS = 10
+
+#: What the activity measures and features read of an activity: its deal or lead, its type and its time (never its
+#: id, owner, subject, outcome or duration); a step that reads nothing else may drop the other columns.
+READ_COLUMNS: tuple[str, ...] = ("opportunity_id", "lead_id", "type", "occurred_at")
 
 #: `activity_gaps`: an open deal without an activity for longer than this many days is at risk.
 GAP_LIMIT_DAYS = 14.0

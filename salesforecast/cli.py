@@ -105,17 +105,14 @@ def _import(args: argparse.Namespace) -> int:
     from salesforecast.io import import_mapping, is_mapping_file, load, mask_url
 
     fmt = args.format or ("parquet" if args.partitions is not None else "csv")
-    if args.partitions is not None:
-        problem = (
-            f"--partitions must be a whole number >= 1, got {args.partitions}"
-            if args.partitions < 1
-            else f"partitions are written as Parquet: leave --format out or give parquet (not {fmt})"
-            if fmt != "parquet"
-            else None
-        )
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
+    problem = None
+    if args.partitions is not None and args.partitions < 1:
+        problem = f"--partitions must be a whole number >= 1, got {args.partitions}"
+    elif args.partitions is not None and fmt != "parquet":
+        problem = f"partitions are written as Parquet: leave --format out or give parquet (not {fmt})"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.partitions is not None:  # a canonical folder per partition by opportunity (salesforecast.scale)
             from salesforecast.scale import write_partitions

@@ -158,7 +158,7 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
             data,
             opportunities=empty_table("opportunities"),
             stage_history=empty_table("stage_history"),
-            activities=acts.loc[~on_deal].reset_index(drop=True),
+            activities=acts.take(act_rows[n]).reset_index(drop=True),
         )
         shared.to_folder(stage / SHARED, "parquet")
         manifest["shared"] = {t: len(getattr(shared, t)) for t in ("leads", "forecast_submissions", "quotas")}

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from salesforecast._utils import release_memory
+from salesforecast.activities import READ_COLUMNS as ACTIVITY_COLUMNS
 from salesforecast.io import load
 from salesforecast.process import SalesProcess
 from salesforecast.quality import report_as_of
@@ -52,7 +53,7 @@ __all__ = [
 #: activities by deal or lead, type and time (not their ids, owners, subjects, outcomes or durations: about a
 #: gigabyte at 12M activities), and of the leads the columns `known_at` and `CRMData.filter` cut by.
 READS: dict[str, tuple[str, ...]] = {
-    "activities": ("opportunity_id", "lead_id", "type", "occurred_at"),
+    "activities": ACTIVITY_COLUMNS,
     "leads": (*LEAD_CUT_COLUMNS, "owner", "team"),
 }
 
@@ -632,7 +633,8 @@ def _defining(name: str) -> set[str]:
 
 def _only(name: str, table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Table `name` with those of `columns` it has and its `_defining` ones (in its order; the others let go)."""
-    keep = [c for c in table.columns if c in set(columns) | _defining(name)]
+    wanted = set(columns) | _defining(name)
+    keep = [c for c in table.columns if c in wanted]
     return table if len(keep) == len(table.columns) else table[keep].copy()
 
 

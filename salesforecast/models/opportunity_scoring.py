@@ -83,6 +83,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from salesforecast._utils import DAY_US, NAT, isin, to_us, us
+from salesforecast.activities import READ_COLUMNS as ACTIVITY_COLUMNS
 from salesforecast.history import DealHistory
 from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
@@ -672,7 +673,7 @@ class OpportunityScoringModel(BaseEstimator):
             # copied (millions of rows at every refit: subjects, outcomes, owners or lead sources would only cost
             # memory; the features read no lead column)
             acts, leads = data.activities, data.leads
-            read = [c for c in ("opportunity_id", "lead_id", "type", "occurred_at") if c in acts.columns]
+            read = [c for c in ACTIVITY_COLUMNS if c in acts.columns]
             cut_by = [c for c in LEAD_CUT_COLUMNS if c in leads.columns]
             data = known_at(replace(data, activities=acts[read], leads=leads[cut_by]), as_of)
         dates = self._dates(data, as_of)

@@ -1,12 +1,20 @@
-"""The pipeline on a Dask cluster (issue 16): what is partitioned so far, measured against one process.
+"""The pipeline on a Dask cluster (issue 16): the partitioned steps measured against one process.
 
 For each generated CRM (`generate(n, seed=5)` as Parquet: ``DIR/crm100k``, ``DIR/crm1m`` with ``--data-dir DIR``,
-else generated once into ``benchmarks/.scratch/`` as `make bench` does), in a fresh process:
+else generated once into ``benchmarks/.scratch/`` as `make bench` does), three fresh processes, each with its own
+peak memory (``VmHWM``):
 
-1. ``write_partitions`` of the loaded data into N partitions (``benchmarks/.scratch/dask/``, git-ignored);
-2. ``pipeline_snapshots`` of the whole at 156 weekly dates in this process (time, this process's peak);
-3. ``partitioned_snapshots`` of the same dates on a ``LocalCluster`` of W worker processes with a memory limit each
-   (time on the client, the client's peak, each worker's peak ``VmHWM``), and the rows differing from step 2.
+1. ``single``: the data loaded (`read_canonical`), then in this one process: ``pipeline_snapshots`` at 156 weekly
+   dates, ``StageConversionModel(n_bootstrap=0).fit``, and ``backtest`` of the pipeline methods (``crm_weighted``,
+   ``stage_conversion``, ``monte_carlo``; the default periods, cutoffs and groups). Its outputs are kept for 3;
+2. ``write``: the data loaded and written as N partitions (``write_partitions``, ``benchmarks/.scratch/dask/``,
+   git-ignored);
+3. ``cluster``: on a ``LocalCluster`` of W worker processes with a memory limit each, each step reading the
+   partitions on the workers: ``partitioned_snapshots``, ``partitioned_fit``, ``partitioned_backtest``; the
+   client's peak and each worker's peak, and the differences from 1: snapshot rows differing, the model's counts
+   and edges equal, the largest relative difference of the sums' forecasts (``crm_weighted``,
+   ``stage_conversion``), and the Monte Carlo's company-total difference as a share of its P10-P90 (its futures are
+   drawn per partition: Monte Carlo error, not a defect).
 
 Run from the repository root (``make bench-dask``; under the machine's lock on a shared machine)::
 
@@ -47,29 +55,68 @@ def _hwm() -> float:
     return float("nan")
 
 
-def run_one(folder: Path, n_partitions: int, workers: int, memory_limit: str) -> dict[str, object]:
-    """Steps 1-3 on one CRM, in this process (see the module docstring)."""
-    from dask.distributed import Client, LocalCluster
+def _timed(out: dict[str, object], name: str, fn: object, *args: object, **kwargs: object) -> object:
+    t = time.perf_counter()
+    value = fn(*args, **kwargs)
+    out[name] = round(time.perf_counter() - t, 2)
+    return value
+
+
+def run_single(folder: Path, scratch: Path) -> dict[str, object]:
+    """Step 1 (see the module docstring)."""
+    import warnings
+
     from scale import weekly_dates
 
-    from salesforecast.scale import PartitionedCRM, partitioned_snapshots, write_partitions
+    from salesforecast.forecast import PIPELINE_METHODS, backtest
+    from salesforecast.models.stage_conversion import StageConversionModel
     from salesforecast.schema import read_canonical
     from salesforecast.snapshots import pipeline_snapshots
 
-    out: dict[str, object] = {"source": str(folder), "partitions": n_partitions, "workers": workers}
-    data = read_canonical(folder)
+    out: dict[str, object] = {}
+    data = _timed(out, "load_seconds", read_canonical, folder)
     out["opportunities"] = len(data.opportunities)
-    target = SCRATCH / folder.name
-    t = time.perf_counter()
-    write_partitions(data, target, n_partitions)
-    out["write_seconds"] = round(time.perf_counter() - t, 2)
-    dates = weekly_dates()
-    t = time.perf_counter()
-    whole = pipeline_snapshots(data, dates)
-    out["single_seconds"] = round(time.perf_counter() - t, 2)
-    out["single_peak_gb"] = round(_hwm(), 2)
-    out["rows"] = len(whole)
-    del data
+    snaps = _timed(out, "snapshots_seconds", pipeline_snapshots, data, weekly_dates())
+    out["rows"] = len(snaps)
+    snaps.to_parquet(scratch / "snapshots.parquet")
+    del snaps
+    model = _timed(out, "fit_seconds", StageConversionModel(n_bootstrap=0).fit, data)
+    model.transition_counts_.to_parquet(scratch / "transition_counts.parquet")
+    model.duration_edges_.rename(columns=str).to_parquet(scratch / "duration_edges.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        board = _timed(out, "backtest_seconds", backtest, data, list(PIPELINE_METHODS))
+    out["backtest_rows"] = len(board)
+    board.to_parquet(scratch / "backtest.parquet")
+    out["peak_gb"] = round(_hwm(), 2)
+    return out
+
+
+def run_write(folder: Path, target: Path, n_partitions: int) -> dict[str, object]:
+    """Step 2."""
+    from salesforecast.scale import write_partitions
+    from salesforecast.schema import read_canonical
+
+    out: dict[str, object] = {}
+    data = read_canonical(folder)
+    _timed(out, "write_seconds", write_partitions, data, target, n_partitions)
+    out["write_peak_gb"] = round(_hwm(), 2)
+    return out
+
+
+def run_cluster(target: Path, scratch: Path, workers: int, memory_limit: str) -> dict[str, object]:
+    """Step 3."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from dask.distributed import Client, LocalCluster
+    from scale import weekly_dates
+
+    from salesforecast.models.stage_conversion import StageConversionModel
+    from salesforecast.scale import PartitionedCRM, partitioned_backtest, partitioned_fit, partitioned_snapshots
+
+    out: dict[str, object] = {}
     crm = PartitionedCRM(target)
     with (
         LocalCluster(
@@ -77,37 +124,85 @@ def run_one(folder: Path, n_partitions: int, workers: int, memory_limit: str) ->
         ) as cluster,
         Client(cluster) as client,
     ):
-        t = time.perf_counter()
-        parts = partitioned_snapshots(crm, dates, client=client)
-        out["cluster_seconds"] = round(time.perf_counter() - t, 2)
-        peaks = client.run(_hwm)
-        out["worker_peak_gb"] = sorted(round(v, 2) for v in peaks.values())
+        snaps = _timed(out, "cluster_snapshots_seconds", partitioned_snapshots, crm, weekly_dates(), client=client)
+        whole = pd.read_parquet(scratch / "snapshots.parquet")
+        out["snapshot_rows_differing"] = (
+            0 if snaps.equals(whole) else int(max(len(snaps), len(whole)) - min(len(snaps), len(whole))) or -1
+        )
+        del snaps, whole
+        model = _timed(
+            out, "cluster_fit_seconds", partitioned_fit, StageConversionModel(n_bootstrap=0), crm, client=client
+        )
+        out["model_counts_equal"] = bool(
+            model.transition_counts_.equals(pd.read_parquet(scratch / "transition_counts.parquet"))
+            and model.duration_edges_.rename(columns=str).equals(pd.read_parquet(scratch / "duration_edges.parquet"))
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            board = _timed(out, "cluster_backtest_seconds", partitioned_backtest, crm, client=client)
+        out["worker_peak_gb"] = sorted(round(v, 2) for v in client.run(_hwm).values())
     out["client_peak_gb"] = round(_hwm(), 2)
-    if parts.equals(whole):
-        out["rows_differing"] = 0
-    elif len(parts) != len(whole):
-        out["rows_differing"] = abs(len(parts) - len(whole))  # at least; the rows do not line up
-    else:  # rows by position: a value differs, missing on one side only, or both missing (NaN != NaN) left out
-        same = (parts == whole) | (parts.isna() & whole.isna())
-        out["rows_differing"] = int((~same).any(axis=1).sum())
-    out["overhead"] = round(out["cluster_seconds"] / out["single_seconds"], 2)
+    whole = pd.read_parquet(scratch / "backtest.parquet")
+    key = ["period", "cutoff", "group", "group_value", "method"]
+    out["backtest_rows_equal"] = bool(board[key].reset_index(drop=True).equals(whole[key].reset_index(drop=True)))
+    sums = (whole["method"] != "monte_carlo").to_numpy()
+    a, b = whole.loc[sums, "forecast"].to_numpy(), board.loc[sums, "forecast"].to_numpy()
+    out["sums_max_relative_difference"] = float(np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1.0)))
+    mc = ((whole["method"] == "monte_carlo") & (whole["group"] == "total")).to_numpy()
+    width = (whole.loc[mc, "p90"] - whole.loc[mc, "p10"]).to_numpy()
+    apart = np.abs(whole.loc[mc, "forecast"].to_numpy() - board.loc[mc, "forecast"].to_numpy()) / width
+    out["monte_carlo_total_mean_difference_of_p10_p90"] = round(float(np.median(apart)), 4)
     return out
 
 
 def _table(runs: list[dict]) -> str:
     lines = [
-        "| CRM | partitions x workers | write partitions | snapshots, one process (peak) "
-        "| snapshots on the cluster (client peak; each worker's peak) | cluster / one process | rows differing |",
+        "| CRM | partitions x workers | step | one process | on the cluster | cluster / one process | equal? |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
+        crm = f"{r['opportunities']:,} opportunities"
+        shape = f"{r['partitions']} x {r['workers']}"
+        peaks = f"client {r['client_peak_gb']} GB; workers {', '.join(map(str, r['worker_peak_gb']))} GB"
+        steps = [
+            (
+                "snapshots (156 dates)",
+                "snapshots_seconds",
+                "cluster_snapshots_seconds",
+                f"{r['rows']:,} rows, {r['snapshot_rows_differing']} differing",
+            ),
+            (
+                "stage-conversion fit",
+                "fit_seconds",
+                "cluster_fit_seconds",
+                "counts and edges equal" if r["model_counts_equal"] else "counts differ",
+            ),
+            (
+                "backtest, pipeline methods",
+                "backtest_seconds",
+                "cluster_backtest_seconds",
+                f"{r['backtest_rows']:,} rows{'' if r['backtest_rows_equal'] else ' (rows differ)'}; sums to "
+                f"{r['sums_max_relative_difference']:.0e}; Monte Carlo total "
+                f"{r['monte_carlo_total_mean_difference_of_p10_p90']} of its P10-P90 (median)",
+            ),
+        ]
+        for name, one, many, equal in steps:
+            ratio = round(r[many] / r[one], 2) if r[one] else float("nan")
+            lines.append(f"| {crm} | {shape} | {name} | {r[one]} s | {r[many]} s | {ratio} | {equal} |")
         lines.append(
-            f"| {r['opportunities']:,} opportunities, {r['rows']:,} snapshot rows | {r['partitions']} x {r['workers']} "
-            f"| {r['write_seconds']} s | {r['single_seconds']} s ({r['single_peak_gb']} GB) "
-            f"| {r['cluster_seconds']} s ({r['client_peak_gb']} GB; {', '.join(map(str, r['worker_peak_gb']))} GB) "
-            f"| {r['overhead']} | {r['rows_differing']} |"
+            f"| {crm} | {shape} | peak memory | {r['peak_gb']} GB (load {r['load_seconds']} s) | {peaks} | | "
+            f"write partitions {r['write_seconds']} s ({r['write_peak_gb']} GB) |"
         )
     return "\n".join(lines)
+
+
+def _child(args: list[str]) -> dict[str, object]:
+    cmd = [sys.executable, __file__, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+    if done.returncode:
+        print(done.stderr, file=sys.stderr)
+        raise SystemExit(done.returncode)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,11 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="8GB", help="per worker (dask's memory_limit)")
-    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # a child run: one CRM, JSON on stdout
+    parser.add_argument("--step", choices=["single", "write", "cluster"], help=argparse.SUPPRESS)  # a child run
+    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    if args.one is not None:
-        print(json.dumps(run_one(args.one, args.partitions, args.workers, args.memory_limit)))
+    if args.step is not None:
+        scratch = SCRATCH / "outputs"
+        scratch.mkdir(parents=True, exist_ok=True)
+        target = SCRATCH / "parts"
+        if args.step == "single":
+            result = run_single(args.source, scratch)
+        elif args.step == "write":
+            result = run_write(args.source, target, args.partitions)
+        else:
+            result = run_cluster(target, scratch, args.workers, args.memory_limit)
+        print(json.dumps(result))
         return 0
     runs = []
     for n in args.sizes:
@@ -136,14 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"error: {folder} is missing: write generate(n, seed=5) there (fmt='parquet')", file=sys.stderr)
             return 1
-        cmd = [sys.executable, __file__, "--one", str(folder), "--partitions", str(args.partitions)]
-        cmd += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
-        if done.returncode:
-            print(done.stderr, file=sys.stderr)
-            return done.returncode
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(_table(runs[-1:]).splitlines()[-1], flush=True)
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+        run: dict[str, object] = {"source": str(folder), "partitions": args.partitions, "workers": args.workers}
+        common = ["--partitions", str(args.partitions), "--workers", str(args.workers)]
+        common += ["--memory-limit", args.memory_limit, "--source", str(folder)]
+        for step in ("single", "write", "cluster"):
+            run.update(_child(["--step", step, *common]))
+        runs.append(run)
+        print(_table(runs[-1:]), flush=True)
     shutil.rmtree(SCRATCH, ignore_errors=True)
     table = _table(runs)
     print(table)
@@ -161,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "dask_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n", encoding="utf-8")
         update_readme(
             f"Run {stamp} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per worker, "
-            f"memory limit {args.memory_limit} each; 156 weekly dates.\n\n{table}",
+            f"memory limit {args.memory_limit} each; 156 weekly dates; the backtest with its defaults (every quarter "
+            f"closed a year after the first deal, weekly cutoffs, total, team and owner).\n\n{table}",
             "dask",
         )
     return 0

@@ -35,8 +35,9 @@ pickle the first one leaves in a per-run folder (deleted at the end), so that lo
    (to 1e-9 relative: sums in another order). That is the claim: snapshot reconstruction and the backtest's
    aggregation need no cross-opportunity state. The time is the 4 partitions one after the other (split,
    snapshots, crm_weighted backtest); the JSON also gives the largest one, the wall time with 4 workers. The learned
-   methods (``stage_conversion``, ``monte_carlo``) are not partitioned: their model is fitted on all deals, and their
-   horizon calibration, new-deal estimate and shared shock pool all deals; only their per-deal scoring would split.
+   methods (``stage_conversion``, ``monte_carlo``) need sums over every partition before each step (the model's fit,
+   the horizon calibration, the shock): `salesforecast.scale` runs them over partitions, measured by
+   ``benchmarks/dask_scale.py`` (``make bench-dask``).
 
 Writes ``<out>/scale-<date>.json`` (machine, versions, per size and step: seconds and peak RSS; the ratios) and the
 table between the ``scale`` markers of ``benchmarks/README.md``, and prints it. Exit status 1 when a step failed or a

@@ -312,3 +312,29 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): Arrow's release is all
         pass
+
+
+class LocalTasks:
+    """Where the tasks of a step split over parts of the data run when no cluster is given: here, in turn.
+
+    A step split over parts (one per partition of opportunities, `salesforecast.scale`) calls
+    ``tasks.map(fn, handles, *per_part, **shared)``, which runs ``fn(handle, *that part's values, **shared)`` for
+    each part and keeps the results where they were computed, and ``tasks.gather(results)``, which brings them to
+    the caller. Here the handles are the parts themselves and both are plain calls; `salesforecast.scale.DaskTasks`
+    runs the same step on a Dask cluster (its handles are futures on the workers), so one code path serves one
+    process and a cluster.
+
+    Examples
+    --------
+    >>> tasks = LocalTasks()
+    >>> tasks.gather(tasks.map(pow, [2, 3], exp=2))
+    [4, 9]
+    """
+
+    def map(self, fn: Any, handles: Any, *per_part: Any, **shared: Any) -> list[Any]:
+        """``fn(handle, *the part's values of per_part, **shared)`` for each part, in order."""
+        return [fn(*args, **shared) for args in zip(handles, *per_part, strict=True)]
+
+    def gather(self, results: Any) -> list[Any]:
+        """The results of `map`, here."""
+        return list(results)

@@ -83,14 +83,14 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from salesforecast._utils import DAY_US, NEVER, release_memory
+from salesforecast._utils import DAY_US, NEVER, LocalTasks, release_memory
 from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
@@ -99,7 +99,14 @@ from salesforecast.models.opportunity_scoring import OpportunityScoringModel, op
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
 from salesforecast.session import ReportNeeds
-from salesforecast.simulation import IntervalWarning, simulate_bookings, widen_samples
+from salesforecast.simulation import (
+    IntervalWarning,
+    bookings_from_parts,
+    draw_part,
+    part_streams,
+    simulate_bookings,
+    widen_samples,
+)
 from salesforecast.snapshots import pipeline_snapshots, to_dates
 
 __all__ = [
@@ -112,6 +119,7 @@ __all__ = [
     "NEEDS",
     "PIPELINE_METHODS",
     "backtest",
+    "backtest_parts",
     "data_end",
     "definitions",
     "HORIZONS",
@@ -223,9 +231,27 @@ class _Groups:
         ).astype("str")
 
 
+def _group_values(opps: pd.DataFrame, subs: pd.DataFrame, groups: Sequence[str]) -> dict[str, set[str]]:
+    """The values of each grouping (but ``total``) in the opportunities and the submissions."""
+    out = {}
+    for g in groups:
+        if g == "total":
+            continue
+        if g not in opps.columns:
+            raise ValueError(f"groups: opportunities has no column {g!r}; available: {list(opps.columns)}")
+        values = set(pd.unique(opps[g].dropna().astype("str")))
+        if g in subs.columns:
+            values |= set(pd.unique(subs[g].dropna().astype("str")))
+        out[g] = values
+    return out
+
+
 def _groups(data: CRMData, groups: Sequence[str]) -> _Groups:
-    opps = data.opportunities
-    subs = data.forecast_submissions
+    return _groups_of(groups, _group_values(data.opportunities, data.forecast_submissions, groups))
+
+
+def _groups_of(groups: Sequence[str], found: Mapping[str, set[str]]) -> _Groups:
+    """The code space of `groups`, each grouping's values `found` sorted, then ``(none)``."""
     names, labels = [], []
     index = {}
     for g in groups:
@@ -233,12 +259,7 @@ def _groups(data: CRMData, groups: Sequence[str]) -> _Groups:
             names.append(g)
             labels.append(np.array(["total"], dtype=object))
             continue
-        if g not in opps.columns:
-            raise ValueError(f"groups: opportunities has no column {g!r}; available: {list(opps.columns)}")
-        values = set(pd.unique(opps[g].dropna().astype("str")))
-        if g in subs.columns:
-            values |= set(pd.unique(subs[g].dropna().astype("str")))
-        lab = np.array([*sorted(values - {_MISSING}), _MISSING], dtype=object)
+        lab = np.array([*sorted(found[g] - {_MISSING}), _MISSING], dtype=object)
         names.append(g)
         labels.append(lab)
         index[g] = pd.Index(lab)
@@ -277,18 +298,68 @@ def _clean_days(days: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(days), np.maximum(days, 0.0), 0.0)
 
 
-class _Context:
-    """What every cutoff needs, computed once: the deal history, the wins, the group codes, the periods."""
+class _Periods:
+    """The calendar of a backtest: its periods from the data's first day to their end, and the groups it scores.
 
-    def __init__(self, data: CRMData, period: str, groups: Sequence[str]) -> None:
-        self.data = data
+    What the client of a backtest over partitions (`backtest_parts`) knows of the whole: no deal, only sums.
+    """
+
+    def __init__(self, cal: Any, period: str, groups: _Groups, first_day: pd.Timestamp, end: pd.Timestamp) -> None:
+        self.cal = cal
         self.period = period
-        self.cal = data.process.calendar
-        self.groups = _groups(data, groups)
+        self.groups = groups
+        self.first_day = first_day
+        self.end = end
+        self._periods: tuple[list[tuple[str, pd.Timestamp, pd.Timestamp]], pd.Timestamp] | None = None
+        self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+        self.interval_notes: list[dict[str, Any]] = []  # the Monte Carlo's interval calibration at each cutoff
+
+    def bounds(self, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        if label not in self._bounds:
+            self._bounds[label] = self.cal.period_bounds(label)
+        return self._bounds[label]
+
+    def past_periods(self, t: pd.Timestamp, n: int) -> list[str]:
+        """The `n` most recent periods that ended at or before `t` and started on or after the first day."""
+        t = pd.Timestamp(t)
+        if self._periods is None or t > self._periods[1]:  # every period from the first day to t, once
+            labels = self.cal.periods_between(self.first_day, max(t, self.end), self.period)
+            self._periods = ([(label, *self.bounds(label)) for label in labels], max(t, self.end))
+        out = [label for label, s, e in self._periods[0] if s >= self.first_day and e <= t]
+        return out[-n:] if n else out
+
+
+class _Whole(NamedTuple):
+    """What a context takes from the whole data.
+
+    Its groups, first day and end, and (a partition's) the time before which an open deal's close date is unknown
+    (`DealHistory.close_unknown_before`; None: the data's own).
+    """
+
+    groups: _Groups
+    first_day: pd.Timestamp
+    end: pd.Timestamp
+    close_unknown_before: int | None = None
+
+
+class _Context(_Periods):
+    """What every cutoff needs, computed once: the deal history, the wins, the group codes, the periods.
+
+    With `whole`, the context of a partition of the data: its deals, under the whole's groups, calendar and rules.
+    """
+
+    def __init__(self, data: CRMData, period: str, groups: Sequence[str], whole: _Whole | None = None) -> None:
+        opps = data.opportunities
+        if whole is None:
+            first_day = pd.Timestamp(opps["created_at"].min()).normalize()
+            whole = _Whole(_groups(data, groups), first_day, data_end(data))
+        super().__init__(data.process.calendar, period, whole.groups, whole.first_day, whole.end)
+        self.data = data
         self.static = [g for g in self.groups.names if g != "total"]
         process = data.process
-        opps = data.opportunities
         self.history = h = DealHistory.from_data(data)
+        if whole.close_unknown_before is not None:  # a partition: the whole's rule, not its own (its end is earlier)
+            self.history = h = replace(h, close_unknown_before=whole.close_unknown_before)
         self.opp_codes = self.groups.codes(opps)  # (groupings, opportunities)
         names = pd.Index(process.stage_names)
         self.crm_probability = np.append(process.probability.reindex(names).fillna(0.0).to_numpy("float64"), 0.0)
@@ -312,14 +383,9 @@ class _Context:
         self.final_close = opps["close_date"].to_numpy("datetime64[us]")[final]
         self.final_amount = opps["amount"].to_numpy("float64")[final]
         self.final_codes = self.opp_codes[:, final]
-        self.first_day = pd.Timestamp(opps["created_at"].min()).normalize()
-        self.end = data_end(data)
         self._snap_rows: dict[pd.Timestamp, np.ndarray] = {}
         self.factorized: dict[str, tuple[np.ndarray, Any]] = {}  # codes and values of opportunity columns
-        self._periods: tuple[list[tuple[str, pd.Timestamp, pd.Timestamp]], pd.Timestamp] | None = None
-        self._bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
-        self.interval_notes: list[dict[str, Any]] = []  # the Monte Carlo's interval calibration at each cutoff
-        self.pair_moments: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # `_pair_moments`, by pair
+        self.pair_moments: dict[tuple, tuple[np.ndarray, ...]] = {}  # `_pair_moments`, by pair
 
     def add_snapshots(self, dates: Iterable[Any]) -> None:
         """Rebuild the open pipeline at `dates` (once: `snap` then reads it at any of them)."""
@@ -349,11 +415,6 @@ class _Context:
         rows = self._snap_rows.get(pd.Timestamp(t))
         return rows is not None and len(rows) > 0
 
-    def bounds(self, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-        if label not in self._bounds:
-            self._bounds[label] = self.cal.period_bounds(label)
-        return self._bounds[label]
-
     def _won_rows(self, t: pd.Timestamp, start: Any, end: Any) -> np.ndarray:
         """Won states that hold at `t`, with a close date in ``[start, end)`` (positions in the won arrays)."""
         lo, hi = np.searchsorted(self.won_close, [np.datetime64(start, "us"), np.datetime64(end, "us")])
@@ -381,15 +442,6 @@ class _Context:
         m = (self.final_close >= np.datetime64(start, "us")) & (self.final_close < np.datetime64(end, "us"))
         idx = np.flatnonzero(m)
         return self.groups.sum(self.final_codes[:, idx], self.final_amount[idx])
-
-    def past_periods(self, t: pd.Timestamp, n: int) -> list[str]:
-        """The `n` most recent periods that ended at or before `t` and started on or after the first day."""
-        t = pd.Timestamp(t)
-        if self._periods is None or t > self._periods[1]:  # every period from the first day to t, once
-            labels = self.cal.periods_between(self.first_day, max(t, self.end), self.period)
-            self._periods = ([(label, *self.bounds(label)) for label in labels], max(t, self.end))
-        out = [label for label, s, e in self._periods[0] if s >= self.first_day and e <= t]
-        return out[-n:] if n else out
 
     def new_deals(self, t: pd.Timestamp, end: pd.Timestamp, n_periods: int) -> np.ndarray:
         """(n past periods, groups): bookings of deals created in the last ``end - t`` of each and won in it."""
@@ -704,21 +756,53 @@ def _shock_sd(ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit
     actual ``A`` as known at `refit_at`, all for the company total.
     ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
     """
-    lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the total: take the first
-    periods = [(p, *ctx.bounds(p)) for p in ctx.past_periods(refit_at, 8)]
-    periods = [(p, s, e) for p, s, e in periods if ctx.has_snap(s)]
+    periods = _shock_periods(ctx, refit_at, ctx.has_snap)
     if len(periods) < 3:
         return 0.0
+    return _shock_from(_shock_terms(ctx, model, seg, periods, refit_at, n_new))
+
+
+def _shock_periods(ctx: _Periods, refit_at: pd.Timestamp, has_snap: Callable[[pd.Timestamp], bool]) -> list[tuple]:
+    """The last 8 periods closed at `refit_at` with an open pipeline at their start: ``(label, start, end)``."""
+    periods = [(p, *ctx.bounds(p)) for p in ctx.past_periods(refit_at, 8)]
+    return [(p, s, e) for p, s, e in periods if has_snap(s)]
+
+
+def _shock_terms(
+    ctx: _Context,
+    model: StageConversionModel,
+    seg: np.ndarray,
+    periods: list[tuple],
+    refit_at: pd.Timestamp,
+    n_new: int,
+) -> list[tuple[float, float, np.ndarray, float, float]]:
+    """Per period of `_shock_periods`, the company total's sums over deals (additive over parts of the deals).
+
+    ``X`` (expected pipeline bookings), its Bernoulli variance, the new deals of each earlier period, the won at its
+    start and its actual as known at `refit_at`.
+    """
+    lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the total: take the first
     snaps = [ctx.snap(s) for _, s, _ in periods]
     qs = _predict_within(model, seg, snaps, [e for _, _, e in periods])
-    num, den = 0.0, 0.0
+    terms = []
     for (_, s, e), snap, q in zip(periods, snaps, qs, strict=True):
         a = snap.amount
-        x = float(np.sum(a * q))
-        var = float(np.sum(a * a * q * (1 - q)))
-        nd = ctx.new_deals(s, e, n_new)[:, lo:hi].sum(axis=1)
-        base = float(ctx.won_known(s, s, e)[lo:hi].sum())
-        actual = float(ctx.won_known(refit_at, s, e)[lo:hi].sum())
+        terms.append(
+            (
+                float(np.sum(a * q)),
+                float(np.sum(a * a * q * (1 - q))),
+                ctx.new_deals(s, e, n_new)[:, lo:hi].sum(axis=1),
+                float(ctx.won_known(s, s, e)[lo:hi].sum()),
+                float(ctx.won_known(refit_at, s, e)[lo:hi].sum()),
+            )
+        )
+    return terms
+
+
+def _shock_from(terms: list[tuple[float, float, np.ndarray, float, float]]) -> float:
+    """The shock's log-sd from `_shock_terms` (see `_shock_sd`)."""
+    num, den = 0.0, 0.0
+    for x, var, nd, base, actual in terms:
         expected = x + base + (float(nd.mean()) if len(nd) else 0.0)
         var += float(nd.var()) if len(nd) else 0.0
         num += (actual - expected) ** 2 - var
@@ -763,10 +847,19 @@ class _Replay(NamedTuple):
 
 
 def _replay(
-    ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit_at: pd.Timestamp, pairs: list[tuple]
+    ctx: _Context,
+    model: StageConversionModel,
+    seg: np.ndarray,
+    refit_at: pd.Timestamp,
+    pairs: list[tuple],
+    all_pairs: bool = False,
 ) -> _Replay:
-    """Replay the model fitted at `refit_at` at every calibration pair that had an open pipeline (see `_Replay`)."""
-    used = [(pair, ctx.snap(pair[4])) for pair in pairs if ctx.has_snap(pair[4])]
+    """Replay the model fitted at `refit_at` at every calibration pair that had an open pipeline (see `_Replay`).
+
+    `all_pairs`: `pairs` are those the whole data had an open pipeline at (a partition replays them all, even where
+    it has no deal, so that every partition's sums share one index).
+    """
+    used = [(pair, ctx.snap(pair[4])) for pair in pairs if all_pairs or ctx.has_snap(pair[4])]
     if not used:
         empty, none = np.zeros(0), np.zeros(0, dtype=np.int64)
         return _Replay([], none, empty, empty, empty, np.zeros((len(ctx.groups.names), 0)), none, 0)
@@ -887,7 +980,11 @@ def _horizon_factors(replay: _Replay, prior: float) -> dict[int, np.ndarray]:
     """
     if not replay.pairs:
         return {}
-    sums = _horizon_sums(replay)
+    return _factors_of(_horizon_sums(replay), prior)
+
+
+def _factors_of(sums: _HorizonSums, prior: float) -> dict[int, np.ndarray]:
+    """`_horizon_factors` from the sums (of the whole, or added over parts)."""
     factor = sums.factor(prior)
     return {int(d): f for d, f in zip(sums.horizons, factor, strict=True) if np.isfinite(f).all()}
 
@@ -997,9 +1094,10 @@ def _needed_widening(actual: np.ndarray, expected: np.ndarray, sd: np.ndarray, f
 
 def _pair_moments(
     ctx: _Context, t: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, n_new: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group at a replayed cutoff `t` of ``[start, end)``: won to date, mean and variance of the new deals.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per group at a replayed cutoff `t` of ``[start, end)``: won to date, new deals, their mean and variance.
 
+    The new deals are those of the earlier periods (``(n periods, groups)``).
     None of it depends on the refit date, and later refits replay the same earlier cutoffs: kept on the context.
     """
     key = (pd.Timestamp(t), pd.Timestamp(end), int(n_new))
@@ -1008,6 +1106,7 @@ def _pair_moments(
         zeros = np.zeros(ctx.groups.size)
         ctx.pair_moments[key] = (
             ctx.won_known(t, start, end),
+            nd,
             nd.mean(axis=0) if len(nd) else zeros,
             nd.var(axis=0) if len(nd) else zeros,
         )
@@ -1019,16 +1118,28 @@ def _interval_calibration(
 ) -> IntervalCalibration:
     """The scores of `IntervalCalibration` from the replayed earlier periods (their outcomes as known at `refit_at`)."""
     G = ctx.groups
-    names = list(G.names)
-    periods = list(dict.fromkeys(pair[0] for pair in replay.pairs))
     if not replay.pairs:
         empty = np.zeros(0)
         return IntervalCalibration(
-            empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), [], names
+            empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), [], list(G.names)
         )
     sums = _horizon_sums(replay)
     # each pair's probabilities with the factor of its horizon learned without its own period (leave one out)
     factor = sums.factor(prior, leave_out=sums.pair_p, at=sums.pair_h)  # (pairs, stages + 1)
+    terms = _calibration_terms(ctx, replay, factor, refit_at, n_new)
+    return _calibration_scores(G, replay.pairs, shock_sd, *terms[:4], [m[1:] for m in terms[4]])
+
+
+def _calibration_terms(
+    ctx: _Context, replay: _Replay, factor: np.ndarray, refit_at: pd.Timestamp, n_new: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per replayed pair and group, the sums over deals behind the interval calibration (additive over parts).
+
+    ``x`` (expected pipeline bookings with the leave-one-out `factor`), its Bernoulli variance, the actual as known
+    at `refit_at` and the won at the pair's cutoff (the floor); per pair, the new deals of the earlier periods
+    (``(n periods, groups)``), with their mean and variance.
+    """
+    G = ctx.groups
     stage = np.where((replay.stage >= 0) & (replay.stage < replay.n_stages), replay.stage, replay.n_stages)
     q = np.minimum(replay.q * np.where(np.isfinite(factor), factor, 1.0)[replay.pair, stage], 1.0)
     a = replay.amount
@@ -1037,16 +1148,38 @@ def _interval_calibration(
     size = n_pairs * G.size
     x = np.bincount(cell, np.tile(a * q, n_groupings), minlength=size).reshape(n_pairs, G.size)
     var = np.bincount(cell, np.tile(a * a * q * (1.0 - q), n_groupings), minlength=size).reshape(n_pairs, G.size)
-    var += x * x * math.expm1(shock_sd**2)  # the shared shock: Var(X u) = X^2 (exp(sd^2) - 1) for E[u] = 1
     floor = np.zeros((n_pairs, G.size))
-    expected = x.copy()
     actual = np.zeros((n_pairs, G.size))
     outcome: dict[str, np.ndarray] = {}
+    moments = []
     for j, (label, ps, pe, _d, t) in enumerate(replay.pairs):  # a loop over replayed (period, time left)
         if label not in outcome:
             outcome[label] = ctx.won_known(refit_at, ps, pe)
         actual[j] = outcome[label]
-        floor[j], nd_mean, nd_var = _pair_moments(ctx, t, ps, pe, n_new)
+        floor[j], nd, nd_mean, nd_var = _pair_moments(ctx, t, ps, pe, n_new)
+        moments.append((nd, nd_mean, nd_var))
+    return x, var, actual, floor, moments
+
+
+def _calibration_scores(
+    G: _Groups,
+    pairs: list[tuple],
+    shock_sd: float,
+    x: np.ndarray,
+    var: np.ndarray,
+    actual: np.ndarray,
+    floor: np.ndarray,
+    moments: list[tuple[np.ndarray, np.ndarray]],
+) -> IntervalCalibration:
+    """`IntervalCalibration` from the sums of `_calibration_terms` and the new deals' mean and variance per pair.
+
+    The sums are the whole's, or added over parts.
+    """
+    names = list(G.names)
+    periods = list(dict.fromkeys(pair[0] for pair in pairs))
+    var = var + x * x * math.expm1(shock_sd**2)  # the shared shock: Var(X u) = X^2 (exp(sd^2) - 1) for E[u] = 1
+    expected = x.copy()
+    for j, (nd_mean, nd_var) in enumerate(moments):
         expected[j] += nd_mean
         var[j] += nd_var
     expected += floor
@@ -1055,8 +1188,8 @@ def _interval_calibration(
     j_idx, g_idx = np.nonzero(ok)
     score = _needed_widening(actual[ok], expected[ok], sd[ok], floor[ok])
     grouping = np.searchsorted(G.offsets, g_idx, side="right") - 1
-    left = np.array([pair[3] for pair in replay.pairs], dtype=np.int64)[j_idx]
-    period = np.array([periods.index(pair[0]) for pair in replay.pairs], dtype=np.int64)[j_idx]
+    left = np.array([pair[3] for pair in pairs], dtype=np.int64)[j_idx]
+    period = np.array([periods.index(pair[0]) for pair in pairs], dtype=np.int64)[j_idx]
     return IntervalCalibration(score, grouping.astype(np.int64), left, period, periods, names)
 
 
@@ -1364,11 +1497,21 @@ def _bias_corrected_commit(cut: BacktestCutoff) -> np.ndarray | None:
 
 
 def _crm_weighted(cut: BacktestCutoff) -> np.ndarray:
-    snap = cut.snap
-    p = cut.ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
+    return cut.won + _crm_sum(cut.ctx, cut.snap, cut.start, cut.end)
+
+
+def _crm_sum(ctx: _Context, snap: _Snap, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """Per group: the open deals' amount x the CRM probability of their stage, for those closing in the period."""
+    p = ctx.crm_probability[snap.stage]  # unknown stage (-1): the appended 0
     cd = snap.close
-    inside = (cd >= np.datetime64(cut.start, "us")) & (cd < np.datetime64(cut.end, "us"))
-    return cut.won + cut.ctx.groups.sum(snap.codes, snap.amount * p * inside)
+    inside = (cd >= np.datetime64(start, "us")) & (cd < np.datetime64(end, "us"))
+    return ctx.groups.sum(snap.codes, snap.amount * p * inside)
+
+
+def _left_out(snap: _Snap) -> tuple[float, float, int]:
+    """The open pipeline's amount, and the amount and deals without a close date then (left out by crm_weighted)."""
+    undated = np.isnat(snap.close)
+    return float(snap.amount.sum()), float(snap.amount[undated].sum()), int(undated.sum())
 
 
 def _run_rate(cut: BacktestCutoff) -> np.ndarray | None:
@@ -1417,21 +1560,28 @@ def _monte_carlo(cut: BacktestCutoff) -> _Draws | None:
     calibration = cut.period.intervals
     if calibration is None:
         return draws
-    k, n, covered = calibration.widening(_left(cut.end, cut.t))
-    G = cut.ctx.groups
+    return draws._replace(args=(*draws.args, _widening(cut.ctx, cut.period.label, cut.t, cut.end, calibration)))
+
+
+def _widening(
+    ctx: _Periods, label: str, t: pd.Timestamp, end: pd.Timestamp, calibration: IntervalCalibration
+) -> np.ndarray:
+    """Per group code: the Monte Carlo's widening at cutoff `t` (noted on `ctx` for `interval_calibration`)."""
+    k, n, covered = calibration.widening(_left(end, t))
+    G = ctx.groups
     for i, name in enumerate(G.names):
-        cut.ctx.interval_notes.append(
+        ctx.interval_notes.append(
             {
-                "period": cut.period.label,
-                "cutoff": cut.t,
-                "days_before_period_end": (cut.end - cut.t) / _DAY,
+                "period": label,
+                "cutoff": t,
+                "days_before_period_end": (end - t) / _DAY,
                 "group": name,
                 "calibration_periods": int(n[i]),
                 "widening": float(k[i]),
                 "past_coverage": float(covered[i]),
             }
         )
-    return draws._replace(args=(*draws.args, np.repeat(k, np.diff(G.offsets))))
+    return np.repeat(k, np.diff(G.offsets))
 
 
 _NOTE_COLUMNS = [
@@ -1742,6 +1892,49 @@ METHODS: dict[str, ForecastMethod] = {
 PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
 
 
+def _check_backtest(period: str, refit: str, n_sims: Any, shock: Any) -> None:
+    if period not in _SEASON:
+        raise ValueError(f"period must be 'month', 'quarter' or 'year', got {period!r}")
+    if refit not in ("period", "cutoff"):
+        raise ValueError(f"refit must be 'period' or 'cutoff', got {refit!r}")
+    if not isinstance(n_sims, numbers.Integral) or n_sims < 10:
+        raise ValueError(f"n_sims must be an integer >= 10, got {n_sims!r}")
+    if not (shock == "auto" or (isinstance(shock, numbers.Real) and shock >= 0)):
+        raise ValueError(f"shock must be 'auto' or a number >= 0, got {shock!r}")
+
+
+def _groupings(groups: Sequence[str] | str | None, columns: Iterable[str]) -> list[str]:
+    """The groupings scored: `groups`, or ``total`` and the team and owner columns the opportunities have."""
+    if groups is None:
+        groups = ["total", *(g for g in ("team", "owner") if g in columns)]
+    groups = list(dict.fromkeys([groups] if isinstance(groups, str) else groups))
+    if not groups:
+        raise ValueError("groups must name at least one grouping: 'total', 'team', 'owner' or an opportunity column")
+    return groups
+
+
+def _refits(
+    ctx: _Periods, plan: pd.DataFrame, refit: str, needs: frozenset[str], calibrate_periods: int, shock: Any
+) -> tuple[dict[tuple, list[tuple]], set[pd.Timestamp]]:
+    """The refit date of every cutoff of `plan` (a column added), the calibration pairs of each refit, the dates.
+
+    The dates the pipeline is rebuilt at: every cutoff, every pair, and every period start for the shock estimate.
+    """
+    snap_dates = set(plan["cutoff"])
+    plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
+    plan["refit_at"] = plan[["refit_at", "cutoff"]].min(axis=1)
+    calibration: dict[tuple, list[tuple]] = {}
+    if "stage_conversion model" in needs and calibrate_periods > 0:
+        for key, chunk in plan.groupby(["period", "refit_at"], sort=True):
+            left = [_left(e, t) for e, t in zip(chunk["end"], chunk["cutoff"], strict=True)]
+            calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), left, calibrate_periods)
+            snap_dates.update(pair[4] for pair in calibration[key])
+    if "period shock" in needs and shock == "auto":
+        for label in ctx.past_periods(plan["cutoff"].max(), 0):
+            snap_dates.add(ctx.bounds(label)[0])
+    return calibration, snap_dates
+
+
 def backtest(
     data: CRMData,
     methods: Sequence[str] | None = None,
@@ -1858,20 +2051,9 @@ def backtest(
     >>> res[["period", "method", "group_value"]].to_numpy().tolist()
     [['FY2025Q2', 'crm_weighted', 'total'], ['FY2025Q2', 'stage_conversion', 'total']]
     """
-    if period not in _SEASON:
-        raise ValueError(f"period must be 'month', 'quarter' or 'year', got {period!r}")
-    if refit not in ("period", "cutoff"):
-        raise ValueError(f"refit must be 'period' or 'cutoff', got {refit!r}")
-    if not isinstance(n_sims, numbers.Integral) or n_sims < 10:
-        raise ValueError(f"n_sims must be an integer >= 10, got {n_sims!r}")
-    if not (shock == "auto" or (isinstance(shock, numbers.Real) and shock >= 0)):
-        raise ValueError(f"shock must be 'auto' or a number >= 0, got {shock!r}")
+    _check_backtest(period, refit, n_sims, shock)
     chosen = _check_methods(methods, truth)
-    if groups is None:
-        groups = ["total", *(g for g in ("team", "owner") if g in data.opportunities.columns)]
-    groups = list(dict.fromkeys([groups] if isinstance(groups, str) else groups))
-    if not groups:
-        raise ValueError("groups must name at least one grouping: 'total', 'team', 'owner' or an opportunity column")
+    groups = _groupings(groups, data.opportunities.columns)
     ctx = _Context(data, period, groups)
     plan = _plan(ctx, cutoffs, periods, _history_days(ctx, min_history_days))
     quantiles = _QUANTILES
@@ -1880,19 +2062,7 @@ def backtest(
     needs = frozenset().union(*(m.needs for m in chosen))  # the inputs to prepare: what the chosen methods need
     needs_sc = "stage_conversion model" in needs
     needs_new = "new deals" in needs
-    # snapshots once for every cutoff (and every period start, for the shock estimate)
-    snap_dates = set(plan["cutoff"])
-    plan["refit_at"] = plan["start"] if refit == "period" else plan["cutoff"]
-    plan["refit_at"] = plan[["refit_at", "cutoff"]].min(axis=1)
-    calibration: dict[tuple, list[tuple]] = {}
-    if needs_sc and calibrate_periods > 0:
-        for key, chunk in plan.groupby(["period", "refit_at"], sort=True):
-            left = [_left(e, t) for e, t in zip(chunk["end"], chunk["cutoff"], strict=True)]
-            calibration[key] = _calibration_pairs(ctx, pd.Timestamp(key[1]), left, calibrate_periods)
-            snap_dates.update(pair[4] for pair in calibration[key])
-    if "period shock" in needs and shock == "auto":
-        for label in ctx.past_periods(plan["cutoff"].max(), 0):
-            snap_dates.add(ctx.bounds(label)[0])
+    calibration, snap_dates = _refits(ctx, plan, refit, needs, calibrate_periods, shock)
     ctx.add_snapshots(snap_dates)
     runs = ctx.history if needs_sc else None
     settings = _Settings(
@@ -1966,9 +2136,7 @@ def backtest(
                 cut = BacktestCutoff(per, t, chunk_snaps[t], ctx.won_known(t, s, e), nd, chunk_q.get(t), settings)
                 days = (e - t) / _DAY
                 if "crm_weighted" in names:
-                    snap = chunk_snaps[t]
-                    undated = np.isnat(snap.close)
-                    left_out.append((t, float(snap.amount.sum()), float(snap.amount[undated].sum()), undated.sum()))
+                    left_out.append((t, *_left_out(chunk_snaps[t])))
                 for m in chosen:
                     fc = np.full((G.size, 4), np.nan)
                     value = m.forecast(cut)
@@ -2152,9 +2320,16 @@ def _simulate(args: tuple, quantiles: Sequence[float], keep: bool) -> tuple[np.n
     sims = simulate_bookings(
         amount, p, codes, n_groups, base=base, new_deals=new_deals, shock_sd=shock_sd, n_sims=n_sims, rng=rng
     )
+    return _summarise(sims, base, widen[0] if widen else None, quantiles, keep)
+
+
+def _summarise(
+    sims: np.ndarray, base: np.ndarray, widen: np.ndarray | None, quantiles: Sequence[float], keep: bool
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Simulated futures (groups x futures) summarised: mean and quantiles per group (and the samples if `keep`)."""
     mean = sims.mean(axis=1)  # the point forecast: the expected bookings of the simulation, before any widening
-    if widen:  # the interval calibration: futures stretched about their mean, never below the won to date
-        sims = widen_samples(sims, widen[0], floor=base)
+    if widen is not None:  # the interval calibration: futures stretched about their mean, never below the won to date
+        sims = widen_samples(sims, widen, floor=base)
     quants = np.quantile(sims, quantiles, axis=1).T
     # when fewer than 10% of the futures exceed the mean (most end at the won to date, a few win a large deal), the
     # P10-P90 would leave out the point forecast: the interval is extended to it
@@ -2204,6 +2379,328 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
                 kept[f[1]] = samples[(f[1], f[3])][k]
         return out, kept
     return out
+
+
+# --------------------------------------------------------------------------------------------- over partitions
+# The backtest of the pipeline methods over deals split into parts (the partitions of `salesforecast.scale`), each
+# part on its worker. Every quantity the methods read is a sum over deals (won, actual, new deals, the expected
+# bookings, the calibration's and the shock's sums), so each part computes its own and the client adds them; the
+# model is `StageConversionModel.fit_parts`; the Monte Carlo draws each part's deals under a shock shared by all
+# (`salesforecast.simulation.part_streams`). The client holds the calendar and the sums, never a deal.
+@dataclass
+class _PartRefit:
+    """A part's context with the model fitted at a refit date: its segment codes and its replay (None: no model)."""
+
+    ctx: _Context
+    model: StageConversionModel | None = None
+    seg: np.ndarray | None = None
+    replay: _Replay | None = None
+
+
+def _part_meta(data: CRMData, groups: Sequence[str]) -> dict[str, Any]:
+    """Task: a part's first deal, its opportunity columns and the values of the `groups` it has."""
+    opps = data.opportunities
+    return {
+        "first": opps["created_at"].min() if len(opps) else pd.NaT,
+        "columns": list(opps.columns),
+        "values": _group_values(opps, data.forecast_submissions, [g for g in groups if g in opps.columns]),
+    }
+
+
+def _part_context(data: CRMData, period: str, whole: _Whole, dates: list[pd.Timestamp]) -> _Context:
+    """Task: a part's backtest context under the whole's groups and rules, its pipeline rebuilt at `dates`."""
+    ctx = _Context(data, period, whole.groups.names, whole=whole)
+    ctx.add_snapshots(dates)
+    return ctx
+
+
+def _part_open(ctx: _Context, dates: list[pd.Timestamp]) -> np.ndarray:
+    """Task: per date, the part's open deals then."""
+    return np.array([len(ctx.snap(t)) for t in dates], dtype=np.int64)
+
+
+def _part_history(ctx: _Context) -> DealHistory:
+    """Task: the part's deal history (for `StageConversionModel.fit_parts`)."""
+    return ctx.history
+
+
+def _part_refit(
+    ctx: _Context, model: StageConversionModel | None, refit_at: pd.Timestamp, pairs: list[tuple]
+) -> _PartRefit:
+    """Task: the part's replay of the model fitted at `refit_at` at the calibration `pairs` the whole used."""
+    if model is None:
+        return _PartRefit(ctx)
+    seg = _segment_of(ctx, model)
+    return _PartRefit(ctx, model, seg, _replay(ctx, model, seg, refit_at, pairs, all_pairs=True))
+
+
+def _part_refit_sums(
+    part: _PartRefit, shock_periods: list[tuple], refit_at: pd.Timestamp, n_new: int
+) -> tuple[_HorizonSums | None, list[tuple] | None]:
+    """Task: the part's horizon sums (`_horizon_sums`) and shock terms (`_shock_terms`)."""
+    sums = _horizon_sums(part.replay) if part.replay is not None and part.replay.pairs else None
+    terms = _shock_terms(part.ctx, part.model, part.seg, shock_periods, refit_at, n_new) if shock_periods else None
+    return sums, terms
+
+
+def _part_calibration_terms(
+    part: _PartRefit, factor: np.ndarray, refit_at: pd.Timestamp, n_new: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Task: the part's `_calibration_terms`, with each pair's new deals (their mean and variance are the whole's)."""
+    x, var, actual, floor, moments = _calibration_terms(part.ctx, part.replay, factor, refit_at, n_new)
+    return x, var, actual, floor, [m[0] for m in moments]
+
+
+def _part_cutoffs(
+    part: _PartRefit,
+    streams: list[tuple[np.ndarray, Any]] | None,
+    cuts: list[pd.Timestamp],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    factors: dict[int, np.ndarray],
+    n_new: int,
+    crm: bool,
+    new: bool,
+) -> dict[str, Any]:
+    """Task: the part's sums at every cutoff of a period, and its Monte Carlo draws under the shared `streams`."""
+    ctx, G = part.ctx, part.ctx.groups
+    snaps = [ctx.snap(t) for t in cuts]
+    qs = None
+    if part.model is not None:
+        raw = _predict_within(part.model, part.seg, snaps, [end] * len(cuts))
+        qs = [_calibrated(q, factors, _left(end, t), x.stage) for t, q, x in zip(cuts, raw, snaps, strict=True)]
+    out = []
+    for j, (t, snap) in enumerate(zip(cuts, snaps, strict=True)):
+        r: dict[str, Any] = {"won": ctx.won_known(t, start, end)}
+        if new:
+            r["new"] = ctx.new_deals(t, end, n_new)
+        if crm:
+            r["crm"] = _crm_sum(ctx, snap, start, end)
+            r["left_out"] = _left_out(snap)
+        if qs is not None:
+            r["stage"] = G.sum(snap.codes, snap.amount * qs[j])
+            if streams is not None:
+                shock, seed = streams[j]
+                r["draws"] = draw_part(snap.amount, qs[j], snap.codes, G.size, shock, seed)
+        out.append(r)
+    return {"actual": ctx.actual(start, end), "cuts": out}
+
+
+def _no_intervals(G: _Groups) -> IntervalCalibration:
+    """The interval calibration with no earlier period replayed (the wide prior everywhere)."""
+    none = np.zeros(0, np.int64)
+    return IntervalCalibration(np.zeros(0), none, none, none, [], list(G.names))
+
+
+def _added(values: list[Any]) -> Any:
+    """The sum of the parts' values (arrays, numbers, or tuples and lists of them, element by element)."""
+    first = values[0]
+    if isinstance(first, (tuple, list)):
+        return type(first)(_added([v[i] for v in values]) for i in range(len(first)))
+    out = first
+    for v in values[1:]:
+        out = out + v
+    return out
+
+
+def backtest_parts(
+    parts: Sequence[Any],
+    process: Any,
+    as_of: Any,
+    submissions: pd.DataFrame,
+    methods: Sequence[str] | None = None,
+    period: str = "quarter",
+    cutoffs: str | Sequence[Any] = "weekly",
+    groups: Sequence[str] | None = None,
+    *,
+    periods: Sequence[str] | int | None = None,
+    refit: str = "period",
+    n_sims: int = 1000,
+    shock: float | str = "auto",
+    new_deal_periods: int = 4,
+    segment: str | None = "segment",
+    calibrate_periods: int = 8,
+    calibrate_prior: float = 0.5,
+    min_history_days: float | None = None,
+    seed: int = 0,
+    close_unknown_before: Any = None,
+    tasks: Any = None,
+) -> pd.DataFrame:
+    """`backtest` of the pipeline methods over deals split into parts, each part read where it lives.
+
+    Each part (its opportunities with all their history: a partition of `salesforecast.scale`) rebuilds its own
+    pipeline at every cutoff and computes its sums: won to date, actuals, new deals, the CRM-weighted and the
+    stage-conversion expected bookings per group, the sums behind the horizon calibration, the shock and the
+    interval calibration. The client adds them; the stage-conversion model is learned from every part
+    (`StageConversionModel.fit_parts`), and the Monte Carlo draws each part's deals under a shock and a past period
+    of new deals drawn once (`salesforecast.simulation.simulate_bookings_parts`). No deal is gathered on the client.
+
+    Parameters
+    ----------
+    parts : sequence
+        Per part, its `CRMData` (opportunities and their stage history), or the handle `tasks` has for it.
+    process : SalesProcess
+        The process map (its calendar sets the periods).
+    as_of : date
+        The whole data's ``as_of``.
+    submissions : pandas.DataFrame
+        The forecast submissions (their teams and owners are group values, as in `backtest`).
+    methods : sequence of str, optional
+        Among `PIPELINE_METHODS` (the default: all three).
+    period, cutoffs, groups, periods, refit, n_sims, shock, new_deal_periods, segment, calibrate_periods, \
+calibrate_prior, min_history_days, seed
+        As `backtest`.
+    close_unknown_before : int, optional
+        The whole's `DealHistory.close_unknown_before` (microseconds; `NAT` when its history records close dates).
+        Default: each part's own rule.
+    tasks : optional
+        Where the parts' tasks run (`salesforecast._utils.LocalTasks`, the default, or
+        `salesforecast.scale.DaskTasks`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As ``backtest(data, methods, ...)`` of the whole data: the same rows. ``crm_weighted`` and
+        ``stage_conversion`` equal to the order of floating-point sums (1e-9 relative); ``monte_carlo``'s futures
+        are drawn per part (see `simulate_bookings_parts`), so its mean and P10/P50/P90 agree within Monte Carlo
+        error, not to the last digit, and are the same for a given number of parts and seed.
+    """
+    tasks = LocalTasks() if tasks is None else tasks
+    _check_backtest(period, refit, n_sims, shock)
+    chosen = _check_methods(PIPELINE_METHODS if methods is None else methods, None)
+    others = [m.name for m in chosen if m.name not in PIPELINE_METHODS]
+    if others:
+        raise ValueError(
+            f"methods: {others[0]!r} does not run over partitions yet, only the pipeline methods "
+            f"{list(PIPELINE_METHODS)}; replay it with backtest(data) on one machine"
+        )
+    asked = ["total", "team", "owner"] if groups is None else groups
+    meta = tasks.gather(tasks.map(_part_meta, parts, groups=[asked] if isinstance(asked, str) else list(asked)))
+    columns = meta[0]["columns"]
+    groups = _groupings(groups, columns)
+    found = _group_values(pd.DataFrame(columns=columns), submissions, groups)  # checks the columns; submissions'
+    for m in meta:
+        for g, values in m["values"].items():
+            found[g] |= values
+    first = min(pd.Timestamp(m["first"]) for m in meta if pd.notna(m["first"]))
+    G = _groups_of(groups, found)
+    cal = _Periods(process.calendar, period, G, first.normalize(), pd.Timestamp(as_of).normalize() + _DAY)
+    plan = _plan(cal, cutoffs, periods, _history_days(cal, min_history_days))
+    needs = frozenset().union(*(m.needs for m in chosen))
+    needs_sc, needs_new = "stage_conversion model" in needs, "new deals" in needs
+    monte_carlo = "period shock" in needs
+    calibration, snap_dates = _refits(cal, plan, refit, needs, calibrate_periods, shock)
+    dates = list(to_dates(list(snap_dates)))
+
+    # every part's context (its pipeline at every date), kept where the part lives
+    whole = _Whole(G, cal.first_day, cal.end, close_unknown_before)
+    ctxs = tasks.map(_part_context, parts, period=period, whole=whole, dates=dates)
+    n_open = _added(tasks.gather(tasks.map(_part_open, ctxs, dates=dates)))
+    open_at = {pd.Timestamp(t): int(n) > 0 for t, n in zip(dates, n_open, strict=True)}
+
+    def has_snap(t: Any) -> bool:
+        return open_at.get(pd.Timestamp(t), False)
+
+    histories = tasks.map(_part_history, ctxs) if needs_sc else None
+    seg = segment if segment is not None and segment in columns else None
+    names = {m.name for m in chosen}
+    frames, left_out = [], []
+    for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):
+        s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
+        refit_at = pd.Timestamp(refit_at)
+        model, factors, shock_sd, intervals = None, {}, 0.0, None
+        if needs_sc:
+            try:
+                model = StageConversionModel(n_bootstrap=0, segment=seg).fit_parts(
+                    histories, process, refit_at, tasks=tasks
+                )
+            except ValueError:
+                model = None  # no stage history yet: the methods are missing for this period
+        pairs = calibration.get((label, refit_at))
+        used = [pair for pair in (pairs or []) if has_snap(pair[4])]
+        fitted = tasks.map(_part_refit, ctxs, model=model, refit_at=refit_at, pairs=used)
+        if model is not None:
+            shock_periods = _shock_periods(cal, refit_at, has_snap) if monte_carlo and shock == "auto" else []
+            shock_periods = shock_periods if len(shock_periods) >= 3 else []
+            sums = tasks.gather(
+                tasks.map(
+                    _part_refit_sums, fitted, shock_periods=shock_periods, refit_at=refit_at, n_new=new_deal_periods
+                )
+            )
+            horizon = None
+            if used:
+                h = sums[0][0]
+                added = _added([(x.x, x.y, x.booked, x.quoted) for x, _ in sums])
+                horizon = h._replace(x=added[0], y=added[1], booked=added[2], quoted=added[3])
+                factors = _factors_of(horizon, calibrate_prior)
+            if monte_carlo:
+                if shock != "auto":
+                    shock_sd = float(shock)
+                elif shock_periods:
+                    shock_sd = _shock_from(_added([terms for _, terms in sums]))
+                if pairs is not None:
+                    intervals = _no_intervals(G)
+                    if horizon is not None:
+                        factor = horizon.factor(calibrate_prior, leave_out=horizon.pair_p, at=horizon.pair_h)
+                        x, var, actual, floor, nds = _added(
+                            tasks.gather(
+                                tasks.map(
+                                    _part_calibration_terms,
+                                    fitted,
+                                    factor=factor,
+                                    refit_at=refit_at,
+                                    n_new=new_deal_periods,
+                                )
+                            )
+                        )
+                        zeros = np.zeros(G.size)
+                        moments = [(nd.mean(axis=0), nd.var(axis=0)) if len(nd) else (zeros, zeros) for nd in nds]
+                        intervals = _calibration_scores(G, used, shock_sd, x, var, actual, floor, moments)
+        cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
+        draw = model is not None and "monte_carlo" in names
+        rngs = [_seed(seed, t, 1) for t in cuts] if draw else []
+        streams = [part_streams(shock_sd, n_sims, rng, len(parts)) for rng in rngs]
+        per_part = [[(shock_t, seeds[i]) for shock_t, seeds in streams] if draw else None for i in range(len(parts))]
+        results = tasks.gather(
+            tasks.map(
+                _part_cutoffs,
+                fitted,
+                per_part,
+                cuts=cuts,
+                start=s,
+                end=e,
+                factors=factors,
+                n_new=new_deal_periods,
+                crm="crm_weighted" in names,
+                new=needs_new,
+            )
+        )
+        actual = _added([r["actual"] for r in results])
+        for j, t in enumerate(cuts):
+            at = [r["cuts"][j] for r in results]
+            won = _added([r["won"] for r in at])
+            nd = _added([r["new"] for r in at]) if needs_new else np.zeros((0, G.size))
+            days = (e - t) / _DAY
+            if "crm_weighted" in names:
+                left_out.append((t, *_added([r["left_out"] for r in at])))
+            for m in chosen:
+                fc = np.full((G.size, 4), np.nan)
+                if m.name == "crm_weighted":
+                    fc[:, 0] = won + _added([r["crm"] for r in at])
+                elif model is not None and m.name == "stage_conversion":
+                    fc[:, 0] = won + _added([r["stage"] for r in at]) + (nd.mean(axis=0) if len(nd) else 0.0)
+                elif model is not None and m.name == "monte_carlo":
+                    sims = bookings_from_parts([r["draws"] for r in at], G.size, won, nd, int(n_sims), rngs[j])
+                    widen = None if intervals is None else _widening(cal, label, t, e, intervals)
+                    mean, quants, _ = _summarise(sims, won, widen, _QUANTILES, False)
+                    fc[:, 0], fc[:, 1:] = mean, quants
+                frames.append((label, t, days, m.name, fc, actual, ""))
+    out = _assemble(frames, G, False, {})
+    if left_out:
+        table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])
+        out.attrs["crm_weighted_left_out"] = _left_out_shares(table)
+        _warn_left_out(table)
+    return _interval_notes(out, cal)
 
 
 @dataclass

@@ -13,7 +13,8 @@ take a ``dask.distributed.Client`` and run one task per partition on the workers
 so only small results come back to the client. Without a client they run one partition after another in this
 process, with the same result.
 
-So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row).
+So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row)
+and `partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole).
 
 Examples
 --------
@@ -42,12 +43,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesforecast._utils import NAT, LocalTasks
 from salesforecast.folders import staged_folder
+from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
+from salesforecast.history import DealHistory
+from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, empty_table
 from salesforecast.snapshots import HISTORY_FIELDS, pipeline_snapshots, to_dates, unknown_before
 
-__all__ = ["MANIFEST", "PartitionedCRM", "partition_of", "partitioned_snapshots", "write_partitions"]
+__all__ = [
+    "MANIFEST",
+    "DaskTasks",
+    "PartitionedCRM",
+    "partition_of",
+    "partitioned_backtest",
+    "partitioned_fit",
+    "partitioned_snapshots",
+    "write_partitions",
+]
 
 #: The file that says a folder holds partitions, and what they hold.
 MANIFEST = "partitions.json"
@@ -215,18 +229,36 @@ class PartitionedCRM:
             for f, t in self.manifest["unknown_before"].items()
         }
 
+    @cached_property
+    def process(self) -> SalesProcess:
+        """The process map the partitions were written with (every partition holds the same)."""
+        return SalesProcess.from_yaml(Path(self.folder) / _part_name(0) / "process.yml")
+
+    def shared(self, table: str) -> pd.DataFrame:
+        """A table written once, in ``shared/``, as written: read here, on the client (small beside the deals).
+
+        One of ``leads``, ``forecast_submissions``, ``quotas`` and ``activities`` (of no deal).
+        """
+        tables = ("leads", "forecast_submissions", "quotas", "activities")
+        if table not in tables:
+            raise ValueError(f"table must be one of {tables}, got {table!r}")
+        path = Path(self.folder) / SHARED / f"{table}.parquet"
+        return pd.read_parquet(path) if path.is_file() else empty_table(table)
+
     def rows(self, table: str) -> list[int]:
         """The rows of `table` (one of ``opportunities``, ``stage_history``, ``activities``) in each partition."""
         if table not in PARTITIONED:
             raise ValueError(f"table must be one of {PARTITIONED}, got {table!r}")
         return [int(self.manifest["partitions"][_part_name(i)][table]) for i in range(self.n_partitions)]
 
-    def read(self, i: int) -> CRMData:
+    def read(self, i: int, activities: bool = True) -> CRMData:
         """Partition `i`: its opportunities, their stage history and their activities, as written.
 
         The tables were validated when the data were loaded, before `write_partitions`; they are read back as they
         were written, not inferred again from a partition's values alone (a column keeps the whole's type, whatever
-        values the partition happens to hold). The quarantine and counts are in ``shared/``.
+        values the partition happens to hold). The quarantine and counts are in ``shared/``. With `activities`
+        False, the activities are left unread (an empty table): the steps that never read them (the pipeline, the
+        stage-conversion fit, the backtest of the pipeline methods) keep less in memory.
         """
         if not 0 <= int(i) < self.n_partitions:
             last = self.n_partitions - 1
@@ -235,14 +267,16 @@ class PartitionedCRM:
         tables = {
             t: pd.read_parquet(folder / f"{t}.parquet") if (folder / f"{t}.parquet").is_file() else empty_table(t)
             for t in PARTITIONED
+            if activities or t != "activities"
         }
+        tables.setdefault("activities", empty_table("activities"))
         none = pd.DataFrame()  # no quarantine or counts of its own: the whole's are in shared/
         return CRMData(
             **tables,
             leads=empty_table("leads"),
             forecast_submissions=empty_table("forecast_submissions"),
             quotas=empty_table("quotas"),
-            process=SalesProcess.from_yaml(folder / "process.yml"),
+            process=self.process,
             quarantine=none,
             counts=none,
         )
@@ -299,3 +333,155 @@ def partitioned_snapshots(
     frames = [f for f in frames if len(f)] or frames[:1]
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values(["as_of", "opportunity_id"], kind="stable", ignore_index=True)
+
+
+@dataclass(frozen=True)
+class DaskTasks:
+    """Run the tasks of a step split over partitions on a Dask cluster.
+
+    ``map`` submits one task per partition, its result kept on the worker (a future); ``gather`` brings results to
+    the client. `salesforecast._utils.LocalTasks` runs the same tasks here.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    """
+
+    client: Any
+
+    def map(self, fn: Any, handles: Any, *per_part: Any, **shared: Any) -> list[Any]:
+        """One task ``fn(handle, *the partition's values, **shared)`` per partition; futures.
+
+        Every value travels as a task's argument, not as a keyword of ``Client.map`` (whose keywords are not meant
+        for arrays); a shared array over 64 KB (every censored visit, say) is sent to the workers once
+        (``scatter``), not with every task. The tasks are not pure: a folder rewritten between two steps is read
+        again, never answered from an earlier result.
+        """
+        handles = list(handles)
+        values = [
+            self.client.scatter(v, broadcast=True) if getattr(v, "nbytes", 0) > 2**16 else v for v in shared.values()
+        ]
+        columns = [list(p) for p in per_part] + [[v] * len(handles) for v in values]
+        return self.client.map(
+            _call, handles, *columns, fn=fn, n_per_part=len(per_part), names=tuple(shared), pure=False
+        )
+
+    def gather(self, results: Any) -> list[Any]:
+        """The results, on the client."""
+        return list(self.client.gather(list(results)))
+
+
+def _call(handle: Any, *values: Any, fn: Any, n_per_part: int, names: tuple[str, ...]) -> Any:
+    """A `DaskTasks` task: ``fn(handle, *per-partition values, **shared values)``, the values given in order."""
+    return fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True)))
+
+
+def _tasks(client: Any) -> LocalTasks | DaskTasks:
+    return LocalTasks() if client is None else DaskTasks(client)
+
+
+def _partition_history(i: int, folder: str) -> DealHistory:
+    """Task: the deal history of partition `i` (kept on the worker for the steps that read it)."""
+    return DealHistory.from_data(PartitionedCRM(folder).read(i, activities=False))
+
+
+def partitioned_fit(
+    model: StageConversionModel, crm: PartitionedCRM, as_of: Any = None, client: Any = None
+) -> StageConversionModel:
+    """Fit a `StageConversionModel` on every partition, each read where it lives: the model of the whole data.
+
+    Each partition's deal history is built on a worker and stays there; the fit's tasks
+    (`StageConversionModel.fit_parts`) send the client only sums (counts per life-table cell, exposure, deal
+    counts), the counts that place the duration bins' edges exactly, and the censored visits of every partition.
+
+    Parameters
+    ----------
+    model : StageConversionModel
+        Its parameters (window, half-life, segment, bins...) are the fit's; it is fitted in place and returned.
+    crm : PartitionedCRM
+    as_of : date, optional
+        The whole's end (default, ``crm.as_of``) or an earlier date: the data as known then.
+    client : dask.distributed.Client, optional
+        Default: the partitions one after another in this process.
+
+    Returns
+    -------
+    StageConversionModel
+        `model`, fitted: the same counts, edges and (with unit weights) transition rows as ``model.fit(data,
+        as_of)`` on the data the partitions were written from; the other tables equal to the order of
+        floating-point sums (1e-12). With ``n_bootstrap`` the replicates are drawn per partition (see
+        `StageConversionModel.fit_parts`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from salesforecast.datasets import load_sample
+    >>> data = load_sample()
+    >>> crm = PartitionedCRM(write_partitions(data, tempfile.mkdtemp() + "/parts", 3))
+    >>> a = partitioned_fit(StageConversionModel(n_bootstrap=0), crm)
+    >>> b = StageConversionModel(n_bootstrap=0).fit(data)
+    >>> a.transition_counts_.equals(b.transition_counts_), a.duration_edges_.equals(b.duration_edges_)
+    (True, True)
+    """
+    tasks = _tasks(client)
+    histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder))
+    return model.fit_parts(histories, crm.process, crm.as_of if as_of is None else as_of, tasks=tasks)
+
+
+def _read_partition(i: int, folder: str) -> CRMData:
+    """Task: partition `i` without its activities (the pipeline methods read none), read on the worker."""
+    return PartitionedCRM(folder).read(i, activities=False)
+
+
+def partitioned_backtest(
+    crm: PartitionedCRM, methods: Sequence[str] = PIPELINE_METHODS, client: Any = None, **kwargs: Any
+) -> pd.DataFrame:
+    """`salesforecast.forecast.backtest` of the pipeline methods, over the partitions (on a cluster with `client`).
+
+    Each partition is read on a worker and stays there with its pipeline at every cutoff; the client receives
+    sums per group only (`salesforecast.forecast.backtest_parts`).
+
+    Parameters
+    ----------
+    crm : PartitionedCRM
+    methods : sequence of str
+        Among ``PIPELINE_METHODS`` (``crm_weighted``, ``stage_conversion``, ``monte_carlo``).
+    client : dask.distributed.Client, optional
+        Default: the partitions one after another in this process.
+    **kwargs
+        `backtest`'s settings: ``period``, ``cutoffs``, ``groups``, ``periods``, ``refit``, ``n_sims``,
+        ``shock``, ``new_deal_periods``, ``segment``, ``calibrate_periods``, ``calibrate_prior``,
+        ``min_history_days``, ``seed``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As ``backtest(data, methods, ...)`` of the data the partitions were written from (``monte_carlo`` within
+        Monte Carlo error: see `backtest_parts`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from salesforecast.datasets import load_sample
+    >>> from salesforecast.forecast import backtest
+    >>> data = load_sample()
+    >>> crm = PartitionedCRM(write_partitions(data, tempfile.mkdtemp() + "/parts", 3))
+    >>> settings = {"periods": ["FY2025Q2"], "cutoffs": "start", "groups": ["total"]}
+    >>> got = partitioned_backtest(crm, ["crm_weighted", "stage_conversion"], **settings)
+    >>> whole = backtest(data, ["crm_weighted", "stage_conversion"], **settings)
+    >>> got["forecast"].round(6).tolist() == whole["forecast"].round(6).tolist()
+    True
+    """
+    tasks = _tasks(client)
+    parts = tasks.map(_read_partition, range(crm.n_partitions), folder=str(crm.folder))
+    before = crm.unknown_before["close_date"]
+    return backtest_parts(
+        parts,
+        crm.process,
+        crm.as_of,
+        crm.shared("forecast_submissions"),
+        methods,
+        tasks=tasks,
+        close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
+        **kwargs,
+    )

@@ -15,9 +15,21 @@ import pytest
 
 from salesforecast.datasets import generate, load_sample
 from salesforecast.datasets.shapes import history_from_dates
+from salesforecast.history import DealHistory
 from salesforecast.io import load
-from salesforecast.scale import MANIFEST, PartitionedCRM, partition_of, partitioned_snapshots, write_partitions
+from salesforecast.models.stage_conversion import StageConversionModel
+from salesforecast.scale import (
+    MANIFEST,
+    DaskTasks,
+    PartitionedCRM,
+    partition_of,
+    partitioned_backtest,
+    partitioned_fit,
+    partitioned_snapshots,
+    write_partitions,
+)
 from salesforecast.schema import DataFileError
+from salesforecast.simulation import simulate_bookings, simulate_bookings_parts
 from salesforecast.snapshots import pipeline_snapshots, unrecorded_fields
 
 
@@ -136,6 +148,10 @@ def test_what_a_partition_holds_is_the_wholes(tmp_path):
     shared = pd.read_parquet(folder / "shared" / "activities.parquet")
     assert shared["opportunity_id"].isna().all() and len(shared) + len(in_parts) == len(acts)
     assert all(p.opportunities["priority"].dtype == opps["priority"].dtype for p in read)
+    lean = parts.read(3, activities=False)  # for the steps that read no activity
+    assert len(lean.activities) == 0 < len(read[3].activities)
+    pd.testing.assert_frame_equal(lean.opportunities, read[3].opportunities)
+    pd.testing.assert_frame_equal(lean.stage_history, read[3].stage_history)
     dates = pd.date_range("2024-01-01", periods=4, freq="QS")
     pd.testing.assert_frame_equal(
         partitioned_snapshots(parts, dates, columns=["owner", "priority"]),
@@ -144,6 +160,97 @@ def test_what_a_partition_holds_is_the_wholes(tmp_path):
     assert (folder / "shared" / "quarantine.csv").is_file()
     assert (folder / "shared" / "notes.txt").read_text(encoding="utf-8") == "a note of the load\n"
     assert not any((folder / f"part-{i:05d}" / "quarantine.csv").exists() for i in range(8))
+
+
+def _same_model(a: StageConversionModel, b: StageConversionModel, rtol: float = 1e-12) -> None:
+    """The counts and the bins exactly; the probabilities and times to the order of floating-point sums."""
+    pd.testing.assert_frame_equal(a.transition_counts_, b.transition_counts_)
+    pd.testing.assert_frame_equal(a.duration_edges_, b.duration_edges_)
+    pd.testing.assert_series_equal(a.n_visits_, b.n_visits_)
+    counts = ["visits", "completed", "censored"]
+    pd.testing.assert_frame_equal(a.time_in_stage_[counts], b.time_in_stage_[counts])
+    pd.testing.assert_frame_equal(a.summary, b.summary, rtol=rtol)
+    pd.testing.assert_frame_equal(a.transition_matrix_, b.transition_matrix_, rtol=rtol)
+    pd.testing.assert_frame_equal(a.conditional_win_probability_, b.conditional_win_probability_, rtol=rtol)
+    pd.testing.assert_series_equal(a.expected_days_to_close_, b.expected_days_to_close_, rtol=rtol)
+    if a.segment is not None:
+        pd.testing.assert_frame_equal(a.segment_win_probability_, b.segment_win_probability_, rtol=rtol)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"segment": "segment", "shrinkage": 5.0, "half_life_days": 180.0, "window_months": 15, "duration_bins": 7},
+    ],
+    ids=["default", "segments-recency-window"],
+)
+def test_the_stage_conversion_fit_on_a_cluster_is_the_wholes(crm, tmp_path, client, params):
+    parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 3))
+    for as_of in (None, "2024-09-30"):  # the whole's end (a partition's own is earlier), and the data as known then
+        whole = StageConversionModel(n_bootstrap=0, **params).fit(crm, as_of=as_of)
+        got = partitioned_fit(StageConversionModel(n_bootstrap=0, **params), parts, as_of, client=client)
+        _same_model(got, whole)
+        snap = pipeline_snapshots(crm, whole.as_of_ - pd.Timedelta(days=30), columns=["segment"])
+        np.testing.assert_allclose(got.predict_proba(snap), whole.predict_proba(snap), rtol=0, atol=1e-9)
+        end = whole.as_of_ + pd.Timedelta(days=60)
+        np.testing.assert_allclose(
+            got.predict_close_within(snap, end), whole.predict_close_within(snap, end), rtol=0, atol=1e-9
+        )
+    # with unit weights the transition rows are sums of whole numbers: the same floats, not merely close
+    plain = StageConversionModel(n_bootstrap=0, **params)
+    if "half_life_days" not in params:
+        assert partitioned_fit(plain, parts).transition_matrix_.equals(
+            StageConversionModel(n_bootstrap=0).fit(crm).transition_matrix_
+        )
+
+
+def test_the_bins_are_the_wholes_quantiles_with_ties_and_many_small_parts(crm):
+    # stage changes at whole days: many visits of equal duration, ranks falling inside runs of ties; 11 parts,
+    # some with a handful of visits to a stage
+    hist = crm.stage_history.assign(changed_at=crm.stage_history["changed_at"].dt.floor("D"))
+    data = replace(crm, stage_history=hist)
+    opps = data.opportunities
+    part = partition_of(opps["opportunity_id"], 11)
+    of_hist = partition_of(hist["opportunity_id"], 11)
+    histories = [
+        DealHistory.from_data(replace(data, opportunities=opps[part == i], stage_history=hist[of_hist == i]))
+        for i in range(11)
+    ]
+    for bins in (3, 20, 64):
+        whole = StageConversionModel(n_bootstrap=0, duration_bins=bins).fit(data)
+        got = StageConversionModel(n_bootstrap=0, duration_bins=bins).fit_parts(histories, data.process, data.as_of)
+        _same_model(got, whole)
+        inner = whole.duration_edges_.iloc[:, 1:-1].to_numpy()
+        assert (inner == np.round(inner)).mean() > 0.5  # most edges on a run of tied durations, found exactly
+    assert whole.duration_edges_.diff(axis=1).eq(0).any().any()  # at 64 bins, ties give flat bins
+
+
+def test_the_bootstrap_over_partitions_draws_per_partition_with_the_same_spread(crm, tmp_path, client):
+    one = PartitionedCRM(write_partitions(crm, tmp_path / "one", 1))
+    three = PartitionedCRM(write_partitions(crm, tmp_path / "three", 3))
+    whole = StageConversionModel(n_bootstrap=300, random_state=4).fit(crm)
+    # one partition is the whole: the same draws
+    same = partitioned_fit(StageConversionModel(n_bootstrap=300, random_state=4), one)
+    pd.testing.assert_frame_equal(same.bootstrap_win_probability_, whole.bootstrap_win_probability_)
+    # three: each partition its own stream (reproducible), the replicates as spread as the whole's
+    got = partitioned_fit(StageConversionModel(n_bootstrap=300, random_state=4), three, client=client)
+    again = partitioned_fit(StageConversionModel(n_bootstrap=300, random_state=4), three)
+    pd.testing.assert_frame_equal(got.bootstrap_win_probability_, again.bootstrap_win_probability_)
+    assert not got.bootstrap_win_probability_.equals(whole.bootstrap_win_probability_)
+    sd_whole, sd_parts = whole.bootstrap_win_probability_.std(), got.bootstrap_win_probability_.std()
+    assert ((sd_parts / sd_whole - 1).abs() < 0.25).all()  # 300 replicates: the sd is known to about 4%
+    width = whole.win_probability_ci_["upper"] - whole.win_probability_ci_["lower"]
+    centre = (got.win_probability_ci_.mean(axis=1) - whole.win_probability_ci_.mean(axis=1)).abs()
+    assert (centre < 0.25 * width).all()
+
+
+def test_a_partitioned_fit_says_what_is_wrong(crm, tmp_path, client):
+    parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 2))
+    with pytest.raises(ValueError, match="no column 'no_such_column' to segment by"):
+        partitioned_fit(StageConversionModel(segment="no_such_column"), parts, client=client)
+    with pytest.raises(ValueError, match="no stage visits to learn from"):
+        partitioned_fit(StageConversionModel(n_bootstrap=0), parts, as_of="2000-01-01")
 
 
 def test_partitions_say_what_is_wrong(crm, tmp_path):
@@ -178,3 +285,93 @@ def test_the_import_command_writes_partitions(tmp_path, capsys):
     assert main(["import", "sample", "--out", str(tmp_path / "none"), "--partitions", "0"]) == 2
     err = capsys.readouterr().err
     assert "whole number >= 1, got 0" in err and "format" not in err
+
+
+def _split(k: int, amount: np.ndarray, p: np.ndarray, codes: np.ndarray) -> list[tuple]:
+    return [(amount[i::k], p[i::k], codes[:, i::k]) for i in range(k)]
+
+
+def test_the_monte_carlo_over_partitions_is_the_wholes_distribution(client):
+    rng = np.random.default_rng(0)
+    n = 3_000
+    amount, p = rng.lognormal(10.0, 1.0, n), rng.uniform(0.0, 0.5, n)
+    p[::10] = 0.0  # deals that cannot be won draw nothing
+    team = rng.integers(0, 4, n)
+    codes = np.vstack([np.zeros(n, dtype=np.int64), 1 + team])  # the total and four teams
+    base_teams = rng.uniform(0.0, 3e4, 4)
+    base = np.r_[base_teams.sum(), base_teams]
+    new_teams = rng.uniform(0.0, 1e5, (6, 4))
+    new = np.c_[new_teams.sum(axis=1), new_teams]
+    args = {"n_groups": 5, "base": base, "new_deals": new, "shock_sd": 0.5, "n_sims": 4_000, "rng": 1}
+    whole = simulate_bookings(amount, p, codes, **args)
+    sd = whole.std(axis=1)
+    for k in (1, 3, 7):
+        got = simulate_bookings_parts(_split(k, amount, p, codes), **args)
+        if k == 3:  # a fixed number of parts: the same futures on a cluster as here, and again
+            np.testing.assert_array_equal(simulate_bookings_parts(_split(3, amount, p, codes), **args, tasks=None), got)
+            on_cluster = simulate_bookings_parts(_split(3, amount, p, codes), **args, tasks=DaskTasks(client))
+            np.testing.assert_array_equal(on_cluster, got)
+        # every grouping from the same draws: the teams add up to the total in every future
+        np.testing.assert_allclose(got[1:].sum(axis=0), got[0], rtol=1e-12)
+        # the whole's distribution, within Monte Carlo error (4,000 futures: about 0.04 sd between two runs)
+        assert (np.abs(got.mean(axis=1) - whole.mean(axis=1)) < 0.1 * sd).all()
+        for q in (0.1, 0.5, 0.9):
+            assert (np.abs(np.quantile(got, q, axis=1) - np.quantile(whole, q, axis=1)) < 0.15 * sd).all()
+        # one shock for all the parts: a shock per part would shrink the spread of the total
+        assert abs(got[0].std() / sd[0] - 1) < 0.1
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 5\)"):
+        simulate_bookings_parts([(amount[:2], p[:2], [[0, 5], [1, 1]])], **args)
+
+
+def _compare_backtests(got: pd.DataFrame, whole: pd.DataFrame, reseeded: pd.DataFrame | None = None) -> None:
+    """The same rows and sums; the Monte Carlo's within its error (its futures are drawn per partition): no
+    farther from the whole's than the whole's with another seed (`reseeded`), give or take."""
+    key = ["period", "cutoff", "days_before_period_end", "group", "group_value", "method"]
+    pd.testing.assert_frame_equal(got[key], whole[key])
+    np.testing.assert_allclose(got["actual"], whole["actual"], rtol=1e-12)
+    sums = (whole["method"] != "monte_carlo").to_numpy()
+    np.testing.assert_allclose(got.loc[sums, "forecast"], whole.loc[sums, "forecast"], rtol=1e-9)
+    assert got.attrs == whole.attrs  # the CRM-weighted left-out shares; the intervals' widening at every cutoff
+    if reseeded is None:
+        return
+    mc = (whole["method"] == "monte_carlo").to_numpy().copy()
+    width = (whole.loc[mc, "p90"] - whole.loc[mc, "p10"]).to_numpy()
+    mc[mc] = width > 0  # where the futures spread (a rep's lone deal won in none of them does not)
+    width = width[width > 0]
+    for column in ("forecast", "p10", "p50", "p90"):  # the total, teams and reps
+        apart = np.abs(got.loc[mc, column] - whole.loc[mc, column]).to_numpy() / width
+        chance = np.abs(reseeded.loc[mc, column] - whole.loc[mc, column]).to_numpy() / width
+        assert apart.max() <= 2 * chance.max() + 0.02 and np.median(apart) <= 2 * np.median(chance) + 0.01, column
+
+
+def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tmp_path, client):
+    from salesforecast.forecast import PIPELINE_METHODS, backtest
+
+    parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 3))
+    whole = backtest(crm, list(PIPELINE_METHODS))
+    assert set(whole["group"]) == {"total", "team", "owner"} and whole["period"].nunique() >= 3
+    got = partitioned_backtest(parts, client=client)
+    _compare_backtests(got, whole, reseeded=backtest(crm, list(PIPELINE_METHODS), seed=1))
+    # a fixed number of partitions: the same futures on the cluster as here
+    pd.testing.assert_frame_equal(partitioned_backtest(parts), got)
+    # refits at every cutoff, a fixed shock without interval calibration, months by segment
+    for settings in (
+        {"refit": "cutoff", "periods": 1},
+        {"shock": 0.3, "calibrate_periods": 0, "segment": None, "periods": 2},
+        {"period": "month", "periods": 3, "groups": ["total", "segment"]},
+    ):
+        _compare_backtests(
+            partitioned_backtest(parts, client=client, **settings), backtest(crm, list(PIPELINE_METHODS), **settings)
+        )
+
+
+def test_the_monte_carlo_of_a_backtest_over_partitions_has_the_wholes_distribution(crm, tmp_path):
+    from salesforecast.forecast import backtest
+
+    parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 5))
+    settings = {"periods": 2, "cutoffs": "start", "groups": ["total", "team"], "n_sims": 20_000}
+    whole = backtest(crm, ["monte_carlo"], **settings)
+    got = partitioned_backtest(parts, ["monte_carlo"], **settings)
+    _compare_backtests(got, whole, reseeded=backtest(crm, ["monte_carlo"], **settings, seed=1))
+    with pytest.raises(ValueError, match="'run_rate' does not run over partitions yet"):
+        partitioned_backtest(parts, ["crm_weighted", "run_rate"])

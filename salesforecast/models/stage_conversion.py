@@ -73,7 +73,9 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -82,8 +84,8 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import DAY_US, to_us
-from salesforecast.history import DealHistory
+from salesforecast._utils import DAY_US, NEVER, LocalTasks, to_us
+from salesforecast.history import DealHistory, Visits
 from salesforecast.process import SalesProcess
 from salesforecast.schema import CRMData, validate
 
@@ -142,30 +144,23 @@ def stage_visits(data: CRMData, as_of: Any = None) -> pd.DataFrame:
     )
 
 
-def _risk_deficit(key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weight by which each censored visit was missing from the risk set of the events of its bin.
+def _events_before(
+    key_e: np.ndarray, dur_e: np.ndarray, w_e: np.ndarray, key_c: np.ndarray, dur_c: np.ndarray, dbits: int
+) -> np.ndarray:
+    """Per censoring ``(key_c, dur_c)``: the weight of the events of its bin at or before its duration.
 
-    A visit censored at duration ``c`` (integer microseconds, >= 0) was at risk for the events of its bin (`key`)
-    up to ``c`` and missing for the share of the bin's (weighted) events after ``c``; events at ``c`` itself count
-    as before it. Events get 0.
-
-    The events are sorted once by (bin, duration) and each censored visit (few: the deals open at the data end) is
-    placed among them by a binary search.
+    The events are sorted once by (bin, duration), packed in one integer with `dbits` bits of duration, and each
+    censoring is placed among them by a binary search; the events of the earlier bins are then taken off.
     """
-    ev = dest >= 0
-    out = np.zeros(len(key))
-    cens = np.flatnonzero(~ev)
-    if len(cens) == 0 or not ev.any():
-        return out
-    n_keys = int(key.max()) + 1
-    dbits = int(duration.max()).bit_length()
-    if n_keys.bit_length() + dbits + 1 > 62 or key.min() < 0 or duration.min() < 0:
+    if len(key_c) == 0 or len(key_e) == 0:
+        return np.zeros(len(key_c))
+    n_keys = int(max(key_e.max(), key_c.max())) + 1
+    if n_keys.bit_length() + dbits + 1 > 62 or min(key_e.min(), key_c.min()) < 0 or min(dur_e.min(), dur_c.min()) < 0:
         raise ValueError("visit durations out of range (negative, or beyond a thousand years)")
     # (bin, duration, censored last) packed in one integer: an event comes before a censoring of its bin at the
     # same or a longer duration
-    packed_c = (key[cens].astype(np.int64) << (dbits + 1)) | (duration[cens].astype(np.int64) << 1) | 1
-    packed_e = (key[ev].astype(np.int64) << (dbits + 1)) | (duration[ev].astype(np.int64) << 1)
-    w_e = w[ev]
+    packed_c = (key_c.astype(np.int64) << (dbits + 1)) | (dur_c.astype(np.int64) << 1) | 1
+    packed_e = (key_e.astype(np.int64) << (dbits + 1)) | (dur_e.astype(np.int64) << 1)
     # the weight of the events before each censoring (in its bin and every earlier one) ...
     if w_e.min() == w_e.max():  # one weight for all: counting is enough, no permutation to carry
         before_all = np.searchsorted(np.sort(packed_e), packed_c) * float(w_e[0])
@@ -174,13 +169,34 @@ def _risk_deficit(key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np
         cum = np.concatenate([[0.0], np.cumsum(w_e[order])])
         before_all = cum[np.searchsorted(packed_e[order], packed_c)]
     # ... less the events of the earlier bins
-    per_bin = np.bincount(key[ev], weights=w_e, minlength=n_keys)
+    per_bin = np.bincount(key_e, weights=w_e, minlength=n_keys)
     earlier = np.concatenate([[0.0], np.cumsum(per_bin)[:-1]])
-    k_c = key[cens]
-    total = per_bin[k_c]
+    return before_all - earlier[key_c]
+
+
+def _deficit(before: np.ndarray, total: np.ndarray, w_c: np.ndarray) -> np.ndarray:
+    """A censored visit's weight missing from its bin's risk set: the share of the bin's events (`total`) after it."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        after = np.where(total > 0, 1.0 - (before_all - earlier[k_c]) / total, 0.0)
-    out[cens] = w[cens] * np.clip(after, 0.0, 1.0)
+        after = np.where(total > 0, 1.0 - before / total, 0.0)
+    return w_c * np.clip(after, 0.0, 1.0)
+
+
+def _risk_deficit(key: np.ndarray, duration: np.ndarray, dest: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weight by which each censored visit was missing from the risk set of the events of its bin.
+
+    A visit censored at duration ``c`` (integer microseconds, >= 0) was at risk for the events of its bin (`key`)
+    up to ``c`` and missing for the share of the bin's (weighted) events after ``c``; events at ``c`` itself count
+    as before it. Events get 0.
+    """
+    ev = dest >= 0
+    out = np.zeros(len(key))
+    cens = np.flatnonzero(~ev)
+    if len(cens) == 0 or not ev.any():
+        return out
+    dbits = int(duration.max()).bit_length()
+    before = _events_before(key[ev], duration[ev], w[ev], key[cens], duration[cens], dbits)
+    total = np.bincount(key[ev], weights=w[ev], minlength=int(key.max()) + 1)
+    out[cens] = _deficit(before, total[key[cens]], w[cens])
     return out
 
 
@@ -274,6 +290,307 @@ def _tail_rate(
 def _fallback_rows(P: np.ndarray, observed: np.ndarray, default: np.ndarray) -> np.ndarray:
     """Rows without completed visits take `default` (the CRM probability split into won and lost)."""
     return np.where(observed[..., None], P, default)
+
+
+# ------------------------------------------------------------------------------------------------ fit by parts
+# A fit reads the visits of every deal, but all it needs of them are sums (cell counts, exposure, deal counts) once
+# the duration bins are set. So the deals may be split into parts (the partitions of `salesforecast.scale`), each
+# read where it lives: the tasks below run on one part each and only small results travel. Two quantities are not
+# sums of the parts' own: the bin edges (quantiles of all the stage's durations: found as order statistics, by
+# counting in every part) and the risk deficit of a censored visit (the events of its bin after it, in every part).
+@dataclass(frozen=True, eq=False)
+class _PartVisits:
+    """One part's visits as the fit reads them (`_part_visits`), kept where the part lives between its tasks."""
+
+    v: Visits  # the window applied
+    w: np.ndarray  # per visit: its weight
+    group: np.ndarray | None  # per visit: the code of its deal's segment among `labels` (-1 missing), or None
+    labels: np.ndarray  # the segment values of this part's deals, sorted
+    k: int
+    n_all: int
+    won_codes: np.ndarray
+    lost_codes: np.ndarray
+    # set by `_part_binned`, once the edges are known
+    edges: np.ndarray | None = None
+    bins: np.ndarray | None = None
+    gvisit: np.ndarray | None = None  # per visit: its segment's code among all parts' (-1 missing)
+    n_seg: int = 0
+
+    @cached_property
+    def by_stage(self) -> tuple[np.ndarray, np.ndarray]:
+        """The durations sorted by stage then duration, and where each stage starts among them (``k + 1``)."""
+        order = np.lexsort((self.v.duration, self.v.stage))
+        return self.v.duration[order], np.searchsorted(self.v.stage[order], np.arange(self.k + 1))
+
+
+def _part_visits(
+    history: DealHistory,
+    as_of: pd.Timestamp,
+    window_months: float | None,
+    half_life_days: float | None,
+    segment: str | None,
+) -> _PartVisits:
+    """Task: the visits of a part's deals as known at `as_of`, in the window, with their weights and segments."""
+    if segment is not None and segment not in history.opportunities.columns:
+        raise ValueError(
+            f"opportunities has no column {segment!r} to segment by; available: {list(history.opportunities.columns)}"
+        )
+    v = history.visits(as_of)
+    t_end = to_us(as_of)
+    if window_months is not None and len(v.stage):
+        months = float(window_months)
+        whole = int(months)
+        start = as_of - pd.DateOffset(months=whole) - pd.Timedelta(days=(months - whole) * 30.4375)
+        sel = v.entered >= to_us(start)
+        if not sel.all():
+            v = replace(
+                v,
+                deal=v.deal[sel],
+                stage=v.stage[sel],
+                dest=v.dest[sel],
+                entered=v.entered[sel],
+                days=v.days[sel],
+                duration=v.duration[sel],
+            )
+    age = (t_end - v.entered) / DAY_US
+    w = np.ones(len(v.stage)) if half_life_days is None else 0.5 ** (age / float(half_life_days))
+    group, labels = None, np.empty(0, dtype=object)
+    if segment is not None:
+        opp_codes, all_labels = history.opportunity_codes(segment)
+        deal_codes = opp_codes[v.deal_pos]
+        present = np.bincount(deal_codes[deal_codes >= 0], minlength=len(all_labels)) > 0  # among these deals
+        group = np.append(np.cumsum(present) - 1, -1)[deal_codes][v.deal]
+        labels = all_labels[present]
+    return _PartVisits(
+        v=v,
+        w=w,
+        group=group,
+        labels=labels,
+        k=history.k,
+        n_all=len(history.process.stage_names),
+        won_codes=history.won_codes,
+        lost_codes=history.lost_codes,
+    )
+
+
+def _part_summary(p: _PartVisits, extremes: bool) -> dict[str, Any]:
+    """Task: a part's visits per stage, its segment values and (with `extremes`) its shortest and longest visit."""
+    out: dict[str, Any] = {"n": np.bincount(p.v.stage, minlength=p.k), "labels": p.labels}
+    if extremes:
+        d, start = p.by_stage
+        has = np.diff(start) > 0
+        out["min"] = np.full(p.k, NEVER, dtype=np.int64)
+        out["max"] = np.full(p.k, -1, dtype=np.int64)
+        out["min"][has] = d[start[:-1][has]]
+        out["max"][has] = d[start[1:][has] - 1]
+    return out
+
+
+def _stage_edges(inner: np.ndarray, top_days: float) -> np.ndarray:
+    """A stage's bin edges: 0, the inner quantiles, and just past the longest visit (never decreasing)."""
+    return np.maximum.accumulate(np.concatenate([[0.0], inner, [top_days * (1.0 + 1e-9) + 1e-9]]))
+
+
+def _part_edges(p: _PartVisits, nb: int) -> np.ndarray:
+    """Task (one part holding every visit): the bin edges, per stage at quantiles of its durations."""
+    edges = np.tile(np.linspace(0.0, 1.0, nb + 1), (p.k, 1))
+    levels = np.arange(1, nb) / nb
+    for s in range(p.k):  # a loop over stages
+        d = p.v.days[p.v.stage == s]
+        if len(d):
+            edges[s] = _stage_edges(np.quantile(d, levels), float(d.max()))
+    return edges
+
+
+def _part_count_at_most(p: _PartVisits, stage: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Task: per row of `thresholds` (microseconds), the part's visits to `stage` of the row lasting at most each."""
+    d, start = p.by_stage
+    out = np.zeros(thresholds.shape, dtype=np.int64)
+    for s in np.unique(stage):  # a loop over stages
+        rows = stage == s
+        out[rows] = np.searchsorted(d[start[s] : start[s + 1]], thresholds[rows], side="right")
+    return out
+
+
+def _order_statistics(
+    tasks: Any, handles: list[Any], stage: np.ndarray, rank: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """The `rank`-th shortest duration (0-based) of each `stage` over all parts, exactly.
+
+    Each round cuts every interval ``[lo, hi]`` still holding the answer at 255 points and counts, in every part,
+    the visits at or below each; the interval of the first point with more than `rank` visits below holds it. A
+    span of 2**47 microseconds (4 years) takes seven rounds.
+    """
+    lo, hi = lo.astype(np.int64).copy(), hi.astype(np.int64).copy()
+    steps = np.arange(256, dtype=np.int64)
+    while (open_ := lo < hi).any():
+        rows = np.flatnonzero(open_)
+        at = np.arange(len(rows))
+        # the cut points lo + floor(span * j / 256), j = 0 .. 255 (integers: exact; span < 2**55)
+        cuts = lo[rows, None] + ((hi[rows] - lo[rows])[:, None] * steps[None]) // 256
+        counts = sum(tasks.gather(tasks.map(_part_count_at_most, handles, stage=stage[rows], thresholds=cuts)))
+        enough = counts > rank[rows, None]
+        found = enough.any(axis=1)
+        first = enough.argmax(axis=1)
+        # the answer is in (the cut before the first with enough, that cut]; or past the last cut
+        lo[rows] = np.where(found, np.where(first > 0, cuts[at, first - 1] + 1, lo[rows]), cuts[:, -1] + 1)
+        hi[rows] = np.where(found, cuts[at, first], hi[rows])
+    return lo
+
+
+def _quantile_edges(tasks: Any, handles: list[Any], summaries: list[dict[str, Any]], nb: int, k: int) -> np.ndarray:
+    """The bin edges of `_part_edges` over parts, exactly.
+
+    ``numpy.quantile`` of each stage's durations from its two order statistics per level (found by
+    `_order_statistics`) and numpy's own interpolation between them: the same float as on the whole.
+    """
+    n = sum(s["n"] for s in summaries)
+    low = np.min([s["min"] for s in summaries], axis=0)
+    high = np.max([s["max"] for s in summaries], axis=0)
+    levels = np.arange(1, nb) / nb
+    stages = np.flatnonzero(n > 0)
+    virtual = (n[stages, None] - 1) * levels[None]  # numpy's "linear" method: (n - 1) q
+    below = np.floor(virtual).astype(np.int64)
+    gamma = virtual - below
+    above = np.minimum(below + 1, n[stages, None] - 1)
+    st = np.repeat(stages, 2 * len(levels))
+    ranks = np.stack([below, above], axis=-1).reshape(len(stages), -1).ravel()
+    values = _order_statistics(tasks, handles, st, ranks, low[st], high[st]).reshape(len(stages), len(levels), 2)
+    edges = np.tile(np.linspace(0.0, 1.0, nb + 1), (k, 1))
+    for i, s in enumerate(stages):  # a loop over stages
+        days = values[i] / DAY_US
+        inner = [np.quantile(days[j], gamma[i, j]) for j in range(len(levels))]
+        edges[s] = _stage_edges(np.asarray(inner, dtype=np.float64), float(high[s] / DAY_US))
+    return edges
+
+
+def _part_binned(p: _PartVisits, edges: np.ndarray, labels: np.ndarray) -> _PartVisits:
+    """Task: the part's visits binned by duration at `edges`, its segments coded among all parts' `labels`."""
+    nb = edges.shape[1] - 1
+    bins = np.zeros(len(p.v.stage), dtype=np.int64)
+    for s in range(p.k):  # a loop over stages
+        idx = np.flatnonzero(p.v.stage == s)
+        if len(idx):
+            bins[idx] = np.clip(np.searchsorted(edges[s], p.v.days[idx], side="right") - 1, 0, nb - 1)
+    gvisit = None
+    if p.group is not None:
+        to_global = np.append(pd.Index(labels).get_indexer(pd.Index(p.labels)), -1).astype(np.int64)
+        gvisit = to_global[p.group]
+    return replace(p, edges=edges, bins=bins, gvisit=gvisit, n_seg=len(labels))
+
+
+def _keys(p: _PartVisits) -> tuple[np.ndarray, np.ndarray]:
+    """Per visit: its (stage, bin) cell, and its (segment, stage, bin) cell (-1 without a segment)."""
+    nb = p.edges.shape[1] - 1
+    sb = p.v.stage * nb + p.bins
+    if p.gvisit is None:
+        return sb, np.full(len(sb), -1, dtype=np.int64)
+    return sb, np.where(p.gvisit >= 0, p.gvisit * (p.k * nb) + sb, -1)
+
+
+def _part_censored(p: _PartVisits) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Task: the part's censored visits: their cell, their segment's cell, their duration and their weight."""
+    sb, gsb = _keys(p)
+    cens = p.v.dest < 0
+    return sb[cens], gsb[cens], p.v.duration[cens], p.w[cens]
+
+
+def _part_events_before(
+    p: _PartVisits, key: np.ndarray, gkey: np.ndarray, duration: np.ndarray, dbits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Task: the part's events of each censored visit's bin (and its segment's bin) at or before it, of every part.
+
+    With the part's events per bin and per segment's bin (the totals the shares are of).
+    """
+    sb, gsb = _keys(p)
+    nb = p.edges.shape[1] - 1
+    ev = p.v.dest >= 0
+    w = p.w
+    before = _events_before(sb[ev], p.v.duration[ev], w[ev], key, duration, dbits)
+    total = np.bincount(sb[ev], weights=w[ev], minlength=p.k * nb)
+    gev = ev & (gsb >= 0)
+    gc = gkey >= 0
+    gbefore = np.zeros(len(gkey))
+    gbefore[gc] = _events_before(gsb[gev], p.v.duration[gev], w[gev], gkey[gc], duration[gc], dbits)
+    gtotal = np.bincount(gsb[gev], weights=w[gev], minlength=p.n_seg * p.k * nb)
+    return before, total, gbefore, gtotal
+
+
+def _part_statistics(
+    p: _PartVisits, deficit: np.ndarray | None, gdeficit: np.ndarray | None, seed: Any, n_bootstrap: int
+) -> dict[str, Any]:
+    """Task: the part's sums the fit reads (every one additive over parts).
+
+    `deficit` and `gdeficit` are its censored visits' risk deficits over all parts (None: the part holds every
+    deal, and finds them itself). With `n_bootstrap`, the cell counts of each replicate, the part's deals drawn
+    Poisson(1) weights from ``numpy.random.default_rng(seed)``.
+    """
+    v, w, k, n_all = p.v, p.w, p.k, p.n_all
+    nb = p.edges.shape[1] - 1
+    width = n_all + 2
+    n_cells = k * nb * width
+    sb, gsb = _keys(p)
+    cell = sb * width + np.where(v.dest >= 0, v.dest, n_all)
+    cens = v.dest < 0
+    if deficit is None:
+        deficit = _risk_deficit(sb, v.duration, v.dest, w)[cens]
+    cell_all = np.concatenate([cell, sb[cens] * width + n_all + 1])
+    w_all = np.concatenate([w, deficit])
+    out: dict[str, Any] = {
+        "counts": np.bincount(cell_all, weights=w_all, minlength=n_cells).reshape(k, nb, width),
+    }
+    # the last bin is open-ended: its exposure (days past its lower edge) and weighted visits
+    in_tail = p.bins == nb - 1
+    tail_x = w[in_tail] * (v.days[in_tail] - p.edges[v.stage[in_tail], nb - 1])
+    out["tail_n"] = np.bincount(v.stage[in_tail], weights=w[in_tail], minlength=k)
+    out["tail_exposure"] = np.bincount(v.stage[in_tail], weights=tail_x, minlength=k)
+    out["visits"] = np.bincount(v.stage, minlength=k)
+    out["censored"] = np.bincount(v.stage[cens], minlength=k)
+    done = v.dest >= 0
+    out["transitions"] = np.bincount(v.stage[done] * n_all + v.dest[done], minlength=k * n_all)
+    # deal-level counts: deals that entered each stage, went on from it, closed, won
+    pair = v.deal * k + v.stage
+    seen = np.zeros(len(v.deal_pos) * k, dtype=bool)
+    seen[pair] = True
+    entered_pairs = np.flatnonzero(seen)
+    later = ((v.dest > v.stage) & (v.dest < k)) | np.isin(v.dest, p.won_codes)
+    seen[:] = False
+    seen[pair[later]] = True
+    conv_pairs = np.flatnonzero(seen)
+    fin = v.final[entered_pairs // k]
+    st = entered_pairs % k
+    out["entered"] = np.bincount(st, minlength=k)
+    out["converted"] = np.bincount(conv_pairs % k, minlength=k)
+    out["closed"] = np.bincount(st[np.isin(fin, np.concatenate([p.won_codes, p.lost_codes]))], minlength=k)
+    out["won"] = np.bincount(st[np.isin(fin, p.won_codes)], minlength=k)
+    if p.gvisit is not None and p.n_seg:
+        ok = gsb >= 0
+        gc = ok & cens
+        if gdeficit is None:
+            gdeficit = _risk_deficit(gsb[ok], v.duration[ok], v.dest[ok], w[ok])[cens[ok]]
+        out["gcounts"] = np.bincount(
+            np.concatenate([p.gvisit[ok] * n_cells + cell[ok], gsb[gc] * width + n_all + 1]),
+            weights=np.concatenate([w[ok], gdeficit]),
+            minlength=p.n_seg * n_cells,
+        ).reshape(p.n_seg, k, nb, width)
+        tg = ok & in_tail
+        g_tail = p.gvisit[tg] * k + v.stage[tg]
+        g_x = w[tg] * (v.days[tg] - p.edges[v.stage[tg], nb - 1])
+        out["g_tail_exposure"] = np.bincount(g_tail, weights=g_x, minlength=p.n_seg * k).reshape(p.n_seg, k)
+        out["g_tail_n"] = np.bincount(g_tail, weights=w[tg], minlength=p.n_seg * k).reshape(p.n_seg, k)
+    # the bootstrap over opportunities (Poisson weights; one sparse product per chunk of replicates)
+    boot = np.zeros((n_cells, int(n_bootstrap)))  # cells x replicates, as the sparse product gives them
+    if n_bootstrap and len(v.deal):
+        rng = np.random.default_rng(seed)
+        deal_col = np.cumsum(np.r_[True, v.deal[1:] != v.deal[:-1]]) - 1  # visits are sorted by deal
+        n_used = int(deal_col[-1]) + 1
+        M = sparse.csr_matrix((w_all, (cell_all, np.concatenate([deal_col, deal_col[cens]]))), shape=(n_cells, n_used))
+        chunk = int(max(1, min(n_bootstrap, 4_000_000 // n_used)))
+        for lo in range(0, int(n_bootstrap), chunk):  # a loop over chunks of replicates
+            m = min(chunk, int(n_bootstrap) - lo)
+            boot[:, lo : lo + m] = M @ _poisson1(rng, (n_used, m))
+    out["bootstrap"] = boot
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -502,79 +819,135 @@ class StageConversionModel(BaseEstimator):
         """
         if not isinstance(history, DealHistory):
             raise TypeError(f"fit_history expects a DealHistory, got {type(history).__name__}")
+        return self.fit_parts([history], history.process, history.as_of if as_of is None else as_of)
+
+    def fit_parts(
+        self, parts: Sequence[Any], process: SalesProcess, as_of: Any, tasks: Any = None
+    ) -> StageConversionModel:
+        """`fit` on deals split into parts, each part read where it lives: equal to the fit on all of them.
+
+        The fit needs of the visits only sums once the duration bins are set; the parts compute theirs and only
+        those travel. The bins' edges (quantiles of each stage's durations over all parts) are found as order
+        statistics by counting in every part, and each censored visit's risk deficit from every part's events of
+        its bin, so the model is the one `fit_history` learns from the whole (the same counts; the same tables up to
+        the order of floating-point sums, exactly equal with unit weights). With one part this is `fit_history`.
+
+        Parameters
+        ----------
+        parts : sequence
+            Per part, its `DealHistory` (every deal of a part with all its history), or the handle `tasks` has for
+            it (a future on a Dask worker: `salesforecast.scale`).
+        process : SalesProcess
+            The process map the parts' histories were built with.
+        as_of : date
+            The data end of the whole, or an earlier date to fit on the data as known then.
+        tasks : optional
+            Where the parts' tasks run: `salesforecast._utils.LocalTasks` (default: here, in turn) or
+            `salesforecast.scale.DaskTasks`.
+
+        Returns
+        -------
+        StageConversionModel
+            self, fitted.
+
+        Notes
+        -----
+        With ``n_bootstrap`` and several parts, each part draws its deals' Poisson weights from its own stream
+        (``numpy.random.SeedSequence(random_state).spawn``): the replicates are as likely as one process's, not the
+        same draws, so the intervals agree within bootstrap error, not exactly.
+
+        Examples
+        --------
+        >>> from salesforecast.datasets import load_sample
+        >>> from salesforecast.history import DealHistory
+        >>> data = load_sample()
+        >>> from dataclasses import replace
+        >>> opps, hist = data.opportunities, data.stage_history
+        >>> first = opps["opportunity_id"].iloc[::2]  # the deals split in two parts, each with its whole history
+        >>> def part(mine):
+        ...     o = opps[opps["opportunity_id"].isin(first) == mine]
+        ...     h = hist[hist["opportunity_id"].isin(first) == mine]
+        ...     return DealHistory.from_data(replace(data, opportunities=o, stage_history=h))
+        >>> parts = [part(True), part(False)]
+        >>> a = StageConversionModel(n_bootstrap=0).fit_parts(parts, data.process, data.as_of)
+        >>> b = StageConversionModel(n_bootstrap=0).fit(data)
+        >>> bool((a.transition_counts_ == b.transition_counts_).all().all())
+        True
+        """
         self._check_params()
-        process = history.process
         if not SalesProcess.is_default(self.process) and SalesProcess.resolve(self.process) != process:
             raise ValueError(
                 f"process: the model's map {SalesProcess.resolve(self.process).name!r} is not the history's "
                 f"{process.name!r}; build the history with it (DealHistory.from_data(replace(data, process=...))) "
                 "or leave the model's process unset"
             )
-        opportunities = history.opportunities
-        if self.segment is not None and self.segment not in opportunities.columns:
-            raise ValueError(
-                f"opportunities has no column {self.segment!r} to segment by; available: {list(opportunities.columns)}"
-            )
-        as_of = history.as_of if as_of is None else pd.Timestamp(as_of)
+        tasks = LocalTasks() if tasks is None else tasks
+        as_of = pd.Timestamp(as_of)
         self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # see _win_time_tables
-        names = process.stage_names
-        v = history.visits(as_of)
-        t_end = to_us(as_of)
-        sel = np.ones(len(v.stage), dtype=bool)
-        if self.window_months is not None:
-            months = float(self.window_months)
-            whole = int(months)
-            start = as_of - pd.DateOffset(months=whole) - pd.Timedelta(days=(months - whole) * 30.4375)
-            sel &= v.entered >= to_us(start)
-        if not sel.any():
+        k, nb = len(process.open_stages), int(self.duration_bins)
+        whole = len(parts) == 1
+        handles = tasks.map(
+            _part_visits,
+            parts,
+            as_of=as_of,
+            window_months=self.window_months,
+            half_life_days=self.half_life_days,
+            segment=self.segment,
+        )
+        summaries = tasks.gather(tasks.map(_part_summary, handles, extremes=not whole))
+        n_visits = sum(s["n"] for s in summaries)
+        if not n_visits.sum():
             raise ValueError(
                 "no stage visits to learn from: the stage history is empty"
                 + (f" or has no visit entered in the last {self.window_months} months" if self.window_months else "")
             )
-        if not sel.all():
-            v = replace(
-                v,
-                deal=v.deal[sel],
-                stage=v.stage[sel],
-                dest=v.dest[sel],
-                entered=v.entered[sel],
-                days=v.days[sel],
-                duration=v.duration[sel],
-            )
-        age = (t_end - v.entered) / DAY_US
-        w = np.ones(len(v.stage)) if self.half_life_days is None else 0.5 ** (age / float(self.half_life_days))
+        # ---- bins of visit duration, per stage at quantiles of its durations (over every part)
+        if whole:
+            edges = tasks.gather(tasks.map(_part_edges, handles, nb=nb))[0]
+        else:
+            edges = _quantile_edges(tasks, handles, summaries, nb, k)
+        labels = np.empty(0, dtype=object)
+        if self.segment is not None:
+            every = np.concatenate([s["labels"] for s in summaries])
+            labels = np.asarray(pd.factorize(every, sort=True)[1], dtype=object)  # sorted as the whole's codes
+        handles = tasks.map(_part_binned, handles, edges=edges, labels=labels)
+        # ---- the censored visits' risk deficits: every part's events of their bin after them
+        if whole:
+            deficits, gdeficits, seeds = [None], [None], [self.random_state]
+        else:
+            cens = tasks.gather(tasks.map(_part_censored, handles))
+            key, gkey, dur, w_c = (np.concatenate([c[j] for c in cens]) for j in range(4))
+            dbits = int(max(s["max"].max() for s in summaries)).bit_length()
+            found = tasks.gather(tasks.map(_part_events_before, handles, key=key, gkey=gkey, duration=dur, dbits=dbits))
+            before, total, gbefore, gtotal = (sum(f[j] for f in found) for j in range(4))
+            deficit = _deficit(before, total[key], w_c)
+            gdeficit = _deficit(gbefore, gtotal[np.maximum(gkey, 0)] if len(gtotal) else np.zeros(len(gkey)), w_c)
+            bounds = np.cumsum([0] + [len(c[0]) for c in cens])
+            deficits = [deficit[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            gdeficits = [gdeficit[a:b][gkey[a:b] >= 0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            rng = self.random_state
+            entropy = int(rng.integers(2**63)) if isinstance(rng, np.random.Generator) else rng
+            seeds = np.random.SeedSequence(entropy).spawn(len(parts))
+        stats = tasks.gather(
+            tasks.map(_part_statistics, handles, deficits, gdeficits, seeds, n_bootstrap=int(self.n_bootstrap))
+        )
+        total_stats = {name: sum(s[name] for s in stats) for name in stats[0]}
+        return self._finish(process, as_of, edges, labels, total_stats)
 
-        k, n_all, nb = len(process.open_stages), len(names), int(self.duration_bins)
-        won_codes, lost_codes = history.won_codes, history.lost_codes
+    def _finish(
+        self, process: SalesProcess, as_of: pd.Timestamp, edges: np.ndarray, seg_labels: np.ndarray, st: dict[str, Any]
+    ) -> StageConversionModel:
+        """The model from the sums of every part (`_part_statistics`): life tables, chains, intervals, attributes."""
+        names = process.stage_names
+        k, n_all, nb = len(process.open_stages), len(names), edges.shape[1] - 1
+        won_codes = np.array([names.index(s) for s in process.won_stages], dtype=np.int64)
+        lost_codes = np.array([names.index(s) for s in process.lost_stages], dtype=np.int64)
+        width = n_all + 2
         default = np.zeros((k, n_all))
         crm = process.probability.reindex(process.open_stages).to_numpy()
         default[:, won_codes[0]] = crm
         default[:, lost_codes[0]] = 1.0 - crm
-
-        # ---- bins of visit duration, per stage at quantiles of its durations
-        edges = np.tile(np.linspace(0.0, 1.0, nb + 1), (k, 1))
-        bins = np.zeros(len(v.stage), dtype=np.int64)
-        levels = np.arange(1, nb) / nb
-        for s in range(k):  # a loop over stages
-            idx = np.flatnonzero(v.stage == s)
-            if len(idx) == 0:
-                continue
-            d = v.days[idx]
-            top = float(d.max())
-            e = np.concatenate([[0.0], np.quantile(d, levels), [top * (1.0 + 1e-9) + 1e-9]])
-            edges[s] = np.maximum.accumulate(e)
-            bins[idx] = np.clip(np.searchsorted(edges[s], d, side="right") - 1, 0, nb - 1)
-
-        # cells per (stage, bin): events by next stage, censored visits, and the censored visits' risk-set deficit
-        width = n_all + 2
-        n_cells = k * nb * width
-        sb = v.stage * nb + bins
-        cell = sb * width + np.where(v.dest >= 0, v.dest, n_all)
-        cens = v.dest < 0
-        deficit = _risk_deficit(sb, v.duration, v.dest, w)
-        cell_all = np.concatenate([cell, sb[cens] * width + n_all + 1])
-        w_all = np.concatenate([w, deficit[cens]])
-        counts = np.bincount(cell_all, weights=w_all, minlength=n_cells).reshape(k, nb, width)
+        counts = st["counts"]
         F0, P0, obs0 = _life_table(counts[..., :n_all], counts[..., n_all], counts[..., n_all + 1])
         if not obs0.all():
             missing = [process.open_stages[s] for s in np.flatnonzero(~obs0)]
@@ -589,59 +962,32 @@ class StageConversionModel(BaseEstimator):
             F0 = np.where(obs0[:, None, None], F0, ramp[None] * P0[:, None, :])
         n0 = counts[..., : n_all + 1].sum(axis=(1, 2))  # weighted visits per stage
         # the last bin is open-ended: a constant hazard there (occurrences / exposure) gives the timing of the tail
-        in_tail = bins == nb - 1
-        tail_x = w[in_tail] * (v.days[in_tail] - edges[v.stage[in_tail], nb - 1])
-        tail_n = np.bincount(v.stage[in_tail], weights=w[in_tail], minlength=k)
-        tail_exposure = np.bincount(v.stage[in_tail], weights=tail_x, minlength=k)
         tail_events = counts[:, nb - 1, :n_all].sum(axis=-1)
-        rate0 = _tail_rate(tail_events, tail_exposure, tail_n)
+        rate0 = _tail_rate(tail_events, st["tail_exposure"], st["tail_n"])
 
         # ---- segments: own life tables shrunk toward the overall one
-        seg_labels: list[Any] = []
         F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
-        if self.segment is not None:
-            opp_codes, all_labels = history.opportunity_codes(self.segment)
-            deal_codes = opp_codes[v.deal_pos]
-            present = np.bincount(deal_codes[deal_codes >= 0], minlength=len(all_labels)) > 0  # among these deals
-            g_codes = np.append(np.cumsum(present) - 1, -1)[deal_codes]
-            seg_labels = list(all_labels[present])
-            n_seg = len(seg_labels)
-            vg = g_codes[v.deal]
-            ok = vg >= 0
-            if n_seg:
-                gsb = vg[ok] * (k * nb) + sb[ok]
-                gdef = _risk_deficit(gsb, v.duration[ok], v.dest[ok], w[ok])
-                gc = v.dest[ok] < 0
-                gcounts = np.bincount(
-                    np.concatenate([vg[ok] * n_cells + cell[ok], gsb[gc] * width + n_all + 1]),
-                    weights=np.concatenate([w[ok], gdef[gc]]),
-                    minlength=n_seg * n_cells,
-                ).reshape(n_seg, k, nb, width)
-                Fg, Pg, obsg = _life_table(gcounts[..., :n_all], gcounts[..., n_all], gcounts[..., n_all + 1])
-                ng = np.where(obsg, gcounts[..., : n_all + 1].sum(axis=(2, 3)), 0.0)
-                kappa = float(self.shrinkage)
-                denom = ng + kappa
-                wg = np.where(denom > 0, ng / np.where(denom > 0, denom, 1.0), 0.0)[..., None, None]
-                Fg_raw = np.nan_to_num(Fg)
-                F_mix = wg * Fg_raw + (1.0 - wg) * F0[None]
-                P_mix = F_mix[..., -1, :]
-                tg = ok & in_tail
-                g_tail = vg[tg] * k + v.stage[tg]
-                rate_g = _tail_rate(
-                    gcounts[:, :, nb - 1, :n_all].sum(axis=-1),
-                    np.bincount(
-                        g_tail, weights=w[tg] * (v.days[tg] - edges[v.stage[tg], nb - 1]), minlength=n_seg * k
-                    ).reshape(n_seg, k),
-                    np.bincount(g_tail, weights=w[tg], minlength=n_seg * k).reshape(n_seg, k),
-                    fallback=rate0,
-                )
-                rate_mix = wg[..., 0, 0] * rate_g + (1.0 - wg[..., 0, 0]) * rate0
-                for g in range(n_seg):
-                    F_groups.append(F_mix[g])
-                    P_groups.append(P_mix[g])
-                    n_raw.append(ng[g])
-                    S_raw.append(1.0 - Fg_raw[g].sum(axis=-1))
-                    rates.append(rate_mix[g])
+        n_seg = len(seg_labels)
+        if self.segment is not None and n_seg:
+            gcounts = st["gcounts"]
+            Fg, Pg, obsg = _life_table(gcounts[..., :n_all], gcounts[..., n_all], gcounts[..., n_all + 1])
+            ng = np.where(obsg, gcounts[..., : n_all + 1].sum(axis=(2, 3)), 0.0)
+            kappa = float(self.shrinkage)
+            denom = ng + kappa
+            wg = np.where(denom > 0, ng / np.where(denom > 0, denom, 1.0), 0.0)[..., None, None]
+            Fg_raw = np.nan_to_num(Fg)
+            F_mix = wg * Fg_raw + (1.0 - wg) * F0[None]
+            P_mix = F_mix[..., -1, :]
+            rate_g = _tail_rate(
+                gcounts[:, :, nb - 1, :n_all].sum(axis=-1), st["g_tail_exposure"], st["g_tail_n"], fallback=rate0
+            )
+            rate_mix = wg[..., 0, 0] * rate_g + (1.0 - wg[..., 0, 0]) * rate0
+            for g in range(n_seg):
+                F_groups.append(F_mix[g])
+                P_groups.append(P_mix[g])
+                n_raw.append(ng[g])
+                S_raw.append(1.0 - Fg_raw[g].sum(axis=-1))
+                rates.append(rate_mix[g])
         F_all = np.stack(F_groups)  # (G, K, nb + 1, S)
         rate_all = np.stack(rates)  # (G, K)
         P_all = np.stack(P_groups)  # (G, K, S)
@@ -689,47 +1035,22 @@ class StageConversionModel(BaseEstimator):
                 else:
                     vals.append(float(np.interp(1.0 - qlev, curve[::-1], edges[s, :nb][::-1])))
             quant[label] = vals
-        n_visits = np.bincount(v.stage, minlength=k)
-        n_cens = np.bincount(v.stage[cens], minlength=k)
+        n_visits, n_cens = st["visits"], st["censored"]
 
-        # ---- bootstrap over opportunities (Poisson weights; one sparse product per chunk of replicates)
+        # ---- bootstrap over opportunities: each replicate's counts, summed over the parts
         boot = np.full((int(self.n_bootstrap), k), np.nan)
         if self.n_bootstrap:
-            rng = np.random.default_rng(self.random_state)
-            deal_col = np.cumsum(np.r_[True, v.deal[1:] != v.deal[:-1]]) - 1  # visits are sorted by deal
-            n_used = int(deal_col[-1]) + 1
-            M = sparse.csr_matrix(
-                (w_all, (cell_all, np.concatenate([deal_col, deal_col[cens]]))), shape=(n_cells, n_used)
-            )
-            chunk = int(max(1, min(self.n_bootstrap, 4_000_000 // n_used)))
-            for lo in range(0, int(self.n_bootstrap), chunk):  # a loop over chunks of replicates
-                m = min(chunk, int(self.n_bootstrap) - lo)
-                weights = _poisson1(rng, (n_used, m))
-                c = np.asarray(M @ weights).T.reshape(m, k, nb, width)
-                _, Pb, obsb = _life_table(c[..., :n_all], c[..., n_all], c[..., n_all + 1])
-                Pb = _fallback_rows(Pb, obsb, default)
-                _, Bb = _absorb(Pb, k)
-                boot[lo : lo + m] = Bb[..., won_cols].sum(axis=-1)
+            c = st["bootstrap"].T.reshape(-1, k, nb, width)
+            _, Pb, obsb = _life_table(c[..., :n_all], c[..., n_all], c[..., n_all + 1])
+            Pb = _fallback_rows(Pb, obsb, default)
+            _, Bb = _absorb(Pb, k)
+            boot[:] = Bb[..., won_cols].sum(axis=-1)
         alpha = (1.0 - float(self.ci)) / 2.0
         if self.n_bootstrap:
             lower = np.nanquantile(boot, alpha, axis=0)
             upper = np.nanquantile(boot, 1.0 - alpha, axis=0)
         else:
             lower = upper = np.full(k, np.nan)
-
-        # ---- deal-level counts for the summary
-        pair = v.deal * k + v.stage
-        seen = np.zeros(len(v.deal_pos) * k, dtype=bool)
-        seen[pair] = True
-        entered_pairs = np.flatnonzero(seen)
-        later = ((v.dest > v.stage) & (v.dest < k)) | np.isin(v.dest, won_codes)
-        seen[:] = False
-        seen[pair[later]] = True
-        conv_pairs = np.flatnonzero(seen)
-        fin = v.final[entered_pairs // k]
-        closed = np.isin(fin, np.concatenate([won_codes, lost_codes]))
-        won = np.isin(fin, won_codes)
-        st = entered_pairs % k
 
         # ---- attributes
         idx = pd.Index(open_names, name="stage")
@@ -738,7 +1059,7 @@ class StageConversionModel(BaseEstimator):
         self.process_ = process
         self.as_of_ = as_of
         self.transition_matrix_ = pd.DataFrame(P0, index=idx.rename("from_stage"), columns=cols)
-        tc = np.bincount(v.stage[v.dest >= 0] * n_all + v.dest[v.dest >= 0], minlength=k * n_all)
+        tc = st["transitions"]
         self.transition_counts_ = pd.DataFrame(
             tc.reshape(k, n_all).astype(np.int64), index=idx.rename("from_stage"), columns=cols
         )
@@ -782,9 +1103,6 @@ class StageConversionModel(BaseEstimator):
         else:
             self.segment_win_probability_ = None
             self.segment_transition_matrix_ = None
-        entered_n = np.bincount(st, minlength=k)
-        closed_n = np.bincount(st[closed], minlength=k)
-        won_n = np.bincount(st[won], minlength=k)
         self._state = {
             "edges": edges,
             "F": F_all,
@@ -797,10 +1115,10 @@ class StageConversionModel(BaseEstimator):
             "won_codes": won_codes,
             "lost_codes": lost_codes,
             "counts": {
-                "entered": entered_n,
-                "converted": np.bincount(conv_pairs % k, minlength=k),
-                "closed": closed_n,
-                "won": won_n,
+                "entered": st["entered"],
+                "converted": st["converted"],
+                "closed": st["closed"],
+                "won": st["won"],
             },
         }
         return self

@@ -10,11 +10,17 @@ peak memory (``VmHWM``):
 2. ``write``: the data loaded and written as N partitions (``write_partitions``, ``benchmarks/.scratch/dask/``,
    git-ignored);
 3. ``cluster``: on a ``LocalCluster`` of W worker processes with a memory limit each, each step reading the
-   partitions on the workers: ``partitioned_snapshots``, ``partitioned_fit``, ``partitioned_backtest``; the
-   client's peak and each worker's peak, and the differences from 1: snapshot rows differing, the model's counts
+   partitions on the workers: ``partitioned_snapshots``, ``partitioned_fit``, ``partitioned_backtest``; each
+   step's peak on the client and on each worker (the peaks started anew between steps: ``/proc/self/clear_refs``),
+   and the differences from 1: snapshot rows differing, the model's counts
    and edges equal, the largest relative difference of the sums' forecasts (``crm_weighted``,
    ``stage_conversion``), and the Monte Carlo's company-total difference as a share of its P10-P90 (its futures are
    drawn per partition: Monte Carlo error, not a defect).
+
+With ``--generated N ...``, CRMs too large for one process: written by ``generate_partitions(folder, N, P,
+seed=5)`` (one partition in memory at a time), then step 3 without the snapshots (which gather every row on the
+client) and with nothing to compare: the fit and the backtest's time and peaks on the cluster, to see how they grow
+with the data at a fixed partition size.
 
 Run from the repository root (``make bench-dask``; under the machine's lock on a shared machine)::
 
@@ -53,6 +59,14 @@ def _hwm() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def _reset_hwm() -> None:
+    """Start this process's peak anew (Linux: ``5`` written to ``/proc/self/clear_refs``)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def _timed(out: dict[str, object], name: str, fn: object, *args: object, **kwargs: object) -> object:
@@ -104,8 +118,20 @@ def run_write(folder: Path, target: Path, n_partitions: int) -> dict[str, object
     return out
 
 
-def run_cluster(target: Path, scratch: Path, workers: int, memory_limit: str) -> dict[str, object]:
-    """Step 3."""
+def run_generated(target: Path, n: int, n_partitions: int) -> dict[str, object]:
+    """``generate_partitions`` of `n` opportunities (see the module docstring)."""
+    from salesforecast.scale import generate_partitions
+
+    out: dict[str, object] = {"opportunities": n}
+    _timed(out, "generate_seconds", generate_partitions, target, n, n_partitions, seed=SEED)
+    out["generate_peak_gb"] = round(_hwm(), 2)
+    return out
+
+
+def run_cluster(
+    target: Path, scratch: Path, workers: int, memory_limit: str, compare: bool = True
+) -> dict[str, object]:
+    """Step 3 (without the snapshots and the comparison when not `compare`)."""
     import warnings
 
     import numpy as np
@@ -124,24 +150,39 @@ def run_cluster(target: Path, scratch: Path, workers: int, memory_limit: str) ->
         ) as cluster,
         Client(cluster) as client,
     ):
-        snaps = _timed(out, "cluster_snapshots_seconds", partitioned_snapshots, crm, weekly_dates(), client=client)
-        whole = pd.read_parquet(scratch / "snapshots.parquet")
-        out["snapshot_rows_differing"] = (
-            0 if snaps.equals(whole) else int(max(len(snaps), len(whole)) - min(len(snaps), len(whole))) or -1
-        )
-        del snaps, whole
+
+        def peaks(step: str) -> None:  # this step's peak on the client and on each worker, then anew for the next
+            out[f"{step}_client_peak_gb"] = round(_hwm(), 2)
+            out[f"{step}_worker_peak_gb"] = sorted(round(v, 2) for v in client.run(_hwm).values())
+            _reset_hwm()
+            client.run(_reset_hwm)
+
+        if compare:
+            snaps = _timed(out, "cluster_snapshots_seconds", partitioned_snapshots, crm, weekly_dates(), client=client)
+            whole = pd.read_parquet(scratch / "snapshots.parquet")
+            out["snapshot_rows_differing"] = (
+                0 if snaps.equals(whole) else int(max(len(snaps), len(whole)) - min(len(snaps), len(whole))) or -1
+            )
+            del snaps, whole
+            peaks("snapshots")
         model = _timed(
             out, "cluster_fit_seconds", partitioned_fit, StageConversionModel(n_bootstrap=0), crm, client=client
         )
-        out["model_counts_equal"] = bool(
-            model.transition_counts_.equals(pd.read_parquet(scratch / "transition_counts.parquet"))
-            and model.duration_edges_.rename(columns=str).equals(pd.read_parquet(scratch / "duration_edges.parquet"))
-        )
+        if compare:
+            out["model_counts_equal"] = bool(
+                model.transition_counts_.equals(pd.read_parquet(scratch / "transition_counts.parquet"))
+                and model.duration_edges_.rename(columns=str).equals(
+                    pd.read_parquet(scratch / "duration_edges.parquet")
+                )
+            )
+        peaks("fit")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             board = _timed(out, "cluster_backtest_seconds", partitioned_backtest, crm, client=client)
-        out["worker_peak_gb"] = sorted(round(v, 2) for v in client.run(_hwm).values())
-    out["client_peak_gb"] = round(_hwm(), 2)
+        peaks("backtest")
+        out["backtest_rows"] = len(board)
+    if not compare:
+        return out
     whole = pd.read_parquet(scratch / "backtest.parquet")
     key = ["period", "cutoff", "group", "group_value", "method"]
     out["backtest_rows_equal"] = bool(board[key].reset_index(drop=True).equals(whole[key].reset_index(drop=True)))
@@ -155,15 +196,37 @@ def run_cluster(target: Path, scratch: Path, workers: int, memory_limit: str) ->
     return out
 
 
+def _peaks(r: dict, step: str) -> str:
+    workers = ", ".join(map(str, r[f"{step}_worker_peak_gb"]))
+    return f"client {r[f'{step}_client_peak_gb']} GB; workers {workers} GB"
+
+
+def _generated_table(runs: list[dict]) -> str:
+    lines = [
+        "| CRM (generate_partitions) | partitions x workers | generate | fit on the cluster (its peaks) "
+        "| backtest on the cluster (its peaks) | backtest rows |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['opportunities']:,} opportunities | {r['partitions']} x {r['workers']} "
+            f"| {r['generate_seconds']} s ({r['generate_peak_gb']} GB) "
+            f"| {r['cluster_fit_seconds']} s ({_peaks(r, 'fit')}) "
+            f"| {r['cluster_backtest_seconds']} s ({_peaks(r, 'backtest')}) | {r['backtest_rows']:,} |"
+        )
+    return "\n".join(lines)
+
+
 def _table(runs: list[dict]) -> str:
     lines = [
-        "| CRM | partitions x workers | step | one process | on the cluster | cluster / one process | equal? |",
+        "| CRM | partitions x workers | step | one process | on the cluster (its peaks) | cluster / one process "
+        "| equal? |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         crm = f"{r['opportunities']:,} opportunities"
         shape = f"{r['partitions']} x {r['workers']}"
-        peaks = f"client {r['client_peak_gb']} GB; workers {', '.join(map(str, r['worker_peak_gb']))} GB"
+
         steps = [
             (
                 "snapshots (156 dates)",
@@ -186,11 +249,13 @@ def _table(runs: list[dict]) -> str:
                 f"{r['monte_carlo_total_mean_difference_of_p10_p90']} of its P10-P90 (median)",
             ),
         ]
-        for name, one, many, equal in steps:
+        for (name, one, many, equal), step in zip(steps, ("snapshots", "fit", "backtest"), strict=True):
             ratio = round(r[many] / r[one], 2) if r[one] else float("nan")
-            lines.append(f"| {crm} | {shape} | {name} | {r[one]} s | {r[many]} s | {ratio} | {equal} |")
+            lines.append(
+                f"| {crm} | {shape} | {name} | {r[one]} s | {r[many]} s ({_peaks(r, step)}) | {ratio} | {equal} |"
+            )
         lines.append(
-            f"| {crm} | {shape} | peak memory | {r['peak_gb']} GB (load {r['load_seconds']} s) | {peaks} | | "
+            f"| {crm} | {shape} | load; peak memory | {r['load_seconds']} s; {r['peak_gb']} GB | | | "
             f"write partitions {r['write_seconds']} s ({r['write_peak_gb']} GB) |"
         )
     return "\n".join(lines)
@@ -210,11 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="holds crm100k, crm1m (Parquet); default: generated once"
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="8GB", help="per worker (dask's memory_limit)")
-    parser.add_argument("--step", choices=["single", "write", "cluster"], help=argparse.SUPPRESS)  # a child run
+    parser.add_argument(
+        "--generated", type=int, nargs="*", default=[], help="also: CRMs of these sizes from generate_partitions"
+    )
+    parser.add_argument(
+        "--step", choices=["single", "write", "cluster", "generate", "generated"], help=argparse.SUPPRESS
+    )  # a child run
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
@@ -226,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             result = run_single(args.source, scratch)
         elif args.step == "write":
             result = run_write(args.source, target, args.partitions)
+        elif args.step == "generate":
+            result = run_generated(target, args.n, args.partitions)
+        elif args.step == "generated":
+            result = run_cluster(target, scratch, args.workers, args.memory_limit, compare=False)
         else:
             result = run_cluster(target, scratch, args.workers, args.memory_limit)
         print(json.dumps(result))
@@ -249,8 +324,20 @@ def main(argv: list[str] | None = None) -> int:
             run.update(_child(["--step", step, *common]))
         runs.append(run)
         print(_table(runs[-1:]), flush=True)
+    generated = []
+    for n in args.generated:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+        run = {"partitions": args.partitions, "workers": args.workers}
+        common = ["--partitions", str(args.partitions), "--workers", str(args.workers)]
+        common += ["--memory-limit", args.memory_limit, "--n", str(n)]
+        for step in ("generate", "generated"):
+            run.update(_child(["--step", step, *common]))
+        generated.append(run)
+        print(_generated_table(generated[-1:]), flush=True)
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    table = _table(runs)
+    table = _table(runs) if runs else ""
+    if generated:
+        table += ("\n\n" if table else "") + _generated_table(generated)
     print(table)
     if not args.no_save:
         from _common import update_readme
@@ -263,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         }
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "dask_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n", encoding="utf-8")
+        (RESULTS / "dask_scale.json").write_text(
+            json.dumps({**meta, "runs": runs, "generated": generated}, indent=2) + "\n", encoding="utf-8"
+        )
         update_readme(
             f"Run {stamp} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per worker, "
             f"memory limit {args.memory_limit} each; 156 weekly dates; the backtest with its defaults (every quarter "

@@ -338,3 +338,20 @@ class LocalTasks:
     def gather(self, results: Any) -> list[Any]:
         """The results of `map`, here."""
         return list(results)
+
+    def sum(self, results: Any) -> Any:
+        """The results of `map` added (in a fixed order: `salesforecast.scale.DaskTasks` adds them as a tree)."""
+        return tree_sum(list(results), lambda a, b: a + b)
+
+
+def tree_sum(items: list[Any], add: Any) -> Any:
+    """`items` added pairwise, level by level: the same order wherever the additions run.
+
+    Examples
+    --------
+    >>> tree_sum([1, 2, 3, 4, 5], lambda a, b: a + b)
+    15
+    """
+    while len(items) > 1:
+        items = [add(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]

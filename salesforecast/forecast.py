@@ -2140,18 +2140,22 @@ def backtest(
                 for m in chosen:
                     fc = np.full((G.size, 4), np.nan)
                     value = m.forecast(cut)
+                    expected = None
                     if isinstance(value, _Draws):
                         keep = value.keep and return_samples
                         job_args = (value.args, quantiles, keep)
                         job = pool.submit(_simulate, *job_args) if pool else _Lazy(_simulate, *job_args)
                         pending.append((fc, t, m.name, keep, job))
+                        amount, p, codes, _, base, new = value.args[:6]
+                        expected = _expected(G, base, G.sum(codes, amount * np.nan_to_num(p)), new)
                     elif value is not None:
                         value = np.asarray(value, dtype="float64")
                         if value.ndim == 1:
                             fc[:, 0] = value
                         else:
                             fc[:] = value
-                    frames.append((label, t, days, m.name, fc, actual, _leak_text(per.leakage.get(m.name))))
+                    leak = _leak_text(per.leakage.get(m.name))
+                    frames.append((label, t, days, m.name, fc, actual, leak, expected))
 
         for fc, t, name, keep, job in pending:  # the simulations, in the order they were asked for
             mean, quants, sims = job.result()
@@ -2338,6 +2342,15 @@ def _summarise(
     return mean, quants, sims if keep else None
 
 
+def _expected(G: _Groups, won: np.ndarray, pipeline: np.ndarray, new_deals: np.ndarray) -> np.ndarray:
+    """Per group: the expected bookings of a simulation, or of the stage-conversion method.
+
+    Won to date + the pipeline's expected wins + the mean of the past periods' new deals.
+    """
+    nd = np.asarray(new_deals, dtype="float64").reshape(-1, G.size)
+    return won + pipeline + (nd.mean(axis=0) if len(nd) else 0.0)
+
+
 def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> Any:
     if not frames:
         raise ValueError("backtest: nothing was forecast")
@@ -2346,8 +2359,10 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
     total = np.zeros(G.size, dtype=bool)
     for name, off in zip(G.names, G.offsets[:-1], strict=True):
         total[off] |= name == "total"
-    for label, _t, _d, _m, fc, actual, _leak in frames:
-        active = (np.nan_to_num(actual) != 0) | (np.nan_to_num(fc[:, 0]) != 0) | total
+    for label, _t, _d, _m, fc, actual, _leak, expected in frames:
+        # a simulation's mean is random (0 when no future wins a deal): its expected value says whether it forecasts
+        forecast = fc[:, 0] if expected is None else expected
+        active = (np.nan_to_num(actual) != 0) | (np.nan_to_num(forecast) != 0) | total
         by_period[label] = by_period.get(label, np.zeros(G.size, dtype=bool)) | active
     keeps = [np.flatnonzero(by_period[f[0]]) for f in frames]
     sizes = np.array([len(k) for k in keeps])
@@ -2436,9 +2451,12 @@ def _part_refit(
 
 def _part_refit_sums(
     part: _PartRefit, shock_periods: list[tuple], refit_at: pd.Timestamp, n_new: int
-) -> tuple[_HorizonSums | None, list[tuple] | None]:
-    """Task: the part's horizon sums (`_horizon_sums`) and shock terms (`_shock_terms`)."""
-    sums = _horizon_sums(part.replay) if part.replay is not None and part.replay.pairs else None
+) -> tuple[tuple[np.ndarray, ...] | None, list[tuple] | None]:
+    """Task: the part's horizon sums (`_horizon_sums`: x, y, booked, quoted) and shock terms (`_shock_terms`)."""
+    sums = None
+    if part.replay is not None and part.replay.pairs:
+        h = _horizon_sums(part.replay)
+        sums = (h.x, h.y, h.booked, h.quoted)  # additive; the index and the pairs' counts are the client's
     terms = _shock_terms(part.ctx, part.model, part.seg, shock_periods, refit_at, n_new) if shock_periods else None
     return sums, terms
 
@@ -2462,14 +2480,19 @@ def _part_cutoffs(
     crm: bool,
     new: bool,
 ) -> dict[str, Any]:
-    """Task: the part's sums at every cutoff of a period, and its Monte Carlo draws under the shared `streams`."""
+    """Task: the part's sums at every cutoff of a period, and its Monte Carlo draws under the shared `streams`.
+
+    ``{"sums": {"actual": ..., "cuts": [per cutoff: won, new deals, the methods' sums]}, "draws": (cutoffs,
+    groups, futures) or None}``: the draws are added over the parts where they are (`tasks.sum`), never gathered
+    part by part.
+    """
     ctx, G = part.ctx, part.ctx.groups
     snaps = [ctx.snap(t) for t in cuts]
     qs = None
     if part.model is not None:
         raw = _predict_within(part.model, part.seg, snaps, [end] * len(cuts))
         qs = [_calibrated(q, factors, _left(end, t), x.stage) for t, q, x in zip(cuts, raw, snaps, strict=True)]
-    out = []
+    out, draws = [], []
     for j, (t, snap) in enumerate(zip(cuts, snaps, strict=True)):
         r: dict[str, Any] = {"won": ctx.won_known(t, start, end)}
         if new:
@@ -2481,9 +2504,20 @@ def _part_cutoffs(
             r["stage"] = G.sum(snap.codes, snap.amount * qs[j])
             if streams is not None:
                 shock, seed = streams[j]
-                r["draws"] = draw_part(snap.amount, qs[j], snap.codes, G.size, shock, seed)
+                draws.append(draw_part(snap.amount, qs[j], snap.codes, G.size, shock, seed))
         out.append(r)
-    return {"actual": ctx.actual(start, end), "cuts": out}
+    return {"sums": {"actual": ctx.actual(start, end), "cuts": out}, "draws": np.stack(draws) if draws else None}
+
+
+def _pick(result: dict[str, Any], key: str) -> Any:
+    """Task: one entry of a task's result (where it lives)."""
+    return result[key]
+
+
+def _no_replay(pairs: list[tuple], n_stages: int) -> _Replay:
+    """A replay of `pairs` with no deal (the index of `_horizon_sums`)."""
+    none, empty = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return _Replay(pairs, none, empty, empty, empty, np.zeros((0, 0), dtype=np.int64), none, n_stages)
 
 
 def _no_intervals(G: _Groups) -> IntervalCalibration:
@@ -2582,7 +2616,10 @@ calibrate_prior, min_history_days, seed
     for m in meta:
         for g, values in m["values"].items():
             found[g] |= values
-    first = min(pd.Timestamp(m["first"]) for m in meta if pd.notna(m["first"]))
+    firsts = [pd.Timestamp(m["first"]) for m in meta if pd.notna(m["first"])]
+    if not firsts:
+        raise ValueError("backtest: no opportunity in any part: nothing to replay")
+    first = min(firsts)
     G = _groups_of(groups, found)
     cal = _Periods(process.calendar, period, G, first.normalize(), pd.Timestamp(as_of).normalize() + _DAY)
     plan = _plan(cal, cutoffs, periods, _history_days(cal, min_history_days))
@@ -2629,9 +2666,11 @@ calibrate_prior, min_history_days, seed
             )
             horizon = None
             if used:
-                h = sums[0][0]
-                added = _added([(x.x, x.y, x.booked, x.quoted) for x, _ in sums])
-                horizon = h._replace(x=added[0], y=added[1], booked=added[2], quoted=added[3])
+                # the index of the sums (periods, horizons, each pair's) and the pairs per cell from the pairs alone;
+                # every part replayed the same pairs (all_pairs), so their sums share it
+                index = _horizon_sums(_no_replay(used, len(process.open_stages)))
+                x, y, booked, quoted = _added([part_sums for part_sums, _ in sums])
+                horizon = index._replace(x=x, y=y, booked=booked, quoted=quoted)
                 factors = _factors_of(horizon, calibrate_prior)
             if monte_carlo:
                 if shock != "auto":
@@ -2661,20 +2700,21 @@ calibrate_prior, min_history_days, seed
         rngs = [_seed(seed, t, 1) for t in cuts] if draw else []
         streams = [part_streams(shock_sd, n_sims, rng, len(parts)) for rng in rngs]
         per_part = [[(shock_t, seeds[i]) for shock_t, seeds in streams] if draw else None for i in range(len(parts))]
-        results = tasks.gather(
-            tasks.map(
-                _part_cutoffs,
-                fitted,
-                per_part,
-                cuts=cuts,
-                start=s,
-                end=e,
-                factors=factors,
-                n_new=new_deal_periods,
-                crm="crm_weighted" in names,
-                new=needs_new,
-            )
+        done = tasks.map(
+            _part_cutoffs,
+            fitted,
+            per_part,
+            cuts=cuts,
+            start=s,
+            end=e,
+            factors=factors,
+            n_new=new_deal_periods,
+            crm="crm_weighted" in names,
+            new=needs_new,
         )
+        results = tasks.gather(tasks.map(_pick, done, key="sums"))
+        drawn = tasks.sum(tasks.map(_pick, done, key="draws")) if draw else None  # (cutoffs, groups, futures)
+        del done
         actual = _added([r["actual"] for r in results])
         for j, t in enumerate(cuts):
             at = [r["cuts"][j] for r in results]
@@ -2685,16 +2725,18 @@ calibrate_prior, min_history_days, seed
                 left_out.append((t, *_added([r["left_out"] for r in at])))
             for m in chosen:
                 fc = np.full((G.size, 4), np.nan)
+                expected = None
                 if m.name == "crm_weighted":
                     fc[:, 0] = won + _added([r["crm"] for r in at])
                 elif model is not None and m.name == "stage_conversion":
-                    fc[:, 0] = won + _added([r["stage"] for r in at]) + (nd.mean(axis=0) if len(nd) else 0.0)
+                    fc[:, 0] = _expected(G, won, _added([r["stage"] for r in at]), nd)
                 elif model is not None and m.name == "monte_carlo":
-                    sims = bookings_from_parts([r["draws"] for r in at], G.size, won, nd, int(n_sims), rngs[j])
+                    expected = _expected(G, won, _added([r["stage"] for r in at]), nd)
+                    sims = bookings_from_parts([drawn[j]], G.size, won, nd, int(n_sims), rngs[j])
                     widen = None if intervals is None else _widening(cal, label, t, e, intervals)
                     mean, quants, _ = _summarise(sims, won, widen, _QUANTILES, False)
                     fc[:, 0], fc[:, 1:] = mean, quants
-                frames.append((label, t, days, m.name, fc, actual, ""))
+                frames.append((label, t, days, m.name, fc, actual, "", expected))
     out = _assemble(frames, G, False, {})
     if left_out:
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])

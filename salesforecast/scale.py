@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -42,8 +43,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks
+from salesforecast._utils import NAT, LocalTasks, tree_sum
+from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
 from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
 from salesforecast.history import DealHistory
@@ -56,6 +60,7 @@ __all__ = [
     "MANIFEST",
     "DaskTasks",
     "PartitionedCRM",
+    "generate_partitions",
     "partition_of",
     "partitioned_backtest",
     "partitioned_fit",
@@ -177,6 +182,132 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
         shared.to_folder(stage / SHARED, "parquet")
         manifest["shared"] = {t: len(getattr(shared, t)) for t in ("leads", "forecast_submissions", "quotas")}
         manifest["shared"]["activities"] = len(shared.activities)
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Path(folder)
+
+
+#: The id columns `generate_partitions` prefixes with the partition (each chunk numbers its own from 1).
+_ID_COLUMNS = ("opportunity_id", "account_id", "lead_id", "activity_id")
+#: The tables of `generate_partitions`'s ``shared/``, appended chunk by chunk.
+_GENERATED_SHARED = ("leads", "activities")
+
+
+def generate_partitions(
+    folder: str | Path,
+    n_opportunities: int,
+    n_partitions: int,
+    seed: int = 0,
+    *,
+    activities: bool = False,
+    **params: Any,
+) -> Path:
+    """Generate a CRM of `n_opportunities` straight into partitions, one partition in memory at a time.
+
+    Partition ``i`` is ``salesforecast.datasets.generate`` of its share of the opportunities, seeded from
+    ``(seed, i)`` (``numpy.random.SeedSequence``), in one organisation: the same reps and teams in every partition
+    (the whole's default rep count, unless `params` give ``n_reps``), the same horizon and process map. Its ids are
+    prefixed with the partition (``P00003-OPP-0000001``), so they are unique over the whole. So a benchmark's 10M or
+    100M opportunities never have to fit in one process: the generator holds one partition's tables at a time, and
+    ``shared/`` (the leads, and their activities with activities on) is appended partition by partition.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where to write (as `write_partitions`: written whole, a user's folder refused).
+    n_opportunities : int
+        Over all partitions (split as evenly as possible).
+    n_partitions : int
+        At least 1.
+    seed : int
+    activities : bool
+        Simulate activities (12 or so per deal: off by default, as the steps over partitions read none).
+    **params
+        Other arguments of `generate` (``start``, ``years``, ``process``, ``n_reps``, ``win_rate_shift``...).
+
+    Returns
+    -------
+    Path
+        `folder`, for `PartitionedCRM`.
+
+    Notes
+    -----
+    A deal's partition is its generating chunk, not `partition_of` its id (``partitions.json`` says
+    ``"split": "generated"``): every step over partitions needs only that a deal's rows are in one partition.
+    The forecast submissions and quotas are left empty: a rep's call is about all their deals, which no chunk holds.
+    Each chunk is an independent draw of the same organisation, so the whole is as if the organisation's deals had
+    been simulated in `n_partitions` groups (the same distribution, not the same draws as ``generate(n)``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> crm = PartitionedCRM(generate_partitions(tempfile.mkdtemp() + "/gen", 600, 3, seed=1))
+    >>> crm.n_partitions, sum(crm.rows("opportunities"))
+    (3, 600)
+    >>> crm.read(2).opportunities["opportunity_id"].iloc[0]
+    'P00002-OPP-0000001'
+    """
+    if not isinstance(n_partitions, (int, np.integer)) or n_partitions < 1:
+        raise ValueError(f"the number of partitions must be an integer >= 1, got {n_partitions!r}")
+    if not isinstance(n_opportunities, (int, np.integer)) or n_opportunities < n_partitions:
+        raise ValueError(
+            f"n_opportunities must be an integer >= n_partitions ({n_partitions}), got {n_opportunities!r}"
+        )
+
+    n = int(n_opportunities)
+    params.setdefault("n_reps", int(np.clip(n // 125, 12, 400)))  # generate's default for the whole
+    sizes = [n // n_partitions + (i < n % n_partitions) for i in range(n_partitions)]
+    seeds = [int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]) for i in range(n_partitions)]
+    manifest: dict[str, Any] = {
+        "n_partitions": int(n_partitions),
+        "key": "opportunity_id",
+        "hash": None,
+        "split": "generated",
+        "generator": {"n_opportunities": n, "seed": int(seed), "seeds": seeds, "activities": bool(activities)},
+        "partitions": {},
+        "shared": dict.fromkeys((*_GENERATED_SHARED, "forecast_submissions", "quotas"), 0),
+    }
+    ends: list[pd.Timestamp] = []
+    recorded: dict[str, bool] = dict.fromkeys(HISTORY_FIELDS, False)
+    writers: dict[str, Any] = {}
+    with staged_folder(folder, owned=_written_by_write_partitions) as stage:
+        (stage / SHARED).mkdir()
+        try:
+            for i, (size, chunk_seed) in enumerate(zip(sizes, seeds, strict=True)):  # a loop over partitions
+                data = generate(size, chunk_seed, activities=activities, **params)[0]
+                prefix = f"P{i:05d}-"
+                tables = {
+                    name: df.assign(**{c: prefix + df[c] for c in _ID_COLUMNS if c in df.columns})
+                    for name, df in data.tables.items()
+                }
+                acts = tables["activities"]
+                on_deal = acts["opportunity_id"].notna().to_numpy(dtype=bool)
+                part = replace(
+                    data,
+                    opportunities=tables["opportunities"],
+                    stage_history=tables["stage_history"],
+                    activities=acts.loc[on_deal].reset_index(drop=True),
+                    **{t: empty_table(t) for t in ("leads", "forecast_submissions", "quotas")},
+                )
+                part.to_folder(stage / _part_name(i), "parquet")
+                manifest["partitions"][_part_name(i)] = {t: len(getattr(part, t)) for t in PARTITIONED}
+                for name, rows in (("leads", tables["leads"]), ("activities", acts.loc[~on_deal])):
+                    table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+                    if name not in writers:
+                        writers[name] = pq.ParquetWriter(stage / SHARED / f"{name}.parquet", table.schema)
+                    writers[name].write_table(table.cast(writers[name].schema))
+                    manifest["shared"][name] += len(rows)
+                ends.append(data.as_of)
+                for f in HISTORY_FIELDS:
+                    recorded[f] |= unknown_before(data, f) is None
+                if i == 0:
+                    data.process.to_yaml(stage / SHARED / "process.yml")
+                del data, tables, part, acts
+        finally:
+            for w in writers.values():
+                w.close()
+        as_of = max(ends)
+        manifest["as_of"] = as_of.isoformat()
+        manifest["unknown_before"] = {f: None if recorded[f] else as_of.isoformat() for f in HISTORY_FIELDS}
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Path(folder)
 
@@ -369,6 +500,10 @@ class DaskTasks:
     def gather(self, results: Any) -> list[Any]:
         """The results, on the client."""
         return list(self.client.gather(list(results)))
+
+    def sum(self, results: Any) -> Any:
+        """The results added on the workers, pairwise as a tree (`LocalTasks.sum`'s order): only the total travels."""
+        return self.client.gather(tree_sum(list(results), lambda a, b: self.client.submit(operator.add, a, b)))
 
 
 def _call(handle: Any, *values: Any, fn: Any, n_per_part: int, names: tuple[str, ...]) -> Any:

@@ -226,8 +226,8 @@ def simulate_bookings_parts(
     tasks = LocalTasks() if tasks is None else tasks
     rng = np.random.default_rng(rng)
     shock, seeds = part_streams(shock_sd, n_sims, rng, len(parts))
-    drawn = tasks.gather(tasks.map(_part_draws, parts, seeds, n_groups=n_groups, shock=shock))
-    return bookings_from_parts(drawn, n_groups, base, new_deals, n_sims, rng)
+    drawn = tasks.sum(tasks.map(_part_draws, parts, seeds, n_groups=n_groups, shock=shock))  # added where they are
+    return bookings_from_parts([drawn], n_groups, base, new_deals, n_sims, rng)
 
 
 #: Most deals drawn per block (x n_sims uniforms): a block's arrays stay in the processor's cache.

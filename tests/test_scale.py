@@ -22,6 +22,7 @@ from salesforecast.scale import (
     MANIFEST,
     DaskTasks,
     PartitionedCRM,
+    generate_partitions,
     partition_of,
     partitioned_backtest,
     partitioned_fit,
@@ -173,8 +174,9 @@ def _same_model(a: StageConversionModel, b: StageConversionModel, rtol: float = 
     pd.testing.assert_frame_equal(a.transition_matrix_, b.transition_matrix_, rtol=rtol)
     pd.testing.assert_frame_equal(a.conditional_win_probability_, b.conditional_win_probability_, rtol=rtol)
     pd.testing.assert_series_equal(a.expected_days_to_close_, b.expected_days_to_close_, rtol=rtol)
-    if a.segment is not None:
+    if a.segment is not None:  # the segments in the whole's order, with the column's type
         pd.testing.assert_frame_equal(a.segment_win_probability_, b.segment_win_probability_, rtol=rtol)
+        pd.testing.assert_frame_equal(a.segment_transition_matrix_, b.segment_transition_matrix_, rtol=rtol)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +226,35 @@ def test_the_bins_are_the_wholes_quantiles_with_ties_and_many_small_parts(crm):
         inner = whole.duration_edges_.iloc[:, 1:-1].to_numpy()
         assert (inner == np.round(inner)).mean() > 0.5  # most edges on a run of tied durations, found exactly
     assert whole.duration_edges_.diff(axis=1).eq(0).any().any()  # at 64 bins, ties give flat bins
+
+
+def test_segments_keep_the_columns_order_and_type_over_partitions(crm):
+    # a categorical column is ordered by its categories, an integer one stays integer; a segment may live in one
+    # partition only, and a partition may hold no deal at all
+    opps = crm.opportunities
+    order = ["SMB", "Mid-Market", "Enterprise"]
+    tiers = {"SMB": 3, "Mid-Market": 2, "Enterprise": 1}
+    for column in (opps["segment"].astype(pd.CategoricalDtype(order)), opps["segment"].map(tiers).astype("int64")):
+        data = replace(crm, opportunities=opps.assign(tier=column))
+        hist = data.stage_history
+        by_segment = data.opportunities["segment"].map({"SMB": 0, "Mid-Market": 1, "Enterprise": 2}).to_numpy()
+        of_hist = pd.Series(by_segment, index=data.opportunities["opportunity_id"]).reindex(hist["opportunity_id"])
+        histories = [
+            DealHistory.from_data(
+                replace(
+                    data,
+                    opportunities=data.opportunities[by_segment == i],
+                    stage_history=hist[of_hist.eq(i).to_numpy()],
+                )
+            )
+            for i in (2, 0, 1, 3)  # partition 3: empty
+        ]
+        whole = StageConversionModel(n_bootstrap=0, segment="tier").fit(data)
+        got = StageConversionModel(n_bootstrap=0, segment="tier").fit_parts(histories, data.process, data.as_of)
+        _same_model(got, whole)
+        expected = order if isinstance(column.dtype, pd.CategoricalDtype) else [1, 2, 3]
+        assert got.segment_win_probability_.index.tolist() == expected
+        assert got.segment_win_probability_.index.dtype == whole.segment_win_probability_.index.dtype
 
 
 def test_the_bootstrap_over_partitions_draws_per_partition_with_the_same_spread(crm, tmp_path, client):
@@ -338,10 +369,14 @@ def _compare_backtests(got: pd.DataFrame, whole: pd.DataFrame, reseeded: pd.Data
     width = (whole.loc[mc, "p90"] - whole.loc[mc, "p10"]).to_numpy()
     mc[mc] = width > 0  # where the futures spread (a rep's lone deal won in none of them does not)
     width = width[width > 0]
-    for column in ("forecast", "p10", "p50", "p90"):  # the total, teams and reps
+    # over every cutoff and group, the middle and the 90th percentile of the differences, not the largest: a group
+    # with few deals left (a rep, a team in the last days) has a lumpy distribution whose P50 may jump by a deal's
+    # amount between two runs of the same process
+    for column in ("forecast", "p10", "p50", "p90"):
         apart = np.abs(got.loc[mc, column] - whole.loc[mc, column]).to_numpy() / width
         chance = np.abs(reseeded.loc[mc, column] - whole.loc[mc, column]).to_numpy() / width
-        assert apart.max() <= 2 * chance.max() + 0.02 and np.median(apart) <= 2 * np.median(chance) + 0.01, column
+        for q, slack in ((0.5, 0.01), (0.9, 0.02)):
+            assert np.quantile(apart, q) <= 2 * np.quantile(chance, q) + slack, (column, q)
 
 
 def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tmp_path, client):
@@ -361,7 +396,9 @@ def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tm
         {"period": "month", "periods": 3, "groups": ["total", "segment"]},
     ):
         _compare_backtests(
-            partitioned_backtest(parts, client=client, **settings), backtest(crm, list(PIPELINE_METHODS), **settings)
+            partitioned_backtest(parts, client=client, **settings),
+            backtest(crm, list(PIPELINE_METHODS), **settings),
+            reseeded=backtest(crm, list(PIPELINE_METHODS), **settings, seed=1),
         )
 
 
@@ -373,5 +410,47 @@ def test_the_monte_carlo_of_a_backtest_over_partitions_has_the_wholes_distributi
     whole = backtest(crm, ["monte_carlo"], **settings)
     got = partitioned_backtest(parts, ["monte_carlo"], **settings)
     _compare_backtests(got, whole, reseeded=backtest(crm, ["monte_carlo"], **settings, seed=1))
+    # the rows listed do not depend on the draws: a rep whose deals win in no simulated future is still listed
+    sample = load_sample()
+    few = PartitionedCRM(write_partitions(sample, tmp_path / "few", 3))
+    months = {"period": "month", "periods": ["2023-04"], "min_history_days": 0}
+    rows = [len(backtest(sample, ["monte_carlo"], **months, seed=s)) for s in (0, 1)]
+    assert rows[0] == rows[1] == len(partitioned_backtest(few, ["monte_carlo"], **months))
     with pytest.raises(ValueError, match="'run_rate' does not run over partitions yet"):
         partitioned_backtest(parts, ["crm_weighted", "run_rate"])
+
+
+def test_the_generator_writes_partitions_one_at_a_time_of_one_organisation(tmp_path, client):
+    from salesforecast.forecast import PIPELINE_METHODS
+    from salesforecast.schema import read_canonical
+
+    folder = generate_partitions(tmp_path / "gen", 1_800, 3, seed=4, activities=True, years=2)
+    crm = PartitionedCRM(folder)
+    assert crm.n_partitions == 3 and crm.rows("opportunities") == [600, 600, 600]
+    read = [crm.read(i) for i in range(3)]
+    ids = pd.concat([p.opportunities["opportunity_id"] for p in read])
+    assert ids.is_unique and all(ids.str.startswith("P0000"))
+    # one organisation: the same reps and teams in every partition, and a seed of its own in each
+    owners = [set(p.opportunities["owner"]) for p in read]
+    assert owners[0] == owners[1] == owners[2]
+    assert not read[0].opportunities["amount"].equals(read[1].opportunities["amount"])
+    # every partition is a valid canonical folder; the leads and their activities in shared/, linked to the deals
+    for i in range(3):
+        again = read_canonical(folder / f"part-{i:05d}")
+        assert len(again.quarantine) == 0 and len(again.opportunities) == 600
+    leads = crm.shared("leads")
+    assert crm.manifest["shared"]["leads"] == len(leads) > 0 and leads["lead_id"].is_unique
+    linked = ids.to_frame().merge(
+        pd.concat([p.opportunities[["opportunity_id", "lead_id"]] for p in read]).dropna(), on="opportunity_id"
+    )
+    assert set(linked["lead_id"]) <= set(leads["lead_id"]) and len(linked) > 0
+    assert crm.shared("activities")["opportunity_id"].isna().all() and len(crm.shared("activities")) > 0
+    assert sum(crm.rows("activities")) > 0 and crm.as_of >= max(p.as_of for p in read)  # leads are in shared/
+    # the same arguments, the same partitions
+    twin = PartitionedCRM(generate_partitions(tmp_path / "twin", 1_800, 3, seed=4, activities=True, years=2))
+    pd.testing.assert_frame_equal(twin.read(1).stage_history, read[1].stage_history)
+    # the steps over partitions run on it
+    board = partitioned_backtest(crm, PIPELINE_METHODS, client=client, periods=1, cutoffs="start")
+    assert set(board["method"]) == set(PIPELINE_METHODS) and board["forecast"].notna().all()
+    with pytest.raises(ValueError, match="n_opportunities must be an integer >= n_partitions"):
+        generate_partitions(tmp_path / "few", 2, 3)

@@ -305,7 +305,8 @@ class _PartVisits:
     v: Visits  # the window applied
     w: np.ndarray  # per visit: its weight
     group: np.ndarray | None  # per visit: the code of its deal's segment among `labels` (-1 missing), or None
-    labels: np.ndarray  # the segment values of this part's deals, sorted
+    labels: np.ndarray  # the segment values of this part's deals, in the column's order (`opportunity_codes`)
+    ranks: np.ndarray | None  # a categorical column: each label's category position (its order); else None
     k: int
     n_all: int
     won_codes: np.ndarray
@@ -354,18 +355,22 @@ def _part_visits(
             )
     age = (t_end - v.entered) / DAY_US
     w = np.ones(len(v.stage)) if half_life_days is None else 0.5 ** (age / float(half_life_days))
-    group, labels = None, np.empty(0, dtype=object)
+    group, labels, ranks = None, np.empty(0, dtype=object), None
     if segment is not None:
         opp_codes, all_labels = history.opportunity_codes(segment)
         deal_codes = opp_codes[v.deal_pos]
         present = np.bincount(deal_codes[deal_codes >= 0], minlength=len(all_labels)) > 0  # among these deals
         group = np.append(np.cumsum(present) - 1, -1)[deal_codes][v.deal]
         labels = all_labels[present]
+        dtype = history.opportunities[segment].dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # ordered by its categories, not by value
+            ranks = np.asarray(dtype.categories.get_indexer(pd.Index(list(labels))), dtype=np.int64)
     return _PartVisits(
         v=v,
         w=w,
         group=group,
         labels=labels,
+        ranks=ranks,
         k=history.k,
         n_all=len(history.process.stage_names),
         won_codes=history.won_codes,
@@ -375,7 +380,7 @@ def _part_visits(
 
 def _part_summary(p: _PartVisits, extremes: bool) -> dict[str, Any]:
     """Task: a part's visits per stage, its segment values and (with `extremes`) its shortest and longest visit."""
-    out: dict[str, Any] = {"n": np.bincount(p.v.stage, minlength=p.k), "labels": p.labels}
+    out: dict[str, Any] = {"n": np.bincount(p.v.stage, minlength=p.k), "labels": p.labels, "ranks": p.ranks}
     if extremes:
         d, start = p.by_stage
         has = np.diff(start) > 0
@@ -384,6 +389,21 @@ def _part_summary(p: _PartVisits, extremes: bool) -> dict[str, Any]:
         out["min"][has] = d[start[:-1][has]]
         out["max"][has] = d[start[1:][has] - 1]
     return out
+
+
+def _segment_labels(summaries: list[dict[str, Any]]) -> np.ndarray:
+    """Every part's segment values, in the order of the whole's codes (`DealHistory.opportunity_codes`).
+
+    Sorted by value, or by category for a categorical column; one part's as they are.
+    """
+    if len(summaries) == 1:
+        return summaries[0]["labels"]
+    every = np.concatenate([s["labels"] for s in summaries])
+    if summaries[0]["ranks"] is not None:
+        ranks = np.concatenate([s["ranks"] for s in summaries])
+        first = np.unique(ranks, return_index=True)[1]
+        return every[first]
+    return np.asarray(pd.factorize(every, sort=True)[1], dtype=object)
 
 
 def _stage_edges(inner: np.ndarray, top_days: float) -> np.ndarray:
@@ -447,6 +467,8 @@ def _quantile_edges(tasks: Any, handles: list[Any], summaries: list[dict[str, An
     n = sum(s["n"] for s in summaries)
     low = np.min([s["min"] for s in summaries], axis=0)
     high = np.max([s["max"] for s in summaries], axis=0)
+    if (high >= 2**55).any():  # the cuts' integer arithmetic (span x 255) needs spans below 2**55 microseconds
+        raise ValueError("visit durations out of range (negative, or beyond a thousand years)")
     levels = np.arange(1, nb) / nb
     stages = np.flatnonzero(n > 0)
     virtual = (n[stages, None] - 1) * levels[None]  # numpy's "linear" method: (n - 1) q
@@ -906,10 +928,7 @@ class StageConversionModel(BaseEstimator):
             edges = tasks.gather(tasks.map(_part_edges, handles, nb=nb))[0]
         else:
             edges = _quantile_edges(tasks, handles, summaries, nb, k)
-        labels = np.empty(0, dtype=object)
-        if self.segment is not None:
-            every = np.concatenate([s["labels"] for s in summaries])
-            labels = np.asarray(pd.factorize(every, sort=True)[1], dtype=object)  # sorted as the whole's codes
+        labels = _segment_labels(summaries) if self.segment is not None else np.empty(0, dtype=object)
         handles = tasks.map(_part_binned, handles, edges=edges, labels=labels)
         # ---- the censored visits' risk deficits: every part's events of their bin after them
         if whole:
@@ -968,6 +987,7 @@ class StageConversionModel(BaseEstimator):
         # ---- segments: own life tables shrunk toward the overall one
         F_groups, P_groups, n_raw, S_raw, rates = [F0], [P0], [n0], [1.0 - F0.sum(axis=-1)], [rate0]
         n_seg = len(seg_labels)
+        seg_labels = list(seg_labels)  # the index infers the column's type (int, bool, str) as from the whole
         if self.segment is not None and n_seg:
             gcounts = st["gcounts"]
             Fg, Pg, obsg = _life_table(gcounts[..., :n_all], gcounts[..., n_all], gcounts[..., n_all + 1])

@@ -18,9 +18,10 @@ peak memory (``VmHWM``):
    drawn per partition: Monte Carlo error, not a defect).
 
 With ``--generated N ...``, CRMs too large for one process: written by ``generate_partitions(folder, N, P,
-seed=5)`` (one partition in memory at a time), then step 3 without the snapshots (which gather every row on the
-client) and with nothing to compare: the fit and the backtest's time and peaks on the cluster, to see how they grow
-with the data at a fixed partition size.
+seed=5)`` (one partition in memory at a time; ``P = N / --deals-per-partition``, 125,000 by default, so the
+partition size is the same at every N), then step 3 without the snapshots (which gather every row on the client)
+and with nothing to compare: the fit and the backtest's time and peaks on the cluster, to see how they grow with
+the data at a fixed partition size.
 
 Run from the repository root (``make bench-dask``; under the machine's lock on a shared machine)::
 
@@ -139,6 +140,7 @@ def run_cluster(
     from dask.distributed import Client, LocalCluster
     from scale import weekly_dates
 
+    from salesforecast._utils import release_memory
     from salesforecast.models.stage_conversion import StageConversionModel
     from salesforecast.scale import PartitionedCRM, partitioned_backtest, partitioned_fit, partitioned_snapshots
 
@@ -154,8 +156,9 @@ def run_cluster(
         def peaks(step: str) -> None:  # this step's peak on the client and on each worker, then anew for the next
             out[f"{step}_client_peak_gb"] = round(_hwm(), 2)
             out[f"{step}_worker_peak_gb"] = sorted(round(v, 2) for v in client.run(_hwm).values())
-            _reset_hwm()
-            client.run(_reset_hwm)
+            for run in (lambda f: f(), client.run):  # what the step freed given back, so the next starts afresh
+                run(release_memory)
+                run(_reset_hwm)
 
         if compare:
             snaps = _timed(out, "cluster_snapshots_seconds", partitioned_snapshots, crm, weekly_dates(), client=client)
@@ -286,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         "--step", choices=["single", "write", "cluster", "generate", "generated"], help=argparse.SUPPRESS
     )  # a child run
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--deals-per-partition",
+        type=int,
+        default=125_000,
+        help="the generated CRMs' partition size (their partitions: n / this), the same at every size",
+    )
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
@@ -327,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     generated = []
     for n in args.generated:
         shutil.rmtree(SCRATCH, ignore_errors=True)
-        run = {"partitions": args.partitions, "workers": args.workers}
-        common = ["--partitions", str(args.partitions), "--workers", str(args.workers)]
+        n_partitions = max(1, round(n / args.deals_per_partition))
+        run = {"partitions": n_partitions, "workers": args.workers}
+        common = ["--partitions", str(n_partitions), "--workers", str(args.workers)]
         common += ["--memory-limit", args.memory_limit, "--n", str(n)]
         for step in ("generate", "generated"):
             run.update(_child(["--step", step, *common]))

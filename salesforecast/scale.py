@@ -37,7 +37,7 @@ import json
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -608,7 +608,8 @@ def partitioned_backtest(
     True
     """
     tasks = _tasks(client)
-    parts = tasks.map(_read_partition, range(crm.n_partitions), folder=str(crm.folder))
+    # a reader per partition, called on the worker: the tables are read there, and dropped once its context is built
+    parts = [partial(_read_partition, i, str(crm.folder)) for i in range(crm.n_partitions)]
     before = crm.unknown_before["close_date"]
     return backtest_parts(
         parts,

@@ -56,7 +56,13 @@ def _row(figure: str, value: float | None, unit: str, target: float | None, sour
     }
 
 
-def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, suite: dict | None) -> list[dict]:
+def figures(
+    scale: dict[str, Any] | None,
+    scale_file: str,
+    lead: dict | None,
+    suite: dict | None,
+    dask: dict | None = None,
+) -> list[dict]:
     """One row per figure with a target (and the reference ratios), in the order of the table."""
     rows: list[dict] = []
     if scale is not None:
@@ -165,6 +171,61 @@ def figures(scale: dict[str, Any] | None, scale_file: str, lead: dict | None, su
             )
         )
         rows += suite_rows(suite)
+    if dask is not None:
+        rows += dask_rows(dask)
+    return rows
+
+
+def dask_rows(dask: dict[str, Any]) -> list[dict]:
+    """The partitioned backtest (``dask_scale.py``): against one process at 1M, and its growth at a fixed partition
+    size (the issue's 10M / 1M <= 11: time proportional to the data, within 10%; a worker's peak flat)."""
+    src = "dask_scale.json"
+    rows: list[dict] = []
+    one = next((r for r in dask.get("runs", []) if r.get("opportunities") == int(SIZE)), None)
+    if one is not None:
+        rows.append(
+            _row(
+                "backtest of the pipeline methods at 1M on a 2-worker cluster (s)",
+                one["cluster_backtest_seconds"],
+                "s",
+                None,
+                src,
+                f"one process: {one['backtest_seconds']} s",
+            )
+        )
+        rows.append(
+            _row(
+                "cluster backtest vs one process at 1M: sums' largest relative difference",
+                one["sums_max_relative_difference"],
+                "",
+                1e-9,
+                src,
+            )
+        )
+    generated = sorted(dask.get("generated", []), key=lambda r: r["opportunities"])
+    if len(generated) >= 2:
+        a, b = generated[0], generated[-1]
+        size = b["opportunities"] / a["opportunities"]
+        label = f"{b['opportunities'] / 1e6:g}M / {a['opportunities'] / 1e6:g}M"
+        rows.append(
+            _row(
+                f"cluster backtest time {label} over its size ratio (same partition size)",
+                round(b["cluster_backtest_seconds"] / a["cluster_backtest_seconds"] / size, 2),
+                "",
+                1.1,
+                src,
+            )
+        )
+        rows.append(
+            _row(
+                f"cluster backtest, a worker's peak {label} (same partition size)",
+                round(max(b["backtest_worker_peak_gb"]) / max(a["backtest_worker_peak_gb"]), 2),
+                "",
+                1.0,
+                src,
+                "a worker holds its partitions' contexts for the whole backtest",
+            )
+        )
     return rows
 
 
@@ -214,6 +275,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} GB"
     if unit == "rows":
         return f"{int(value):,}"
+    if value and abs(value) < 0.01:
+        return f"{value:.0e}"
     return f"{value:.2f}"
 
 
@@ -252,7 +315,7 @@ def main() -> int:
     args = parser.parse_args()
     found = latest_scale()
     scale_file, scale = found if found else ("", None)
-    lead, suite = _load("lead_scoring_speed.json"), _load("report_suite.json")
+    lead, suite, dask = _load("lead_scoring_speed.json"), _load("report_suite.json"), _load("dask_scale.json")
     missing = [
         n
         for n, v in (("scale-*.json", scale), ("lead_scoring_speed.json", lead), ("report_suite.json", suite))
@@ -270,7 +333,7 @@ def main() -> int:
             "lead_scoring": "lead_scoring_speed.json",
             "report_suite": "report_suite.json",
         },
-        "figures": figures(scale, scale_file, lead, suite),
+        "figures": figures(scale, scale_file, lead, suite, dask),
         "missing": missing,
     }
     table = markdown(summary)

@@ -13,8 +13,11 @@ take a ``dask.distributed.Client`` and run one task per partition on the workers
 so only small results come back to the client. Without a client they run one partition after another in this
 process, with the same result.
 
-So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row)
-and `partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole).
+So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row),
+`partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole) and
+`partitioned_backtest` (`salesforecast.forecast.backtest` of the pipeline methods from every partition's sums;
+the Monte Carlo within its error). `generate_partitions` writes a generated CRM straight into partitions, for
+benchmarks beyond one process.
 
 Examples
 --------

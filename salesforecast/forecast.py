@@ -117,6 +117,7 @@ __all__ = [
     "ForecastWarning",
     "METHODS",
     "NEEDS",
+    "PARTITIONED_METHODS",
     "PIPELINE_METHODS",
     "backtest",
     "backtest_parts",
@@ -1216,13 +1217,22 @@ def _ets(ctx: _Context, s: pd.Timestamp, method: str, quantiles: Sequence[float]
     fitted on the company total and split top-down: each group value gets the total times its share of the
     bookings of the last four periods (fitting an ETS per rep on a dozen noisy quarters is slow and no better).
     """
+    return _ets_of(ctx, _bookings_series(ctx, s), method, quantiles)
+
+
+def _bookings_series(ctx: _Context, s: pd.Timestamp) -> np.ndarray:
+    """(closed periods, groups): each period's bookings as known at `s` (sums over deals: additive over parts)."""
     past = ctx.past_periods(s, 0)
+    return np.array([ctx.won_known(s, *ctx.bounds(p)) for p in past]).reshape(len(past), ctx.groups.size)
+
+
+def _ets_of(ctx: _Periods, series: np.ndarray, method: str, quantiles: Sequence[float]) -> np.ndarray:
+    """`_ets` from the bookings series (`_bookings_series`, of the whole or added over parts)."""
     out = np.full((ctx.groups.size, 1 + len(quantiles)), np.nan)
-    if len(past) == 0:
+    if len(series) == 0:
         return out
-    series = np.array([ctx.won_known(s, *ctx.bounds(p)) for p in past])  # (n_periods, groups)
     model = BookingsModel(method=method, season_length=_SEASON[ctx.period], quantiles=quantiles)
-    if method == "seasonal_naive" and len(past) < _SEASON[ctx.period]:
+    if method == "seasonal_naive" and len(series) < _SEASON[ctx.period]:
         return out  # no period one year earlier: missing, not the last period mislabelled
     out[:, 0] = 0.0
     if method == "seasonal_naive":
@@ -1907,6 +1917,9 @@ METHODS: dict[str, ForecastMethod] = {
 #: Methods that need only the pipeline and the stage-conversion model (the fast core of the backtest).
 PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
 
+#: Methods `backtest_parts` replays over partitions: the pipeline methods and those of the bookings history.
+PARTITIONED_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, "run_rate", "ets", "seasonal_naive")
+
 
 def _check_backtest(period: str, refit: str, n_sims: Any, shock: Any) -> None:
     if period not in _SEASON:
@@ -2505,8 +2518,12 @@ def _part_cutoffs(
     n_new: int,
     crm: bool,
     new: bool,
+    history: bool = False,
 ) -> dict[str, Any]:
     """Task: the part's sums at every cutoff of a period, and its Monte Carlo draws under the shared `streams`.
+
+    With `history`, the bookings of the trailing period at each cutoff (``run_rate``) and of every closed period
+    at the period's start (``ets``, ``seasonal_naive``).
 
     ``{"sums": {"actual": ..., "cuts": [per cutoff: won, new deals, the methods' sums]}, "draws": (cutoffs,
     groups, futures) or None}``: the draws are added over the parts where they are (`tasks.sum`), never gathered
@@ -2526,13 +2543,18 @@ def _part_cutoffs(
         if crm:
             r["crm"] = _crm_sum(ctx, snap, start, end)
             r["left_out"] = _left_out(snap)
+        if history and t - (end - start) >= ctx.first_day:  # run_rate's trailing period, as long as the period
+            r["trailing"] = ctx.won_known(t, t - (end - start), t)
         if qs is not None:
             r["stage"] = G.sum(snap.codes, snap.amount * qs[j])
             if streams is not None:
                 shock, seed = streams[j]
                 draws.append(draw_part(snap.amount, qs[j], snap.codes, G.size, shock, seed))
         out.append(r)
-    return {"sums": {"actual": ctx.actual(start, end), "cuts": out}, "draws": np.stack(draws) if draws else None}
+    sums = {"actual": ctx.actual(start, end), "cuts": out}
+    if history:
+        sums["series"] = _bookings_series(ctx, start)
+    return {"sums": sums, "draws": np.stack(draws) if draws else None}
 
 
 def _pick(result: dict[str, Any], key: str) -> Any:
@@ -2608,7 +2630,7 @@ def backtest_parts(
     submissions : pandas.DataFrame
         The forecast submissions (their teams and owners are group values, as in `backtest`).
     methods : sequence of str, optional
-        Among `PIPELINE_METHODS` (the default: all three).
+        Among `PARTITIONED_METHODS` (default: `PIPELINE_METHODS`).
     period, cutoffs, groups, periods, refit, n_sims, shock, new_deal_periods, segment, calibrate_periods, \
 calibrate_prior, min_history_days, seed
         As `backtest`.
@@ -2630,11 +2652,11 @@ calibrate_prior, min_history_days, seed
     tasks = LocalTasks() if tasks is None else tasks
     _check_backtest(period, refit, n_sims, shock)
     chosen = _check_methods(PIPELINE_METHODS if methods is None else methods, None)
-    others = [m.name for m in chosen if m.name not in PIPELINE_METHODS]
+    others = [m.name for m in chosen if m.name not in PARTITIONED_METHODS]
     if others:
         raise ValueError(
-            f"methods: {others[0]!r} does not run over partitions yet, only the pipeline methods "
-            f"{list(PIPELINE_METHODS)}; replay it with backtest(data) on one machine"
+            f"methods: {others[0]!r} does not run over partitions yet, only {list(PARTITIONED_METHODS)}; "
+            "replay it with backtest(data) on one machine"
         )
     asked = ["total", "team", "owner"] if groups is None else groups
     meta = tasks.gather(tasks.map(_part_meta, parts, groups=[asked] if isinstance(asked, str) else list(asked)))
@@ -2739,11 +2761,16 @@ calibrate_prior, min_history_days, seed
             n_new=new_deal_periods,
             crm="crm_weighted" in names,
             new=needs_new,
+            history="bookings history" in needs,
         )
         results = tasks.gather(tasks.map(_pick, done, key="sums"))
         drawn = tasks.sum(tasks.map(_pick, done, key="draws")) if draw else None  # (cutoffs, groups, futures)
         del done
         actual = _added([r["actual"] for r in results])
+        prepared = {}
+        if "bookings history" in needs:
+            series = _added([r["series"] for r in results])
+            prepared = {m: _ets_of(cal, series, m, _QUANTILES) for m in ("ets", "seasonal_naive") if m in names}
         for j, t in enumerate(cuts):
             at = [r["cuts"][j] for r in results]
             won = _added([r["won"] for r in at])
@@ -2756,6 +2783,12 @@ calibrate_prior, min_history_days, seed
                 expected = None
                 if m.name == "crm_weighted":
                     fc[:, 0] = won + _added([r["crm"] for r in at])
+                elif m.name == "run_rate":
+                    if "trailing" in at[0]:  # as `_run_rate`: the trailing period's bookings per day x the days left
+                        per_day = _added([r["trailing"] for r in at]) / ((e - s) / _DAY)
+                        fc[:, 0] = won + per_day * ((e - t) / _DAY)
+                elif m.name in prepared:
+                    fc[:] = prepared[m.name]
                 elif model is not None and m.name == "stage_conversion":
                     fc[:, 0] = _expected(G, won, _added([r["stage"] for r in at]), nd)
                 elif model is not None and m.name == "monte_carlo":

@@ -574,7 +574,9 @@ def _read_partition(i: int, folder: str) -> CRMData:
 def partitioned_backtest(
     crm: PartitionedCRM, methods: Sequence[str] = PIPELINE_METHODS, client: Any = None, **kwargs: Any
 ) -> pd.DataFrame:
-    """`salesforecast.forecast.backtest` of the pipeline methods, over the partitions (on a cluster with `client`).
+    """`salesforecast.forecast.backtest` over the partitions (on a cluster with `client`).
+
+    The pipeline methods by default; those of the bookings history (run rate, ETS, seasonal naive) on request.
 
     Each partition is read on a worker and stays there with its pipeline at every cutoff; the client receives
     sums per group only (`salesforecast.forecast.backtest_parts`).
@@ -583,7 +585,8 @@ def partitioned_backtest(
     ----------
     crm : PartitionedCRM
     methods : sequence of str
-        Among ``PIPELINE_METHODS`` (``crm_weighted``, ``stage_conversion``, ``monte_carlo``).
+        Among ``PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``, ``monte_carlo`` (the default,
+        ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``.
     client : dask.distributed.Client, optional
         Default: the partitions one after another in this process.
     **kwargs

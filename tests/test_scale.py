@@ -361,7 +361,8 @@ def _compare_backtests(got: pd.DataFrame, whole: pd.DataFrame, reseeded: pd.Data
     pd.testing.assert_frame_equal(got[key], whole[key])
     np.testing.assert_allclose(got["actual"], whole["actual"], rtol=1e-12)
     sums = (whole["method"] != "monte_carlo").to_numpy()
-    np.testing.assert_allclose(got.loc[sums, "forecast"], whole.loc[sums, "forecast"], rtol=1e-9)
+    for column in ("forecast", "p10", "p50", "p90"):  # the ETS's and the seasonal naive's quantiles too
+        np.testing.assert_allclose(got.loc[sums, column], whole.loc[sums, column], rtol=1e-9)
     assert got.attrs == whole.attrs  # the CRM-weighted left-out shares; the intervals' widening at every cutoff
     if reseeded is None:
         return
@@ -380,7 +381,7 @@ def _compare_backtests(got: pd.DataFrame, whole: pd.DataFrame, reseeded: pd.Data
 
 
 def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tmp_path, client):
-    from salesforecast.forecast import PIPELINE_METHODS, backtest
+    from salesforecast.forecast import PARTITIONED_METHODS, PIPELINE_METHODS, backtest
 
     parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 3))
     whole = backtest(crm, list(PIPELINE_METHODS))
@@ -390,6 +391,11 @@ def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tm
     # a fixed number of partitions: the same futures on the cluster as here
     pd.testing.assert_frame_equal(partitioned_backtest(parts), got)
     # refits at every cutoff, a fixed shock without interval calibration, months by segment
+    # the methods of the bookings history too: run rate, ETS, seasonal naive (each period's bookings added)
+    _compare_backtests(
+        partitioned_backtest(parts, PARTITIONED_METHODS, client=client, periods=3),
+        backtest(crm, list(PARTITIONED_METHODS), periods=3),
+    )
     for settings in (
         {"refit": "cutoff", "periods": 1},
         {"shock": 0.3, "calibrate_periods": 0, "segment": None, "periods": 2},
@@ -416,8 +422,8 @@ def test_the_monte_carlo_of_a_backtest_over_partitions_has_the_wholes_distributi
     months = {"period": "month", "periods": ["2023-04"], "min_history_days": 0}
     rows = [len(backtest(sample, ["monte_carlo"], **months, seed=s)) for s in (0, 1)]
     assert rows[0] == rows[1] == len(partitioned_backtest(few, ["monte_carlo"], **months))
-    with pytest.raises(ValueError, match="'run_rate' does not run over partitions yet"):
-        partitioned_backtest(parts, ["crm_weighted", "run_rate"])
+    with pytest.raises(ValueError, match="'opportunity_score' does not run over partitions yet"):
+        partitioned_backtest(parts, ["crm_weighted", "opportunity_score"])
 
 
 def test_the_generator_writes_partitions_one_at_a_time_of_one_organisation(tmp_path, client):

@@ -419,11 +419,13 @@ class _Context(_Periods):
         A partition's context stays on its worker for a whole backtest (`backtest_parts`): slim, it holds about
         40% of the memory (0.14 GB for 125,000 deals instead of 0.33). Only the pipeline methods run on it after.
         """
-        opps = self.data.opportunities[[c for c in keep if c in self.data.opportunities.columns]]
-        hist = self.data.stage_history.iloc[:0]
-        self.data = replace(self.data, opportunities=opps, stage_history=hist, activities=self.data.activities.iloc[:0])
-        self.history = replace(
-            self.history, opportunities=opps, frame=self.history.frame.iloc[:0], stage_history=hist, intervals=None
+        self.history = self.history.slim(keep)
+        d = self.data
+        self.data = replace(
+            d,
+            opportunities=self.history.opportunities,
+            stage_history=d.stage_history.iloc[:0],
+            activities=d.activities.iloc[:0],
         )
         release_memory()
 

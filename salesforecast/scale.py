@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, tree_sum
+from salesforecast._utils import NAT, LocalTasks, release_memory, tree_sum
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
 from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
@@ -518,9 +518,11 @@ def _tasks(client: Any) -> LocalTasks | DaskTasks:
     return LocalTasks() if client is None else DaskTasks(client)
 
 
-def _partition_history(i: int, folder: str) -> DealHistory:
-    """Task: the deal history of partition `i` (kept on the worker for the steps that read it)."""
-    return DealHistory.from_data(PartitionedCRM(folder).read(i, activities=False))
+def _partition_history(i: int, folder: str, keep: list[str]) -> DealHistory:
+    """Task: the deal history of partition `i`, slim (`DealHistory.slim`: kept on the worker for the fit's tasks)."""
+    history = DealHistory.from_data(PartitionedCRM(folder).read(i, activities=False)).slim(keep)
+    release_memory()
+    return history
 
 
 def partitioned_fit(
@@ -562,7 +564,8 @@ def partitioned_fit(
     (True, True)
     """
     tasks = _tasks(client)
-    histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder))
+    keep = [] if model.segment is None else [model.segment]
+    histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder), keep=keep)
     return model.fit_parts(histories, crm.process, crm.as_of if as_of is None else as_of, tasks=tasks)
 
 

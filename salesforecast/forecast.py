@@ -2610,14 +2610,16 @@ def backtest_parts(
     close_unknown_before: Any = None,
     tasks: Any = None,
 ) -> pd.DataFrame:
-    """`backtest` of the pipeline methods over deals split into parts, each part read where it lives.
+    """`backtest` over deals split into parts, each part read where it lives (the methods of `PARTITIONED_METHODS`).
 
     Each part (its opportunities with all their history: a partition of `salesforecast.scale`) rebuilds its own
     pipeline at every cutoff and computes its sums: won to date, actuals, new deals, the CRM-weighted and the
     stage-conversion expected bookings per group, the sums behind the horizon calibration, the shock and the
-    interval calibration. The client adds them; the stage-conversion model is learned from every part
-    (`StageConversionModel.fit_parts`), and the Monte Carlo draws each part's deals under a shock and a past period
-    of new deals drawn once (`salesforecast.simulation.simulate_bookings_parts`). No deal is gathered on the client.
+    interval calibration, and (asked for) the bookings of the trailing and of every closed period. The client adds
+    them; the stage-conversion model is learned from every part (`StageConversionModel.fit_parts`: the censored
+    visits, one per open deal at most, are the only per-visit rows that travel, as cell, duration and weight), and
+    the Monte Carlo draws each part's deals under a shock and a past period of new deals drawn once (the scheme of
+    `salesforecast.simulation.simulate_bookings_parts`: `part_streams`, `draw_part`, `bookings_from_parts`).
 
     Parameters
     ----------
@@ -2646,8 +2648,9 @@ calibrate_prior, min_history_days, seed
     Returns
     -------
     pandas.DataFrame
-        As ``backtest(data, methods, ...)`` of the whole data: the same rows. ``crm_weighted`` and
-        ``stage_conversion`` equal to the order of floating-point sums (1e-9 relative); ``monte_carlo``'s futures
+        As ``backtest(data, methods, ...)`` of the whole data: the same rows. ``crm_weighted``,
+        ``stage_conversion``, ``run_rate``, ``ets`` and ``seasonal_naive`` equal to the order of floating-point sums
+        (1e-9 relative); ``monte_carlo``'s futures
         are drawn per part (see `simulate_bookings_parts`), so its mean and P10/P50/P90 agree within Monte Carlo
         error, not to the last digit, and are the same for a given number of parts and seed.
     """

@@ -15,9 +15,9 @@ process, with the same result.
 
 So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row),
 `partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole) and
-`partitioned_backtest` (`salesforecast.forecast.backtest` of the pipeline methods from every partition's sums;
-the Monte Carlo within its error). `generate_partitions` writes a generated CRM straight into partitions, for
-benchmarks beyond one process.
+`partitioned_backtest` (`salesforecast.forecast.backtest` of the methods of
+`salesforecast.forecast.PARTITIONED_METHODS` from every partition's sums; the Monte Carlo within its error).
+`generate_partitions` writes a generated CRM straight into partitions, for benchmarks beyond one process.
 
 Examples
 --------
@@ -588,7 +588,8 @@ def partitioned_backtest(
     ----------
     crm : PartitionedCRM
     methods : sequence of str
-        Among ``PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``, ``monte_carlo`` (the default,
+        Among ``salesforecast.forecast.PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``,
+        ``monte_carlo`` (the default,
         ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``.
     client : dask.distributed.Client, optional
         Default: the partitions one after another in this process.

@@ -776,15 +776,19 @@ def _shock_sd(ctx: _Context, model: StageConversionModel, seg: np.ndarray, refit
     ``shock^2 = max(0, sum((A - E)^2 - V) / sum(X^2))`` with ``X`` the pipeline part.
     """
     periods = _shock_periods(ctx, refit_at, ctx.has_snap)
-    if len(periods) < 3:
+    if not periods:
         return 0.0
     return _shock_from(_shock_terms(ctx, model, seg, periods, refit_at, n_new))
 
 
 def _shock_periods(ctx: _Periods, refit_at: pd.Timestamp, has_snap: Callable[[pd.Timestamp], bool]) -> list[tuple]:
-    """The last 8 periods closed at `refit_at` with an open pipeline at their start: ``(label, start, end)``."""
+    """The last 8 periods closed at `refit_at` with an open pipeline at their start: ``(label, start, end)``.
+
+    None when fewer than 3: too few to estimate the shock from (it is 0 then).
+    """
     periods = [(p, *ctx.bounds(p)) for p in ctx.past_periods(refit_at, 8)]
-    return [(p, s, e) for p, s, e in periods if has_snap(s)]
+    periods = [(p, s, e) for p, s, e in periods if has_snap(s)]
+    return periods if len(periods) >= 3 else []
 
 
 def _shock_terms(
@@ -1122,14 +1126,16 @@ def _pair_moments(
     key = (pd.Timestamp(t), pd.Timestamp(end), int(n_new))
     if key not in ctx.pair_moments:
         nd = ctx.new_deals(t, end, n_new)
-        zeros = np.zeros(ctx.groups.size)
-        ctx.pair_moments[key] = (
-            ctx.won_known(t, start, end),
-            nd,
-            nd.mean(axis=0) if len(nd) else zeros,
-            nd.var(axis=0) if len(nd) else zeros,
-        )
+        ctx.pair_moments[key] = (ctx.won_known(t, start, end), nd, *_new_deal_moments(nd, ctx.groups.size))
     return ctx.pair_moments[key]
+
+
+def _new_deal_moments(new_deals: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the mean and the variance over the past periods of their new deals' bookings (0 without any)."""
+    nd = np.asarray(new_deals, dtype="float64").reshape(-1, size)
+    if not len(nd):
+        return np.zeros(size), np.zeros(size)
+    return nd.mean(axis=0), nd.var(axis=0)
 
 
 def _interval_calibration(
@@ -1405,7 +1411,7 @@ class BacktestCutoff:
     @cached_property
     def new_deals_mean(self) -> np.ndarray:
         """Per group: the mean of `new_deals` over the past periods (0 without any)."""
-        return self.new_deals.mean(axis=0) if len(self.new_deals) else np.zeros(self.ctx.groups.size)
+        return _new_deal_moments(self.new_deals, self.ctx.groups.size)[0]
 
     def simulate(self, p: np.ndarray, shock_sd: float, salt: int, keep_samples: bool = False) -> _Draws:
         """Simulated bookings (`simulate_bookings`) of the period: the method's forecast is their mean and quantiles.
@@ -1555,7 +1561,8 @@ def _run_rate(cut: BacktestCutoff) -> np.ndarray | None:
 def _stage_conversion(cut: BacktestCutoff) -> np.ndarray | None:
     if cut.stage_probability is None:
         return None
-    return cut.won + cut.ctx.groups.sum(cut.snap.codes, cut.snap.amount * cut.stage_probability) + cut.new_deals_mean
+    G = cut.ctx.groups
+    return _expected(G, cut.won, G.sum(cut.snap.codes, cut.snap.amount * cut.stage_probability), cut.new_deals)
 
 
 def _opportunity_score(cut: BacktestCutoff) -> np.ndarray | None:
@@ -1566,7 +1573,7 @@ def _opportunity_score(cut: BacktestCutoff) -> np.ndarray | None:
     ids = cut.settings.data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
     key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(cut.t, "us")), ids])
     p = scores.reindex(key).fillna(0.0).to_numpy()
-    return cut.won + cut.ctx.groups.sum(snap.codes, snap.amount * p) + cut.new_deals_mean
+    return _expected(cut.ctx.groups, cut.won, cut.ctx.groups.sum(snap.codes, snap.amount * p), cut.new_deals)
 
 
 def _bookings_model(method: str) -> Callable[[BacktestPeriod], np.ndarray]:
@@ -2374,12 +2381,11 @@ def _summarise(
 
 
 def _expected(G: _Groups, won: np.ndarray, pipeline: np.ndarray, new_deals: np.ndarray) -> np.ndarray:
-    """Per group: the expected bookings of a simulation, or of the stage-conversion method.
+    """Per group: the expected bookings of a simulation, or of the stage-conversion and opportunity-score methods.
 
     Won to date + the pipeline's expected wins + the mean of the past periods' new deals.
     """
-    nd = np.asarray(new_deals, dtype="float64").reshape(-1, G.size)
-    return won + pipeline + (nd.mean(axis=0) if len(nd) else 0.0)
+    return won + pipeline + _new_deal_moments(new_deals, G.size)[0]
 
 
 def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> Any:
@@ -2713,7 +2719,6 @@ calibrate_prior, min_history_days, seed
         fitted = tasks.map(_part_refit, ctxs, model=model, refit_at=refit_at, pairs=used)
         if model is not None:
             shock_periods = _shock_periods(cal, refit_at, has_snap) if monte_carlo and shock == "auto" else []
-            shock_periods = shock_periods if len(shock_periods) >= 3 else []
             sums = tasks.gather(
                 tasks.map(
                     _part_refit_sums, fitted, shock_periods=shock_periods, refit_at=refit_at, n_new=new_deal_periods
@@ -2747,8 +2752,7 @@ calibrate_prior, min_history_days, seed
                                 )
                             )
                         )
-                        zeros = np.zeros(G.size)
-                        moments = [(nd.mean(axis=0), nd.var(axis=0)) if len(nd) else (zeros, zeros) for nd in nds]
+                        moments = [_new_deal_moments(nd, G.size) for nd in nds]
                         intervals = _calibration_scores(G, used, shock_sd, x, var, actual, floor, moments)
         cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
         draw = model is not None and "monte_carlo" in names

@@ -77,6 +77,8 @@ MANIFEST = "partitions.json"
 #: The tables written per partition (the activities of its deals); the others are written once, in ``shared/``.
 PARTITIONED = ("opportunities", "stage_history", "activities")
 SHARED = "shared"
+#: The tables written whole in ``shared/`` (with the activities of no deal).
+SHARED_TABLES = ("leads", "forecast_submissions", "quotas")
 
 
 def partition_of(ids: pd.Series | Sequence[str], n: int) -> np.ndarray:
@@ -107,6 +109,12 @@ def _groups(part: np.ndarray, n: int) -> list[np.ndarray]:
     """Row positions of each partition ``0 .. n - 1`` (ascending within each)."""
     order = np.argsort(part, kind="stable")
     return np.split(order, np.searchsorted(part[order], np.arange(1, n)))
+
+
+def _write_partition(part: CRMData, stage: Path, i: int, manifest: dict[str, Any]) -> None:
+    """Write partition `i` (its deals' tables, as a canonical Parquet folder) and record its rows in `manifest`."""
+    part.to_folder(stage / _part_name(i), "parquet")
+    manifest["partitions"][_part_name(i)] = {t: len(getattr(part, t)) for t in PARTITIONED}
 
 
 def _written_by_write_partitions(path: Path) -> bool:
@@ -159,7 +167,7 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
     }
     bare = replace(
         data,
-        **{t: empty_table(t) for t in ("leads", "forecast_submissions", "quotas")},
+        **{t: empty_table(t) for t in SHARED_TABLES},
         quarantine=data.quarantine.iloc[:0],
         notes=(),
     )
@@ -174,8 +182,7 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
                 stage_history=data.stage_history.take(hist_rows[i]).reset_index(drop=True),
                 activities=acts.take(act_rows[i]).reset_index(drop=True),
             )
-            part.to_folder(stage / _part_name(i), "parquet")
-            manifest["partitions"][_part_name(i)] = {t: len(getattr(part, t)) for t in PARTITIONED}
+            _write_partition(part, stage, i, manifest)
         shared = replace(
             data,
             opportunities=empty_table("opportunities"),
@@ -183,7 +190,7 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
             activities=acts.take(act_rows[n]).reset_index(drop=True),
         )
         shared.to_folder(stage / SHARED, "parquet")
-        manifest["shared"] = {t: len(getattr(shared, t)) for t in ("leads", "forecast_submissions", "quotas")}
+        manifest["shared"] = {t: len(getattr(shared, t)) for t in SHARED_TABLES}
         manifest["shared"]["activities"] = len(shared.activities)
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Path(folder)
@@ -191,8 +198,6 @@ def write_partitions(data: CRMData, folder: str | Path, n: int) -> Path:
 
 #: The id columns `generate_partitions` prefixes with the partition (each chunk numbers its own from 1).
 _ID_COLUMNS = ("opportunity_id", "account_id", "lead_id", "activity_id")
-#: The tables of `generate_partitions`'s ``shared/``, appended chunk by chunk.
-_GENERATED_SHARED = ("leads", "activities")
 
 
 def generate_partitions(
@@ -267,7 +272,7 @@ def generate_partitions(
         "split": "generated",
         "generator": {"n_opportunities": n, "seed": int(seed), "seeds": seeds, "activities": bool(activities)},
         "partitions": {},
-        "shared": dict.fromkeys((*_GENERATED_SHARED, "forecast_submissions", "quotas"), 0),
+        "shared": dict.fromkeys((*SHARED_TABLES, "activities"), 0),
     }
     ends: list[pd.Timestamp] = []
     recorded: dict[str, bool] = dict.fromkeys(HISTORY_FIELDS, False)
@@ -289,10 +294,9 @@ def generate_partitions(
                     opportunities=tables["opportunities"],
                     stage_history=tables["stage_history"],
                     activities=acts.loc[on_deal].reset_index(drop=True),
-                    **{t: empty_table(t) for t in ("leads", "forecast_submissions", "quotas")},
+                    **{t: empty_table(t) for t in SHARED_TABLES},
                 )
-                part.to_folder(stage / _part_name(i), "parquet")
-                manifest["partitions"][_part_name(i)] = {t: len(getattr(part, t)) for t in PARTITIONED}
+                _write_partition(part, stage, i, manifest)
                 for name, rows in (("leads", tables["leads"]), ("activities", acts.loc[~on_deal])):
                     table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
                     if name not in writers:
@@ -373,7 +377,7 @@ class PartitionedCRM:
 
         One of ``leads``, ``forecast_submissions``, ``quotas`` and ``activities`` (of no deal).
         """
-        tables = ("leads", "forecast_submissions", "quotas", "activities")
+        tables = (*SHARED_TABLES, "activities")
         if table not in tables:
             raise ValueError(f"table must be one of {tables}, got {table!r}")
         path = Path(self.folder) / SHARED / f"{table}.parquet"
@@ -414,59 +418,6 @@ class PartitionedCRM:
             quarantine=none,
             counts=none,
         )
-
-
-def _partition_snapshots(
-    folder: str, i: int, dates: pd.DatetimeIndex, columns: list[str] | None, unknown: dict[str, Any]
-) -> pd.DataFrame:
-    """The task of one partition: read it, rebuild its pipeline at `dates` under the whole's rules (`unknown`)."""
-    return pipeline_snapshots(PartitionedCRM(folder).read(i), dates, columns=columns, unknown=unknown)
-
-
-def partitioned_snapshots(
-    crm: PartitionedCRM, as_of: Any, columns: Sequence[str] | None = None, client: Any = None
-) -> pd.DataFrame:
-    """`pipeline_snapshots` of the whole data, one task per partition (on a Dask cluster when `client` is given).
-
-    Parameters
-    ----------
-    crm : PartitionedCRM
-    as_of : date or dates
-        As `pipeline_snapshots`.
-    columns : sequence of str, optional
-        As `pipeline_snapshots`.
-    client : dask.distributed.Client, optional
-        Each partition's task runs on a worker, which reads the partition itself (the folder must be readable
-        there); the client gathers the rows. Default: the partitions one after another in this process.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Equal to ``pipeline_snapshots(data, as_of, columns)`` of the data the partitions were written from: the
-        same rows in the same order (by ``as_of``, then ``opportunity_id``), the same values.
-    """
-    dates = to_dates(as_of)
-    cols = None if columns is None else list(columns)
-    folder = str(crm.folder)
-    parts = range(crm.n_partitions)
-    unknown = crm.unknown_before  # the whole's, read once here (the same for every task)
-    if client is None:
-        frames = [_partition_snapshots(folder, i, dates, cols, unknown) for i in parts]
-    else:
-        # pure=False: a folder rewritten between two calls is read again, never answered from an earlier result
-        futures = client.map(
-            _partition_snapshots,
-            [folder] * len(parts),
-            list(parts),
-            dates=dates,
-            columns=cols,
-            unknown=unknown,
-            pure=False,
-        )
-        frames = client.gather(futures)
-    frames = [f for f in frames if len(f)] or frames[:1]
-    out = pd.concat(frames, ignore_index=True)
-    return out.sort_values(["as_of", "opportunity_id"], kind="stable", ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -516,6 +467,53 @@ def _call(handle: Any, *values: Any, fn: Any, n_per_part: int, names: tuple[str,
 
 def _tasks(client: Any) -> LocalTasks | DaskTasks:
     return LocalTasks() if client is None else DaskTasks(client)
+
+
+def _partition_snapshots(
+    i: int, folder: str, dates: pd.DatetimeIndex, columns: list[str] | None, unknown: dict[str, Any]
+) -> pd.DataFrame:
+    """The task of one partition: read it, rebuild its pipeline at `dates` under the whole's rules (`unknown`)."""
+    return pipeline_snapshots(PartitionedCRM(folder).read(i), dates, columns=columns, unknown=unknown)
+
+
+def partitioned_snapshots(
+    crm: PartitionedCRM, as_of: Any, columns: Sequence[str] | None = None, client: Any = None
+) -> pd.DataFrame:
+    """`pipeline_snapshots` of the whole data, one task per partition (on a Dask cluster when `client` is given).
+
+    Parameters
+    ----------
+    crm : PartitionedCRM
+    as_of : date or dates
+        As `pipeline_snapshots`.
+    columns : sequence of str, optional
+        As `pipeline_snapshots`.
+    client : dask.distributed.Client, optional
+        Each partition's task runs on a worker, which reads the partition itself (the folder must be readable
+        there); the client gathers the rows. Default: the partitions one after another in this process.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Equal to ``pipeline_snapshots(data, as_of, columns)`` of the data the partitions were written from: the
+        same rows in the same order (by ``as_of``, then ``opportunity_id``), the same values.
+    """
+    tasks = _tasks(client)
+    cols = None if columns is None else list(columns)
+    # the whole's rule for fields never recorded, read once here (the same for every task)
+    frames = tasks.gather(
+        tasks.map(
+            _partition_snapshots,
+            range(crm.n_partitions),
+            folder=str(crm.folder),
+            dates=to_dates(as_of),
+            columns=cols,
+            unknown=crm.unknown_before,
+        )
+    )
+    frames = [f for f in frames if len(f)] or frames[:1]
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["as_of", "opportunity_id"], kind="stable", ignore_index=True)
 
 
 def _partition_history(i: int, folder: str, keep: list[str]) -> DealHistory:

@@ -343,6 +343,9 @@ class LocalTasks:
         """The results of `map` added (in a fixed order: `salesforecast.scale.DaskTasks` adds them as a tree)."""
         return tree_sum(list(results), lambda a, b: a + b)
 
+    def close(self) -> None:
+        """Nothing to release here (`salesforecast.scale.DaskTasks.close` removes a cluster run's files)."""
+
 
 def tree_sum(items: list[Any], add: Any) -> Any:
     """`items` added pairwise, level by level: the same order wherever the additions run.

@@ -75,6 +75,7 @@ names it.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import numbers
@@ -2441,9 +2442,13 @@ def _assemble(frames: list, G: _Groups, return_samples: bool, samples: dict) -> 
 # (`salesforecast.simulation.part_streams`). The client holds the calendar and the sums, never a deal.
 @dataclass
 class _PartRefit:
-    """A part's context with the model fitted at a refit date: its segment codes and its replay (None: no model)."""
+    """A part's model fitted at a refit date, its segment codes and its replay (None: no model).
 
-    ctx: _Context
+    Without the part's context: the tasks after the refit take both (`_part_refit_sums`, `_part_calibration_terms`,
+    `_part_cutoffs`), so a context kept on a worker's disk (`salesforecast.scale.Stored`) is written once, not with
+    every period's refit.
+    """
+
     model: StageConversionModel | None = None
     seg: np.ndarray | None = None
     replay: _Replay | None = None
@@ -2491,33 +2496,34 @@ def _part_refit(
 ) -> _PartRefit:
     """Task: the part's replay of the model fitted at `refit_at` at the calibration `pairs` the whole used."""
     if model is None:
-        return _PartRefit(ctx)
+        return _PartRefit()
     seg = _segment_of(ctx, model)
-    return _PartRefit(ctx, model, seg, _replay(ctx, model, seg, refit_at, pairs, all_pairs=True))
+    return _PartRefit(model, seg, _replay(ctx, model, seg, refit_at, pairs, all_pairs=True))
 
 
 def _part_refit_sums(
-    part: _PartRefit, shock_periods: list[tuple], refit_at: pd.Timestamp, n_new: int
+    part: _PartRefit, ctx: _Context, shock_periods: list[tuple], refit_at: pd.Timestamp, n_new: int
 ) -> tuple[tuple[np.ndarray, ...] | None, list[tuple] | None]:
     """Task: the part's horizon sums (`_horizon_sums`: x, y, booked, quoted) and shock terms (`_shock_terms`)."""
     sums = None
     if part.replay is not None and part.replay.pairs:
         h = _horizon_sums(part.replay)
         sums = (h.x, h.y, h.booked, h.quoted)  # additive; the index and the pairs' counts are the client's
-    terms = _shock_terms(part.ctx, part.model, part.seg, shock_periods, refit_at, n_new) if shock_periods else None
+    terms = _shock_terms(ctx, part.model, part.seg, shock_periods, refit_at, n_new) if shock_periods else None
     return sums, terms
 
 
 def _part_calibration_terms(
-    part: _PartRefit, factor: np.ndarray, refit_at: pd.Timestamp, n_new: int
+    part: _PartRefit, ctx: _Context, factor: np.ndarray, refit_at: pd.Timestamp, n_new: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Task: the part's `_calibration_terms`, with each pair's new deals (their mean and variance are the whole's)."""
-    x, var, actual, floor, moments = _calibration_terms(part.ctx, part.replay, factor, refit_at, n_new)
+    x, var, actual, floor, moments = _calibration_terms(ctx, part.replay, factor, refit_at, n_new)
     return x, var, actual, floor, [m[0] for m in moments]
 
 
 def _part_cutoffs(
     part: _PartRefit,
+    ctx: _Context,
     streams: list[tuple[np.ndarray, Any]] | None,
     cuts: list[pd.Timestamp],
     start: pd.Timestamp,
@@ -2537,7 +2543,7 @@ def _part_cutoffs(
     groups, futures) or None}``: the draws are added over the parts where they are (`tasks.sum`), never gathered
     part by part.
     """
-    ctx, G = part.ctx, part.ctx.groups
+    G = ctx.groups
     snaps = [ctx.snap(t) for t in cuts]
     qs = None
     if part.model is not None:
@@ -2702,8 +2708,15 @@ calibrate_prior, min_history_days, seed
 
     histories = tasks.map(_part_history, ctxs) if needs_sc else None
     names = {m.name for m in chosen}
-    frames, left_out = [], []
-    for (label, refit_at), chunk in plan.groupby(["period", "refit_at"], sort=True):
+    chunks = list(plan.groupby(["period", "refit_at"], sort=True))
+
+    def replay(chunk_at: tuple) -> tuple[list[tuple], list[tuple], list[dict[str, Any]]]:
+        """One period (and refit date): its rows, the CRM-weighted forecast's left-out pipeline, its interval notes."""
+        (label, refit_at), chunk = chunk_at
+        frames: list[tuple] = []
+        left_out: list[tuple] = []
+        notes = copy.copy(cal)  # the calendar, with this period's own interval notes
+        notes.interval_notes = []
         s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
         refit_at = pd.Timestamp(refit_at)
         model, factors, shock_sd, intervals = None, {}, 0.0, None
@@ -2721,7 +2734,12 @@ calibrate_prior, min_history_days, seed
             shock_periods = _shock_periods(cal, refit_at, has_snap) if monte_carlo and shock == "auto" else []
             sums = tasks.gather(
                 tasks.map(
-                    _part_refit_sums, fitted, shock_periods=shock_periods, refit_at=refit_at, n_new=new_deal_periods
+                    _part_refit_sums,
+                    fitted,
+                    ctxs,
+                    shock_periods=shock_periods,
+                    refit_at=refit_at,
+                    n_new=new_deal_periods,
                 )
             )
             horizon = None
@@ -2746,6 +2764,7 @@ calibrate_prior, min_history_days, seed
                                 tasks.map(
                                     _part_calibration_terms,
                                     fitted,
+                                    ctxs,
                                     factor=factor,
                                     refit_at=refit_at,
                                     n_new=new_deal_periods,
@@ -2762,6 +2781,7 @@ calibrate_prior, min_history_days, seed
         done = tasks.map(
             _part_cutoffs,
             fitted,
+            ctxs,
             per_part,
             cuts=cuts,
             start=s,
@@ -2803,10 +2823,24 @@ calibrate_prior, min_history_days, seed
                 elif model is not None and m.name == "monte_carlo":
                     expected = _expected(G, won, _added([r["stage"] for r in at]), nd)
                     sims = bookings_from_parts([drawn[j]], G.size, won, nd, int(n_sims), rngs[j])
-                    widen = None if intervals is None else _widening(cal, label, t, e, intervals)
+                    widen = None if intervals is None else _widening(notes, label, t, e, intervals)
                     mean, quants, _ = _summarise(sims, won, widen, _QUANTILES, False)
                     fc[:, 0], fc[:, 1:] = mean, quants
                 frames.append((label, t, days, m.name, fc, actual, "", expected))
+        return frames, left_out, notes.interval_notes
+
+    # periods are independent: several in flight at once (`tasks.concurrency`) hide the cluster's round trips
+    at_once = max(1, min(int(getattr(tasks, "concurrency", 1)), len(chunks)))
+    if at_once > 1:
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            done_periods = list(pool.map(replay, chunks))
+    else:
+        done_periods = [replay(c) for c in chunks]
+    frames, left_out = [], []
+    for period_frames, period_left_out, period_notes in done_periods:  # in the periods' order, whatever ran first
+        frames += period_frames
+        left_out += period_left_out
+        cal.interval_notes += period_notes
     out = _assemble(frames, G, False, {})
     if left_out:
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])

@@ -36,10 +36,15 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
-import operator
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import mmap
+import os
+import pickle
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,7 @@ from salesforecast.snapshots import HISTORY_FIELDS, pipeline_snapshots, to_dates
 
 __all__ = [
     "MANIFEST",
+    "STORE_BYTES",
     "DaskTasks",
     "PartitionedCRM",
     "generate_partitions",
@@ -68,6 +74,7 @@ __all__ = [
     "partitioned_backtest",
     "partitioned_fit",
     "partitioned_snapshots",
+    "Stored",
     "write_partitions",
 ]
 
@@ -420,6 +427,90 @@ class PartitionedCRM:
         )
 
 
+STORE_BYTES = 2**24
+"""A task's result whose arrays take more bytes than this is kept on its worker's disk (`Stored`)."""
+
+
+class Stored:
+    """A task's result kept in a file on its worker's local disk, its arrays mapped from the file when read.
+
+    A worker of a backtest over partitions keeps every partition's context between tasks (its pipeline at every
+    cutoff, its history, its wins): in memory, a worker would hold its share of the whole data. Kept here, a worker
+    holds only what its running task reads: `load` maps the file (the operating system's page cache serves it, no
+    copy), and the arrays are released with the task, so a worker's memory follows the partition, not the data.
+
+    The object is pickled with its arrays out of band (protocol 5) and written as one file: the pickle, then each
+    array at a 64-byte boundary. Loaded, the arrays are read-only views of the file. The file is removed with the
+    object that wrote it (the worker releases the result). Sent to another process (a result gathered, or moved to
+    another worker), it travels as the object itself.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    nbytes : int
+        The bytes of its arrays.
+    """
+
+    __slots__ = ("_pid", "nbytes", "path")
+
+    def __init__(self, path: str, nbytes: int) -> None:
+        self.path, self.nbytes, self._pid = path, nbytes, os.getpid()
+
+    @classmethod
+    def keep(cls, value: Any, folder: str, threshold: int = STORE_BYTES) -> Any:
+        """`value` written in `folder` when its arrays take more than `threshold` bytes (a `Stored`), else itself."""
+        buffers: list[pickle.PickleBuffer] = []
+        head = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        views = [b.raw() for b in buffers]
+        nbytes = sum(v.nbytes for v in views)
+        if nbytes <= threshold:
+            return value
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{uuid.uuid4().hex}.pickle")
+        offsets, at = [], _aligned(8 * (2 + 2 * len(views)) + len(head))
+        for v in views:
+            offsets += [at, v.nbytes]
+            at = _aligned(at + v.nbytes)
+        with open(path, "wb") as f:
+            f.write(np.array([len(head), len(views), *offsets], dtype="<i8").tobytes())
+            f.write(head)
+            for v, off in zip(views, offsets[::2], strict=True):
+                f.seek(off)
+                f.write(v)
+        return cls(path, nbytes)
+
+    def load(self) -> Any:
+        """The object, its arrays mapped read-only from the file."""
+        with open(self.path, "rb") as f:
+            mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        n_head, n_views = (int(x) for x in np.frombuffer(mapped[:16], dtype="<i8"))
+        table = np.frombuffer(mapped[16 : 16 + 16 * n_views], dtype="<i8").reshape(-1, 2)
+        start = 16 + 16 * n_views
+        views = [mapped[off : off + n] for off, n in table.tolist()]
+        return pickle.loads(mapped[start : start + n_head], buffers=views)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return _same, (self.load(),)
+
+    def __del__(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():  # only the process that wrote it removes the file
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _aligned(at: int) -> int:
+    return -(-at // 64) * 64
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _loaded(value: Any) -> Any:
+    return value.load() if isinstance(value, Stored) else value
+
+
 @dataclass(frozen=True)
 class DaskTasks:
     """Run the tasks of a step split over partitions on a Dask cluster.
@@ -427,18 +518,38 @@ class DaskTasks:
     ``map`` submits one task per partition, its result kept on the worker (a future); ``gather`` brings results to
     the client. `salesforecast._utils.LocalTasks` runs the same tasks here.
 
+    Partition ``i`` always runs on the same worker (the ``i``-th of the workers in turn), where its results stay;
+    a result whose arrays take more than `store` bytes is kept on that worker's local disk (`Stored`), so a worker
+    holds in memory only what its running task reads.
+
     Parameters
     ----------
     client : dask.distributed.Client
+    store : int or None
+        Results above this many bytes of arrays are kept on the workers' disks (None: every result in memory).
+    concurrency : int
+        Periods of a backtest replayed at once (`salesforecast.forecast.backtest_parts`): their tasks queue on the
+        workers together, so a worker is not idle while the client waits for one period's answers.
     """
 
     client: Any
+    store: int | None = STORE_BYTES
+    concurrency: int = 2
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @cached_property
+    def workers(self) -> list[str]:
+        """The workers' addresses, in order: partition ``i`` runs on ``workers[i % len(workers)]``."""
+        found = sorted(self.client.scheduler_info()["workers"])
+        if not found:
+            raise ValueError("DaskTasks: the cluster has no worker")
+        return found
 
     def map(self, fn: Any, handles: Any, *per_part: Any, **shared: Any) -> list[Any]:
         """One task ``fn(handle, *the partition's values, **shared)`` per partition; futures.
 
-        Every value travels as a task's argument, not as a keyword of ``Client.map`` (whose keywords are not meant
-        for arrays); a shared array over 64 KB (every censored visit, say) is sent to the workers once
+        Every value travels as a task's argument, not as a keyword of ``Client.submit`` (whose keywords are not
+        meant for arrays); a shared array over 64 KB (every censored visit, say) is sent to the workers once
         (``scatter``), not with every task. The tasks are not pure: a folder rewritten between two steps is read
         again, never answered from an earlier result.
         """
@@ -446,27 +557,76 @@ class DaskTasks:
         values = [
             self.client.scatter(v, broadcast=True) if getattr(v, "nbytes", 0) > 2**16 else v for v in shared.values()
         ]
-        columns = [list(p) for p in per_part] + [[v] * len(handles) for v in values]
-        return self.client.map(
-            _call, handles, *columns, fn=fn, n_per_part=len(per_part), names=tuple(shared), pure=False
-        )
+        columns = [list(p) for p in per_part]
+        call = partial(_call, fn=fn, n_per_part=len(per_part), names=tuple(shared), store=self.store, run=self.run)
+        name = getattr(fn, "__name__", "task").strip("_")
+        return [
+            self.client.submit(
+                call,
+                handle,
+                *(c[i] for c in columns),
+                *values,
+                key=f"{name}-{i}-{uuid.uuid4().hex}",  # the dashboard shows the step's function by name
+                workers=[self.workers[i % len(self.workers)]],
+                allow_other_workers=False,
+            )
+            for i, handle in enumerate(handles)
+        ]
 
     def gather(self, results: Any) -> list[Any]:
         """The results, on the client."""
-        return list(self.client.gather(list(results)))
+        return [_loaded(r) for r in self.client.gather(list(results))]
 
     def sum(self, results: Any) -> Any:
         """The results added on the workers, pairwise as a tree (`LocalTasks.sum`'s order): only the total travels."""
-        return self.client.gather(tree_sum(list(results), lambda a, b: self.client.submit(operator.add, a, b)))
+        return _loaded(self.client.gather(tree_sum(list(results), lambda a, b: self.client.submit(_add, a, b))))
+
+    def close(self) -> None:
+        """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest)."""
+        with contextlib.suppress(Exception):
+            self.client.run(_remove_run, self.run)
 
 
-def _call(handle: Any, *values: Any, fn: Any, n_per_part: int, names: tuple[str, ...]) -> Any:
-    """A `DaskTasks` task: ``fn(handle, *per-partition values, **shared values)``, the values given in order."""
-    return fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True)))
+def _call(
+    handle: Any, *values: Any, fn: Any, n_per_part: int, names: tuple[str, ...], store: int | None, run: str
+) -> Any:
+    """A `DaskTasks` task: ``fn(handle, *per-partition values, **shared values)``, the values given in order.
+
+    Values kept on disk are mapped; a result over `store` bytes is kept on this worker's disk.
+    """
+    handle, *values = (_loaded(v) for v in (handle, *values))
+    out = fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True)))
+    return out if store is None else Stored.keep(out, _run_folder(run), store)
 
 
-def _tasks(client: Any) -> LocalTasks | DaskTasks:
-    return LocalTasks() if client is None else DaskTasks(client)
+def _add(a: Any, b: Any) -> Any:
+    return _loaded(a) + _loaded(b)
+
+
+def _run_folder(run: str, worker: Any = None) -> str:
+    """The folder of a run's files on this worker (in a task, or `worker` as ``Client.run`` gives it)."""
+    if worker is None:
+        from distributed import get_worker
+
+        worker = get_worker()
+    return os.path.join(worker.local_directory, "salesforecast", run)
+
+
+def _remove_run(run: str, dask_worker: Any = None) -> None:
+    shutil.rmtree(_run_folder(run, dask_worker), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _tasks(client: Any) -> Iterator[LocalTasks | DaskTasks]:
+    """Where a step's tasks run (a cluster with `client`, else here), its files removed when the step ends.
+
+    `client` may be a `DaskTasks` already (to set how its results are kept).
+    """
+    tasks = client if isinstance(client, DaskTasks) else LocalTasks() if client is None else DaskTasks(client)
+    try:
+        yield tasks
+    finally:
+        tasks.close()
 
 
 def _partition_snapshots(
@@ -488,7 +648,7 @@ def partitioned_snapshots(
         As `pipeline_snapshots`.
     columns : sequence of str, optional
         As `pipeline_snapshots`.
-    client : dask.distributed.Client, optional
+    client : dask.distributed.Client or DaskTasks, optional
         Each partition's task runs on a worker, which reads the partition itself (the folder must be readable
         there); the client gathers the rows. Default: the partitions one after another in this process.
 
@@ -498,19 +658,18 @@ def partitioned_snapshots(
         Equal to ``pipeline_snapshots(data, as_of, columns)`` of the data the partitions were written from: the
         same rows in the same order (by ``as_of``, then ``opportunity_id``), the same values.
     """
-    tasks = _tasks(client)
     cols = None if columns is None else list(columns)
-    # the whole's rule for fields never recorded, read once here (the same for every task)
-    frames = tasks.gather(
-        tasks.map(
-            _partition_snapshots,
-            range(crm.n_partitions),
-            folder=str(crm.folder),
-            dates=to_dates(as_of),
-            columns=cols,
-            unknown=crm.unknown_before,
+    with _tasks(client) as tasks:  # the whole's rule for fields never recorded, read once here (the same for all)
+        frames = tasks.gather(
+            tasks.map(
+                _partition_snapshots,
+                range(crm.n_partitions),
+                folder=str(crm.folder),
+                dates=to_dates(as_of),
+                columns=cols,
+                unknown=crm.unknown_before,
+            )
         )
-    )
     frames = [f for f in frames if len(f)] or frames[:1]
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values(["as_of", "opportunity_id"], kind="stable", ignore_index=True)
@@ -539,8 +698,8 @@ def partitioned_fit(
     crm : PartitionedCRM
     as_of : date, optional
         The whole's end (default, ``crm.as_of``) or an earlier date: the data as known then.
-    client : dask.distributed.Client, optional
-        Default: the partitions one after another in this process.
+    client : dask.distributed.Client or DaskTasks, optional
+        Default: the partitions one after another in this process. A `DaskTasks` sets how results are kept.
 
     Returns
     -------
@@ -561,10 +720,10 @@ def partitioned_fit(
     >>> a.transition_counts_.equals(b.transition_counts_), a.duration_edges_.equals(b.duration_edges_)
     (True, True)
     """
-    tasks = _tasks(client)
     keep = [] if model.segment is None else [model.segment]
-    histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder), keep=keep)
-    return model.fit_parts(histories, crm.process, crm.as_of if as_of is None else as_of, tasks=tasks)
+    with _tasks(client) as tasks:
+        histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder), keep=keep)
+        return model.fit_parts(histories, crm.process, crm.as_of if as_of is None else as_of, tasks=tasks)
 
 
 def _read_partition(i: int, folder: str) -> CRMData:
@@ -589,8 +748,8 @@ def partitioned_backtest(
         Among ``salesforecast.forecast.PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``,
         ``monte_carlo`` (the default,
         ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``.
-    client : dask.distributed.Client, optional
-        Default: the partitions one after another in this process.
+    client : dask.distributed.Client or DaskTasks, optional
+        Default: the partitions one after another in this process. A `DaskTasks` sets how results are kept.
     **kwargs
         `backtest`'s settings: ``period``, ``cutoffs``, ``groups``, ``periods``, ``refit``, ``n_sims``,
         ``shock``, ``new_deal_periods``, ``segment``, ``calibrate_periods``, ``calibrate_prior``,
@@ -615,17 +774,17 @@ def partitioned_backtest(
     >>> got["forecast"].round(6).tolist() == whole["forecast"].round(6).tolist()
     True
     """
-    tasks = _tasks(client)
     # a reader per partition, called on the worker: the tables are read there, and dropped once its context is built
     parts = [partial(_read_partition, i, str(crm.folder)) for i in range(crm.n_partitions)]
     before = crm.unknown_before["close_date"]
-    return backtest_parts(
-        parts,
-        crm.process,
-        crm.as_of,
-        crm.shared("forecast_submissions"),
-        methods,
-        tasks=tasks,
-        close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
-        **kwargs,
-    )
+    with _tasks(client) as tasks:
+        return backtest_parts(
+            parts,
+            crm.process,
+            crm.as_of,
+            crm.shared("forecast_submissions"),
+            methods,
+            tasks=tasks,
+            close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
+            **kwargs,
+        )

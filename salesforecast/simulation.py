@@ -261,6 +261,11 @@ def _simulate_pipeline(
             won = rng.random((hi - lo, n_sims), dtype=np.float32) < p32[lo:hi, None] * shock32[None, :]
             sums[cell] += a[lo:hi] @ won.astype(np.float64)
     out = np.zeros((n_groups, n_sims))
+    ordered = np.sort(cells, axis=0)
+    if (ordered[1:] != ordered[:-1]).all():  # a cell's groups are distinct: a cell at a time, the same order as add.at
+        for j in range(cells.shape[1]):
+            out[cells[:, j]] += sums[j]
+        return out
     for row in cells:  # a loop over groupings: each cell adds to one group of each
         np.add.at(out, row, sums)
     return out

@@ -6,7 +6,12 @@ partition from the folder, as a remote worker would from shared storage.
 
 from __future__ import annotations
 
+import gc
+import glob
 import json
+import os
+import pickle
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +27,7 @@ from salesforecast.scale import (
     MANIFEST,
     DaskTasks,
     PartitionedCRM,
+    Stored,
     generate_partitions,
     partition_of,
     partitioned_backtest,
@@ -189,9 +195,10 @@ def _same_model(a: StageConversionModel, b: StageConversionModel, rtol: float = 
 )
 def test_the_stage_conversion_fit_on_a_cluster_is_the_wholes(crm, tmp_path, client, params):
     parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 3))
-    for as_of in (None, "2024-09-30"):  # the whole's end (a partition's own is earlier), and the data as known then
+    # the whole's end (a partition's own is earlier), and the data as known then, every result kept on disk
+    for as_of, on in ((None, client), ("2024-09-30", DaskTasks(client, store=0))):
         whole = StageConversionModel(n_bootstrap=0, **params).fit(crm, as_of=as_of)
-        got = partitioned_fit(StageConversionModel(n_bootstrap=0, **params), parts, as_of, client=client)
+        got = partitioned_fit(StageConversionModel(n_bootstrap=0, **params), parts, as_of, client=on)
         _same_model(got, whole)
         snap = pipeline_snapshots(crm, whole.as_of_ - pd.Timedelta(days=30), columns=["segment"])
         np.testing.assert_allclose(got.predict_proba(snap), whole.predict_proba(snap), rtol=0, atol=1e-9)
@@ -318,6 +325,43 @@ def test_the_import_command_writes_partitions(tmp_path, capsys):
     assert "whole number >= 1, got 0" in err and "format" not in err
 
 
+def _run_files(dask_worker) -> list[str]:
+    """On a worker (``Client.run``): the files `DaskTasks` runs keep on its disk."""
+    return glob.glob(os.path.join(dask_worker.local_directory, "salesforecast", "*", "*"))
+
+
+def test_a_result_kept_on_disk_is_mapped_when_read_and_removed_with_it(tmp_path, client):
+    table = pd.DataFrame({"amount": np.arange(5.0), "owner": pd.array(list("abcde"), dtype="str")})
+    value = {"rows": np.arange(1000), "table": table, "label": "Q1"}
+    kept = Stored.keep(value, str(tmp_path), threshold=0)
+    assert isinstance(kept, Stored) and os.path.exists(kept.path) and kept.nbytes >= 8000
+    back = kept.load()
+    assert not back["rows"].flags.writeable and (back["rows"] == value["rows"]).all()  # a read-only map of the file
+    assert back["table"].equals(table) and back["label"] == "Q1"
+    assert isinstance(pickle.loads(pickle.dumps(kept)), dict)  # sent elsewhere, it travels as the value
+    path = kept.path
+    del kept, back
+    assert not os.path.exists(path)
+    assert Stored.keep(value, str(tmp_path)) is value  # small: kept in memory
+    # on the cluster: partition i on the i-th worker in turn, big results on its disk until released
+    tasks = DaskTasks(client, store=2**12)
+    big = tasks.map(np.arange, [10**5, 10**5, 10])  # partitions 0 and 2 on the first worker
+    pytest.importorskip("dask.distributed").wait(big)
+    where = client.who_has(big)
+    assert [where[f.key][0] for f in big] == [tasks.workers[i % len(tasks.workers)] for i in range(3)]
+    assert sorted(len(files) for files in client.run(_run_files).values()) == [1, 1]
+    assert [len(a) for a in tasks.gather(big)] == [10**5, 10**5, 10]
+    assert int(tasks.sum(tasks.map(np.ones, [10**4] * 3)).sum()) == 3 * 10**4
+    del big
+    for _ in range(100):  # the workers release the results a moment after the client lets them go
+        client.run(gc.collect)
+        if not any(client.run(_run_files).values()):
+            break
+        time.sleep(0.1)
+    assert not any(client.run(_run_files).values())
+    tasks.close()
+
+
 def _split(k: int, amount: np.ndarray, p: np.ndarray, codes: np.ndarray) -> list[tuple]:
     return [(amount[i::k], p[i::k], codes[:, i::k]) for i in range(k)]
 
@@ -388,8 +432,10 @@ def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tm
     assert set(whole["group"]) == {"total", "team", "owner"} and whole["period"].nunique() >= 3
     got = partitioned_backtest(parts, client=client)
     _compare_backtests(got, whole, reseeded=backtest(crm, list(PIPELINE_METHODS), seed=1))
-    # a fixed number of partitions: the same futures on the cluster as here
+    # a fixed number of partitions: the same futures on the cluster as here, and with every result on the disks
     pd.testing.assert_frame_equal(partitioned_backtest(parts), got)
+    pd.testing.assert_frame_equal(partitioned_backtest(parts, client=DaskTasks(client, store=0)), got)
+    assert not any(client.run(_run_files).values())  # the run's files removed
     # refits at every cutoff, a fixed shock without interval calibration, months by segment
     # the methods of the bookings history too: run rate, ETS, seasonal naive (each period's bookings added)
     _compare_backtests(

@@ -85,7 +85,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -485,11 +485,32 @@ def _latest_submissions(subs: pd.DataFrame, label: str, category: str, t: pd.Tim
 
 def _owner_team(opps: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
     """Each owner's team as known at `t`: the team of their latest deal created by then."""
+    return _teams_of([_latest_deals(opps, t)])
+
+
+#: What `_latest_deals` keeps of a deal.
+_LATEST_DEAL = ["owner", "created_at", "opportunity_id", "team"]
+
+
+def _latest_deals(opps: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """Each owner's latest deal created by `t` (`_LATEST_DEAL`): of the data, or of a part, for `_teams_of`."""
     if "team" not in opps.columns:
+        return pd.DataFrame(columns=_LATEST_DEAL)
+    known = opps.loc[opps["created_at"] <= t, _LATEST_DEAL]
+    return known.sort_values(["created_at", "opportunity_id"], kind="stable").drop_duplicates("owner", keep="last")
+
+
+def _teams_of(latest: list[pd.DataFrame | None]) -> pd.Series:
+    """Each owner's team: that of their latest deal among the parts' `_latest_deals`.
+
+    Of deals created at the same time, the greatest ``opportunity_id``, whatever the order of the rows.
+    """
+    found = [f for f in latest if f is not None and len(f)]
+    if not found:
         return pd.Series(dtype="str")
-    known = opps.loc[opps["created_at"] <= t]
-    latest = known.sort_values("created_at", kind="stable").drop_duplicates("owner", keep="last")
-    return pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy())
+    deals = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
+    deals = deals.sort_values(["created_at", "opportunity_id"], kind="stable").drop_duplicates("owner", keep="last")
+    return pd.Series(deals["team"].to_numpy(), index=deals["owner"].to_numpy())
 
 
 def _with_team(table: pd.DataFrame, owner_team: pd.Series) -> pd.DataFrame:
@@ -506,19 +527,35 @@ _BIAS_COLUMNS = ["owner", "periods", "submissions", "bias", "run_rate", "late_ra
 
 def _bias_table(ctx: _Context, as_of: pd.Timestamp, category: str, weeks: float) -> pd.DataFrame:
     """Per owner: the blend model of `submission_bias` fitted on the periods closed by `as_of`."""
-    subs = ctx.data.forecast_submissions
+    closed = ctx.past_periods(as_of, 0)
+    return _bias_fit(ctx.data.forecast_submissions, ctx, closed, _booked(ctx, as_of, closed), as_of, category, weeks)
+
+
+def _booked(ctx: _Context, as_of: pd.Timestamp, closed: list[str]) -> dict[str, pd.Series]:
+    """Per closed period: each owner's won bookings known at `as_of` (of the data, or of a part: they add up)."""
+    return {p: pd.Series(ctx.won_by_owner(as_of, *ctx.bounds(p)), index=ctx.owners) for p in closed}
+
+
+def _bias_fit(
+    subs: pd.DataFrame,
+    cal: _Periods,
+    closed: list[str],
+    booked: dict[str, pd.Series],
+    as_of: pd.Timestamp,
+    category: str,
+    weeks: float,
+) -> pd.DataFrame:
+    """`_bias_table` from each closed period's bookings per owner (`_booked`)."""
     if len(subs) == 0:
         return pd.DataFrame(columns=_BIAS_COLUMNS)
-    closed = ctx.past_periods(as_of, 0)
     s = subs.loc[
         subs["period"].isin(closed) & (subs["category"] == category) & (subs["submitted_at"] <= as_of)
     ].reset_index(drop=True)
     if len(s) == 0:
         return pd.DataFrame(columns=_BIAS_COLUMNS)
-    owner_pos = ctx.owners.get_indexer(s["owner"].astype("str"))
-    bounds = {p: ctx.bounds(p) for p in closed}
-    booked = {p: ctx.won_by_owner(as_of, *bounds[p]) for p in closed}
-    actual = np.array([booked[p][k] if k >= 0 else 0.0 for p, k in zip(s["period"], owner_pos, strict=True)])
+    bounds = {p: cal.bounds(p) for p in closed}
+    names = s["owner"].astype("str")
+    actual = np.array([booked[p].get(o, 0.0) for p, o in zip(s["period"], names, strict=True)], dtype="float64")
     start = pd.to_datetime(s["period"].map(lambda p: bounds[p][0])).to_numpy("datetime64[us]")
     end = pd.to_datetime(s["period"].map(lambda p: bounds[p][1])).to_numpy("datetime64[us]")
     t = s["submitted_at"].to_numpy("datetime64[us]")
@@ -1500,35 +1537,54 @@ class ForecastMethod:
 
 def _latest_calls(cut: BacktestCutoff, category: str) -> pd.DataFrame:
     """Each rep's latest call of `category` for the period at the cutoff, with the team known then."""
-    latest = _latest_submissions(cut.settings.data.forecast_submissions, cut.period.label, category, cut.t)
+    return _calls_at(
+        cut.settings.data.forecast_submissions,
+        cut.period.label,
+        category,
+        cut.t,
+        lambda: _owner_team(cut.settings.opps_by_created, cut.t),
+    )
+
+
+def _calls_at(
+    subs: pd.DataFrame, label: str, category: str, t: pd.Timestamp, owner_team: Callable[[], pd.Series]
+) -> pd.DataFrame:
+    """`_latest_calls` from the submissions.
+
+    `owner_team` gives each owner's team at `t`; it is asked for only when a call has none.
+    """
+    latest = _latest_submissions(subs, label, category, t)
     if len(latest) and ("team" not in latest.columns or latest["team"].isna().any()):  # team from the deals
-        latest = _with_team(latest, _owner_team(cut.settings.opps_by_created, cut.t))
+        latest = _with_team(latest, owner_team())
     return latest
 
 
-def _sum_calls(cut: BacktestCutoff, calls: pd.DataFrame, values: np.ndarray) -> np.ndarray | None:
+def _sum_calls(G: _Groups, calls: pd.DataFrame, values: np.ndarray) -> np.ndarray | None:
     """Per group: the sum of the calls' `values` (missing where nobody in the group has called)."""
     if len(calls) == 0:
         return None
-    G = cut.ctx.groups
     codes = G.codes(calls)
     counted = G.sum(codes, np.isfinite(values))
     return np.where(counted > 0, G.sum(codes, values), np.nan)
 
 
+def _corrected(calls: pd.DataFrame, bias: pd.Series, fallback: float) -> np.ndarray:
+    """Each commit call divided by its rep's bias (`fallback` for a rep without a usable one)."""
+    b = bias.reindex(calls["owner"].astype("str").to_numpy()).to_numpy("float64")
+    return calls["amount"].to_numpy("float64") / np.where(np.isfinite(b) & (b > 0), b, fallback)
+
+
 def _submitted(category: str) -> Callable[[BacktestCutoff], np.ndarray | None]:
     def forecast(cut: BacktestCutoff) -> np.ndarray | None:
         calls = _latest_calls(cut, category)
-        return _sum_calls(cut, calls, calls["amount"].to_numpy("float64"))
+        return _sum_calls(cut.ctx.groups, calls, calls["amount"].to_numpy("float64"))
 
     return forecast
 
 
 def _bias_corrected_commit(cut: BacktestCutoff) -> np.ndarray | None:
     calls = _latest_calls(cut, "commit")
-    b = cut.period.bias.reindex(calls["owner"].astype("str").to_numpy()).to_numpy("float64")
-    values = calls["amount"].to_numpy("float64")
-    return _sum_calls(cut, calls, values / np.where(np.isfinite(b) & (b > 0), b, cut.period.bias_fallback))
+    return _sum_calls(cut.ctx.groups, calls, _corrected(calls, cut.period.bias, cut.period.bias_fallback))
 
 
 def _crm_weighted(cut: BacktestCutoff) -> np.ndarray:
@@ -1927,8 +1983,20 @@ METHODS: dict[str, ForecastMethod] = {
 #: Methods that need only the pipeline and the stage-conversion model (the fast core of the backtest).
 PIPELINE_METHODS: tuple[str, ...] = ("crm_weighted", "stage_conversion", "monte_carlo")
 
-#: Methods `backtest_parts` replays over partitions: the pipeline methods and those of the bookings history.
-PARTITIONED_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, "run_rate", "ets", "seasonal_naive")
+#: Methods `backtest_parts` replays over partitions: the pipeline methods, those of the bookings history and the reps'
+#: calls.
+PARTITIONED_METHODS: tuple[str, ...] = (
+    *PIPELINE_METHODS,
+    "run_rate",
+    "ets",
+    "seasonal_naive",
+    "submitted_commit",
+    "submitted_best_case",
+    "bias_corrected_commit",
+)
+
+#: The forecast category of each method summing the reps' latest calls.
+_CALL_CATEGORY: dict[str, str] = {"submitted_commit": "commit", "submitted_best_case": "best_case"}
 
 
 def _check_backtest(period: str, refit: str, n_sims: Any, shock: Any) -> None:
@@ -2309,7 +2377,12 @@ def _opportunity_scores(
 
 def _commit_bias(ctx: _Context, refit_at: pd.Timestamp, weeks: float) -> tuple[pd.Series, float]:
     """Each owner's commit bias learned at `refit_at`, and the median rep's (for a rep without a usable one)."""
-    bias = _bias_table(ctx, refit_at, "commit", weeks).set_index("owner")["bias"].astype("float64")
+    return _bias_and_fallback(_bias_table(ctx, refit_at, "commit", weeks))
+
+
+def _bias_and_fallback(table: pd.DataFrame) -> tuple[pd.Series, float]:
+    """Each owner's commit bias of a `_bias_table`, and the median rep's (for a rep without a usable one)."""
+    bias = table.set_index("owner")["bias"].astype("float64")
     usable = bias[np.isfinite(bias) & (bias > 0)]
     # a rep without a usable bias of their own (new, or never booked) gets the median rep's
     return bias, float(usable.median()) if len(usable) else 1.0
@@ -2470,6 +2543,11 @@ def _part_meta(part: Any, groups: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _part_booked(ctx: _Context, as_of: pd.Timestamp, closed: list[str]) -> dict[str, pd.Series]:
+    """Task: the part's won bookings per owner of each closed period, as known at `as_of` (`_booked`)."""
+    return _booked(ctx, as_of, closed)
+
+
 def _part_context(part: Any, period: str, whole: _Whole, dates: list[pd.Timestamp], keep: list[str]) -> _Context:
     """Task: a part's backtest context under the whole's groups and rules, its pipeline rebuilt at `dates`.
 
@@ -2533,17 +2611,20 @@ def _part_cutoffs(
     crm: bool,
     new: bool,
     history: bool = False,
+    teams: bool = False,
 ) -> dict[str, Any]:
     """Task: the part's sums at every cutoff of a period, and its Monte Carlo draws under the shared `streams`.
 
     With `history`, the bookings of the trailing period at each cutoff (``run_rate``) and of every closed period
-    at the period's start (``ets``, ``seasonal_naive``).
+    at the period's start (``ets``, ``seasonal_naive``); with `teams`, each owner's latest deal at each cutoff
+    (`_latest_deals`: the team of a call that names none).
 
     ``{"sums": {"actual": ..., "cuts": [per cutoff: won, new deals, the methods' sums]}, "draws": (cutoffs,
     groups, futures) or None}``: the draws are added over the parts where they are (`tasks.sum`), never gathered
     part by part.
     """
     G = ctx.groups
+    opps = ctx.data.opportunities.sort_values(["created_at", "opportunity_id"], kind="stable") if teams else None
     snaps = [ctx.snap(t) for t in cuts]
     qs = None
     if part.model is not None:
@@ -2559,6 +2640,8 @@ def _part_cutoffs(
             r["left_out"] = _left_out(snap)
         if history and t - (end - start) >= ctx.first_day:  # run_rate's trailing period, as long as the period
             r["trailing"] = ctx.won_known(t, t - (end - start), t)
+        if teams:
+            r["latest"] = _latest_deals(opps, t)
         if qs is not None:
             r["stage"] = G.sum(snap.codes, snap.amount * qs[j])
             if streams is not None:
@@ -2617,6 +2700,7 @@ def backtest_parts(
     segment: str | None = "segment",
     calibrate_periods: int = 8,
     calibrate_prior: float = 0.5,
+    bias_weeks: float = 4,
     min_history_days: float | None = None,
     seed: int = 0,
     close_unknown_before: Any = None,
@@ -2627,10 +2711,12 @@ def backtest_parts(
     Each part (its opportunities with all their history: a partition of `salesforecast.scale`) rebuilds its own
     pipeline at every cutoff and computes its sums: won to date, actuals, new deals, the CRM-weighted and the
     stage-conversion expected bookings per group, the sums behind the horizon calibration, the shock and the
-    interval calibration, and (asked for) the bookings of the trailing and of every closed period. The client adds
-    them; the stage-conversion model is learned from every part (`StageConversionModel.fit_parts`: the censored
-    visits, one per open deal at most, are the only per-visit rows that travel, as cell, duration and weight), and
-    the Monte Carlo draws each part's deals under a shock and a past period of new deals drawn once (the scheme of
+    interval calibration, and (asked for) the bookings of the trailing and of every closed period, each owner's
+    bookings of the closed periods (the reps' commit bias) and each owner's latest deal (the team of a call that
+    names none). The client adds them and reads the reps' calls itself (``submissions``); the stage-conversion model
+    is learned from every part (`StageConversionModel.fit_parts`: the censored visits, one per open deal at most,
+    are the only per-visit rows that travel, as cell, duration and weight), and the Monte Carlo draws each part's
+    deals under a shock and a past period of new deals drawn once (the scheme of
     `salesforecast.simulation.simulate_bookings_parts`: `part_streams`, `draw_part`, `bookings_from_parts`).
 
     Parameters
@@ -2648,7 +2734,7 @@ def backtest_parts(
     methods : sequence of str, optional
         Among `PARTITIONED_METHODS` (default: `PIPELINE_METHODS`).
     period, cutoffs, groups, periods, refit, n_sims, shock, new_deal_periods, segment, calibrate_periods, \
-calibrate_prior, min_history_days, seed
+calibrate_prior, bias_weeks, min_history_days, seed
         As `backtest`.
     close_unknown_before : int, optional
         The whole's `DealHistory.close_unknown_before` (microseconds; `NAT` when its history records close dates).
@@ -2660,11 +2746,10 @@ calibrate_prior, min_history_days, seed
     Returns
     -------
     pandas.DataFrame
-        As ``backtest(data, methods, ...)`` of the whole data: the same rows. ``crm_weighted``,
-        ``stage_conversion``, ``run_rate``, ``ets`` and ``seasonal_naive`` equal to the order of floating-point sums
-        (1e-9 relative); ``monte_carlo``'s futures
-        are drawn per part (see `simulate_bookings_parts`), so its mean and P10/P50/P90 agree within Monte Carlo
-        error, not to the last digit, and are the same for a given number of parts and seed.
+        As ``backtest(data, methods, ...)`` of the whole data: the same rows. Every method but ``monte_carlo``
+        equal to the order of floating-point sums (1e-9 relative); ``monte_carlo``'s futures are drawn per part
+        (see `simulate_bookings_parts`), so its mean and P10/P50/P90 agree within Monte Carlo error, not to the
+        last digit, and are the same for a given number of parts and seed.
     """
     tasks = LocalTasks() if tasks is None else tasks
     _check_backtest(period, refit, n_sims, shock)
@@ -2699,7 +2784,14 @@ calibrate_prior, min_history_days, seed
     # every part's context (its pipeline at every date), kept where the part lives
     whole = _Whole(G, cal.first_day, cal.end, close_unknown_before)
     seg = segment if segment is not None and segment in columns else None
-    ctxs = tasks.map(_part_context, parts, period=period, whole=whole, dates=dates, keep=[seg] if seg else [])
+    # a call without a team takes its rep's team then: their latest deal's, over every part
+    teams = (
+        "submissions" in needs
+        and "team" in columns
+        and ("team" not in submissions.columns or bool(submissions["team"].isna().any()))
+    )
+    keep = ([seg] if seg else []) + (_LATEST_DEAL if teams else [])
+    ctxs = tasks.map(_part_context, parts, period=period, whole=whole, dates=dates, keep=keep)
     n_open = _added(tasks.gather(tasks.map(_part_open, ctxs, dates=dates)))
     open_at = {pd.Timestamp(t): int(n) > 0 for t, n in zip(dates, n_open, strict=True)}
 
@@ -2773,6 +2865,13 @@ calibrate_prior, min_history_days, seed
                         )
                         moments = [_new_deal_moments(nd, G.size) for nd in nds]
                         intervals = _calibration_scores(G, used, shock_sd, x, var, actual, floor, moments)
+        bias, fallback = None, 1.0
+        if "submission bias" in needs:  # each rep's commit bias from the reps' bookings, added over the parts
+            closed = cal.past_periods(refit_at, 0)
+            found = tasks.gather(tasks.map(_part_booked, ctxs, as_of=refit_at, closed=closed))
+            booked = {p: pd.concat([f[p] for f in found]).groupby(level=0, sort=True).sum() for p in closed}
+            table = _bias_fit(submissions, cal, closed, booked, refit_at, "commit", bias_weeks)
+            bias, fallback = _bias_and_fallback(table)
         cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
         draw = model is not None and "monte_carlo" in names
         rngs = [_seed(seed, t, 1) for t in cuts] if draw else []
@@ -2791,6 +2890,7 @@ calibrate_prior, min_history_days, seed
             crm="crm_weighted" in names,
             new=needs_new,
             history="bookings history" in needs,
+            teams=teams,
         )
         results = tasks.gather(tasks.map(_pick, done, key="sums"))
         drawn = tasks.sum(tasks.map(_pick, done, key="draws")) if draw else None  # (cutoffs, groups, futures)
@@ -2807,10 +2907,20 @@ calibrate_prior, min_history_days, seed
             days = (e - t) / _DAY
             if "crm_weighted" in names:
                 left_out.append((t, *_added([r["left_out"] for r in at])))
+            owner_team = partial(_teams_of, [r.get("latest") for r in at])  # the parts' latest deals (with teams)
+
             for m in chosen:
                 fc = np.full((G.size, 4), np.nan)
                 expected = None
-                if m.name == "crm_weighted":
+                if m.name in _CALL_CATEGORY or m.name == "bias_corrected_commit":
+                    calls = _calls_at(submissions, label, _CALL_CATEGORY.get(m.name, "commit"), t, owner_team)
+                    values = calls["amount"].to_numpy("float64") if len(calls) else np.zeros(0)
+                    if m.name == "bias_corrected_commit" and len(calls):
+                        values = _corrected(calls, bias, fallback)
+                    summed = _sum_calls(G, calls, values)
+                    if summed is not None:
+                        fc[:, 0] = summed
+                elif m.name == "crm_weighted":
                     fc[:, 0] = won + _added([r["crm"] for r in at])
                 elif m.name == "run_rate":
                     if "trailing" in at[0]:  # as `_run_rate`: the trailing period's bookings per day x the days left

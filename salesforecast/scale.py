@@ -11,7 +11,9 @@ rules, not its own.
 `PartitionedCRM` reads such a folder (a path, or any place the workers can read: a shared file system); its steps
 take a ``dask.distributed.Client`` and run one task per partition on the workers, each reading its own partition,
 so only small results come back to the client. Without a client they run one partition after another in this
-process, with the same result.
+process, with the same result. On a cluster a partition always runs on the same worker, and what its tasks keep
+between steps is written to that worker's local disk and mapped back when read (`Stored`): a worker's memory
+follows the size of a partition, not of the data.
 
 So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row),
 `partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole) and
@@ -736,23 +738,25 @@ def partitioned_backtest(
 ) -> pd.DataFrame:
     """`salesforecast.forecast.backtest` over the partitions (on a cluster with `client`).
 
-    The pipeline methods by default; those of the bookings history (run rate, ETS, seasonal naive) on request.
+    The pipeline methods by default; those of the bookings history (run rate, ETS, seasonal naive) and of the reps'
+    calls (submitted commit and best case, bias-corrected commit: the submissions from ``shared/``) on request.
 
-    Each partition is read on a worker and stays there with its pipeline at every cutoff; the client receives
-    sums per group only (`salesforecast.forecast.backtest_parts`).
+    Each partition is read on a worker and its context (its pipeline at every cutoff, its history, its wins) is
+    kept there, on the worker's disk (`DaskTasks`); the client receives sums per group only
+    (`salesforecast.forecast.backtest_parts`).
 
     Parameters
     ----------
     crm : PartitionedCRM
     methods : sequence of str
         Among ``salesforecast.forecast.PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``,
-        ``monte_carlo`` (the default,
-        ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``.
+        ``monte_carlo`` (the default, ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``,
+        ``submitted_commit``, ``submitted_best_case``, ``bias_corrected_commit``.
     client : dask.distributed.Client or DaskTasks, optional
         Default: the partitions one after another in this process. A `DaskTasks` sets how results are kept.
     **kwargs
         `backtest`'s settings: ``period``, ``cutoffs``, ``groups``, ``periods``, ``refit``, ``n_sims``,
-        ``shock``, ``new_deal_periods``, ``segment``, ``calibrate_periods``, ``calibrate_prior``,
+        ``shock``, ``new_deal_periods``, ``segment``, ``calibrate_periods``, ``calibrate_prior``, ``bias_weeks``,
         ``min_history_days``, ``seed``.
 
     Returns

@@ -358,6 +358,26 @@ def test_submissions_count_for_the_team_known_at_the_cutoff_and_per_team(data):
     assert delta["total"] == 300_000 and delta[old_team] == 100_000 and delta[new_team] == 200_000
 
 
+def test_a_call_without_a_team_counts_for_its_reps_latest_deals_team_whatever_the_rows_order(data):
+    opps = data.opportunities.copy()
+    rep = opps["owner"].iloc[0]
+    known = opps.loc[(opps["owner"] == rep) & (opps["created_at"] <= CUTS[1])].sort_values("created_at")
+    two = known.index[-2:]  # the rep's two latest deals by the cutoff, created at the same instant, in two teams
+    opps.loc[two, "created_at"] = known["created_at"].iloc[-2]  # the later moved back: its history still after
+    first, second = sorted(opps["team"].unique())[:2]
+    ids = opps.loc[two, "opportunity_id"]
+    opps.loc[ids.idxmax(), "team"], opps.loc[ids.idxmin(), "team"] = second, first  # the greatest id: `second`
+    subs = data.forecast_submissions.drop(columns="team")
+    kw = {"methods": ["submitted_commit"], "cutoffs": [CUTS[1]], "periods": [PERIOD], "groups": ["total", "team"]}
+    got = []
+    for rows in (opps, opps.iloc[::-1]):
+        with_rep = backtest(_revalidate(data, opportunities=rows, forecast_submissions=subs), **kw)
+        without = backtest(_revalidate(data, opportunities=rows, forecast_submissions=subs[subs["owner"] != rep]), **kw)
+        got.append(with_rep.set_index("group_value")["forecast"] - without.set_index("group_value")["forecast"])
+    pd.testing.assert_series_equal(got[0], got[1])
+    assert got[0]["total"] > 0 and got[0][second] == got[0]["total"] and np.nan_to_num(got[0].get(first, 0.0)) == 0
+
+
 def test_recommend_ranks_each_metric_in_its_own_direction():
     board = pd.DataFrame(
         {

@@ -442,6 +442,26 @@ def test_the_backtest_of_the_pipeline_methods_on_a_cluster_is_the_wholes(crm, tm
         partitioned_backtest(parts, PARTITIONED_METHODS, client=client, periods=3),
         backtest(crm, list(PARTITIONED_METHODS), periods=3),
     )
+    # the reps' calls, half of them without a team: their rep's team then, from the deals of every partition; a
+    # rep moves to another team midway, and partition 0 holds none of their later deals (it alone would say the old)
+    subs, opps = crm.forecast_submissions, crm.opportunities
+    rep = subs["owner"].iloc[0]
+    later = ((opps["owner"] == rep) & (opps["created_at"] > opps["created_at"].median())).to_numpy()
+    gone = opps.loc[later & (partition_of(opps["opportunity_id"], 3) == 0), "opportunity_id"]
+    moved = opps["team"].where(~later, next(t for t in opps["team"].unique() if t != opps.loc[later, "team"].iloc[0]))
+    moved = replace(
+        crm,
+        opportunities=opps.assign(team=moved).loc[~opps["opportunity_id"].isin(gone)].reset_index(drop=True),
+        stage_history=crm.stage_history.loc[~crm.stage_history["opportunity_id"].isin(gone)].reset_index(drop=True),
+        activities=crm.activities.loc[~crm.activities["opportunity_id"].isin(gone)].reset_index(drop=True),
+        forecast_submissions=subs.assign(team=subs["team"].where(np.arange(len(subs)) % 2 == 0)),
+    )
+    calls = ["submitted_commit", "submitted_best_case", "bias_corrected_commit"]
+    on_cluster = partitioned_backtest(
+        PartitionedCRM(write_partitions(moved, tmp_path / "moved", 3)), calls, client=client, periods=3
+    )
+    assert on_cluster.groupby("method")["forecast"].count().min() > 100  # calls in every replayed period
+    _compare_backtests(on_cluster, backtest(moved, calls, periods=3))
     for settings in (
         {"refit": "cutoff", "periods": 1},
         {"shock": 0.3, "calibrate_periods": 0, "segment": None, "periods": 2},

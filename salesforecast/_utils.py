@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -340,21 +342,8 @@ class LocalTasks:
         return list(results)
 
     def sum(self, results: Any) -> Any:
-        """The results of `map` added (in a fixed order: `salesforecast.scale.DaskTasks` adds them as a tree)."""
-        return tree_sum(list(results), lambda a, b: a + b)
+        """The results of `map` added in the parts' order, one after another (`salesforecast.scale.DaskTasks` too)."""
+        return functools.reduce(operator.add, list(results))
 
     def close(self) -> None:
         """Nothing to release here (`salesforecast.scale.DaskTasks.close` removes a cluster run's files)."""
-
-
-def tree_sum(items: list[Any], add: Any) -> Any:
-    """`items` added pairwise, level by level: the same order wherever the additions run.
-
-    Examples
-    --------
-    >>> tree_sum([1, 2, 3, 4, 5], lambda a, b: a + b)
-    15
-    """
-    while len(items) > 1:
-        items = [add(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
-    return items[0]

@@ -56,7 +56,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, release_memory, tree_sum
+from salesforecast._utils import NAT, LocalTasks, release_memory
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
 from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
@@ -429,7 +429,7 @@ class PartitionedCRM:
         )
 
 
-STORE_BYTES = 2**24
+STORE_BYTES = 2**20
 """A task's result whose arrays take more bytes than this is kept on its worker's disk (`Stored`)."""
 
 
@@ -443,8 +443,9 @@ class Stored:
 
     The object is pickled with its arrays out of band (protocol 5) and written as one file: the pickle, then each
     array at a 64-byte boundary. Loaded, the arrays are read-only views of the file. The file is removed with the
-    object that wrote it (the worker releases the result). Sent to another process (a result gathered, or moved to
-    another worker), it travels as the object itself.
+    object that wrote it (the worker releases the result). Sent to another process, it travels as the object
+    itself: gathered by the client, the value; fetched by another worker of the same `run`, kept on that worker's
+    disk in turn.
 
     Parameters
     ----------
@@ -452,22 +453,31 @@ class Stored:
         The file.
     nbytes : int
         The bytes of its arrays.
+    run : str, optional
+        The `DaskTasks` run it belongs to (its files' folder on every worker).
+    threshold : int
+        The bytes above which a result of the run is kept on disk.
     """
 
-    __slots__ = ("_pid", "nbytes", "path")
+    __slots__ = ("_pid", "nbytes", "path", "run", "threshold")
 
-    def __init__(self, path: str, nbytes: int) -> None:
+    def __init__(self, path: str, nbytes: int, run: str | None = None, threshold: int = STORE_BYTES) -> None:
         self.path, self.nbytes, self._pid = path, nbytes, os.getpid()
+        self.run, self.threshold = run, threshold
 
     @classmethod
-    def keep(cls, value: Any, folder: str, threshold: int = STORE_BYTES) -> Any:
-        """`value` written in `folder` when its arrays take more than `threshold` bytes (a `Stored`), else itself."""
+    def keep(cls, value: Any, folder: str, threshold: int = STORE_BYTES, run: str | None = None) -> Any:
+        """`value` written in `folder` when its arrays take more than `threshold` bytes (a `Stored`), else a copy.
+
+        The copy holds no view of another result's file: a small result that kept one (a slice of a partition's
+        arrays, say) would keep that file's pages in the worker's memory for as long as it lives.
+        """
         buffers: list[pickle.PickleBuffer] = []
         head = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         views = [b.raw() for b in buffers]
         nbytes = sum(v.nbytes for v in views)
         if nbytes <= threshold:
-            return value
+            return pickle.loads(head, buffers=[bytearray(v) for v in views])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{uuid.uuid4().hex}.pickle")
         offsets, at = [], _aligned(8 * (2 + 2 * len(views)) + len(head))
@@ -480,7 +490,7 @@ class Stored:
             for v, off in zip(views, offsets[::2], strict=True):
                 f.seek(off)
                 f.write(v)
-        return cls(path, nbytes)
+        return cls(path, nbytes, run, threshold)
 
     def load(self) -> Any:
         """The object, its arrays mapped read-only from the file."""
@@ -492,8 +502,8 @@ class Stored:
         views = [mapped[off : off + n] for off, n in table.tolist()]
         return pickle.loads(mapped[start : start + n_head], buffers=views)
 
-    def __reduce__(self) -> tuple[Any, tuple[Any]]:
-        return _same, (self.load(),)
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _arrived, (self.load(), self.run, self.threshold)
 
     def __del__(self) -> None:
         if getattr(self, "_pid", None) == os.getpid():  # only the process that wrote it removes the file
@@ -505,8 +515,14 @@ def _aligned(at: int) -> int:
     return -(-at // 64) * 64
 
 
-def _same(value: Any) -> Any:
-    return value
+def _arrived(value: Any, run: str | None, threshold: int) -> Any:
+    """A `Stored` sent elsewhere: on a worker of its run, kept on that worker's disk in turn; elsewhere, the value.
+
+    A result fetched by another worker (an addition of `DaskTasks.sum` needs two) stays there as long as the client
+    holds it: on disk, it holds no memory.
+    """
+    folder = _RUN_FOLDERS.get(run) if run is not None else None  # known where a task of the run has run
+    return value if folder is None else Stored.keep(value, folder, threshold, run)
 
 
 def _loaded(value: Any) -> Any:
@@ -580,8 +596,16 @@ class DaskTasks:
         return [_loaded(r) for r in self.client.gather(list(results))]
 
     def sum(self, results: Any) -> Any:
-        """The results added on the workers, pairwise as a tree (`LocalTasks.sum`'s order): only the total travels."""
-        return _loaded(self.client.gather(tree_sum(list(results), lambda a, b: self.client.submit(_add, a, b))))
+        """The results added on the workers in the partitions' order (`LocalTasks.sum`'s): only the total travels.
+
+        One addition after another, each kept on disk as the results are: a worker holds two results at a time,
+        whatever the number of partitions (a tree of additions would fetch many at once).
+        """
+        results = list(results)
+        total = results[0]
+        for r in results[1:]:
+            total = self.client.submit(_add, total, r, store=self.store, run=self.run, pure=False)
+        return _loaded(self.client.gather(total))
 
     def close(self) -> None:
         """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest)."""
@@ -598,11 +622,17 @@ def _call(
     """
     handle, *values = (_loaded(v) for v in (handle, *values))
     out = fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True)))
-    return out if store is None else Stored.keep(out, _run_folder(run), store)
+    return out if store is None else Stored.keep(out, _run_folder(run), store, run)
 
 
-def _add(a: Any, b: Any) -> Any:
-    return _loaded(a) + _loaded(b)
+def _add(a: Any, b: Any, store: int | None, run: str) -> Any:
+    """A `DaskTasks.sum` task: two results added, the sum kept as `_call` keeps a result."""
+    out = _loaded(a) + _loaded(b)
+    return out if store is None else Stored.keep(out, _run_folder(run), store, run)
+
+
+#: The folder of each run's files in this process (a worker's), once one of its tasks has run here.
+_RUN_FOLDERS: dict[str, str] = {}
 
 
 def _run_folder(run: str, worker: Any = None) -> str:
@@ -611,11 +641,14 @@ def _run_folder(run: str, worker: Any = None) -> str:
         from distributed import get_worker
 
         worker = get_worker()
-    return os.path.join(worker.local_directory, "salesforecast", run)
+    folder = os.path.join(worker.local_directory, "salesforecast", run)
+    _RUN_FOLDERS[run] = folder  # for the results of the run that arrive from other workers (`_arrived`)
+    return folder
 
 
 def _remove_run(run: str, dask_worker: Any = None) -> None:
     shutil.rmtree(_run_folder(run, dask_worker), ignore_errors=True)
+    _RUN_FOLDERS.pop(run, None)
 
 
 @contextlib.contextmanager

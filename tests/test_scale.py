@@ -340,9 +340,10 @@ def test_a_result_kept_on_disk_is_mapped_when_read_and_removed_with_it(tmp_path,
     assert back["table"].equals(table) and back["label"] == "Q1"
     assert isinstance(pickle.loads(pickle.dumps(kept)), dict)  # sent elsewhere, it travels as the value
     path = kept.path
+    small = Stored.keep(back, str(tmp_path), threshold=2**20)  # small: kept in memory, a copy of its own
+    assert not isinstance(small, Stored) and not np.shares_memory(small["rows"], back["rows"])
     del kept, back
     assert not os.path.exists(path)
-    assert Stored.keep(value, str(tmp_path)) is value  # small: kept in memory
     # on the cluster: partition i on the i-th worker in turn, big results on its disk until released
     tasks = DaskTasks(client, store=2**12)
     big = tasks.map(np.arange, [10**5, 10**5, 10])  # partitions 0 and 2 on the first worker
@@ -352,6 +353,11 @@ def test_a_result_kept_on_disk_is_mapped_when_read_and_removed_with_it(tmp_path,
     assert sorted(len(files) for files in client.run(_run_files).values()) == [1, 1]
     assert [len(a) for a in tasks.gather(big)] == [10**5, 10**5, 10]
     assert int(tasks.sum(tasks.map(np.ones, [10**4] * 3)).sum()) == 3 * 10**4
+    # a result fetched by the other worker is kept on that one's disk too (an addition of the sum needs two)
+    first = tasks.workers[0]
+    assert client.submit(lambda kept: len(kept.load()), big[1], workers=[first], pure=False).result() == 10**5
+    held = client.run(lambda dask_worker, key=big[1].key: type(dask_worker.data[key]).__name__, workers=[first])
+    assert held == {first: "Stored"}
     del big
     for _ in range(100):  # the workers release the results a moment after the client lets them go
         client.run(gc.collect)

@@ -56,8 +56,8 @@ bench: venv ## run every benchmark (results in benchmarks/results/, tables in be
 	$(BIN)/python benchmarks/report_suite.py --sizes 100000 1000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
 	$(BIN)/python benchmarks/summary.py
 
-bench-dask: venv ## the steps over partitions on a Dask LocalCluster vs one process, and generated CRMs to 3M (benchmarks/dask_scale.py)
-	$(BIN)/python benchmarks/dask_scale.py --sizes 100000 1000000 --generated 1000000 3000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
+bench-dask: venv ## the steps over partitions on a Dask LocalCluster vs one process, and generated CRMs to 10M (benchmarks/dask_scale.py)
+	$(BIN)/python benchmarks/dask_scale.py --sizes 100000 1000000 --generated 1000000 3000000 10000000 $(if $(BENCH_DATA),--data-dir $(BENCH_DATA),)
 
 lab: venv ## open JupyterLab on notebooks/ with the `salesforecast` kernel
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=salesforecast $(ALLOW_ROOT)

@@ -567,14 +567,12 @@ class DaskTasks:
         """One task ``fn(handle, *the partition's values, **shared)`` per partition; futures.
 
         Every value travels as a task's argument, not as a keyword of ``Client.submit`` (whose keywords are not
-        meant for arrays); a shared array over 64 KB (every censored visit, say) is sent to the workers once
-        (``scatter``), not with every task. The tasks are not pure: a folder rewritten between two steps is read
-        again, never answered from an earlier result.
+        meant for arrays); a shared value over 64 KB pickled (every censored visit, a fitted model) is sent to the
+        workers once (``scatter``), not with every task: the client would hold a copy per partition. The tasks
+        are not pure: a folder rewritten between two steps is read again, never answered from an earlier result.
         """
         handles = list(handles)
-        values = [
-            self.client.scatter(v, broadcast=True) if getattr(v, "nbytes", 0) > 2**16 else v for v in shared.values()
-        ]
+        values = [self.client.scatter(v, broadcast=True, hash=False) if _large(v) else v for v in shared.values()]
         columns = [list(p) for p in per_part]
         call = partial(_call, fn=fn, n_per_part=len(per_part), names=tuple(shared), store=self.store, run=self.run)
         name = getattr(fn, "__name__", "task").strip("_")
@@ -611,6 +609,16 @@ class DaskTasks:
         """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest)."""
         with contextlib.suppress(Exception):
             self.client.run(_remove_run, self.run)
+
+
+def _large(value: Any) -> bool:
+    """Whether a value shared by every task of a step takes more than 64 KB pickled (then it is scattered once)."""
+    if value is None or isinstance(value, (bool, int, float, str, pd.Timestamp)):
+        return False
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes > 2**16
+    return len(pickle.dumps(value, protocol=5)) > 2**16
 
 
 def _call(

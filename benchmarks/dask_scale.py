@@ -297,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument(
+        "--keep-compared",
+        action="store_true",
+        help="keep the saved comparison runs (results/dask_scale.json) and measure only the generated CRMs",
+    )
     args = parser.parse_args(argv)
     if args.step is not None:
         scratch = SCRATCH / "outputs"
@@ -314,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
             result = run_cluster(target, scratch, args.workers, args.memory_limit)
         print(json.dumps(result))
         return 0
-    runs = []
-    for n in args.sizes:
+    runs, kept = [], ""
+    if args.keep_compared and (RESULTS / "dask_scale.json").exists():
+        saved = json.loads((RESULTS / "dask_scale.json").read_text(encoding="utf-8"))
+        runs, kept = saved.get("runs", []), f" (the comparison with one process: the run of {saved.get('date')})"
+    for n in args.sizes if not kept else []:
         if args.data_dir is None:  # generate(n, seed=5) once into benchmarks/.scratch (git-ignored), as make bench
             from scale import ensure_data
 
@@ -364,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({**meta, "runs": runs, "generated": generated}, indent=2) + "\n", encoding="utf-8"
         )
         update_readme(
-            f"Run {stamp} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per worker, "
+            f"Run {stamp}{kept} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per worker, "
             f"memory limit {args.memory_limit} each; 156 weekly dates; the backtest with its defaults (every quarter "
             f"closed a year after the first deal, weekly cutoffs, total, team and owner).\n\n{table}",
             "dask",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -342,8 +341,24 @@ class LocalTasks:
         return list(results)
 
     def sum(self, results: Any) -> Any:
-        """The results of `map` added in the parts' order, one after another (`salesforecast.scale.DaskTasks` too)."""
-        return functools.reduce(operator.add, list(results))
+        """The results of `map` added in the parts' order, one after another (`salesforecast.scale.DaskTasks` too).
+
+        Tuples and lists of results are added element by element (`added`).
+        """
+        return functools.reduce(added, list(results))
 
     def close(self) -> None:
         """Nothing to release here (`salesforecast.scale.DaskTasks.close` removes a cluster run's files)."""
+
+
+def added(a: Any, b: Any) -> Any:
+    """`a` + `b`, element by element when they are tuples or lists (of arrays, numbers, or tuples of them).
+
+    Examples
+    --------
+    >>> added((1, [2, 3]), (10, [20, 30]))
+    (11, [22, 33])
+    """
+    if isinstance(a, (tuple, list)):
+        return type(a)(added(x, y) for x, y in zip(a, b, strict=True))
+    return a + b

@@ -76,6 +76,7 @@ names it.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import numbers
@@ -91,7 +92,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from salesforecast._utils import DAY_US, NEVER, LocalTasks, release_memory
+from salesforecast._utils import DAY_US, NEVER, LocalTasks, added, release_memory
 from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
@@ -2672,14 +2673,8 @@ def _no_intervals(G: _Groups) -> IntervalCalibration:
 
 
 def _added(values: list[Any]) -> Any:
-    """The sum of the parts' values (arrays, numbers, or tuples and lists of them, element by element)."""
-    first = values[0]
-    if isinstance(first, (tuple, list)):
-        return type(first)(_added([v[i] for v in values]) for i in range(len(first)))
-    out = first
-    for v in values[1:]:
-        out = out + v
-    return out
+    """The sum of the parts' values (arrays, numbers, or tuples and lists of them, element by element), in order."""
+    return functools.reduce(added, values)
 
 
 def backtest_parts(

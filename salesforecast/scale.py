@@ -56,7 +56,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, release_memory
+from salesforecast._utils import NAT, LocalTasks, added, release_memory
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
 from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
@@ -635,7 +635,7 @@ def _call(
 
 def _add(a: Any, b: Any, store: int | None, run: str) -> Any:
     """A `DaskTasks.sum` task: two results added, the sum kept as `_call` keeps a result."""
-    out = _loaded(a) + _loaded(b)
+    out = added(_loaded(a), _loaded(b))
     return out if store is None else Stored.keep(out, _run_folder(run), store, run)
 
 

@@ -937,8 +937,9 @@ class StageConversionModel(BaseEstimator):
             cens = tasks.gather(tasks.map(_part_censored, handles))
             key, gkey, dur, w_c = (np.concatenate([c[j] for c in cens]) for j in range(4))
             dbits = int(max(s["max"].max() for s in summaries)).bit_length()
-            found = tasks.gather(tasks.map(_part_events_before, handles, key=key, gkey=gkey, duration=dur, dbits=dbits))
-            before, total, gbefore, gtotal = (sum(f[j] for f in found) for j in range(4))
+            # added where they are: each part's answer is as long as every part's censored visits
+            found = tasks.map(_part_events_before, handles, key=key, gkey=gkey, duration=dur, dbits=dbits)
+            before, total, gbefore, gtotal = tasks.sum(found)
             deficit = _deficit(before, total[key], w_c)
             gdeficit = _deficit(gbefore, gtotal[np.maximum(gkey, 0)] if len(gtotal) else np.zeros(len(gkey)), w_c)
             bounds = np.cumsum([0] + [len(c[0]) for c in cens])

@@ -372,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({**meta, "runs": runs, "generated": generated}, indent=2) + "\n", encoding="utf-8"
         )
         update_readme(
-            f"Run {stamp}{kept} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per worker, "
-            f"memory limit {args.memory_limit} each; 156 weekly dates; the backtest with its defaults (every quarter "
-            f"closed a year after the first deal, weekly cutoffs, total, team and owner).\n\n{table}",
+            f"Run {stamp}{kept} on {os.cpu_count()} cores ({platform.platform()}); LocalCluster, one thread per "
+            f"worker, memory limit {args.memory_limit} each; 156 weekly dates; the backtest with its defaults "
+            f"(every quarter closed a year after the first deal, weekly cutoffs, total, team and owner).\n\n{table}",
             "dask",
         )
     return 0

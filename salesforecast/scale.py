@@ -538,7 +538,9 @@ class DaskTasks:
 
     Partition ``i`` always runs on the same worker (the ``i``-th of the workers in turn), where its results stay;
     a result whose arrays take more than `store` bytes is kept on that worker's local disk (`Stored`), so a worker
-    holds in memory only what its running task reads.
+    holds in memory only what its running task reads. The workers are those of the cluster when the step starts:
+    a worker added later gets no partition, and a step whose worker is lost waits for it (its partitions' tasks
+    are bound to it): run the step again.
 
     Parameters
     ----------

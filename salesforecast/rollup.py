@@ -28,6 +28,9 @@ ALL_TEAMS = "all teams"
 def owner_teams(opportunities: pd.DataFrame, as_of: Any = None, *others: pd.DataFrame) -> pd.Series:
     """Each rep's team: the team of their latest deal created by `as_of`.
 
+    Of a rep's deals created at the same instant, the one with the greatest ``opportunity_id`` (whatever the order
+    of the rows), as the backtest takes a call's team.
+
     Parameters
     ----------
     opportunities : pandas.DataFrame
@@ -62,7 +65,9 @@ def owner_teams(opportunities: pd.DataFrame, as_of: Any = None, *others: pd.Data
         when = "created_at" if "created_at" in table.columns else "submitted_at"
         known = table if as_of is None else table.loc[table[when] <= pd.Timestamp(as_of)]
         known = known.loc[known["team"].notna()]
-        latest = known.sort_values(when, kind="stable").drop_duplicates("owner", keep="last")
+        # of deals created at the same instant, the greatest id (as the backtest's calls take it), not the last row
+        order = [when, "opportunity_id"] if "opportunity_id" in known.columns else [when]
+        latest = known.sort_values(order, kind="stable").drop_duplicates("owner", keep="last")
         found = pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy(), dtype="str", name="team")
         teams = found if teams.empty else teams.combine_first(found)
     return teams.sort_index().rename("team")

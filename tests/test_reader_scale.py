@@ -145,6 +145,19 @@ def test_roll_up_weights_call_ratios_by_bookings_and_adds_the_company():
         rollup.roll_up(bias, teams, sums=["late"])
 
 
+def test_a_reps_team_among_deals_created_at_the_same_instant_is_the_greatest_ids_whatever_the_rows_order():
+    deals = pd.DataFrame(
+        {
+            "opportunity_id": ["OPP-2", "OPP-1", "OPP-3"],
+            "owner": ["a", "a", "b"],
+            "team": ["Y", "X", "X"],
+            "created_at": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-01"]),
+        }
+    )
+    for rows in (deals, deals.iloc[::-1]):
+        assert rollup.owner_teams(rows).to_dict() == {"a": "Y", "b": "X"}  # OPP-2 over OPP-1
+
+
 def test_a_single_team_is_its_own_company():
     """On a team's own page (for_each: team) the roll-up is the team's row, not the team twice."""
     bias = pd.DataFrame({"owner": ["a", "b"], "actual": [1.0, 2.0]})

@@ -2797,13 +2797,17 @@ calibrate_prior, bias_weeks, min_history_days, seed
     names = {m.name for m in chosen}
     chunks = list(plan.groupby(["period", "refit_at"], sort=True))
 
-    def replay(chunk_at: tuple) -> tuple[list[tuple], list[tuple], list[dict[str, Any]]]:
-        """One period (and refit date): its rows, the CRM-weighted forecast's left-out pipeline, its interval notes."""
+    def replay(chunk_at: tuple) -> tuple[list[tuple], list[tuple], list[dict[str, Any]], tuple[Any, list[tuple]]]:
+        """One period (and refit date): its rows, the CRM-weighted forecast's left-out pipeline, its interval notes.
+
+        With its bookings series and the rows the bookings-history models fill after the threads.
+        """
         (label, refit_at), chunk = chunk_at
         frames: list[tuple] = []
         left_out: list[tuple] = []
         notes = copy.copy(cal)  # the calendar, with this period's own interval notes
         notes.interval_notes = []
+        later: list[tuple[np.ndarray, str]] = []  # the bookings-history models' rows, filled after the threads
         s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
         refit_at = pd.Timestamp(refit_at)
         model, factors, shock_sd, intervals = None, {}, 0.0, None
@@ -2891,10 +2895,7 @@ calibrate_prior, bias_weeks, min_history_days, seed
         drawn = tasks.sum(tasks.map(_pick, done, key="draws")) if draw else None  # (cutoffs, groups, futures)
         del done
         actual = _added([r["actual"] for r in results])
-        prepared = {}
-        if "bookings history" in needs:
-            series = _added([r["series"] for r in results])
-            prepared = {m: _ets_of(cal, series, m, _QUANTILES) for m in ("ets", "seasonal_naive") if m in names}
+        series = _added([r["series"] for r in results]) if "bookings history" in needs else None
         for j, t in enumerate(cuts):
             at = [r["cuts"][j] for r in results]
             won = _added([r["won"] for r in at])
@@ -2921,8 +2922,8 @@ calibrate_prior, bias_weeks, min_history_days, seed
                     if "trailing" in at[0]:  # as `_run_rate`: the trailing period's bookings per day x the days left
                         per_day = _added([r["trailing"] for r in at]) / ((e - s) / _DAY)
                         fc[:, 0] = won + per_day * ((e - t) / _DAY)
-                elif m.name in prepared:
-                    fc[:] = prepared[m.name]
+                elif series is not None and m.name in ("ets", "seasonal_naive"):
+                    later.append((fc, m.name))  # fitted after the threads (`_ets_of` is not thread-safe)
                 elif model is not None and m.name == "stage_conversion":
                     fc[:, 0] = _expected(G, won, _added([r["stage"] for r in at]), nd)
                 elif model is not None and m.name == "monte_carlo":
@@ -2932,20 +2933,27 @@ calibrate_prior, bias_weeks, min_history_days, seed
                     mean, quants, _ = _summarise(sims, won, widen, _QUANTILES, False)
                     fc[:, 0], fc[:, 1:] = mean, quants
                 frames.append((label, t, days, m.name, fc, actual, "", expected))
-        return frames, left_out, notes.interval_notes
+        return frames, left_out, notes.interval_notes, (series, later)
 
     # periods are independent: several in flight at once (`tasks.concurrency`) hide the cluster's round trips
     at_once = max(1, min(int(getattr(tasks, "concurrency", 1)), len(chunks)))
     if at_once > 1:
-        with ThreadPoolExecutor(max_workers=at_once) as pool:
+        pool = ThreadPoolExecutor(max_workers=at_once)
+        try:
             done_periods = list(pool.map(replay, chunks))
+        finally:  # a period that failed: the periods not started yet are not run
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         done_periods = [replay(c) for c in chunks]
     frames, left_out = [], []
-    for period_frames, period_left_out, period_notes in done_periods:  # in the periods' order, whatever ran first
+    for period_frames, period_left_out, period_notes, (series, later) in done_periods:  # in the periods' order
         frames += period_frames
         left_out += period_left_out
         cal.interval_notes += period_notes
+        # the ETS and the seasonal naive fitted here, in one thread: their fits set warning filters, process-wide
+        prepared = {m: _ets_of(cal, series, m, _QUANTILES) for m in sorted({name for _, name in later})}
+        for fc, name in later:
+            fc[:] = prepared[name]
     out = _assemble(frames, G, False, {})
     if left_out:
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])

@@ -12,8 +12,8 @@ rules, not its own.
 take a ``dask.distributed.Client`` and run one task per partition on the workers, each reading its own partition,
 so only small results come back to the client. Without a client they run one partition after another in this
 process, with the same result. On a cluster a partition always runs on the same worker, and what its tasks keep
-between steps is written to that worker's local disk and mapped back when read (`Stored`): a worker's memory
-follows the size of a partition, not of the data.
+between the tasks of a step is written to that worker's local disk and mapped back when read (`Stored`): a worker's
+memory follows the size of a partition, not of the data.
 
 So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row),
 `partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole) and
@@ -45,6 +45,7 @@ import os
 import pickle
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
@@ -476,7 +477,7 @@ class Stored:
         head = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         views = [b.raw() for b in buffers]
         nbytes = sum(v.nbytes for v in views)
-        if nbytes <= threshold:
+        if nbytes + len(head) <= threshold:
             return pickle.loads(head, buffers=[bytearray(v) for v in views])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{uuid.uuid4().hex}.pickle")
@@ -538,7 +539,8 @@ class DaskTasks:
 
     Partition ``i`` always runs on the same worker (the ``i``-th of the workers in turn), where its results stay;
     a result whose arrays take more than `store` bytes is kept on that worker's local disk (`Stored`), so a worker
-    holds in memory only what its running task reads. The workers are those of the cluster when the step starts:
+    holds in memory only what its running task reads (one thread per worker; with more, what its tasks read). The
+    workers are those of the cluster when the step starts:
     a worker added later gets no partition, and a step whose worker is lost waits for it (its partitions' tasks
     are bound to it): run the step again.
 
@@ -560,7 +562,7 @@ class DaskTasks:
     @cached_property
     def workers(self) -> list[str]:
         """The workers' addresses, in order: partition ``i`` runs on ``workers[i % len(workers)]``."""
-        found = sorted(self.client.scheduler_info()["workers"])
+        found = sorted(self.client.nthreads())  # every worker (scheduler_info lists a few in some versions)
         if not found:
             raise ValueError("DaskTasks: the cluster has no worker")
         return found
@@ -608,9 +610,24 @@ class DaskTasks:
         return _loaded(self.client.gather(total))
 
     def close(self) -> None:
-        """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest)."""
-        with contextlib.suppress(Exception):
-            self.client.run(_remove_run, self.run)
+        """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest).
+
+        A worker that cannot be reached keeps its files: a warning names it and the folder. The next step takes the
+        cluster's workers as they are then.
+        """
+        self.__dict__.pop("workers", None)
+        try:
+            answers = self.client.run(_remove_run, self.run, on_error="return")
+        except Exception as exc:  # the cluster is gone: nothing to reach
+            answers = {"the cluster": exc}
+        for worker, answer in answers.items():
+            if isinstance(answer, BaseException):
+                warnings.warn(
+                    f"DaskTasks: the files of run {self.run} could not be removed from {worker} ({answer!r}): "
+                    f"remove salesforecast/{self.run} from its local directory",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 def _large(value: Any) -> bool:

@@ -261,8 +261,9 @@ def _simulate_pipeline(
             won = rng.random((hi - lo, n_sims), dtype=np.float32) < p32[lo:hi, None] * shock32[None, :]
             sums[cell] += a[lo:hi] @ won.astype(np.float64)
     out = np.zeros((n_groups, n_sims))
-    ordered = np.sort(cells, axis=0)
-    if (ordered[1:] != ordered[:-1]).all():  # a cell's groups are distinct: a cell at a time, the same order as add.at
+    # each grouping's codes above the last one's (as `salesforecast.forecast` numbers them): a cell at a time adds to
+    # every group in the order add.at would
+    if (cells.max(axis=1)[:-1] < cells.min(axis=1)[1:]).all():
         for j in range(cells.shape[1]):
             out[cells[:, j]] += sums[j]
         return out

@@ -1536,6 +1536,10 @@ class ForecastMethod:
             raise ValueError(f"method {self.name!r}: unknown need {unknown[0]!r}; known: {list(NEEDS)}")
 
 
+#: The forecast category of each method summing the reps' latest calls.
+_CALL_CATEGORY: dict[str, str] = {"submitted_commit": "commit", "submitted_best_case": "best_case"}
+
+
 def _latest_calls(cut: BacktestCutoff, category: str) -> pd.DataFrame:
     """Each rep's latest call of `category` for the period at the cutoff, with the team known then."""
     return _calls_at(
@@ -1877,7 +1881,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="submitted commit",
             definition="reps' latest commit call for the period, summed over the group",
             colour="#e69f00",
-            forecast=_submitted("commit"),
+            forecast=_submitted(_CALL_CATEGORY["submitted_commit"]),
             needs=frozenset({"submissions"}),
         ),
         ForecastMethod(
@@ -1885,7 +1889,7 @@ METHODS: dict[str, ForecastMethod] = {
             label="submitted best case",
             definition="reps' latest best-case call for the period, summed over the group",
             colour="#f0b67f",
-            forecast=_submitted("best_case"),
+            forecast=_submitted(_CALL_CATEGORY["submitted_best_case"]),
             needs=frozenset({"submissions"}),
         ),
         ForecastMethod(
@@ -1995,9 +1999,6 @@ PARTITIONED_METHODS: tuple[str, ...] = (
     "submitted_best_case",
     "bias_corrected_commit",
 )
-
-#: The forecast category of each method summing the reps' latest calls.
-_CALL_CATEGORY: dict[str, str] = {"submitted_commit": "commit", "submitted_best_case": "best_case"}
 
 
 def _check_backtest(period: str, refit: str, n_sims: Any, shock: Any) -> None:
@@ -2625,7 +2626,6 @@ def _part_cutoffs(
     part by part.
     """
     G = ctx.groups
-    opps = ctx.data.opportunities.sort_values(["created_at", "opportunity_id"], kind="stable") if teams else None
     snaps = [ctx.snap(t) for t in cuts]
     qs = None
     if part.model is not None:
@@ -2642,7 +2642,7 @@ def _part_cutoffs(
         if history and t - (end - start) >= ctx.first_day:  # run_rate's trailing period, as long as the period
             r["trailing"] = ctx.won_known(t, t - (end - start), t)
         if teams:
-            r["latest"] = _latest_deals(opps, t)
+            r["latest"] = _latest_deals(ctx.data.opportunities, t)
         if qs is not None:
             r["stage"] = G.sum(snap.codes, snap.amount * qs[j])
             if streams is not None:

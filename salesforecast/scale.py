@@ -648,14 +648,17 @@ def _call(
     Values kept on disk are mapped; a result over `store` bytes is kept on this worker's disk.
     """
     handle, *values = (_loaded(v) for v in (handle, *values))
-    out = fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True)))
-    return out if store is None else Stored.keep(out, _run_folder(run), store, run)
+    return _kept(fn(handle, *values[:n_per_part], **dict(zip(names, values[n_per_part:], strict=True))), store, run)
 
 
 def _add(a: Any, b: Any, store: int | None, run: str) -> Any:
     """A `DaskTasks.sum` task: two results added, the sum kept as `_call` keeps a result."""
-    out = added(_loaded(a), _loaded(b))
-    return out if store is None else Stored.keep(out, _run_folder(run), store, run)
+    return _kept(added(_loaded(a), _loaded(b)), store, run)
+
+
+def _kept(result: Any, store: int | None, run: str) -> Any:
+    """A task's result as its worker keeps it: on its disk when over `store` bytes (`Stored.keep`)."""
+    return result if store is None else Stored.keep(result, _run_folder(run), store, run)
 
 
 #: The folder of each run's files in this process (a worker's), once one of its tasks has run here.

@@ -315,6 +315,14 @@ def release_memory() -> None:
         pass
 
 
+def read_part(part: Any) -> Any:
+    """A part's data: the part itself, or what its reader (a function of no argument) returns.
+
+    Called where a task runs, so a part given as its reader is read there and kept nowhere else.
+    """
+    return part() if callable(part) else part
+
+
 class LocalTasks:
     """Where the tasks of a step split over parts of the data run when no cluster is given: here, in turn.
 
@@ -341,14 +349,38 @@ class LocalTasks:
         return list(results)
 
     def sum(self, results: Any) -> Any:
-        """The results of `map` added in the parts' order, one after another (`salesforecast.scale.DaskTasks` too).
+        """The results of `map` added in `summed_in_groups`' order (`salesforecast.scale.DaskTasks.sum`'s too).
 
         Tuples and lists of results are added element by element (`added`).
         """
-        return functools.reduce(added, list(results))
+        return summed_in_groups(list(results), added)
 
     def close(self) -> None:
         """Nothing to release here (`salesforecast.scale.DaskTasks.close` removes a cluster run's files)."""
+
+
+#: How many consecutive results `summed_in_groups` adds in one group.
+SUM_GROUP = 8
+
+
+def summed_in_groups(results: list[Any], add: Any) -> Any:
+    """The results added in groups of `SUM_GROUP` consecutive ones, then the groups' totals so, until one is left.
+
+    Within a group the additions run one after another (a left fold). The order depends on the number of results
+    only, never on where the additions run: one process (`LocalTasks.sum`) and a cluster
+    (`salesforecast.scale.DaskTasks.sum`, whose groups are added at once on the workers, `add` submitting a task)
+    give the same bits. Up to `SUM_GROUP` results this is a plain left fold.
+
+    Examples
+    --------
+    >>> summed_in_groups([str(i) for i in range(10)], lambda a, b: f"({a}+{b})")
+    '((((((((0+1)+2)+3)+4)+5)+6)+7)+(8+9))'
+    """
+    if not results:
+        raise ValueError("summed_in_groups: nothing to add")
+    while len(results) > 1:
+        results = [functools.reduce(add, results[at : at + SUM_GROUP]) for at in range(0, len(results), SUM_GROUP)]
+    return results[0]
 
 
 def added(a: Any, b: Any) -> Any:

@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 
 from salesforecast import forecast as fc
+from salesforecast import rollup
+from salesforecast._utils import NAT, LocalTasks, read_part
 from salesforecast.labels import Figure, format_amount
-from salesforecast.movement import pipeline_coverage
+from salesforecast.movement import coverage_deals, coverage_table, owner_counts, pipeline_coverage, warn_undated
 from salesforecast.schema import CRMData
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "PeriodCall",
     "call_groups",
     "period_call",
+    "period_call_parts",
     "trusted_at",
 ]
 
@@ -460,35 +463,130 @@ class PeriodCall:
         return out
 
 
-def _team_of_reps(data: CRMData, t: pd.Timestamp) -> pd.Series:
-    """Each rep's team as known at `t`: that of their latest deal created by then, else of their latest call."""
-    out = pd.Series(dtype="str")
-    subs = data.forecast_submissions
-    if "team" in subs.columns and len(subs):
-        s = subs.loc[subs["submitted_at"] <= t].sort_values("submitted_at", kind="stable")
-        s = s.dropna(subset=["team"]).drop_duplicates("owner", keep="last")
-        out = pd.Series(s["team"].astype("str").to_numpy(), index=s["owner"].astype("str").to_numpy(), dtype="str")
+def _team_of_reps(deals: pd.DataFrame | None, subs: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
+    """Each rep's team as known at `t`: that of their latest deal created by then, else of their latest call.
+
+    `deals`: the opportunities, or each part's `salesforecast.rollup.latest_team_deals` put together (None: the
+    deals have no team).
+    """
+    if deals is None or "team" not in deals.columns:
+        deals = pd.DataFrame({c: pd.Series(dtype="str") for c in ("owner", "opportunity_id", "team")})
+        deals["created_at"] = pd.Series(dtype="datetime64[us]")
+    return rollup.owner_teams(deals, t, subs)
+
+
+def _latest_team_deals(part: Any, t: pd.Timestamp) -> pd.DataFrame | None:
+    """Task: a part's `salesforecast.rollup.latest_team_deals` at `t` (None: the deals have no team)."""
+    opps = read_part(part).opportunities
+    return rollup.latest_team_deals(opps, t) if "team" in opps.columns else None
+
+
+def _has_teams(part: Any) -> bool:
+    """Task: whether a part's deals carry a team."""
+    opps = read_part(part).opportunities
+    return "team" in opps.columns and bool(opps["team"].notna().any())
+
+
+def _part_coverage(
+    part: Any, period: str, t: pd.Timestamp, by: str | None, unknown: Any
+) -> tuple[pd.DataFrame, tuple[int, int, float], pd.DataFrame | None]:
+    """Task: a part's `salesforecast.movement.coverage_deals`, and its deals per owner and `by` value."""
+    data = read_part(part)
+    deals, undated = coverage_deals(data, period, t, by, unknown)
     opps = data.opportunities
-    if "team" in opps.columns:
-        known = opps.loc[(opps["created_at"] <= t) & opps["team"].notna()].sort_values("created_at", kind="stable")
-        latest = known.drop_duplicates("owner", keep="last")
-        deals = pd.Series(latest["team"].astype("str").to_numpy(), index=latest["owner"].astype("str").to_numpy())
-        out = deals.combine_first(out).astype("str")
-    return out
+    counts = owner_counts(opps, by) if by not in (None, "owner") and by in opps.columns else None
+    return deals, undated, counts
 
 
-def _coverage(data: CRMData, period: str, t: pd.Timestamp, groups: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+class _Data:
+    """What `period_call` reads, from one process's data."""
+
+    def __init__(self, data: CRMData) -> None:
+        self.data, self.process, self.quotas = data, data.process, data.quotas
+        self.end = fc.data_end(data)
+
+    def groups(self) -> tuple[str, ...]:
+        return call_groups(self.data)
+
+    def forecast(self, **kwargs: Any) -> fc.PeriodForecast:
+        return fc.forecast_period(self.data, **kwargs)
+
+    def coverage(self, period: str, t: pd.Timestamp, by: str | None) -> pd.DataFrame:
+        return pipeline_coverage(self.data, period, as_of=t, by=by)
+
+    def bias(self, as_of: pd.Timestamp, freq: str) -> pd.DataFrame:
+        return fc.submission_bias(self.data, as_of=as_of, period=freq)
+
+    def teams(self, t: pd.Timestamp) -> pd.Series:
+        return _team_of_reps(self.data.opportunities, self.data.forecast_submissions, t)
+
+
+class _Parts:
+    """What `period_call_parts` reads: sums over the parts (`salesforecast.forecast.backtest_parts`'s tasks)."""
+
+    def __init__(
+        self,
+        parts: list[Any],
+        process: Any,
+        as_of: Any,
+        submissions: pd.DataFrame,
+        quotas: pd.DataFrame,
+        close_unknown_before: Any,
+        tasks: Any,
+    ) -> None:
+        self.parts, self.process, self.as_of, self.submissions, self.quotas = parts, process, as_of, submissions, quotas
+        self.end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)  # as `salesforecast.forecast.data_end`
+        self.before, self.tasks = close_unknown_before, tasks
+
+    def _common(self) -> dict[str, Any]:
+        return {"close_unknown_before": self.before, "tasks": self.tasks}
+
+    def groups(self) -> tuple[str, ...]:
+        teams = any(self.tasks.gather(self.tasks.map(_has_teams, self.parts)))
+        return ("total", "team", "owner") if teams else ("total", "owner")
+
+    def forecast(self, as_of: pd.Timestamp, **kwargs: Any) -> fc.PeriodForecast:
+        return fc.forecast_period_parts(
+            self.parts, self.process, self.as_of, self.submissions, as_of, **kwargs, **self._common()
+        )
+
+    def coverage(self, period: str, t: pd.Timestamp, by: str | None) -> pd.DataFrame:
+        # the whole's rule for close dates unknown before its as_of (None: each part's own; NAT: recorded)
+        before = self.before
+        unknown = "data" if before is None else None if before == NAT else np.datetime64(int(before), "us")
+        found = self.tasks.gather(
+            self.tasks.map(_part_coverage, self.parts, period=period, t=t, by=by, unknown=unknown)
+        )
+        deals = pd.concat([f[0] for f in found]).groupby(level=0, sort=True).sum()
+        undated = tuple(sum(f[1][i] for f in found) for i in range(3))
+        counts = [f[2] for f in found if f[2] is not None]
+        summed = pd.concat(counts).groupby(["owner", by], sort=True)["n"].sum().reset_index() if counts else None
+        out = coverage_table(deals, self.quotas, self.process.calendar, period, t, by, summed)
+        warn_undated(undated, period, t)
+        return out
+
+    def bias(self, as_of: pd.Timestamp, freq: str) -> pd.DataFrame:
+        return fc.submission_bias_parts(
+            self.parts, self.process, self.as_of, self.submissions, as_of, period=freq, **self._common()
+        )
+
+    def teams(self, t: pd.Timestamp) -> pd.Series:
+        latest = [f for f in self.tasks.gather(self.tasks.map(_latest_team_deals, self.parts, t=t)) if f is not None]
+        return _team_of_reps(pd.concat(latest, ignore_index=True) if latest else None, self.submissions, t)
+
+
+def _coverage(src: _Data | _Parts, period: str, t: pd.Timestamp, groups: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Quota, closed won and open pipeline at `t`, per level; teams hold every deal and quota (a total's parts)."""
     out = {}
-    total = pipeline_coverage(data, period, as_of=t)[["quota", "closed_won", "open_pipeline"]]
+    total = src.coverage(period, t, None)[["quota", "closed_won", "open_pipeline"]]
     total.index = pd.Index([TOTAL], dtype="str")
     out["total"] = total
     if "owner" in groups:
-        owners = pipeline_coverage(data, period, as_of=t, by="owner")[["quota", "closed_won", "open_pipeline"]]
+        owners = src.coverage(period, t, "owner")[["quota", "closed_won", "open_pipeline"]]
         owners.index = owners.index.astype("str")
         out["owner"] = owners
     if "team" in groups:
-        teams = pipeline_coverage(data, period, as_of=t, by="team")[["quota", "closed_won", "open_pipeline"]]
+        teams = src.coverage(period, t, "team")[["quota", "closed_won", "open_pipeline"]]
         teams.index = pd.Index([NO_TEAM if k == "(unassigned)" else str(k) for k in teams.index], dtype="str")
         teams = teams.groupby(level=0, sort=True).sum(min_count=1)
         # deals without a team are in no team's row (and in the total): they are the "(none)" team's
@@ -696,14 +794,79 @@ def period_call(
     >>> call.period, call.weeks_left, sorted(set(call.table["level"]))
     ('FY2025Q4', 6, ['owner', 'team', 'total'])
     """
-    as_of = fc.data_end(data) if as_of is None else pd.Timestamp(as_of)
-    groups = call_groups(data)
+    return _period_call(_Data(data), as_of, period, freq, bands, results, group, n_sims, seed, **kwargs)
+
+
+def period_call_parts(
+    parts: list[Any],
+    process: Any,
+    as_of: Any,
+    submissions: pd.DataFrame,
+    quotas: pd.DataFrame,
+    report_as_of: Any = None,
+    period: str = "current",
+    freq: str = "quarter",
+    bands: pd.DataFrame | None = None,
+    results: pd.DataFrame | None = None,
+    group: str = "total",
+    n_sims: int = 1000,
+    seed: int = 0,
+    *,
+    close_unknown_before: Any = None,
+    tasks: Any = None,
+    **kwargs: Any,
+) -> PeriodCall:
+    """`period_call` over deals split into parts (the partitions of `salesforecast.scale`), each read where it lives.
+
+    The forecasts now and a week earlier are `salesforecast.forecast.forecast_period_parts`'s (the methods of
+    `salesforecast.forecast.PARTITIONED_METHODS`); closed won and the open pipeline per team and rep are added
+    over the parts (`salesforecast.movement.coverage_deals`), beside the quotas and the reps' calls read here;
+    each rep's call ratio is `salesforecast.forecast.submission_bias_parts`'s, their team that of their latest
+    deal over every part.
+
+    Parameters
+    ----------
+    parts, process, as_of, submissions, close_unknown_before, tasks
+        As `salesforecast.forecast.backtest_parts` (`as_of`: the whole data's).
+    quotas : pandas.DataFrame
+        The quotas table.
+    report_as_of : date, optional
+        The report date (default: the data end).
+    period, freq, bands, results, group, n_sims, seed, **kwargs
+        As `period_call`.
+
+    Returns
+    -------
+    PeriodCall
+        As ``period_call`` of the whole data: its sums equal to the order of floating-point additions, the Monte
+        Carlo's P10, P50, P90 within Monte Carlo error (`salesforecast.forecast.backtest_parts`).
+    """
+    tasks = LocalTasks() if tasks is None else tasks
+    src = _Parts(list(parts), process, as_of, submissions, quotas, close_unknown_before, tasks)
+    return _period_call(src, report_as_of, period, freq, bands, results, group, n_sims, seed, **kwargs)
+
+
+def _period_call(
+    src: _Data | _Parts,
+    as_of: Any,
+    period: str,
+    freq: str,
+    bands: pd.DataFrame | None,
+    results: pd.DataFrame | None,
+    group: str,
+    n_sims: int,
+    seed: int,
+    **kwargs: Any,
+) -> PeriodCall:
+    """`period_call` of the data `src` reads (one process's, or parts')."""
+    as_of = src.end if as_of is None else pd.Timestamp(as_of)
+    groups = src.groups()
     methods = kwargs.pop("methods", None)  # the week-earlier forecast runs `CALL_METHODS`
-    now = fc.forecast_period(
-        data, as_of=as_of, period=period, freq=freq, methods=methods, groups=groups, n_sims=n_sims, seed=seed, **kwargs
+    now = src.forecast(
+        as_of=as_of, period=period, freq=freq, methods=methods, groups=groups, n_sims=n_sims, seed=seed, **kwargs
     )
     t = now.as_of
-    start, end = data.process.calendar.period_bounds(now.period)
+    start, end = src.process.calendar.period_bounds(now.period)
     week = t - _WEEK
     week_ago = None
     week_note = (
@@ -718,8 +881,7 @@ def period_call(
             # the read-this-first box speaks of the forecast now; the week-earlier one only gives the changes
             warnings.simplefilter("ignore")
             try:
-                week_ago = fc.forecast_period(
-                    data,
+                week_ago = src.forecast(
                     as_of=week,
                     period=now.period,
                     freq=freq,
@@ -731,12 +893,12 @@ def period_call(
                 )
             except ValueError as exc:  # nothing to forecast a week earlier (no data yet)
                 week_note = f"The forecast as it stood a week earlier ({week:%Y-%m-%d}) could not be made: {exc}"
-    cov = _coverage(data, now.period, t, groups)
+    cov = _coverage(src, now.period, t, groups)
     cov_week = None
     if week_ago is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. undated pipeline: said of the pipeline now
-            cov_week = _coverage(data, now.period, week, groups)
+            cov_week = _coverage(src, now.period, week, groups)
     frames = []
     for level in groups:
         methods = _methods_by_group(now.table, level)
@@ -750,10 +912,10 @@ def period_call(
         table[c] = table[c].astype("str") if c in table.columns else pd.Series(None, index=table.index, dtype="str")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fc.ForecastWarning)
-        ratio = fc.submission_bias(data, as_of=as_of, period=freq).set_index("owner")["bias"]
+        ratio = src.bias(as_of, freq).set_index("owner")["bias"]
     reps = table["level"] == "owner"
     table["call_ratio"] = np.where(reps, ratio.reindex(table["rep"].astype("str")).to_numpy(dtype=float), np.nan)
-    teams = _team_of_reps(data, t)
+    teams = src.teams(t)
     table.loc[reps, "team"] = teams.reindex(table.loc[reps, "rep"].astype("str")).to_numpy()
     table.loc[table["level"] == "total", "team"] = TOTAL
     table.loc[table["level"] == "total", "rep"] = TOTAL
@@ -774,7 +936,7 @@ def period_call(
         method_forecast = float(point.iloc[0]) if len(point) else math.nan
     ended_quota = math.nan
     if now.ended:
-        q = data.quotas
+        q = src.quotas
         rows = q.loc[q["period"].astype("str") == now.ended] if len(q) else q
         ended_quota = float(rows["amount"].sum()) if len(rows) else math.nan
     has_calls = bool(table["commit"].notna().any())
@@ -812,7 +974,7 @@ def period_call(
         ended=now.ended,
         ended_actual=now.ended_actual,
         ended_quota=ended_quota,
-        currency=data.process.currency,
+        currency=src.process.currency,
         table=table,
         week_ago=week_ago,
         forecast=total_only,

@@ -92,7 +92,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from salesforecast._utils import DAY_US, NEVER, LocalTasks, added, release_memory
+from salesforecast._utils import DAY_US, NEVER, LocalTasks, added, read_part, release_memory
 from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
@@ -133,6 +133,7 @@ __all__ = [
     "method_label",
     "bootstrap_wape",
     "forecast_period",
+    "forecast_period_parts",
     "interval_calibration",
     "interval_held",
     "interval_summary",
@@ -140,6 +141,7 @@ __all__ = [
     "leaderboard",
     "missing_methods",
     "submission_bias",
+    "submission_bias_parts",
     "submissions_note",
 ]
 
@@ -494,7 +496,11 @@ _LATEST_DEAL = ["owner", "created_at", "opportunity_id", "team"]
 
 
 def _latest_deals(opps: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
-    """Each owner's latest deal created by `t` (`_LATEST_DEAL`): of the data, or of a part, for `_teams_of`."""
+    """Each owner's latest deal created by `t`: its owner, creation time, id and team (of the data, or of a part).
+
+    Of deals created at the same time, the greatest ``opportunity_id``, whatever the order of the rows: the latest
+    deals of parts of the data, put together, give the whole's again.
+    """
     if "team" not in opps.columns:
         return pd.DataFrame(columns=_LATEST_DEAL)
     known = opps.loc[opps["created_at"] <= t, _LATEST_DEAL]
@@ -2529,14 +2535,9 @@ class _PartRefit:
     replay: _Replay | None = None
 
 
-def _part_data(part: Any) -> CRMData:
-    """A part's data: the part itself, or what its reader returns (read where the task runs, kept nowhere else)."""
-    return part if isinstance(part, CRMData) else part()
-
-
 def _part_meta(part: Any, groups: Sequence[str]) -> dict[str, Any]:
     """Task: a part's first deal, its opportunity columns and the values of the `groups` it has."""
-    data = _part_data(part)
+    data = read_part(part)
     opps = data.opportunities
     return {
         "first": opps["created_at"].min() if len(opps) else pd.NaT,
@@ -2555,7 +2556,7 @@ def _part_context(part: Any, period: str, whole: _Whole, dates: list[pd.Timestam
 
     Slim (`_Context.slim`): of the opportunities, the `keep` columns only.
     """
-    ctx = _Context(_part_data(part), period, whole.groups.names, whole=whole)
+    ctx = _Context(read_part(part), period, whole.groups.names, whole=whole)
     ctx.add_snapshots(dates)
     ctx.slim(keep)
     return ctx
@@ -2700,7 +2701,8 @@ def backtest_parts(
     seed: int = 0,
     close_unknown_before: Any = None,
     tasks: Any = None,
-) -> pd.DataFrame:
+    return_samples: bool = False,
+) -> Any:
     """`backtest` over deals split into parts, each part read where it lives (the methods of `PARTITIONED_METHODS`).
 
     Each part (its opportunities with all their history: a partition of `salesforecast.scale`) rebuilds its own
@@ -2737,10 +2739,12 @@ calibrate_prior, bias_weeks, min_history_days, seed
     tasks : optional
         Where the parts' tasks run (`salesforecast._utils.LocalTasks`, the default, or
         `salesforecast.scale.DaskTasks`).
+    return_samples : bool
+        As `backtest`: also the Monte Carlo's simulated futures per cutoff (the sums of the parts' draws).
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or (pandas.DataFrame, dict)
         As ``backtest(data, methods, ...)`` of the whole data: the same rows. Every method but ``monte_carlo``
         equal to the order of floating-point sums (1e-9 relative); ``monte_carlo``'s futures are drawn per part
         (see `simulate_bookings_parts`), so its mean and P10/P50/P90 agree within Monte Carlo error, not to the
@@ -2797,10 +2801,11 @@ calibrate_prior, bias_weeks, min_history_days, seed
     names = {m.name for m in chosen}
     chunks = list(plan.groupby(["period", "refit_at"], sort=True))
 
-    def replay(chunk_at: tuple) -> tuple[list[tuple], list[tuple], list[dict[str, Any]], tuple[Any, list[tuple]]]:
+    def replay(chunk_at: tuple) -> tuple[list[tuple], list[tuple], list[dict[str, Any]], tuple[Any, list[tuple]], dict]:
         """One period (and refit date): its rows, the CRM-weighted forecast's left-out pipeline, its interval notes.
 
-        With its bookings series and the rows the bookings-history models fill after the threads.
+        With its bookings series and the rows the bookings-history models fill after the threads, and the Monte
+        Carlo's futures per cutoff when `return_samples`.
         """
         (label, refit_at), chunk = chunk_at
         frames: list[tuple] = []
@@ -2808,6 +2813,7 @@ calibrate_prior, bias_weeks, min_history_days, seed
         notes = copy.copy(cal)  # the calendar, with this period's own interval notes
         notes.interval_notes = []
         later: list[tuple[np.ndarray, str]] = []  # the bookings-history models' rows, filled after the threads
+        kept: dict[tuple[pd.Timestamp, str], np.ndarray] = {}
         s, e = pd.Timestamp(chunk["start"].iloc[0]), pd.Timestamp(chunk["end"].iloc[0])
         refit_at = pd.Timestamp(refit_at)
         model, factors, shock_sd, intervals = None, {}, 0.0, None
@@ -2868,8 +2874,7 @@ calibrate_prior, bias_weeks, min_history_days, seed
         if "submission bias" in needs:  # each rep's commit bias from the reps' bookings, added over the parts
             closed = cal.past_periods(refit_at, 0)
             found = tasks.gather(tasks.map(_part_booked, ctxs, as_of=refit_at, closed=closed))
-            booked = {p: pd.concat([f[p] for f in found]).groupby(level=0, sort=True).sum() for p in closed}
-            table = _bias_fit(submissions, cal, closed, booked, refit_at, "commit", bias_weeks)
+            table = _bias_fit(submissions, cal, closed, _booked_sum(found, closed), refit_at, "commit", bias_weeks)
             bias, fallback = _bias_and_fallback(table)
         cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
         draw = model is not None and "monte_carlo" in names
@@ -2930,10 +2935,12 @@ calibrate_prior, bias_weeks, min_history_days, seed
                     expected = _expected(G, won, _added([r["stage"] for r in at]), nd)
                     sims = bookings_from_parts([drawn[j]], G.size, won, nd, int(n_sims), rngs[j])
                     widen = None if intervals is None else _widening(notes, label, t, e, intervals)
-                    mean, quants, _ = _summarise(sims, won, widen, _QUANTILES, False)
+                    mean, quants, futures = _summarise(sims, won, widen, _QUANTILES, return_samples)
                     fc[:, 0], fc[:, 1:] = mean, quants
+                    if return_samples:
+                        kept[(t, m.name)] = futures
                 frames.append((label, t, days, m.name, fc, actual, "", expected))
-        return frames, left_out, notes.interval_notes, (series, later)
+        return frames, left_out, notes.interval_notes, (series, later), kept
 
     # periods are independent: several in flight at once (`tasks.concurrency`) hide the cluster's round trips
     at_once = max(1, min(int(getattr(tasks, "concurrency", 1)), len(chunks)))
@@ -2945,19 +2952,20 @@ calibrate_prior, bias_weeks, min_history_days, seed
             pool.shutdown(wait=True, cancel_futures=True)
     else:
         done_periods = [replay(c) for c in chunks]
-    frames, left_out = [], []
-    for period_frames, period_left_out, period_notes, (series, later) in done_periods:  # in the periods' order
+    frames, left_out, samples = [], [], {}
+    for period_frames, period_left_out, period_notes, (series, later), kept in done_periods:  # in the periods' order
         frames += period_frames
+        samples.update(kept)
         left_out += period_left_out
         cal.interval_notes += period_notes
         # the ETS and the seasonal naive fitted here, in one thread: their fits set warning filters, process-wide
         prepared = {m: _ets_of(cal, series, m, _QUANTILES) for m in sorted({name for _, name in later})}
         for fc, name in later:
             fc[:] = prepared[name]
-    out = _assemble(frames, G, False, {})
+    out = _assemble(frames, G, return_samples, samples)
     if left_out:
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])
-        out.attrs["crm_weighted_left_out"] = _left_out_shares(table)
+        (out[0] if return_samples else out).attrs["crm_weighted_left_out"] = _left_out_shares(table)
         _warn_left_out(table)
     return _interval_notes(out, cal)
 
@@ -3040,30 +3048,16 @@ def forecast_period(
     ('FY2025Q2', 200, True)
     """
     as_of = data_end(data) if as_of is None else pd.Timestamp(as_of)
-    cal = data.process.calendar
-    current = str(period).strip().lower() in ("current", "latest", "")
-    # at a period's first instant, the period containing as_of is the one that just ended (an exclusive data end)
-    label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if current else as_of, freq)
-    s, e = cal.period_bounds(label)
     ctx = _Context(data, freq, groups)
-    note, ended, ended_actual = "", "", math.nan
-    day_end = as_of.normalize() + _DAY  # the report date's day counts whole
-    if current and e <= min(day_end, data_end(data)):  # the period had ended: forecast the next one from its start
-        lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the company total
-        ended, ended_actual = label, float(np.nansum(ctx.actual(s, e)[lo:hi]))
-        label = cal.resolve(period, e, freq)
-        s, e = cal.period_bounds(label)
-        as_of = s
-        note = (
-            f"{ended} ended on {s - _DAY:%Y-%m-%d}, by the report date: its bookings are known ({ended_actual:,.0f} "
-            f"closed won), so the forecast is of the next {freq}, {label}, from its first day ({s:%Y-%m-%d})."
-        )
-    if s > as_of:
-        raise ValueError(
-            f"forecast_period: {label} starts after as_of {as_of:%Y-%m-%d}; the methods forecast a period from a date "
-            "inside it (use the current period, or as_of within the period)"
-        )
-    t = min(as_of, e - pd.Timedelta(microseconds=1))
+    lo, hi = ctx.groups.offsets[0], ctx.groups.offsets[1]  # every grouping sums to the company total
+    label, t, s, e, note, ended, ended_actual = _period_at(
+        data.process.calendar,
+        period,
+        freq,
+        as_of,
+        data_end(data),
+        lambda s, e: float(np.nansum(ctx.actual(s, e)[lo:hi])),
+    )
     chosen = _check_methods(methods, kwargs.get("truth"))
     token = _FORECASTING.set(label)  # its warnings speak of this period, not of replayed ones
     try:
@@ -3085,6 +3079,43 @@ def forecast_period(
         (frame["group"] == first["group"]).to_numpy() & (frame["group_value"] == first["group_value"]).to_numpy()
     )[0]
     won = float(ctx.won_known(t, s, e)[code])
+    return _period_forecast(label, t, table, samples, won, note, ended, ended_actual)
+
+
+def _period_at(
+    cal: Any, period: str, freq: str, as_of: pd.Timestamp, end: pd.Timestamp, actual: Any
+) -> tuple[str, pd.Timestamp, pd.Timestamp, pd.Timestamp, str, str, float]:
+    """The period `forecast_period` forecasts at `as_of`: its label, the forecast date, its bounds and its note.
+
+    `end` is the data end; ``actual(start, end)`` the company's closed-won bookings of a period (asked for only
+    when the current period had ended: its note states them). Also the ended period's label and bookings.
+    """
+    current = str(period).strip().lower() in ("current", "latest", "")
+    # at a period's first instant, the period containing as_of is the one that just ended (an exclusive data end)
+    label = cal.resolve(period, as_of - pd.Timedelta(microseconds=1) if current else as_of, freq)
+    s, e = cal.period_bounds(label)
+    note, ended, ended_actual = "", "", math.nan
+    day_end = as_of.normalize() + _DAY  # the report date's day counts whole
+    if current and e <= min(day_end, end):  # the period had ended: forecast the next one from its start
+        ended, ended_actual = label, float(actual(s, e))
+        label = cal.resolve(period, e, freq)
+        s, e = cal.period_bounds(label)
+        as_of = s
+        note = (
+            f"{ended} ended on {s - _DAY:%Y-%m-%d}, by the report date: its bookings are known ({ended_actual:,.0f} "
+            f"closed won), so the forecast is of the next {freq}, {label}, from its first day ({s:%Y-%m-%d})."
+        )
+    if s > as_of:
+        raise ValueError(
+            f"forecast_period: {label} starts after as_of {as_of:%Y-%m-%d}; the methods forecast a period from a date "
+            "inside it (use the current period, or as_of within the period)"
+        )
+    return label, min(as_of, e - pd.Timedelta(microseconds=1)), s, e, note, ended, ended_actual
+
+
+def _period_forecast(
+    label: str, t: pd.Timestamp, table: pd.DataFrame, samples: dict, won: float, note: str, ended: str, actual: float
+) -> PeriodForecast:
     sims = samples.get(pd.Timestamp(t))
     return PeriodForecast(
         period=label,
@@ -3094,8 +3125,145 @@ def forecast_period(
         won_to_date=won,
         note=note,
         ended=ended,
-        ended_actual=ended_actual,
+        ended_actual=actual,
     )
+
+
+def _part_totals(
+    part: Any, freq: str, whole: _Whole, t: pd.Timestamp | None, s: pd.Timestamp, e: pd.Timestamp
+) -> float:
+    """Task: the part's closed-won bookings of ``[s, e)`` as known at `t` (None: the period's outcome)."""
+    ctx = _Context(read_part(part), freq, ("total",), whole=whole)
+    return float(np.nansum(ctx.actual(s, e) if t is None else ctx.won_known(t, s, e)))
+
+
+def _whole_total(
+    parts: Sequence[Any], process: Any, as_of: Any, freq: str, close_unknown_before: Any, tasks: Any
+) -> tuple[_Whole, _Periods]:
+    """The whole's rules for contexts of the company total only, and its periods (a step over the parts)."""
+    meta = tasks.gather(tasks.map(_part_meta, parts, groups=["total"]))
+    firsts = [pd.Timestamp(m["first"]) for m in meta if pd.notna(m["first"])]
+    if not firsts:
+        raise ValueError("no opportunity in any part: nothing to forecast")
+    G, end = _groups_of(["total"], {}), pd.Timestamp(as_of).normalize() + _DAY
+    whole = _Whole(G, min(firsts).normalize(), end, close_unknown_before)
+    return whole, _Periods(process.calendar, freq, G, whole.first_day, end)
+
+
+def _part_booked_at(part: Any, freq: str, whole: _Whole, as_of: pd.Timestamp, closed: list[str]) -> dict:
+    """Task: the part's `_booked`, its context (the company total's) built here."""
+    return _booked(_Context(read_part(part), freq, ("total",), whole=whole), as_of, closed)
+
+
+def _booked_sum(found: list[dict[str, pd.Series]], closed: list[str]) -> dict[str, pd.Series]:
+    """The parts' `_booked` added: each owner's bookings of each closed period."""
+    return {p: pd.concat([f[p] for f in found]).groupby(level=0, sort=True).sum() for p in closed}
+
+
+def submission_bias_parts(
+    parts: Sequence[Any],
+    process: Any,
+    as_of: Any,
+    submissions: pd.DataFrame,
+    report_as_of: Any = None,
+    period: str = "quarter",
+    category: str = "commit",
+    weeks: float = 4,
+    *,
+    close_unknown_before: Any = None,
+    tasks: Any = None,
+) -> pd.DataFrame:
+    """`submission_bias` over deals split into parts: each owner's bookings added over the parts, the fit here.
+
+    Parameters
+    ----------
+    parts, process, as_of, submissions, close_unknown_before, tasks
+        As `backtest_parts`.
+    report_as_of : date, optional
+        `submission_bias`'s `as_of` (default: the data end).
+    period, category, weeks
+        As `submission_bias`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As ``submission_bias`` of the whole data (its sums in another order: equal to 1e-9).
+    """
+    tasks = LocalTasks() if tasks is None else tasks
+    whole, cal = _whole_total(parts, process, as_of, period, close_unknown_before, tasks)
+    at = cal.end if report_as_of is None else pd.Timestamp(report_as_of)
+    closed = cal.past_periods(at, 0)
+    found = tasks.gather(tasks.map(_part_booked_at, parts, freq=period, whole=whole, as_of=at, closed=closed))
+    return _bias_fit(submissions, cal, closed, _booked_sum(found, closed), at, category, weeks)
+
+
+def forecast_period_parts(
+    parts: Sequence[Any],
+    process: Any,
+    as_of: Any,
+    submissions: pd.DataFrame,
+    report_as_of: Any = None,
+    period: str = "current",
+    freq: str = "quarter",
+    methods: Sequence[str] | None = None,
+    groups: Sequence[str] = ("total",),
+    *,
+    close_unknown_before: Any = None,
+    tasks: Any = None,
+    **kwargs: Any,
+) -> PeriodForecast:
+    """`forecast_period` over deals split into parts (`backtest_parts` at one cutoff).
+
+    Parameters
+    ----------
+    parts, process, as_of, submissions, close_unknown_before, tasks
+        As `backtest_parts` (`as_of`: the whole data's).
+    report_as_of : date, optional
+        The forecast date (default: the data end).
+    period, freq, methods, groups, **kwargs
+        As `forecast_period` (`methods` among `PARTITIONED_METHODS`; default: every one of them the data can feed);
+        `groups` must begin with ``"total"`` (``won_to_date`` and the samples are the company's).
+
+    Returns
+    -------
+    PeriodForecast
+        As ``forecast_period`` of the whole data (``monte_carlo`` within Monte Carlo error: see `backtest_parts`).
+    """
+    tasks = LocalTasks() if tasks is None else tasks
+    groups = list(groups)
+    if not groups or groups[0] != "total":
+        raise ValueError(f"forecast_period_parts: groups must begin with 'total', got {groups}")
+    whole, cal = _whole_total(parts, process, as_of, freq, close_unknown_before, tasks)
+    end = cal.end
+    at = end if report_as_of is None else pd.Timestamp(report_as_of)
+
+    def total(t: pd.Timestamp | None, s: pd.Timestamp, e: pd.Timestamp) -> float:
+        return float(sum(tasks.gather(tasks.map(_part_totals, parts, freq=freq, whole=whole, t=t, s=s, e=e))))
+
+    label, t, s, e, note, ended, ended_actual = _period_at(
+        process.calendar, period, freq, at, end, lambda s, e: total(None, s, e)
+    )
+    names = list(PARTITIONED_METHODS) if methods is None else list(methods)
+    token = _FORECASTING.set(label)  # its warnings speak of this period, not of replayed ones
+    try:
+        table, samples = backtest_parts(
+            parts,
+            process,
+            as_of,
+            submissions,
+            names,
+            period=freq,
+            cutoffs=[t],
+            groups=groups,
+            periods=[label],
+            close_unknown_before=close_unknown_before,
+            tasks=tasks,
+            return_samples=True,
+            **kwargs,
+        )
+    finally:
+        _FORECASTING.reset(token)
+    return _period_forecast(label, t, table, samples, total(t, s, e), note, ended, ended_actual)
 
 
 #: Horizon bands of the leaderboard: label -> (fewest, most) whole weeks left in the period at the cutoff.
@@ -3512,8 +3680,10 @@ def missing_methods(results: pd.DataFrame, group: str = "total") -> str:
     return " ".join(f"No forecast from {', '.join(names)}: {why}." for why, names in reasons.items())
 
 
-def submissions_note(data: CRMData, as_of: Any = None) -> str:
+def submissions_note(data: CRMData | pd.DataFrame, as_of: Any = None) -> str:
     """A sentence when the data hold no forecast submission made by `as_of` (so no rep bias to show), else "".
+
+    `data`: the data, or their forecast submissions table.
 
     Examples
     --------
@@ -3521,7 +3691,7 @@ def submissions_note(data: CRMData, as_of: Any = None) -> str:
     >>> submissions_note(load_sample())
     ''
     """
-    subs = data.forecast_submissions
+    subs = data if isinstance(data, pd.DataFrame) else data.forecast_submissions
     if as_of is not None and len(subs) and "submitted_at" in subs.columns:
         subs = subs.loc[subs["submitted_at"] <= pd.Timestamp(as_of)]
     if len(subs):

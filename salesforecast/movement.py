@@ -51,10 +51,14 @@ __all__ = [
     "COVERAGE_ADDITIVE",
     "STEPS",
     "UndatedPipelineWarning",
+    "coverage_deals",
+    "coverage_table",
     "coverage_total",
+    "owner_counts",
     "pipeline_coverage",
     "pipeline_waterfall",
     "waterfall_deals",
+    "warn_undated",
 ]
 
 
@@ -167,9 +171,15 @@ def _definitions(start: pd.Timestamp, end: pd.Timestamp, period: str | None) -> 
     }
 
 
-def _unknown_if_open(data: CRMData, close_us: np.ndarray, is_open: np.ndarray, at: pd.Timestamp) -> np.ndarray:
-    """Close dates (int64 microseconds) as known at `at`: NaT for open deals when the history did not record them."""
-    unknown = unknown_before(data, "close_date")
+def _unknown_if_open(
+    data: CRMData, close_us: np.ndarray, is_open: np.ndarray, at: pd.Timestamp, unknown: Any = "data"
+) -> np.ndarray:
+    """Close dates (int64 microseconds) as known at `at`: NaT for open deals when the history did not record them.
+
+    `unknown`: the time before which they are unknown (None: never), default the data's own rule.
+    """
+    if isinstance(unknown, str):
+        unknown = unknown_before(data, "close_date")
     if unknown is None or np.datetime64(pd.Timestamp(at), "us") >= unknown:
         return close_us
     return np.where(is_open, NAT, close_us)
@@ -533,44 +543,50 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     >>> bool(cov["coverage"].iloc[0] > 1)
     True
     """
-    process = data.process
-    calendar = process.calendar
-    lo, hi = calendar.period_bounds(period)
     as_of_ts = data.as_of if as_of is None else _timestamp(as_of, "as_of")
     as_of_ts = pd.Timestamp(as_of_ts).as_unit("us")
+    opps = data.opportunities
+    if by is not None and by not in opps.columns:
+        raise KeyError(f"opportunities has no column {by!r}; available: {list(opps.columns)}")
+    deal_part, undated = coverage_deals(data, period, as_of_ts, by)
+    counts = owner_counts(opps, by) if by not in (None, "owner") else None
+    out = coverage_table(deal_part, data.quotas, data.process.calendar, period, as_of_ts, by, counts)
+    warn_undated(undated, period, as_of_ts)
+    return out
+
+
+def coverage_deals(
+    data: CRMData, period: str, as_of: pd.Timestamp, by: str | None, unknown: Any = "data"
+) -> tuple[pd.DataFrame, tuple[int, int, float]]:
+    """The deals' sums of `pipeline_coverage` per `by` value (``closed_won``, ``won_deals``, ``open_pipeline``...).
+
+    Sums over deals: those of parts of the deals (partitions by opportunity) add up to the whole's. Also the
+    undated deals, the open deals and the undated amount (`warn_undated`). `unknown`: the time before which open
+    deals' close dates are unknown (`salesforecast.snapshots.unknown_before`; default: the data's own rule).
+    """
+    process = data.process
+    lo, hi = process.calendar.period_bounds(period)
     iv = stage_intervals(data)
     codes, uniques = pd.factorize(iv["opportunity_id"])
-    rows = _state_at(iv, codes, len(uniques), as_of_ts)
+    rows = _state_at(iv, codes, len(uniques), as_of)
     sel = rows[rows >= 0]
     state = iv.iloc[sel].reset_index(drop=True)
     is_open = state["is_open"].to_numpy(dtype=bool)
-    cd_i = _unknown_if_open(data, state["close_date"].to_numpy("datetime64[us]").view(np.int64), is_open, as_of_ts)
+    cd_i = _unknown_if_open(
+        data, state["close_date"].to_numpy("datetime64[us]").view(np.int64), is_open, as_of, unknown
+    )
     cd = pd.Series(cd_i.view("datetime64[us]"))
     in_p = ((cd >= lo) & (cd < hi)).fillna(False).to_numpy(dtype=bool)
     undated = is_open & cd.isna().to_numpy(dtype=bool)
     won = state["stage"].isin(process.won_stages).to_numpy()
     amount = state["amount"].fillna(0.0).to_numpy(dtype="float64")
     prob = state["stage"].map(process.probability).astype("float64").fillna(0.0).to_numpy()
-
     opps = data.opportunities
-    quotas = _period_quota(data.quotas, period, calendar)
     if by is None:
         key = pd.Series(np.full(len(state), period, dtype=object), dtype="str")
-        q_key = pd.Series(np.full(len(quotas), period, dtype=object), index=quotas.index, dtype="str")
-        name = "period"
     else:
-        if by not in opps.columns:
-            raise KeyError(f"opportunities has no column {by!r}; available: {list(opps.columns)}")
         pos = pd.Index(opps["opportunity_id"]).get_indexer(state["opportunity_id"])
         key = opps[by].take(pos).reset_index(drop=True)
-        if by == "owner":
-            q_key = quotas["owner"]
-        else:
-            counts = opps.groupby(["owner", by], observed=True).size().rename("n").reset_index()
-            counts = counts.sort_values(["owner", "n", by], ascending=[True, False, True], kind="stable")
-            owner_map = counts.drop_duplicates("owner").set_index("owner")[by]
-            q_key = quotas["owner"].map(owner_map).fillna("(unassigned)")
-        name = by
     frame = pd.DataFrame(
         {
             "key": key,
@@ -584,7 +600,42 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
         }
     )
     frame = frame.loc[(frame["won_deals"] > 0) | (frame["open_deals"] > 0) | (frame["undated_deals"] > 0)]
-    deal_part = frame.groupby("key", sort=True).sum()
+    return frame.groupby("key", sort=True).sum(), (int(undated.sum()), int(is_open.sum()), float(amount[undated].sum()))
+
+
+def owner_counts(opps: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Deals per owner and `by` value (``owner``, `by`, ``n``), which give an owner's quota to a `by` value.
+
+    The value most of their deals carry takes it (`coverage_table`). Counts of parts of the deals add up to the
+    whole's.
+    """
+    return opps.groupby(["owner", by], observed=True).size().rename("n").reset_index()
+
+
+def coverage_table(
+    deal_part: pd.DataFrame,
+    quotas: pd.DataFrame,
+    calendar: Any,
+    period: str,
+    as_of: pd.Timestamp,
+    by: str | None,
+    counts: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """`pipeline_coverage`'s table from the deals' sums (`coverage_deals`) and the quotas.
+
+    `counts`: deals per owner and `by` value (the ``owner``, ``by``, ``n`` columns; summed over parts of the deals,
+    the whole's), which give an owner's quota to the `by` value most of their deals carry (for a `by` but owner).
+    """
+    quotas = _period_quota(quotas, period, calendar)
+    if by is None:
+        q_key = pd.Series(np.full(len(quotas), period, dtype=object), index=quotas.index, dtype="str")
+        name = "period"
+    elif by == "owner":
+        q_key, name = quotas["owner"], by
+    else:
+        counts = counts.sort_values(["owner", "n", by], ascending=[True, False, True], kind="stable")
+        owner_map = counts.drop_duplicates("owner").set_index("owner")[by]
+        q_key, name = quotas["owner"].map(owner_map).fillna("(unassigned)"), by
     quota = pd.Series(quotas["amount"].to_numpy(dtype="float64"), index=q_key.to_numpy()).groupby(level=0).sum()
     index = pd.Index(sorted(set(deal_part.index) | set(quota.index)), name=name, dtype="str")
     if by is None:
@@ -598,27 +649,30 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     out.attrs.update(
         {
             "period": period,
-            "as_of": as_of_ts,
+            "as_of": as_of,
             "formula": (
                 "attainment = closed_won / quota; coverage = open_pipeline / (quota - closed_won); "
                 "weighted_coverage = weighted_pipeline / (quota - closed_won), weighted_pipeline = "
                 "sum(amount x stage default probability); coverage is undefined (NaN) when quota <= closed_won"
             ),
             "definitions": (
-                f"closed_won: deals won by {as_of_ts:%Y-%m-%d %H:%M} with a close date in {period}; "
-                f"open_pipeline: deals open at {as_of_ts:%Y-%m-%d %H:%M} with a close date in {period}; "
-                f"undated_pipeline: deals open at {as_of_ts:%Y-%m-%d %H:%M} without a close date"
+                f"closed_won: deals won by {as_of:%Y-%m-%d %H:%M} with a close date in {period}; "
+                f"open_pipeline: deals open at {as_of:%Y-%m-%d %H:%M} with a close date in {period}; "
+                f"undated_pipeline: deals open at {as_of:%Y-%m-%d %H:%M} without a close date"
             ),
         }
     )
-    n_undated = int(undated.sum())
+    return out
+
+
+def warn_undated(undated: tuple[int, int, float], period: str, as_of: pd.Timestamp) -> None:
+    """`pipeline_coverage`'s warning of the open deals without a close date (`coverage_deals`' count), if any."""
+    n_undated, n_open, amount = undated
     if n_undated:
-        n_open = int(is_open.sum())
         warnings.warn(
-            f"{n_undated} of the {n_open} deals open at {as_of_ts:%Y-%m-%d} (amount {amount[undated].sum():,.0f}) "
+            f"{n_undated} of the {n_open} deals open at {as_of:%Y-%m-%d} (amount {amount:,.0f}) "
             f"have no expected close date, so nothing says in which period they will close: the open pipeline "
             f"and coverage of {period} leave them out (the coverage table counts them as undated pipeline).",
             UndatedPipelineWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return out

@@ -2706,6 +2706,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: reports/ beside the config)")
     parser.add_argument("--jobs", type=int, default=None, help="reports run at the same time (default: cores)")
+    parser.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler, e.g. tcp://scheduler:8786: the forecast-accuracy report of a partitioned source runs"
+        " on its cluster (the same as -p dask=ADDRESS; default: DASK_SCHEDULER_ADDRESS, else in the report's process)",
+    )
 
 
 def _parse_params(pairs: Iterable[str]) -> dict[str, str]:
@@ -2729,7 +2736,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             config=args.config or _default_config(),
             out_dir=args.out,
             only=args.only,
-            params=_parse_params(args.parameter),
+            params=_parse_params(args.parameter) | ({"dask": args.dask} if getattr(args, "dask", None) else {}),
             jobs=args.jobs,
             as_of=args.as_of,
         )

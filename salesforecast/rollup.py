@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALL_TEAMS", "coverage_gap", "distance_from_target", "owner_teams", "roll_up", "teams_and_company"]
+__all__ = [
+    "ALL_TEAMS",
+    "coverage_gap",
+    "distance_from_target",
+    "latest_team_deals",
+    "owner_teams",
+    "roll_up",
+    "teams_and_company",
+]
 
 #: The name of the company row of a roll-up.
 ALL_TEAMS = "all teams"
@@ -62,15 +70,45 @@ def owner_teams(opportunities: pd.DataFrame, as_of: Any = None, *others: pd.Data
     for table in (opportunities, *others):
         if "team" not in table.columns or table.empty:
             continue
-        when = "created_at" if "created_at" in table.columns else "submitted_at"
-        known = table if as_of is None else table.loc[table[when] <= pd.Timestamp(as_of)]
-        known = known.loc[known["team"].notna()]
-        # of deals created at the same instant, the greatest id (as the backtest's calls take it), not the last row
-        order = [when, "opportunity_id"] if "opportunity_id" in known.columns else [when]
-        latest = known.sort_values(order, kind="stable").drop_duplicates("owner", keep="last")
+        latest = _latest_with_team(table, as_of)
         found = pd.Series(latest["team"].to_numpy(), index=latest["owner"].to_numpy(), dtype="str", name="team")
         teams = found if teams.empty else teams.combine_first(found)
     return teams.sort_index().rename("team")
+
+
+def latest_team_deals(opportunities: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
+    """Each rep's latest deal with a team created by `as_of`: what `owner_teams` reads of the deals.
+
+    Of parts of the deals (partitions by opportunity), these put together and given to `owner_teams` give the
+    whole's teams.
+
+    Parameters
+    ----------
+    opportunities : pandas.DataFrame
+        Columns ``owner``, ``created_at``, ``team`` and, when it has one, ``opportunity_id``.
+    as_of : date, optional
+        Only deals created by then count (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rep with a team: the deal's ``owner``, ``created_at``, ``opportunity_id``, ``team``.
+    """
+    return _latest_with_team(opportunities, as_of)[[c for c in _LATEST if c in opportunities.columns]]
+
+
+#: What `latest_team_deals` keeps of a deal.
+_LATEST = ("owner", "created_at", "opportunity_id", "team")
+
+
+def _latest_with_team(table: pd.DataFrame, as_of: Any) -> pd.DataFrame:
+    """Each owner's latest row with a team by `as_of` (by ``created_at``, or ``submitted_at`` for calls)."""
+    when = "created_at" if "created_at" in table.columns else "submitted_at"
+    known = table if as_of is None else table.loc[table[when] <= pd.Timestamp(as_of)]
+    known = known.loc[known["team"].notna()]
+    # of deals created at the same instant, the greatest id (as the backtest's calls take it), not the last row
+    order = [when, "opportunity_id"] if "opportunity_id" in known.columns else [when]
+    return known.sort_values(order, kind="stable").drop_duplicates("owner", keep="last")
 
 
 def roll_up(

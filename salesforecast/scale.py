@@ -57,32 +57,49 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, added, release_memory
+from salesforecast._utils import NAT, LocalTasks, added, read_part, release_memory, summed_in_groups
+from salesforecast.call import PeriodCall, period_call, period_call_parts
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
-from salesforecast.forecast import PIPELINE_METHODS, backtest_parts
+from salesforecast.forecast import (
+    METHODS,
+    PARTITIONED_METHODS,
+    PIPELINE_METHODS,
+    backtest,
+    backtest_parts,
+    submission_bias,
+    submission_bias_parts,
+)
 from salesforecast.history import DealHistory
+from salesforecast.io.database import mask_url
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.process import SalesProcess
-from salesforecast.schema import CRMData, empty_table
+from salesforecast.rollup import latest_team_deals, owner_teams
+from salesforecast.schema import PARTITIONS_MANIFEST, CRMData, empty_table, holds_partitions
+from salesforecast.session import open_report
 from salesforecast.snapshots import HISTORY_FIELDS, pipeline_snapshots, to_dates, unknown_before
 
 __all__ = [
     "MANIFEST",
     "STORE_BYTES",
     "DaskTasks",
+    "ForecastData",
     "PartitionedCRM",
+    "dask_client",
     "generate_partitions",
+    "open_forecast",
     "partition_of",
     "partitioned_backtest",
     "partitioned_fit",
+    "partitioned_period_call",
     "partitioned_snapshots",
+    "partitioned_submission_bias",
     "Stored",
     "write_partitions",
 ]
 
 #: The file that says a folder holds partitions, and what they hold.
-MANIFEST = "partitions.json"
+MANIFEST = PARTITIONS_MANIFEST
 
 #: The tables written per partition (the activities of its deals); the others are written once, in ``shared/``.
 PARTITIONED = ("opportunities", "stage_history", "activities")
@@ -598,16 +615,17 @@ class DaskTasks:
         return [_loaded(r) for r in self.client.gather(list(results))]
 
     def sum(self, results: Any) -> Any:
-        """The results added on the workers in the partitions' order (`LocalTasks.sum`'s): only the total travels.
+        """The results added on the workers in `LocalTasks.sum`'s order (`summed_in_groups`): only the total travels.
 
-        One addition after another, each kept on disk as the results are: a worker holds two results at a time,
-        whatever the number of partitions (a tree of additions would fetch many at once).
+        The groups of consecutive results are added at once, each one addition after another, every sum kept on
+        disk as the results are: a worker holds two results at a time per thread, whatever the number of
+        partitions.
         """
-        results = list(results)
-        total = results[0]
-        for r in results[1:]:
-            total = self.client.submit(_add, total, r, store=self.store, run=self.run, pure=False)
-        return _loaded(self.client.gather(total))
+
+        def add(a: Any, b: Any) -> Any:
+            return self.client.submit(_add, a, b, store=self.store, run=self.run, pure=False)
+
+        return _loaded(self.client.gather(summed_in_groups(list(results), add)))
 
     def close(self) -> None:
         """Remove this run's files from the workers' disks (each is removed with its result, this catches the rest).
@@ -841,17 +859,274 @@ def partitioned_backtest(
     >>> got["forecast"].round(6).tolist() == whole["forecast"].round(6).tolist()
     True
     """
-    # a reader per partition, called on the worker: the tables are read there, and dropped once its context is built
-    parts = [partial(_read_partition, i, str(crm.folder)) for i in range(crm.n_partitions)]
-    before = crm.unknown_before["close_date"]
     with _tasks(client) as tasks:
         return backtest_parts(
+            *_parts_of(crm), crm.shared("forecast_submissions"), methods, tasks=tasks, **_rules(crm), **kwargs
+        )
+
+
+def _parts_of(crm: PartitionedCRM) -> tuple[list[Any], SalesProcess, pd.Timestamp]:
+    """A reader per partition (called on the worker: the tables are read there), the process map, the data's end."""
+    return [partial(_read_partition, i, str(crm.folder)) for i in range(crm.n_partitions)], crm.process, crm.as_of
+
+
+def _rules(crm: PartitionedCRM) -> dict[str, Any]:
+    """The whole's rule for open deals' close dates (`salesforecast.forecast.backtest_parts`' argument)."""
+    before = crm.unknown_before["close_date"]
+    return {"close_unknown_before": NAT if before is None else int(before.astype(np.int64))}
+
+
+def partitioned_period_call(
+    crm: PartitionedCRM,
+    client: Any = None,
+    as_of: Any = None,
+    period: str = "current",
+    freq: str = "quarter",
+    bands: pd.DataFrame | None = None,
+    results: pd.DataFrame | None = None,
+    group: str = "total",
+    n_sims: int = 1000,
+    seed: int = 0,
+    **kwargs: Any,
+) -> PeriodCall:
+    """`salesforecast.call.period_call` over the partitions (on a cluster with `client`): the report's forecast call.
+
+    The forecasts now and a week earlier run as `partitioned_backtest` does (at one cutoff each, the methods of
+    ``salesforecast.forecast.PARTITIONED_METHODS``); closed won, the open pipeline and each rep's bookings are
+    added over the partitions on the workers; the quotas and the reps' calls are read from ``shared/`` here
+    (`salesforecast.call.period_call_parts`).
+
+    Parameters
+    ----------
+    crm : PartitionedCRM
+    client : dask.distributed.Client or DaskTasks, optional
+        Default: the partitions one after another in this process.
+    as_of : date, optional
+        The report date (default: the data end). The partitions hold the data as they stand at their end: a
+        forecast at an earlier date uses only what was known then, as the backtest does.
+    period, freq, bands, results, group, n_sims, seed, **kwargs
+        As `salesforecast.call.period_call` (``bands`` and ``results`` from `partitioned_backtest`).
+
+    Returns
+    -------
+    PeriodCall
+        As ``period_call`` of the data the partitions were written from (the Monte Carlo's figures within Monte
+        Carlo error).
+    """
+    with _tasks(client) as tasks:
+        parts, process, end = _parts_of(crm)
+        return period_call_parts(
             parts,
-            crm.process,
-            crm.as_of,
+            process,
+            end,
             crm.shared("forecast_submissions"),
-            methods,
+            crm.shared("quotas"),
+            as_of,
+            period,
+            freq,
+            bands,
+            results,
+            group,
+            n_sims,
+            seed,
             tasks=tasks,
-            close_unknown_before=NAT if before is None else int(before.astype(np.int64)),
+            **_rules(crm),
             **kwargs,
         )
+
+
+def partitioned_submission_bias(
+    crm: PartitionedCRM, client: Any = None, as_of: Any = None, period: str = "quarter", **kwargs: Any
+) -> pd.DataFrame:
+    """`salesforecast.forecast.submission_bias` over the partitions: each rep's bookings added on the workers.
+
+    Parameters
+    ----------
+    crm : PartitionedCRM
+    client : dask.distributed.Client or DaskTasks, optional
+    as_of, period, **kwargs
+        As `submission_bias` (``category``, ``weeks``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As ``submission_bias`` of the whole data.
+    """
+    with _tasks(client) as tasks:
+        return submission_bias_parts(
+            *_parts_of(crm), crm.shared("forecast_submissions"), as_of, period, tasks=tasks, **_rules(crm), **kwargs
+        )
+
+
+def dask_client(address: str | None = None) -> Any:
+    """A client of the Dask scheduler at `address`, else at ``DASK_SCHEDULER_ADDRESS``; None when neither is set.
+
+    Parameters
+    ----------
+    address : str, optional
+        E.g. ``tcp://scheduler:8786`` (what ``dask scheduler`` prints, or a `LocalCluster`'s ``scheduler_address``).
+
+    Raises
+    ------
+    ValueError
+        When no scheduler answers there (the message names the address and where it came from).
+    """
+    given = (address or "").strip()
+    where = "the dask parameter" if given else "DASK_SCHEDULER_ADDRESS"
+    address = given or os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if not address:
+        return None
+    from distributed import Client
+
+    try:
+        return Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(
+            f"no Dask scheduler answers at {mask_url(address)} ({where}): {exc}. Start one (dask scheduler; dask "
+            "worker ADDRESS on each machine) or leave the address empty to run here"
+        ) from None
+
+
+@dataclass
+class ForecastData:
+    """The data of the forecast-accuracy report: the report's view in this process, or partitions (`open_forecast`).
+
+    Its methods run the report's steps where the data are: `backtest`, `period_call`, `submission_bias` and
+    `owner_teams` of the view, or over the partitions (on the cluster of `client`, else here, one partition after
+    another).
+
+    Attributes
+    ----------
+    process : SalesProcess
+    as_of : pandas.Timestamp
+        The report date.
+    view : CRMData or None
+        The data known at `as_of` (`salesforecast.session.open_report`), for a source read in this process.
+    crm : PartitionedCRM or None
+        The partitions, for a partitioned source.
+    client : dask.distributed.Client or None
+        The cluster the partitions' steps run on (None: here).
+    """
+
+    process: SalesProcess
+    as_of: pd.Timestamp
+    view: CRMData | None = None
+    crm: PartitionedCRM | None = None
+    client: Any = None
+
+    @property
+    def where(self) -> str:
+        """Where the steps ran, in a sentence for the reader."""
+        if self.crm is None:
+            return ""
+        on = "one after another in this process"
+        if self.client is not None:
+            on = f"on a Dask cluster of {len(self.client.nthreads())} workers"
+        left = [m.label for m in METHODS.values() if m.default and m.name not in PARTITIONED_METHODS]
+        return (
+            f"The data are read in {self.crm.n_partitions} partitions by opportunity, {on}. The methods that run "
+            f"over partitions are replayed; {_listed(left)} {'does' if len(left) == 1 else 'do'} not run over "
+            f"partitions yet and {'is' if len(left) == 1 else 'are'} left out."
+            if left
+            else f"The data are read in {self.crm.n_partitions} partitions by opportunity, {on}."
+        )
+
+    @property
+    def submissions(self) -> pd.DataFrame:
+        """The forecast submissions (the reps' calls)."""
+        return self.view.forecast_submissions if self.crm is None else self.crm.shared("forecast_submissions")
+
+    @property
+    def has_teams(self) -> bool:
+        """Whether the opportunities have a ``team`` column."""
+        if self.crm is None:
+            return "team" in self.view.opportunities.columns
+        return "team" in pq.read_schema(Path(self.crm.folder) / _part_name(0) / "opportunities.parquet").names
+
+    def backtest(self, **kwargs: Any) -> pd.DataFrame:
+        """`salesforecast.forecast.backtest` of the view, or `partitioned_backtest` of every partitioned method."""
+        if self.crm is None:
+            return backtest(self.view, **kwargs)
+        return partitioned_backtest(self.crm, PARTITIONED_METHODS, client=self.client, **kwargs)
+
+    def period_call(self, **kwargs: Any) -> PeriodCall:
+        """`salesforecast.call.period_call` at the report date, or `partitioned_period_call`."""
+        if self.crm is None:
+            return period_call(self.view, as_of=self.as_of, **kwargs)
+        return partitioned_period_call(self.crm, self.client, self.as_of, methods=PARTITIONED_METHODS, **kwargs)
+
+    def submission_bias(self) -> pd.DataFrame:
+        """`salesforecast.forecast.submission_bias` at the report date, or `partitioned_submission_bias`."""
+        if self.crm is None:
+            return submission_bias(self.view, as_of=self.as_of)
+        return partitioned_submission_bias(self.crm, self.client, self.as_of)
+
+    def owner_teams(self) -> pd.Series:
+        """Each rep's team at the report date (`salesforecast.rollup.owner_teams`; its parts' over partitions)."""
+        if self.crm is None:
+            return owner_teams(self.view.opportunities, self.as_of, self.view.forecast_submissions)
+        with _tasks(self.client) as tasks:
+            parts = _parts_of(self.crm)[0]
+            latest = tasks.gather(tasks.map(_latest_teams, parts, as_of=self.as_of))
+        found = [f for f in latest if f is not None]
+        if not found:
+            return pd.Series(dtype="str", name="team")
+        return owner_teams(pd.concat(found, ignore_index=True), self.as_of, self.submissions)
+
+
+def _listed(names: list[str]) -> str:
+    """Names in a sentence: "a", "a and b", "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _latest_teams(part: Any, as_of: pd.Timestamp) -> pd.DataFrame | None:
+    """Task: a partition's `salesforecast.rollup.latest_team_deals` (None: its deals have no team)."""
+    opps = read_part(part).opportunities
+    return latest_team_deals(opps, as_of) if "team" in opps.columns else None
+
+
+def open_forecast(
+    source: str | Path = "sample",
+    process: Any = "default",
+    as_of: str = "latest",
+    team: str | None = "",
+    owner: str | None = "",
+    dask: str | None = "",
+    **kwargs: Any,
+) -> ForecastData:
+    """Open the data of the forecast-accuracy report: a source read here, or partitions read where they live.
+
+    Parameters
+    ----------
+    source, process, as_of, team, owner, **kwargs
+        As `salesforecast.session.open_report` (its `needs` and `columns` in `kwargs`). A folder of partitions
+        (`write_partitions`, ``salesforecast import --partitions N``) is read partition by partition; it is
+        reported at its latest date, for every team and rep, with the process map it was written with.
+    dask : str, optional
+        A Dask scheduler's address (default: ``DASK_SCHEDULER_ADDRESS``): a partitioned source's steps run on its
+        cluster, whose workers read the partitions (on storage every worker reaches). Without one, they run here.
+
+    Returns
+    -------
+    ForecastData
+
+    Raises
+    ------
+    ValueError
+        When a partitioned source is asked for what it cannot give (a date before its end, a team or a rep, another
+        process map), or no scheduler answers at `dask`.
+    """
+    if not holds_partitions(source):
+        report = open_report(source, process=process, as_of=as_of, team=team, owner=owner, **kwargs)
+        return ForecastData(report.view.process, report.as_of, view=report.view)
+    crm = PartitionedCRM(source)
+    asked = {"as_of": (str(as_of).strip().casefold(), "latest"), "team": (team or "", ""), "owner": (owner or "", "")}
+    asked["process"] = (str(process or "default"), "default")
+    for name, (value, default) in asked.items():
+        if value != default:
+            raise ValueError(
+                f"{name}={value!r}: {source} holds partitions, which a report reads at their latest date, for every "
+                f"team and rep, with the process map they were written with ({name}={default!r}); for another view, "
+                "write partitions of it (salesforecast import ... --partitions N) or read a canonical folder"
+            )
+    return ForecastData(crm.process, crm.as_of, crm=crm, client=dask_client(dask))

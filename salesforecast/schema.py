@@ -41,6 +41,7 @@ __all__ = [
     "TABLES",
     "MALFORMED_MARK",
     "OPEN_MAY_LACK",
+    "PARTITIONS_MANIFEST",
     "CRMData",
     "EVENT_COLUMNS",
     "ColumnSpec",
@@ -48,6 +49,7 @@ __all__ = [
     "TableSpec",
     "decode_text",
     "empty_table",
+    "holds_partitions",
     "is_malformed",
     "malformed_row",
     "read_canonical",
@@ -1339,6 +1341,21 @@ def _check_activity_links(
 _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 
+#: The file of a folder of partitions (`salesforecast.scale.write_partitions`) that says what it holds.
+PARTITIONS_MANIFEST = "partitions.json"
+
+
+def holds_partitions(source: Any) -> bool:
+    """Whether `source` is a folder of partitions (`salesforecast.scale.write_partitions`), not a canonical folder.
+
+    Examples
+    --------
+    >>> holds_partitions("sample")
+    False
+    """
+    return isinstance(source, (str, Path)) and (Path(source) / PARTITIONS_MANIFEST).is_file()
+
+
 def find_table_file(folder: Path, name: str) -> Path | None:
     """The file of table `name` in a canonical folder (``name.csv``, ``.csv.gz``, ``.parquet``...), None if absent.
 
@@ -1954,7 +1971,7 @@ def read_canonical(
         tables[name] = read_table_file(path, name, encoding=encoding)
         sources[name] = str(path)
     if not tables:
-        partitioned = (folder / "partitions.json").is_file()  # salesforecast.scale.MANIFEST (a higher layer)
+        partitioned = holds_partitions(folder)
         raise DataFileError(
             f"{folder}: no opportunities file (opportunities.csv, .csv.gz or .parquet) nor any other table file"
             f" ({', '.join(TABLES)}); expected a canonical folder"

@@ -31,7 +31,7 @@ from salesforecast.activities import READ_COLUMNS as ACTIVITY_COLUMNS
 from salesforecast.io import load
 from salesforecast.process import SalesProcess
 from salesforecast.quality import report_as_of
-from salesforecast.schema import EVENT_COLUMNS, CRMData
+from salesforecast.schema import EVENT_COLUMNS, CRMData, holds_partitions
 from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at
 
 __all__ = [
@@ -702,6 +702,18 @@ def open_report(
     True
     """
     asked = [_need(n) for n in needs]  # a misspelt need is the notebook's mistake: say so before loading
+    if holds_partitions(source):  # partitions are read where they live, by the steps that run over them
+        raise ReportNeeds(
+            f"This report reads the whole data in one process; {source} holds partitions by opportunity, which "
+            "only the forecast-accuracy report reads (partition by partition, on a Dask cluster when one is given).",
+            needs=["the data as one canonical folder, an export or a mapping file"],
+            lacking=[f"{source} holds partitions (partitions.json), not the tables of a canonical folder"],
+            fixes=[
+                "Run this report on the source the partitions were written from (or on a canonical folder: "
+                "salesforecast import SOURCE FOLDER), or run only the forecast-accuracy report on the partitions "
+                "(--only 04_forecast_accuracy)."
+            ],
+        )
     record_limits()
     data = load(source, process=process)
     if columns:

@@ -6,6 +6,7 @@ partition from the folder, as a remote worker would from shared storage.
 
 from __future__ import annotations
 
+import functools
 import gc
 import glob
 import json
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salesforecast._utils import SUM_GROUP, LocalTasks
 from salesforecast.datasets import generate, load_sample
 from salesforecast.datasets.shapes import history_from_dates
 from salesforecast.history import DealHistory
@@ -33,7 +35,9 @@ from salesforecast.scale import (
     partition_of,
     partitioned_backtest,
     partitioned_fit,
+    partitioned_period_call,
     partitioned_snapshots,
+    partitioned_submission_bias,
     write_partitions,
 )
 from salesforecast.schema import DataFileError
@@ -354,6 +358,11 @@ def test_a_result_kept_on_disk_is_mapped_when_read_and_removed_with_it(tmp_path,
     assert sorted(len(files) for files in client.run(_run_files).values()) == [1, 1]
     assert [len(a) for a in tasks.gather(big)] == [10**5, 10**5, 10]
     assert int(tasks.sum(tasks.map(np.ones, [10**4] * 3)).sum()) == 3 * 10**4
+    # over more partitions than a group: added in groups at once, in one process's order to the bit
+    values = np.random.default_rng(3).lognormal(0, 8, size=(2 * SUM_GROUP + 3, 64))
+    here = LocalTasks().sum(list(values))
+    assert np.array_equal(tasks.sum(tasks.map(np.array, list(values))), here)
+    assert not np.array_equal(functools.reduce(np.add, values), here)  # the grouping shows in the bits
     # a result fetched by the other worker is kept on that one's disk too (an addition of the sum needs two)
     first = tasks.workers[0]
     assert client.submit(lambda kept: len(kept.load()), big[1], workers=[first], pure=False).result() == 10**5
@@ -553,3 +562,87 @@ def test_a_backtest_over_partitions_follows_the_wholes_rule_for_close_dates_neve
     whole = backtest(data, ["crm_weighted"], **settings)
     got = partitioned_backtest(parts, ["crm_weighted"], **settings)
     np.testing.assert_allclose(got["forecast"], whole["forecast"], rtol=1e-12)  # a partition's own rule: +4%
+
+
+def _compare_calls(got, whole, reseeded) -> None:
+    """Two `PeriodCall`s: the same rows, sums and sentences' figures; the Monte Carlo's within its error."""
+    a, b = got.table, whole.table
+    labels = ["level", "team", "rep", "commit_vs_range"]
+    pd.testing.assert_frame_equal(a[labels[:3]], b[labels[:3]])
+    drawn = ["forecast_p10", "forecast_p50", "forecast_p90", "projected_attainment", "forecast_change"]
+    for column in b.columns.difference(labels + drawn):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-9, err_msg=column)  # NaN where NaN
+    for name in ("period", "as_of", "weeks_left", "quota", "won_to_date", "commit", "open_pipeline", "ended"):
+        assert getattr(got, name) == getattr(whole, name) or np.isclose(getattr(got, name), getattr(whole, name))
+    _compare_backtests(got.forecast.table, whole.forecast.table, reseeded.forecast.table)
+    if whole.week_ago is not None:
+        _compare_backtests(got.week_ago.table, whole.week_ago.table, reseeded.week_ago.table)
+    width = (b["forecast_p90"] - b["forecast_p10"]).to_numpy()
+    for column in drawn[:3]:
+        apart = np.abs(a[column] - b[column]).to_numpy() / width
+        chance = np.abs(reseeded.table[column] - b[column]).to_numpy() / width
+        assert np.nanquantile(apart, 0.5) <= 2 * np.nanquantile(chance, 0.5) + 0.01, column
+
+
+def test_the_forecast_call_over_partitions_is_the_wholes(crm, tmp_path, client):
+    # the report's call: the period now and a week earlier per team and rep, the quotas, the reps' calls and call
+    # ratios, closed won and the open pipeline (added over the partitions), on a cluster as in one process
+    from salesforecast.call import period_call
+    from salesforecast.forecast import PARTITIONED_METHODS, submission_bias
+
+    parts = PartitionedCRM(write_partitions(crm, tmp_path / "parts", 3))
+    settings = {"methods": list(PARTITIONED_METHODS), "n_sims": 4000}
+    at = crm.opportunities["created_at"].max() - pd.Timedelta(days=40)  # inside a quarter: a week-earlier view too
+    whole = period_call(crm, as_of=at, **settings)
+    assert whole.week_ago is not None and whole.has_calls and whole.has_quota and whole.has_teams
+    assert whole.table["call_ratio"].notna().sum() > 3 and whole.table["open_pipeline"].iloc[0] > 0
+    got = partitioned_period_call(parts, client=client, as_of=at, **settings)
+    _compare_calls(got, whole, period_call(crm, as_of=at, seed=1, **settings))
+    # the same futures here as on the cluster (a fixed number of partitions)
+    pd.testing.assert_frame_equal(partitioned_period_call(parts, as_of=at, **settings).table, got.table)
+    # at the data end: the quarter had ended, the next one forecast from its first day, the ended one's bookings
+    end = partitioned_period_call(parts, client=client, n_sims=500, methods=settings["methods"])
+    ended = period_call(crm, n_sims=500, methods=settings["methods"])
+    assert (end.period, end.ended, end.ended_actual, end.ended_quota) == (
+        ended.period,
+        ended.ended,
+        pytest.approx(ended.ended_actual, rel=1e-12),
+        pytest.approx(ended.ended_quota, rel=1e-12),
+    )
+    pd.testing.assert_frame_equal(
+        partitioned_submission_bias(parts, client=client, as_of=at), submission_bias(crm, as_of=at), rtol=1e-9
+    )
+
+
+def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_path, client, capsys):
+    # `salesforecast report -p source=PARTITIONS --dask ADDRESS`: the forecast-accuracy report reads the partitions
+    # on the cluster's workers (their steps' tasks reach the scheduler); a report that reads the whole data in one
+    # process says what it needs instead of failing
+    from bs4 import BeautifulSoup
+    from distributed import get_task_stream
+
+    from salesforecast.cli import main
+
+    parts = write_partitions(crm, tmp_path / "parts", 3)
+    out = tmp_path / "out"
+    argv = ["report", "-p", f"source={parts}", "-p", "n_sims=300", "-p", "history=2", "--out", str(out)]
+    with get_task_stream(client) as stream:  # every task the scheduler ran meanwhile, whichever client sent it
+        assert main([*argv, "--only", "04_forecast_accuracy", "--dask", client.scheduler.address]) == 0
+    ran = {str(task["key"]).split("-")[0] for task in stream.data}
+    assert {"part_cutoffs", "part_coverage", "part_booked_at", "latest_teams"} <= ran, ran
+    (page,) = (out / "latest").glob("04_forecast_accuracy*.html")
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    assert soup.select_one("section#headline") is not None
+    text = soup.get_text(" ")
+    assert "read in 3 partitions by opportunity, on a Dask cluster of 2 workers" in text
+    assert "opportunity score does not run over partitions yet and is left out" in text
+    assert "Traceback" not in text
+    capsys.readouterr()
+    assert main([*argv[:3], "--only", "01_data_quality", "--out", str(tmp_path / "other")]) == 3
+    (needs,) = (tmp_path / "other" / "latest").glob("01_data_quality*.html")
+    assert "holds partitions by opportunity" in needs.read_text(encoding="utf-8")
+    # a view the partitions cannot give is refused, naming what to do
+    with pytest.raises(ValueError, match="team='East'.*write partitions of it"):
+        from salesforecast.scale import open_forecast
+
+        open_forecast(str(parts), team="East")

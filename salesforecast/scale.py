@@ -1013,12 +1013,18 @@ class ForecastData:
     view: CRMData | None = None
     crm: PartitionedCRM | None = None
     client: Any = None
+    scheduler: str = ""
 
     @property
     def where(self) -> str:
-        """Where the steps ran, in a sentence for the reader."""
+        """Where the steps ran, in a sentence for the reader ("" for a source read here with no cluster asked for)."""
         if self.crm is None:
-            return ""
+            return (
+                f"A Dask scheduler was given ({self.scheduler}), but the source is not partitioned: the report ran "
+                "in its own process (salesforecast import SOURCE --out FOLDER --partitions N writes partitions)."
+                if self.scheduler
+                else ""
+            )
         on = "one after another in this process"
         if self.client is not None:
             on = f"on a Dask cluster of {len(self.client.nthreads())} workers"
@@ -1041,7 +1047,8 @@ class ForecastData:
         """Whether the opportunities have a ``team`` column."""
         if self.crm is None:
             return "team" in self.view.opportunities.columns
-        return "team" in pq.read_schema(Path(self.crm.folder) / _part_name(0) / "opportunities.parquet").names
+        files = (Path(self.crm.folder) / _part_name(i) / "opportunities.parquet" for i in range(self.crm.n_partitions))
+        return any("team" in pq.read_schema(f).names for f in files if f.is_file())
 
     def backtest(self, **kwargs: Any) -> pd.DataFrame:
         """`salesforecast.forecast.backtest` of the view, or `partitioned_backtest` of every partitioned method."""
@@ -1118,7 +1125,8 @@ def open_forecast(
     """
     if not holds_partitions(source):
         report = open_report(source, process=process, as_of=as_of, team=team, owner=owner, **kwargs)
-        return ForecastData(report.view.process, report.as_of, view=report.view)
+        asked = (dask or "").strip() or os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+        return ForecastData(report.view.process, report.as_of, view=report.view, scheduler=mask_url(asked))
     crm = PartitionedCRM(source)
     asked = {"as_of": (str(as_of).strip().casefold(), "latest"), "team": (team or "", ""), "owner": (owner or "", "")}
     asked["process"] = (str(process or "default"), "default")

@@ -16,13 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _declared_needs(notebook: str) -> list[str]:
-    """The ``needs=`` of the notebook's `open_report` call."""
+    """The ``needs=`` of the notebook's `open_report` call (or `open_forecast`'s, which passes them on)."""
     nb = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text(encoding="utf-8"))
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
         for node in ast.walk(ast.parse("".join(cell["source"]))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open_report":
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("open_report", "open_forecast"):
                 for kw in node.keywords:
                     if kw.arg == "needs":
                         return list(ast.literal_eval(kw.value))

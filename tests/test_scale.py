@@ -614,7 +614,7 @@ def test_the_forecast_call_over_partitions_is_the_wholes(crm, tmp_path, client):
     )
 
 
-def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_path, client, capsys):
+def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_path, client, capsys, monkeypatch):
     # `salesforecast report -p source=PARTITIONS --dask ADDRESS`: the forecast-accuracy report reads the partitions
     # on the cluster's workers (their steps' tasks reach the scheduler); a report that reads the whole data in one
     # process says what it needs instead of failing
@@ -642,7 +642,11 @@ def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_pa
     (needs,) = (tmp_path / "other" / "latest").glob("01_data_quality*.html")
     assert "holds partitions by opportunity" in needs.read_text(encoding="utf-8")
     # a view the partitions cannot give is refused, naming what to do
-    with pytest.raises(ValueError, match="team='East'.*write partitions of it"):
-        from salesforecast.scale import open_forecast
+    from salesforecast.scale import open_forecast
 
+    with pytest.raises(ValueError, match="team='East'.*write partitions of it"):
         open_forecast(str(parts), team="East")
+    # a scheduler given for a source that is not partitioned: the page says the report ran in its own process
+    assert "the source is not partitioned" in open_forecast("sample", dask=client.scheduler.address).where
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    assert open_forecast("sample").where == ""

@@ -155,12 +155,10 @@ def _events_before(
     if len(key_c) == 0 or len(key_e) == 0:
         return np.zeros(len(key_c))
     n_keys = int(max(key_e.max(), key_c.max())) + 1
-    if n_keys.bit_length() + dbits + 1 > 62 or min(key_e.min(), key_c.min()) < 0 or min(dur_e.min(), dur_c.min()) < 0:
-        raise ValueError("visit durations out of range (negative, or beyond a thousand years)")
     # (bin, duration, censored last) packed in one integer: an event comes before a censoring of its bin at the
     # same or a longer duration
-    packed_c = (key_c.astype(np.int64) << (dbits + 1)) | (dur_c.astype(np.int64) << 1) | 1
-    packed_e = (key_e.astype(np.int64) << (dbits + 1)) | (dur_e.astype(np.int64) << 1)
+    packed_c = _packed(key_c, dur_c, dbits) | 1
+    packed_e = _packed(key_e, dur_e, dbits)
     # the weight of the events before each censoring (in its bin and every earlier one) ...
     if w_e.min() == w_e.max():  # one weight for all: counting is enough, no permutation to carry
         before_all = np.searchsorted(np.sort(packed_e), packed_c) * float(w_e[0])
@@ -172,6 +170,38 @@ def _events_before(
     per_bin = np.bincount(key_e, weights=w_e, minlength=n_keys)
     earlier = np.concatenate([[0.0], np.cumsum(per_bin)[:-1]])
     return before_all - earlier[key_c]
+
+
+def _packed(key: np.ndarray, duration: np.ndarray, dbits: int) -> np.ndarray:
+    """(bin, duration) in one integer, `dbits` bits of duration (and a free low bit), checked to fit."""
+    if len(key) and (int(key.max()).bit_length() + dbits + 1 > 62 or key.min() < 0 or duration.min() < 0):
+        raise ValueError("visit durations out of range (negative, or beyond a thousand years)")
+    return (key.astype(np.int64) << (dbits + 1)) | (duration.astype(np.int64) << 1)
+
+
+def _censored_index(key: np.ndarray, duration: np.ndarray, w: np.ndarray, dbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Censored visits sorted by (bin, duration), packed (`_packed`), and the cumulative sums of their weights."""
+    packed = _packed(key, duration, dbits)
+    order = np.argsort(packed, kind="stable")
+    return packed[order], np.concatenate([[0.0], np.cumsum(w[order])])
+
+
+def _deficit_sums(
+    key_e: np.ndarray, dur_e: np.ndarray, w_e: np.ndarray, index: tuple[np.ndarray, np.ndarray], dbits: int, n: int
+) -> np.ndarray:
+    """Per bin: each event's weight times the weight of the bin's censored visits strictly before it, summed.
+
+    A bin's censored visits miss from its risk set, together, this sum over the bin's total event weight (the sum of
+    their `_deficit`s: a visit censored at ``c`` misses the events after ``c``). Sums over events, so those of parts
+    of the events add up; `index` holds every part's censored visits (`_censored_index`).
+    """
+    packed_c, cum = index
+    if len(key_e) == 0 or len(packed_c) == 0:
+        return np.zeros(n)
+    packed_e = _packed(key_e, dur_e, dbits)
+    upto = cum[np.searchsorted(packed_c, packed_e, side="left")]  # censored strictly before: of its bin and earlier
+    start = cum[np.searchsorted(packed_c, key_e.astype(np.int64) << (dbits + 1), side="left")]  # of earlier bins
+    return np.bincount(key_e, weights=w_e * (upto - start), minlength=n)
 
 
 def _deficit(before: np.ndarray, total: np.ndarray, w_c: np.ndarray) -> np.ndarray:
@@ -538,6 +568,27 @@ def _part_events_before(
     return before, total, gbefore, gtotal
 
 
+def _part_deficit_sums(
+    p: _PartVisits, index: tuple[np.ndarray, np.ndarray], gindex: tuple[np.ndarray, np.ndarray], dbits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Task: the part's `_deficit_sums` per bin and per segment's bin against every part's censored visits.
+
+    With the part's events per bin and per segment's bin (the totals the deficits are shares of). The part's work
+    and answer follow its own events, not every part's censored visits (`_part_events_before`'s do).
+    """
+    sb, gsb = _keys(p)
+    nb = p.edges.shape[1] - 1
+    ev = p.v.dest >= 0
+    w = p.w
+    n, gn = p.k * nb, p.n_seg * p.k * nb
+    sums = _deficit_sums(sb[ev], p.v.duration[ev], w[ev], index, dbits, n)
+    total = np.bincount(sb[ev], weights=w[ev], minlength=n)
+    gev = ev & (gsb >= 0)
+    gsums = _deficit_sums(gsb[gev], p.v.duration[gev], w[gev], gindex, dbits, gn)
+    gtotal = np.bincount(gsb[gev], weights=w[gev], minlength=gn)
+    return sums, total, gsums, gtotal
+
+
 def _part_statistics(
     p: _PartVisits, deficit: np.ndarray | None, gdeficit: np.ndarray | None, seed: Any, n_bootstrap: int
 ) -> dict[str, Any]:
@@ -850,9 +901,11 @@ class StageConversionModel(BaseEstimator):
 
         The fit needs of the visits only sums once the duration bins are set; the parts compute theirs and only
         those travel. The bins' edges (quantiles of each stage's durations over all parts) are found as order
-        statistics by counting in every part, and each censored visit's risk deficit from every part's events of
-        its bin, so the model is the one `fit_history` learns from the whole (the same counts; the same tables up to
-        the order of floating-point sums, exactly equal with unit weights). With one part this is `fit_history`.
+        statistics by counting in every part, and the censored visits' risk deficits from every part's events of
+        their bins (every part's censored visits are sent to each part; without a bootstrap, a part answers with its
+        events' sums per bin, so its work follows its own events), so the model is the one `fit_history` learns
+        from the whole (the same counts; the same tables up to the order of floating-point sums, exactly equal with
+        unit weights). With one part this is `fit_history`.
 
         Parameters
         ----------
@@ -933,16 +986,32 @@ class StageConversionModel(BaseEstimator):
         # ---- the censored visits' risk deficits: every part's events of their bin after them
         if whole:
             deficits, gdeficits, seeds = [None], [None], [self.random_state]
+            binned = None
         else:
             cens = tasks.gather(tasks.map(_part_censored, handles))
             key, gkey, dur, w_c = (np.concatenate([c[j] for c in cens]) for j in range(4))
             dbits = int(max(s["max"].max() for s in summaries)).bit_length()
-            # added where they are: each part's answer is as long as every part's censored visits
-            found = tasks.map(_part_events_before, handles, key=key, gkey=gkey, duration=dur, dbits=dbits)
-            before, total, gbefore, gtotal = tasks.sum(found)
-            deficit = _deficit(before, total[key], w_c)
-            gdeficit = _deficit(gbefore, gtotal[np.maximum(gkey, 0)] if len(gtotal) else np.zeros(len(gkey)), w_c)
             bounds = np.cumsum([0] + [len(c[0]) for c in cens])
+            binned = None
+            if self.n_bootstrap:  # each censored visit's own deficit (a replicate weighs it by its deal's draw)
+                # added where they are: each part's answer is as long as every part's censored visits
+                found = tasks.map(_part_events_before, handles, key=key, gkey=gkey, duration=dur, dbits=dbits)
+                before, total, gbefore, gtotal = tasks.sum(found)
+                deficit = _deficit(before, total[key], w_c)
+                gdeficit = _deficit(gbefore, gtotal[np.maximum(gkey, 0)] if len(gtotal) else np.zeros(len(gkey)), w_c)
+            else:  # only their sums per bin: each part's events against every censored visit, work as its events
+                seg = gkey >= 0
+                found = tasks.map(
+                    _part_deficit_sums,
+                    handles,
+                    index=_censored_index(key, dur, w_c, dbits),
+                    gindex=_censored_index(gkey[seg], dur[seg], w_c[seg], dbits),
+                    dbits=dbits,
+                )
+                sums, total, gsums, gtotal = tasks.sum(found)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    binned = (np.where(total > 0, sums / total, 0.0), np.where(gtotal > 0, gsums / gtotal, 0.0))
+                deficit, gdeficit = np.zeros(len(key)), np.zeros(len(gkey))  # the parts' rows add nothing
             deficits = [deficit[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
             gdeficits = [gdeficit[a:b][gkey[a:b] >= 0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
             rng = self.random_state
@@ -952,6 +1021,10 @@ class StageConversionModel(BaseEstimator):
             tasks.map(_part_statistics, handles, deficits, gdeficits, seeds, n_bootstrap=int(self.n_bootstrap))
         )
         total_stats = {name: sum(s[name] for s in stats) for name in stats[0]}
+        if binned is not None:  # the censored visits' deficits, summed per bin (and per segment's bin)
+            total_stats["counts"][..., -1] += binned[0].reshape(total_stats["counts"].shape[:2])
+            if "gcounts" in total_stats:
+                total_stats["gcounts"][..., -1] += binned[1].reshape(total_stats["gcounts"].shape[:3])
         return self._finish(process, as_of, edges, labels, total_stats)
 
     def _finish(

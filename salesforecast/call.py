@@ -10,6 +10,11 @@ figures (`PeriodCall.figures`), and gives the forecast call per team and per rep
 
 Data without teams give the call per rep; without quotas or forecast calls, the columns that need them are left
 out and a sentence says so (`PeriodCall.notes`), never a column of dashes.
+
+`period_call_parts` makes the same call over parts of the deals (the partitions of `salesforecast.scale`, on a
+Dask cluster or here): its forecasts are `forecast.forecast_period_parts`'s, closed won and the open pipeline are
+added over the parts (`movement.coverage_deals`), each rep's call ratio is `forecast.submission_bias_parts`'s and
+their team `owner_teams_parts`'.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "PeriodCall",
     "call_groups",
     "period_call",
+    "owner_teams_parts",
     "period_call_parts",
     "trusted_at",
 ]
@@ -475,6 +481,33 @@ def _team_of_reps(deals: pd.DataFrame | None, subs: pd.DataFrame, t: pd.Timestam
     return rollup.owner_teams(deals, t, subs)
 
 
+def owner_teams_parts(parts: list[Any], as_of: Any, submissions: pd.DataFrame, tasks: Any = None) -> pd.Series:
+    """Each rep's team at `as_of` (`salesforecast.rollup.owner_teams` of the deals and calls) over parts of the deals.
+
+    Each part gives its reps' latest deals with a team (`salesforecast.rollup.latest_team_deals`); those put
+    together give the whole's; a rep with no deal takes the team of their latest call (`submissions`).
+
+    Parameters
+    ----------
+    parts : list
+        As `salesforecast.forecast.backtest_parts`.
+    as_of : date
+    submissions : pandas.DataFrame
+        The forecast submissions.
+    tasks : optional
+        Where the parts' tasks run (default: here, in turn).
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by rep (sorted), the team.
+    """
+    tasks = LocalTasks() if tasks is None else tasks
+    t = pd.Timestamp(as_of)
+    latest = [f for f in tasks.gather(tasks.map(_latest_team_deals, parts, t=t)) if f is not None]
+    return _team_of_reps(pd.concat(latest, ignore_index=True) if latest else None, submissions, t)
+
+
 def _latest_team_deals(part: Any, t: pd.Timestamp) -> pd.DataFrame | None:
     """Task: a part's `salesforecast.rollup.latest_team_deals` at `t` (None: the deals have no team)."""
     opps = read_part(part).opportunities
@@ -571,8 +604,7 @@ class _Parts:
         )
 
     def teams(self, t: pd.Timestamp) -> pd.Series:
-        latest = [f for f in self.tasks.gather(self.tasks.map(_latest_team_deals, self.parts, t=t)) if f is not None]
-        return _team_of_reps(pd.concat(latest, ignore_index=True) if latest else None, self.submissions, t)
+        return owner_teams_parts(self.parts, t, self.submissions, self.tasks)
 
 
 def _coverage(src: _Data | _Parts, period: str, t: pd.Timestamp, groups: tuple[str, ...]) -> dict[str, pd.DataFrame]:

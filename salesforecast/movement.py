@@ -546,8 +546,6 @@ def pipeline_coverage(data: CRMData, period: str, as_of: Any = None, by: str | N
     as_of_ts = data.as_of if as_of is None else _timestamp(as_of, "as_of")
     as_of_ts = pd.Timestamp(as_of_ts).as_unit("us")
     opps = data.opportunities
-    if by is not None and by not in opps.columns:
-        raise KeyError(f"opportunities has no column {by!r}; available: {list(opps.columns)}")
     deal_part, undated = coverage_deals(data, period, as_of_ts, by)
     counts = owner_counts(opps, by) if by not in (None, "owner") else None
     out = coverage_table(deal_part, data.quotas, data.process.calendar, period, as_of_ts, by, counts)
@@ -565,6 +563,8 @@ def coverage_deals(
     deals' close dates are unknown (`salesforecast.snapshots.unknown_before`; default: the data's own rule).
     """
     process = data.process
+    if by is not None and by not in data.opportunities.columns:
+        raise KeyError(f"opportunities has no column {by!r}; available: {list(data.opportunities.columns)}")
     lo, hi = process.calendar.period_bounds(period)
     iv = stage_intervals(data)
     codes, uniques = pd.factorize(iv["opportunity_id"])

@@ -262,6 +262,10 @@ def _slug(value: Any) -> str:
     return slug or hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
+#: Parameters that say where a report runs, not what it shows: left out of its name (the same report wherever it ran).
+WHERE_ONLY = frozenset({"dask"})
+
+
 def output_name(notebook: str, parameters: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
     """The file stem of a report: the notebook, then the slug of each parameter that differs from its default.
 
@@ -285,10 +289,14 @@ def output_name(notebook: str, parameters: Mapping[str, Any], defaults: Mapping[
     '04_forecast_accuracy__team-emea'
     >>> output_name("01_data_quality", {"source": "/data/raw/acme"}, {"source": "sample"})
     '01_data_quality__acme'
+    >>> output_name("04_forecast_accuracy", {"dask": "tcp://10.0.3.17:8786"}, {"dask": ""})  # where, not what
+    '04_forecast_accuracy'
     """
     order = list(defaults) + [k for k in parameters if k not in defaults]
     parts = [notebook]
     for key in order:
+        if key in WHERE_ONLY:
+            continue
         if key in parameters and parameters[key] != defaults.get(key, _NO_DEFAULT):
             parts.append(_slug(parameters[key]))
     return "__".join(parts)
@@ -847,7 +855,10 @@ def load_config(
             _check_secrets(final, set_where)
             filled = {k: v for k, v in defaults.items() if v is not _NO_DEFAULT} | final
             skip.append(_unmet(entry.when, filled, declared, f"{where}: when"))
-            effective.append(json.dumps(filled, sort_keys=True, default=str))
+            # the same report wherever it runs: a scheduler's address does not make it another
+            effective.append(
+                json.dumps({k: v for k, v in filled.items() if k not in WHERE_ONLY}, sort_keys=True, default=str)
+            )
             origins.append(set_where.removeprefix(f"{src}: "))
             declares.append(set(declared))
             titling.append((final, {k: v for k, v in defaults.items() if v is not _NO_DEFAULT}))
@@ -880,8 +891,9 @@ def load_config(
     for key in cli_params:
         if not any(str(key) in d for d in chosen_declares):
             names = sorted({s.notebook for s in chosen} | {s.notebook for s, _ in skipped})
+            given = "--dask (-p 'dask')" if key == "dask" else f"-p {str(key)!r}"
             raise ConfigError(
-                f"{src}: -p {str(key)!r} is a parameter of none of the selected reports ({', '.join(names)}); "
+                f"{src}: {given} is a parameter of none of the selected reports ({', '.join(names)}); "
                 "papermill --help-notebook notebooks/NAME.ipynb lists a notebook's parameters"
             )
     if not chosen and skipped:

@@ -57,8 +57,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, added, read_part, release_memory, summed_in_groups
-from salesforecast.call import PeriodCall, period_call, period_call_parts
+from salesforecast._utils import NAT, LocalTasks, added, release_memory, summed_in_groups
+from salesforecast.call import PeriodCall, owner_teams_parts, period_call, period_call_parts
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
 from salesforecast.forecast import (
@@ -74,9 +74,9 @@ from salesforecast.history import DealHistory
 from salesforecast.io.database import mask_url
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.process import SalesProcess
-from salesforecast.rollup import latest_team_deals, owner_teams
+from salesforecast.rollup import owner_teams
 from salesforecast.schema import PARTITIONS_MANIFEST, CRMData, empty_table, holds_partitions
-from salesforecast.session import open_report
+from salesforecast.session import ReportNeeds, open_report, publish_notes
 from salesforecast.snapshots import HISTORY_FIELDS, pipeline_snapshots, to_dates, unknown_before
 
 __all__ = [
@@ -981,9 +981,11 @@ def dask_client(address: str | None = None) -> Any:
     try:
         return Client(address, timeout="20s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        raise ValueError(
-            f"no Dask scheduler answers at {mask_url(address)} ({where}): {exc}. Start one (dask scheduler; dask "
-            "worker ADDRESS on each machine) or leave the address empty to run here"
+        raise ValueError(  # the whole message masked: the library's own repeats the address
+            mask_url(
+                f"no Dask scheduler answers at {address} ({where}): {exc}. Start one (dask scheduler; dask worker "
+                "ADDRESS on each machine) or leave the address empty to run here"
+            )
         ) from None
 
 
@@ -1012,7 +1014,7 @@ class ForecastData:
     as_of: pd.Timestamp
     view: CRMData | None = None
     crm: PartitionedCRM | None = None
-    client: Any = None
+    client: Any = field(default=None, repr=False)
     scheduler: str = ""
 
     @property
@@ -1072,24 +1074,15 @@ class ForecastData:
         """Each rep's team at the report date (`salesforecast.rollup.owner_teams`; its parts' over partitions)."""
         if self.crm is None:
             return owner_teams(self.view.opportunities, self.as_of, self.view.forecast_submissions)
-        with _tasks(self.client) as tasks:
-            parts = _parts_of(self.crm)[0]
-            latest = tasks.gather(tasks.map(_latest_teams, parts, as_of=self.as_of))
-        found = [f for f in latest if f is not None]
-        if not found:
+        if not self.has_teams:  # as `owner_teams` of opportunities without teams
             return pd.Series(dtype="str", name="team")
-        return owner_teams(pd.concat(found, ignore_index=True), self.as_of, self.submissions)
+        with _tasks(self.client) as tasks:
+            return owner_teams_parts(_parts_of(self.crm)[0], self.as_of, self.submissions, tasks)
 
 
 def _listed(names: list[str]) -> str:
     """Names in a sentence: "a", "a and b", "a, b and c"."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _latest_teams(part: Any, as_of: pd.Timestamp) -> pd.DataFrame | None:
-    """Task: a partition's `salesforecast.rollup.latest_team_deals` (None: its deals have no team)."""
-    opps = read_part(part).opportunities
-    return latest_team_deals(opps, as_of) if "team" in opps.columns else None
 
 
 def open_forecast(
@@ -1108,7 +1101,9 @@ def open_forecast(
     source, process, as_of, team, owner, **kwargs
         As `salesforecast.session.open_report` (its `needs` and `columns` in `kwargs`). A folder of partitions
         (`write_partitions`, ``salesforecast import --partitions N``) is read partition by partition; it is
-        reported at its latest date, for every team and rep, with the process map it was written with.
+        reported at its latest date, for every team and rep, with the process map it was written with, and of its
+        `needs` only the opportunities are checked here (the columns are the partitions' own; the load's notes,
+        kept in ``shared/``, reach the report as `open_report`'s do).
     dask : str, optional
         A Dask scheduler's address (default: ``DASK_SCHEDULER_ADDRESS``): a partitioned source's steps run on its
         cluster, whose workers read the partitions (on storage every worker reaches). Without one, they run here.
@@ -1125,8 +1120,10 @@ def open_forecast(
     """
     if not holds_partitions(source):
         report = open_report(source, process=process, as_of=as_of, team=team, owner=owner, **kwargs)
-        asked = (dask or "").strip() or os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
-        return ForecastData(report.view.process, report.as_of, view=report.view, scheduler=mask_url(asked))
+        # a scheduler asked for by this report (not one the environment names for any Dask program)
+        return ForecastData(
+            report.view.process, report.as_of, view=report.view, scheduler=mask_url((dask or "").strip())
+        )
     crm = PartitionedCRM(source)
     asked = {"as_of": (str(as_of).strip().casefold(), "latest"), "team": (team or "", ""), "owner": (owner or "", "")}
     asked["process"] = (str(process or "default"), "default")
@@ -1137,4 +1134,14 @@ def open_forecast(
                 f"team and rep, with the process map they were written with ({name}={default!r}); for another view, "
                 "write partitions of it (salesforecast import ... --partitions N) or read a canonical folder"
             )
+    if sum(crm.rows("opportunities")) == 0:
+        raise ReportNeeds(
+            f"This report needs opportunities; the partitions in {source} hold none.",
+            needs=["opportunities"],
+            lacking=["no opportunity in any partition"],
+            fixes=["Write the partitions from a source with opportunities (salesforecast import ... --partitions N)."],
+        )
+    notes = Path(source) / SHARED / "notes.txt"  # what the load found, as `open_report` shows it
+    if notes.is_file():
+        publish_notes(line for line in notes.read_text(encoding="utf-8").splitlines() if line.strip())
     return ForecastData(crm.process, crm.as_of, crm=crm, client=dask_client(dask))

@@ -44,6 +44,7 @@ __all__ = [
     "ReportNeeds",
     "missing_needs",
     "open_report",
+    "publish_notes",
     "quarantine_notes",
     "record_limits",
     "warning_label",
@@ -540,7 +541,8 @@ def quarantine_notes(data: CRMData, most: int = 3) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _publish_notes(notes: Iterable[str]) -> None:
+def publish_notes(notes: Iterable[str]) -> None:
+    """Put the load's notes in the report's read-this-first box (in a report's kernel; elsewhere nothing)."""
     if _recorder is not None and _kernel_shell() is not None:
         for note in notes:
             _recorder.publish("note", NOTE_LABEL, "note", str(note))
@@ -720,7 +722,7 @@ def open_report(
         data = replace(data, **{t: _only(t, getattr(data, t), keep) for t, keep in columns.items()})
     release_memory()  # what the load freed (raw columns, Arrow buffers): before the report's own peaks
     notes = tuple(data.notes) + quarantine_notes(data)
-    _publish_notes(notes)
+    publish_notes(notes)
     names = [n.name for n in asked]
     try:
         date = report_as_of(data, as_of)

@@ -629,7 +629,7 @@ def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_pa
     with get_task_stream(client) as stream:  # every task the scheduler ran meanwhile, whichever client sent it
         assert main([*argv, "--only", "04_forecast_accuracy", "--dask", client.scheduler.address]) == 0
     ran = {str(task["key"]).split("-")[0] for task in stream.data}
-    assert {"part_cutoffs", "part_coverage", "part_booked_at", "latest_teams"} <= ran, ran
+    assert {"part_cutoffs", "part_coverage", "part_booked_at", "latest_team_deals"} <= ran, ran
     (page,) = (out / "latest").glob("04_forecast_accuracy*.html")
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
     assert soup.select_one("section#headline") is not None

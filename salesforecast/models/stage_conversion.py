@@ -198,10 +198,18 @@ def _deficit_sums(
     packed_c, cum = index
     if len(key_e) == 0 or len(packed_c) == 0:
         return np.zeros(n)
+    # the events in (bin, duration) order: the binary searches then walk the censored visits in order (6-10 times
+    # faster than in the events' order, on a partition's few hundred thousand events)
     packed_e = _packed(key_e, dur_e, dbits)
+    if w_e.min() == w_e.max():  # one weight for all: no permutation to carry
+        packed_e, w_e = np.sort(packed_e), w_e[:1]
+    else:
+        order = np.argsort(packed_e)
+        packed_e, w_e = packed_e[order], w_e[order]
+    key_e = (packed_e >> (dbits + 1)).astype(np.intp)
     upto = cum[np.searchsorted(packed_c, packed_e, side="left")]  # censored strictly before: of its bin and earlier
-    start = cum[np.searchsorted(packed_c, key_e.astype(np.int64) << (dbits + 1), side="left")]  # of earlier bins
-    return np.bincount(key_e, weights=w_e * (upto - start), minlength=n)
+    first = cum[np.searchsorted(packed_c, _packed(np.arange(n), np.zeros(n, dtype=np.int64), dbits), side="left")]
+    return np.bincount(key_e, weights=w_e * (upto - first[key_e]), minlength=n)  # less those of earlier bins
 
 
 def _deficit(before: np.ndarray, total: np.ndarray, w_c: np.ndarray) -> np.ndarray:
@@ -904,8 +912,8 @@ class StageConversionModel(BaseEstimator):
         statistics by counting in every part, and the censored visits' risk deficits from every part's events of
         their bins (every part's censored visits are sent to each part; without a bootstrap, a part answers with its
         events' sums per bin, so its work follows its own events), so the model is the one `fit_history` learns
-        from the whole (the same counts; the same tables up to the order of floating-point sums, exactly equal with
-        unit weights). With one part this is `fit_history`.
+        from the whole (the same counts; the same tables up to the order of floating-point sums; with unit weights
+        the same transition rows, to the last bit). With one part this is `fit_history`.
 
         Parameters
         ----------

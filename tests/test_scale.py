@@ -624,6 +624,7 @@ def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_pa
     from salesforecast.cli import main
 
     parts = write_partitions(crm, tmp_path / "parts", 3)
+    (parts / "shared" / "notes.txt").write_text("The export's 3 deals without an owner were quarantined.\n")  # a load's
     out = tmp_path / "out"
     argv = ["report", "-p", f"source={parts}", "-p", "n_sims=300", "-p", "history=2", "--out", str(out)]
     with get_task_stream(client) as stream:  # every task the scheduler ran meanwhile, whichever client sent it
@@ -636,6 +637,7 @@ def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_pa
     text = soup.get_text(" ")
     assert "read in 3 partitions by opportunity, on a Dask cluster of 2 workers" in text
     assert "opportunity score does not run over partitions yet and is left out" in text
+    assert "The export's 3 deals without an owner were quarantined." in text  # the load's notes, read-this-first
     assert "Traceback" not in text
     capsys.readouterr()
     assert main([*argv[:3], "--only", "01_data_quality", "--out", str(tmp_path / "other")]) == 3

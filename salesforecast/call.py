@@ -521,14 +521,21 @@ def _has_teams(part: Any) -> bool:
 
 
 def _part_coverage(
-    part: Any, period: str, t: pd.Timestamp, by: str | None, unknown: Any
-) -> tuple[pd.DataFrame, tuple[int, int, float], pd.DataFrame | None]:
-    """Task: a part's `salesforecast.movement.coverage_deals`, and its deals per owner and `by` value."""
+    part: Any, period: str, t: pd.Timestamp, bys: list[str | None], unknown: Any
+) -> list[tuple[pd.DataFrame, tuple[int, int, float], pd.DataFrame | None]]:
+    """Task: a part's `salesforecast.movement.coverage_deals` by each of `bys`, with its deals per owner and value.
+
+    The part read once for every level.
+    """
     data = read_part(part)
-    deals, undated = coverage_deals(data, period, t, by, unknown)
     opps = data.opportunities
-    counts = owner_counts(opps, by) if by not in (None, "owner") and by in opps.columns else None
-    return deals, undated, counts
+    return [
+        (
+            *coverage_deals(data, period, t, by, unknown),
+            owner_counts(opps, by) if by not in (None, "owner") and by in opps.columns else None,
+        )
+        for by in bys
+    ]
 
 
 class _Data:
@@ -544,8 +551,8 @@ class _Data:
     def forecast(self, **kwargs: Any) -> fc.PeriodForecast:
         return fc.forecast_period(self.data, **kwargs)
 
-    def coverage(self, period: str, t: pd.Timestamp, by: str | None) -> pd.DataFrame:
-        return pipeline_coverage(self.data, period, as_of=t, by=by)
+    def coverage(self, period: str, t: pd.Timestamp, bys: list[str | None]) -> list[pd.DataFrame]:
+        return [pipeline_coverage(self.data, period, as_of=t, by=by) for by in bys]
 
     def bias(self, as_of: pd.Timestamp, freq: str) -> pd.DataFrame:
         return fc.submission_bias(self.data, as_of=as_of, period=freq)
@@ -583,19 +590,19 @@ class _Parts:
             self.parts, self.process, self.as_of, self.submissions, as_of, **kwargs, **self._common()
         )
 
-    def coverage(self, period: str, t: pd.Timestamp, by: str | None) -> pd.DataFrame:
+    def coverage(self, period: str, t: pd.Timestamp, bys: list[str | None]) -> list[pd.DataFrame]:
         # the whole's rule for close dates unknown before its as_of (None: each part's own; NAT: recorded)
         before = self.before
         unknown = "data" if before is None else None if before == NAT else np.datetime64(int(before), "us")
-        found = self.tasks.gather(
-            self.tasks.map(_part_coverage, self.parts, period=period, t=t, by=by, unknown=unknown)
-        )
-        deals = pd.concat([f[0] for f in found]).groupby(level=0, sort=True).sum()
-        undated = tuple(sum(f[1][i] for f in found) for i in range(3))
-        counts = [f[2] for f in found if f[2] is not None]
-        summed = pd.concat(counts).groupby(["owner", by], sort=True)["n"].sum().reset_index() if counts else None
-        out = coverage_table(deals, self.quotas, self.process.calendar, period, t, by, summed)
-        warn_undated(undated, period, t)
+        tasks = self.tasks
+        found = tasks.gather(tasks.map(_part_coverage, self.parts, period=period, t=t, bys=bys, unknown=unknown))
+        out = []
+        for j, by in enumerate(bys):  # each level's sums added over the parts
+            deals = pd.concat([f[j][0] for f in found]).groupby(level=0, sort=True).sum()
+            counts = [f[j][2] for f in found if f[j][2] is not None]
+            summed = pd.concat(counts).groupby(["owner", by], sort=True)["n"].sum().reset_index() if counts else None
+            out.append(coverage_table(deals, self.quotas, self.process.calendar, period, t, by, summed))
+        warn_undated(tuple(sum(f[0][1][i] for f in found) for i in range(3)), period, t)  # the same at every level
         return out
 
     def bias(self, as_of: pd.Timestamp, freq: str) -> pd.DataFrame:
@@ -610,15 +617,19 @@ class _Parts:
 def _coverage(src: _Data | _Parts, period: str, t: pd.Timestamp, groups: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Quota, closed won and open pipeline at `t`, per level; teams hold every deal and quota (a total's parts)."""
     out = {}
-    total = src.coverage(period, t, None)[["quota", "closed_won", "open_pipeline"]]
+    bys = [None, *(g for g in ("owner", "team") if g in groups)]
+    tables = dict(
+        zip(bys, (c[["quota", "closed_won", "open_pipeline"]] for c in src.coverage(period, t, bys)), strict=True)
+    )
+    total = tables[None]
     total.index = pd.Index([TOTAL], dtype="str")
     out["total"] = total
     if "owner" in groups:
-        owners = src.coverage(period, t, "owner")[["quota", "closed_won", "open_pipeline"]]
+        owners = tables["owner"]
         owners.index = owners.index.astype("str")
         out["owner"] = owners
     if "team" in groups:
-        teams = src.coverage(period, t, "team")[["quota", "closed_won", "open_pipeline"]]
+        teams = tables["team"]
         teams.index = pd.Index([NO_TEAM if k == "(unassigned)" else str(k) for k in teams.index], dtype="str")
         teams = teams.groupby(level=0, sort=True).sum(min_count=1)
         # deals without a team are in no team's row (and in the total): they are the "(none)" team's

@@ -1114,9 +1114,11 @@ def open_forecast(
 
     Raises
     ------
-    ValueError
+    salesforecast.session.ReportNeeds
         When a partitioned source is asked for what it cannot give (a date before its end, a team or a rep, another
-        process map), or no scheduler answers at `dask`.
+        process map), or holds no opportunity (the report renders a page that says so).
+    ValueError
+        When no scheduler answers at `dask`.
     """
     if not holds_partitions(source):
         report = open_report(source, process=process, as_of=as_of, team=team, owner=owner, **kwargs)
@@ -1128,11 +1130,17 @@ def open_forecast(
     asked = {"as_of": (str(as_of).strip().casefold(), "latest"), "team": (team or "", ""), "owner": (owner or "", "")}
     asked["process"] = (str(process or "default"), "default")
     for name, (value, default) in asked.items():
-        if value != default:
-            raise ValueError(
+        if value != default:  # a page that says so (a `ReportNeeds` is a ValueError), not a traceback
+            raise ReportNeeds(
                 f"{name}={value!r}: {source} holds partitions, which a report reads at their latest date, for every "
                 f"team and rep, with the process map they were written with ({name}={default!r}); for another view, "
-                "write partitions of it (salesforecast import ... --partitions N) or read a canonical folder"
+                "write partitions of it (salesforecast import ... --partitions N) or read a canonical folder",
+                needs=[f"{name}={default!r} on partitions"],
+                lacking=[f"{name}={value!r} was asked for"],
+                fixes=[
+                    f"Leave {name} at {default!r}, or write partitions of the data as wanted (salesforecast import "
+                    "... --partitions N), or run the report on a canonical folder."
+                ],
             )
     if sum(crm.rows("opportunities")) == 0:
         raise ReportNeeds(

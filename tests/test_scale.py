@@ -648,6 +648,10 @@ def test_the_forecast_report_runs_on_a_cluster_from_the_command_line(crm, tmp_pa
 
     with pytest.raises(ValueError, match="team='East'.*write partitions of it"):
         open_forecast(str(parts), team="East")
+    # in a report, a page that says what to do (exit 3), not a traceback
+    assert main([*argv[:3], "-p", "team=East", "--only", "04_forecast_accuracy", "--out", str(tmp_path / "t")]) == 3
+    (refused,) = (tmp_path / "t" / "latest").glob("04_forecast_accuracy*.html")
+    assert "Leave team at" in refused.read_text(encoding="utf-8")
     # a scheduler given for a source that is not partitioned: the page says the report ran in its own process
     assert "the source is not partitioned" in open_forecast("sample", dask=client.scheduler.address).where
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)

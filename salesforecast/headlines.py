@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from salesforecast import quality
+from salesforecast._utils import listed
 from salesforecast.labels import format_amount, format_value, label
 from salesforecast.leads import MIN_HOLDOUT_CONVERSIONS, MIN_TRAIN_CONVERSIONS, HoldoutCheck, tier_table
 from salesforecast.movement import coverage_total
@@ -394,9 +395,8 @@ def stage_conversion(model: Any, data: CRMData, most: int = 3, team: str = "", o
             f"**{format_value(row.difference, 'points')}**)"
             for row in off.head(most).itertuples()
         ]
-        listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + f" and {named[-1]}"
         where = f"at {stages}, " if n_learned == 1 else f"at {len(off)} of {stages}, furthest at "
-        sentence = f"{basis}, the CRM's probability is off {where}{listed}{not_checked}."
+        sentence = f"{basis}, the CRM's probability is off {where}{listed(named)}{not_checked}."
     figures = [
         Figure(
             "Overall win rate",

@@ -57,7 +57,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salesforecast._utils import NAT, LocalTasks, added, release_memory, summed_in_groups
+from salesforecast._utils import NAT, LocalTasks, added, listed, release_memory, summed_in_groups
 from salesforecast.call import PeriodCall, owner_teams_parts, period_call, period_call_parts
 from salesforecast.datasets import generate
 from salesforecast.folders import staged_folder
@@ -1033,7 +1033,7 @@ class ForecastData:
         left = [m.label for m in METHODS.values() if m.default and m.name not in PARTITIONED_METHODS]
         return (
             f"The data are read in {self.crm.n_partitions} partitions by opportunity, {on}. The methods that run "
-            f"over partitions are replayed; {_listed(left)} {'does' if len(left) == 1 else 'do'} not run over "
+            f"over partitions are replayed; {listed(left)} {'does' if len(left) == 1 else 'do'} not run over "
             f"partitions yet and {'is' if len(left) == 1 else 'are'} left out."
             if left
             else f"The data are read in {self.crm.n_partitions} partitions by opportunity, {on}."
@@ -1078,11 +1078,6 @@ class ForecastData:
             return pd.Series(dtype="str", name="team")
         with _tasks(self.client) as tasks:
             return owner_teams_parts(_parts_of(self.crm)[0], self.as_of, self.submissions, tasks)
-
-
-def _listed(names: list[str]) -> str:
-    """Names in a sentence: "a", "a and b", "a, b and c"."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def open_forecast(

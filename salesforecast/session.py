@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from salesforecast._utils import release_memory
+from salesforecast._utils import listed, release_memory
 from salesforecast.activities import READ_COLUMNS as ACTIVITY_COLUMNS
 from salesforecast.io import load
 from salesforecast.process import SalesProcess
@@ -385,7 +385,7 @@ def missing_needs(data: CRMData, as_of: pd.Timestamp, needs: Iterable[str]) -> l
 
 def _needs_error(missing: list[tuple[Need, str]], notes: Sequence[str]) -> ReportNeeds:
     words = [need.name.replace("_", " ") for need, _ in missing]
-    names = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+    names = listed(words)
     lacks = "; ".join(lacking for _, lacking in missing)
     return ReportNeeds(
         f"This report needs {names}, which the data lacks: {lacks}.",

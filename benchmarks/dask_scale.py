@@ -6,7 +6,8 @@ peak memory (``VmHWM``):
 
 1. ``single``: the data loaded (`read_canonical`), then in this one process: ``pipeline_snapshots`` at 156 weekly
    dates, ``StageConversionModel(n_bootstrap=0).fit``, and ``backtest`` of the pipeline methods (``crm_weighted``,
-   ``stage_conversion``, ``monte_carlo``; the default periods, cutoffs and groups). Its outputs are kept for 3;
+   ``stage_conversion``, ``monte_carlo``; the default periods, cutoffs and groups), then the ``backtest`` of
+   ``opportunity_score`` alone (its own peak). Its outputs are kept for 3;
 2. ``write``: the data loaded and written as N partitions (``write_partitions``, ``benchmarks/.scratch/dask/``,
    git-ignored);
 3. ``cluster``: on a ``LocalCluster`` of W worker processes with a memory limit each, each step reading the
@@ -15,7 +16,8 @@ peak memory (``VmHWM``):
    and the differences from 1: snapshot rows differing, the model's counts
    and edges equal, the largest relative difference of the sums' forecasts (``crm_weighted``,
    ``stage_conversion``), and the Monte Carlo's company-total difference as a share of its P10-P90 (its futures are
-   drawn per partition: Monte Carlo error, not a defect).
+   drawn per partition: Monte Carlo error, not a defect); then ``partitioned_backtest`` of ``opportunity_score``
+   (its fit over the partitions at each refit, each partition's pipeline scored on its worker) against 1's.
 
 With ``--generated N ...``, CRMs too large for one process: written by ``generate_partitions(folder, N, P,
 seed=5)`` (one partition in memory at a time; ``P = N / --deals-per-partition``, 125,000 by default, so the
@@ -83,6 +85,7 @@ def run_single(folder: Path, scratch: Path) -> dict[str, object]:
 
     from scale import weekly_dates
 
+    from salesforecast._utils import release_memory
     from salesforecast.forecast import PIPELINE_METHODS, backtest
     from salesforecast.models.stage_conversion import StageConversionModel
     from salesforecast.schema import read_canonical
@@ -104,6 +107,14 @@ def run_single(folder: Path, scratch: Path) -> dict[str, object]:
     out["backtest_rows"] = len(board)
     board.to_parquet(scratch / "backtest.parquet")
     out["peak_gb"] = round(_hwm(), 2)
+    del board
+    release_memory()
+    _reset_hwm()  # the opportunity score's own peak (the data loaded included)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        board = _timed(out, "score_seconds", backtest, data, ["opportunity_score"])
+    board.to_parquet(scratch / "score.parquet")
+    out["score_peak_gb"] = round(_hwm(), 2)
     return out
 
 
@@ -197,8 +208,20 @@ def run_cluster(
                 out["cluster_backtest_seconds"] = float(np.median(runs))
         peaks("backtest")
         out["backtest_rows"] = len(board)
+        if compare:  # the opportunity score: its fit over the partitions, each partition's pipeline scored there
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scored = _timed(
+                    out, "cluster_score_seconds", partitioned_backtest, crm, ["opportunity_score"], client=client
+                )
+            peaks("score")
     if not compare:
         return out
+    whole = pd.read_parquet(scratch / "score.parquet")
+    key = ["period", "cutoff", "group", "group_value", "method", "leakage"]
+    out["score_rows_equal"] = bool(scored[key].reset_index(drop=True).equals(whole[key].reset_index(drop=True)))
+    a, b = whole["forecast"].to_numpy(), scored["forecast"].to_numpy()
+    out["score_max_relative_difference"] = float(np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1.0)))
     whole = pd.read_parquet(scratch / "backtest.parquet")
     key = ["period", "cutoff", "group", "group_value", "method"]
     out["backtest_rows_equal"] = bool(board[key].reset_index(drop=True).equals(whole[key].reset_index(drop=True)))
@@ -272,7 +295,19 @@ def _table(runs: list[dict]) -> str:
                 f"{r['monte_carlo_total_mean_difference_of_p10_p90']} of its P10-P90 (median)",
             ),
         ]
-        for (name, one, many, equal), step in zip(steps, ("snapshots", "fit", "backtest"), strict=True):
+        names = ["snapshots", "fit", "backtest"]
+        if "score_seconds" in r:
+            steps.append(
+                (
+                    "backtest, opportunity score",
+                    "score_seconds",
+                    "cluster_score_seconds",
+                    f"{'the same rows and leakage flags' if r['score_rows_equal'] else 'rows differ'}; forecasts "
+                    f"to {r['score_max_relative_difference']:.0e} (one process peaks at {r['score_peak_gb']} GB)",
+                )
+            )
+            names.append("score")
+        for (name, one, many, equal), step in zip(steps, names, strict=True):
             ratio = round(r[many] / r[one], 2) if r[one] else float("nan")
             lines.append(
                 f"| {crm} | {shape} | {name} | {r[one]} s | {r[many]} s ({_peaks(r, step)}) | {ratio} | {equal} |"
@@ -351,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_compared and (RESULTS / "dask_scale.json").exists():
         saved = json.loads((RESULTS / "dask_scale.json").read_text(encoding="utf-8"))
         runs, kept = saved.get("runs", []), f" (the comparison with one process: the run of {saved.get('date')})"
-        # the generated CRMs not measured again keep their saved rows
+    if (RESULTS / "dask_scale.json").exists():  # the generated CRMs not measured again keep their saved rows
+        saved = json.loads((RESULTS / "dask_scale.json").read_text(encoding="utf-8"))
         saved_generated = [g for g in saved.get("generated", []) if g["opportunities"] not in args.generated]
     for n in args.sizes if not kept else []:
         if args.data_dir is None:  # generate(n, seed=5) once into benchmarks/.scratch (git-ignored), as make bench

@@ -80,7 +80,9 @@ import functools
 import json
 import math
 import numbers
+import operator
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +99,12 @@ from salesforecast.history import DealHistory
 from salesforecast.metrics import METRICS, evaluate
 from salesforecast.models.bookings import BookingsModel
 from salesforecast.models.lead_scoring import LeakageWarning
-from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
+from salesforecast.models.opportunity_scoring import (
+    OpportunityScoringModel,
+    OwnerRecords,
+    opportunity_features,
+    owner_records,
+)
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.schema import CRMData
 from salesforecast.session import ReportNeeds
@@ -1637,11 +1644,8 @@ def _opportunity_score(cut: BacktestCutoff) -> np.ndarray | None:
     scores = cut.period.opportunity_scores
     if scores is None:
         return None
-    snap = cut.snap
-    ids = cut.settings.data.opportunities["opportunity_id"].take(snap.opp).to_numpy()
-    key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(cut.t, "us")), ids])
-    p = scores.reindex(key).fillna(0.0).to_numpy()
-    return _expected(cut.ctx.groups, cut.won, cut.ctx.groups.sum(snap.codes, snap.amount * p), cut.new_deals)
+    pipeline = _score_sum(cut.ctx, cut.snap, cut.settings.data.opportunities["opportunity_id"], scores)
+    return _expected(cut.ctx.groups, cut.won, pipeline, cut.new_deals)
 
 
 def _bookings_model(method: str) -> Callable[[BacktestPeriod], np.ndarray]:
@@ -2004,6 +2008,7 @@ PARTITIONED_METHODS: tuple[str, ...] = (
     "submitted_commit",
     "submitted_best_case",
     "bias_corrected_commit",
+    "opportunity_score",
 )
 
 
@@ -2364,23 +2369,31 @@ def _opportunity_scores(
     """
     if refit_at <= ctx.first_day:
         return None, {}
+    model = _score_model(params, ctx.period, lambda m: m.fit(ctx.data, as_of=refit_at))
+    if model is None:
+        return None, {}
+    return _win_probabilities(model, ctx.data, cuts, ctx.period, ctx.history), dict(model.leaky_features_)
+
+
+#: Held by the opportunity score's fits in a backtest (`_score_model`).
+_SCORE_FITS = threading.Lock()
+
+
+def _score_model(
+    params: dict[str, Any] | None, period: str, fit: Callable[[OpportunityScoringModel], OpportunityScoringModel]
+) -> OpportunityScoringModel | None:
+    """The opportunity score's model (target ``"period"``) as `fit` fits it; None with too little history to learn.
+
+    Its flagged features are not warned of here: they are summed up over the periods (`_warn_leakage`). One fit at
+    a time: periods replayed in threads (`backtest_parts`) would otherwise interleave their `catch_warnings` blocks,
+    which save and restore the process's filters, and could leave the leakage warning silenced for good.
+    """
     try:
-        with warnings.catch_warnings():  # flagged features are summed up over the periods (`_warn_leakage`)
+        with _SCORE_FITS, warnings.catch_warnings():
             warnings.simplefilter("ignore", LeakageWarning)
-            settings = {**(params or {}), "target": "period", "period": ctx.period}
-            model = OpportunityScoringModel(**settings).fit(ctx.data, as_of=refit_at)
+            return fit(OpportunityScoringModel(**{**(params or {}), "target": "period", "period": period}))
     except ValueError:
-        return None, {}  # too little history to learn from: the method is missing for this period
-    feats = opportunity_features(
-        ctx.data,
-        cuts,
-        columns=model.columns,
-        period=ctx.period,
-        prior_strength=model.prior_strength,
-        history=ctx.history,
-    )
-    feats["p"] = model.predict_proba(feats)
-    return feats.set_index(["as_of", "opportunity_id"])["p"], dict(model.leaky_features_)
+        return None  # the method is missing for this period
 
 
 def _commit_bias(ctx: _Context, refit_at: pd.Timestamp, weeks: float) -> tuple[pd.Series, float]:
@@ -2656,6 +2669,87 @@ def _part_cutoffs(
     return {"sums": sums, "draws": np.stack(draws) if draws else None}
 
 
+def _part_owner_records(ctx: _Context, dates: list[pd.Timestamp]) -> OwnerRecords:
+    """Task: the part's owners' closed and won deals at `dates` (`owner_records`: added over the parts)."""
+    return owner_records(ctx.history, dates)
+
+
+def _part_scores(
+    part: Any,
+    ctx: _Context,
+    model: OpportunityScoringModel,
+    cuts: list[pd.Timestamp],
+    records: OwnerRecords,
+    unknown: Mapping[str, Any] | None,
+) -> list[np.ndarray]:
+    """Task: per cutoff, the part's expected bookings per group by the opportunity score (amount x probability).
+
+    The part's features at the cutoffs read the owners' `records` over every part, under the whole's rules.
+    """
+    data = read_part(part)
+    history = replace(DealHistory.from_data(data), close_unknown_before=ctx.history.close_unknown_before)
+    p = _win_probabilities(model, data, cuts, ctx.period, history, records, unknown)
+    ids = ctx.data.opportunities["opportunity_id"]
+    return [_score_sum(ctx, ctx.snap(t), ids, p) for t in cuts]
+
+
+def _win_probabilities(
+    model: OpportunityScoringModel,
+    data: CRMData,
+    cuts: list[pd.Timestamp],
+    period: str,
+    history: DealHistory,
+    records: OwnerRecords | None = None,
+    unknown: Mapping[str, Any] | None = None,
+) -> pd.Series:
+    """Each open deal's win probability at `cuts` by `model`, by (date, opportunity id)."""
+    feats = opportunity_features(
+        data,
+        cuts,
+        columns=model.columns,
+        period=period,
+        prior_strength=model.prior_strength,
+        history=history,
+        records=records,
+        unknown=unknown,
+    )
+    feats["p"] = model.predict_proba(feats)
+    return feats.set_index(["as_of", "opportunity_id"])["p"]
+
+
+def _score_sum(ctx: _Context, snap: _Snap, ids: pd.Series, scores: pd.Series) -> np.ndarray:
+    """Per group, the pipeline's amount x win probability (a deal without a score: 0)."""
+    key = pd.MultiIndex.from_arrays([np.full(len(snap), np.datetime64(snap.t, "us")), ids.take(snap.opp).to_numpy()])
+    p = scores.reindex(key).fillna(0.0).to_numpy()
+    return ctx.groups.sum(snap.codes, snap.amount * p)
+
+
+def _scored_parts(
+    parts: Sequence[Any],
+    ctxs: list[Any],
+    cal: _Periods,
+    refit_at: pd.Timestamp,
+    cuts: list[pd.Timestamp],
+    params: dict[str, Any] | None,
+    process: Any,
+    as_of: Any,
+    unknown: Mapping[str, Any] | None,
+    tasks: Any,
+) -> tuple[list[np.ndarray] | None, dict[str, float]]:
+    """The opportunity score over parts: per cutoff the whole's sums per group, and the features flagged as leaks.
+
+    None when the model could not be fitted at `refit_at` (as `_opportunity_scores`).
+    """
+    if refit_at <= cal.first_day:
+        return None, {}
+    model = _score_model(params, cal.period, lambda m: m.fit_parts(parts, process, as_of, refit_at, unknown, tasks))
+    if model is None:
+        return None, {}
+    records = functools.reduce(operator.add, tasks.gather(tasks.map(_part_owner_records, ctxs, dates=cuts)))
+    found = tasks.gather(tasks.map(_part_scores, parts, ctxs, model=model, cuts=cuts, records=records, unknown=unknown))
+    return [_added([f[j] for f in found]) for j in range(len(cuts))], dict(model.leaky_features_)
+
+
 def _pick(result: dict[str, Any], key: str) -> Any:
     """Task: one entry of a task's result (where it lives)."""
     return result[key]
@@ -2702,6 +2796,8 @@ def backtest_parts(
     close_unknown_before: Any = None,
     tasks: Any = None,
     return_samples: bool = False,
+    opportunity_params: dict[str, Any] | None = None,
+    unknown: Mapping[str, Any] | None = None,
 ) -> Any:
     """`backtest` over deals split into parts, each part read where it lives (the methods of `PARTITIONED_METHODS`).
 
@@ -2741,6 +2837,12 @@ calibrate_prior, bias_weeks, min_history_days, seed
         `salesforecast.scale.DaskTasks`).
     return_samples : bool
         As `backtest`: also the Monte Carlo's simulated futures per cutoff (the sums of the parts' draws).
+    opportunity_params : dict, optional
+        As `backtest`: the settings of the opportunity score's model, fitted over the parts at each refit date
+        (`OpportunityScoringModel.fit_parts`: the whole's model) and scoring each part's pipeline where it lives.
+    unknown : mapping, optional
+        The whole's `salesforecast.snapshots.unknown_before` per field (what the opportunity score's features
+        follow; `salesforecast.scale.PartitionedCRM.unknown_before`). Default: each part's own.
 
     Returns
     -------
@@ -2789,7 +2891,8 @@ calibrate_prior, bias_weeks, min_history_days, seed
         and "team" in columns
         and ("team" not in submissions.columns or bool(submissions["team"].isna().any()))
     )
-    keep = ([seg] if seg else []) + (_LATEST_DEAL if teams else [])
+    scores = "opportunity score" in needs
+    keep = ([seg] if seg else []) + (_LATEST_DEAL if teams else []) + (["opportunity_id", "owner"] if scores else [])
     ctxs = tasks.map(_part_context, parts, period=period, whole=whole, dates=dates, keep=keep)
     n_open = _added(tasks.gather(tasks.map(_part_open, ctxs, dates=dates)))
     open_at = {pd.Timestamp(t): int(n) > 0 for t, n in zip(dates, n_open, strict=True)}
@@ -2877,6 +2980,12 @@ calibrate_prior, bias_weeks, min_history_days, seed
             table = _bias_fit(submissions, cal, closed, _booked_sum(found, closed), refit_at, "commit", bias_weeks)
             bias, fallback = _bias_and_fallback(table)
         cuts = [pd.Timestamp(t) for t in chunk["cutoff"]]
+        scored, leak = None, ""
+        if scores:  # the opportunity score: the whole's model, each part's pipeline scored where it lives
+            scored, leaky = _scored_parts(
+                parts, ctxs, cal, refit_at, cuts, opportunity_params, process, as_of, unknown, tasks
+            )
+            leak = _leak_text(leaky)
         draw = model is not None and "monte_carlo" in names
         rngs = [_seed(seed, t, 1) for t in cuts] if draw else []
         streams = [part_streams(shock_sd, n_sims, rng, len(parts)) for rng in rngs]
@@ -2931,6 +3040,8 @@ calibrate_prior, bias_weeks, min_history_days, seed
                     later.append((fc, m.name))  # fitted after the threads (`_ets_of` is not thread-safe)
                 elif model is not None and m.name == "stage_conversion":
                     fc[:, 0] = _expected(G, won, _added([r["stage"] for r in at]), nd)
+                elif scored is not None and m.name == "opportunity_score":
+                    fc[:, 0] = _expected(G, won, scored[j], nd)
                 elif model is not None and m.name == "monte_carlo":
                     expected = _expected(G, won, _added([r["stage"] for r in at]), nd)
                     sims = bookings_from_parts([drawn[j]], G.size, won, nd, int(n_sims), rngs[j])
@@ -2939,7 +3050,8 @@ calibrate_prior, bias_weeks, min_history_days, seed
                     fc[:, 0], fc[:, 1:] = mean, quants
                     if return_samples:
                         kept[(t, m.name)] = futures
-                frames.append((label, t, days, m.name, fc, actual, "", expected))
+                leaked = leak if "opportunity score" in m.needs else ""
+                frames.append((label, t, days, m.name, fc, actual, leaked, expected))
         return frames, left_out, notes.interval_notes, (series, later), kept
 
     # periods are independent: several in flight at once (`tasks.concurrency`) hide the cluster's round trips
@@ -2967,6 +3079,7 @@ calibrate_prior, bias_weeks, min_history_days, seed
         table = pd.DataFrame(left_out, columns=["cutoff", "open_amount", "undated_amount", "undated_deals"])
         (out[0] if return_samples else out).attrs["crm_weighted_left_out"] = _left_out_shares(table)
         _warn_left_out(table)
+    _warn_leakage(out[0] if return_samples else out)
     return _interval_notes(out, cal)
 
 

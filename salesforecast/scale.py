@@ -16,9 +16,11 @@ between the tasks of a step is written to that worker's local disk and mapped ba
 memory follows the size of a partition, not of the data.
 
 So far: `partitioned_snapshots` (equal to `salesforecast.snapshots.pipeline_snapshots` of the whole, row for row),
-`partitioned_fit` (a `StageConversionModel` learned from every partition's sums: the model of the whole) and
+`partitioned_fit` (a `StageConversionModel` learned from every partition's sums, or an `OpportunityScoringModel`
+from every partition's counts and its share of the training sample: the model of the whole),
 `partitioned_backtest` (`salesforecast.forecast.backtest` of the methods of
-`salesforecast.forecast.PARTITIONED_METHODS` from every partition's sums; the Monte Carlo within its error).
+`salesforecast.forecast.PARTITIONED_METHODS`, every default method, from every partition's sums; the Monte Carlo
+within its error), `partitioned_period_call` and `partitioned_submission_bias` (the forecast report's call).
 `generate_partitions` writes a generated CRM straight into partitions, for benchmarks beyond one process.
 
 Examples
@@ -72,6 +74,7 @@ from salesforecast.forecast import (
 )
 from salesforecast.history import DealHistory
 from salesforecast.io.database import mask_url
+from salesforecast.models.opportunity_scoring import OpportunityScoringModel
 from salesforecast.models.stage_conversion import StageConversionModel
 from salesforecast.process import SalesProcess
 from salesforecast.rollup import owner_teams
@@ -766,17 +769,24 @@ def _partition_history(i: int, folder: str, keep: list[str]) -> DealHistory:
 
 
 def partitioned_fit(
-    model: StageConversionModel, crm: PartitionedCRM, as_of: Any = None, client: Any = None
-) -> StageConversionModel:
-    """Fit a `StageConversionModel` on every partition, each read where it lives: the model of the whole data.
+    model: StageConversionModel | OpportunityScoringModel,
+    crm: PartitionedCRM,
+    as_of: Any = None,
+    client: Any = None,
+) -> StageConversionModel | OpportunityScoringModel:
+    """Fit a `StageConversionModel` or an `OpportunityScoringModel` on every partition, each read where it lives.
 
-    Each partition's deal history is built on a worker and stays there; the fit's tasks
-    (`StageConversionModel.fit_parts`) send the client only sums (counts per life-table cell, exposure, deal
-    counts), the counts that place the duration bins' edges exactly, and the censored visits of every partition.
+    The model of the whole data. For the stage-conversion model, each partition's deal history is built on a
+    worker and stays there; the fit's tasks (`StageConversionModel.fit_parts`) send the client only sums (counts
+    per life-table cell, exposure, deal counts), the counts that place the duration bins' edges exactly, and the
+    censored visits of every partition. For the opportunity score, each partition counts its snapshot rows and
+    its owners' records, and builds the features of its rows drawn for the training sample; the client fits the
+    classifier on them (`OpportunityScoringModel.fit_parts`: the same model as ``model.fit(data, as_of)``, to the
+    bit).
 
     Parameters
     ----------
-    model : StageConversionModel
+    model : StageConversionModel or OpportunityScoringModel
         Its parameters (window, half-life, segment, bins...) are the fit's; it is fitted in place and returned.
     crm : PartitionedCRM
     as_of : date, optional
@@ -786,7 +796,7 @@ def partitioned_fit(
 
     Returns
     -------
-    StageConversionModel
+    StageConversionModel or OpportunityScoringModel
         `model`, fitted: the same counts, edges and (with unit weights) transition rows as ``model.fit(data,
         as_of)`` on the data the partitions were written from; the other tables equal to the order of
         floating-point sums (1e-12). With ``n_bootstrap`` the replicates are drawn per partition (see
@@ -803,15 +813,19 @@ def partitioned_fit(
     >>> a.transition_counts_.equals(b.transition_counts_), a.duration_edges_.equals(b.duration_edges_)
     (True, True)
     """
+    if isinstance(model, OpportunityScoringModel):  # each partition read with its activities (features read them)
+        with _tasks(client) as tasks:
+            readers = _parts_of(crm, activities=True)[0]
+            return model.fit_parts(readers, crm.process, crm.as_of, as_of, crm.unknown_before, tasks=tasks)
     keep = [] if model.segment is None else [model.segment]
     with _tasks(client) as tasks:
         histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder), keep=keep)
         return model.fit_parts(histories, crm.process, crm.as_of if as_of is None else as_of, tasks=tasks)
 
 
-def _read_partition(i: int, folder: str) -> CRMData:
-    """Task: partition `i` without its activities (the pipeline methods read none), read on the worker."""
-    return PartitionedCRM(folder).read(i, activities=False)
+def _read_partition(i: int, folder: str, activities: bool = False) -> CRMData:
+    """Task: partition `i`, read on the worker; without its activities unless asked (the pipeline methods read none)."""
+    return PartitionedCRM(folder).read(i, activities=activities)
 
 
 def partitioned_backtest(
@@ -832,7 +846,8 @@ def partitioned_backtest(
     methods : sequence of str
         Among ``salesforecast.forecast.PARTITIONED_METHODS``: ``crm_weighted``, ``stage_conversion``,
         ``monte_carlo`` (the default, ``PIPELINE_METHODS``), ``run_rate``, ``ets``, ``seasonal_naive``,
-        ``submitted_commit``, ``submitted_best_case``, ``bias_corrected_commit``.
+        ``submitted_commit``, ``submitted_best_case``, ``bias_corrected_commit``, ``opportunity_score`` (its model
+        fitted over the partitions, `OpportunityScoringModel.fit_parts`; each partition read with its activities).
     client : dask.distributed.Client or DaskTasks, optional
         Default: the partitions one after another in this process. A `DaskTasks` sets how results are kept.
     **kwargs
@@ -859,15 +874,27 @@ def partitioned_backtest(
     >>> got["forecast"].round(6).tolist() == whole["forecast"].round(6).tolist()
     True
     """
+    scores = "opportunity_score" in methods
     with _tasks(client) as tasks:
         return backtest_parts(
-            *_parts_of(crm), crm.shared("forecast_submissions"), methods, tasks=tasks, **_rules(crm), **kwargs
+            *_parts_of(crm, activities=scores),
+            crm.shared("forecast_submissions"),
+            methods,
+            tasks=tasks,
+            **_rules(crm),
+            unknown=crm.unknown_before,
+            **kwargs,
         )
 
 
-def _parts_of(crm: PartitionedCRM) -> tuple[list[Any], SalesProcess, pd.Timestamp]:
-    """A reader per partition (called on the worker: the tables are read there), the process map, the data's end."""
-    return [partial(_read_partition, i, str(crm.folder)) for i in range(crm.n_partitions)], crm.process, crm.as_of
+def _parts_of(crm: PartitionedCRM, activities: bool = False) -> tuple[list[Any], SalesProcess, pd.Timestamp]:
+    """A reader per partition (called on the worker: the tables are read there), the process map, the data's end.
+
+    With `activities`, each partition's activities too (the opportunity score's features read them).
+    """
+    folder = str(crm.folder)
+    readers = [partial(_read_partition, i, folder, activities) for i in range(crm.n_partitions)]
+    return readers, crm.process, crm.as_of
 
 
 def _rules(crm: PartitionedCRM) -> dict[str, Any]:
@@ -914,7 +941,9 @@ def partitioned_period_call(
         Carlo error).
     """
     with _tasks(client) as tasks:
-        parts, process, end = _parts_of(crm)
+        methods = kwargs.get("methods")
+        parts, process, end = _parts_of(crm, activities=methods is None or "opportunity_score" in methods)
+        kwargs.setdefault("unknown", crm.unknown_before)  # the opportunity score's features follow the whole's rules
         return period_call_parts(
             parts,
             process,

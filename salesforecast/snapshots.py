@@ -866,7 +866,7 @@ def _replace_known(current: pd.Series, source: pd.Series, src: np.ndarray) -> pd
 LEAD_CUT_COLUMNS: tuple[str, ...] = ("lead_id", "created_at", "converted", "converted_at", "opportunity_id")
 
 
-def known_at(data: CRMData, cutoff: Any) -> CRMData:
+def known_at(data: CRMData, cutoff: Any, unknown: Mapping[str, np.datetime64 | None] | None = None) -> CRMData:
     """The data as they were known at `cutoff`: no change, creation or submission after it.
 
     Stage history keeps the changes at or before `cutoff`; opportunities keep those created at or before it, with
@@ -887,6 +887,9 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
     ----------
     data : CRMData
     cutoff : date
+    unknown : mapping, optional
+        Per field of `HISTORY_FIELDS`, the time before which it is unknown (`unknown_before`; None: recorded), when
+        `data` is a part of a whole whose rules apply (a partition, `salesforecast.scale`); default: `data`'s own.
 
     Returns
     -------
@@ -953,9 +956,14 @@ def known_at(data: CRMData, cutoff: Any) -> CRMData:
             for c in current.columns:
                 kept[c] = kept[c].where(~closed_then, current[c])
     still_open = ~kept["is_closed"].to_numpy(dtype=bool)
-    if unknown_before(data, "close_date") is not None and cutoff < data.as_of and still_open.any():
+
+    def unknown_then(field: str) -> bool:  # the field is not recorded and `cutoff` is before the data's end
+        before = unknown_before(data, field) if unknown is None else unknown.get(field)
+        return before is not None and cutoff < pd.Timestamp(before)
+
+    if unknown_then("close_date") and still_open.any():
         kept["close_date"] = kept["close_date"].mask(still_open)  # not recorded: unknown then (see the rules)
-    if unknown_before(data, "forecast_category") is not None and cutoff < data.as_of and "forecast_category" in kept:
+    if unknown_then("forecast_category") and "forecast_category" in kept:
         default = kept["stage"].map(process.forecast_category).astype(kept["forecast_category"].dtype)
         kept["forecast_category"] = kept["forecast_category"].where(~still_open, default)
     leads = data.leads

@@ -21,7 +21,9 @@ from salesforecast.models.opportunity_scoring import (
     HISTORY_FEATURES,
     STATE_FEATURES,
     OpportunityScoringModel,
-    _proportional_sample,
+    _quotas,
+    _row_keys,
+    _smallest,
     opportunity_features,
     opportunity_targets,
 )
@@ -334,17 +336,37 @@ def test_a_sample_of_max_rows_keeps_each_date_and_outcome_share(gen5k):
     pd.testing.assert_series_equal(again.predict_proba(later), part.predict_proba(later))
 
 
-def test_proportional_sample_keeps_each_stratum_share():
+def test_keyed_sample_keeps_each_stratum_share_whatever_part_holds_a_row():
     rng = np.random.default_rng(3)
     strata = rng.choice([0, 1, 2, 5], size=10_000, p=[0.6, 0.3, 0.0999, 0.0001])
-    counts = np.bincount(strata)
-    for seed in (0, 1):
-        pos = _proportional_sample(strata, 1_000, seed)
-        assert len(pos) == 1_000 and (np.diff(pos) > 0).all()
-        # each stratum holds its share of the sample, to one row: the sample's weights are equal
-        assert np.abs(np.bincount(strata[pos], minlength=len(counts)) - counts * 0.1).max() < 1
-    assert not np.array_equal(_proportional_sample(strata, 1_000, 0), _proportional_sample(strata, 1_000, 1))
-    np.testing.assert_array_equal(_proportional_sample(strata, 1_000, 0), _proportional_sample(strata, 1_000, 0))
+    deal_hash = rng.integers(0, 2**63, size=10_000).astype(np.uint64)
+    date_us = rng.integers(0, 50, size=10_000) * 7 * 86_400_000_000
+    counts = np.bincount(strata, minlength=6)
+    quota = _quotas(counts, 1_000)
+    assert quota.sum() == 1_000 and (quota <= counts).all()
+    # each stratum holds its share of the sample, to one row: the sample's weights are equal
+    assert np.abs(quota - counts * 0.1).max() < 1
+
+    def drawn(salt, parts):
+        """Rows with the smallest keys of each stratum, found from each part's smallest (as fit_parts does)."""
+        keys = _row_keys(deal_hash, date_us, salt)
+        found = [_smallest(strata[p], keys[p], quota) for p in parts]
+        s_all, k_all = _smallest(*(np.concatenate(x) for x in zip(*found, strict=True)), quota)
+        ends = np.searchsorted(s_all, np.arange(len(quota)), side="right") - 1
+        largest = np.where(quota > 0, k_all[np.maximum(ends, 0)], np.uint64(0))
+        return np.flatnonzero((quota > 0)[strata] & (keys <= largest[strata]))
+
+    whole = drawn(7, [np.arange(10_000)])
+    assert len(whole) == 1_000 and (np.bincount(strata[whole], minlength=6) == quota).all()
+    split = rng.integers(0, 3, size=10_000)
+    np.testing.assert_array_equal(drawn(7, [np.flatnonzero(split == i) for i in range(3)]), whole)
+    assert not np.array_equal(drawn(8, [np.arange(10_000)]), whole)  # another seed, another sample
+    # the keys are uniform: each row about as likely to be drawn (no bias by deal or date)
+    often = np.zeros(10_000)
+    for salt in range(200):
+        often[drawn(salt, [np.arange(10_000)])] += 1
+    big = strata == 0
+    assert abs(often[big].mean() / 200 - quota[0] / counts[0]) < 0.002
 
 
 def test_features_of_some_rows_are_those_among_all_rows(sample):

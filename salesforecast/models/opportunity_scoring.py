@@ -52,6 +52,10 @@ Model (`OpportunityScoringModel`)
     trained on (the owner's record enters through ``owner_win_rate``). With more training rows than ``max_rows``
     (75,000 by default), it learns from a sample of them, stratified by snapshot date and outcome in proportion
     (no weights needed), and builds the features of the sampled rows only; the summary says so (``learnt_from``).
+    The sample holds the rows with the smallest random keys of each stratum, a row's key a function of its deal's
+    id, its date and ``random_state`` only: the same sample whatever part of the deals holds a row, so `fit_parts`
+    over partitions learns from the very rows `fit` does (the same model). The rows are given to the classifier in
+    the order of (date, deal).
 Censoring, and why ``min_known``
     At a snapshot date shortly before ``as_of`` the outcomes known are those of the deals that closed fast: early
     losses and quick wins, while slow deals (often the future wins) are still open. Training on them teaches the
@@ -70,10 +74,12 @@ the snapshot dates and over the handful of history counters.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from collections.abc import Sequence
-from dataclasses import replace
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -82,20 +88,29 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from salesforecast._utils import DAY_US, NAT, isin, to_us, us
+from salesforecast._utils import DAY_US, NAT, LocalTasks, isin, read_part, to_us, us
 from salesforecast.activities import READ_COLUMNS as ACTIVITY_COLUMNS
 from salesforecast.history import DealHistory
 from salesforecast.models.activity_features import deal_activity_features, deal_feature_names
 from salesforecast.schema import CRMData
-from salesforecast.snapshots import LEAD_CUT_COLUMNS, known_at, pipeline_snapshots, to_dates
+from salesforecast.snapshots import (
+    HISTORY_FIELDS,
+    LEAD_CUT_COLUMNS,
+    known_at,
+    pipeline_snapshots,
+    to_dates,
+    unrecorded_fields,
+)
 
 __all__ = [
     "HISTORY_FEATURES",
     "MAX_ROWS",
     "STATE_FEATURES",
     "OpportunityScoringModel",
+    "OwnerRecords",
     "opportunity_features",
     "opportunity_targets",
+    "owner_records",
 ]
 
 #: Default most (date, deal) rows `OpportunityScoringModel` learns from: above it, a sample of them (see ``max_rows``).
@@ -191,6 +206,8 @@ def opportunity_features(
     prior_strength: float = 20.0,
     rows: tuple[np.ndarray, np.ndarray] | None = None,
     history: DealHistory | None = None,
+    records: OwnerRecords | None = None,
+    unknown: Mapping[str, np.datetime64 | None] | None = None,
 ) -> pd.DataFrame:
     """One row per (date, open opportunity), with features known at that date only.
 
@@ -215,6 +232,11 @@ def opportunity_features(
         ``DealHistory.snapshot_rows(dates)``, in its order); each row's features are the same as among all rows.
     history : DealHistory, optional
         ``DealHistory.from_data(data)``, when the caller has it already (it is not built again).
+    records : OwnerRecords, optional
+        The owners' records at (at least) these dates over more deals than `data`'s: when `data` is a part of the
+        deals (a partition, `salesforecast.scale`), the sum of every part's `owner_records`. Default: `data`'s.
+    unknown : mapping, optional
+        As `salesforecast.snapshots.pipeline_snapshots`: the whole's rules for a part of it (default: `data`'s).
 
     Returns
     -------
@@ -243,7 +265,7 @@ def opportunity_features(
     h = DealHistory.from_data(data) if history is None else history
     # the history's intervals when it is this data's (not rebuilt: millions of rows at 1M deals)
     snap = pipeline_snapshots(
-        data, dates, columns=static, rows=rows, intervals=h.intervals if h.built_from(data) else None
+        data, dates, columns=static, rows=rows, intervals=h.intervals if h.built_from(data) else None, unknown=unknown
     )
     t = us(snap["as_of"])
     row = h.row_at(snap["opportunity_id"], t)
@@ -269,10 +291,12 @@ def opportunity_features(
     init = h.amount_initial[row]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["amount_change_pct"] = np.where(init > 0, out["amount"].to_numpy(dtype="float64") / init - 1.0, np.nan)
-    closed, won = _owner_records(data, h, dates, out.get("owner"), date_pos)
+    rec = owner_records(h, dates) if records is None else records.at(dates.asi8)
+    has_owner = "owner" in data.opportunities.columns
+    closed, won = rec.of(out["owner"] if has_owner and "owner" in out.columns else None, date_pos)
     out["owner_closed_deals"] = closed
     out["owner_won_deals"] = won
-    overall = _overall_rate(data, h, dates)[date_pos]
+    overall = rec.overall_rate()[date_pos]
     m = float(prior_strength)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["owner_win_rate"] = np.where(closed + m > 0, (won + m * overall) / (closed + m), np.nan)
@@ -294,14 +318,13 @@ def opportunity_features(
     return out
 
 
-def _closed_counts(h: DealHistory, dates: pd.DatetimeIndex, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
+def _closed_counts(h: DealHistory, dates: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
     """(closed, won) deals per group and date: intervals in a closed stage covering the date (difference array)."""
     closed_row = h.stage >= h.k
     won_row = np.isin(h.stage, h.won_codes)
-    d = dates.asi8
-    lo = np.searchsorted(d, h.start, side="left")
-    hi = np.searchsorted(d, h.end, side="left")
-    width = len(d) + 1
+    lo = np.searchsorted(dates, h.start, side="left")
+    hi = np.searchsorted(dates, h.end, side="left")
+    width = len(dates) + 1
     out = []
     for mask in (closed_row, won_row):
         g = group[mask]
@@ -309,34 +332,117 @@ def _closed_counts(h: DealHistory, dates: pd.DatetimeIndex, group: np.ndarray, n
         flat_lo = g[ok] * width + lo[mask][ok]
         flat_hi = g[ok] * width + hi[mask][ok]
         diff = np.bincount(flat_lo, minlength=n_groups * width) - np.bincount(flat_hi, minlength=n_groups * width)
-        out.append(np.cumsum(diff.reshape(n_groups, width), axis=1)[:, : len(d)])
+        out.append(np.cumsum(diff.reshape(n_groups, width), axis=1)[:, : len(dates)].astype(np.int64))
     return tuple(out)
 
 
-def _owner_records(
-    data: CRMData, h: DealHistory, dates: pd.DatetimeIndex, owner: pd.Series | None, date_pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Closed and won deals of each snapshot row's owner at its date (zeros without an owner column)."""
-    if owner is None or "owner" not in data.opportunities.columns:
-        zeros = np.zeros(len(date_pos), dtype=np.int64)
-        return zeros, zeros
-    opps = data.opportunities
-    owner_codes, owners = pd.factorize(opps["owner"])  # -1 for a missing owner
-    deal_owner = owner_codes[h.deal_pos]
-    row_owner = deal_owner[h.deal]
-    closed, won = _closed_counts(h, dates, row_owner, max(len(owners), 1))
-    snap_owner = pd.Index(owners).get_indexer(owner)
-    has = snap_owner >= 0
-    c = np.where(has, closed[np.maximum(snap_owner, 0), date_pos], 0)
-    w = np.where(has, won[np.maximum(snap_owner, 0), date_pos], 0)
-    return c.astype(np.int64), w.astype(np.int64)
+@dataclass(frozen=True)
+class OwnerRecords:
+    """Closed and won deals at each date, per owner and of all owners: what the owners' track records read.
+
+    Counts of deals, so the records of deals split into parts add up to the whole's (``a + b``): a part of a
+    partitioned dataset (`salesforecast.scale`) computes its own and the client adds them, so every part's features
+    read the owners' records over all the deals (`opportunity_features` ``records=``).
+
+    Attributes
+    ----------
+    dates : numpy.ndarray
+        The dates (int64 microseconds, sorted).
+    owners : pandas.Index
+        The owners, sorted.
+    closed, won : numpy.ndarray
+        (owners, dates): the owner's deals whose state at the date is closed (lost or won) / won.
+    all_closed, all_won : numpy.ndarray
+        (dates,): the same over every deal, those without an owner included.
+    """
+
+    dates: np.ndarray
+    owners: pd.Index
+    closed: np.ndarray
+    won: np.ndarray
+    all_closed: np.ndarray
+    all_won: np.ndarray
+
+    def __add__(self, other: OwnerRecords) -> OwnerRecords:
+        if not np.array_equal(self.dates, other.dates):
+            raise ValueError("OwnerRecords: records at different dates cannot be added")
+        owners = self.owners.union(other.owners)
+        out = []
+        for name in ("closed", "won"):
+            total = np.zeros((len(owners), len(self.dates)), dtype=np.int64)
+            for rec in (self, other):
+                np.add.at(total, owners.get_indexer(rec.owners), getattr(rec, name))
+            out.append(total)
+        return OwnerRecords(self.dates, owners, *out, self.all_closed + other.all_closed, self.all_won + other.all_won)
+
+    def at(self, dates: np.ndarray) -> OwnerRecords:
+        """The records at some of the dates (each one of `dates`)."""
+        dates = np.asarray(dates, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.dates, dates), max(len(self.dates) - 1, 0))
+        if len(dates) and (not len(self.dates) or not np.array_equal(self.dates[pos], dates)):
+            raise ValueError("OwnerRecords.at: a date the records do not hold")
+        return OwnerRecords(
+            dates,
+            self.owners,
+            self.closed[:, pos],
+            self.won[:, pos],
+            self.all_closed[pos],
+            self.all_won[pos],
+        )
+
+    def of(self, owner: pd.Series | None, date_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Closed and won deals of each row's owner at its date (zeros for a missing or unknown owner)."""
+        if owner is None or not len(self.owners):
+            zeros = np.zeros(len(date_pos), dtype=np.int64)
+            return zeros, zeros
+        row_owner = self.owners.get_indexer(owner)
+        has = row_owner >= 0
+        at = np.maximum(row_owner, 0)
+        closed = np.where(has, self.closed[at, date_pos], 0)
+        won = np.where(has, self.won[at, date_pos], 0)
+        return closed.astype(np.int64), won.astype(np.int64)
+
+    def overall_rate(self) -> np.ndarray:
+        """Won / closed deals of all owners at each date (missing before the first close)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.all_closed > 0, self.all_won / self.all_closed, np.nan)
 
 
-def _overall_rate(data: CRMData, h: DealHistory, dates: pd.DatetimeIndex) -> np.ndarray:
-    """Won / closed deals of all owners at each date (missing before the first close)."""
-    closed, won = _closed_counts(h, dates, np.zeros(len(h.stage), dtype=np.int64), 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(closed[0] > 0, won[0] / closed[0], np.nan)
+def _padded(records: OwnerRecords, dates: np.ndarray) -> OwnerRecords:
+    """A part's records at the whole's `dates`, its own being the latest of them (zeros before its first deal)."""
+    pos = np.searchsorted(dates, records.dates)
+    out = []
+    for name in ("closed", "won"):
+        full = np.zeros((len(records.owners), len(dates)), dtype=np.int64)
+        full[:, pos] = getattr(records, name)
+        out.append(full)
+    for name in ("all_closed", "all_won"):
+        full = np.zeros(len(dates), dtype=np.int64)
+        full[pos] = getattr(records, name)
+        out.append(full)
+    return OwnerRecords(dates, records.owners, *out)
+
+
+def owner_records(history: DealHistory, dates: Any) -> OwnerRecords:
+    """The `OwnerRecords` of the deals of `history` at `dates` (the owner from ``history.opportunities``).
+
+    Examples
+    --------
+    >>> from salesforecast.datasets import load_sample
+    >>> h = DealHistory.from_data(load_sample())
+    >>> r = owner_records(h, ["2024-01-01", "2025-01-01"])
+    >>> r.closed.shape == (len(r.owners), 2), bool((r.closed.sum(axis=0) <= r.all_closed).all())
+    (True, True)
+    """
+    d = to_dates(dates).asi8.astype(np.int64)
+    opps = history.opportunities
+    all_closed, all_won = _closed_counts(history, d, np.zeros(len(history.stage), dtype=np.int64), 1)
+    owners = pd.Index([], dtype="str")
+    closed = won = np.zeros((0, len(d)), dtype=np.int64)
+    if "owner" in opps.columns:
+        codes, owners = pd.factorize(opps["owner"], sort=True)  # -1 for a missing owner
+        closed, won = _closed_counts(history, d, codes[history.deal_pos][history.deal], len(owners))
+    return OwnerRecords(d, pd.Index(owners), closed, won, all_closed[0], all_won[0])
 
 
 # ------------------------------------------------------------------------------------------- targets
@@ -453,25 +559,207 @@ def _row_outcomes(
     return known[inverse], won[inverse]
 
 
-def _proportional_sample(strata: np.ndarray, n: int, random_state: Any) -> np.ndarray:
-    """Positions of a sample of `n` rows, each stratum holding its share of them (sorted positions).
+def _quotas(counts: np.ndarray, n: int) -> np.ndarray:
+    """Rows each stratum holds of a sample of `n` of them, in proportion to `counts`.
 
-    Proportional allocation (largest remainders, ties to the earlier stratum) then a uniform draw without
-    replacement within each stratum: every row has the same chance ``n / len(strata)`` up to the rounding of one
-    row per stratum, so the sample needs no weights (each row stands for ``len(strata) / n`` rows).
+    Largest remainders, ties to the earlier stratum: each stratum's share of the sample is its share of the rows, to
+    one row, so the sample needs no weights (each row stands for ``counts.sum() / n`` rows).
     """
-    codes, counts = np.unique(strata, return_inverse=True, return_counts=True)[1:]
-    codes = codes.reshape(-1)
-    exact = counts * (n / len(strata))
+    exact = counts * (n / counts.sum())
     quota = np.floor(exact).astype(np.int64)
     extra = n - int(quota.sum())
     if extra > 0:
         quota[np.argsort(-(exact - quota), kind="stable")[:extra]] += 1
-    keys = check_random_state(random_state).random_sample(len(strata))
-    order = np.lexsort((keys, codes))  # by stratum, then at random within it
-    first = np.cumsum(counts) - counts
-    rank = np.arange(len(strata)) - np.repeat(first, counts)
-    return np.sort(order[rank < np.repeat(quota, counts)])
+    return np.minimum(quota, counts)
+
+
+def _mixed(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: each 64-bit value to a pseudo-random one (a bijection)."""
+    x = np.asarray(x).astype(np.uint64)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _row_keys(deal_hash: np.ndarray, date_us: np.ndarray, salt: int) -> np.ndarray:
+    """The random key of each (deal, date) row: from the deal's id, the date and the salt only.
+
+    So a row's key is the same whichever part of the deals holds it, and a sample of the rows with the smallest keys
+    of each stratum is the same over parts as in one process.
+    """
+    return _mixed(deal_hash ^ _mixed(date_us.astype(np.int64).view(np.uint64) ^ np.uint64(salt)))
+
+
+def _smallest(strata: np.ndarray, keys: np.ndarray, quota: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The `quota` smallest keys of each stratum: (strata, keys), by stratum then key."""
+    order = np.lexsort((keys, strata))
+    strata, keys = strata[order], keys[order]
+    first = np.searchsorted(strata, strata, side="left")
+    take = np.arange(len(strata)) - first < quota[strata]
+    return strata[take], keys[take]
+
+
+def _snapshot_dates(first: Any, as_of: pd.Timestamp, freq: str, lookback_days: float | None) -> pd.DatetimeIndex:
+    """The snapshot dates a fit at `as_of` learns from: every `freq` from the first deal's day, before `as_of`."""
+    if pd.isna(first):
+        return pd.DatetimeIndex([], dtype="datetime64[us]")
+    if lookback_days is not None:
+        first = max(first, as_of - pd.Timedelta(days=float(lookback_days)))
+    dates = pd.date_range(pd.Timestamp(first).normalize(), as_of, freq=freq)
+    return dates[dates < as_of].as_unit("us")
+
+
+def _known(data: CRMData, as_of: pd.Timestamp, unknown: Mapping[str, Any] | None) -> CRMData:
+    """The data as known at `as_of` (`known_at`), with only the columns of activities and leads the fit reads.
+
+    The same rows, hence the same ``as_of`` and unknown fields, as `known_at` of the whole; subjects, outcomes,
+    owners or lead sources of millions of rows would only cost memory at every refit (the features read no lead
+    column).
+    """
+    acts, leads = data.activities, data.leads
+    read = [c for c in ACTIVITY_COLUMNS if c in acts.columns]
+    cut_by = [c for c in LEAD_CUT_COLUMNS if c in leads.columns]
+    return known_at(replace(data, activities=acts[read], leads=leads[cut_by]), as_of, unknown=unknown)
+
+
+@dataclass
+class _TrainingPart:
+    """A part's snapshot rows whose outcome is known at the fit's ``as_of`` (`_part_training`), kept where it runs.
+
+    ``rows`` (history rows), ``date_us`` (their dates), ``won`` and ``deal_hash`` (of each row's deal); with
+    ``data`` and ``history`` (the part as known then) when kept for the features (one part), else they are rebuilt.
+    ``summary``: what the client adds over the parts (`_part_training_summary`).
+    """
+
+    rows: np.ndarray
+    date_us: np.ndarray
+    won: np.ndarray
+    deal_hash: np.ndarray
+    summary: dict[str, Any]
+    data: CRMData | None = None
+    history: DealHistory | None = None
+
+
+def _part_data(part: Any, as_of: pd.Timestamp, cut: bool, unknown: Mapping[str, Any] | None) -> CRMData:
+    data = read_part(part)
+    return _known(data, as_of, unknown) if cut else data
+
+
+def _part_training(
+    part: Any,
+    as_of: pd.Timestamp,
+    cut: bool,
+    unknown: Mapping[str, Any] | None,
+    settings: dict[str, Any],
+    dates: pd.DatetimeIndex | None = None,
+    keep: bool = False,
+) -> _TrainingPart:
+    """Task: a part's snapshot rows before `as_of` with a known outcome, and its counts per date.
+
+    The dates are every ``snapshot_freq`` from the part's first deal (or `dates`); `cut`: the part is read as known
+    at `as_of` (`known_at`, under the whole's rules `unknown`).
+    """
+    data = _part_data(part, as_of, cut, unknown)
+    h = DealHistory.from_data(data)
+    if dates is None:
+        first = data.opportunities["created_at"].min() if len(data.opportunities) else pd.NaT
+        dates = _snapshot_dates(first, as_of, settings["snapshot_freq"], settings["lookback_days"])
+    rows, date_pos = h.snapshot_rows(dates)
+    ends = _period_ends(data, dates, settings["period"])[1] if settings["target"] == "period" else None
+    known, won = _row_outcomes(h, h.deal[rows], date_pos, ends, to_us(as_of))
+    won &= known
+    n = len(dates)
+    summary = {
+        "dates": dates.asi8.astype(np.int64),
+        "open_deals": np.bincount(date_pos, minlength=n).astype(np.int64),
+        "known": np.bincount(date_pos[known], minlength=n).astype(np.int64),
+        "positives": np.bincount(date_pos[won], minlength=n).astype(np.int64),
+        "records": owner_records(h, dates),
+        "first": data.opportunities["created_at"].min() if len(data.opportunities) else pd.NaT,
+        "as_of": data.as_of,
+        "recorded": {f: f not in unrecorded_fields(data) for f in HISTORY_FIELDS},
+    }
+    deal_hash = pd.util.hash_pandas_object(pd.Series(h.ids, dtype="str"), index=False).to_numpy()
+    take = np.flatnonzero(known)
+    rows, date_pos, won = rows[take], date_pos[take], won[take]
+    return _TrainingPart(
+        rows,
+        dates.asi8.astype(np.int64)[date_pos],
+        won,
+        deal_hash[h.deal[rows]],
+        summary,
+        data if keep else None,
+        h if keep else None,
+    )
+
+
+def _part_training_summary(part: _TrainingPart) -> dict[str, Any]:
+    """Task: a part's counts per date, owners' records and what its data are known to hold (`_part_training`)."""
+    return part.summary
+
+
+def _strata(part: _TrainingPart, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part's rows at the `used` dates (int64 us, sorted) and their strata (date position x outcome)."""
+    pos = np.minimum(np.searchsorted(used, part.date_us), max(len(used) - 1, 0))
+    at = np.flatnonzero(used[pos] == part.date_us) if len(used) else np.zeros(0, dtype=np.int64)
+    return at, pos[at] * 2 + part.won[at]
+
+
+def _part_sample_keys(
+    part: _TrainingPart, used: np.ndarray, salt: int, quota: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Task: the `quota` smallest keys of each stratum among the part's rows at the `used` dates."""
+    at, strata = _strata(part, used)
+    return _smallest(strata, _row_keys(part.deal_hash[at], part.date_us[at], salt), quota)
+
+
+def _part_sample(
+    part: _TrainingPart,
+    handle: Any,
+    as_of: pd.Timestamp,
+    cut: bool,
+    unknown: Mapping[str, Any] | None,
+    known_unknown: Mapping[str, Any] | None,
+    dates: pd.DatetimeIndex,
+    used: np.ndarray,
+    records: OwnerRecords,
+    salt: int,
+    last: tuple[np.ndarray, np.ndarray] | None,
+    settings: dict[str, Any],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Task: the features of the part's rows learnt from, and their outcomes.
+
+    Every known row at the `used` dates, or (`last`: per stratum, the largest key drawn and whether any is) those
+    of the sample. The features read the owners' `records` over every part; the part is read again as known at `as_of`
+    when it was not kept (`handle`), its history under the rules `known_unknown` of the whole as known then.
+    """
+    at, strata = _strata(part, used)
+    if last is not None:
+        largest, drawn = last
+        at = at[drawn[strata] & (_row_keys(part.deal_hash[at], part.date_us[at], salt) <= largest[strata])]
+    data, h = part.data, part.history
+    if data is None:
+        data = _part_data(handle, as_of, cut, unknown)
+        h = DealHistory.from_data(data)
+    if known_unknown is not None:  # a part: the whole's rule (its own end is earlier)
+        before = known_unknown.get("close_date")
+        h = replace(h, close_unknown_before=NAT if before is None else to_us(before))
+    date_pos = np.searchsorted(dates.asi8, part.date_us[at])
+    feats = opportunity_features(
+        data,
+        dates,
+        columns=settings["columns"],
+        period=settings["period"],
+        prior_strength=settings["prior_strength"],
+        rows=(part.rows[at], date_pos),
+        history=h,
+        records=records,
+        unknown=known_unknown,
+    )
+    return feats, part.won[at]
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -627,13 +915,6 @@ class OpportunityScoringModel(BaseEstimator):
                 f"model_params must be a dict of LeadScoringModel settings or None, got {self.model_params!r}"
             )
 
-    def _dates(self, data: CRMData, as_of: pd.Timestamp) -> pd.DatetimeIndex:
-        first = data.opportunities["created_at"].min()
-        if self.lookback_days is not None:
-            first = max(first, as_of - pd.Timedelta(days=float(self.lookback_days)))
-        dates = pd.date_range(first.normalize(), as_of, freq=self.snapshot_freq)
-        return dates[dates < as_of]
-
     def _classifier(self) -> Any:
         from salesforecast.models.lead_scoring import LeadScoringModel
 
@@ -664,72 +945,180 @@ class OpportunityScoringModel(BaseEstimator):
         self._check_params()
         if not isinstance(data, CRMData):
             raise TypeError(f"fit expects a CRMData (see salesforecast.schema.validate), got {type(data).__name__}")
-        as_of = data.as_of if as_of is None else pd.Timestamp(as_of)
+        return self._fit_over([data], data.process, data.as_of, as_of, None, LocalTasks())
+
+    def fit_parts(
+        self,
+        parts: Sequence[Any],
+        process: Any,
+        data_as_of: Any,
+        as_of: Any = None,
+        unknown: Mapping[str, Any] | None = None,
+        tasks: Any = None,
+    ) -> OpportunityScoringModel:
+        """`fit` on deals split into parts, each part read where it lives: the same model as the fit on all of them.
+
+        Each part counts its snapshot rows per date (open, known outcome, won) and its owners' closed and won deals
+        per date; the client adds them, so the dates used and the owners' track records are the whole's. The rows
+        learnt from are the whole's too: every known row, or above ``max_rows`` the rows with the smallest random
+        keys of each stratum (snapshot date x outcome, in proportion), a key being a function of the deal's id, the
+        date and ``random_state`` only, so a row is drawn or not whatever part holds it. Each part builds the
+        features of its rows drawn; they travel to the client (``max_rows`` rows at most), which fits the classifier
+        on them in the order of (date, deal), as `fit` does: the same model, to the bit.
+
+        Parameters
+        ----------
+        parts : sequence
+            Per part, its `CRMData` (opportunities with all their history and activities: a partition of
+            `salesforecast.scale`), the handle `tasks` has for it, or a function of no argument that reads it.
+        process : SalesProcess
+            The process map of the parts.
+        data_as_of : date
+            The whole data's ``as_of`` (a part's own end is earlier).
+        as_of : date, optional
+            The fit's data end (default `data_as_of`); earlier: the parts as known then (`known_at`).
+        unknown : mapping, optional
+            The whole's `salesforecast.snapshots.unknown_before` per field (`salesforecast.scale.PartitionedCRM`'s
+            ``unknown_before``): a part follows the whole's rules, not its own. Default: each part's own.
+        tasks : optional
+            Where the parts' tasks run: `salesforecast._utils.LocalTasks` (default) or
+            `salesforecast.scale.DaskTasks`.
+
+        Returns
+        -------
+        OpportunityScoringModel
+            self, fitted.
+
+        Examples
+        --------
+        >>> from dataclasses import replace
+        >>> from salesforecast.datasets import load_sample
+        >>> data = load_sample()
+        >>> opps, hist = data.opportunities, data.stage_history
+        >>> first = opps["opportunity_id"].iloc[::2]  # the deals split in two parts, each with its whole history
+        >>> def part(mine):
+        ...     o = opps[opps["opportunity_id"].isin(first) == mine]
+        ...     h = hist[hist["opportunity_id"].isin(first) == mine]
+        ...     return replace(data, opportunities=o, stage_history=h)
+        >>> settings = {"snapshot_freq": "MS", "target": "period", "random_state": 0}
+        >>> a = OpportunityScoringModel(**settings).fit_parts([part(True), part(False)], data.process, data.as_of)
+        >>> b = OpportunityScoringModel(**settings).fit(data)
+        >>> f = opportunity_features(data, "2025-06-01")
+        >>> bool((a.predict_proba(f) == b.predict_proba(f)).all())
+        True
+        """
+        self._check_params()
+        return self._fit_over(
+            list(parts), process, data_as_of, as_of, unknown, LocalTasks() if tasks is None else tasks
+        )
+
+    def _fit_over(
+        self,
+        parts: list[Any],
+        process: Any,
+        data_as_of: Any,
+        as_of: Any,
+        unknown: Mapping[str, Any] | None,
+        tasks: Any,
+    ) -> OpportunityScoringModel:
+        """`fit` and `fit_parts`: one part (the whole, kept between the steps) or several (read again)."""
+        data_as_of = pd.Timestamp(data_as_of)
+        as_of = data_as_of if as_of is None else pd.Timestamp(as_of)
         if pd.isna(as_of):
             raise ValueError("fit: the data hold no dates; nothing to learn from")
-        if as_of < data.as_of:
-            # the data as known then (the same rows, hence the same `as_of` and unknown fields, as `known_at` of
-            # the whole); of the activities and leads only the columns the features read and known_at cuts by are
-            # copied (millions of rows at every refit: subjects, outcomes, owners or lead sources would only cost
-            # memory; the features read no lead column)
-            acts, leads = data.activities, data.leads
-            read = [c for c in ACTIVITY_COLUMNS if c in acts.columns]
-            cut_by = [c for c in LEAD_CUT_COLUMNS if c in leads.columns]
-            data = known_at(replace(data, activities=acts[read], leads=leads[cut_by]), as_of)
-        dates = self._dates(data, as_of)
+        # the data as known then when the fit is earlier than their end: the same rows as `known_at` of the whole
+        cut = bool(as_of < data_as_of)
+        keep = len(parts) == 1  # one part: its tables and history kept for the features, not rebuilt
+        settings = {
+            "snapshot_freq": self.snapshot_freq,
+            "lookback_days": self.lookback_days,
+            "target": self.target,
+            "period": self.period,
+            "columns": self.columns,
+            "prior_strength": self.prior_strength,
+        }
+        common = {"as_of": as_of, "cut": cut, "unknown": unknown, "settings": settings}
+        states = tasks.map(_part_training, parts, keep=keep, **common)
+        found = tasks.gather(tasks.map(_part_training_summary, states))
+        firsts = [f["first"] for f in found if pd.notna(f["first"])]
+        dates = _snapshot_dates(min(firsts) if firsts else pd.NaT, as_of, self.snapshot_freq, self.lookback_days)
         if len(dates) == 0:
             raise ValueError(f"fit: no {self.snapshot_freq!r} snapshot date before as_of={as_of}")
-        # the snapshot rows as (history row, date) codes and their outcomes, without their features: the features
-        # are built for the rows learnt from only (all the known rows at the dates used, or a sample of them)
-        h = DealHistory.from_data(data)
-        rows, date_pos = h.snapshot_rows(dates)
-        ends = _period_ends(data, dates, self.period)[1] if self.target == "period" else None
-        known, won = _row_outcomes(h, h.deal[rows], date_pos, ends, to_us(as_of))
-        won &= known
-        per_date = pd.DataFrame(
-            {
-                "as_of": dates.as_unit("us"),
-                "open_deals": np.bincount(date_pos, minlength=len(dates)),
-                "known": np.bincount(date_pos, weights=known, minlength=len(dates)).astype(np.int64),
-                "positives": np.bincount(date_pos, weights=won, minlength=len(dates)).astype(np.int64),
+        d = dates.asi8.astype(np.int64)
+        if any(not np.isin(f["dates"], d).all() for f in found):
+            # a frequency not anchored to the calendar (a part's own dates are not the whole's): counted again at
+            # the whole's dates (every part, so each keeps running where it lives)
+            states = tasks.map(_part_training, parts, keep=keep, dates=dates, **common)
+            found = tasks.gather(tasks.map(_part_training_summary, states))
+        per_date = pd.DataFrame({"as_of": dates})
+        for name in ("open_deals", "known", "positives"):
+            total = np.zeros(len(d), dtype=np.int64)
+            for f in found:
+                total[np.searchsorted(d, f["dates"])] += f[name]
+            per_date[name] = total
+        records = functools.reduce(operator.add, [_padded(f["records"], d) for f in found])
+        known_unknown = None
+        if not keep:  # the whole's rules as known then: a field none of the parts recorded is unknown before its end
+            ends = [pd.Timestamp(f["as_of"]) for f in found if pd.notna(f["as_of"])]
+            end = max(ends) if ends else pd.NaT
+            recorded = {f: any(x["recorded"][f] for x in found) for f in HISTORY_FIELDS}
+            known_unknown = {
+                f: None if f == "amount" or recorded[f] or pd.isna(end) else np.datetime64(end, "us")
+                for f in HISTORY_FIELDS
             }
-        )
         per_date["share_known"] = per_date["known"] / per_date["open_deals"]
         per_date["used"] = per_date["share_known"] >= self.min_known
         use_date = per_date["used"].to_numpy()
-        keep = use_date[date_pos] & known
-        y = won[keep]
-        if len(y) == 0 or y.min() == y.max():
+        n_known = int(per_date.loc[use_date, "known"].sum())
+        n_won = int(per_date.loc[use_date, "positives"].sum())
+        if n_known == 0 or n_won in (0, n_known):
             raise ValueError(
-                f"fit: the training rows need won and lost outcomes; got {len(y)} rows with "
-                f"{int(np.sum(y))} won (snapshot dates used: {int(use_date.sum())} of "
+                f"fit: the training rows need won and lost outcomes; got {n_known} rows with "
+                f"{n_won} won (snapshot dates used: {int(use_date.sum())} of "
                 f"{int((per_date['open_deals'] > 0).sum())})"
             )
-        take = np.flatnonzero(keep)
-        n_known, n_won = len(take), int(y.sum())
+        used = d[use_date]
+        salt = int(check_random_state(self.random_state).randint(0, 2**31, size=2) @ np.array([2**31, 1]))
+        last = None
         if self.max_rows is not None and n_known > self.max_rows:  # strata: snapshot date (so horizon) x outcome
-            take = take[_proportional_sample(date_pos[take] * 2 + won[take], int(self.max_rows), self.random_state)]
-        per_date["sampled"] = np.bincount(date_pos[take], minlength=len(dates))
-        learnt = (rows[take], date_pos[take])
-        y = won[take]
-        del rows, date_pos, known, keep, won, take  # every open (date, deal) row: freed before the features are built
-        feats = opportunity_features(
-            data,
-            dates,
-            columns=self.columns,
-            period=self.period,
-            prior_strength=self.prior_strength,
-            rows=learnt,
-            history=h,
+            counts = np.zeros(2 * len(used), dtype=np.int64)
+            counts[1::2] = per_date.loc[use_date, "positives"].to_numpy()
+            counts[0::2] = per_date.loc[use_date, "known"].to_numpy() - counts[1::2]
+            quota = _quotas(counts, int(self.max_rows))
+            smallest = tasks.gather(tasks.map(_part_sample_keys, states, used=used, salt=salt, quota=quota))
+            strata, keys = _smallest(*(np.concatenate(x) for x in zip(*smallest, strict=True)), quota)
+            # per stratum the largest key drawn (a stratum with no row drawn: none)
+            ends_at = np.searchsorted(strata, np.arange(len(counts)), side="right") - 1
+            last = (np.where(quota > 0, keys[np.maximum(ends_at, 0)], np.uint64(0)), quota > 0)
+        drawn = tasks.gather(
+            tasks.map(
+                _part_sample,
+                states,
+                parts,
+                known_unknown=known_unknown,
+                dates=dates,
+                used=used,
+                records=records,
+                salt=salt,
+                last=last,
+                **common,
+            )
         )
-        del learnt
+        del states
+        feats = pd.concat([f for f, _ in drawn], ignore_index=True)
+        y = np.concatenate([w for _, w in drawn])
+        del drawn
+        order = np.lexsort((feats["opportunity_id"].to_numpy(), feats["as_of"].to_numpy()))  # (date, deal)
+        feats = feats.take(order).reset_index(drop=True)
+        y = y[order]
+        per_date["sampled"] = np.bincount(np.searchsorted(d, us(feats["as_of"])), minlength=len(d))
         names = self._feature_names(feats)
         X = feats[[*names, "as_of"]]
         self.model_ = self._classifier().fit(X, y.astype(np.int64))
         self.leaky_features_ = _flagged(self.model_)
         self.feature_names_ = names
         self.as_of_ = as_of
-        self.process_ = data.process
+        self.process_ = process
         per_date = per_date.loc[per_date["open_deals"] > 0].reset_index(drop=True)
         self.training_ = per_date[["as_of", "open_deals", "known", "share_known", "used", "positives", "sampled"]]
         self.n_unknown_ = int(per_date.loc[per_date["used"], "open_deals"].sum()) - n_known

@@ -2688,7 +2688,7 @@ def _part_scores(
     """
     data = read_part(part)
     history = replace(DealHistory.from_data(data), close_unknown_before=ctx.history.close_unknown_before)
-    p = _win_probabilities(model, data, cuts, ctx.period, history, records, unknown)
+    p = _win_probabilities(model, data, cuts, ctx.period, history, records, unknown, model.uses_activities)
     ids = ctx.data.opportunities["opportunity_id"]
     return [_score_sum(ctx, ctx.snap(t), ids, p) for t in cuts]
 
@@ -2701,6 +2701,7 @@ def _win_probabilities(
     history: DealHistory,
     records: OwnerRecords | None = None,
     unknown: Mapping[str, Any] | None = None,
+    activity_features: bool = False,
 ) -> pd.Series:
     """Each open deal's win probability at `cuts` by `model`, by (date, opportunity id)."""
     feats = opportunity_features(
@@ -2712,6 +2713,7 @@ def _win_probabilities(
         history=history,
         records=records,
         unknown=unknown,
+        activity_features=activity_features,
     )
     feats["p"] = model.predict_proba(feats)
     return feats.set_index(["as_of", "opportunity_id"])["p"]

@@ -816,7 +816,7 @@ def partitioned_fit(
     if isinstance(model, OpportunityScoringModel):  # each partition read with its activities (features read them)
         with _tasks(client) as tasks:
             readers = _parts_of(crm, activities=True)[0]
-            return model.fit_parts(readers, crm.process, crm.as_of, as_of, crm.unknown_before, tasks=tasks)
+            return model.fit_parts(readers, crm.process, crm.as_of, as_of, tasks=tasks, **_score_rules(crm))
     keep = [] if model.segment is None else [model.segment]
     with _tasks(client) as tasks:
         histories = tasks.map(_partition_history, range(crm.n_partitions), folder=str(crm.folder), keep=keep)
@@ -882,7 +882,7 @@ def partitioned_backtest(
             methods,
             tasks=tasks,
             **_rules(crm),
-            unknown=crm.unknown_before,
+            **_score_rules(crm),
             **kwargs,
         )
 
@@ -901,6 +901,11 @@ def _rules(crm: PartitionedCRM) -> dict[str, Any]:
     """The whole's rule for open deals' close dates (`salesforecast.forecast.backtest_parts`' argument)."""
     before = crm.unknown_before["close_date"]
     return {"close_unknown_before": NAT if before is None else int(before.astype(np.int64))}
+
+
+def _score_rules(crm: PartitionedCRM) -> dict[str, Any]:
+    """The whole's rules for the opportunity score's features (`salesforecast.forecast.backtest_parts`' argument)."""
+    return {"unknown": crm.unknown_before}
 
 
 def partitioned_period_call(
@@ -943,7 +948,8 @@ def partitioned_period_call(
     with _tasks(client) as tasks:
         methods = kwargs.get("methods")
         parts, process, end = _parts_of(crm, activities=methods is None or "opportunity_score" in methods)
-        kwargs.setdefault("unknown", crm.unknown_before)  # the opportunity score's features follow the whole's rules
+        for name, value in _score_rules(crm).items():  # the opportunity score's features follow the whole's rules
+            kwargs.setdefault(name, value)
         return period_call_parts(
             parts,
             process,

@@ -229,7 +229,7 @@ def test_the_fit_never_sees_activities_after_its_date(crm, fitted):
 def test_without_activities_the_opportunity_score_is_as_before(bare, monkeypatch):
     with_change = OpportunityScoringModel(snapshot_freq="MS").fit(bare, as_of=FIT_AT)
     p_with = with_change.score_pipeline(bare, "2025-03-03")
-    none = lambda acts, process, snap: pd.DataFrame(index=snap.index)  # noqa: E731 (the code before the change)
+    none = lambda acts, process, snap, always=False: pd.DataFrame(index=snap.index)  # noqa: E731 (the code before the change)
     monkeypatch.setattr(opp_module, "deal_activity_features", none)
     before = OpportunityScoringModel(snapshot_freq="MS").fit(bare, as_of=FIT_AT)
     p_before = before.score_pipeline(bare, "2025-03-03")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from salesforecast._utils import isin
+from salesforecast._utils import LocalTasks, isin
 from salesforecast.adherence import deal_adherence
 from salesforecast.datasets import generate, load_sample
 from salesforecast.history import DealHistory
@@ -528,3 +528,85 @@ def test_fit_at_a_date_ends_its_data_at_a_lead_conversion_known_then(sample):
     pd.testing.assert_frame_equal(on_past.training_, model.training_)
     f = opportunity_features(known_at(later, at), at)
     pd.testing.assert_series_equal(on_past.predict_proba(f), model.predict_proba(f))
+
+
+def _split(data: CRMData, labels: np.ndarray, n: int) -> list[CRMData]:
+    """The data's deals split by `labels` (0..n-1, a part may hold none), each with all its history and activities."""
+    opps, hist, acts = data.opportunities, data.stage_history, data.activities
+    out = []
+    for lab in range(n):
+        ids = opps.loc[labels == lab, "opportunity_id"]
+        out.append(
+            replace(
+                data,
+                opportunities=opps[isin(opps["opportunity_id"], ids)].reset_index(drop=True),
+                stage_history=hist[isin(hist["opportunity_id"], ids)].reset_index(drop=True),
+                activities=acts[isin(acts["opportunity_id"], ids)].reset_index(drop=True),
+            )
+        )
+    return out
+
+
+class _Counted(LocalTasks):
+    """LocalTasks that count the tasks run, by function name."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def map(self, fn, handles, *per_part, **shared):
+        handles = list(handles)
+        self.ran += [fn.__name__] * len(handles)
+        return super().map(fn, handles, *per_part, **shared)
+
+
+@pytest.mark.parametrize("freq", ["10D", "W-MON"])
+def test_a_fit_over_parts_is_the_fit_of_the_whole_whatever_the_split(sample, freq):
+    # parts split by creation date (the later part's own dates start later: a frequency not anchored to the calendar
+    # counts again at the whole's dates), an empty part, a part none of whose deals has an activity (its features
+    # still have the activity columns, zeros, as in one process), a sample drawn across the parts
+    opps = sample.opportunities
+    late = (opps["created_at"] > opps["created_at"].median()).to_numpy()
+    labels = np.where(late, 1, np.where(np.arange(len(opps)) % 2 == 0, 0, 3))  # 2: empty
+    no_acts = opps.loc[labels == 3, "opportunity_id"]
+    data = replace(sample, activities=sample.activities[~isin(sample.activities["opportunity_id"], no_acts)])
+    parts = _split(data, labels, 4)
+    assert len(parts[2].opportunities) == 0 and not parts[3].activities["opportunity_id"].notna().any()
+    later = opportunity_features(data, pd.date_range("2025-03-01", periods=6, freq="MS"))
+    for as_of in (None, "2025-05-03"):
+        settings = {"snapshot_freq": freq, "target": "period", "random_state": 0, "max_rows": 1_000}
+        whole = OpportunityScoringModel(**settings).fit(data, as_of=as_of)
+        tasks = _Counted()
+        got = OpportunityScoringModel(**settings).fit_parts(parts, data.process, data.as_of, as_of, tasks=tasks)
+        assert whole.uses_activities and got.feature_names_ == whole.feature_names_
+        pd.testing.assert_frame_equal(got.training_, whole.training_)
+        pd.testing.assert_series_equal(got.predict_proba(later), whole.predict_proba(later))
+        # each part counted once, at its own dates, when they are the whole's (an anchored frequency); else twice
+        assert tasks.ran.count("_part_training") == (8 if freq == "10D" else 4), tasks.ran
+
+
+def test_a_fit_over_parts_follows_the_wholes_rules_for_fields_never_recorded():
+    # close dates never recorded: an open deal's close date is unknown before the whole's end, which may be an
+    # event of a table the parts do not hold (here forecast submissions weeks after the last deal event): `unknown`
+    from salesforecast.datasets.shapes import history_from_dates
+    from salesforecast.snapshots import HISTORY_FIELDS, unknown_before
+
+    data = history_from_dates(load_sample())
+    subs = data.forecast_submissions
+    last = data.as_of
+    late = subs.iloc[[-1, -1]].assign(submitted_at=[last + pd.Timedelta(days=36), last + pd.Timedelta(days=60)])
+    data = replace(data, forecast_submissions=pd.concat([subs, late], ignore_index=True))
+    parts = [
+        replace(p, forecast_submissions=subs.iloc[:0], leads=p.leads.iloc[:0])
+        for p in _split(data, np.arange(len(data.opportunities)) % 3, 3)
+    ]
+    unknown = {f: unknown_before(data, f) for f in HISTORY_FIELDS}
+    later = opportunity_features(data, pd.date_range(last - pd.Timedelta(days=120), periods=5, freq="MS"))
+    settings = {"snapshot_freq": "W-MON", "target": "period", "period": "month", "random_state": 0, "min_known": 0.0}
+    settings |= {"lookback_days": 400, "model_params": {"validation": "random"}}
+    for as_of in (None, last + pd.Timedelta(days=50)):
+        whole = OpportunityScoringModel(**settings).fit(data, as_of=as_of)
+        got = OpportunityScoringModel(**settings).fit_parts(parts, data.process, data.as_of, as_of, unknown=unknown)
+        pd.testing.assert_series_equal(got.predict_proba(later), whole.predict_proba(later))
+        # each part by its own rules: another model (its close dates known weeks before the whole's end)
+        own = OpportunityScoringModel(**settings).fit_parts(parts, data.process, data.as_of, as_of)
+        assert not own.predict_proba(later).equals(whole.predict_proba(later))

@@ -551,19 +551,42 @@ def test_the_opportunity_score_fit_on_a_cluster_is_the_wholes(crm, tmp_path, cli
 
 def test_the_opportunity_score_over_partitions_follows_the_wholes_rules(tmp_path):
     # close dates and forecast categories the history never recorded: unknown before the whole's end, whatever a
-    # partition's own end; the owners' track records over every partition (a partition holds few of a rep's deals)
+    # partition's own end (here the whole's end is a forecast submission, in shared/, weeks after the last deal
+    # event: at the cutoffs between, a partition by its own rules would know its open deals' close dates); the
+    # owners' track records over every partition (a partition holds few of a rep's deals)
     from salesforecast.forecast import backtest
     from salesforecast.models.opportunity_scoring import OpportunityScoringModel, opportunity_features
 
     data = history_from_dates(generate(n_opportunities=1_200, seed=5, years=2)[0])
     assert "close_date" in unrecorded_fields(data)
+    last, subs = data.as_of, data.forecast_submissions
+    late = subs.iloc[[-1]].assign(submitted_at=last + pd.Timedelta(days=75))
+    data = replace(data, forecast_submissions=pd.concat([subs, late], ignore_index=True))
     parts = PartitionedCRM(write_partitions(data, tmp_path / "parts", 4))
-    later = opportunity_features(data, pd.date_range("2024-03-01", periods=6, freq="MS"))
+    assert parts.as_of == data.as_of > max(parts.read(i).as_of for i in range(4))
+    later = opportunity_features(data, pd.date_range(last - pd.Timedelta(days=150), periods=6, freq="MS"))
     for as_of in (None, "2024-06-30"):
         model = {"target": "period", "random_state": 0, "snapshot_freq": "W-MON", "max_rows": 2_000}
         whole = OpportunityScoringModel(**model).fit(data, as_of=as_of)
         got = partitioned_fit(OpportunityScoringModel(**model), parts, as_of)
         pd.testing.assert_series_equal(got.predict_proba(later), whole.predict_proba(later))
+    settings = {
+        "period": "month",
+        "periods": 3,
+        "groups": ["total", "owner"],
+        "opportunity_params": {"random_state": 0},
+    }
+    got = partitioned_backtest(parts, ["opportunity_score"], **settings)
+    assert (pd.to_datetime(got["cutoff"]) > last).any()  # cutoffs after the partitions' own ends
+    _compare_backtests(got, backtest(data, ["opportunity_score"], **settings))
+    # the whole records close dates, one partition's history none: it follows the whole (its deals' close dates
+    # known at every date), as the model, which learnt from close dates, reads them
+    data = generate(n_opportunities=1_200, seed=5, years=2)[0]
+    hist = data.stage_history
+    blank = partition_of(hist["opportunity_id"], 3) == 0
+    data = replace(data, stage_history=hist.assign(close_date=hist["close_date"].mask(blank)))
+    parts = PartitionedCRM(write_partitions(data, tmp_path / "blank", 3))
+    assert "close_date" in unrecorded_fields(parts.read(0)) and "close_date" not in unrecorded_fields(data)
     settings = {"periods": 2, "groups": ["total", "owner"], "opportunity_params": {"random_state": 0}}
     _compare_backtests(
         partitioned_backtest(parts, ["opportunity_score"], **settings),

@@ -169,7 +169,9 @@ def _linked(activities: pd.DataFrame, column: str) -> pd.DataFrame:
     return activities.loc[activities[column].notna().to_numpy(dtype=bool)]
 
 
-def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snapshots: pd.DataFrame) -> pd.DataFrame:
+def deal_activity_features(
+    activities: pd.DataFrame, process: SalesProcess, snapshots: pd.DataFrame, always: bool = False
+) -> pd.DataFrame:
     """Activity features of each (date, open deal) snapshot row, from the activities known at its date.
 
     The definitions are in this module's docstring.
@@ -184,13 +186,16 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     snapshots : pandas.DataFrame
         Rows of `salesforecast.snapshots.pipeline_snapshots`: ``as_of``, ``opportunity_id``, ``created_at``,
         ``stage``, ``stage_entered_at`` (and the state columns a field criterion may name).
+    always : bool
+        The columns even when no activity names a deal (the rows' deals then have none: a part of the deals of a
+        whole whose other deals have some, `salesforecast.scale`).
 
     Returns
     -------
     pandas.DataFrame
         Indexed like `snapshots`: ``activities``, ``activities_<type>`` (int64), ``activities_14d`` (int64),
         ``days_since_activity`` (float64) and, when the map has exit criteria, ``stage_criteria_met`` (float64,
-        missing for a stage without criteria). No column at all when no activity names a deal.
+        missing for a stage without criteria). No column at all when no activity names a deal (unless `always`).
 
     Examples
     --------
@@ -208,7 +213,15 @@ def deal_activity_features(activities: pd.DataFrame, process: SalesProcess, snap
     acts = _linked(activities, "opportunity_id")
     out = pd.DataFrame(index=snapshots.index)
     if not len(acts):
-        return out
+        if not always:
+            return out
+        acts = pd.DataFrame(
+            {
+                "opportunity_id": pd.Series([], dtype="str"),
+                "type": pd.Series([], dtype="str"),
+                "occurred_at": pd.Series([], dtype="datetime64[us]"),
+            }
+        )
     code, at, q, ok = _coded(acts, "opportunity_id", snapshots["opportunity_id"])
     found = q >= 0
     t = us(snapshots["as_of"])

@@ -208,6 +208,7 @@ def opportunity_features(
     history: DealHistory | None = None,
     records: OwnerRecords | None = None,
     unknown: Mapping[str, np.datetime64 | None] | None = None,
+    activity_features: bool = False,
 ) -> pd.DataFrame:
     """One row per (date, open opportunity), with features known at that date only.
 
@@ -237,6 +238,9 @@ def opportunity_features(
         deals (a partition, `salesforecast.scale`), the sum of every part's `owner_records`. Default: `data`'s.
     unknown : mapping, optional
         As `salesforecast.snapshots.pipeline_snapshots`: the whole's rules for a part of it (default: `data`'s).
+    activity_features : bool
+        The activity features even when no activity of `data` names a deal: a part of a whole whose other deals
+        have some (its deals then have none).
 
     Returns
     -------
@@ -312,7 +316,7 @@ def opportunity_features(
         ).to_numpy(dtype=bool)
         if theirs.any() and not theirs.all():
             activities = activities.loc[theirs, ["opportunity_id", "type", "occurred_at"]]
-    acts = deal_activity_features(activities, process, out)
+    acts = deal_activity_features(activities, process, out, always=activity_features)
     for name in acts.columns:
         out[name] = acts[name].to_numpy()
     return out
@@ -681,6 +685,7 @@ def _part_training(
         "first": data.opportunities["created_at"].min() if len(data.opportunities) else pd.NaT,
         "as_of": data.as_of,
         "recorded": {f: f not in unrecorded_fields(data) for f in HISTORY_FIELDS},
+        "deal_activities": _names_deals(data.activities),
     }
     deal_hash = pd.util.hash_pandas_object(pd.Series(h.ids, dtype="str"), index=False).to_numpy()
     take = np.flatnonzero(known)
@@ -693,6 +698,13 @@ def _part_training(
         summary,
         data if keep else None,
         h if keep else None,
+    )
+
+
+def _names_deals(activities: pd.DataFrame | None) -> bool:
+    """Whether an activity names a deal (then the features have activity columns)."""
+    return bool(
+        activities is not None and "opportunity_id" in activities.columns and activities["opportunity_id"].notna().any()
     )
 
 
@@ -716,6 +728,21 @@ def _part_sample_keys(
     return _smallest(strata, _row_keys(part.deal_hash[at], part.date_us[at], salt), quota)
 
 
+def _part_drawn(
+    part: _TrainingPart, used: np.ndarray, salt: int, last: tuple[np.ndarray, np.ndarray] | None
+) -> _TrainingPart:
+    """Task: the part's rows learnt from, alone (the others freed before the features are built).
+
+    Every known row at the `used` dates, or (`last`: per stratum, the largest key drawn and whether any is) those
+    of the sample.
+    """
+    at, strata = _strata(part, used)
+    if last is not None:
+        largest, drawn = last
+        at = at[drawn[strata] & (_row_keys(part.deal_hash[at], part.date_us[at], salt) <= largest[strata])]
+    return replace(part, rows=part.rows[at], date_us=part.date_us[at], won=part.won[at], deal_hash=part.deal_hash[at])
+
+
 def _part_sample(
     part: _TrainingPart,
     handle: Any,
@@ -724,22 +751,16 @@ def _part_sample(
     unknown: Mapping[str, Any] | None,
     known_unknown: Mapping[str, Any] | None,
     dates: pd.DatetimeIndex,
-    used: np.ndarray,
     records: OwnerRecords,
-    salt: int,
-    last: tuple[np.ndarray, np.ndarray] | None,
+    activities: bool,
     settings: dict[str, Any],
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Task: the features of the part's rows learnt from, and their outcomes.
+    """Task: the features of the part's rows drawn (`_part_drawn`), and their outcomes.
 
-    Every known row at the `used` dates, or (`last`: per stratum, the largest key drawn and whether any is) those
-    of the sample. The features read the owners' `records` over every part; the part is read again as known at `as_of`
-    when it was not kept (`handle`), its history under the rules `known_unknown` of the whole as known then.
+    The features read the owners' `records` over every part (and have activity columns when the whole's
+    `activities` name deals); the part is read again as known at `as_of` when it was not kept (`handle`), its
+    history under the rules `known_unknown` of the whole as known then.
     """
-    at, strata = _strata(part, used)
-    if last is not None:
-        largest, drawn = last
-        at = at[drawn[strata] & (_row_keys(part.deal_hash[at], part.date_us[at], salt) <= largest[strata])]
     data, h = part.data, part.history
     if data is None:
         data = _part_data(handle, as_of, cut, unknown)
@@ -747,19 +768,19 @@ def _part_sample(
     if known_unknown is not None:  # a part: the whole's rule (its own end is earlier)
         before = known_unknown.get("close_date")
         h = replace(h, close_unknown_before=NAT if before is None else to_us(before))
-    date_pos = np.searchsorted(dates.asi8, part.date_us[at])
     feats = opportunity_features(
         data,
         dates,
         columns=settings["columns"],
         period=settings["period"],
         prior_strength=settings["prior_strength"],
-        rows=(part.rows[at], date_pos),
+        rows=(part.rows, np.searchsorted(dates.asi8, part.date_us)),
         history=h,
         records=records,
         unknown=known_unknown,
+        activity_features=activities,
     )
-    return feats, part.won[at]
+    return feats, part.won
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -1058,14 +1079,19 @@ class OpportunityScoringModel(BaseEstimator):
             per_date[name] = total
         records = functools.reduce(operator.add, [_padded(f["records"], d) for f in found])
         known_unknown = None
-        if not keep:  # the whole's rules as known then: a field none of the parts recorded is unknown before its end
-            ends = [pd.Timestamp(f["as_of"]) for f in found if pd.notna(f["as_of"])]
-            end = max(ends) if ends else pd.NaT
+        if not keep and (cut or unknown is None):
+            # the whole's rules as known then: a field none of the parts recorded is unknown before the parts' last
+            # event then (an event of a table the parts do not hold, later, would change nothing: no deal of theirs
+            # changes between the two)
+            times = [pd.Timestamp(f["as_of"]) for f in found if pd.notna(f["as_of"])]
+            end = max(times) if times else pd.NaT
             recorded = {f: any(x["recorded"][f] for x in found) for f in HISTORY_FIELDS}
             known_unknown = {
                 f: None if f == "amount" or recorded[f] or pd.isna(end) else np.datetime64(end, "us")
                 for f in HISTORY_FIELDS
             }
+        elif not keep:  # the whole as it is: its own rules
+            known_unknown = unknown
         per_date["share_known"] = per_date["known"] / per_date["open_deals"]
         per_date["used"] = per_date["share_known"] >= self.min_known
         use_date = per_date["used"].to_numpy()
@@ -1090,6 +1116,7 @@ class OpportunityScoringModel(BaseEstimator):
             # per stratum the largest key drawn (a stratum with no row drawn: none)
             ends_at = np.searchsorted(strata, np.arange(len(counts)), side="right") - 1
             last = (np.where(quota > 0, keys[np.maximum(ends_at, 0)], np.uint64(0)), quota > 0)
+        states = tasks.map(_part_drawn, states, used=used, salt=salt, last=last)  # the other rows freed
         drawn = tasks.gather(
             tasks.map(
                 _part_sample,
@@ -1097,10 +1124,8 @@ class OpportunityScoringModel(BaseEstimator):
                 parts,
                 known_unknown=known_unknown,
                 dates=dates,
-                used=used,
                 records=records,
-                salt=salt,
-                last=last,
+                activities=any(f["deal_activities"] for f in found),
                 **common,
             )
         )
@@ -1127,6 +1152,12 @@ class OpportunityScoringModel(BaseEstimator):
         self.n_train_deals_ = int(feats["opportunity_id"].nunique())
         self.base_rate_ = n_won / n_known
         return self
+
+    @property
+    def uses_activities(self) -> bool:
+        """Whether the fitted model reads activity features (its scoring data then need their columns)."""
+        check_is_fitted(self)
+        return bool(set(self.feature_names_) & set(deal_feature_names(self.process_)))
 
     def _feature_names(self, feats: pd.DataFrame) -> list[str]:
         skip = set(_NOT_FEATURES) | set(self.exclude)

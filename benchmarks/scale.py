@@ -82,6 +82,7 @@ BACKTEST_PERIODS = 12
 STEPS: dict[str, str] = {
     "load": "1. load + validate: `read_canonical` (Parquet)",
     "snapshots": f"2. `pipeline_snapshots`, {N_DATES} weekly dates",
+    "snapshots_compact": f"2b. the same, text columns dictionary-encoded (`strings='category'`), {N_DATES} dates",
     "duckdb": "3. reference A: DuckDB SQL from the Parquet files",
     "pandas_loop": "4. reference B: pandas loop over the dates",
     "fit": "5. `StageConversionModel(n_bootstrap=0).fit`",
@@ -252,6 +253,15 @@ def step_snapshots(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any
     dates = weekly_dates()
     snap, figures = _timed(lambda: pipeline_snapshots(data, dates))
     snap.to_parquet(work / "ours.parquet", index=False)  # for the references' equality checks (not timed)
+    return {**figures, "rows": len(snap), "dates": len(dates)}
+
+
+def step_snapshots_compact(n: int, seed: int, folder: Path, work: Path) -> dict[str, Any]:
+    from salesforecast.snapshots import pipeline_snapshots
+
+    data = _load_pickle(work / "data.pkl")
+    dates = weekly_dates()
+    snap, figures = _timed(lambda: pipeline_snapshots(data, dates, strings="category"))
     return {**figures, "rows": len(snap), "dates": len(dates)}
 
 
@@ -432,6 +442,7 @@ STEP_FUNCTIONS = {
     "generate": step_generate,
     "load": step_load,
     "snapshots": step_snapshots,
+    "snapshots_compact": step_snapshots_compact,
     "duckdb": step_duckdb,
     "pandas_loop": step_pandas_loop,
     "fit": step_fit,

@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from salesforecast.datasets import load_sample
 from salesforecast.schema import CRMData, validate
 from salesforecast.snapshots import pipeline_snapshots, stage_intervals
 from tests.factories import random_crm
@@ -257,3 +260,26 @@ def test_snapshot_at_t_needs_nothing_after_t(seed):
         past = pipeline_snapshots(known_at(data, t), t)
         cols = ["opportunity_id", "stage", "amount", "close_date", "stage_entered_at"]
         pd.testing.assert_frame_equal(full[cols].reset_index(drop=True), past[cols].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("shape", ["full", "history_from_dates", "no_history_ids"])
+def test_compact_text_columns_hold_the_same_values(shape):
+    # strings="category": every text column dictionary-encoded, the same values as the str ones (missing stages of
+    # unknown states, forecast categories the history never recorded: the stage's default at past dates)
+    from salesforecast.datasets.shapes import history_from_dates
+
+    data = load_sample()
+    if shape == "history_from_dates":
+        data = history_from_dates(data)
+    elif shape == "no_history_ids":  # some deals without any history row: their state from creation
+        hist = data.stage_history
+        data = replace(data, stage_history=hist[hist["opportunity_id"] > "OPP-0150"].reset_index(drop=True))
+    dates = pd.date_range("2023-06-01", "2025-12-01", freq="MS")
+    plain = pipeline_snapshots(data, dates)
+    compact = pipeline_snapshots(data, dates, strings="category")
+    text = [c for c in plain.columns if plain[c].dtype == "str"]
+    assert {"opportunity_id", "stage", "forecast_category", "owner"} <= set(text)
+    assert all(isinstance(compact[c].dtype, pd.CategoricalDtype) for c in text)
+    pd.testing.assert_frame_equal(compact.astype(dict.fromkeys(text, "str")), plain)
+    with pytest.raises(ValueError, match="strings must be 'str' or 'category'"):
+        pipeline_snapshots(data, dates, strings="arrow")

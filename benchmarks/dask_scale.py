@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_generated_table(generated[-1:]), flush=True)
     if saved_generated:
         sizes = ", ".join(f"{g['opportunities']:,}" for g in saved_generated)
-        kept += f" (the generated CRMs of {sizes} opportunities: their saved runs)"
+        kept += f" (the generated CRMs of {sizes} opportunities: their saved runs of {saved.get('date')})"
         generated = sorted(saved_generated + generated, key=lambda g: g["opportunities"])
     shutil.rmtree(SCRATCH, ignore_errors=True)
     table = _table(runs) if runs else ""

@@ -202,6 +202,28 @@ def dask_rows(dask: dict[str, Any]) -> list[dict]:
                 src,
             )
         )
+        if "cluster_score_seconds" in one:  # the opportunity score over partitions (its fit and its scores)
+            rows.append(
+                _row(
+                    "backtest of the opportunity score at 1M on a 2-worker cluster (s)",
+                    one["cluster_score_seconds"],
+                    "s",
+                    None,
+                    src,
+                    f"one process: {one['score_seconds']} s, {one['score_peak_gb']} GB; the cluster's client "
+                    f"{one['score_client_peak_gb']} GB, workers {max(one['score_worker_peak_gb'])} GB",
+                )
+            )
+            rows.append(
+                _row(
+                    "cluster opportunity score vs one process at 1M: largest relative difference",
+                    one["score_max_relative_difference"],
+                    "",
+                    1e-9,
+                    src,
+                    "the same rows and leakage flags" if one["score_rows_equal"] else "rows differ",
+                )
+            )
     generated = sorted(dask.get("generated", []), key=lambda r: r["opportunities"])
     if len(generated) >= 2:
         a, b = generated[0], generated[-1]

@@ -633,7 +633,7 @@ def _known(data: CRMData, as_of: pd.Timestamp, unknown: Mapping[str, Any] | None
 class _TrainingPart:
     """A part's snapshot rows whose outcome is known at the fit's ``as_of`` (`_part_training`), kept where it runs.
 
-    ``rows`` (history rows), ``date_us`` (their dates), ``won`` and ``deal_hash`` (of each row's deal); with
+    ``rows`` (history rows), ``date_us`` (their dates), ``won`` and ``key`` (`_row_keys`, for the sample); with
     ``data`` and ``history`` (the part as known then) when kept for the features (one part), else they are rebuilt.
     ``summary``: what the client adds over the parts (`_part_training_summary`).
     """
@@ -641,7 +641,7 @@ class _TrainingPart:
     rows: np.ndarray
     date_us: np.ndarray
     won: np.ndarray
-    deal_hash: np.ndarray
+    key: np.ndarray
     summary: dict[str, Any]
     data: CRMData | None = None
     history: DealHistory | None = None
@@ -658,6 +658,7 @@ def _part_training(
     cut: bool,
     unknown: Mapping[str, Any] | None,
     settings: dict[str, Any],
+    salt: int,
     dates: pd.DatetimeIndex | None = None,
     keep: bool = False,
 ) -> _TrainingPart:
@@ -689,12 +690,12 @@ def _part_training(
     }
     deal_hash = pd.util.hash_pandas_object(pd.Series(h.ids, dtype="str"), index=False).to_numpy()
     take = np.flatnonzero(known)
-    rows, date_pos, won = rows[take], date_pos[take], won[take]
+    rows, date_us, won = rows[take], dates.asi8.astype(np.int64)[date_pos[take]], won[take]
     return _TrainingPart(
         rows,
-        dates.asi8.astype(np.int64)[date_pos],
+        date_us,
         won,
-        deal_hash[h.deal[rows]],
+        _row_keys(deal_hash[h.deal[rows]], date_us, salt),
         summary,
         data if keep else None,
         h if keep else None,
@@ -720,17 +721,13 @@ def _strata(part: _TrainingPart, used: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return at, pos[at] * 2 + part.won[at]
 
 
-def _part_sample_keys(
-    part: _TrainingPart, used: np.ndarray, salt: int, quota: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _part_sample_keys(part: _TrainingPart, used: np.ndarray, quota: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Task: the `quota` smallest keys of each stratum among the part's rows at the `used` dates."""
     at, strata = _strata(part, used)
-    return _smallest(strata, _row_keys(part.deal_hash[at], part.date_us[at], salt), quota)
+    return _smallest(strata, part.key[at], quota)
 
 
-def _part_drawn(
-    part: _TrainingPart, used: np.ndarray, salt: int, last: tuple[np.ndarray, np.ndarray] | None
-) -> _TrainingPart:
+def _part_drawn(part: _TrainingPart, used: np.ndarray, last: tuple[np.ndarray, np.ndarray] | None) -> _TrainingPart:
     """Task: the part's rows learnt from, alone (the others freed before the features are built).
 
     Every known row at the `used` dates, or (`last`: per stratum, the largest key drawn and whether any is) those
@@ -739,8 +736,8 @@ def _part_drawn(
     at, strata = _strata(part, used)
     if last is not None:
         largest, drawn = last
-        at = at[drawn[strata] & (_row_keys(part.deal_hash[at], part.date_us[at], salt) <= largest[strata])]
-    return replace(part, rows=part.rows[at], date_us=part.date_us[at], won=part.won[at], deal_hash=part.deal_hash[at])
+        at = at[drawn[strata] & (part.key[at] <= largest[strata])]
+    return replace(part, rows=part.rows[at], date_us=part.date_us[at], won=part.won[at], key=part.key[at])
 
 
 def _part_sample(
@@ -1058,8 +1055,10 @@ class OpportunityScoringModel(BaseEstimator):
             "columns": self.columns,
             "prior_strength": self.prior_strength,
         }
+        # the sample's salt (each row's key is computed once, where the row is)
+        salt = int(check_random_state(self.random_state).randint(0, 2**31, size=2) @ np.array([2**31, 1]))
         common = {"as_of": as_of, "cut": cut, "unknown": unknown, "settings": settings}
-        states = tasks.map(_part_training, parts, keep=keep, **common)
+        states = tasks.map(_part_training, parts, salt=salt, keep=keep, **common)
         found = tasks.gather(tasks.map(_part_training_summary, states))
         firsts = [f["first"] for f in found if pd.notna(f["first"])]
         dates = _snapshot_dates(min(firsts) if firsts else pd.NaT, as_of, self.snapshot_freq, self.lookback_days)
@@ -1069,7 +1068,7 @@ class OpportunityScoringModel(BaseEstimator):
         if any(not np.isin(f["dates"], d).all() for f in found):
             # a frequency not anchored to the calendar (a part's own dates are not the whole's): counted again at
             # the whole's dates (every part, so each keeps running where it lives)
-            states = tasks.map(_part_training, parts, keep=keep, dates=dates, **common)
+            states = tasks.map(_part_training, parts, salt=salt, keep=keep, dates=dates, **common)
             found = tasks.gather(tasks.map(_part_training_summary, states))
         per_date = pd.DataFrame({"as_of": dates})
         for name in ("open_deals", "known", "positives"):
@@ -1104,19 +1103,18 @@ class OpportunityScoringModel(BaseEstimator):
                 f"{int((per_date['open_deals'] > 0).sum())})"
             )
         used = d[use_date]
-        salt = int(check_random_state(self.random_state).randint(0, 2**31, size=2) @ np.array([2**31, 1]))
         last = None
         if self.max_rows is not None and n_known > self.max_rows:  # strata: snapshot date (so horizon) x outcome
             counts = np.zeros(2 * len(used), dtype=np.int64)
             counts[1::2] = per_date.loc[use_date, "positives"].to_numpy()
             counts[0::2] = per_date.loc[use_date, "known"].to_numpy() - counts[1::2]
             quota = _quotas(counts, int(self.max_rows))
-            smallest = tasks.gather(tasks.map(_part_sample_keys, states, used=used, salt=salt, quota=quota))
+            smallest = tasks.gather(tasks.map(_part_sample_keys, states, used=used, quota=quota))
             strata, keys = _smallest(*(np.concatenate(x) for x in zip(*smallest, strict=True)), quota)
             # per stratum the largest key drawn (a stratum with no row drawn: none)
             ends_at = np.searchsorted(strata, np.arange(len(counts)), side="right") - 1
             last = (np.where(quota > 0, keys[np.maximum(ends_at, 0)], np.uint64(0)), quota > 0)
-        states = tasks.map(_part_drawn, states, used=used, salt=salt, last=last)  # the other rows freed
+        states = tasks.map(_part_drawn, states, used=used, last=last)  # the other rows freed
         drawn = tasks.gather(
             tasks.map(
                 _part_sample,
